@@ -1,0 +1,110 @@
+//! The hypervisor boundary of the port layer. The port layer asks a [`Backend`] for virtual
+//! machines; it never knows whether they are QEMU processes on this host (`backend-local`) or
+//! VMs in vCenter. Backends know hypervisors, not Docker: they see VM configurations, disks and
+//! a byte channel to the tether, never container semantics.
+//!
+//! ```text
+//!   docker-api ──► portlayer ──► dyn Backend ──► backend-local (QEMU microvm)
+//!                                            └─► backend-vsphere (vim25)
+//! ```
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::future::BoxFuture;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// A byte stream to a VM's tether (virtio-serial locally, a network serial port on vSphere).
+pub trait TetherChannel: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> TetherChannel for T {}
+
+/// What a container VM is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmConfig {
+    /// The container ID; also the VM's identity in the backend.
+    pub id: String,
+    /// Human-readable name for the hypervisor inventory (VIC's `name-shortid` convention).
+    pub display_name: String,
+    /// The image whose base disk the root disk is a copy-on-write child of.
+    pub image_id: String,
+    pub memory_mib: u32,
+    pub cpus: u32,
+}
+
+/// A VM that has been powered on.
+pub struct PoweredOn {
+    /// Connected channel to the tether inside the VM.
+    pub channel: Box<dyn TetherChannel>,
+    /// Host process ID of the VM, where the backend has one (QEMU).
+    pub pid: Option<u32>,
+    /// Resolves when the VM has powered off, for whatever reason.
+    pub exited: BoxFuture<'static, VmExit>,
+}
+
+/// How a VM's power-off was observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmExit {
+    /// A human-readable description, e.g. "qemu exited with status 0".
+    pub detail: String,
+}
+
+/// Power state as the hypervisor reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerState {
+    On,
+    Off,
+    /// The backend has no such VM.
+    Absent,
+}
+
+/// Errors of a backend.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("no such VM: {0}")]
+    NoSuchVm(String),
+    #[error("the image {0} has no base disk; prepare it first")]
+    NoBaseDisk(String),
+    #[error("VM {id} did not connect its tether within {secs} s (console log: {log})")]
+    BootTimeout { id: String, secs: u64, log: String },
+    #[error("{0}")]
+    Failed(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The hypervisor as the port layer sees it.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Short name for logs and `docker info` ("local", "vsphere").
+    fn name(&self) -> &'static str;
+
+    /// One line describing the backend's runtime, e.g. "QEMU 7.2 microvm, TCG (no usable KVM)".
+    fn describe(&self) -> String;
+
+    /// Makes the image's read-only base disk from its unpacked root filesystem. Idempotent:
+    /// a second call for the same image returns at once.
+    async fn prepare_image(&self, image_id: &str, rootfs: &Path) -> Result<(), BackendError>;
+
+    /// Drops an image's base disk. Fails if a VM still uses it.
+    async fn remove_image(&self, image_id: &str) -> Result<(), BackendError>;
+
+    /// Creates the VM and its copy-on-write root disk. Does not power it on.
+    async fn create_vm(&self, vm: &VmConfig) -> Result<(), BackendError>;
+
+    /// Powers the VM on and returns once its tether has connected.
+    async fn power_on(&self, id: &str) -> Result<PoweredOn, BackendError>;
+
+    /// Powers the VM off, hard after `grace` if it has not gone by itself.
+    async fn power_off(&self, id: &str, grace: Duration) -> Result<(), BackendError>;
+
+    /// Powers off (if needed) and deletes the VM and its disks.
+    async fn destroy_vm(&self, id: &str) -> Result<(), BackendError>;
+
+    /// The VM's power state.
+    async fn power_state(&self, id: &str) -> PowerState;
+}

@@ -1,0 +1,1 @@
+//! The image client (in progress).

@@ -1,0 +1,2 @@
+//! The port layer (in progress).
+pub use hypervisor as backend;

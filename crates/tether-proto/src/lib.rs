@@ -1,0 +1,349 @@
+//! The wire protocol between a container VM's **tether** (PID 1 in the guest) and the host side
+//! of the port layer.
+//!
+//! One ordered byte stream per VM carries everything: control messages and the stdio of every
+//! process session. The stream is transport-neutral: locally it is a virtio-serial port, on
+//! vSphere it can be a network serial port; nothing here knows which.
+//!
+//! ```text
+//!  +--------+-------------+-------------+----------------------+
+//!  | kind u8| session u32 | length u32  | payload (length)     |   big-endian, 9-byte header
+//!  +--------+-------------+-------------+----------------------+
+//!  kind: 0 control (JSON HostMsg / GuestMsg), 1 stdin, 2 stdout, 3 stderr, 4 stdin closed
+//! ```
+//!
+//! Session 0 is the container's main process; exec sessions use other numbers. A typical
+//! conversation:
+//!
+//! ```text
+//!  guest: Hello                       (tether is up and has opened the port)
+//!  host:  Setup { hostname, root… }   (configuration arrives after boot, never on the cmdline)
+//!  guest: Ready
+//!  host:  Spawn { session: 0, process }
+//!  guest: Started { session: 0, pid }
+//!  guest: stdout / stderr frames …    host: stdin frames …, Signal, Resize
+//!  guest: Exited { session: 0, code }  (after all of that session's output)
+//!  host:  Shutdown                     (guest syncs, unmounts and powers off)
+//! ```
+//!
+//! Frames are encoded with [`encode`] and decoded incrementally with [`FrameDecoder`], so both a
+//! blocking guest and an async host can use the same code.
+
+use serde::{Deserialize, Serialize};
+
+/// Protocol version spoken by this build; sent in [`GuestMsg::Hello`].
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Name of the virtio-serial port carrying the protocol (`/sys/class/virtio-ports/*/name`).
+pub const PORT_NAME: &str = "org.vic.tether.0";
+
+/// Size of a frame header on the wire.
+pub const HEADER_LEN: usize = 9;
+
+/// Largest payload a frame may carry; writers split larger data.
+pub const MAX_PAYLOAD: usize = 1 << 20;
+
+/// The session number of the container's main process.
+pub const MAIN_SESSION: u32 = 0;
+
+/// What a frame carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FrameKind {
+    /// A JSON [`HostMsg`] or [`GuestMsg`].
+    Control = 0,
+    /// Bytes for a session's standard input.
+    Stdin = 1,
+    /// Bytes a session wrote to standard output (or its terminal).
+    Stdout = 2,
+    /// Bytes a session wrote to standard error.
+    Stderr = 3,
+    /// The host has no more standard input for the session.
+    StdinClosed = 4,
+}
+
+impl FrameKind {
+    fn from_u8(b: u8) -> Option<Self> {
+        Some(match b {
+            0 => Self::Control,
+            1 => Self::Stdin,
+            2 => Self::Stdout,
+            3 => Self::Stderr,
+            4 => Self::StdinClosed,
+            _ => return None,
+        })
+    }
+}
+
+/// One unit on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub kind: FrameKind,
+    pub session: u32,
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    /// A control frame carrying `msg` as JSON.
+    pub fn control<T: Serialize>(msg: &T) -> Self {
+        // Serializing these plain enums cannot fail: no maps with non-string keys, no floats.
+        let payload = serde_json::to_vec(msg).expect("control messages always serialize");
+        Frame {
+            kind: FrameKind::Control,
+            session: MAIN_SESSION,
+            payload,
+        }
+    }
+
+    /// A data frame (stdin, stdout, stderr) for a session.
+    pub fn data(kind: FrameKind, session: u32, payload: Vec<u8>) -> Self {
+        Frame {
+            kind,
+            session,
+            payload,
+        }
+    }
+
+    /// Decodes the JSON control message this frame carries.
+    pub fn parse_control<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ProtoError> {
+        if self.kind != FrameKind::Control {
+            return Err(ProtoError::NotControl);
+        }
+        serde_json::from_slice(&self.payload).map_err(ProtoError::BadControl)
+    }
+}
+
+/// Errors of decoding the wire format.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtoError {
+    /// unknown frame kind {0}
+    #[error("unknown frame kind {0}")]
+    UnknownKind(u8),
+    /// frame payload of {0} bytes exceeds the limit
+    #[error("frame payload of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    /// not a control frame
+    #[error("not a control frame")]
+    NotControl,
+    /// malformed control message
+    #[error("malformed control message: {0}")]
+    BadControl(#[source] serde_json::Error),
+}
+
+/// Appends the wire form of `frame` to `out`.
+pub fn encode_into(frame: &Frame, out: &mut Vec<u8>) {
+    out.reserve(HEADER_LEN + frame.payload.len());
+    out.push(frame.kind as u8);
+    out.extend_from_slice(&frame.session.to_be_bytes());
+    out.extend_from_slice(&(frame.payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(&frame.payload);
+}
+
+/// The wire form of `frame`.
+pub fn encode(frame: &Frame) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_into(frame, &mut out);
+    out
+}
+
+/// Incremental decoder: push bytes as they arrive, pull whole frames out.
+#[derive(Debug, Default)]
+pub struct FrameDecoder {
+    buf: Vec<u8>,
+}
+
+impl FrameDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete frame, if one has arrived.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, ProtoError> {
+        if self.buf.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let kind = FrameKind::from_u8(self.buf[0]).ok_or(ProtoError::UnknownKind(self.buf[0]))?;
+        let session = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]);
+        let len = u32::from_be_bytes([self.buf[5], self.buf[6], self.buf[7], self.buf[8]]) as usize;
+        if len > MAX_PAYLOAD {
+            return Err(ProtoError::TooLarge(len));
+        }
+        if self.buf.len() < HEADER_LEN + len {
+            return Ok(None);
+        }
+        let payload = self.buf[HEADER_LEN..HEADER_LEN + len].to_vec();
+        self.buf.drain(..HEADER_LEN + len);
+        Ok(Some(Frame {
+            kind,
+            session,
+            payload,
+        }))
+    }
+}
+
+/// Machine-wide settings the host sends once after boot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Setup {
+    /// Hostname of the container (Docker's default is the short container ID).
+    pub hostname: String,
+    /// Block device holding the container's root filesystem, e.g. `/dev/vda`.
+    pub root_device: String,
+    /// Filesystem type of the root device, e.g. `ext4`.
+    pub root_fstype: String,
+    /// Wall-clock time at the host, nanoseconds since the Unix epoch; the guest sets its clock.
+    pub clock_unix_nanos: u128,
+    /// Entropy for the guest's RNG (restored snapshots share RNG state).
+    #[serde(default)]
+    pub entropy: Vec<u8>,
+}
+
+/// A process to run in the container.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Process {
+    /// argv\[0\] is looked up in the `PATH` of `env` when it has no slash.
+    pub argv: Vec<String>,
+    /// `KEY=value` strings.
+    pub env: Vec<String>,
+    /// Working directory inside the container; empty means `/`.
+    pub cwd: String,
+    /// `user`, `uid`, `user:group` or `uid:gid`; empty means root.
+    pub user: String,
+    /// Run on a pseudo-terminal (stdout carries the terminal, no stderr).
+    pub tty: bool,
+    /// Keep standard input open for host data (otherwise it reads from /dev/null).
+    pub stdin: bool,
+    /// Initial terminal size, when `tty`.
+    #[serde(default)]
+    pub rows: u16,
+    #[serde(default)]
+    pub cols: u16,
+}
+
+/// Messages from host to guest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HostMsg {
+    Setup(Setup),
+    Spawn {
+        session: u32,
+        process: Process,
+    },
+    Signal {
+        session: u32,
+        signal: i32,
+    },
+    Resize {
+        session: u32,
+        rows: u16,
+        cols: u16,
+    },
+    Ping {
+        seq: u64,
+    },
+    /// Kill what still runs, sync, unmount and power the VM off.
+    Shutdown,
+}
+
+/// Messages from guest to host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum GuestMsg {
+    Hello {
+        version: u32,
+        kernel: String,
+    },
+    /// Setup is done: the root filesystem is mounted.
+    Ready,
+    /// Setup failed; the VM cannot run anything.
+    SetupFailed {
+        message: String,
+    },
+    Started {
+        session: u32,
+        pid: u32,
+    },
+    /// The process could not be started. `code` follows Docker: 127 not found, 126 not executable.
+    SpawnFailed {
+        session: u32,
+        message: String,
+        code: i32,
+    },
+    /// The session's process ended; sent after all of its output. `code` is 128+signal when it
+    /// was killed by a signal.
+    Exited {
+        session: u32,
+        code: i32,
+    },
+    Pong {
+        seq: u64,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_survive_arbitrary_splits() {
+        let frames = vec![
+            Frame::control(&HostMsg::Ping { seq: 7 }),
+            Frame::data(FrameKind::Stdout, 0, b"hello\n".to_vec()),
+            Frame::data(FrameKind::StdinClosed, 3, Vec::new()),
+        ];
+        let mut wire = Vec::new();
+        for f in &frames {
+            encode_into(f, &mut wire);
+        }
+        for chunk in [1, 2, 5, 9, 100] {
+            let mut dec = FrameDecoder::new();
+            let mut got = Vec::new();
+            for piece in wire.chunks(chunk) {
+                dec.push(piece);
+                while let Some(f) = dec.next_frame().unwrap() {
+                    got.push(f);
+                }
+            }
+            assert_eq!(got, frames, "chunk size {chunk}");
+        }
+    }
+
+    #[test]
+    fn control_messages_round_trip() {
+        let msg = HostMsg::Spawn {
+            session: 0,
+            process: Process {
+                argv: vec!["echo".into(), "hi".into()],
+                tty: true,
+                ..Default::default()
+            },
+        };
+        let f = Frame::control(&msg);
+        assert_eq!(f.parse_control::<HostMsg>().unwrap(), msg);
+        let g = Frame::control(&GuestMsg::Exited {
+            session: 0,
+            code: 3,
+        });
+        assert_eq!(
+            g.parse_control::<GuestMsg>().unwrap(),
+            GuestMsg::Exited {
+                session: 0,
+                code: 3
+            }
+        );
+    }
+
+    #[test]
+    fn oversized_and_unknown_frames_are_errors() {
+        let mut dec = FrameDecoder::new();
+        dec.push(&[9, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(matches!(dec.next_frame(), Err(ProtoError::UnknownKind(9))));
+        let mut dec = FrameDecoder::new();
+        dec.push(&[2, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+        assert!(matches!(dec.next_frame(), Err(ProtoError::TooLarge(_))));
+    }
+}
