@@ -1,2 +1,37 @@
-//! The port layer (in progress).
+//! The **port layer**: the container abstractions of a VCH, neutral to both the API on top
+//! (the Docker personality) and the hypervisor below (a [`Backend`]).
+//!
+//! It owns containers (create, start, stop, kill, wait, remove), their interaction streams
+//! (attach, stdin, resize), their logs (kept host-side, so they outlive the VM), the lifecycle
+//! event stream, and the link from the image store to the backend's disks. It does not speak
+//! Docker's JSON, and it does not know how a VM is made.
+//!
+//! ```text
+//!   docker-api ── Containers::{create,start,attach,wait,…} ──► portlayer
+//!                                                               │  state/   (one JSON record a container, atomic writes)
+//!                                                               │  logs     (framed records with stream + timestamp)
+//!                                                               ▼
+//!                                      dyn Backend ── VM + channel ──► tether (tether-proto frames)
+//! ```
+//!
+//! Each running container has one *session task* that reads the tether channel: output goes
+//! to the log file first and then to live subscribers (attach, `logs -f`), and the exit is
+//! recorded before anyone waiting is told.
+
+pub mod container;
+pub mod events;
+pub mod logs;
+mod names;
+mod session;
+mod signals;
+mod state;
+mod manager;
+
+pub use container::{ContainerRecord, ContainerSpec, ContainerState, ProcessSpec, Status};
+pub use events::{Event, EventBus};
 pub use hypervisor as backend;
+pub use hypervisor::Backend;
+pub use logs::{LogEntry, LogStream};
+pub use manager::{AttachStreams, Containers, ContainersConfig, Error, Output, WaitCondition};
+pub use session::StdinMsg;
+pub use signals::parse_signal;

@@ -1,0 +1,66 @@
+# vic — build, demo and test entry points. See README.md.
+SHELL := /bin/bash
+BUILD := $(CURDIR)/build
+BIN := $(BUILD)/bin
+BOOT := $(BUILD)/bootstrap
+STATIC_TARGET := x86_64-unknown-linux-gnu
+TETHER := $(CURDIR)/target/static/$(STATIC_TARGET)/release/tether
+REG_DIR := $(BUILD)/registry
+DOCKER ?= $(shell [ -x /usr/local/bin/docker ] && echo /usr/local/bin/docker || echo docker)
+export VIC_STATE_ROOT ?= $(BUILD)/state
+
+.PHONY: all deps build kernel initramfs binaries demo demo-clean test unit-test lint bench registry clean
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+
+build: binaries kernel initramfs
+
+binaries:
+	cargo build --release -p vic-machine -p appliance
+	@mkdir -p $(BIN)
+	cp target/release/vic-machine target/release/vic-appliance $(BIN)/
+
+kernel:
+	bootstrap/build-kernel.sh $(BOOT)/vmlinux
+
+$(TETHER): $(shell find crates/tether crates/tether-proto -name '*.rs' -o -name Cargo.toml)
+	RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -p tether \
+		--target $(STATIC_TARGET) --target-dir target/static
+
+initramfs: $(TETHER)
+	bootstrap/build-initramfs.sh $(BOOT)/initramfs.cpio $(TETHER)
+
+registry:
+	tests/fixtures/registry.sh start $(REG_DIR)
+
+# Set-up plus the main job: build, create a local VCH, run a container VM in it.
+demo: deps build registry
+	@bash scripts/demo.sh "$(BIN)" "$$(cat $(REG_DIR)/registry.addr)" "$(DOCKER)"
+
+demo-clean:
+	-$(BIN)/vic-machine delete --target local --name demo --force
+	-tests/fixtures/registry.sh stop $(REG_DIR)
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+unit-test:
+	cargo test --workspace
+
+# The whole suite: unit tests, then the tests that need real parts (QEMU VMs, the registry,
+# the docker CLI), which are #[ignore]d in a plain `cargo test`.
+test: deps build registry
+	@bash scripts/test.sh "$(BUILD)" "$$(cat $(REG_DIR)/registry.addr)" "$(DOCKER)"
+
+bench: deps build registry
+	cargo build --release -p bench
+	target/release/vic-bench --bin-dir $(BIN) --registry "$$(cat $(REG_DIR)/registry.addr)" --docker $(DOCKER)
+
+clean:
+	-tests/fixtures/registry.sh stop $(REG_DIR)
+	rm -rf $(BUILD)
+	cargo clean

@@ -1,0 +1,114 @@
+//! `vic-appliance`: one process per VCH serving the Docker API over the port layer, with the
+//! local QEMU backend. `vic-machine create` starts it; it is not meant to be run by hand.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use docker_api::{AppState, VchInfo};
+use imagec::pull::{Puller, RegistryOptions};
+use imagec::store::ImageStore;
+use portlayer::{Containers, ContainersConfig, EventBus};
+
+#[derive(Debug, Parser)]
+#[command(name = "vic-appliance", version, about = "VCH appliance: Docker API personality and port layer")]
+struct Args {
+    /// Name of the VCH.
+    #[arg(long)]
+    name: String,
+    /// Directory holding the VCH's state.
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// Address the Docker API listens on.
+    #[arg(long, default_value = "127.0.0.1:2375")]
+    listen: String,
+    /// Image store directory (default: STATE_DIR/images).
+    #[arg(long)]
+    image_store: Option<PathBuf>,
+    /// Registries reached over plain HTTP (host:port); repeatable.
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+    /// Guest kernel of the container VMs.
+    #[arg(long)]
+    kernel: PathBuf,
+    /// Initramfs holding tether.
+    #[arg(long)]
+    initrd: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VIC_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.state_dir).with_context(|| format!("creating {}", args.state_dir.display()))?;
+    let image_root = args.image_store.clone().unwrap_or_else(|| args.state_dir.join("images"));
+    let images = Arc::new(ImageStore::open(&image_root).with_context(|| format!("opening the image store {}", image_root.display()))?);
+    let backend = backend_local::LocalBackend::new(backend_local::LocalConfig {
+        root: args.state_dir.join("vms"),
+        kernel: args.kernel.clone(),
+        initrd: args.initrd.clone(),
+        ..backend_local::LocalConfig::default()
+    })
+    .context("starting the local backend")?;
+    let backend: Arc<dyn hypervisor::Backend> = Arc::new(backend);
+    tracing::info!(vch = %args.name, backend = %backend.describe(), "appliance starting");
+    let events = Arc::new(EventBus::new());
+    let containers = Containers::open(
+        ContainersConfig { state_dir: args.state_dir.join("containers") },
+        backend,
+        images.clone(),
+        events,
+    )
+    .await?;
+    let puller = Arc::new(Puller::new(RegistryOptions { insecure: args.insecure_registries.clone() }));
+    let state = AppState {
+        containers: containers.clone(),
+        images,
+        puller,
+        info: Arc::new(VchInfo {
+            name: args.name.clone(),
+            insecure_registries: args.insecure_registries.clone(),
+            root_dir: args.state_dir.display().to_string(),
+        }),
+    };
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    std::fs::write(args.state_dir.join("appliance.pid"), std::process::id().to_string())?;
+    let server = tokio::spawn(docker_api::serve(listener, state, std::future::pending()));
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        res = server => {
+            res.context("the API server task failed")?.context("the API server failed")?;
+            return Ok(());
+        }
+    }
+    tracing::info!("shutting down: stopping container VMs");
+    containers.shutdown(Duration::from_secs(5)).await;
+    tracing::info!("appliance stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; the appliance stops only when killed");
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}

@@ -1,0 +1,190 @@
+//! Docker's JSON shapes for inspect and list output.
+
+use chrono::{DateTime, Utc};
+use imagec::store::ImageRecord;
+use portlayer::{ContainerRecord, Status};
+use serde_json::{json, Value};
+
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+fn rfc3339(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)).unwrap_or_else(|| ZERO_TIME.to_string())
+}
+
+fn created_unix(created: &str) -> i64 {
+    DateTime::parse_from_rfc3339(created).map(|t| t.timestamp()).unwrap_or(0)
+}
+
+/// `GET /images/json` entry.
+pub fn image_summary(img: &ImageRecord, containers: usize) -> Value {
+    json!({
+        "Id": img.id,
+        "ParentId": "",
+        "RepoTags": img.repo_tags,
+        "RepoDigests": img.repo_digests,
+        "Created": created_unix(&img.created),
+        "Size": img.size,
+        "SharedSize": -1,
+        "Labels": img.config.pointer("/config/Labels").cloned().unwrap_or(Value::Null),
+        "Containers": containers,
+    })
+}
+
+/// `GET /images/{name}/json`.
+pub fn image_json(img: &ImageRecord) -> Value {
+    json!({
+        "Id": img.id,
+        "RepoTags": img.repo_tags,
+        "RepoDigests": img.repo_digests,
+        "Parent": "",
+        "Comment": img.config.get("comment").cloned().unwrap_or(json!("")),
+        "Created": img.created,
+        "DockerVersion": img.config.get("docker_version").cloned().unwrap_or(json!("")),
+        "Author": img.config.get("author").cloned().unwrap_or(json!("")),
+        "Config": img.config.get("config").cloned().unwrap_or(json!({})),
+        "Architecture": img.architecture,
+        "Variant": img.config.get("variant").cloned(),
+        "Os": img.os,
+        "Size": img.size,
+        "GraphDriver": { "Name": "vic", "Data": null },
+        "RootFS": { "Type": "layers", "Layers": img.diff_ids },
+        "Metadata": { "LastTagTime": ZERO_TIME },
+    })
+}
+
+/// Go-units' HumanDuration, which Docker uses in `docker ps`.
+pub fn human_duration(secs: i64) -> String {
+    let s = secs.max(0);
+    let (m, h) = (s / 60, s / 3600);
+    match s {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        _ if s < 60 => format!("{s} seconds"),
+        _ if m == 1 => "About a minute".into(),
+        _ if m < 60 => format!("{m} minutes"),
+        _ if h == 1 => "About an hour".into(),
+        _ if h < 48 => format!("{h} hours"),
+        _ if h < 24 * 7 * 2 => format!("{} days", h / 24),
+        _ if h < 24 * 30 * 2 => format!("{} weeks", h / 24 / 7),
+        _ if h < 24 * 365 * 2 => format!("{} months", h / 24 / 30),
+        _ => format!("{} years", h / 24 / 365),
+    }
+}
+
+/// The `Status` column of `docker ps`.
+pub fn status_text(c: &ContainerRecord, now: DateTime<Utc>) -> String {
+    match c.state.status {
+        Status::Created => "Created".into(),
+        Status::Running => {
+            let since = c.state.started_at.unwrap_or(c.created);
+            format!("Up {}", human_duration((now - since).num_seconds()))
+        }
+        Status::Exited => match c.state.finished_at {
+            Some(t) => format!("Exited ({}) {} ago", c.state.exit_code, human_duration((now - t).num_seconds())),
+            None => format!("Exited ({})", c.state.exit_code),
+        },
+    }
+}
+
+fn personality<'a>(c: &'a ContainerRecord, key: &str) -> Option<&'a Value> {
+    c.spec.personality.get(key)
+}
+
+/// The command as `docker ps` shows it.
+fn command_line(c: &ContainerRecord) -> String {
+    c.spec
+        .process
+        .argv
+        .iter()
+        .map(|a| if a.contains(' ') { format!("\"{a}\"") } else { a.clone() })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `GET /containers/json` entry.
+pub fn container_summary(c: &ContainerRecord, now: DateTime<Utc>) -> Value {
+    json!({
+        "Id": c.id,
+        "Names": [format!("/{}", c.spec.name)],
+        "Image": c.spec.image_ref,
+        "ImageID": c.spec.image_id,
+        "Command": command_line(c),
+        "Created": c.created.timestamp(),
+        "Ports": [],
+        "Labels": c.spec.labels,
+        "State": c.state.status.as_str(),
+        "Status": status_text(c, now),
+        "HostConfig": { "NetworkMode": "default" },
+        "NetworkSettings": { "Networks": {} },
+        "Mounts": [],
+    })
+}
+
+/// `GET /containers/{id}/json`.
+pub fn container_json(c: &ContainerRecord, log_path: &str) -> Value {
+    let argv = &c.spec.process.argv;
+    let running = c.state.status == Status::Running;
+    let mut config = personality(c, "Config").cloned().unwrap_or_else(|| json!({}));
+    config["Hostname"] = json!(c.spec.hostname);
+    config["Image"] = json!(c.spec.image_ref);
+    json!({
+        "Id": c.id,
+        "Created": rfc3339(Some(c.created)),
+        "Path": argv.first().cloned().unwrap_or_default(),
+        "Args": argv.iter().skip(1).collect::<Vec<_>>(),
+        "State": {
+            "Status": c.state.status.as_str(),
+            "Running": running,
+            "Paused": false,
+            "Restarting": false,
+            "OOMKilled": false,
+            "Dead": false,
+            "Pid": c.state.pid,
+            "ExitCode": c.state.exit_code,
+            "Error": c.state.error,
+            "StartedAt": rfc3339(c.state.started_at),
+            "FinishedAt": rfc3339(c.state.finished_at),
+        },
+        "Image": c.spec.image_id,
+        "ResolvConfPath": "",
+        "HostnamePath": "",
+        "HostsPath": "",
+        "LogPath": log_path,
+        "Name": format!("/{}", c.spec.name),
+        "RestartCount": 0,
+        "Driver": "vic",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": null,
+        "HostConfig": personality(c, "HostConfig").cloned().unwrap_or_else(|| json!({})),
+        "GraphDriver": { "Name": "vic", "Data": null },
+        "Mounts": [],
+        "Config": config,
+        "NetworkSettings": {
+            "Bridge": "",
+            "SandboxID": "",
+            "Ports": {},
+            "SandboxKey": "",
+            "Networks": {},
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_docker() {
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(1), "1 second");
+        assert_eq!(human_duration(5), "5 seconds");
+        assert_eq!(human_duration(61), "About a minute");
+        assert_eq!(human_duration(600), "10 minutes");
+        assert_eq!(human_duration(3700), "About an hour");
+        assert_eq!(human_duration(3 * 3600), "3 hours");
+        assert_eq!(human_duration(3 * 86400), "3 days");
+    }
+}

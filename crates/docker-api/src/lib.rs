@@ -1,0 +1,182 @@
+//! The **Docker personality** of a VCH: Docker Engine API over HTTP, translated into port
+//! layer calls. It knows Docker — its JSON, its status codes, its wording, its stream
+//! framings — and nothing about hypervisors.
+//!
+//! ```text
+//!   docker CLI ──HTTP──► router ─► system.rs      /_ping /version /info
+//!                               ├► images.rs      /images/…   (imagec)
+//!                               ├► containers.rs  /containers/…  (portlayer::Containers)
+//!                               └► streams.rs     attach (hijacked), logs, wait
+//! ```
+//!
+//! Every path is accepted with or without the `/v1.NN` prefix; the version a client asks for
+//! is checked against [`MIN_API_VERSION`]..=[`API_VERSION`].
+
+mod containers;
+mod error;
+mod images;
+mod inspect;
+mod streams;
+mod system;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use imagec::pull::Puller;
+use imagec::store::ImageStore;
+use portlayer::Containers;
+use tower::ServiceExt;
+
+pub use error::{ApiError, ApiResult};
+
+/// Highest Docker Engine API version served (what the docker 28 CLI negotiates).
+pub const API_VERSION: &str = "1.50";
+/// Lowest API version accepted.
+pub const MIN_API_VERSION: &str = "1.24";
+
+/// What the VCH tells clients about itself.
+#[derive(Debug, Clone, Default)]
+pub struct VchInfo {
+    /// The VCH's name.
+    pub name: String,
+    /// Registries reached over plain HTTP.
+    pub insecure_registries: Vec<String>,
+    /// Where the VCH keeps its state (DockerRootDir).
+    pub root_dir: String,
+}
+
+/// Shared state of the API handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub containers: Containers,
+    pub images: Arc<ImageStore>,
+    pub puller: Arc<Puller>,
+    pub info: Arc<VchInfo>,
+}
+
+/// The Docker API router (paths without version prefix).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/_ping", get(system::ping).head(system::ping))
+        .route("/version", get(system::version))
+        .route("/info", get(system::info))
+        .route("/images/create", post(images::create))
+        .route("/images/json", get(images::list))
+        .route("/images/{*rest}", get(images::get_dispatch).delete(images::delete))
+        .route("/containers/create", post(containers::create))
+        .route("/containers/json", get(containers::list))
+        .route("/containers/{id}/json", get(containers::inspect))
+        .route("/containers/{id}/start", post(containers::start))
+        .route("/containers/{id}/stop", post(containers::stop))
+        .route("/containers/{id}/restart", post(containers::restart))
+        .route("/containers/{id}/kill", post(containers::kill))
+        .route("/containers/{id}/wait", post(streams::wait))
+        .route("/containers/{id}/resize", post(containers::resize))
+        .route("/containers/{id}/attach", post(streams::attach))
+        .route("/containers/{id}/logs", get(streams::logs))
+        .route("/containers/{id}", axum::routing::delete(containers::remove))
+        .fallback(not_found)
+        .layer(middleware::from_fn(docker_headers))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("page not found: {} {}", req.method(), req.uri().path()))
+}
+
+/// Adds the headers Docker puts on every response.
+async fn docker_headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
+    h.insert("Docker-Experimental", HeaderValue::from_static("false"));
+    h.insert("Ostype", HeaderValue::from_static("linux"));
+    h.insert("Server", HeaderValue::from_static(concat!("vic/", env!("CARGO_PKG_VERSION"), " (linux)")));
+    resp
+}
+
+fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let (a, b) = v.split_once('.')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// Strips `/v1.NN` and refuses versions outside the supported range.
+fn strip_version(mut req: Request) -> Result<Request, Response> {
+    let path = req.uri().path();
+    let Some(rest) = path.strip_prefix("/v") else { return Ok(req) };
+    let Some((ver, tail)) = rest.split_once('/') else { return Ok(req) };
+    let Some(asked) = parse_version(ver) else { return Ok(req) };
+    let max = parse_version(API_VERSION).unwrap_or((1, 50));
+    let min = parse_version(MIN_API_VERSION).unwrap_or((1, 24));
+    if asked > max {
+        let msg = format!("client version {ver} is too new. Maximum supported API version is {API_VERSION}");
+        return Err(ApiError::bad_request(msg).into_response());
+    }
+    if asked < min {
+        let msg = format!("client version {ver} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version");
+        return Err(ApiError::bad_request(msg).into_response());
+    }
+    let new_path = format!("/{tail}");
+    let pq = match req.uri().query() {
+        Some(q) => format!("{new_path}?{q}"),
+        None => new_path,
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = pq.parse().ok();
+    if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
+    Ok(req)
+}
+
+/// Serves the API on `addr` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state);
+    let svc = tower::service_fn(move |req: Request| {
+        let app = app.clone();
+        async move {
+            match strip_version(req) {
+                Ok(req) => app.oneshot(req).await,
+                Err(resp) => Ok(resp),
+            }
+        }
+    });
+    let local: SocketAddr = listener.local_addr()?;
+    tracing::info!("Docker API listening on {local}");
+    axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(svc))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Reads a Docker boolean query parameter ("1", "true", "True").
+pub(crate) fn truthy(v: Option<&String>) -> bool {
+    matches!(v.map(|s| s.to_ascii_lowercase()).as_deref(), Some("1" | "true" | "yes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_prefix_is_stripped_and_checked() {
+        let req = Request::builder().uri("/v1.47/containers/json?all=1").body(axum::body::Body::empty()).unwrap();
+        let req = strip_version(req).unwrap();
+        assert_eq!(req.uri().path(), "/containers/json");
+        assert_eq!(req.uri().query(), Some("all=1"));
+        let req = Request::builder().uri("/v1.99/info").body(axum::body::Body::empty()).unwrap();
+        let resp = strip_version(req).unwrap_err();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        let req = Request::builder().uri("/_ping").body(axum::body::Body::empty()).unwrap();
+        assert_eq!(strip_version(req).unwrap().uri().path(), "/_ping");
+    }
+}

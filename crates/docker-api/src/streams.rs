@@ -1,0 +1,213 @@
+//! The streaming endpoints: `wait` (headers at once, status at exit), `attach` (a hijacked
+//! connection: raw for a TTY, 8-byte multiplexed frames otherwise) and `logs`.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::{BufMut, Bytes, BytesMut};
+use chrono::{DateTime, Utc};
+use hyper_util::rt::TokioIo;
+use portlayer::logs::{read_all, LogEntry, LogStream};
+use portlayer::{Output, Status, WaitCondition};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::{truthy, ApiError, ApiResult, AppState};
+
+const RAW: &str = "application/vnd.docker.raw-stream";
+const MUX: &str = "application/vnd.docker.multiplexed-stream";
+
+/// POST /containers/{id}/wait?condition=
+pub async fn wait(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let condition = match q.get("condition").map(String::as_str) {
+        None | Some("") | Some("not-running") => WaitCondition::NotRunning,
+        Some("next-exit") => WaitCondition::NextExit,
+        Some("removed") => WaitCondition::Removed,
+        Some(other) => return Err(ApiError::bad_request(format!("invalid condition: \"{other}\""))),
+    };
+    let c = st.containers.get(&id)?;
+    let containers = st.containers.clone();
+    let body = futures_util::stream::once(async move {
+        let v = match containers.wait(&c.id, condition).await {
+            Ok(code) => json!({ "StatusCode": code, "Error": null }),
+            Err(e) => json!({ "StatusCode": -1, "Error": { "Message": e.to_string() } }),
+        };
+        let mut line = serde_json::to_vec(&v).unwrap_or_default();
+        line.push(b'\n');
+        Ok::<_, std::io::Error>(Bytes::from(line))
+    });
+    Ok(([(header::CONTENT_TYPE, "application/json")], Body::from_stream(body)).into_response())
+}
+
+/// Encodes one entry for the client: raw for a TTY, else with the 8-byte stream header.
+fn frame(entry: &LogEntry, tty: bool, timestamps: bool) -> Bytes {
+    let ts = timestamps.then(|| format!("{} ", entry.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)));
+    let len = entry.data.len() + ts.as_ref().map_or(0, String::len);
+    let mut out = BytesMut::with_capacity(len + 8);
+    if !tty {
+        out.put_u8(match entry.stream {
+            LogStream::Stdout => 1,
+            LogStream::Stderr => 2,
+        });
+        out.put_bytes(0, 3);
+        out.put_u32(len as u32);
+    }
+    if let Some(ts) = ts {
+        out.put_slice(ts.as_bytes());
+    }
+    out.put_slice(&entry.data);
+    out.freeze()
+}
+
+fn wanted(entry: &LogEntry, stdout: bool, stderr: bool) -> bool {
+    match entry.stream {
+        LogStream::Stdout => stdout,
+        LogStream::Stderr => stderr,
+    }
+}
+
+/// POST /containers/{id}/attach?stream=&stdin=&stdout=&stderr=
+pub async fn attach(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    mut req: Request,
+) -> ApiResult<Response> {
+    let want_stdin = truthy(q.get("stdin"));
+    let want_stdout = truthy(q.get("stdout"));
+    let want_stderr = truthy(q.get("stderr"));
+    let (rec, streams) = st.containers.attach(&id, want_stdin)?;
+    let upgrade = req.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok()).map(str::to_ascii_lowercase);
+    if upgrade.as_deref() != Some("tcp") {
+        return Err(ApiError::bad_request("attach needs a connection upgrade (Upgrade: tcp)"));
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let tty = streams.tty;
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(id = %rec.id, "attach upgrade failed: {e}");
+                return;
+            }
+        };
+        let (mut rd, mut wr) = tokio::io::split(TokioIo::new(upgraded));
+        let stdin_task = streams.stdin.map(|tx| {
+            let once = streams.stdin_once;
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 32 * 1024];
+                loop {
+                    match rd.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if tx.send(portlayer::StdinMsg::Data(Bytes::copy_from_slice(&buf[..n]))).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                if once {
+                    let _ = tx.send(portlayer::StdinMsg::Close);
+                }
+            })
+        });
+        let mut output = streams.output;
+        loop {
+            match output.recv().await {
+                Ok(Output::Entry(entry, _)) => {
+                    if wanted(&entry, want_stdout, want_stderr) && wr.write_all(&frame(&entry, tty, false)).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(Output::Eof) | Err(RecvError::Closed) => break,
+                Err(RecvError::Lagged(n)) => tracing::warn!(id = %rec.id, "attach fell behind: {n} entries dropped"),
+            }
+        }
+        let _ = wr.flush().await;
+        let _ = wr.shutdown().await;
+        if let Some(t) = stdin_task {
+            t.abort();
+        }
+    });
+    let ctype = if tty { RAW } else { MUX };
+    Ok(Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONTENT_TYPE, ctype)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "tcp")
+        .body(Body::empty())
+        .map_err(|e| ApiError::internal(e.to_string()))?)
+}
+
+fn parse_time(v: Option<&String>) -> Option<DateTime<Utc>> {
+    let v = v.filter(|s| !s.is_empty() && *s != "0")?;
+    let secs: f64 = v.parse().ok()?;
+    DateTime::from_timestamp(secs.trunc() as i64, ((secs.fract()) * 1e9) as u32)
+}
+
+/// GET /containers/{id}/logs?stdout=&stderr=&follow=&tail=&timestamps=&since=&until=
+pub async fn logs(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let (stdout, stderr) = (truthy(q.get("stdout")), truthy(q.get("stderr")));
+    if !stdout && !stderr {
+        return Err(ApiError::bad_request("Bad parameters: you must choose at least one stream"));
+    }
+    let follow = truthy(q.get("follow"));
+    let timestamps = truthy(q.get("timestamps"));
+    let since = parse_time(q.get("since"));
+    let until = parse_time(q.get("until"));
+    let tail: Option<usize> = q.get("tail").and_then(|t| t.parse::<i64>().ok()).filter(|t| *t >= 0).map(|t| t as usize);
+    let c = st.containers.get(&id)?;
+    // Subscribe before reading the file, so nothing falls between the two.
+    let live = if follow { Some(st.containers.subscribe(&c.id)?) } else { None };
+    let running = st.containers.get(&c.id)?.state.status == Status::Running;
+    let tty = c.spec.process.tty;
+    let path = st.containers.log_path(&c.id);
+    let (entries, file_end) = tokio::task::spawn_blocking(move || read_all(&path))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(format!("reading the container log: {e}")))?;
+    let keep = |e: &LogEntry| {
+        wanted(e, stdout, stderr) && since.is_none_or(|s| e.time >= s) && until.is_none_or(|u| e.time <= u)
+    };
+    let mut selected: Vec<&LogEntry> = entries.iter().filter(|e| keep(e)).collect();
+    if let Some(n) = tail {
+        let skip = selected.len().saturating_sub(n);
+        selected.drain(..skip);
+    }
+    let mut head = BytesMut::new();
+    for e in selected {
+        head.extend_from_slice(&frame(e, tty, timestamps));
+    }
+    let head = futures_util::stream::once(async move { Ok::<_, std::io::Error>(head.freeze()) });
+    let ctype = if tty { RAW } else { MUX };
+    let body = match live.filter(|_| running && until.is_none()) {
+        None => Body::from_stream(head),
+        Some(rx) => {
+            let rest = futures_util::stream::unfold(rx, move |mut rx| async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(Output::Entry(e, end)) if end > file_end && keep(&e) => {
+                            return Some((Ok::<_, std::io::Error>(frame(&e, tty, timestamps)), rx))
+                        }
+                        Ok(Output::Entry(..)) | Err(RecvError::Lagged(_)) => continue,
+                        Ok(Output::Eof) | Err(RecvError::Closed) => return None,
+                    }
+                }
+            });
+            Body::from_stream(futures_util::StreamExt::chain(head, rest))
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, ctype)], body).into_response())
+}

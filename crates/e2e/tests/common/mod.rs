@@ -1,0 +1,174 @@
+//! Shared harness: one VCH a test binary, the docker CLI, the registry address.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const WHY: &str = "needs QEMU, the test registry and the docker CLI: make test runs it";
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run these tests with `make test`"))
+}
+
+pub fn build_dir() -> PathBuf {
+    PathBuf::from(env("VIC_BUILD_DIR"))
+}
+
+pub fn registry() -> String {
+    env("VIC_TEST_REGISTRY")
+}
+
+pub fn vic_machine() -> Command {
+    let mut c = Command::new(build_dir().join("bin/vic-machine"));
+    c.env("VIC_STATE_ROOT", env("VIC_STATE_ROOT"));
+    c
+}
+
+/// A VCH created for this test binary.
+pub struct Vch {
+    pub name: String,
+    pub docker_host: String,
+}
+
+static VCH: OnceLock<Vch> = OnceLock::new();
+
+/// The test binary's VCH, created on first use (deleted by `make test` afterwards).
+pub fn vch() -> &'static Vch {
+    VCH.get_or_init(|| {
+        let name = format!("e2e-{}", std::process::id());
+        let workdir = std::env::temp_dir().join(&name);
+        std::fs::create_dir_all(&workdir).expect("temp dir");
+        let out = vic_machine()
+            .current_dir(&workdir)
+            .args(["create", "--target", "local", "--name", &name, "--no-tls", "--insecure-registry", &registry()])
+            .output()
+            .expect("running vic-machine create");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "vic-machine create failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("Installer completed successfully"), "{stdout}");
+        let docker_host = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("DOCKER_HOST="))
+            .expect("create prints DOCKER_HOST=")
+            .to_string();
+        let env_file = std::fs::read_to_string(workdir.join(&name).join(format!("{name}.env"))).expect("NAME/NAME.env");
+        assert_eq!(env_file.trim(), format!("DOCKER_HOST={docker_host}"));
+        Vch { name, docker_host }
+    })
+}
+
+pub fn docker_cmd() -> Command {
+    let mut c = Command::new(env("VIC_DOCKER"));
+    c.env("DOCKER_HOST", &vch().docker_host);
+    c.env_remove("DOCKER_TLS_VERIFY").env_remove("DOCKER_CERT_PATH").env_remove("DOCKER_CONTEXT");
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Runs docker with a deadline; panics if it does not finish.
+pub fn docker(args: &[&str]) -> Output {
+    docker_timeout(args, Duration::from_secs(180))
+}
+
+pub fn docker_timeout(args: &[&str], limit: Duration) -> Output {
+    let mut child = docker_cmd()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning docker");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("waiting for docker").is_some() {
+            return child.wait_with_output().expect("docker output");
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("docker output");
+            panic!(
+                "docker {args:?} did not finish within {limit:?}; stdout: {} stderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// Runs docker and asserts success; returns stdout.
+pub fn ok(args: &[&str]) -> String {
+    let o = docker(args);
+    assert!(o.status.success(), "docker {args:?} failed ({}): {}{}", o.status, stdout(&o), stderr(&o));
+    stdout(&o)
+}
+
+/// `REG/busybox` (pulled once).
+pub fn busybox() -> String {
+    static PULLED: OnceLock<String> = OnceLock::new();
+    PULLED
+        .get_or_init(|| {
+            let image = format!("{}/busybox", registry());
+            ok(&["pull", &image]);
+            image
+        })
+        .clone()
+}
+
+/// Polls `f` until it returns Some, or panics with `what` after `limit`.
+pub fn eventually<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > limit {
+            panic!("{what} did not happen within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Host processes whose command line contains `needle`.
+pub fn processes_matching(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+        if String::from_utf8_lossy(&cmd).contains(needle) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// QEMU processes of a container.
+pub fn vm_processes(container_id: &str) -> Vec<u32> {
+    processes_matching(container_id)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).split('\0').next().unwrap_or("").contains("qemu-system"))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+pub fn inspect(id: &str) -> serde_json::Value {
+    let out = ok(&["inspect", id]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
+    v[0].clone()
+}

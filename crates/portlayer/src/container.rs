@@ -1,0 +1,112 @@
+//! What a container is, as the port layer keeps it.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The process a container runs (its main session).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    /// Full argv: entrypoint followed by command, already resolved against the image.
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub working_dir: String,
+    pub user: String,
+    pub tty: bool,
+    /// Standard input stays open for attached clients.
+    pub open_stdin: bool,
+    /// Close the process's standard input when the first attached client detaches.
+    pub stdin_once: bool,
+}
+
+/// Everything needed to (re)create and run a container; fixed at create time.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    /// Unique name, without Docker's leading slash.
+    pub name: String,
+    /// The image reference as the user gave it.
+    pub image_ref: String,
+    /// The image's ID (`sha256:…`).
+    pub image_id: String,
+    pub process: ProcessSpec,
+    pub hostname: String,
+    pub labels: BTreeMap<String, String>,
+    /// Signal sent by stop, e.g. "SIGTERM".
+    pub stop_signal: Option<String>,
+    /// Seconds stop waits before killing, if the user set one.
+    pub stop_timeout: Option<i64>,
+    /// Remove the container once it has exited.
+    pub auto_remove: bool,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    /// The API personality's own view of the container (e.g. Docker's Config and HostConfig),
+    /// stored and returned untouched.
+    #[serde(default)]
+    pub personality: serde_json::Value,
+}
+
+/// Lifecycle status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Running,
+    Exited,
+}
+
+impl Status {
+    /// Docker's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Exited => "exited",
+        }
+    }
+}
+
+/// Runtime state, persisted on every change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerState {
+    pub status: Status,
+    /// Host PID of the VM while running (QEMU locally), 0 otherwise.
+    pub pid: u32,
+    pub exit_code: i32,
+    /// Why the last start or run failed, if it did.
+    pub error: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// How often the container has been started.
+    pub start_count: u64,
+}
+
+impl Default for ContainerState {
+    fn default() -> Self {
+        ContainerState {
+            status: Status::Created,
+            pid: 0,
+            exit_code: 0,
+            error: String::new(),
+            started_at: None,
+            finished_at: None,
+            start_count: 0,
+        }
+    }
+}
+
+/// A container as stored: identity, spec and state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    /// 64 hex digits.
+    pub id: String,
+    pub created: DateTime<Utc>,
+    pub spec: ContainerSpec,
+    pub state: ContainerState,
+}
+
+impl ContainerRecord {
+    pub fn short_id(&self) -> &str {
+        &self.id[..12.min(self.id.len())]
+    }
+}

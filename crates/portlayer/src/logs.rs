@@ -1,0 +1,149 @@
+//! Container logs, kept on the host so `docker logs` works after the VM is gone.
+//!
+//! The file is a sequence of records, one a line of output (a final partial line is a record
+//! of its own):
+//!
+//! ```text
+//!   stream u8 (1 stdout, 2 stderr) | time i64 ns since epoch, BE | length u32 BE | bytes
+//! ```
+//!
+//! A torn record at the end (the appliance died mid-write) is ignored by readers and cut off
+//! by the next writer.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use bytes::Bytes;
+use chrono::{DateTime, TimeZone, Utc};
+
+const HEADER: usize = 13;
+
+/// Which output stream an entry came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStream {
+    Stdout = 1,
+    Stderr = 2,
+}
+
+/// One line (or trailing partial line) of output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEntry {
+    pub stream: LogStream,
+    pub time: DateTime<Utc>,
+    pub data: Bytes,
+}
+
+/// Appends entries to a container's log file.
+pub struct LogWriter {
+    file: File,
+    offset: u64,
+}
+
+impl LogWriter {
+    /// Opens (creating) the log, cutting off a torn final record.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let (_, valid_end) = read_all(path)?;
+        let file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path)?;
+        file.set_len(valid_end)?;
+        let mut file = file;
+        file.seek(SeekFrom::End(0))?;
+        Ok(LogWriter { file, offset: valid_end })
+    }
+
+    /// Writes `data` as one entry a line; returns the entries written and the new end offset.
+    pub fn append(&mut self, stream: LogStream, data: &[u8]) -> io::Result<(Vec<LogEntry>, u64)> {
+        let time = Utc::now();
+        let mut buf = Vec::with_capacity(data.len() + HEADER * 2);
+        let mut entries = Vec::new();
+        for line in split_lines(data) {
+            let nanos = time.timestamp_nanos_opt().unwrap_or(0);
+            buf.push(stream as u8);
+            buf.extend_from_slice(&nanos.to_be_bytes());
+            buf.extend_from_slice(&(line.len() as u32).to_be_bytes());
+            buf.extend_from_slice(line);
+            entries.push(LogEntry { stream, time, data: Bytes::copy_from_slice(line) });
+        }
+        self.file.write_all(&buf)?;
+        self.offset += buf.len() as u64;
+        Ok((entries, self.offset))
+    }
+
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+}
+
+fn split_lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    data.split_inclusive(|b| *b == b'\n')
+}
+
+/// Reads every complete entry; returns them and the offset just past the last one.
+pub fn read_all(path: &Path) -> io::Result<(Vec<LogEntry>, u64)> {
+    let mut raw = Vec::new();
+    match File::open(path) {
+        Ok(mut f) => {
+            f.read_to_end(&mut raw)?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(e),
+    }
+    let mut entries = Vec::new();
+    let mut pos = 0usize;
+    while raw.len() - pos >= HEADER {
+        let stream = match raw[pos] {
+            1 => LogStream::Stdout,
+            2 => LogStream::Stderr,
+            _ => break,
+        };
+        let mut nanos = [0u8; 8];
+        nanos.copy_from_slice(&raw[pos + 1..pos + 9]);
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&raw[pos + 9..pos + 13]);
+        let len = u32::from_be_bytes(len) as usize;
+        if raw.len() - pos - HEADER < len {
+            break;
+        }
+        let data = Bytes::copy_from_slice(&raw[pos + HEADER..pos + HEADER + len]);
+        let time = Utc.timestamp_nanos(i64::from_be_bytes(nanos));
+        entries.push(LogEntry { stream, time, data });
+        pos += HEADER + len;
+    }
+    Ok((entries, pos as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_entries_and_torn_tails_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let mut w = LogWriter::open(&path).unwrap();
+        let (entries, end) = w.append(LogStream::Stdout, b"one\ntwo\nthr").unwrap();
+        assert_eq!(entries.len(), 3);
+        w.append(LogStream::Stderr, b"err\n").unwrap();
+        drop(w);
+        // A torn record: header says 100 bytes, only 2 follow.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 100, b'x', b'y']).unwrap();
+        drop(f);
+        let (all, valid) = read_all(&path).unwrap();
+        let texts: Vec<_> = all.iter().map(|e| (e.stream, e.data.clone())).collect();
+        assert_eq!(
+            texts,
+            vec![
+                (LogStream::Stdout, Bytes::from_static(b"one\n")),
+                (LogStream::Stdout, Bytes::from_static(b"two\n")),
+                (LogStream::Stdout, Bytes::from_static(b"thr")),
+                (LogStream::Stderr, Bytes::from_static(b"err\n")),
+            ]
+        );
+        assert!(valid > end);
+        let mut w = LogWriter::open(&path).unwrap();
+        assert_eq!(w.offset(), valid);
+        w.append(LogStream::Stdout, b"after\n").unwrap();
+        assert_eq!(read_all(&path).unwrap().0.len(), 5);
+    }
+}

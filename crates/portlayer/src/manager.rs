@@ -1,0 +1,653 @@
+//! [`Containers`]: the container lifecycle on top of a backend.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use hypervisor::{Backend, BackendError, VmConfig};
+use imagec::store::ImageStore;
+use tether_proto::{Frame, HostMsg, Process, Setup, MAIN_SESSION};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Mutex};
+
+use crate::container::{ContainerRecord, ContainerSpec, ContainerState, Status};
+use crate::events::EventBus;
+use crate::logs::{LogEntry, LogStream, LogWriter};
+use crate::session::{self, SessionExit, SessionSink, StartFailure, StdinMsg};
+use crate::signals::parse_signal;
+use crate::state::StateDir;
+
+/// Errors of container operations, worded as Docker words them.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("No such container: {0}")]
+    NoSuchContainer(String),
+    #[error("No such image: {0}")]
+    NoSuchImage(String),
+    #[error("Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name.")]
+    NameConflict { name: String, id: String },
+    #[error("Container {0} is not running")]
+    NotRunning(String),
+    #[error("container {0} is already running")]
+    AlreadyRunning(String),
+    #[error("You cannot remove a running container {0}. Stop the container before attempting removal or force remove")]
+    RemoveRunning(String),
+    #[error("Invalid signal: {0}")]
+    InvalidSignal(String),
+    #[error("No command specified")]
+    NoCommand,
+    #[error("Invalid container name ({0}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
+    InvalidName(String),
+    #[error("multiple IDs found with provided prefix: {0}")]
+    Ambiguous(String),
+    /// The process could not be executed; `code` is what Docker reports (126, 127).
+    #[error("failed to create task for container: failed to start process: {message}: unknown")]
+    Spawn { message: String, code: i32 },
+    #[error("{0}")]
+    Start(String),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let context = context.into();
+    move |source| Error::Io { context, source }
+}
+
+/// What a live subscriber receives.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// One log entry; `end` is the log file offset just after it.
+    Entry(LogEntry, u64),
+    /// The main process has ended: no more output from this run.
+    Eof,
+}
+
+/// Docker's wait conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitCondition {
+    NotRunning,
+    NextExit,
+    Removed,
+}
+
+/// The streams of one attach.
+pub struct AttachStreams {
+    pub output: broadcast::Receiver<Output>,
+    pub tty: bool,
+    /// Present when stdin was asked for and the container keeps stdin open.
+    pub stdin: Option<mpsc::UnboundedSender<StdinMsg>>,
+    /// Close the container's stdin when this client's stdin ends.
+    pub stdin_once: bool,
+}
+
+/// Settings of the container manager.
+#[derive(Debug, Clone)]
+pub struct ContainersConfig {
+    /// Where container records and logs live.
+    pub state_dir: PathBuf,
+}
+
+/// Per-container runtime plumbing; exists for every container, running or not.
+struct Live {
+    output: broadcast::Sender<Output>,
+    /// (number of exits so far, last exit code)
+    exits: watch::Sender<(u64, i32)>,
+    /// Some(exit code) once removed.
+    removed: watch::Sender<Option<i32>>,
+    stdin_tx: mpsc::UnboundedSender<StdinMsg>,
+    stdin_rx: Arc<Mutex<mpsc::UnboundedReceiver<StdinMsg>>>,
+    /// Frames to the guest while running.
+    control: StdMutex<Option<mpsc::UnboundedSender<Frame>>>,
+    /// Serialises start, stop and remove of this container.
+    op: Mutex<()>,
+    /// Resolves when the last run's VM is off.
+    vm_off: Mutex<Option<oneshot::Receiver<String>>>,
+}
+
+impl Live {
+    fn new(exit_code: i32) -> Arc<Self> {
+        let (output, _) = broadcast::channel(8192);
+        let (stdin_tx, stdin_rx) = mpsc::unbounded_channel();
+        Arc::new(Live {
+            output,
+            exits: watch::channel((0, exit_code)).0,
+            removed: watch::channel(None).0,
+            stdin_tx,
+            stdin_rx: Arc::new(Mutex::new(stdin_rx)),
+            control: StdMutex::new(None),
+            op: Mutex::new(()),
+            vm_off: Mutex::new(None),
+        })
+    }
+
+    fn send_control(&self, msg: &HostMsg) -> bool {
+        let guard = self.control.lock().unwrap_or_else(|e| e.into_inner());
+        match guard.as_ref() {
+            Some(tx) => tx.send(Frame::control(msg)).is_ok(),
+            None => false,
+        }
+    }
+
+    async fn wait_vm_off(&self) {
+        let rx = self.vm_off.lock().await.take();
+        if let Some(rx) = rx {
+            let _ = tokio::time::timeout(session::POWER_OFF_GRACE * 2, rx).await;
+        }
+    }
+}
+
+/// Log sink of a running session: the file first, then live subscribers.
+struct LogSink {
+    writer: Option<LogWriter>,
+    output: broadcast::Sender<Output>,
+    id: String,
+}
+
+impl SessionSink for LogSink {
+    fn output(&mut self, stream: LogStream, data: &[u8]) {
+        let Some(w) = self.writer.as_mut() else { return };
+        match w.append(stream, data) {
+            Ok((entries, end)) => {
+                for e in entries {
+                    let _ = self.output.send(Output::Entry(e, end));
+                }
+            }
+            Err(e) => tracing::error!(id = %self.id, "writing container log: {e}"),
+        }
+    }
+}
+
+struct Inner {
+    records: StdMutex<HashMap<String, ContainerRecord>>,
+    live: StdMutex<HashMap<String, Arc<Live>>>,
+    state: StateDir,
+    backend: Arc<dyn Backend>,
+    images: Arc<ImageStore>,
+    events: Arc<EventBus>,
+}
+
+/// The containers of one VCH.
+#[derive(Clone)]
+pub struct Containers {
+    inner: Arc<Inner>,
+}
+
+impl Containers {
+    /// Loads stored containers. Containers recorded as running whose VM is gone are marked
+    /// exited.
+    pub async fn open(
+        config: ContainersConfig,
+        backend: Arc<dyn Backend>,
+        images: Arc<ImageStore>,
+        events: Arc<EventBus>,
+    ) -> Result<Self, Error> {
+        let state = StateDir::open(&config.state_dir).map_err(io_err("opening the container state"))?;
+        let loaded = state.load_all().map_err(io_err("loading container records"))?;
+        let mut records = HashMap::new();
+        let mut live = HashMap::new();
+        for mut rec in loaded {
+            if rec.state.status == Status::Running {
+                // Re-attaching to VMs that outlived the appliance is not supported yet: power
+                // them off so state and reality agree.
+                let _ = backend.power_off(&rec.id, Duration::from_secs(2)).await;
+                rec.state.status = Status::Exited;
+                rec.state.exit_code = 137;
+                rec.state.pid = 0;
+                rec.state.finished_at = Some(Utc::now());
+                rec.state.error = "the appliance restarted while the container ran".into();
+                state.save(&rec).map_err(io_err("saving a container record"))?;
+            }
+            live.insert(rec.id.clone(), Live::new(rec.state.exit_code));
+            records.insert(rec.id.clone(), rec);
+        }
+        tracing::info!(containers = records.len(), "container state loaded");
+        Ok(Containers {
+            inner: Arc::new(Inner {
+                records: StdMutex::new(records),
+                live: StdMutex::new(live),
+                state,
+                backend,
+                images,
+                events,
+            }),
+        })
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+
+    pub fn images(&self) -> &Arc<ImageStore> {
+        &self.inner.images
+    }
+
+    pub fn events(&self) -> &Arc<EventBus> {
+        &self.inner.events
+    }
+
+    fn records(&self) -> std::sync::MutexGuard<'_, HashMap<String, ContainerRecord>> {
+        self.inner.records.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn live(&self, id: &str) -> Option<Arc<Live>> {
+        self.inner.live.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+    }
+
+    /// All containers, oldest first.
+    pub fn list(&self) -> Vec<ContainerRecord> {
+        let mut all: Vec<_> = self.records().values().cloned().collect();
+        all.sort_by_key(|r| r.created);
+        all
+    }
+
+    /// Finds a container by full ID, name (with or without '/') or unique ID prefix.
+    pub fn get(&self, key: &str) -> Result<ContainerRecord, Error> {
+        let records = self.records();
+        if let Some(r) = records.get(key) {
+            return Ok(r.clone());
+        }
+        let name = key.strip_prefix('/').unwrap_or(key);
+        if let Some(r) = records.values().find(|r| r.spec.name == name) {
+            return Ok(r.clone());
+        }
+        if !key.is_empty() && key.chars().all(|c| c.is_ascii_hexdigit()) {
+            let mut matches = records.values().filter(|r| r.id.starts_with(key));
+            if let Some(first) = matches.next() {
+                if matches.next().is_some() {
+                    return Err(Error::Ambiguous(key.to_string()));
+                }
+                return Ok(first.clone());
+            }
+        }
+        Err(Error::NoSuchContainer(key.to_string()))
+    }
+
+    fn update(&self, id: &str, f: impl FnOnce(&mut ContainerRecord)) -> Result<ContainerRecord, Error> {
+        let rec = {
+            let mut records = self.records();
+            let rec = records.get_mut(id).ok_or_else(|| Error::NoSuchContainer(id.to_string()))?;
+            f(rec);
+            rec.clone()
+        };
+        self.inner.state.save(&rec).map_err(io_err("saving a container record"))?;
+        Ok(rec)
+    }
+
+    fn publish(&self, action: &str, rec: &ContainerRecord, extra: &[(&str, String)]) {
+        let mut attrs = std::collections::BTreeMap::new();
+        attrs.insert("name".to_string(), rec.spec.name.clone());
+        attrs.insert("image".to_string(), rec.spec.image_ref.clone());
+        for (k, v) in &rec.spec.labels {
+            attrs.insert(k.clone(), v.clone());
+        }
+        for (k, v) in extra {
+            attrs.insert((*k).to_string(), v.clone());
+        }
+        self.inner.events.publish("container", action, &rec.id, attrs);
+    }
+
+    /// Creates a container: its record and its VM with a copy-on-write root disk. Nothing is
+    /// left behind if any step fails.
+    pub async fn create(&self, mut spec: ContainerSpec) -> Result<ContainerRecord, Error> {
+        if spec.process.argv.is_empty() {
+            return Err(Error::NoCommand);
+        }
+        let image = self
+            .inner
+            .images
+            .get(&spec.image_id)
+            .ok_or_else(|| Error::NoSuchImage(spec.image_ref.clone()))?;
+        let id = new_id();
+        let rec = {
+            let mut records = self.records();
+            if spec.name.is_empty() {
+                spec.name = crate::names::random_name(|n| records.values().any(|r| r.spec.name == n));
+            } else {
+                spec.name = spec.name.trim_start_matches('/').to_string();
+                if !valid_name(&spec.name) {
+                    return Err(Error::InvalidName(spec.name.clone()));
+                }
+                if let Some(other) = records.values().find(|r| r.spec.name == spec.name) {
+                    return Err(Error::NameConflict { name: spec.name.clone(), id: other.id.clone() });
+                }
+            }
+            if spec.hostname.is_empty() {
+                spec.hostname = id[..12].to_string();
+            }
+            if !spec.process.env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+                spec.process.env.push(format!("HOSTNAME={}", spec.hostname));
+            }
+            let rec = ContainerRecord { id: id.clone(), created: Utc::now(), spec, state: ContainerState::default() };
+            // Reserve the name while the disks are made.
+            records.insert(id.clone(), rec.clone());
+            rec
+        };
+        let made = async {
+            self.inner.backend.prepare_image(&image.id, &self.inner.images.rootfs(&image.id)).await?;
+            let vm = VmConfig {
+                id: id.clone(),
+                display_name: format!("{}-{}", rec.spec.name, &id[..12]),
+                image_id: image.id.clone(),
+                memory_mib: rec.spec.memory_mib,
+                cpus: rec.spec.cpus,
+            };
+            self.inner.backend.create_vm(&vm).await?;
+            self.inner.state.save(&rec).map_err(io_err("saving a container record"))?;
+            Ok::<_, Error>(())
+        }
+        .await;
+        if let Err(e) = made {
+            self.records().remove(&id);
+            let _ = self.inner.backend.destroy_vm(&id).await;
+            let _ = self.inner.state.remove(&id);
+            return Err(e);
+        }
+        self.inner.live.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), Live::new(0));
+        self.publish("create", &rec, &[]);
+        Ok(rec)
+    }
+
+    /// Powers the container's VM on and starts its process; returns once it runs.
+    pub async fn start(&self, key: &str) -> Result<ContainerRecord, Error> {
+        let rec = self.get(key)?;
+        let live = self.live(&rec.id).ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        let _op = live.op.lock().await;
+        let rec = self.get(&rec.id)?;
+        if rec.state.status == Status::Running {
+            return Err(Error::AlreadyRunning(rec.id.clone()));
+        }
+        live.wait_vm_off().await;
+        let id = rec.id.clone();
+        let powered = match self.inner.backend.power_on(&id).await {
+            Ok(p) => p,
+            Err(e) => {
+                let msg = e.to_string();
+                let _ = self.update(&id, |r| r.state.error = msg);
+                return Err(e.into());
+            }
+        };
+        let pid = powered.pid.unwrap_or(0);
+        let writer = LogWriter::open(&self.inner.state.log_path(&id)).map_err(io_err("opening the container log"))?;
+        let sink = LogSink { writer: Some(writer), output: live.output.clone(), id: id.clone() };
+        let setup = Setup {
+            hostname: rec.spec.hostname.clone(),
+            root_device: "/dev/vda".into(),
+            root_fstype: "ext4".into(),
+            clock_unix_nanos: Utc::now().timestamp_nanos_opt().unwrap_or(0).max(0) as u128,
+            entropy: (0..32).map(|_| rand::random::<u8>()).collect(),
+        };
+        let p = &rec.spec.process;
+        let process = Process {
+            argv: p.argv.clone(),
+            env: p.env.clone(),
+            cwd: p.working_dir.clone(),
+            user: p.user.clone(),
+            tty: p.tty,
+            stdin: p.open_stdin,
+            rows: 0,
+            cols: 0,
+        };
+        let session = match session::start(powered, setup, process, sink, live.stdin_rx.clone()).await {
+            Ok(s) => s,
+            Err(failure) => {
+                let _ = self.inner.backend.power_off(&id, Duration::from_secs(5)).await;
+                let (err, code) = match failure {
+                    StartFailure::Spawn { message, code } => (Error::Spawn { message, code }, code),
+                    StartFailure::Other(m) => (Error::Start(m), 128),
+                };
+                let msg = err.to_string();
+                let _ = self.update(&id, |r| {
+                    r.state.error = msg;
+                    r.state.exit_code = code;
+                    if r.state.start_count > 0 {
+                        r.state.status = Status::Exited;
+                    }
+                });
+                return Err(err);
+            }
+        };
+        *live.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(session.frames.clone());
+        *live.vm_off.lock().await = Some(session.vm_off);
+        let rec = self.update(&id, |r| {
+            r.state.status = Status::Running;
+            r.state.pid = pid;
+            r.state.exit_code = 0;
+            r.state.error.clear();
+            r.state.started_at = Some(Utc::now());
+            r.state.start_count += 1;
+        })?;
+        self.publish("start", &rec, &[]);
+        let me = self.clone();
+        let exit = session.exit;
+        tokio::spawn(async move { me.on_exit(id, exit).await });
+        Ok(rec)
+    }
+
+    async fn on_exit(&self, id: String, exit: oneshot::Receiver<SessionExit>) {
+        let (code, error) = match exit.await {
+            Ok(SessionExit::Exited(code)) => (code, String::new()),
+            Ok(SessionExit::Lost(why)) => (137, format!("container VM stopped unexpectedly: {why}")),
+            Err(_) => (137, "the session ended without an exit status".to_string()),
+        };
+        let Some(live) = self.live(&id) else { return };
+        *live.control.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let rec = self.update(&id, |r| {
+            r.state.status = Status::Exited;
+            r.state.exit_code = code;
+            r.state.error = error;
+            r.state.pid = 0;
+            r.state.finished_at = Some(Utc::now());
+        });
+        let _ = live.output.send(Output::Eof);
+        live.exits.send_modify(|(n, c)| {
+            *n += 1;
+            *c = code;
+        });
+        let Ok(rec) = rec else { return };
+        self.publish("die", &rec, &[("exitCode", code.to_string())]);
+        if rec.spec.auto_remove {
+            if let Err(e) = self.remove(&id, true).await {
+                tracing::warn!(%id, "auto-remove failed: {e}");
+            }
+        }
+    }
+
+    /// Sends a signal to the container's main process.
+    pub fn kill(&self, key: &str, signal: &str) -> Result<(), Error> {
+        let sig = if signal.is_empty() { 9 } else { parse_signal(signal).ok_or_else(|| Error::InvalidSignal(signal.to_string()))? };
+        let rec = self.get(key)?;
+        let live = self.live(&rec.id).ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        if rec.state.status != Status::Running || !live.send_control(&HostMsg::Signal { session: MAIN_SESSION, signal: sig }) {
+            return Err(Error::NotRunning(rec.id));
+        }
+        let r = self.get(&rec.id)?;
+        self.publish("kill", &r, &[("signal", sig.to_string())]);
+        Ok(())
+    }
+
+    /// Stops the container: its stop signal, then SIGKILL after `timeout`, then a hard power
+    /// off. Returns `Ok(false)` when it was not running.
+    pub async fn stop(&self, key: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<bool, Error> {
+        let rec = self.get(key)?;
+        if rec.state.status != Status::Running {
+            return Ok(false);
+        }
+        let live = self.live(&rec.id).ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        let sig_name = signal.map(str::to_string).or_else(|| rec.spec.stop_signal.clone()).unwrap_or_else(|| "SIGTERM".into());
+        let sig = parse_signal(&sig_name).ok_or_else(|| Error::InvalidSignal(sig_name.clone()))?;
+        let secs = timeout.or(rec.spec.stop_timeout).unwrap_or(10);
+        let mut exits = live.exits.subscribe();
+        let before = exits.borrow().0;
+        let exited = |exits: &mut watch::Receiver<(u64, i32)>, d: Duration| {
+            let mut exits = exits.clone();
+            async move { tokio::time::timeout(d, exits.wait_for(|(n, _)| *n > before)).await.is_ok() }
+        };
+        live.send_control(&HostMsg::Signal { session: MAIN_SESSION, signal: sig });
+        let grace = if secs < 0 { Duration::from_secs(3600 * 24) } else { Duration::from_secs(secs as u64) };
+        if exited(&mut exits, grace).await {
+            return Ok(true);
+        }
+        tracing::info!(id = %rec.id, "container did not stop within {secs} s of {sig_name}: killing it");
+        live.send_control(&HostMsg::Signal { session: MAIN_SESSION, signal: 9 });
+        if exited(&mut exits, Duration::from_secs(10)).await {
+            return Ok(true);
+        }
+        tracing::warn!(id = %rec.id, "container ignored SIGKILL: powering its VM off");
+        self.inner.backend.power_off(&rec.id, Duration::ZERO).await?;
+        if exited(&mut exits, Duration::from_secs(20)).await {
+            Ok(true)
+        } else {
+            Err(Error::Start(format!("container {} did not stop after its VM was powered off", rec.id)))
+        }
+    }
+
+    /// Waits for the condition and returns the exit code.
+    pub async fn wait(&self, key: &str, condition: WaitCondition) -> Result<i32, Error> {
+        let rec = self.get(key)?;
+        let live = self.live(&rec.id).ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        match condition {
+            WaitCondition::Removed => {
+                let mut rx = live.removed.subscribe();
+                let code = rx.wait_for(|r| r.is_some()).await.map(|r| r.unwrap_or(0));
+                Ok(code.unwrap_or(rec.state.exit_code))
+            }
+            WaitCondition::NotRunning | WaitCondition::NextExit => {
+                let mut rx = live.exits.subscribe();
+                let (before, code) = *rx.borrow();
+                if condition == WaitCondition::NotRunning && self.get(&rec.id)?.state.status != Status::Running {
+                    return Ok(code);
+                }
+                let mut removed = live.removed.subscribe();
+                tokio::select! {
+                    r = rx.wait_for(|(n, _)| *n > before) => Ok(r.map(|v| v.1).unwrap_or(code)),
+                    r = removed.wait_for(|r| r.is_some()) => Ok(r.map(|v| v.unwrap_or(code)).unwrap_or(code)),
+                }
+            }
+        }
+    }
+
+    /// Attaches to the container's streams. Output starts from now.
+    pub fn attach(&self, key: &str, stdin: bool) -> Result<(ContainerRecord, AttachStreams), Error> {
+        let rec = self.get(key)?;
+        let live = self.live(&rec.id).ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        let p = &rec.spec.process;
+        let streams = AttachStreams {
+            output: live.output.subscribe(),
+            tty: p.tty,
+            stdin: (stdin && p.open_stdin).then(|| live.stdin_tx.clone()),
+            stdin_once: p.stdin_once,
+        };
+        Ok((rec, streams))
+    }
+
+    /// Subscribes to live output, for `logs --follow`.
+    pub fn subscribe(&self, key: &str) -> Result<broadcast::Receiver<Output>, Error> {
+        let rec = self.get(key)?;
+        let live = self.live(&rec.id).ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        Ok(live.output.subscribe())
+    }
+
+    /// The container's log file.
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.inner.state.log_path(id)
+    }
+
+    /// Resizes the container's terminal.
+    pub fn resize(&self, key: &str, rows: u16, cols: u16) -> Result<(), Error> {
+        let rec = self.get(key)?;
+        let live = self.live(&rec.id).ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        if !live.send_control(&HostMsg::Resize { session: MAIN_SESSION, rows, cols }) {
+            return Err(Error::NotRunning(rec.id));
+        }
+        Ok(())
+    }
+
+    /// Removes the container, killing it first when `force`.
+    pub async fn remove(&self, key: &str, force: bool) -> Result<(), Error> {
+        let rec = self.get(key)?;
+        let id = rec.id.clone();
+        let live = self.live(&id).ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        if rec.state.status == Status::Running {
+            if !force {
+                return Err(Error::RemoveRunning(id));
+            }
+            let _ = self.stop(&id, Some(0), Some("SIGKILL")).await;
+        }
+        let _op = live.op.lock().await;
+        if self.get(&id).is_err() {
+            return Ok(()); // removed meanwhile (auto-remove)
+        }
+        live.wait_vm_off().await;
+        self.inner.backend.destroy_vm(&id).await?;
+        self.inner.state.remove(&id).map_err(io_err("removing the container state"))?;
+        let rec = self.records().remove(&id);
+        self.inner.live.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        let code = rec.as_ref().map(|r| r.state.exit_code).unwrap_or(0);
+        let _ = live.output.send(Output::Eof);
+        live.removed.send_replace(Some(code));
+        if let Some(rec) = rec {
+            self.publish("destroy", &rec, &[]);
+        }
+        Ok(())
+    }
+
+    /// Whether any container uses the image.
+    pub fn image_in_use(&self, image_id: &str) -> Option<ContainerRecord> {
+        self.records().values().find(|r| r.spec.image_id == image_id).cloned()
+    }
+
+    /// Powers off every running container VM (appliance shutdown).
+    pub async fn shutdown(&self, grace: Duration) {
+        let running: Vec<_> = self.list().into_iter().filter(|r| r.state.status == Status::Running).collect();
+        for rec in running {
+            if let Err(e) = self.stop(&rec.id, Some(grace.as_secs() as i64), None).await {
+                tracing::warn!(id = %rec.id, "stopping at shutdown: {e}");
+            }
+        }
+    }
+
+    /// The state directory of a container (for diagnostics).
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.inner.state.container_dir(id)
+    }
+}
+
+fn new_id() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_docker_rules() {
+        assert!(valid_name("web"));
+        assert!(valid_name("web-1.a_b"));
+        assert!(!valid_name("-web"));
+        assert!(!valid_name("we b"));
+        assert!(!valid_name(""));
+    }
+
+    #[test]
+    fn ids_are_64_hex() {
+        let id = new_id();
+        assert_eq!(id.len(), 64);
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+}

@@ -1,0 +1,198 @@
+//! Host side of the tether protocol for one powered-on VM: configures the guest, starts the
+//! main process, forwards stdin/signals/resizes, and reports output and the exit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hypervisor::PoweredOn;
+use tether_proto::{Frame, FrameDecoder, FrameKind, GuestMsg, HostMsg, Process, Setup, MAIN_SESSION, MAX_PAYLOAD};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use crate::logs::LogStream;
+
+/// How long the guest may take from power-on to a started process.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long after the exit the VM may take to power itself off before it is forced.
+pub const POWER_OFF_GRACE: Duration = Duration::from_secs(10);
+
+/// Data for the main process's standard input.
+#[derive(Debug)]
+pub enum StdinMsg {
+    Data(Bytes),
+    Close,
+}
+
+/// Where a session's output and exit go.
+pub trait SessionSink: Send + 'static {
+    fn output(&mut self, stream: LogStream, data: &[u8]);
+}
+
+/// Why a start failed.
+#[derive(Debug)]
+pub enum StartFailure {
+    /// The process could not be executed (Docker exit code 126/127 semantics).
+    Spawn { message: String, code: i32 },
+    /// Anything else: guest setup, a broken channel, a timeout.
+    Other(String),
+}
+
+/// How the main process ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionExit {
+    Exited(i32),
+    /// The VM went away without reporting an exit (powered off from outside, crashed).
+    Lost(String),
+}
+
+/// A running session.
+pub struct Session {
+    /// Control frames to the guest (signals, resizes).
+    pub frames: mpsc::UnboundedSender<Frame>,
+    /// Resolves once, with the main process's exit.
+    pub exit: oneshot::Receiver<SessionExit>,
+    /// Resolves when the VM is off (after `exit`).
+    pub vm_off: oneshot::Receiver<String>,
+}
+
+/// Drives the protocol until the main process has started, then keeps going in the
+/// background. `stdin` is consumed while the session runs and left in place afterwards.
+pub async fn start(
+    powered: PoweredOn,
+    setup: Setup,
+    process: Process,
+    mut sink: impl SessionSink,
+    stdin: Arc<Mutex<mpsc::UnboundedReceiver<StdinMsg>>>,
+) -> Result<Session, StartFailure> {
+    let PoweredOn { channel, exited, .. } = powered;
+    let (mut reader, mut writer) = tokio::io::split(channel);
+    let (frames_tx, mut frames_rx) = mpsc::unbounded_channel::<Frame>();
+
+    // Writer: everything to the guest goes through one queue, so frames never interleave.
+    tokio::spawn(async move {
+        let mut buf = Vec::new();
+        while let Some(frame) = frames_rx.recv().await {
+            buf.clear();
+            tether_proto::encode_into(&frame, &mut buf);
+            if writer.write_all(&buf).await.is_err() || writer.flush().await.is_err() {
+                break;
+            }
+        }
+    });
+
+    let (started_tx, started_rx) = oneshot::channel::<Result<(), StartFailure>>();
+    let (exit_tx, exit_rx) = oneshot::channel::<SessionExit>();
+    let (off_tx, off_rx) = oneshot::channel::<String>();
+    let to_guest = frames_tx.clone();
+
+    tokio::spawn(async move {
+        let mut started_tx = Some(started_tx);
+        let mut decoder = FrameDecoder::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut stdin_task: Option<tokio::task::JoinHandle<()>> = None;
+        let send = |msg: HostMsg| {
+            let _ = to_guest.send(Frame::control(&msg));
+        };
+        let outcome: SessionExit = 'outer: loop {
+            let n = match reader.read(&mut buf).await {
+                Ok(0) => break SessionExit::Lost("the tether channel closed".into()),
+                Ok(n) => n,
+                Err(e) => break SessionExit::Lost(format!("reading the tether channel: {e}")),
+            };
+            decoder.push(&buf[..n]);
+            loop {
+                let frame = match decoder.next_frame() {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(e) => break 'outer SessionExit::Lost(format!("tether protocol error: {e}")),
+                };
+                match frame.kind {
+                    FrameKind::Stdout if frame.session == MAIN_SESSION => sink.output(LogStream::Stdout, &frame.payload),
+                    FrameKind::Stderr if frame.session == MAIN_SESSION => sink.output(LogStream::Stderr, &frame.payload),
+                    FrameKind::Control => match frame.parse_control::<GuestMsg>() {
+                        Ok(GuestMsg::Hello { version, kernel }) => {
+                            tracing::debug!(version, kernel, "tether hello");
+                            send(HostMsg::Setup(setup.clone()));
+                        }
+                        Ok(GuestMsg::Ready) => {
+                            send(HostMsg::Spawn { session: MAIN_SESSION, process: process.clone() });
+                        }
+                        Ok(GuestMsg::SetupFailed { message }) => {
+                            if let Some(tx) = started_tx.take() {
+                                let _ = tx.send(Err(StartFailure::Other(format!("container VM setup failed: {message}"))));
+                            }
+                            send(HostMsg::Shutdown);
+                        }
+                        Ok(GuestMsg::Started { session: MAIN_SESSION, pid }) => {
+                            tracing::debug!(pid, "main process started");
+                            stdin_task = Some(tokio::spawn(forward_stdin(stdin.clone(), to_guest.clone())));
+                            if let Some(tx) = started_tx.take() {
+                                let _ = tx.send(Ok(()));
+                            }
+                        }
+                        Ok(GuestMsg::SpawnFailed { session: MAIN_SESSION, message, code }) => {
+                            if let Some(tx) = started_tx.take() {
+                                let _ = tx.send(Err(StartFailure::Spawn { message, code }));
+                            }
+                            send(HostMsg::Shutdown);
+                        }
+                        Ok(GuestMsg::Exited { session: MAIN_SESSION, code }) => {
+                            send(HostMsg::Shutdown);
+                            break 'outer SessionExit::Exited(code);
+                        }
+                        Ok(other) => tracing::debug!(?other, "tether message ignored"),
+                        Err(e) => tracing::warn!("bad tether control message: {e}"),
+                    },
+                    _ => {}
+                }
+            }
+        };
+        if let Some(t) = stdin_task {
+            t.abort();
+        }
+        if let Some(tx) = started_tx.take() {
+            let why = match &outcome {
+                SessionExit::Lost(why) => why.clone(),
+                SessionExit::Exited(code) => format!("the process exited with {code} before it was reported started"),
+            };
+            let _ = tx.send(Err(StartFailure::Other(why)));
+        }
+        let _ = exit_tx.send(outcome);
+        let detail = match tokio::time::timeout(POWER_OFF_GRACE, exited).await {
+            Ok(exit) => exit.detail,
+            Err(_) => "the VM did not power off by itself".to_string(),
+        };
+        let _ = off_tx.send(detail);
+    });
+
+    match tokio::time::timeout(START_TIMEOUT, started_rx).await {
+        Ok(Ok(Ok(()))) => Ok(Session { frames: frames_tx, exit: exit_rx, vm_off: off_rx }),
+        Ok(Ok(Err(failure))) => Err(failure),
+        Ok(Err(_)) => Err(StartFailure::Other("the session ended before the process started".into())),
+        Err(_) => Err(StartFailure::Other(format!(
+            "the container VM did not start the process within {} s",
+            START_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+async fn forward_stdin(stdin: Arc<Mutex<mpsc::UnboundedReceiver<StdinMsg>>>, to_guest: mpsc::UnboundedSender<Frame>) {
+    let mut rx = stdin.lock().await;
+    while let Some(msg) = rx.recv().await {
+        let frame = match msg {
+            StdinMsg::Data(data) => {
+                for chunk in data.chunks(MAX_PAYLOAD) {
+                    if to_guest.send(Frame::data(FrameKind::Stdin, MAIN_SESSION, chunk.to_vec())).is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
+            StdinMsg::Close => Frame::data(FrameKind::StdinClosed, MAIN_SESSION, Vec::new()),
+        };
+        if to_guest.send(frame).is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! `vic-machine`: the operator's tool for Virtual Container Hosts (VCHs).
+//!
+//! A VCH on the `local` target is a directory of state plus one `vic-appliance` process that
+//! serves the Docker API; every container it runs is a QEMU microvm. `create` lays out the
+//! directory (with its own copy of the appliance and bootstrap, so a later upgrade can replace
+//! them), starts the appliance detached and waits until it answers; `delete` stops it and its
+//! VMs and removes the state.
+
+mod vch;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::vch::{CreateOptions, Layout};
+
+#[derive(Debug, Parser)]
+#[command(name = "vic-machine", version, about = "Create and manage Virtual Container Hosts")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// Where VCHs live: `local` (this host's QEMU). vSphere targets come later.
+    #[arg(long, env = "VIC_MACHINE_TARGET")]
+    target: Option<String>,
+    /// Name of the VCH (at most 31 characters).
+    #[arg(long, env = "VIC_MACHINE_NAME", default_value = "virtual-container-host")]
+    name: String,
+    /// Directory holding every local VCH's state (default /var/lib/vic as root, else
+    /// ~/.local/share/vic).
+    #[arg(long, env = "VIC_STATE_ROOT")]
+    state_root: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Deploy a VCH.
+    Create {
+        #[command(flatten)]
+        common: Common,
+        /// Serve the Docker API without TLS (port 2375 style; plain TCP).
+        #[arg(long)]
+        no_tls: bool,
+        /// Registry reached over plain HTTP (host:port); repeatable.
+        #[arg(long = "insecure-registry")]
+        insecure_registries: Vec<String>,
+        /// Directory for the VCH's images (default: inside its state directory).
+        #[arg(long)]
+        image_store: Option<PathBuf>,
+        /// How long create may take before it gives up and removes what it made.
+        #[arg(long, default_value = "3m", value_parser = parse_duration)]
+        timeout: Duration,
+        /// TCP port of the Docker API on 127.0.0.1 (default: a free one).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Directory with vmlinux and initramfs.cpio (default: next to this binary).
+        #[arg(long, env = "VIC_BOOTSTRAP_DIR")]
+        bootstrap_dir: Option<PathBuf>,
+    },
+    /// Delete a VCH, its container VMs and its state.
+    Delete {
+        #[command(flatten)]
+        common: Common,
+        /// Delete even when containers are running.
+        #[arg(long)]
+        force: bool,
+        #[arg(long, default_value = "3m", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// List VCHs.
+    Ls {
+        #[arg(long, env = "VIC_MACHINE_TARGET")]
+        target: Option<String>,
+        #[arg(long, env = "VIC_STATE_ROOT")]
+        state_root: Option<PathBuf>,
+    },
+    /// Show the version.
+    Version,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}: use e.g. 90s, 3m, 1h"))?;
+    match unit {
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("invalid duration {s:?}: use e.g. 90s, 3m, 1h")),
+    }
+}
+
+fn check_target(target: &Option<String>) -> anyhow::Result<()> {
+    match target.as_deref() {
+        None => anyhow::bail!("--target is required (local)"),
+        Some("local") => Ok(()),
+        Some(other) => anyhow::bail!("target {other:?} is not supported yet: use --target local"),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Create { common, no_tls, insecure_registries, image_store, timeout, port, bootstrap_dir } => {
+            check_target(&common.target)?;
+            vch::validate_name(&common.name)?;
+            if !no_tls {
+                anyhow::bail!("TLS for the Docker API is not available yet: pass --no-tls");
+            }
+            let layout = Layout::new(common.state_root, &common.name)?;
+            let opts = CreateOptions { insecure_registries, image_store, timeout, port, bootstrap_dir };
+            vch::create(&layout, &opts)
+        }
+        Command::Delete { common, force, timeout } => {
+            check_target(&common.target)?;
+            let layout = Layout::new(common.state_root, &common.name)?;
+            vch::delete(&layout, force, timeout)
+        }
+        Command::Ls { target, state_root } => {
+            check_target(&target)?;
+            vch::list(state_root)
+        }
+        Command::Version => {
+            println!("vic-machine version {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vic-machine: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
