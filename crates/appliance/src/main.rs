@@ -13,7 +13,11 @@ use imagec::store::ImageStore;
 use portlayer::{Containers, ContainersConfig, EventBus};
 
 #[derive(Debug, Parser)]
-#[command(name = "vic-appliance", version, about = "VCH appliance: Docker API personality and port layer")]
+#[command(
+    name = "vic-appliance",
+    version,
+    about = "VCH appliance: Docker API personality and port layer"
+)]
 struct Args {
     /// Name of the VCH.
     #[arg(long)]
@@ -41,19 +45,29 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VIC_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("VIC_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(run(args))
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.state_dir).with_context(|| format!("creating {}", args.state_dir.display()))?;
-    let image_root = args.image_store.clone().unwrap_or_else(|| args.state_dir.join("images"));
-    let images = Arc::new(ImageStore::open(&image_root).with_context(|| format!("opening the image store {}", image_root.display()))?);
+    std::fs::create_dir_all(&args.state_dir)
+        .with_context(|| format!("creating {}", args.state_dir.display()))?;
+    let image_root = args
+        .image_store
+        .clone()
+        .unwrap_or_else(|| args.state_dir.join("images"));
+    let images = Arc::new(
+        ImageStore::open(&image_root)
+            .with_context(|| format!("opening the image store {}", image_root.display()))?,
+    );
     let backend = backend_local::LocalBackend::new(backend_local::LocalConfig {
         root: args.state_dir.join("vms"),
         kernel: args.kernel.clone(),
@@ -65,13 +79,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(vch = %args.name, backend = %backend.describe(), "appliance starting");
     let events = Arc::new(EventBus::new());
     let containers = Containers::open(
-        ContainersConfig { state_dir: args.state_dir.join("containers") },
+        ContainersConfig {
+            state_dir: args.state_dir.join("containers"),
+        },
         backend,
         images.clone(),
         events,
     )
     .await?;
-    let puller = Arc::new(Puller::new(RegistryOptions { insecure: args.insecure_registries.clone() }));
+    let puller = Arc::new(Puller::new(RegistryOptions {
+        insecure: args.insecure_registries.clone(),
+    }));
     let state = AppState {
         containers: containers.clone(),
         images,
@@ -85,7 +103,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    std::fs::write(args.state_dir.join("appliance.pid"), std::process::id().to_string())?;
+    std::fs::write(
+        args.state_dir.join("appliance.pid"),
+        std::process::id().to_string(),
+    )?;
     let server = tokio::spawn(docker_api::serve(listener, state, std::future::pending()));
     tokio::select! {
         _ = shutdown_signal() => {}
@@ -102,7 +123,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; the appliance stops only when killed");
         std::future::pending::<()>().await;
         return;

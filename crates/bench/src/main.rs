@@ -44,8 +44,16 @@ fn stats(mut v: Vec<f64>) -> Option<Stats> {
         return None;
     }
     v.sort_by(|a, b| a.total_cmp(b));
-    let median = if v.len() % 2 == 1 { v[v.len() / 2] } else { (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0 };
-    Some(Stats { median, min: v[0], max: v[v.len() - 1] })
+    let median = if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    Some(Stats {
+        median,
+        min: v[0],
+        max: v[v.len() - 1],
+    })
 }
 
 /// A docker endpoint under test.
@@ -65,18 +73,28 @@ impl Endpoint {
 fn run_ok(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
     let o = cmd.output().with_context(|| format!("running {what}"))?;
     if !o.status.success() {
-        bail!("{what} failed: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        bail!(
+            "{what} failed: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     Ok(String::from_utf8_lossy(&o.stdout).to_string())
 }
 
 fn time_runs(ep: &Endpoint, docker: &str, image: &str, runs: usize) -> anyhow::Result<Vec<f64>> {
     // One warm-up run (first use of the image builds caches on both sides).
-    run_ok(ep.docker(docker).args(["run", "--rm", image, "true"]), "warm-up run")?;
+    run_ok(
+        ep.docker(docker).args(["run", "--rm", image, "true"]),
+        "warm-up run",
+    )?;
     let mut out = Vec::new();
     for _ in 0..runs {
         let t = Instant::now();
-        run_ok(ep.docker(docker).args(["run", "--rm", image, "true"]), "docker run --rm true")?;
+        run_ok(
+            ep.docker(docker).args(["run", "--rm", image, "true"]),
+            "docker run --rm true",
+        )?;
         out.push(t.elapsed().as_secs_f64());
     }
     Ok(out)
@@ -86,12 +104,23 @@ fn time_runs(ep: &Endpoint, docker: &str, image: &str, runs: usize) -> anyhow::R
 fn first_output(ep: &Endpoint, docker: &str, image: &str, runs: usize) -> anyhow::Result<Vec<f64>> {
     let mut out = Vec::new();
     for _ in 0..runs {
-        let id = run_ok(ep.docker(docker).args(["create", image, "echo", "x"]), "docker create")?;
+        let id = run_ok(
+            ep.docker(docker).args(["create", image, "echo", "x"]),
+            "docker create",
+        )?;
         let id = id.trim().to_string();
         let t = Instant::now();
-        let mut child = ep.docker(docker).args(["start", "-a", &id]).stdout(Stdio::piped()).spawn()?;
+        let mut child = ep
+            .docker(docker)
+            .args(["start", "-a", &id])
+            .stdout(Stdio::piped())
+            .spawn()?;
         let mut byte = [0u8; 1];
-        let got = child.stdout.as_mut().map(|s| s.read(&mut byte)).transpose()?;
+        let got = child
+            .stdout
+            .as_mut()
+            .map(|s| s.read(&mut byte))
+            .transpose()?;
         let elapsed = t.elapsed().as_secs_f64();
         let _ = child.wait();
         run_ok(ep.docker(docker).args(["rm", "-f", &id]), "docker rm")?;
@@ -104,7 +133,12 @@ fn first_output(ep: &Endpoint, docker: &str, image: &str, runs: usize) -> anyhow
 
 fn rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn qemu_pid_of(id: &str) -> Option<u32> {
@@ -117,7 +151,10 @@ fn qemu_pid_of(id: &str) -> Option<u32> {
 }
 
 fn vm_rss(ep: &Endpoint, docker: &str, image: &str) -> anyhow::Result<Option<u64>> {
-    let id = run_ok(ep.docker(docker).args(["run", "-d", image, "sleep", "60"]), "docker run -d")?;
+    let id = run_ok(
+        ep.docker(docker).args(["run", "-d", image, "sleep", "60"]),
+        "docker run -d",
+    )?;
     let id = id.trim().to_string();
     std::thread::sleep(Duration::from_secs(2));
     let rss = qemu_pid_of(&id).and_then(rss_kib);
@@ -132,9 +169,15 @@ struct Dockerd {
 
 impl Drop for Dockerd {
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
-        let _ = Command::new("umount").arg("-R").arg(self.root.join("data")).stderr(Stdio::null()).status();
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg(self.root.join("data"))
+            .stderr(Stdio::null())
+            .status();
         let _ = std::fs::remove_dir_all(&self.root);
     }
 }
@@ -153,17 +196,35 @@ fn start_dockerd(bin: &Path, registry: &str, docker: &str) -> anyhow::Result<(Do
         .arg(root.join("dockerd.pid"))
         .arg("-H")
         .arg(format!("unix://{}", sock.display()))
-        .args(["--insecure-registry", registry, "--iptables=false", "--bridge=none"])
+        .args([
+            "--insecure-registry",
+            registry,
+            "--iptables=false",
+            "--bridge=none",
+        ])
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
         .context("starting dockerd")?;
     let d = Dockerd { child, root };
-    let ep = Endpoint { label: "dockerd", host: format!("unix://{}", sock.display()) };
+    let ep = Endpoint {
+        label: "dockerd",
+        host: format!("unix://{}", sock.display()),
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !ep.docker(docker).arg("version").stdout(Stdio::null()).stderr(Stdio::null()).status()?.success() {
+    while !ep
+        .docker(docker)
+        .arg("version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?
+        .success()
+    {
         if Instant::now() > deadline {
-            bail!("dockerd did not answer within 60 s (log: {})", d.root.join("dockerd.log").display());
+            bail!(
+                "dockerd did not answer within 60 s (log: {})",
+                d.root.join("dockerd.log").display()
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -189,17 +250,35 @@ fn main() -> anyhow::Result<()> {
     let name = format!("bench-{}", std::process::id());
     let vm = |sub: &[&str]| {
         let mut c = Command::new(args.bin_dir.join("vic-machine"));
-        c.env("VIC_STATE_ROOT", &state).current_dir(std::env::temp_dir()).args(sub);
+        c.env("VIC_STATE_ROOT", &state)
+            .current_dir(std::env::temp_dir())
+            .args(sub);
         c
     };
     let created = run_ok(
-        &mut vm(&["create", "--target", "local", "--name", &name, "--no-tls", "--insecure-registry", &args.registry]),
+        &mut vm(&[
+            "create",
+            "--target",
+            "local",
+            "--name",
+            &name,
+            "--no-tls",
+            "--insecure-registry",
+            &args.registry,
+        ]),
         "vic-machine create",
     )?;
-    let host = created.lines().find_map(|l| l.strip_prefix("DOCKER_HOST=")).context("no DOCKER_HOST")?.to_string();
+    let host = created
+        .lines()
+        .find_map(|l| l.strip_prefix("DOCKER_HOST="))
+        .context("no DOCKER_HOST")?
+        .to_string();
     let vic = Endpoint { label: "vic", host };
     let result = (|| -> anyhow::Result<()> {
-        run_ok(vic.docker(&args.docker).args(["pull", &image]), "pull on vic")?;
+        run_ok(
+            vic.docker(&args.docker).args(["pull", &image]),
+            "pull on vic",
+        )?;
         let v_run = stats(time_runs(&vic, &args.docker, &image, args.runs)?);
         let v_first = stats(first_output(&vic, &args.docker, &image, args.runs.min(5))?);
         let v_rss = vm_rss(&vic, &args.docker, &image)?;
@@ -207,7 +286,10 @@ fn main() -> anyhow::Result<()> {
         let peer = if args.dockerd.exists() {
             match start_dockerd(&args.dockerd, &args.registry, &args.docker) {
                 Ok((d, ep)) => {
-                    run_ok(ep.docker(&args.docker).args(["pull", &image]), "pull on dockerd")?;
+                    run_ok(
+                        ep.docker(&args.docker).args(["pull", &image]),
+                        "pull on dockerd",
+                    )?;
                     let run = stats(time_runs(&ep, &args.docker, &image, args.runs)?);
                     let first = stats(first_output(&ep, &args.docker, &image, args.runs.min(5))?);
                     drop(d);
@@ -219,16 +301,40 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         } else {
-            eprintln!("dockerd peer unavailable: {} not installed (Debian docker.io)", args.dockerd.display());
+            eprintln!(
+                "dockerd peer unavailable: {} not installed (Debian docker.io)",
+                args.dockerd.display()
+            );
             None
         };
         let (p_run, p_first) = peer.unwrap_or((None, None));
-        println!("\n{:<34} {:<28} {:<28} ratio", "metric (seconds; median (min–max))", vic.label, "dockerd");
-        row(&format!("docker run --rm busybox true ×{}", args.runs), v_run.as_ref(), p_run.as_ref(), "s");
-        row("start -a → first output byte", v_first.as_ref(), p_first.as_ref(), "s");
+        println!(
+            "\n{:<34} {:<28} {:<28} ratio",
+            "metric (seconds; median (min–max))", vic.label, "dockerd"
+        );
+        row(
+            &format!("docker run --rm busybox true ×{}", args.runs),
+            v_run.as_ref(),
+            p_run.as_ref(),
+            "s",
+        );
+        row(
+            "start -a → first output byte",
+            v_first.as_ref(),
+            p_first.as_ref(),
+            "s",
+        );
         match v_rss {
-            Some(kib) => println!("{:<34} {:<28} {:<28}", "container VM RSS (QEMU)", format!("{:.1} MiB", kib as f64 / 1024.0), "n/a (no VM)"),
-            None => println!("{:<34} could not read the VM's RSS", "container VM RSS (QEMU)"),
+            Some(kib) => println!(
+                "{:<34} {:<28} {:<28}",
+                "container VM RSS (QEMU)",
+                format!("{:.1} MiB", kib as f64 / 1024.0),
+                "n/a (no VM)"
+            ),
+            None => println!(
+                "{:<34} could not read the VM's RSS",
+                "container VM RSS (QEMU)"
+            ),
         }
         Ok(())
     })();

@@ -93,39 +93,80 @@ fn merge_env(image: &[String], user: &[String], tty: bool) -> Vec<String> {
 
 fn str_vec(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Builds the port layer's spec from Docker's create body and the image's config.
-pub fn build_spec(body: CreateBody, name: String, image: &imagec::store::ImageRecord) -> ContainerSpec {
-    let ic = image.config.get("config").cloned().unwrap_or_else(|| json!({}));
+pub fn build_spec(
+    body: CreateBody,
+    name: String,
+    image: &imagec::store::ImageRecord,
+) -> ContainerSpec {
+    let ic = image
+        .config
+        .get("config")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     let image_entry = str_vec(ic.get("Entrypoint"));
     let image_cmd = str_vec(ic.get("Cmd"));
     // Docker: an Entrypoint given at create time drops the image's Cmd.
-    let (entrypoint, cmd) = match (body.entrypoint.map(StrOrVec::into_vec), body.cmd.map(StrOrVec::into_vec)) {
+    let (entrypoint, cmd) = match (
+        body.entrypoint.map(StrOrVec::into_vec),
+        body.cmd.map(StrOrVec::into_vec),
+    ) {
         (Some(e), Some(c)) => (e, c),
         (Some(e), None) => (e, Vec::new()),
         (None, Some(c)) if !c.is_empty() => (image_entry, c),
         (None, _) => (image_entry, image_cmd),
     };
     let argv: Vec<String> = entrypoint.iter().chain(cmd.iter()).cloned().collect();
-    let env = merge_env(&str_vec(ic.get("Env")), body.env.as_deref().unwrap_or(&[]), body.tty);
+    let env = merge_env(
+        &str_vec(ic.get("Env")),
+        body.env.as_deref().unwrap_or(&[]),
+        body.tty,
+    );
     let working_dir = if body.working_dir.is_empty() {
-        ic.get("WorkingDir").and_then(Value::as_str).unwrap_or("").to_string()
+        ic.get("WorkingDir")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
     } else {
         body.working_dir.clone()
     };
-    let user = if body.user.is_empty() { ic.get("User").and_then(Value::as_str).unwrap_or("").to_string() } else { body.user.clone() };
+    let user = if body.user.is_empty() {
+        ic.get("User")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    } else {
+        body.user.clone()
+    };
     let mut labels: BTreeMap<String, String> = ic
         .get("Labels")
         .and_then(|l| serde_json::from_value(l.clone()).ok())
         .unwrap_or_default();
     labels.extend(body.labels.clone().unwrap_or_default());
-    let stop_signal = body.stop_signal.clone().filter(|s| !s.is_empty()).or_else(|| ic.get("StopSignal").and_then(Value::as_str).map(str::to_string));
+    let stop_signal = body
+        .stop_signal
+        .clone()
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            ic.get("StopSignal")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
     let host_config = body.host_config.clone().unwrap_or_else(|| json!({}));
     let hc: HostConfigBody = serde_json::from_value(host_config.clone()).unwrap_or_default();
-    let memory_mib = if hc.memory > 0 { ((hc.memory as u64).div_ceil(1 << 20)).max(64) as u32 } else { DEFAULT_MEMORY_MIB };
+    let memory_mib = if hc.memory > 0 {
+        ((hc.memory as u64).div_ceil(1 << 20)).max(64) as u32
+    } else {
+        DEFAULT_MEMORY_MIB
+    };
     let cpus = if hc.nano_cpus > 0 {
         (hc.nano_cpus as u64).div_ceil(1_000_000_000) as u32
     } else if hc.cpu_count > 0 {
@@ -184,26 +225,38 @@ pub async fn create(
     Query(q): Query<HashMap<String, String>>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let body: CreateBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    let body: CreateBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
     if body.image.is_empty() {
-        return Err(ApiError::bad_request("config cannot be empty in order to create a container"));
+        return Err(ApiError::bad_request(
+            "config cannot be empty in order to create a container",
+        ));
     }
     let image = match st.images.resolve(&body.image) {
         Some(img) => img,
         None => {
-            let shown = imagec::reference::Reference::parse(&body.image).map(|r| r.to_string()).unwrap_or(body.image.clone());
+            let shown = imagec::reference::Reference::parse(&body.image)
+                .map(|r| r.to_string())
+                .unwrap_or(body.image.clone());
             return Err(ApiError::not_found(format!("No such image: {shown}")));
         }
     };
     let name = q.get("name").cloned().unwrap_or_default();
     let spec = build_spec(body, name, &image);
     let rec = st.containers.create(spec).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "Id": rec.id, "Warnings": [] }))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "Id": rec.id, "Warnings": [] })),
+    )
+        .into_response())
 }
 
 fn filter_values(filters: &Value, key: &str) -> Vec<String> {
     match filters.get(key) {
-        Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
         Some(Value::Object(m)) => m.keys().cloned().collect(),
         _ => Vec::new(),
     }
@@ -217,8 +270,12 @@ fn matches_filters(c: &ContainerRecord, filters: &Value) -> bool {
     check("status", &|v| v == c.state.status.as_str())
         && check("name", &|v| c.spec.name.contains(v.trim_start_matches('/')))
         && check("id", &|v| c.id.starts_with(v))
-        && check("ancestor", &|v| c.spec.image_ref == v || c.spec.image_id.contains(v))
-        && check("exited", &|v| c.state.status == Status::Exited && v.parse::<i32>().ok() == Some(c.state.exit_code))
+        && check("ancestor", &|v| {
+            c.spec.image_ref == v || c.spec.image_id.contains(v)
+        })
+        && check("exited", &|v| {
+            c.state.status == Status::Exited && v.parse::<i32>().ok() == Some(c.state.exit_code)
+        })
         && check("label", &|v| match v.split_once('=') {
             Some((k, val)) => c.spec.labels.get(k).map(|x| x == val).unwrap_or(false),
             None => c.spec.labels.contains_key(v),
@@ -226,26 +283,40 @@ fn matches_filters(c: &ContainerRecord, filters: &Value) -> bool {
 }
 
 /// GET /containers/json?all=&limit=&filters=
-pub async fn list(State(st): State<AppState>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Json<Value>> {
+pub async fn list(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
     let all = truthy(q.get("all"));
     let filters: Value = match q.get("filters").filter(|f| !f.is_empty()) {
-        Some(f) => serde_json::from_str(f).map_err(|e| ApiError::bad_request(format!("invalid filters: {e}")))?,
+        Some(f) => serde_json::from_str(f)
+            .map_err(|e| ApiError::bad_request(format!("invalid filters: {e}")))?,
         None => json!({}),
     };
-    let limit: Option<usize> = q.get("limit").and_then(|l| l.parse::<i64>().ok()).filter(|l| *l > 0).map(|l| l as usize);
+    let limit: Option<usize> = q
+        .get("limit")
+        .and_then(|l| l.parse::<i64>().ok())
+        .filter(|l| *l > 0)
+        .map(|l| l as usize);
     let now = Utc::now();
     let mut list: Vec<ContainerRecord> = st
         .containers
         .list()
         .into_iter()
-        .filter(|c| all || limit.is_some() || c.state.status == Status::Running || !filter_values(&filters, "status").is_empty())
+        .filter(|c| {
+            all || limit.is_some()
+                || c.state.status == Status::Running
+                || !filter_values(&filters, "status").is_empty()
+        })
         .filter(|c| matches_filters(c, &filters))
         .collect();
     list.reverse(); // newest first, as Docker lists
     if let Some(n) = limit {
         list.truncate(n);
     }
-    Ok(Json(Value::Array(list.iter().map(|c| container_summary(c, now)).collect())))
+    Ok(Json(Value::Array(
+        list.iter().map(|c| container_summary(c, now)).collect(),
+    )))
 }
 
 /// GET /containers/{id}/json
@@ -272,7 +343,9 @@ pub async fn start(State(st): State<AppState>, Path(id): Path<String>) -> ApiRes
 }
 
 fn timeout_param(q: &HashMap<String, String>) -> Option<i64> {
-    q.get("t").or_else(|| q.get("timeout")).and_then(|t| t.parse().ok())
+    q.get("t")
+        .or_else(|| q.get("timeout"))
+        .and_then(|t| t.parse().ok())
 }
 
 /// POST /containers/{id}/stop?t=&signal=
@@ -281,7 +354,10 @@ pub async fn stop(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let signal = q.get("signal").filter(|s| !s.is_empty()).map(String::as_str);
+    let signal = q
+        .get("signal")
+        .filter(|s| !s.is_empty())
+        .map(String::as_str);
     match st.containers.stop(&id, timeout_param(&q), signal).await? {
         true => Ok(StatusCode::NO_CONTENT.into_response()),
         false => Ok(StatusCode::NOT_MODIFIED.into_response()),
@@ -294,7 +370,10 @@ pub async fn restart(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<StatusCode> {
-    let signal = q.get("signal").filter(|s| !s.is_empty()).map(String::as_str);
+    let signal = q
+        .get("signal")
+        .filter(|s| !s.is_empty())
+        .map(String::as_str);
     st.containers.stop(&id, timeout_param(&q), signal).await?;
     st.containers.start(&id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -309,7 +388,9 @@ pub async fn kill(
     let signal = q.get("signal").cloned().unwrap_or_default();
     match st.containers.kill(&id, &signal) {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
-        Err(e @ portlayer::Error::NotRunning(_)) => Err(ApiError::conflict(format!("Cannot kill container: {id}: {e}"))),
+        Err(e @ portlayer::Error::NotRunning(_)) => Err(ApiError::conflict(format!(
+            "Cannot kill container: {id}: {e}"
+        ))),
         Err(e) => Err(e.into()),
     }
 }
@@ -320,8 +401,14 @@ pub async fn resize(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<StatusCode> {
-    let h = q.get("h").and_then(|v| v.parse::<u16>().ok()).ok_or_else(|| ApiError::bad_request("invalid height"))?;
-    let w = q.get("w").and_then(|v| v.parse::<u16>().ok()).ok_or_else(|| ApiError::bad_request("invalid width"))?;
+    let h = q
+        .get("h")
+        .and_then(|v| v.parse::<u16>().ok())
+        .ok_or_else(|| ApiError::bad_request("invalid height"))?;
+    let w = q
+        .get("w")
+        .and_then(|v| v.parse::<u16>().ok())
+        .ok_or_else(|| ApiError::bad_request("invalid width"))?;
     st.containers.resize(&id, h, w)?;
     Ok(StatusCode::OK)
 }
@@ -344,8 +431,14 @@ mod tests {
     fn env_merges_by_key_and_keeps_a_path() {
         let image = vec!["PATH=/bin".to_string(), "A=1".to_string()];
         let user = vec!["A=2".to_string(), "B=3".to_string()];
-        assert_eq!(merge_env(&image, &user, false), vec!["PATH=/bin", "A=2", "B=3"]);
+        assert_eq!(
+            merge_env(&image, &user, false),
+            vec!["PATH=/bin", "A=2", "B=3"]
+        );
         let env = merge_env(&[], &[], true);
-        assert_eq!(env, vec![DEFAULT_PATH.to_string(), "TERM=xterm".to_string()]);
+        assert_eq!(
+            env,
+            vec![DEFAULT_PATH.to_string(), "TERM=xterm".to_string()]
+        );
     }
 }

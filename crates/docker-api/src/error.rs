@@ -15,7 +15,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into() }
+        ApiError {
+            status,
+            message: message.into(),
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
@@ -38,7 +41,11 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(status = %self.status, "{}", self.message);
         }
-        (self.status, Json(serde_json::json!({ "message": self.message }))).into_response()
+        (
+            self.status,
+            Json(serde_json::json!({ "message": self.message })),
+        )
+            .into_response()
     }
 }
 
@@ -46,13 +53,18 @@ impl From<PlError> for ApiError {
     fn from(e: PlError) -> Self {
         let status = match &e {
             PlError::NoSuchContainer(_) | PlError::NoSuchImage(_) => StatusCode::NOT_FOUND,
-            PlError::NameConflict { .. } | PlError::NotRunning(_) | PlError::RemoveRunning(_) => StatusCode::CONFLICT,
-            PlError::AlreadyRunning(_) => StatusCode::NOT_MODIFIED,
-            PlError::InvalidSignal(_) | PlError::NoCommand | PlError::InvalidName(_) | PlError::Ambiguous(_) => {
-                StatusCode::BAD_REQUEST
+            PlError::NameConflict { .. } | PlError::NotRunning(_) | PlError::RemoveRunning(_) => {
+                StatusCode::CONFLICT
             }
+            PlError::AlreadyRunning(_) => StatusCode::NOT_MODIFIED,
+            PlError::InvalidSignal(_)
+            | PlError::NoCommand
+            | PlError::InvalidName(_)
+            | PlError::Ambiguous(_) => StatusCode::BAD_REQUEST,
             PlError::Spawn { .. } => StatusCode::BAD_REQUEST,
-            PlError::Start(_) | PlError::Backend(_) | PlError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            PlError::Start(_) | PlError::Backend(_) | PlError::Io { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         ApiError::new(status, e.to_string())
     }

@@ -29,7 +29,11 @@ fn line(v: &Value) -> Bytes {
 
 fn progress_json(p: &Progress, tag: &str) -> Value {
     let mut v = json!({ "status": p.status });
-    let id = p.id.clone().or_else(|| p.status.starts_with("Pulling from").then(|| tag.to_string()));
+    let id = p.id.clone().or_else(|| {
+        p.status
+            .starts_with("Pulling from")
+            .then(|| tag.to_string())
+    });
     if let Some(id) = id {
         v["id"] = json!(id);
     }
@@ -50,7 +54,10 @@ fn progress_json(p: &Progress, tag: &str) -> Value {
 
 fn pull_error_status(e: &PullError) -> StatusCode {
     let msg = e.to_string();
-    if msg.contains("not found") || msg.contains("does not exist") || msg.contains("no matching manifest") {
+    if msg.contains("not found")
+        || msg.contains("does not exist")
+        || msg.contains("no matching manifest")
+    {
         StatusCode::NOT_FOUND
     } else {
         StatusCode::INTERNAL_SERVER_ERROR
@@ -62,11 +69,20 @@ fn error_line(message: &str) -> Bytes {
 }
 
 /// POST /images/create?fromImage=&tag=&platform=
-pub async fn create(State(st): State<AppState>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Response> {
+pub async fn create(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
     if q.contains_key("fromSrc") {
-        return Err(ApiError::new(StatusCode::NOT_IMPLEMENTED, "image import is not supported yet"));
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "image import is not supported yet",
+        ));
     }
-    let from = q.get("fromImage").filter(|s| !s.is_empty()).ok_or_else(|| ApiError::bad_request("fromImage must be set"))?;
+    let from = q
+        .get("fromImage")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::bad_request("fromImage must be set"))?;
     let full = match q.get("tag").filter(|t| !t.is_empty()) {
         Some(t) if t.starts_with("sha256:") => format!("{from}@{t}"),
         Some(t) => format!("{from}:{t}"),
@@ -77,7 +93,11 @@ pub async fn create(State(st): State<AppState>, Query(q): Query<HashMap<String, 
         Some(p) => Platform::parse(p).map_err(|e| ApiError::bad_request(e.to_string()))?,
         None => Platform::default(),
     };
-    let tag = reference.tag.clone().or_else(|| reference.digest.clone()).unwrap_or_else(|| "latest".into());
+    let tag = reference
+        .tag
+        .clone()
+        .or_else(|| reference.digest.clone())
+        .unwrap_or_else(|| "latest".into());
     let (tx, mut rx) = mpsc::unbounded_channel::<PullMsg>();
     {
         let st = st.clone();
@@ -87,9 +107,17 @@ pub async fn create(State(st): State<AppState>, Query(q): Query<HashMap<String, 
             let progress = move |p: Progress| {
                 let _ = ptx.send(PullMsg::Progress(p));
             };
-            let res = st.puller.pull(&st.images, &reference, &platform, &progress).await;
+            let res = st
+                .puller
+                .pull(&st.images, &reference, &platform, &progress)
+                .await;
             if res.is_ok() {
-                st.containers.events().publish("image", "pull", &reference.to_string(), Default::default());
+                st.containers.events().publish(
+                    "image",
+                    "pull",
+                    &reference.to_string(),
+                    Default::default(),
+                );
             }
             let _ = tx.send(PullMsg::Done(res));
         });
@@ -102,7 +130,11 @@ pub async fn create(State(st): State<AppState>, Query(q): Query<HashMap<String, 
     }
     let shown = reference.to_string();
     let stream = async_stream(first, rx, tag, shown);
-    Ok(([(header::CONTENT_TYPE, "application/json")], Body::from_stream(stream)).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 fn async_stream(
@@ -117,7 +149,9 @@ fn async_stream(
         Ok(match msg {
             PullMsg::Progress(p) => line(&progress_json(&p, &tag)),
             PullMsg::Done(Ok(outcome)) => {
-                let mut out = line(&json!({ "status": format!("Digest: {}", outcome.manifest_digest) })).to_vec();
+                let mut out =
+                    line(&json!({ "status": format!("Digest: {}", outcome.manifest_digest) }))
+                        .to_vec();
                 let status = if outcome.up_to_date {
                     format!("Status: Image is up to date for {shown}")
                 } else {
@@ -131,27 +165,90 @@ fn async_stream(
     })
 }
 
-/// GET /images/json
-pub async fn list(State(st): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Json<Value> {
-    let _all = truthy(q.get("all"));
-    let mut images = st.images.list();
+/// `*` and `?` glob match, as Go's path.Match does for image reference filters.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    fn rec(p: &[char], t: &[char]) -> bool {
+        match (p.first(), t.first()) {
+            (None, None) => true,
+            (Some('*'), _) => rec(&p[1..], t) || (!t.is_empty() && t[0] != '/' && rec(p, &t[1..])),
+            (Some('?'), Some(c)) if *c != '/' => rec(&p[1..], &t[1..]),
+            (Some(a), Some(b)) if a == b => rec(&p[1..], &t[1..]),
+            _ => false,
+        }
+    }
+    rec(&p, &t)
+}
+
+/// Docker's `reference` filter: the pattern matches a tag, or the name when it has no tag.
+fn reference_matches(pattern: &str, repo_tag: &str) -> bool {
+    let name = repo_tag
+        .rsplit_once(':')
+        .filter(|(_, t)| !t.contains('/'))
+        .map(|(n, _)| n)
+        .unwrap_or(repo_tag);
+    glob(pattern, repo_tag) || glob(pattern, name)
+}
+
+/// GET /images/json?filters=
+pub async fn list(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let filters: Value = match q.get("filters").filter(|f| !f.is_empty()) {
+        Some(f) => serde_json::from_str(f)
+            .map_err(|e| ApiError::bad_request(format!("invalid filters: {e}")))?,
+        None => json!({}),
+    };
+    let patterns: Vec<String> = match filters.get("reference") {
+        Some(Value::Object(m)) => m.keys().cloned().collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut images: Vec<_> = st
+        .images
+        .list()
+        .into_iter()
+        .filter(|img| {
+            patterns.is_empty()
+                || patterns
+                    .iter()
+                    .any(|p| img.repo_tags.iter().any(|t| reference_matches(p, t)))
+        })
+        .collect();
     images.sort_by(|a, b| b.created.cmp(&a.created));
     let out: Vec<Value> = images
         .iter()
         .map(|img| {
-            let containers = st.containers.list().iter().filter(|c| c.spec.image_id == img.id).count();
+            let containers = st
+                .containers
+                .list()
+                .iter()
+                .filter(|c| c.spec.image_id == img.id)
+                .count();
             image_summary(img, containers)
         })
         .collect();
-    Json(Value::Array(out))
+    Ok(Json(Value::Array(out)))
 }
 
 /// GET /images/{name}/json (the name may contain slashes).
-pub async fn get_dispatch(State(st): State<AppState>, Path(rest): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn get_dispatch(
+    State(st): State<AppState>,
+    Path(rest): Path<String>,
+) -> ApiResult<Json<Value>> {
     let Some(name) = rest.strip_suffix("/json") else {
-        return Err(ApiError::not_found(format!("page not found: /images/{rest}")));
+        return Err(ApiError::not_found(format!(
+            "page not found: /images/{rest}"
+        )));
     };
-    let img = st.images.resolve(name).ok_or_else(|| ApiError::not_found(format!("No such image: {name}")))?;
+    let img = st
+        .images
+        .resolve(name)
+        .ok_or_else(|| ApiError::not_found(format!("No such image: {name}")))?;
     Ok(Json(image_json(&img)))
 }
 
@@ -162,15 +259,22 @@ pub async fn delete(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     let force = truthy(q.get("force"));
-    let img = st.images.resolve(&name).ok_or_else(|| ApiError::not_found(format!("No such image: {name}")))?;
+    let img = st
+        .images
+        .resolve(&name)
+        .ok_or_else(|| ApiError::not_found(format!("No such image: {name}")))?;
     let short = img.id.trim_start_matches("sha256:")[..12].to_string();
     let user = st.containers.image_in_use(&img.id);
-    let by_reference = Reference::parse(&name).ok().filter(|r| img.repo_tags.contains(&r.to_string()));
+    let by_reference = Reference::parse(&name)
+        .ok()
+        .filter(|r| img.repo_tags.contains(&r.to_string()));
     let mut out = Vec::new();
     let untag_all = |out: &mut Vec<Value>| -> ApiResult<()> {
         for t in &img.repo_tags {
             if let Ok(r) = Reference::parse(t) {
-                st.images.untag(&r).map_err(|e| ApiError::internal(e.to_string()))?;
+                st.images
+                    .untag(&r)
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
                 out.push(json!({ "Untagged": t }));
             }
         }
@@ -186,12 +290,18 @@ pub async fn delete(
                     )));
                 }
             }
-            st.images.untag(&r).map_err(|e| ApiError::internal(e.to_string()))?;
+            st.images
+                .untag(&r)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
             out.push(json!({ "Untagged": r.to_string() }));
         }
         None => {
             if let Some(c) = &user {
-                let how = if c.state.status == portlayer::Status::Running { "cannot be forced" } else { "must be forced" };
+                let how = if c.state.status == portlayer::Status::Running {
+                    "cannot be forced"
+                } else {
+                    "must be forced"
+                };
                 if !force || how == "cannot be forced" {
                     return Err(ApiError::conflict(format!(
                         "conflict: unable to delete {short} ({how}) - image is being used by {} container {}",
@@ -208,14 +318,45 @@ pub async fn delete(
             untag_all(&mut out)?;
         }
     }
-    let still_tagged = st.images.get(&img.id).map(|i| !i.repo_tags.is_empty()).unwrap_or(false);
+    let still_tagged = st
+        .images
+        .get(&img.id)
+        .map(|i| !i.repo_tags.is_empty())
+        .unwrap_or(false);
     if !still_tagged && user.is_none() {
         if let Err(e) = st.containers.backend().remove_image(&img.id).await {
             tracing::warn!("removing the base disk of {}: {e}", img.id);
         }
-        st.images.remove(&img.id).map_err(|e| ApiError::internal(e.to_string()))?;
+        st.images
+            .remove(&img.id)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
         out.push(json!({ "Deleted": img.id }));
-        st.containers.events().publish("image", "delete", &img.id, Default::default());
+        st.containers
+            .events()
+            .publish("image", "delete", &img.id, Default::default());
     }
     Ok(Json(Value::Array(out)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_filter_matches_like_docker() {
+        assert!(reference_matches(
+            "127.0.0.1:5000/busybox",
+            "127.0.0.1:5000/busybox:latest"
+        ));
+        assert!(reference_matches(
+            "127.0.0.1:5000/busybox:latest",
+            "127.0.0.1:5000/busybox:latest"
+        ));
+        assert!(!reference_matches(
+            "127.0.0.1:5000/nosuch",
+            "127.0.0.1:5000/busybox:latest"
+        ));
+        assert!(reference_matches("*/busy*", "127.0.0.1:5000/busybox:1.0"));
+        assert!(!reference_matches("busy*", "127.0.0.1:5000/busybox:1.0"));
+    }
 }

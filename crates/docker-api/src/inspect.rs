@@ -8,11 +8,14 @@ use serde_json::{json, Value};
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
 fn rfc3339(t: Option<DateTime<Utc>>) -> String {
-    t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)).unwrap_or_else(|| ZERO_TIME.to_string())
+    t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+        .unwrap_or_else(|| ZERO_TIME.to_string())
 }
 
 fn created_unix(created: &str) -> i64 {
-    DateTime::parse_from_rfc3339(created).map(|t| t.timestamp()).unwrap_or(0)
+    DateTime::parse_from_rfc3339(created)
+        .map(|t| t.timestamp())
+        .unwrap_or(0)
 }
 
 /// `GET /images/json` entry.
@@ -80,7 +83,11 @@ pub fn status_text(c: &ContainerRecord, now: DateTime<Utc>) -> String {
             format!("Up {}", human_duration((now - since).num_seconds()))
         }
         Status::Exited => match c.state.finished_at {
-            Some(t) => format!("Exited ({}) {} ago", c.state.exit_code, human_duration((now - t).num_seconds())),
+            Some(t) => format!(
+                "Exited ({}) {} ago",
+                c.state.exit_code,
+                human_duration((now - t).num_seconds())
+            ),
             None => format!("Exited ({})", c.state.exit_code),
         },
     }
@@ -96,7 +103,13 @@ fn command_line(c: &ContainerRecord) -> String {
         .process
         .argv
         .iter()
-        .map(|a| if a.contains(' ') { format!("\"{a}\"") } else { a.clone() })
+        .map(|a| {
+            if a.contains(' ') {
+                format!("\"{a}\"")
+            } else {
+                a.clone()
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -124,7 +137,9 @@ pub fn container_summary(c: &ContainerRecord, now: DateTime<Utc>) -> Value {
 pub fn container_json(c: &ContainerRecord, log_path: &str) -> Value {
     let argv = &c.spec.process.argv;
     let running = c.state.status == Status::Running;
-    let mut config = personality(c, "Config").cloned().unwrap_or_else(|| json!({}));
+    let mut config = personality(c, "Config")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     config["Hostname"] = json!(c.spec.hostname);
     config["Image"] = json!(c.spec.image_ref);
     json!({

@@ -12,6 +12,8 @@
 //! Every path is accepted with or without the `/v1.NN` prefix; the version a client asks for
 //! is checked against [`MIN_API_VERSION`]..=[`API_VERSION`].
 
+#![recursion_limit = "256"]
+
 mod containers;
 mod error;
 mod images;
@@ -68,7 +70,10 @@ pub fn router(state: AppState) -> Router {
         .route("/info", get(system::info))
         .route("/images/create", post(images::create))
         .route("/images/json", get(images::list))
-        .route("/images/{*rest}", get(images::get_dispatch).delete(images::delete))
+        .route(
+            "/images/{*rest}",
+            get(images::get_dispatch).delete(images::delete),
+        )
         .route("/containers/create", post(containers::create))
         .route("/containers/json", get(containers::list))
         .route("/containers/{id}/json", get(containers::inspect))
@@ -80,14 +85,20 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/{id}/resize", post(containers::resize))
         .route("/containers/{id}/attach", post(streams::attach))
         .route("/containers/{id}/logs", get(streams::logs))
-        .route("/containers/{id}", axum::routing::delete(containers::remove))
+        .route(
+            "/containers/{id}",
+            axum::routing::delete(containers::remove),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn(docker_headers))
         .with_state(state)
 }
 
 async fn not_found(req: Request) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("page not found: {} {}", req.method(), req.uri().path()))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("page not found: {} {}", req.method(), req.uri().path()),
+    )
 }
 
 /// Adds the headers Docker puts on every response.
@@ -97,7 +108,10 @@ async fn docker_headers(req: Request, next: Next) -> Response {
     h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
     h.insert("Docker-Experimental", HeaderValue::from_static("false"));
     h.insert("Ostype", HeaderValue::from_static("linux"));
-    h.insert("Server", HeaderValue::from_static(concat!("vic/", env!("CARGO_PKG_VERSION"), " (linux)")));
+    h.insert(
+        "Server",
+        HeaderValue::from_static(concat!("vic/", env!("CARGO_PKG_VERSION"), " (linux)")),
+    );
     resp
 }
 
@@ -107,20 +121,28 @@ fn parse_version(v: &str) -> Option<(u32, u32)> {
 }
 
 /// Strips `/v1.NN` and refuses versions outside the supported range.
-fn strip_version(mut req: Request) -> Result<Request, Response> {
+fn strip_version(mut req: Request) -> Result<Request, ApiError> {
     let path = req.uri().path();
-    let Some(rest) = path.strip_prefix("/v") else { return Ok(req) };
-    let Some((ver, tail)) = rest.split_once('/') else { return Ok(req) };
-    let Some(asked) = parse_version(ver) else { return Ok(req) };
+    let Some(rest) = path.strip_prefix("/v") else {
+        return Ok(req);
+    };
+    let Some((ver, tail)) = rest.split_once('/') else {
+        return Ok(req);
+    };
+    let Some(asked) = parse_version(ver) else {
+        return Ok(req);
+    };
     let max = parse_version(API_VERSION).unwrap_or((1, 50));
     let min = parse_version(MIN_API_VERSION).unwrap_or((1, 24));
     if asked > max {
-        let msg = format!("client version {ver} is too new. Maximum supported API version is {API_VERSION}");
-        return Err(ApiError::bad_request(msg).into_response());
+        let msg = format!(
+            "client version {ver} is too new. Maximum supported API version is {API_VERSION}"
+        );
+        return Err(ApiError::bad_request(msg));
     }
     if asked < min {
         let msg = format!("client version {ver} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version");
-        return Err(ApiError::bad_request(msg).into_response());
+        return Err(ApiError::bad_request(msg));
     }
     let new_path = format!("/{tail}");
     let pq = match req.uri().query() {
@@ -147,20 +169,26 @@ pub async fn serve(
         async move {
             match strip_version(req) {
                 Ok(req) => app.oneshot(req).await,
-                Err(resp) => Ok(resp),
+                Err(e) => Ok(e.into_response()),
             }
         }
     });
     let local: SocketAddr = listener.local_addr()?;
     tracing::info!("Docker API listening on {local}");
-    axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(svc))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        axum::ServiceExt::<Request>::into_make_service(svc),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Reads a Docker boolean query parameter ("1", "true", "True").
 pub(crate) fn truthy(v: Option<&String>) -> bool {
-    matches!(v.map(|s| s.to_ascii_lowercase()).as_deref(), Some("1" | "true" | "yes"))
+    matches!(
+        v.map(|s| s.to_ascii_lowercase()).as_deref(),
+        Some("1" | "true" | "yes")
+    )
 }
 
 #[cfg(test)]
@@ -169,14 +197,24 @@ mod tests {
 
     #[test]
     fn version_prefix_is_stripped_and_checked() {
-        let req = Request::builder().uri("/v1.47/containers/json?all=1").body(axum::body::Body::empty()).unwrap();
+        let req = Request::builder()
+            .uri("/v1.47/containers/json?all=1")
+            .body(axum::body::Body::empty())
+            .unwrap();
         let req = strip_version(req).unwrap();
         assert_eq!(req.uri().path(), "/containers/json");
         assert_eq!(req.uri().query(), Some("all=1"));
-        let req = Request::builder().uri("/v1.99/info").body(axum::body::Body::empty()).unwrap();
-        let resp = strip_version(req).unwrap_err();
-        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-        let req = Request::builder().uri("/_ping").body(axum::body::Body::empty()).unwrap();
+        let req = Request::builder()
+            .uri("/v1.99/info")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let err = strip_version(req).unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert!(err.message.contains("too new"), "{}", err.message);
+        let req = Request::builder()
+            .uri("/_ping")
+            .body(axum::body::Body::empty())
+            .unwrap();
         assert_eq!(strip_version(req).unwrap().uri().path(), "/_ping");
     }
 }

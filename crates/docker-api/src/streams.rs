@@ -31,7 +31,11 @@ pub async fn wait(
         None | Some("") | Some("not-running") => WaitCondition::NotRunning,
         Some("next-exit") => WaitCondition::NextExit,
         Some("removed") => WaitCondition::Removed,
-        Some(other) => return Err(ApiError::bad_request(format!("invalid condition: \"{other}\""))),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid condition: \"{other}\""
+            )))
+        }
     };
     let c = st.containers.get(&id)?;
     let containers = st.containers.clone();
@@ -44,12 +48,23 @@ pub async fn wait(
         line.push(b'\n');
         Ok::<_, std::io::Error>(Bytes::from(line))
     });
-    Ok(([(header::CONTENT_TYPE, "application/json")], Body::from_stream(body)).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(body),
+    )
+        .into_response())
 }
 
 /// Encodes one entry for the client: raw for a TTY, else with the 8-byte stream header.
 fn frame(entry: &LogEntry, tty: bool, timestamps: bool) -> Bytes {
-    let ts = timestamps.then(|| format!("{} ", entry.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)));
+    let ts = timestamps.then(|| {
+        format!(
+            "{} ",
+            entry
+                .time
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+        )
+    });
     let len = entry.data.len() + ts.as_ref().map_or(0, String::len);
     let mut out = BytesMut::with_capacity(len + 8);
     if !tty {
@@ -85,9 +100,15 @@ pub async fn attach(
     let want_stdout = truthy(q.get("stdout"));
     let want_stderr = truthy(q.get("stderr"));
     let (rec, streams) = st.containers.attach(&id, want_stdin)?;
-    let upgrade = req.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok()).map(str::to_ascii_lowercase);
+    let upgrade = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase);
     if upgrade.as_deref() != Some("tcp") {
-        return Err(ApiError::bad_request("attach needs a connection upgrade (Upgrade: tcp)"));
+        return Err(ApiError::bad_request(
+            "attach needs a connection upgrade (Upgrade: tcp)",
+        ));
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
     let tty = streams.tty;
@@ -108,7 +129,10 @@ pub async fn attach(
                     match rd.read(&mut buf).await {
                         Ok(0) | Err(_) => break,
                         Ok(n) => {
-                            if tx.send(portlayer::StdinMsg::Data(Bytes::copy_from_slice(&buf[..n]))).is_err() {
+                            if tx
+                                .send(portlayer::StdinMsg::Data(Bytes::copy_from_slice(&buf[..n])))
+                                .is_err()
+                            {
                                 return;
                             }
                         }
@@ -123,12 +147,16 @@ pub async fn attach(
         loop {
             match output.recv().await {
                 Ok(Output::Entry(entry, _)) => {
-                    if wanted(&entry, want_stdout, want_stderr) && wr.write_all(&frame(&entry, tty, false)).await.is_err() {
+                    if wanted(&entry, want_stdout, want_stderr)
+                        && wr.write_all(&frame(&entry, tty, false)).await.is_err()
+                    {
                         break;
                     }
                 }
                 Ok(Output::Eof) | Err(RecvError::Closed) => break,
-                Err(RecvError::Lagged(n)) => tracing::warn!(id = %rec.id, "attach fell behind: {n} entries dropped"),
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(id = %rec.id, "attach fell behind: {n} entries dropped")
+                }
             }
         }
         let _ = wr.flush().await;
@@ -138,13 +166,13 @@ pub async fn attach(
         }
     });
     let ctype = if tty { RAW } else { MUX };
-    Ok(Response::builder()
+    Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONTENT_TYPE, ctype)
         .header(header::CONNECTION, "Upgrade")
         .header(header::UPGRADE, "tcp")
         .body(Body::empty())
-        .map_err(|e| ApiError::internal(e.to_string()))?)
+        .map_err(|e| ApiError::internal(e.to_string()))
 }
 
 fn parse_time(v: Option<&String>) -> Option<DateTime<Utc>> {
@@ -161,16 +189,26 @@ pub async fn logs(
 ) -> ApiResult<Response> {
     let (stdout, stderr) = (truthy(q.get("stdout")), truthy(q.get("stderr")));
     if !stdout && !stderr {
-        return Err(ApiError::bad_request("Bad parameters: you must choose at least one stream"));
+        return Err(ApiError::bad_request(
+            "Bad parameters: you must choose at least one stream",
+        ));
     }
     let follow = truthy(q.get("follow"));
     let timestamps = truthy(q.get("timestamps"));
     let since = parse_time(q.get("since"));
     let until = parse_time(q.get("until"));
-    let tail: Option<usize> = q.get("tail").and_then(|t| t.parse::<i64>().ok()).filter(|t| *t >= 0).map(|t| t as usize);
+    let tail: Option<usize> = q
+        .get("tail")
+        .and_then(|t| t.parse::<i64>().ok())
+        .filter(|t| *t >= 0)
+        .map(|t| t as usize);
     let c = st.containers.get(&id)?;
     // Subscribe before reading the file, so nothing falls between the two.
-    let live = if follow { Some(st.containers.subscribe(&c.id)?) } else { None };
+    let live = if follow {
+        Some(st.containers.subscribe(&c.id)?)
+    } else {
+        None
+    };
     let running = st.containers.get(&c.id)?.state.status == Status::Running;
     let tty = c.spec.process.tty;
     let path = st.containers.log_path(&c.id);
@@ -178,8 +216,10 @@ pub async fn logs(
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::internal(format!("reading the container log: {e}")))?;
-    let keep = |e: &LogEntry| {
-        wanted(e, stdout, stderr) && since.is_none_or(|s| e.time >= s) && until.is_none_or(|u| e.time <= u)
+    let keep = move |e: &LogEntry| {
+        wanted(e, stdout, stderr)
+            && since.is_none_or(|s| e.time >= s)
+            && until.is_none_or(|u| e.time <= u)
     };
     let mut selected: Vec<&LogEntry> = entries.iter().filter(|e| keep(e)).collect();
     if let Some(n) = tail {

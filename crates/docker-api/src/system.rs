@@ -10,7 +10,13 @@ use serde_json::json;
 use crate::{AppState, API_VERSION, MIN_API_VERSION};
 
 pub async fn ping() -> impl IntoResponse {
-    ([(header::CACHE_CONTROL, "no-cache, no-store, must-revalidate"), (header::PRAGMA, "no-cache")], "OK")
+    (
+        [
+            (header::CACHE_CONTROL, "no-cache, no-store, must-revalidate"),
+            (header::PRAGMA, "no-cache"),
+        ],
+        "OK",
+    )
 }
 
 fn host_arch() -> &'static str {
@@ -50,7 +56,10 @@ pub async fn version(State(st): State<AppState>) -> impl IntoResponse {
 
 pub async fn info(State(st): State<AppState>) -> impl IntoResponse {
     let all = st.containers.list();
-    let running = all.iter().filter(|c| c.state.status == Status::Running).count();
+    let running = all
+        .iter()
+        .filter(|c| c.state.status == Status::Running)
+        .count();
     let images = st.images.list().len();
     let backend = st.containers.backend();
     let (ncpu, mem) = host_resources();
@@ -119,13 +128,19 @@ pub async fn info(State(st): State<AppState>) -> impl IntoResponse {
 }
 
 fn host_resources() -> (usize, u64) {
-    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let ncpu = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|kb| kb.parse::<u64>().ok())
+                })
         })
         .map(|kb| kb * 1024)
         .unwrap_or(0);

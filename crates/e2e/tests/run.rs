@@ -21,11 +21,25 @@ fn pull_lists_the_image_in_every_manifest_form() {
     }
     let listed = ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     for repo in ["busybox", "busybox-oci", "busybox-multi"] {
-        assert!(listed.lines().any(|l| l == format!("{reg}/{repo}:latest")), "{repo} not in:\n{listed}");
+        assert!(
+            listed.lines().any(|l| l == format!("{reg}/{repo}:latest")),
+            "{repo} not in:\n{listed}"
+        );
     }
     // The index resolves to the amd64 image, which has no /etc/arch.
-    let o = docker(&["run", "--rm", &format!("{reg}/busybox-multi"), "cat", "/etc/arch"]);
-    assert_ne!(o.status.code(), Some(0), "amd64 image has no /etc/arch: {}", stdout(&o));
+    let o = docker(&[
+        "run",
+        "--rm",
+        &format!("{reg}/busybox-multi"),
+        "cat",
+        "/etc/arch",
+    ]);
+    assert_ne!(
+        o.status.code(),
+        Some(0),
+        "amd64 image has no /etc/arch: {}",
+        stdout(&o)
+    );
     let again = ok(&["pull", &format!("{reg}/busybox")]);
     assert!(again.contains("Image is up to date"), "{again}");
 }
@@ -55,23 +69,43 @@ fn container_is_its_own_vm_with_its_own_kernel() {
     let host_kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     let guest = ok(&["run", "--rm", &busybox(), "uname", "-r"]);
     assert!(!guest.trim().is_empty());
-    assert_ne!(guest.trim(), host_kernel.trim(), "uname -r shows the host kernel");
+    assert_ne!(
+        guest.trim(),
+        host_kernel.trim(),
+        "uname -r shows the host kernel"
+    );
 
-    let id = ok(&["run", "-d", &busybox(), "sleep", "60"]).trim().to_string();
-    let vms = eventually("the container's VM process", Duration::from_secs(30), || {
-        let p = vm_processes(&id);
-        (!p.is_empty()).then_some(p)
-    });
+    let id = ok(&["run", "-d", &busybox(), "sleep", "60"])
+        .trim()
+        .to_string();
+    let vms = eventually(
+        "the container's VM process",
+        Duration::from_secs(30),
+        || {
+            let p = vm_processes(&id);
+            (!p.is_empty()).then_some(p)
+        },
+    );
     assert_eq!(vms.len(), 1, "one VM process for one container: {vms:?}");
     ok(&["rm", "-f", &id]);
-    eventually("the VM process to go", Duration::from_secs(30), || vm_processes(&id).is_empty().then_some(()));
+    eventually("the VM process to go", Duration::from_secs(30), || {
+        vm_processes(&id).is_empty().then_some(())
+    });
 }
 
 #[test]
 #[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
 fn stdin_reaches_the_process() {
     let mut child = docker_cmd()
-        .args(["run", "-i", "--rm", &busybox(), "sh", "-c", "tr a-z A-Z; echo done"])
+        .args([
+            "run",
+            "-i",
+            "--rm",
+            &busybox(),
+            "sh",
+            "-c",
+            "tr a-z A-Z; echo done",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -90,15 +124,42 @@ fn stdin_reaches_the_process() {
 #[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
 fn config_reaches_the_process() {
     let out = ok(&[
-        "run", "--rm", "-e", "GREETING=hi there", "-w", "/tmp/work", "-u", "vic", "-h", "myhost", &busybox(), "sh", "-c",
+        "run",
+        "--rm",
+        "-e",
+        "GREETING=hi there",
+        "-w",
+        "/tmp/work",
+        "-u",
+        "vic",
+        "-h",
+        "myhost",
+        &busybox(),
+        "sh",
+        "-c",
         "echo \"$GREETING\"; pwd; id -u; hostname; echo \"$HOME\"",
     ]);
     assert_eq!(out, "hi there\n/tmp/work\n1000\nmyhost\n/home/vic\n");
     let out = ok(&["run", "--rm", "-u", "1000:50", &busybox(), "id"]);
     assert!(out.starts_with("uid=1000(vic) gid=50(staff)"), "{out}");
-    let out = ok(&["run", "--rm", "--entrypoint", "echo", &busybox(), "from", "entrypoint"]);
+    let out = ok(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "echo",
+        &busybox(),
+        "from",
+        "entrypoint",
+    ]);
     assert_eq!(out, "from entrypoint\n");
-    let o = docker(&["run", "--rm", &busybox(), "sh", "-c", "echo out; echo err >&2"]);
+    let o = docker(&[
+        "run",
+        "--rm",
+        &busybox(),
+        "sh",
+        "-c",
+        "echo out; echo err >&2",
+    ]);
     assert_eq!(stdout(&o), "out\n");
     assert_eq!(stderr(&o), "err\n");
 }
@@ -114,7 +175,11 @@ fn detached_container_logs_stop_and_remove() {
     });
 
     // logs -f follows: new lines keep arriving.
-    let mut follow = docker_cmd().args(["logs", "-f", "--tail", "0", "web"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut follow = docker_cmd()
+        .args(["logs", "-f", "--tail", "0", "web"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
     for _ in 0..2 {
         let line = lines.next().expect("a followed line").unwrap();
@@ -123,7 +188,11 @@ fn detached_container_logs_stop_and_remove() {
 
     let t0 = Instant::now();
     ok(&["stop", "web"]);
-    assert!(t0.elapsed() < Duration::from_secs(10), "stop took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "stop took {:?}",
+        t0.elapsed()
+    );
     // The follower ends when the container stops, after its last line.
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert_eq!(rest.last().map(String::as_str), Some("bye"), "{rest:?}");
@@ -134,9 +203,19 @@ fn detached_container_logs_stop_and_remove() {
     let tail = ok(&["logs", "--tail", "1", "web"]);
     assert_eq!(tail, "bye\n");
     let ts = ok(&["logs", "-t", "--tail", "1", "web"]);
-    assert!(ts.contains('T') && ts.trim_end().ends_with("Z bye") || ts.contains("Z bye"), "{ts}");
+    assert!(
+        ts.contains('T') && ts.trim_end().ends_with("Z bye") || ts.contains("Z bye"),
+        "{ts}"
+    );
 
-    let ps = ok(&["ps", "-a", "--filter", "name=web", "--format", "{{.Names}} {{.Status}}"]);
+    let ps = ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        "name=web",
+        "--format",
+        "{{.Names}} {{.Status}}",
+    ]);
     assert!(ps.starts_with("web Exited (0)"), "{ps}");
     ok(&["rm", "web"]);
     let o = docker(&["inspect", "web"]);
@@ -147,7 +226,20 @@ fn detached_container_logs_stop_and_remove() {
 #[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
 fn kill_wait_inspect_and_force_remove() {
     let script = "trap \"echo got usr1\" USR1; while :; do sleep 1; done";
-    let id = ok(&["run", "-d", "--name", "killme", "--label", "team=vic", &busybox(), "sh", "-c", script]).trim().to_string();
+    let id = ok(&[
+        "run",
+        "-d",
+        "--name",
+        "killme",
+        "--label",
+        "team=vic",
+        &busybox(),
+        "sh",
+        "-c",
+        script,
+    ])
+    .trim()
+    .to_string();
     assert_eq!(id.len(), 64);
     let c = inspect("killme");
     assert_eq!(c["Id"], id.as_str());
@@ -164,7 +256,11 @@ fn kill_wait_inspect_and_force_remove() {
     });
 
     // docker wait returns the exit code once the container stops.
-    let waiter = docker_cmd().args(["wait", "killme"]).stdout(Stdio::piped()).spawn().unwrap();
+    let waiter = docker_cmd()
+        .args(["wait", "killme"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     ok(&["kill", "killme"]);
     let out = waiter.wait_with_output().unwrap();
@@ -175,8 +271,14 @@ fn kill_wait_inspect_and_force_remove() {
     assert_eq!(inspect("killme")["State"]["Running"], true);
     ok(&["rm", "-f", "killme"]);
     let o = docker(&["inspect", "killme"]);
-    assert!(stderr(&o).contains("No such object: killme") || stderr(&o).contains("No such container"), "{}", stderr(&o));
-    eventually("the VM process to go", Duration::from_secs(30), || vm_processes(&id).is_empty().then_some(()));
+    assert!(
+        stderr(&o).contains("No such object: killme") || stderr(&o).contains("No such container"),
+        "{}",
+        stderr(&o)
+    );
+    eventually("the VM process to go", Duration::from_secs(30), || {
+        vm_processes(&id).is_empty().then_some(())
+    });
 }
 
 #[test]
@@ -184,30 +286,70 @@ fn kill_wait_inspect_and_force_remove() {
 fn errors_use_dockers_words_and_leave_nothing_behind() {
     let o = docker(&["start", "nosuch"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("No such container: nosuch"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("No such container: nosuch"),
+        "{}",
+        stderr(&o)
+    );
 
-    let before_ps = ok(&["ps", "-aq"]);
-    let before_images = ok(&["images", "-q"]);
     let missing = format!("{}/nosuch", registry());
-    let o = docker(&["run", "--rm", &missing, "true"]);
+    let o = docker(&["run", "--rm", "--name", "never", &missing, "true"]);
     assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
-    assert!(stderr(&o).contains("Unable to find image"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Unable to find image"),
+        "{}",
+        stderr(&o)
+    );
     assert!(stderr(&o).contains("nosuch"), "{}", stderr(&o));
-    assert_eq!(ok(&["ps", "-aq"]), before_ps);
-    assert_eq!(ok(&["images", "-q"]), before_images);
+    assert!(
+        !docker(&["inspect", "never"]).status.success(),
+        "a container was left behind"
+    );
+    assert_eq!(
+        ok(&["images", "-q", &missing]),
+        "",
+        "an image was left behind"
+    );
 
-    let o = docker(&["run", "--rm", &busybox(), "nosuchcommand"]);
+    let o = docker(&[
+        "run",
+        "--rm",
+        "--name",
+        "failstart",
+        &busybox(),
+        "nosuchcommand",
+    ]);
     assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
-    assert!(stderr(&o).contains("executable file not found"), "{}", stderr(&o));
-    assert_eq!(ok(&["ps", "-aq"]), before_ps, "--rm removes a container that failed to start");
+    assert!(
+        stderr(&o).contains("executable file not found"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !docker(&["inspect", "failstart"]).status.success(),
+        "--rm removes a container that failed to start"
+    );
 }
 
 #[test]
 #[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
 fn restart_runs_the_process_again() {
-    ok(&["run", "-d", "--name", "again", &busybox(), "sh", "-c", "echo run; sleep 60"]);
-    eventually("first run output", Duration::from_secs(30), || (ok(&["logs", "again"]) == "run\n").then_some(()));
+    ok(&[
+        "run",
+        "-d",
+        "--name",
+        "again",
+        &busybox(),
+        "sh",
+        "-c",
+        "echo run; sleep 60",
+    ]);
+    eventually("first run output", Duration::from_secs(30), || {
+        (ok(&["logs", "again"]) == "run\n").then_some(())
+    });
     ok(&["restart", "-t", "1", "again"]);
-    eventually("second run output", Duration::from_secs(30), || (ok(&["logs", "again"]) == "run\nrun\n").then_some(()));
+    eventually("second run output", Duration::from_secs(30), || {
+        (ok(&["logs", "again"]) == "run\nrun\n").then_some(())
+    });
     ok(&["rm", "-f", "again"]);
 }

@@ -13,7 +13,12 @@ struct Tmux {
 
 impl Tmux {
     fn run(&self, args: &[&str]) -> String {
-        let o = Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("running tmux");
+        let o = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("running tmux");
         String::from_utf8_lossy(&o.stdout).to_string()
     }
     fn screen(&self) -> String {
@@ -39,16 +44,44 @@ fn interactive_terminal_session() {
         vch().docker_host,
         status_file.display()
     );
-    let tmux = Tmux { socket: format!("vic-e2e-{}", std::process::id()) };
-    tmux.run(&["new-session", "-d", "-s", "tty", "-x", "100", "-y", "30", &shell]);
-    eventually("the shell prompt", Duration::from_secs(60), || tmux.screen().contains("/ #").then_some(()));
-    tmux.run(&["send-keys", "-t", "tty", "stty size; tty; echo hi; exit 5", "Enter"]);
-    let status = eventually("the container to exit", Duration::from_secs(60), || std::fs::read_to_string(&status_file).ok());
+    let tmux = Tmux {
+        socket: format!("vic-e2e-{}", std::process::id()),
+    };
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "tty",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &shell,
+    ]);
+    eventually("the shell prompt", Duration::from_secs(60), || {
+        tmux.screen().contains("/ #").then_some(())
+    });
+    tmux.run(&[
+        "send-keys",
+        "-t",
+        "tty",
+        "stty size; tty; echo hi; exit 5",
+        "Enter",
+    ]);
+    let status = eventually("the container to exit", Duration::from_secs(60), || {
+        std::fs::read_to_string(&status_file).ok()
+    });
     assert_eq!(status.trim(), "EXIT=5");
     let screen = tmux.screen();
     let lines: Vec<&str> = screen.lines().map(str::trim_end).collect();
     assert!(lines.contains(&"hi"), "no 'hi' line on screen:\n{screen}");
-    assert!(lines.contains(&"30 100"), "terminal size not passed to the container:\n{screen}");
-    assert!(lines.iter().any(|l| l.starts_with("/dev/pts/")), "no pty in the container:\n{screen}");
+    assert!(
+        lines.contains(&"30 100"),
+        "terminal size not passed to the container:\n{screen}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("/dev/pts/")),
+        "no pty in the container:\n{screen}"
+    );
     let _ = std::fs::remove_file(&status_file);
 }

@@ -37,11 +37,26 @@ impl Default for EventBus {
 impl EventBus {
     pub fn new() -> Self {
         let (tx, _) = broadcast::channel(HISTORY);
-        EventBus { tx, history: Mutex::new(VecDeque::with_capacity(HISTORY)) }
+        EventBus {
+            tx,
+            history: Mutex::new(VecDeque::with_capacity(HISTORY)),
+        }
     }
 
-    pub fn publish(&self, kind: &'static str, action: &str, id: &str, attributes: BTreeMap<String, String>) {
-        let event = Event { time: Utc::now(), kind, action: action.to_string(), id: id.to_string(), attributes };
+    pub fn publish(
+        &self,
+        kind: &'static str,
+        action: &str,
+        id: &str,
+        attributes: BTreeMap<String, String>,
+    ) {
+        let event = Event {
+            time: Utc::now(),
+            kind,
+            action: action.to_string(),
+            id: id.to_string(),
+            attributes,
+        };
         tracing::debug!(kind, action, id, "event");
         if let Ok(mut h) = self.history.lock() {
             if h.len() == HISTORY {
@@ -59,7 +74,10 @@ impl EventBus {
 
     /// Recent events (oldest first).
     pub fn history(&self) -> Vec<Event> {
-        self.history.lock().map(|h| h.iter().cloned().collect()).unwrap_or_default()
+        self.history
+            .lock()
+            .map(|h| h.iter().cloned().collect())
+            .unwrap_or_default()
     }
 }
 

@@ -21,11 +21,11 @@
 pub mod container;
 pub mod events;
 pub mod logs;
+mod manager;
 mod names;
 mod session;
 mod signals;
 mod state;
-mod manager;
 
 pub use container::{ContainerRecord, ContainerSpec, ContainerState, ProcessSpec, Status};
 pub use events::{Event, EventBus};

@@ -44,11 +44,19 @@ impl LogWriter {
     /// Opens (creating) the log, cutting off a torn final record.
     pub fn open(path: &Path) -> io::Result<Self> {
         let (_, valid_end) = read_all(path)?;
-        let file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)?;
         file.set_len(valid_end)?;
         let mut file = file;
         file.seek(SeekFrom::End(0))?;
-        Ok(LogWriter { file, offset: valid_end })
+        Ok(LogWriter {
+            file,
+            offset: valid_end,
+        })
     }
 
     /// Writes `data` as one entry a line; returns the entries written and the new end offset.
@@ -62,7 +70,11 @@ impl LogWriter {
             buf.extend_from_slice(&nanos.to_be_bytes());
             buf.extend_from_slice(&(line.len() as u32).to_be_bytes());
             buf.extend_from_slice(line);
-            entries.push(LogEntry { stream, time, data: Bytes::copy_from_slice(line) });
+            entries.push(LogEntry {
+                stream,
+                time,
+                data: Bytes::copy_from_slice(line),
+            });
         }
         self.file.write_all(&buf)?;
         self.offset += buf.len() as u64;
@@ -127,7 +139,8 @@ mod tests {
         drop(w);
         // A torn record: header says 100 bytes, only 2 follow.
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 100, b'x', b'y']).unwrap();
+        f.write_all(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 100, b'x', b'y'])
+            .unwrap();
         drop(f);
         let (all, valid) = read_all(&path).unwrap();
         let texts: Vec<_> = all.iter().map(|e| (e.stream, e.data.clone())).collect();

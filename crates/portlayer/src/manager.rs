@@ -153,7 +153,9 @@ struct LogSink {
 
 impl SessionSink for LogSink {
     fn output(&mut self, stream: LogStream, data: &[u8]) {
-        let Some(w) = self.writer.as_mut() else { return };
+        let Some(w) = self.writer.as_mut() else {
+            return;
+        };
         match w.append(stream, data) {
             Ok((entries, end)) => {
                 for e in entries {
@@ -189,8 +191,11 @@ impl Containers {
         images: Arc<ImageStore>,
         events: Arc<EventBus>,
     ) -> Result<Self, Error> {
-        let state = StateDir::open(&config.state_dir).map_err(io_err("opening the container state"))?;
-        let loaded = state.load_all().map_err(io_err("loading container records"))?;
+        let state =
+            StateDir::open(&config.state_dir).map_err(io_err("opening the container state"))?;
+        let loaded = state
+            .load_all()
+            .map_err(io_err("loading container records"))?;
         let mut records = HashMap::new();
         let mut live = HashMap::new();
         for mut rec in loaded {
@@ -203,7 +208,9 @@ impl Containers {
                 rec.state.pid = 0;
                 rec.state.finished_at = Some(Utc::now());
                 rec.state.error = "the appliance restarted while the container ran".into();
-                state.save(&rec).map_err(io_err("saving a container record"))?;
+                state
+                    .save(&rec)
+                    .map_err(io_err("saving a container record"))?;
             }
             live.insert(rec.id.clone(), Live::new(rec.state.exit_code));
             records.insert(rec.id.clone(), rec);
@@ -238,7 +245,12 @@ impl Containers {
     }
 
     fn live(&self, id: &str) -> Option<Arc<Live>> {
-        self.inner.live.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+        self.inner
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
     }
 
     /// All containers, oldest first.
@@ -270,14 +282,23 @@ impl Containers {
         Err(Error::NoSuchContainer(key.to_string()))
     }
 
-    fn update(&self, id: &str, f: impl FnOnce(&mut ContainerRecord)) -> Result<ContainerRecord, Error> {
+    fn update(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut ContainerRecord),
+    ) -> Result<ContainerRecord, Error> {
         let rec = {
             let mut records = self.records();
-            let rec = records.get_mut(id).ok_or_else(|| Error::NoSuchContainer(id.to_string()))?;
+            let rec = records
+                .get_mut(id)
+                .ok_or_else(|| Error::NoSuchContainer(id.to_string()))?;
             f(rec);
             rec.clone()
         };
-        self.inner.state.save(&rec).map_err(io_err("saving a container record"))?;
+        self.inner
+            .state
+            .save(&rec)
+            .map_err(io_err("saving a container record"))?;
         Ok(rec)
     }
 
@@ -291,7 +312,9 @@ impl Containers {
         for (k, v) in extra {
             attrs.insert((*k).to_string(), v.clone());
         }
-        self.inner.events.publish("container", action, &rec.id, attrs);
+        self.inner
+            .events
+            .publish("container", action, &rec.id, attrs);
     }
 
     /// Creates a container: its record and its VM with a copy-on-write root disk. Nothing is
@@ -309,14 +332,18 @@ impl Containers {
         let rec = {
             let mut records = self.records();
             if spec.name.is_empty() {
-                spec.name = crate::names::random_name(|n| records.values().any(|r| r.spec.name == n));
+                spec.name =
+                    crate::names::random_name(|n| records.values().any(|r| r.spec.name == n));
             } else {
                 spec.name = spec.name.trim_start_matches('/').to_string();
                 if !valid_name(&spec.name) {
                     return Err(Error::InvalidName(spec.name.clone()));
                 }
                 if let Some(other) = records.values().find(|r| r.spec.name == spec.name) {
-                    return Err(Error::NameConflict { name: spec.name.clone(), id: other.id.clone() });
+                    return Err(Error::NameConflict {
+                        name: spec.name.clone(),
+                        id: other.id.clone(),
+                    });
                 }
             }
             if spec.hostname.is_empty() {
@@ -325,13 +352,21 @@ impl Containers {
             if !spec.process.env.iter().any(|e| e.starts_with("HOSTNAME=")) {
                 spec.process.env.push(format!("HOSTNAME={}", spec.hostname));
             }
-            let rec = ContainerRecord { id: id.clone(), created: Utc::now(), spec, state: ContainerState::default() };
+            let rec = ContainerRecord {
+                id: id.clone(),
+                created: Utc::now(),
+                spec,
+                state: ContainerState::default(),
+            };
             // Reserve the name while the disks are made.
             records.insert(id.clone(), rec.clone());
             rec
         };
         let made = async {
-            self.inner.backend.prepare_image(&image.id, &self.inner.images.rootfs(&image.id)).await?;
+            self.inner
+                .backend
+                .prepare_image(&image.id, &self.inner.images.rootfs(&image.id))
+                .await?;
             let vm = VmConfig {
                 id: id.clone(),
                 display_name: format!("{}-{}", rec.spec.name, &id[..12]),
@@ -340,7 +375,10 @@ impl Containers {
                 cpus: rec.spec.cpus,
             };
             self.inner.backend.create_vm(&vm).await?;
-            self.inner.state.save(&rec).map_err(io_err("saving a container record"))?;
+            self.inner
+                .state
+                .save(&rec)
+                .map_err(io_err("saving a container record"))?;
             Ok::<_, Error>(())
         }
         .await;
@@ -350,7 +388,11 @@ impl Containers {
             let _ = self.inner.state.remove(&id);
             return Err(e);
         }
-        self.inner.live.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), Live::new(0));
+        self.inner
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), Live::new(0));
         self.publish("create", &rec, &[]);
         Ok(rec)
     }
@@ -358,7 +400,9 @@ impl Containers {
     /// Powers the container's VM on and starts its process; returns once it runs.
     pub async fn start(&self, key: &str) -> Result<ContainerRecord, Error> {
         let rec = self.get(key)?;
-        let live = self.live(&rec.id).ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        let live = self
+            .live(&rec.id)
+            .ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
         let _op = live.op.lock().await;
         let rec = self.get(&rec.id)?;
         if rec.state.status == Status::Running {
@@ -375,8 +419,13 @@ impl Containers {
             }
         };
         let pid = powered.pid.unwrap_or(0);
-        let writer = LogWriter::open(&self.inner.state.log_path(&id)).map_err(io_err("opening the container log"))?;
-        let sink = LogSink { writer: Some(writer), output: live.output.clone(), id: id.clone() };
+        let writer = LogWriter::open(&self.inner.state.log_path(&id))
+            .map_err(io_err("opening the container log"))?;
+        let sink = LogSink {
+            writer: Some(writer),
+            output: live.output.clone(),
+            id: id.clone(),
+        };
         let setup = Setup {
             hostname: rec.spec.hostname.clone(),
             root_device: "/dev/vda".into(),
@@ -395,10 +444,16 @@ impl Containers {
             rows: 0,
             cols: 0,
         };
-        let session = match session::start(powered, setup, process, sink, live.stdin_rx.clone()).await {
+        let session = match session::start(powered, setup, process, sink, live.stdin_rx.clone())
+            .await
+        {
             Ok(s) => s,
             Err(failure) => {
-                let _ = self.inner.backend.power_off(&id, Duration::from_secs(5)).await;
+                let _ = self
+                    .inner
+                    .backend
+                    .power_off(&id, Duration::from_secs(5))
+                    .await;
                 let (err, code) = match failure {
                     StartFailure::Spawn { message, code } => (Error::Spawn { message, code }, code),
                     StartFailure::Other(m) => (Error::Start(m), 128),
@@ -434,7 +489,9 @@ impl Containers {
     async fn on_exit(&self, id: String, exit: oneshot::Receiver<SessionExit>) {
         let (code, error) = match exit.await {
             Ok(SessionExit::Exited(code)) => (code, String::new()),
-            Ok(SessionExit::Lost(why)) => (137, format!("container VM stopped unexpectedly: {why}")),
+            Ok(SessionExit::Lost(why)) => {
+                (137, format!("container VM stopped unexpectedly: {why}"))
+            }
             Err(_) => (137, "the session ended without an exit status".to_string()),
         };
         let Some(live) = self.live(&id) else { return };
@@ -462,10 +519,21 @@ impl Containers {
 
     /// Sends a signal to the container's main process.
     pub fn kill(&self, key: &str, signal: &str) -> Result<(), Error> {
-        let sig = if signal.is_empty() { 9 } else { parse_signal(signal).ok_or_else(|| Error::InvalidSignal(signal.to_string()))? };
+        let sig = if signal.is_empty() {
+            9
+        } else {
+            parse_signal(signal).ok_or_else(|| Error::InvalidSignal(signal.to_string()))?
+        };
         let rec = self.get(key)?;
-        let live = self.live(&rec.id).ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
-        if rec.state.status != Status::Running || !live.send_control(&HostMsg::Signal { session: MAIN_SESSION, signal: sig }) {
+        let live = self
+            .live(&rec.id)
+            .ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        if rec.state.status != Status::Running
+            || !live.send_control(&HostMsg::Signal {
+                session: MAIN_SESSION,
+                signal: sig,
+            })
+        {
             return Err(Error::NotRunning(rec.id));
         }
         let r = self.get(&rec.id)?;
@@ -475,44 +543,76 @@ impl Containers {
 
     /// Stops the container: its stop signal, then SIGKILL after `timeout`, then a hard power
     /// off. Returns `Ok(false)` when it was not running.
-    pub async fn stop(&self, key: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<bool, Error> {
+    pub async fn stop(
+        &self,
+        key: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<bool, Error> {
         let rec = self.get(key)?;
         if rec.state.status != Status::Running {
             return Ok(false);
         }
-        let live = self.live(&rec.id).ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
-        let sig_name = signal.map(str::to_string).or_else(|| rec.spec.stop_signal.clone()).unwrap_or_else(|| "SIGTERM".into());
+        let live = self
+            .live(&rec.id)
+            .ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        let sig_name = signal
+            .map(str::to_string)
+            .or_else(|| rec.spec.stop_signal.clone())
+            .unwrap_or_else(|| "SIGTERM".into());
         let sig = parse_signal(&sig_name).ok_or_else(|| Error::InvalidSignal(sig_name.clone()))?;
         let secs = timeout.or(rec.spec.stop_timeout).unwrap_or(10);
         let mut exits = live.exits.subscribe();
         let before = exits.borrow().0;
         let exited = |exits: &mut watch::Receiver<(u64, i32)>, d: Duration| {
             let mut exits = exits.clone();
-            async move { tokio::time::timeout(d, exits.wait_for(|(n, _)| *n > before)).await.is_ok() }
+            async move {
+                tokio::time::timeout(d, exits.wait_for(|(n, _)| *n > before))
+                    .await
+                    .is_ok()
+            }
         };
-        live.send_control(&HostMsg::Signal { session: MAIN_SESSION, signal: sig });
-        let grace = if secs < 0 { Duration::from_secs(3600 * 24) } else { Duration::from_secs(secs as u64) };
+        live.send_control(&HostMsg::Signal {
+            session: MAIN_SESSION,
+            signal: sig,
+        });
+        let grace = if secs < 0 {
+            Duration::from_secs(3600 * 24)
+        } else {
+            Duration::from_secs(secs as u64)
+        };
         if exited(&mut exits, grace).await {
             return Ok(true);
         }
         tracing::info!(id = %rec.id, "container did not stop within {secs} s of {sig_name}: killing it");
-        live.send_control(&HostMsg::Signal { session: MAIN_SESSION, signal: 9 });
+        live.send_control(&HostMsg::Signal {
+            session: MAIN_SESSION,
+            signal: 9,
+        });
         if exited(&mut exits, Duration::from_secs(10)).await {
             return Ok(true);
         }
         tracing::warn!(id = %rec.id, "container ignored SIGKILL: powering its VM off");
-        self.inner.backend.power_off(&rec.id, Duration::ZERO).await?;
+        self.inner
+            .backend
+            .power_off(&rec.id, Duration::ZERO)
+            .await?;
         if exited(&mut exits, Duration::from_secs(20)).await {
             Ok(true)
         } else {
-            Err(Error::Start(format!("container {} did not stop after its VM was powered off", rec.id)))
+            Err(Error::Start(format!(
+                "container {} did not stop after its VM was powered off",
+                rec.id
+            )))
         }
     }
 
     /// Waits for the condition and returns the exit code.
     pub async fn wait(&self, key: &str, condition: WaitCondition) -> Result<i32, Error> {
         let rec = self.get(key)?;
-        let live = self.live(&rec.id).ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        let live = self
+            .live(&rec.id)
+            .ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
         match condition {
             WaitCondition::Removed => {
                 let mut rx = live.removed.subscribe();
@@ -522,7 +622,9 @@ impl Containers {
             WaitCondition::NotRunning | WaitCondition::NextExit => {
                 let mut rx = live.exits.subscribe();
                 let (before, code) = *rx.borrow();
-                if condition == WaitCondition::NotRunning && self.get(&rec.id)?.state.status != Status::Running {
+                if condition == WaitCondition::NotRunning
+                    && self.get(&rec.id)?.state.status != Status::Running
+                {
                     return Ok(code);
                 }
                 let mut removed = live.removed.subscribe();
@@ -535,9 +637,15 @@ impl Containers {
     }
 
     /// Attaches to the container's streams. Output starts from now.
-    pub fn attach(&self, key: &str, stdin: bool) -> Result<(ContainerRecord, AttachStreams), Error> {
+    pub fn attach(
+        &self,
+        key: &str,
+        stdin: bool,
+    ) -> Result<(ContainerRecord, AttachStreams), Error> {
         let rec = self.get(key)?;
-        let live = self.live(&rec.id).ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        let live = self
+            .live(&rec.id)
+            .ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
         let p = &rec.spec.process;
         let streams = AttachStreams {
             output: live.output.subscribe(),
@@ -551,7 +659,9 @@ impl Containers {
     /// Subscribes to live output, for `logs --follow`.
     pub fn subscribe(&self, key: &str) -> Result<broadcast::Receiver<Output>, Error> {
         let rec = self.get(key)?;
-        let live = self.live(&rec.id).ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        let live = self
+            .live(&rec.id)
+            .ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
         Ok(live.output.subscribe())
     }
 
@@ -563,8 +673,14 @@ impl Containers {
     /// Resizes the container's terminal.
     pub fn resize(&self, key: &str, rows: u16, cols: u16) -> Result<(), Error> {
         let rec = self.get(key)?;
-        let live = self.live(&rec.id).ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
-        if !live.send_control(&HostMsg::Resize { session: MAIN_SESSION, rows, cols }) {
+        let live = self
+            .live(&rec.id)
+            .ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        if !live.send_control(&HostMsg::Resize {
+            session: MAIN_SESSION,
+            rows,
+            cols,
+        }) {
             return Err(Error::NotRunning(rec.id));
         }
         Ok(())
@@ -574,7 +690,9 @@ impl Containers {
     pub async fn remove(&self, key: &str, force: bool) -> Result<(), Error> {
         let rec = self.get(key)?;
         let id = rec.id.clone();
-        let live = self.live(&id).ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        let live = self
+            .live(&id)
+            .ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
         if rec.state.status == Status::Running {
             if !force {
                 return Err(Error::RemoveRunning(id));
@@ -587,9 +705,16 @@ impl Containers {
         }
         live.wait_vm_off().await;
         self.inner.backend.destroy_vm(&id).await?;
-        self.inner.state.remove(&id).map_err(io_err("removing the container state"))?;
+        self.inner
+            .state
+            .remove(&id)
+            .map_err(io_err("removing the container state"))?;
         let rec = self.records().remove(&id);
-        self.inner.live.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.inner
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
         let code = rec.as_ref().map(|r| r.state.exit_code).unwrap_or(0);
         let _ = live.output.send(Output::Eof);
         live.removed.send_replace(Some(code));
@@ -601,12 +726,19 @@ impl Containers {
 
     /// Whether any container uses the image.
     pub fn image_in_use(&self, image_id: &str) -> Option<ContainerRecord> {
-        self.records().values().find(|r| r.spec.image_id == image_id).cloned()
+        self.records()
+            .values()
+            .find(|r| r.spec.image_id == image_id)
+            .cloned()
     }
 
     /// Powers off every running container VM (appliance shutdown).
     pub async fn shutdown(&self, grace: Duration) {
-        let running: Vec<_> = self.list().into_iter().filter(|r| r.state.status == Status::Running).collect();
+        let running: Vec<_> = self
+            .list()
+            .into_iter()
+            .filter(|r| r.state.status == Status::Running)
+            .collect();
         for rec in running {
             if let Err(e) = self.stop(&rec.id, Some(grace.as_secs() as i64), None).await {
                 tracing::warn!(id = %rec.id, "stopping at shutdown: {e}");

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hypervisor::PoweredOn;
-use tether_proto::{Frame, FrameDecoder, FrameKind, GuestMsg, HostMsg, Process, Setup, MAIN_SESSION, MAX_PAYLOAD};
+use tether_proto::{
+    Frame, FrameDecoder, FrameKind, GuestMsg, HostMsg, Process, Setup, MAIN_SESSION, MAX_PAYLOAD,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
@@ -65,7 +67,9 @@ pub async fn start(
     mut sink: impl SessionSink,
     stdin: Arc<Mutex<mpsc::UnboundedReceiver<StdinMsg>>>,
 ) -> Result<Session, StartFailure> {
-    let PoweredOn { channel, exited, .. } = powered;
+    let PoweredOn {
+        channel, exited, ..
+    } = powered;
     let (mut reader, mut writer) = tokio::io::split(channel);
     let (frames_tx, mut frames_rx) = mpsc::unbounded_channel::<Frame>();
 
@@ -105,39 +109,61 @@ pub async fn start(
                 let frame = match decoder.next_frame() {
                     Ok(Some(f)) => f,
                     Ok(None) => break,
-                    Err(e) => break 'outer SessionExit::Lost(format!("tether protocol error: {e}")),
+                    Err(e) => {
+                        break 'outer SessionExit::Lost(format!("tether protocol error: {e}"))
+                    }
                 };
                 match frame.kind {
-                    FrameKind::Stdout if frame.session == MAIN_SESSION => sink.output(LogStream::Stdout, &frame.payload),
-                    FrameKind::Stderr if frame.session == MAIN_SESSION => sink.output(LogStream::Stderr, &frame.payload),
+                    FrameKind::Stdout if frame.session == MAIN_SESSION => {
+                        sink.output(LogStream::Stdout, &frame.payload)
+                    }
+                    FrameKind::Stderr if frame.session == MAIN_SESSION => {
+                        sink.output(LogStream::Stderr, &frame.payload)
+                    }
                     FrameKind::Control => match frame.parse_control::<GuestMsg>() {
                         Ok(GuestMsg::Hello { version, kernel }) => {
                             tracing::debug!(version, kernel, "tether hello");
                             send(HostMsg::Setup(setup.clone()));
                         }
                         Ok(GuestMsg::Ready) => {
-                            send(HostMsg::Spawn { session: MAIN_SESSION, process: process.clone() });
+                            send(HostMsg::Spawn {
+                                session: MAIN_SESSION,
+                                process: process.clone(),
+                            });
                         }
                         Ok(GuestMsg::SetupFailed { message }) => {
                             if let Some(tx) = started_tx.take() {
-                                let _ = tx.send(Err(StartFailure::Other(format!("container VM setup failed: {message}"))));
+                                let _ = tx.send(Err(StartFailure::Other(format!(
+                                    "container VM setup failed: {message}"
+                                ))));
                             }
                             send(HostMsg::Shutdown);
                         }
-                        Ok(GuestMsg::Started { session: MAIN_SESSION, pid }) => {
+                        Ok(GuestMsg::Started {
+                            session: MAIN_SESSION,
+                            pid,
+                        }) => {
                             tracing::debug!(pid, "main process started");
-                            stdin_task = Some(tokio::spawn(forward_stdin(stdin.clone(), to_guest.clone())));
+                            stdin_task =
+                                Some(tokio::spawn(forward_stdin(stdin.clone(), to_guest.clone())));
                             if let Some(tx) = started_tx.take() {
                                 let _ = tx.send(Ok(()));
                             }
                         }
-                        Ok(GuestMsg::SpawnFailed { session: MAIN_SESSION, message, code }) => {
+                        Ok(GuestMsg::SpawnFailed {
+                            session: MAIN_SESSION,
+                            message,
+                            code,
+                        }) => {
                             if let Some(tx) = started_tx.take() {
                                 let _ = tx.send(Err(StartFailure::Spawn { message, code }));
                             }
                             send(HostMsg::Shutdown);
                         }
-                        Ok(GuestMsg::Exited { session: MAIN_SESSION, code }) => {
+                        Ok(GuestMsg::Exited {
+                            session: MAIN_SESSION,
+                            code,
+                        }) => {
                             send(HostMsg::Shutdown);
                             break 'outer SessionExit::Exited(code);
                         }
@@ -154,7 +180,9 @@ pub async fn start(
         if let Some(tx) = started_tx.take() {
             let why = match &outcome {
                 SessionExit::Lost(why) => why.clone(),
-                SessionExit::Exited(code) => format!("the process exited with {code} before it was reported started"),
+                SessionExit::Exited(code) => {
+                    format!("the process exited with {code} before it was reported started")
+                }
             };
             let _ = tx.send(Err(StartFailure::Other(why)));
         }
@@ -167,9 +195,15 @@ pub async fn start(
     });
 
     match tokio::time::timeout(START_TIMEOUT, started_rx).await {
-        Ok(Ok(Ok(()))) => Ok(Session { frames: frames_tx, exit: exit_rx, vm_off: off_rx }),
+        Ok(Ok(Ok(()))) => Ok(Session {
+            frames: frames_tx,
+            exit: exit_rx,
+            vm_off: off_rx,
+        }),
         Ok(Ok(Err(failure))) => Err(failure),
-        Ok(Err(_)) => Err(StartFailure::Other("the session ended before the process started".into())),
+        Ok(Err(_)) => Err(StartFailure::Other(
+            "the session ended before the process started".into(),
+        )),
         Err(_) => Err(StartFailure::Other(format!(
             "the container VM did not start the process within {} s",
             START_TIMEOUT.as_secs()
@@ -177,13 +211,19 @@ pub async fn start(
     }
 }
 
-async fn forward_stdin(stdin: Arc<Mutex<mpsc::UnboundedReceiver<StdinMsg>>>, to_guest: mpsc::UnboundedSender<Frame>) {
+async fn forward_stdin(
+    stdin: Arc<Mutex<mpsc::UnboundedReceiver<StdinMsg>>>,
+    to_guest: mpsc::UnboundedSender<Frame>,
+) {
     let mut rx = stdin.lock().await;
     while let Some(msg) = rx.recv().await {
         let frame = match msg {
             StdinMsg::Data(data) => {
                 for chunk in data.chunks(MAX_PAYLOAD) {
-                    if to_guest.send(Frame::data(FrameKind::Stdin, MAIN_SESSION, chunk.to_vec())).is_err() {
+                    if to_guest
+                        .send(Frame::data(FrameKind::Stdin, MAIN_SESSION, chunk.to_vec()))
+                        .is_err()
+                    {
                         return;
                     }
                 }

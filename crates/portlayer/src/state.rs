@@ -18,7 +18,9 @@ pub struct StateDir {
 impl StateDir {
     pub fn open(root: &Path) -> io::Result<Self> {
         fs::create_dir_all(root)?;
-        Ok(StateDir { root: root.to_path_buf() })
+        Ok(StateDir {
+            root: root.to_path_buf(),
+        })
     }
 
     pub fn container_dir(&self, id: &str) -> PathBuf {
@@ -46,7 +48,10 @@ impl StateDir {
                 continue;
             }
             let path = entry.path().join(RECORD);
-            match fs::read(&path).ok().and_then(|b| serde_json::from_slice::<ContainerRecord>(&b).ok()) {
+            match fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<ContainerRecord>(&b).ok())
+            {
                 Some(rec) => out.push(rec),
                 None => {
                     tracing::warn!(dir = %entry.path().display(), "removing container directory without a valid record");

@@ -17,7 +17,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::vch::{CreateOptions, Layout};
 
 #[derive(Debug, Parser)]
-#[command(name = "vic-machine", version, about = "Create and manage Virtual Container Hosts")]
+#[command(
+    name = "vic-machine",
+    version,
+    about = "Create and manage Virtual Container Hosts"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,7 +33,11 @@ struct Common {
     #[arg(long, env = "VIC_MACHINE_TARGET")]
     target: Option<String>,
     /// Name of the VCH (at most 31 characters).
-    #[arg(long, env = "VIC_MACHINE_NAME", default_value = "virtual-container-host")]
+    #[arg(
+        long,
+        env = "VIC_MACHINE_NAME",
+        default_value = "virtual-container-host"
+    )]
     name: String,
     /// Directory holding every local VCH's state (default /var/lib/vic as root, else
     /// ~/.local/share/vic).
@@ -86,7 +94,9 @@ enum Command {
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}: use e.g. 90s, 3m, 1h"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: use e.g. 90s, 3m, 1h"))?;
     match unit {
         "" | "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
@@ -105,17 +115,35 @@ fn check_target(target: &Option<String>) -> anyhow::Result<()> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Create { common, no_tls, insecure_registries, image_store, timeout, port, bootstrap_dir } => {
+        Command::Create {
+            common,
+            no_tls,
+            insecure_registries,
+            image_store,
+            timeout,
+            port,
+            bootstrap_dir,
+        } => {
             check_target(&common.target)?;
             vch::validate_name(&common.name)?;
             if !no_tls {
                 anyhow::bail!("TLS for the Docker API is not available yet: pass --no-tls");
             }
             let layout = Layout::new(common.state_root, &common.name)?;
-            let opts = CreateOptions { insecure_registries, image_store, timeout, port, bootstrap_dir };
+            let opts = CreateOptions {
+                insecure_registries,
+                image_store,
+                timeout,
+                port,
+                bootstrap_dir,
+            };
             vch::create(&layout, &opts)
         }
-        Command::Delete { common, force, timeout } => {
+        Command::Delete {
+            common,
+            force,
+            timeout,
+        } => {
             check_target(&common.target)?;
             let layout = Layout::new(common.state_root, &common.name)?;
             vch::delete(&layout, force, timeout)

@@ -39,7 +39,11 @@ pub struct Layout {
 impl Layout {
     pub fn new(state_root: Option<PathBuf>, name: &str) -> anyhow::Result<Self> {
         let root = state_root.unwrap_or_else(default_state_root);
-        Ok(Layout { dir: root.join("vch").join(name), root, name: name.to_string() })
+        Ok(Layout {
+            dir: root.join("vch").join(name),
+            root,
+            name: name.to_string(),
+        })
     }
     fn config(&self) -> PathBuf {
         self.dir.join("vch.json")
@@ -60,7 +64,9 @@ fn default_state_root() -> PathBuf {
     if unsafe { libc::geteuid() } == 0 {
         PathBuf::from("/var/lib/vic")
     } else {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
         home.join(".local/share/vic")
     }
 }
@@ -70,7 +76,11 @@ pub fn validate_name(name: &str) -> anyhow::Result<()> {
     if name.chars().count() > MAX_NAME_LEN {
         bail!("Display name {name} exceeds the permitted 31 characters limit. Please use a shorter -name parameter");
     }
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
         bail!("--name contains unsupported characters: {name} Allowed characters are alphanumeric and - _ .");
     }
     Ok(())
@@ -94,17 +104,26 @@ fn find_parts(bootstrap_dir: Option<&Path>) -> anyhow::Result<(PathBuf, PathBuf,
     let bin_dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
     let appliance = bin_dir.join("vic-appliance");
     if !appliance.is_file() {
-        bail!("vic-appliance not found next to vic-machine ({}): run `make`", appliance.display());
+        bail!(
+            "vic-appliance not found next to vic-machine ({}): run `make`",
+            appliance.display()
+        );
     }
     let boot = match bootstrap_dir {
         Some(d) => d.to_path_buf(),
-        None => bin_dir.parent().map(|p| p.join("bootstrap")).unwrap_or_default(),
+        None => bin_dir
+            .parent()
+            .map(|p| p.join("bootstrap"))
+            .unwrap_or_default(),
     };
     let kernel = boot.join("vmlinux");
     let initrd = boot.join("initramfs.cpio");
     for f in [&kernel, &initrd] {
         if !f.is_file() {
-            bail!("bootstrap file {} is missing: run `make` (or pass --bootstrap-dir)", f.display());
+            bail!(
+                "bootstrap file {} is missing: run `make` (or pass --bootstrap-dir)",
+                f.display()
+            );
         }
     }
     Ok((appliance, kernel, initrd))
@@ -118,9 +137,13 @@ fn free_port() -> anyhow::Result<u16> {
 /// One `GET /_ping`; true when the appliance answers OK.
 fn ping(port: u16) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else { return false };
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /_ping HTTP/1.0\r\nHost: localhost\r\n\r\n").is_err() {
+    if s.write_all(b"GET /_ping HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .is_err()
+    {
         return false;
     }
     let mut resp = String::new();
@@ -160,7 +183,8 @@ fn wait_gone(pid: i32, timeout: Duration) -> bool {
 }
 
 fn copy_file(from: &Path, to: &Path) -> anyhow::Result<()> {
-    fs::copy(from, to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    fs::copy(from, to)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
     Ok(())
 }
 
@@ -168,7 +192,11 @@ pub fn create(layout: &Layout, opts: &CreateOptions) -> anyhow::Result<()> {
     let started = Instant::now();
     info("### Installing VCH ####");
     if layout.config().exists() {
-        bail!("VCH {} already exists: delete it first (vic-machine delete --target local --name {})", layout.name, layout.name);
+        bail!(
+            "VCH {} already exists: delete it first (vic-machine delete --target local --name {})",
+            layout.name,
+            layout.name
+        );
     }
     let (appliance, kernel, initrd) = find_parts(opts.bootstrap_dir.as_deref())?;
     let result = create_inner(layout, opts, &appliance, &kernel, &initrd, started);
@@ -220,7 +248,10 @@ fn create_inner(
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
     fs::write(layout.config(), serde_json::to_vec_pretty(&config)?)?;
-    let log = fs::OpenOptions::new().create(true).append(true).open(layout.log())?;
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(layout.log())?;
     let mut cmd = Command::new(&app_bin);
     cmd.arg("--name")
         .arg(&layout.name)
@@ -237,7 +268,9 @@ fn create_inner(
     for r in &opts.insecure_registries {
         cmd.arg("--insecure-registry").arg(r);
     }
-    cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
     // SAFETY: setsid is async-signal-safe; it detaches the appliance from our terminal and
     // process group so it outlives vic-machine.
     unsafe {
@@ -247,7 +280,9 @@ fn create_inner(
         });
     }
     info("Starting the appliance");
-    let mut child = cmd.spawn().with_context(|| format!("starting {}", app_bin.display()))?;
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", app_bin.display()))?;
     fs::write(layout.pid_file(), child.id().to_string())?;
     info("Waiting for the Docker API to answer");
     let deadline = started + opts.timeout;
@@ -256,10 +291,16 @@ fn create_inner(
             break;
         }
         if let Ok(Some(status)) = child.try_wait() {
-            bail!("the appliance exited ({status}) before it answered; its log:\n{}", log_tail(&layout.log()));
+            bail!(
+                "the appliance exited ({status}) before it answered; its log:\n{}",
+                log_tail(&layout.log())
+            );
         }
         if Instant::now() >= deadline {
-            bail!("Creating VCH exceeded time limit of {}s", opts.timeout.as_secs());
+            bail!(
+                "Creating VCH exceeded time limit of {}s",
+                opts.timeout.as_secs()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -290,7 +331,10 @@ fn stop_appliance(layout: &Layout, timeout: Duration) {
     if let Some(pid) = owned_pid(&layout.pid_file(), &marker) {
         signal(pid, libc::SIGTERM);
         if !wait_gone(pid, timeout) {
-            info(format!("The appliance did not stop within {}s: killing it", timeout.as_secs()));
+            info(format!(
+                "The appliance did not stop within {}s: killing it",
+                timeout.as_secs()
+            ));
             signal(pid, libc::SIGKILL);
             wait_gone(pid, Duration::from_secs(5));
         }
@@ -301,7 +345,9 @@ fn stop_appliance(layout: &Layout, timeout: Duration) {
 fn kill_vms(layout: &Layout) {
     let mut stack = vec![layout.dir.clone()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -318,7 +364,9 @@ fn kill_vms(layout: &Layout) {
 }
 
 fn running_containers(layout: &Layout) -> usize {
-    let Ok(entries) = fs::read_dir(layout.dir.join("containers")) else { return 0 };
+    let Ok(entries) = fs::read_dir(layout.dir.join("containers")) else {
+        return 0;
+    };
     entries
         .flatten()
         .filter_map(|e| fs::read(e.path().join("container.json")).ok())
@@ -329,18 +377,27 @@ fn running_containers(layout: &Layout) -> usize {
 
 pub fn delete(layout: &Layout, force: bool, timeout: Duration) -> anyhow::Result<()> {
     let Ok(raw) = fs::read(layout.config()) else {
-        bail!("Failed to get Virtual Container Host {}: no such VCH in {}", layout.name, layout.root.display());
+        bail!(
+            "Failed to get Virtual Container Host {}: no such VCH in {}",
+            layout.name,
+            layout.root.display()
+        );
     };
-    let config: VchConfig = serde_json::from_slice(&raw).context("reading the VCH configuration")?;
+    let config: VchConfig =
+        serde_json::from_slice(&raw).context("reading the VCH configuration")?;
     let alive = owned_pid(&layout.pid_file(), &layout.dir.display().to_string()).is_some();
     let running = running_containers(layout);
     if alive && running > 0 && !force {
-        bail!("Delete failed: VCH {} has {running} running container(s); stop them or use --force", layout.name);
+        bail!(
+            "Delete failed: VCH {} has {running} running container(s); stop them or use --force",
+            layout.name
+        );
     }
     info(format!("### Removing VCH {} ####", layout.name));
     stop_appliance(layout, timeout);
     kill_vms(layout);
-    fs::remove_dir_all(&layout.dir).with_context(|| format!("removing {}", layout.dir.display()))?;
+    fs::remove_dir_all(&layout.dir)
+        .with_context(|| format!("removing {}", layout.dir.display()))?;
     if config.external_image_store {
         let _ = fs::remove_dir_all(&config.image_store);
     }
@@ -350,16 +407,38 @@ pub fn delete(layout: &Layout, force: bool, timeout: Duration) -> anyhow::Result
 
 pub fn list(state_root: Option<PathBuf>) -> anyhow::Result<()> {
     let root = state_root.unwrap_or_else(default_state_root).join("vch");
-    println!("{:<32} {:<28} {:<10} VERSION", "NAME", "DOCKER_HOST", "STATE");
-    let Ok(entries) = fs::read_dir(&root) else { return Ok(()) };
-    let mut names: Vec<_> = entries.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect();
+    println!(
+        "{:<32} {:<28} {:<10} VERSION",
+        "NAME", "DOCKER_HOST", "STATE"
+    );
+    let Ok(entries) = fs::read_dir(&root) else {
+        return Ok(());
+    };
+    let mut names: Vec<_> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
     names.sort();
     for name in names {
-        let layout = Layout::new(Some(root.parent().map(Path::to_path_buf).unwrap_or_default()), &name)?;
-        let Ok(raw) = fs::read(layout.config()) else { continue };
-        let Ok(cfg) = serde_json::from_slice::<VchConfig>(&raw) else { continue };
-        let state = if owned_pid(&layout.pid_file(), &layout.dir.display().to_string()).is_some() { "running" } else { "stopped" };
-        println!("{:<32} {:<28} {:<10} {}", cfg.name, cfg.docker_host, state, cfg.version);
+        let layout = Layout::new(
+            Some(root.parent().map(Path::to_path_buf).unwrap_or_default()),
+            &name,
+        )?;
+        let Ok(raw) = fs::read(layout.config()) else {
+            continue;
+        };
+        let Ok(cfg) = serde_json::from_slice::<VchConfig>(&raw) else {
+            continue;
+        };
+        let state = if owned_pid(&layout.pid_file(), &layout.dir.display().to_string()).is_some() {
+            "running"
+        } else {
+            "stopped"
+        };
+        println!(
+            "{:<32} {:<28} {:<10} {}",
+            cfg.name, cfg.docker_host, state, cfg.version
+        );
     }
     Ok(())
 }

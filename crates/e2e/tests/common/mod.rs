@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 pub const WHY: &str = "needs QEMU, the test registry and the docker CLI: make test runs it";
 
 fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run these tests with `make test`"))
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: run these tests with `make test`"))
 }
 
 pub fn build_dir() -> PathBuf {
@@ -42,7 +43,16 @@ pub fn vch() -> &'static Vch {
         std::fs::create_dir_all(&workdir).expect("temp dir");
         let out = vic_machine()
             .current_dir(&workdir)
-            .args(["create", "--target", "local", "--name", &name, "--no-tls", "--insecure-registry", &registry()])
+            .args([
+                "create",
+                "--target",
+                "local",
+                "--name",
+                &name,
+                "--no-tls",
+                "--insecure-registry",
+                &registry(),
+            ])
             .output()
             .expect("running vic-machine create");
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -51,13 +61,17 @@ pub fn vch() -> &'static Vch {
             "vic-machine create failed:\n{stdout}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(stdout.contains("Installer completed successfully"), "{stdout}");
+        assert!(
+            stdout.contains("Installer completed successfully"),
+            "{stdout}"
+        );
         let docker_host = stdout
             .lines()
             .find_map(|l| l.strip_prefix("DOCKER_HOST="))
             .expect("create prints DOCKER_HOST=")
             .to_string();
-        let env_file = std::fs::read_to_string(workdir.join(&name).join(format!("{name}.env"))).expect("NAME/NAME.env");
+        let env_file = std::fs::read_to_string(workdir.join(&name).join(format!("{name}.env")))
+            .expect("NAME/NAME.env");
         assert_eq!(env_file.trim(), format!("DOCKER_HOST={docker_host}"));
         Vch { name, docker_host }
     })
@@ -66,7 +80,9 @@ pub fn vch() -> &'static Vch {
 pub fn docker_cmd() -> Command {
     let mut c = Command::new(env("VIC_DOCKER"));
     c.env("DOCKER_HOST", &vch().docker_host);
-    c.env_remove("DOCKER_TLS_VERIFY").env_remove("DOCKER_CERT_PATH").env_remove("DOCKER_CONTEXT");
+    c.env_remove("DOCKER_TLS_VERIFY")
+        .env_remove("DOCKER_CERT_PATH")
+        .env_remove("DOCKER_CONTEXT");
     c.stdin(Stdio::null());
     c
 }
@@ -112,7 +128,13 @@ pub fn stderr(o: &Output) -> String {
 /// Runs docker and asserts success; returns stdout.
 pub fn ok(args: &[&str]) -> String {
     let o = docker(args);
-    assert!(o.status.success(), "docker {args:?} failed ({}): {}{}", o.status, stdout(&o), stderr(&o));
+    assert!(
+        o.status.success(),
+        "docker {args:?} failed ({}): {}{}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
     stdout(&o)
 }
 
@@ -146,8 +168,12 @@ pub fn eventually<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<
 pub fn processes_matching(needle: &str) -> Vec<u32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
         if String::from_utf8_lossy(&cmd).contains(needle) {
             out.push(pid);
         }
@@ -161,7 +187,13 @@ pub fn vm_processes(container_id: &str) -> Vec<u32> {
         .into_iter()
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).split('\0').next().unwrap_or("").contains("qemu-system"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .split('\0')
+                        .next()
+                        .unwrap_or("")
+                        .contains("qemu-system")
+                })
                 .unwrap_or(false)
         })
         .collect()
