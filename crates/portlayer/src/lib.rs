@@ -20,6 +20,8 @@
 
 pub mod container;
 pub mod events;
+#[cfg(test)]
+mod fake_tests;
 pub mod logs;
 mod manager;
 mod names;
@@ -32,6 +34,8 @@ pub use events::{Event, EventBus};
 pub use hypervisor as backend;
 pub use hypervisor::Backend;
 pub use logs::{LogEntry, LogStream};
-pub use manager::{AttachStreams, Containers, ContainersConfig, Error, Output, WaitCondition};
+pub use manager::{
+    AttachStreams, Containers, ContainersConfig, Error, Images, Output, WaitCondition,
+};
 pub use session::StdinMsg;
 pub use signals::parse_signal;

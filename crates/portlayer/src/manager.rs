@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use hypervisor::{Backend, BackendError, VmConfig};
-use imagec::store::ImageStore;
 use tether_proto::{Frame, HostMsg, Process, Setup, MAIN_SESSION};
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Mutex};
 
@@ -86,6 +85,18 @@ pub struct AttachStreams {
     pub stdin: Option<mpsc::UnboundedSender<StdinMsg>>,
     /// Close the container's stdin when this client's stdin ends.
     pub stdin_once: bool,
+}
+
+/// Where container root filesystems come from: the image store, seen from the port layer.
+pub trait Images: Send + Sync + 'static {
+    /// The unpacked root filesystem of an image, if the image exists.
+    fn rootfs_of(&self, image_id: &str) -> Option<PathBuf>;
+}
+
+impl Images for imagec::store::ImageStore {
+    fn rootfs_of(&self, image_id: &str) -> Option<PathBuf> {
+        self.get(image_id).map(|img| self.rootfs(&img.id))
+    }
 }
 
 /// Settings of the container manager.
@@ -172,7 +183,7 @@ struct Inner {
     live: StdMutex<HashMap<String, Arc<Live>>>,
     state: StateDir,
     backend: Arc<dyn Backend>,
-    images: Arc<ImageStore>,
+    images: Arc<dyn Images>,
     events: Arc<EventBus>,
 }
 
@@ -188,7 +199,7 @@ impl Containers {
     pub async fn open(
         config: ContainersConfig,
         backend: Arc<dyn Backend>,
-        images: Arc<ImageStore>,
+        images: Arc<dyn Images>,
         events: Arc<EventBus>,
     ) -> Result<Self, Error> {
         let state =
@@ -230,10 +241,6 @@ impl Containers {
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.inner.backend
-    }
-
-    pub fn images(&self) -> &Arc<ImageStore> {
-        &self.inner.images
     }
 
     pub fn events(&self) -> &Arc<EventBus> {
@@ -323,11 +330,12 @@ impl Containers {
         if spec.process.argv.is_empty() {
             return Err(Error::NoCommand);
         }
-        let image = self
+        let rootfs = self
             .inner
             .images
-            .get(&spec.image_id)
+            .rootfs_of(&spec.image_id)
             .ok_or_else(|| Error::NoSuchImage(spec.image_ref.clone()))?;
+        let image_id = spec.image_id.clone();
         let id = new_id();
         let rec = {
             let mut records = self.records();
@@ -363,14 +371,11 @@ impl Containers {
             rec
         };
         let made = async {
-            self.inner
-                .backend
-                .prepare_image(&image.id, &self.inner.images.rootfs(&image.id))
-                .await?;
+            self.inner.backend.prepare_image(&image_id, &rootfs).await?;
             let vm = VmConfig {
                 id: id.clone(),
                 display_name: format!("{}-{}", rec.spec.name, &id[..12]),
-                image_id: image.id.clone(),
+                image_id: image_id.clone(),
                 memory_mib: rec.spec.memory_mib,
                 cpus: rec.spec.cpus,
             };
@@ -430,7 +435,7 @@ impl Containers {
             hostname: rec.spec.hostname.clone(),
             root_device: "/dev/vda".into(),
             root_fstype: "ext4".into(),
-            clock_unix_nanos: Utc::now().timestamp_nanos_opt().unwrap_or(0).max(0) as u128,
+            clock_unix_nanos: Utc::now().timestamp_nanos_opt().unwrap_or(0).max(0) as u64,
             entropy: (0..32).map(|_| rand::random::<u8>()).collect(),
         };
         let p = &rec.spec.process;

@@ -196,7 +196,7 @@ pub struct Setup {
     /// Filesystem type of the root device, e.g. `ext4`.
     pub root_fstype: String,
     /// Wall-clock time at the host, nanoseconds since the Unix epoch; the guest sets its clock.
-    pub clock_unix_nanos: u128,
+    pub clock_unix_nanos: u64,
     /// Entropy for the guest's RNG (restored snapshots share RNG state).
     #[serde(default)]
     pub entropy: Vec<u8>,

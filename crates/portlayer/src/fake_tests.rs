@@ -1,0 +1,379 @@
+//! Lifecycle tests of [`Containers`] over a recording fake backend whose "VM" is an in-process
+//! tether speaking the real protocol over a duplex pipe. The real QEMU path is covered by the
+//! black-box tests; these pin the port layer's own logic.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::FutureExt;
+use hypervisor::{Backend, BackendError, PowerState, PoweredOn, VmConfig, VmExit};
+use tether_proto::{Frame, FrameDecoder, FrameKind, GuestMsg, HostMsg};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::sync::oneshot;
+
+use crate::*;
+
+const IMAGE: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000001";
+
+struct FakeImages(PathBuf);
+impl Images for FakeImages {
+    fn rootfs_of(&self, image_id: &str) -> Option<PathBuf> {
+        (image_id == IMAGE).then(|| self.0.clone())
+    }
+}
+
+#[derive(Default)]
+struct FakeBackend {
+    calls: StdMutex<Vec<String>>,
+}
+
+impl FakeBackend {
+    fn record(&self, call: String) {
+        self.calls.lock().unwrap().push(call);
+    }
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Backend for FakeBackend {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+    fn describe(&self) -> String {
+        "fake backend".into()
+    }
+    async fn prepare_image(&self, image_id: &str, _rootfs: &Path) -> Result<(), BackendError> {
+        self.record(format!("prepare_image {image_id}"));
+        Ok(())
+    }
+    async fn remove_image(&self, image_id: &str) -> Result<(), BackendError> {
+        self.record(format!("remove_image {image_id}"));
+        Ok(())
+    }
+    async fn create_vm(&self, vm: &VmConfig) -> Result<(), BackendError> {
+        self.record(format!("create_vm {}", &vm.id[..12]));
+        Ok(())
+    }
+    async fn power_on(&self, id: &str) -> Result<PoweredOn, BackendError> {
+        self.record(format!("power_on {}", &id[..12]));
+        let (host, guest) = tokio::io::duplex(1 << 16);
+        let (off_tx, off_rx) = oneshot::channel();
+        tokio::spawn(fake_tether(guest, off_tx));
+        Ok(PoweredOn {
+            channel: Box::new(host),
+            pid: Some(4242),
+            exited: off_rx
+                .map(|_| VmExit {
+                    detail: "fake VM off".into(),
+                })
+                .boxed(),
+        })
+    }
+    async fn power_off(&self, id: &str, _grace: Duration) -> Result<(), BackendError> {
+        self.record(format!("power_off {}", &id[..12.min(id.len())]));
+        Ok(())
+    }
+    async fn destroy_vm(&self, id: &str) -> Result<(), BackendError> {
+        self.record(format!("destroy_vm {}", &id[..12]));
+        Ok(())
+    }
+    async fn power_state(&self, _id: &str) -> PowerState {
+        PowerState::Off
+    }
+}
+
+async fn send(io: &mut DuplexStream, frame: Frame) {
+    io.write_all(&tether_proto::encode(&frame)).await.unwrap();
+}
+
+/// A tether in miniature. Commands: `echo ARGS…`, `exit N`, `nosuch`, `wait-signal`, `cat`.
+async fn fake_tether(mut io: DuplexStream, off: oneshot::Sender<()>) {
+    send(
+        &mut io,
+        Frame::control(&GuestMsg::Hello {
+            version: 1,
+            kernel: "fake".into(),
+        }),
+    )
+    .await;
+    let mut dec = FrameDecoder::new();
+    let mut buf = vec![0u8; 4096];
+    let mut argv: Vec<String> = Vec::new();
+    loop {
+        let n = match io.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        dec.push(&buf[..n]);
+        while let Some(f) = dec.next_frame().unwrap() {
+            let out = |data: &str| Frame::data(FrameKind::Stdout, 0, data.as_bytes().to_vec());
+            match f.kind {
+                FrameKind::Control => match f.parse_control::<HostMsg>().unwrap() {
+                    HostMsg::Setup(_) => send(&mut io, Frame::control(&GuestMsg::Ready)).await,
+                    HostMsg::Spawn { process, .. } => {
+                        argv = process.argv.clone();
+                        if argv[0] == "nosuch" {
+                            let msg = GuestMsg::SpawnFailed {
+                                session: 0,
+                                message: "exec: \"nosuch\": executable file not found in $PATH"
+                                    .into(),
+                                code: 127,
+                            };
+                            send(&mut io, Frame::control(&msg)).await;
+                            continue;
+                        }
+                        send(
+                            &mut io,
+                            Frame::control(&GuestMsg::Started { session: 0, pid: 7 }),
+                        )
+                        .await;
+                        match argv[0].as_str() {
+                            "echo" => {
+                                send(&mut io, out(&format!("{}\n", argv[1..].join(" ")))).await;
+                                send(
+                                    &mut io,
+                                    Frame::control(&GuestMsg::Exited {
+                                        session: 0,
+                                        code: 0,
+                                    }),
+                                )
+                                .await;
+                            }
+                            "exit" => {
+                                let code = argv[1].parse().unwrap();
+                                send(
+                                    &mut io,
+                                    Frame::control(&GuestMsg::Exited { session: 0, code }),
+                                )
+                                .await;
+                            }
+                            _ => {}
+                        }
+                    }
+                    HostMsg::Signal { signal, .. } if argv[0] == "wait-signal" => {
+                        send(&mut io, out(&format!("got {signal}\n"))).await;
+                        let msg = GuestMsg::Exited {
+                            session: 0,
+                            code: 128 + signal,
+                        };
+                        send(&mut io, Frame::control(&msg)).await;
+                    }
+                    HostMsg::Shutdown => {
+                        let _ = off.send(());
+                        return;
+                    }
+                    _ => {}
+                },
+                FrameKind::Stdin => {
+                    send(&mut io, Frame::data(FrameKind::Stdout, 0, f.payload)).await
+                }
+                FrameKind::StdinClosed => {
+                    send(
+                        &mut io,
+                        Frame::control(&GuestMsg::Exited {
+                            session: 0,
+                            code: 0,
+                        }),
+                    )
+                    .await;
+                }
+                _ => {}
+            }
+        }
+    }
+    let _ = off.send(());
+}
+
+async fn setup() -> (tempfile::TempDir, Containers, Arc<FakeBackend>) {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(FakeBackend::default());
+    let c = open(dir.path(), backend.clone()).await;
+    (dir, c, backend)
+}
+
+async fn open(dir: &Path, backend: Arc<FakeBackend>) -> Containers {
+    Containers::open(
+        ContainersConfig {
+            state_dir: dir.join("containers"),
+        },
+        backend,
+        Arc::new(FakeImages(dir.join("rootfs"))),
+        Arc::new(EventBus::new()),
+    )
+    .await
+    .unwrap()
+}
+
+fn spec(name: &str, argv: &[&str]) -> ContainerSpec {
+    ContainerSpec {
+        name: name.into(),
+        image_ref: "busybox".into(),
+        image_id: IMAGE.into(),
+        process: ProcessSpec {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        },
+        memory_mib: 64,
+        cpus: 1,
+        ..Default::default()
+    }
+}
+
+async fn collect(mut rx: tokio::sync::broadcast::Receiver<Output>) -> String {
+    let mut s = String::new();
+    while let Ok(Ok(Output::Entry(e, _))) =
+        tokio::time::timeout(Duration::from_secs(5), rx.recv()).await
+    {
+        s.push_str(&String::from_utf8_lossy(&e.data));
+    }
+    s
+}
+
+#[tokio::test]
+async fn run_streams_output_records_exit_and_keeps_logs() {
+    let (_d, c, backend) = setup().await;
+    let rec = c.create(spec("hello", &["echo", "hello"])).await.unwrap();
+    let (_, streams) = c.attach("hello", false).unwrap();
+    c.start(&rec.id).await.unwrap();
+    assert_eq!(collect(streams.output).await, "hello\n");
+    assert_eq!(c.wait("hello", WaitCondition::NotRunning).await.unwrap(), 0);
+    let rec = c.get(&rec.id[..8]).unwrap();
+    assert_eq!(rec.state.status, Status::Exited);
+    let (entries, _) = logs::read_all(&c.log_path(&rec.id)).unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(&entries[0].data[..], b"hello\n");
+    assert!(rec
+        .spec
+        .process
+        .env
+        .iter()
+        .any(|e| e == &format!("HOSTNAME={}", &rec.id[..12])));
+    let calls = backend.calls();
+    assert_eq!(calls[0], format!("prepare_image {IMAGE}"));
+    assert!(calls.contains(&format!("power_on {}", &rec.id[..12])));
+}
+
+#[tokio::test]
+async fn exit_codes_and_next_exit_waits() {
+    let (_d, c, _) = setup().await;
+    let rec = c.create(spec("three", &["exit", "3"])).await.unwrap();
+    let waiter = {
+        let c = c.clone();
+        let id = rec.id.clone();
+        tokio::spawn(async move { c.wait(&id, WaitCondition::NextExit).await })
+    };
+    tokio::task::yield_now().await;
+    c.start("three").await.unwrap();
+    assert_eq!(waiter.await.unwrap().unwrap(), 3);
+    assert_eq!(c.get("three").unwrap().state.exit_code, 3);
+}
+
+#[tokio::test]
+async fn spawn_failure_is_reported_and_leaves_the_container_created() {
+    let (_d, c, _) = setup().await;
+    c.create(spec("bad", &["nosuch"])).await.unwrap();
+    match c.start("bad").await {
+        Err(Error::Spawn { code, message }) => {
+            assert_eq!(code, 127);
+            assert!(message.contains("executable file not found"));
+        }
+        other => panic!("expected a spawn failure, got {other:?}"),
+    }
+    let rec = c.get("bad").unwrap();
+    assert_eq!(rec.state.status, Status::Created);
+    assert!(rec.state.error.contains("executable file not found"));
+}
+
+#[tokio::test]
+async fn stop_sends_the_stop_signal_and_kill_needs_a_running_container() {
+    let (_d, c, _) = setup().await;
+    let mut s = spec("sig", &["wait-signal"]);
+    s.stop_signal = Some("SIGUSR1".into());
+    c.create(s).await.unwrap();
+    assert!(matches!(c.kill("sig", "TERM"), Err(Error::NotRunning(_))));
+    c.start("sig").await.unwrap();
+    assert!(matches!(
+        c.start("sig").await,
+        Err(Error::AlreadyRunning(_))
+    ));
+    assert!(c.stop("sig", Some(5), None).await.unwrap());
+    assert_eq!(c.get("sig").unwrap().state.exit_code, 128 + 10);
+    assert!(
+        !c.stop("sig", Some(5), None).await.unwrap(),
+        "stopping a stopped container is a no-op"
+    );
+    assert!(matches!(
+        c.kill("sig", "NOPE"),
+        Err(Error::InvalidSignal(_))
+    ));
+}
+
+#[tokio::test]
+async fn stdin_reaches_the_guest_and_close_ends_it() {
+    let (_d, c, _) = setup().await;
+    let mut s = spec("cat", &["cat"]);
+    s.process.open_stdin = true;
+    s.process.stdin_once = true;
+    c.create(s).await.unwrap();
+    let (_, streams) = c.attach("cat", true).unwrap();
+    let stdin = streams.stdin.clone().expect("stdin offered");
+    stdin
+        .send(StdinMsg::Data("typed before start\n".into()))
+        .unwrap();
+    stdin.send(StdinMsg::Close).unwrap();
+    c.start("cat").await.unwrap();
+    assert_eq!(collect(streams.output).await, "typed before start\n");
+    assert_eq!(c.wait("cat", WaitCondition::NotRunning).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn auto_remove_removes_after_exit() {
+    let (_d, c, backend) = setup().await;
+    let mut s = spec("gone", &["exit", "4"]);
+    s.auto_remove = true;
+    let rec = c.create(s).await.unwrap();
+    let waiter = {
+        let c = c.clone();
+        tokio::spawn(async move { c.wait("gone", WaitCondition::Removed).await })
+    };
+    tokio::task::yield_now().await;
+    c.start("gone").await.unwrap();
+    assert_eq!(waiter.await.unwrap().unwrap(), 4);
+    assert!(matches!(c.get("gone"), Err(Error::NoSuchContainer(_))));
+    assert!(backend
+        .calls()
+        .contains(&format!("destroy_vm {}", &rec.id[..12])));
+    assert!(!c.container_dir(&rec.id).exists());
+}
+
+#[tokio::test]
+async fn names_are_unique_and_records_survive_a_restart() {
+    let (d, c, backend) = setup().await;
+    let rec = c.create(spec("web", &["echo", "x"])).await.unwrap();
+    let err = c.create(spec("web", &["echo", "y"])).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("Conflict. The container name \"/web\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.", rec.id)
+    );
+    assert!(matches!(
+        c.create(spec("bad name", &["x"])).await,
+        Err(Error::InvalidName(_))
+    ));
+    let mut missing = spec("noimg", &["x"]);
+    missing.image_id = "sha256:ffff".into();
+    assert!(matches!(
+        c.create(missing).await,
+        Err(Error::NoSuchImage(_))
+    ));
+    assert!(matches!(c.get("nosuch"), Err(Error::NoSuchContainer(_))));
+    drop(c);
+    let again = open(d.path(), backend).await;
+    assert_eq!(again.list().len(), 1);
+    assert_eq!(again.get("web").unwrap().id, rec.id);
+    again.remove("web", false).await.unwrap();
+    assert!(again.list().is_empty());
+}
