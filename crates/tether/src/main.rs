@@ -1,1 +1,178 @@
-fn main() {}
+//! tether: PID 1 inside every container VM.
+//!
+//! It mounts the initramfs' API filesystems, finds the virtio-serial port named
+//! [`tether_proto::PORT_NAME`], says `Hello`, and then serves the host: `Setup` mounts the
+//! container's root disk, `Spawn` runs processes in it (chroot, user, cwd, env, pty or pipes),
+//! stdio flows as frames, and when the main process exits everything else is killed, its exit
+//! is reported, and on `Shutdown` (or 10 s later) the VM powers off.
+//!
+//! ```text
+//!  main thread: port reader ──► dispatch ──► Sessions (spawn/stdin/signal/resize)
+//!  reaper thread: waitpid(-1) ──► per-session waiter ──► Exited
+//!  output threads: pipe/pty ──► Writer (one lock) ──► port
+//! ```
+//! PID 1 must never die: errors are logged to the console (`tether:` lines in console.log).
+
+mod exec;
+mod log;
+mod port;
+mod process;
+mod reaper;
+mod setup;
+mod sys;
+mod user;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tether_proto::{FrameKind, GuestMsg, HostMsg, PROTOCOL_VERSION};
+
+use crate::port::{Event, Writer};
+use crate::process::Sessions;
+use crate::reaper::Reaper;
+use crate::setup::Mounted;
+
+/// How long to wait for `Shutdown` after the main process has exited.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+
+static POWERING_OFF: AtomicBool = AtomicBool::new(false);
+
+/// Powers off once, whoever asks first (the host's `Shutdown` or the timeout).
+fn power_off(mounted: &Mutex<Option<Arc<Mounted>>>) {
+    if POWERING_OFF.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let m = mounted.lock().ok().and_then(|m| m.clone());
+    setup::power_off(m.as_deref())
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn hello(out: &Writer) {
+    out.msg(&GuestMsg::Hello {
+        version: PROTOCOL_VERSION,
+        kernel: kernel_release(),
+    });
+}
+
+fn main() {
+    std::panic::set_hook(Box::new(|info| log!("panic: {info}")));
+    setup::early_mounts();
+    sys::ensure_std_fds(c"/dev/console");
+    if std::process::id() != 1 {
+        log!("not running as PID 1; orphans will not be reaped here");
+    }
+    let path = loop {
+        match port::find(Duration::from_secs(10)) {
+            Ok(p) => break p,
+            Err(e) => log!("{e}; still looking"),
+        }
+    };
+    let (mut reader, out) = loop {
+        match port::connect(&path) {
+            Ok(c) => break c,
+            Err(e) => {
+                log!("opening {} failed: {e}", path.display());
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    };
+    let reaper = Reaper::new();
+    {
+        let r = reaper.clone();
+        if let Err(e) = std::thread::Builder::new()
+            .name("reaper".into())
+            .spawn(move || r.run())
+        {
+            log!("starting the reaper failed: {e}");
+        }
+    }
+    let mounted: Arc<Mutex<Option<Arc<Mounted>>>> = Arc::default();
+    let on_main_exit = {
+        let mounted = mounted.clone();
+        Box::new(move || {
+            let mounted = mounted.clone();
+            let _ = std::thread::Builder::new()
+                .name("shutdown-timer".into())
+                .spawn(move || {
+                    std::thread::sleep(SHUTDOWN_WAIT);
+                    log!("no Shutdown within {SHUTDOWN_WAIT:?} of the exit; powering off");
+                    power_off(&mounted);
+                });
+        })
+    };
+    let sessions = Sessions::new(reaper, out.clone(), on_main_exit);
+    hello(&out);
+    loop {
+        let frame = match reader.next() {
+            Event::Frame(f) => f,
+            Event::Reconnected => {
+                hello(&out);
+                continue;
+            }
+        };
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match frame.kind {
+            FrameKind::Control => match frame.parse_control::<HostMsg>() {
+                Ok(msg) => handle(msg, &out, &sessions, &mounted),
+                Err(e) => log!("ignoring control frame: {e}"),
+            },
+            FrameKind::Stdin => sessions.stdin(frame.session, frame.payload),
+            FrameKind::StdinClosed => sessions.close_stdin(frame.session),
+            FrameKind::Stdout | FrameKind::Stderr => log!("ignoring output frame from the host"),
+        }));
+        if result.is_err() {
+            log!("recovered from a panic while handling a frame");
+        }
+    }
+}
+
+fn handle(
+    msg: HostMsg,
+    out: &Writer,
+    sessions: &Arc<Sessions>,
+    mounted: &Mutex<Option<Arc<Mounted>>>,
+) {
+    match msg {
+        HostMsg::Setup(s) => {
+            let mut m = match mounted.lock() {
+                Ok(m) => m,
+                Err(p) => p.into_inner(),
+            };
+            if m.is_some() {
+                // A reconnected host repeats Setup: it is already done.
+                out.msg(&GuestMsg::Ready);
+                return;
+            }
+            match setup::apply(&s) {
+                Ok(done) => {
+                    *m = Some(Arc::new(done));
+                    out.msg(&GuestMsg::Ready);
+                }
+                Err(message) => {
+                    log!("setup failed: {message}");
+                    out.msg(&GuestMsg::SetupFailed { message });
+                }
+            }
+        }
+        HostMsg::Spawn { session, process } => {
+            let rootfs = mounted
+                .lock()
+                .ok()
+                .and_then(|m| m.as_ref().map(|m| m.rootfs.clone()));
+            sessions.spawn(session, process, rootfs.as_deref());
+        }
+        HostMsg::Signal { session, signal } => sessions.signal(session, signal),
+        HostMsg::Resize {
+            session,
+            rows,
+            cols,
+        } => sessions.resize(session, rows, cols),
+        HostMsg::Ping { seq } => out.msg(&GuestMsg::Pong { seq }),
+        HostMsg::Shutdown => power_off(mounted),
+    }
+}

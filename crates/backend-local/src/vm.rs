@@ -1,0 +1,416 @@
+//! VM directories and QEMU processes: create, power on (listen, spawn, accept), power off,
+//! destroy, and the power state, also for QEMU processes started by an earlier appliance.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use hypervisor::{BackendError, PowerState, PoweredOn, VmConfig, VmExit};
+use serde::{Deserialize, Serialize};
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+
+use crate::qemu::{CONSOLE_LOG, ROOT_DISK, TETHER_SOCK};
+
+const VM_JSON: &str = "vm.json";
+const PID_FILE: &str = "qemu.pid";
+const QEMU_LOG: &str = "qemu.log";
+/// How long a SIGKILLed QEMU may take to disappear.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// What `vm.json` records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmSpec {
+    pub id: String,
+    pub display_name: String,
+    pub image_id: String,
+    pub memory_mib: u32,
+    pub cpus: u32,
+}
+
+/// A QEMU process this backend started.
+struct Running {
+    pid: u32,
+    exit: watch::Receiver<Option<VmExit>>,
+}
+
+/// The VMs under one directory.
+pub struct Vms {
+    root: PathBuf,
+    running: Mutex<HashMap<String, Running>>,
+}
+
+fn io_err(context: String) -> impl FnOnce(std::io::Error) -> BackendError {
+    move |source| BackendError::Io { context, source }
+}
+
+fn failed(msg: String) -> BackendError {
+    BackendError::Failed(msg)
+}
+
+/// The last `n` lines of a log file, for error messages.
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+/// Whether `pid` is a live process whose working directory is `dir` (our QEMU for this VM).
+fn is_our_qemu(pid: u32, dir: &Path) -> bool {
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"));
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // A zombie still has /proc entries but is no longer running.
+    let zombie = stat
+        .rsplit(')')
+        .next()
+        .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+    let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    !zombie && cwd.is_ok_and(|c| c == canonical)
+}
+
+fn kill(pid: u32) {
+    // SAFETY: kill has no memory-safety preconditions; `pid` is a positive process ID.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+}
+
+impl Vms {
+    pub fn new(root: PathBuf) -> Self {
+        Self {
+            root,
+            running: Mutex::default(),
+        }
+    }
+
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
+        match self.running.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// The first VM whose `vm.json` names `image_id`.
+    pub fn using_image(&self, image_id: &str) -> Option<String> {
+        let entries = std::fs::read_dir(&self.root).ok()?;
+        entries.flatten().find_map(|e| {
+            let text = std::fs::read_to_string(e.path().join(VM_JSON)).ok()?;
+            let spec: VmSpec = serde_json::from_str(&text).ok()?;
+            (spec.image_id == image_id).then_some(spec.id)
+        })
+    }
+
+    pub async fn create(
+        &self,
+        vm: &VmConfig,
+        base: &Path,
+        qemu_img: &Path,
+    ) -> Result<(), BackendError> {
+        let dir = self.dir(&vm.id);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(failed(format!("a VM named {} already exists", vm.id)));
+            }
+            Err(e) => return Err(io_err(format!("creating {}", dir.display()))(e)),
+        }
+        let result = async {
+            crate::disk::create_overlay(qemu_img, base, &dir.join(ROOT_DISK)).await?;
+            let spec = VmSpec {
+                id: vm.id.clone(),
+                display_name: vm.display_name.clone(),
+                image_id: vm.image_id.clone(),
+                memory_mib: vm.memory_mib,
+                cpus: vm.cpus,
+            };
+            let json = serde_json::to_vec_pretty(&spec)
+                .map_err(|e| failed(format!("encoding {VM_JSON} failed: {e}")))?;
+            let tmp = dir.join("vm.json.tmp");
+            std::fs::write(&tmp, json).map_err(io_err(format!("writing {}", tmp.display())))?;
+            std::fs::rename(&tmp, dir.join(VM_JSON))
+                .map_err(io_err(format!("renaming {}", tmp.display())))
+        }
+        .await;
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        result
+    }
+
+    pub fn load(&self, id: &str) -> Result<VmSpec, BackendError> {
+        let path = self.dir(id).join(VM_JSON);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(BackendError::NoSuchVm(id.to_string()))
+            }
+            Err(e) => return Err(io_err(format!("reading {}", path.display()))(e)),
+        };
+        serde_json::from_str(&text)
+            .map_err(|e| failed(format!("{} is corrupt: {e}", path.display())))
+    }
+
+    /// The PID of the VM's QEMU if it is running (started by us or by an earlier appliance).
+    fn live_pid(&self, id: &str) -> Option<u32> {
+        if let Some(r) = self.running().get(id) {
+            if r.exit.borrow().is_none() {
+                return Some(r.pid);
+            }
+            return None;
+        }
+        let dir = self.dir(id);
+        let pid: u32 = std::fs::read_to_string(dir.join(PID_FILE))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        is_our_qemu(pid, &dir).then_some(pid)
+    }
+
+    pub fn state(&self, id: &str) -> PowerState {
+        if self.live_pid(id).is_some() {
+            PowerState::On
+        } else if self.dir(id).join(VM_JSON).is_file() {
+            PowerState::Off
+        } else {
+            PowerState::Absent
+        }
+    }
+
+    pub async fn power_on(
+        &self,
+        id: &str,
+        qemu: &Path,
+        args: &[String],
+        boot_timeout: Duration,
+    ) -> Result<PoweredOn, BackendError> {
+        if let Some(pid) = self.live_pid(id) {
+            return Err(failed(format!(
+                "VM {id} is already running (QEMU pid {pid})"
+            )));
+        }
+        let dir = self.dir(id);
+        let sock = dir.join(TETHER_SOCK);
+        let _ = std::fs::remove_file(&sock);
+        let listener = bind(&dir, &sock)?;
+        let log = dir.join(QEMU_LOG);
+        let log_file =
+            std::fs::File::create(&log).map_err(io_err(format!("creating {}", log.display())))?;
+        let log_err = log_file
+            .try_clone()
+            .map_err(io_err(format!("opening {}", log.display())))?;
+        let _ = std::fs::remove_file(dir.join(CONSOLE_LOG));
+        let started = std::time::Instant::now();
+        let mut child = tokio::process::Command::new(qemu)
+            .args(args)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err)
+            .process_group(0)
+            .kill_on_drop(false)
+            .spawn()
+            .map_err(io_err(format!("starting {}", qemu.display())))?;
+        let pid = child
+            .id()
+            .ok_or_else(|| failed("QEMU exited before it could be tracked".into()))?;
+        let pid_path = dir.join(PID_FILE);
+        if let Err(e) = std::fs::write(&pid_path, format!("{pid}\n")) {
+            tracing::warn!("writing {} failed: {e}", pid_path.display());
+        }
+        let (tx, rx) = watch::channel(None);
+        let vm_id = id.to_string();
+        tokio::spawn(async move {
+            let detail = match child.wait().await {
+                Ok(status) => format!("qemu exited with {status}"),
+                Err(e) => format!("waiting for qemu failed: {e}"),
+            };
+            tracing::debug!(vm = %vm_id, "{detail}");
+            let _ = tx.send(Some(VmExit { detail }));
+        });
+        self.running().insert(
+            id.to_string(),
+            Running {
+                pid,
+                exit: rx.clone(),
+            },
+        );
+        let mut early_exit = rx.clone();
+        let accepted = tokio::select! {
+            a = tokio::time::timeout(boot_timeout, listener.accept()) => a,
+            _ = early_exit.wait_for(Option::is_some) => {
+                let _ = std::fs::remove_file(&sock);
+                return Err(failed(format!(
+                    "QEMU for VM {id} exited during boot: {}",
+                    tail(&log, 3)
+                )));
+            }
+        };
+        let _ = std::fs::remove_file(&sock);
+        let stream = match accepted {
+            Ok(Ok((stream, _))) => stream,
+            Ok(Err(e)) => {
+                kill(pid);
+                return Err(io_err(format!("accepting the tether of VM {id}"))(e));
+            }
+            Err(_) => {
+                kill(pid);
+                return Err(BackendError::BootTimeout {
+                    id: id.to_string(),
+                    secs: boot_timeout.as_secs(),
+                    log: dir.join(CONSOLE_LOG).display().to_string(),
+                });
+            }
+        };
+        tracing::debug!(vm = id, pid, elapsed = ?started.elapsed(), "tether connected");
+        let mut exit = rx;
+        let exited = async move {
+            match exit.wait_for(Option::is_some).await {
+                Ok(v) => v.clone().unwrap_or_else(|| VmExit {
+                    detail: "qemu exited".into(),
+                }),
+                Err(_) => VmExit {
+                    detail: "qemu exit status lost".into(),
+                },
+            }
+        }
+        .boxed();
+        Ok(PoweredOn {
+            channel: Box::new(stream),
+            pid: Some(pid),
+            exited,
+        })
+    }
+
+    pub async fn power_off(&self, id: &str, grace: Duration) -> Result<(), BackendError> {
+        let Some(pid) = self.live_pid(id) else {
+            return match self.state(id) {
+                PowerState::Absent => Err(BackendError::NoSuchVm(id.to_string())),
+                _ => Ok(()),
+            };
+        };
+        if self.wait_gone(id, pid, grace).await {
+            return Ok(());
+        }
+        tracing::info!(
+            vm = id,
+            pid,
+            "QEMU still running after {grace:?}; killing it"
+        );
+        kill(pid);
+        if self.wait_gone(id, pid, KILL_WAIT).await {
+            Ok(())
+        } else {
+            Err(failed(format!(
+                "QEMU (pid {pid}) of VM {id} did not exit within {KILL_WAIT:?} of SIGKILL"
+            )))
+        }
+    }
+
+    /// Waits up to `limit` for the VM's QEMU to be gone.
+    async fn wait_gone(&self, id: &str, pid: u32, limit: Duration) -> bool {
+        let rx = self.running().get(id).map(|r| r.exit.clone());
+        match rx {
+            Some(mut rx) => tokio::time::timeout(limit, rx.wait_for(Option::is_some))
+                .await
+                .is_ok(),
+            None => {
+                // Not our child (an earlier appliance started it): poll /proc.
+                let dir = self.dir(id);
+                let deadline = tokio::time::Instant::now() + limit;
+                loop {
+                    if !is_our_qemu(pid, &dir) {
+                        return true;
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        return false;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    pub async fn destroy(&self, id: &str) -> Result<(), BackendError> {
+        if self.state(id) == PowerState::Absent && !self.dir(id).exists() {
+            return Err(BackendError::NoSuchVm(id.to_string()));
+        }
+        self.power_off(id, Duration::ZERO)
+            .await
+            .or_else(|e| match e {
+                BackendError::NoSuchVm(_) => Ok(()),
+                e => Err(e),
+            })?;
+        self.running().remove(id);
+        let dir = self.dir(id);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(format!("removing {}", dir.display()))(e)),
+        }
+    }
+}
+
+/// Binds the tether socket. Unix socket paths are limited to 108 bytes, so a long state
+/// directory is reached through `/proc/self/fd/N` of an open handle on it.
+fn bind(dir: &Path, sock: &Path) -> Result<UnixListener, BackendError> {
+    let context = || format!("listening on {}", sock.display());
+    if sock.as_os_str().len() < 100 {
+        return UnixListener::bind(sock).map_err(io_err(context()));
+    }
+    let handle = std::fs::File::open(dir).map_err(io_err(format!("opening {}", dir.display())))?;
+    use std::os::fd::AsRawFd;
+    let short = format!("/proc/self/fd/{}/{TETHER_SOCK}", handle.as_raw_fd());
+    let listener = UnixListener::bind(&short).map_err(io_err(context()))?;
+    drop(handle);
+    Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_json_round_trips_and_rejects_unknown_fields() {
+        let spec = VmSpec {
+            id: "c1".into(),
+            display_name: "web-c1".into(),
+            image_id: "img".into(),
+            memory_mib: 256,
+            cpus: 1,
+        };
+        let text = serde_json::to_string(&spec).unwrap();
+        assert_eq!(serde_json::from_str::<VmSpec>(&text).unwrap(), spec);
+        let extra = text.replace("\"cpus\":1", "\"cpus\":1,\"x\":2");
+        assert!(serde_json::from_str::<VmSpec>(&extra).is_err());
+    }
+
+    #[tokio::test]
+    async fn long_state_dirs_still_get_a_socket() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("x".repeat(100));
+        std::fs::create_dir(&dir).unwrap();
+        let sock = dir.join(TETHER_SOCK);
+        let _l = bind(&dir, &sock).unwrap();
+        assert!(sock.exists());
+    }
+
+    #[test]
+    fn state_of_unknown_vm_is_absent_and_dead_pid_file_is_off() {
+        let tmp = tempfile::tempdir().unwrap();
+        let vms = Vms::new(tmp.path().to_path_buf());
+        assert_eq!(vms.state("nope"), PowerState::Absent);
+        let dir = vms.dir("c1");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join(VM_JSON), "{}").unwrap();
+        // PID 1 is alive but is not a QEMU running in this directory.
+        std::fs::write(dir.join(PID_FILE), "1\n").unwrap();
+        assert_eq!(vms.state("c1"), PowerState::Off);
+    }
+}

@@ -1,0 +1,443 @@
+//! Boots real QEMU microvm VMs with the real guest kernel and tether, and speaks the tether
+//! protocol to them. `make test` runs it (`cargo test -p backend-local -- --include-ignored`).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use backend_local::{LocalBackend, LocalConfig};
+use hypervisor::{Backend, PowerState, PoweredOn, TetherChannel, VmConfig};
+use tether_proto::{encode, Frame, FrameDecoder, FrameKind, GuestMsg, HostMsg, Process, Setup};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const IMAGE: &str = "busybox-test";
+const WAIT: Duration = Duration::from_secs(30);
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn from_env(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join(default))
+}
+
+/// A root filesystem made of Debian's busybox-static, with users root and vic (1000).
+fn busybox_rootfs(dir: &Path) -> Result<()> {
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.exists() {
+        bail!("/bin/busybox is missing; apt-get install busybox-static");
+    }
+    for d in ["bin", "etc", "root", "home/vic", "tmp"] {
+        std::fs::create_dir_all(dir.join(d))?;
+    }
+    std::fs::copy(busybox, dir.join("bin/busybox"))?;
+    let list = std::process::Command::new(busybox).arg("--list").output()?;
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet))?;
+        }
+    }
+    std::fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nvic:x:1000:1000:vic:/home/vic:/bin/sh\n",
+    )?;
+    std::fs::write(dir.join("etc/group"), "root:x:0:\nvic:x:1000:\n")?;
+    Ok(())
+}
+
+/// The host side of the tether protocol, as the port layer would speak it.
+struct Guest {
+    ch: Box<dyn TetherChannel>,
+    dec: FrameDecoder,
+    buf: Vec<u8>,
+}
+
+/// What a session produced.
+#[derive(Debug, Default)]
+struct Outcome {
+    stdout: String,
+    stderr: String,
+    code: Option<i32>,
+    spawn_failed: Option<(i32, String)>,
+    first_output: Option<Duration>,
+}
+
+impl Guest {
+    async fn send(&mut self, f: &Frame) -> Result<()> {
+        self.ch.write_all(&encode(f)).await?;
+        Ok(())
+    }
+
+    async fn ctl(&mut self, m: &HostMsg) -> Result<()> {
+        self.send(&Frame::control(m)).await
+    }
+
+    async fn next(&mut self) -> Result<Frame> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(f) = self.dec.next_frame()? {
+                return Ok(f);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let n = tokio::time::timeout(left, self.ch.read(&mut self.buf))
+                .await
+                .context("no frame from the guest within 30 s")??;
+            if n == 0 {
+                bail!("the guest closed the channel");
+            }
+            self.dec.push(&self.buf[..n]);
+        }
+    }
+
+    async fn msg(&mut self) -> Result<GuestMsg> {
+        let f = self.next().await?;
+        Ok(f.parse_control()?)
+    }
+
+    async fn spawn(&mut self, session: u32, process: Process) -> Result<()> {
+        self.ctl(&HostMsg::Spawn { session, process }).await
+    }
+
+    /// Collects a session's output until it exits or fails to start.
+    async fn collect(&mut self, session: u32, started: Instant) -> Result<Outcome> {
+        let mut o = Outcome::default();
+        loop {
+            let f = self.next().await?;
+            if f.session != session && f.kind != FrameKind::Control {
+                continue;
+            }
+            match f.kind {
+                FrameKind::Stdout | FrameKind::Stderr => {
+                    o.first_output.get_or_insert(started.elapsed());
+                    let text = String::from_utf8_lossy(&f.payload).to_string();
+                    if f.kind == FrameKind::Stdout {
+                        o.stdout += &text;
+                    } else {
+                        o.stderr += &text;
+                    }
+                }
+                FrameKind::Control => match f.parse_control::<GuestMsg>()? {
+                    GuestMsg::Started { .. } => {}
+                    GuestMsg::Exited { session: s, code } if s == session => {
+                        o.code = Some(code);
+                        return Ok(o);
+                    }
+                    GuestMsg::SpawnFailed {
+                        session: s,
+                        code,
+                        message,
+                    } if s == session => {
+                        o.spawn_failed = Some((code, message));
+                        return Ok(o);
+                    }
+                    other => bail!("unexpected message while running session {session}: {other:?}"),
+                },
+                _ => {}
+            }
+        }
+    }
+
+    async fn run(&mut self, session: u32, process: Process) -> Result<Outcome> {
+        let t = Instant::now();
+        self.spawn(session, process).await?;
+        self.collect(session, t).await
+    }
+}
+
+fn cmd(argv: &[&str]) -> Process {
+    Process {
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        ..Process::default()
+    }
+}
+
+fn sh(script: &str) -> Process {
+    cmd(&["sh", "-c", script])
+}
+
+struct Booted {
+    guest: Guest,
+    pid: u32,
+    exited: futures_util::future::BoxFuture<'static, hypervisor::VmExit>,
+    boot_to_hello: Duration,
+}
+
+async fn boot(backend: &LocalBackend, id: &str) -> Result<Booted> {
+    backend
+        .create_vm(&VmConfig {
+            id: id.into(),
+            display_name: format!("test-{id}"),
+            image_id: IMAGE.into(),
+            memory_mib: 256,
+            cpus: 1,
+        })
+        .await?;
+    let t = Instant::now();
+    let PoweredOn {
+        channel,
+        pid,
+        exited,
+    } = backend.power_on(id).await?;
+    let mut guest = Guest {
+        ch: channel,
+        dec: FrameDecoder::new(),
+        buf: vec![0; 64 * 1024],
+    };
+    let hello = guest.msg().await?;
+    let boot_to_hello = t.elapsed();
+    assert!(
+        matches!(hello, GuestMsg::Hello { version: 1, .. }),
+        "{hello:?}"
+    );
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    guest
+        .ctl(&HostMsg::Setup(Setup {
+            hostname: format!("host-{id}"),
+            root_device: "/dev/vda".into(),
+            root_fstype: "ext4".into(),
+            clock_unix_nanos: now.as_nanos() as u64,
+            entropy: vec![7; 64],
+        }))
+        .await?;
+    let ready = guest.msg().await?;
+    assert_eq!(ready, GuestMsg::Ready);
+    Ok(Booted {
+        guest,
+        pid: pid.context("local VMs have a QEMU pid")?,
+        exited,
+        boot_to_hello,
+    })
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn shutdown_and_check_gone(backend: &LocalBackend, id: &str, b: Booted) -> Result<()> {
+    let mut g = b.guest;
+    let t = Instant::now();
+    g.ctl(&HostMsg::Shutdown).await?;
+    let exit = tokio::time::timeout(Duration::from_secs(10), b.exited)
+        .await
+        .context("QEMU did not exit within 10 s of Shutdown")?;
+    eprintln!(
+        "[{id}] Shutdown → QEMU gone in {:?} ({})",
+        t.elapsed(),
+        exit.detail
+    );
+    assert!(exit.detail.contains("exited"), "{}", exit.detail);
+    assert_eq!(backend.power_state(id).await, PowerState::Off);
+    assert!(!Path::new(&format!("/proc/{}", b.pid)).exists() || rss_kib(b.pid) == 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "boots real QEMU VMs; make test runs it"]
+async fn container_vms_run_processes_like_docker() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let rootfs = tmp.path().join("rootfs");
+    busybox_rootfs(&rootfs)?;
+    let backend = LocalBackend::new(LocalConfig {
+        root: tmp.path().join("state"),
+        kernel: from_env("VIC_KERNEL", "build/vmlinux"),
+        initrd: from_env("VIC_INITRD", "build/initramfs.cpio"),
+        ..LocalConfig::default()
+    })?;
+    eprintln!("backend: {}", backend.describe());
+    let t = Instant::now();
+    backend.prepare_image(IMAGE, &rootfs).await?;
+    eprintln!("prepare_image: {:?}", t.elapsed());
+    let t = Instant::now();
+    backend.prepare_image(IMAGE, &rootfs).await?;
+    assert!(
+        t.elapsed() < Duration::from_millis(100),
+        "second prepare is a no-op"
+    );
+
+    // VM "a": the main process is `sleep 100`; exec sessions exercise everything else.
+    let mut a = boot(&backend, "a").await?;
+    eprintln!("[a] power_on → Hello: {:?}", a.boot_to_hello);
+    assert_eq!(backend.power_state("a").await, PowerState::On);
+    let g = &mut a.guest;
+    let t = Instant::now();
+    g.spawn(0, cmd(&["sleep", "100"])).await?;
+    match g.msg().await? {
+        GuestMsg::Started { session: 0, pid } => assert!(pid > 1),
+        other => bail!("expected Started, got {other:?}"),
+    }
+    eprintln!("[a] spawn → Started: {:?}", t.elapsed());
+
+    let o = g.run(1, cmd(&["echo", "hello"])).await?;
+    assert_eq!((o.stdout.as_str(), o.code), ("hello\n", Some(0)));
+    eprintln!(
+        "[a] spawn echo → first output {:?}",
+        o.first_output.unwrap_or_default()
+    );
+
+    let o = g.run(2, sh("exit 3")).await?;
+    assert_eq!(o.code, Some(3));
+
+    let o = g.run(3, cmd(&["uname", "-r"])).await?;
+    let host_kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")?;
+    assert_eq!(o.code, Some(0));
+    assert!(!o.stdout.trim().is_empty());
+    assert_ne!(
+        o.stdout.trim(),
+        host_kernel.trim(),
+        "the guest runs its own kernel"
+    );
+
+    let o = g.run(4, sh("echo out; echo err >&2")).await?;
+    assert_eq!((o.stdout.as_str(), o.stderr.as_str()), ("out\n", "err\n"));
+
+    let mut p = sh("id -u; id -g; echo $HOME");
+    p.user = "vic".into();
+    let o = g.run(5, p).await?;
+    assert_eq!(o.stdout, "1000\n1000\n/home/vic\n");
+
+    let mut p = cmd(&["pwd"]);
+    p.cwd = "/work/made/here".into();
+    let o = g.run(6, p).await?;
+    assert_eq!(
+        o.stdout, "/work/made/here\n",
+        "a missing WorkingDir is created"
+    );
+
+    let mut p = sh("echo $FOO; echo $PATH; hostname; date +%s");
+    p.env = vec!["FOO=bar baz".into()];
+    let o = g.run(7, p).await?;
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(lines[0], "bar baz");
+    assert_eq!(
+        lines[1],
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    );
+    assert_eq!(lines[2], "host-a");
+    let guest_now: u64 = lines[3].parse()?;
+    let host_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    assert!(host_now.abs_diff(guest_now) <= 5, "clock set from Setup");
+
+    let o = g.run(8, cmd(&["nosuch"])).await?;
+    assert_eq!(
+        o.spawn_failed,
+        Some((
+            127,
+            "exec: \"nosuch\": executable file not found in $PATH".into()
+        ))
+    );
+    let o = g.run(9, cmd(&["/etc/passwd"])).await?;
+    assert_eq!(o.spawn_failed.map(|f| f.0), Some(126));
+
+    // A terminal: tty names a pts, the initial size applies, and Resize changes it.
+    let mut p = sh("tty; stty size; read x; stty size");
+    p.tty = true;
+    p.stdin = true;
+    p.rows = 24;
+    p.cols = 80;
+    let t = Instant::now();
+    g.spawn(10, p).await?;
+    let mut seen = String::new();
+    while !seen.contains("24 80") {
+        let f = g.next().await?;
+        if f.kind == FrameKind::Stdout {
+            seen += &String::from_utf8_lossy(&f.payload);
+        }
+    }
+    g.ctl(&HostMsg::Resize {
+        session: 10,
+        rows: 50,
+        cols: 132,
+    })
+    .await?;
+    g.send(&Frame::data(FrameKind::Stdin, 10, b"go\r".to_vec()))
+        .await?;
+    let o = g.collect(10, t).await?;
+    let all = seen + &o.stdout;
+    assert!(all.starts_with("/dev/pts/"), "{all:?}");
+    assert!(all.contains("50 132"), "{all:?}");
+    assert!(o.stderr.is_empty(), "a terminal has no separate stderr");
+    assert_eq!(o.code, Some(0));
+
+    // Standard input reaches the process, and StdinClosed ends it.
+    let mut p = cmd(&["cat"]);
+    p.stdin = true;
+    let t = Instant::now();
+    g.spawn(11, p).await?;
+    g.send(&Frame::data(FrameKind::Stdin, 11, b"abc\n".to_vec()))
+        .await?;
+    g.send(&Frame::data(FrameKind::Stdin, 11, b"def".to_vec()))
+        .await?;
+    g.send(&Frame::data(FrameKind::StdinClosed, 11, Vec::new()))
+        .await?;
+    let o = g.collect(11, t).await?;
+    assert_eq!((o.stdout.as_str(), o.code), ("abc\ndef", Some(0)));
+
+    g.ctl(&HostMsg::Ping { seq: 42 }).await?;
+    assert_eq!(g.msg().await?, GuestMsg::Pong { seq: 42 });
+
+    let rss = rss_kib(a.pid);
+    eprintln!("[a] QEMU RSS after 12 sessions: {} MiB", rss / 1024);
+
+    // SIGTERM to the main process: 128 + 15.
+    g.ctl(&HostMsg::Signal {
+        session: 0,
+        signal: libc::SIGTERM,
+    })
+    .await?;
+    let o = g.collect(0, Instant::now()).await?;
+    assert_eq!(o.code, Some(143));
+    shutdown_and_check_gone(&backend, "a", a).await?;
+
+    // VM "b" from the same image: the main process itself says hello and exits.
+    let mut b = boot(&backend, "b").await?;
+    eprintln!("[b] power_on → Hello: {:?}", b.boot_to_hello);
+    let o = b.guest.run(0, cmd(&["echo", "hello"])).await?;
+    assert_eq!((o.stdout.as_str(), o.code), ("hello\n", Some(0)));
+    eprintln!(
+        "[b] spawn → first output {:?}",
+        o.first_output.unwrap_or_default()
+    );
+    shutdown_and_check_gone(&backend, "b", b).await?;
+
+    // The image is in use until its VMs are destroyed.
+    let err = backend.remove_image(IMAGE).await.unwrap_err().to_string();
+    assert!(err.contains("in use"), "{err}");
+    backend.destroy_vm("a").await?;
+    backend.destroy_vm("b").await?;
+    assert_eq!(backend.power_state("a").await, PowerState::Absent);
+    backend.remove_image(IMAGE).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "boots real QEMU VMs; make test runs it"]
+async fn power_off_kills_a_vm_that_does_not_stop() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let rootfs = tmp.path().join("rootfs");
+    busybox_rootfs(&rootfs)?;
+    let backend = LocalBackend::new(LocalConfig {
+        root: tmp.path().join("state"),
+        kernel: from_env("VIC_KERNEL", "build/vmlinux"),
+        initrd: from_env("VIC_INITRD", "build/initramfs.cpio"),
+        ..LocalConfig::default()
+    })?;
+    backend.prepare_image(IMAGE, &rootfs).await?;
+    let b = boot(&backend, "k").await?;
+    let t = Instant::now();
+    backend.power_off("k", Duration::from_millis(200)).await?;
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert_eq!(backend.power_state("k").await, PowerState::Off);
+    let exit = tokio::time::timeout(Duration::from_secs(5), b.exited).await?;
+    assert!(exit.detail.contains("signal"), "{}", exit.detail);
+    backend.destroy_vm("k").await?;
+    Ok(())
+}

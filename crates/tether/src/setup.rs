@@ -1,0 +1,210 @@
+//! Machine setup: the initramfs mounts at boot, the container's root filesystem on `Setup`,
+//! and the orderly power-off at the end.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use tether_proto::Setup;
+
+use crate::sys;
+
+/// Where the container's root filesystem is mounted in the initramfs.
+pub const ROOTFS: &str = "/root-fs";
+
+const NOSUID_NODEV_NOEXEC: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+
+/// Mounts /dev, /proc and /sys of the initramfs. Failures are logged, not fatal.
+pub fn early_mounts() {
+    for (src, target, fstype, flags) in [
+        ("devtmpfs", "/dev", "devtmpfs", libc::MS_NOSUID),
+        ("proc", "/proc", "proc", NOSUID_NODEV_NOEXEC),
+        ("sysfs", "/sys", "sysfs", NOSUID_NODEV_NOEXEC),
+    ] {
+        let _ = std::fs::create_dir_all(target);
+        match sys::mount(src, Path::new(target), fstype, flags, "") {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+            Err(e) => crate::log!("mounting {target} failed: {e}"),
+        }
+    }
+}
+
+/// The mounted container root filesystem.
+#[derive(Debug)]
+pub struct Mounted {
+    pub rootfs: PathBuf,
+    /// Mount points in the order they were mounted (unmounted in reverse).
+    mounts: Vec<PathBuf>,
+}
+
+/// Applies the host's `Setup`: clock, entropy, hostname, the root filesystem and its API
+/// filesystems, /etc/hostname and /etc/hosts. Errors are sentences for `SetupFailed`.
+pub fn apply(setup: &Setup) -> Result<Mounted, String> {
+    if let Err(e) = sys::set_clock(setup.clock_unix_nanos) {
+        crate::log!("setting the clock failed: {e}");
+    }
+    if let Err(e) = sys::add_entropy(&setup.entropy) {
+        crate::log!("adding entropy failed: {e}");
+    }
+    if !setup.hostname.is_empty() {
+        sys::set_hostname(&setup.hostname)
+            .map_err(|e| format!("setting hostname {:?} failed: {e}", setup.hostname))?;
+    }
+    let rootfs = PathBuf::from(ROOTFS);
+    let mut m = Mounted {
+        rootfs: rootfs.clone(),
+        mounts: Vec::new(),
+    };
+    wait_for(Path::new(&setup.root_device), Duration::from_secs(5))?;
+    let fstype = if setup.root_fstype.is_empty() {
+        "ext4"
+    } else {
+        &setup.root_fstype
+    };
+    mount_at(&mut m, &setup.root_device, &rootfs, fstype, 0, "")?;
+    let api: [(&str, &str, &str, libc::c_ulong, &str); 5] = [
+        ("proc", "proc", "proc", NOSUID_NODEV_NOEXEC, ""),
+        ("sysfs", "sys", "sysfs", NOSUID_NODEV_NOEXEC, ""),
+        ("devtmpfs", "dev", "devtmpfs", libc::MS_NOSUID, ""),
+        (
+            "devpts",
+            "dev/pts",
+            "devpts",
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+            "newinstance,ptmxmode=0666,mode=0620,gid=5",
+        ),
+        (
+            "shm",
+            "dev/shm",
+            "tmpfs",
+            NOSUID_NODEV_NOEXEC,
+            "mode=1777,size=65536k",
+        ),
+    ];
+    for (src, rel, fstype, flags, data) in api {
+        mount_at(&mut m, src, &rootfs.join(rel), fstype, flags, data)?;
+    }
+    // /dev/ptmx must open the container's devpts instance, not the initramfs one.
+    mount_at(
+        &mut m,
+        &format!("{ROOTFS}/dev/pts/ptmx"),
+        &rootfs.join("dev/ptmx"),
+        "",
+        libc::MS_BIND,
+        "",
+    )?;
+    write_etc(&rootfs, &setup.hostname);
+    Ok(m)
+}
+
+fn wait_for(path: &Path, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    while !path.exists() {
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "root device {} did not appear within {} s",
+                path.display(),
+                timeout.as_secs()
+            ));
+        }
+        sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+fn mount_at(
+    m: &mut Mounted,
+    src: &str,
+    target: &Path,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: &str,
+) -> Result<(), String> {
+    if !target.exists() {
+        if flags & libc::MS_BIND != 0 {
+            std::fs::write(target, b"")
+        } else {
+            std::fs::create_dir_all(target)
+        }
+        .map_err(|e| format!("creating mount point {} failed: {e}", target.display()))?;
+    }
+    sys::mount(src, target, fstype, flags, data)
+        .map_err(|e| format!("mounting {src} on {} failed: {e}", target.display()))?;
+    m.mounts.push(target.to_path_buf());
+    Ok(())
+}
+
+/// The /etc/hosts tether writes: loopback names plus the container's hostname.
+pub fn hosts_file(hostname: &str) -> String {
+    let mut s = String::from("127.0.0.1\tlocalhost");
+    if !hostname.is_empty() {
+        s.push('\t');
+        s.push_str(hostname);
+    }
+    s.push_str("\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    s
+}
+
+fn write_etc(rootfs: &Path, hostname: &str) {
+    let etc = rootfs.join("etc");
+    if !etc.is_dir() {
+        return;
+    }
+    let files = [
+        ("hostname", format!("{hostname}\n")),
+        ("hosts", hosts_file(hostname)),
+    ];
+    for (name, content) in files {
+        let path = etc.join(name);
+        // A dangling or absolute symlink would point outside the container: replace it.
+        if path.is_symlink() {
+            let _ = std::fs::remove_file(&path);
+        }
+        if let Err(e) = std::fs::write(&path, content) {
+            crate::log!("writing {} failed: {e}", path.display());
+        }
+    }
+}
+
+/// Kills everything, syncs, unmounts the container's filesystems and powers off. QEMU runs with
+/// `-no-reboot` and the kernel with `reboot=t`, so a reboot ends QEMU at once.
+pub fn power_off(mounted: Option<&Mounted>) -> ! {
+    let _ = sys::kill(-1, libc::SIGKILL);
+    // SAFETY: sync has no preconditions.
+    unsafe { libc::sync() };
+    if let Some(m) = mounted {
+        // Give the reaper a moment to collect the killed processes so the mounts are not busy.
+        sleep(Duration::from_millis(20));
+        for target in m.mounts.iter().rev() {
+            if let Err(e) = sys::umount(target, 0) {
+                if e.raw_os_error() == Some(libc::EBUSY) {
+                    let _ = sys::umount(target, libc::MNT_DETACH);
+                } else {
+                    crate::log!("unmounting {} failed: {e}", target.display());
+                }
+            }
+        }
+        // SAFETY: as above.
+        unsafe { libc::sync() };
+    }
+    // SAFETY: reboot only needs CAP_SYS_BOOT, which PID 1 has; on success it does not return.
+    unsafe { libc::reboot(libc::RB_AUTOBOOT) };
+    crate::log!("reboot failed: {}", io::Error::last_os_error());
+    // Exiting PID 1 panics the kernel, and panic=-1 reboots: QEMU still ends.
+    std::process::exit(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_file_maps_hostname_to_loopback() {
+        let h = hosts_file("abc123");
+        assert!(h.starts_with("127.0.0.1\tlocalhost\tabc123\n"), "{h}");
+        assert!(h.contains("::1\tlocalhost"));
+        assert_eq!(hosts_file("").lines().next(), Some("127.0.0.1\tlocalhost"));
+    }
+}
