@@ -52,6 +52,9 @@ pub fn apply(setup: &Setup) -> Result<Mounted, String> {
         sys::set_hostname(&setup.hostname)
             .map_err(|e| format!("setting hostname {:?} failed: {e}", setup.hostname))?;
     }
+    if let Err(e) = sys::loopback_up() {
+        crate::log!("bringing up the loopback interface failed: {e}");
+    }
     let rootfs = PathBuf::from(ROOTFS);
     let mut m = Mounted {
         rootfs: rootfs.clone(),
