@@ -1,0 +1,241 @@
+//! Image references as Docker reads them: `busybox`, `busybox:1.36`,
+//! `127.0.0.1:5000/team/app:v2`, `app@sha256:…`.
+
+use std::fmt;
+
+/// The default registry of unqualified names.
+pub const DOCKER_HUB: &str = "docker.io";
+
+/// A parsed, normalised image reference.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Reference {
+    /// `docker.io`, `127.0.0.1:5000`, …
+    pub registry: String,
+    /// Repository path in the registry, e.g. `library/busybox`.
+    pub repository: String,
+    /// The tag; `latest` when neither a tag nor a digest was given.
+    pub tag: Option<String>,
+    /// `sha256:<hex>` when pinned by digest.
+    pub digest: Option<String>,
+}
+
+/// A reference Docker would refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("invalid reference format")]
+    Invalid,
+    #[error("invalid reference format: repository name must be lowercase")]
+    Uppercase,
+}
+
+fn valid_component(c: &str) -> bool {
+    !c.is_empty()
+        && c.chars().all(|ch| {
+            ch.is_ascii_lowercase() || ch.is_ascii_digit() || matches!(ch, '.' | '_' | '-')
+        })
+        && c.starts_with(|ch: char| ch.is_ascii_alphanumeric())
+        && c.ends_with(|ch: char| ch.is_ascii_alphanumeric())
+}
+
+fn valid_tag(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 128
+        && t.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+fn valid_digest(d: &str) -> bool {
+    d.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64
+            && h.chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    })
+}
+
+impl Reference {
+    /// Parses and normalises a reference the way the docker CLI and daemon do.
+    pub fn parse(s: &str) -> Result<Reference, ReferenceError> {
+        let (rest, digest) = match s.split_once('@') {
+            Some((n, d)) if valid_digest(d) => (n, Some(d.to_string())),
+            Some(_) => return Err(ReferenceError::Invalid),
+            None => (s, None),
+        };
+        let (name, tag) = match rest.rfind(':') {
+            Some(i) if !rest[i + 1..].contains('/') => {
+                (&rest[..i], Some(rest[i + 1..].to_string()))
+            }
+            _ => (rest, None),
+        };
+        if let Some(t) = &tag {
+            if !valid_tag(t) {
+                return Err(ReferenceError::Invalid);
+            }
+        }
+        if name.is_empty() || name.len() > 255 {
+            return Err(ReferenceError::Invalid);
+        }
+        let (registry, path) = match name.split_once('/') {
+            Some((first, rest))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
+                (first.to_string(), rest.to_string())
+            }
+            _ => (DOCKER_HUB.to_string(), name.to_string()),
+        };
+        if path.chars().any(|c| c.is_ascii_uppercase()) {
+            return Err(ReferenceError::Uppercase);
+        }
+        if registry.chars().any(|c| c.is_whitespace() || c == '/') || registry.is_empty() {
+            return Err(ReferenceError::Invalid);
+        }
+        if !path.split('/').all(valid_component) {
+            return Err(ReferenceError::Invalid);
+        }
+        let repository = if registry == DOCKER_HUB && !path.contains('/') {
+            format!("library/{path}")
+        } else {
+            path
+        };
+        let tag = if tag.is_none() && digest.is_none() {
+            Some("latest".to_string())
+        } else {
+            tag
+        };
+        Ok(Reference {
+            registry,
+            repository,
+            tag,
+            digest,
+        })
+    }
+
+    /// The familiar name without tag or digest: `busybox`, `127.0.0.1:5000/busybox`.
+    pub fn name(&self) -> String {
+        if self.registry == DOCKER_HUB {
+            self.repository
+                .strip_prefix("library/")
+                .unwrap_or(&self.repository)
+                .to_string()
+        } else {
+            format!("{}/{}", self.registry, self.repository)
+        }
+    }
+
+    /// The tag, or `latest`.
+    pub fn tag_or_latest(&self) -> &str {
+        self.tag.as_deref().unwrap_or("latest")
+    }
+
+    /// `name:tag` (what RepoTags hold), when the reference has a tag.
+    pub fn tagged(&self) -> Option<String> {
+        self.tag.as_ref().map(|t| format!("{}:{t}", self.name()))
+    }
+
+    /// `name@digest` for a manifest digest (what RepoDigests hold).
+    pub fn with_digest(&self, digest: &str) -> String {
+        format!("{}@{digest}", self.name())
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.name())?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn normalises_like_docker() {
+        let cases = [
+            (
+                "busybox",
+                "docker.io",
+                "library/busybox",
+                Some("latest"),
+                None,
+                "busybox:latest",
+            ),
+            (
+                "busybox:1.36",
+                "docker.io",
+                "library/busybox",
+                Some("1.36"),
+                None,
+                "busybox:1.36",
+            ),
+            (
+                "team/app",
+                "docker.io",
+                "team/app",
+                Some("latest"),
+                None,
+                "team/app:latest",
+            ),
+            (
+                "127.0.0.1:5000/busybox",
+                "127.0.0.1:5000",
+                "busybox",
+                Some("latest"),
+                None,
+                "127.0.0.1:5000/busybox:latest",
+            ),
+            (
+                "localhost/a/b:v",
+                "localhost",
+                "a/b",
+                Some("v"),
+                None,
+                "localhost/a/b:v",
+            ),
+            (
+                "quay.io/x/y",
+                "quay.io",
+                "x/y",
+                Some("latest"),
+                None,
+                "quay.io/x/y:latest",
+            ),
+        ];
+        for (input, reg, repo, tag, digest, shown) in cases {
+            let r = Reference::parse(input).unwrap();
+            assert_eq!(r.registry, reg, "{input}");
+            assert_eq!(r.repository, repo, "{input}");
+            assert_eq!(r.tag.as_deref(), tag, "{input}");
+            assert_eq!(r.digest.as_deref(), digest, "{input}");
+            assert_eq!(r.to_string(), shown, "{input}");
+        }
+        let r = Reference::parse(&format!("127.0.0.1:5000/busybox@{D}")).unwrap();
+        assert_eq!(r.tag, None);
+        assert_eq!(r.digest.as_deref(), Some(D));
+        assert_eq!(r.to_string(), format!("127.0.0.1:5000/busybox@{D}"));
+    }
+
+    #[test]
+    fn refuses_what_docker_refuses() {
+        assert_eq!(Reference::parse("Busybox"), Err(ReferenceError::Uppercase));
+        for bad in [
+            "",
+            "busybox:",
+            "a@sha256:12",
+            "bad//name",
+            "-x",
+            "x:bad tag",
+            ":tag",
+        ] {
+            assert!(Reference::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+}

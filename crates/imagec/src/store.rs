@@ -1,0 +1,430 @@
+//! The content-addressed image store.
+//!
+//! ```text
+//!   ROOT/blobs/sha256/<hex>            layer and config blobs, named by their digest
+//!   ROOT/images/<hex>/record.json      ImageRecord (written last: its presence means complete)
+//!   ROOT/images/<hex>/rootfs/          the unpacked root filesystem
+//!   ROOT/tmp/                          work in progress, swept at open
+//! ```
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::reference::Reference;
+
+/// An image as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// `sha256:<hex>`: the digest of the image configuration.
+    pub id: String,
+    /// `name:tag` references.
+    pub repo_tags: Vec<String>,
+    /// `name@sha256:<manifest digest>` references.
+    pub repo_digests: Vec<String>,
+    /// The whole image configuration JSON.
+    pub config: serde_json::Value,
+    /// RFC 3339 creation time from the configuration.
+    pub created: String,
+    /// Bytes of the unpacked layers.
+    pub size: u64,
+    pub architecture: String,
+    pub os: String,
+    /// Uncompressed layer digests, bottom first.
+    pub diff_ids: Vec<String>,
+    /// Layer blob digests, bottom first.
+    pub layers: Vec<String>,
+}
+
+/// Errors of the image store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("No such image: {0}")]
+    NoSuchImage(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
+    let context = context.into();
+    move |source| StoreError::Io { context, source }
+}
+
+/// Hex part of a digest or image ID.
+pub fn hex_of(id: &str) -> &str {
+    id.strip_prefix("sha256:").unwrap_or(id)
+}
+
+/// The image store of a VCH. Cheap queries from memory; every change is written through.
+pub struct ImageStore {
+    root: PathBuf,
+    images: Mutex<HashMap<String, ImageRecord>>,
+}
+
+impl ImageStore {
+    /// Opens (creating) the store, sweeping what an interrupted pull left behind.
+    pub fn open(root: &Path) -> Result<ImageStore, StoreError> {
+        for d in ["blobs/sha256", "images", "tmp"] {
+            fs::create_dir_all(root.join(d))
+                .map_err(io_err(format!("creating {}", root.join(d).display())))?;
+        }
+        let tmp = root.join("tmp");
+        for e in fs::read_dir(&tmp)
+            .map_err(io_err("reading the store's tmp"))?
+            .flatten()
+        {
+            let _ = remove_any(&e.path());
+        }
+        for e in fs::read_dir(root.join("blobs/sha256"))
+            .map_err(io_err("reading blobs"))?
+            .flatten()
+        {
+            if e.file_name().to_string_lossy().ends_with(".partial") {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        let mut images = HashMap::new();
+        for e in fs::read_dir(root.join("images"))
+            .map_err(io_err("reading images"))?
+            .flatten()
+        {
+            let rec = fs::read(e.path().join("record.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<ImageRecord>(&b).ok())
+                .filter(|_| e.path().join("rootfs").is_dir());
+            match rec {
+                Some(rec) => {
+                    images.insert(rec.id.clone(), rec);
+                }
+                None => {
+                    tracing::warn!(dir = %e.path().display(), "removing an incomplete image");
+                    let _ = remove_any(&e.path());
+                }
+            }
+        }
+        Ok(ImageStore {
+            root: root.to_path_buf(),
+            images: Mutex::new(images),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ImageRecord>> {
+        self.images.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every image.
+    pub fn list(&self) -> Vec<ImageRecord> {
+        self.lock().values().cloned().collect()
+    }
+
+    /// An image by full ID (with or without `sha256:`).
+    pub fn get(&self, id: &str) -> Option<ImageRecord> {
+        self.lock().get(&format!("sha256:{}", hex_of(id))).cloned()
+    }
+
+    /// Finds an image the way `docker` names one: `name[:tag]`, `name@digest`, a full ID or a
+    /// unique ID prefix.
+    pub fn resolve(&self, s: &str) -> Option<ImageRecord> {
+        let images = self.lock();
+        if let Ok(r) = Reference::parse(s) {
+            let hit = match (&r.digest, r.tagged()) {
+                (Some(d), _) => images
+                    .values()
+                    .find(|i| i.repo_digests.contains(&r.with_digest(d))),
+                (None, Some(t)) => images.values().find(|i| i.repo_tags.contains(&t)),
+                _ => None,
+            };
+            if let Some(img) = hit {
+                return Some(img.clone());
+            }
+        }
+        let hex = hex_of(s);
+        if !hex.is_empty() && hex.len() <= 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            let mut found = images.values().filter(|i| hex_of(&i.id).starts_with(hex));
+            let first = found.next()?;
+            if found.next().is_none() {
+                return Some(first.clone());
+            }
+        }
+        None
+    }
+
+    /// The unpacked root filesystem of an image.
+    pub fn rootfs(&self, id: &str) -> PathBuf {
+        self.image_dir(id).join("rootfs")
+    }
+
+    fn image_dir(&self, id: &str) -> PathBuf {
+        self.root.join("images").join(hex_of(id))
+    }
+
+    /// Where a blob is (or will be) kept.
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        self.root.join("blobs/sha256").join(hex_of(digest))
+    }
+
+    /// A fresh directory for work in progress.
+    pub fn temp_dir(&self) -> Result<PathBuf, StoreError> {
+        let p = self
+            .root
+            .join("tmp")
+            .join(format!("{:016x}", rand::random::<u64>()));
+        fs::create_dir_all(&p).map_err(io_err("creating a temporary directory"))?;
+        Ok(p)
+    }
+
+    fn save(&self, rec: &ImageRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_vec_pretty(rec)
+            .map_err(|e| io_err("encoding an image record")(io::Error::other(e)))?;
+        write_atomic(&self.image_dir(&rec.id).join("record.json"), &json)
+            .map_err(io_err("saving an image record"))
+    }
+
+    /// Moves `tag` (a `name:tag`) to image `id`, taking it from any other image.
+    fn retag(
+        &self,
+        images: &mut HashMap<String, ImageRecord>,
+        id: &str,
+        tag: &str,
+    ) -> Result<(), StoreError> {
+        let others: Vec<String> = images
+            .values()
+            .filter(|i| i.id != id && i.repo_tags.iter().any(|t| t == tag))
+            .map(|i| i.id.clone())
+            .collect();
+        for other in others {
+            if let Some(rec) = images.get_mut(&other) {
+                rec.repo_tags.retain(|t| t != tag);
+                self.save(rec)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds an image whose root filesystem was unpacked into `rootfs_tmp`, or, when the image
+    /// exists already (another pull won), merges its tags and digests and drops `rootfs_tmp`.
+    pub fn commit(
+        &self,
+        mut rec: ImageRecord,
+        rootfs_tmp: &Path,
+    ) -> Result<ImageRecord, StoreError> {
+        let mut images = self.lock();
+        let tags = std::mem::take(&mut rec.repo_tags);
+        let digests = std::mem::take(&mut rec.repo_digests);
+        if let Some(existing) = images.get(&rec.id) {
+            rec = existing.clone();
+            let _ = remove_any(rootfs_tmp);
+        } else {
+            let dir = self.image_dir(&rec.id);
+            fs::create_dir_all(&dir).map_err(io_err("creating the image directory"))?;
+            let _ = remove_any(&dir.join("rootfs"));
+            fs::rename(rootfs_tmp, dir.join("rootfs"))
+                .map_err(io_err("moving the root filesystem into place"))?;
+        }
+        for t in tags {
+            self.retag(&mut images, &rec.id, &t)?;
+            if !rec.repo_tags.contains(&t) {
+                rec.repo_tags.push(t);
+            }
+        }
+        for d in digests {
+            if !rec.repo_digests.contains(&d) {
+                rec.repo_digests.push(d);
+            }
+        }
+        self.save(&rec)?;
+        images.insert(rec.id.clone(), rec.clone());
+        Ok(rec)
+    }
+
+    /// Adds `name:tag` (and a digest reference, if given) to an existing image; returns
+    /// whether the tag pointed at this image already.
+    pub fn tag_existing(
+        &self,
+        id: &str,
+        reference: &Reference,
+        digest_ref: Option<String>,
+    ) -> Result<bool, StoreError> {
+        let mut images = self.lock();
+        let key = format!("sha256:{}", hex_of(id));
+        if !images.contains_key(&key) {
+            return Err(StoreError::NoSuchImage(id.to_string()));
+        }
+        let mut had = true;
+        if let Some(tag) = reference.tagged() {
+            self.retag(&mut images, &key, &tag)?;
+            let rec = images
+                .get_mut(&key)
+                .ok_or_else(|| StoreError::NoSuchImage(id.to_string()))?;
+            if !rec.repo_tags.contains(&tag) {
+                rec.repo_tags.push(tag);
+                had = false;
+            }
+        }
+        let rec = images
+            .get_mut(&key)
+            .ok_or_else(|| StoreError::NoSuchImage(id.to_string()))?;
+        if let Some(d) = digest_ref {
+            if !rec.repo_digests.contains(&d) {
+                rec.repo_digests.push(d);
+            }
+        }
+        let rec = rec.clone();
+        self.save(&rec)?;
+        Ok(had)
+    }
+
+    /// Tags an image (`docker tag`).
+    pub fn tag(&self, id: &str, reference: &Reference) -> Result<(), StoreError> {
+        self.tag_existing(id, reference, None).map(|_| ())
+    }
+
+    /// Removes a tag; returns the image it pointed at.
+    pub fn untag(&self, reference: &Reference) -> Result<Option<String>, StoreError> {
+        let Some(tag) = reference.tagged() else {
+            return Ok(None);
+        };
+        let mut images = self.lock();
+        let Some(rec) = images.values_mut().find(|i| i.repo_tags.contains(&tag)) else {
+            return Ok(None);
+        };
+        rec.repo_tags.retain(|t| t != &tag);
+        if rec.repo_tags.is_empty() {
+            // Docker drops the digest references of an image whose last tag goes.
+            rec.repo_digests
+                .retain(|d| !d.starts_with(&format!("{}@", reference.name())));
+        }
+        let rec = rec.clone();
+        self.save(&rec)?;
+        Ok(Some(rec.id))
+    }
+
+    /// Deletes an image: its record, root filesystem, and blobs no other image uses.
+    pub fn remove(&self, id: &str) -> Result<(), StoreError> {
+        let mut images = self.lock();
+        let key = format!("sha256:{}", hex_of(id));
+        let rec = images
+            .remove(&key)
+            .ok_or_else(|| StoreError::NoSuchImage(id.to_string()))?;
+        // Record first: a crash after this leaves a directory that open() sweeps.
+        let dir = self.image_dir(&key);
+        let _ = fs::remove_file(dir.join("record.json"));
+        remove_any(&dir).map_err(io_err("removing the image's files"))?;
+        let in_use = |d: &String| images.values().any(|i| i.layers.contains(d) || &i.id == d);
+        for blob in rec.layers.iter().chain(std::iter::once(&rec.id)) {
+            if !in_use(blob) {
+                let _ = fs::remove_file(self.blob_path(blob));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn remove_any(p: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
+        Ok(_) => fs::remove_file(p),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Replaces `path` with `data` atomically (temp file, fsync, rename).
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(hex: char, tags: &[&str]) -> ImageRecord {
+        ImageRecord {
+            id: format!("sha256:{}", hex.to_string().repeat(64)),
+            repo_tags: tags.iter().map(|s| s.to_string()).collect(),
+            repo_digests: vec![],
+            config: serde_json::json!({}),
+            created: "2023-11-14T22:13:20Z".into(),
+            size: 1,
+            architecture: "amd64".into(),
+            os: "linux".into(),
+            diff_ids: vec![],
+            layers: vec![format!("sha256:{}", "9".repeat(64))],
+        }
+    }
+
+    fn add(store: &ImageStore, rec: ImageRecord) {
+        let tmp = store.temp_dir().unwrap();
+        fs::write(tmp.join("file"), b"x").unwrap();
+        store.commit(rec, &tmp).unwrap();
+    }
+
+    #[test]
+    fn resolve_by_name_tag_id_and_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        add(
+            &store,
+            record('a', &["busybox:latest", "127.0.0.1:5000/busybox:1.0"]),
+        );
+        add(&store, record('b', &["other:latest"]));
+        let a = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(store.resolve("busybox").unwrap().id, a);
+        assert_eq!(store.resolve("busybox:latest").unwrap().id, a);
+        assert_eq!(store.resolve("docker.io/library/busybox").unwrap().id, a);
+        assert_eq!(store.resolve("127.0.0.1:5000/busybox:1.0").unwrap().id, a);
+        assert!(
+            store.resolve("127.0.0.1:5000/busybox").is_none(),
+            "no :latest tag there"
+        );
+        assert_eq!(store.resolve(&a).unwrap().id, a);
+        assert_eq!(store.resolve("aaaa").unwrap().id, a);
+        assert!(store.resolve("cccc").is_none());
+        assert!(store.rootfs(&a).join("file").exists());
+    }
+
+    #[test]
+    fn tags_move_and_records_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        add(&store, record('a', &["app:latest"]));
+        add(&store, record('b', &["app:latest"]));
+        let a = format!("sha256:{}", "a".repeat(64));
+        assert!(
+            store.get(&a).unwrap().repo_tags.is_empty(),
+            "the tag moved to the newer image"
+        );
+        fs::create_dir_all(dir.path().join("images/half/rootfs")).unwrap();
+        fs::write(dir.path().join("blobs/sha256/x.partial"), b"").unwrap();
+        drop(store);
+        let store = ImageStore::open(dir.path()).unwrap();
+        assert_eq!(store.list().len(), 2);
+        assert!(
+            !dir.path().join("images/half").exists(),
+            "an image without a record is swept"
+        );
+        assert!(!dir.path().join("blobs/sha256/x.partial").exists());
+        let r = Reference::parse("app:latest").unwrap();
+        assert_eq!(
+            store.untag(&r).unwrap(),
+            Some(format!("sha256:{}", "b".repeat(64)))
+        );
+        store.remove(&a).unwrap();
+        assert!(store.get(&a).is_none());
+        assert!(!store.rootfs(&a).exists());
+    }
+}
