@@ -357,7 +357,11 @@ fn restart_runs_the_process_again() {
 #[test]
 #[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
 fn version_and_info_describe_the_vch() {
-    let v = ok(&["version", "--format", "{{.Server.APIVersion}} {{.Server.Os}}"]);
+    let v = ok(&[
+        "version",
+        "--format",
+        "{{.Server.APIVersion}} {{.Server.Os}}",
+    ]);
     assert_eq!(v.trim(), "1.50 linux");
     let name = ok(&["info", "--format", "{{.Name}}"]);
     assert_eq!(name.trim(), vch().name);

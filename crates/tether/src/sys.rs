@@ -69,7 +69,8 @@ pub fn set_clock(nanos: u64) -> io::Result<()> {
 /// Brings the loopback interface up, as a container's network namespace has it.
 pub fn loopback_up() -> io::Result<()> {
     // SAFETY: socket(2) with constant arguments; the fd is owned right below.
-    let fd = check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    let fd =
+        check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: fd was just returned by socket(2) and is not owned elsewhere.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
