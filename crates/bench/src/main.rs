@@ -157,7 +157,7 @@ fn vm_rss(ep: &Endpoint, docker: &str, image: &str) -> anyhow::Result<Option<u64
     )?;
     let id = id.trim().to_string();
     std::thread::sleep(Duration::from_secs(2));
-    let rss = qemu_pid_of(&id).and_then(rss_kib);
+    let rss = qemu_pid_of(&id[..12.min(id.len())]).and_then(rss_kib);
     run_ok(ep.docker(docker).args(["rm", "-f", &id]), "docker rm -f")?;
     Ok(rss)
 }

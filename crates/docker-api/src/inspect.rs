@@ -97,21 +97,9 @@ fn personality<'a>(c: &'a ContainerRecord, key: &str) -> Option<&'a Value> {
     c.spec.personality.get(key)
 }
 
-/// The command as `docker ps` shows it.
+/// The command as `docker ps` shows it: argv joined by spaces, unquoted, as Docker does.
 fn command_line(c: &ContainerRecord) -> String {
-    c.spec
-        .process
-        .argv
-        .iter()
-        .map(|a| {
-            if a.contains(' ') {
-                format!("\"{a}\"")
-            } else {
-                a.clone()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    c.spec.process.argv.join(" ")
 }
 
 /// `GET /containers/json` entry.

@@ -262,10 +262,7 @@ impl Puller {
         if let Some(a) = accept {
             req = req.header(ACCEPT, a);
         }
-        let resp = req.send().await.map_err(|e| PullError::Unreachable {
-            url: url.to_string(),
-            detail: error_chain(&e),
-        })?;
+        let resp = req.send().await.map_err(|e| unreachable(url, &e))?;
         if resp.status() == StatusCode::UNAUTHORIZED {
             // The one place a Bearer/Basic challenge will be answered once registry auth lands.
             let challenge = resp
@@ -286,7 +283,11 @@ impl Puller {
     ) -> Result<(Manifest, String, String), PullError> {
         let url = format!("{}/manifests/{reference}", self.base(r));
         let accept = [DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX].join(", ");
-        let resp = self.get(&url, Some(&accept)).await?;
+        let resp = match self.get(&url, Some(&accept)).await {
+            // Without credentials, Docker cannot tell "private" from "absent" either.
+            Err(PullError::Unauthorized(_)) => return Err(PullError::RepositoryNotFound(r.name())),
+            other => other?,
+        };
         let status = resp.status();
         let ctype = resp
             .headers()
@@ -294,10 +295,7 @@ impl Puller {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let body = resp.bytes().await.map_err(|e| PullError::Unreachable {
-            url: url.clone(),
-            detail: error_chain(&e),
-        })?;
+        let body = resp.bytes().await.map_err(|e| unreachable(&url, &e))?;
         if status == StatusCode::NOT_FOUND {
             let errs: RegistryErrors = serde_json::from_slice(&body).unwrap_or_default();
             if errs.errors.iter().any(|e| e.code == "NAME_UNKNOWN") {
@@ -359,58 +357,21 @@ impl Puller {
             });
         }
         let total = resp.content_length().unwrap_or(desc.size);
-        let partial = dest.with_extension("partial");
-        let mut file = tokio::fs::File::create(&partial)
-            .await
-            .map_err(io_err(format!("creating {}", partial.display())))?;
-        let mut hash = Sha256::new();
-        let mut done: u64 = 0;
+        let stream = resp.bytes_stream().map_err(|e| unreachable(&url, &e));
         let mut last_report: u64 = 0;
-        let mut stream = resp.bytes_stream().map_err(|e| PullError::Unreachable {
-            url: url.clone(),
-            detail: error_chain(&e),
-        });
-        let result: Result<(), PullError> = async {
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk?;
-                hash.update(&chunk);
-                file.write_all(&chunk)
-                    .await
-                    .map_err(io_err("writing a blob"))?;
-                done += chunk.len() as u64;
-                if report && (done - last_report >= 512 * 1024 || done == total) {
-                    last_report = done;
-                    progress(Progress {
-                        current: Some(done),
-                        total: Some(total),
-                        ..Progress::layer(&desc.digest, "Downloading")
-                    });
-                }
+        let on_chunk = |done: u64| {
+            if report && (done - last_report >= 512 * 1024 || done == total) {
+                last_report = done;
+                progress(Progress {
+                    current: Some(done),
+                    total: Some(total),
+                    ..Progress::layer(&desc.digest, "Downloading")
+                });
             }
-            file.sync_all().await.map_err(io_err("syncing a blob"))?;
-            Ok(())
-        }
-        .await;
-        if let Err(e) = result {
-            let _ = tokio::fs::remove_file(&partial).await;
-            return Err(e);
-        }
-        let actual = format!("sha256:{}", hex::encode(hash.finalize()));
-        if actual != desc.digest {
-            let _ = tokio::fs::remove_file(&partial).await;
-            return Err(PullError::DigestMismatch {
-                what: format!("blob {url}"),
-                expected: desc.digest.clone(),
-                actual,
-            });
-        }
+        };
+        write_verified(stream, &dest, &desc.digest, &url, on_chunk).await?;
         if report {
             progress(Progress::layer(&desc.digest, "Verifying Checksum"));
-        }
-        tokio::fs::rename(&partial, &dest)
-            .await
-            .map_err(io_err("storing a blob"))?;
-        if report {
             progress(Progress::layer(&desc.digest, "Download complete"));
         }
         Ok(())
@@ -507,15 +468,20 @@ impl Puller {
         for l in &manifest.layers {
             progress(Progress::layer(&l.digest, "Pulling fs layer"));
         }
-        futures_util::stream::iter(
-            manifest
-                .layers
-                .iter()
-                .map(|l| self.fetch_blob(store, reference, l, progress, true)),
-        )
-        .buffer_unordered(PARALLEL_LAYERS)
-        .try_collect::<Vec<()>>()
-        .await?;
+        for l in manifest.layers.iter().skip(PARALLEL_LAYERS) {
+            progress(Progress::layer(&l.digest, "Waiting"));
+        }
+        // Collected first: a lazily mapped iterator here makes the future's Send bound
+        // depend on a higher-ranked closure, which spawned callers cannot satisfy.
+        let downloads: Vec<_> = manifest
+            .layers
+            .iter()
+            .map(|l| self.fetch_blob(store, reference, l, progress, true))
+            .collect();
+        futures_util::stream::iter(downloads)
+            .buffer_unordered(PARALLEL_LAYERS)
+            .try_collect::<Vec<()>>()
+            .await?;
 
         let tmp = store.temp_dir()?;
         let rootfs = tmp.join("rootfs");
@@ -580,6 +546,96 @@ impl Puller {
     }
 }
 
+/// Streams `chunks` into `dest` by way of `dest.partial`, hashing on the way; the blob takes
+/// its place only if it hashes to `expected`, and the partial file never outlives a failure.
+async fn write_verified<S, B>(
+    mut chunks: S,
+    dest: &Path,
+    expected: &str,
+    url: &str,
+    mut on_chunk: impl FnMut(u64),
+) -> Result<(), PullError>
+where
+    S: futures_util::Stream<Item = Result<B, PullError>> + Unpin,
+    B: AsRef<[u8]>,
+{
+    let partial = dest.with_extension("partial");
+    let mut file = tokio::fs::File::create(&partial)
+        .await
+        .map_err(io_err(format!("creating {}", partial.display())))?;
+    let mut hash = Sha256::new();
+    let mut done: u64 = 0;
+    let written: Result<(), PullError> = async {
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            hash.update(chunk.as_ref());
+            file.write_all(chunk.as_ref())
+                .await
+                .map_err(io_err("writing a blob"))?;
+            done += chunk.as_ref().len() as u64;
+            on_chunk(done);
+        }
+        file.sync_all().await.map_err(io_err("syncing a blob"))?;
+        let actual = format!("sha256:{}", hex::encode(hash.finalize()));
+        if actual != expected {
+            return Err(PullError::DigestMismatch {
+                what: format!("blob {url}"),
+                expected: expected.to_string(),
+                actual,
+            });
+        }
+        tokio::fs::rename(&partial, dest)
+            .await
+            .map_err(io_err("storing a blob"))
+    }
+    .await;
+    if written.is_err() {
+        let _ = tokio::fs::remove_file(&partial).await;
+    }
+    written
+}
+
+/// A failed request, worded as Docker words it: `Get "URL": dial tcp HOST: connect:
+/// connection refused`.
+fn unreachable(url: &str, e: &reqwest::Error) -> PullError {
+    let host = reqwest::Url::parse(url)
+        .ok()
+        .map(|u| {
+            let port = u
+                .port_or_known_default()
+                .map(|p| format!(":{p}"))
+                .unwrap_or_default();
+            format!("{}{port}", u.host_str().unwrap_or(""))
+        })
+        .unwrap_or_default();
+    let mut io = None;
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(c) = cur {
+        if let Some(i) = c.downcast_ref::<std::io::Error>() {
+            io = Some(i);
+        }
+        cur = c.source();
+    }
+    let detail = match io.map(std::io::Error::kind) {
+        _ if e.is_timeout() => format!("dial tcp {host}: i/o timeout"),
+        Some(std::io::ErrorKind::ConnectionRefused) => {
+            format!("dial tcp {host}: connect: connection refused")
+        }
+        Some(std::io::ErrorKind::ConnectionReset) => {
+            format!("read tcp {host}: connection reset by peer")
+        }
+        _ if e.is_connect() && error_chain(e).contains("dns error") => {
+            let name = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+            format!("dial tcp: lookup {name}: no such host")
+        }
+        _ => error_chain(e),
+    };
+    PullError::Unreachable {
+        url: url.to_string(),
+        detail,
+    }
+}
+
 /// An error with its causes, e.g. "error sending request: connection refused".
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -622,5 +678,60 @@ mod tests {
         assert!(is_insecure(&opts, "localhost:5000"));
         assert!(is_insecure(&opts, "reg.local:5000"));
         assert!(!is_insecure(&opts, "quay.io"));
+    }
+
+    fn chunks(
+        parts: &[&'static [u8]],
+    ) -> impl futures_util::Stream<Item = Result<&'static [u8], PullError>> + Unpin {
+        futures_util::stream::iter(parts.iter().map(|p| Ok(*p)).collect::<Vec<_>>())
+    }
+
+    #[tokio::test]
+    async fn a_blob_is_kept_only_when_its_digest_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = sha256_hex(b"hello world");
+        let dest = dir.path().join(hex_of(&good));
+        let mut seen = Vec::new();
+        write_verified(chunks(&[b"hello ", b"world"]), &dest, &good, "u", |n| {
+            seen.push(n)
+        })
+        .await
+        .unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"hello world");
+        assert_eq!(seen, vec![6, 11]);
+        assert!(!dest.with_extension("partial").exists());
+
+        let bad_dest = dir.path().join("bad");
+        let err = write_verified(chunks(&[b"tampered"]), &bad_dest, &good, "u", |_| {})
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PullError::DigestMismatch { .. }), "{err}");
+        assert!(err.to_string().contains(&good), "{err}");
+        assert!(!bad_dest.exists(), "a mismatching blob is not stored");
+        assert!(
+            !bad_dest.with_extension("partial").exists(),
+            "nor left behind"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_reads_like_docker() {
+        // A port nobody listens on: bind, note the port, close.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(store_dir.path()).unwrap();
+        let r = Reference::parse(&format!("127.0.0.1:{port}/busybox")).unwrap();
+        let err = Puller::new(RegistryOptions::default())
+            .pull(&store, &r, &Platform::default(), &|_| {})
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("Get \"http://127.0.0.1:{port}/v2/busybox/manifests/latest\": dial tcp 127.0.0.1:{port}: connect: connection refused")
+        );
     }
 }

@@ -4,10 +4,16 @@
 //!   ROOT/blobs/sha256/<hex>            layer and config blobs, named by their digest
 //!   ROOT/images/<hex>/record.json      ImageRecord (written last: its presence means complete)
 //!   ROOT/images/<hex>/rootfs/          the unpacked root filesystem
+//!   ROOT/repositories.json             every tag and digest reference → image ID (authoritative)
 //!   ROOT/tmp/                          work in progress, swept at open
 //! ```
+//!
+//! `repositories.json` uses Docker's shape, `{"Repositories": {"busybox": {"busybox:latest":
+//! "sha256:…", "busybox@sha256:…": "sha256:…"}}}`, and is rewritten atomically on every tag
+//! change, so a tag moving between images is one atomic step. Records also carry their tags
+//! (for reading by eye), but on open the repositories file wins.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -110,10 +116,29 @@ impl ImageStore {
                 }
             }
         }
+        apply_repositories(root, &mut images);
         Ok(ImageStore {
             root: root.to_path_buf(),
             images: Mutex::new(images),
         })
+    }
+
+    /// Rewrites `repositories.json` from the in-memory records.
+    fn save_repositories(&self, images: &HashMap<String, ImageRecord>) -> Result<(), StoreError> {
+        let mut repos: Repositories = BTreeMap::new();
+        for rec in images.values() {
+            for r in rec.repo_tags.iter().chain(&rec.repo_digests) {
+                let name = ref_name(r);
+                repos
+                    .entry(name.to_string())
+                    .or_default()
+                    .insert(r.clone(), rec.id.clone());
+            }
+        }
+        let json = serde_json::to_vec_pretty(&serde_json::json!({ "Repositories": repos }))
+            .map_err(|e| io_err("encoding repositories.json")(io::Error::other(e)))?;
+        write_atomic(&self.root.join("repositories.json"), &json)
+            .map_err(io_err("saving repositories.json"))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ImageRecord>> {
@@ -242,6 +267,7 @@ impl ImageStore {
         }
         self.save(&rec)?;
         images.insert(rec.id.clone(), rec.clone());
+        self.save_repositories(&images)?;
         Ok(rec)
     }
 
@@ -279,6 +305,7 @@ impl ImageStore {
         }
         let rec = rec.clone();
         self.save(&rec)?;
+        self.save_repositories(&images)?;
         Ok(had)
     }
 
@@ -289,21 +316,31 @@ impl ImageStore {
 
     /// Removes a tag; returns the image it pointed at.
     pub fn untag(&self, reference: &Reference) -> Result<Option<String>, StoreError> {
-        let Some(tag) = reference.tagged() else {
-            return Ok(None);
+        let (wanted, is_digest) = match (&reference.digest, reference.tagged()) {
+            (Some(d), _) => (reference.with_digest(d), true),
+            (None, Some(t)) => (t, false),
+            (None, None) => return Ok(None),
         };
         let mut images = self.lock();
-        let Some(rec) = images.values_mut().find(|i| i.repo_tags.contains(&tag)) else {
+        let Some(rec) = images.values_mut().find(|i| {
+            if is_digest {
+                i.repo_digests.contains(&wanted)
+            } else {
+                i.repo_tags.contains(&wanted)
+            }
+        }) else {
             return Ok(None);
         };
-        rec.repo_tags.retain(|t| t != &tag);
-        if rec.repo_tags.is_empty() {
-            // Docker drops the digest references of an image whose last tag goes.
-            rec.repo_digests
-                .retain(|d| !d.starts_with(&format!("{}@", reference.name())));
+        rec.repo_tags.retain(|t| t != &wanted);
+        rec.repo_digests.retain(|d| d != &wanted);
+        let name = reference.name();
+        if !rec.repo_tags.iter().any(|t| ref_name(t) == name) {
+            // Docker drops a repository's digest references with its last tag.
+            rec.repo_digests.retain(|d| ref_name(d) != name);
         }
         let rec = rec.clone();
         self.save(&rec)?;
+        self.save_repositories(&images)?;
         Ok(Some(rec.id))
     }
 
@@ -314,6 +351,7 @@ impl ImageStore {
         let rec = images
             .remove(&key)
             .ok_or_else(|| StoreError::NoSuchImage(id.to_string()))?;
+        self.save_repositories(&images)?;
         // Record first: a crash after this leaves a directory that open() sweeps.
         let dir = self.image_dir(&key);
         let _ = fs::remove_file(dir.join("record.json"));
@@ -325,6 +363,56 @@ impl ImageStore {
             }
         }
         Ok(())
+    }
+}
+
+/// `repositories.json`: repository name → reference → image ID.
+type Repositories = BTreeMap<String, BTreeMap<String, String>>;
+
+/// The repository part of `name:tag` or `name@digest` (a registry port is not a tag).
+fn ref_name(r: &str) -> &str {
+    if let Some((name, _)) = r.split_once('@') {
+        return name;
+    }
+    match r.rfind(':') {
+        Some(i) if !r[i + 1..].contains('/') => &r[..i],
+        _ => r,
+    }
+}
+
+/// Makes `repositories.json`, when readable, the truth about every record's references.
+fn apply_repositories(root: &Path, images: &mut HashMap<String, ImageRecord>) {
+    #[derive(Deserialize)]
+    struct File {
+        #[serde(rename = "Repositories", default)]
+        repositories: Repositories,
+    }
+    let Ok(raw) = fs::read(root.join("repositories.json")) else {
+        return;
+    };
+    let file: File = match serde_json::from_slice(&raw) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring an unreadable repositories.json; using the image records' tags");
+            return;
+        }
+    };
+    for rec in images.values_mut() {
+        rec.repo_tags.clear();
+        rec.repo_digests.clear();
+    }
+    for (reference, id) in file.repositories.into_values().flatten() {
+        if let Some(rec) = images.get_mut(&id) {
+            if reference.contains('@') {
+                rec.repo_digests.push(reference);
+            } else {
+                rec.repo_tags.push(reference);
+            }
+        }
+    }
+    for rec in images.values_mut() {
+        rec.repo_tags.sort();
+        rec.repo_digests.sort();
     }
 }
 
@@ -345,7 +433,12 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
         f.write_all(data)?;
         f.sync_all()?;
     }
-    fs::rename(&tmp, path)
+    fs::rename(&tmp, path)?;
+    // The rename itself is durable once the directory is synced.
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -426,5 +519,89 @@ mod tests {
         store.remove(&a).unwrap();
         assert!(store.get(&a).is_none());
         assert!(!store.rootfs(&a).exists());
+    }
+
+    #[test]
+    fn resolve_by_digest_and_refuses_ambiguous_prefixes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let digest = format!("sha256:{}", "d".repeat(64));
+        let mut a = record('a', &["127.0.0.1:5000/busybox:latest"]);
+        a.id = format!("sha256:ab{}", "0".repeat(62));
+        a.repo_digests = vec![format!("127.0.0.1:5000/busybox@{digest}")];
+        let mut b = record('b', &[]);
+        b.id = format!("sha256:ac{}", "0".repeat(62));
+        add(&store, a.clone());
+        add(&store, b.clone());
+        let by_digest = store.resolve(&format!("127.0.0.1:5000/busybox@{digest}"));
+        assert_eq!(by_digest.unwrap().id, a.id);
+        assert!(
+            store.resolve(&format!("busybox@{digest}")).is_none(),
+            "another repository"
+        );
+        assert!(
+            store.resolve("a").is_none(),
+            "ambiguous: two IDs start with a"
+        );
+        assert_eq!(store.resolve("ab").unwrap().id, a.id);
+        assert_eq!(
+            store
+                .resolve(&format!("sha256:ac{}", "0".repeat(4)))
+                .unwrap()
+                .id,
+            b.id
+        );
+        assert_eq!(store.resolve("ac").unwrap().id, b.id);
+        assert!(store.resolve("nosuch:latest").is_none());
+    }
+
+    #[test]
+    fn repositories_json_is_the_truth_about_tags() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let mut a = record('a', &["busybox:latest"]);
+        a.repo_digests = vec![format!("busybox@sha256:{}", "d".repeat(64))];
+        add(&store, a.clone());
+        store
+            .tag(&a.id, &Reference::parse("127.0.0.1:5000/x:v1").unwrap())
+            .unwrap();
+        let raw = fs::read(dir.path().join("repositories.json")).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(
+            json["Repositories"]["busybox"]["busybox:latest"],
+            a.id.as_str()
+        );
+        assert_eq!(
+            json["Repositories"]["127.0.0.1:5000/x"]["127.0.0.1:5000/x:v1"],
+            a.id.as_str()
+        );
+        // A stale record (say, a crash between the two writes) loses to repositories.json.
+        let mut stale = store.get(&a.id).unwrap();
+        stale.repo_tags.push("ghost:latest".into());
+        fs::write(
+            dir.path()
+                .join("images")
+                .join("a".repeat(64))
+                .join("record.json"),
+            serde_json::to_vec(&stale).unwrap(),
+        )
+        .unwrap();
+        drop(store);
+        let store = ImageStore::open(dir.path()).unwrap();
+        let got = store.get(&a.id).unwrap();
+        assert_eq!(got.repo_tags, vec!["127.0.0.1:5000/x:v1", "busybox:latest"]);
+        assert_eq!(got.repo_digests, a.repo_digests);
+        // The last tag of a repository takes its digest references along.
+        assert_eq!(
+            store.untag(&Reference::parse("busybox").unwrap()).unwrap(),
+            Some(a.id.clone())
+        );
+        let got = store.get(&a.id).unwrap();
+        assert_eq!(got.repo_tags, vec!["127.0.0.1:5000/x:v1"]);
+        assert!(got.repo_digests.is_empty());
+        assert_eq!(
+            store.untag(&Reference::parse("busybox").unwrap()).unwrap(),
+            None
+        );
     }
 }

@@ -181,9 +181,9 @@ pub fn processes_matching(needle: &str) -> Vec<u32> {
     out
 }
 
-/// QEMU processes of a container.
+/// QEMU processes of a container (its VM is named `name-<short id>`, as VIC names them).
 pub fn vm_processes(container_id: &str) -> Vec<u32> {
-    processes_matching(container_id)
+    processes_matching(&container_id[..12])
         .into_iter()
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
