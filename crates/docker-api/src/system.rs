@@ -39,6 +39,11 @@ pub async fn version(State(st): State<AppState>) -> impl IntoResponse {
                 "MinAPIVersion": MIN_API_VERSION,
                 "Os": "linux",
                 "Arch": host_arch(),
+                "GitCommit": option_env!("VIC_GIT_COMMIT").unwrap_or("unknown"),
+                "GoVersion": "rust",
+                "KernelVersion": "",
+                "BuildTime": "",
+                "Experimental": "false",
                 "Backend": st.containers.backend().describe(),
             }
         }],

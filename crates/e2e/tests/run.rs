@@ -369,3 +369,40 @@ fn version_and_info_describe_the_vch() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("Containers:"), "{}", stdout(&o));
 }
+
+#[test]
+#[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
+fn image_inspect_and_remove() {
+    let reg = registry();
+    let image = format!("{reg}/busybox:1.0");
+    ok(&["pull", &image]);
+    let out = ok(&["image", "inspect", &image]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let img = &v[0];
+    assert!(img["Id"].as_str().unwrap().starts_with("sha256:"));
+    assert!(img["RepoTags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t == image.as_str()));
+    assert!(img["RepoDigests"][0]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{reg}/busybox@sha256:")));
+    assert_eq!(img["Architecture"], "amd64");
+    assert_eq!(img["Os"], "linux");
+    assert_eq!(img["Config"]["Cmd"], serde_json::json!(["sh"]));
+    assert_eq!(img["RootFS"]["Layers"].as_array().unwrap().len(), 2);
+
+    // Removing one tag of an image that has others only untags it.
+    let out = ok(&["rmi", &image]);
+    assert_eq!(out.trim(), format!("Untagged: {image}"));
+    assert!(!docker(&["image", "inspect", &image]).status.success());
+    assert!(
+        docker(&["image", "inspect", &busybox()]).status.success(),
+        "the image itself stays"
+    );
+    let o = docker(&["rmi", &format!("{reg}/nosuch:1")]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("No such image"), "{}", stderr(&o));
+}

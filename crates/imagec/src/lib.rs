@@ -10,13 +10,32 @@
 //!        │                 index/list → pick linux/amd64 → manifest
 //!        ├─ config blob (digest checked) → image ID
 //!        ├─ layer blobs, 3 at a time → blobs/sha256/<hex> (digest checked while streaming)
-//!        └─ layers applied in order → tmp/ → images/<hex>/rootfs, then record.json (last)
+//!        └─ layers applied in order → tmp/ → images/<hex>/rootfs, then record.json (last),
+//!           then repositories.json (tags and digests → image ID)
 //! ```
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use imagec::{pull::{Platform, Puller, RegistryOptions}, reference::Reference, store::ImageStore};
+//! let store = ImageStore::open(std::path::Path::new("/var/lib/vic/images"))?;
+//! let puller = Puller::new(RegistryOptions { insecure: vec!["registry.lan:5000".into()] });
+//! let r = Reference::parse("127.0.0.1:5000/busybox")?; // loopback: plain HTTP by default
+//! let out = puller.pull(&store, &r, &Platform::default(), &|p| println!("{p:?}")).await?;
+//! assert_eq!(store.resolve("127.0.0.1:5000/busybox").map(|i| i.id), Some(out.image.id));
+//! # Ok(()) }
+//! ```
+//!
+//! Modules: [`reference`] (Docker's name grammar), `registry` (the v2 wire, private),
+//! [`pull`] (orchestration, progress, errors), `unpack` (layers → rootfs, private), [`store`].
 //!
 //! A pull that dies midway leaves only `*.partial` blobs and `tmp/` directories, which
 //! [`store::ImageStore::open`] sweeps away: never half an image.
 
 pub mod pull;
 pub mod reference;
+mod registry;
 pub mod store;
 mod unpack;
+
+/// Why a layer could not be applied (carried by [`pull::PullError::Unpack`]).
+pub use unpack::UnpackError;

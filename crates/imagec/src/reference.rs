@@ -28,13 +28,30 @@ pub enum ReferenceError {
     Uppercase,
 }
 
+/// A path component as Docker's grammar has it: lowercase alphanumeric runs joined by one
+/// separator, `.`, `_`, `__`, or any number of `-`.
 fn valid_component(c: &str) -> bool {
-    !c.is_empty()
-        && c.chars().all(|ch| {
-            ch.is_ascii_lowercase() || ch.is_ascii_digit() || matches!(ch, '.' | '_' | '-')
-        })
-        && c.starts_with(|ch: char| ch.is_ascii_alphanumeric())
-        && c.ends_with(|ch: char| ch.is_ascii_alphanumeric())
+    let b = c.as_bytes();
+    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
+    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        if !(matches!(sep, "." | "_" | "__") || sep.bytes().all(|x| x == b'-')) {
+            return false;
+        }
+    }
+    true
 }
 
 fn valid_tag(t: &str) -> bool {
@@ -82,6 +99,12 @@ impl Reference {
                 (first.to_string(), rest.to_string())
             }
             _ => (DOCKER_HUB.to_string(), name.to_string()),
+        };
+        // Docker's legacy spellings of the Hub.
+        let registry = if registry == "index.docker.io" || registry == "registry-1.docker.io" {
+            DOCKER_HUB.to_string()
+        } else {
+            registry
         };
         if path.chars().any(|c| c.is_ascii_uppercase()) {
             return Err(ReferenceError::Uppercase);
@@ -157,9 +180,20 @@ mod tests {
 
     const D: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
+    /// input, registry, repository, tag, digest, familiar form
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+        &'static str,
+    );
+
     #[test]
     fn normalises_like_docker() {
-        let cases = [
+        // input → (registry, repository, tag, digest, familiar form)
+        let cases: &[Case] = &[
             (
                 "busybox",
                 "docker.io",
@@ -185,6 +219,22 @@ mod tests {
                 "team/app:latest",
             ),
             (
+                "docker.io/busybox",
+                "docker.io",
+                "library/busybox",
+                Some("latest"),
+                None,
+                "busybox:latest",
+            ),
+            (
+                "index.docker.io/library/busybox:1",
+                "docker.io",
+                "library/busybox",
+                Some("1"),
+                None,
+                "busybox:1",
+            ),
+            (
                 "127.0.0.1:5000/busybox",
                 "127.0.0.1:5000",
                 "busybox",
@@ -208,8 +258,40 @@ mod tests {
                 None,
                 "quay.io/x/y:latest",
             ),
+            (
+                "localhost:5000/a__b-c--d.e:V1.0_x",
+                "localhost:5000",
+                "a__b-c--d.e",
+                Some("V1.0_x"),
+                None,
+                "localhost:5000/a__b-c--d.e:V1.0_x",
+            ),
+            (
+                "Reg.Example:443/x",
+                "Reg.Example:443",
+                "x",
+                Some("latest"),
+                None,
+                "Reg.Example:443/x:latest",
+            ),
+            (
+                "busybox@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                "docker.io",
+                "library/busybox",
+                None,
+                Some(D),
+                "busybox@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            ),
+            (
+                "r:1/b:t@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                "r:1",
+                "b",
+                Some("t"),
+                Some(D),
+                "r:1/b:t@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            ),
         ];
-        for (input, reg, repo, tag, digest, shown) in cases {
+        for &(input, reg, repo, tag, digest, shown) in cases {
             let r = Reference::parse(input).unwrap();
             assert_eq!(r.registry, reg, "{input}");
             assert_eq!(r.repository, repo, "{input}");
@@ -217,15 +299,29 @@ mod tests {
             assert_eq!(r.digest.as_deref(), digest, "{input}");
             assert_eq!(r.to_string(), shown, "{input}");
         }
-        let r = Reference::parse(&format!("127.0.0.1:5000/busybox@{D}")).unwrap();
-        assert_eq!(r.tag, None);
-        assert_eq!(r.digest.as_deref(), Some(D));
-        assert_eq!(r.to_string(), format!("127.0.0.1:5000/busybox@{D}"));
+        let r = Reference::parse("127.0.0.1:5000/team/busybox:1.0").unwrap();
+        assert_eq!(r.name(), "127.0.0.1:5000/team/busybox");
+        assert_eq!(r.tag_or_latest(), "1.0");
+        let pinned = Reference::parse(&format!("busybox@{D}")).unwrap();
+        assert_eq!(pinned.tag_or_latest(), "latest");
+        assert_eq!(pinned.tagged(), None);
     }
 
     #[test]
     fn refuses_what_docker_refuses() {
         assert_eq!(Reference::parse("Busybox"), Err(ReferenceError::Uppercase));
+        assert_eq!(
+            Reference::parse("127.0.0.1:5000/Busybox"),
+            Err(ReferenceError::Uppercase)
+        );
+        assert_eq!(
+            ReferenceError::Uppercase.to_string(),
+            "invalid reference format: repository name must be lowercase"
+        );
+        assert_eq!(
+            ReferenceError::Invalid.to_string(),
+            "invalid reference format"
+        );
         for bad in [
             "",
             "busybox:",
@@ -234,8 +330,19 @@ mod tests {
             "-x",
             "x:bad tag",
             ":tag",
+            "a..b",
+            "a___b",
+            "a_-b",
+            "x/",
+            "/x",
+            "busybox:-tag",
+            "a@md5:0",
         ] {
-            assert!(Reference::parse(bad).is_err(), "{bad:?} should be refused");
+            assert_eq!(
+                Reference::parse(bad),
+                Err(ReferenceError::Invalid),
+                "{bad:?}"
+            );
         }
     }
 }

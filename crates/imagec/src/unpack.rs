@@ -170,8 +170,15 @@ fn make_special<R: Read>(entry: &tar::Entry<'_, R>, dest: &Path) -> io::Result<(
     let h = entry.header();
     let kind = h.entry_type();
     let mode = h.mode()?;
-    let major = h.device_major()?.unwrap_or(0);
-    let minor = h.device_minor()?.unwrap_or(0);
+    // A FIFO has no device numbers (and some writers leave the fields blank).
+    let (major, minor) = if kind.is_fifo() {
+        (0, 0)
+    } else {
+        (
+            h.device_major()?.unwrap_or(0),
+            h.device_minor()?.unwrap_or(0),
+        )
+    };
     let t = if kind.is_block_special() {
         libc::S_IFBLK
     } else if kind.is_character_special() {
@@ -188,15 +195,44 @@ fn make_special<R: Read>(entry: &tar::Entry<'_, R>, dest: &Path) -> io::Result<(
     )
 }
 
-/// Remembers `dest` and its ancestors (up to `root`) as written by the current layer.
-fn mark_created(created: &mut HashSet<PathBuf>, root: &Path, dest: &Path) {
-    let mut p = Some(dest);
-    while let Some(cur) = p {
-        if cur == root || !created.insert(cur.to_path_buf()) {
-            break;
+/// What the current layer wrote: the entries themselves, and the directories above them.
+#[derive(Default)]
+struct Written {
+    entries: HashSet<PathBuf>,
+    ancestors: HashSet<PathBuf>,
+}
+
+impl Written {
+    fn add(&mut self, root: &Path, dest: &Path) {
+        self.entries.insert(dest.to_path_buf());
+        let mut p = dest.parent();
+        while let Some(cur) = p {
+            if cur == root || !self.ancestors.insert(cur.to_path_buf()) {
+                break;
+            }
+            p = cur.parent();
         }
-        p = cur.parent();
     }
+}
+
+/// Empties opaque directory `dir` of everything lower layers put there, at any depth,
+/// keeping what the current layer wrote.
+fn prune_opaque(dir: &Path, written: &Written) -> io::Result<()> {
+    let Ok(children) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for child in children {
+        let path = child?.path();
+        let is_dir = fs::symlink_metadata(&path)?.is_dir();
+        if written.entries.contains(&path) || written.ancestors.contains(&path) {
+            if is_dir {
+                prune_opaque(&path, written)?;
+            }
+        } else {
+            remove_any(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// Sets a directory's modification time (after its contents are written, which change it).
@@ -236,7 +272,7 @@ fn apply_tar(stream: &mut dyn Read, root: &Path) -> Result<(), UnpackError> {
     archive.set_preserve_ownerships(true);
     archive.set_unpack_xattrs(false);
     archive.set_overwrite(true);
-    let mut created: HashSet<PathBuf> = HashSet::new();
+    let mut written = Written::default();
     let mut opaque: Vec<PathBuf> = Vec::new();
     let mut dir_times: Vec<(PathBuf, u64)> = Vec::new();
     for entry in archive.entries().map_err(io_err("reading the layer"))? {
@@ -301,20 +337,13 @@ fn apply_tar(stream: &mut dyn Read, root: &Path) -> Result<(), UnpackError> {
                 dir_times.push((dest.clone(), entry.header().mtime().unwrap_or(0)));
             }
         }
-        mark_created(&mut created, root, &dest);
+        written.add(root, &dest);
     }
     for dir in opaque {
-        let Ok(children) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for child in children.flatten() {
-            if !created.contains(&child.path()) {
-                remove_any(&child.path()).map_err(io_err(format!(
-                    "applying opaque directory {}",
-                    dir.display()
-                )))?;
-            }
-        }
+        prune_opaque(&dir, &written).map_err(io_err(format!(
+            "applying opaque directory {}",
+            dir.display()
+        )))?;
     }
     for (dir, mtime) in dir_times.iter().rev() {
         set_dir_mtime(dir, *mtime)
@@ -342,6 +371,8 @@ mod tests {
         for e in entries {
             let mut h = tar::Header::new_gnu();
             h.set_mtime(1_700_000_000);
+            h.set_uid(0);
+            h.set_gid(0);
             h.set_size(0);
             h.set_mode(0o755);
             let (path, data): (&str, &[u8]) = match e {

@@ -56,10 +56,37 @@ async fn pulls_every_manifest_form_and_applies_whiteouts() {
         !root.join("etc/to-be-removed").exists(),
         "the whiteout removed it"
     );
+    let home = std::fs::metadata(root.join("home/vic")).unwrap();
+    assert_eq!((home.uid(), home.gid()), (1000, 1000));
     assert_eq!(
-        std::fs::metadata(root.join("home/vic")).unwrap().uid(),
-        1000
+        std::fs::metadata(root.join("tmp")).unwrap().mode() & 0o7777,
+        0o1777
     );
+    assert_eq!(
+        std::fs::read_link(root.join("bin/sh")).unwrap(),
+        std::path::Path::new("/bin/busybox")
+    );
+    assert!(root.join("usr/bin/env").symlink_metadata().is_ok());
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
+    assert!(passwd.contains("vic:x:1000:1000:"), "{passwd}");
+    let first = seen.lock().unwrap()[0].clone();
+    assert_eq!(
+        (first.id, first.status.as_str()),
+        (None, "Pulling from busybox")
+    );
+    for p in seen.lock().unwrap().iter().skip(1) {
+        if let Some(id) = &p.id {
+            assert!(
+                id.len() == 12 && id.chars().all(|c| c.is_ascii_hexdigit()),
+                "{p:?}"
+            );
+        }
+    }
+    assert_eq!(v2.image.architecture, "amd64");
+    assert_eq!(v2.image.config["config"]["Cmd"], serde_json::json!(["sh"]));
+    assert_eq!(v2.image.layers.len(), 2);
+    assert_eq!(v2.image.diff_ids.len(), 2);
+    assert!(v2.image.size > 1_000_000, "{}", v2.image.size);
     assert_eq!(
         v2.image.repo_tags,
         vec![format!("{}/busybox:latest", registry())]
@@ -86,16 +113,30 @@ async fn pulls_every_manifest_form_and_applies_whiteouts() {
         .await
         .unwrap();
     assert_eq!(multi.image.architecture, "amd64");
+    assert_eq!(
+        multi.image.id, v2.image.id,
+        "the index's amd64 entry is the busybox image"
+    );
     assert!(!store.rootfs(&multi.image.id).join("etc/arch").exists());
+    let arm_seen = Mutex::new(Vec::<Progress>::new());
     let arm = puller
         .pull(
             &store,
             &reference("busybox-multi"),
             &Platform::parse("linux/arm64").unwrap(),
-            &|_| {},
+            &|p: Progress| arm_seen.lock().unwrap().push(p),
         )
         .await
         .unwrap();
+    assert_ne!(arm.image.id, v2.image.id);
+    assert!(
+        arm_seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|p| p.status == "Already exists"),
+        "the shared base layer is not downloaded again"
+    );
     assert_eq!(arm.image.architecture, "arm64");
     assert!(store.rootfs(&arm.image.id).join("etc/arch").exists());
     let none = puller
@@ -117,6 +158,28 @@ async fn pulls_every_manifest_form_and_applies_whiteouts() {
         .unwrap();
     assert!(again.up_to_date);
     assert_eq!(again.image.id, v2.image.id);
+    let second_tag = puller
+        .pull(
+            &store,
+            &reference("busybox:1.0"),
+            &Platform::default(),
+            &|_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(second_tag.image.id, v2.image.id);
+    assert!(!second_tag.up_to_date, "the 1.0 tag is new here");
+    assert!(second_tag
+        .image
+        .repo_tags
+        .contains(&format!("{}/busybox:1.0", registry())));
+    assert_eq!(
+        store
+            .resolve(&format!("{}/busybox:1.0", registry()))
+            .unwrap()
+            .id,
+        v2.image.id
+    );
 
     // By digest.
     let by_digest =
@@ -172,13 +235,23 @@ async fn unknown_names_fail_in_dockers_words() {
         )
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("nosuchrepo"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "pull access denied for {}/nosuchrepo, repository does not exist or may require 'docker login'",
+            registry()
+        )
+    );
     let closed = Reference::parse("127.0.0.1:1/busybox").unwrap();
     let err = puller
         .pull(&store, &closed, &Platform::default(), &|_| {})
         .await
         .unwrap_err();
     assert!(matches!(err, PullError::Unreachable { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "Get \"http://127.0.0.1:1/v2/busybox/manifests/latest\": dial tcp 127.0.0.1:1: connect: connection refused"
+    );
     assert!(store.list().is_empty());
 }
 
@@ -202,5 +275,60 @@ async fn concurrent_pulls_of_one_image_both_succeed() {
             .next()
             .is_none(),
         "no work left in tmp"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the test registry: make test runs it"]
+async fn a_pull_that_dies_midway_leaves_no_half_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(ImageStore::open(dir.path()).unwrap());
+    let puller = std::sync::Arc::new(Puller::new(RegistryOptions::default()));
+    let (s, p) = (store.clone(), puller.clone());
+    // Die (panic) as the second layer starts extracting: the first is already applied in tmp/.
+    let died = tokio::spawn(async move {
+        let extracting = std::sync::atomic::AtomicUsize::new(0);
+        let progress = |p: Progress| {
+            if p.status == "Extracting"
+                && extracting.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1
+            {
+                panic!("simulated crash");
+            }
+        };
+        p.pull(&s, &reference("busybox"), &Platform::default(), &progress)
+            .await
+    })
+    .await;
+    assert!(died.unwrap_err().is_panic());
+    let leftovers = std::fs::read_dir(dir.path().join("tmp")).unwrap().count();
+    assert!(leftovers > 0, "the crash left work in tmp/");
+    drop(store);
+
+    let store = ImageStore::open(dir.path()).unwrap();
+    assert!(store.list().is_empty(), "no half image");
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
+    assert!(store.resolve(&format!("{}/busybox", registry())).is_none());
+    let seen = Mutex::new(Vec::<String>::new());
+    let again = puller
+        .pull(
+            &store,
+            &reference("busybox"),
+            &Platform::default(),
+            &|p: Progress| seen.lock().unwrap().push(p.status),
+        )
+        .await
+        .unwrap();
+    assert!(store
+        .rootfs(&again.image.id)
+        .join("etc/vic-release")
+        .is_file());
+    let seen = seen.lock().unwrap();
+    assert_eq!(
+        seen.iter().filter(|s| *s == "Already exists").count(),
+        2,
+        "the downloaded blobs were kept: {seen:?}"
     );
 }
