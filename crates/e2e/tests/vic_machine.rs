@@ -26,34 +26,7 @@ fn long_names_are_refused_and_nothing_is_made() {
 #[ignore = "needs QEMU and the built binaries: make test runs it"]
 fn create_then_delete_removes_the_vch_and_its_vms() {
     let name = format!("del-{}", std::process::id());
-    let work = std::env::temp_dir().join(&name);
-    std::fs::create_dir_all(&work).unwrap();
-    let o = vic_machine()
-        .current_dir(&work)
-        .args([
-            "create",
-            "--target",
-            "local",
-            "--name",
-            &name,
-            "--no-tls",
-            "--insecure-registry",
-            &registry(),
-        ])
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(
-        o.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(out.contains("Installer completed successfully"), "{out}");
-    let host = out
-        .lines()
-        .find_map(|l| l.strip_prefix("DOCKER_HOST="))
-        .unwrap()
-        .to_string();
+    let host = create_vch(&name, &std::env::temp_dir().join(&name));
 
     let docker = std::env::var("VIC_DOCKER").unwrap();
     let run = |args: &[&str]| {

@@ -416,7 +416,8 @@ fn apply_repositories(root: &Path, images: &mut HashMap<String, ImageRecord>) {
     }
 }
 
-fn remove_any(p: &Path) -> io::Result<()> {
+/// Removes a file, symlink or directory tree; a missing path is fine.
+pub(crate) fn remove_any(p: &Path) -> io::Result<()> {
     match fs::symlink_metadata(p) {
         Ok(m) if m.is_dir() => fs::remove_dir_all(p),
         Ok(_) => fs::remove_file(p),

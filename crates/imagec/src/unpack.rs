@@ -15,6 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use crate::store::remove_any;
 use sha2::{Digest, Sha256};
 
 /// Symlinks followed while resolving one path, as Linux's `MAXSYMLINKS`.
@@ -144,15 +145,6 @@ fn place(root: &Path, rel: &Path) -> Result<PathBuf, UnpackError> {
         .file_name()
         .ok_or_else(|| UnpackError::Escape(rel.display().to_string()))?;
     Ok(resolve_in_root(root, parent)?.join(name))
-}
-
-fn remove_any(p: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
-        Ok(_) => fs::remove_file(p),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
 }
 
 fn mknod(path: &Path, mode: u32, kind: libc::mode_t, major: u32, minor: u32) -> io::Result<()> {

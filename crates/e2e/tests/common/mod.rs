@@ -35,44 +35,50 @@ pub struct Vch {
 
 static VCH: OnceLock<Vch> = OnceLock::new();
 
+/// Creates a VCH with vic-machine (working directory `workdir`), checks what create prints
+/// and writes, and returns its DOCKER_HOST.
+pub fn create_vch(name: &str, workdir: &std::path::Path) -> String {
+    std::fs::create_dir_all(workdir).expect("temp dir");
+    let out = vic_machine()
+        .current_dir(workdir)
+        .args([
+            "create",
+            "--target",
+            "local",
+            "--name",
+            name,
+            "--no-tls",
+            "--insecure-registry",
+            &registry(),
+        ])
+        .output()
+        .expect("running vic-machine create");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "vic-machine create failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Installer completed successfully"),
+        "{stdout}"
+    );
+    let docker_host = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("DOCKER_HOST="))
+        .expect("create prints DOCKER_HOST=")
+        .to_string();
+    let env_file = std::fs::read_to_string(workdir.join(name).join(format!("{name}.env")))
+        .expect("NAME/NAME.env");
+    assert_eq!(env_file.trim(), format!("DOCKER_HOST={docker_host}"));
+    docker_host
+}
+
 /// The test binary's VCH, created on first use (deleted by `make test` afterwards).
 pub fn vch() -> &'static Vch {
     VCH.get_or_init(|| {
         let name = format!("e2e-{}", std::process::id());
-        let workdir = std::env::temp_dir().join(&name);
-        std::fs::create_dir_all(&workdir).expect("temp dir");
-        let out = vic_machine()
-            .current_dir(&workdir)
-            .args([
-                "create",
-                "--target",
-                "local",
-                "--name",
-                &name,
-                "--no-tls",
-                "--insecure-registry",
-                &registry(),
-            ])
-            .output()
-            .expect("running vic-machine create");
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "vic-machine create failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            stdout.contains("Installer completed successfully"),
-            "{stdout}"
-        );
-        let docker_host = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("DOCKER_HOST="))
-            .expect("create prints DOCKER_HOST=")
-            .to_string();
-        let env_file = std::fs::read_to_string(workdir.join(&name).join(format!("{name}.env")))
-            .expect("NAME/NAME.env");
-        assert_eq!(env_file.trim(), format!("DOCKER_HOST={docker_host}"));
+        let docker_host = create_vch(&name, &std::env::temp_dir().join(&name));
         Vch { name, docker_host }
     })
 }
