@@ -7,7 +7,6 @@ STATIC_TARGET := x86_64-unknown-linux-gnu
 TETHER := $(CURDIR)/target/static/$(STATIC_TARGET)/release/tether
 REG_DIR := $(BUILD)/registry
 DOCKER ?= $(shell [ -x /usr/local/bin/docker ] && echo /usr/local/bin/docker || echo docker)
-export VIC_STATE_ROOT ?= $(BUILD)/state
 
 .PHONY: all deps build kernel initramfs binaries demo demo-clean test unit-test lint bench registry clean
 
