@@ -2,168 +2,16 @@
 
 use std::collections::HashMap;
 
-use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bytes::Bytes;
-use imagec::pull::{Platform, Progress, PullError, PullOutcome};
 use imagec::reference::Reference;
+use imagec::store::ImageRecord;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
 use crate::inspect::{image_json, image_summary};
 use crate::{truthy, ApiError, ApiResult, AppState};
-
-enum PullMsg {
-    Progress(Progress),
-    Done(Result<PullOutcome, PullError>),
-}
-
-fn line(v: &Value) -> Bytes {
-    let mut s = serde_json::to_vec(v).unwrap_or_default();
-    s.extend_from_slice(b"\r\n");
-    Bytes::from(s)
-}
-
-fn progress_json(p: &Progress, tag: &str) -> Value {
-    let mut v = json!({ "status": p.status });
-    let id = p.id.clone().or_else(|| {
-        p.status
-            .starts_with("Pulling from")
-            .then(|| tag.to_string())
-    });
-    if let Some(id) = id {
-        v["id"] = json!(id);
-    }
-    if p.current.is_some() || p.total.is_some() {
-        let mut detail = json!({});
-        if let Some(c) = p.current {
-            detail["current"] = json!(c);
-        }
-        if let Some(t) = p.total {
-            detail["total"] = json!(t);
-        }
-        v["progressDetail"] = detail;
-    } else if p.id.is_some() {
-        v["progressDetail"] = json!({});
-    }
-    v
-}
-
-fn pull_error_status(e: &PullError) -> StatusCode {
-    let msg = e.to_string();
-    if msg.contains("not found")
-        || msg.contains("does not exist")
-        || msg.contains("no matching manifest")
-    {
-        StatusCode::NOT_FOUND
-    } else {
-        StatusCode::INTERNAL_SERVER_ERROR
-    }
-}
-
-fn error_line(message: &str) -> Bytes {
-    line(&json!({ "errorDetail": { "message": message }, "error": message }))
-}
-
-/// POST /images/create?fromImage=&tag=&platform=
-pub async fn create(
-    State(st): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Response> {
-    if q.contains_key("fromSrc") {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "image import is not supported yet",
-        ));
-    }
-    let from = q
-        .get("fromImage")
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::bad_request("fromImage must be set"))?;
-    let full = match q.get("tag").filter(|t| !t.is_empty()) {
-        Some(t) if t.starts_with("sha256:") => format!("{from}@{t}"),
-        Some(t) => format!("{from}:{t}"),
-        None => from.clone(),
-    };
-    let reference = Reference::parse(&full).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let platform = match q.get("platform").filter(|p| !p.is_empty()) {
-        Some(p) => Platform::parse(p).map_err(|e| ApiError::bad_request(e.to_string()))?,
-        None => Platform::default(),
-    };
-    let tag = reference
-        .tag
-        .clone()
-        .or_else(|| reference.digest.clone())
-        .unwrap_or_else(|| "latest".into());
-    let (tx, mut rx) = mpsc::unbounded_channel::<PullMsg>();
-    {
-        let st = st.clone();
-        let reference = reference.clone();
-        tokio::spawn(async move {
-            let ptx = tx.clone();
-            let progress = move |p: Progress| {
-                let _ = ptx.send(PullMsg::Progress(p));
-            };
-            let res = st
-                .puller
-                .pull(&st.images, &reference, &platform, &progress)
-                .await;
-            if res.is_ok() {
-                st.containers.events().publish(
-                    "image",
-                    "pull",
-                    &reference.to_string(),
-                    Default::default(),
-                );
-            }
-            let _ = tx.send(PullMsg::Done(res));
-        });
-    }
-    // Errors before any progress (unknown repository, unreachable registry) are HTTP errors,
-    // as Docker returns them; after that they are messages in the stream.
-    let first = rx.recv().await;
-    if let Some(PullMsg::Done(Err(e))) = &first {
-        return Err(ApiError::new(pull_error_status(e), e.to_string()));
-    }
-    let shown = reference.to_string();
-    let stream = async_stream(first, rx, tag, shown);
-    Ok((
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::from_stream(stream),
-    )
-        .into_response())
-}
-
-fn async_stream(
-    first: Option<PullMsg>,
-    rx: mpsc::UnboundedReceiver<PullMsg>,
-    tag: String,
-    shown: String,
-) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
-    let head = futures_util::stream::iter(first);
-    let rest = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
-    futures_util::StreamExt::map(futures_util::StreamExt::chain(head, rest), move |msg| {
-        Ok(match msg {
-            PullMsg::Progress(p) => line(&progress_json(&p, &tag)),
-            PullMsg::Done(Ok(outcome)) => {
-                let mut out =
-                    line(&json!({ "status": format!("Digest: {}", outcome.manifest_digest) }))
-                        .to_vec();
-                let status = if outcome.up_to_date {
-                    format!("Status: Image is up to date for {shown}")
-                } else {
-                    format!("Status: Downloaded newer image for {shown}")
-                };
-                out.extend_from_slice(&line(&json!({ "status": status })));
-                Bytes::from(out)
-            }
-            PullMsg::Done(Err(e)) => error_line(&e.to_string()),
-        })
-    })
-}
 
 /// `*` and `?` glob match, as Go's path.Match does for image reference filters.
 fn glob(pattern: &str, text: &str) -> bool {
@@ -190,66 +38,311 @@ fn reference_matches(pattern: &str, repo_tag: &str) -> bool {
     glob(pattern, repo_tag) || glob(pattern, name)
 }
 
+/// Parses Docker's `filters` query parameter (`{"key": ["v"]}` or `{"key": {"v": true}}`).
+pub(crate) fn parse_filters(
+    q: &HashMap<String, String>,
+) -> ApiResult<HashMap<String, Vec<String>>> {
+    let Some(raw) = q.get("filters").filter(|f| !f.is_empty()) else {
+        return Ok(HashMap::new());
+    };
+    let v: Value = serde_json::from_str(raw)
+        .map_err(|e| ApiError::bad_request(format!("invalid filter: {e}")))?;
+    let mut out = HashMap::new();
+    if let Value::Object(m) = v {
+        for (k, vals) in m {
+            let list = match vals {
+                Value::Array(a) => a
+                    .iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect(),
+                Value::Object(o) => o.keys().cloned().collect(),
+                _ => Vec::new(),
+            };
+            out.insert(k, list);
+        }
+    }
+    Ok(out)
+}
+
+fn labels_match(img: &ImageRecord, want: &str) -> bool {
+    let labels = img.config.pointer("/config/Labels");
+    match want.split_once('=') {
+        Some((k, v)) => labels.and_then(|l| l.get(k)).and_then(Value::as_str) == Some(v),
+        None => labels.and_then(|l| l.get(want)).is_some(),
+    }
+}
+
+/// Docker's image filters: reference, dangling, label, before, since.
+fn image_filter(
+    st: &AppState,
+    filters: &HashMap<String, Vec<String>>,
+) -> ApiResult<impl Fn(&ImageRecord) -> bool> {
+    let created_of = |name: &str| -> ApiResult<String> {
+        st.images
+            .resolve(name)
+            .map(|i| i.created)
+            .ok_or_else(|| ApiError::not_found(format!("No such image: {name}")))
+    };
+    let get = |k: &str| filters.get(k).cloned().unwrap_or_default();
+    let references = get("reference");
+    let labels = get("label");
+    let dangling = match get("dangling").first().map(String::as_str) {
+        None => None,
+        Some("true") | Some("1") => Some(true),
+        Some("false") | Some("0") => Some(false),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid filter 'dangling={other}'"
+            )))
+        }
+    };
+    let before = get("before").first().map(|n| created_of(n)).transpose()?;
+    let since = get("since").first().map(|n| created_of(n)).transpose()?;
+    Ok(move |img: &ImageRecord| {
+        (references.is_empty()
+            || references
+                .iter()
+                .any(|p| img.repo_tags.iter().any(|t| reference_matches(p, t))))
+            && labels.iter().all(|l| labels_match(img, l))
+            && dangling.is_none_or(|d| d == img.repo_tags.is_empty())
+            && before.as_ref().is_none_or(|b| img.created < *b)
+            && since.as_ref().is_none_or(|s| img.created > *s)
+    })
+}
+
 /// GET /images/json?filters=
 pub async fn list(
     State(st): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    let filters: Value = match q.get("filters").filter(|f| !f.is_empty()) {
-        Some(f) => serde_json::from_str(f)
-            .map_err(|e| ApiError::bad_request(format!("invalid filters: {e}")))?,
-        None => json!({}),
-    };
-    let patterns: Vec<String> = match filters.get("reference") {
-        Some(Value::Object(m)) => m.keys().cloned().collect(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect(),
-        _ => Vec::new(),
-    };
-    let mut images: Vec<_> = st
-        .images
-        .list()
-        .into_iter()
-        .filter(|img| {
-            patterns.is_empty()
-                || patterns
-                    .iter()
-                    .any(|p| img.repo_tags.iter().any(|t| reference_matches(p, t)))
-        })
-        .collect();
-    images.sort_by(|a, b| b.created.cmp(&a.created));
+    let filters = parse_filters(&q)?;
+    let keep = image_filter(&st, &filters)?;
+    let patterns = filters.get("reference").cloned().unwrap_or_default();
+    let mut images: Vec<_> = st.images.list().into_iter().filter(|i| keep(i)).collect();
+    images.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
+    if !patterns.is_empty() {
+        // As Docker does: a reference filter also narrows the tags and digests shown.
+        for img in &mut images {
+            img.repo_tags
+                .retain(|t| patterns.iter().any(|p| reference_matches(p, t)));
+            img.repo_digests.retain(|d| {
+                let name = d.split_once('@').map(|(n, _)| n).unwrap_or(d);
+                patterns.iter().any(|p| {
+                    reference_matches(p, name)
+                        || img
+                            .repo_tags
+                            .iter()
+                            .any(|t| t.starts_with(&format!("{name}:")))
+                })
+            });
+        }
+    }
+    let containers = st.containers.list();
     let out: Vec<Value> = images
         .iter()
         .map(|img| {
-            let containers = st
-                .containers
-                .list()
-                .iter()
-                .filter(|c| c.spec.image_id == img.id)
-                .count();
-            image_summary(img, containers)
+            image_summary(
+                img,
+                containers
+                    .iter()
+                    .filter(|c| c.spec.image_id == img.id)
+                    .count(),
+            )
         })
         .collect();
     Ok(Json(Value::Array(out)))
 }
 
-/// GET /images/{name}/json (the name may contain slashes).
+fn unix(created: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(created)
+        .map(|t| t.timestamp())
+        .unwrap_or(0)
+}
+
+/// `docker history`: the config's history, newest first, with each layer's size.
+fn history(img: &ImageRecord) -> Value {
+    let entries = img
+        .config
+        .get("history")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut layer = 0usize;
+    let mut out: Vec<Value> = Vec::new();
+    let rows: Vec<(Value, u64)> = if entries.is_empty() {
+        img.layers
+            .iter()
+            .enumerate()
+            .map(|(i, _)| (json!({}), img.layer_sizes.get(i).copied().unwrap_or(0)))
+            .collect()
+    } else {
+        entries
+            .into_iter()
+            .map(|h| {
+                let empty = h
+                    .get("empty_layer")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                let size = if empty {
+                    0
+                } else {
+                    img.layer_sizes.get(layer).copied().unwrap_or(0)
+                };
+                if !empty {
+                    layer += 1;
+                }
+                (h, size)
+            })
+            .collect()
+    };
+    let n = rows.len();
+    for (i, (h, size)) in rows.into_iter().enumerate().rev() {
+        let top = i + 1 == n;
+        out.push(json!({
+            "Id": if top { img.id.clone() } else { "<missing>".to_string() },
+            "Created": unix(h.get("created").and_then(Value::as_str).unwrap_or(&img.created)),
+            "CreatedBy": h.get("created_by").and_then(Value::as_str).unwrap_or(""),
+            "Tags": if top { json!(img.repo_tags) } else { Value::Null },
+            "Size": size,
+            "Comment": h.get("comment").and_then(Value::as_str).unwrap_or(""),
+        }));
+    }
+    Value::Array(out)
+}
+
+fn find(st: &AppState, name: &str) -> ApiResult<ImageRecord> {
+    st.images
+        .resolve(name)
+        .ok_or_else(|| ApiError::not_found(format!("No such image: {name}")))
+}
+
+/// GET /images/{name}/json and /images/{name}/history (the name may contain slashes).
 pub async fn get_dispatch(
     State(st): State<AppState>,
     Path(rest): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let Some(name) = rest.strip_suffix("/json") else {
+    if let Some(name) = rest.strip_suffix("/json") {
+        return Ok(Json(image_json(&find(&st, name)?)));
+    }
+    if let Some(name) = rest.strip_suffix("/history") {
+        return Ok(Json(history(&find(&st, name)?)));
+    }
+    Err(ApiError::not_found(format!(
+        "page not found: /images/{rest}"
+    )))
+}
+
+/// POST /images/{name}/tag?repo=&tag=
+pub async fn post_dispatch(
+    State(st): State<AppState>,
+    Path(rest): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let Some(name) = rest.strip_suffix("/tag") else {
         return Err(ApiError::not_found(format!(
             "page not found: /images/{rest}"
         )));
     };
-    let img = st
-        .images
-        .resolve(name)
-        .ok_or_else(|| ApiError::not_found(format!("No such image: {name}")))?;
-    Ok(Json(image_json(&img)))
+    let img = find(&st, name)?;
+    let repo = q
+        .get("repo")
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| ApiError::bad_request("repository name must be given"))?;
+    let tag = q
+        .get("tag")
+        .filter(|t| !t.is_empty())
+        .map(String::as_str)
+        .unwrap_or("latest");
+    let reference = Reference::parse(&format!("{repo}:{tag}"))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    st.images
+        .tag(&img.id, &reference)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    st.containers.events().publish(
+        "image",
+        "tag",
+        &img.id,
+        [("name".to_string(), reference.to_string())].into(),
+    );
+    Ok(StatusCode::CREATED.into_response())
+}
+
+/// POST /images/prune?filters= — dangling images (or, with dangling=false, every image no
+/// container uses).
+pub async fn prune(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let mut filters = parse_filters(&q)?;
+    let all = filters
+        .remove("dangling")
+        .and_then(|d| d.first().cloned())
+        .is_some_and(|d| d == "false" || d == "0");
+    let keep = image_filter(&st, &filters)?;
+    let mut deleted = Vec::new();
+    let mut reclaimed = 0u64;
+    for img in st.images.list() {
+        if !keep(&img)
+            || (!all && !img.repo_tags.is_empty())
+            || st.containers.image_in_use(&img.id).is_some()
+        {
+            continue;
+        }
+        for t in &img.repo_tags {
+            deleted.push(json!({ "Untagged": t }));
+        }
+        if let Err(e) = st.containers.backend().remove_image(&img.id).await {
+            tracing::warn!("removing the base disk of {}: {e}", img.id);
+        }
+        st.images
+            .remove(&img.id)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        st.containers
+            .events()
+            .publish("image", "delete", &img.id, Default::default());
+        reclaimed += img.size;
+        deleted.push(json!({ "Deleted": img.id }));
+    }
+    Ok(Json(json!({
+        "ImagesDeleted": if deleted.is_empty() { Value::Null } else { Value::Array(deleted) },
+        "SpaceReclaimed": reclaimed,
+    })))
+}
+
+/// GET /system/df
+pub async fn system_df(State(st): State<AppState>) -> Json<Value> {
+    let now = chrono::Utc::now();
+    let containers = st.containers.list();
+    let images = st.images.list();
+    let layers_size: u64 = images.iter().map(|i| i.size).sum();
+    let image_rows: Vec<Value> = images
+        .iter()
+        .map(|img| {
+            image_summary(
+                img,
+                containers
+                    .iter()
+                    .filter(|c| c.spec.image_id == img.id)
+                    .count(),
+            )
+        })
+        .collect();
+    let container_rows: Vec<Value> = containers
+        .iter()
+        .map(|c| {
+            let mut v = crate::inspect::container_summary(c, now);
+            v["SizeRw"] = json!(0);
+            v["SizeRootFs"] = json!(st.images.get(&c.spec.image_id).map(|i| i.size).unwrap_or(0));
+            v
+        })
+        .collect();
+    Json(json!({
+        "LayersSize": layers_size,
+        "Images": image_rows,
+        "Containers": container_rows,
+        "Volumes": [],
+        "BuildCache": [],
+    }))
 }
 
 /// DELETE /images/{name}?force=

@@ -18,6 +18,7 @@ mod containers;
 mod error;
 mod images;
 mod inspect;
+mod pull;
 mod streams;
 mod system;
 
@@ -68,12 +69,16 @@ pub fn router(state: AppState) -> Router {
         .route("/_ping", get(system::ping).head(system::ping))
         .route("/version", get(system::version))
         .route("/info", get(system::info))
-        .route("/images/create", post(images::create))
+        .route("/images/create", post(pull::create))
         .route("/images/json", get(images::list))
+        .route("/images/prune", post(images::prune))
         .route(
             "/images/{*rest}",
-            get(images::get_dispatch).delete(images::delete),
+            get(images::get_dispatch)
+                .post(images::post_dispatch)
+                .delete(images::delete),
         )
+        .route("/system/df", get(images::system_df))
         .route("/containers/create", post(containers::create))
         .route("/containers/json", get(containers::list))
         .route("/containers/{id}/json", get(containers::inspect))

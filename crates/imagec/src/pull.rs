@@ -174,6 +174,11 @@ impl Puller {
         }
     }
 
+    /// The tags of the reference's repository (`docker pull --all-tags`).
+    pub async fn tags(&self, reference: &Reference) -> Result<Vec<String>, PullError> {
+        self.registry.tags(reference).await
+    }
+
     /// Downloads a blob into the store, checking its digest while streaming.
     async fn fetch_blob(
         &self,
@@ -354,8 +359,8 @@ impl Puller {
         let applied = self
             .apply_all(store, &manifest.layers, &diff_ids, &rootfs, progress)
             .await;
-        let size = match applied {
-            Ok(size) => size,
+        let layer_sizes = match applied {
+            Ok(sizes) => sizes,
             Err(e) => {
                 let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&tmp)).await;
                 return Err(e);
@@ -373,11 +378,12 @@ impl Puller {
             repo_tags: reference.tagged().into_iter().collect(),
             repo_digests: digest_ref.into_iter().collect(),
             created: str_at("/created"),
-            size,
+            size: layer_sizes.iter().sum(),
             architecture: str_at("/architecture"),
             os: str_at("/os"),
             diff_ids,
             layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(),
+            layer_sizes,
             config,
         };
         let image = store.commit(record, &rootfs)?;
@@ -396,18 +402,19 @@ impl Puller {
         diff_ids: &[String],
         rootfs: &Path,
         progress: &(dyn Fn(Progress) + Send + Sync),
-    ) -> Result<u64, PullError> {
-        let mut size = 0;
+    ) -> Result<Vec<u64>, PullError> {
+        let mut sizes = Vec::with_capacity(layers.len());
         for (l, diff) in layers.iter().zip(diff_ids) {
             progress(Progress::layer(&l.digest, "Extracting"));
             let blob = store.blob_path(&l.digest);
             let (root, diff) = (rootfs.to_path_buf(), diff.clone());
-            size += tokio::task::spawn_blocking(move || apply_layer(&blob, &root, &diff))
+            let size = tokio::task::spawn_blocking(move || apply_layer(&blob, &root, &diff))
                 .await
                 .map_err(|e| PullError::Invalid(format!("layer extraction task failed: {e}")))??;
+            sizes.push(size);
             progress(Progress::layer(&l.digest, "Pull complete"));
         }
-        Ok(size)
+        Ok(sizes)
     }
 }
 

@@ -184,6 +184,35 @@ impl Registry {
         Ok((m, digest, media))
     }
 
+    /// Every tag of the repository, sorted.
+    pub(crate) async fn tags(&self, r: &Reference) -> Result<Vec<String>, PullError> {
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let url = format!("{}/tags/list", self.base(r));
+        let resp = self.get(&url, None).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Err(PullError::RepositoryNotFound(r.name()));
+        }
+        if !resp.status().is_success() {
+            return Err(PullError::Registry {
+                status: resp.status().as_u16(),
+                url,
+            });
+        }
+        let body = resp.bytes().await.map_err(|e| PullError::Unreachable {
+            url: url.clone(),
+            detail: e.to_string(),
+        })?;
+        let list: TagList = serde_json::from_slice(&body)
+            .map_err(|e| PullError::Invalid(format!("malformed tag list from {url}: {e}")))?;
+        let mut tags = list.tags.unwrap_or_default();
+        tags.sort();
+        Ok(tags)
+    }
+
     /// Whether the registry says it has no repository of this name.
     pub(crate) async fn repository_missing(&self, r: &Reference) -> bool {
         let url = format!("{}/tags/list", self.base(r));

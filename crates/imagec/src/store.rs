@@ -44,6 +44,9 @@ pub struct ImageRecord {
     pub diff_ids: Vec<String>,
     /// Layer blob digests, bottom first.
     pub layers: Vec<String>,
+    /// Uncompressed size of each layer, bottom first (for `docker history`).
+    #[serde(default)]
+    pub layer_sizes: Vec<u64>,
 }
 
 /// Errors of the image store.
@@ -458,6 +461,7 @@ mod tests {
             os: "linux".into(),
             diff_ids: vec![],
             layers: vec![format!("sha256:{}", "9".repeat(64))],
+            layer_sizes: vec![1],
         }
     }
 

@@ -1,0 +1,215 @@
+//! `POST /images/create?fromImage=`: pulling, streamed to the client as Docker's JSON
+//! progress messages. Without a tag the client asks for every tag (`docker pull -a`).
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use imagec::pull::{Platform, Progress, PullError, PullOutcome};
+use imagec::reference::Reference;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::{ApiError, ApiResult, AppState};
+
+enum PullMsg {
+    /// Progress of the pull of one tag.
+    Progress(Progress, String),
+    /// One reference pulled.
+    Pulled(Box<PullOutcome>, String),
+    Failed(PullError),
+    /// All tags pulled (`-a`): Docker's closing status names the repository.
+    AllDone(String, bool),
+}
+
+fn line(v: &Value) -> Bytes {
+    let mut s = serde_json::to_vec(v).unwrap_or_default();
+    s.extend_from_slice(b"\r\n");
+    Bytes::from(s)
+}
+
+fn progress_json(p: &Progress, tag: &str) -> Value {
+    let mut v = json!({ "status": p.status });
+    let id = p.id.clone().or_else(|| {
+        p.status
+            .starts_with("Pulling from")
+            .then(|| tag.to_string())
+    });
+    if let Some(id) = id {
+        v["id"] = json!(id);
+    }
+    if p.current.is_some() || p.total.is_some() {
+        let mut detail = json!({});
+        if let Some(c) = p.current {
+            detail["current"] = json!(c);
+        }
+        if let Some(t) = p.total {
+            detail["total"] = json!(t);
+        }
+        v["progressDetail"] = detail;
+    } else if p.id.is_some() {
+        v["progressDetail"] = json!({});
+    }
+    v
+}
+
+fn pull_error_status(e: &PullError) -> StatusCode {
+    match e {
+        PullError::ManifestNotFound(_)
+        | PullError::RepositoryNotFound(_)
+        | PullError::NoMatchingPlatform(_) => StatusCode::NOT_FOUND,
+        PullError::Unauthorized(..) => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn error_line(message: &str) -> Bytes {
+    line(&json!({ "errorDetail": { "message": message }, "error": message }))
+}
+
+fn render(msg: PullMsg) -> Bytes {
+    match msg {
+        PullMsg::Progress(p, tag) => line(&progress_json(&p, &tag)),
+        PullMsg::Pulled(outcome, shown) => {
+            let mut out =
+                line(&json!({ "status": format!("Digest: {}", outcome.manifest_digest) })).to_vec();
+            let status = if outcome.up_to_date {
+                format!("Status: Image is up to date for {shown}")
+            } else {
+                format!("Status: Downloaded newer image for {shown}")
+            };
+            out.extend_from_slice(&line(&json!({ "status": status })));
+            Bytes::from(out)
+        }
+        PullMsg::AllDone(name, newer) => {
+            let status = if newer {
+                format!("Status: Downloaded newer image for {name}")
+            } else {
+                format!("Status: Image is up to date for {name}")
+            };
+            line(&json!({ "status": status }))
+        }
+        PullMsg::Failed(e) => error_line(&e.to_string()),
+    }
+}
+
+/// The references a pull request names: one, or every tag of the repository.
+async fn targets(
+    st: &AppState,
+    reference: &Reference,
+    all_tags: bool,
+) -> Result<Vec<Reference>, PullError> {
+    if !all_tags {
+        return Ok(vec![reference.clone()]);
+    }
+    let tags = st.puller.tags(reference).await?;
+    Ok(tags
+        .into_iter()
+        .map(|t| Reference {
+            tag: Some(t),
+            digest: None,
+            ..reference.clone()
+        })
+        .collect())
+}
+
+/// POST /images/create?fromImage=&tag=&platform=
+pub async fn create(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    if q.contains_key("fromSrc") {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "image import is not supported yet",
+        ));
+    }
+    let from = q
+        .get("fromImage")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::bad_request("fromImage must be set"))?;
+    let tag_param = q.get("tag").filter(|t| !t.is_empty());
+    let full = match tag_param {
+        Some(t) if t.starts_with("sha256:") => format!("{from}@{t}"),
+        Some(t) => format!("{from}:{t}"),
+        None => from.clone(),
+    };
+    let reference = Reference::parse(&full).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let explicit = tag_param.is_some()
+        || from.contains('@')
+        || from
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.contains(':'));
+    let all_tags = !explicit;
+    let platform = match q.get("platform").filter(|p| !p.is_empty()) {
+        Some(p) => Platform::parse(p).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        None => Platform::default(),
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel::<PullMsg>();
+    {
+        let st = st.clone();
+        let reference = reference.clone();
+        tokio::spawn(async move {
+            let refs = match targets(&st, &reference, all_tags).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = tx.send(PullMsg::Failed(e));
+                    return;
+                }
+            };
+            let mut newer = false;
+            for r in refs {
+                let ptx = tx.clone();
+                let tag = r
+                    .tag
+                    .clone()
+                    .or_else(|| r.digest.clone())
+                    .unwrap_or_else(|| "latest".into());
+                let progress: Box<dyn Fn(Progress) + Send + Sync> = Box::new(move |p: Progress| {
+                    let _ = ptx.send(PullMsg::Progress(p, tag.clone()));
+                });
+                match st.puller.pull(&st.images, &r, &platform, &*progress).await {
+                    Ok(outcome) => {
+                        st.containers.events().publish(
+                            "image",
+                            "pull",
+                            &r.to_string(),
+                            Default::default(),
+                        );
+                        newer |= !outcome.up_to_date;
+                        if !all_tags {
+                            let _ = tx.send(PullMsg::Pulled(Box::new(outcome), r.to_string()));
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(PullMsg::Failed(e));
+                        return;
+                    }
+                }
+            }
+            if all_tags {
+                let _ = tx.send(PullMsg::AllDone(reference.name(), newer));
+            }
+        });
+    }
+    // Errors before any progress (unknown repository, unreachable registry) are HTTP errors,
+    // as Docker returns them; after that they are messages in the stream.
+    let first = rx.recv().await;
+    if let Some(PullMsg::Failed(e)) = &first {
+        return Err(ApiError::new(pull_error_status(e), e.to_string()));
+    }
+    let head = futures_util::stream::iter(first);
+    let rest = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
+    let stream = futures_util::StreamExt::map(futures_util::StreamExt::chain(head, rest), |m| {
+        Ok::<_, std::io::Error>(render(m))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
