@@ -110,6 +110,22 @@ fn image_filter(
     })
 }
 
+/// `GET /images/json` rows, each with the number of containers using the image.
+fn summaries(images: &[ImageRecord], containers: &[portlayer::ContainerRecord]) -> Vec<Value> {
+    images
+        .iter()
+        .map(|img| {
+            image_summary(
+                img,
+                containers
+                    .iter()
+                    .filter(|c| c.spec.image_id == img.id)
+                    .count(),
+            )
+        })
+        .collect()
+}
+
 /// GET /images/json?filters=
 pub async fn list(
     State(st): State<AppState>,
@@ -138,18 +154,7 @@ pub async fn list(
         }
     }
     let containers = st.containers.list();
-    let out: Vec<Value> = images
-        .iter()
-        .map(|img| {
-            image_summary(
-                img,
-                containers
-                    .iter()
-                    .filter(|c| c.spec.image_id == img.id)
-                    .count(),
-            )
-        })
-        .collect();
+    let out = summaries(&images, &containers);
     Ok(Json(Value::Array(out)))
 }
 
@@ -315,18 +320,7 @@ pub async fn system_df(State(st): State<AppState>) -> Json<Value> {
     let containers = st.containers.list();
     let images = st.images.list();
     let layers_size: u64 = images.iter().map(|i| i.size).sum();
-    let image_rows: Vec<Value> = images
-        .iter()
-        .map(|img| {
-            image_summary(
-                img,
-                containers
-                    .iter()
-                    .filter(|c| c.spec.image_id == img.id)
-                    .count(),
-            )
-        })
-        .collect();
+    let image_rows = summaries(&images, &containers);
     let container_rows: Vec<Value> = containers
         .iter()
         .map(|c| {
