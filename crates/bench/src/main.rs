@@ -6,11 +6,12 @@
 //! column says so.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use bench::dockerd::{Dockerd, DEFAULT_DOCKERD};
 use clap::Parser;
 
 #[derive(Debug, Parser)]
@@ -29,7 +30,7 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     runs: usize,
     /// dockerd binary for the peer column.
-    #[arg(long, default_value = "/usr/sbin/dockerd")]
+    #[arg(long, default_value = DEFAULT_DOCKERD)]
     dockerd: PathBuf,
 }
 
@@ -162,75 +163,6 @@ fn vm_rss(ep: &Endpoint, docker: &str, image: &str) -> anyhow::Result<Option<u64
     Ok(rss)
 }
 
-struct Dockerd {
-    child: Child,
-    root: PathBuf,
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-        let _ = Command::new("umount")
-            .arg("-R")
-            .arg(self.root.join("data"))
-            .stderr(Stdio::null())
-            .status();
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-fn start_dockerd(bin: &Path, registry: &str, docker: &str) -> anyhow::Result<(Dockerd, Endpoint)> {
-    let root = std::env::temp_dir().join(format!("vic-bench-dockerd-{}", std::process::id()));
-    std::fs::create_dir_all(&root)?;
-    let sock = root.join("docker.sock");
-    let log = std::fs::File::create(root.join("dockerd.log"))?;
-    let child = Command::new(bin)
-        .arg("--data-root")
-        .arg(root.join("data"))
-        .arg("--exec-root")
-        .arg(root.join("exec"))
-        .arg("--pidfile")
-        .arg(root.join("dockerd.pid"))
-        .arg("-H")
-        .arg(format!("unix://{}", sock.display()))
-        .args([
-            "--insecure-registry",
-            registry,
-            "--iptables=false",
-            "--bridge=none",
-        ])
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("starting dockerd")?;
-    let d = Dockerd { child, root };
-    let ep = Endpoint {
-        label: "dockerd",
-        host: format!("unix://{}", sock.display()),
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ep
-        .docker(docker)
-        .arg("version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()?
-        .success()
-    {
-        if Instant::now() > deadline {
-            bail!(
-                "dockerd did not answer within 60 s (log: {})",
-                d.root.join("dockerd.log").display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Ok((d, ep))
-}
-
 fn row(name: &str, vic: Option<&Stats>, peer: Option<&Stats>, unit: &str) {
     let cell = |s: Option<&Stats>| match s {
         Some(s) => format!("{:.3}{unit} ({:.3}–{:.3})", s.median, s.min, s.max),
@@ -284,8 +216,12 @@ fn main() -> anyhow::Result<()> {
         let v_rss = vm_rss(&vic, &args.docker, &image)?;
 
         let peer = if args.dockerd.exists() {
-            match start_dockerd(&args.dockerd, &args.registry, &args.docker) {
-                Ok((d, ep)) => {
+            match Dockerd::start(&args.dockerd, &[&args.registry], &args.docker) {
+                Ok(d) => {
+                    let ep = Endpoint {
+                        label: "dockerd",
+                        host: d.host().to_string(),
+                    };
                     run_ok(
                         ep.docker(&args.docker).args(["pull", &image]),
                         "pull on dockerd",

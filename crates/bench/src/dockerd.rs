@@ -1,0 +1,123 @@
+//! A private dockerd for side-by-side figures and round-trip tests: its own data root, exec
+//! root and socket under a temporary directory, no bridge and no iptables, stopped (by PID)
+//! and cleaned away on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// The Debian docker.io daemon.
+pub const DEFAULT_DOCKERD: &str = "/usr/sbin/dockerd";
+
+/// A dockerd this process started.
+pub struct Dockerd {
+    child: Child,
+    root: PathBuf,
+    host: String,
+}
+
+impl Dockerd {
+    /// Starts dockerd (`bin`) trusting `insecure_registries` over plain HTTP and waits (60 s at
+    /// most) until `docker version` through `docker` answers.
+    pub fn start(bin: &Path, insecure_registries: &[&str], docker: &str) -> anyhow::Result<Dockerd> {
+        let root = std::env::temp_dir().join(format!(
+            "vic-dockerd-{}-{:08x}",
+            std::process::id(),
+            rand_u32()
+        ));
+        std::fs::create_dir_all(&root)?;
+        let sock = root.join("docker.sock");
+        let log = std::fs::File::create(root.join("dockerd.log"))?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("--data-root")
+            .arg(root.join("data"))
+            .arg("--exec-root")
+            .arg(root.join("exec"))
+            .arg("--pidfile")
+            .arg(root.join("dockerd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .args(["--iptables=false", "--bridge=none"]);
+        for r in insecure_registries {
+            cmd.args(["--insecure-registry", r]);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let d = Dockerd {
+            child,
+            root,
+            host: format!("unix://{}", sock.display()),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !d
+            .docker(docker)
+            .arg("version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?
+            .success()
+        {
+            if Instant::now() > deadline {
+                bail!(
+                    "dockerd did not answer within 60 s (log: {})",
+                    d.root.join("dockerd.log").display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(d)
+    }
+
+    /// `DOCKER_HOST` for this daemon.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The daemon's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A `docker` command aimed at this daemon.
+    pub fn docker(&self, docker: &str) -> Command {
+        let mut c = Command::new(docker);
+        c.env("DOCKER_HOST", &self.host).stdin(Stdio::null());
+        c
+    }
+}
+
+fn rand_u32() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    t ^ std::process::id().rotate_left(16)
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg(self.root.join("data"))
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
