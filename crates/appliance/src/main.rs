@@ -31,9 +31,15 @@ struct Args {
     /// Image store directory (default: STATE_DIR/images).
     #[arg(long)]
     image_store: Option<PathBuf>,
-    /// Registries reached over plain HTTP (host:port); repeatable.
+    /// Registries whose certificate is not checked, or reached over plain HTTP; repeatable.
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
+    /// PEM file of certificate authorities registries' certificates may chain to; repeatable.
+    #[arg(long = "registry-ca")]
+    registry_cas: Vec<PathBuf>,
+    /// When given, the only registries pulled from (plus the insecure ones); repeatable.
+    #[arg(long = "whitelist-registry")]
+    whitelist_registries: Vec<String>,
     /// Guest kernel of the container VMs.
     #[arg(long)]
     kernel: PathBuf,
@@ -88,8 +94,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         events,
     )
     .await?;
+    let mut ca_pems = Vec::new();
+    for f in &args.registry_cas {
+        ca_pems.push(
+            std::fs::read(f).with_context(|| format!("reading registry CA {}", f.display()))?,
+        );
+    }
     let puller = Arc::new(Puller::new(RegistryOptions {
         insecure: args.insecure_registries.clone(),
+        ca_pems,
+        whitelist: args.whitelist_registries.clone(),
     }));
     let state = AppState {
         containers: containers.clone(),
@@ -98,6 +112,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         info: Arc::new(VchInfo {
             name: args.name.clone(),
             insecure_registries: args.insecure_registries.clone(),
+            whitelist_registries: args.whitelist_registries.clone(),
             root_dir: args.state_dir.display().to_string(),
         }),
     };

@@ -50,6 +50,8 @@ pub struct VchInfo {
     pub name: String,
     /// Registries reached over plain HTTP.
     pub insecure_registries: Vec<String>,
+    /// When not empty, the only registries pulled from.
+    pub whitelist_registries: Vec<String>,
     /// Where the VCH keeps its state (DockerRootDir).
     pub root_dir: String,
 }
@@ -69,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/_ping", get(system::ping).head(system::ping))
         .route("/version", get(system::version))
         .route("/info", get(system::info))
+        .route("/auth", post(pull::login))
         .route("/images/create", post(pull::create))
         .route("/images/json", get(images::list))
         .route("/images/prune", post(images::prune))

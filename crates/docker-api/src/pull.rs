@@ -5,9 +5,10 @@ use std::collections::HashMap;
 
 use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use imagec::auth::Credentials;
 use imagec::pull::{Platform, Progress, PullError, PullOutcome};
 use imagec::reference::Reference;
 use serde_json::{json, Value};
@@ -61,9 +62,21 @@ fn pull_error_status(e: &PullError) -> StatusCode {
         PullError::ManifestNotFound(_)
         | PullError::RepositoryNotFound(_)
         | PullError::NoMatchingPlatform(_) => StatusCode::NOT_FOUND,
-        PullError::Unauthorized(..) => StatusCode::UNAUTHORIZED,
+        PullError::AccessDenied(..) => StatusCode::NOT_FOUND,
+        PullError::Unauthorized { .. }
+        | PullError::NoBasicAuth(_)
+        | PullError::LoginFailed { .. } => StatusCode::UNAUTHORIZED,
+        PullError::NotWhitelisted(_) => StatusCode::FORBIDDEN,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
+}
+
+/// The `X-Registry-Auth` credentials of a request, if any.
+pub(crate) fn registry_auth(headers: &HeaderMap) -> Option<Credentials> {
+    headers
+        .get("x-registry-auth")
+        .and_then(|v| v.to_str().ok())
+        .and_then(Credentials::from_header)
 }
 
 fn error_line(message: &str) -> Bytes {
@@ -101,11 +114,12 @@ async fn targets(
     st: &AppState,
     reference: &Reference,
     all_tags: bool,
+    creds: Option<&Credentials>,
 ) -> Result<Vec<Reference>, PullError> {
     if !all_tags {
         return Ok(vec![reference.clone()]);
     }
-    let tags = st.puller.tags(reference).await?;
+    let tags = st.puller.tags(reference, creds).await?;
     Ok(tags
         .into_iter()
         .map(|t| Reference {
@@ -120,6 +134,7 @@ async fn targets(
 pub async fn create(
     State(st): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     if q.contains_key("fromSrc") {
         return Err(ApiError::new(
@@ -149,12 +164,15 @@ pub async fn create(
         Some(p) => Platform::parse(p).map_err(|e| ApiError::bad_request(e.to_string()))?,
         None => Platform::default(),
     };
+    // The client's credentials for this pull only: never stored, never logged.
+    let creds = registry_auth(&headers);
     let (tx, mut rx) = mpsc::unbounded_channel::<PullMsg>();
     {
         let st = st.clone();
         let reference = reference.clone();
         tokio::spawn(async move {
-            let refs = match targets(&st, &reference, all_tags).await {
+            let creds = creds.as_ref();
+            let refs = match targets(&st, &reference, all_tags, creds).await {
                 Ok(r) => r,
                 Err(e) => {
                     let _ = tx.send(PullMsg::Failed(e));
@@ -172,7 +190,11 @@ pub async fn create(
                 let progress: Box<dyn Fn(Progress) + Send + Sync> = Box::new(move |p: Progress| {
                     let _ = ptx.send(PullMsg::Progress(p, tag.clone()));
                 });
-                match st.puller.pull(&st.images, &r, &platform, &*progress).await {
+                match st
+                    .puller
+                    .pull(&st.images, &r, &platform, creds, &*progress)
+                    .await
+                {
                     Ok(outcome) => {
                         st.containers.events().publish(
                             "image",
@@ -212,4 +234,58 @@ pub async fn create(
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// `POST /auth` (`docker login`): checks the credentials against the registry and says so.
+/// Nothing is kept: the CLI stores them and sends them with each pull (`X-Registry-Auth`).
+pub async fn login(
+    State(st): State<AppState>,
+    body: axum::body::Bytes,
+) -> ApiResult<axum::Json<Value>> {
+    let creds: Credentials = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid login request: {e}")))?;
+    let registry = login_registry(&creds.server_address);
+    match st.puller.login(&registry, &creds).await {
+        Ok(()) => {
+            tracing::info!(registry, username = creds.username, "login succeeded");
+            Ok(axum::Json(
+                json!({ "Status": "Login Succeeded", "IdentityToken": "" }),
+            ))
+        }
+        Err(e) => {
+            tracing::info!(registry, username = creds.username, "login refused: {e}");
+            Err(ApiError::new(pull_error_status(&e), e.to_string()))
+        }
+    }
+}
+
+/// `host[:port]` of a login's server address (`https://host/v1/`, `host:5000`, empty = Hub).
+fn login_registry(server: &str) -> String {
+    let s = server
+        .trim()
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    let host = s.split('/').next().unwrap_or("");
+    match host {
+        "" | "index.docker.io" | "registry-1.docker.io" => {
+            imagec::reference::DOCKER_HUB.to_string()
+        }
+        h => h.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_addresses_name_a_registry() {
+        assert_eq!(login_registry("127.0.0.1:5000"), "127.0.0.1:5000");
+        assert_eq!(login_registry("https://reg.lan:443/v2/"), "reg.lan:443");
+        assert_eq!(
+            login_registry("https://index.docker.io/v1/"),
+            imagec::reference::DOCKER_HUB
+        );
+        assert_eq!(login_registry(""), imagec::reference::DOCKER_HUB);
+    }
 }

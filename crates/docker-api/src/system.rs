@@ -102,11 +102,8 @@ pub async fn info(State(st): State<AppState>) -> impl IntoResponse {
         "OSType": "linux",
         "Architecture": std::env::consts::ARCH,
         "IndexServerAddress": "https://index.docker.io/v1/",
-        "RegistryConfig": {
-            "InsecureRegistryCIDRs": ["127.0.0.0/8"],
-            "IndexConfigs": {},
-            "Mirrors": [],
-        },
+        "RegistryConfig": registry_config(&st.info),
+        "SystemStatus": whitelist_status(&st.info),
         "NCPU": ncpu,
         "MemTotal": mem,
         "GenericResources": null,
@@ -128,8 +125,43 @@ pub async fn info(State(st): State<AppState>) -> impl IntoResponse {
         "RuncCommit": { "ID": "", "Expected": "" },
         "InitCommit": { "ID": "", "Expected": "" },
         "SecurityOptions": [],
-        "Warnings": st.info.insecure_registries.iter().map(|r| format!("WARNING: registry {r} is reached over plain HTTP")).collect::<Vec<_>>(),
+        "Warnings": st.info.insecure_registries.iter().map(|r| format!("WARNING: registry {r} is insecure: its certificate is not verified, or it is reached over plain HTTP")).collect::<Vec<_>>(),
     }))
+}
+
+/// Docker's `RegistryConfig`: the insecure registries (no loopback default: like VIC, a VCH
+/// trusts only what it was told to) and the whitelisted ones.
+fn registry_config(info: &crate::VchInfo) -> serde_json::Value {
+    let mut index = serde_json::Map::new();
+    for (list, secure) in [
+        (&info.whitelist_registries, true),
+        (&info.insecure_registries, false),
+    ] {
+        for r in list {
+            index.insert(
+                r.clone(),
+                json!({ "Name": r, "Mirrors": [], "Secure": secure, "Official": false }),
+            );
+        }
+    }
+    json!({ "InsecureRegistryCIDRs": [], "IndexConfigs": index, "Mirrors": [] })
+}
+
+/// VIC's `SystemStatus` lines about the registry whitelist.
+fn whitelist_status(info: &crate::VchInfo) -> serde_json::Value {
+    if info.whitelist_registries.is_empty() {
+        return json!([[
+            "Registry Whitelist Mode",
+            "disabled. All registry access allowed."
+        ]]);
+    }
+    json!([
+        ["Registry Whitelist Mode", "enabled"],
+        [
+            "Whitelisted Registries",
+            info.whitelist_registries.join(", ")
+        ],
+    ])
 }
 
 fn host_resources() -> (usize, u64) {

@@ -13,6 +13,14 @@ use imagec::pull::{Platform, Progress, Puller, RegistryOptions};
 use imagec::reference::Reference;
 use imagec::store::ImageStore;
 
+/// The test registries listen on loopback, without TLS.
+fn loopback() -> RegistryOptions {
+    RegistryOptions {
+        insecure: vec!["127.0.0.0/8".into()],
+        ..Default::default()
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -41,8 +49,8 @@ async fn main() -> anyhow::Result<()> {
             bytes.fetch_add(1, Ordering::Relaxed);
         }
     };
-    let outcome = Puller::new(RegistryOptions::default())
-        .pull(&store, &reference, &platform, &progress)
+    let outcome = Puller::new(loopback())
+        .pull(&store, &reference, &platform, None, &progress)
         .await?;
     let secs = started.elapsed().as_secs_f64();
     let size = outcome.image.size as f64 / 1e6;

@@ -18,19 +18,23 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use imagec::{pull::{Platform, Puller, RegistryOptions}, reference::Reference, store::ImageStore};
 //! let store = ImageStore::open(std::path::Path::new("/var/lib/vic/images"))?;
-//! let puller = Puller::new(RegistryOptions { insecure: vec!["registry.lan:5000".into()] });
-//! let r = Reference::parse("127.0.0.1:5000/busybox")?; // loopback: plain HTTP by default
-//! let out = puller.pull(&store, &r, &Platform::default(), &|p| println!("{p:?}")).await?;
+//! let puller = Puller::new(RegistryOptions {
+//!     insecure: vec!["127.0.0.1:5000".into()], // HTTPS unverified if it speaks TLS, else HTTP
+//!     ..Default::default()
+//! });
+//! let r = Reference::parse("127.0.0.1:5000/busybox")?;
+//! let out = puller.pull(&store, &r, &Platform::default(), None, &|p| println!("{p:?}")).await?;
 //! assert_eq!(store.resolve("127.0.0.1:5000/busybox").map(|i| i.id), Some(out.image.id));
 //! # Ok(()) }
 //! ```
 //!
-//! Modules: [`reference`] (Docker's name grammar), `registry` (the v2 wire, private),
+//! Modules: [`auth`] (credentials, Basic and Bearer challenges), [`reference`] (Docker's name grammar), `registry` (the v2 wire, private),
 //! [`pull`] (orchestration, progress, errors), `unpack` (layers → rootfs, private), [`store`].
 //!
 //! A pull that dies midway leaves only `*.partial` blobs and `tmp/` directories, which
 //! [`store::ImageStore::open`] sweeps away: never half an image.
 
+pub mod auth;
 pub mod pull;
 pub mod reference;
 mod registry;

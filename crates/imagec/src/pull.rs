@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::{StreamExt, TryStreamExt};
 
+use crate::auth::{Access, Credentials};
 use crate::reference::Reference;
 use crate::registry::{
     unreachable, write_verified, Descriptor, Registry, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX,
@@ -20,8 +21,13 @@ const PARALLEL_LAYERS: usize = 3;
 /// How registries are reached.
 #[derive(Debug, Clone, Default)]
 pub struct RegistryOptions {
-    /// `host:port` registries spoken to over plain HTTP.
+    /// Registries whose certificate is not checked, or that speak plain HTTP (`host[:port]`,
+    /// `*.domain` or a CIDR). HTTPS is tried first, as dockerd does.
     pub insecure: Vec<String>,
+    /// PEM bundles of extra certificate authorities registries' certificates may chain to.
+    pub ca_pems: Vec<Vec<u8>>,
+    /// When not empty, the only registries pulled from (insecure ones are admitted too).
+    pub whitelist: Vec<String>,
 }
 
 /// The platform an image is pulled for.
@@ -103,6 +109,11 @@ impl Progress {
     }
 }
 
+/// `repository:NAME:pull`, the token scope of a pull.
+fn pull_scope(r: &Reference) -> String {
+    format!("repository:{}:pull", r.repository)
+}
+
 fn short(digest: &str) -> String {
     hex_of(digest).chars().take(12).collect()
 }
@@ -126,8 +137,23 @@ pub enum PullError {
     RepositoryNotFound(String),
     #[error("Get \"{url}\": {detail}")]
     Unreachable { url: String, detail: String },
-    #[error("unauthorized: authentication required for {0}")]
-    Unauthorized(String),
+    #[error(
+        "pull access denied for {0}, repository does not exist or may require 'docker login': {1}"
+    )]
+    AccessDenied(String, String),
+    #[error("Get \"{0}\": no basic auth credentials")]
+    NoBasicAuth(String),
+    #[error("Get \"{url}\": {detail}")]
+    Unauthorized {
+        url: String,
+        detail: String,
+        /// Refused without credentials (rather than refused the credentials given).
+        anonymous: bool,
+    },
+    #[error("login attempt to {url} failed with status: {status} {}", http_reason(*.status))]
+    LoginFailed { url: String, status: u16 },
+    #[error("Access denied to unauthorized registry ({0}) while VCH is in whitelist mode")]
+    NotWhitelisted(String),
     #[error("no matching manifest for {0} in the manifest list entries")]
     NoMatchingPlatform(String),
     #[error("{what} has digest {actual}, expected {expected}")]
@@ -154,6 +180,13 @@ pub enum PullError {
     },
 }
 
+fn http_reason(status: u16) -> &'static str {
+    reqwest::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("")
+}
+
 pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> PullError {
     let context = context.into();
     move |source| PullError::Io { context, source }
@@ -175,8 +208,23 @@ impl Puller {
     }
 
     /// The tags of the reference's repository (`docker pull --all-tags`).
-    pub async fn tags(&self, reference: &Reference) -> Result<Vec<String>, PullError> {
-        self.registry.tags(reference).await
+    pub async fn tags(
+        &self,
+        reference: &Reference,
+        creds: Option<&Credentials>,
+    ) -> Result<Vec<String>, PullError> {
+        self.registry.allowed(&reference.registry)?;
+        let scope = pull_scope(reference);
+        let access = Access {
+            creds,
+            scope: &scope,
+        };
+        self.registry.tags(reference, access).await
+    }
+
+    /// `docker login`: checks `creds` against the registry (`host[:port]`). Nothing is kept.
+    pub async fn login(&self, registry: &str, creds: &Credentials) -> Result<(), PullError> {
+        self.registry.login(registry, creds).await
     }
 
     /// Downloads a blob into the store, checking its digest while streaming.
@@ -185,6 +233,7 @@ impl Puller {
         store: &ImageStore,
         r: &Reference,
         desc: &Descriptor,
+        access: Access<'_>,
         progress: &(dyn Fn(Progress) + Send + Sync),
         report: bool,
     ) -> Result<(), PullError> {
@@ -193,7 +242,9 @@ impl Puller {
             locks.entry(desc.digest.clone()).or_default().clone()
         };
         let held = lock.lock().await;
-        let result = self.download_blob(store, r, desc, progress, report).await;
+        let result = self
+            .download_blob(store, r, desc, access, progress, report)
+            .await;
         drop(held);
         let mut locks = self.blob_locks.lock().unwrap_or_else(|e| e.into_inner());
         // Only the map and this call hold it: nobody waits, so forget it.
@@ -209,6 +260,7 @@ impl Puller {
         store: &ImageStore,
         r: &Reference,
         desc: &Descriptor,
+        access: Access<'_>,
         progress: &(dyn Fn(Progress) + Send + Sync),
         report: bool,
     ) -> Result<(), PullError> {
@@ -219,8 +271,8 @@ impl Puller {
             }
             return Ok(());
         }
-        let url = format!("{}/blobs/{}", self.registry.base(r), desc.digest);
-        let resp = self.registry.get(&url, None).await?;
+        let url = format!("{}/blobs/{}", self.registry.base(r).await, desc.digest);
+        let resp = self.registry.get(&url, None, access).await?;
         if !resp.status().is_success() {
             return Err(PullError::Registry {
                 status: resp.status().as_u16(),
@@ -254,14 +306,23 @@ impl Puller {
         store: &ImageStore,
         reference: &Reference,
         platform: &Platform,
+        creds: Option<&Credentials>,
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<PullOutcome, PullError> {
+        self.registry.allowed(&reference.registry)?;
+        let scope = pull_scope(reference);
+        let access = Access {
+            creds,
+            scope: &scope,
+        };
         let wanted = reference
             .digest
             .clone()
             .unwrap_or_else(|| reference.tag_or_latest().to_string());
-        let (mut manifest, top_digest, mut media) =
-            self.registry.fetch_manifest(reference, &wanted).await?;
+        let (mut manifest, top_digest, mut media) = self
+            .registry
+            .fetch_manifest(reference, &wanted, access)
+            .await?;
         if media == DOCKER_LIST
             || media == OCI_INDEX
             || (!manifest.manifests.is_empty() && manifest.config.is_none())
@@ -278,7 +339,10 @@ impl Puller {
                 })
                 .ok_or_else(|| PullError::NoMatchingPlatform(platform.to_string()))?;
             let digest = pick.digest.clone();
-            let (m, _, md) = self.registry.fetch_manifest(reference, &digest).await?;
+            let (m, _, md) = self
+                .registry
+                .fetch_manifest(reference, &digest, access)
+                .await?;
             manifest = m;
             media = md;
         }
@@ -312,7 +376,7 @@ impl Puller {
             });
         }
 
-        self.fetch_blob(store, reference, config_desc, progress, false)
+        self.fetch_blob(store, reference, config_desc, access, progress, false)
             .await?;
         let config_raw = tokio::fs::read(store.blob_path(&config_desc.digest))
             .await
@@ -346,7 +410,7 @@ impl Puller {
         let downloads: Vec<_> = manifest
             .layers
             .iter()
-            .map(|l| self.fetch_blob(store, reference, l, progress, true))
+            .map(|l| self.fetch_blob(store, reference, l, access, progress, true))
             .collect();
         futures_util::stream::iter(downloads)
             .buffer_unordered(PARALLEL_LAYERS)

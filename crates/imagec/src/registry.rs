@@ -5,12 +5,13 @@
 use std::path::Path;
 
 use futures_util::StreamExt;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, WWW_AUTHENTICATE};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use crate::auth::{basic_header, Access, AuthCache, Challenge, Credentials, TokenResponse};
 use crate::pull::{io_err, PullError, RegistryOptions};
 use crate::reference::Reference;
 
@@ -63,81 +64,437 @@ pub(crate) fn sha256_hex(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
 
+/// How a registry is spoken to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    /// TLS, certificate verified against the system roots and `--registry-ca`s.
+    Https,
+    /// TLS without verification: an insecure registry that speaks TLS.
+    HttpsUnverified,
+    /// Plain HTTP: an insecure registry that does not speak TLS.
+    Http,
+}
+
 /// The HTTP side of a pull.
 pub(crate) struct Registry {
     http: reqwest::Client,
+    /// For insecure registries that speak TLS with a certificate nobody vouches for.
+    unverified: reqwest::Client,
     opts: RegistryOptions,
+    schemes: std::sync::Mutex<std::collections::HashMap<String, Scheme>>,
+    auth: AuthCache,
 }
 
-fn is_insecure(opts: &RegistryOptions, registry: &str) -> bool {
-    let host = registry
+/// Whether `registry` (`host[:port]`) matches a whitelist or insecure-list entry: the same
+/// `host:port`, a `host` alone (any port), `*.domain`, or an IPv4/IPv6 CIDR.
+pub(crate) fn matches_entry(entry: &str, registry: &str) -> bool {
+    let entry = entry
+        .trim()
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    if entry.eq_ignore_ascii_case(registry) {
+        return true;
+    }
+    let host = host_part(registry);
+    if entry.eq_ignore_ascii_case(host) {
+        return true;
+    }
+    if let Some(domain) = entry.strip_prefix("*.") {
+        let domain = domain.to_ascii_lowercase();
+        let h = host.to_ascii_lowercase();
+        return h.ends_with(&format!(".{domain}"));
+    }
+    if let Some((net, bits)) = entry.split_once('/') {
+        let ip = host.trim_start_matches('[').trim_end_matches(']');
+        if let (Ok(net), Ok(bits), Ok(ip)) = (
+            net.parse::<std::net::IpAddr>(),
+            bits.parse::<u32>(),
+            ip.parse::<std::net::IpAddr>(),
+        ) {
+            return in_cidr(ip, net, bits);
+        }
+    }
+    false
+}
+
+fn in_cidr(ip: std::net::IpAddr, net: std::net::IpAddr, bits: u32) -> bool {
+    use std::net::IpAddr;
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(b)) if bits <= 32 => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
+            u32::from(a) & mask == u32::from(b) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) if bits <= 128 => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
+            u128::from(a) & mask == u128::from(b) & mask
+        }
+        _ => false,
+    }
+}
+
+/// `host` of `host[:port]` (IPv6 literals keep their brackets).
+fn host_part(registry: &str) -> &str {
+    if registry.starts_with('[') {
+        return registry
+            .split_once(']')
+            .map(|(h, _)| &registry[..h.len() + 1])
+            .unwrap_or(registry);
+    }
+    registry
         .rsplit_once(':')
         .map(|(h, _)| h)
-        .unwrap_or(registry);
-    opts.insecure.iter().any(|r| r == registry)
-        || host == "localhost"
-        || host.starts_with("127.")
-        || host == "[::1]"
+        .unwrap_or(registry)
+}
+
+/// `host:port` of a URL, the key of cached credentials.
+fn authority(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .ok()
+        .map(|u| {
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{}{port}", u.host_str().unwrap_or(""))
+        })
+        .unwrap_or_default()
+}
+
+/// A registry's (or token service's) error body as Docker prints it: `unauthorized:
+/// authentication required`, or the token service's `details`.
+fn error_detail(body: &[u8], fallback: &str) -> String {
+    #[derive(Deserialize, Default)]
+    struct Body {
+        #[serde(default)]
+        errors: Vec<Entry>,
+        #[serde(default)]
+        details: String,
+    }
+    #[derive(Deserialize)]
+    struct Entry {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    let b: Body = serde_json::from_slice(body).unwrap_or_default();
+    if !b.details.is_empty() {
+        return format!("unauthorized: {}", b.details);
+    }
+    let parts: Vec<String> = b
+        .errors
+        .iter()
+        .map(|e| {
+            if e.message.is_empty() {
+                e.code.to_ascii_lowercase()
+            } else {
+                format!("{}: {}", e.code.to_ascii_lowercase(), e.message)
+            }
+        })
+        .collect();
+    if parts.is_empty() {
+        fallback.to_string()
+    } else {
+        parts.join(", ")
+    }
 }
 
 impl Registry {
     pub(crate) fn new(opts: RegistryOptions) -> Registry {
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(15))
-            .read_timeout(std::time::Duration::from_secs(60))
-            .user_agent(concat!("vic/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
-        Registry { http, opts }
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(15))
+                .read_timeout(std::time::Duration::from_secs(60))
+                .user_agent(concat!("vic/", env!("CARGO_PKG_VERSION")))
+        };
+        let mut verified = builder();
+        for pem in &opts.ca_pems {
+            match reqwest::Certificate::from_pem_bundle(pem) {
+                Ok(certs) => {
+                    for c in certs {
+                        verified = verified.add_root_certificate(c);
+                    }
+                }
+                Err(e) => tracing::warn!("ignoring an unreadable registry CA bundle: {e}"),
+            }
+        }
+        Registry {
+            http: verified.build().unwrap_or_default(),
+            unverified: builder()
+                .danger_accept_invalid_certs(true)
+                .build()
+                .unwrap_or_default(),
+            opts,
+            schemes: Default::default(),
+            auth: AuthCache::default(),
+        }
     }
 
-    pub(crate) fn base(&self, r: &Reference) -> String {
-        let registry = if r.registry == crate::reference::DOCKER_HUB {
+    /// Whether the VCH may pull from (or log in to) `registry`.
+    pub(crate) fn allowed(&self, registry: &str) -> Result<(), PullError> {
+        let wl = &self.opts.whitelist;
+        if wl.is_empty()
+            || wl.iter().any(|e| matches_entry(e, registry))
+            || self
+                .opts
+                .insecure
+                .iter()
+                .any(|e| matches_entry(e, registry))
+        {
+            return Ok(());
+        }
+        Err(PullError::NotWhitelisted(registry.to_string()))
+    }
+
+    fn is_insecure(&self, registry: &str) -> bool {
+        self.opts
+            .insecure
+            .iter()
+            .any(|e| matches_entry(e, registry))
+    }
+
+    /// How to reach `registry`: HTTPS, verified; for an insecure registry, HTTPS unverified if
+    /// it speaks TLS, else plain HTTP (asked once, then remembered), as dockerd does.
+    async fn scheme(&self, registry: &str) -> Scheme {
+        if !self.is_insecure(registry) {
+            return Scheme::Https;
+        }
+        if let Some(s) = self
+            .schemes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(registry)
+        {
+            return *s;
+        }
+        let probe = self
+            .unverified
+            .get(format!("https://{registry}/v2/"))
+            .timeout(std::time::Duration::from_secs(5))
+            .send()
+            .await;
+        let scheme = match probe {
+            Ok(_) => Scheme::HttpsUnverified,
+            Err(_) => Scheme::Http,
+        };
+        tracing::info!(registry, ?scheme, "insecure registry");
+        self.schemes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(registry.to_string(), scheme);
+        scheme
+    }
+
+    /// `scheme://host` of a registry.
+    pub(crate) async fn origin(&self, registry: &str) -> String {
+        let host = if registry == crate::reference::DOCKER_HUB {
             "registry-1.docker.io"
         } else {
-            &r.registry
+            registry
         };
-        let scheme = if is_insecure(&self.opts, &r.registry) {
-            "http"
+        match self.scheme(registry).await {
+            Scheme::Http => format!("http://{host}"),
+            Scheme::Https | Scheme::HttpsUnverified => format!("https://{host}"),
+        }
+    }
+
+    pub(crate) async fn base(&self, r: &Reference) -> String {
+        format!("{}/v2/{}", self.origin(&r.registry).await, r.repository)
+    }
+
+    fn client_for(&self, url: &str) -> &reqwest::Client {
+        if self.is_insecure(&authority(url)) {
+            &self.unverified
         } else {
-            "https"
-        };
-        format!("{scheme}://{registry}/v2/{}", r.repository)
+            &self.http
+        }
     }
 
     pub(crate) async fn get(
         &self,
         url: &str,
         accept: Option<&str>,
+        access: Access<'_>,
     ) -> Result<reqwest::Response, PullError> {
-        let mut req = self.http.get(url);
-        if let Some(a) = accept {
-            req = req.header(ACCEPT, a);
+        self.send(url, access, |c| {
+            let req = c.get(url);
+            match accept {
+                Some(a) => req.header(ACCEPT, a),
+                None => req,
+            }
+        })
+        .await
+    }
+
+    /// Sends the request `build` makes; answers a `401` challenge (Basic with the caller's
+    /// credentials, Bearer by asking the token service) and sends it once more. What worked is
+    /// kept for the next request of the same registry, scope and identity.
+    pub(crate) async fn send(
+        &self,
+        url: &str,
+        access: Access<'_>,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, PullError> {
+        let host = authority(url);
+        let client = self.client_for(url);
+        let mut req = build(client);
+        if let Some(h) = self.auth.get(&host, &access) {
+            req = req.header(AUTHORIZATION, h);
+        } else if let Some(c) = access.creds.filter(|c| !c.registry_token.is_empty()) {
+            req = req.header(AUTHORIZATION, format!("Bearer {}", c.registry_token));
         }
         let resp = req.send().await.map_err(|e| unreachable(url, &e))?;
-        if resp.status() == StatusCode::UNAUTHORIZED {
-            // The one place a Bearer/Basic challenge will be answered once registry auth lands.
-            let challenge = resp
-                .headers()
-                .get(WWW_AUTHENTICATE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            tracing::debug!(url, challenge, "registry asked for credentials");
-            return Err(PullError::Unauthorized(url.to_string()));
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
         }
+        let challenge = resp
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(Challenge::parse);
+        let (authz, ttl) = match challenge {
+            Some(Challenge::Basic) => match access.creds.filter(|c| !c.username.is_empty()) {
+                Some(c) => (basic_header(c), std::time::Duration::from_secs(3600)),
+                None => return Err(PullError::NoBasicAuth(url.to_string())),
+            },
+            Some(Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            }) => {
+                let scope = scope.unwrap_or_else(|| access.scope.to_string());
+                let token = self
+                    .token(&realm, service.as_deref(), &scope, access.creds)
+                    .await?;
+                let ttl = token.ttl();
+                let bearer = token.bearer().ok_or_else(|| {
+                    PullError::Invalid(format!("the token service at {realm} sent no token"))
+                })?;
+                (bearer, ttl)
+            }
+            None => {
+                let body = resp.bytes().await.unwrap_or_default();
+                return Err(PullError::Unauthorized {
+                    url: url.to_string(),
+                    detail: error_detail(&body, "unauthorized: authentication required"),
+                    anonymous: access.creds.is_none(),
+                });
+            }
+        };
+        let resp = build(client)
+            .header(AUTHORIZATION, &authz)
+            .send()
+            .await
+            .map_err(|e| unreachable(url, &e))?;
+        if resp.status() == StatusCode::UNAUTHORIZED || resp.status() == StatusCode::FORBIDDEN {
+            let body = resp.bytes().await.unwrap_or_default();
+            return Err(PullError::Unauthorized {
+                url: url.to_string(),
+                detail: error_detail(&body, "unauthorized: authentication required"),
+                anonymous: access.creds.is_none(),
+            });
+        }
+        self.auth.put(&host, &access, authz, ttl);
         Ok(resp)
+    }
+
+    /// Asks a token service for a token: `GET realm?service=&scope=` with Basic credentials,
+    /// or, holding a refresh token from an earlier login, the OAuth2 `POST` form.
+    async fn token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<TokenResponse, PullError> {
+        let client = self.client_for(realm);
+        let mut params: Vec<(&str, &str)> = Vec::new();
+        if let Some(s) = service {
+            params.push(("service", s));
+        }
+        if !scope.is_empty() {
+            params.push(("scope", scope));
+        }
+        let req = match creds {
+            Some(c) if !c.identity_token.is_empty() => {
+                let mut form = params.clone();
+                form.extend([
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", c.identity_token.as_str()),
+                    ("client_id", "docker"),
+                ]);
+                client.post(realm).form(&form)
+            }
+            Some(c) if !c.username.is_empty() => {
+                params.push(("account", c.username.as_str()));
+                client
+                    .get(realm)
+                    .query(&params)
+                    .header(AUTHORIZATION, basic_header(c))
+            }
+            _ => client.get(realm).query(&params),
+        };
+        let resp = req.send().await.map_err(|e| unreachable(realm, &e))?;
+        let status = resp.status();
+        let shown = resp.url().to_string();
+        let body = resp.bytes().await.map_err(|e| unreachable(realm, &e))?;
+        if !status.is_success() {
+            return Err(PullError::Unauthorized {
+                url: shown,
+                detail: error_detail(
+                    &body,
+                    &format!("unexpected status from the token service: {status}"),
+                ),
+                anonymous: creds.is_none(),
+            });
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| PullError::Invalid(format!("malformed token from {realm}: {e}")))
+    }
+
+    /// `docker login`: proves `creds` against `registry`'s `/v2/`.
+    pub(crate) async fn login(&self, registry: &str, creds: &Credentials) -> Result<(), PullError> {
+        self.allowed(registry)?;
+        let url = format!("{}/v2/", self.origin(registry).await);
+        let access = Access {
+            creds: Some(creds),
+            scope: "",
+        };
+        match self.get(&url, None, access).await {
+            Ok(resp) if resp.status().is_success() => Ok(()),
+            Ok(resp) => Err(PullError::LoginFailed {
+                url,
+                status: resp.status().as_u16(),
+            }),
+            Err(PullError::Unauthorized { url: u, detail, .. }) if u == url => {
+                let _ = detail;
+                Err(PullError::LoginFailed { url, status: 401 })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     pub(crate) async fn fetch_manifest(
         &self,
         r: &Reference,
         reference: &str,
+        access: Access<'_>,
     ) -> Result<(Manifest, String, String), PullError> {
-        let url = format!("{}/manifests/{reference}", self.base(r));
+        let url = format!("{}/manifests/{reference}", self.base(r).await);
         let accept = [DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX].join(", ");
-        let resp = match self.get(&url, Some(&accept)).await {
-            // Without credentials, Docker cannot tell "private" from "absent" either.
-            Err(PullError::Unauthorized(_)) => return Err(PullError::RepositoryNotFound(r.name())),
+        let resp = match self.get(&url, Some(&accept), access).await {
+            // Anonymous and refused: Docker cannot tell "private" from "absent" either.
+            Err(PullError::Unauthorized {
+                anonymous: true,
+                detail,
+                ..
+            }) => return Err(PullError::AccessDenied(r.name(), detail)),
             other => other?,
         };
         let status = resp.status();
@@ -155,7 +512,7 @@ impl Registry {
             }
             // Registry 2.8 says MANIFEST_UNKNOWN for a missing repository too; its tag list
             // tells the two apart.
-            if self.repository_missing(r).await {
+            if self.repository_missing(r, access).await {
                 return Err(PullError::RepositoryNotFound(r.name()));
             }
             return Err(PullError::ManifestNotFound(r.to_string()));
@@ -185,14 +542,18 @@ impl Registry {
     }
 
     /// Every tag of the repository, sorted.
-    pub(crate) async fn tags(&self, r: &Reference) -> Result<Vec<String>, PullError> {
+    pub(crate) async fn tags(
+        &self,
+        r: &Reference,
+        access: Access<'_>,
+    ) -> Result<Vec<String>, PullError> {
         #[derive(serde::Deserialize)]
         struct TagList {
             #[serde(default)]
             tags: Option<Vec<String>>,
         }
-        let url = format!("{}/tags/list", self.base(r));
-        let resp = self.get(&url, None).await?;
+        let url = format!("{}/tags/list", self.base(r).await);
+        let resp = self.get(&url, None, access).await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Err(PullError::RepositoryNotFound(r.name()));
         }
@@ -214,9 +575,9 @@ impl Registry {
     }
 
     /// Whether the registry says it has no repository of this name.
-    pub(crate) async fn repository_missing(&self, r: &Reference) -> bool {
-        let url = format!("{}/tags/list", self.base(r));
-        let Ok(resp) = self.get(&url, None).await else {
+    pub(crate) async fn repository_missing(&self, r: &Reference, access: Access<'_>) -> bool {
+        let url = format!("{}/tags/list", self.base(r).await);
+        let Ok(resp) = self.get(&url, None, access).await else {
             return false;
         };
         if resp.status() != StatusCode::NOT_FOUND {
@@ -306,6 +667,17 @@ pub(crate) fn unreachable(url: &str, e: &reqwest::Error) -> PullError {
         Some(std::io::ErrorKind::ConnectionReset) => {
             format!("read tcp {host}: connection reset by peer")
         }
+        _ if error_chain(e).contains("UnknownIssuer") => {
+            "tls: failed to verify certificate: x509: certificate signed by unknown authority"
+                .to_string()
+        }
+        _ if error_chain(e).contains("NotValidForName") => {
+            format!("tls: failed to verify certificate: x509: certificate is not valid for {host}")
+        }
+        _ if error_chain(e).contains("Expired") => {
+            "tls: failed to verify certificate: x509: certificate has expired or is not yet valid"
+                .to_string()
+        }
         _ if e.is_connect() && error_chain(e).contains("dns error") => {
             let name = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
             format!("dial tcp: lookup {name}: no such host")
@@ -340,14 +712,35 @@ mod tests {
     use crate::store::{hex_of, ImageStore};
 
     #[test]
-    fn loopback_and_listed_registries_are_plain_http() {
-        let opts = RegistryOptions {
-            insecure: vec!["reg.local:5000".into()],
-        };
-        assert!(is_insecure(&opts, "127.0.0.1:5000"));
-        assert!(is_insecure(&opts, "localhost:5000"));
-        assert!(is_insecure(&opts, "reg.local:5000"));
-        assert!(!is_insecure(&opts, "quay.io"));
+    fn registry_lists_match_hosts_ports_domains_and_networks() {
+        assert!(matches_entry("reg.local:5000", "reg.local:5000"));
+        assert!(matches_entry("reg.local", "reg.local:5000"), "any port");
+        assert!(!matches_entry("reg.local:5000", "reg.local:5001"));
+        assert!(matches_entry("*.corp.example", "harbor.corp.example:443"));
+        assert!(!matches_entry("*.corp.example", "corp.example.evil.io"));
+        assert!(matches_entry("10.0.0.0/8", "10.2.3.4:5000"));
+        assert!(!matches_entry("10.0.0.0/8", "11.2.3.4"));
+        assert!(matches_entry("https://quay.io/", "quay.io"));
+        assert!(matches_entry("[::1]", "[::1]:5000"));
+        assert!(!matches_entry("127.0.0.1:5000", "quay.io"));
+    }
+
+    #[test]
+    fn a_whitelist_admits_its_registries_and_the_insecure_ones() {
+        let reg = Registry::new(RegistryOptions {
+            insecure: vec!["127.0.0.1:5000".into()],
+            whitelist: vec!["harbor.lan".into()],
+            ..Default::default()
+        });
+        assert!(reg.allowed("harbor.lan:443").is_ok());
+        assert!(reg.allowed("127.0.0.1:5000").is_ok());
+        let err = reg.allowed("quay.io").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Access denied to unauthorized registry (quay.io) while VCH is in whitelist mode"
+        );
+        let open = Registry::new(RegistryOptions::default());
+        assert!(open.allowed("quay.io").is_ok(), "no whitelist, no limits");
     }
 
     fn chunks(
@@ -395,10 +788,13 @@ mod tests {
         let store_dir = tempfile::tempdir().unwrap();
         let store = ImageStore::open(store_dir.path()).unwrap();
         let r = Reference::parse(&format!("127.0.0.1:{port}/busybox")).unwrap();
-        let err = Puller::new(RegistryOptions::default())
-            .pull(&store, &r, &Platform::default(), &|_| {})
-            .await
-            .unwrap_err();
+        let err = Puller::new(RegistryOptions {
+            insecure: vec![format!("127.0.0.1:{port}")],
+            ..Default::default()
+        })
+        .pull(&store, &r, &Platform::default(), None, &|_| {})
+        .await
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             format!("Get \"http://127.0.0.1:{port}/v2/busybox/manifests/latest\": dial tcp 127.0.0.1:{port}: connect: connection refused")

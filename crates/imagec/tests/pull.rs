@@ -7,6 +7,14 @@ use imagec::pull::{Platform, Progress, PullError, Puller, RegistryOptions};
 use imagec::reference::Reference;
 use imagec::store::ImageStore;
 
+/// The test registries listen on loopback, without TLS.
+fn loopback() -> RegistryOptions {
+    RegistryOptions {
+        insecure: vec!["127.0.0.0/8".into()],
+        ..Default::default()
+    }
+}
+
 fn registry() -> String {
     std::env::var("VIC_TEST_REGISTRY").expect("VIC_TEST_REGISTRY is not set: run with `make test`")
 }
@@ -20,7 +28,7 @@ fn reference(repo: &str) -> Reference {
 async fn pulls_every_manifest_form_and_applies_whiteouts() {
     let dir = tempfile::tempdir().unwrap();
     let store = ImageStore::open(dir.path()).unwrap();
-    let puller = Puller::new(RegistryOptions::default());
+    let puller = Puller::new(loopback());
     let seen = Mutex::new(Vec::<Progress>::new());
     let progress = |p: Progress| seen.lock().unwrap().push(p);
     let v2 = puller
@@ -28,6 +36,7 @@ async fn pulls_every_manifest_form_and_applies_whiteouts() {
             &store,
             &reference("busybox"),
             &Platform::default(),
+            None,
             &progress,
         )
         .await
@@ -98,6 +107,7 @@ async fn pulls_every_manifest_form_and_applies_whiteouts() {
             &store,
             &reference("busybox-oci"),
             &Platform::default(),
+            None,
             &|_| {},
         )
         .await
@@ -108,6 +118,7 @@ async fn pulls_every_manifest_form_and_applies_whiteouts() {
             &store,
             &reference("busybox-multi"),
             &Platform::default(),
+            None,
             &|_| {},
         )
         .await
@@ -124,6 +135,7 @@ async fn pulls_every_manifest_form_and_applies_whiteouts() {
             &store,
             &reference("busybox-multi"),
             &Platform::parse("linux/arm64").unwrap(),
+            None,
             &|p: Progress| arm_seen.lock().unwrap().push(p),
         )
         .await
@@ -144,6 +156,7 @@ async fn pulls_every_manifest_form_and_applies_whiteouts() {
             &store,
             &reference("busybox-multi"),
             &Platform::parse("linux/s390x").unwrap(),
+            None,
             &|_| {},
         )
         .await;
@@ -153,7 +166,13 @@ async fn pulls_every_manifest_form_and_applies_whiteouts() {
     );
 
     let again = puller
-        .pull(&store, &reference("busybox"), &Platform::default(), &|_| {})
+        .pull(
+            &store,
+            &reference("busybox"),
+            &Platform::default(),
+            None,
+            &|_| {},
+        )
         .await
         .unwrap();
     assert!(again.up_to_date);
@@ -163,6 +182,7 @@ async fn pulls_every_manifest_form_and_applies_whiteouts() {
             &store,
             &reference("busybox:1.0"),
             &Platform::default(),
+            None,
             &|_| {},
         )
         .await
@@ -185,7 +205,7 @@ async fn pulls_every_manifest_form_and_applies_whiteouts() {
     let by_digest =
         Reference::parse(&format!("{}/busybox@{}", registry(), v2.manifest_digest)).unwrap();
     let d = puller
-        .pull(&store, &by_digest, &Platform::default(), &|_| {})
+        .pull(&store, &by_digest, &Platform::default(), None, &|_| {})
         .await
         .unwrap();
     assert_eq!(d.image.id, v2.image.id);
@@ -198,7 +218,13 @@ async fn pulls_every_manifest_form_and_applies_whiteouts() {
     store.remove(&v2.image.id).unwrap();
     assert!(store.get(&v2.image.id).is_none());
     let re = puller
-        .pull(&store, &reference("busybox"), &Platform::default(), &|_| {})
+        .pull(
+            &store,
+            &reference("busybox"),
+            &Platform::default(),
+            None,
+            &|_| {},
+        )
         .await
         .unwrap();
     assert_eq!(re.image.id, v2.image.id);
@@ -209,12 +235,13 @@ async fn pulls_every_manifest_form_and_applies_whiteouts() {
 async fn unknown_names_fail_in_dockers_words() {
     let dir = tempfile::tempdir().unwrap();
     let store = ImageStore::open(dir.path()).unwrap();
-    let puller = Puller::new(RegistryOptions::default());
+    let puller = Puller::new(loopback());
     let err = puller
         .pull(
             &store,
             &reference("busybox:nosuchtag"),
             &Platform::default(),
+            None,
             &|_| {},
         )
         .await
@@ -231,6 +258,7 @@ async fn unknown_names_fail_in_dockers_words() {
             &store,
             &reference("nosuchrepo"),
             &Platform::default(),
+            None,
             &|_| {},
         )
         .await
@@ -244,7 +272,7 @@ async fn unknown_names_fail_in_dockers_words() {
     );
     let closed = Reference::parse("127.0.0.1:1/busybox").unwrap();
     let err = puller
-        .pull(&store, &closed, &Platform::default(), &|_| {})
+        .pull(&store, &closed, &Platform::default(), None, &|_| {})
         .await
         .unwrap_err();
     assert!(matches!(err, PullError::Unreachable { .. }), "{err}");
@@ -260,12 +288,12 @@ async fn unknown_names_fail_in_dockers_words() {
 async fn concurrent_pulls_of_one_image_both_succeed() {
     let dir = tempfile::tempdir().unwrap();
     let store = ImageStore::open(dir.path()).unwrap();
-    let puller = Puller::new(RegistryOptions::default());
+    let puller = Puller::new(loopback());
     let r = reference("busybox");
     let platform = Platform::default();
     let (a, b) = tokio::join!(
-        puller.pull(&store, &r, &platform, &|_| {}),
-        puller.pull(&store, &r, &platform, &|_| {})
+        puller.pull(&store, &r, &platform, None, &|_| {}),
+        puller.pull(&store, &r, &platform, None, &|_| {})
     );
     assert_eq!(a.unwrap().image.id, b.unwrap().image.id);
     assert_eq!(store.list().len(), 1);
@@ -283,7 +311,7 @@ async fn concurrent_pulls_of_one_image_both_succeed() {
 async fn a_pull_that_dies_midway_leaves_no_half_image() {
     let dir = tempfile::tempdir().unwrap();
     let store = std::sync::Arc::new(ImageStore::open(dir.path()).unwrap());
-    let puller = std::sync::Arc::new(Puller::new(RegistryOptions::default()));
+    let puller = std::sync::Arc::new(Puller::new(loopback()));
     let (s, p) = (store.clone(), puller.clone());
     // Die (panic) as the second layer starts extracting: the first is already applied in tmp/.
     let died = tokio::spawn(async move {
@@ -295,8 +323,14 @@ async fn a_pull_that_dies_midway_leaves_no_half_image() {
                 panic!("simulated crash");
             }
         };
-        p.pull(&s, &reference("busybox"), &Platform::default(), &progress)
-            .await
+        p.pull(
+            &s,
+            &reference("busybox"),
+            &Platform::default(),
+            None,
+            &progress,
+        )
+        .await
     })
     .await;
     assert!(died.unwrap_err().is_panic());
@@ -317,6 +351,7 @@ async fn a_pull_that_dies_midway_leaves_no_half_image() {
             &store,
             &reference("busybox"),
             &Platform::default(),
+            None,
             &|p: Progress| seen.lock().unwrap().push(p.status),
         )
         .await

@@ -54,9 +54,18 @@ enum Command {
         /// Serve the Docker API without TLS (port 2375 style; plain TCP).
         #[arg(long)]
         no_tls: bool,
-        /// Registry reached over plain HTTP (host:port); repeatable.
+        /// Registry whose certificate is not verified, or reached over plain HTTP
+        /// (host[:port], *.domain or CIDR); repeatable.
         #[arg(long = "insecure-registry")]
         insecure_registries: Vec<String>,
+        /// PEM file of a certificate authority for registries with private certificates;
+        /// repeatable.
+        #[arg(long = "registry-ca")]
+        registry_cas: Vec<PathBuf>,
+        /// Allow pulls only from these registries (host[:port], *.domain or CIDR; insecure
+        /// registries are allowed too); repeatable.
+        #[arg(long = "whitelist-registry")]
+        whitelist_registries: Vec<String>,
         /// Directory for the VCH's images (default: inside its state directory).
         #[arg(long)]
         image_store: Option<PathBuf>,
@@ -119,6 +128,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             common,
             no_tls,
             insecure_registries,
+            registry_cas,
+            whitelist_registries,
             image_store,
             timeout,
             port,
@@ -132,6 +143,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let layout = Layout::new(common.state_root, &common.name)?;
             let opts = CreateOptions {
                 insecure_registries,
+                registry_cas,
+                whitelist_registries,
                 image_store,
                 timeout,
                 port,

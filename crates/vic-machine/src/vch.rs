@@ -25,6 +25,11 @@ pub struct VchConfig {
     /// Whether the image store is outside the state directory (given by --image-store).
     pub external_image_store: bool,
     pub insecure_registries: Vec<String>,
+    #[serde(default)]
+    pub whitelist_registries: Vec<String>,
+    /// The registry CA bundle kept in the VCH's directory, if any.
+    #[serde(default)]
+    pub registry_ca: Option<PathBuf>,
     pub created: String,
     pub version: String,
 }
@@ -88,10 +93,42 @@ pub fn validate_name(name: &str) -> anyhow::Result<()> {
 
 pub struct CreateOptions {
     pub insecure_registries: Vec<String>,
+    pub registry_cas: Vec<PathBuf>,
+    pub whitelist_registries: Vec<String>,
     pub image_store: Option<PathBuf>,
     pub timeout: Duration,
     pub port: Option<u16>,
     pub bootstrap_dir: Option<PathBuf>,
+}
+
+/// Copies the `--registry-ca` files into one bundle in the VCH's directory (so the VCH does
+/// not depend on files the operator may move), after checking each holds a certificate.
+fn registry_ca_bundle(layout: &Layout, files: &[PathBuf]) -> anyhow::Result<Option<PathBuf>> {
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let mut bundle = Vec::new();
+    for f in files {
+        let pem = fs::read(f)
+            .with_context(|| format!("Failed to load registry CA from {}", f.display()))?;
+        if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+            bail!(
+                "Failed to load registry CA from {}: no PEM certificate in it",
+                f.display()
+            );
+        }
+        bundle.extend_from_slice(&pem);
+        if !bundle.ends_with(b"\n") {
+            bundle.push(b'\n');
+        }
+    }
+    let path = layout.dir.join("registry-ca.pem");
+    fs::write(&path, bundle).with_context(|| format!("writing {}", path.display()))?;
+    info(format!(
+        "Registry CA bundle: {} certificate file(s)",
+        files.len()
+    ));
+    Ok(Some(path))
 }
 
 fn info(msg: impl AsRef<str>) {
@@ -232,6 +269,7 @@ fn create_inner(
         Some(p) => p,
         None => free_port()?,
     };
+    let registry_ca = registry_ca_bundle(layout, &opts.registry_cas)?;
     let (image_store, external) = match &opts.image_store {
         Some(dir) => (dir.clone(), true),
         None => (layout.dir.join("images"), false),
@@ -244,6 +282,8 @@ fn create_inner(
         image_store: image_store.clone(),
         external_image_store: external,
         insecure_registries: opts.insecure_registries.clone(),
+        whitelist_registries: opts.whitelist_registries.clone(),
+        registry_ca: registry_ca.clone(),
         created: chrono::Utc::now().to_rfc3339(),
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
@@ -267,6 +307,12 @@ fn create_inner(
         .arg(app_dir.join("initramfs.cpio"));
     for r in &opts.insecure_registries {
         cmd.arg("--insecure-registry").arg(r);
+    }
+    for r in &opts.whitelist_registries {
+        cmd.arg("--whitelist-registry").arg(r);
+    }
+    if let Some(ca) = &registry_ca {
+        cmd.arg("--registry-ca").arg(ca);
     }
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)

@@ -36,21 +36,18 @@ pub struct Vch {
 static VCH: OnceLock<Vch> = OnceLock::new();
 
 /// Creates a VCH with vic-machine (working directory `workdir`), checks what create prints
-/// and writes, and returns its DOCKER_HOST.
+/// and writes, and returns its DOCKER_HOST. The test registry is an insecure registry.
 pub fn create_vch(name: &str, workdir: &std::path::Path) -> String {
+    create_vch_with(name, workdir, &["--insecure-registry", &registry()])
+}
+
+/// [`create_vch`] with other options than the insecure test registry.
+pub fn create_vch_with(name: &str, workdir: &std::path::Path, extra: &[&str]) -> String {
     std::fs::create_dir_all(workdir).expect("temp dir");
     let out = vic_machine()
         .current_dir(workdir)
-        .args([
-            "create",
-            "--target",
-            "local",
-            "--name",
-            name,
-            "--no-tls",
-            "--insecure-registry",
-            &registry(),
-        ])
+        .args(["create", "--target", "local", "--name", name, "--no-tls"])
+        .args(extra)
         .output()
         .expect("running vic-machine create");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -99,12 +96,97 @@ pub fn docker(args: &[&str]) -> Output {
 }
 
 pub fn docker_timeout(args: &[&str], limit: Duration) -> Output {
-    let mut child = docker_cmd()
-        .args(args)
+    let mut cmd = docker_cmd();
+    cmd.args(args);
+    run_limited(cmd, None, limit, &format!("docker {args:?}"))
+}
+
+/// Deletes a VCH made by [`create_vch_with`] (with its containers).
+pub fn delete_vch(name: &str) {
+    let out = vic_machine()
+        .args(["delete", "--target", "local", "--name", name, "--force"])
+        .output()
+        .expect("running vic-machine delete");
+    assert!(
+        out.status.success(),
+        "vic-machine delete {name}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A docker CLI aimed at another VCH, with a config directory of its own (its credentials).
+pub struct Client {
+    pub host: String,
+    pub config: PathBuf,
+}
+
+impl Client {
+    pub fn new(host: &str, config: PathBuf) -> Client {
+        std::fs::create_dir_all(&config).expect("client config dir");
+        Client {
+            host: host.to_string(),
+            config,
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = docker_cmd();
+        c.env("DOCKER_HOST", &self.host)
+            .env("DOCKER_CONFIG", &self.config)
+            .args(args);
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        run_limited(
+            self.cmd(args),
+            None,
+            Duration::from_secs(180),
+            &format!("docker {args:?}"),
+        )
+    }
+
+    /// Runs docker with `input` on its stdin (`login --password-stdin`).
+    pub fn run_input(&self, args: &[&str], input: &str) -> Output {
+        run_limited(
+            self.cmd(args),
+            Some(input),
+            Duration::from_secs(180),
+            &format!("docker {args:?}"),
+        )
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "docker {args:?} failed ({}): {}{}",
+            o.status,
+            stdout(&o),
+            stderr(&o)
+        );
+        stdout(&o)
+    }
+}
+
+/// Runs `cmd` (stdin `input`), killing it and panicking if it outlives `limit`.
+pub fn run_limited(mut cmd: Command, input: Option<&str>, limit: Duration, what: &str) -> Output {
+    let mut child = cmd
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawning docker");
+    if let Some(text) = input {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(text.as_bytes()).expect("writing stdin");
+    }
     let start = Instant::now();
     loop {
         if child.try_wait().expect("waiting for docker").is_some() {
@@ -114,7 +196,7 @@ pub fn docker_timeout(args: &[&str], limit: Duration) -> Output {
             let _ = child.kill();
             let out = child.wait_with_output().expect("docker output");
             panic!(
-                "docker {args:?} did not finish within {limit:?}; stdout: {} stderr: {}",
+                "{what} did not finish within {limit:?}; stdout: {} stderr: {}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
