@@ -21,7 +21,11 @@ pub struct Dockerd {
 impl Dockerd {
     /// Starts dockerd (`bin`) trusting `insecure_registries` over plain HTTP and waits (60 s at
     /// most) until `docker version` through `docker` answers.
-    pub fn start(bin: &Path, insecure_registries: &[&str], docker: &str) -> anyhow::Result<Dockerd> {
+    pub fn start(
+        bin: &Path,
+        insecure_registries: &[&str],
+        docker: &str,
+    ) -> anyhow::Result<Dockerd> {
         let root = std::env::temp_dir().join(format!(
             "vic-dockerd-{}-{:08x}",
             std::process::id(),

@@ -242,7 +242,11 @@ pub async fn post_dispatch(
     State(st): State<AppState>,
     Path(rest): Path<String>,
     Query(q): Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
 ) -> ApiResult<Response> {
+    if let Some(name) = rest.strip_suffix("/push") {
+        return crate::pull::push(st, name, &q, &headers).await;
+    }
     let Some(name) = rest.strip_suffix("/tag") else {
         return Err(ApiError::not_found(format!(
             "page not found: /images/{rest}"

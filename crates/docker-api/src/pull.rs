@@ -236,6 +236,105 @@ pub async fn create(
         .into_response())
 }
 
+/// `POST /images/{name}/push?tag=`: pushes `name:tag` (every local tag of `name` when `tag`
+/// is empty), streaming Docker's progress messages.
+pub async fn push(
+    st: AppState,
+    name: &str,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    let repo = Reference::parse(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let tag = q.get("tag").filter(|t| !t.is_empty()).cloned();
+    let tags: Vec<String> = match &tag {
+        Some(t) => vec![t.clone()],
+        None => {
+            let prefix = format!("{}:", repo.name());
+            let mut all: Vec<String> = st
+                .images
+                .list()
+                .iter()
+                .flat_map(|i| i.repo_tags.iter())
+                .filter_map(|t| t.strip_prefix(&prefix).map(str::to_string))
+                .collect();
+            all.sort();
+            all
+        }
+    };
+    let mut work = Vec::new();
+    for t in &tags {
+        let target = Reference {
+            tag: Some(t.clone()),
+            digest: None,
+            ..repo.clone()
+        };
+        let image = st
+            .images
+            .resolve(&format!("{}:{t}", repo.name()))
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "An image does not exist locally with the tag: {}",
+                    repo.name()
+                ))
+            })?;
+        work.push((image, target));
+    }
+    if work.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "An image does not exist locally with the tag: {}",
+            repo.name()
+        )));
+    }
+    let creds = registry_auth(headers);
+    let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+    let _ = tx.send(line(&json!({
+        "status": format!("The push refers to repository [{}]", repo.name())
+    })));
+    tokio::spawn(async move {
+        for (image, target) in work {
+            let ptx = tx.clone();
+            let progress = move |p: Progress| {
+                let _ = ptx.send(line(&progress_json(&p, "")));
+            };
+            match st
+                .puller
+                .push(&st.images, &image, &target, creds.as_ref(), &progress)
+                .await
+            {
+                Ok(out) => {
+                    let _ = tx.send(line(&json!({ "status": format!(
+                        "{}: digest: {} size: {}", out.tag, out.digest, out.size
+                    ) })));
+                    let _ = tx.send(line(&json!({
+                        "progressDetail": {},
+                        "aux": { "Tag": out.tag, "Digest": out.digest, "Size": out.size },
+                    })));
+                    st.containers.events().publish(
+                        "image",
+                        "push",
+                        &target.to_string(),
+                        Default::default(),
+                    );
+                }
+                Err(e) => {
+                    tracing::info!(image = %target, "push failed: {e}");
+                    let _ = tx.send(error_line(&e.to_string()));
+                    return;
+                }
+            }
+        }
+    });
+    let stream = futures_util::StreamExt::map(
+        tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+        Ok::<_, std::io::Error>,
+    );
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
 /// `POST /auth` (`docker login`): checks the credentials against the registry and says so.
 /// Nothing is kept: the CLI stores them and sends them with each pull (`X-Registry-Auth`).
 pub async fn login(

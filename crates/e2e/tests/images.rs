@@ -107,3 +107,66 @@ fn prune_removes_dangling_images_and_df_counts() {
     assert!(df.lines().any(|l| l.starts_with("Images ")), "{df}");
     assert!(df.lines().any(|l| l.starts_with("Containers ")), "{df}");
 }
+
+#[test]
+#[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
+fn push_then_pull_back() {
+    let reg = registry();
+    let image = busybox();
+    let repo = format!("{reg}/pushed-{}", std::process::id());
+    let target = format!("{repo}:v1");
+    let id = ok(&["image", "inspect", "-f", "{{.Id}}", &image]);
+    ok(&["tag", &image, &target]);
+
+    let out = ok(&["push", &target]);
+    assert!(
+        out.contains(&format!("The push refers to repository [{repo}]")),
+        "{out}"
+    );
+    assert!(out.contains(": Pushed"), "layers are uploaded: {out}");
+    let digest_line = out
+        .lines()
+        .find(|l| l.starts_with("v1: digest: sha256:"))
+        .unwrap_or_else(|| panic!("no digest line: {out}"));
+
+    // Pushing again uploads nothing and names the same manifest.
+    let again = ok(&["push", &target]);
+    assert!(again.contains("Layer already exists"), "{again}");
+    assert!(!again.contains(": Pushed"), "{again}");
+    assert!(again.contains(digest_line), "{again}");
+
+    // Pulled back under another name after removing the tag: the same image.
+    ok(&["rmi", &target]);
+    let digest = digest_line.split_whitespace().nth(2).unwrap();
+    ok(&["pull", &format!("{repo}@{digest}")]);
+    let back = ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{.Id}}",
+        &format!("{repo}@{digest}"),
+    ]);
+    assert_eq!(
+        back.trim(),
+        id.trim(),
+        "the pushed image comes back unchanged"
+    );
+    let run = ok(&[
+        "run",
+        "--rm",
+        &format!("{repo}@{digest}"),
+        "echo",
+        "round-trip",
+    ]);
+    assert_eq!(run.trim(), "round-trip");
+
+    let o = docker(&["push", &format!("{reg}/never-tagged:v9")]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(&format!(
+            "An image does not exist locally with the tag: {reg}/never-tagged"
+        )),
+        "{}",
+        stderr(&o)
+    );
+}

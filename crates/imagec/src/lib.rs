@@ -36,6 +36,7 @@
 
 pub mod auth;
 pub mod pull;
+pub mod push;
 pub mod reference;
 mod registry;
 pub mod store;

@@ -207,6 +207,11 @@ impl Puller {
         }
     }
 
+    /// The registry wire, for the other operations of this client (push).
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The tags of the reference's repository (`docker pull --all-tags`).
     pub async fn tags(
         &self,

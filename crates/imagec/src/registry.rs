@@ -168,7 +168,7 @@ fn authority(url: &str) -> String {
 
 /// A registry's (or token service's) error body as Docker prints it: `unauthorized:
 /// authentication required`, or the token service's `details`.
-fn error_detail(body: &[u8], fallback: &str) -> String {
+pub(crate) fn error_detail(body: &[u8], fallback: &str) -> String {
     #[derive(Deserialize, Default)]
     struct Body {
         #[serde(default)]
