@@ -31,8 +31,9 @@
 //! Modules: [`auth`] (credentials, Basic and Bearer challenges), [`reference`] (Docker's name grammar), `registry` (the v2 wire, private),
 //! [`pull`] (orchestration, progress, errors), `unpack` (layers → rootfs, private), [`store`].
 //!
-//! A pull that dies midway leaves only `*.partial` blobs and `tmp/` directories, which
-//! [`store::ImageStore::open`] sweeps away: never half an image.
+//! A pull that dies midway leaves only `*.partial` blobs (resumed by the next pull with a
+//! `Range` request, swept after a day) and `tmp/` directories (swept by
+//! [`store::ImageStore::open`]): never half an image.
 
 pub mod auth;
 pub mod pull;

@@ -5,12 +5,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use futures_util::{StreamExt, TryStreamExt};
+use reqwest::header::RANGE;
+use reqwest::StatusCode;
 
 use crate::auth::{Access, Credentials};
 use crate::reference::Reference;
 use crate::registry::{
-    unreachable, write_verified, Descriptor, Registry, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX,
-    OCI_MANIFEST,
+    open_partial, unreachable, write_verified, Descriptor, Registry, DOCKER_LIST, DOCKER_MANIFEST,
+    OCI_INDEX, OCI_MANIFEST,
 };
 use crate::store::{hex_of, ImageRecord, ImageStore, StoreError};
 use crate::unpack::{apply_layer, UnpackError};
@@ -277,14 +279,83 @@ impl Puller {
             return Ok(());
         }
         let url = format!("{}/blobs/{}", self.registry.base(r).await, desc.digest);
-        let resp = self.registry.get(&url, None, access).await?;
+        let had_partial = dest.with_extension("partial").exists();
+        match self
+            .download_once(&url, desc, &dest, access, progress, report, true)
+            .await
+        {
+            // A partial download that was not a prefix of the blob: start again, once.
+            Err(PullError::DigestMismatch { .. }) if had_partial => {
+                tracing::warn!(blob = %desc.digest, "a resumed download did not verify; restarting it");
+                self.download_once(&url, desc, &dest, access, progress, report, false)
+                    .await?
+            }
+            other => other?,
+        }
+        if report {
+            progress(Progress::layer(&desc.digest, "Verifying Checksum"));
+            progress(Progress::layer(&desc.digest, "Download complete"));
+        }
+        Ok(())
+    }
+
+    /// One GET of a blob into the store: from the start, or (`resume`) after the bytes an
+    /// interrupted download left, when the registry honours `Range`.
+    #[allow(clippy::too_many_arguments)]
+    async fn download_once(
+        &self,
+        url: &str,
+        desc: &Descriptor,
+        dest: &Path,
+        access: Access<'_>,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+        report: bool,
+        resume: bool,
+    ) -> Result<(), PullError> {
+        let url = url.to_string();
+        let mut resume = if resume {
+            open_partial(dest).await
+        } else {
+            None
+        };
+        // What an earlier, interrupted pull received is asked for no more.
+        if resume
+            .as_ref()
+            .is_some_and(|p| desc.size > 0 && p.len >= desc.size)
+        {
+            // All there (or too much): the digest check at the end decides; restart if bad.
+            resume = None;
+        }
+        let offset = resume.as_ref().map_or(0, |p| p.len);
+        let resp = self
+            .registry
+            .send(&url, access, |c| {
+                let req = c.get(&url);
+                if offset > 0 {
+                    req.header(RANGE, format!("bytes={offset}-"))
+                } else {
+                    req
+                }
+            })
+            .await?;
         if !resp.status().is_success() {
             return Err(PullError::Registry {
                 status: resp.status().as_u16(),
                 url,
             });
         }
-        let total = resp.content_length().unwrap_or(desc.size);
+        let resumed = offset > 0 && resp.status() == StatusCode::PARTIAL_CONTENT;
+        if offset > 0 {
+            tracing::info!(
+                blob = %desc.digest,
+                offset,
+                resumed,
+                "continuing an interrupted download"
+            );
+        }
+        let resume = if resumed { resume } else { None };
+        let already = if resumed { offset } else { 0 };
+        let total = resp.content_length().map_or(desc.size, |n| n + already);
         let stream = resp.bytes_stream().map_err(|e| unreachable(&url, &e));
         let mut last_report: u64 = 0;
         let on_chunk = |done: u64| {
@@ -297,12 +368,7 @@ impl Puller {
                 });
             }
         };
-        write_verified(stream, &dest, &desc.digest, &url, on_chunk).await?;
-        if report {
-            progress(Progress::layer(&desc.digest, "Verifying Checksum"));
-            progress(Progress::layer(&desc.digest, "Download complete"));
-        }
-        Ok(())
+        write_verified(stream, dest, &desc.digest, &url, resume, on_chunk).await
     }
 
     /// Pulls `reference` for `platform` into `store`.

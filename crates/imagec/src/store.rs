@@ -5,6 +5,7 @@
 //!   ROOT/images/<hex>/record.json      ImageRecord (written last: its presence means complete)
 //!   ROOT/images/<hex>/rootfs/          the unpacked root filesystem
 //!   ROOT/repositories.json             every tag and digest reference → image ID (authoritative)
+//!   ROOT/blobs/sha256/<hex>.partial    an interrupted download, resumed by the next pull
 //!   ROOT/tmp/                          work in progress, swept at open
 //! ```
 //!
@@ -67,6 +68,9 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
     move |source| StoreError::Io { context, source }
 }
 
+/// How long an interrupted blob download is kept for resuming.
+const PARTIAL_KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Hex part of a digest or image ID.
 pub fn hex_of(id: &str) -> &str {
     id.strip_prefix("sha256:").unwrap_or(id)
@@ -96,7 +100,14 @@ impl ImageStore {
             .map_err(io_err("reading blobs"))?
             .flatten()
         {
-            if e.file_name().to_string_lossy().ends_with(".partial") {
+            // A recent partial download is kept for the next pull to resume; old ones go.
+            let stale = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_none_or(|age| age > PARTIAL_KEPT_FOR);
+            if e.file_name().to_string_lossy().ends_with(".partial") && stale {
                 let _ = fs::remove_file(e.path());
             }
         }
@@ -508,6 +519,14 @@ mod tests {
         );
         fs::create_dir_all(dir.path().join("images/half/rootfs")).unwrap();
         fs::write(dir.path().join("blobs/sha256/x.partial"), b"").unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 24 * 3600);
+        fs::File::options()
+            .write(true)
+            .open(dir.path().join("blobs/sha256/x.partial"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        fs::write(dir.path().join("blobs/sha256/y.partial"), b"abc").unwrap();
         drop(store);
         let store = ImageStore::open(dir.path()).unwrap();
         assert_eq!(store.list().len(), 2);
@@ -515,7 +534,14 @@ mod tests {
             !dir.path().join("images/half").exists(),
             "an image without a record is swept"
         );
-        assert!(!dir.path().join("blobs/sha256/x.partial").exists());
+        assert!(
+            !dir.path().join("blobs/sha256/x.partial").exists(),
+            "an old partial download is swept"
+        );
+        assert!(
+            dir.path().join("blobs/sha256/y.partial").exists(),
+            "a recent one is kept for resuming"
+        );
         let r = Reference::parse("app:latest").unwrap();
         assert_eq!(
             store.untag(&r).unwrap(),

@@ -367,3 +367,73 @@ async fn a_pull_that_dies_midway_leaves_no_half_image() {
         "the downloaded blobs were kept: {seen:?}"
     );
 }
+
+#[tokio::test]
+#[ignore = "needs the test registry: make test runs it"]
+async fn an_interrupted_download_resumes_where_it_stopped() {
+    // A complete pull gives the layer's bytes.
+    let full_dir = tempfile::tempdir().unwrap();
+    let full = ImageStore::open(full_dir.path()).unwrap();
+    let puller = Puller::new(loopback());
+    let r = reference("busybox");
+    let done = puller
+        .pull(&full, &r, &Platform::default(), None, &|_| {})
+        .await
+        .unwrap();
+    let (digest, bytes) = done
+        .image
+        .layers
+        .iter()
+        .map(|l| (l.clone(), std::fs::read(full.blob_path(l)).unwrap()))
+        .max_by_key(|(_, b)| b.len())
+        .unwrap();
+    assert!(
+        bytes.len() > 600_000,
+        "a layer big enough to tell resume from restart"
+    );
+
+    // Another store holds all but the last 1000 bytes of it, as a killed pull leaves them.
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let offset = bytes.len() - 1000;
+    let partial = store.blob_path(&digest).with_extension("partial");
+    std::fs::write(&partial, &bytes[..offset]).unwrap();
+    drop(store);
+    let store = ImageStore::open(dir.path()).unwrap();
+    assert!(partial.exists(), "open keeps a recent partial download");
+
+    let short: String = digest[7..19].to_string();
+    let seen = Mutex::new(Vec::new());
+    let progress = |p: Progress| {
+        if p.status == "Downloading" && p.id.as_deref() == Some(short.as_str()) {
+            seen.lock().unwrap().push(p.current.unwrap_or(0));
+        }
+    };
+    let again = puller
+        .pull(&store, &r, &Platform::default(), None, &progress)
+        .await
+        .unwrap();
+    assert_eq!(again.image.id, done.image.id);
+    assert_eq!(std::fs::read(store.blob_path(&digest)).unwrap(), bytes);
+    assert!(!partial.exists());
+    let seen = seen.into_inner().unwrap();
+    assert!(!seen.is_empty(), "the layer was downloaded");
+    assert!(
+        seen.iter().all(|&c| c > offset as u64),
+        "only the missing bytes were fetched (progress {seen:?}, offset {offset})"
+    );
+
+    // A partial that is not a prefix of the blob fails the digest check; the download starts
+    // again from scratch within the same pull.
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let partial = store.blob_path(&digest).with_extension("partial");
+    std::fs::write(&partial, vec![0u8; offset]).unwrap();
+    let third = puller
+        .pull(&store, &r, &Platform::default(), None, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(third.image.id, done.image.id);
+    assert_eq!(std::fs::read(store.blob_path(&digest)).unwrap(), bytes);
+    assert!(!partial.exists(), "the bad partial is gone");
+}
