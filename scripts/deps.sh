@@ -4,7 +4,8 @@
 # are installed together from bookworm.
 set -euo pipefail
 pkgs=(qemu-system-x86 qemu-utils linux-source-6.1 build-essential flex bison bc libelf-dev
-      docker-registry skopeo busybox-static e2fsprogs cpio tmux python3 curl)
+      docker-registry skopeo busybox-static e2fsprogs cpio tmux python3 curl apache2-utils
+      python3-cryptography openssl)
 [ "${VIC_WITH_DOCKERD:-0}" = 1 ] && pkgs+=(docker.io)
 missing=()
 for p in "${pkgs[@]}"; do

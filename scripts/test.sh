@@ -9,6 +9,19 @@ export VIC_KERNEL=$build/bootstrap/vmlinux
 export VIC_INITRD=$build/bootstrap/initramfs.cpio
 export VIC_STATE_ROOT=$build/test-state
 
+# Registries that want credentials or a private CA (tests/fixtures/registry.sh).
+fixture() { # fixture DIR FLAGS… → the KEY=VALUE lines it prints
+  tests/fixtures/registry.sh start "$@" || { echo "test.sh: registry fixture $1 did not start" >&2; exit 1; }
+}
+out=$(fixture "$build/registry-basic" --auth basic) || exit 1
+export VIC_TEST_REGISTRY_BASIC=$(sed -n 's/^REGISTRY=//p' <<<"$out")
+out=$(fixture "$build/registry-token" --auth token) || exit 1
+export VIC_TEST_REGISTRY_TOKEN=$(sed -n 's/^REGISTRY=//p' <<<"$out")
+export VIC_TEST_REGISTRY_TOKEN_DIR=$build/registry-token
+out=$(fixture "$build/registry-tls" --tls) || exit 1
+export VIC_TEST_REGISTRY_TLS=$(sed -n 's/^REGISTRY=//p' <<<"$out")
+export VIC_TEST_REGISTRY_TLS_CA=$(sed -n 's/^CA=//p' <<<"$out")
+
 cleanup() {
   # Delete every VCH the tests made (they live under their own state root).
   for d in "$VIC_STATE_ROOT"/vch/*/; do
@@ -16,6 +29,11 @@ cleanup() {
     "$build/bin/vic-machine" delete --target local --name "$(basename "$d")" --force >/dev/null 2>&1 || true
   done
 }
-trap cleanup EXIT
+stop_fixtures() {
+  for d in registry-basic registry-token registry-tls; do
+    tests/fixtures/registry.sh stop "$build/$d" >/dev/null 2>&1 || true
+  done
+}
+trap 'cleanup; stop_fixtures' EXIT
 cleanup
 cargo test --workspace --no-fail-fast -- --include-ignored --test-threads=2

@@ -63,9 +63,9 @@ fn pull_error_status(e: &PullError) -> StatusCode {
         | PullError::RepositoryNotFound(_)
         | PullError::NoMatchingPlatform(_) => StatusCode::NOT_FOUND,
         PullError::AccessDenied(..) => StatusCode::NOT_FOUND,
-        PullError::Unauthorized { .. }
-        | PullError::NoBasicAuth(_)
-        | PullError::LoginFailed { .. } => StatusCode::UNAUTHORIZED,
+        // A 401 makes the CLI prompt for a login in the middle of a pull; dockerd answers
+        // refused pulls with a 500 too, and keeps 401 for `docker login` itself.
+        PullError::LoginFailed { .. } => StatusCode::UNAUTHORIZED,
         PullError::NotWhitelisted(_) => StatusCode::FORBIDDEN,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -353,7 +353,13 @@ pub async fn login(
         }
         Err(e) => {
             tracing::info!(registry, username = creds.username, "login refused: {e}");
-            Err(ApiError::new(pull_error_status(&e), e.to_string()))
+            let status = match e {
+                PullError::Unauthorized { .. } | PullError::NoBasicAuth(_) => {
+                    StatusCode::UNAUTHORIZED
+                }
+                _ => pull_error_status(&e),
+            };
+            Err(ApiError::new(status, e.to_string()))
         }
     }
 }

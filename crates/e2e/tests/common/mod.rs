@@ -81,8 +81,13 @@ pub fn vch() -> &'static Vch {
 }
 
 pub fn docker_cmd() -> Command {
+    docker_at(&vch().docker_host)
+}
+
+/// The docker CLI aimed at `host`, with no TLS settings or context from the environment.
+pub fn docker_at(host: &str) -> Command {
     let mut c = Command::new(env("VIC_DOCKER"));
-    c.env("DOCKER_HOST", &vch().docker_host);
+    c.env("DOCKER_HOST", host);
     c.env_remove("DOCKER_TLS_VERIFY")
         .env_remove("DOCKER_CERT_PATH")
         .env_remove("DOCKER_CONTEXT");
@@ -131,10 +136,8 @@ impl Client {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = docker_cmd();
-        c.env("DOCKER_HOST", &self.host)
-            .env("DOCKER_CONFIG", &self.config)
-            .args(args);
+        let mut c = docker_at(&self.host);
+        c.env("DOCKER_CONFIG", &self.config).args(args);
         c
     }
 
