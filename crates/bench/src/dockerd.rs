@@ -83,6 +83,11 @@ impl Dockerd {
         &self.host
     }
 
+    /// The daemon's `--data-root`.
+    pub fn data_root(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
     /// The daemon's process ID.
     pub fn pid(&self) -> u32 {
         self.child.id()

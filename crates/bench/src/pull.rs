@@ -1,0 +1,847 @@
+//! `vic-bench-pull`: cold-pull throughput of a big image on a vic VCH, on dockerd, and with
+//! `skopeo copy` (download only), side by side.
+//!
+//! The image is `big:latest` of the big-image test registry (`tests/fixtures/registry.sh start
+//! DIR --big`, started or reused here). Every run is cold: before each pull the image is
+//! removed and the benchmark checks that the puller kept none of its blobs or layers, so the
+//! whole image crosses the wire again. Runs are interleaved (vic, dockerd, skopeo, vic, …)
+//! after one untimed `skopeo copy` that puts the registry's blobs in the page cache, and the
+//! disks are synced before each timed run.
+//!
+//! CPU is the puller's own: user+system time of the `vic-appliance` process, of dockerd and
+//! its descendants (its containerd), and of the skopeo process (from `wait4`), each including
+//! the children they reaped during the run. The `docker` CLI's own CPU is not counted.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bench::dockerd::{Dockerd, DEFAULT_DOCKERD};
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vic-bench-pull",
+    about = "Cold-pull throughput: vic vs dockerd vs skopeo copy"
+)]
+struct Args {
+    /// Directory with vic-machine and vic-appliance.
+    #[arg(long, default_value = "build/bin")]
+    bin_dir: PathBuf,
+    /// The registry fixture script.
+    #[arg(long, default_value = "tests/fixtures/registry.sh")]
+    registry_script: PathBuf,
+    /// Directory of the big-image registry (started, or reused when it is running).
+    #[arg(long, default_value = "build/registry-big")]
+    registry_dir: PathBuf,
+    /// Use this registry (host:port, holding big:latest) instead of starting one.
+    #[arg(long)]
+    registry: Option<String>,
+    /// Leave a registry this program started running at the end.
+    #[arg(long)]
+    keep_registry: bool,
+    /// Repository and tag pulled from the registry.
+    #[arg(long, default_value = "big:latest")]
+    image: String,
+    /// Timed cold pulls per puller.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// The docker CLI.
+    #[arg(long, default_value = "docker")]
+    docker: String,
+    /// dockerd binary for the peer column.
+    #[arg(long, default_value = DEFAULT_DOCKERD)]
+    dockerd: PathBuf,
+    /// skopeo binary for the download-only column.
+    #[arg(long, default_value = "skopeo")]
+    skopeo: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+fn run_ok(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
+    let o = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {what}"))?;
+    if !o.status.success() {
+        bail!(
+            "{what} failed ({}): {}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).to_string())
+}
+
+fn docker_cmd(docker: &str, host: &str) -> Command {
+    let mut c = Command::new(docker);
+    c.env("DOCKER_HOST", host).stdin(Stdio::null());
+    c
+}
+
+fn sync_disks() {
+    // SAFETY: sync has no preconditions.
+    unsafe { libc::sync() };
+}
+
+struct Stats {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+fn stats(v: &[f64]) -> Option<Stats> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Some(Stats {
+        median,
+        min: v[0],
+        max: v[n - 1],
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU accounting from /proc
+
+fn clk_tck() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// `/proc/PID/stat` fields after the command name: (ppid, utime+stime+cutime+cstime ticks).
+fn proc_stat(pid: u32) -> Option<(u32, u64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state): ppid is field 4, utime..cstime are fields 14..17.
+    let ppid = f.get(1)?.parse().ok()?;
+    let mut ticks = 0u64;
+    for i in 11..=14 {
+        ticks += f.get(i)?.parse::<u64>().ok()?;
+    }
+    Some((ppid, ticks))
+}
+
+/// CPU seconds used so far by `pid` and (with `descendants`) every live process under it,
+/// each including the children it has reaped.
+fn cpu_seconds(pid: u32, descendants: bool) -> anyhow::Result<f64> {
+    let (_, own) = proc_stat(pid).with_context(|| format!("reading /proc/{pid}/stat"))?;
+    let mut ticks = own;
+    if descendants {
+        let all: Vec<(u32, u32, u64)> = std::fs::read_dir("/proc")?
+            .flatten()
+            .filter_map(|e| {
+                let p: u32 = e.file_name().to_str()?.parse().ok()?;
+                let (ppid, t) = proc_stat(p)?;
+                Some((p, ppid, t))
+            })
+            .collect();
+        let mut tree: HashSet<u32> = HashSet::from([pid]);
+        loop {
+            let before = tree.len();
+            for (p, ppid, _) in &all {
+                if tree.contains(ppid) {
+                    tree.insert(*p);
+                }
+            }
+            if tree.len() == before {
+                break;
+            }
+        }
+        ticks += all
+            .iter()
+            .filter(|(p, _, _)| *p != pid && tree.contains(p))
+            .map(|(_, _, t)| t)
+            .sum::<u64>();
+    }
+    Ok(ticks as f64 / clk_tck())
+}
+
+/// Bytes received on the loopback interface so far (every pull here crosses it once; other
+/// loopback traffic on the host only adds, so a run's delta bounds its download from above).
+fn loopback_bytes() -> u64 {
+    std::fs::read_to_string("/proc/net/dev")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.trim_start()
+                    .strip_prefix("lo:")?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+        })
+        .unwrap_or(0)
+}
+
+fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+fn alive_with(pid_file: &Path, needle: &str) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    cmdline(pid).contains(needle).then_some(pid)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The image
+
+/// What the registry says about the image.
+struct Image {
+    reference: String,
+    /// Layer digests, then the config digest.
+    blobs: Vec<String>,
+    layers: usize,
+    /// Compressed layers plus the config, in bytes.
+    compressed: u64,
+}
+
+fn inspect_image(skopeo: &str, reference: &str) -> anyhow::Result<Image> {
+    let raw = run_ok(
+        Command::new(skopeo).args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{reference}"),
+        ]),
+        "skopeo inspect --raw",
+    )?;
+    let m: serde_json::Value = serde_json::from_str(&raw).context("parsing the manifest")?;
+    let layers = m["layers"]
+        .as_array()
+        .context("the manifest has no layers (an index?)")?;
+    let mut blobs = Vec::new();
+    let mut compressed = 0;
+    for d in layers.iter().chain(std::iter::once(&m["config"])) {
+        blobs.push(
+            d["digest"]
+                .as_str()
+                .context("a descriptor without a digest")?
+                .to_string(),
+        );
+        compressed += d["size"].as_u64().context("a descriptor without a size")?;
+    }
+    Ok(Image {
+        reference: reference.to_string(),
+        blobs,
+        layers: layers.len(),
+        compressed,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The registry
+
+struct Registry {
+    addr: String,
+    /// Stop it at the end (this program started it).
+    stop: Option<(PathBuf, PathBuf)>,
+}
+
+impl Registry {
+    fn start(args: &Args) -> anyhow::Result<Registry> {
+        if let Some(addr) = &args.registry {
+            return Ok(Registry {
+                addr: addr.clone(),
+                stop: None,
+            });
+        }
+        let config = std::fs::canonicalize(&args.registry_dir)
+            .unwrap_or_else(|_| args.registry_dir.clone())
+            .join("config.yml");
+        let was_running = alive_with(
+            &args.registry_dir.join("registry.pid"),
+            &config.display().to_string(),
+        )
+        .is_some();
+        eprintln!(
+            "registry: {} {} --big",
+            args.registry_script.display(),
+            args.registry_dir.display()
+        );
+        let out = run_ok(
+            Command::new("bash")
+                .arg(&args.registry_script)
+                .arg("start")
+                .arg(&args.registry_dir)
+                .arg("--big"),
+            "registry.sh start --big",
+        )?;
+        let addr = out
+            .lines()
+            .find_map(|l| l.strip_prefix("REGISTRY="))
+            .context("registry.sh printed no REGISTRY=")?
+            .trim()
+            .to_string();
+        Ok(Registry {
+            addr,
+            stop: (!was_running && !args.keep_registry)
+                .then(|| (args.registry_script.clone(), args.registry_dir.clone())),
+        })
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        if let Some((script, dir)) = &self.stop {
+            let _ = Command::new("bash")
+                .arg(script)
+                .arg("stop")
+                .arg(dir)
+                .stdin(Stdio::null())
+                .status();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The VCH
+
+struct Vch {
+    bin_dir: PathBuf,
+    state: tempfile::TempDir,
+    name: String,
+    host: String,
+    created: bool,
+}
+
+impl Vch {
+    fn machine(&self, sub: &[&str]) -> Command {
+        let mut c = Command::new(self.bin_dir.join("vic-machine"));
+        // vic-machine create writes NAME/NAME.env into its working directory: keep that in
+        // the temporary state directory too.
+        c.env("VIC_STATE_ROOT", self.state.path())
+            .current_dir(self.state.path())
+            .args(sub);
+        c
+    }
+
+    fn create(bin_dir: &Path, registry: &str) -> anyhow::Result<Vch> {
+        let bin_dir = std::fs::canonicalize(bin_dir)
+            .with_context(|| format!("no bin dir {}", bin_dir.display()))?;
+        let mut vch = Vch {
+            bin_dir,
+            state: tempfile::Builder::new()
+                .prefix("vic-bench-pull-")
+                .tempdir()?,
+            name: format!("bench-pull-{}", std::process::id()),
+            host: String::new(),
+            created: false,
+        };
+        let name = vch.name.clone();
+        let args = [
+            "create",
+            "--target",
+            "local",
+            "--name",
+            &name,
+            "--no-tls",
+            "--insecure-registry",
+            registry,
+        ];
+        // Delete whatever a failed create left, too.
+        vch.created = true;
+        let out = run_ok(&mut vch.machine(&args), "vic-machine create")?;
+        vch.host = out
+            .lines()
+            .find_map(|l| l.strip_prefix("DOCKER_HOST="))
+            .context("vic-machine create printed no DOCKER_HOST")?
+            .trim()
+            .to_string();
+        Ok(vch)
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.state.path().join("vch").join(&self.name)
+    }
+
+    fn appliance_pid(&self) -> anyhow::Result<u32> {
+        alive_with(&self.dir().join("appliance.pid"), "vic-appliance")
+            .context("no live vic-appliance behind appliance.pid")
+    }
+
+    fn blob_dir(&self) -> PathBuf {
+        self.dir().join("images/blobs/sha256")
+    }
+}
+
+impl Drop for Vch {
+    fn drop(&mut self) {
+        if self.created {
+            let name = self.name.clone();
+            let _ = self
+                .machine(&["delete", "--target", "local", "--name", &name, "--force"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The pullers
+
+#[derive(Default)]
+struct Runs {
+    secs: Vec<f64>,
+    cpu: Vec<f64>,
+    /// Loopback bytes during the run.
+    wire: Vec<f64>,
+}
+
+/// One timed run: seconds, CPU seconds, loopback bytes.
+struct Run {
+    secs: f64,
+    cpu: f64,
+    wire: u64,
+}
+
+impl Runs {
+    fn push(&mut self, r: &Run) {
+        self.secs.push(r.secs);
+        self.cpu.push(r.cpu);
+        self.wire.push(r.wire as f64);
+    }
+}
+
+/// Fails when a pull's output shows it reused something.
+fn check_cold(out: &str, image: &Image, who: &str) -> anyhow::Result<()> {
+    if out.contains("Already exists") {
+        bail!("{who}: the pull was not cold (a layer \"Already exists\"):\n{out}");
+    }
+    let complete = out.matches("Pull complete").count();
+    if complete != image.layers {
+        eprintln!(
+            "warning: {who}: {complete} \"Pull complete\" lines for {} layers",
+            image.layers
+        );
+    }
+    Ok(())
+}
+
+fn wait_until(what: &str, mut ok: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ok()? {
+        if Instant::now() > deadline {
+            bail!("{what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+fn vic_pull(vch: &Vch, docker: &str, image: &Image) -> anyhow::Result<Run> {
+    let _ = docker_cmd(docker, &vch.host)
+        .args(["rmi", "-f", &image.reference])
+        .output();
+    let blobs = vch.blob_dir();
+    wait_until(
+        &format!(
+            "vic kept blobs of {} in {} after rmi -f",
+            image.reference,
+            blobs.display()
+        ),
+        || {
+            Ok(image.blobs.iter().all(|d| {
+                let hex = d.strip_prefix("sha256:").unwrap_or(d);
+                !blobs.join(hex).exists() && !blobs.join(format!("{hex}.partial")).exists()
+            }))
+        },
+    )?;
+    sync_disks();
+    let pid = vch.appliance_pid()?;
+    let cpu0 = cpu_seconds(pid, false)?;
+    let lo0 = loopback_bytes();
+    let t = Instant::now();
+    let out = run_ok(
+        docker_cmd(docker, &vch.host).args(["pull", &image.reference]),
+        "docker pull on vic",
+    )?;
+    let secs = t.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid, false)? - cpu0;
+    let wire = loopback_bytes().saturating_sub(lo0);
+    check_cold(&out, image, "vic")?;
+    Ok(Run { secs, cpu, wire })
+}
+
+/// The layers dockerd keeps (`image/DRIVER/layerdb/sha256/*`).
+fn dockerd_layers(d: &Dockerd) -> usize {
+    let Ok(drivers) = std::fs::read_dir(d.data_root().join("image")) else {
+        return 0;
+    };
+    drivers
+        .flatten()
+        .filter_map(|e| std::fs::read_dir(e.path().join("layerdb/sha256")).ok())
+        .map(|r| r.count())
+        .sum()
+}
+
+fn dockerd_pull(d: &Dockerd, docker: &str, image: &Image) -> anyhow::Result<Run> {
+    let _ = d.docker(docker).args(["rmi", &image.reference]).output();
+    wait_until(
+        &format!(
+            "dockerd kept layers in {} after rmi",
+            d.data_root().display()
+        ),
+        || Ok(dockerd_layers(d) == 0),
+    )?;
+    sync_disks();
+    let cpu0 = cpu_seconds(d.pid(), true)?;
+    let lo0 = loopback_bytes();
+    let t = Instant::now();
+    let out = run_ok(
+        d.docker(docker).args(["pull", &image.reference]),
+        "docker pull on dockerd",
+    )?;
+    let secs = t.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(d.pid(), true)? - cpu0;
+    let wire = loopback_bytes().saturating_sub(lo0);
+    check_cold(&out, image, "dockerd")?;
+    Ok(Run { secs, cpu, wire })
+}
+
+/// Runs `cmd` to its end; returns (status ok, CPU seconds of it and its reaped children).
+fn run_with_rusage(cmd: &mut Command) -> anyhow::Result<(bool, f64)> {
+    let child = cmd.spawn()?;
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: status and ru are valid for writes; pid is our unreaped child.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        if r == pid {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e).context("wait4");
+        }
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    Ok((ok, tv(ru.ru_utime) + tv(ru.ru_stime)))
+}
+
+fn skopeo_copy(skopeo: &str, image: &Image) -> anyhow::Result<Run> {
+    let dest = tempfile::Builder::new()
+        .prefix("vic-bench-pull-skopeo-")
+        .tempdir()?;
+    let log_path = dest.path().join("skopeo.log");
+    let log = std::fs::File::create(&log_path)?;
+    let blobs = dest.path().join("image");
+    sync_disks();
+    let lo0 = loopback_bytes();
+    let t = Instant::now();
+    let (ok, cpu) = run_with_rusage(
+        Command::new(skopeo)
+            .args([
+                "copy",
+                "--src-tls-verify=false",
+                &format!("docker://{}", image.reference),
+            ])
+            .arg(format!("dir:{}", blobs.display()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log),
+    )?;
+    let secs = t.elapsed().as_secs_f64();
+    let wire = loopback_bytes().saturating_sub(lo0);
+    if !ok {
+        bail!(
+            "skopeo copy failed: {}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+    }
+    // Every blob, compressed, must be there.
+    for d in &image.blobs {
+        let hex = d.strip_prefix("sha256:").unwrap_or(d);
+        if !blobs.join(hex).exists() {
+            bail!("skopeo copy left no blob {d} in {}", blobs.display());
+        }
+    }
+    Ok(Run { secs, cpu, wire })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table
+
+const W0: usize = 30;
+const W: usize = 24;
+
+fn print_row(name: &str, cells: &[String]) {
+    print!("{name:<W0$}");
+    for c in cells {
+        print!(" | {c:<W$}");
+    }
+    println!();
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let registry = Registry::start(&args)?;
+    let reference = format!("{}/{}", registry.addr, args.image);
+    let image = inspect_image(&args.skopeo, &reference)?;
+    eprintln!(
+        "image {reference}: {} layers, {:.1} MB compressed (layers + config)",
+        image.layers,
+        image.compressed as f64 / 1e6
+    );
+
+    eprintln!("warm-up: one untimed skopeo copy (registry blobs into the page cache)");
+    skopeo_copy(&args.skopeo, &image)?;
+
+    eprintln!("creating VCH (vic-machine create)…");
+    let vch = Vch::create(&args.bin_dir, &registry.addr)?;
+    let dockerd = if args.dockerd.exists() {
+        match Dockerd::start(&args.dockerd, &[&registry.addr], &args.docker) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("dockerd peer unavailable: {e:#}");
+                None
+            }
+        }
+    } else {
+        eprintln!(
+            "dockerd peer unavailable: {} not installed (Debian docker.io)",
+            args.dockerd.display()
+        );
+        None
+    };
+    let driver = dockerd.as_ref().and_then(|d| {
+        run_ok(
+            d.docker(&args.docker)
+                .args(["info", "--format", "{{.Driver}}"]),
+            "docker info",
+        )
+        .ok()
+        .map(|s| s.trim().to_string())
+    });
+    let dockerd_version = dockerd.as_ref().and_then(|d| {
+        run_ok(
+            d.docker(&args.docker)
+                .args(["version", "--format", "{{.Server.Version}}"]),
+            "docker version",
+        )
+        .ok()
+        .map(|s| s.trim().to_string())
+    });
+
+    let (mut vic, mut peer, mut sko) = (Runs::default(), Runs::default(), Runs::default());
+    let report = |i: usize, who: &str, r: &Run| {
+        eprintln!(
+            "run {i}/{}: {who:<8} {:7.2} s  cpu {:6.2} s  loopback {:7.1} MB",
+            args.runs,
+            r.secs,
+            r.cpu,
+            r.wire as f64 / 1e6
+        );
+        if r.wire < image.compressed {
+            eprintln!("warning: {who}: less than the image crossed loopback: not a full download?");
+        }
+    };
+    for i in 1..=args.runs {
+        let r = vic_pull(&vch, &args.docker, &image)?;
+        report(i, "vic", &r);
+        vic.push(&r);
+        if let Some(d) = &dockerd {
+            let r = dockerd_pull(d, &args.docker, &image)?;
+            report(i, "dockerd", &r);
+            peer.push(&r);
+        }
+        let r = skopeo_copy(&args.skopeo, &image)?;
+        report(i, "skopeo", &r);
+        sko.push(&r);
+    }
+
+    let size_of = |host: &str| -> Option<u64> {
+        run_ok(
+            docker_cmd(&args.docker, host).args([
+                "image",
+                "inspect",
+                "--format",
+                "{{.Size}}",
+                &reference,
+            ]),
+            "docker image inspect",
+        )
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+    };
+    let unpacked_peer = dockerd.as_ref().and_then(|d| size_of(d.host()));
+    let unpacked_vic = size_of(&vch.host);
+    // Leave nothing behind in either store.
+    let _ = docker_cmd(&args.docker, &vch.host)
+        .args(["rmi", "-f", &reference])
+        .output();
+    drop(dockerd);
+    drop(vch);
+
+    // ---- report ----
+    let mb = |b: u64| b as f64 / 1e6;
+    let gb = image.compressed as f64 / 1e9;
+    println!();
+    println!(
+        "Cold pull of {reference}, {} runs each (interleaved)",
+        args.runs
+    );
+    println!(
+        "image: {} layers; {:.1} MB compressed (layers + config, from the manifest); unpacked {} (dockerd .Size), {} (vic .Size)",
+        image.layers,
+        mb(image.compressed),
+        unpacked_peer.map_or("n/a".into(), |b| format!("{:.1} MB", mb(b))),
+        unpacked_vic.map_or("n/a".into(), |b| format!("{:.1} MB", mb(b))),
+    );
+    println!(
+        "registry: {} on loopback, plain HTTP, blobs in the page cache (one untimed skopeo copy first)",
+        registry.addr
+    );
+    println!();
+    let cols: [(&str, &Runs); 3] = [
+        ("vic", &vic),
+        ("dockerd", &peer),
+        ("skopeo copy (no unpack)", &sko),
+    ];
+    print_row(
+        "",
+        &cols.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>(),
+    );
+    println!(
+        "{}",
+        "-".repeat(W0) + &format!("-+-{}", "-".repeat(W)).repeat(cols.len())
+    );
+    let t: Vec<Option<Stats>> = cols.iter().map(|(_, r)| stats(&r.secs)).collect();
+    let cpu_per_gb: Vec<Option<Stats>> = cols
+        .iter()
+        .map(|(_, r)| stats(&r.cpu.iter().map(|c| c / gb).collect::<Vec<_>>()))
+        .collect();
+    let cpu_share: Vec<Option<Stats>> = cols
+        .iter()
+        .map(|(_, r)| {
+            stats(
+                &r.cpu
+                    .iter()
+                    .zip(&r.secs)
+                    .map(|(c, s)| 100.0 * c / s)
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    let na = || "n/a".to_string();
+    print_row(
+        "time, s: median (min–max)",
+        &t.iter()
+            .map(|s| {
+                s.as_ref().map_or_else(na, |s| {
+                    format!("{:.2} ({:.2}–{:.2})", s.median, s.min, s.max)
+                })
+            })
+            .collect::<Vec<_>>(),
+    );
+    print_row(
+        "MB/s (compressed / median)",
+        &t.iter()
+            .map(|s| {
+                s.as_ref()
+                    .map_or_else(na, |s| format!("{:.1}", mb(image.compressed) / s.median))
+            })
+            .collect::<Vec<_>>(),
+    );
+    let peer_median = t[1].as_ref().map(|s| s.median);
+    print_row(
+        "time vs dockerd",
+        &t.iter()
+            .map(|s| match (s, peer_median) {
+                (Some(s), Some(p)) if p > 0.0 => format!("{:.2}x", s.median / p),
+                _ => na(),
+            })
+            .collect::<Vec<_>>(),
+    );
+    print_row(
+        "CPU s per GB compressed",
+        &cpu_per_gb
+            .iter()
+            .map(|s| {
+                s.as_ref().map_or_else(na, |s| {
+                    format!("{:.2} ({:.2}–{:.2})", s.median, s.min, s.max)
+                })
+            })
+            .collect::<Vec<_>>(),
+    );
+    print_row(
+        "loopback MB per run (median)",
+        &cols
+            .iter()
+            .map(|(_, r)| stats(&r.wire).map_or_else(na, |s| format!("{:.1}", s.median / 1e6)))
+            .collect::<Vec<_>>(),
+    );
+    print_row(
+        "CPU, % of one core (median)",
+        &cpu_share
+            .iter()
+            .map(|s| s.as_ref().map_or_else(na, |s| format!("{:.0}%", s.median)))
+            .collect::<Vec<_>>(),
+    );
+    println!();
+    println!("What each column includes:");
+    println!(
+        "  vic      docker CLI → vic-appliance (imagec): manifest, download + sha256 of every blob into the"
+    );
+    println!(
+        "           blob store, then gunzip + untar each layer into the image rootfs. CPU: the vic-appliance"
+    );
+    println!("           process (utime+stime from /proc, plus children it reaped).");
+    println!(
+        "  dockerd  docker CLI → private dockerd {} (storage driver {}): the same work into its layer store.",
+        dockerd_version.as_deref().unwrap_or("?"),
+        driver.as_deref().unwrap_or("?")
+    );
+    println!(
+        "           CPU: dockerd and its descendants (its containerd), plus children they reaped."
+    );
+    println!(
+        "  skopeo   skopeo copy docker://… dir:NEW_TMPDIR: download + sha256 of every blob, written"
+    );
+    println!("           compressed; no unpacking. CPU: the skopeo process (wait4 rusage).");
+    println!(
+        "  Each run starts cold: rmi first, and the benchmark checks the puller kept no blob or layer."
+    );
+    println!("  The docker CLI's own CPU is not counted; MB = 10^6 bytes, GB = 10^9 bytes.");
+    println!(
+        "  loopback MB: bytes received on lo during the run (the download, plus the API stream and any"
+    );
+    println!(
+        "  other loopback traffic on the host): a check that the whole image crossed the wire."
+    );
+    drop(registry);
+    Ok(())
+}
