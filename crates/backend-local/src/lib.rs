@@ -31,6 +31,9 @@ use hypervisor::{Backend, BackendError, PowerState, PoweredOn, VmConfig};
 
 pub use accel::Accel;
 
+/// How long a running VM's QEMU may take to reconnect to a restarted appliance.
+const REATTACH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Configuration of the local backend.
 #[derive(Debug, Clone)]
 pub struct LocalConfig {
@@ -281,6 +284,12 @@ impl Backend for LocalBackend {
                 self.cfg.boot_timeout,
             )
             .await
+    }
+
+    async fn reattach(&self, id: &str) -> Result<PoweredOn, BackendError> {
+        check_id("VM", id)?;
+        // QEMU's chardev retries every second; allow for a loaded host.
+        self.vms.reattach(id, REATTACH_TIMEOUT).await
     }
 
     async fn power_off(&self, id: &str, grace: Duration) -> Result<(), BackendError> {

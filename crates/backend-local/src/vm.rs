@@ -241,51 +241,46 @@ impl Vms {
                 exit: rx.clone(),
             },
         );
-        let mut early_exit = rx.clone();
-        let accepted = tokio::select! {
-            a = tokio::time::timeout(boot_timeout, listener.accept()) => a,
-            _ = early_exit.wait_for(Option::is_some) => {
-                let _ = std::fs::remove_file(&sock);
-                return Err(failed(format!(
-                    "QEMU for VM {id} exited during boot: {}",
-                    tail(&log, 3)
-                )));
-            }
+        connect(id, &dir, &listener, rx, pid, boot_timeout, started, true).await
+    }
+
+    /// Listens on the tether socket of a VM whose QEMU outlived the appliance that started
+    /// it; QEMU's chardev reconnects within a second and the tether says Hello again.
+    pub async fn reattach(&self, id: &str, limit: Duration) -> Result<PoweredOn, BackendError> {
+        let Some(pid) = self.live_pid(id) else {
+            return Err(failed(format!("VM {id} is not running")));
         };
+        let dir = self.dir(id);
+        let sock = dir.join(TETHER_SOCK);
         let _ = std::fs::remove_file(&sock);
-        let stream = match accepted {
-            Ok(Ok((stream, _))) => stream,
-            Ok(Err(e)) => {
-                kill(pid);
-                return Err(io_err(format!("accepting the tether of VM {id}"))(e));
-            }
-            Err(_) => {
-                kill(pid);
-                return Err(BackendError::BootTimeout {
-                    id: id.to_string(),
-                    secs: boot_timeout.as_secs(),
-                    log: dir.join(CONSOLE_LOG).display().to_string(),
-                });
-            }
-        };
-        tracing::debug!(vm = id, pid, elapsed = ?started.elapsed(), "tether connected");
-        let mut exit = rx;
-        let exited = async move {
-            match exit.wait_for(Option::is_some).await {
-                Ok(v) => v.clone().unwrap_or_else(|| VmExit {
-                    detail: "qemu exited".into(),
-                }),
-                Err(_) => VmExit {
-                    detail: "qemu exit status lost".into(),
-                },
-            }
+        let listener = bind(&dir, &sock)?;
+        // Not our child: its exit is seen by watching /proc.
+        let (tx, rx) = watch::channel(None);
+        {
+            let dir = dir.clone();
+            let vm_id = id.to_string();
+            tokio::spawn(async move {
+                while is_our_qemu(pid, &dir) {
+                    if tx.is_closed() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                tracing::debug!(vm = %vm_id, pid, "adopted qemu exited");
+                let _ = tx.send(Some(VmExit {
+                    detail: format!("qemu (pid {pid}) exited"),
+                }));
+            });
         }
-        .boxed();
-        Ok(PoweredOn {
-            channel: Box::new(stream),
-            pid: Some(pid),
-            exited,
-        })
+        self.running().insert(
+            id.to_string(),
+            Running {
+                pid,
+                exit: rx.clone(),
+            },
+        );
+        let started = std::time::Instant::now();
+        connect(id, &dir, &listener, rx, pid, limit, started, false).await
     }
 
     pub async fn power_off(&self, id: &str, grace: Duration) -> Result<(), BackendError> {
@@ -355,6 +350,72 @@ impl Vms {
             Err(e) => Err(io_err(format!("removing {}", dir.display()))(e)),
         }
     }
+}
+
+/// Waits for QEMU to connect the tether socket; `kill_on_failure` ends a VM that never
+/// connects (a fresh boot), otherwise it is left for the caller to decide.
+#[allow(clippy::too_many_arguments)]
+async fn connect(
+    id: &str,
+    dir: &Path,
+    listener: &UnixListener,
+    rx: watch::Receiver<Option<VmExit>>,
+    pid: u32,
+    limit: Duration,
+    started: std::time::Instant,
+    kill_on_failure: bool,
+) -> Result<PoweredOn, BackendError> {
+    let sock = dir.join(TETHER_SOCK);
+    let log = dir.join(QEMU_LOG);
+    let mut early_exit = rx.clone();
+    let accepted = tokio::select! {
+        a = tokio::time::timeout(limit, listener.accept()) => a,
+        _ = early_exit.wait_for(Option::is_some) => {
+            let _ = std::fs::remove_file(&sock);
+            return Err(failed(format!(
+                "QEMU for VM {id} exited before its tether connected: {}",
+                tail(&log, 3)
+            )));
+        }
+    };
+    let _ = std::fs::remove_file(&sock);
+    let stream = match accepted {
+        Ok(Ok((stream, _))) => stream,
+        Ok(Err(e)) => {
+            if kill_on_failure {
+                kill(pid);
+            }
+            return Err(io_err(format!("accepting the tether of VM {id}"))(e));
+        }
+        Err(_) => {
+            if kill_on_failure {
+                kill(pid);
+            }
+            return Err(BackendError::BootTimeout {
+                id: id.to_string(),
+                secs: limit.as_secs(),
+                log: dir.join(CONSOLE_LOG).display().to_string(),
+            });
+        }
+    };
+    tracing::debug!(vm = id, pid, elapsed = ?started.elapsed(), "tether connected");
+    let mut exit = rx;
+    let exited = async move {
+        match exit.wait_for(Option::is_some).await {
+            Ok(v) => v.clone().unwrap_or_else(|| VmExit {
+                detail: "qemu exited".into(),
+            }),
+            Err(_) => VmExit {
+                detail: "qemu exit status lost".into(),
+            },
+        }
+    }
+    .boxed();
+    Ok(PoweredOn {
+        channel: Box::new(stream),
+        pid: Some(pid),
+        exited,
+    })
 }
 
 /// Binds the tether socket. Unix socket paths are limited to 108 bytes, so a long state

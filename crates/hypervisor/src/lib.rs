@@ -99,6 +99,16 @@ pub trait Backend: Send + Sync + 'static {
     /// Powers the VM on and returns once its tether has connected.
     async fn power_on(&self, id: &str) -> Result<PoweredOn, BackendError>;
 
+    /// Connects again to the tether of a VM that kept running while nobody held its channel
+    /// (the appliance restarted). Fails if the VM is not running or its tether does not answer
+    /// in time; the VM is left as it is either way.
+    async fn reattach(&self, id: &str) -> Result<PoweredOn, BackendError> {
+        Err(BackendError::Failed(format!(
+            "the {} backend cannot re-attach VM {id}",
+            self.name()
+        )))
+    }
+
     /// Powers the VM off, hard after `grace` if it has not gone by itself.
     async fn power_off(&self, id: &str, grace: Duration) -> Result<(), BackendError>;
 

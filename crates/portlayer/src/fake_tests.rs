@@ -97,6 +97,9 @@ async fn fake_tether(mut io: DuplexStream, off: oneshot::Sender<()>) {
         Frame::control(&GuestMsg::Hello {
             version: 1,
             kernel: "fake".into(),
+            configured: false,
+            running: vec![],
+            main_exit: None,
         }),
     )
     .await;
@@ -376,4 +379,140 @@ async fn names_are_unique_and_records_survive_a_restart() {
     assert_eq!(again.get("web").unwrap().id, rec.id);
     again.remove("web", false).await.unwrap();
     assert!(again.list().is_empty());
+}
+
+/// Re-attaching: what a reconnected tether says decides whether the take-over works.
+mod reattach {
+    use super::*;
+    use crate::logs::LogStream;
+    use crate::session::{self, SessionExit, SessionSink};
+
+    #[derive(Clone, Default)]
+    struct Collect(Arc<StdMutex<Vec<u8>>>);
+    impl SessionSink for Collect {
+        fn output(&mut self, _stream: LogStream, data: &[u8]) {
+            self.0.lock().unwrap().extend_from_slice(data);
+        }
+    }
+
+    fn hello(configured: bool, running: Vec<u32>, main_exit: Option<i32>) -> Frame {
+        Frame::control(&GuestMsg::Hello {
+            version: 1,
+            kernel: "fake".into(),
+            configured,
+            running,
+            main_exit,
+        })
+    }
+
+    /// A "VM" whose tether sends `frames` and then keeps the channel open until `off`.
+    fn vm(frames: Vec<Frame>) -> (PoweredOn, tokio::task::JoinHandle<Vec<HostMsg>>) {
+        let (host, mut guest) = tokio::io::duplex(1 << 16);
+        let task = tokio::spawn(async move {
+            for f in frames {
+                send(&mut guest, f).await;
+            }
+            // Collect what the host says until it shuts the VM down.
+            let mut dec = FrameDecoder::new();
+            let mut buf = vec![0u8; 4096];
+            let mut said = Vec::new();
+            loop {
+                let n = match tokio::time::timeout(Duration::from_secs(2), guest.read(&mut buf))
+                    .await
+                {
+                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return said,
+                    Ok(Ok(n)) => n,
+                };
+                dec.push(&buf[..n]);
+                while let Some(f) = dec.next_frame().unwrap() {
+                    if f.kind == FrameKind::Control {
+                        let m = f.parse_control::<HostMsg>().unwrap();
+                        let done = matches!(m, HostMsg::Shutdown);
+                        said.push(m);
+                        if done {
+                            return said;
+                        }
+                    }
+                }
+            }
+        });
+        let powered = PoweredOn {
+            channel: Box::new(host),
+            pid: Some(99),
+            exited: futures_util::future::pending().boxed(),
+        };
+        (powered, task)
+    }
+
+    fn stdin() -> Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<StdinMsg>>> {
+        Arc::new(tokio::sync::Mutex::new(
+            tokio::sync::mpsc::unbounded_channel().1,
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_running_process_is_taken_over_and_its_exit_reported() {
+        let out = Collect::default();
+        let (powered, guest) = vm(vec![
+            hello(true, vec![0], None),
+            Frame::data(FrameKind::Stdout, 0, b"still here\n".to_vec()),
+            Frame::control(&GuestMsg::Exited {
+                session: 0,
+                code: 3,
+            }),
+        ]);
+        let s = session::reattach(powered, out.clone(), stdin())
+            .await
+            .expect("re-attached");
+        assert_eq!(s.exit.await.unwrap(), SessionExit::Exited(3));
+        assert_eq!(out.0.lock().unwrap().as_slice(), b"still here\n");
+        let said = guest.await.unwrap();
+        assert!(
+            !said
+                .iter()
+                .any(|m| matches!(m, HostMsg::Setup(_) | HostMsg::Spawn { .. })),
+            "nothing is set up or started again: {said:?}"
+        );
+        assert!(matches!(said.last(), Some(HostMsg::Shutdown)), "{said:?}");
+    }
+
+    #[tokio::test]
+    async fn output_and_exit_held_while_away_arrive_before_hello() {
+        let out = Collect::default();
+        let (powered, _guest) = vm(vec![
+            Frame::data(FrameKind::Stdout, 0, b"bye\n".to_vec()),
+            Frame::control(&GuestMsg::Exited {
+                session: 0,
+                code: 7,
+            }),
+            hello(true, vec![], Some(7)),
+        ]);
+        let s = session::reattach(powered, out.clone(), stdin())
+            .await
+            .expect("re-attached");
+        assert_eq!(s.exit.await.unwrap(), SessionExit::Exited(7));
+        assert_eq!(out.0.lock().unwrap().as_slice(), b"bye\n");
+    }
+
+    #[tokio::test]
+    async fn an_exit_told_in_hello_is_kept() {
+        let (powered, _guest) = vm(vec![hello(true, vec![], Some(9))]);
+        let s = session::reattach(powered, Collect::default(), stdin())
+            .await
+            .expect("re-attached");
+        assert_eq!(s.exit.await.unwrap(), SessionExit::Exited(9));
+    }
+
+    #[tokio::test]
+    async fn a_vm_that_was_never_set_up_cannot_be_taken_over() {
+        let (powered, _guest) = vm(vec![hello(false, vec![], None)]);
+        let err = session::reattach(powered, Collect::default(), stdin())
+            .await
+            .err()
+            .expect("refused");
+        match err {
+            session::StartFailure::Other(m) => assert!(m.contains("no process"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use hypervisor::{Backend, BackendError, VmConfig};
+use hypervisor::{Backend, BackendError, PowerState, VmConfig};
 use tether_proto::{Frame, HostMsg, Process, Setup, MAIN_SESSION};
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Mutex};
 
@@ -209,25 +209,12 @@ impl Containers {
             .map_err(io_err("loading container records"))?;
         let mut records = HashMap::new();
         let mut live = HashMap::new();
-        for mut rec in loaded {
-            if rec.state.status == Status::Running {
-                // Re-attaching to VMs that outlived the appliance is not supported yet: power
-                // them off so state and reality agree.
-                let _ = backend.power_off(&rec.id, Duration::from_secs(2)).await;
-                rec.state.status = Status::Exited;
-                rec.state.exit_code = 137;
-                rec.state.pid = 0;
-                rec.state.finished_at = Some(Utc::now());
-                rec.state.error = "the appliance restarted while the container ran".into();
-                state
-                    .save(&rec)
-                    .map_err(io_err("saving a container record"))?;
-            }
+        for rec in loaded {
             live.insert(rec.id.clone(), Live::new(rec.state.exit_code));
             records.insert(rec.id.clone(), rec);
         }
         tracing::info!(containers = records.len(), "container state loaded");
-        Ok(Containers {
+        let me = Containers {
             inner: Arc::new(Inner {
                 records: StdMutex::new(records),
                 live: StdMutex::new(live),
@@ -236,7 +223,106 @@ impl Containers {
                 images,
                 events,
             }),
-        })
+        };
+        me.recover().await;
+        Ok(me)
+    }
+
+    /// Makes records and VMs agree after a restart: running containers whose VM still runs
+    /// are taken over (their output, stdin, signals and exit flow again), those whose VM is
+    /// gone are marked exited, and VMs running for containers not recorded as running (a start
+    /// cut short) are powered off.
+    async fn recover(&self) {
+        let recs = self.list();
+        let work = recs.into_iter().map(|rec| async move {
+            let state = self.inner.backend.power_state(&rec.id).await;
+            match (rec.state.status == Status::Running, state) {
+                (true, PowerState::On) => {
+                    if let Err(why) = self.reattach(&rec.id).await {
+                        tracing::warn!(id = %rec.id, "re-attaching failed: {why}");
+                        let _ = self
+                            .inner
+                            .backend
+                            .power_off(&rec.id, Duration::from_secs(2))
+                            .await;
+                        self.mark_lost(
+                            &rec.id,
+                            format!("re-attaching after a restart failed: {why}"),
+                        );
+                    }
+                }
+                (true, _) => self.mark_lost(
+                    &rec.id,
+                    "the container VM stopped while the appliance was down".into(),
+                ),
+                (false, PowerState::On) => {
+                    tracing::info!(id = %rec.id, "powering off a VM whose start was cut short");
+                    let _ = self
+                        .inner
+                        .backend
+                        .power_off(&rec.id, Duration::from_secs(2))
+                        .await;
+                }
+                (false, _) => {}
+            }
+        });
+        futures_util::future::join_all(work).await;
+    }
+
+    /// Takes over the running VM of container `id`.
+    async fn reattach(&self, id: &str) -> Result<(), String> {
+        let live = self.live(id).ok_or("no runtime state")?;
+        let powered = self
+            .inner
+            .backend
+            .reattach(id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let pid = powered.pid.unwrap_or(0);
+        let writer = LogWriter::open(&self.inner.state.log_path(id))
+            .map_err(|e| format!("opening the container log: {e}"))?;
+        let sink = LogSink {
+            writer: Some(writer),
+            output: live.output.clone(),
+            id: id.to_string(),
+        };
+        let session = session::reattach(powered, sink, live.stdin_rx.clone())
+            .await
+            .map_err(|f| match f {
+                StartFailure::Spawn { message, .. } | StartFailure::Other(message) => message,
+            })?;
+        *live.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(session.frames.clone());
+        *live.vm_off.lock().await = Some(session.vm_off);
+        if pid != 0 {
+            let _ = self.update(id, |r| r.state.pid = pid);
+        }
+        tracing::info!(%id, pid, "re-attached to a running container VM");
+        let me = self.clone();
+        let exit = session.exit;
+        let id = id.to_string();
+        tokio::spawn(async move { me.on_exit(id, exit).await });
+        Ok(())
+    }
+
+    /// Records that a running container's VM is gone without a reported exit.
+    fn mark_lost(&self, id: &str, why: String) {
+        tracing::warn!(%id, "{why}");
+        let rec = self.update(id, |r| {
+            r.state.status = Status::Exited;
+            r.state.exit_code = 137;
+            r.state.pid = 0;
+            r.state.finished_at = Some(Utc::now());
+            r.state.error = why;
+        });
+        if let Some(live) = self.live(id) {
+            live.exits.send_modify(|(n, c)| {
+                *n += 1;
+                *c = 137;
+            });
+        }
+        if let Ok(rec) = rec {
+            self.publish("die", &rec, &[("exitCode", "137".to_string())]);
+        }
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {

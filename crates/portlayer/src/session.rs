@@ -58,14 +58,59 @@ pub struct Session {
     pub vm_off: oneshot::Receiver<String>,
 }
 
+/// How long a re-attached tether may take to say Hello.
+pub const REATTACH_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What the driver does when the tether says Hello.
+enum Mode {
+    /// A fresh VM: configure it and start the main process.
+    Start {
+        setup: Box<Setup>,
+        process: Box<Process>,
+    },
+    /// A VM that kept running while the appliance restarted: take over its main process.
+    Reattach,
+}
+
 /// Drives the protocol until the main process has started, then keeps going in the
 /// background. `stdin` is consumed while the session runs and left in place afterwards.
 pub async fn start(
     powered: PoweredOn,
     setup: Setup,
     process: Process,
+    sink: impl SessionSink,
+    stdin: Arc<Mutex<mpsc::UnboundedReceiver<StdinMsg>>>,
+) -> Result<Session, StartFailure> {
+    drive(
+        powered,
+        Mode::Start {
+            setup: Box::new(setup),
+            process: Box::new(process),
+        },
+        sink,
+        stdin,
+        START_TIMEOUT,
+    )
+    .await
+}
+
+/// Takes over the running main process of a VM whose tether has reconnected after an
+/// appliance restart. Output the tether held while nobody listened arrives first; an exit
+/// that happened meanwhile resolves [`Session::exit`] at once.
+pub async fn reattach(
+    powered: PoweredOn,
+    sink: impl SessionSink,
+    stdin: Arc<Mutex<mpsc::UnboundedReceiver<StdinMsg>>>,
+) -> Result<Session, StartFailure> {
+    drive(powered, Mode::Reattach, sink, stdin, REATTACH_TIMEOUT).await
+}
+
+async fn drive(
+    powered: PoweredOn,
+    mode: Mode,
     mut sink: impl SessionSink,
     stdin: Arc<Mutex<mpsc::UnboundedReceiver<StdinMsg>>>,
+    limit: Duration,
 ) -> Result<Session, StartFailure> {
     let PoweredOn {
         channel, exited, ..
@@ -121,15 +166,52 @@ pub async fn start(
                         sink.output(LogStream::Stderr, &frame.payload)
                     }
                     FrameKind::Control => match frame.parse_control::<GuestMsg>() {
-                        Ok(GuestMsg::Hello { version, kernel }) => {
-                            tracing::debug!(version, kernel, "tether hello");
-                            send(HostMsg::Setup(setup.clone()));
+                        Ok(GuestMsg::Hello {
+                            version,
+                            kernel,
+                            configured,
+                            running,
+                            main_exit,
+                        }) => {
+                            tracing::debug!(version, kernel, configured, ?running, "tether hello");
+                            match &mode {
+                                Mode::Start { setup, .. } => {
+                                    send(HostMsg::Setup((**setup).clone()))
+                                }
+                                Mode::Reattach => {
+                                    if let Some(code) = main_exit {
+                                        if let Some(tx) = started_tx.take() {
+                                            let _ = tx.send(Ok(()));
+                                        }
+                                        send(HostMsg::Shutdown);
+                                        break 'outer SessionExit::Exited(code);
+                                    }
+                                    if configured && running.contains(&MAIN_SESSION) {
+                                        if started_tx.is_some() {
+                                            stdin_task = Some(tokio::spawn(forward_stdin(
+                                                stdin.clone(),
+                                                to_guest.clone(),
+                                            )));
+                                        }
+                                        if let Some(tx) = started_tx.take() {
+                                            let _ = tx.send(Ok(()));
+                                        }
+                                    } else if let Some(tx) = started_tx.take() {
+                                        let _ = tx.send(Err(StartFailure::Other(
+                                            "the container VM has no process to re-attach to"
+                                                .into(),
+                                        )));
+                                    }
+                                }
+                            }
                         }
                         Ok(GuestMsg::Ready) => {
-                            send(HostMsg::Spawn {
-                                session: MAIN_SESSION,
-                                process: process.clone(),
-                            });
+                            if let Mode::Start { process, .. } = &mode {
+                                send(HostMsg::Spawn {
+                                    session: MAIN_SESSION,
+                                    process: (**process).clone(),
+                                });
+                            }
                         }
                         Ok(GuestMsg::SetupFailed { message }) => {
                             if let Some(tx) = started_tx.take() {
@@ -164,6 +246,13 @@ pub async fn start(
                             session: MAIN_SESSION,
                             code,
                         }) => {
+                            if matches!(mode, Mode::Reattach) {
+                                // Held while nobody listened: the take-over worked, and the
+                                // process has ended.
+                                if let Some(tx) = started_tx.take() {
+                                    let _ = tx.send(Ok(()));
+                                }
+                            }
                             send(HostMsg::Shutdown);
                             break 'outer SessionExit::Exited(code);
                         }
@@ -194,7 +283,7 @@ pub async fn start(
         let _ = off_tx.send(detail);
     });
 
-    match tokio::time::timeout(START_TIMEOUT, started_rx).await {
+    match tokio::time::timeout(limit, started_rx).await {
         Ok(Ok(Ok(()))) => Ok(Session {
             frames: frames_tx,
             exit: exit_rx,
@@ -205,8 +294,8 @@ pub async fn start(
             "the session ended before the process started".into(),
         )),
         Err(_) => Err(StartFailure::Other(format!(
-            "the container VM did not start the process within {} s",
-            START_TIMEOUT.as_secs()
+            "the container VM did not report its process within {} s",
+            limit.as_secs()
         ))),
     }
 }

@@ -253,9 +253,18 @@ pub enum HostMsg {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum GuestMsg {
+    /// Said when the port opens and again whenever the host reconnects; then it carries what
+    /// a new host needs to take over: whether setup is done, which sessions still run, and the
+    /// main process's exit code if it has ended.
     Hello {
         version: u32,
         kernel: String,
+        #[serde(default)]
+        configured: bool,
+        #[serde(default)]
+        running: Vec<u32>,
+        #[serde(default)]
+        main_exit: Option<i32>,
     },
     /// Setup is done: the root filesystem is mounted.
     Ready,

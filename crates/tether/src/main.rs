@@ -53,10 +53,17 @@ fn kernel_release() -> String {
         .unwrap_or_default()
 }
 
-fn hello(out: &Writer) {
+fn hello(out: &Writer, sessions: &Sessions, mounted: &Mutex<Option<Arc<Mounted>>>) {
+    let configured = match mounted.lock() {
+        Ok(m) => m.is_some(),
+        Err(p) => p.into_inner().is_some(),
+    };
     out.msg(&GuestMsg::Hello {
         version: PROTOCOL_VERSION,
         kernel: kernel_release(),
+        configured,
+        running: sessions.running(),
+        main_exit: sessions.main_exit(),
     });
 }
 
@@ -107,12 +114,12 @@ fn main() {
         })
     };
     let sessions = Sessions::new(reaper, out.clone(), on_main_exit);
-    hello(&out);
+    hello(&out, &sessions, &mounted);
     loop {
         let frame = match reader.next() {
             Event::Frame(f) => f,
             Event::Reconnected => {
-                hello(&out);
+                hello(&out, &sessions, &mounted);
                 continue;
             }
         };

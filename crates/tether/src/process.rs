@@ -36,6 +36,8 @@ pub struct Sessions {
     out: Writer,
     /// Called once the main session has reported its exit.
     on_main_exit: Box<dyn Fn() + Send + Sync>,
+    /// The main process's exit code, once it has ended (told again to a reconnecting host).
+    main_exit: Mutex<Option<i32>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -139,7 +141,20 @@ impl Sessions {
             reaper,
             out,
             on_main_exit,
+            main_exit: Mutex::new(None),
         })
+    }
+
+    /// The sessions whose processes still run, in order.
+    pub fn running(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = lock(&self.map).keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The main process's exit code, if it has ended.
+    pub fn main_exit(&self) -> Option<i32> {
+        *lock(&self.main_exit)
     }
 
     fn fail(&self, session: u32, code: i32, message: String) {
@@ -280,6 +295,9 @@ impl Sessions {
         }
         closed.store(true, Ordering::SeqCst);
         lock(&self.map).remove(&session);
+        if session == MAIN_SESSION {
+            *lock(&self.main_exit) = Some(code);
+        }
         self.out.msg(&GuestMsg::Exited { session, code });
         if session == MAIN_SESSION {
             (self.on_main_exit)();
