@@ -20,7 +20,7 @@ build: binaries kernel initramfs
 binaries:
 	cargo build --release -p vic-machine -p appliance
 	@mkdir -p $(BIN)
-	cp target/release/vic-machine target/release/vic-appliance $(BIN)/
+	install -m 755 target/release/vic-machine target/release/vic-appliance target/release/vic-init $(BIN)/
 
 kernel:
 	bootstrap/build-kernel.sh $(BOOT)/vmlinux

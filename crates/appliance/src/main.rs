@@ -46,6 +46,16 @@ struct Args {
     /// Initramfs holding tether.
     #[arg(long)]
     initrd: PathBuf,
+    /// PEM server certificate (then its chain): serve the Docker API over TLS.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM certificate authorities: clients must present a certificate that chains to one
+    /// (tlsverify); repeatable. Without it any client may connect over TLS.
+    #[arg(long = "tls-ca", requires = "tls_cert")]
+    tls_cas: Vec<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -65,6 +75,14 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    // Checked first: a bad certificate stops the appliance before it starts anything.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            docker_api::server_config(cert, key, &args.tls_cas)
+                .context("setting up TLS for the Docker API")?,
+        ),
+        _ => None,
+    };
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("creating {}", args.state_dir.display()))?;
     let image_root = args
@@ -123,7 +141,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.state_dir.join("appliance.pid"),
         std::process::id().to_string(),
     )?;
-    let server = tokio::spawn(docker_api::serve(listener, state, std::future::pending()));
+    let server = match tls {
+        Some(tls) => tokio::spawn(docker_api::serve_tls(
+            listener,
+            tls,
+            state,
+            std::future::pending(),
+        )),
+        None => tokio::spawn(docker_api::serve(listener, state, std::future::pending())),
+    };
     tokio::select! {
         _ = shutdown_signal() => {}
         res = server => {

@@ -9,6 +9,9 @@
 //!                               └► streams.rs     attach (hijacked), logs, wait
 //! ```
 //!
+//! [`serve`] speaks plain HTTP; [`serve_tls`] (in `tls.rs`) speaks HTTPS, optionally requiring
+//! client certificates, through the same handler.
+//!
 //! Every path is accepted with or without the `/v1.NN` prefix; the version a client asks for
 //! is checked against [`MIN_API_VERSION`]..=[`API_VERSION`].
 
@@ -21,6 +24,7 @@ mod inspect;
 mod pull;
 mod streams;
 mod system;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +41,7 @@ use portlayer::Containers;
 use tower::ServiceExt;
 
 pub use error::{ApiError, ApiResult};
+pub use tls::{serve_tls, server_config, TlsConfig, TlsError, HANDSHAKE_TIMEOUT};
 
 /// Highest Docker Engine API version served (what the docker 28 CLI negotiates).
 pub const API_VERSION: &str = "1.50";
@@ -165,21 +170,37 @@ fn strip_version(mut req: Request) -> Result<Request, ApiError> {
     Ok(req)
 }
 
-/// Serves the API on `addr` until `shutdown` resolves.
+/// The whole API as one handler: the version prefix checked and stripped, then the router.
+/// The plain and the TLS server both serve through it.
+#[derive(Clone)]
+pub(crate) struct Api(Router);
+
+impl Api {
+    pub(crate) fn new(state: AppState) -> Self {
+        Api(router(state))
+    }
+
+    pub(crate) async fn handle(self, req: Request) -> Response {
+        match strip_version(req) {
+            Ok(req) => match self.0.oneshot(req).await {
+                Ok(resp) => resp,
+                Err(never) => match never {},
+            },
+            Err(e) => e.into_response(),
+        }
+    }
+}
+
+/// Serves the API over plain HTTP on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state);
+    let api = Api::new(state);
     let svc = tower::service_fn(move |req: Request| {
-        let app = app.clone();
-        async move {
-            match strip_version(req) {
-                Ok(req) => app.oneshot(req).await,
-                Err(e) => Ok(e.into_response()),
-            }
-        }
+        let api = api.clone();
+        async move { Ok::<_, std::convert::Infallible>(api.handle(req).await) }
     });
     let local: SocketAddr = listener.local_addr()?;
     tracing::info!("Docker API listening on {local}");

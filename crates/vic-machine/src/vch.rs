@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
+use crate::tls::{self, TlsMode, TlsOptions, TlsPlan};
+
 /// VIC's limit on a VCH name.
 pub const MAX_NAME_LEN: usize = 31;
 
@@ -30,6 +32,12 @@ pub struct VchConfig {
     /// The registry CA bundle kept in the VCH's directory, if any.
     #[serde(default)]
     pub registry_ca: Option<PathBuf>,
+    /// How the Docker API is served (VCHs from before TLS: plain).
+    #[serde(default)]
+    pub tls: TlsMode,
+    /// The certificate directory (holding NAME.env), absolute.
+    #[serde(default)]
+    pub cert_path: Option<PathBuf>,
     pub created: String,
     pub version: String,
 }
@@ -55,6 +63,10 @@ impl Layout {
     }
     fn pid_file(&self) -> PathBuf {
         self.dir.join("appliance.pid")
+    }
+    /// The supervisor's PID (vic-init), which restarts the appliance when it dies.
+    fn init_pid_file(&self) -> PathBuf {
+        self.dir.join("init.pid")
     }
     fn log(&self) -> PathBuf {
         self.dir.join("appliance.log")
@@ -99,6 +111,7 @@ pub struct CreateOptions {
     pub timeout: Duration,
     pub port: Option<u16>,
     pub bootstrap_dir: Option<PathBuf>,
+    pub tls: TlsOptions,
 }
 
 /// Copies the `--registry-ca` files into one bundle in the VCH's directory (so the VCH does
@@ -131,20 +144,23 @@ fn registry_ca_bundle(layout: &Layout, files: &[PathBuf]) -> anyhow::Result<Opti
     Ok(Some(path))
 }
 
-fn info(msg: impl AsRef<str>) {
+pub(crate) fn info(msg: impl AsRef<str>) {
     println!("INFO  {}", msg.as_ref());
 }
 
-/// The directory holding this build's vic-appliance, and the bootstrap directory.
+/// The directory holding this build's vic-appliance (and vic-init beside it), and the
+/// bootstrap directory.
 fn find_parts(bootstrap_dir: Option<&Path>) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
     let exe = std::env::current_exe().context("locating vic-machine")?;
     let bin_dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
     let appliance = bin_dir.join("vic-appliance");
-    if !appliance.is_file() {
-        bail!(
-            "vic-appliance not found next to vic-machine ({}): run `make`",
-            appliance.display()
-        );
+    for part in [&appliance, &bin_dir.join("vic-init")] {
+        if !part.is_file() {
+            bail!(
+                "{} not found next to vic-machine: run `make`",
+                part.display()
+            );
+        }
     }
     let boot = match bootstrap_dir {
         Some(d) => d.to_path_buf(),
@@ -171,8 +187,8 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-/// One `GET /_ping`; true when the appliance answers OK.
-fn ping(port: u16) -> bool {
+/// One `GET /_ping` over plain HTTP; true when the appliance answers OK.
+pub(crate) fn ping(port: u16) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
         return false;
@@ -190,7 +206,23 @@ fn ping(port: u16) -> bool {
 
 fn pid_alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists and may be signalled.
-    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+    let exists = pid > 0 && unsafe { libc::kill(pid, 0) } == 0;
+    // A zombie (exited, not yet reaped by its parent) is gone for our purposes.
+    let zombie = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false);
+    exists && !zombie
+}
+
+/// Whether the VCH's appliance (or its supervisor) runs.
+fn appliance_alive(layout: &Layout) -> bool {
+    let marker = layout.dir.display().to_string();
+    owned_pid(&layout.init_pid_file(), &marker).is_some()
+        || owned_pid(&layout.pid_file(), &marker).is_some()
 }
 
 /// The PID in `file` if that process still runs and its command line mentions `marker`.
@@ -236,7 +268,15 @@ pub fn create(layout: &Layout, opts: &CreateOptions) -> anyhow::Result<()> {
         );
     }
     let (appliance, kernel, initrd) = find_parts(opts.bootstrap_dir.as_deref())?;
-    let result = create_inner(layout, opts, &appliance, &kernel, &initrd, started);
+    // Every file the TLS flags name is read and checked before anything is made.
+    let tls = tls::plan(&opts.tls, &layout.name)?;
+    let parts = Parts {
+        appliance: &appliance,
+        kernel: &kernel,
+        initrd: &initrd,
+        tls: &tls,
+    };
+    let result = create_inner(layout, opts, &parts, started);
     if let Err(e) = &result {
         info(format!("Create failed: {e:#}"));
         info("Removing what create made");
@@ -250,19 +290,28 @@ pub fn create(layout: &Layout, opts: &CreateOptions) -> anyhow::Result<()> {
     result
 }
 
+/// What `create` starts from: this build's files and the checked TLS inputs.
+struct Parts<'a> {
+    appliance: &'a Path,
+    kernel: &'a Path,
+    initrd: &'a Path,
+    tls: &'a TlsPlan,
+}
+
 fn create_inner(
     layout: &Layout,
     opts: &CreateOptions,
-    appliance: &Path,
-    kernel: &Path,
-    initrd: &Path,
+    parts: &Parts<'_>,
     started: Instant,
 ) -> anyhow::Result<()> {
+    let (appliance, kernel, initrd) = (parts.appliance, parts.kernel, parts.initrd);
     let app_dir = layout.appliance_dir();
     fs::create_dir_all(&app_dir).with_context(|| format!("creating {}", app_dir.display()))?;
     info(format!("Creating appliance in {}", layout.dir.display()));
     let app_bin = app_dir.join("vic-appliance");
     copy_file(appliance, &app_bin)?;
+    let init_bin = app_dir.join("vic-init");
+    copy_file(&appliance.with_file_name("vic-init"), &init_bin)?;
     copy_file(kernel, &app_dir.join("vmlinux"))?;
     copy_file(initrd, &app_dir.join("initramfs.cpio"))?;
     let port = match opts.port {
@@ -270,6 +319,7 @@ fn create_inner(
         None => free_port()?,
     };
     let registry_ca = registry_ca_bundle(layout, &opts.registry_cas)?;
+    let tls = tls::setup(parts.tls, &layout.dir.join("certs"))?;
     let (image_store, external) = match &opts.image_store {
         Some(dir) => (dir.clone(), true),
         None => (layout.dir.join("images"), false),
@@ -284,6 +334,8 @@ fn create_inner(
         insecure_registries: opts.insecure_registries.clone(),
         whitelist_registries: opts.whitelist_registries.clone(),
         registry_ca: registry_ca.clone(),
+        tls: tls.mode,
+        cert_path: Some(tls.dir.clone()),
         created: chrono::Utc::now().to_rfc3339(),
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
@@ -292,8 +344,13 @@ fn create_inner(
         .create(true)
         .append(true)
         .open(layout.log())?;
-    let mut cmd = Command::new(&app_bin);
-    cmd.arg("--name")
+    // vic-init supervises the appliance: it restarts it if it dies.
+    let mut cmd = Command::new(&init_bin);
+    cmd.arg("--pid-file")
+        .arg(layout.init_pid_file())
+        .arg("--")
+        .arg(&app_bin)
+        .arg("--name")
         .arg(&layout.name)
         .arg("--state-dir")
         .arg(&layout.dir)
@@ -314,6 +371,7 @@ fn create_inner(
     if let Some(ca) = &registry_ca {
         cmd.arg("--registry-ca").arg(ca);
     }
+    cmd.args(tls.appliance_args());
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -329,11 +387,11 @@ fn create_inner(
     let mut child = cmd
         .spawn()
         .with_context(|| format!("starting {}", app_bin.display()))?;
-    fs::write(layout.pid_file(), child.id().to_string())?;
+    fs::write(layout.init_pid_file(), child.id().to_string())?;
     info("Waiting for the Docker API to answer");
     let deadline = started + opts.timeout;
     loop {
-        if ping(port) {
+        if tls.ping(port) {
             break;
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -350,17 +408,20 @@ fn create_inner(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let env_dir = PathBuf::from(&layout.name);
-    fs::create_dir_all(&env_dir).with_context(|| format!("creating {}", env_dir.display()))?;
-    let env_file = env_dir.join(format!("{}.env", layout.name));
-    fs::write(&env_file, format!("DOCKER_HOST={}\n", config.docker_host))
+    let env = tls.env(&config.docker_host);
+    let env_file = tls.dir.join(format!("{}.env", layout.name));
+    fs::write(&env_file, env.join("\n") + "\n")
         .with_context(|| format!("writing {}", env_file.display()))?;
     info("Initialization of appliance successful");
     info("Docker environment variables:");
-    println!("DOCKER_HOST={}", config.docker_host);
+    for line in &env {
+        println!("{line}");
+    }
     info(format!("Environment saved in {}", env_file.display()));
     info("Connect to docker:");
-    info(format!("docker -H 127.0.0.1:{port} info"));
+    for line in tls.docker_lines(port) {
+        info(line);
+    }
     info("Installer completed successfully");
     Ok(())
 }
@@ -374,15 +435,22 @@ fn log_tail(path: &Path) -> String {
 /// Stops the appliance (it powers its container VMs off); SIGKILL after `timeout`.
 fn stop_appliance(layout: &Layout, timeout: Duration) {
     let marker = layout.dir.display().to_string();
-    if let Some(pid) = owned_pid(&layout.pid_file(), &marker) {
-        signal(pid, libc::SIGTERM);
-        if !wait_gone(pid, timeout) {
-            info(format!(
-                "The appliance did not stop within {}s: killing it",
-                timeout.as_secs()
-            ));
-            signal(pid, libc::SIGKILL);
-            wait_gone(pid, Duration::from_secs(5));
+    // The supervisor first (so it does not restart what we stop; it passes SIGTERM on),
+    // then the appliance itself if it is still there (older VCHs have no supervisor).
+    for (file, what) in [
+        (layout.init_pid_file(), "supervisor"),
+        (layout.pid_file(), "appliance"),
+    ] {
+        if let Some(pid) = owned_pid(&file, &marker) {
+            signal(pid, libc::SIGTERM);
+            if !wait_gone(pid, timeout) {
+                info(format!(
+                    "The {what} did not stop within {}s: killing it",
+                    timeout.as_secs()
+                ));
+                signal(pid, libc::SIGKILL);
+                wait_gone(pid, Duration::from_secs(5));
+            }
         }
     }
 }
@@ -431,7 +499,7 @@ pub fn delete(layout: &Layout, force: bool, timeout: Duration) -> anyhow::Result
     };
     let config: VchConfig =
         serde_json::from_slice(&raw).context("reading the VCH configuration")?;
-    let alive = owned_pid(&layout.pid_file(), &layout.dir.display().to_string()).is_some();
+    let alive = appliance_alive(layout);
     let running = running_containers(layout);
     if alive && running > 0 && !force {
         bail!(
@@ -454,8 +522,8 @@ pub fn delete(layout: &Layout, force: bool, timeout: Duration) -> anyhow::Result
 pub fn list(state_root: Option<PathBuf>) -> anyhow::Result<()> {
     let root = state_root.unwrap_or_else(default_state_root).join("vch");
     println!(
-        "{:<32} {:<28} {:<10} VERSION",
-        "NAME", "DOCKER_HOST", "STATE"
+        "{:<32} {:<28} {:<10} {:<10} VERSION",
+        "NAME", "DOCKER_HOST", "TLS", "STATE"
     );
     let Ok(entries) = fs::read_dir(&root) else {
         return Ok(());
@@ -476,14 +544,18 @@ pub fn list(state_root: Option<PathBuf>) -> anyhow::Result<()> {
         let Ok(cfg) = serde_json::from_slice::<VchConfig>(&raw) else {
             continue;
         };
-        let state = if owned_pid(&layout.pid_file(), &layout.dir.display().to_string()).is_some() {
+        let state = if appliance_alive(&layout) {
             "running"
         } else {
             "stopped"
         };
         println!(
-            "{:<32} {:<28} {:<10} {}",
-            cfg.name, cfg.docker_host, state, cfg.version
+            "{:<32} {:<28} {:<10} {:<10} {}",
+            cfg.name,
+            cfg.docker_host,
+            cfg.tls.label(),
+            state,
+            cfg.version
         );
     }
     Ok(())
