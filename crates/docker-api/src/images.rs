@@ -221,16 +221,20 @@ fn find(st: &AppState, name: &str) -> ApiResult<ImageRecord> {
         .ok_or_else(|| ApiError::not_found(format!("No such image: {name}")))
 }
 
-/// GET /images/{name}/json and /images/{name}/history (the name may contain slashes).
+/// GET /images/{name}/json, /images/{name}/history and /images/{name}/get (the name may
+/// contain slashes).
 pub async fn get_dispatch(
     State(st): State<AppState>,
     Path(rest): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     if let Some(name) = rest.strip_suffix("/json") {
-        return Ok(Json(image_json(&find(&st, name)?)));
+        return Ok(Json(image_json(&find(&st, name)?)).into_response());
     }
     if let Some(name) = rest.strip_suffix("/history") {
-        return Ok(Json(history(&find(&st, name)?)));
+        return Ok(Json(history(&find(&st, name)?)).into_response());
+    }
+    if let Some(name) = rest.strip_suffix("/get") {
+        return crate::archive::save_one(st, name).await;
     }
     Err(ApiError::not_found(format!(
         "page not found: /images/{rest}"

@@ -5,6 +5,7 @@
 //! ```text
 //!   docker CLI ──HTTP──► router ─► system.rs      /_ping /version /info
 //!                               ├► images.rs      /images/…   (imagec)
+//!                               ├► archive.rs     save, load, import (imagec::archive)
 //!                               ├► containers.rs  /containers/…  (portlayer::Containers)
 //!                               └► streams.rs     attach (hijacked), logs, wait
 //! ```
@@ -17,6 +18,7 @@
 
 #![recursion_limit = "256"]
 
+mod archive;
 mod containers;
 mod error;
 mod images;
@@ -77,7 +79,9 @@ pub fn router(state: AppState) -> Router {
         .route("/version", get(system::version))
         .route("/info", get(system::info))
         .route("/auth", post(pull::login))
-        .route("/images/create", post(pull::create))
+        .route("/images/create", post(archive::create))
+        .route("/images/get", get(archive::save))
+        .route("/images/load", post(archive::load))
         .route("/images/json", get(images::list))
         .route("/images/prune", post(images::prune))
         .route(

@@ -136,12 +136,6 @@ pub async fn create(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    if q.contains_key("fromSrc") {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "image import is not supported yet",
-        ));
-    }
     let from = q
         .get("fromImage")
         .filter(|s| !s.is_empty())

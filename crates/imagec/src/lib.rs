@@ -28,13 +28,14 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules: [`auth`] (credentials, Basic and Bearer challenges), [`reference`] (Docker's name grammar), `registry` (the v2 wire, private),
+//! Modules: [`archive`] (`docker save`, `load` and `import`), [`auth`] (credentials, Basic and Bearer challenges), [`reference`] (Docker's name grammar), `registry` (the v2 wire, private),
 //! [`pull`] (orchestration, progress, errors), `unpack` (layers → rootfs, private), [`store`].
 //!
 //! A pull that dies midway leaves only `*.partial` blobs (resumed by the next pull with a
 //! `Range` request, swept after a day) and `tmp/` directories (swept by
 //! [`store::ImageStore::open`]): never half an image.
 
+pub mod archive;
 pub mod auth;
 pub mod pull;
 pub mod push;

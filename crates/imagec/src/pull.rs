@@ -454,15 +454,7 @@ impl Puller {
             .map_err(io_err("reading the image config"))?;
         let config: serde_json::Value = serde_json::from_slice(&config_raw)
             .map_err(|e| PullError::Invalid(format!("malformed image config: {e}")))?;
-        let diff_ids: Vec<String> = config
-            .pointer("/rootfs/diff_ids")
-            .and_then(|v| v.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|d| d.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let diff_ids = diff_ids_of(&config);
         if diff_ids.len() != manifest.layers.len() {
             return Err(PullError::Invalid(format!(
                 "the image config lists {} layers but the manifest {}",
@@ -488,69 +480,128 @@ impl Puller {
             .try_collect::<Vec<()>>()
             .await?;
 
-        let tmp = store.temp_dir()?;
-        let rootfs = tmp.join("rootfs");
-        std::fs::create_dir_all(&rootfs).map_err(io_err("creating the root filesystem"))?;
-        let applied = self
-            .apply_all(store, &manifest.layers, &diff_ids, &rootfs, progress)
-            .await;
-        let layer_sizes = match applied {
-            Ok(sizes) => sizes,
-            Err(e) => {
-                let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&tmp)).await;
-                return Err(e);
-            }
-        };
-        let str_at = |p: &str| {
-            config
-                .pointer(p)
-                .and_then(|v| v.as_str())
-                .unwrap_or("")
-                .to_string()
-        };
-        let record = ImageRecord {
+        let layers: Vec<String> = manifest.layers.iter().map(|l| l.digest.clone()).collect();
+        let new = NewImage {
             id: config_desc.digest.clone(),
+            config,
+            layers: layers.clone(),
+            diff_ids,
             repo_tags: reference.tagged().into_iter().collect(),
             repo_digests: digest_ref.into_iter().collect(),
-            created: str_at("/created"),
-            size: layer_sizes.iter().sum(),
-            architecture: str_at("/architecture"),
-            os: str_at("/os"),
-            diff_ids,
-            layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(),
-            layer_sizes,
-            config,
+            incoming: HashMap::new(),
         };
-        let image = store.commit(record, &rootfs)?;
-        let _ = std::fs::remove_dir_all(&tmp);
+        let image = build_image(store, new, &|i, applied| {
+            let status = if applied.is_some() {
+                "Pull complete"
+            } else {
+                "Extracting"
+            };
+            progress(Progress::layer(&layers[i], status));
+        })
+        .await?;
         Ok(PullOutcome {
             image,
             manifest_digest: top_digest,
             up_to_date: false,
         })
     }
+}
 
-    async fn apply_all(
-        &self,
-        store: &ImageStore,
-        layers: &[Descriptor],
-        diff_ids: &[String],
-        rootfs: &Path,
-        progress: &(dyn Fn(Progress) + Send + Sync),
-    ) -> Result<Vec<u64>, PullError> {
-        let mut sizes = Vec::with_capacity(layers.len());
-        for (l, diff) in layers.iter().zip(diff_ids) {
-            progress(Progress::layer(&l.digest, "Extracting"));
-            let blob = store.blob_path(&l.digest);
-            let (root, diff) = (rootfs.to_path_buf(), diff.clone());
-            let size = tokio::task::spawn_blocking(move || apply_layer(&blob, &root, &diff))
-                .await
-                .map_err(|e| PullError::Invalid(format!("layer extraction task failed: {e}")))??;
-            sizes.push(size);
-            progress(Progress::layer(&l.digest, "Pull complete"));
-        }
-        Ok(sizes)
+/// The uncompressed layer digests (`rootfs.diff_ids`) an image configuration lists.
+pub(crate) fn diff_ids_of(config: &serde_json::Value) -> Vec<String> {
+    config
+        .pointer("/rootfs/diff_ids")
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// An image whose configuration and layer blobs are at hand, ready to be unpacked and
+/// recorded: by a pull, a `docker load` or a `docker import`.
+pub(crate) struct NewImage {
+    /// The digest of the configuration: the image ID.
+    pub id: String,
+    pub config: serde_json::Value,
+    /// Layer blob digests, bottom first.
+    pub layers: Vec<String>,
+    /// Uncompressed layer digests, bottom first.
+    pub diff_ids: Vec<String>,
+    pub repo_tags: Vec<String>,
+    pub repo_digests: Vec<String>,
+    /// Blobs not in the store yet (digest → verified file under the store's `tmp/`): layers
+    /// are applied from there, and the files are moved into the store once every layer
+    /// applied, before the record is written.
+    pub incoming: HashMap<String, std::path::PathBuf>,
+}
+
+/// Unpacks `img`'s layers in order into a fresh root filesystem (each checked against its
+/// diff ID) and commits the image. `on_layer(i, None)` is called before layer `i` is
+/// applied, `on_layer(i, Some(uncompressed size))` after. On failure nothing is left.
+pub(crate) async fn build_image(
+    store: &ImageStore,
+    img: NewImage,
+    on_layer: &(dyn Fn(usize, Option<u64>) + Send + Sync),
+) -> Result<ImageRecord, PullError> {
+    let tmp = store.temp_dir()?;
+    let built = build_in(store, img, &tmp, on_layer).await;
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&tmp)).await;
+    built
+}
+
+/// [`build_image`]'s work, in the work directory `tmp`.
+async fn build_in(
+    store: &ImageStore,
+    img: NewImage,
+    tmp: &Path,
+    on_layer: &(dyn Fn(usize, Option<u64>) + Send + Sync),
+) -> Result<ImageRecord, PullError> {
+    let rootfs = tmp.join("rootfs");
+    std::fs::create_dir_all(&rootfs).map_err(io_err("creating the root filesystem"))?;
+    let mut layer_sizes = Vec::with_capacity(img.layers.len());
+    for (i, (digest, diff)) in img.layers.iter().zip(&img.diff_ids).enumerate() {
+        on_layer(i, None);
+        let blob = match img.incoming.get(digest) {
+            Some(p) if !store.blob_path(digest).exists() => p.clone(),
+            _ => store.blob_path(digest),
+        };
+        let (root, diff) = (rootfs.clone(), diff.clone());
+        let size = tokio::task::spawn_blocking(move || apply_layer(&blob, &root, &diff))
+            .await
+            .map_err(|e| PullError::Invalid(format!("layer extraction task failed: {e}")))??;
+        layer_sizes.push(size);
+        on_layer(i, Some(size));
     }
+    for (digest, path) in &img.incoming {
+        let dest = store.blob_path(digest);
+        if !dest.exists() {
+            std::fs::rename(path, &dest).map_err(io_err(format!("storing blob {digest}")))?;
+        }
+    }
+    let str_at = |p: &str| {
+        img.config
+            .pointer(p)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let record = ImageRecord {
+        id: img.id.clone(),
+        repo_tags: img.repo_tags,
+        repo_digests: img.repo_digests,
+        created: str_at("/created"),
+        size: layer_sizes.iter().sum(),
+        architecture: str_at("/architecture"),
+        os: str_at("/os"),
+        diff_ids: img.diff_ids,
+        layers: img.layers,
+        layer_sizes,
+        config: img.config,
+    };
+    Ok(store.commit(record, &rootfs)?)
 }
 
 #[cfg(test)]

@@ -61,7 +61,7 @@ impl<R: Read> Read for Hashing<R> {
 }
 
 /// Opens a layer blob, undoing gzip or zstd compression (sniffed by magic bytes).
-fn decompressed(path: &Path) -> io::Result<Box<dyn Read>> {
+pub(crate) fn decompressed(path: &Path) -> io::Result<Box<dyn Read>> {
     let mut f = BufReader::with_capacity(256 * 1024, fs::File::open(path)?);
     let head = f.fill_buf()?;
     Ok(if head.starts_with(&[0x1f, 0x8b]) {
