@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -157,9 +156,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    tracing::info!("shutting down: stopping container VMs");
-    containers.shutdown(Duration::from_secs(5)).await;
-    tracing::info!("appliance stopped");
+    // Container VMs do not depend on this process: they keep running, and the next start
+    // (a restart, `vic-machine configure` or `upgrade`) takes them over. `vic-machine
+    // delete` removes them itself.
+    let running = containers
+        .list()
+        .iter()
+        .filter(|c| c.state.status == portlayer::Status::Running)
+        .count();
+    tracing::info!(
+        running,
+        "appliance stopped; running container VMs keep running for the next start"
+    );
     Ok(())
 }
 

@@ -21,6 +21,7 @@
 mod archive;
 mod containers;
 mod error;
+mod events;
 mod images;
 mod inspect;
 mod pull;
@@ -79,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/version", get(system::version))
         .route("/info", get(system::info))
         .route("/auth", post(pull::login))
+        .route("/events", get(events::events))
         .route("/images/create", post(archive::create))
         .route("/images/get", get(archive::save))
         .route("/images/load", post(archive::load))

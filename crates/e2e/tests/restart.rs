@@ -186,6 +186,25 @@ fn a_vm_killed_from_outside_shows_as_exited() {
     );
     let ps = ok(&["ps", "-q"]);
     assert!(!ps.contains(&id[..12]), "not listed as running: {ps}");
+    // And it said so on the event stream, as a `die` with the exit code.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let events = ok(&[
+        "events",
+        "--since",
+        &(now - 120).to_string(),
+        "--until",
+        &(now + 1).to_string(),
+        "--filter",
+        &format!("container={id}"),
+        "--filter",
+        "event=die",
+        "--format",
+        "{{.Status}} {{.Actor.Attributes.exitCode}}",
+    ]);
+    assert_eq!(events.trim(), "die 137", "{events}");
     // It can be started again: the VM's disk is intact.
     ok(&["start", &id]);
     ok(&["rm", "-f", &id]);

@@ -12,6 +12,8 @@ const HISTORY: usize = 1024;
 /// One lifecycle event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
+    /// Increasing from 1 in publication order (to join history and live events exactly).
+    pub seq: u64,
     pub time: DateTime<Utc>,
     /// "container" or "image".
     pub kind: &'static str,
@@ -25,7 +27,8 @@ pub struct Event {
 /// Publishes events to subscribers.
 pub struct EventBus {
     tx: broadcast::Sender<Event>,
-    history: Mutex<VecDeque<Event>>,
+    /// The history and the sequence counter, under one lock so their order is the send order.
+    history: Mutex<(VecDeque<Event>, u64)>,
 }
 
 impl Default for EventBus {
@@ -39,7 +42,7 @@ impl EventBus {
         let (tx, _) = broadcast::channel(HISTORY);
         EventBus {
             tx,
-            history: Mutex::new(VecDeque::with_capacity(HISTORY)),
+            history: Mutex::new((VecDeque::with_capacity(HISTORY), 0)),
         }
     }
 
@@ -50,20 +53,22 @@ impl EventBus {
         id: &str,
         attributes: BTreeMap<String, String>,
     ) {
+        tracing::debug!(kind, action, id, "event");
+        let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        h.1 += 1;
         let event = Event {
+            seq: h.1,
             time: Utc::now(),
             kind,
             action: action.to_string(),
             id: id.to_string(),
             attributes,
         };
-        tracing::debug!(kind, action, id, "event");
-        if let Ok(mut h) = self.history.lock() {
-            if h.len() == HISTORY {
-                h.pop_front();
-            }
-            h.push_back(event.clone());
+        if h.0.len() == HISTORY {
+            h.0.pop_front();
         }
+        h.0.push_back(event.clone());
+        // Sent under the lock: a subscriber that took the history first sees what follows it.
         let _ = self.tx.send(event);
     }
 
@@ -76,8 +81,15 @@ impl EventBus {
     pub fn history(&self) -> Vec<Event> {
         self.history
             .lock()
-            .map(|h| h.iter().cloned().collect())
+            .map(|h| h.0.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// The recent events and a subscription to every later one, with nothing missed or
+    /// repeated between the two.
+    pub fn history_and_subscribe(&self) -> (Vec<Event>, broadcast::Receiver<Event>) {
+        let h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        (h.0.iter().cloned().collect(), self.tx.subscribe())
     }
 }
 
@@ -93,5 +105,14 @@ mod tests {
         let got = rx.recv().await.unwrap();
         assert_eq!(got.action, "start");
         assert_eq!(bus.history().len(), 1);
+        bus.publish("container", "die", "abc", BTreeMap::new());
+        let (past, mut live) = bus.history_and_subscribe();
+        assert_eq!(past.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+        bus.publish("image", "pull", "busybox", BTreeMap::new());
+        assert_eq!(
+            live.recv().await.unwrap().seq,
+            3,
+            "nothing repeated or lost"
+        );
     }
 }

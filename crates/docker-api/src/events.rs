@@ -1,0 +1,256 @@
+//! `GET /events`: the lifecycle event stream, as Docker serves it: recent events from
+//! `since`, then live ones, until `until` (or until the client goes away), narrowed by
+//! `filters` (type, event, container, image, label).
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, TimeZone, Utc};
+use portlayer::Event;
+use serde_json::{json, Value};
+
+use crate::{ApiError, ApiResult, AppState};
+
+/// A Docker time parameter: Unix seconds with an optional fraction (`1690000000.5`), or
+/// RFC 3339.
+fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    let secs: i64 = secs.parse().ok()?;
+    let nanos: u32 = if frac.is_empty() {
+        0
+    } else {
+        let digits: String = frac.chars().take(9).collect();
+        let n: u32 = digits.parse().ok()?;
+        n * 10u32.pow(9 - digits.len() as u32)
+    };
+    Utc.timestamp_opt(secs, nanos).single()
+}
+
+/// What `filters` asks for (every named key must match one of its values).
+#[derive(Debug, Default)]
+struct Filters(HashMap<String, Vec<String>>);
+
+impl Filters {
+    fn parse(raw: Option<&String>) -> Result<Filters, ApiError> {
+        let Some(raw) = raw.filter(|r| !r.is_empty()) else {
+            return Ok(Filters::default());
+        };
+        // Both {"type":["container"]} and the older {"type":{"container":true}}.
+        let v: Value = serde_json::from_str(raw)
+            .map_err(|e| ApiError::bad_request(format!("invalid filter: {e}")))?;
+        let mut out = HashMap::new();
+        if let Some(obj) = v.as_object() {
+            for (k, vals) in obj {
+                let list: Vec<String> = match vals {
+                    Value::Array(a) => a
+                        .iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect(),
+                    Value::Object(o) => o.keys().cloned().collect(),
+                    _ => Vec::new(),
+                };
+                out.insert(k.clone(), list);
+            }
+        }
+        for k in out.keys() {
+            if !matches!(
+                k.as_str(),
+                "type" | "event" | "container" | "image" | "label"
+            ) {
+                return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
+            }
+        }
+        Ok(Filters(out))
+    }
+
+    fn any(&self, key: &str, f: impl Fn(&str) -> bool) -> bool {
+        self.0
+            .get(key)
+            .is_none_or(|vals| vals.is_empty() || vals.iter().any(|v| f(v)))
+    }
+
+    fn admits(&self, e: &Event) -> bool {
+        let name = e.attributes.get("name").map(String::as_str).unwrap_or("");
+        let image = e.attributes.get("image").map(String::as_str).unwrap_or("");
+        self.any("type", |t| t == e.kind)
+            && self.any("event", |a| a == e.action)
+            && self.any("container", |c| {
+                e.kind == "container" && (c == name || e.id.starts_with(c))
+            })
+            && self.any("image", |i| {
+                image == i
+                    || (e.kind == "image" && (e.id == i || e.id.starts_with(&format!("{i}:"))))
+            })
+            && self.any("label", |l| match l.split_once('=') {
+                Some((k, v)) => e.attributes.get(k).is_some_and(|x| x == v),
+                None => e.attributes.contains_key(l),
+            })
+    }
+}
+
+/// One event in Docker's JSON shape (with the pre-1.22 `status`/`id`/`from` fields the CLI
+/// still reads).
+fn event_json(e: &Event) -> Value {
+    let nanos = e.time.timestamp_nanos_opt().unwrap_or(0);
+    let mut v = json!({
+        "Type": e.kind,
+        "Action": e.action,
+        "Actor": { "ID": e.id, "Attributes": e.attributes },
+        "scope": "local",
+        "time": e.time.timestamp(),
+        "timeNano": nanos,
+    });
+    if e.kind == "container" {
+        v["status"] = json!(e.action);
+        v["id"] = json!(e.id);
+        if let Some(img) = e.attributes.get("image") {
+            v["from"] = json!(img);
+        }
+    }
+    v
+}
+
+fn line(v: &Value) -> bytes::Bytes {
+    let mut s = serde_json::to_vec(v).unwrap_or_default();
+    s.push(b'\n');
+    bytes::Bytes::from(s)
+}
+
+/// GET /events?since=&until=&filters=
+pub async fn events(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let since = match q.get("since").filter(|s| !s.is_empty()) {
+        Some(s) => Some(
+            parse_time(s)
+                .ok_or_else(|| ApiError::bad_request(format!("invalid since value {s:?}")))?,
+        ),
+        None => None,
+    };
+    let until = match q.get("until").filter(|s| !s.is_empty()) {
+        Some(s) => Some(
+            parse_time(s)
+                .ok_or_else(|| ApiError::bad_request(format!("invalid until value {s:?}")))?,
+        ),
+        None => None,
+    };
+    let filters = Filters::parse(q.get("filters"))?;
+    let (past, mut live) = st.containers.events().history_and_subscribe();
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(256);
+    tokio::spawn(async move {
+        let in_window =
+            |e: &Event| since.is_none_or(|s| e.time >= s) && until.is_none_or(|u| e.time <= u);
+        if since.is_some() {
+            for e in past.iter().filter(|e| in_window(e) && filters.admits(e)) {
+                if tx.send(line(&event_json(e))).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let deadline = until.map(|u| {
+            let left = (u - Utc::now()).to_std().unwrap_or_default();
+            tokio::time::Instant::now() + left
+        });
+        loop {
+            let next = async {
+                match deadline {
+                    Some(d) => tokio::time::timeout_at(d, live.recv()).await.ok(),
+                    None => Some(live.recv().await),
+                }
+            };
+            let e = tokio::select! {
+                e = next => e,
+                // The client went away.
+                _ = tx.closed() => return,
+            };
+            match e {
+                None => return, // until reached
+                Some(Ok(e)) => {
+                    if in_window(&e)
+                        && filters.admits(&e)
+                        && tx.send(line(&event_json(&e))).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                Some(Err(tokio::sync::broadcast::error::RecvError::Lagged(n))) => {
+                    tracing::warn!(missed = n, "an events client fell behind");
+                }
+                Some(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return,
+            }
+        }
+    });
+    let stream = futures_util::StreamExt::map(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+        Ok::<_, std::io::Error>,
+    );
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn ev(kind: &'static str, action: &str, id: &str, attrs: &[(&str, &str)]) -> Event {
+        Event {
+            seq: 1,
+            time: Utc::now(),
+            kind,
+            action: action.into(),
+            id: id.into(),
+            attributes: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    #[test]
+    fn docker_times_parse() {
+        let t = parse_time("1690000000.25").unwrap();
+        assert_eq!(t.timestamp(), 1_690_000_000);
+        assert_eq!(t.timestamp_subsec_nanos(), 250_000_000);
+        assert_eq!(parse_time("1690000000").unwrap().timestamp(), 1_690_000_000);
+        assert!(parse_time("2026-11-28T15:00:00Z").is_some());
+        assert!(parse_time("yesterday").is_none());
+    }
+
+    #[test]
+    fn filters_narrow_as_docker_does() {
+        let die = ev(
+            "container",
+            "die",
+            "abcdef123456",
+            &[("name", "web"), ("image", "busybox"), ("tier", "front")],
+        );
+        let pull = ev("image", "pull", "busybox:latest", &[]);
+        let f = |raw: &str| Filters::parse(Some(&raw.to_string())).unwrap();
+        assert!(f(r#"{"type":["container"]}"#).admits(&die));
+        assert!(!f(r#"{"type":["container"]}"#).admits(&pull));
+        assert!(f(r#"{"event":{"die":true}}"#).admits(&die));
+        assert!(f(r#"{"container":["web"]}"#).admits(&die));
+        assert!(f(r#"{"container":["abcdef"]}"#).admits(&die));
+        assert!(!f(r#"{"container":["db"]}"#).admits(&die));
+        assert!(f(r#"{"image":["busybox"]}"#).admits(&pull));
+        assert!(f(r#"{"label":["tier=front"]}"#).admits(&die));
+        assert!(!f(r#"{"label":["tier=back"]}"#).admits(&die));
+        assert!(Filters::parse(Some(&r#"{"bogus":["x"]}"#.to_string())).is_err());
+        let v = event_json(&die);
+        assert_eq!(v["Action"], "die");
+        assert_eq!(v["status"], "die");
+        assert_eq!(v["from"], "busybox");
+        assert_eq!(v["Actor"]["Attributes"]["tier"], "front");
+    }
+}
