@@ -286,6 +286,10 @@ impl Backend for LocalBackend {
             .await
     }
 
+    async fn list_vms(&self) -> Vec<String> {
+        self.vms.list()
+    }
+
     async fn reattach(&self, id: &str) -> Result<PoweredOn, BackendError> {
         check_id("VM", id)?;
         // QEMU's chardev retries every second; allow for a loaded host.

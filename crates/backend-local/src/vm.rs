@@ -96,6 +96,20 @@ impl Vms {
         }
     }
 
+    /// Every VM directory, with or without its `vm.json` (a create cut short has none).
+    pub fn list(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// The first VM whose `vm.json` names `image_id`.
     pub fn using_image(&self, image_id: &str) -> Option<String> {
         let entries = std::fs::read_dir(&self.root).ok()?;

@@ -215,3 +215,115 @@ fn inspect_with(client: &Client, id: &str) -> serde_json::Value {
     let v: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
     v[0].clone()
 }
+
+/// Checks what must hold after any crash: records and VMs agree, running means a VM process
+/// and not running means none, every image listed is whole, no work is left in the store.
+fn check_invariants(name: &str, client: &Client, when: &str) {
+    let ids: Vec<String> = client
+        .ok(&["ps", "-a", "-q", "--no-trunc"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let vms: Vec<String> = std::fs::read_dir(vch_dir(name).join("vms/vms"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    for vm in &vms {
+        assert!(
+            ids.contains(vm),
+            "{when}: VM {vm} has no container ({ids:?})"
+        );
+    }
+    for id in &ids {
+        assert!(
+            vms.contains(id),
+            "{when}: container {id} has no VM ({vms:?})"
+        );
+        // Running means a VM process; anything else means none, once a VM that is powering
+        // itself off (its process just exited) is done.
+        eventually(
+            &format!("{when}: container {id}'s VM to match its state"),
+            Duration::from_secs(15),
+            || {
+                let st = inspect_with(client, id);
+                let running = st["State"]["Status"] == "running";
+                (running != vm_processes(&id[..12]).is_empty()).then_some(())
+            },
+        );
+    }
+    for img in client.ok(&["images", "-q", "--no-trunc"]).lines() {
+        client.ok(&["image", "inspect", img]);
+    }
+    let tmp = vch_dir(name).join("images/tmp");
+    let left = std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "{when}: work left in {}", tmp.display());
+}
+
+#[test]
+#[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
+fn crashes_in_the_middle_of_operations_leave_nothing_half_done() {
+    let name = format!("crashes-{}", std::process::id());
+    let dir = std::env::temp_dir().join(&name);
+    let host = create_vch_with(&name, &dir, &["--insecure-registry", &registry()]);
+    let client = Client::new(&host, dir.join("docker-config"));
+    let image = format!("{}/busybox", registry());
+    client.ok(&["pull", &image]);
+    let other = format!("{}/busybox-oci", registry());
+
+    for delay_ms in [50u64, 300, 900] {
+        for op in ["create", "run", "start", "rm", "pull"] {
+            // What the operation works on, made before the crash.
+            let target = match op {
+                "start" => client
+                    .ok(&["create", &image, "sleep", "300"])
+                    .trim()
+                    .to_string(),
+                "rm" => client
+                    .ok(&["run", "-d", &image, "sleep", "300"])
+                    .trim()
+                    .to_string(),
+                "pull" => {
+                    let _ = client.run(&["rmi", "-f", &other]);
+                    String::new()
+                }
+                _ => String::new(),
+            };
+            let args: Vec<&str> = match op {
+                "create" => vec!["create", &image, "true"],
+                "run" => vec!["run", "-d", &image, "sleep", "300"],
+                "start" => vec!["start", &target],
+                "rm" => vec!["rm", "-f", &target],
+                _ => vec!["pull", &other],
+            };
+            let mut cmd = docker_at(&client.host);
+            cmd.env("DOCKER_CONFIG", &client.config)
+                .args(&args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            let mut child = cmd.spawn().expect("docker");
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            crash(&name, &client);
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            while child.try_wait().unwrap().is_none() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "docker {args:?} hung across the crash"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            check_invariants(&name, &client, &format!("{op} killed after {delay_ms} ms"));
+        }
+        // Clean slate for the next round; the VCH still works.
+        let all = client.ok(&["ps", "-a", "-q"]);
+        for id in all.lines() {
+            client.ok(&["rm", "-f", id]);
+        }
+    }
+    let out = client.ok(&["run", "--rm", &image, "echo", "still fine"]);
+    assert_eq!(out.trim(), "still fine");
+    delete_vch(&name);
+}

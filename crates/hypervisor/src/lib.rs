@@ -117,4 +117,10 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The VM's power state.
     async fn power_state(&self, id: &str) -> PowerState;
+
+    /// Every VM the backend has (its inventory), complete or not: what a restarted port layer
+    /// reconciles its records with.
+    async fn list_vms(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

@@ -233,6 +233,17 @@ impl Containers {
     /// gone are marked exited, and VMs running for containers not recorded as running (a start
     /// cut short) are powered off.
     async fn recover(&self) {
+        // A create cut short leaves a VM without a record: it goes.
+        let known: std::collections::HashSet<String> =
+            self.list().into_iter().map(|r| r.id).collect();
+        for vm in self.inner.backend.list_vms().await {
+            if !known.contains(&vm) {
+                tracing::info!(vm = %vm, "removing a VM whose container was never recorded");
+                if let Err(e) = self.inner.backend.destroy_vm(&vm).await {
+                    tracing::warn!(vm = %vm, "removing it failed: {e}");
+                }
+            }
+        }
         let recs = self.list();
         let work = recs.into_iter().map(|rec| async move {
             let state = self.inner.backend.power_state(&rec.id).await;
@@ -251,17 +262,17 @@ impl Containers {
                         );
                     }
                 }
+                // The VM is gone altogether: a removal cut short (or the VM deleted from
+                // the hypervisor's inventory); finish the removal.
+                (_, PowerState::Absent) => self.forget(&rec.id),
                 (true, _) => self.mark_lost(
                     &rec.id,
                     "the container VM stopped while the appliance was down".into(),
                 ),
                 (false, PowerState::On) => {
+                    // Rolled back at once: nobody was told this start happened.
                     tracing::info!(id = %rec.id, "powering off a VM whose start was cut short");
-                    let _ = self
-                        .inner
-                        .backend
-                        .power_off(&rec.id, Duration::from_secs(2))
-                        .await;
+                    let _ = self.inner.backend.power_off(&rec.id, Duration::ZERO).await;
                 }
                 (false, _) => {}
             }
@@ -302,6 +313,30 @@ impl Containers {
         let id = id.to_string();
         tokio::spawn(async move { me.on_exit(id, exit).await });
         Ok(())
+    }
+
+    /// Drops the record of a container whose VM no longer exists.
+    fn forget(&self, id: &str) {
+        tracing::info!(%id, "removing the record of a container whose VM is gone");
+        if let Err(e) = self.inner.state.remove(id) {
+            tracing::warn!(%id, "removing its state failed: {e}");
+            return;
+        }
+        let rec = self.records().remove(id);
+        if let Some(live) = self
+            .inner
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id)
+        {
+            let code = rec.as_ref().map(|r| r.state.exit_code).unwrap_or(0);
+            let _ = live.output.send(Output::Eof);
+            live.removed.send_replace(Some(code));
+        }
+        if let Some(rec) = rec {
+            self.publish("destroy", &rec, &[]);
+        }
     }
 
     /// Records that a running container's VM is gone without a reported exit.

@@ -22,13 +22,13 @@ extern "C" fn on_signal(sig: libc::c_int) {
     STOP.store(sig, Ordering::SeqCst);
 }
 
-/// First wait after a crash; doubled per quick crash up to [`MAX_BACKOFF`].
+/// First wait after a crash; doubled per failed start (error exit) up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A run this long counts as healthy: the back-off starts over.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
-/// A run shorter than this is a quick crash; this many in a row and vic-init gives up
-/// (the appliance cannot start: a bad flag, a port in use), exiting 1.
+/// An error exit sooner than this after starting is a failed start; this many in a row and
+/// vic-init gives up (the appliance cannot start: a bad flag, a port in use), exiting 1.
 const QUICK_CRASH: Duration = Duration::from_secs(10);
 const MAX_QUICK_CRASHES: u32 = 5;
 /// How long the appliance may take to stop after SIGTERM before it is killed.
@@ -198,10 +198,14 @@ fn main() {
             log("the appliance exited cleanly; not restarting it");
             break;
         }
-        if started.elapsed() >= HEALTHY_RUN {
+        // A healthy run, or a kill from outside, starts the back-off over: only failing
+        // starts slow the restarts down.
+        if started.elapsed() >= HEALTHY_RUN || status.code().is_none() {
             backoff = FIRST_BACKOFF;
         }
-        if started.elapsed() < QUICK_CRASH {
+        // An appliance that exits with an error right after starting cannot start (a bad
+        // flag, a port in use); one killed by a signal (OOM, an operator) is restarted always.
+        if status.code().is_some() && started.elapsed() < QUICK_CRASH {
             quick += 1;
         } else {
             quick = 0;
