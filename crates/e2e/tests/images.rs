@@ -19,6 +19,10 @@ fn tag_history_and_filters() {
         "{{.Repository}}:{{.Tag}}",
     ]);
     assert_eq!(listed.trim(), mine);
+    // vic keeps no intermediate images (layers are not images): -a lists the same.
+    let all = ok(&["images", "-a", "-q", "--no-trunc"]);
+    assert!(!all.trim().is_empty());
+    assert_eq!(all, ok(&["images", "-q", "--no-trunc"]));
     let same = ok(&["images", "-q", &mine]);
     assert_eq!(
         same,
