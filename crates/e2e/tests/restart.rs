@@ -144,10 +144,31 @@ fn running_containers_survive_an_appliance_crash() {
         "no tick lost or repeated across the restart: {numbers:?}"
     );
 
-    // Stop and wait work on the taken-over container.
+    // logs -f, wait and stop work on the taken-over container: the follower sees new ticks
+    // and ends when the container does; wait returns its exit code.
+    let spawn = |args: &[&str]| {
+        let mut c = docker_at(&client.host);
+        c.env("DOCKER_CONFIG", &client.config)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c.spawn().expect("docker")
+    };
+    let follower = spawn(&["logs", "-f", "--tail", "1", &ticker]);
+    let waiter = spawn(&["wait", &ticker]);
+    std::thread::sleep(Duration::from_secs(2));
     client.ok(&["stop", "-t", "2", &ticker]);
     let st = inspect_with(&client, &ticker);
     assert_eq!(st["State"]["Status"], "exited", "{st}");
+    let code = st["State"]["ExitCode"].to_string();
+    let waited = waiter.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&waited.stdout).trim(), code);
+    let followed = follower.wait_with_output().unwrap();
+    let followed = String::from_utf8_lossy(&followed.stdout).to_string();
+    assert!(
+        followed.lines().filter(|l| l.starts_with("tick ")).count() >= 3,
+        "logs -f streamed after the restart: {followed}"
+    );
     eventually("the VM to go", Duration::from_secs(20), || {
         vm_processes(&ticker[..12]).is_empty().then_some(())
     });
