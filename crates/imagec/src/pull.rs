@@ -470,15 +470,23 @@ impl Puller {
         }
         // Collected first: a lazily mapped iterator here makes the future's Send bound
         // depend on a higher-ranked closure, which spawned callers cannot satisfy.
+        // Layer i is extracted as soon as layers 0..=i are in, while later ones download.
+        let (gates, gate) = LayerGate::new(manifest.layers.len());
         let downloads: Vec<_> = manifest
             .layers
             .iter()
-            .map(|l| self.fetch_blob(store, reference, l, access, progress, true))
+            .zip(gates)
+            .map(|(l, done)| async move {
+                let r = self
+                    .fetch_blob(store, reference, l, access, progress, true)
+                    .await;
+                let _ = done.send(Some(r.is_ok()));
+                r
+            })
             .collect();
-        futures_util::stream::iter(downloads)
+        let fetched = futures_util::stream::iter(downloads)
             .buffer_unordered(PARALLEL_LAYERS)
-            .try_collect::<Vec<()>>()
-            .await?;
+            .try_collect::<Vec<()>>();
 
         let layers: Vec<String> = manifest.layers.iter().map(|l| l.digest.clone()).collect();
         let new = NewImage {
@@ -490,15 +498,22 @@ impl Puller {
             repo_digests: digest_ref.into_iter().collect(),
             incoming: HashMap::new(),
         };
-        let image = build_image(store, new, &|i, applied| {
+        let on_layer = |i: usize, applied: Option<u64>| {
             let status = if applied.is_some() {
                 "Pull complete"
             } else {
                 "Extracting"
             };
             progress(Progress::layer(&layers[i], status));
-        })
-        .await?;
+        };
+        // Both run to their end: a failed download fails the build at that layer, and the
+        // build cleans its work directory up.
+        let (fetched, built) = tokio::join!(
+            fetched,
+            build_image_gated(store, new, &on_layer, Some(&gate))
+        );
+        fetched?;
+        let image = built?;
         Ok(PullOutcome {
             image,
             manifest_digest: top_digest,
@@ -546,8 +561,49 @@ pub(crate) async fn build_image(
     img: NewImage,
     on_layer: &(dyn Fn(usize, Option<u64>) + Send + Sync),
 ) -> Result<ImageRecord, PullError> {
+    build_image_gated(store, img, on_layer, None).await
+}
+
+/// Says when each layer's blob is in the store: `Some(true)` downloaded, `Some(false)` (or
+/// the sender gone) failed.
+pub(crate) struct LayerGate(Vec<tokio::sync::watch::Receiver<Option<bool>>>);
+
+impl LayerGate {
+    fn new(n: usize) -> (Vec<tokio::sync::watch::Sender<Option<bool>>>, LayerGate) {
+        let (tx, rx): (Vec<_>, Vec<_>) = (0..n).map(|_| tokio::sync::watch::channel(None)).unzip();
+        (tx, LayerGate(rx))
+    }
+
+    /// Waits until layer `i` is in, or fails if its download did.
+    async fn ready(&self, i: usize) -> Result<(), PullError> {
+        let Some(rx) = self.0.get(i) else {
+            return Ok(());
+        };
+        let mut rx = rx.clone();
+        let ok = matches!(
+            rx.wait_for(Option::is_some).await.map(|v| *v),
+            Ok(Some(true))
+        );
+        if ok {
+            Ok(())
+        } else {
+            Err(PullError::Invalid(format!(
+                "layer {} was not downloaded",
+                i + 1
+            )))
+        }
+    }
+}
+
+/// [`build_image`], applying layer `i` only once `gate` says it is in.
+pub(crate) async fn build_image_gated(
+    store: &ImageStore,
+    img: NewImage,
+    on_layer: &(dyn Fn(usize, Option<u64>) + Send + Sync),
+    gate: Option<&LayerGate>,
+) -> Result<ImageRecord, PullError> {
     let tmp = store.temp_dir()?;
-    let built = build_in(store, img, &tmp, on_layer).await;
+    let built = build_in(store, img, &tmp, on_layer, gate).await;
     let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&tmp)).await;
     built
 }
@@ -558,11 +614,15 @@ async fn build_in(
     img: NewImage,
     tmp: &Path,
     on_layer: &(dyn Fn(usize, Option<u64>) + Send + Sync),
+    gate: Option<&LayerGate>,
 ) -> Result<ImageRecord, PullError> {
     let rootfs = tmp.join("rootfs");
     std::fs::create_dir_all(&rootfs).map_err(io_err("creating the root filesystem"))?;
     let mut layer_sizes = Vec::with_capacity(img.layers.len());
     for (i, (digest, diff)) in img.layers.iter().zip(&img.diff_ids).enumerate() {
+        if let Some(g) = gate {
+            g.ready(i).await?;
+        }
         on_layer(i, None);
         let blob = match img.incoming.get(digest) {
             Some(p) if !store.blob_path(digest).exists() => p.clone(),
