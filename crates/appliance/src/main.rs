@@ -55,6 +55,74 @@ struct Args {
     /// (tlsverify); repeatable. Without it any client may connect over TLS.
     #[arg(long = "tls-ca", requires = "tls_cert")]
     tls_cas: Vec<PathBuf>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// What the VCH may use and how its container VMs are set up (`vic-machine create` /
+/// `configure`); handed to the port layer as [`portlayer::Limits`].
+#[derive(Debug, clap::Args)]
+struct LimitArgs {
+    /// Most containers that may exist at once (VIC's --containers).
+    #[arg(long)]
+    max_containers: Option<u32>,
+    /// Total memory of running container VMs, in MiB.
+    #[arg(long = "memory-limit")]
+    memory_limit_mib: Option<u64>,
+    /// Total vCPUs of running container VMs.
+    #[arg(long)]
+    cpu_limit: Option<u32>,
+    /// Storage for images and containers, in GiB (recorded; not enforced yet).
+    #[arg(long = "storage-quota")]
+    storage_quota_gib: Option<u64>,
+    /// DNS server for containers; repeatable (recorded; not used yet).
+    #[arg(long = "dns-server")]
+    dns_servers: Vec<std::net::IpAddr>,
+    /// Volume store LABEL:DIR; repeatable. The directory is made if missing (volumes are not
+    /// served yet).
+    #[arg(long = "volume-store", value_parser = parse_volume_store)]
+    volume_stores: Vec<(String, PathBuf)>,
+    /// Display-name pattern of container VMs with {name} and/or {id}, e.g. vch-{name}-{id}.
+    #[arg(long, value_parser = parse_name_convention)]
+    container_name_convention: Option<String>,
+}
+
+fn parse_volume_store(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once(':') {
+        Some((label, dir)) if !label.is_empty() && dir.starts_with('/') => {
+            Ok((label.to_string(), PathBuf::from(dir)))
+        }
+        _ => Err(format!(
+            "volume store {s:?} must be LABEL:DIR with an absolute DIR"
+        )),
+    }
+}
+
+fn parse_name_convention(s: &str) -> Result<String, String> {
+    portlayer::limits::check_name_convention(s).map(|()| s.to_string())
+}
+
+impl LimitArgs {
+    fn limits(&self) -> portlayer::Limits {
+        portlayer::Limits {
+            max_containers: self.max_containers,
+            memory_mib: self.memory_limit_mib,
+            cpus: self.cpu_limit,
+            storage_quota_bytes: self.storage_quota_gib.map(|g| g << 30),
+            dns_servers: self.dns_servers.iter().map(|ip| ip.to_string()).collect(),
+            name_convention: self.container_name_convention.clone(),
+        }
+    }
+
+    /// Makes each volume store's directory (so a bad one stops the appliance at start).
+    fn prepare_volume_stores(&self) -> anyhow::Result<()> {
+        for (label, dir) in &self.volume_stores {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating volume store {label} at {}", dir.display()))?;
+            tracing::info!(label, dir = %dir.display(), "volume store");
+        }
+        Ok(())
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -67,6 +135,7 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
+    tracing::debug!(?args, "appliance flags");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -84,6 +153,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("creating {}", args.state_dir.display()))?;
+    args.limits.prepare_volume_stores()?;
+    let limits = args.limits.limits();
+    tracing::info!(
+        max_containers = ?limits.max_containers,
+        memory_mib = ?limits.memory_mib,
+        cpus = ?limits.cpus,
+        storage_quota_gib = ?args.limits.storage_quota_gib,
+        dns_servers = ?limits.dns_servers,
+        name_convention = ?limits.name_convention,
+        "limits"
+    );
     let image_root = args
         .image_store
         .clone()
@@ -105,6 +185,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let containers = Containers::open(
         ContainersConfig {
             state_dir: args.state_dir.join("containers"),
+            limits,
         },
         backend,
         images.clone(),

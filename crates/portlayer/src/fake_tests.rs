@@ -199,9 +199,14 @@ async fn setup() -> (tempfile::TempDir, Containers, Arc<FakeBackend>) {
 }
 
 async fn open(dir: &Path, backend: Arc<FakeBackend>) -> Containers {
+    open_with(dir, backend, Limits::default()).await
+}
+
+async fn open_with(dir: &Path, backend: Arc<FakeBackend>, limits: Limits) -> Containers {
     Containers::open(
         ContainersConfig {
             state_dir: dir.join("containers"),
+            limits,
         },
         backend,
         Arc::new(FakeImages(dir.join("rootfs"))),
@@ -515,4 +520,65 @@ mod reattach {
             other => panic!("{other:?}"),
         }
     }
+}
+
+#[tokio::test]
+async fn the_container_limit_refuses_one_more_create_with_vics_words_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(FakeBackend::default());
+    let limits = Limits {
+        max_containers: Some(1),
+        ..Limits::default()
+    };
+    let c = open_with(dir.path(), backend.clone(), limits).await;
+    let first = c.create(spec("one", &["echo", "1"])).await.unwrap();
+    let err = c.create(spec("two", &["echo", "2"])).await.unwrap_err();
+    assert!(matches!(err, Error::Start(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "Container count exceeds limit 1. containers: 1"
+    );
+    assert_eq!(c.list().len(), 1);
+    assert_eq!(
+        backend
+            .calls()
+            .iter()
+            .filter(|call| call.starts_with("create_vm"))
+            .count(),
+        1
+    );
+    // Removing one makes room again.
+    c.remove(&first.id, true).await.unwrap();
+    c.create(spec("two", &["echo", "2"])).await.unwrap();
+}
+
+#[tokio::test]
+async fn memory_and_vcpu_limits_count_running_containers_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(FakeBackend::default());
+    let limits = Limits {
+        memory_mib: Some(100),
+        cpus: Some(2),
+        ..Limits::default()
+    };
+    let c = open_with(dir.path(), backend.clone(), limits).await;
+    // Created containers use nothing: both fit until they run.
+    let a = c.create(spec("a", &["wait-signal"])).await.unwrap();
+    let b = c.create(spec("b", &["wait-signal"])).await.unwrap();
+    c.start(&a.id).await.unwrap();
+    let err = c.start(&b.id).await.unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "Insufficient resources: the container needs 64 MiB of memory, running containers use 64 MiB of the VCH's 100 MiB"
+    );
+    assert_eq!(c.get(&b.id).unwrap().state.status, Status::Created);
+    assert!(!backend
+        .calls()
+        .contains(&format!("power_on {}", &b.id[..12])));
+    // Once `a` has exited, `b` fits.
+    c.kill(&a.id, "TERM").unwrap();
+    assert_eq!(c.wait(&a.id, WaitCondition::NotRunning).await.unwrap(), 143);
+    c.start(&b.id).await.unwrap();
+    c.kill(&b.id, "TERM").unwrap();
+    c.wait(&b.id, WaitCondition::NotRunning).await.unwrap();
 }

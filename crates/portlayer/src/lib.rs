@@ -22,6 +22,7 @@ pub mod container;
 pub mod events;
 #[cfg(test)]
 mod fake_tests;
+pub mod limits;
 pub mod logs;
 mod manager;
 mod names;
@@ -33,6 +34,7 @@ pub use container::{ContainerRecord, ContainerSpec, ContainerState, ProcessSpec,
 pub use events::{Event, EventBus};
 pub use hypervisor as backend;
 pub use hypervisor::Backend;
+pub use limits::Limits;
 pub use logs::{LogEntry, LogStream};
 pub use manager::{
     AttachStreams, Containers, ContainersConfig, Error, Images, Output, WaitCondition,

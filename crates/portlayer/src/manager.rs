@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch, Mutex};
 
 use crate::container::{ContainerRecord, ContainerSpec, ContainerState, Status};
 use crate::events::EventBus;
+use crate::limits::{Admission, Limits};
 use crate::logs::{LogEntry, LogStream, LogWriter};
 use crate::session::{self, SessionExit, SessionSink, StartFailure, StdinMsg};
 use crate::signals::parse_signal;
@@ -100,10 +101,12 @@ impl Images for imagec::store::ImageStore {
 }
 
 /// Settings of the container manager.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ContainersConfig {
     /// Where container records and logs live.
     pub state_dir: PathBuf,
+    /// What the VCH may use (container count, memory, vCPUs) and how its VMs are named.
+    pub limits: Limits,
 }
 
 /// Per-container runtime plumbing; exists for every container, running or not.
@@ -185,6 +188,8 @@ struct Inner {
     backend: Arc<dyn Backend>,
     images: Arc<dyn Images>,
     events: Arc<EventBus>,
+    /// The limits, and starts under way that count against them.
+    admission: Admission,
 }
 
 /// The containers of one VCH.
@@ -222,6 +227,7 @@ impl Containers {
                 backend,
                 images,
                 events,
+                admission: Admission::new(config.limits),
             }),
         };
         me.recover().await;
@@ -360,6 +366,26 @@ impl Containers {
         }
     }
 
+    /// The VCH's limits.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.admission.limits
+    }
+
+    /// Checks that `rec`'s VM fits in the memory and vCPU limits beside the running ones.
+    fn admit_start(&self, rec: &ContainerRecord) -> Result<crate::limits::StartTicket<'_>, Error> {
+        let running: Vec<_> = self
+            .records()
+            .values()
+            .filter(|r| r.state.status == Status::Running)
+            .map(|r| (r.id.clone(), u64::from(r.spec.memory_mib), r.spec.cpus))
+            .collect();
+        let need = (u64::from(rec.spec.memory_mib), rec.spec.cpus);
+        self.inner
+            .admission
+            .admit_start(&rec.id, need, running)
+            .map_err(|e| Error::Start(e.to_string()))
+    }
+
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.inner.backend
     }
@@ -460,6 +486,12 @@ impl Containers {
         let id = new_id();
         let rec = {
             let mut records = self.records();
+            // Counted under the lock: a create under way holds its place in `records`.
+            self.inner
+                .admission
+                .limits
+                .check_count(records.len())
+                .map_err(|e| Error::Start(e.to_string()))?;
             if spec.name.is_empty() {
                 spec.name =
                     crate::names::random_name(|n| records.values().any(|r| r.spec.name == n));
@@ -495,7 +527,11 @@ impl Containers {
             self.inner.backend.prepare_image(&image_id, &rootfs).await?;
             let vm = VmConfig {
                 id: id.clone(),
-                display_name: format!("{}-{}", rec.spec.name, &id[..12]),
+                display_name: self
+                    .inner
+                    .admission
+                    .limits
+                    .display_name(&rec.spec.name, &id),
                 image_id: image_id.clone(),
                 memory_mib: rec.spec.memory_mib,
                 cpus: rec.spec.cpus,
@@ -534,6 +570,8 @@ impl Containers {
         if rec.state.status == Status::Running {
             return Err(Error::AlreadyRunning(rec.id.clone()));
         }
+        // Held until the start is over: by then the record says running and counts itself.
+        let _admitted = self.admit_start(&rec)?;
         live.wait_vm_off().await;
         let id = rec.id.clone();
         let powered = match self.inner.backend.power_on(&id).await {

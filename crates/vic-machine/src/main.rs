@@ -1,16 +1,33 @@
 //! `vic-machine`: the operator's tool for Virtual Container Hosts (VCHs).
 //!
-//! A VCH on the `local` target is a directory of state plus one `vic-appliance` process that
-//! serves the Docker API; every container it runs is a QEMU microvm. `create` lays out the
-//! directory (with its own copy of the appliance and bootstrap, so a later upgrade can replace
-//! them), starts the appliance detached and waits until it answers; `delete` stops it and its
-//! VMs and removes the state.
+//! A VCH on the `local` target is a directory of state plus one `vic-appliance` process
+//! (supervised by `vic-init`) that serves the Docker API; every container it runs is a QEMU
+//! microvm. The subcommands, as VIC has them:
+//!
+//! | command | does | module |
+//! |---|---|---|
+//! | `create` | lays out the directory (with its own copy of the appliance and bootstrap), starts the appliance, waits until it answers | `vch.rs` |
+//! | `delete` | stops it and its VMs, removes the state | `vch.rs` |
+//! | `ls` | lists VCHs with state, version and upgrade status | `vch.rs` |
+//! | `inspect` / `inspect config` | reports one VCH / prints the create options that reproduce it | `inspect.rs` |
+//! | `configure` / `debug` | change settings / the log level, restart the appliance | `configure.rs` |
+//! | `upgrade [--rollback]` | swap in this build's appliance files (or the previous ones) | `upgrade.rs` |
+//!
+//! Every start of the appliance goes through `appliance.rs`, which builds its command line
+//! from the record (vch.json, `vch::VchConfig`; the settings in `settings.rs`). Container VMs
+//! do not depend on the appliance, so configure, debug and upgrade keep them running.
 //!
 //! The Docker API is served over mutual TLS unless told otherwise (`tls.rs` has the three
 //! modes and the files; `certs.rs` makes and checks the certificates).
 
+mod appliance;
 mod certs;
+mod configure;
+mod inspect;
+mod parts;
+mod settings;
 mod tls;
+mod upgrade;
 mod vch;
 
 use std::path::PathBuf;
@@ -19,6 +36,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::settings::SettingsArgs;
 use crate::tls::TlsOptions;
 use crate::vch::{CreateOptions, Layout};
 
@@ -100,23 +118,13 @@ impl From<TlsArgs> for TlsOptions {
 struct CreateArgs {
     #[command(flatten)]
     common: Common,
+    /// Directory for the VCH's images (default: inside its state directory).
+    #[arg(long, short = 'i')]
+    image_store: Option<PathBuf>,
+    #[command(flatten)]
+    settings: SettingsArgs,
     #[command(flatten)]
     tls: TlsArgs,
-    /// Registry whose certificate is not verified, or reached over plain HTTP
-    /// (host[:port], *.domain or CIDR); repeatable.
-    #[arg(long = "insecure-registry")]
-    insecure_registries: Vec<String>,
-    /// PEM file of a certificate authority for registries with private certificates;
-    /// repeatable.
-    #[arg(long = "registry-ca")]
-    registry_cas: Vec<PathBuf>,
-    /// Allow pulls only from these registries (host[:port], *.domain or CIDR; insecure
-    /// registries are allowed too); repeatable.
-    #[arg(long = "whitelist-registry")]
-    whitelist_registries: Vec<String>,
-    /// Directory for the VCH's images (default: inside its state directory).
-    #[arg(long)]
-    image_store: Option<PathBuf>,
     /// How long create may take before it gives up and removes what it made.
     #[arg(long, default_value = "3m", value_parser = parse_duration)]
     timeout: Duration,
@@ -128,6 +136,83 @@ struct CreateArgs {
     bootstrap_dir: Option<PathBuf>,
 }
 
+/// TLS flags `configure` knows but does not apply yet.
+#[derive(Debug, Args)]
+struct ConfigureTlsArgs {
+    /// Not supported by configure yet (the VCH keeps its certificates).
+    #[arg(long)]
+    tls_server_key: Option<PathBuf>,
+    /// Not supported by configure yet.
+    #[arg(long)]
+    tls_server_cert: Option<PathBuf>,
+    /// Not supported by configure yet.
+    #[arg(long)]
+    tls_cname: Option<String>,
+    /// Not supported by configure yet.
+    #[arg(long = "no-tlsverify", visible_alias = "kv")]
+    no_tlsverify: bool,
+    /// Not supported by configure yet.
+    #[arg(long = "tls-ca")]
+    tls_cas: Vec<PathBuf>,
+}
+
+impl ConfigureTlsArgs {
+    fn refuse(&self) -> anyhow::Result<()> {
+        let given: Vec<&str> = [
+            (self.tls_server_key.is_some(), "--tls-server-key"),
+            (self.tls_server_cert.is_some(), "--tls-server-cert"),
+            (self.tls_cname.is_some(), "--tls-cname"),
+            (self.no_tlsverify, "--no-tlsverify"),
+            (!self.tls_cas.is_empty(), "--tls-ca"),
+        ]
+        .into_iter()
+        .filter_map(|(set, flag)| set.then_some(flag))
+        .collect();
+        if !given.is_empty() {
+            anyhow::bail!(
+                "Configure failed: changing TLS certificates ({}) is not supported yet; the VCH keeps its certificates. To change them, delete the VCH and create it again with the new flags",
+                given.join(", ")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The options of `configure`.
+#[derive(Debug, Args)]
+struct ConfigureArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    settings: SettingsArgs,
+    #[command(flatten)]
+    tls: ConfigureTlsArgs,
+    /// How long the appliance may take to come back with the new settings.
+    #[arg(long, default_value = "3m", value_parser = parse_duration)]
+    timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct InspectArgs {
+    #[command(subcommand)]
+    command: Option<InspectCommand>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, Subcommand)]
+enum InspectCommand {
+    /// Print the `vic-machine create` options that make a VCH like this one.
+    Config {
+        #[command(flatten)]
+        common: Common,
+        /// raw: the options on one line; verbose: one a line, then the create command.
+        #[arg(long, value_enum, default_value = "verbose")]
+        format: inspect::Format,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Deploy a VCH.
@@ -137,7 +222,7 @@ enum Command {
         #[command(flatten)]
         common: Common,
         /// Delete even when containers are running.
-        #[arg(long)]
+        #[arg(long, short = 'f')]
         force: bool,
         #[arg(long, default_value = "3m", value_parser = parse_duration)]
         timeout: Duration,
@@ -149,6 +234,40 @@ enum Command {
         #[arg(long, env = "VIC_STATE_ROOT")]
         state_root: Option<PathBuf>,
     },
+    /// Show a VCH: state, versions, how to connect, settings (`inspect config`: the create
+    /// command that reproduces it).
+    Inspect(InspectArgs),
+    /// Change a running VCH's settings: registries, DNS servers, limits, volume stores,
+    /// debug level. The appliance restarts; containers keep running.
+    Configure(Box<ConfigureArgs>),
+    /// Replace a VCH's appliance and bootstrap with this build's, keeping its containers,
+    /// images and volumes (--rollback: back to the previous version).
+    Upgrade {
+        #[command(flatten)]
+        common: Common,
+        /// Upgrade even when the VCH already runs this version.
+        #[arg(long, short = 'f')]
+        force: bool,
+        /// Roll back to the version before the last upgrade.
+        #[arg(long)]
+        rollback: bool,
+        /// How long the new appliance may take to answer.
+        #[arg(long, default_value = "3m", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Directory with vmlinux and initramfs.cpio (default: next to this binary).
+        #[arg(long, env = "VIC_BOOTSTRAP_DIR")]
+        bootstrap_dir: Option<PathBuf>,
+    },
+    /// Set the appliance's log level (VIC: enable debug mode).
+    Debug {
+        #[command(flatten)]
+        common: Common,
+        /// 0 info, 1 debug (vic's own components), 2 debug (everything), 3 trace.
+        #[arg(long, short = 'v', default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=3))]
+        debug: u8,
+        #[arg(long, default_value = "3m", value_parser = parse_duration)]
+        timeout: Duration,
+    },
     /// Show the version.
     Version,
 }
@@ -158,12 +277,15 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("invalid duration {s:?}: use e.g. 90s, 3m, 1h"))?;
+        .map_err(|_| format!("invalid duration {s:?}: use e.g. 500ms, 90s, 3m, 1h"))?;
     match unit {
+        "ms" => Ok(Duration::from_millis(n)),
         "" | "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
         "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("invalid duration {s:?}: use e.g. 90s, 3m, 1h")),
+        _ => Err(format!(
+            "invalid duration {s:?}: use e.g. 500ms, 90s, 3m, 1h"
+        )),
     }
 }
 
@@ -175,29 +297,30 @@ fn check_target(target: &Option<String>) -> anyhow::Result<()> {
     }
 }
 
+/// The VCH a command names, after checking the target and the name.
+fn layout(common: Common) -> anyhow::Result<Layout> {
+    check_target(&common.target)?;
+    vch::validate_name(&common.name)?;
+    Layout::new(common.state_root, &common.name)
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Create(args) => {
             let CreateArgs {
                 common,
-                tls,
-                insecure_registries,
-                registry_cas,
-                whitelist_registries,
                 image_store,
+                settings,
+                tls,
                 timeout,
                 port,
                 bootstrap_dir,
             } = *args;
-            check_target(&common.target)?;
-            vch::validate_name(&common.name)?;
+            let layout = layout(common)?;
             let tls = TlsOptions::from(tls);
             tls.check()?;
-            let layout = Layout::new(common.state_root, &common.name)?;
             let opts = CreateOptions {
-                insecure_registries,
-                registry_cas,
-                whitelist_registries,
+                settings,
                 image_store,
                 timeout,
                 port,
@@ -210,17 +333,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             common,
             force,
             timeout,
-        } => {
-            check_target(&common.target)?;
-            let layout = Layout::new(common.state_root, &common.name)?;
-            vch::delete(&layout, force, timeout)
-        }
+        } => vch::delete(&layout(common)?, force, timeout),
         Command::Ls { target, state_root } => {
             check_target(&target)?;
             vch::list(state_root)
         }
+        Command::Inspect(args) => match args.command {
+            None => inspect::inspect(&layout(args.common)?),
+            Some(InspectCommand::Config { common, format }) => {
+                inspect::config(&layout(common)?, format)
+            }
+        },
+        Command::Configure(args) => {
+            let layout = layout(args.common)?;
+            args.tls.refuse()?;
+            configure::configure(&layout, &args.settings, args.timeout)
+        }
+        Command::Upgrade {
+            common,
+            force,
+            rollback,
+            timeout,
+            bootstrap_dir,
+        } => upgrade::upgrade(
+            &layout(common)?,
+            &upgrade::UpgradeOptions {
+                force,
+                rollback,
+                timeout,
+                bootstrap_dir,
+            },
+        ),
+        Command::Debug {
+            common,
+            debug,
+            timeout,
+        } => configure::debug(&layout(common)?, debug, timeout),
         Command::Version => {
-            println!("vic-machine version {}", env!("CARGO_PKG_VERSION"));
+            println!("vic-machine version {}", parts::installer_version());
             Ok(())
         }
     }
@@ -234,5 +384,42 @@ fn main() -> ExitCode {
             eprintln!("vic-machine: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn inspect_config_takes_its_own_name_and_durations_take_vics_units() {
+        let cli = Cli::try_parse_from([
+            "vic-machine",
+            "inspect",
+            "config",
+            "--name",
+            "x",
+            "--format",
+            "raw",
+        ])
+        .unwrap();
+        let Command::Inspect(InspectArgs {
+            command: Some(InspectCommand::Config { common, format }),
+            ..
+        }) = cli.command
+        else {
+            panic!("not inspect config");
+        };
+        assert_eq!(common.name, "x");
+        assert_eq!(format, inspect::Format::Raw);
+        assert_eq!(parse_duration("3m"), Ok(Duration::from_secs(180)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("3x").is_err());
     }
 }

@@ -195,14 +195,26 @@ pub struct TlsSetup {
     pub mode: TlsMode,
     /// The certificate directory, absolute.
     pub dir: PathBuf,
-    /// `--tls-*` arguments for the appliance.
-    appliance_args: Vec<OsString>,
     /// Client side of the readiness ping (None for plain HTTP).
     ping: Option<Pinger>,
     /// Whether `cert.pem`/`key.pem` in `dir` are a client certificate the VCH accepts.
     client_in_dir: bool,
     /// Whether the server certificate came from `--tls-server-cert`.
     own_server_cert: bool,
+}
+
+impl TlsPlan {
+    /// Whether client certificates are checked against the user's `--tls-ca`.
+    pub fn user_client_cas(&self) -> bool {
+        self.client_cas.is_some()
+    }
+    /// Whether the server certificate is the user's `--tls-server-cert`.
+    pub fn own_server_cert(&self) -> bool {
+        self.server.is_some()
+    }
+    pub fn cname(&self) -> Option<&str> {
+        self.cname.as_deref()
+    }
 }
 
 /// Writes `contents` to `path`; secrets get mode 0600 (also when the file was there before).
@@ -316,7 +328,6 @@ pub fn setup(plan: &TlsPlan, state_certs: &Path) -> anyhow::Result<TlsSetup> {
     let mut setup = TlsSetup {
         mode: plan.mode,
         dir: dir.clone(),
-        appliance_args: Vec::new(),
         ping: None,
         client_in_dir: false,
         own_server_cert: plan.server.is_some(),
@@ -364,31 +375,75 @@ pub fn setup(plan: &TlsPlan, state_certs: &Path) -> anyhow::Result<TlsSetup> {
         write(&state_certs.join(CA_CERT), &ca.pem.cert, false)?;
         write(&state_certs.join(CA_KEY), &ca.pem.key, true)?;
     }
-    setup.appliance_args = vec![
-        "--tls-cert".into(),
-        cert_file.into(),
-        "--tls-key".into(),
-        key_file.into(),
-    ];
     if verify {
         let authorities = match (&plan.client_cas, &ca) {
             (Some(bundle), _) => bundle.clone(),
             (None, Some((ca, _))) => ca.pem.cert.clone(),
             (None, None) => bail!("no authority to check client certificates against"),
         };
-        let file = state_certs.join(CLIENT_CA);
-        write(&file, &authorities, false)?;
-        setup.appliance_args.push("--tls-ca".into());
-        setup.appliance_args.push(file.into());
+        write(&state_certs.join(CLIENT_CA), &authorities, false)?;
     }
     setup.client_in_dir = client.is_some();
     setup.ping = Some(Pinger::new(client.as_ref())?);
     Ok(setup)
 }
 
+/// The appliance's `--tls-*` arguments for `mode`, naming the files [`setup`] put in
+/// `state_certs` (the VCH's `certs/`). Every start of the appliance uses these.
+pub fn appliance_args(mode: TlsMode, state_certs: &Path) -> Vec<OsString> {
+    if mode == TlsMode::NoTls {
+        return Vec::new();
+    }
+    let mut args: Vec<OsString> = vec![
+        "--tls-cert".into(),
+        state_certs.join(SERVER_CERT).into(),
+        "--tls-key".into(),
+        state_certs.join(SERVER_KEY).into(),
+    ];
+    if mode == TlsMode::Tlsverify {
+        args.push("--tls-ca".into());
+        args.push(state_certs.join(CLIENT_CA).into());
+    }
+    args
+}
+
+/// How to tell that a restarted appliance answers: `/_ping` over TLS when it serves TLS.
+/// Without a client certificate, a tlsverify appliance that completes the handshake and
+/// then asks for one counts as up.
+pub struct Readiness(Option<Pinger>);
+
+impl Readiness {
+    pub fn for_mode(mode: TlsMode) -> anyhow::Result<Readiness> {
+        Ok(Readiness(match mode {
+            TlsMode::NoTls => None,
+            _ => Some(Pinger::new(None)?),
+        }))
+    }
+
+    pub fn ping(&self, port: u16) -> bool {
+        match &self.0 {
+            Some(p) => p.ping(port),
+            None => crate::vch::ping(port),
+        }
+    }
+}
+
 impl TlsSetup {
-    pub fn appliance_args(&self) -> &[OsString] {
-        &self.appliance_args
+    /// What an existing VCH's TLS looks like, for reports (`inspect`): `dir` is its
+    /// certificate directory.
+    pub fn described(
+        mode: TlsMode,
+        dir: PathBuf,
+        client_in_dir: bool,
+        own_server_cert: bool,
+    ) -> TlsSetup {
+        TlsSetup {
+            mode,
+            dir,
+            ping: None,
+            client_in_dir,
+            own_server_cert,
+        }
     }
 
     /// True when the appliance answers `/_ping` (for TLS: over TLS).
@@ -692,7 +747,11 @@ mod tests {
         }
         assert_eq!(mode_of(&root.join("state").join(SERVER_KEY)), 0o600);
         assert!(root.join("state").join(CLIENT_CA).is_file());
-        assert_eq!(s.appliance_args().len(), 6);
+        let args = appliance_args(s.mode, &root.join("state"));
+        assert_eq!(args.len(), 6);
+        for file in args.iter().skip(1).step_by(2) {
+            assert!(Path::new(file).is_file(), "{file:?}");
+        }
         let env = s.env("tcp://127.0.0.1:1");
         assert_eq!(env[1], "DOCKER_TLS_VERIFY=1");
         assert_eq!(env[2], format!("DOCKER_CERT_PATH={}", s.dir.display()));
@@ -737,7 +796,11 @@ mod tests {
         assert!(s.dir.join(SERVER_CERT).is_file());
         assert!(!s.dir.join(CLIENT_CERT).exists());
         assert!(!root.join("state").join(CLIENT_CA).exists());
-        assert_eq!(s.appliance_args().len(), 4);
+        let args = appliance_args(s.mode, &root.join("state"));
+        assert_eq!(args.len(), 4);
+        for file in args.iter().skip(1).step_by(2) {
+            assert!(Path::new(file).is_file(), "{file:?}");
+        }
         assert_eq!(
             s.env("tcp://127.0.0.1:1"),
             vec![

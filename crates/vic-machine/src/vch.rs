@@ -1,45 +1,74 @@
-//! Local VCHs: their on-disk layout and the create / delete / ls operations.
+//! Local VCHs: their on-disk layout and record (vch.json), and the create / delete / ls
+//! operations.
+//!
+//! ```text
+//!   <state_root>/vch/NAME/
+//!     vch.json              VchConfig: every setting, the version, the TLS mode
+//!     init.pid, appliance.pid, appliance.log
+//!     appliance/            this VCH's vic-appliance, vic-init, vmlinux, initramfs.cpio
+//!     appliance.prev/       the ones `upgrade` replaced (for `upgrade --rollback`)
+//!     certs/  images/  containers/  vms/  registry-ca.pem
+//! ```
 
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use serde::{Deserialize, Serialize};
 
-use crate::tls::{self, TlsMode, TlsOptions, TlsPlan};
+use crate::appliance::{self, StartError};
+use crate::parts::Parts;
+use crate::settings::{self, Settings, SettingsArgs};
+use crate::tls::{self, TlsMode, TlsOptions};
 
 /// VIC's limit on a VCH name.
 pub const MAX_NAME_LEN: usize = 31;
 
-/// What `create` records about a VCH.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What vic-machine records about a VCH. Fields added after the first release have
+/// defaults, so every older vch.json still loads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VchConfig {
     pub name: String,
     pub target: String,
     pub docker_host: String,
     pub port: u16,
+    /// Whether the port was given (--port) rather than picked.
+    #[serde(default)]
+    pub fixed_port: bool,
     pub image_store: PathBuf,
     /// Whether the image store is outside the state directory (given by --image-store).
     pub external_image_store: bool,
-    pub insecure_registries: Vec<String>,
-    #[serde(default)]
-    pub whitelist_registries: Vec<String>,
-    /// The registry CA bundle kept in the VCH's directory, if any.
-    #[serde(default)]
-    pub registry_ca: Option<PathBuf>,
+    #[serde(flatten)]
+    pub settings: Settings,
     /// How the Docker API is served (VCHs from before TLS: plain).
     #[serde(default)]
     pub tls: TlsMode,
     /// The certificate directory (holding NAME.env), absolute.
     #[serde(default)]
     pub cert_path: Option<PathBuf>,
+    /// `--tls-cname`, if given.
+    #[serde(default)]
+    pub tls_cname: Option<String>,
+    /// Whether client certificates chain to the user's `--tls-ca` (no client certificate
+    /// was generated).
+    #[serde(default)]
+    pub tls_user_client_cas: bool,
+    /// Whether the server certificate is the user's `--tls-server-cert`.
+    #[serde(default)]
+    pub tls_own_server_cert: bool,
     pub created: String,
+    /// The version of the files in appliance/ (see `parts.rs`).
     pub version: String,
+    /// The version in appliance.prev/, which `upgrade --rollback` goes back to.
+    #[serde(default)]
+    pub previous_version: Option<String>,
+    /// When the last upgrade or rollback happened.
+    #[serde(default)]
+    pub upgraded: Option<String>,
 }
 
 /// Where a VCH's files are.
@@ -58,23 +87,77 @@ impl Layout {
             name: name.to_string(),
         })
     }
-    fn config(&self) -> PathBuf {
+    pub fn config(&self) -> PathBuf {
         self.dir.join("vch.json")
     }
-    fn pid_file(&self) -> PathBuf {
+    pub fn pid_file(&self) -> PathBuf {
         self.dir.join("appliance.pid")
     }
     /// The supervisor's PID (vic-init), which restarts the appliance when it dies.
-    fn init_pid_file(&self) -> PathBuf {
+    pub fn init_pid_file(&self) -> PathBuf {
         self.dir.join("init.pid")
     }
-    fn log(&self) -> PathBuf {
+    pub fn log(&self) -> PathBuf {
         self.dir.join("appliance.log")
     }
-    fn appliance_dir(&self) -> PathBuf {
+    pub fn appliance_dir(&self) -> PathBuf {
         self.dir.join("appliance")
     }
+    pub fn prev_appliance_dir(&self) -> PathBuf {
+        self.dir.join("appliance.prev")
+    }
+    pub fn certs_dir(&self) -> PathBuf {
+        self.dir.join("certs")
+    }
+
+    /// The VCH's record; VIC's words when there is no such VCH.
+    pub fn load(&self) -> anyhow::Result<VchConfig> {
+        let path = self.config();
+        let raw = match fs::read(&path) {
+            Ok(raw) => raw,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "Failed to get Virtual Container Host {}: VCH {} not found in {}",
+                self.name,
+                self.name,
+                self.root.join("vch").display()
+            ),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        serde_json::from_slice(&raw).with_context(|| format!("reading {}", path.display()))
+    }
+
+    /// Writes the record (whole or not at all).
+    pub fn save(&self, config: &VchConfig) -> anyhow::Result<()> {
+        let path = self.config();
+        let tmp = self.dir.join("vch.json.tmp");
+        fs::write(&tmp, serde_json::to_vec_pretty(config)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Holds off other vic-machine operations on this VCH (VIC's UpdateInProgress flag)
+    /// until the returned guard is dropped.
+    pub fn lock(&self, op: &str) -> anyhow::Result<OpLock> {
+        let path = self.dir.join(".vic-machine.lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        // SAFETY: flock on a descriptor we own; it is released when the file is closed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            bail!(
+                "{op} failed: another upgrade/configure operation is in progress on VCH {}",
+                self.name
+            );
+        }
+        Ok(OpLock(file))
+    }
 }
+
+/// See [`Layout::lock`].
+pub struct OpLock(#[allow(dead_code)] fs::File);
 
 fn default_state_root() -> PathBuf {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -103,10 +186,29 @@ pub fn validate_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A duration as VIC (Go) prints one: `3m0s`, `90s` → `1m30s`, `500ms`.
+pub fn go_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let s = d.as_secs();
+    let (h, m, s) = (s / 3600, s / 60 % 60, s % 60);
+    let frac = d.subsec_millis();
+    let secs = if frac == 0 {
+        format!("{s}s")
+    } else {
+        format!("{}s", format!("{s}.{frac:03}").trim_end_matches('0'))
+    };
+    match (h, m) {
+        (0, 0) => secs,
+        (0, m) => format!("{m}m{secs}"),
+        (h, m) => format!("{h}h{m}m{secs}"),
+    }
+}
+
 pub struct CreateOptions {
-    pub insecure_registries: Vec<String>,
-    pub registry_cas: Vec<PathBuf>,
-    pub whitelist_registries: Vec<String>,
+    pub settings: SettingsArgs,
     pub image_store: Option<PathBuf>,
     pub timeout: Duration,
     pub port: Option<u16>,
@@ -114,72 +216,8 @@ pub struct CreateOptions {
     pub tls: TlsOptions,
 }
 
-/// Copies the `--registry-ca` files into one bundle in the VCH's directory (so the VCH does
-/// not depend on files the operator may move), after checking each holds a certificate.
-fn registry_ca_bundle(layout: &Layout, files: &[PathBuf]) -> anyhow::Result<Option<PathBuf>> {
-    if files.is_empty() {
-        return Ok(None);
-    }
-    let mut bundle = Vec::new();
-    for f in files {
-        let pem = fs::read(f)
-            .with_context(|| format!("Failed to load registry CA from {}", f.display()))?;
-        if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-            bail!(
-                "Failed to load registry CA from {}: no PEM certificate in it",
-                f.display()
-            );
-        }
-        bundle.extend_from_slice(&pem);
-        if !bundle.ends_with(b"\n") {
-            bundle.push(b'\n');
-        }
-    }
-    let path = layout.dir.join("registry-ca.pem");
-    fs::write(&path, bundle).with_context(|| format!("writing {}", path.display()))?;
-    info(format!(
-        "Registry CA bundle: {} certificate file(s)",
-        files.len()
-    ));
-    Ok(Some(path))
-}
-
 pub(crate) fn info(msg: impl AsRef<str>) {
     println!("INFO  {}", msg.as_ref());
-}
-
-/// The directory holding this build's vic-appliance (and vic-init beside it), and the
-/// bootstrap directory.
-fn find_parts(bootstrap_dir: Option<&Path>) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
-    let exe = std::env::current_exe().context("locating vic-machine")?;
-    let bin_dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
-    let appliance = bin_dir.join("vic-appliance");
-    for part in [&appliance, &bin_dir.join("vic-init")] {
-        if !part.is_file() {
-            bail!(
-                "{} not found next to vic-machine: run `make`",
-                part.display()
-            );
-        }
-    }
-    let boot = match bootstrap_dir {
-        Some(d) => d.to_path_buf(),
-        None => bin_dir
-            .parent()
-            .map(|p| p.join("bootstrap"))
-            .unwrap_or_default(),
-    };
-    let kernel = boot.join("vmlinux");
-    let initrd = boot.join("initramfs.cpio");
-    for f in [&kernel, &initrd] {
-        if !f.is_file() {
-            bail!(
-                "bootstrap file {} is missing: run `make` (or pass --bootstrap-dir)",
-                f.display()
-            );
-        }
-    }
-    Ok((appliance, kernel, initrd))
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -204,57 +242,11 @@ pub(crate) fn ping(port: u16) -> bool {
     resp.starts_with("HTTP/1.") && resp.contains(" 200 ") && resp.ends_with("OK")
 }
 
-fn pid_alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists and may be signalled.
-    let exists = pid > 0 && unsafe { libc::kill(pid, 0) } == 0;
-    // A zombie (exited, not yet reaped by its parent) is gone for our purposes.
-    let zombie = fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit(')')
-                .next()
-                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false);
-    exists && !zombie
-}
-
-/// Whether the VCH's appliance (or its supervisor) runs.
-fn appliance_alive(layout: &Layout) -> bool {
-    let marker = layout.dir.display().to_string();
-    owned_pid(&layout.init_pid_file(), &marker).is_some()
-        || owned_pid(&layout.pid_file(), &marker).is_some()
-}
-
-/// The PID in `file` if that process still runs and its command line mentions `marker`.
-fn owned_pid(file: &Path, marker: &str) -> Option<i32> {
-    let pid: i32 = fs::read_to_string(file).ok()?.trim().parse().ok()?;
-    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let cmdline = String::from_utf8_lossy(&cmdline);
-    (pid_alive(pid) && cmdline.contains(marker)).then_some(pid)
-}
-
-fn signal(pid: i32, sig: i32) {
-    // SAFETY: plain kill(2) on a PID we verified belongs to this VCH.
-    unsafe {
-        libc::kill(pid, sig);
-    }
-}
-
-fn wait_gone(pid: i32, timeout: Duration) -> bool {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if !pid_alive(pid) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    !pid_alive(pid)
-}
-
-fn copy_file(from: &Path, to: &Path) -> anyhow::Result<()> {
-    fs::copy(from, to)
-        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
-    Ok(())
+/// What create made, so that a failed create removes exactly that.
+#[derive(Default)]
+struct Made {
+    cert_dir: Option<PathBuf>,
+    volume_dirs: Vec<PathBuf>,
 }
 
 pub fn create(layout: &Layout, opts: &CreateOptions) -> anyhow::Result<()> {
@@ -267,59 +259,83 @@ pub fn create(layout: &Layout, opts: &CreateOptions) -> anyhow::Result<()> {
             layout.name
         );
     }
-    let (appliance, kernel, initrd) = find_parts(opts.bootstrap_dir.as_deref())?;
-    // Every file the TLS flags name is read and checked before anything is made.
+    let parts = Parts::find(opts.bootstrap_dir.as_deref())?;
+    // Every file the flags name is read and checked before anything is made.
     let tls = tls::plan(&opts.tls, &layout.name)?;
-    let parts = Parts {
-        appliance: &appliance,
-        kernel: &kernel,
-        initrd: &initrd,
-        tls: &tls,
+    let settings = opts.settings.apply(&Settings::default())?;
+    let registry_ca = if opts.settings.registry_cas.is_empty() {
+        None
+    } else {
+        Some(settings::registry_ca_bundle(&opts.settings.registry_cas)?)
     };
-    let result = create_inner(layout, opts, &parts, started);
+    let mut made = Made::default();
+    if !tls.dir.exists() {
+        made.cert_dir = Some(tls.dir.clone());
+    }
+    made.volume_dirs = settings
+        .volume_stores
+        .iter()
+        .filter(|v| !v.dir.exists())
+        .map(|v| v.dir.clone())
+        .collect();
+    let result = create_inner(
+        layout,
+        opts,
+        &parts,
+        &tls,
+        settings,
+        registry_ca,
+        started + opts.timeout,
+    );
     if let Err(e) = &result {
         info(format!("Create failed: {e:#}"));
         info("Removing what create made");
-        stop_appliance(layout, Duration::from_secs(10));
+        appliance::stop(layout, Duration::from_secs(10));
         kill_vms(layout);
         let _ = fs::remove_dir_all(&layout.dir);
         if let Some(store) = &opts.image_store {
             let _ = fs::remove_dir_all(store);
         }
+        if let Some(dir) = &made.cert_dir {
+            let _ = fs::remove_dir_all(dir);
+        }
+        for dir in &made.volume_dirs {
+            // Only while still empty: nothing of the user's goes.
+            let _ = fs::remove_dir(dir);
+        }
     }
     result
-}
-
-/// What `create` starts from: this build's files and the checked TLS inputs.
-struct Parts<'a> {
-    appliance: &'a Path,
-    kernel: &'a Path,
-    initrd: &'a Path,
-    tls: &'a TlsPlan,
 }
 
 fn create_inner(
     layout: &Layout,
     opts: &CreateOptions,
-    parts: &Parts<'_>,
-    started: Instant,
+    parts: &Parts,
+    tls_plan: &tls::TlsPlan,
+    mut settings: Settings,
+    registry_ca: Option<Vec<u8>>,
+    deadline: Instant,
 ) -> anyhow::Result<()> {
-    let (appliance, kernel, initrd) = (parts.appliance, parts.kernel, parts.initrd);
-    let app_dir = layout.appliance_dir();
-    fs::create_dir_all(&app_dir).with_context(|| format!("creating {}", app_dir.display()))?;
+    fs::create_dir_all(&layout.dir)
+        .with_context(|| format!("creating {}", layout.dir.display()))?;
     info(format!("Creating appliance in {}", layout.dir.display()));
-    let app_bin = app_dir.join("vic-appliance");
-    copy_file(appliance, &app_bin)?;
-    let init_bin = app_dir.join("vic-init");
-    copy_file(&appliance.with_file_name("vic-init"), &init_bin)?;
-    copy_file(kernel, &app_dir.join("vmlinux"))?;
-    copy_file(initrd, &app_dir.join("initramfs.cpio"))?;
+    parts.install(&layout.appliance_dir())?;
+    let version = Parts::in_dir(&layout.appliance_dir()).version()?;
     let port = match opts.port {
         Some(p) => p,
         None => free_port()?,
     };
-    let registry_ca = registry_ca_bundle(layout, &opts.registry_cas)?;
-    let tls = tls::setup(parts.tls, &layout.dir.join("certs"))?;
+    if let Some(bundle) = registry_ca {
+        let path = settings::registry_ca_path(&layout.dir);
+        fs::write(&path, bundle).with_context(|| format!("writing {}", path.display()))?;
+        info(format!(
+            "Registry CA bundle: {} certificate file(s)",
+            opts.settings.registry_cas.len()
+        ));
+        settings.registry_ca = Some(path);
+    }
+    settings::prepare_volume_stores(&settings.volume_stores)?;
+    let tls = tls::setup(tls_plan, &layout.certs_dir())?;
     let (image_store, external) = match &opts.image_store {
         Some(dir) => (dir.clone(), true),
         None => (layout.dir.join("images"), false),
@@ -329,85 +345,30 @@ fn create_inner(
         target: "local".into(),
         docker_host: format!("tcp://127.0.0.1:{port}"),
         port,
-        image_store: image_store.clone(),
+        fixed_port: opts.port.is_some(),
+        image_store,
         external_image_store: external,
-        insecure_registries: opts.insecure_registries.clone(),
-        whitelist_registries: opts.whitelist_registries.clone(),
-        registry_ca: registry_ca.clone(),
+        settings,
         tls: tls.mode,
         cert_path: Some(tls.dir.clone()),
+        tls_cname: tls_plan.cname().map(str::to_string),
+        tls_user_client_cas: tls_plan.user_client_cas(),
+        tls_own_server_cert: tls_plan.own_server_cert(),
         created: chrono::Utc::now().to_rfc3339(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
+        version,
+        previous_version: None,
+        upgraded: None,
     };
-    fs::write(layout.config(), serde_json::to_vec_pretty(&config)?)?;
-    let log = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(layout.log())?;
-    // vic-init supervises the appliance: it restarts it if it dies.
-    let mut cmd = Command::new(&init_bin);
-    cmd.arg("--pid-file")
-        .arg(layout.init_pid_file())
-        .arg("--")
-        .arg(&app_bin)
-        .arg("--name")
-        .arg(&layout.name)
-        .arg("--state-dir")
-        .arg(&layout.dir)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--image-store")
-        .arg(&image_store)
-        .arg("--kernel")
-        .arg(app_dir.join("vmlinux"))
-        .arg("--initrd")
-        .arg(app_dir.join("initramfs.cpio"));
-    for r in &opts.insecure_registries {
-        cmd.arg("--insecure-registry").arg(r);
-    }
-    for r in &opts.whitelist_registries {
-        cmd.arg("--whitelist-registry").arg(r);
-    }
-    if let Some(ca) = &registry_ca {
-        cmd.arg("--registry-ca").arg(ca);
-    }
-    cmd.args(tls.appliance_args());
-    cmd.stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    // SAFETY: setsid is async-signal-safe; it detaches the appliance from our terminal and
-    // process group so it outlives vic-machine.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
+    layout.save(&config)?;
     info("Starting the appliance");
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("starting {}", app_bin.display()))?;
-    fs::write(layout.init_pid_file(), child.id().to_string())?;
     info("Waiting for the Docker API to answer");
-    let deadline = started + opts.timeout;
-    loop {
-        if tls.ping(port) {
-            break;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            bail!(
-                "the appliance exited ({status}) before it answered; its log:\n{}",
-                log_tail(&layout.log())
-            );
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "Creating VCH exceeded time limit of {}s",
-                opts.timeout.as_secs()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    appliance::start(layout, &config, &|p| tls.ping(p), deadline).map_err(|e| match e {
+        StartError::TimedOut => anyhow!(
+            "Creating VCH exceeded time limit of {}. Please increase the timeout using --timeout to accommodate for a busy host",
+            go_duration(opts.timeout)
+        ),
+        other => anyhow!(other),
+    })?;
     let env = tls.env(&config.docker_host);
     let env_file = tls.dir.join(format!("{}.env", layout.name));
     fs::write(&env_file, env.join("\n") + "\n")
@@ -426,33 +387,44 @@ fn create_inner(
     Ok(())
 }
 
-fn log_tail(path: &Path) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
+pub fn pid_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    let exists = pid > 0 && unsafe { libc::kill(pid, 0) } == 0;
+    // A zombie (exited, not yet reaped by its parent) is gone for our purposes.
+    let zombie = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false);
+    exists && !zombie
 }
 
-/// Stops the appliance (it powers its container VMs off); SIGKILL after `timeout`.
-fn stop_appliance(layout: &Layout, timeout: Duration) {
-    let marker = layout.dir.display().to_string();
-    // The supervisor first (so it does not restart what we stop; it passes SIGTERM on),
-    // then the appliance itself if it is still there (older VCHs have no supervisor).
-    for (file, what) in [
-        (layout.init_pid_file(), "supervisor"),
-        (layout.pid_file(), "appliance"),
-    ] {
-        if let Some(pid) = owned_pid(&file, &marker) {
-            signal(pid, libc::SIGTERM);
-            if !wait_gone(pid, timeout) {
-                info(format!(
-                    "The {what} did not stop within {}s: killing it",
-                    timeout.as_secs()
-                ));
-                signal(pid, libc::SIGKILL);
-                wait_gone(pid, Duration::from_secs(5));
-            }
-        }
+/// The PID in `file` if that process still runs and its command line mentions `marker`.
+pub fn owned_pid(file: &Path, marker: &str) -> Option<i32> {
+    let pid: i32 = fs::read_to_string(file).ok()?.trim().parse().ok()?;
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    (pid_alive(pid) && cmdline.contains(marker)).then_some(pid)
+}
+
+pub fn signal(pid: i32, sig: i32) {
+    // SAFETY: plain kill(2) on a PID we verified belongs to this VCH.
+    unsafe {
+        libc::kill(pid, sig);
     }
+}
+
+pub fn wait_gone(pid: i32, timeout: Duration) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if !pid_alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    !pid_alive(pid)
 }
 
 /// Kills container VM processes the appliance left behind (it was killed, or crashed).
@@ -467,8 +439,7 @@ fn kill_vms(layout: &Layout) {
             if p.is_dir() {
                 stack.push(p);
             } else if p.file_name().is_some_and(|n| n == "qemu.pid") {
-                let marker = dir.display().to_string();
-                if let Some(pid) = owned_pid(&p, &marker) {
+                if let Some(pid) = vm_pid(&p, &dir) {
                     signal(pid, libc::SIGKILL);
                     wait_gone(pid, Duration::from_secs(5));
                 }
@@ -477,7 +448,20 @@ fn kill_vms(layout: &Layout) {
     }
 }
 
-fn running_containers(layout: &Layout) -> usize {
+/// The PID in a VM's `qemu.pid` if that process is still that VM's QEMU: the local backend
+/// runs QEMU in the VM's directory (older backends named the directory on its command line).
+fn vm_pid(pid_file: &Path, vm_dir: &Path) -> Option<i32> {
+    let pid: i32 = fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
+    let cwd = fs::read_link(format!("/proc/{pid}/cwd")).ok();
+    let vm_dir = fs::canonicalize(vm_dir).unwrap_or_else(|_| vm_dir.to_path_buf());
+    if pid_alive(pid) && cwd.as_deref() == Some(vm_dir.as_path()) {
+        return Some(pid);
+    }
+    owned_pid(pid_file, &vm_dir.display().to_string())
+}
+
+/// How many of the VCH's containers are recorded as running.
+pub fn running_containers(layout: &Layout) -> usize {
     let Ok(entries) = fs::read_dir(layout.dir.join("containers")) else {
         return 0;
     };
@@ -490,16 +474,9 @@ fn running_containers(layout: &Layout) -> usize {
 }
 
 pub fn delete(layout: &Layout, force: bool, timeout: Duration) -> anyhow::Result<()> {
-    let Ok(raw) = fs::read(layout.config()) else {
-        bail!(
-            "Failed to get Virtual Container Host {}: no such VCH in {}",
-            layout.name,
-            layout.root.display()
-        );
-    };
-    let config: VchConfig =
-        serde_json::from_slice(&raw).context("reading the VCH configuration")?;
-    let alive = appliance_alive(layout);
+    let config = layout.load()?;
+    let _lock = layout.lock("Delete")?;
+    let alive = appliance::alive(layout);
     let running = running_containers(layout);
     if alive && running > 0 && !force {
         bail!(
@@ -508,7 +485,7 @@ pub fn delete(layout: &Layout, force: bool, timeout: Duration) -> anyhow::Result
         );
     }
     info(format!("### Removing VCH {} ####", layout.name));
-    stop_appliance(layout, timeout);
+    appliance::stop(layout, timeout);
     kill_vms(layout);
     fs::remove_dir_all(&layout.dir)
         .with_context(|| format!("removing {}", layout.dir.display()))?;
@@ -520,12 +497,13 @@ pub fn delete(layout: &Layout, force: bool, timeout: Duration) -> anyhow::Result
 }
 
 pub fn list(state_root: Option<PathBuf>) -> anyhow::Result<()> {
-    let root = state_root.unwrap_or_else(default_state_root).join("vch");
+    let root = state_root.unwrap_or_else(default_state_root);
+    let installer = crate::parts::installer_version();
     println!(
-        "{:<32} {:<28} {:<10} {:<10} VERSION",
-        "NAME", "DOCKER_HOST", "TLS", "STATE"
+        "{:<32} {:<28} {:<10} {:<10} {:<18} UPGRADE STATUS",
+        "NAME", "DOCKER_HOST", "TLS", "STATE", "VERSION"
     );
-    let Ok(entries) = fs::read_dir(&root) else {
+    let Ok(entries) = fs::read_dir(root.join("vch")) else {
         return Ok(());
     };
     let mut names: Vec<_> = entries
@@ -534,28 +512,23 @@ pub fn list(state_root: Option<PathBuf>) -> anyhow::Result<()> {
         .collect();
     names.sort();
     for name in names {
-        let layout = Layout::new(
-            Some(root.parent().map(Path::to_path_buf).unwrap_or_default()),
-            &name,
-        )?;
-        let Ok(raw) = fs::read(layout.config()) else {
+        let layout = Layout::new(Some(root.clone()), &name)?;
+        let Ok(cfg) = layout.load() else {
             continue;
         };
-        let Ok(cfg) = serde_json::from_slice::<VchConfig>(&raw) else {
-            continue;
-        };
-        let state = if appliance_alive(&layout) {
+        let state = if appliance::alive(&layout) {
             "running"
         } else {
             "stopped"
         };
         println!(
-            "{:<32} {:<28} {:<10} {:<10} {}",
+            "{:<32} {:<28} {:<10} {:<10} {:<18} {}",
             cfg.name,
             cfg.docker_host,
             cfg.tls.label(),
             state,
-            cfg.version
+            cfg.version,
+            crate::parts::upgrade_status_short(&installer, &cfg.version)
         );
     }
     Ok(())
@@ -575,5 +548,49 @@ mod tests {
         );
         assert!(validate_name(&"a".repeat(31)).is_ok());
         assert!(validate_name("bad/name").is_err());
+    }
+
+    #[test]
+    fn durations_print_as_vic_prints_them() {
+        assert_eq!(go_duration(Duration::from_secs(180)), "3m0s");
+        assert_eq!(go_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(go_duration(Duration::from_secs(1)), "1s");
+        assert_eq!(go_duration(Duration::from_millis(1)), "1ms");
+        assert_eq!(go_duration(Duration::from_secs(3700)), "1h1m40s");
+        assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
+    }
+
+    #[test]
+    fn a_vch_json_from_before_settings_and_upgrades_still_loads() {
+        let old = r#"{
+            "name": "old", "target": "local", "docker_host": "tcp://127.0.0.1:1", "port": 1,
+            "image_store": "/x/images", "external_image_store": false,
+            "insecure_registries": ["r:5000"], "created": "2024-01-01T00:00:00Z",
+            "version": "0.1.0"
+        }"#;
+        let c: VchConfig = serde_json::from_str(old).unwrap();
+        assert_eq!(c.settings.insecure_registries, vec!["r:5000".to_string()]);
+        assert_eq!(c.settings.debug, 0);
+        assert_eq!(c.tls, TlsMode::NoTls);
+        assert_eq!(c.previous_version, None);
+        // Written back flat, as before.
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["insecure_registries"][0], "r:5000");
+        assert!(v.get("settings").is_none());
+    }
+
+    #[test]
+    fn a_second_operation_on_a_vch_is_refused_while_one_runs() {
+        let d = tempfile::tempdir().unwrap();
+        let layout = Layout::new(Some(d.path().to_path_buf()), "x").unwrap();
+        fs::create_dir_all(&layout.dir).unwrap();
+        let held = layout.lock("Configure").unwrap();
+        let err = layout.lock("Upgrade").err().unwrap().to_string();
+        assert_eq!(
+            err,
+            "Upgrade failed: another upgrade/configure operation is in progress on VCH x"
+        );
+        drop(held);
+        assert!(layout.lock("Upgrade").is_ok());
     }
 }

@@ -1,0 +1,326 @@
+//! `inspect` (a VIC-style report on one VCH) and `inspect config` (the `vic-machine create`
+//! options that make a VCH like it, in VIC's flag order, defaults left out).
+
+use std::path::{Path, PathBuf};
+
+use crate::appliance;
+use crate::parts;
+use crate::settings::debug_label;
+use crate::tls::{TlsMode, TlsSetup, CLIENT_CA, CLIENT_CERT, SERVER_CERT, SERVER_KEY};
+use crate::vch::{info, running_containers, Layout, VchConfig};
+
+/// `inspect config --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// The options on one line, for `vic-machine create $(vic-machine inspect config --format raw)`.
+    Raw,
+    /// One option a line, then the whole create command.
+    Verbose,
+}
+
+fn or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn limit<T: std::fmt::Display>(v: Option<T>, unit: &str) -> String {
+    match v {
+        Some(v) => format!("{v}{unit}"),
+        None => "unlimited".into(),
+    }
+}
+
+/// The report of `vic-machine inspect`.
+pub fn inspect(layout: &Layout) -> anyhow::Result<()> {
+    info("### Inspecting VCH ####");
+    let c = layout.load()?;
+    let s = &c.settings;
+    let running = appliance::alive(layout);
+    let installer = parts::installer_version();
+    info("");
+    info(format!("VCH name: {}", c.name));
+    info(format!(
+        "VCH state: {}",
+        if running { "running" } else { "stopped" }
+    ));
+    info(format!(
+        "Running containers: {}",
+        if running {
+            running_containers(layout).to_string()
+        } else {
+            "0".into()
+        }
+    ));
+    info("");
+    info(format!("Installer version: {installer}"));
+    info(format!("VCH version: {}", c.version));
+    if let Some(prev) = &c.previous_version {
+        info(format!(
+            "Previous VCH version: {prev} (vic-machine upgrade --rollback returns to it)"
+        ));
+    }
+    info("");
+    info("VCH upgrade status:");
+    for line in parts::upgrade_status_lines(&installer, &c.version) {
+        info(line);
+    }
+    info("");
+    info(format!(
+        "Docker API TLS: {}",
+        match c.tls {
+            TlsMode::Tlsverify => "tlsverify (clients need a certificate)",
+            TlsMode::NoTlsverify => "tls (no client certificate checked)",
+            TlsMode::NoTls => "none (plain HTTP)",
+        }
+    ));
+    let cert_dir = c
+        .cert_path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&c.name));
+    let client_in_dir = c.tls == TlsMode::Tlsverify
+        && !c.tls_user_client_cas
+        && cert_dir.join(CLIENT_CERT).is_file();
+    let tls = TlsSetup::described(
+        c.tls,
+        cert_dir.clone(),
+        client_in_dir,
+        c.tls_own_server_cert,
+    );
+    info("");
+    info("Docker environment variables:");
+    info(tls.env(&c.docker_host).join(" "));
+    let env_file = cert_dir.join(format!("{}.env", c.name));
+    if env_file.is_file() {
+        info("");
+        info(format!("Environment saved in {}", env_file.display()));
+    }
+    info("");
+    info("Connect to docker:");
+    for line in tls.docker_lines(c.port) {
+        info(line);
+    }
+    info("");
+    info("Registries:");
+    info(format!("  insecure: {}", or_none(&s.insecure_registries)));
+    info(format!(
+        "  whitelist: {}",
+        if s.whitelist_registries.is_empty() {
+            "none (any registry)".into()
+        } else {
+            s.whitelist_registries.join(", ")
+        }
+    ));
+    info(format!(
+        "  CA bundle: {}",
+        s.registry_ca
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "none".into())
+    ));
+    info("Resource limits (totals over running container VMs):");
+    info(format!("  memory: {}", limit(s.memory_mib, " MiB")));
+    info(format!("  vCPUs: {}", limit(s.cpus, "")));
+    info(format!("  containers: {}", limit(s.containers, "")));
+    info(format!(
+        "  storage quota: {}",
+        limit(s.storage_quota_gib, " GiB")
+    ));
+    if let Some(m) = s.endpoint_memory_mib {
+        info(format!(
+            "  endpoint memory: {m} MiB (recorded; does not apply to the local target, where the appliance is a host process)"
+        ));
+    }
+    info(format!("DNS servers: {}", or_none(&s.dns_servers)));
+    let stores: Vec<String> = s
+        .volume_stores
+        .iter()
+        .map(|v| format!("{} ({})", v.label, v.dir.display()))
+        .collect();
+    info(format!("Volume stores: {}", or_none(&stores)));
+    info(format!(
+        "Container name convention: {}",
+        s.container_name_convention
+            .as_deref()
+            .unwrap_or("{name}-{id} (default)")
+    ));
+    info(format!("Image store: {}", c.image_store.display()));
+    info(format!(
+        "Debug level: {} ({})",
+        s.debug,
+        debug_label(s.debug)
+    ));
+    info(format!("Appliance log: {}", layout.log().display()));
+    info("");
+    info("Completed successfully");
+    Ok(())
+}
+
+/// `--flag=value`, single-quoted for a POSIX shell when the value needs it.
+fn opt(flag: &str, value: impl AsRef<str>) -> String {
+    let v = value.as_ref();
+    let safe = v
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
+    if safe {
+        format!("--{flag}={v}")
+    } else {
+        format!("'--{flag}={}'", v.replace('\'', r"'\''"))
+    }
+}
+
+fn path_opt(flag: &str, p: &Path) -> String {
+    opt(flag, p.display().to_string())
+}
+
+/// The `create` options that reproduce `c` (under its name), in VIC's order: target,
+/// name, image store, container, volume stores, DNS, memory, CPU, storage quota, container
+/// count, TLS, registries; then this target's own (--port) and debug.
+pub fn create_options(layout: &Layout, c: &VchConfig) -> Vec<String> {
+    let s = &c.settings;
+    let mut o = vec![opt("target", &c.target), opt("name", &c.name)];
+    if c.external_image_store {
+        o.push(path_opt("image-store", &c.image_store));
+    }
+    if let Some(p) = &s.container_name_convention {
+        o.push(opt("container-name-convention", p));
+    }
+    for v in &s.volume_stores {
+        o.push(opt("volume-store", v.flag_value()));
+    }
+    for d in &s.dns_servers {
+        o.push(opt("dns-server", d));
+    }
+    if let Some(m) = s.memory_mib {
+        o.push(opt("memory", m.to_string()));
+    }
+    if let Some(m) = s.endpoint_memory_mib {
+        o.push(opt("endpoint-memory", m.to_string()));
+    }
+    if let Some(n) = s.cpus {
+        o.push(opt("cpu", n.to_string()));
+    }
+    if let Some(q) = s.storage_quota_gib {
+        o.push(opt("storage-quota", q.to_string()));
+    }
+    if let Some(n) = s.containers {
+        o.push(opt("containers", n.to_string()));
+    }
+    let certs = layout.certs_dir();
+    if c.tls_own_server_cert {
+        o.push(path_opt("tls-server-key", &certs.join(SERVER_KEY)));
+        o.push(path_opt("tls-server-cert", &certs.join(SERVER_CERT)));
+    }
+    if let Some(n) = &c.tls_cname {
+        o.push(opt("tls-cname", n));
+    }
+    // The default directory is ./NAME: a VCH made like this one gets its own.
+    if let Some(dir) = &c.cert_path {
+        if dir.file_name().is_some_and(|f| f != c.name.as_str()) {
+            o.push(path_opt("tls-cert-path", dir));
+        }
+    }
+    if c.tls == TlsMode::NoTlsverify {
+        o.push("--no-tlsverify".into());
+    }
+    if c.tls_user_client_cas {
+        o.push(path_opt("tls-ca", &certs.join(CLIENT_CA)));
+    }
+    if c.tls == TlsMode::NoTls {
+        o.push("--no-tls".into());
+    }
+    if let Some(ca) = &s.registry_ca {
+        o.push(path_opt("registry-ca", ca));
+    }
+    for r in &s.insecure_registries {
+        o.push(opt("insecure-registry", r));
+    }
+    for r in &s.whitelist_registries {
+        o.push(opt("whitelist-registry", r));
+    }
+    if c.fixed_port {
+        o.push(opt("port", c.port.to_string()));
+    }
+    if s.debug > 0 {
+        o.push(opt("debug", s.debug.to_string()));
+    }
+    o
+}
+
+/// `vic-machine inspect config`.
+pub fn config(layout: &Layout, format: Format) -> anyhow::Result<()> {
+    let c = layout.load()?;
+    let options = create_options(layout, &c);
+    match format {
+        Format::Raw => println!("{}", options.join(" ")),
+        Format::Verbose => {
+            info("### Inspecting VCH config ####");
+            info("");
+            info(format!(
+                "The target VCH is configured with the following options: \n\n\t{}\n",
+                options.join("\n\t")
+            ));
+            info("To create a VCH like it (give it another --name):");
+            println!("vic-machine create {}", options.join(" "));
+            info("");
+            info("Completed successfully");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::{Settings, VolumeStore};
+
+    #[test]
+    fn options_follow_vics_order_skip_defaults_and_quote_for_the_shell() {
+        let layout = Layout::new(Some("/s".into()), "v").unwrap();
+        let mut c: VchConfig = serde_json::from_value(serde_json::json!({
+            "name": "v", "target": "local", "docker_host": "tcp://127.0.0.1:1", "port": 1,
+            "image_store": "/s/vch/v/images", "external_image_store": false,
+            "created": "", "version": "0.1.0", "tls": "no-tls", "cert_path": "/w/v"
+        }))
+        .unwrap();
+        assert_eq!(
+            create_options(&layout, &c),
+            ["--target=local", "--name=v", "--no-tls"]
+        );
+        c.settings = Settings {
+            insecure_registries: vec!["r:5000".into()],
+            dns_servers: vec!["10.0.0.53".into()],
+            containers: Some(2),
+            memory_mib: Some(512),
+            cpus: Some(2),
+            volume_stores: vec![VolumeStore {
+                label: "default".into(),
+                dir: "/vols".into(),
+            }],
+            container_name_convention: Some("vch-{name}-{id}".into()),
+            debug: 1,
+            ..Settings::default()
+        };
+        c.tls = TlsMode::NoTlsverify;
+        c.cert_path = Some("/w/elsewhere".into());
+        assert_eq!(
+            create_options(&layout, &c),
+            [
+                "--target=local",
+                "--name=v",
+                "'--container-name-convention=vch-{name}-{id}'",
+                "--volume-store=/vols:default",
+                "--dns-server=10.0.0.53",
+                "--memory=512",
+                "--cpu=2",
+                "--containers=2",
+                "--tls-cert-path=/w/elsewhere",
+                "--no-tlsverify",
+                "--insecure-registry=r:5000",
+                "--debug=1",
+            ]
+        );
+    }
+}

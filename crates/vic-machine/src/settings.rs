@@ -1,0 +1,387 @@
+//! The settings of a VCH that `create` sets and `configure` changes: registries, DNS
+//! servers, resource limits, volume stores, the container name convention and the debug
+//! level. They are recorded in vch.json ([`Settings`], flattened into `VchConfig`) and
+//! become appliance flags (`appliance.rs`).
+//!
+//! Units on the local target, where the VCH is processes on this host rather than a
+//! vSphere resource pool: `--memory` is MiB (VIC: MB) and `--cpu` a vCPU count (VIC: MHz),
+//! both totals over the running container VMs; `--storage-quota` is GiB; 0 means unlimited,
+//! as in VIC.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+/// A VCH's configurable settings, as recorded. Every field has a default, so vch.json files
+/// written before a field existed still load.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub insecure_registries: Vec<String>,
+    pub whitelist_registries: Vec<String>,
+    /// The registry CA bundle kept in the VCH's directory, if any.
+    pub registry_ca: Option<PathBuf>,
+    pub dns_servers: Vec<String>,
+    /// Most containers that may exist (`--containers`).
+    pub containers: Option<u32>,
+    /// Total memory of running container VMs, MiB (`--memory`).
+    pub memory_mib: Option<u64>,
+    /// Total vCPUs of running container VMs (`--cpu`).
+    pub cpus: Option<u32>,
+    pub storage_quota_gib: Option<u64>,
+    /// `--endpoint-memory`: recorded; the local appliance is a process, not a VM.
+    pub endpoint_memory_mib: Option<u64>,
+    pub volume_stores: Vec<VolumeStore>,
+    pub container_name_convention: Option<String>,
+    /// 0: info; 1: debug for vic's own crates; 2: debug; 3: trace.
+    pub debug: u8,
+}
+
+/// A volume store: a label (what `docker volume create --opt VolumeStore=` names) and a
+/// directory on this host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeStore {
+    pub label: String,
+    pub dir: PathBuf,
+}
+
+impl VolumeStore {
+    /// As vic-machine takes it: `DIR:LABEL` (VIC's `datastore/path:label`).
+    pub fn flag_value(&self) -> String {
+        format!("{}:{}", self.dir.display(), self.label)
+    }
+    /// As the appliance takes it: `LABEL:DIR`.
+    pub fn appliance_value(&self) -> String {
+        format!("{}:{}", self.label, self.dir.display())
+    }
+}
+
+const VOLUME_STORE_FORMAT: &str =
+    "volume store input must be in format DIR:LABEL, e.g. /var/lib/vic/volumes:default";
+
+/// Parses `--volume-store DIR:LABEL` (the label is after the last colon, as in VIC).
+pub fn parse_volume_store(s: &str) -> Result<VolumeStore, String> {
+    let (dir, label) = s
+        .rsplit_once(':')
+        .ok_or_else(|| VOLUME_STORE_FORMAT.to_string())?;
+    if dir.is_empty()
+        || label.is_empty()
+        || !label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(VOLUME_STORE_FORMAT.into());
+    }
+    let dir = PathBuf::from(dir);
+    let dir = if dir.is_absolute() {
+        dir
+    } else {
+        std::env::current_dir()
+            .map_err(|e| format!("resolving {}: {e}", dir.display()))?
+            .join(dir)
+    };
+    Ok(VolumeStore {
+        label: label.to_string(),
+        dir,
+    })
+}
+
+fn parse_dns_server(s: &str) -> Result<IpAddr, String> {
+    s.parse()
+        .map_err(|_| format!("Invalid DNS server specified: {s}"))
+}
+
+fn parse_name_convention(s: &str) -> Result<String, String> {
+    check_name_convention(s).map(|()| s.to_string())
+}
+
+/// VIC's check of `--container-name-convention` (the appliance checks it again).
+pub fn check_name_convention(p: &str) -> Result<(), String> {
+    if !p.contains("{id}") && !p.contains("{name}") {
+        return Err("Container name convention must include {id} or {name} token".into());
+    }
+    let fixed = p.replacen("{id}", "", 1).replacen("{name}", "", 1);
+    if fixed.len() >= 80 - 12 {
+        return Err(
+            "Container name convention exceeds maximum length (68, discounting tokens)".into(),
+        );
+    }
+    if !fixed
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(format!("Container name convention {p} contains unsupported characters: besides the tokens, use alphanumerics and - _ ."));
+    }
+    Ok(())
+}
+
+/// The settings flags, shared by `create` (unset: the default) and `configure` (unset:
+/// unchanged). In VIC's order.
+#[derive(Debug, Args, Default)]
+pub struct SettingsArgs {
+    /// Display name of container VMs (QEMU's -name): a pattern with {name} and/or {id},
+    /// e.g. vch-{name}-{id} [default: {name}-{id}].
+    #[arg(long, visible_alias = "cnc", value_parser = parse_name_convention)]
+    pub container_name_convention: Option<String>,
+    /// Volume store DIR:LABEL (the directory is made if missing); repeatable. configure
+    /// adds stores; an existing label cannot move.
+    #[arg(long = "volume-store", visible_alias = "vs", value_parser = parse_volume_store)]
+    pub volume_stores: Vec<VolumeStore>,
+    /// DNS server for containers; repeatable. configure replaces the list.
+    #[arg(long = "dns-server", value_parser = parse_dns_server)]
+    pub dns_servers: Vec<IpAddr>,
+    /// Memory limit of the VCH in MiB: the total of its running container VMs
+    /// (unlimited=0). VIC's is MB of a resource pool.
+    #[arg(long, visible_alias = "mem")]
+    pub memory: Option<u64>,
+    /// Memory of the VCH endpoint in MiB. Recorded only: the local appliance is a host
+    /// process, not a VM.
+    #[arg(long)]
+    pub endpoint_memory: Option<u64>,
+    /// vCPU limit of the VCH: the total of its running container VMs (unlimited=0). VIC's
+    /// is MHz of a resource pool.
+    #[arg(long)]
+    pub cpu: Option<u32>,
+    /// Storage quota for images and containers in GiB (unlimited=0); recorded, not yet
+    /// enforced.
+    #[arg(long, visible_alias = "sq")]
+    pub storage_quota: Option<u64>,
+    /// Total number of containers that can exist in the VCH (unlimited=0).
+    #[arg(long)]
+    pub containers: Option<u32>,
+    /// PEM file of a certificate authority for registries with private certificates;
+    /// repeatable. configure replaces the bundle.
+    #[arg(long = "registry-ca", visible_alias = "rc")]
+    pub registry_cas: Vec<PathBuf>,
+    /// Registry whose certificate is not verified, or reached over plain HTTP
+    /// (host[:port], *.domain or CIDR); repeatable. configure replaces the list.
+    #[arg(long = "insecure-registry", visible_alias = "dir")]
+    pub insecure_registries: Vec<String>,
+    /// Allow pulls only from these registries (host[:port], *.domain or CIDR; insecure
+    /// registries are allowed too); repeatable. configure replaces the list.
+    #[arg(long = "whitelist-registry", visible_alias = "wr")]
+    pub whitelist_registries: Vec<String>,
+    /// Log level of the appliance: 0 info, 1 debug (vic's own components), 2 debug
+    /// (everything), 3 trace.
+    #[arg(long, short = 'v', value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub debug: Option<u8>,
+}
+
+/// 0 on the command line means unlimited.
+fn limit<T: PartialEq + Default>(v: T) -> Option<T> {
+    (v != T::default()).then_some(v)
+}
+
+impl SettingsArgs {
+    /// Whether any setting was given (configure needs one).
+    pub fn any(&self) -> bool {
+        self.container_name_convention.is_some()
+            || !self.volume_stores.is_empty()
+            || !self.dns_servers.is_empty()
+            || self.memory.is_some()
+            || self.endpoint_memory.is_some()
+            || self.cpu.is_some()
+            || self.storage_quota.is_some()
+            || self.containers.is_some()
+            || !self.registry_cas.is_empty()
+            || !self.insecure_registries.is_empty()
+            || !self.whitelist_registries.is_empty()
+            || self.debug.is_some()
+    }
+
+    /// `base` with the given flags applied. The registry CA files are not read here: the
+    /// caller writes the bundle (see [`registry_ca_bundle`]) and sets `registry_ca`.
+    pub fn apply(&self, base: &Settings) -> anyhow::Result<Settings> {
+        let mut s = base.clone();
+        if let Some(c) = &self.container_name_convention {
+            s.container_name_convention = Some(c.clone());
+        }
+        for vs in &self.volume_stores {
+            match s.volume_stores.iter().find(|v| v.label == vs.label) {
+                Some(old) if old.dir == vs.dir => {}
+                Some(old) => bail!(
+                    "volume store {} is already at {}: a volume store cannot move (give the same directory, or a new label)",
+                    old.label,
+                    old.dir.display()
+                ),
+                None => s.volume_stores.push(vs.clone()),
+            }
+        }
+        if !self.dns_servers.is_empty() {
+            s.dns_servers = self.dns_servers.iter().map(|ip| ip.to_string()).collect();
+        }
+        if let Some(m) = self.memory {
+            s.memory_mib = limit(m);
+        }
+        if let Some(m) = self.endpoint_memory {
+            s.endpoint_memory_mib = limit(m);
+        }
+        if let Some(c) = self.cpu {
+            s.cpus = limit(c);
+        }
+        if let Some(q) = self.storage_quota {
+            s.storage_quota_gib = limit(q);
+        }
+        if let Some(n) = self.containers {
+            s.containers = limit(n);
+        }
+        if !self.insecure_registries.is_empty() {
+            s.insecure_registries = self.insecure_registries.clone();
+        }
+        if !self.whitelist_registries.is_empty() {
+            s.whitelist_registries = self.whitelist_registries.clone();
+        }
+        if let Some(d) = self.debug {
+            s.debug = d;
+        }
+        Ok(s)
+    }
+}
+
+/// Makes each volume store's directory, so a bad one stops create/configure before the
+/// appliance is touched.
+pub fn prepare_volume_stores(stores: &[VolumeStore]) -> anyhow::Result<()> {
+    for vs in stores {
+        std::fs::create_dir_all(&vs.dir).with_context(|| {
+            format!(
+                "volume store {}: cannot create {}",
+                vs.label,
+                vs.dir.display()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Reads the `--registry-ca` files and joins them into one PEM bundle, after checking each
+/// holds a certificate. The VCH keeps the bundle, so it does not depend on files the
+/// operator may move.
+pub fn registry_ca_bundle(files: &[PathBuf]) -> anyhow::Result<Vec<u8>> {
+    let mut bundle = Vec::new();
+    for f in files {
+        let pem = std::fs::read(f)
+            .with_context(|| format!("Failed to load registry CA from {}", f.display()))?;
+        if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+            bail!(
+                "Failed to load registry CA from {}: no PEM certificate in it",
+                f.display()
+            );
+        }
+        bundle.extend_from_slice(&pem);
+        if !bundle.ends_with(b"\n") {
+            bundle.push(b'\n');
+        }
+    }
+    Ok(bundle)
+}
+
+/// Where a VCH keeps its registry CA bundle.
+pub fn registry_ca_path(vch_dir: &Path) -> PathBuf {
+    vch_dir.join("registry-ca.pem")
+}
+
+/// The appliance's `VIC_LOG` filter for a debug level.
+pub fn log_filter(debug: u8) -> &'static str {
+    match debug {
+        0 => "info",
+        1 => "info,vic_appliance=debug,docker_api=debug,portlayer=debug,imagec=debug,backend_local=debug,hypervisor=debug",
+        2 => "debug",
+        _ => "trace",
+    }
+}
+
+/// A word for a debug level, for reports.
+pub fn debug_label(debug: u8) -> &'static str {
+    match debug {
+        0 => "info",
+        1 => "debug (vic components)",
+        2 => "debug",
+        _ => "trace",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_stores_take_vics_dir_colon_label_form() {
+        let vs = parse_volume_store("/data/vols:default").unwrap();
+        assert_eq!(vs.label, "default");
+        assert_eq!(vs.dir, PathBuf::from("/data/vols"));
+        assert_eq!(vs.flag_value(), "/data/vols:default");
+        assert_eq!(vs.appliance_value(), "default:/data/vols");
+        assert!(parse_volume_store("/data/vols").is_err());
+        assert!(parse_volume_store("/data/vols:").is_err());
+        assert!(parse_volume_store(":x").is_err());
+        assert!(parse_volume_store("relative:lbl")
+            .unwrap()
+            .dir
+            .is_absolute());
+    }
+
+    #[test]
+    fn configure_replaces_lists_adds_volume_stores_and_zero_means_unlimited() {
+        let base = Settings {
+            insecure_registries: vec!["a:5000".into()],
+            memory_mib: Some(2048),
+            containers: Some(3),
+            volume_stores: vec![VolumeStore {
+                label: "default".into(),
+                dir: "/v/default".into(),
+            }],
+            ..Settings::default()
+        };
+        let args = SettingsArgs {
+            insecure_registries: vec!["b:5000".into()],
+            memory: Some(0),
+            cpu: Some(2),
+            volume_stores: vec![
+                parse_volume_store("/v/default:default").unwrap(),
+                parse_volume_store("/v/fast:fast").unwrap(),
+            ],
+            ..SettingsArgs::default()
+        };
+        assert!(args.any());
+        let s = args.apply(&base).unwrap();
+        assert_eq!(s.insecure_registries, vec!["b:5000".to_string()]);
+        assert_eq!(s.memory_mib, None);
+        assert_eq!(s.cpus, Some(2));
+        assert_eq!(s.containers, Some(3), "not given: unchanged");
+        assert_eq!(s.volume_stores.len(), 2);
+        let moved = SettingsArgs {
+            volume_stores: vec![parse_volume_store("/elsewhere:default").unwrap()],
+            ..SettingsArgs::default()
+        };
+        let err = moved.apply(&base).unwrap_err().to_string();
+        assert!(err.contains("cannot move"), "{err}");
+        assert!(!SettingsArgs::default().any());
+    }
+
+    #[test]
+    fn dns_servers_and_name_conventions_are_checked_with_vics_words() {
+        assert_eq!(
+            parse_dns_server("8.8.8.x").unwrap_err(),
+            "Invalid DNS server specified: 8.8.8.x"
+        );
+        assert!(parse_dns_server("2001:db8::1").is_ok());
+        assert_eq!(
+            check_name_convention("fixed").unwrap_err(),
+            "Container name convention must include {id} or {name} token"
+        );
+        assert!(check_name_convention("vch-{name}-{id}").is_ok());
+    }
+
+    #[test]
+    fn a_vch_json_without_settings_loads_with_defaults() {
+        let s: Settings = serde_json::from_str("{}").unwrap();
+        assert_eq!(s, Settings::default());
+        let s: Settings =
+            serde_json::from_str(r#"{"insecure_registries":["r:1"],"debug":2}"#).unwrap();
+        assert_eq!(s.insecure_registries, vec!["r:1".to_string()]);
+        assert_eq!(s.debug, 2);
+    }
+}
