@@ -8,7 +8,7 @@
 //!
 //! ```text
 //!   docker-api ── Containers::{create,start,attach,wait,…} ──► portlayer
-//!                                                               │  state/   (one JSON record a container, atomic writes)
+//!                                                               │  state.rs (records in one redb database, logs as files)
 //!                                                               │  logs     (framed records with stream + timestamp)
 //!                                                               ▼
 //!                                      dyn Backend ── VM + channel ──► tether (tether-proto frames)
