@@ -225,7 +225,8 @@ fn detached_container_logs_stop_and_remove() {
 #[test]
 #[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
 fn kill_wait_inspect_and_force_remove() {
-    let script = "trap \"echo got usr1\" USR1; while :; do sleep 1; done";
+    // "ready" once the trap is set: a signal sent before would end the shell instead.
+    let script = "trap \"echo got usr1\" USR1; echo ready; while :; do sleep 1; done";
     let id = ok(&[
         "run",
         "-d",
@@ -250,6 +251,9 @@ fn kill_wait_inspect_and_force_remove() {
     assert_eq!(c["Config"]["Cmd"], serde_json::json!(["sh", "-c", script]));
     assert!(c["Image"].as_str().unwrap().starts_with("sha256:"));
 
+    eventually("the trap to be set", Duration::from_secs(20), || {
+        ok(&["logs", "killme"]).contains("ready").then_some(())
+    });
     ok(&["kill", "-s", "USR1", "killme"]);
     eventually("the USR1 trap to run", Duration::from_secs(20), || {
         ok(&["logs", "killme"]).contains("got usr1").then_some(())

@@ -460,16 +460,16 @@ fn vm_pid(pid_file: &Path, vm_dir: &Path) -> Option<i32> {
     owned_pid(pid_file, &vm_dir.display().to_string())
 }
 
-/// How many of the VCH's containers are recorded as running.
+/// How many of the VCH's container VMs are powered on, as the hypervisor sees it (a live
+/// QEMU in its VM directory): the records are in the appliance's database, which the
+/// appliance holds open.
 pub fn running_containers(layout: &Layout) -> usize {
-    let Ok(entries) = fs::read_dir(layout.dir.join("containers")) else {
+    let Ok(entries) = fs::read_dir(layout.dir.join("vms").join("vms")) else {
         return 0;
     };
     entries
         .flatten()
-        .filter_map(|e| fs::read(e.path().join("container.json")).ok())
-        .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .filter(|v| v.pointer("/state/status").and_then(|s| s.as_str()) == Some("running"))
+        .filter(|e| vm_pid(&e.path().join("qemu.pid"), &e.path()).is_some())
         .count()
 }
 
