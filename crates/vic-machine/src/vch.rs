@@ -476,9 +476,9 @@ pub fn running_containers(layout: &Layout) -> usize {
 pub fn delete(layout: &Layout, force: bool, timeout: Duration) -> anyhow::Result<()> {
     let config = layout.load()?;
     let _lock = layout.lock("Delete")?;
-    let alive = appliance::alive(layout);
+    // Container VMs run whether or not the appliance does: count what the hypervisor shows.
     let running = running_containers(layout);
-    if alive && running > 0 && !force {
+    if running > 0 && !force {
         bail!(
             "Delete failed: VCH {} has {running} running container(s); stop them or use --force",
             layout.name
