@@ -78,6 +78,25 @@ impl Dockerd {
         Ok(d)
     }
 
+    /// [`Dockerd::start`] for a peer column: when dockerd is not installed or does not come
+    /// up, says why on stderr and gives `None`, so the benchmark goes on without it.
+    pub fn start_peer(bin: &Path, insecure_registries: &[&str], docker: &str) -> Option<Dockerd> {
+        if !bin.exists() {
+            eprintln!(
+                "dockerd peer unavailable: {} not installed (Debian docker.io)",
+                bin.display()
+            );
+            return None;
+        }
+        match Dockerd::start(bin, insecure_registries, docker) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("dockerd peer unavailable: {e:#}");
+                None
+            }
+        }
+    }
+
     /// `DOCKER_HOST` for this daemon.
     pub fn host(&self) -> &str {
         &self.host

@@ -1,3 +1,66 @@
 //! Shared parts of the benchmarks (and of tests that need a peer daemon).
 
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context};
+
 pub mod dockerd;
+
+/// Median, minimum and maximum of a set of measurements.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stats {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// The [`Stats`] of `v`; `None` when there is nothing to summarise.
+pub fn stats(v: &[f64]) -> Option<Stats> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Some(Stats {
+        median,
+        min: v[0],
+        max: v[n - 1],
+    })
+}
+
+/// Runs `cmd` (stdin closed) and returns its stdout, or an error naming `what` with its
+/// output when it fails.
+pub fn run_ok(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
+    let o = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {what}"))?;
+    if !o.status.success() {
+        bail!(
+            "{what} failed ({}): {}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_of_odd_and_even_sets() {
+        assert_eq!(stats(&[]), None);
+        let s = stats(&[3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+        assert_eq!(stats(&[4.0, 1.0, 2.0, 3.0]).unwrap().median, 2.5);
+    }
+}

@@ -10,8 +10,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use bench::dockerd::{Dockerd, DEFAULT_DOCKERD};
+use bench::{run_ok, stats, Stats};
 use clap::Parser;
 
 #[derive(Debug, Parser)]
@@ -34,29 +35,6 @@ struct Args {
     dockerd: PathBuf,
 }
 
-struct Stats {
-    median: f64,
-    min: f64,
-    max: f64,
-}
-
-fn stats(mut v: Vec<f64>) -> Option<Stats> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let median = if v.len() % 2 == 1 {
-        v[v.len() / 2]
-    } else {
-        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
-    };
-    Some(Stats {
-        median,
-        min: v[0],
-        max: v[v.len() - 1],
-    })
-}
-
 /// A docker endpoint under test.
 struct Endpoint {
     label: &'static str,
@@ -69,18 +47,6 @@ impl Endpoint {
         c.env("DOCKER_HOST", &self.host).stdin(Stdio::null());
         c
     }
-}
-
-fn run_ok(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
-    let o = cmd.output().with_context(|| format!("running {what}"))?;
-    if !o.status.success() {
-        bail!(
-            "{what} failed: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).to_string())
 }
 
 fn time_runs(ep: &Endpoint, docker: &str, image: &str, runs: usize) -> anyhow::Result<Vec<f64>> {
@@ -211,37 +177,26 @@ fn main() -> anyhow::Result<()> {
             vic.docker(&args.docker).args(["pull", &image]),
             "pull on vic",
         )?;
-        let v_run = stats(time_runs(&vic, &args.docker, &image, args.runs)?);
-        let v_first = stats(first_output(&vic, &args.docker, &image, args.runs.min(5))?);
+        let v_run = stats(&time_runs(&vic, &args.docker, &image, args.runs)?);
+        let v_first = stats(&first_output(&vic, &args.docker, &image, args.runs.min(5))?);
         let v_rss = vm_rss(&vic, &args.docker, &image)?;
 
-        let peer = if args.dockerd.exists() {
-            match Dockerd::start(&args.dockerd, &[&args.registry], &args.docker) {
-                Ok(d) => {
-                    let ep = Endpoint {
-                        label: "dockerd",
-                        host: d.host().to_string(),
-                    };
-                    run_ok(
-                        ep.docker(&args.docker).args(["pull", &image]),
-                        "pull on dockerd",
-                    )?;
-                    let run = stats(time_runs(&ep, &args.docker, &image, args.runs)?);
-                    let first = stats(first_output(&ep, &args.docker, &image, args.runs.min(5))?);
-                    drop(d);
-                    Some((run, first))
-                }
-                Err(e) => {
-                    eprintln!("dockerd peer unavailable: {e:#}");
-                    None
-                }
+        let peer = match Dockerd::start_peer(&args.dockerd, &[&args.registry], &args.docker) {
+            Some(d) => {
+                let ep = Endpoint {
+                    label: "dockerd",
+                    host: d.host().to_string(),
+                };
+                run_ok(
+                    ep.docker(&args.docker).args(["pull", &image]),
+                    "pull on dockerd",
+                )?;
+                let run = stats(&time_runs(&ep, &args.docker, &image, args.runs)?);
+                let first = stats(&first_output(&ep, &args.docker, &image, args.runs.min(5))?);
+                drop(d);
+                Some((run, first))
             }
-        } else {
-            eprintln!(
-                "dockerd peer unavailable: {} not installed (Debian docker.io)",
-                args.dockerd.display()
-            );
-            None
+            None => None,
         };
         let (p_run, p_first) = peer.unwrap_or((None, None));
         println!(

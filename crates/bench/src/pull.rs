@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use bench::dockerd::{Dockerd, DEFAULT_DOCKERD};
+use bench::{run_ok, stats, Stats};
 use clap::Parser;
 
 #[derive(Debug, Parser)]
@@ -62,22 +63,6 @@ struct Args {
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
-fn run_ok(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
-    let o = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {what}"))?;
-    if !o.status.success() {
-        bail!(
-            "{what} failed ({}): {}{}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).to_string())
-}
-
 fn docker_cmd(docker: &str, host: &str) -> Command {
     let mut c = Command::new(docker);
     c.env("DOCKER_HOST", host).stdin(Stdio::null());
@@ -87,31 +72,6 @@ fn docker_cmd(docker: &str, host: &str) -> Command {
 fn sync_disks() {
     // SAFETY: sync has no preconditions.
     unsafe { libc::sync() };
-}
-
-struct Stats {
-    median: f64,
-    min: f64,
-    max: f64,
-}
-
-fn stats(v: &[f64]) -> Option<Stats> {
-    if v.is_empty() {
-        return None;
-    }
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    let median = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
-    Some(Stats {
-        median,
-        min: v[0],
-        max: v[n - 1],
-    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -620,21 +580,7 @@ fn main() -> anyhow::Result<()> {
 
     eprintln!("creating VCH (vic-machine create)…");
     let vch = Vch::create(&args.bin_dir, &registry.addr)?;
-    let dockerd = if args.dockerd.exists() {
-        match Dockerd::start(&args.dockerd, &[&registry.addr], &args.docker) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                eprintln!("dockerd peer unavailable: {e:#}");
-                None
-            }
-        }
-    } else {
-        eprintln!(
-            "dockerd peer unavailable: {} not installed (Debian docker.io)",
-            args.dockerd.display()
-        );
-        None
-    };
+    let dockerd = Dockerd::start_peer(&args.dockerd, &[&registry.addr], &args.docker);
     let driver = dockerd.as_ref().and_then(|d| {
         run_ok(
             d.docker(&args.docker)
