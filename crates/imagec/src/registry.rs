@@ -472,8 +472,7 @@ impl Registry {
                 url,
                 status: resp.status().as_u16(),
             }),
-            Err(PullError::Unauthorized { url: u, detail, .. }) if u == url => {
-                let _ = detail;
+            Err(PullError::Unauthorized { url: u, .. }) if u == url => {
                 Err(PullError::LoginFailed { url, status: 401 })
             }
             Err(e) => Err(e),
