@@ -188,7 +188,13 @@ async fn boot(backend: &LocalBackend, id: &str) -> Result<Booted> {
     let hello = guest.msg().await?;
     let boot_to_hello = t.elapsed();
     assert!(
-        matches!(hello, GuestMsg::Hello { version: 1, .. }),
+        matches!(
+            hello,
+            GuestMsg::Hello {
+                version: tether_proto::PROTOCOL_VERSION,
+                ..
+            }
+        ),
         "{hello:?}"
     );
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
@@ -199,6 +205,7 @@ async fn boot(backend: &LocalBackend, id: &str) -> Result<Booted> {
             root_fstype: "ext4".into(),
             clock_unix_nanos: now.as_nanos() as u64,
             entropy: vec![7; 64],
+            ..Default::default()
         }))
         .await?;
     let ready = guest.msg().await?;

@@ -39,6 +39,9 @@ impl StrOrVec {
 #[serde(rename_all = "PascalCase", default)]
 pub struct HostConfigBody {
     pub auto_remove: bool,
+    pub dns: Option<Vec<String>>,
+    pub dns_search: Option<Vec<String>>,
+    pub dns_options: Option<Vec<String>>,
     pub memory: i64,
     pub nano_cpus: i64,
     pub cpu_count: i64,
@@ -215,6 +218,9 @@ pub fn build_spec(
         auto_remove: hc.auto_remove,
         memory_mib,
         cpus,
+        dns_servers: hc.dns.clone().unwrap_or_default(),
+        dns_search: hc.dns_search.clone().unwrap_or_default(),
+        dns_options: hc.dns_options.clone().unwrap_or_default(),
         personality: json!({ "Config": config, "HostConfig": host_config }),
     }
 }

@@ -175,6 +175,67 @@ fn running_containers_survive_an_appliance_crash() {
     delete_vch(&name);
 }
 
+/// The numbers in `logs`, which must be 1, 2, 3, … without a gap, a repeat or a torn line
+/// (the last line may be cut short by the stop).
+fn check_consecutive(logs: &str) -> u64 {
+    let lines: Vec<&str> = logs.lines().collect();
+    let whole = &lines[..lines.len().saturating_sub(1)];
+    for (i, line) in whole.iter().enumerate() {
+        let want = i as u64 + 1;
+        assert_eq!(
+            line.trim().parse::<u64>().ok(),
+            Some(want),
+            "line {want} of the log is {line:?} (lines around it: {:?})",
+            &whole[i.saturating_sub(3)..(i + 3).min(whole.len())]
+        );
+    }
+    whole.len() as u64
+}
+
+#[test]
+#[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
+fn output_in_flight_when_the_appliance_dies_is_not_lost() {
+    let name = format!("flood-{}", std::process::id());
+    let dir = std::env::temp_dir().join(&name);
+    let host = create_vch_with(&name, &dir, &["--insecure-registry", &registry()]);
+    let client = Client::new(&host, dir.join("docker-config"));
+    let image = format!("{}/busybox", registry());
+    client.ok(&["pull", &image]);
+    // As fast as the guest can print: the socket between QEMU and the appliance is full of
+    // output when the appliance is killed.
+    let id = client
+        .ok(&["run", "-d", &image, "seq", "1", "1000000000"])
+        .trim()
+        .to_string();
+    let count = |client: &Client| {
+        let out = client.run(&["logs", "--tail", "1", &id]);
+        stdout(&out).trim().parse::<u64>().unwrap_or(0)
+    };
+    let mut last = 0;
+    for round in 1..=3 {
+        last = eventually(
+            &format!("the log to grow before crash {round}"),
+            Duration::from_secs(60),
+            || {
+                let now = count(&client);
+                (now > last + 10_000).then_some(now)
+            },
+        );
+        crash(&name, &client);
+    }
+    eventually(
+        "the log to grow after the last crash",
+        Duration::from_secs(60),
+        || (count(&client) > last + 10_000).then_some(()),
+    );
+    client.ok(&["stop", "-t", "1", &id]);
+    let logs = stdout(&client.run(&["logs", &id]));
+    let lines = check_consecutive(&logs);
+    assert!(lines > last, "{lines} lines, {last} before the last crash");
+    eprintln!("{lines} consecutive lines across 3 appliance crashes");
+    delete_vch(&name);
+}
+
 #[test]
 #[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
 fn a_vm_killed_from_outside_shows_as_exited() {

@@ -40,6 +40,13 @@ pub struct ContainerSpec {
     pub auto_remove: bool,
     pub memory_mib: u32,
     pub cpus: u32,
+    /// Name servers for the container's `/etc/resolv.conf`; empty means the VCH's.
+    #[serde(default)]
+    pub dns_servers: Vec<String>,
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    #[serde(default)]
+    pub dns_options: Vec<String>,
     /// The API personality's own view of the container (e.g. Docker's Config and HostConfig),
     /// stored and returned untouched.
     #[serde(default)]
@@ -79,6 +86,10 @@ pub struct ContainerState {
     pub finished_at: Option<DateTime<Utc>>,
     /// How often the container has been started.
     pub start_count: u64,
+    /// Bytes of output the log held when the current run started: what the log holds beyond
+    /// it is this run's, and tells a restarted appliance where the tether's output resumes.
+    #[serde(default)]
+    pub log_base: u64,
 }
 
 impl Default for ContainerState {
@@ -91,6 +102,7 @@ impl Default for ContainerState {
             started_at: None,
             finished_at: None,
             start_count: 0,
+            log_base: 0,
         }
     }
 }

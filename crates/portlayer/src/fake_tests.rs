@@ -466,7 +466,7 @@ mod reattach {
                 code: 3,
             }),
         ]);
-        let s = session::reattach(powered, out.clone(), stdin())
+        let s = session::reattach(powered, 0, out.clone(), stdin())
             .await
             .expect("re-attached");
         assert_eq!(s.exit.await.unwrap(), SessionExit::Exited(3));
@@ -492,7 +492,7 @@ mod reattach {
             }),
             hello(true, vec![], Some(7)),
         ]);
-        let s = session::reattach(powered, out.clone(), stdin())
+        let s = session::reattach(powered, 0, out.clone(), stdin())
             .await
             .expect("re-attached");
         assert_eq!(s.exit.await.unwrap(), SessionExit::Exited(7));
@@ -502,16 +502,157 @@ mod reattach {
     #[tokio::test]
     async fn an_exit_told_in_hello_is_kept() {
         let (powered, _guest) = vm(vec![hello(true, vec![], Some(9))]);
-        let s = session::reattach(powered, Collect::default(), stdin())
+        let s = session::reattach(powered, 0, Collect::default(), stdin())
             .await
             .expect("re-attached");
         assert_eq!(s.exit.await.unwrap(), SessionExit::Exited(9));
     }
 
+    /// A version-2 tether that has sent `output` (all of it stdout) and maybe ended with
+    /// `exit`: the new host first reads `stale` bytes (the tail of a frame torn when the old
+    /// host died), then Hello and one live frame sent before the Resume arrived; the Resume is
+    /// answered from the output as the tether would, followed by `after` live frames.
+    fn vm_v2(
+        stale: &[u8],
+        output: &'static [u8],
+        exit: Option<i32>,
+        after: Vec<Frame>,
+    ) -> (PoweredOn, tokio::task::JoinHandle<Vec<HostMsg>>) {
+        let (host, mut guest) = tokio::io::duplex(1 << 16);
+        let stale = stale.to_vec();
+        let task = tokio::spawn(async move {
+            guest.write_all(&stale).await.unwrap();
+            send(
+                &mut guest,
+                Frame::control(&GuestMsg::Hello {
+                    version: tether_proto::RESUME_VERSION,
+                    kernel: "fake".into(),
+                    configured: true,
+                    running: if exit.is_some() { vec![] } else { vec![0] },
+                    main_exit: exit,
+                }),
+            )
+            .await;
+            let tail = output.len().saturating_sub(4);
+            send(
+                &mut guest,
+                Frame::data(FrameKind::Stdout, 0, output[tail..].to_vec()),
+            )
+            .await;
+            let mut dec = FrameDecoder::new();
+            let mut buf = vec![0u8; 4096];
+            let mut said = Vec::new();
+            loop {
+                let n = match tokio::time::timeout(Duration::from_secs(2), guest.read(&mut buf))
+                    .await
+                {
+                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return said,
+                    Ok(Ok(n)) => n,
+                };
+                dec.push(&buf[..n]);
+                while let Some(f) = dec.next_frame().unwrap() {
+                    if f.kind != FrameKind::Control {
+                        continue;
+                    }
+                    let m = f.parse_control::<HostMsg>().unwrap();
+                    said.push(m.clone());
+                    match m {
+                        HostMsg::Resume { session: 0, from } => {
+                            let from = (from as usize).min(output.len());
+                            send(
+                                &mut guest,
+                                Frame::control(&GuestMsg::Resumed {
+                                    session: 0,
+                                    from: from as u64,
+                                    lost: 0,
+                                }),
+                            )
+                            .await;
+                            // Resent in two frames, the way a window holds them.
+                            let mid = from + (output.len() - from) / 2;
+                            for part in [&output[from..mid], &output[mid..]] {
+                                send(&mut guest, Frame::data(FrameKind::Stdout, 0, part.to_vec()))
+                                    .await;
+                            }
+                            if let Some(code) = exit {
+                                send(
+                                    &mut guest,
+                                    Frame::control(&GuestMsg::Exited { session: 0, code }),
+                                )
+                                .await;
+                            }
+                            for f in after.clone() {
+                                send(&mut guest, f).await;
+                            }
+                        }
+                        HostMsg::Shutdown => return said,
+                        _ => {}
+                    }
+                }
+            }
+        });
+        let powered = PoweredOn {
+            channel: Box::new(host),
+            pid: Some(99),
+            exited: futures_util::future::pending().boxed(),
+        };
+        (powered, task)
+    }
+
+    #[tokio::test]
+    async fn output_lost_in_flight_is_resent_from_what_the_log_holds() {
+        let out = Collect::default();
+        // The log holds "line1"; the rest was in flight when the appliance died. A torn
+        // frame's tail, even one that looks like a Hello, comes first and is skipped.
+        let (powered, guest) = vm_v2(
+            br#"xx{"type":"hello" torn"#,
+            b"line1\nline2\nline3\n",
+            Some(4),
+            vec![],
+        );
+        let s = session::reattach(powered, 5, out.clone(), stdin())
+            .await
+            .expect("re-attached");
+        assert_eq!(s.exit.await.unwrap(), SessionExit::Exited(4));
+        assert_eq!(out.0.lock().unwrap().as_slice(), b"\nline2\nline3\n");
+        let said = guest.await.unwrap();
+        assert_eq!(
+            said.first(),
+            Some(&HostMsg::Resume {
+                session: 0,
+                from: 5
+            }),
+            "{said:?}"
+        );
+        assert!(matches!(said.last(), Some(HostMsg::Shutdown)), "{said:?}");
+    }
+
+    #[tokio::test]
+    async fn a_running_process_resumes_then_streams_live() {
+        let out = Collect::default();
+        let (powered, _guest) = vm_v2(
+            b"",
+            b"abc\n",
+            None,
+            vec![
+                Frame::data(FrameKind::Stdout, 0, b"live\n".to_vec()),
+                Frame::control(&GuestMsg::Exited {
+                    session: 0,
+                    code: 0,
+                }),
+            ],
+        );
+        let s = session::reattach(powered, 0, out.clone(), stdin())
+            .await
+            .expect("re-attached");
+        assert_eq!(s.exit.await.unwrap(), SessionExit::Exited(0));
+        assert_eq!(out.0.lock().unwrap().as_slice(), b"abc\nlive\n");
+    }
+
     #[tokio::test]
     async fn a_vm_that_was_never_set_up_cannot_be_taken_over() {
         let (powered, _guest) = vm(vec![hello(false, vec![], None)]);
-        let err = session::reattach(powered, Collect::default(), stdin())
+        let err = session::reattach(powered, 0, Collect::default(), stdin())
             .await
             .err()
             .expect("refused");

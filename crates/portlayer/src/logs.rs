@@ -38,12 +38,15 @@ pub struct LogEntry {
 pub struct LogWriter {
     file: File,
     offset: u64,
+    /// Bytes of output the log holds (what the entries carry, without their headers).
+    data: u64,
 }
 
 impl LogWriter {
     /// Opens (creating) the log, cutting off a torn final record.
     pub fn open(path: &Path) -> io::Result<Self> {
-        let (_, valid_end) = read_all(path)?;
+        let (entries, valid_end) = read_all(path)?;
+        let data = entries.iter().map(|e| e.data.len() as u64).sum();
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -56,6 +59,7 @@ impl LogWriter {
         Ok(LogWriter {
             file,
             offset: valid_end,
+            data,
         })
     }
 
@@ -78,11 +82,17 @@ impl LogWriter {
         }
         self.file.write_all(&buf)?;
         self.offset += buf.len() as u64;
+        self.data += data.len() as u64;
         Ok((entries, self.offset))
     }
 
     pub fn offset(&self) -> u64 {
         self.offset
+    }
+
+    /// Bytes of output stored, over every run of the container.
+    pub fn data_bytes(&self) -> u64 {
+        self.data
     }
 }
 

@@ -298,12 +298,14 @@ impl Containers {
         let pid = powered.pid.unwrap_or(0);
         let writer = LogWriter::open(&self.inner.state.log_path(id))
             .map_err(|e| format!("opening the container log: {e}"))?;
+        let base = self.get(id).map(|r| r.state.log_base).unwrap_or(0);
+        let stored = writer.data_bytes().saturating_sub(base);
         let sink = LogSink {
             writer: Some(writer),
             output: live.output.clone(),
             id: id.to_string(),
         };
-        let session = session::reattach(powered, sink, live.stdin_rx.clone())
+        let session = session::reattach(powered, stored, sink, live.stdin_rx.clone())
             .await
             .map_err(|f| match f {
                 StartFailure::Spawn { message, .. } | StartFailure::Other(message) => message,
@@ -585,6 +587,7 @@ impl Containers {
         let pid = powered.pid.unwrap_or(0);
         let writer = LogWriter::open(&self.inner.state.log_path(&id))
             .map_err(io_err("opening the container log"))?;
+        let log_base = writer.data_bytes();
         let sink = LogSink {
             writer: Some(writer),
             output: live.output.clone(),
@@ -596,6 +599,14 @@ impl Containers {
             root_fstype: "ext4".into(),
             clock_unix_nanos: Utc::now().timestamp_nanos_opt().unwrap_or(0).max(0) as u64,
             entropy: (0..32).map(|_| rand::random::<u8>()).collect(),
+            // Docker: the container's --dns wins; otherwise the VCH's DNS servers.
+            dns_servers: if rec.spec.dns_servers.is_empty() {
+                self.limits().dns_servers.clone()
+            } else {
+                rec.spec.dns_servers.clone()
+            },
+            dns_search: rec.spec.dns_search.clone(),
+            dns_options: rec.spec.dns_options.clone(),
         };
         let p = &rec.spec.process;
         let process = Process {
@@ -642,6 +653,7 @@ impl Containers {
             r.state.error.clear();
             r.state.started_at = Some(Utc::now());
             r.state.start_count += 1;
+            r.state.log_base = log_base;
         })?;
         self.publish("start", &rec, &[]);
         let me = self.clone();

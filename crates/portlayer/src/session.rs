@@ -8,6 +8,7 @@ use bytes::Bytes;
 use hypervisor::PoweredOn;
 use tether_proto::{
     Frame, FrameDecoder, FrameKind, GuestMsg, HostMsg, Process, Setup, MAIN_SESSION, MAX_PAYLOAD,
+    RESUME_VERSION,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, Mutex};
@@ -69,7 +70,8 @@ enum Mode {
         process: Box<Process>,
     },
     /// A VM that kept running while the appliance restarted: take over its main process.
-    Reattach,
+    /// `stored` is how many bytes of its output this run's log already holds.
+    Reattach { stored: u64 },
 }
 
 /// Drives the protocol until the main process has started, then keeps going in the
@@ -95,14 +97,24 @@ pub async fn start(
 }
 
 /// Takes over the running main process of a VM whose tether has reconnected after an
-/// appliance restart. Output the tether held while nobody listened arrives first; an exit
-/// that happened meanwhile resolves [`Session::exit`] at once.
+/// appliance restart. `stored` is how many bytes of the run's output the log already holds:
+/// the tether resends everything after it (output in flight when the previous appliance died
+/// included), then live output follows; an exit that happened meanwhile resolves
+/// [`Session::exit`] after that output.
 pub async fn reattach(
     powered: PoweredOn,
+    stored: u64,
     sink: impl SessionSink,
     stdin: Arc<Mutex<mpsc::UnboundedReceiver<StdinMsg>>>,
 ) -> Result<Session, StartFailure> {
-    drive(powered, Mode::Reattach, sink, stdin, REATTACH_TIMEOUT).await
+    drive(
+        powered,
+        Mode::Reattach { stored },
+        sink,
+        stdin,
+        REATTACH_TIMEOUT,
+    )
+    .await
 }
 
 async fn drive(
@@ -140,6 +152,13 @@ async fn drive(
         let mut decoder = FrameDecoder::new();
         let mut buf = vec![0u8; 64 * 1024];
         let mut stdin_task: Option<tokio::task::JoinHandle<()>> = None;
+        // Taking over: nothing counts until the tether's Hello (what precedes it may be stale
+        // or torn), and with a tether that resends, nothing until its replay has begun.
+        let mut synced = matches!(mode, Mode::Start { .. });
+        let mut before_hello = Vec::new();
+        let mut replaying = false;
+        // What the Hello said of the main process: running, or ended.
+        let mut main_running = false;
         let send = |msg: HostMsg| {
             let _ = to_guest.send(Frame::control(&msg));
         };
@@ -150,6 +169,16 @@ async fn drive(
                 Err(e) => break SessionExit::Lost(format!("reading the tether channel: {e}")),
             };
             decoder.push(&buf[..n]);
+            if !synced {
+                synced = decoder.skip_to_hello(&mut before_hello);
+                let excess = before_hello
+                    .len()
+                    .saturating_sub(tether_proto::REPLAY_WINDOW);
+                before_hello.drain(..excess);
+                if !synced {
+                    continue;
+                }
+            }
             loop {
                 let frame = match decoder.next_frame() {
                     Ok(Some(f)) => f,
@@ -159,6 +188,8 @@ async fn drive(
                     }
                 };
                 match frame.kind {
+                    // Sent before the guest answered Resume: the replay repeats it.
+                    FrameKind::Stdout | FrameKind::Stderr if replaying => {}
                     FrameKind::Stdout if frame.session == MAIN_SESSION => {
                         sink.output(LogStream::Stdout, &frame.payload)
                     }
@@ -178,7 +209,39 @@ async fn drive(
                                 Mode::Start { setup, .. } => {
                                     send(HostMsg::Setup((**setup).clone()))
                                 }
-                                Mode::Reattach => {
+                                Mode::Reattach { stored } if version >= RESUME_VERSION => {
+                                    if !configured
+                                        || !(running.contains(&MAIN_SESSION) || main_exit.is_some())
+                                    {
+                                        if let Some(tx) = started_tx.take() {
+                                            let _ = tx.send(Err(StartFailure::Other(
+                                                "the container VM has no process to re-attach to"
+                                                    .into(),
+                                            )));
+                                        }
+                                        continue;
+                                    }
+                                    main_running = main_exit.is_none();
+                                    replaying = true;
+                                    send(HostMsg::Resume {
+                                        session: MAIN_SESSION,
+                                        from: *stored,
+                                    });
+                                }
+                                Mode::Reattach { .. } => {
+                                    // An older tether cannot resend: keep what whole frames
+                                    // arrived before its Hello.
+                                    for f in whole_frames(&std::mem::take(&mut before_hello)) {
+                                        match f.kind {
+                                            FrameKind::Stdout if f.session == MAIN_SESSION => {
+                                                sink.output(LogStream::Stdout, &f.payload)
+                                            }
+                                            FrameKind::Stderr if f.session == MAIN_SESSION => {
+                                                sink.output(LogStream::Stderr, &f.payload)
+                                            }
+                                            _ => {}
+                                        }
+                                    }
                                     if let Some(code) = main_exit {
                                         if let Some(tx) = started_tx.take() {
                                             let _ = tx.send(Ok(()));
@@ -205,6 +268,33 @@ async fn drive(
                                 }
                             }
                         }
+                        Ok(GuestMsg::Resumed {
+                            session: MAIN_SESSION,
+                            from,
+                            lost,
+                        }) if replaying => {
+                            replaying = false;
+                            if lost > 0 {
+                                tracing::warn!(
+                                    from,
+                                    lost,
+                                    "the tether no longer held {lost} bytes of output"
+                                );
+                            }
+                            tracing::debug!(from, "output resumed");
+                            if main_running {
+                                stdin_task = Some(tokio::spawn(forward_stdin(
+                                    stdin.clone(),
+                                    to_guest.clone(),
+                                )));
+                                if let Some(tx) = started_tx.take() {
+                                    let _ = tx.send(Ok(()));
+                                }
+                            }
+                        }
+                        // Said before the guest answered Resume: it says it again after the
+                        // replay.
+                        Ok(GuestMsg::Exited { .. }) if replaying => {}
                         Ok(GuestMsg::Ready) => {
                             if let Mode::Start { process, .. } = &mode {
                                 send(HostMsg::Spawn {
@@ -246,7 +336,7 @@ async fn drive(
                             session: MAIN_SESSION,
                             code,
                         }) => {
-                            if matches!(mode, Mode::Reattach) {
+                            if matches!(mode, Mode::Reattach { .. }) {
                                 // Held while nobody listened: the take-over worked, and the
                                 // process has ended.
                                 if let Some(tx) = started_tx.take() {
@@ -298,6 +388,13 @@ async fn drive(
             limit.as_secs()
         ))),
     }
+}
+
+/// The frames `raw` holds from its start, up to the first that does not decode.
+fn whole_frames(raw: &[u8]) -> Vec<Frame> {
+    let mut dec = FrameDecoder::new();
+    dec.push(raw);
+    std::iter::from_fn(|| dec.next_frame().ok().flatten()).collect()
 }
 
 async fn forward_stdin(

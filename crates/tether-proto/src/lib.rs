@@ -28,11 +28,38 @@
 //!
 //! Frames are encoded with [`encode`] and decoded incrementally with [`FrameDecoder`], so both a
 //! blocking guest and an async host can use the same code.
+//!
+//! ## Taking over after the host restarted
+//!
+//! Output is acknowledged by offset, not by frame: the tether counts every byte of a session's
+//! output it has sent (stdout and stderr together, in order) and keeps the most recent
+//! [`REPLAY_WINDOW`] bytes. A host that comes back (the appliance restarted, or crashed with
+//! frames in flight) knows how many bytes of the session it stored, and asks for the rest:
+//!
+//! ```text
+//!  guest: … stale bytes, possibly the tail of a torn frame …
+//!  guest: Hello { version ≥ 2, configured, running, main_exit }   (the host skips to it)
+//!  guest: … live output sent before the Resume arrived …
+//!  host:  Resume { session: 0, from: BYTES_STORED }
+//!  guest: Resumed { session: 0, from, lost }
+//!  guest: stdout / stderr frames from `from` on (whatever the window still holds), then live
+//!  guest: Exited { session: 0, code }                      (again, if it had already ended)
+//! ```
+//!
+//! Until `Resumed`, the host ignores output and exits: the replay after it repeats them.
 
 use serde::{Deserialize, Serialize};
 
 /// Protocol version spoken by this build; sent in [`GuestMsg::Hello`].
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The first protocol version whose tether answers [`HostMsg::Resume`].
+pub const RESUME_VERSION: u32 = 2;
+
+/// How many of a session's most recent output bytes the tether keeps for [`HostMsg::Resume`]:
+/// far more than can be in flight between the guest and a host that died (socket and
+/// virtqueue buffers, a few hundred KiB).
+pub const REPLAY_WINDOW: usize = 4 << 20;
 
 /// Name of the virtio-serial port carrying the protocol (`/sys/class/virtio-ports/*/name`).
 pub const PORT_NAME: &str = "org.vic.tether.0";
@@ -146,6 +173,9 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
     out
 }
 
+/// What every `Hello` control frame's payload starts with (serde writes the tag first).
+const HELLO_PREFIX: &[u8] = br#"{"type":"hello""#;
+
 /// Incremental decoder: push bytes as they arrive, pull whole frames out.
 #[derive(Debug, Default)]
 pub struct FrameDecoder {
@@ -160,6 +190,36 @@ impl FrameDecoder {
     /// Adds received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// Drops everything before the first `Hello` frame and returns true once one is at the
+    /// front. A host taking over a running guest starts reading mid-stream (possibly inside a
+    /// frame torn by the previous host's death); the guest's `Hello` is the first place it can
+    /// trust. While none has arrived, only a tail that could begin one is kept. What is
+    /// dropped is appended to `skipped` (a tether older than [`RESUME_VERSION`] cannot resend
+    /// it, so its host makes what it can of it).
+    pub fn skip_to_hello(&mut self, skipped: &mut Vec<u8>) -> bool {
+        let at = self
+            .buf
+            .windows(HEADER_LEN + HELLO_PREFIX.len())
+            .position(|w| {
+                w[0] == FrameKind::Control as u8
+                    && w[1..5] == MAIN_SESSION.to_be_bytes()
+                    && u32::from_be_bytes([w[5], w[6], w[7], w[8]]) as usize <= MAX_PAYLOAD
+                    && &w[HEADER_LEN..] == HELLO_PREFIX
+            });
+        match at {
+            Some(at) => {
+                skipped.extend(self.buf.drain(..at));
+                true
+            }
+            None => {
+                let keep = HEADER_LEN + HELLO_PREFIX.len() - 1;
+                let cut = self.buf.len().saturating_sub(keep);
+                skipped.extend(self.buf.drain(..cut));
+                false
+            }
+        }
     }
 
     /// The next complete frame, if one has arrived.
@@ -200,6 +260,15 @@ pub struct Setup {
     /// Entropy for the guest's RNG (restored snapshots share RNG state).
     #[serde(default)]
     pub entropy: Vec<u8>,
+    /// Name servers for the container's `/etc/resolv.conf`; empty leaves the image's file.
+    #[serde(default)]
+    pub dns_servers: Vec<String>,
+    /// Search domains for `/etc/resolv.conf`.
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    /// `options` for `/etc/resolv.conf`, e.g. `ndots:2`.
+    #[serde(default)]
+    pub dns_options: Vec<String>,
 }
 
 /// A process to run in the container.
@@ -247,6 +316,13 @@ pub enum HostMsg {
     },
     /// Kill what still runs, sync, unmount and power the VM off.
     Shutdown,
+    /// Say [`GuestMsg::Resumed`], resend the session's output from byte `from` on (the bytes
+    /// the host has stored) and, if the session has ended, [`GuestMsg::Exited`] again.
+    /// Answered from version [`RESUME_VERSION`] on.
+    Resume {
+        session: u32,
+        from: u64,
+    },
 }
 
 /// Messages from guest to host.
@@ -290,6 +366,13 @@ pub enum GuestMsg {
     },
     Pong {
         seq: u64,
+    },
+    /// Answers [`HostMsg::Resume`]: the output that follows starts at byte `from`; `lost`
+    /// bytes before it were asked for but are no longer held (0 when nothing is missing).
+    Resumed {
+        session: u32,
+        from: u64,
+        lost: u64,
     },
 }
 
@@ -344,6 +427,50 @@ mod tests {
                 code: 3
             }
         );
+    }
+
+    #[test]
+    fn a_host_taking_over_skips_to_hello() {
+        let hello = Frame::control(&GuestMsg::Hello {
+            version: PROTOCOL_VERSION,
+            kernel: "6.1".into(),
+            configured: true,
+            running: vec![0],
+            main_exit: None,
+        });
+        let after = Frame::data(FrameKind::Stdout, 0, b"next\n".to_vec());
+        // The tail of a torn output frame (itself mentioning hello) precedes the Hello.
+        let mut wire = br#"rn frame {"type":"hello" in the output"#.to_vec();
+        encode_into(&hello, &mut wire);
+        encode_into(&after, &mut wire);
+        for chunk in [1, 3, 7, 64, 1000] {
+            let mut dec = FrameDecoder::new();
+            let mut synced = false;
+            let mut got = Vec::new();
+            let mut skipped = Vec::new();
+            for piece in wire.chunks(chunk) {
+                dec.push(piece);
+                if !synced {
+                    synced = dec.skip_to_hello(&mut skipped);
+                    if !synced {
+                        continue;
+                    }
+                }
+                while let Some(f) = dec.next_frame().unwrap() {
+                    got.push(f);
+                }
+            }
+            assert_eq!(
+                got,
+                vec![hello.clone(), after.clone()],
+                "chunk size {chunk}"
+            );
+            assert_eq!(skipped, br#"rn frame {"type":"hello" in the output"#);
+        }
+        let mut dec = FrameDecoder::new();
+        dec.push(&[7; 10_000]);
+        assert!(!dec.skip_to_hello(&mut Vec::new()));
+        assert!(dec.buf.len() < 64, "garbage before a Hello is not kept");
     }
 
     #[test]

@@ -181,5 +181,6 @@ fn handle(
         } => sessions.resize(session, rows, cols),
         HostMsg::Ping { seq } => out.msg(&GuestMsg::Pong { seq }),
         HostMsg::Shutdown => power_off(mounted),
+        HostMsg::Resume { session, from } => out.resume(session, from),
     }
 }

@@ -1,15 +1,17 @@
 //! The virtio-serial port that carries the tether protocol: finding it, reading frames from it
 //! (surviving the host going away and coming back) and writing frames to it from many threads.
 
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use tether_proto::{encode, Frame, FrameDecoder, GuestMsg, PORT_NAME};
+use tether_proto::{encode, Frame, FrameDecoder, FrameKind, GuestMsg, PORT_NAME, REPLAY_WINDOW};
 
 const VIRTIO_PORTS: &str = "/sys/class/virtio-ports";
 
@@ -50,41 +52,136 @@ fn open(path: &Path) -> io::Result<File> {
     OpenOptions::new().read(true).write(true).open(path)
 }
 
-/// The sending half, shared by every thread that reports something to the host.
-#[derive(Clone)]
-pub struct Writer {
-    file: Arc<Mutex<File>>,
+/// What the sending half guards: the port, and what a host that comes back may ask to have
+/// resent.
+struct Shared {
+    file: File,
+    outputs: HashMap<u32, OutputLog>,
+    /// Exit codes of ended sessions, recorded as `Exited` is sent.
+    exits: HashMap<u32, i32>,
 }
 
-impl Writer {
-    /// Sends one frame whole (frames from different threads never interleave). Blocks while the
-    /// host is disconnected: virtio-serial holds writes until it comes back.
-    pub fn send(&self, frame: &Frame) {
-        let bytes = encode(frame);
-        let mut file = match self.file.lock() {
-            Ok(f) => f,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if let Err(e) = file.write_all(&bytes) {
-            crate::log!("writing to the host failed: {e}");
+/// A session's output as sent: a byte count and the most recent [`REPLAY_WINDOW`] bytes.
+#[derive(Default)]
+struct OutputLog {
+    /// Bytes sent so far (both streams, in order).
+    sent: u64,
+    /// Recent frames: (offset of the first byte, stream, bytes), oldest first.
+    recent: VecDeque<(u64, FrameKind, Vec<u8>)>,
+    held: usize,
+}
+
+impl OutputLog {
+    fn record(&mut self, kind: FrameKind, data: &[u8]) {
+        self.recent.push_back((self.sent, kind, data.to_vec()));
+        self.sent += data.len() as u64;
+        self.held += data.len();
+        while self.held > REPLAY_WINDOW {
+            match self.recent.pop_front() {
+                Some((_, _, d)) => self.held -= d.len(),
+                None => break,
+            }
         }
     }
 
-    /// Sends `frame` unless `closed` is set, checked under the port lock so that nothing is sent
-    /// after whoever set it sent its last message. Returns false when closed.
-    pub fn send_unless(&self, closed: &std::sync::atomic::AtomicBool, frame: &Frame) -> bool {
-        let bytes = encode(frame);
-        let mut file = match self.file.lock() {
-            Ok(f) => f,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if closed.load(std::sync::atomic::Ordering::SeqCst) {
-            return false;
-        }
-        if let Err(e) = file.write_all(&bytes) {
+    /// The first offset still held.
+    fn oldest(&self) -> u64 {
+        self.recent.front().map_or(self.sent, |(at, _, _)| *at)
+    }
+}
+
+/// The sending half, shared by every thread that reports something to the host.
+#[derive(Clone)]
+pub struct Writer {
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl Shared {
+    fn write(&mut self, frame: &Frame) {
+        if let Err(e) = self.file.write_all(&encode(frame)) {
             crate::log!("writing to the host failed: {e}");
         }
+    }
+}
+
+impl Writer {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        match self.shared.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Sends one frame whole (frames from different threads never interleave). Blocks while the
+    /// host is disconnected: virtio-serial holds writes until it comes back.
+    pub fn send(&self, frame: &Frame) {
+        self.lock().write(frame);
+    }
+
+    /// Sends a session's output unless `closed` is set, checked under the port lock so that
+    /// nothing is sent after whoever set it sent its last message. The bytes are counted and
+    /// kept for [`Writer::resume`]. Returns false when closed.
+    pub fn send_output(
+        &self,
+        closed: &AtomicBool,
+        kind: FrameKind,
+        session: u32,
+        data: &[u8],
+    ) -> bool {
+        let mut shared = self.lock();
+        if closed.load(Ordering::SeqCst) {
+            return false;
+        }
+        shared
+            .outputs
+            .entry(session)
+            .or_default()
+            .record(kind, data);
+        shared.write(&Frame::data(kind, session, data.to_vec()));
         true
+    }
+
+    /// Records that a session ended and says so.
+    pub fn exited(&self, session: u32, code: i32) {
+        let mut shared = self.lock();
+        shared.exits.insert(session, code);
+        shared.write(&Frame::control(&GuestMsg::Exited { session, code }));
+    }
+
+    /// Answers [`tether_proto::HostMsg::Resume`]: says `Resumed`, resends the session's output
+    /// from `from` on (as much as is still held) and repeats `Exited` if the session has ended.
+    /// All under the port lock, so live output continues right after.
+    pub fn resume(&self, session: u32, from: u64) {
+        let mut shared = self.lock();
+        let shared = &mut *shared;
+        let log = shared.outputs.entry(session).or_default();
+        let from = from.min(log.sent);
+        let start = from.max(log.oldest());
+        let lost = start - from;
+        let mut frames = Vec::new();
+        for (at, kind, data) in &log.recent {
+            let end = at + data.len() as u64;
+            if end <= start {
+                continue;
+            }
+            let skip = start.saturating_sub(*at) as usize;
+            frames.push(Frame::data(*kind, session, data[skip..].to_vec()));
+        }
+        if lost > 0 {
+            crate::log!("session {session}: {lost} bytes of output before offset {start} are no longer held");
+        }
+        // Resumed first: everything the host gets after it is the replay, then live output.
+        shared.write(&Frame::control(&GuestMsg::Resumed {
+            session,
+            from: start,
+            lost,
+        }));
+        for f in &frames {
+            shared.write(f);
+        }
+        if let Some(&code) = shared.exits.get(&session) {
+            shared.write(&Frame::control(&GuestMsg::Exited { session, code }));
+        }
     }
 
     /// Sends a control message.
@@ -113,7 +210,11 @@ pub struct Reader {
 pub fn connect(path: &Path) -> io::Result<(Reader, Writer)> {
     let file = open(path)?;
     let writer = Writer {
-        file: Arc::new(Mutex::new(file.try_clone()?)),
+        shared: Arc::new(Mutex::new(Shared {
+            file: file.try_clone()?,
+            outputs: HashMap::new(),
+            exits: HashMap::new(),
+        })),
     };
     let reader = Reader {
         path: path.to_path_buf(),
@@ -184,22 +285,19 @@ impl Reader {
 
     fn reopen(&mut self) {
         // virtio-serial ports admit one opener: close both halves before opening again.
-        let mut shared = match self.writer.file.lock() {
-            Ok(f) => f,
-            Err(p) => p.into_inner(),
-        };
+        let mut shared = self.writer.lock();
         loop {
             let placeholder = File::open("/dev/null");
             if let Ok(p) = placeholder {
                 // Drops the writer's descriptor to the port.
-                *shared = p;
+                shared.file = p;
             }
             if let Ok(p) = File::open("/dev/null") {
                 self.file = p;
             }
             match open(&self.path).and_then(|f| Ok((f.try_clone()?, f))) {
                 Ok((w, r)) => {
-                    *shared = w;
+                    shared.file = w;
                     self.file = r;
                     self.decoder = FrameDecoder::new();
                     crate::log!("reopened {}", self.path.display());
@@ -211,5 +309,110 @@ impl Reader {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Seek, SeekFrom};
+
+    fn writer_to(file: &File) -> Writer {
+        Writer {
+            shared: Arc::new(Mutex::new(Shared {
+                file: file.try_clone().unwrap(),
+                outputs: HashMap::new(),
+                exits: HashMap::new(),
+            })),
+        }
+    }
+
+    /// Everything written to `file` since `pos`, decoded.
+    fn frames_since(file: &mut File, pos: u64) -> Vec<Frame> {
+        file.seek(SeekFrom::Start(pos)).unwrap();
+        let mut raw = Vec::new();
+        file.read_to_end(&mut raw).unwrap();
+        let mut dec = FrameDecoder::new();
+        dec.push(&raw);
+        std::iter::from_fn(|| dec.next_frame().unwrap()).collect()
+    }
+
+    #[test]
+    fn resume_resends_from_the_offset_then_repeats_the_exit() {
+        let mut file = tempfile::tempfile().unwrap();
+        let w = writer_to(&file);
+        let open = AtomicBool::new(false);
+        assert!(w.send_output(&open, FrameKind::Stdout, 0, b"one\n"));
+        assert!(w.send_output(&open, FrameKind::Stderr, 0, b"two\n"));
+        assert!(w.send_output(&open, FrameKind::Stdout, 0, b"three\n"));
+        w.exited(0, 3);
+        let end = file.stream_position().unwrap();
+        // The host stored "one\ntw": the rest of "two\n" and all of "three\n" come again.
+        w.resume(0, 6);
+        let got = frames_since(&mut file, end);
+        assert_eq!(
+            got[0].parse_control::<GuestMsg>().unwrap(),
+            GuestMsg::Resumed {
+                session: 0,
+                from: 6,
+                lost: 0
+            }
+        );
+        assert_eq!(got[1], Frame::data(FrameKind::Stderr, 0, b"o\n".to_vec()));
+        assert_eq!(
+            got[2],
+            Frame::data(FrameKind::Stdout, 0, b"three\n".to_vec())
+        );
+        assert_eq!(
+            got[3].parse_control::<GuestMsg>().unwrap(),
+            GuestMsg::Exited {
+                session: 0,
+                code: 3
+            }
+        );
+        assert_eq!(got.len(), 4);
+        // A closed session sends nothing more.
+        let closed = AtomicBool::new(true);
+        assert!(!w.send_output(&closed, FrameKind::Stdout, 0, b"late"));
+    }
+
+    #[test]
+    fn resume_says_what_the_window_no_longer_holds() {
+        let mut file = tempfile::tempfile().unwrap();
+        let w = writer_to(&file);
+        let open = AtomicBool::new(false);
+        let chunk = vec![b'x'; 32 * 1024];
+        let chunks = REPLAY_WINDOW / chunk.len() + 3;
+        for _ in 0..chunks {
+            w.send_output(&open, FrameKind::Stdout, 0, &chunk);
+        }
+        let sent = (chunks * chunk.len()) as u64;
+        let end = file.stream_position().unwrap();
+        w.resume(0, 0);
+        let got = frames_since(&mut file, end);
+        let resent: usize = got
+            .iter()
+            .filter(|f| f.kind == FrameKind::Stdout)
+            .map(|f| f.payload.len())
+            .sum();
+        assert!(resent <= REPLAY_WINDOW && resent >= REPLAY_WINDOW - chunk.len());
+        let Ok(GuestMsg::Resumed { from, lost, .. }) = got[0].parse_control() else {
+            panic!("no Resumed first: {:?}", got.first());
+        };
+        assert_eq!(from, lost);
+        assert_eq!(from + resent as u64, sent);
+        // Asking from beyond what was sent resends nothing.
+        let end = file.stream_position().unwrap();
+        w.resume(0, sent + 100);
+        let got = frames_since(&mut file, end);
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got[0].parse_control::<GuestMsg>().unwrap(),
+            GuestMsg::Resumed {
+                session: 0,
+                from: sent,
+                lost: 0
+            }
+        );
     }
 }

@@ -12,7 +12,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tether_proto::{Frame, FrameKind, GuestMsg, Process, MAIN_SESSION};
+use tether_proto::{FrameKind, GuestMsg, Process, MAIN_SESSION};
 
 use crate::exec::{self, ChildPlan};
 use crate::port::Writer;
@@ -298,7 +298,7 @@ impl Sessions {
         if session == MAIN_SESSION {
             *lock(&self.main_exit) = Some(code);
         }
-        self.out.msg(&GuestMsg::Exited { session, code });
+        self.out.exited(session, code);
         if session == MAIN_SESSION {
             (self.on_main_exit)();
         }
@@ -361,13 +361,14 @@ fn forward(
     closed: &AtomicBool,
     done: Sender<()>,
 ) {
-    let mut buf = vec![0u8; 32 * 1024];
+    // One frame stays within one virtio-serial write (the driver takes at most 32 KiB per
+    // write), so a host that dies loses whole frames, never half of one.
+    let mut buf = vec![0u8; 32 * 1024 - tether_proto::HEADER_LEN];
     loop {
         match f.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
-                let frame = Frame::data(kind, session, buf[..n].to_vec());
-                if !out.send_unless(closed, &frame) {
+                if !out.send_output(closed, kind, session, &buf[..n]) {
                     break;
                 }
             }

@@ -98,7 +98,7 @@ pub fn apply(setup: &Setup) -> Result<Mounted, String> {
         libc::MS_BIND,
         "",
     )?;
-    write_etc(&rootfs, &setup.hostname);
+    write_etc(&rootfs, setup);
     Ok(m)
 }
 
@@ -150,15 +150,37 @@ pub fn hosts_file(hostname: &str) -> String {
     s
 }
 
-fn write_etc(rootfs: &Path, hostname: &str) {
+/// `/etc/resolv.conf` for the given servers and search domains, as Docker writes for `--dns`.
+fn resolv_conf(servers: &[String], search: &[String], options: &[String]) -> String {
+    let mut out = String::new();
+    for s in servers {
+        out.push_str(&format!("nameserver {s}\n"));
+    }
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    out
+}
+
+fn write_etc(rootfs: &Path, setup: &Setup) {
     let etc = rootfs.join("etc");
     if !etc.is_dir() {
         return;
     }
-    let files = [
+    let hostname = &setup.hostname;
+    let mut files = vec![
         ("hostname", format!("{hostname}\n")),
         ("hosts", hosts_file(hostname)),
     ];
+    if !setup.dns_servers.is_empty() {
+        files.push((
+            "resolv.conf",
+            resolv_conf(&setup.dns_servers, &setup.dns_search, &setup.dns_options),
+        ));
+    }
     for (name, content) in files {
         let path = etc.join(name);
         // A dangling or absolute symlink would point outside the container: replace it.
@@ -202,6 +224,23 @@ pub fn power_off(mounted: Option<&Mounted>) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolv_conf_lists_servers_then_search() {
+        let r = resolv_conf(
+            &["10.0.0.2".into(), "10.0.0.3".into()],
+            &["corp.example".into(), "example".into()],
+            &["ndots:2".into()],
+        );
+        assert_eq!(
+            r,
+            "nameserver 10.0.0.2\nnameserver 10.0.0.3\nsearch corp.example example\noptions ndots:2\n"
+        );
+        assert_eq!(
+            resolv_conf(&["1.1.1.1".into()], &[], &[]),
+            "nameserver 1.1.1.1\n"
+        );
+    }
 
     #[test]
     fn hosts_file_maps_hostname_to_loopback() {

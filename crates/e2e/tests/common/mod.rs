@@ -190,22 +190,42 @@ pub fn run_limited(mut cmd: Command, input: Option<&str>, limit: Duration, what:
         let mut stdin = child.stdin.take().expect("stdin");
         stdin.write_all(text.as_bytes()).expect("writing stdin");
     }
+    // Drained while it runs: a command with more output than a pipe holds must not stall.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let start = Instant::now();
-    loop {
-        if child.try_wait().expect("waiting for docker").is_some() {
-            return child.wait_with_output().expect("docker output");
+    let (status, timed_out) = loop {
+        if let Some(status) = child.try_wait().expect("waiting for docker") {
+            break (status, false);
         }
         if start.elapsed() > limit {
             let _ = child.kill();
-            let out = child.wait_with_output().expect("docker output");
-            panic!(
-                "{what} did not finish within {limit:?}; stdout: {} stderr: {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            break (child.wait().expect("docker status"), true);
         }
         std::thread::sleep(Duration::from_millis(20));
+    };
+    let output = Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    };
+    if timed_out {
+        panic!(
+            "{what} did not finish within {limit:?}; stdout: {} stderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
+    output
 }
 
 pub fn stdout(o: &Output) -> String {
