@@ -75,7 +75,7 @@ struct LimitArgs {
     /// Storage for images and containers, in GiB (recorded; not enforced yet).
     #[arg(long = "storage-quota")]
     storage_quota_gib: Option<u64>,
-    /// DNS server for containers; repeatable (recorded; not used yet).
+    /// DNS server for containers and for looking up registries; repeatable.
     #[arg(long = "dns-server")]
     dns_servers: Vec<std::net::IpAddr>,
     /// Volume store LABEL:DIR; repeatable. The directory is made if missing (volumes are not
@@ -202,6 +202,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         insecure: args.insecure_registries.clone(),
         ca_pems,
         whitelist: args.whitelist_registries.clone(),
+        dns_servers: args.limits.dns_servers.clone(),
     }));
     let state = AppState {
         containers: containers.clone(),

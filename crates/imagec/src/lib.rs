@@ -37,6 +37,7 @@
 
 pub mod archive;
 pub mod auth;
+pub mod dns;
 pub mod pull;
 pub mod push;
 pub mod reference;

@@ -30,6 +30,9 @@ pub struct RegistryOptions {
     pub ca_pems: Vec<Vec<u8>>,
     /// When not empty, the only registries pulled from (insecure ones are admitted too).
     pub whitelist: Vec<String>,
+    /// When not empty, registry names are looked up with these DNS servers (port 53), not
+    /// with the host's resolver.
+    pub dns_servers: Vec<std::net::IpAddr>,
 }
 
 /// The platform an image is pulled for.

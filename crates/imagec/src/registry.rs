@@ -207,11 +207,21 @@ pub(crate) fn error_detail(body: &[u8], fallback: &str) -> String {
 
 impl Registry {
     pub(crate) fn new(opts: RegistryOptions) -> Registry {
+        let resolver = (!opts.dns_servers.is_empty()).then(|| {
+            std::sync::Arc::new(crate::dns::ServersResolver::new(
+                &opts.dns_servers,
+                crate::dns::DNS_PORT,
+            ))
+        });
         let builder = || {
-            reqwest::Client::builder()
+            let b = reqwest::Client::builder()
                 .connect_timeout(std::time::Duration::from_secs(15))
                 .read_timeout(std::time::Duration::from_secs(60))
-                .user_agent(concat!("vic/", env!("CARGO_PKG_VERSION")))
+                .user_agent(concat!("vic/", env!("CARGO_PKG_VERSION")));
+            match &resolver {
+                Some(r) => b.dns_resolver(r.clone()),
+                None => b,
+            }
         };
         let mut verified = builder();
         for pem in &opts.ca_pems {
@@ -726,6 +736,12 @@ pub(crate) fn unreachable(url: &str, e: &reqwest::Error) -> PullError {
         _ if error_chain(e).contains("Expired") => {
             "tls: failed to verify certificate: x509: certificate has expired or is not yet valid"
                 .to_string()
+        }
+        _ if error_chain(e).contains(": no such host") => {
+            // Looked up with the VCH's own DNS servers, which the message names.
+            let chain = error_chain(e);
+            let at = chain.find("lookup ").unwrap_or(0);
+            format!("dial tcp: {}", &chain[at..])
         }
         _ if e.is_connect() && error_chain(e).contains("dns error") => {
             let name = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
