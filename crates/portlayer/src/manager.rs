@@ -6,17 +6,22 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use hypervisor::{Backend, BackendError, PowerState, VmConfig};
-use tether_proto::{Frame, HostMsg, Process, Setup, MAIN_SESSION};
-use tokio::sync::{broadcast, mpsc, oneshot, watch, Mutex};
+use hypervisor::{Backend, BackendError, VmConfig};
+use tether_proto::{HostMsg, Process, Setup, MAIN_SESSION};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::container::{ContainerRecord, ContainerSpec, ContainerState, Status};
 use crate::events::EventBus;
 use crate::limits::{Admission, Limits};
-use crate::logs::{LogEntry, LogStream, LogWriter};
-use crate::session::{self, SessionExit, SessionSink, StartFailure, StdinMsg};
+use crate::logs::{LogEntry, LogWriter};
+use crate::session::{self, SessionExit, StartFailure, StdinMsg};
 use crate::signals::parse_signal;
 use crate::state::StateDir;
+
+mod live;
+mod recovery;
+
+use live::{Live, LogSink};
 
 /// Errors of container operations, worded as Docker words them.
 #[derive(Debug, thiserror::Error)]
@@ -109,78 +114,6 @@ pub struct ContainersConfig {
     pub limits: Limits,
 }
 
-/// Per-container runtime plumbing; exists for every container, running or not.
-struct Live {
-    output: broadcast::Sender<Output>,
-    /// (number of exits so far, last exit code)
-    exits: watch::Sender<(u64, i32)>,
-    /// Some(exit code) once removed.
-    removed: watch::Sender<Option<i32>>,
-    stdin_tx: mpsc::UnboundedSender<StdinMsg>,
-    stdin_rx: Arc<Mutex<mpsc::UnboundedReceiver<StdinMsg>>>,
-    /// Frames to the guest while running.
-    control: StdMutex<Option<mpsc::UnboundedSender<Frame>>>,
-    /// Serialises start, stop and remove of this container.
-    op: Mutex<()>,
-    /// Resolves when the last run's VM is off.
-    vm_off: Mutex<Option<oneshot::Receiver<String>>>,
-}
-
-impl Live {
-    fn new(exit_code: i32) -> Arc<Self> {
-        let (output, _) = broadcast::channel(8192);
-        let (stdin_tx, stdin_rx) = mpsc::unbounded_channel();
-        Arc::new(Live {
-            output,
-            exits: watch::channel((0, exit_code)).0,
-            removed: watch::channel(None).0,
-            stdin_tx,
-            stdin_rx: Arc::new(Mutex::new(stdin_rx)),
-            control: StdMutex::new(None),
-            op: Mutex::new(()),
-            vm_off: Mutex::new(None),
-        })
-    }
-
-    fn send_control(&self, msg: &HostMsg) -> bool {
-        let guard = self.control.lock().unwrap_or_else(|e| e.into_inner());
-        match guard.as_ref() {
-            Some(tx) => tx.send(Frame::control(msg)).is_ok(),
-            None => false,
-        }
-    }
-
-    async fn wait_vm_off(&self) {
-        let rx = self.vm_off.lock().await.take();
-        if let Some(rx) = rx {
-            let _ = tokio::time::timeout(session::POWER_OFF_GRACE * 2, rx).await;
-        }
-    }
-}
-
-/// Log sink of a running session: the file first, then live subscribers.
-struct LogSink {
-    writer: Option<LogWriter>,
-    output: broadcast::Sender<Output>,
-    id: String,
-}
-
-impl SessionSink for LogSink {
-    fn output(&mut self, stream: LogStream, data: &[u8]) {
-        let Some(w) = self.writer.as_mut() else {
-            return;
-        };
-        match w.append(stream, data) {
-            Ok((entries, end)) => {
-                for e in entries {
-                    let _ = self.output.send(Output::Entry(e, end));
-                }
-            }
-            Err(e) => tracing::error!(id = %self.id, "writing container log: {e}"),
-        }
-    }
-}
-
 struct Inner {
     records: StdMutex<HashMap<String, ContainerRecord>>,
     live: StdMutex<HashMap<String, Arc<Live>>>,
@@ -232,140 +165,6 @@ impl Containers {
         };
         me.recover().await;
         Ok(me)
-    }
-
-    /// Makes records and VMs agree after a restart: running containers whose VM still runs
-    /// are taken over (their output, stdin, signals and exit flow again), those whose VM is
-    /// gone are marked exited, and VMs running for containers not recorded as running (a start
-    /// cut short) are powered off.
-    async fn recover(&self) {
-        // A create cut short leaves a VM without a record: it goes.
-        let known: std::collections::HashSet<String> =
-            self.list().into_iter().map(|r| r.id).collect();
-        for vm in self.inner.backend.list_vms().await {
-            if !known.contains(&vm) {
-                tracing::info!(vm = %vm, "removing a VM whose container was never recorded");
-                if let Err(e) = self.inner.backend.destroy_vm(&vm).await {
-                    tracing::warn!(vm = %vm, "removing it failed: {e}");
-                }
-            }
-        }
-        let recs = self.list();
-        let work = recs.into_iter().map(|rec| async move {
-            let state = self.inner.backend.power_state(&rec.id).await;
-            match (rec.state.status == Status::Running, state) {
-                (true, PowerState::On) => {
-                    if let Err(why) = self.reattach(&rec.id).await {
-                        tracing::warn!(id = %rec.id, "re-attaching failed: {why}");
-                        let _ = self
-                            .inner
-                            .backend
-                            .power_off(&rec.id, Duration::from_secs(2))
-                            .await;
-                        self.mark_lost(
-                            &rec.id,
-                            format!("re-attaching after a restart failed: {why}"),
-                        );
-                    }
-                }
-                // The VM is gone altogether: a removal cut short (or the VM deleted from
-                // the hypervisor's inventory); finish the removal.
-                (_, PowerState::Absent) => self.forget(&rec.id),
-                (true, _) => self.mark_lost(
-                    &rec.id,
-                    "the container VM stopped while the appliance was down".into(),
-                ),
-                (false, PowerState::On) => {
-                    // Rolled back at once: nobody was told this start happened.
-                    tracing::info!(id = %rec.id, "powering off a VM whose start was cut short");
-                    let _ = self.inner.backend.power_off(&rec.id, Duration::ZERO).await;
-                }
-                (false, _) => {}
-            }
-        });
-        futures_util::future::join_all(work).await;
-    }
-
-    /// Takes over the running VM of container `id`.
-    async fn reattach(&self, id: &str) -> Result<(), String> {
-        let live = self.live(id).ok_or("no runtime state")?;
-        let powered = self
-            .inner
-            .backend
-            .reattach(id)
-            .await
-            .map_err(|e| e.to_string())?;
-        let pid = powered.pid.unwrap_or(0);
-        let writer = LogWriter::open(&self.inner.state.log_path(id))
-            .map_err(|e| format!("opening the container log: {e}"))?;
-        let base = self.get(id).map(|r| r.state.log_base).unwrap_or(0);
-        let stored = writer.data_bytes().saturating_sub(base);
-        let sink = LogSink {
-            writer: Some(writer),
-            output: live.output.clone(),
-            id: id.to_string(),
-        };
-        let session = session::reattach(powered, stored, sink, live.stdin_rx.clone())
-            .await
-            .map_err(|f| match f {
-                StartFailure::Spawn { message, .. } | StartFailure::Other(message) => message,
-            })?;
-        *live.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(session.frames.clone());
-        *live.vm_off.lock().await = Some(session.vm_off);
-        if pid != 0 {
-            let _ = self.update(id, |r| r.state.pid = pid);
-        }
-        tracing::info!(%id, pid, "re-attached to a running container VM");
-        let me = self.clone();
-        let exit = session.exit;
-        let id = id.to_string();
-        tokio::spawn(async move { me.on_exit(id, exit).await });
-        Ok(())
-    }
-
-    /// Drops the record of a container whose VM no longer exists.
-    fn forget(&self, id: &str) {
-        tracing::info!(%id, "removing the record of a container whose VM is gone");
-        if let Err(e) = self.inner.state.remove(id) {
-            tracing::warn!(%id, "removing its state failed: {e}");
-            return;
-        }
-        let rec = self.records().remove(id);
-        if let Some(live) = self
-            .inner
-            .live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id)
-        {
-            let code = rec.as_ref().map(|r| r.state.exit_code).unwrap_or(0);
-            let _ = live.output.send(Output::Eof);
-            live.removed.send_replace(Some(code));
-        }
-        if let Some(rec) = rec {
-            self.publish("destroy", &rec, &[]);
-        }
-    }
-
-    /// Records that a running container's VM is gone without a reported exit.
-    fn mark_lost(&self, id: &str, why: String) {
-        tracing::warn!(%id, "{why}");
-        let rec = self.update(id, |r| {
-            r.state.status = Status::Exited;
-            r.state.exit_code = 137;
-            r.state.pid = 0;
-            r.state.finished_at = Some(Utc::now());
-            r.state.error = why;
-        });
-        if let Some(live) = self.live(id) {
-            live.exits.send_modify(|(n, c)| {
-                *n += 1;
-                *c = 137;
-            });
-        }
-        if let Ok(rec) = rec {
-            self.publish("die", &rec, &[("exitCode", "137".to_string())]);
-        }
     }
 
     /// The VCH's limits.

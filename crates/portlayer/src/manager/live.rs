@@ -1,0 +1,83 @@
+//! Per-container runtime plumbing: output subscribers, exits, stdin, the control channel of a
+//! running session, and the log sink sessions write to.
+
+use std::sync::{Arc, Mutex as StdMutex};
+
+use tether_proto::{Frame, HostMsg};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Mutex};
+
+use super::Output;
+use crate::logs::{LogStream, LogWriter};
+use crate::session::{self, SessionSink, StdinMsg};
+
+/// Per-container runtime plumbing; exists for every container, running or not.
+pub(super) struct Live {
+    pub(super) output: broadcast::Sender<Output>,
+    /// (number of exits so far, last exit code)
+    pub(super) exits: watch::Sender<(u64, i32)>,
+    /// Some(exit code) once removed.
+    pub(super) removed: watch::Sender<Option<i32>>,
+    pub(super) stdin_tx: mpsc::UnboundedSender<StdinMsg>,
+    pub(super) stdin_rx: Arc<Mutex<mpsc::UnboundedReceiver<StdinMsg>>>,
+    /// Frames to the guest while running.
+    pub(super) control: StdMutex<Option<mpsc::UnboundedSender<Frame>>>,
+    /// Serialises start, stop and remove of this container.
+    pub(super) op: Mutex<()>,
+    /// Resolves when the last run's VM is off.
+    pub(super) vm_off: Mutex<Option<oneshot::Receiver<String>>>,
+}
+
+impl Live {
+    pub(super) fn new(exit_code: i32) -> Arc<Self> {
+        let (output, _) = broadcast::channel(8192);
+        let (stdin_tx, stdin_rx) = mpsc::unbounded_channel();
+        Arc::new(Live {
+            output,
+            exits: watch::channel((0, exit_code)).0,
+            removed: watch::channel(None).0,
+            stdin_tx,
+            stdin_rx: Arc::new(Mutex::new(stdin_rx)),
+            control: StdMutex::new(None),
+            op: Mutex::new(()),
+            vm_off: Mutex::new(None),
+        })
+    }
+
+    pub(super) fn send_control(&self, msg: &HostMsg) -> bool {
+        let guard = self.control.lock().unwrap_or_else(|e| e.into_inner());
+        match guard.as_ref() {
+            Some(tx) => tx.send(Frame::control(msg)).is_ok(),
+            None => false,
+        }
+    }
+
+    pub(super) async fn wait_vm_off(&self) {
+        let rx = self.vm_off.lock().await.take();
+        if let Some(rx) = rx {
+            let _ = tokio::time::timeout(session::POWER_OFF_GRACE * 2, rx).await;
+        }
+    }
+}
+
+/// Log sink of a running session: the file first, then live subscribers.
+pub(super) struct LogSink {
+    pub(super) writer: Option<LogWriter>,
+    pub(super) output: broadcast::Sender<Output>,
+    pub(super) id: String,
+}
+
+impl SessionSink for LogSink {
+    fn output(&mut self, stream: LogStream, data: &[u8]) {
+        let Some(w) = self.writer.as_mut() else {
+            return;
+        };
+        match w.append(stream, data) {
+            Ok((entries, end)) => {
+                for e in entries {
+                    let _ = self.output.send(Output::Entry(e, end));
+                }
+            }
+            Err(e) => tracing::error!(id = %self.id, "writing container log: {e}"),
+        }
+    }
+}

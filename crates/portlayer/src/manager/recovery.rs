@@ -1,0 +1,148 @@
+//! Recovery after the appliance restarts: records and the hypervisor's inventory are made to
+//! agree, and running container VMs are taken over.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use hypervisor::PowerState;
+
+use super::{Containers, LogSink, Output};
+use crate::container::Status;
+use crate::logs::LogWriter;
+use crate::session::{self, StartFailure};
+
+impl Containers {
+    /// Makes records and VMs agree after a restart: running containers whose VM still runs
+    /// are taken over (their output, stdin, signals and exit flow again), those whose VM is
+    /// gone are marked exited, and VMs running for containers not recorded as running (a start
+    /// cut short) are powered off.
+    pub(super) async fn recover(&self) {
+        // A create cut short leaves a VM without a record: it goes.
+        let known: std::collections::HashSet<String> =
+            self.list().into_iter().map(|r| r.id).collect();
+        for vm in self.inner.backend.list_vms().await {
+            if !known.contains(&vm) {
+                tracing::info!(vm = %vm, "removing a VM whose container was never recorded");
+                if let Err(e) = self.inner.backend.destroy_vm(&vm).await {
+                    tracing::warn!(vm = %vm, "removing it failed: {e}");
+                }
+            }
+        }
+        let recs = self.list();
+        let work = recs.into_iter().map(|rec| async move {
+            let state = self.inner.backend.power_state(&rec.id).await;
+            match (rec.state.status == Status::Running, state) {
+                (true, PowerState::On) => {
+                    if let Err(why) = self.reattach(&rec.id).await {
+                        tracing::warn!(id = %rec.id, "re-attaching failed: {why}");
+                        let _ = self
+                            .inner
+                            .backend
+                            .power_off(&rec.id, Duration::from_secs(2))
+                            .await;
+                        self.mark_lost(
+                            &rec.id,
+                            format!("re-attaching after a restart failed: {why}"),
+                        );
+                    }
+                }
+                // The VM is gone altogether: a removal cut short (or the VM deleted from
+                // the hypervisor's inventory); finish the removal.
+                (_, PowerState::Absent) => self.forget(&rec.id),
+                (true, _) => self.mark_lost(
+                    &rec.id,
+                    "the container VM stopped while the appliance was down".into(),
+                ),
+                (false, PowerState::On) => {
+                    // Rolled back at once: nobody was told this start happened.
+                    tracing::info!(id = %rec.id, "powering off a VM whose start was cut short");
+                    let _ = self.inner.backend.power_off(&rec.id, Duration::ZERO).await;
+                }
+                (false, _) => {}
+            }
+        });
+        futures_util::future::join_all(work).await;
+    }
+
+    /// Takes over the running VM of container `id`.
+    async fn reattach(&self, id: &str) -> Result<(), String> {
+        let live = self.live(id).ok_or("no runtime state")?;
+        let powered = self
+            .inner
+            .backend
+            .reattach(id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let pid = powered.pid.unwrap_or(0);
+        let writer = LogWriter::open(&self.inner.state.log_path(id))
+            .map_err(|e| format!("opening the container log: {e}"))?;
+        let base = self.get(id).map(|r| r.state.log_base).unwrap_or(0);
+        let stored = writer.data_bytes().saturating_sub(base);
+        let sink = LogSink {
+            writer: Some(writer),
+            output: live.output.clone(),
+            id: id.to_string(),
+        };
+        let session = session::reattach(powered, stored, sink, live.stdin_rx.clone())
+            .await
+            .map_err(|f| match f {
+                StartFailure::Spawn { message, .. } | StartFailure::Other(message) => message,
+            })?;
+        *live.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(session.frames.clone());
+        *live.vm_off.lock().await = Some(session.vm_off);
+        if pid != 0 {
+            let _ = self.update(id, |r| r.state.pid = pid);
+        }
+        tracing::info!(%id, pid, "re-attached to a running container VM");
+        let me = self.clone();
+        let exit = session.exit;
+        let id = id.to_string();
+        tokio::spawn(async move { me.on_exit(id, exit).await });
+        Ok(())
+    }
+
+    /// Drops the record of a container whose VM no longer exists.
+    fn forget(&self, id: &str) {
+        tracing::info!(%id, "removing the record of a container whose VM is gone");
+        if let Err(e) = self.inner.state.remove(id) {
+            tracing::warn!(%id, "removing its state failed: {e}");
+            return;
+        }
+        let rec = self.records().remove(id);
+        if let Some(live) = self
+            .inner
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id)
+        {
+            let code = rec.as_ref().map(|r| r.state.exit_code).unwrap_or(0);
+            let _ = live.output.send(Output::Eof);
+            live.removed.send_replace(Some(code));
+        }
+        if let Some(rec) = rec {
+            self.publish("destroy", &rec, &[]);
+        }
+    }
+
+    /// Records that a running container's VM is gone without a reported exit.
+    pub(super) fn mark_lost(&self, id: &str, why: String) {
+        tracing::warn!(%id, "{why}");
+        let rec = self.update(id, |r| {
+            r.state.status = Status::Exited;
+            r.state.exit_code = 137;
+            r.state.pid = 0;
+            r.state.finished_at = Some(Utc::now());
+            r.state.error = why;
+        });
+        if let Some(live) = self.live(id) {
+            live.exits.send_modify(|(n, c)| {
+                *n += 1;
+                *c = 137;
+            });
+        }
+        if let Ok(rec) = rec {
+            self.publish("die", &rec, &[("exitCode", "137".to_string())]);
+        }
+    }
+}
