@@ -43,6 +43,7 @@ pub mod push;
 pub mod reference;
 mod registry;
 pub mod store;
+mod transfer;
 mod unpack;
 
 /// Why a layer could not be applied (carried by [`pull::PullError::Unpack`]).
