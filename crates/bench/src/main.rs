@@ -1,7 +1,8 @@
 //! `vic-bench`: `docker run --rm busybox true` on a vic VCH and on dockerd, side by side.
 //!
 //! Prints medians (and min/max) of N runs, the ratio, the time from `start` to the first byte
-//! of container output, and the resident memory of one container VM. dockerd is started by
+//! of container output, the time of a run printing a million lines (output throughput), and
+//! the resident memory of one container VM. dockerd is started by
 //! the benchmark itself (its own data root and socket) when it is installed; otherwise its
 //! column says so.
 
@@ -98,6 +99,49 @@ fn first_output(ep: &Endpoint, docker: &str, image: &str, runs: usize) -> anyhow
     Ok(out)
 }
 
+/// Lines `seq` prints in the output benchmark, and the bytes they make.
+const SEQ_LINES: u64 = 1_000_000;
+
+fn seq_bytes(n: u64) -> u64 {
+    // Each number's digits plus a newline.
+    (1..=n).map(|i| i.to_string().len() as u64 + 1).sum()
+}
+
+/// `docker run --rm busybox seq 1 N` with the output read by the client: the whole path from
+/// the container's process through the VM's channel, the appliance (which also logs every
+/// line) and the attach stream. Every run must deliver every byte.
+fn output_runs(ep: &Endpoint, docker: &str, image: &str, runs: usize) -> anyhow::Result<Vec<f64>> {
+    let want = seq_bytes(SEQ_LINES);
+    let mut out = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let mut child = ep
+            .docker(docker)
+            .args(["run", "--rm", image, "seq", "1", &SEQ_LINES.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut got = 0u64;
+        let mut buf = vec![0u8; 1 << 16];
+        let mut stdout = child.stdout.take().context("stdout")?;
+        loop {
+            let n = stdout.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            got += n as u64;
+        }
+        let status = child.wait()?;
+        let elapsed = t.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            status.success() && got == want,
+            "{}: seq delivered {got} of {want} bytes ({status})",
+            ep.label
+        );
+        out.push(elapsed);
+    }
+    Ok(out)
+}
+
 fn rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
@@ -180,6 +224,7 @@ fn main() -> anyhow::Result<()> {
         let v_run = stats(&time_runs(&vic, &args.docker, &image, args.runs)?);
         let v_first = stats(&first_output(&vic, &args.docker, &image, args.runs.min(5))?);
         let v_rss = vm_rss(&vic, &args.docker, &image)?;
+        let v_out = stats(&output_runs(&vic, &args.docker, &image, args.runs.min(5))?);
 
         let peer = match Dockerd::start_peer(&args.dockerd, &[&args.registry], &args.docker) {
             Some(d) => {
@@ -193,12 +238,13 @@ fn main() -> anyhow::Result<()> {
                 )?;
                 let run = stats(&time_runs(&ep, &args.docker, &image, args.runs)?);
                 let first = stats(&first_output(&ep, &args.docker, &image, args.runs.min(5))?);
+                let out = stats(&output_runs(&ep, &args.docker, &image, args.runs.min(5))?);
                 drop(d);
-                Some((run, first))
+                Some((run, first, out))
             }
             None => None,
         };
-        let (p_run, p_first) = peer.unwrap_or((None, None));
+        let (p_run, p_first, p_out) = peer.unwrap_or((None, None, None));
         println!(
             "\n{:<34} {:<28} {:<28} ratio",
             "metric (seconds; median (min–max))", vic.label, "dockerd"
@@ -213,6 +259,15 @@ fn main() -> anyhow::Result<()> {
             "start -a → first output byte",
             v_first.as_ref(),
             p_first.as_ref(),
+            "s",
+        );
+        row(
+            &format!(
+                "run seq 1 {SEQ_LINES} ({:.1} MB)",
+                seq_bytes(SEQ_LINES) as f64 / 1e6
+            ),
+            v_out.as_ref(),
+            p_out.as_ref(),
             "s",
         );
         match v_rss {

@@ -11,10 +11,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use hyper_util::rt::TokioIo;
 use portlayer::logs::{read_all, LogEntry, LogStream};
-use portlayer::{Output, Status, WaitCondition};
+use portlayer::{Status, WaitCondition};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::broadcast::error::RecvError;
 
 use crate::{truthy, ApiError, ApiResult, AppState};
 
@@ -144,19 +143,11 @@ pub async fn attach(
             })
         });
         let mut output = streams.output;
-        loop {
-            match output.recv().await {
-                Ok(Output::Entry(entry, _)) => {
-                    if wanted(&entry, want_stdout, want_stderr)
-                        && wr.write_all(&frame(&entry, tty, false)).await.is_err()
-                    {
-                        break;
-                    }
-                }
-                Ok(Output::Eof) | Err(RecvError::Closed) => break,
-                Err(RecvError::Lagged(n)) => {
-                    tracing::warn!(id = %rec.id, "attach fell behind: {n} entries dropped")
-                }
+        while let Some(entry) = output.next().await {
+            if wanted(&entry, want_stdout, want_stderr)
+                && wr.write_all(&frame(&entry, tty, false)).await.is_err()
+            {
+                break;
             }
         }
         let _ = wr.flush().await;
@@ -203,9 +194,9 @@ pub async fn logs(
         .filter(|t| *t >= 0)
         .map(|t| t as usize);
     let c = st.containers.get(&id)?;
-    // Subscribe before reading the file, so nothing falls between the two.
+    // Follow before reading the file, so nothing falls between the two.
     let live = if follow {
-        Some(st.containers.subscribe(&c.id)?)
+        Some(st.containers.follow(&c.id)?)
     } else {
         None
     };
@@ -234,17 +225,15 @@ pub async fn logs(
     let ctype = if tty { RAW } else { MUX };
     let body = match live.filter(|_| running && until.is_none()) {
         None => Body::from_stream(head),
-        Some(rx) => {
-            let rest = futures_util::stream::unfold(rx, move |mut rx| async move {
-                loop {
-                    match rx.recv().await {
-                        Ok(Output::Entry(e, end)) if end > file_end && keep(&e) => {
-                            return Some((Ok::<_, std::io::Error>(frame(&e, tty, timestamps)), rx))
-                        }
-                        Ok(Output::Entry(..)) | Err(RecvError::Lagged(_)) => continue,
-                        Ok(Output::Eof) | Err(RecvError::Closed) => return None,
+        Some(mut follower) => {
+            follower.start_at(file_end);
+            let rest = futures_util::stream::unfold(follower, move |mut f| async move {
+                while let Some(e) = f.next().await {
+                    if keep(&e) {
+                        return Some((Ok::<_, std::io::Error>(frame(&e, tty, timestamps)), f));
                     }
                 }
+                None
             });
             Body::from_stream(futures_util::StreamExt::chain(head, rest))
         }

@@ -54,6 +54,35 @@ fn run_prints_exactly_the_output() {
 
 #[test]
 #[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
+fn attach_and_logs_deliver_every_byte_of_a_flood() {
+    // A million lines (6.9 MB) as fast as the guest prints them: far more entries than the
+    // live channel holds, so a client that reads slower than the container writes must get
+    // the rest from the log, not lose it.
+    let n = 1_000_000;
+    let want: String = (1..=n).map(|i| format!("{i}\n")).collect();
+    let o = docker(&[
+        "run",
+        "--name",
+        "flood",
+        &busybox(),
+        "seq",
+        "1",
+        &n.to_string(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = stdout(&o);
+    assert!(
+        got == want,
+        "attach delivered {} of {} bytes",
+        got.len(),
+        want.len()
+    );
+    assert!(ok(&["logs", "flood"]) == want, "the log holds every line");
+    ok(&["rm", "flood"]);
+}
+
+#[test]
+#[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
 fn run_returns_the_exit_code() {
     let o = docker(&["run", "--name", "exit3", &busybox(), "sh", "-c", "exit 3"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));

@@ -231,11 +231,9 @@ fn spec(name: &str, argv: &[&str]) -> ContainerSpec {
     }
 }
 
-async fn collect(mut rx: tokio::sync::broadcast::Receiver<Output>) -> String {
+async fn collect(mut output: crate::follow::Follower) -> String {
     let mut s = String::new();
-    while let Ok(Ok(Output::Entry(e, _))) =
-        tokio::time::timeout(Duration::from_secs(5), rx.recv()).await
-    {
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_secs(5), output.next()).await {
         s.push_str(&String::from_utf8_lossy(&e.data));
     }
     s

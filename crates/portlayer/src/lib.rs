@@ -22,6 +22,7 @@ pub mod container;
 pub mod events;
 #[cfg(test)]
 mod fake_tests;
+pub mod follow;
 pub mod limits;
 pub mod logs;
 mod manager;

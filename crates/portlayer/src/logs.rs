@@ -63,27 +63,33 @@ impl LogWriter {
         })
     }
 
-    /// Writes `data` as one entry a line; returns the entries written and the new end offset.
-    pub fn append(&mut self, stream: LogStream, data: &[u8]) -> io::Result<(Vec<LogEntry>, u64)> {
+    /// Writes `data` as one entry a line; returns the entries written, each with the file
+    /// offset just after it.
+    pub fn append(&mut self, stream: LogStream, data: &[u8]) -> io::Result<Vec<(LogEntry, u64)>> {
         let time = Utc::now();
         let mut buf = Vec::with_capacity(data.len() + HEADER * 2);
         let mut entries = Vec::new();
+        let mut end = self.offset;
         for line in split_lines(data) {
             let nanos = time.timestamp_nanos_opt().unwrap_or(0);
             buf.push(stream as u8);
             buf.extend_from_slice(&nanos.to_be_bytes());
             buf.extend_from_slice(&(line.len() as u32).to_be_bytes());
             buf.extend_from_slice(line);
-            entries.push(LogEntry {
-                stream,
-                time,
-                data: Bytes::copy_from_slice(line),
-            });
+            end += (HEADER + line.len()) as u64;
+            entries.push((
+                LogEntry {
+                    stream,
+                    time,
+                    data: Bytes::copy_from_slice(line),
+                },
+                end,
+            ));
         }
         self.file.write_all(&buf)?;
         self.offset += buf.len() as u64;
         self.data += data.len() as u64;
-        Ok((entries, self.offset))
+        Ok(entries)
     }
 
     pub fn offset(&self) -> u64 {
@@ -100,6 +106,11 @@ fn split_lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
     data.split_inclusive(|b| *b == b'\n')
 }
 
+/// The bytes an entry takes in the file.
+pub fn record_len(e: &LogEntry) -> u64 {
+    (HEADER + e.data.len()) as u64
+}
+
 /// Reads every complete entry; returns them and the offset just past the last one.
 pub fn read_all(path: &Path) -> io::Result<(Vec<LogEntry>, u64)> {
     let mut raw = Vec::new();
@@ -110,6 +121,26 @@ pub fn read_all(path: &Path) -> io::Result<(Vec<LogEntry>, u64)> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
         Err(e) => return Err(e),
     }
+    let (entries, end) = parse(&raw);
+    Ok((entries.into_iter().map(|(e, _)| e).collect(), end))
+}
+
+/// Reads the complete entries between offsets `from` (an entry boundary) and `to`, each
+/// with the offset just after it.
+pub fn read_range(path: &Path, from: u64, to: u64) -> io::Result<Vec<(LogEntry, u64)>> {
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(from))?;
+    let mut raw = Vec::new();
+    f.take(to.saturating_sub(from)).read_to_end(&mut raw)?;
+    let (entries, _) = parse(&raw);
+    Ok(entries
+        .into_iter()
+        .map(|(e, end)| (e, from + end))
+        .collect())
+}
+
+/// The complete entries of `raw`, each with the offset just after it, and where they end.
+fn parse(raw: &[u8]) -> (Vec<(LogEntry, u64)>, u64) {
     let mut entries = Vec::new();
     let mut pos = 0usize;
     while raw.len() - pos >= HEADER {
@@ -128,10 +159,10 @@ pub fn read_all(path: &Path) -> io::Result<(Vec<LogEntry>, u64)> {
         }
         let data = Bytes::copy_from_slice(&raw[pos + HEADER..pos + HEADER + len]);
         let time = Utc.timestamp_nanos(i64::from_be_bytes(nanos));
-        entries.push(LogEntry { stream, time, data });
         pos += HEADER + len;
+        entries.push((LogEntry { stream, time, data }, pos as u64));
     }
-    Ok((entries, pos as u64))
+    (entries, pos as u64)
 }
 
 #[cfg(test)]
@@ -143,8 +174,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.log");
         let mut w = LogWriter::open(&path).unwrap();
-        let (entries, end) = w.append(LogStream::Stdout, b"one\ntwo\nthr").unwrap();
+        let entries = w.append(LogStream::Stdout, b"one\ntwo\nthr").unwrap();
         assert_eq!(entries.len(), 3);
+        let ends: Vec<u64> = entries.iter().map(|(_, end)| *end).collect();
+        assert_eq!(ends, vec![17, 34, 50], "each entry's own end offset");
+        let end = ends[2];
         w.append(LogStream::Stderr, b"err\n").unwrap();
         drop(w);
         // A torn record: header says 100 bytes, only 2 follow.
@@ -168,5 +202,18 @@ mod tests {
         assert_eq!(w.offset(), valid);
         w.append(LogStream::Stdout, b"after\n").unwrap();
         assert_eq!(read_all(&path).unwrap().0.len(), 5);
+        // A range between two entry boundaries reads exactly the entries inside it.
+        let middle = read_range(&path, 17, 50).unwrap();
+        let got: Vec<_> = middle
+            .iter()
+            .map(|(e, end)| (e.data.clone(), *end))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Bytes::from_static(b"two\n"), 34),
+                (Bytes::from_static(b"thr"), 50)
+            ]
+        );
     }
 }

@@ -8,10 +8,11 @@ use std::time::Duration;
 use chrono::Utc;
 use hypervisor::{Backend, BackendError, VmConfig};
 use tether_proto::{HostMsg, Process, Setup, MAIN_SESSION};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::container::{ContainerRecord, ContainerSpec, ContainerState, Status};
 use crate::events::EventBus;
+use crate::follow::Follower;
 use crate::limits::{Admission, Limits};
 use crate::logs::{LogEntry, LogWriter};
 use crate::session::{self, SessionExit, StartFailure, StdinMsg};
@@ -85,7 +86,7 @@ pub enum WaitCondition {
 
 /// The streams of one attach.
 pub struct AttachStreams {
-    pub output: broadcast::Receiver<Output>,
+    pub output: Follower,
     pub tty: bool,
     /// Present when stdin was asked for and the container keeps stdin open.
     pub stdin: Option<mpsc::UnboundedSender<StdinMsg>>,
@@ -387,9 +388,11 @@ impl Containers {
         let writer = LogWriter::open(&self.inner.state.log_path(&id))
             .map_err(io_err("opening the container log"))?;
         let log_base = writer.data_bytes();
+        live.cursor.run_started(writer.offset());
         let sink = LogSink {
             writer: Some(writer),
             output: live.output.clone(),
+            cursor: live.cursor.clone(),
             id: id.clone(),
         };
         let setup = Setup {
@@ -623,7 +626,11 @@ impl Containers {
             .ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
         let p = &rec.spec.process;
         let streams = AttachStreams {
-            output: live.output.subscribe(),
+            output: Follower::from_now(
+                live.output.subscribe(),
+                self.inner.state.log_path(&rec.id),
+                live.cursor.clone(),
+            ),
             tty: p.tty,
             stdin: (stdin && p.open_stdin).then(|| live.stdin_tx.clone()),
             stdin_once: p.stdin_once,
@@ -631,13 +638,18 @@ impl Containers {
         Ok((rec, streams))
     }
 
-    /// Subscribes to live output, for `logs --follow`.
-    pub fn subscribe(&self, key: &str) -> Result<broadcast::Receiver<Output>, Error> {
+    /// Follows the container's output from now on, for `logs --follow` (which reads the file
+    /// first and then says where it stopped with [`Follower::start_at`]).
+    pub fn follow(&self, key: &str) -> Result<Follower, Error> {
         let rec = self.get(key)?;
         let live = self
             .live(&rec.id)
             .ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
-        Ok(live.output.subscribe())
+        Ok(Follower::from_now(
+            live.output.subscribe(),
+            self.inner.state.log_path(&rec.id),
+            live.cursor.clone(),
+        ))
     }
 
     /// The container's log file.

@@ -7,6 +7,7 @@ use tether_proto::{Frame, HostMsg};
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Mutex};
 
 use super::Output;
+use crate::follow::LogCursor;
 use crate::logs::{LogStream, LogWriter};
 use crate::session::{self, SessionSink, StdinMsg};
 
@@ -25,6 +26,8 @@ pub(super) struct Live {
     pub(super) op: Mutex<()>,
     /// Resolves when the last run's VM is off.
     pub(super) vm_off: Mutex<Option<oneshot::Receiver<String>>>,
+    /// Where the log stands, for followers that fall behind.
+    pub(super) cursor: Arc<LogCursor>,
 }
 
 impl Live {
@@ -40,6 +43,7 @@ impl Live {
             control: StdMutex::new(None),
             op: Mutex::new(()),
             vm_off: Mutex::new(None),
+            cursor: Arc::default(),
         })
     }
 
@@ -59,10 +63,11 @@ impl Live {
     }
 }
 
-/// Log sink of a running session: the file first, then live subscribers.
+/// Log sink of a running session: the file first, then the cursor, then live subscribers.
 pub(super) struct LogSink {
     pub(super) writer: Option<LogWriter>,
     pub(super) output: broadcast::Sender<Output>,
+    pub(super) cursor: Arc<LogCursor>,
     pub(super) id: String,
 }
 
@@ -72,8 +77,11 @@ impl SessionSink for LogSink {
             return;
         };
         match w.append(stream, data) {
-            Ok((entries, end)) => {
-                for e in entries {
+            Ok(entries) => {
+                if let Some((_, end)) = entries.last() {
+                    self.cursor.written(*end);
+                }
+                for (e, end) in entries {
                     let _ = self.output.send(Output::Entry(e, end));
                 }
             }

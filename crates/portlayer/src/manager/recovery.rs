@@ -78,9 +78,11 @@ impl Containers {
             .map_err(|e| format!("opening the container log: {e}"))?;
         let base = self.get(id).map(|r| r.state.log_base).unwrap_or(0);
         let stored = writer.data_bytes().saturating_sub(base);
+        live.cursor.run_started(writer.offset());
         let sink = LogSink {
             writer: Some(writer),
             output: live.output.clone(),
+            cursor: live.cursor.clone(),
             id: id.to_string(),
         };
         let session = session::reattach(powered, stored, sink, live.stdin_rx.clone())

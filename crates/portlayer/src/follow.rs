@@ -1,0 +1,225 @@
+//! Following a container's output without losing any of it (attach, `logs --follow`).
+//!
+//! Live entries come from a broadcast channel, which overwrites what a slow reader has not
+//! taken yet. Every entry is written to the log file before it is broadcast and carries the
+//! file offset just after it, so a follower that finds a gap between the last entry it gave
+//! out and the next one it receives reads the gap from the file: a slow client sees all of
+//! the output, late, and never slows the container down.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use crate::logs::{read_range, record_len, LogEntry};
+use crate::manager::Output;
+
+const UNKNOWN: u64 = u64::MAX;
+
+/// Where a container's log stands: the end of what has been written, and where the current
+/// run's output began.
+#[derive(Debug)]
+pub struct LogCursor {
+    end: AtomicU64,
+    run_start: AtomicU64,
+}
+
+impl Default for LogCursor {
+    fn default() -> Self {
+        LogCursor {
+            end: AtomicU64::new(UNKNOWN),
+            run_start: AtomicU64::new(0),
+        }
+    }
+}
+
+impl LogCursor {
+    /// A run's log writer is open at `offset`: its output starts there.
+    pub(crate) fn run_started(&self, offset: u64) {
+        self.run_start.store(offset, Ordering::SeqCst);
+        self.end.store(offset, Ordering::SeqCst);
+    }
+
+    /// Entries up to `end` are in the file (said before they are broadcast).
+    pub(crate) fn written(&self, end: u64) {
+        self.end.store(end, Ordering::SeqCst);
+    }
+
+    fn end(&self) -> Option<u64> {
+        Some(self.end.load(Ordering::SeqCst)).filter(|e| *e != UNKNOWN)
+    }
+}
+
+/// A reader of one container's output from some point on.
+pub struct Follower {
+    rx: broadcast::Receiver<Output>,
+    path: PathBuf,
+    cursor: Arc<LogCursor>,
+    /// The file offset just after the last entry given out, once known.
+    pos: Option<u64>,
+    /// Entries read from the file to fill a gap, given out before `held`.
+    pending: VecDeque<LogEntry>,
+    /// The live entry that revealed the gap.
+    held: Option<(LogEntry, u64)>,
+}
+
+impl Follower {
+    /// Follows from what is written now on (`rx` was subscribed before this call).
+    pub(crate) fn from_now(
+        rx: broadcast::Receiver<Output>,
+        path: PathBuf,
+        cursor: Arc<LogCursor>,
+    ) -> Self {
+        let pos = cursor.end();
+        Follower {
+            rx,
+            path,
+            cursor,
+            pos,
+            pending: VecDeque::new(),
+            held: None,
+        }
+    }
+
+    /// Follows from file offset `pos` on (an entry boundary, e.g. the end of what a reader of
+    /// the file has already sent).
+    pub fn start_at(&mut self, pos: u64) {
+        self.pos = Some(pos);
+    }
+
+    /// The next entry, or None once the run's output has ended.
+    pub async fn next(&mut self) -> Option<LogEntry> {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                return Some(e);
+            }
+            let msg = match self.held.take() {
+                Some((e, end)) => Ok(Output::Entry(e, end)),
+                None => self.rx.recv().await,
+            };
+            match msg {
+                Ok(Output::Entry(e, end)) => {
+                    let start = end - record_len(&e);
+                    match self.pos {
+                        Some(p) if end <= p => continue,
+                        Some(p) if start > p => {
+                            self.fill(p, start).await;
+                            self.held = Some((e, end));
+                        }
+                        _ => {
+                            self.pos = Some(end);
+                            return Some(e);
+                        }
+                    }
+                }
+                Ok(Output::Eof) | Err(RecvError::Closed) => return None,
+                // The next entry shows how much was missed; where to fill from must be known.
+                Err(RecvError::Lagged(_)) => {
+                    if self.pos.is_none() {
+                        self.pos = Some(self.cursor.run_start.load(Ordering::SeqCst));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the entries between `from` and `to` from the file into `pending`.
+    async fn fill(&mut self, from: u64, to: u64) {
+        let path = self.path.clone();
+        let read = tokio::task::spawn_blocking(move || read_range(&path, from, to)).await;
+        match read {
+            Ok(Ok(entries)) => {
+                for (e, end) in entries {
+                    self.pending.push_back(e);
+                    self.pos = Some(end);
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(path = %self.path.display(), "reading missed output: {e}"),
+            Err(e) => tracing::warn!("reading missed output: {e}"),
+        }
+        if self.pos.is_some_and(|p| p < to) {
+            tracing::warn!(
+                from,
+                to,
+                "output between these log offsets could not be read back"
+            );
+            self.pos = Some(to);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::{LogStream, LogWriter};
+
+    /// Writes `lines` the way a session's log sink does: file, cursor, then broadcast.
+    fn produce(
+        w: &mut LogWriter,
+        cursor: &LogCursor,
+        tx: &broadcast::Sender<Output>,
+        lines: std::ops::Range<u32>,
+    ) {
+        for i in lines {
+            let entries = w
+                .append(LogStream::Stdout, format!("{i}\n").as_bytes())
+                .unwrap();
+            cursor.written(entries.last().unwrap().1);
+            for (e, end) in entries {
+                let _ = tx.send(Output::Entry(e, end));
+            }
+        }
+    }
+
+    async fn drain(f: &mut Follower) -> Vec<u32> {
+        let mut got = Vec::new();
+        while let Some(e) = f.next().await {
+            got.push(String::from_utf8_lossy(&e.data).trim().parse().unwrap());
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn a_follower_that_falls_behind_reads_the_gap_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let mut w = LogWriter::open(&path).unwrap();
+        // An earlier run's output is not part of this one.
+        w.append(LogStream::Stdout, b"old run\n").unwrap();
+        let cursor = Arc::new(LogCursor::default());
+        let (tx, _) = broadcast::channel(4);
+        // Attached before the run starts (docker run), then far too slow for the channel.
+        let mut before_start = Follower::from_now(tx.subscribe(), path.clone(), cursor.clone());
+        cursor.run_started(w.offset());
+        produce(&mut w, &cursor, &tx, 0..100);
+        // Attached mid-run: sees what follows, all of it.
+        let mut mid_run = Follower::from_now(tx.subscribe(), path.clone(), cursor.clone());
+        produce(&mut w, &cursor, &tx, 100..1000);
+        let _ = tx.send(Output::Eof);
+        assert_eq!(
+            drain(&mut before_start).await,
+            (0..1000).collect::<Vec<_>>()
+        );
+        assert_eq!(drain(&mut mid_run).await, (100..1000).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_follower_starting_where_a_file_reader_stopped_repeats_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let mut w = LogWriter::open(&path).unwrap();
+        let cursor = Arc::new(LogCursor::default());
+        cursor.run_started(w.offset());
+        let (tx, _) = broadcast::channel(4);
+        produce(&mut w, &cursor, &tx, 0..10);
+        let mut f = Follower::from_now(tx.subscribe(), path.clone(), cursor.clone());
+        // Lines 0..10 were sent from the file by `logs`; the follower continues after them.
+        let (_, file_end) = crate::logs::read_all(&path).unwrap();
+        f.start_at(file_end);
+        produce(&mut w, &cursor, &tx, 10..50);
+        let _ = tx.send(Output::Eof);
+        assert_eq!(drain(&mut f).await, (10..50).collect::<Vec<_>>());
+    }
+}
