@@ -91,7 +91,7 @@ pub fn appliance_args(layout: &Layout, config: &VchConfig) -> Vec<OsString> {
     if let Some(c) = &s.container_name_convention {
         flag("--container-name-convention", c.into());
     }
-    a.extend(tls::appliance_args(config.tls, &layout.certs_dir()));
+    a.extend(tls::appliance_args(config.tls.mode, &layout.certs_dir()));
     a
 }
 
@@ -231,7 +231,7 @@ pub fn restart(
     let attempt = (|| -> Result<(), String> {
         (change.apply)().map_err(|e| format!("{e:#}"))?;
         layout.save(new).map_err(|e| format!("{e:#}"))?;
-        let ready = Readiness::for_mode(new.tls).map_err(|e| format!("{e:#}"))?;
+        let ready = Readiness::for_mode(new.tls.mode).map_err(|e| format!("{e:#}"))?;
         info("Starting the appliance");
         start(layout, new, &|p| ready.ping(p), deadline).map_err(|e| match e {
             StartError::TimedOut => format!(
@@ -251,7 +251,7 @@ pub fn restart(
     let back = (|| -> anyhow::Result<()> {
         (change.undo)()?;
         layout.save(old)?;
-        let ready = Readiness::for_mode(old.tls)?;
+        let ready = Readiness::for_mode(old.tls.mode)?;
         start(
             layout,
             old,
@@ -273,7 +273,7 @@ pub fn restart(
 mod tests {
     use super::*;
     use crate::settings::{Settings, VolumeStore};
-    use crate::tls::TlsMode;
+    use crate::tls::{TlsMode, TlsRecord};
 
     fn config(settings: Settings, tls: TlsMode) -> VchConfig {
         VchConfig {
@@ -285,11 +285,10 @@ mod tests {
             image_store: "/s/vch/v/images".into(),
             external_image_store: false,
             settings,
-            tls,
-            cert_path: None,
-            tls_cname: None,
-            tls_user_client_cas: false,
-            tls_own_server_cert: false,
+            tls: TlsRecord {
+                mode: tls,
+                ..TlsRecord::default()
+            },
             created: String::new(),
             version: "0.1.0-x".into(),
             previous_version: None,
