@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 
 use crate::appliance::{self, Change};
+use crate::progress;
 use crate::settings::{self, debug_label, SettingsArgs};
 use crate::vch::{info, Layout, VchConfig};
 
@@ -20,7 +21,7 @@ pub fn configure(layout: &Layout, args: &SettingsArgs, timeout: Duration) -> any
     if !args.any() {
         bail!("Nothing to configure: give at least one setting to change (vic-machine configure --help lists them)");
     }
-    let _lock = layout.lock("Configure")?;
+    let _progress = progress::begin(layout, "Configure", "configure")?;
     let mut new = old.clone();
     new.settings = args.apply(&old.settings)?;
     // A new registry CA bundle is written beside the old one and swapped in with the
@@ -167,7 +168,7 @@ pub fn debug(layout: &Layout, level: u8, timeout: Duration) -> anyhow::Result<()
     let deadline = Instant::now() + timeout;
     info("### Configuring VCH for debug ####");
     let old = layout.load()?;
-    let _lock = layout.lock("Debug")?;
+    let _progress = progress::begin(layout, "Debug", "debug")?;
     if old.settings.debug == level && appliance::alive(layout) {
         info(format!(
             "VCH {} already logs at debug level {level} ({}): nothing changed",

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use crate::appliance;
 use crate::parts;
+use crate::progress;
 use crate::settings::debug_label;
 use crate::tls::{TlsMode, CLIENT_CA, SERVER_CERT, SERVER_KEY};
 use crate::vch::{info, running_containers, Layout, VchConfig};
@@ -64,6 +65,12 @@ pub fn inspect(layout: &Layout) -> anyhow::Result<()> {
     }
     info("");
     info("VCH upgrade status:");
+    if let Some(m) = progress::marker(layout) {
+        info(format!(
+            "Upgrade/configure in progress (vic-machine {}, pid {}, since {}; if it was interrupted, configure --reset-progress clears this)",
+            m.operation, m.pid, m.started
+        ));
+    }
     for line in parts::upgrade_status_lines(&installer, &c.version) {
         info(line);
     }

@@ -13,6 +13,9 @@
 //! | `configure` / `debug` | change settings / the log level, restart the appliance | `configure.rs` |
 //! | `upgrade [--rollback]` | swap in this build's appliance files (or the previous ones) | `upgrade.rs` |
 //!
+//! `configure`, `upgrade` and `debug` mark the VCH "update in progress" while they run
+//! (`progress.rs`; `--reset-progress` clears a mark an interrupted run left).
+//!
 //! Every start of the appliance goes through `appliance.rs`, which builds its command line
 //! from the record (vch.json, `vch::VchConfig`; the settings in `settings.rs`). Container VMs
 //! do not depend on the appliance, so configure, debug and upgrade keep them running.
@@ -25,6 +28,7 @@ mod certs;
 mod configure;
 mod inspect;
 mod parts;
+mod progress;
 mod settings;
 mod tls;
 mod upgrade;
@@ -251,6 +255,10 @@ enum Command {
         /// Roll back to the version before the last upgrade.
         #[arg(long)]
         rollback: bool,
+        /// Reset the UpdateInProgress flag. Warning: do not reset it while another
+        /// upgrade/configure runs; use it when one was interrupted.
+        #[arg(long)]
+        reset_progress: bool,
         /// How long the new appliance may take to answer.
         #[arg(long, default_value = "3m", value_parser = parse_duration)]
         timeout: Duration,
@@ -353,17 +361,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             common,
             force,
             rollback,
+            reset_progress,
             timeout,
             bootstrap_dir,
-        } => upgrade::upgrade(
-            &layout(common)?,
-            &upgrade::UpgradeOptions {
-                force,
-                rollback,
-                timeout,
-                bootstrap_dir,
-            },
-        ),
+        } => {
+            let layout = layout(common)?;
+            if reset_progress {
+                return progress::reset(&layout, "Upgrade");
+            }
+            upgrade::upgrade(
+                &layout,
+                &upgrade::UpgradeOptions {
+                    force,
+                    rollback,
+                    timeout,
+                    bootstrap_dir,
+                },
+            )
+        }
         Command::Debug {
             common,
             debug,

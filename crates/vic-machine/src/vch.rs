@@ -7,6 +7,7 @@
 //!     init.pid, appliance.pid, appliance.log
 //!     appliance/            this VCH's vic-appliance, vic-init, vmlinux, initramfs.cpio
 //!     appliance.prev/       the ones `upgrade` replaced (for `upgrade --rollback`)
+//!     update-in-progress    set while configure, upgrade or debug run (progress.rs)
 //!     certs/  images/  containers/  vms/  registry-ca.pem
 //! ```
 
@@ -122,8 +123,8 @@ impl Layout {
         fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
     }
 
-    /// Holds off other vic-machine operations on this VCH (VIC's UpdateInProgress flag)
-    /// until the returned guard is dropped.
+    /// Holds off other vic-machine operations on this VCH until the returned guard is
+    /// dropped (or the process ends). See also `progress.rs`.
     pub fn lock(&self, op: &str) -> anyhow::Result<OpLock> {
         let path = self.dir.join(".vic-machine.lock");
         let file = fs::OpenOptions::new()
@@ -517,7 +518,11 @@ pub fn list(state_root: Option<PathBuf>) -> anyhow::Result<()> {
             cfg.tls.mode.label(),
             state,
             cfg.version,
-            crate::parts::upgrade_status_short(&installer, &cfg.version)
+            if crate::progress::marker(&layout).is_some() {
+                "Upgrade/configure in progress".to_string()
+            } else {
+                crate::parts::upgrade_status_short(&installer, &cfg.version)
+            }
         );
     }
     Ok(())
