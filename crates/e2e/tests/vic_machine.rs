@@ -558,16 +558,6 @@ fn configure_changes_registries_and_limits_while_a_container_keeps_running() {
 
     let err = machine_err(&["configure", "--target", "local", "--name", &name]);
     assert!(err.contains("Nothing to configure"), "{err}");
-    let err = machine_err(&[
-        "configure",
-        "--target",
-        "local",
-        "--name",
-        &name,
-        "--tls-cname",
-        "x.example",
-    ]);
-    assert!(err.contains("not supported yet"), "{err}");
 
     let lines = log_lines(&host, &id);
     let out = machine_ok(&[

@@ -9,7 +9,9 @@
 //! ```
 //!
 //! A run that is killed leaves the marker behind, and the VCH may be half changed: the next
-//! configure or upgrade is refused, in VIC's words, until `--reset-progress` clears it.
+//! configure or upgrade is refused, in VIC's words, until `--reset-progress` clears it (after
+//! which `configure --rollback` can put back the configuration from before the interrupted
+//! configure).
 
 use std::fs;
 use std::io::Write;

@@ -7,6 +7,7 @@
 //!     init.pid, appliance.pid, appliance.log
 //!     appliance/            this VCH's vic-appliance, vic-init, vmlinux, initramfs.cpio
 //!     appliance.prev/       the ones `upgrade` replaced (for `upgrade --rollback`)
+//!     configure.prev.json   the configuration the last configure replaced (`configure --rollback`)
 //!     update-in-progress    set while configure, upgrade or debug run (progress.rs)
 //!     certs/  images/  containers/  vms/  registry-ca.pem
 //! ```

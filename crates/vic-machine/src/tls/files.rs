@@ -23,9 +23,33 @@ impl Writes {
         self.set(path, Some(contents.into()));
     }
 
+    /// Removes `path` if it exists.
+    pub fn remove(&mut self, path: PathBuf) {
+        self.set(path, None);
+    }
+
     fn set(&mut self, path: PathBuf, contents: Option<String>) {
         self.0.retain(|(p, _)| *p != path);
         self.0.push((path, contents));
+    }
+
+    /// The paths written or removed.
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.0.iter().map(|(p, _)| p.as_path())
+    }
+
+    /// What `path` will hold: None when it is not touched, Some(None) when it is removed.
+    pub fn pending(&self, path: &Path) -> Option<Option<&str>> {
+        self.0
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, c)| c.as_deref())
+    }
+
+    pub fn extend(&mut self, other: Writes) {
+        for (p, c) in other.0 {
+            self.set(p, c);
+        }
     }
 
     /// Writes and removes the files, making missing directories (mode 0700).
@@ -204,9 +228,53 @@ mod tests {
         w.put(cert.clone(), "first");
         w.put(cert.clone(), "second");
         w.put(key.clone(), "secret");
+        assert_eq!(w.pending(&cert), Some(Some("second")));
+        assert_eq!(w.paths().count(), 2);
         w.apply().unwrap();
         assert_eq!(fs::read_to_string(&cert).unwrap(), "second");
         assert_eq!(mode_of(&key), 0o600);
         assert_eq!(mode_of(d.path().join("a").as_path()), 0o700);
+        let mut w = Writes::default();
+        w.remove(cert.clone());
+        w.remove(d.path().join("a/never-there.pem"));
+        w.apply().unwrap();
+        assert!(!cert.exists());
+        assert!(fs::read_dir(d.path().join("a"))
+            .unwrap()
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().ends_with(".tmp")));
+    }
+
+    #[test]
+    fn a_reused_ca_and_client_are_copied_to_a_new_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let (from, to) = (d.path().join("old"), d.path().join("new"));
+        let mut w = Writes::default();
+        let dirs = Dirs {
+            from: &from,
+            to: &from,
+        };
+        let (ca, reused) = ca_for(dirs, &mut w).unwrap();
+        assert!(!reused);
+        client_for(dirs, &ca, reused, &mut w).unwrap();
+        w.apply().unwrap();
+
+        let mut w = Writes::default();
+        let dirs = Dirs {
+            from: &from,
+            to: &to,
+        };
+        let (again, reused) = ca_for(dirs, &mut w).unwrap();
+        assert!(reused);
+        assert_eq!(again.pem.cert, ca.pem.cert);
+        let client = client_for(dirs, &again, reused, &mut w).unwrap();
+        assert_eq!(
+            w.pending(&to.join(CLIENT_CERT)),
+            Some(Some(client.cert.as_str()))
+        );
+        assert_eq!(
+            w.pending(&to.join(CA_CERT)),
+            Some(Some(ca.pem.cert.as_str()))
+        );
     }
 }

@@ -21,6 +21,7 @@
 //! ```text
 //!   plan.rs         flags → TlsPlan (every file read and checked; nothing written)
 //!   setup.rs        create:    TlsPlan → Writes → files, and TlsSetup (env file, docker line)
+//!   reconfigure.rs  configure: record + TlsPlan → Writes (applied with the appliance stopped)
 //!   files.rs        Writes: the files to write or remove; CA and client certificate reuse
 //!   ping.rs         the readiness ping over TLS
 //! ```
@@ -28,6 +29,7 @@
 mod files;
 mod ping;
 mod plan;
+mod reconfigure;
 mod setup;
 
 use std::path::PathBuf;
@@ -37,8 +39,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::certs;
 
+pub use files::Writes;
 pub use ping::Readiness;
 pub use plan::{plan, TlsPlan};
+pub use reconfigure::reconfigure;
 pub use setup::{appliance_args, setup, TlsSetup};
 
 pub const CA_CERT: &str = "ca.pem";
@@ -135,6 +139,17 @@ impl TlsOptions {
         } else {
             TlsMode::Tlsverify
         }
+    }
+
+    /// Whether any TLS flag was given (for `configure`, which changes only what is asked).
+    pub fn any(&self) -> bool {
+        self.no_tls
+            || self.no_tlsverify
+            || self.cname.is_some()
+            || !self.client_cas.is_empty()
+            || self.server_cert.is_some()
+            || self.server_key.is_some()
+            || self.cert_path.is_some()
     }
 
     /// Refuses flags that contradict each other.
