@@ -4,7 +4,7 @@
 //! ```text
 //!   <state_root>/vch/NAME/
 //!     vch.json              VchConfig: every setting, the version, the TLS mode
-//!     init.pid, appliance.pid, appliance.log
+//!     init.pid, appliance.pid, appliance.log, appliance.exit (vic-init: the last exit)
 //!     appliance/            this VCH's vic-appliance, vic-init, vmlinux, initramfs.cpio
 //!     appliance.prev/       the ones `upgrade` replaced (for `upgrade --rollback`)
 //!     configure.prev.json   the configuration the last configure replaced (`configure --rollback`)
@@ -88,6 +88,10 @@ impl Layout {
     }
     pub fn log(&self) -> PathBuf {
         self.dir.join("appliance.log")
+    }
+    /// Where vic-init reports each exit of the appliance it did not ask for.
+    pub fn exit_file(&self) -> PathBuf {
+        self.dir.join("appliance.exit")
     }
     pub fn appliance_dir(&self) -> PathBuf {
         self.dir.join("appliance")
