@@ -1,12 +1,12 @@
 //! vic-machine's own behaviour: names, create and delete, ls, inspect (and inspect config),
-//! limits, several VCHs, timeouts, unknown names. Configure is in
+//! limits, several VCHs, timeouts, a failed appliance start, unknown names. Configure is in
 //! `vic_machine_configure.rs`, upgrade and debug in `vic_machine_upgrade.rs`, TLS in `tls*.rs`.
 
 mod common;
 mod machine;
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use machine::*;
@@ -452,6 +452,56 @@ fn a_create_that_exceeds_its_timeout_leaves_nothing_behind() {
     let marker = vch_dir(&name).display().to_string();
     assert!(
         processes_matching(&marker).is_empty(),
+        "processes of the VCH are left"
+    );
+}
+
+#[test]
+#[ignore = "needs the built binaries: make test runs it"]
+fn a_create_whose_appliance_cannot_start_reports_its_error_at_once_and_leaves_nothing() {
+    let (name, dir) = TestVch::prepare("nostart");
+    // The port is taken: the appliance fails to listen, every time vic-init tries.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let started = Instant::now();
+    let o = run_limited(
+        {
+            let mut c = vic_machine();
+            c.current_dir(&dir).args([
+                "create", "--target", "local", "--name", &name, "--no-tls", "--port", &port,
+            ]);
+            c
+        },
+        None,
+        Duration::from_secs(120),
+        "vic-machine create",
+    );
+    let took = started.elapsed();
+    eprintln!("create with a taken port failed after {took:?}");
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("the appliance did not start: it exited (exit status 1 after")
+            && err.contains(&format!(
+                "listening on 127.0.0.1:{port}: Address already in use (os error 98)"
+            )),
+        "the appliance's own error is reported: {err}"
+    );
+    // vic-init backs off 0.5 + 1 + 2 + 4 s before it gives up: the first exit ended it.
+    assert!(!err.contains("gave up"), "{err}");
+    assert!(took < Duration::from_secs(7), "took {took:?}");
+    assert!(
+        stdout(&o).contains("Removing what create made"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!vch_dir(&name).exists(), "the state directory is left");
+    assert!(
+        !dir.join(&name).exists(),
+        "the certificate directory is left"
+    );
+    assert!(
+        processes_matching(&vch_dir(&name).display().to_string()).is_empty(),
         "processes of the VCH are left"
     );
 }

@@ -1,8 +1,12 @@
-//! `vic-machine configure`: settings changed while a container keeps running, and a
-//! tlsverify VCH restarted by configure and debug.
+//! `vic-machine configure`: settings changed while a container keeps running, `--rollback`,
+//! and the UpdateInProgress flag an interrupted configure leaves (`--reset-progress`).
+//! Certificates through configure are in `tls_configure.rs`.
 
 mod common;
 mod machine;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use common::*;
 use machine::*;
@@ -27,6 +31,12 @@ fn configure_changes_registries_and_limits_while_a_container_keeps_running() {
 
     let err = vch.machine_err("configure", &[]);
     assert!(err.contains("Nothing to configure"), "{err}");
+    let err = vch.machine_err("configure", &["--rollback"]);
+    assert!(
+        err.contains(&format!("Configure failed: a VCH configuration from before the last configure could not be found: VCH {name} has not been configured since it was created")),
+        "{err}"
+    );
+
     let lines = log_lines(&host, &id);
     let out = vch.machine_ok(
         "configure",
@@ -48,6 +58,10 @@ fn configure_changes_registries_and_limits_while_a_container_keeps_running() {
         ],
     );
     assert!(out.contains("Container limit: unlimited -> 5"), "{out}");
+    assert!(
+        out.contains("No certificate regeneration requested. No new certificates provided. Certificates left unchanged."),
+        "{out}"
+    );
     assert!(out.contains("Completed successfully"), "{out}");
     // A registry added by configure works.
     on_ok(&host, &["pull", &format!("{other}/busybox")]);
@@ -75,6 +89,105 @@ fn configure_changes_registries_and_limits_while_a_container_keeps_running() {
     // 0 is unlimited, as in VIC.
     vch.machine_ok("configure", &["--memory", "0"]);
     assert_eq!(record(&name)["memory_mib"], serde_json::Value::Null);
+
+    // --rollback: back to the configuration before the last configure, once.
+    let lines = log_lines(&host, &id);
+    let out = vch.machine_ok("configure", &["--rollback"]);
+    assert!(
+        out.contains("Memory limit (MiB): unlimited -> 4096"),
+        "{out}"
+    );
+    assert_eq!(record(&name)["memory_mib"], 4096);
+    assert_eq!(
+        record(&name)["containers"],
+        5,
+        "the earlier configure stays"
+    );
+    assert_survived(&host, &id, &qemu, lines, "after rollback");
+    let err = vch.machine_err("configure", &["--rollback"]);
+    assert!(err.contains("could not be found"), "{err}");
+    let err = vch.machine_err("configure", &["--rollback", "--containers", "2"]);
+    assert!(err.contains("give it without settings to change"), "{err}");
+}
+
+#[test]
+#[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
+fn an_interrupted_configure_is_refused_in_vics_words_until_reset_progress() {
+    let vch = TestVch::plain("intr", &["--insecure-registry", &registry()]);
+    let (name, host) = (vch.name.clone(), vch.host());
+    let id = ticker(&host);
+    let qemu = vm_processes(&id);
+    let lines = log_lines(&host, &id);
+    let state = vch_dir(&name);
+
+    // Kill configure while it restarts the appliance: once it has set the flag and kept
+    // the configuration it replaces.
+    let mut run = vic_machine()
+        .args(["configure", "--target", "local", "--name", &name])
+        .args(["--containers", "7"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !state.join("configure.pending.json").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "configure did not start"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    run.kill().unwrap();
+    run.wait().unwrap();
+    assert!(
+        state.join("update-in-progress").exists(),
+        "a killed configure leaves the flag"
+    );
+
+    let err = vch.machine_err("configure", &["--containers", "8"]);
+    assert!(
+        err.contains("Configure failed: another upgrade/configure operation is in progress\nIf no other upgrade/configure process is running, use --reset-progress to reset the VCH upgrade/configure status"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("set by vic-machine configure, pid {}", run.id())),
+        "{err}"
+    );
+    let err = vch.machine_err("upgrade", &["--force"]);
+    assert!(
+        err.contains("Upgrade failed: another upgrade/configure operation is in progress"),
+        "{err}"
+    );
+    assert!(
+        ls_line(&name).contains("Upgrade/configure in progress"),
+        "{}",
+        ls_line(&name)
+    );
+    let out = vch.machine_ok("inspect", &[]);
+    assert!(out.contains("Upgrade/configure in progress"), "{out}");
+
+    let out = vch.machine_ok("configure", &["--reset-progress"]);
+    assert!(
+        out.contains("Reset UpdateInProgress flag successfully"),
+        "{out}"
+    );
+    assert!(!state.join("update-in-progress").exists());
+    // The configuration from before the interrupted configure comes back, and the VCH runs.
+    vch.machine_ok("configure", &["--rollback"]);
+    assert_eq!(record(&name)["containers"], serde_json::Value::Null);
+    assert_survived(&host, &id, &qemu, lines, "after the interrupted configure");
+    // And configure works again.
+    let out = vch.machine_ok("configure", &["--containers", "8"]);
+    assert!(out.contains("Completed successfully"), "{out}");
+    assert_eq!(record(&name)["containers"], 8);
+    on_ok(&host, &["info"]);
+    assert!(ls_line(&name).contains("Up to date"), "{}", ls_line(&name));
+    // Nothing to reset: says so, and succeeds (as VIC's does).
+    let out = vch.machine_ok("upgrade", &["--reset-progress"]);
+    assert!(
+        out.contains("The UpdateInProgress flag was not set"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod common;
 mod machine;
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use common::*;
 use machine::*;
@@ -145,6 +146,7 @@ fn an_upgrade_that_does_not_come_up_is_rolled_back() {
     let (name, host, dir) = (vch.name.clone(), vch.host(), vch.work.0.clone());
     let before = record(&name);
     let broken = another_build(&dir.join("broken"), true);
+    let started = Instant::now();
     let o = machine_with(
         Some(&broken),
         &[
@@ -157,6 +159,8 @@ fn an_upgrade_that_does_not_come_up_is_rolled_back() {
             "60s",
         ],
     );
+    let took = started.elapsed();
+    eprintln!("an upgrade whose appliance exits at once failed, rolled back, after {took:?}");
     assert!(!o.status.success());
     let (out, err) = (stdout(&o), stderr(&o));
     assert!(
@@ -165,7 +169,14 @@ fn an_upgrade_that_does_not_come_up_is_rolled_back() {
     );
     assert!(out.contains("Rolling back to the previous state"), "{out}");
     assert!(err.contains("Upgrade failed:"), "{err}");
+    assert!(
+        err.contains("the appliance did not start: it exited (exit status 1 after")
+            && err.contains("vic-appliance: this build is broken"),
+        "the appliance's own error is reported: {err}"
+    );
     assert!(err.contains("rolled back: the VCH runs as before"), "{err}");
+    // Noticed at the first exit, not when vic-init gives up (after 7.5 s of back-off).
+    assert!(took < Duration::from_secs(7), "took {took:?}");
     assert_eq!(record(&name), before, "vch.json is as before");
     assert!(!vch_dir(&name).join("appliance.prev").exists());
     let app = std::fs::read(vch_dir(&name).join("appliance/vic-appliance")).unwrap();
