@@ -84,7 +84,11 @@ pub fn configure(layout: &Layout, opts: &ConfigureOptions<'_>) -> anyhow::Result
     );
     let down = match result {
         Ok(down) => {
-            Snapshot::promote_pending(layout)?;
+            if let Err(e) = Snapshot::promote_pending(layout) {
+                info(format!(
+                    "The configuration before this configure could not be kept for --rollback: {e:#}"
+                ));
+            }
             down
         }
         // Neither came up: the snapshot stays for `configure --rollback`.

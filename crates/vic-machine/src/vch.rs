@@ -7,7 +7,8 @@
 //!     init.pid, appliance.pid, appliance.log, appliance.exit (vic-init: the last exit)
 //!     appliance/            this VCH's vic-appliance, vic-init, vmlinux, initramfs.cpio
 //!     appliance.prev/       the ones `upgrade` replaced (for `upgrade --rollback`)
-//!     configure.prev.json   the configuration the last configure replaced (`configure --rollback`)
+//!     configure.prev.json   the configuration the last configure replaced (`configure --rollback`;
+//!                           configure.pending.json while a configure runs)
 //!     update-in-progress    set while configure, upgrade or debug run (progress.rs)
 //!     certs/  images/  containers/  vms/  registry-ca.pem
 //! ```
