@@ -1,242 +1,28 @@
-//! TLS for the Docker API, as a user meets it through vic-machine and the real docker CLI:
-//! mutual TLS by default, `--tls-ca`, `--tls-server-cert`, `--no-tlsverify` and `--no-tls`.
+//! TLS for the Docker API, as a user meets it through vic-machine create and the real
+//! docker CLI: mutual TLS by default, `--tls-ca`, `--tls-server-cert`, `--no-tlsverify` and
+//! `--no-tls`. Changing them with configure is in `tls_configure.rs`.
 
 mod common;
+mod machine;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
-
-/// A VCH made for one test, deleted when the test ends (also when it fails).
-struct TlsVch {
-    name: String,
-    /// The working directory create ran in.
-    work: PathBuf,
-    port: u16,
-    stdout: String,
-}
-
-impl TlsVch {
-    /// The certificate directory create uses by default: `./NAME`.
-    fn dir(&self) -> PathBuf {
-        self.work.join(&self.name)
-    }
-
-    fn file(&self, f: &str) -> String {
-        self.dir().join(f).display().to_string()
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// The VCH's NAME.env as (key, value) pairs.
-    fn env_file(&self, dir: &Path) -> Vec<(String, String)> {
-        let text = std::fs::read_to_string(dir.join(format!("{}.env", self.name)))
-            .expect("NAME.env is written");
-        text.lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-}
-
-impl Drop for TlsVch {
-    fn drop(&mut self) {
-        let _ = vic_machine()
-            .args([
-                "delete", "--target", "local", "--name", &self.name, "--force",
-            ])
-            .output();
-        let _ = std::fs::remove_dir_all(&self.work);
-    }
-}
-
-/// Runs `vic-machine create` in a fresh working directory; panics unless it succeeds.
-fn create(tag: &str, args: &[&str]) -> TlsVch {
-    let name = format!("tls-{tag}-{}", std::process::id());
-    let work = std::env::temp_dir().join(&name);
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
-    create_in(&name, work, args)
-}
-
-fn create_in(name: &str, work: PathBuf, args: &[&str]) -> TlsVch {
-    let out = vic_machine()
-        .current_dir(&work)
-        .args(["create", "--target", "local", "--name", name])
-        .args(args)
-        .output()
-        .expect("running vic-machine create");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let mut vch = TlsVch {
-        name: name.to_string(),
-        work,
-        port: 0,
-        stdout: stdout.clone(),
-    };
-    assert!(
-        out.status.success(),
-        "vic-machine create failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let host = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("DOCKER_HOST=tcp://127.0.0.1:"))
-        .expect("create prints DOCKER_HOST=");
-    vch.port = host.trim().parse().expect("a port");
-    vch
-}
-
-/// The docker CLI with nothing from the environment or ~/.docker (an empty config dir, which
-/// is also where it looks for default certificates).
-fn docker_clean(vch: &TlsVch) -> Command {
-    let mut c = docker_at("");
-    c.env_remove("DOCKER_HOST");
-    let config = vch.work.join("docker-config");
-    std::fs::create_dir_all(&config).unwrap();
-    c.env("DOCKER_CONFIG", config);
-    c
-}
-
-fn run(mut cmd: Command, args: &[&str]) -> Output {
-    cmd.args(args);
-    run_limited(
-        cmd,
-        None,
-        Duration::from_secs(180),
-        &format!("docker {args:?}"),
-    )
-}
-
-/// docker -H the VCH, with `flags` before the command.
-fn docker_flags(vch: &TlsVch, flags: &[&str], args: &[&str]) -> Output {
-    let mut c = docker_clean(vch);
-    c.arg("-H").arg(vch.host()).args(flags);
-    run(c, args)
-}
-
-/// docker with the variables of the VCH's env file (as `source NAME.env` gives them).
-fn docker_env(vch: &TlsVch, env_dir: &Path, flags: &[&str], args: &[&str]) -> Output {
-    let mut c = docker_clean(vch);
-    for (k, v) in vch.env_file(env_dir) {
-        c.env(k, v);
-    }
-    c.args(flags);
-    run(c, args)
-}
-
-fn assert_ok(o: &Output, what: &str) -> String {
-    assert!(
-        o.status.success(),
-        "{what} failed ({}): {}{}",
-        o.status,
-        stdout(o),
-        stderr(o)
-    );
-    stdout(o)
-}
-
-fn assert_refused(o: &Output, what: &str, expect: &str) {
-    assert!(!o.status.success(), "{what} was let in: {}", stdout(o));
-    assert!(
-        stderr(o).contains(expect),
-        "{what}: expected {expect:?} in: {}",
-        stderr(o)
-    );
-}
+use machine::certs::TestCa;
+use machine::*;
 
 fn mode(path: &str) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-/// A CA of the test's own, as an operator would bring with --tls-ca or --tls-server-cert.
-struct TestCa {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-impl TestCa {
-    fn new(cn: &str) -> TestCa {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::default();
-        p.distinguished_name.push(DnType::CommonName, cn);
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let pem = p.self_signed(&key).unwrap().pem();
-        TestCa {
-            issuer: Issuer::new(p, key),
-            pem,
-        }
-    }
-
-    /// A leaf certificate: for a client, or for a server at 127.0.0.1. Returns (cert, key).
-    fn leaf(&self, client: bool) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-        p.distinguished_name
-            .push(DnType::CommonName, if client { "client" } else { "server" });
-        p.extended_key_usages = vec![if client {
-            ExtendedKeyUsagePurpose::ClientAuth
-        } else {
-            ExtendedKeyUsagePurpose::ServerAuth
-        }];
-        p.use_authority_key_identifier_extension = true;
-        let cert = p.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-
-    /// Writes the CA and a leaf into `dir`; returns (ca, cert, key) paths.
-    fn write(&self, dir: &Path, tag: &str, client: bool) -> (String, String, String) {
-        std::fs::create_dir_all(dir).unwrap();
-        let (cert, key) = self.leaf(client);
-        let paths = [
-            dir.join(format!("{tag}-ca.pem")),
-            dir.join(format!("{tag}-cert.pem")),
-            dir.join(format!("{tag}-key.pem")),
-        ];
-        for (p, text) in paths.iter().zip([&self.pem, &cert, &key]) {
-            std::fs::write(p, text).unwrap();
-        }
-        let [a, b, c] = paths.map(|p| p.display().to_string());
-        (a, b, c)
-    }
-}
-
-fn vch_json(name: &str) -> serde_json::Value {
-    let root = PathBuf::from(std::env::var("VIC_STATE_ROOT").unwrap());
-    let raw = std::fs::read(root.join("vch").join(name).join("vch.json")).unwrap();
-    serde_json::from_slice(&raw).unwrap()
-}
-
-fn ls_line(name: &str) -> String {
-    let o = vic_machine()
-        .args(["ls", "--target", "local"])
-        .output()
-        .unwrap();
-    let ls = String::from_utf8_lossy(&o.stdout).to_string();
-    ls.lines()
-        .find(|l| l.starts_with(name))
-        .unwrap_or_else(|| panic!("{name} not in ls: {ls}"))
-        .to_string()
-}
-
 #[test]
 #[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
 fn tlsverify_is_the_default_and_admits_only_clients_with_its_certificates() {
-    let vch = create("verify", &["--insecure-registry", &registry()]);
+    let vch = TestVch::create("tls-verify", &["--insecure-registry", &registry()]);
     let (ca, cert, key) = (
         vch.file("ca.pem"),
         vch.file("cert.pem"),
@@ -245,7 +31,7 @@ fn tlsverify_is_the_default_and_admits_only_clients_with_its_certificates() {
     assert!(
         vch.stdout.contains(&format!(
             "docker -H {} --tlsverify --tlscacert=\"{ca}\" --tlscert=\"{cert}\" --tlskey=\"{key}\" info",
-            vch.host()
+            vch.addr()
         )),
         "{}",
         vch.stdout
@@ -259,12 +45,12 @@ fn tlsverify_is_the_default_and_admits_only_clients_with_its_certificates() {
     assert_eq!(
         env,
         vec![
-            ("DOCKER_HOST".into(), format!("tcp://{}", vch.host())),
+            ("DOCKER_HOST".into(), format!("tcp://{}", vch.addr())),
             ("DOCKER_TLS_VERIFY".into(), "1".into()),
             ("DOCKER_CERT_PATH".into(), dir),
         ]
     );
-    assert_eq!(vch_json(&vch.name)["tls"], "tlsverify");
+    assert_eq!(record(&vch.name)["tls"], "tlsverify");
     assert!(ls_line(&vch.name).contains(" tlsverify "));
 
     // The printed command works.
@@ -277,33 +63,21 @@ fn tlsverify_is_the_default_and_admits_only_clients_with_its_certificates() {
         "--tlskey",
         key.as_str(),
     ];
-    let info = assert_ok(
-        &docker_flags(&vch, &flags, &["info"]),
-        "docker --tlsverify info",
-    );
+    let info = assert_ok(&vch.docker(&flags, &["info"]), "docker --tlsverify info");
     assert!(info.contains(&format!("Name: {}", vch.name)), "{info}");
 
     // So do the env file's variables, for pulls and for attach (a hijacked connection).
     let image = format!("{}/busybox", registry());
-    assert_ok(
-        &docker_env(&vch, &vch.dir(), &[], &["pull", &image]),
-        "pull",
-    );
-    let out = docker_env(
-        &vch,
-        &vch.dir(),
-        &[],
-        &["run", "--rm", &image, "echo", "hi"],
-    );
+    assert_ok(&vch.docker_env(&vch.dir(), &[], &["pull", &image]), "pull");
+    let out = vch.docker_env(&vch.dir(), &[], &["run", "--rm", &image, "echo", "hi"]);
     assert_eq!(assert_ok(&out, "docker run over TLS").trim(), "hi");
 
     // Without a client certificate, with one of another CA, or without TLS: refused.
-    let o = docker_flags(&vch, &["--tlsverify", "--tlscacert", &ca], &["info"]);
+    let o = vch.docker(&["--tlsverify", "--tlscacert", &ca], &["info"]);
     assert_refused(&o, "a client without a certificate", "certificate required");
     let other = TestCa::new("another CA");
     let (_, ocert, okey) = other.write(&vch.work, "other", true);
-    let o = docker_flags(
-        &vch,
+    let o = vch.docker(
         &[
             "--tlsverify",
             "--tlscacert",
@@ -316,7 +90,7 @@ fn tlsverify_is_the_default_and_admits_only_clients_with_its_certificates() {
         &["info"],
     );
     assert_refused(&o, "a certificate of another CA", "remote error: tls:");
-    let o = docker_flags(&vch, &[], &["info"]);
+    let o = vch.docker(&[], &["info"]);
     assert_refused(
         &o,
         "plain HTTP",
@@ -334,23 +108,15 @@ fn tlsverify_is_the_default_and_admits_only_clients_with_its_certificates() {
 #[test]
 #[ignore = "needs the built binaries and the docker CLI: make test runs it"]
 fn a_second_create_reuses_the_ca_and_client_certificate_it_finds() {
-    let first = create("reuse", &[]);
+    let mut first = TestVch::create("tls-reuse", &[]);
     let dir = first.dir();
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
     let (ca, cert, server) = (read("ca.pem"), read("cert.pem"), read("server-cert.pem"));
-    let (name, work) = (first.name.clone(), first.work.clone());
-    let out = vic_machine()
-        .args(["delete", "--target", "local", "--name", &name, "--force"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (name, work) = (first.name.clone(), first.work.0.clone());
+    first.delete();
     std::mem::forget(first); // its working directory, with the certificates, stays
 
-    let again = create_in(&name, work, &[]);
+    let again = TestVch::create_in(&name, Workdir(work), &[]);
     assert!(again.stdout.contains("Loaded CA from"), "{}", again.stdout);
     assert!(
         again.stdout.contains("Loaded client certificate from"),
@@ -360,7 +126,7 @@ fn a_second_create_reuses_the_ca_and_client_certificate_it_finds() {
     assert_eq!(read("ca.pem"), ca);
     assert_eq!(read("cert.pem"), cert);
     assert_ne!(read("server-cert.pem"), server, "a new server certificate");
-    let o = docker_env(&again, &again.dir(), &[], &["info"]);
+    let o = again.docker_env(&again.dir(), &[], &["info"]);
     assert_ok(
         &o,
         "docker info with the client certificate of the first create",
@@ -373,7 +139,7 @@ fn tls_ca_admits_client_certificates_of_that_authority_only() {
     let work = std::env::temp_dir().join(format!("tls-ca-files-{}", std::process::id()));
     let mine = TestCa::new("operator CA");
     let (my_ca, my_cert, my_key) = mine.write(&work, "mine", true);
-    let vch = create("ca", &["--tls-ca", &my_ca]);
+    let vch = TestVch::create("tls-ca", &["--tls-ca", &my_ca]);
     assert!(
         !vch.dir().join("cert.pem").exists(),
         "no client certificate is made with --tls-ca"
@@ -384,8 +150,7 @@ fn tls_ca_admits_client_certificates_of_that_authority_only() {
         vch.stdout
     );
     let ca = vch.file("ca.pem");
-    let o = docker_flags(
-        &vch,
+    let o = vch.docker(
         &[
             "--tlsverify",
             "--tlscacert",
@@ -401,8 +166,7 @@ fn tls_ca_admits_client_certificates_of_that_authority_only() {
 
     let other = TestCa::new("another CA");
     let (_, ocert, okey) = other.write(&work, "other", true);
-    let o = docker_flags(
-        &vch,
+    let o = vch.docker(
         &[
             "--tlsverify",
             "--tlscacert",
@@ -415,7 +179,7 @@ fn tls_ca_admits_client_certificates_of_that_authority_only() {
         &["info"],
     );
     assert_refused(&o, "a certificate of another CA", "remote error: tls:");
-    let o = docker_flags(&vch, &["--tlsverify", "--tlscacert", &ca], &["info"]);
+    let o = vch.docker(&["--tlsverify", "--tlscacert", &ca], &["info"]);
     assert_refused(&o, "no certificate", "certificate required");
     let _ = std::fs::remove_dir_all(&work);
 }
@@ -426,8 +190,8 @@ fn a_server_certificate_of_your_own_is_served() {
     let work = std::env::temp_dir().join(format!("tls-server-files-{}", std::process::id()));
     let mine = TestCa::new("operator CA");
     let (my_ca, server_cert, server_key) = mine.write(&work, "server", false);
-    let vch = create(
-        "srv",
+    let vch = TestVch::create(
+        "tls-srv",
         &[
             "--tls-server-cert",
             &server_cert,
@@ -437,8 +201,7 @@ fn a_server_certificate_of_your_own_is_served() {
     );
     assert!(!vch.dir().join("server-cert.pem").exists());
     let (cert, key) = (vch.file("cert.pem"), vch.file("key.pem"));
-    let o = docker_flags(
-        &vch,
+    let o = vch.docker(
         &[
             "--tlsverify",
             "--tlscacert",
@@ -459,8 +222,8 @@ fn a_server_certificate_of_your_own_is_served() {
 fn no_tlsverify_serves_tls_to_clients_without_certificates() {
     let work = std::env::temp_dir().join(format!("tls-kv-{}", std::process::id()));
     let certs = work.join("elsewhere");
-    let vch = create(
-        "kv",
+    let vch = TestVch::create(
+        "tls-kv",
         &["--no-tlsverify", "--tls-cert-path", certs.to_str().unwrap()],
     );
     assert!(certs.join("ca.pem").is_file(), "--tls-cert-path is used");
@@ -474,20 +237,20 @@ fn no_tlsverify_serves_tls_to_clients_without_certificates() {
         !env.iter().any(|(k, _)| k == "DOCKER_TLS_VERIFY"),
         "{env:?}"
     );
-    assert_eq!(vch_json(&vch.name)["tls"], "no-tlsverify");
+    assert_eq!(record(&vch.name)["tls"], "no-tlsverify");
     assert!(ls_line(&vch.name).contains(" tls "));
 
     assert_ok(
-        &docker_env(&vch, &certs, &["--tls"], &["info"]),
+        &vch.docker_env(&certs, &["--tls"], &["info"]),
         "docker --tls info",
     );
     let ca = certs.join("ca.pem").display().to_string();
-    let o = docker_flags(&vch, &["--tlsverify", "--tlscacert", &ca], &["info"]);
+    let o = vch.docker(&["--tlsverify", "--tlscacert", &ca], &["info"]);
     assert_ok(
         &o,
         "docker verifying the server, without a client certificate",
     );
-    let o = docker_flags(&vch, &[], &["info"]);
+    let o = vch.docker(&[], &["info"]);
     assert_refused(
         &o,
         "plain HTTP",
@@ -502,7 +265,7 @@ fn no_tlsverify_serves_tls_to_clients_without_certificates() {
         .write_all(&[0x16, 0x03, 0x01, 0xff, 0xff, 1, 2, 3])
         .unwrap();
     assert_ok(
-        &docker_env(&vch, &certs, &["--tls"], &["info"]),
+        &vch.docker_env(&certs, &["--tls"], &["info"]),
         "info beside a stalled client",
     );
     let start = Instant::now();
@@ -517,26 +280,23 @@ fn no_tlsverify_serves_tls_to_clients_without_certificates() {
         waited < Duration::from_secs(15),
         "a silent client was kept for {waited:?}"
     );
-    assert_ok(
-        &docker_env(&vch, &certs, &["--tls"], &["info"]),
-        "info after",
-    );
+    assert_ok(&vch.docker_env(&certs, &["--tls"], &["info"]), "info after");
     let _ = std::fs::remove_dir_all(&work);
 }
 
 #[test]
 #[ignore = "needs the built binaries and the docker CLI: make test runs it"]
 fn no_tls_serves_plain_http() {
-    let vch = create("plain", &["--no-tls"]);
+    let vch = TestVch::create("tls-plain", &["--no-tls"]);
     let env = vch.env_file(&vch.dir());
     assert_eq!(
         env,
-        vec![("DOCKER_HOST".into(), format!("tcp://{}", vch.host()))]
+        vec![("DOCKER_HOST".into(), format!("tcp://{}", vch.addr()))]
     );
     assert!(!vch.dir().join("ca.pem").exists(), "no certificates");
-    assert_eq!(vch_json(&vch.name)["tls"], "no-tls");
+    assert_eq!(record(&vch.name)["tls"], "no-tls");
     assert!(ls_line(&vch.name).contains(" none "));
-    assert_ok(&docker_flags(&vch, &[], &["info"]), "plain docker info");
+    assert_ok(&vch.docker(&[], &["info"]), "plain docker info");
 }
 
 /// Runs create with `args`, expecting it to fail before making anything.

@@ -1,13 +1,15 @@
 //! vic-machine's own behaviour: names, create and delete, ls, inspect (and inspect config),
-//! configure, upgrade and rollback, debug, limits, timeouts, unknown names.
+//! limits, several VCHs, timeouts, a failed appliance start, unknown names. Configure is in
+//! `vic_machine_configure.rs`, upgrade and debug in `vic_machine_upgrade.rs`, TLS in `tls*.rs`.
 
 mod common;
+mod machine;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use common::*;
+use machine::*;
 
 #[test]
 #[ignore = "needs the built binaries: make test runs it"]
@@ -81,227 +83,14 @@ fn create_then_delete_removes_the_vch_and_its_vms() {
     );
 }
 
-// --- inspect, configure, upgrade, debug, limits, several VCHs, timeouts --------------------
-
-fn state_root() -> PathBuf {
-    PathBuf::from(std::env::var("VIC_STATE_ROOT").expect("VIC_STATE_ROOT"))
-}
-
-fn vch_dir(name: &str) -> PathBuf {
-    state_root().join("vch").join(name)
-}
-
-/// A VCH name unique to this test run (at most 31 characters).
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", std::process::id())
-}
-
-/// A working directory for vic-machine (certificates, volume stores), removed when dropped.
-struct Workdir(PathBuf);
-
-impl std::ops::Deref for Workdir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl AsRef<Path> for Workdir {
-    fn as_ref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Workdir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn workdir(name: &str) -> Workdir {
-    let d = std::env::temp_dir().join(format!("vm-{name}"));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    Workdir(d)
-}
-
-/// Runs build/bin/vic-machine (or `exe`) with a deadline.
-fn machine_with(exe: Option<&Path>, args: &[&str]) -> Output {
-    let mut cmd = match exe {
-        Some(p) => {
-            let mut c = Command::new(p);
-            c.env("VIC_STATE_ROOT", state_root());
-            c
-        }
-        None => vic_machine(),
-    };
-    cmd.args(args);
-    run_limited(
-        cmd,
-        None,
-        Duration::from_secs(300),
-        &format!("vic-machine {args:?}"),
-    )
-}
-
-fn machine(args: &[&str]) -> Output {
-    machine_with(None, args)
-}
-
-/// Runs vic-machine, asserts success and returns stdout.
-fn machine_ok(args: &[&str]) -> String {
-    let o = machine(args);
-    assert!(
-        o.status.success(),
-        "vic-machine {args:?} failed:\n{}{}",
-        stdout(&o),
-        stderr(&o)
-    );
-    stdout(&o)
-}
-
-/// Runs vic-machine, asserts failure and returns stderr.
-fn machine_err(args: &[&str]) -> String {
-    let o = machine(args);
-    assert!(
-        !o.status.success(),
-        "vic-machine {args:?} succeeded:\n{}",
-        stdout(&o)
-    );
-    stderr(&o)
-}
-
-fn record(name: &str) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(vch_dir(name).join("vch.json")).expect("vch.json"))
-        .expect("vch.json is JSON")
-}
-
-fn on(host: &str, args: &[&str]) -> Output {
-    let mut c = docker_at(host);
-    c.args(args);
-    run_limited(
-        c,
-        None,
-        Duration::from_secs(180),
-        &format!("docker {args:?}"),
-    )
-}
-
-fn on_ok(host: &str, args: &[&str]) -> String {
-    let o = on(host, args);
-    assert!(
-        o.status.success(),
-        "docker {args:?} on {host} failed: {}{}",
-        stdout(&o),
-        stderr(&o)
-    );
-    stdout(&o)
-}
-
-/// Runs a container that prints a line every 200 ms; returns its ID.
-fn ticker(host: &str) -> String {
-    let image = format!("{}/busybox", registry());
-    on_ok(host, &["pull", &image]);
-    on_ok(
-        host,
-        &[
-            "run",
-            "-d",
-            &image,
-            "sh",
-            "-c",
-            "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done",
-        ],
-    )
-    .trim()
-    .to_string()
-}
-
-fn log_lines(host: &str, id: &str) -> usize {
-    on_ok(host, &["logs", id]).lines().count()
-}
-
-/// The container is still the same VM, still shown Up, and still writing.
-fn assert_survived(host: &str, id: &str, qemu: &[u32], lines_before: usize, when: &str) {
-    assert_eq!(
-        vm_processes(id),
-        qemu,
-        "{when}: the container's QEMU changed"
-    );
-    let ps = on_ok(host, &["ps", "--filter", &format!("id={id}")]);
-    assert!(
-        ps.lines()
-            .any(|l| l.contains(&id[..12]) && l.contains(" Up ")),
-        "{when}: docker ps does not show it Up:\n{ps}"
-    );
-    eventually(
-        &format!("{when}: its log to keep growing"),
-        Duration::from_secs(30),
-        || (log_lines(host, id) > lines_before).then_some(()),
-    );
-}
-
-/// Polls the Docker API every 20 ms from another thread; `stop` returns the longest time it
-/// did not answer.
-struct DowntimeProbe {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<Duration>,
-}
-
-impl DowntimeProbe {
-    fn start(host: &str) -> DowntimeProbe {
-        let addr: std::net::SocketAddr = host.trim_start_matches("tcp://").parse().unwrap();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut longest = Duration::ZERO;
-            let mut down_since: Option<std::time::Instant> = None;
-            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
-                let up = ping(addr);
-                match (up, down_since) {
-                    (false, None) => down_since = Some(std::time::Instant::now()),
-                    (true, Some(t)) => {
-                        longest = longest.max(t.elapsed());
-                        down_since = None;
-                    }
-                    _ => {}
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            longest
-        });
-        DowntimeProbe { stop, thread }
-    }
-
-    fn stop(self) -> Duration {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        self.thread.join().unwrap()
-    }
-}
-
-fn ping(addr: std::net::SocketAddr) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-    if s.write_all(b"GET /_ping HTTP/1.0\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut r = String::new();
-    let _ = s.read_to_string(&mut r);
-    r.contains(" 200 ")
-}
-
 #[test]
 #[ignore = "needs QEMU and the built binaries: make test runs it"]
 fn inspect_reports_state_versions_connection_and_settings() {
-    let name = unique("insp");
-    let dir = workdir(&name);
+    let (name, dir) = TestVch::prepare("insp");
     let vols = dir.join("vols");
-    let host = create_vch_with(
+    let mut vch = TestVch::plain_in(
         &name,
-        &dir,
+        dir,
         &[
             "--insecure-registry",
             &registry(),
@@ -321,6 +110,7 @@ fn inspect_reports_state_versions_connection_and_settings() {
             &format!("{}:default", vols.display()),
         ],
     );
+    let (dir, host) = (vch.work.0.clone(), vch.host());
     assert!(vols.is_dir(), "the volume store directory is made");
     let out = machine_ok(&["inspect", "--target", "local", "--name", &name]);
     let version = record(&name)["version"].as_str().unwrap().to_string();
@@ -357,7 +147,7 @@ fn inspect_reports_state_versions_connection_and_settings() {
     ] {
         assert!(out.contains(&want), "inspect lacks {want:?}:\n{out}");
     }
-    delete_vch(&name);
+    vch.delete();
     let out = machine_err(&["inspect", "--target", "local", "--name", &name]);
     assert!(out.contains("not found"), "{out}");
 }
@@ -365,39 +155,14 @@ fn inspect_reports_state_versions_connection_and_settings() {
 #[test]
 #[ignore = "needs QEMU and the built binaries: make test runs it"]
 fn inspect_config_prints_a_create_command_that_reproduces_the_vch() {
-    let name = unique("orig");
+    let (name, dir) = TestVch::prepare("orig");
     let copy = unique("copy");
-    let dir = workdir(&name);
     // A registry CA: any valid certificate will do.
-    let ca = dir.join("reg-ca.pem");
-    let st = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args([
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=vic-test-registry-ca",
-            "-keyout",
-        ])
-        .arg(dir.join("reg-ca-key.pem"))
-        .arg("-out")
-        .arg(&ca)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(st.success());
-    create_vch_with(
+    let ca = certs::openssl_ca(&dir, "vic-test-registry-ca");
+    let vols = dir.join("vols");
+    let _orig = TestVch::plain_in(
         &name,
-        &dir,
+        dir,
         &[
             "--insecure-registry",
             &registry(),
@@ -418,7 +183,7 @@ fn inspect_config_prints_a_create_command_that_reproduces_the_vch() {
             "--dns-server",
             "10.0.0.54",
             "--volume-store",
-            &format!("{}:default", dir.join("vols").display()),
+            &format!("{}:default", vols.display()),
             "--container-name-convention",
             "vch-{name}-{id}",
             "--debug",
@@ -479,6 +244,7 @@ fn inspect_config_prints_a_create_command_that_reproduces_the_vch() {
         .env("VIC_STATE_ROOT", state_root())
         .output()
         .unwrap();
+    let _copy = DeleteOnDrop(copy.clone());
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let (a, b) = (record(&name), record(&copy));
     for key in [
@@ -533,323 +299,14 @@ fn inspect_config_prints_a_create_command_that_reproduces_the_vch() {
         .collect();
     let i = args.iter().position(|a| a == "-name").expect("-name");
     assert_eq!(args[i + 1], format!("vch-web-{}", &id[..12]));
-    delete_vch(&copy);
-    delete_vch(&name);
-}
-
-#[test]
-#[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
-fn configure_changes_registries_and_limits_while_a_container_keeps_running() {
-    let name = unique("conf");
-    let dir = workdir(&name);
-    let reg = registry();
-    let port = reg.rsplit(':').next().unwrap().to_string();
-    // The same registry by another name: not insecure yet.
-    let other = format!("localhost:{port}");
-    let host = create_vch_with(&name, &dir, &["--insecure-registry", &reg]);
-    let id = ticker(&host);
-    let qemu = vm_processes(&id);
-    assert_eq!(qemu.len(), 1);
-    let o = on(&host, &["pull", &format!("{other}/busybox")]);
-    assert!(
-        !o.status.success(),
-        "{other} is not an insecure registry yet"
-    );
-
-    let err = machine_err(&["configure", "--target", "local", "--name", &name]);
-    assert!(err.contains("Nothing to configure"), "{err}");
-    let err = machine_err(&[
-        "configure",
-        "--target",
-        "local",
-        "--name",
-        &name,
-        "--tls-cname",
-        "x.example",
-    ]);
-    assert!(err.contains("not supported yet"), "{err}");
-
-    let lines = log_lines(&host, &id);
-    let out = machine_ok(&[
-        "configure",
-        "--target",
-        "local",
-        "--name",
-        &name,
-        "--insecure-registry",
-        &reg,
-        "--insecure-registry",
-        &other,
-        "--dns-server",
-        "10.0.0.53",
-        "--containers",
-        "5",
-        "--memory",
-        "4096",
-        "--cpu",
-        "4",
-        "--volume-store",
-        &format!("{}:extra", dir.join("extra").display()),
-    ]);
-    assert!(out.contains("Container limit: unlimited -> 5"), "{out}");
-    assert!(out.contains("Completed successfully"), "{out}");
-    // A registry added by configure works.
-    on_ok(&host, &["pull", &format!("{other}/busybox")]);
-    assert_survived(&host, &id, &qemu, lines, "after configure");
-    let r = record(&name);
-    assert_eq!(r["insecure_registries"], serde_json::json!([reg, other]));
-    assert_eq!(r["dns_servers"], serde_json::json!(["10.0.0.53"]));
-    assert_eq!(r["containers"], 5);
-    assert_eq!(r["memory_mib"], 4096);
-    assert_eq!(r["cpus"], 4);
-    assert_eq!(r["volume_stores"][0]["label"], "extra");
-    assert!(dir.join("extra").is_dir());
-
-    // The same again changes nothing and does not restart.
-    let pid = std::fs::read_to_string(vch_dir(&name).join("appliance.pid")).unwrap();
-    let out = machine_ok(&[
-        "configure",
-        "--target",
-        "local",
-        "--name",
-        &name,
-        "--containers",
-        "5",
-    ]);
-    assert!(
-        out.contains("already has these settings: nothing changed"),
-        "{out}"
-    );
-    assert_eq!(
-        std::fs::read_to_string(vch_dir(&name).join("appliance.pid")).unwrap(),
-        pid
-    );
-    // 0 is unlimited, as in VIC.
-    machine_ok(&[
-        "configure",
-        "--target",
-        "local",
-        "--name",
-        &name,
-        "--memory",
-        "0",
-    ]);
-    assert_eq!(record(&name)["memory_mib"], serde_json::Value::Null);
-    delete_vch(&name);
-}
-
-/// A copy of this build whose appliance binary differs by trailing bytes: a real, working
-/// build with another version. Returns its vic-machine.
-fn another_build(dir: &Path, broken: bool) -> PathBuf {
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    for f in ["vic-machine", "vic-appliance", "vic-init"] {
-        std::fs::copy(build_dir().join("bin").join(f), bin.join(f)).unwrap();
-    }
-    let appliance = bin.join("vic-appliance");
-    if broken {
-        std::fs::write(
-            &appliance,
-            "#!/bin/sh\necho 'vic-appliance: this build is broken' >&2\nexit 1\n",
-        )
-        .unwrap();
-    } else {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&appliance)
-            .unwrap();
-        f.write_all(b"\nvic e2e: build 2\n").unwrap();
-    }
-    let _ = std::fs::remove_file(dir.join("bootstrap"));
-    std::os::unix::fs::symlink(build_dir().join("bootstrap"), dir.join("bootstrap")).unwrap();
-    bin.join("vic-machine")
-}
-
-fn ends_with_marker(p: &Path) -> bool {
-    std::fs::read(p).unwrap().ends_with(b"vic e2e: build 2\n")
-}
-
-#[test]
-#[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
-fn upgrade_and_rollback_keep_the_container_running() {
-    let name = unique("upg");
-    let dir = workdir(&name);
-    let host = create_vch_with(&name, &dir, &["--insecure-registry", &registry()]);
-    let v1 = record(&name)["version"].as_str().unwrap().to_string();
-    let id = ticker(&host);
-    let qemu = vm_processes(&id);
-    assert_eq!(qemu.len(), 1);
-
-    // This build is what the VCH runs: nothing to upgrade, nothing to roll back.
-    let err = machine_err(&["upgrade", "--target", "local", "--name", &name]);
-    assert!(
-        err.contains(&format!(
-            "\"{name}\" has same or newer version {v1} than installer version {v1}. No upgrade is available."
-        )),
-        "{err}"
-    );
-    let err = machine_err(&[
-        "upgrade",
-        "--target",
-        "local",
-        "--name",
-        &name,
-        "--rollback",
-    ]);
-    assert!(
-        err.contains("has no previous version to roll back to"),
-        "{err}"
-    );
-
-    let new_machine = another_build(&dir.join("build2"), false);
-    let v2 = stdout(&machine_with(Some(&new_machine), &["version"]))
-        .trim()
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .to_string();
-    assert_ne!(v1, v2);
-    let lines = log_lines(&host, &id);
-    let probe = DowntimeProbe::start(&host);
-    let o = machine_with(
-        Some(&new_machine),
-        &["upgrade", "--target", "local", "--name", &name],
-    );
-    let down = probe.stop();
-    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
-    eprintln!("upgrade: the Docker API did not answer for {down:?} (seen from a client polling every 20 ms)");
-    let r = record(&name);
-    assert_eq!(r["version"], v2.as_str());
-    assert_eq!(r["previous_version"], v1.as_str());
-    let app = vch_dir(&name).join("appliance");
-    let prev = vch_dir(&name).join("appliance.prev");
-    assert!(ends_with_marker(&app.join("vic-appliance")));
-    assert!(!ends_with_marker(&prev.join("vic-appliance")));
-    assert_survived(&host, &id, &qemu, lines, "after upgrade");
-    let out = machine_ok(&["inspect", "--target", "local", "--name", &name]);
-    assert!(out.contains(&format!("VCH version: {v2}")), "{out}");
-    assert!(
-        out.contains(&format!("Previous VCH version: {v1}")),
-        "{out}"
-    );
-    // The new build does not upgrade to itself without --force.
-    let o = machine_with(
-        Some(&new_machine),
-        &["upgrade", "--target", "local", "--name", &name],
-    );
-    assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("No upgrade is available"),
-        "{}",
-        stderr(&o)
-    );
-
-    let lines = log_lines(&host, &id);
-    let probe = DowntimeProbe::start(&host);
-    machine_ok(&[
-        "upgrade",
-        "--target",
-        "local",
-        "--name",
-        &name,
-        "--rollback",
-    ]);
-    let down = probe.stop();
-    eprintln!("rollback: the Docker API did not answer for {down:?}");
-    let r = record(&name);
-    assert_eq!(r["version"], v1.as_str());
-    assert_eq!(r["previous_version"], v2.as_str());
-    assert!(!ends_with_marker(&app.join("vic-appliance")));
-    assert!(ends_with_marker(&prev.join("vic-appliance")));
-    assert_survived(&host, &id, &qemu, lines, "after rollback");
-    // --force upgrades to the same version.
-    machine_ok(&["upgrade", "--target", "local", "--name", &name, "--force"]);
-    assert_eq!(record(&name)["previous_version"], v1.as_str());
-    delete_vch(&name);
-}
-
-#[test]
-#[ignore = "needs QEMU and the built binaries: make test runs it"]
-fn an_upgrade_that_does_not_come_up_is_rolled_back() {
-    let name = unique("upgbad");
-    let dir = workdir(&name);
-    let host = create_vch_with(&name, &dir, &[]);
-    let before = record(&name);
-    let broken = another_build(&dir.join("broken"), true);
-    let o = machine_with(
-        Some(&broken),
-        &[
-            "upgrade",
-            "--target",
-            "local",
-            "--name",
-            &name,
-            "--timeout",
-            "60s",
-        ],
-    );
-    assert!(!o.status.success());
-    let (out, err) = (stdout(&o), stderr(&o));
-    assert!(
-        out.contains("this build is broken"),
-        "the log is shown:\n{out}"
-    );
-    assert!(out.contains("Rolling back to the previous state"), "{out}");
-    assert!(err.contains("Upgrade failed:"), "{err}");
-    assert!(err.contains("rolled back: the VCH runs as before"), "{err}");
-    assert_eq!(record(&name), before, "vch.json is as before");
-    assert!(!vch_dir(&name).join("appliance.prev").exists());
-    let app = std::fs::read(vch_dir(&name).join("appliance/vic-appliance")).unwrap();
-    assert!(app.starts_with(b"\x7fELF"), "the real appliance is back");
-    on_ok(&host, &["info"]);
-    delete_vch(&name);
-}
-
-#[test]
-#[ignore = "needs QEMU and the built binaries: make test runs it"]
-fn debug_turns_on_debug_logging() {
-    let name = unique("dbg");
-    let dir = workdir(&name);
-    let host = create_vch_with(&name, &dir, &[]);
-    let log = vch_dir(&name).join("appliance.log");
-    let debug_lines = || {
-        std::fs::read_to_string(&log)
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains(" DEBUG "))
-            .count()
-    };
-    on_ok(&host, &["ps"]);
-    assert_eq!(debug_lines(), 0, "level 0 logs no DEBUG lines");
-    let out = machine_ok(&["debug", "--target", "local", "--name", &name]);
-    assert!(out.contains("Debug level: 0 -> 1"), "{out}");
-    assert_eq!(record(&name)["debug"], 1);
-    let o = on(&host, &["inspect", "no-such-container"]);
-    assert!(!o.status.success());
-    assert!(debug_lines() > 0, "no DEBUG lines after debug");
-    let out = machine_ok(&["inspect", "--target", "local", "--name", &name]);
-    assert!(out.contains("Debug level: 1"), "{out}");
-    machine_ok(&[
-        "debug", "--target", "local", "--name", &name, "--debug", "0",
-    ]);
-    assert_eq!(record(&name)["debug"], 0);
-    let err = machine_err(&[
-        "debug", "--target", "local", "--name", &name, "--debug", "9",
-    ]);
-    assert!(err.contains("9"), "{err}");
-    delete_vch(&name);
 }
 
 #[test]
 #[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
 fn the_containers_and_memory_limits_refuse_with_vics_words() {
-    let name = unique("lim");
-    let dir = workdir(&name);
     let image = format!("{}/busybox", registry());
-    let host = create_vch_with(
-        &name,
-        &dir,
+    let vch = TestVch::plain(
+        "lim",
         &[
             "--insecure-registry",
             &registry(),
@@ -859,6 +316,7 @@ fn the_containers_and_memory_limits_refuse_with_vics_words() {
             "300",
         ],
     );
+    let (name, host) = (vch.name.clone(), vch.host());
     on_ok(&host, &["pull", &image]);
     on_ok(&host, &["create", &image, "true"]);
     let o = on(&host, &["create", &image, "true"]);
@@ -889,19 +347,17 @@ fn the_containers_and_memory_limits_refuse_with_vics_words() {
         stderr(&o)
     );
     on_ok(&host, &["rm", "-f", first.trim()]);
-    delete_vch(&name);
 }
 
 #[test]
 #[ignore = "needs QEMU and the built binaries: make test runs it"]
 fn several_vchs_are_listed_and_deleted_independently() {
-    let names = [unique("many-a"), unique("many-b"), unique("many-c")];
-    let dirs: Vec<Workdir> = names.iter().map(|n| workdir(n)).collect();
-    let hosts: Vec<String> = names
+    let mut vchs: Vec<TestVch> = ["many-a", "many-b", "many-c"]
         .iter()
-        .zip(&dirs)
-        .map(|(n, d)| create_vch_with(n, d, &[]))
+        .map(|p| TestVch::plain(p, &[]))
         .collect();
+    let names: Vec<String> = vchs.iter().map(|v| v.name.clone()).collect();
+    let hosts: Vec<String> = vchs.iter().map(|v| v.host()).collect();
     let ls = machine_ok(&["ls", "--target", "local"]);
     for (n, h) in names.iter().zip(&hosts) {
         let line = ls
@@ -914,7 +370,7 @@ fn several_vchs_are_listed_and_deleted_independently() {
         );
         on_ok(h, &["info"]);
     }
-    delete_vch(&names[1]);
+    vchs[1].delete();
     let ls = machine_ok(&["ls", "--target", "local"]);
     assert!(!ls.contains(&names[1]), "{ls}");
     for (n, h) in [(&names[0], &hosts[0]), (&names[2], &hosts[2])] {
@@ -943,8 +399,6 @@ fn several_vchs_are_listed_and_deleted_independently() {
         "{}",
         stderr(&o)
     );
-    delete_vch(&names[0]);
-    delete_vch(&names[2]);
 }
 
 #[test]
@@ -1004,6 +458,56 @@ fn a_create_that_exceeds_its_timeout_leaves_nothing_behind() {
 
 #[test]
 #[ignore = "needs the built binaries: make test runs it"]
+fn a_create_whose_appliance_cannot_start_reports_its_error_at_once_and_leaves_nothing() {
+    let (name, dir) = TestVch::prepare("nostart");
+    // The port is taken: the appliance fails to listen, every time vic-init tries.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let started = Instant::now();
+    let o = run_limited(
+        {
+            let mut c = vic_machine();
+            c.current_dir(&dir).args([
+                "create", "--target", "local", "--name", &name, "--no-tls", "--port", &port,
+            ]);
+            c
+        },
+        None,
+        Duration::from_secs(120),
+        "vic-machine create",
+    );
+    let took = started.elapsed();
+    eprintln!("create with a taken port failed after {took:?}");
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("the appliance did not start: it exited (exit status 1 after")
+            && err.contains(&format!(
+                "listening on 127.0.0.1:{port}: Address already in use (os error 98)"
+            )),
+        "the appliance's own error is reported: {err}"
+    );
+    // vic-init backs off 0.5 + 1 + 2 + 4 s before it gives up: the first exit ended it.
+    assert!(!err.contains("gave up"), "{err}");
+    assert!(took < Duration::from_secs(7), "took {took:?}");
+    assert!(
+        stdout(&o).contains("Removing what create made"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!vch_dir(&name).exists(), "the state directory is left");
+    assert!(
+        !dir.join(&name).exists(),
+        "the certificate directory is left"
+    );
+    assert!(
+        processes_matching(&vch_dir(&name).display().to_string()).is_empty(),
+        "processes of the VCH are left"
+    );
+}
+
+#[test]
+#[ignore = "needs the built binaries: make test runs it"]
 fn commands_on_an_unknown_vch_say_it_is_not_found() {
     let name = unique("nosuch");
     let want = format!("Failed to get Virtual Container Host {name}: VCH {name} not found");
@@ -1021,57 +525,4 @@ fn commands_on_an_unknown_vch_say_it_is_not_found() {
         let err = machine_err(&a);
         assert!(err.contains(&want), "{args:?}: {err}");
     }
-}
-
-#[test]
-#[ignore = "needs the built binaries: make test runs it"]
-fn configure_and_debug_restart_a_tlsverify_vch() {
-    let name = unique("tlsconf");
-    let dir = workdir(&name);
-    let o = run_limited(
-        {
-            let mut c = vic_machine();
-            c.current_dir(&dir)
-                .args(["create", "--target", "local", "--name", &name]);
-            c
-        },
-        None,
-        Duration::from_secs(120),
-        "vic-machine create",
-    );
-    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
-    let certs = dir.join(&name);
-    let host = record(&name)["docker_host"].as_str().unwrap().to_string();
-    let tls_docker = |args: &[&str]| {
-        let mut c = docker_at(&host);
-        c.env("DOCKER_TLS_VERIFY", "1")
-            .env("DOCKER_CERT_PATH", &certs)
-            .args(args);
-        run_limited(c, None, Duration::from_secs(60), "docker over TLS")
-    };
-    assert!(tls_docker(&["info"]).status.success());
-    // The default TLS mode needs no flag to be reproduced.
-    let raw = machine_ok(&[
-        "inspect", "config", "--target", "local", "--name", &name, "--format", "raw",
-    ]);
-    assert_eq!(raw.trim(), format!("--target=local --name={name}"));
-    let out = machine_ok(&[
-        "debug", "--target", "local", "--name", &name, "--debug", "2",
-    ]);
-    assert!(out.contains("Completed successfully"), "{out}");
-    machine_ok(&[
-        "configure",
-        "--target",
-        "local",
-        "--name",
-        &name,
-        "--containers",
-        "9",
-    ]);
-    let o = tls_docker(&["info"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out = machine_ok(&["inspect", "--target", "local", "--name", &name]);
-    assert!(out.contains("Docker API TLS: tlsverify"), "{out}");
-    assert!(out.contains("--tlsverify --tlscacert="), "{out}");
-    delete_vch(&name);
 }

@@ -5,8 +5,10 @@
 //! ```text
 //!   vic-machine ──spawn, setsid──► vic-init --pid-file init.pid -- appliance/vic-appliance FLAGS
 //!        │                              (VIC_LOG from the debug level)
-//!        └── polls GET /_ping (over TLS when the VCH serves TLS) until it answers or the
-//!            deadline passes
+//!        ├── polls GET /_ping (over TLS when the VCH serves TLS) until it answers or the
+//!        │   deadline passes
+//!        └── polls appliance.exit, where vic-init writes each exit of the appliance: the
+//!            first failed start ends the wait with the appliance's own error from its log
 //! ```
 //!
 //! Stopping sends SIGTERM to vic-init, which passes it on and exits once the appliance has
@@ -14,6 +16,7 @@
 
 use std::ffi::OsString;
 use std::fs;
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -34,6 +37,16 @@ pub enum StartError {
     /// The deadline passed before the Docker API answered.
     #[error("the Docker API did not answer in time")]
     TimedOut,
+    /// The appliance exited before it answered (vic-init said so); `message` is its own
+    /// error, and the end of the log has been shown.
+    #[error(
+        "the appliance did not start: it exited ({status}): {message}; the end of {log} is above"
+    )]
+    Failed {
+        status: String,
+        message: String,
+        log: String,
+    },
     /// vic-init gave up (the appliance kept failing) or could not run; the end of the log
     /// has been shown.
     #[error(
@@ -91,7 +104,7 @@ pub fn appliance_args(layout: &Layout, config: &VchConfig) -> Vec<OsString> {
     if let Some(c) = &s.container_name_convention {
         flag("--container-name-convention", c.into());
     }
-    a.extend(tls::appliance_args(config.tls, &layout.certs_dir()));
+    a.extend(tls::appliance_args(config.tls.mode, &layout.certs_dir()));
     a
 }
 
@@ -109,6 +122,7 @@ fn command(layout: &Layout, config: &VchConfig) -> anyhow::Result<Command> {
         .arg(app_dir.join("vic-appliance"))
         .args(appliance_args(layout, config))
         .env("VIC_LOG", log_filter(config.settings.debug))
+        .env("VIC_INIT_STATUS_FILE", layout.exit_file())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -132,21 +146,43 @@ pub fn start(
     ready: &dyn Fn(u16) -> bool,
     deadline: Instant,
 ) -> Result<(), StartError> {
+    let _ = fs::remove_file(layout.exit_file());
+    // The appliance writes its PID once it listens; until then the port may be another
+    // program's, which is not to be pinged.
+    let _ = fs::remove_file(layout.pid_file());
+    let marker = layout.dir.display().to_string();
+    // What this start writes to the log begins here.
+    let from = fs::metadata(layout.log()).map(|m| m.len()).unwrap_or(0);
     let mut child = command(layout, config)
         .and_then(|mut c| Ok(c.spawn()?))
         .map_err(StartError::Spawn)?;
     // vic-init writes it too; written here at once so a stop right after finds it.
     let _ = fs::write(layout.init_pid_file(), child.id().to_string());
+    let log = layout.log().display().to_string();
     loop {
-        if ready(config.port) {
+        if let Ok(status) = fs::read_to_string(layout.exit_file()) {
+            // The appliance exited: vic-init would try again and back off, but a start
+            // that fails once here fails for good (a bad flag or file, a port in use).
+            stop(layout, Duration::from_secs(10));
+            let text = log_since(&layout.log(), from);
+            info(format!("The end of {log}:"));
+            println!("{}", tail(&text, 20));
+            return Err(StartError::Failed {
+                status: status.trim().to_string(),
+                message: appliance_error(&text)
+                    .unwrap_or_else(|| "it wrote no error to its log".into()),
+                log,
+            });
+        }
+        if owned_pid(&layout.pid_file(), &marker).is_some() && ready(config.port) {
             return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
-            info(format!("The end of {}:", layout.log().display()));
-            println!("{}", log_tail(&layout.log()));
+            info(format!("The end of {log}:"));
+            println!("{}", tail(&log_since(&layout.log(), from), 20));
             return Err(StartError::Exited {
                 status: status.to_string(),
-                log: layout.log().display().to_string(),
+                log,
             });
         }
         if Instant::now() >= deadline {
@@ -156,10 +192,59 @@ pub fn start(
     }
 }
 
-fn log_tail(path: &Path) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
+/// The log from byte `from` on.
+fn log_since(path: &Path, from: u64) -> String {
+    let mut text = Vec::new();
+    if let Ok(mut f) = fs::File::open(path) {
+        if f.seek(SeekFrom::Start(from)).is_ok() {
+            let _ = f.read_to_end(&mut text);
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The appliance's own words for why it stopped, from what it logged: its `Error: …`
+/// report with the causes (not the backtrace), else a panic message, else its last error
+/// line, else its last line. vic-init's lines in the same log are skipped.
+fn appliance_error(log: &str) -> Option<String> {
+    let lines: Vec<&str> = log.lines().filter(|l| !l.contains(" vic-init: ")).collect();
+    if let Some(i) = lines.iter().rposition(|l| l.starts_with("Error: ")) {
+        let mut parts = vec![lines[i]["Error: ".len()..].trim()];
+        for l in &lines[i + 1..] {
+            let l = l.trim();
+            if l.starts_with("Stack backtrace:") {
+                break;
+            }
+            if l.is_empty() || l == "Caused by:" {
+                continue;
+            }
+            // Several causes are numbered "0: …".
+            let cause = l
+                .split_once(": ")
+                .filter(|(n, _)| n.chars().all(|c| c.is_ascii_digit()))
+                .map_or(l, |(_, rest)| rest);
+            parts.push(cause);
+        }
+        return Some(parts.join(": "));
+    }
+    if let Some(i) = lines.iter().rposition(|l| l.contains("panicked at")) {
+        let what = lines.get(i + 1).map(|l| l.trim()).unwrap_or_default();
+        return Some(format!("{} {what}", lines[i].trim()).trim().to_string());
+    }
+    let last = |pred: &dyn Fn(&str) -> bool| {
+        lines
+            .iter()
+            .rev()
+            .map(|l| l.trim())
+            .find(|l| !l.is_empty() && pred(l))
+            .map(str::to_string)
+    };
+    last(&|l| l.contains(" ERROR ")).or_else(|| last(&|_| true))
 }
 
 /// Whether the VCH's appliance (or its supervisor) runs.
@@ -231,7 +316,7 @@ pub fn restart(
     let attempt = (|| -> Result<(), String> {
         (change.apply)().map_err(|e| format!("{e:#}"))?;
         layout.save(new).map_err(|e| format!("{e:#}"))?;
-        let ready = Readiness::for_mode(new.tls).map_err(|e| format!("{e:#}"))?;
+        let ready = Readiness::for_mode(new.tls.mode).map_err(|e| format!("{e:#}"))?;
         info("Starting the appliance");
         start(layout, new, &|p| ready.ping(p), deadline).map_err(|e| match e {
             StartError::TimedOut => format!(
@@ -251,7 +336,7 @@ pub fn restart(
     let back = (|| -> anyhow::Result<()> {
         (change.undo)()?;
         layout.save(old)?;
-        let ready = Readiness::for_mode(old.tls)?;
+        let ready = Readiness::for_mode(old.tls.mode)?;
         start(
             layout,
             old,
@@ -273,7 +358,7 @@ pub fn restart(
 mod tests {
     use super::*;
     use crate::settings::{Settings, VolumeStore};
-    use crate::tls::TlsMode;
+    use crate::tls::{TlsMode, TlsRecord};
 
     fn config(settings: Settings, tls: TlsMode) -> VchConfig {
         VchConfig {
@@ -285,11 +370,10 @@ mod tests {
             image_store: "/s/vch/v/images".into(),
             external_image_store: false,
             settings,
-            tls,
-            cert_path: None,
-            tls_cname: None,
-            tls_user_client_cas: false,
-            tls_own_server_cert: false,
+            tls: TlsRecord {
+                mode: tls,
+                ..TlsRecord::default()
+            },
             created: String::new(),
             version: "0.1.0-x".into(),
             previous_version: None,
@@ -301,6 +385,39 @@ mod tests {
         a.into_iter()
             .map(|s| s.to_string_lossy().into_owned())
             .collect()
+    }
+
+    #[test]
+    fn the_appliances_own_error_is_found_in_its_log() {
+        let log = "2026-01-01T00:00:00Z  INFO vic_appliance: appliance starting
+Error: listening on 127.0.0.1:5000
+
+Caused by:
+    Address already in use (os error 98)
+
+Stack backtrace:
+   0: anyhow::error
+2026-01-01T00:00:01Z vic-init: the appliance died (exit status 1) after 0.1 s; restarting it in 0.5 s
+";
+        assert_eq!(
+            appliance_error(log).as_deref(),
+            Some("listening on 127.0.0.1:5000: Address already in use (os error 98)")
+        );
+        let two = "Error: opening the image store /x\n\nCaused by:\n    0: reading /x/index\n    1: Permission denied (os error 13)\n";
+        assert_eq!(
+            appliance_error(two).as_deref(),
+            Some("opening the image store /x: reading /x/index: Permission denied (os error 13)")
+        );
+        let panic = "thread 'main' panicked at src/main.rs:3:5:\nno kernel\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(
+            appliance_error(panic).as_deref(),
+            Some("thread 'main' panicked at src/main.rs:3:5: no kernel")
+        );
+        assert_eq!(
+            appliance_error("vic-appliance: this build is broken\n").as_deref(),
+            Some("vic-appliance: this build is broken")
+        );
+        assert_eq!(appliance_error(""), None);
     }
 
     #[test]

@@ -249,6 +249,24 @@ pub fn keys_match(chain: Vec<CertificateDer<'static>>, key_pem: &str) -> Result<
         .map_err(|e| format!("the key does not belong to the certificate ({e})"))
 }
 
+/// Checks that `cert_pem` (a client certificate, then its chain) chains to one of the
+/// authorities in `authorities_pem` now.
+pub fn verify_client_with(authorities_pem: &str, cert_pem: &str) -> Result<(), String> {
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(authorities_pem)? {
+        roots.add(cert).map_err(|e| e.to_string())?;
+    }
+    let chain = certificates(cert_pem)?;
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| e.to_string())?;
+    verifier
+        .verify_client_cert(&chain[0], &chain[1..], UnixTime::now())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// Checks that a PEM client CA bundle holds at least one certificate usable as a trust anchor.
 pub fn check_authorities(pem: &str) -> Result<usize, String> {
     let mut roots = RootCertStore::empty();
@@ -307,6 +325,9 @@ mod tests {
         let a = Ca::generate().unwrap();
         let b = Ca::generate().unwrap();
         assert!(a.verify_client(&b.client().unwrap().cert).is_err());
+        let bundle = format!("{}{}", a.pem.cert, b.pem.cert);
+        verify_client_with(&bundle, &b.client().unwrap().cert).unwrap();
+        assert!(verify_client_with(&a.pem.cert, &b.client().unwrap().cert).is_err());
     }
 
     #[test]

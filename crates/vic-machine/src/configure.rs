@@ -1,42 +1,60 @@
-//! `configure` (change a VCH's settings) and `debug` (change its log level). Both write the
-//! new settings to vch.json and restart the appliance through [`appliance::restart`]:
-//! container VMs keep running, and if the appliance does not come up with the new settings
-//! the old ones are put back.
+//! `configure` (change a VCH's settings and certificates, or `--rollback` to the ones before
+//! the last configure) and `debug` (change its log level). Each restarts the appliance
+//! through [`appliance::restart`]: container VMs keep running, and if the appliance does not
+//! come up with the change, the previous record and files are put back.
+//!
+//! ```text
+//!   read and check every flag and file; decide every file (tls::reconfigure)  ── bad input:
+//!   UpdateInProgress set (progress.rs)                                            nothing changed
+//!   snapshot of what is replaced ─► configure.pending.json (snapshot.rs)
+//!   stop appliance ─► write files, vch.json ─► start, wait ── fails: snapshot put back, old started
+//!   pending becomes configure.prev.json (for --rollback); the flag is cleared
+//! ```
 
 use std::fs;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{anyhow, bail};
 
-use crate::appliance::{self, Change};
+use crate::appliance::{self, Change, RestartError};
+use crate::progress;
 use crate::settings::{self, debug_label, SettingsArgs};
+use crate::snapshot::Snapshot;
+use crate::tls::{self, TlsOptions, TlsRecord, TlsSetup, Writes};
 use crate::vch::{info, Layout, VchConfig};
 
+/// What `configure` was asked.
+pub struct ConfigureOptions<'a> {
+    pub settings: &'a SettingsArgs,
+    pub tls: &'a TlsOptions,
+    pub timeout: Duration,
+}
+
 /// `vic-machine configure`.
-pub fn configure(layout: &Layout, args: &SettingsArgs, timeout: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
+pub fn configure(layout: &Layout, opts: &ConfigureOptions<'_>) -> anyhow::Result<()> {
+    let deadline = Instant::now() + opts.timeout;
     info("### Configuring VCH ####");
     let old = layout.load()?;
-    if !args.any() {
+    if !opts.settings.any() && !opts.tls.any() {
         bail!("Nothing to configure: give at least one setting to change (vic-machine configure --help lists them)");
     }
-    let _lock = layout.lock("Configure")?;
+    let _progress = progress::begin(layout, "Configure", "configure")?;
     let mut new = old.clone();
-    new.settings = args.apply(&old.settings)?;
-    // A new registry CA bundle is written beside the old one and swapped in with the
-    // restart, so a failed configure leaves the old bundle.
-    let bundle = if args.registry_cas.is_empty() {
-        None
-    } else {
-        Some(settings::registry_ca_bundle(&args.registry_cas)?)
-    };
-    let ca_path = settings::registry_ca_path(&layout.dir);
-    let old_bundle = fs::read(&ca_path).ok();
-    let ca_changed = bundle.is_some() && bundle != old_bundle;
-    if bundle.is_some() {
-        new.settings.registry_ca = Some(ca_path.clone());
+    new.settings = opts.settings.apply(&old.settings)?;
+    let mut writes = Writes::default();
+    let registry_ca_changed = registry_bundle(layout, opts.settings, &mut new, &mut writes)?;
+    let tls = tls::reconfigure(
+        &old.tls,
+        &layout.name,
+        &old.docker_host,
+        &layout.certs_dir(),
+        opts.tls,
+    )?;
+    if let Some(t) = &tls {
+        new.tls = t.record.clone();
+        writes.extend(t.writes.clone());
     }
-    if new == old && !ca_changed {
+    if new == old && !registry_ca_changed && tls.is_none() && appliance::alive(layout) {
         info(format!(
             "VCH {} already has these settings: nothing changed",
             layout.name
@@ -45,10 +63,168 @@ pub fn configure(layout: &Layout, args: &SettingsArgs, timeout: Duration) -> any
         return Ok(());
     }
     settings::prepare_volume_stores(&new.settings.volume_stores)?;
-    report_changes(&old, &new, ca_changed);
-    apply(layout, &old, &new, bundle, old_bundle, deadline, timeout)?;
+    report_changes(&old, &new, registry_ca_changed);
+    for line in tls.iter().flat_map(|t| &t.changes) {
+        info(line);
+    }
+
+    let before = Snapshot::capture(layout, &old, writes.paths())?;
+    before.save_pending(layout)?;
+    let result = appliance::restart(
+        layout,
+        &old,
+        &new,
+        Change {
+            apply: &mut || writes.apply(),
+            undo: &mut || before.restore_files(),
+        },
+        deadline,
+        "Configuring",
+        opts.timeout,
+    );
+    let down = match result {
+        Ok(down) => {
+            if let Err(e) = Snapshot::promote_pending(layout) {
+                info(format!(
+                    "The configuration before this configure could not be kept for --rollback: {e:#}"
+                ));
+            }
+            down
+        }
+        // Neither came up: the snapshot stays for `configure --rollback`.
+        Err(e @ RestartError::RollbackFailed { .. }) => bail!("Configure failed: {e}"),
+        Err(e) => {
+            Snapshot::discard_pending(layout);
+            bail!("Configure failed: {e}");
+        }
+    };
+    info(format!(
+        "Appliance restarted with the new settings; the Docker API was unavailable for {:.1}s",
+        down.as_secs_f64()
+    ));
+    if let Some(t) = tls.as_ref().filter(|_| new.tls != old.tls) {
+        connect_lines(&new, &t.setup);
+    }
     info("Completed successfully");
     Ok(())
+}
+
+/// Decides the registry CA bundle's file (configure replaces the bundle); true when its
+/// contents change.
+fn registry_bundle(
+    layout: &Layout,
+    args: &SettingsArgs,
+    new: &mut VchConfig,
+    writes: &mut Writes,
+) -> anyhow::Result<bool> {
+    if args.registry_cas.is_empty() {
+        return Ok(false);
+    }
+    let bundle = String::from_utf8(settings::registry_ca_bundle(&args.registry_cas)?)
+        .map_err(|_| anyhow!("Failed to load registry CA: the files are not PEM text"))?;
+    let path = settings::registry_ca_path(&layout.dir);
+    let changed = fs::read_to_string(&path).ok().as_deref() != Some(bundle.as_str());
+    if changed {
+        writes.put(path.clone(), bundle);
+    }
+    new.settings.registry_ca = Some(path);
+    Ok(changed)
+}
+
+/// How to connect after a TLS change (as `create` prints it).
+fn connect_lines(c: &VchConfig, setup: &TlsSetup) {
+    info("Docker environment variables:");
+    for line in setup.env(&c.docker_host) {
+        println!("{line}");
+    }
+    info(format!(
+        "Environment saved in {}",
+        c.tls.dir(&c.name).join(format!("{}.env", c.name)).display()
+    ));
+    info("Connect to docker:");
+    for line in setup.docker_lines(c.port) {
+        info(line);
+    }
+}
+
+/// `vic-machine configure --rollback`: back to the configuration from before the last
+/// configure (or one that was interrupted), certificates included.
+pub fn rollback(layout: &Layout, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    info("### Rolling back VCH configuration ####");
+    let current = layout.load()?;
+    let _progress = progress::begin(layout, "Configure", "configure --rollback")?;
+    let Some((saved, source)) = Snapshot::for_rollback(layout)? else {
+        bail!(
+            "Configure failed: a VCH configuration from before the last configure could not be found: VCH {} has not been configured since it was created, or that configuration was rolled back already",
+            layout.name
+        );
+    };
+    let new = saved
+        .configuration_over(&current)
+        .map_err(|e| anyhow!("Configure failed: {e}"))?;
+    info(format!(
+        "Restoring the configuration saved at {} by the configure that followed it",
+        saved.taken
+    ));
+    let bundle = settings::registry_ca_path(&layout.dir);
+    let registry_ca_changed = new.settings.registry_ca != current.settings.registry_ca
+        || saved
+            .file(&bundle)
+            .is_some_and(|then| then.map(str::to_string) != fs::read_to_string(&bundle).ok());
+    report_changes(&current, &new, registry_ca_changed);
+    report_tls(&current.tls, &new.tls);
+    let now = Snapshot::capture(layout, &current, saved.paths())?;
+    let down = appliance::restart(
+        layout,
+        &current,
+        &new,
+        Change {
+            apply: &mut || saved.restore_files(),
+            undo: &mut || now.restore_files(),
+        },
+        deadline,
+        "Rolling back",
+        timeout,
+    )
+    .map_err(|e| anyhow!("Configure failed: {e}"))?;
+    let _ = fs::remove_file(&source);
+    info(format!(
+        "Rolled back VCH {}; the Docker API was unavailable for {:.1}s",
+        layout.name,
+        down.as_secs_f64()
+    ));
+    if new.tls != current.tls {
+        connect_lines(&new, &new.tls.described(&new.name));
+    }
+    info("Completed successfully");
+    Ok(())
+}
+
+/// One line per TLS change a rollback makes.
+fn report_tls(old: &TlsRecord, new: &TlsRecord) {
+    if old.mode != new.mode {
+        info(format!(
+            "Docker API TLS: {} -> {}",
+            old.mode.label(),
+            new.mode.label()
+        ));
+    }
+    if old.cert_path != new.cert_path {
+        let show = |p: &Option<std::path::PathBuf>| {
+            p.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
+        info(format!(
+            "Certificate directory: {} -> {}",
+            show(&old.cert_path),
+            show(&new.cert_path)
+        ));
+    }
+    if old != new {
+        info("Certificates: those from before the last configure");
+    }
 }
 
 /// One line per changed setting.
@@ -115,59 +291,12 @@ fn report_changes(old: &VchConfig, new: &VchConfig, ca_changed: bool) {
     }
 }
 
-/// Restarts the appliance with `new`, swapping in the registry CA `bundle` if one was given.
-fn apply(
-    layout: &Layout,
-    old: &VchConfig,
-    new: &VchConfig,
-    bundle: Option<Vec<u8>>,
-    old_bundle: Option<Vec<u8>>,
-    deadline: Instant,
-    timeout: Duration,
-) -> anyhow::Result<()> {
-    let ca_path = settings::registry_ca_path(&layout.dir);
-    let mut put = || -> anyhow::Result<()> {
-        if let Some(b) = &bundle {
-            fs::write(&ca_path, b)?;
-        }
-        Ok(())
-    };
-    let mut undo = || -> anyhow::Result<()> {
-        match &old_bundle {
-            Some(b) if bundle.is_some() => fs::write(&ca_path, b)?,
-            None if bundle.is_some() => {
-                let _ = fs::remove_file(&ca_path);
-            }
-            _ => {}
-        }
-        Ok(())
-    };
-    let down = appliance::restart(
-        layout,
-        old,
-        new,
-        Change {
-            apply: &mut put,
-            undo: &mut undo,
-        },
-        deadline,
-        "Configuring",
-        timeout,
-    )
-    .map_err(|e| anyhow::anyhow!("Configure failed: {e}"))?;
-    info(format!(
-        "Appliance restarted with the new settings; the Docker API was unavailable for {:.1}s",
-        down.as_secs_f64()
-    ));
-    Ok(())
-}
-
 /// `vic-machine debug`: sets the appliance's log level (VIC's `debug` enables debug mode).
 pub fn debug(layout: &Layout, level: u8, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     info("### Configuring VCH for debug ####");
     let old = layout.load()?;
-    let _lock = layout.lock("Debug")?;
+    let _progress = progress::begin(layout, "Debug", "debug")?;
     if old.settings.debug == level && appliance::alive(layout) {
         info(format!(
             "VCH {} already logs at debug level {level} ({}): nothing changed",
@@ -196,7 +325,7 @@ pub fn debug(layout: &Layout, level: u8, timeout: Duration) -> anyhow::Result<()
         "Configuring",
         timeout,
     )
-    .map_err(|e| anyhow::anyhow!("Debug failed: {e}"))?;
+    .map_err(|e| anyhow!("Debug failed: {e}"))?;
     info(format!(
         "Appliance restarted; the Docker API was unavailable for {:.1}s. Its log: {}",
         down.as_secs_f64(),

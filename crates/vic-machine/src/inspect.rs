@@ -1,12 +1,13 @@
 //! `inspect` (a VIC-style report on one VCH) and `inspect config` (the `vic-machine create`
 //! options that make a VCH like it, in VIC's flag order, defaults left out).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::appliance;
 use crate::parts;
+use crate::progress;
 use crate::settings::debug_label;
-use crate::tls::{TlsMode, TlsSetup, CLIENT_CA, CLIENT_CERT, SERVER_CERT, SERVER_KEY};
+use crate::tls::{TlsMode, CLIENT_CA, SERVER_CERT, SERVER_KEY};
 use crate::vch::{info, running_containers, Layout, VchConfig};
 
 /// `inspect config --format`.
@@ -64,31 +65,26 @@ pub fn inspect(layout: &Layout) -> anyhow::Result<()> {
     }
     info("");
     info("VCH upgrade status:");
+    if let Some(m) = progress::marker(layout) {
+        info(format!(
+            "Upgrade/configure in progress (vic-machine {}, pid {}, since {}; if it was interrupted, configure --reset-progress clears this)",
+            m.operation, m.pid, m.started
+        ));
+    }
     for line in parts::upgrade_status_lines(&installer, &c.version) {
         info(line);
     }
     info("");
     info(format!(
         "Docker API TLS: {}",
-        match c.tls {
+        match c.tls.mode {
             TlsMode::Tlsverify => "tlsverify (clients need a certificate)",
             TlsMode::NoTlsverify => "tls (no client certificate checked)",
             TlsMode::NoTls => "none (plain HTTP)",
         }
     ));
-    let cert_dir = c
-        .cert_path
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(&c.name));
-    let client_in_dir = c.tls == TlsMode::Tlsverify
-        && !c.tls_user_client_cas
-        && cert_dir.join(CLIENT_CERT).is_file();
-    let tls = TlsSetup::described(
-        c.tls,
-        cert_dir.clone(),
-        client_in_dir,
-        c.tls_own_server_cert,
-    );
+    let cert_dir = c.tls.dir(&c.name);
+    let tls = c.tls.described(&c.name);
     info("");
     info("Docker environment variables:");
     info(tls.env(&c.docker_host).join(" "));
@@ -209,26 +205,26 @@ pub fn create_options(layout: &Layout, c: &VchConfig) -> Vec<String> {
         o.push(opt("containers", n.to_string()));
     }
     let certs = layout.certs_dir();
-    if c.tls_own_server_cert {
+    if c.tls.tls_own_server_cert {
         o.push(path_opt("tls-server-key", &certs.join(SERVER_KEY)));
         o.push(path_opt("tls-server-cert", &certs.join(SERVER_CERT)));
     }
-    if let Some(n) = &c.tls_cname {
+    if let Some(n) = &c.tls.tls_cname {
         o.push(opt("tls-cname", n));
     }
     // The default directory is ./NAME: a VCH made like this one gets its own.
-    if let Some(dir) = &c.cert_path {
+    if let Some(dir) = &c.tls.cert_path {
         if dir.file_name().is_some_and(|f| f != c.name.as_str()) {
             o.push(path_opt("tls-cert-path", dir));
         }
     }
-    if c.tls == TlsMode::NoTlsverify {
+    if c.tls.mode == TlsMode::NoTlsverify {
         o.push("--no-tlsverify".into());
     }
-    if c.tls_user_client_cas {
+    if c.tls.tls_user_client_cas {
         o.push(path_opt("tls-ca", &certs.join(CLIENT_CA)));
     }
-    if c.tls == TlsMode::NoTls {
+    if c.tls.mode == TlsMode::NoTls {
         o.push("--no-tls".into());
     }
     if let Some(ca) = &s.registry_ca {
@@ -303,8 +299,8 @@ mod tests {
             debug: 1,
             ..Settings::default()
         };
-        c.tls = TlsMode::NoTlsverify;
-        c.cert_path = Some("/w/elsewhere".into());
+        c.tls.mode = TlsMode::NoTlsverify;
+        c.tls.cert_path = Some("/w/elsewhere".into());
         assert_eq!(
             create_options(&layout, &c),
             [

@@ -10,8 +10,11 @@
 //! | `delete` | stops it and its VMs, removes the state | `vch.rs` |
 //! | `ls` | lists VCHs with state, version and upgrade status | `vch.rs` |
 //! | `inspect` / `inspect config` | reports one VCH / prints the create options that reproduce it | `inspect.rs` |
-//! | `configure` / `debug` | change settings / the log level, restart the appliance | `configure.rs` |
+//! | `configure` / `debug` | change settings and certificates (or `--rollback` them) / the log level, restart the appliance | `configure.rs`, `snapshot.rs` |
 //! | `upgrade [--rollback]` | swap in this build's appliance files (or the previous ones) | `upgrade.rs` |
+//!
+//! `configure`, `upgrade` and `debug` mark the VCH "update in progress" while they run
+//! (`progress.rs`; `--reset-progress` clears a mark an interrupted run left).
 //!
 //! Every start of the appliance goes through `appliance.rs`, which builds its command line
 //! from the record (vch.json, `vch::VchConfig`; the settings in `settings.rs`). Container VMs
@@ -25,7 +28,9 @@ mod certs;
 mod configure;
 mod inspect;
 mod parts;
+mod progress;
 mod settings;
+mod snapshot;
 mod tls;
 mod upgrade;
 mod vch;
@@ -136,45 +141,43 @@ struct CreateArgs {
     bootstrap_dir: Option<PathBuf>,
 }
 
-/// TLS flags `configure` knows but does not apply yet.
+/// The TLS flags of `configure`: each changes only what it names (see `tls/reconfigure.rs`).
 #[derive(Debug, Args)]
 struct ConfigureTlsArgs {
-    /// Not supported by configure yet (the VCH keeps its certificates).
-    #[arg(long)]
-    tls_server_key: Option<PathBuf>,
-    /// Not supported by configure yet.
+    /// PEM server certificate to serve from now on (with --tls-server-key).
     #[arg(long)]
     tls_server_cert: Option<PathBuf>,
-    /// Not supported by configure yet.
+    /// PEM private key of --tls-server-cert.
+    #[arg(long)]
+    tls_server_key: Option<PathBuf>,
+    /// Generate a new server certificate from the VCH's CA, valid for 127.0.0.1, localhost
+    /// and this name (FQDN, IP or *.domain).
     #[arg(long)]
     tls_cname: Option<String>,
-    /// Not supported by configure yet.
+    /// Stop checking client certificates: any client may connect over TLS.
     #[arg(long = "no-tlsverify", visible_alias = "kv")]
     no_tlsverify: bool,
-    /// Not supported by configure yet.
+    /// PEM certificate authority that client certificates must chain to from now on,
+    /// replacing the current ones; repeatable.
     #[arg(long = "tls-ca")]
     tls_cas: Vec<PathBuf>,
+    /// New directory (absent or empty) for the certificates and NAME.env; the VCH's files
+    /// are copied there.
+    #[arg(long)]
+    tls_cert_path: Option<PathBuf>,
 }
 
-impl ConfigureTlsArgs {
-    fn refuse(&self) -> anyhow::Result<()> {
-        let given: Vec<&str> = [
-            (self.tls_server_key.is_some(), "--tls-server-key"),
-            (self.tls_server_cert.is_some(), "--tls-server-cert"),
-            (self.tls_cname.is_some(), "--tls-cname"),
-            (self.no_tlsverify, "--no-tlsverify"),
-            (!self.tls_cas.is_empty(), "--tls-ca"),
-        ]
-        .into_iter()
-        .filter_map(|(set, flag)| set.then_some(flag))
-        .collect();
-        if !given.is_empty() {
-            anyhow::bail!(
-                "Configure failed: changing TLS certificates ({}) is not supported yet; the VCH keeps its certificates. To change them, delete the VCH and create it again with the new flags",
-                given.join(", ")
-            );
+impl From<ConfigureTlsArgs> for TlsOptions {
+    fn from(a: ConfigureTlsArgs) -> Self {
+        TlsOptions {
+            no_tls: false,
+            no_tlsverify: a.no_tlsverify,
+            cname: a.tls_cname,
+            client_cas: a.tls_cas,
+            server_cert: a.tls_server_cert,
+            server_key: a.tls_server_key,
+            cert_path: a.tls_cert_path,
         }
-        Ok(())
     }
 }
 
@@ -187,9 +190,45 @@ struct ConfigureArgs {
     settings: SettingsArgs,
     #[command(flatten)]
     tls: ConfigureTlsArgs,
+    /// Roll back the VCH's configuration (settings and certificates) to before the last
+    /// configure, or one that was interrupted.
+    #[arg(long)]
+    rollback: bool,
+    /// Reset the UpdateInProgress flag. Warning: do not reset it while another
+    /// upgrade/configure runs; use it when one was interrupted.
+    #[arg(long)]
+    reset_progress: bool,
     /// How long the appliance may take to come back with the new settings.
     #[arg(long, default_value = "3m", value_parser = parse_duration)]
     timeout: Duration,
+}
+
+impl ConfigureArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let layout = layout(self.common)?;
+        let tls = TlsOptions::from(self.tls);
+        let changes = self.settings.any() || tls.any();
+        if self.reset_progress {
+            if changes || self.rollback {
+                anyhow::bail!("--reset-progress only resets the UpdateInProgress flag: run configure again, without it, for the other changes");
+            }
+            return progress::reset(&layout, "Configure");
+        }
+        if self.rollback {
+            if changes {
+                anyhow::bail!("--rollback restores the configuration from before the last configure: give it without settings to change");
+            }
+            return configure::rollback(&layout, self.timeout);
+        }
+        configure::configure(
+            &layout,
+            &configure::ConfigureOptions {
+                settings: &self.settings,
+                tls: &tls,
+                timeout: self.timeout,
+            },
+        )
+    }
 }
 
 #[derive(Debug, Args)]
@@ -237,8 +276,9 @@ enum Command {
     /// Show a VCH: state, versions, how to connect, settings (`inspect config`: the create
     /// command that reproduces it).
     Inspect(InspectArgs),
-    /// Change a running VCH's settings: registries, DNS servers, limits, volume stores,
-    /// debug level. The appliance restarts; containers keep running.
+    /// Change a running VCH's settings and certificates: registries, DNS servers, limits,
+    /// volume stores, debug level, TLS (--rollback: back to the configuration before the last
+    /// configure). The appliance restarts; containers keep running.
     Configure(Box<ConfigureArgs>),
     /// Replace a VCH's appliance and bootstrap with this build's, keeping its containers,
     /// images and volumes (--rollback: back to the previous version).
@@ -251,6 +291,10 @@ enum Command {
         /// Roll back to the version before the last upgrade.
         #[arg(long)]
         rollback: bool,
+        /// Reset the UpdateInProgress flag. Warning: do not reset it while another
+        /// upgrade/configure runs; use it when one was interrupted.
+        #[arg(long)]
+        reset_progress: bool,
         /// How long the new appliance may take to answer.
         #[arg(long, default_value = "3m", value_parser = parse_duration)]
         timeout: Duration,
@@ -344,26 +388,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 inspect::config(&layout(common)?, format)
             }
         },
-        Command::Configure(args) => {
-            let layout = layout(args.common)?;
-            args.tls.refuse()?;
-            configure::configure(&layout, &args.settings, args.timeout)
-        }
+        Command::Configure(args) => args.run(),
         Command::Upgrade {
             common,
             force,
             rollback,
+            reset_progress,
             timeout,
             bootstrap_dir,
-        } => upgrade::upgrade(
-            &layout(common)?,
-            &upgrade::UpgradeOptions {
-                force,
-                rollback,
-                timeout,
-                bootstrap_dir,
-            },
-        ),
+        } => {
+            let layout = layout(common)?;
+            if reset_progress {
+                return progress::reset(&layout, "Upgrade");
+            }
+            upgrade::upgrade(
+                &layout,
+                &upgrade::UpgradeOptions {
+                    force,
+                    rollback,
+                    timeout,
+                    bootstrap_dir,
+                },
+            )
+        }
         Command::Debug {
             common,
             debug,

@@ -22,6 +22,7 @@ use anyhow::{bail, Context};
 
 use crate::appliance::{self, Change};
 use crate::parts::{upgrade_status, Parts, UpgradeStatus};
+use crate::progress;
 use crate::vch::{info, Layout};
 
 pub struct UpgradeOptions {
@@ -67,7 +68,7 @@ pub fn upgrade(layout: &Layout, opts: &UpgradeOptions) -> anyhow::Result<()> {
     let deadline = Instant::now() + opts.timeout;
     info("### Upgrading VCH ####");
     let old = layout.load()?;
-    let _lock = layout.lock("Upgrade")?;
+    let _progress = progress::begin(layout, "Upgrade", "upgrade")?;
     let parts = Parts::find(opts.bootstrap_dir.as_deref())?;
     let installer = parts.version()?;
     info("");
@@ -134,7 +135,7 @@ fn rollback(layout: &Layout, opts: &UpgradeOptions) -> anyhow::Result<()> {
     let deadline = Instant::now() + opts.timeout;
     info("### Rolling back VCH ####");
     let old = layout.load()?;
-    let _lock = layout.lock("Rollback")?;
+    let _progress = progress::begin(layout, "Rollback", "upgrade --rollback")?;
     let (cur, prev) = (layout.appliance_dir(), layout.prev_appliance_dir());
     let Some(previous) = old.previous_version.clone().filter(|_| prev.is_dir()) else {
         bail!(

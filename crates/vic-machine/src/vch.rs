@@ -4,9 +4,12 @@
 //! ```text
 //!   <state_root>/vch/NAME/
 //!     vch.json              VchConfig: every setting, the version, the TLS mode
-//!     init.pid, appliance.pid, appliance.log
+//!     init.pid, appliance.pid, appliance.log, appliance.exit (vic-init: the last exit)
 //!     appliance/            this VCH's vic-appliance, vic-init, vmlinux, initramfs.cpio
 //!     appliance.prev/       the ones `upgrade` replaced (for `upgrade --rollback`)
+//!     configure.prev.json   the configuration the last configure replaced (`configure --rollback`;
+//!                           configure.pending.json while a configure runs)
+//!     update-in-progress    set while configure, upgrade or debug run (progress.rs)
 //!     certs/  images/  containers/  vms/  registry-ca.pem
 //! ```
 
@@ -23,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::appliance::{self, StartError};
 use crate::parts::Parts;
 use crate::settings::{self, Settings, SettingsArgs};
-use crate::tls::{self, TlsMode, TlsOptions};
+use crate::tls::{self, TlsOptions, TlsRecord};
 
 /// VIC's limit on a VCH name.
 pub const MAX_NAME_LEN: usize = 31;
@@ -44,22 +47,9 @@ pub struct VchConfig {
     pub external_image_store: bool,
     #[serde(flatten)]
     pub settings: Settings,
-    /// How the Docker API is served (VCHs from before TLS: plain).
-    #[serde(default)]
-    pub tls: TlsMode,
-    /// The certificate directory (holding NAME.env), absolute.
-    #[serde(default)]
-    pub cert_path: Option<PathBuf>,
-    /// `--tls-cname`, if given.
-    #[serde(default)]
-    pub tls_cname: Option<String>,
-    /// Whether client certificates chain to the user's `--tls-ca` (no client certificate
-    /// was generated).
-    #[serde(default)]
-    pub tls_user_client_cas: bool,
-    /// Whether the server certificate is the user's `--tls-server-cert`.
-    #[serde(default)]
-    pub tls_own_server_cert: bool,
+    /// How the Docker API is served, and where the certificates are.
+    #[serde(flatten)]
+    pub tls: TlsRecord,
     pub created: String,
     /// The version of the files in appliance/ (see `parts.rs`).
     pub version: String,
@@ -100,6 +90,10 @@ impl Layout {
     pub fn log(&self) -> PathBuf {
         self.dir.join("appliance.log")
     }
+    /// Where vic-init reports each exit of the appliance it did not ask for.
+    pub fn exit_file(&self) -> PathBuf {
+        self.dir.join("appliance.exit")
+    }
     pub fn appliance_dir(&self) -> PathBuf {
         self.dir.join("appliance")
     }
@@ -135,8 +129,8 @@ impl Layout {
         fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
     }
 
-    /// Holds off other vic-machine operations on this VCH (VIC's UpdateInProgress flag)
-    /// until the returned guard is dropped.
+    /// Holds off other vic-machine operations on this VCH until the returned guard is
+    /// dropped (or the process ends). See also `progress.rs`.
     pub fn lock(&self, op: &str) -> anyhow::Result<OpLock> {
         let path = self.dir.join(".vic-machine.lock");
         let file = fs::OpenOptions::new()
@@ -349,11 +343,13 @@ fn create_inner(
         image_store,
         external_image_store: external,
         settings,
-        tls: tls.mode,
-        cert_path: Some(tls.dir.clone()),
-        tls_cname: tls_plan.cname().map(str::to_string),
-        tls_user_client_cas: tls_plan.user_client_cas(),
-        tls_own_server_cert: tls_plan.own_server_cert(),
+        tls: TlsRecord {
+            mode: tls.mode,
+            cert_path: Some(tls.dir.clone()),
+            tls_cname: tls_plan.cname().map(str::to_string),
+            tls_user_client_cas: tls_plan.user_client_cas(),
+            tls_own_server_cert: tls_plan.own_server_cert(),
+        },
         created: chrono::Utc::now().to_rfc3339(),
         version,
         previous_version: None,
@@ -525,10 +521,14 @@ pub fn list(state_root: Option<PathBuf>) -> anyhow::Result<()> {
             "{:<32} {:<28} {:<10} {:<10} {:<18} {}",
             cfg.name,
             cfg.docker_host,
-            cfg.tls.label(),
+            cfg.tls.mode.label(),
             state,
             cfg.version,
-            crate::parts::upgrade_status_short(&installer, &cfg.version)
+            if crate::progress::marker(&layout).is_some() {
+                "Upgrade/configure in progress".to_string()
+            } else {
+                crate::parts::upgrade_status_short(&installer, &cfg.version)
+            }
         );
     }
     Ok(())
@@ -571,7 +571,7 @@ mod tests {
         let c: VchConfig = serde_json::from_str(old).unwrap();
         assert_eq!(c.settings.insecure_registries, vec!["r:5000".to_string()]);
         assert_eq!(c.settings.debug, 0);
-        assert_eq!(c.tls, TlsMode::NoTls);
+        assert_eq!(c.tls.mode, crate::tls::TlsMode::NoTls);
         assert_eq!(c.previous_version, None);
         // Written back flat, as before.
         let v = serde_json::to_value(&c).unwrap();
