@@ -144,8 +144,8 @@ fn running_containers_survive_an_appliance_crash() {
         "no tick lost or repeated across the restart: {numbers:?}"
     );
 
-    // logs -f, wait and stop work on the taken-over container: the follower sees new ticks
-    // and ends when the container does; wait returns its exit code.
+    // attach, logs -f, wait and stop work on the taken-over container: the follower sees new
+    // ticks and ends when the container does; wait returns its exit code.
     let spawn = |args: &[&str]| {
         let mut c = docker_at(&client.host);
         c.env("DOCKER_CONFIG", &client.config)
@@ -154,6 +154,24 @@ fn running_containers_survive_an_appliance_crash() {
             .stderr(std::process::Stdio::piped());
         c.spawn().expect("docker")
     };
+    // attach to the taken-over container streams its new output.
+    let mut attached = spawn(&["attach", "--no-stdin", "--sig-proxy=false", &ticker]);
+    let out = attached.stdout.take().expect("attach stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("attach printed nothing within 20 s");
+    assert!(line.starts_with("tick "), "attach streamed {line:?}");
+    let _ = attached.kill();
+    let _ = attached.wait();
     let follower = spawn(&["logs", "-f", "--tail", "1", &ticker]);
     let waiter = spawn(&["wait", &ticker]);
     std::thread::sleep(Duration::from_secs(2));
