@@ -8,25 +8,13 @@ use common::*;
 #[test]
 #[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
 fn containers_resolve_with_the_vchs_dns_servers_or_their_own() {
-    let name = format!("dns-{}", std::process::id());
-    let dir = std::env::temp_dir().join(&name);
-    let host = create_vch_with(
-        &name,
-        &dir,
-        &[
-            "--insecure-registry",
-            &registry(),
-            "--dns-server",
-            "10.0.0.53",
-            "--dns-server",
-            "10.0.0.54",
-        ],
+    let vch = OwnVch::create(
+        "dns",
+        &["--dns-server", "10.0.0.53", "--dns-server", "10.0.0.54"],
     );
-    let client = Client::new(&host, dir.join("docker-config"));
-    let image = format!("{}/busybox", registry());
-    client.ok(&["pull", &image]);
+    let (client, image) = (&vch.client, vch.image.as_str());
 
-    let vchs = client.ok(&["run", "--rm", &image, "cat", "/etc/resolv.conf"]);
+    let vchs = client.ok(&["run", "--rm", image, "cat", "/etc/resolv.conf"]);
     assert_eq!(vchs, "nameserver 10.0.0.53\nnameserver 10.0.0.54\n");
 
     let own = client.ok(&[
@@ -38,7 +26,7 @@ fn containers_resolve_with_the_vchs_dns_servers_or_their_own() {
         "corp.example",
         "--dns-option",
         "ndots:2",
-        &image,
+        image,
         "cat",
         "/etc/resolv.conf",
     ]);
@@ -48,12 +36,12 @@ fn containers_resolve_with_the_vchs_dns_servers_or_their_own() {
     );
     // Kept with the container, as docker inspect shows it.
     let id = client
-        .ok(&["create", "--dns", "192.0.2.9", &image, "true"])
+        .ok(&["create", "--dns", "192.0.2.9", image, "true"])
         .trim()
         .to_string();
     let dns = client.ok(&["inspect", "--format", "{{json .HostConfig.Dns}}", &id]);
     assert_eq!(dns.trim(), r#"["192.0.2.9"]"#);
-    delete_vch(&name);
+    vch.delete();
 }
 
 /// A DNS server for the test: answers A queries for the names in `zone`, NXDOMAIN for

@@ -68,12 +68,8 @@ fn crash(name: &str, client: &Client) {
 #[test]
 #[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
 fn running_containers_survive_an_appliance_crash() {
-    let name = format!("restart-{}", std::process::id());
-    let dir = std::env::temp_dir().join(&name);
-    let host = create_vch_with(&name, &dir, &["--insecure-registry", &registry()]);
-    let client = Client::new(&host, dir.join("docker-config"));
-    let image = format!("{}/busybox", registry());
-    client.ok(&["pull", &image]);
+    let vch = OwnVch::create("restart", &[]);
+    let (name, client, image) = (vch.name.clone(), &vch.client, vch.image.clone());
 
     let ticker = client
         .ok(&[
@@ -104,7 +100,7 @@ fn running_containers_survive_an_appliance_crash() {
         .trim()
         .to_string();
 
-    crash(&name, &client);
+    crash(&name, client);
 
     let ps = client.ok(&["ps", "--format", "{{.ID}} {{.Status}}"]);
     assert!(
@@ -116,11 +112,11 @@ fn running_containers_survive_an_appliance_crash() {
         vm_before,
         "the same VM, not a new one"
     );
-    let quit = inspect_with(&client, &quitter);
+    let quit = inspect_with(client, &quitter);
     assert_eq!(quit["State"]["Status"], "exited", "{quit}");
     assert_eq!(quit["State"]["ExitCode"], 7, "the exit while down is kept");
     assert!(stdout(&client.run(&["logs", &quitter])).contains("bye"));
-    let idle = inspect_with(&client, &created);
+    let idle = inspect_with(client, &created);
     assert_eq!(idle["State"]["Status"], "created");
     assert!(
         client.ok(&["images", "-q"]).trim().len() >= 12,
@@ -176,7 +172,7 @@ fn running_containers_survive_an_appliance_crash() {
     let waiter = spawn(&["wait", &ticker]);
     std::thread::sleep(Duration::from_secs(2));
     client.ok(&["stop", "-t", "2", &ticker]);
-    let st = inspect_with(&client, &ticker);
+    let st = inspect_with(client, &ticker);
     assert_eq!(st["State"]["Status"], "exited", "{st}");
     let code = st["State"]["ExitCode"].to_string();
     let waited = waiter.wait_with_output().unwrap();
@@ -190,7 +186,7 @@ fn running_containers_survive_an_appliance_crash() {
     eventually("the VM to go", Duration::from_secs(20), || {
         vm_processes(&ticker[..12]).is_empty().then_some(())
     });
-    delete_vch(&name);
+    vch.delete();
 }
 
 /// The numbers in `logs`, which must be 1, 2, 3, … without a gap, a repeat or a torn line
@@ -213,12 +209,8 @@ fn check_consecutive(logs: &str) -> u64 {
 #[test]
 #[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
 fn output_in_flight_when_the_appliance_dies_is_not_lost() {
-    let name = format!("flood-{}", std::process::id());
-    let dir = std::env::temp_dir().join(&name);
-    let host = create_vch_with(&name, &dir, &["--insecure-registry", &registry()]);
-    let client = Client::new(&host, dir.join("docker-config"));
-    let image = format!("{}/busybox", registry());
-    client.ok(&["pull", &image]);
+    let vch = OwnVch::create("flood", &[]);
+    let (name, client, image) = (vch.name.clone(), &vch.client, vch.image.clone());
     // As fast as the guest can print: the socket between QEMU and the appliance is full of
     // output when the appliance is killed.
     let id = client
@@ -235,23 +227,23 @@ fn output_in_flight_when_the_appliance_dies_is_not_lost() {
             &format!("the log to grow before crash {round}"),
             Duration::from_secs(60),
             || {
-                let now = count(&client);
+                let now = count(client);
                 (now > last + 10_000).then_some(now)
             },
         );
-        crash(&name, &client);
+        crash(&name, client);
     }
     eventually(
         "the log to grow after the last crash",
         Duration::from_secs(60),
-        || (count(&client) > last + 10_000).then_some(()),
+        || (count(client) > last + 10_000).then_some(()),
     );
     client.ok(&["stop", "-t", "1", &id]);
     let logs = stdout(&client.run(&["logs", &id]));
     let lines = check_consecutive(&logs);
     assert!(lines > last, "{lines} lines, {last} before the last crash");
     eprintln!("{lines} consecutive lines across 3 appliance crashes");
-    delete_vch(&name);
+    vch.delete();
 }
 
 #[test]
@@ -366,12 +358,8 @@ fn check_invariants(name: &str, client: &Client, when: &str) {
 #[test]
 #[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
 fn crashes_in_the_middle_of_operations_leave_nothing_half_done() {
-    let name = format!("crashes-{}", std::process::id());
-    let dir = std::env::temp_dir().join(&name);
-    let host = create_vch_with(&name, &dir, &["--insecure-registry", &registry()]);
-    let client = Client::new(&host, dir.join("docker-config"));
-    let image = format!("{}/busybox", registry());
-    client.ok(&["pull", &image]);
+    let vch = OwnVch::create("crashes", &[]);
+    let (name, client, image) = (vch.name.clone(), &vch.client, vch.image.clone());
     let other = format!("{}/busybox-oci", registry());
 
     for delay_ms in [50u64, 300, 900] {
@@ -406,7 +394,7 @@ fn crashes_in_the_middle_of_operations_leave_nothing_half_done() {
                 .stderr(std::process::Stdio::null());
             let mut child = cmd.spawn().expect("docker");
             std::thread::sleep(Duration::from_millis(delay_ms));
-            crash(&name, &client);
+            crash(&name, client);
             let deadline = std::time::Instant::now() + Duration::from_secs(120);
             while child.try_wait().unwrap().is_none() {
                 assert!(
@@ -415,7 +403,7 @@ fn crashes_in_the_middle_of_operations_leave_nothing_half_done() {
                 );
                 std::thread::sleep(Duration::from_millis(50));
             }
-            check_invariants(&name, &client, &format!("{op} killed after {delay_ms} ms"));
+            check_invariants(&name, client, &format!("{op} killed after {delay_ms} ms"));
         }
         // Clean slate for the next round; the VCH still works.
         let all = client.ok(&["ps", "-a", "-q"]);
@@ -425,5 +413,5 @@ fn crashes_in_the_middle_of_operations_leave_nothing_half_done() {
     }
     let out = client.ok(&["run", "--rm", &image, "echo", "still fine"]);
     assert_eq!(out.trim(), "still fine");
-    delete_vch(&name);
+    vch.delete();
 }

@@ -408,6 +408,32 @@ mod reattach {
         })
     }
 
+    /// The control messages a fake guest reads from the host, one at a time.
+    #[derive(Default)]
+    struct HostSays {
+        dec: FrameDecoder,
+        buf: Vec<u8>,
+    }
+
+    impl HostSays {
+        /// The next control message, or None once the host hangs up or is silent for 2 s.
+        async fn next(&mut self, guest: &mut DuplexStream) -> Option<HostMsg> {
+            loop {
+                while let Some(f) = self.dec.next_frame().unwrap() {
+                    if f.kind == FrameKind::Control {
+                        return Some(f.parse_control::<HostMsg>().unwrap());
+                    }
+                }
+                self.buf.resize(4096, 0);
+                match tokio::time::timeout(Duration::from_secs(2), guest.read(&mut self.buf)).await
+                {
+                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
+                    Ok(Ok(n)) => self.dec.push(&self.buf[..n]),
+                }
+            }
+        }
+    }
+
     /// A "VM" whose tether sends `frames` and then keeps the channel open until `off`.
     fn vm(frames: Vec<Frame>) -> (PoweredOn, tokio::task::JoinHandle<Vec<HostMsg>>) {
         let (host, mut guest) = tokio::io::duplex(1 << 16);
@@ -416,28 +442,16 @@ mod reattach {
                 send(&mut guest, f).await;
             }
             // Collect what the host says until it shuts the VM down.
-            let mut dec = FrameDecoder::new();
-            let mut buf = vec![0u8; 4096];
+            let mut host = HostSays::default();
             let mut said = Vec::new();
-            loop {
-                let n = match tokio::time::timeout(Duration::from_secs(2), guest.read(&mut buf))
-                    .await
-                {
-                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return said,
-                    Ok(Ok(n)) => n,
-                };
-                dec.push(&buf[..n]);
-                while let Some(f) = dec.next_frame().unwrap() {
-                    if f.kind == FrameKind::Control {
-                        let m = f.parse_control::<HostMsg>().unwrap();
-                        let done = matches!(m, HostMsg::Shutdown);
-                        said.push(m);
-                        if done {
-                            return said;
-                        }
-                    }
+            while let Some(m) = host.next(&mut guest).await {
+                let done = matches!(m, HostMsg::Shutdown);
+                said.push(m);
+                if done {
+                    break;
                 }
             }
+            said
         });
         let powered = PoweredOn {
             channel: Box::new(host),
@@ -537,57 +551,44 @@ mod reattach {
                 Frame::data(FrameKind::Stdout, 0, output[tail..].to_vec()),
             )
             .await;
-            let mut dec = FrameDecoder::new();
-            let mut buf = vec![0u8; 4096];
+            let mut host = HostSays::default();
             let mut said = Vec::new();
-            loop {
-                let n = match tokio::time::timeout(Duration::from_secs(2), guest.read(&mut buf))
-                    .await
-                {
-                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return said,
-                    Ok(Ok(n)) => n,
-                };
-                dec.push(&buf[..n]);
-                while let Some(f) = dec.next_frame().unwrap() {
-                    if f.kind != FrameKind::Control {
-                        continue;
-                    }
-                    let m = f.parse_control::<HostMsg>().unwrap();
-                    said.push(m.clone());
-                    match m {
-                        HostMsg::Resume { session: 0, from } => {
-                            let from = (from as usize).min(output.len());
+            while let Some(m) = host.next(&mut guest).await {
+                said.push(m.clone());
+                match m {
+                    HostMsg::Resume { session: 0, from } => {
+                        let from = (from as usize).min(output.len());
+                        send(
+                            &mut guest,
+                            Frame::control(&GuestMsg::Resumed {
+                                session: 0,
+                                from: from as u64,
+                                lost: 0,
+                            }),
+                        )
+                        .await;
+                        // Resent in two frames, the way a window holds them.
+                        let mid = from + (output.len() - from) / 2;
+                        for part in [&output[from..mid], &output[mid..]] {
+                            send(&mut guest, Frame::data(FrameKind::Stdout, 0, part.to_vec()))
+                                .await;
+                        }
+                        if let Some(code) = exit {
                             send(
                                 &mut guest,
-                                Frame::control(&GuestMsg::Resumed {
-                                    session: 0,
-                                    from: from as u64,
-                                    lost: 0,
-                                }),
+                                Frame::control(&GuestMsg::Exited { session: 0, code }),
                             )
                             .await;
-                            // Resent in two frames, the way a window holds them.
-                            let mid = from + (output.len() - from) / 2;
-                            for part in [&output[from..mid], &output[mid..]] {
-                                send(&mut guest, Frame::data(FrameKind::Stdout, 0, part.to_vec()))
-                                    .await;
-                            }
-                            if let Some(code) = exit {
-                                send(
-                                    &mut guest,
-                                    Frame::control(&GuestMsg::Exited { session: 0, code }),
-                                )
-                                .await;
-                            }
-                            for f in after.clone() {
-                                send(&mut guest, f).await;
-                            }
                         }
-                        HostMsg::Shutdown => return said,
-                        _ => {}
+                        for f in after.clone() {
+                            send(&mut guest, f).await;
+                        }
                     }
+                    HostMsg::Shutdown => return said,
+                    _ => {}
                 }
             }
+            said
         });
         let powered = PoweredOn {
             channel: Box::new(host),

@@ -71,6 +71,60 @@ pub fn create_vch_with(name: &str, workdir: &std::path::Path, extra: &[&str]) ->
     docker_host
 }
 
+/// A VCH of one test's own (plain HTTP, `--insecure-registry` for the test registry plus
+/// `extra`), a docker client for it, and the test registry's busybox pulled into it. Deleted
+/// with [`OwnVch::delete`]; if the test fails first, when dropped.
+pub struct OwnVch {
+    pub name: String,
+    pub client: Client,
+    /// `REG/busybox`.
+    pub image: String,
+    dir: PathBuf,
+    deleted: bool,
+}
+
+impl OwnVch {
+    pub fn create(prefix: &str, extra: &[&str]) -> OwnVch {
+        let name = format!("{prefix}-{}", std::process::id());
+        let dir = std::env::temp_dir().join(&name);
+        let reg = registry();
+        let mut args = vec!["--insecure-registry", reg.as_str()];
+        args.extend_from_slice(extra);
+        let host = create_vch_with(&name, &dir, &args);
+        let client = Client::new(&host, dir.join("docker-config"));
+        let image = format!("{reg}/busybox");
+        let me = OwnVch {
+            name,
+            client,
+            image,
+            dir,
+            deleted: false,
+        };
+        me.client.ok(&["pull", &me.image]);
+        me
+    }
+
+    /// Deletes the VCH (asserting that works) and its work directory.
+    pub fn delete(mut self) {
+        self.deleted = true;
+        delete_vch(&self.name);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for OwnVch {
+    fn drop(&mut self) {
+        if !self.deleted {
+            let _ = vic_machine()
+                .args([
+                    "delete", "--target", "local", "--name", &self.name, "--force",
+                ])
+                .output();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 /// The test binary's VCH, created on first use (deleted by `make test` afterwards).
 pub fn vch() -> &'static Vch {
     VCH.get_or_init(|| {
@@ -107,6 +161,13 @@ pub fn docker_timeout(args: &[&str], limit: Duration) -> Output {
 }
 
 /// Deletes a VCH made by [`create_vch_with`] (with its containers).
+/// Deletes a VCH when nothing can be asserted any more (a test's clean-up while it fails).
+pub fn delete_vch_quietly(name: &str) {
+    let _ = vic_machine()
+        .args(["delete", "--target", "local", "--name", name, "--force"])
+        .output();
+}
+
 pub fn delete_vch(name: &str) {
     let out = vic_machine()
         .args(["delete", "--target", "local", "--name", name, "--force"])

@@ -380,11 +380,7 @@ impl TestVch {
 impl Drop for TestVch {
     fn drop(&mut self) {
         if !self.deleted {
-            let _ = vic_machine()
-                .args([
-                    "delete", "--target", "local", "--name", &self.name, "--force",
-                ])
-                .output();
+            delete_vch_quietly(&self.name);
         }
     }
 }
@@ -394,9 +390,7 @@ pub struct DeleteOnDrop(pub String);
 
 impl Drop for DeleteOnDrop {
     fn drop(&mut self) {
-        let _ = vic_machine()
-            .args(["delete", "--target", "local", "--name", &self.0, "--force"])
-            .output();
+        delete_vch_quietly(&self.0);
     }
 }
 
