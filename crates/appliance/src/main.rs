@@ -153,6 +153,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("creating {}", args.state_dir.display()))?;
+    // First, before anything is touched: a second appliance on this VCH stops here.
+    let db = portlayer::open_database(&args.state_dir.join("containers"))
+        .context("opening the VCH's state")?;
     args.limits.prepare_volume_stores()?;
     let limits = args.limits.limits();
     tracing::info!(
@@ -169,7 +172,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| args.state_dir.join("images"));
     let images = Arc::new(
-        ImageStore::open(&image_root)
+        ImageStore::open_in(db.clone(), &image_root)
             .with_context(|| format!("opening the image store {}", image_root.display()))?,
     );
     let backend = backend_local::LocalBackend::new(backend_local::LocalConfig {
@@ -186,6 +189,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ContainersConfig {
             state_dir: args.state_dir.join("containers"),
             limits,
+            database: Some(db),
         },
         backend,
         images.clone(),

@@ -10,8 +10,8 @@
 //!        │                 index/list → pick linux/amd64 → manifest
 //!        ├─ config blob (digest checked) → image ID
 //!        ├─ layer blobs, 3 at a time → blobs/sha256/<hex> (digest checked while streaming)
-//!        └─ layers applied in order → tmp/ → images/<hex>/rootfs, then record.json (last),
-//!           then repositories.json (tags and digests → image ID)
+//!        └─ layers applied in order → tmp/ → images/<hex>/rootfs, then the record, tags
+//!           and digests in one database transaction (last)
 //! ```
 //!
 //! ```no_run

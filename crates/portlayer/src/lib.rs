@@ -41,3 +41,4 @@ pub use manager::{
 };
 pub use session::StdinMsg;
 pub use signals::parse_signal;
+pub use state::open_database;
