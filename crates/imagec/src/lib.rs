@@ -33,7 +33,10 @@
 //!
 //! A pull that dies midway leaves only `*.partial` blobs (resumed by the next pull with a
 //! `Range` request, swept after a day) and `tmp/` directories (swept by
-//! [`store::ImageStore::open`]): never half an image.
+//! [`store::ImageStore::open`]): never half an image. The store may be given a
+//! [`store::Budget`] (the VCH's storage quota): a pull is then refused before it starts when
+//! the store is over it, before it downloads when the manifest's sizes do not fit, and before
+//! the image commits when the unpacked layers do not.
 
 pub mod archive;
 pub mod auth;

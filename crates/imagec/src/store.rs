@@ -26,6 +26,9 @@
 //! `repositories.json` the truth about references); opening one imports them into the
 //! database in one transaction and then deletes the files. An import cut short is redone on
 //! the next open, and what the database holds already wins over the files.
+//!
+//! A [`Budget`] (the VCH's storage quota) may refuse growth: before a pull downloads (see
+//! [`ImageStore::admit`]) and before an image commits.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -74,6 +77,9 @@ pub enum StoreError {
     /// Another process has the store's own database open.
     #[error("the image store {0} is in use by another process")]
     InUse(PathBuf),
+    /// The budget refused the growth; the message is the budget's.
+    #[error("{0}")]
+    Quota(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -101,6 +107,13 @@ fn db_err<E: Into<redb::Error>>(context: &'static str) -> impl FnOnce(E) -> Stor
     }
 }
 
+/// Whether the store may grow: the VCH's storage quota, as the image store sees it.
+pub trait Budget: Send + Sync {
+    /// Refuses adding `adding` bytes to a store that holds `held` bytes now (see
+    /// [`ImageStore::usage`]), with the message a user sees.
+    fn admit(&self, held: u64, adding: u64) -> Result<(), String>;
+}
+
 /// image ID → the record as JSON, its references left out (they live in [`REFERENCES`]).
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 /// Every reference (`name:tag` or `name@sha256:…`) → the image ID it names.
@@ -121,6 +134,7 @@ pub struct ImageStore {
     root: PathBuf,
     db: Arc<Database>,
     images: Mutex<HashMap<String, ImageRecord>>,
+    budget: Option<Arc<dyn Budget>>,
 }
 
 impl ImageStore {
@@ -153,12 +167,19 @@ impl ImageStore {
             root: root.to_path_buf(),
             db,
             images: Mutex::new(HashMap::new()),
+            budget: None,
         };
         store.import_legacy()?;
         let images = store.load()?;
         store.sweep(&images)?;
         *store.lock() = images;
         Ok(store)
+    }
+
+    /// Lets `budget` refuse growth from now on.
+    pub fn with_budget(mut self, budget: Arc<dyn Budget>) -> ImageStore {
+        self.budget = Some(budget);
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ImageRecord>> {
@@ -348,9 +369,36 @@ impl ImageStore {
         Ok(p)
     }
 
+    /// Bytes the store holds: every image's size (its unpacked layers, as `docker images`
+    /// shows it) plus every blob file (layers and configs, interrupted downloads included).
+    pub fn usage(&self) -> u64 {
+        let images = self.lock();
+        self.usage_of(&images)
+    }
+
+    fn usage_of(&self, images: &HashMap<String, ImageRecord>) -> u64 {
+        let unpacked: u64 = images.values().map(|i| i.size).sum();
+        let blobs: u64 = fs::read_dir(self.root.join("blobs/sha256"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        unpacked + blobs
+    }
+
+    /// Asks the budget, if there is one, whether `adding` more bytes fit.
+    pub fn admit(&self, adding: u64) -> Result<(), StoreError> {
+        match &self.budget {
+            Some(b) => b.admit(self.usage(), adding).map_err(StoreError::Quota),
+            None => Ok(()),
+        }
+    }
+
     /// Adds an image whose root filesystem was unpacked into `rootfs_tmp` (its blobs are in
     /// place already), or, when the image exists already (another pull won), merges its tags
-    /// and digests and drops `rootfs_tmp`.
+    /// and digests and drops `rootfs_tmp`. A new image must fit the budget.
     pub fn commit(
         &self,
         mut rec: ImageRecord,
@@ -363,6 +411,10 @@ impl ImageStore {
             .collect();
         let new = !images.contains_key(&rec.id);
         if new {
+            if let Some(b) = &self.budget {
+                b.admit(self.usage_of(&images), rec.size)
+                    .map_err(StoreError::Quota)?;
+            }
             // Content first: without a record, a crash leaves a directory that open sweeps.
             let dir = self.image_dir(&rec.id);
             fs::create_dir_all(&dir).map_err(io_err("creating the image directory"))?;
@@ -828,6 +880,56 @@ mod tests {
         let other = tx.open_table(OTHER).unwrap();
         assert_eq!(other.get("c1").unwrap().unwrap().value(), "x");
         assert!(!dir.path().join("images").join(OWN_DATABASE).exists());
+    }
+
+    /// Admits growth up to `limit` bytes in all.
+    struct Limit(u64);
+
+    impl Budget for Limit {
+        fn admit(&self, held: u64, adding: u64) -> Result<(), String> {
+            if held + adding > self.0 {
+                Err(format!("over: {held} + {adding} > {}", self.0))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    #[test]
+    fn a_budget_refuses_an_image_that_does_not_fit_and_nothing_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path())
+            .unwrap()
+            .with_budget(Arc::new(Limit(1000)));
+        let mut a = record('a', &["a:1"]);
+        a.size = 600;
+        add(&store, a.clone());
+        assert_eq!(store.usage(), 600);
+        fs::write(store.blob_path(&a.id), vec![0u8; 100]).unwrap();
+        assert_eq!(store.usage(), 700);
+        assert!(store.admit(300).is_ok());
+        assert_eq!(
+            store.admit(301).unwrap_err().to_string(),
+            "over: 700 + 301 > 1000"
+        );
+        let mut b = record('b', &["b:1"]);
+        b.size = 400;
+        let tmp = store.temp_dir().unwrap();
+        fs::write(tmp.join("file"), b"x").unwrap();
+        let err = store.commit(b.clone(), &tmp).unwrap_err();
+        assert!(matches!(err, StoreError::Quota(_)), "{err}");
+        assert!(store.get(&b.id).is_none() && !store.image_dir(&b.id).exists());
+        assert_eq!(store.list().len(), 1);
+        // Tagging and a second pull of an image held already do not grow the store.
+        store.tag(&a.id, &Reference::parse("a:2").unwrap()).unwrap();
+        let tmp = store.temp_dir().unwrap();
+        let mut again = a.clone();
+        again.repo_tags = vec!["a:3".into()];
+        store.commit(again, &tmp).unwrap();
+        assert_eq!(
+            store.get(&a.id).unwrap().repo_tags,
+            vec!["a:1", "a:2", "a:3"]
+        );
     }
 
     fn median(mut t: Vec<Duration>) -> Duration {
