@@ -72,14 +72,16 @@ struct LimitArgs {
     /// Total vCPUs of running container VMs.
     #[arg(long)]
     cpu_limit: Option<u32>,
-    /// Storage for images and containers, in GiB (recorded; not enforced yet).
+    /// Storage for images, containers and volumes, in GiB; 0 is unlimited. Pulls that would
+    /// go past it, and creates once past it, are refused (VIC's --storage-quota).
     #[arg(long = "storage-quota")]
     storage_quota_gib: Option<u64>,
     /// DNS server for containers and for looking up registries; repeatable.
     #[arg(long = "dns-server")]
     dns_servers: Vec<std::net::IpAddr>,
-    /// Volume store LABEL:DIR; repeatable. The directory is made if missing (volumes are not
-    /// served yet).
+    /// Volume store LABEL:DIR; repeatable. The directory is made if missing; the label shows
+    /// in `docker info` and what the directory holds counts against the storage quota
+    /// (volumes are not served yet).
     #[arg(long = "volume-store", value_parser = parse_volume_store)]
     volume_stores: Vec<(String, PathBuf)>,
     /// Display-name pattern of container VMs with {name} and/or {id}, e.g. vch-{name}-{id}.
@@ -108,10 +110,26 @@ impl LimitArgs {
             max_containers: self.max_containers,
             memory_mib: self.memory_limit_mib,
             cpus: self.cpu_limit,
-            storage_quota_bytes: self.storage_quota_gib.map(|g| g << 30),
+            storage_quota_bytes: self.storage_quota_gib.filter(|g| *g > 0).map(|g| g << 30),
             dns_servers: self.dns_servers.iter().map(|ip| ip.to_string()).collect(),
             name_convention: self.container_name_convention.clone(),
         }
+    }
+
+    /// The VCH's storage: the quota over the image store (counted by the store itself), the
+    /// container directories under `state_dir` and the volume stores.
+    fn storage(&self, state_dir: &std::path::Path) -> portlayer::Storage {
+        portlayer::Storage::new(
+            self.storage_quota_gib.map(|g| g << 30),
+            vec![state_dir.join("vms"), state_dir.join("containers")],
+            self.volume_stores
+                .iter()
+                .map(|(label, dir)| portlayer::VolumeStore {
+                    label: label.clone(),
+                    dir: dir.clone(),
+                })
+                .collect(),
+        )
     }
 
     /// Makes each volume store's directory (so a bad one stops the appliance at start).
@@ -153,6 +171,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("creating {}", args.state_dir.display()))?;
+    // First, before anything is touched: a second appliance on this VCH stops here.
+    let db = portlayer::open_database(&args.state_dir.join("containers"))
+        .context("opening the VCH's state")?;
     args.limits.prepare_volume_stores()?;
     let limits = args.limits.limits();
     tracing::info!(
@@ -168,9 +189,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .image_store
         .clone()
         .unwrap_or_else(|| args.state_dir.join("images"));
+    let storage = Arc::new(args.limits.storage(&args.state_dir));
     let images = Arc::new(
-        ImageStore::open(&image_root)
-            .with_context(|| format!("opening the image store {}", image_root.display()))?,
+        ImageStore::open_in(db.clone(), &image_root)
+            .with_context(|| format!("opening the image store {}", image_root.display()))?
+            .with_budget(storage.clone()),
     );
     let backend = backend_local::LocalBackend::new(backend_local::LocalConfig {
         root: args.state_dir.join("vms"),
@@ -186,6 +209,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ContainersConfig {
             state_dir: args.state_dir.join("containers"),
             limits,
+            database: Some(db),
         },
         backend,
         images.clone(),
@@ -208,6 +232,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         containers: containers.clone(),
         images,
         puller,
+        storage,
         info: Arc::new(VchInfo {
             name: args.name.clone(),
             insecure_registries: args.insecure_registries.clone(),

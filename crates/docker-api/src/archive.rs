@@ -15,8 +15,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use imagec::archive::{self, ArchiveError, ImportOptions, LoadEvent};
-use imagec::pull::Platform;
+use imagec::pull::{Platform, PullError};
 use imagec::reference::Reference;
+use imagec::store::StoreError;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -39,6 +40,8 @@ fn status_of(e: &ArchiveError) -> StatusCode {
     match e {
         ArchiveError::NoSuchImage(_) => StatusCode::NOT_FOUND,
         ArchiveError::Invalid(_) | ArchiveError::Change(_) => StatusCode::BAD_REQUEST,
+        ArchiveError::Store(StoreError::Quota(_))
+        | ArchiveError::Build(PullError::Store(StoreError::Quota(_))) => StatusCode::FORBIDDEN,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

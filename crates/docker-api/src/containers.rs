@@ -247,6 +247,11 @@ pub async fn create(
             return Err(ApiError::not_found(format!("No such image: {shown}")));
         }
     };
+    // VIC refuses a create while the VCH's storage is over its quota.
+    let usage = st.storage.usage(st.images.usage());
+    st.storage
+        .check(usage, 0)
+        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e.to_string()))?;
     let name = q.get("name").cloned().unwrap_or_default();
     let spec = build_spec(body, name, &image);
     let rec = st.containers.create(spec).await?;

@@ -40,7 +40,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use imagec::pull::Puller;
 use imagec::store::ImageStore;
-use portlayer::Containers;
+use portlayer::{Containers, Storage};
 use tower::ServiceExt;
 
 pub use error::{ApiError, ApiResult};
@@ -70,6 +70,8 @@ pub struct AppState {
     pub containers: Containers,
     pub images: Arc<ImageStore>,
     pub puller: Arc<Puller>,
+    /// The VCH's storage: its quota, its volume stores, what each part uses.
+    pub storage: Arc<Storage>,
     pub info: Arc<VchInfo>,
 }
 

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use imagec::auth::Credentials;
 use imagec::pull::{Platform, Progress, PullError, PullOutcome};
 use imagec::reference::Reference;
+use imagec::store::StoreError;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -66,7 +67,9 @@ fn pull_error_status(e: &PullError) -> StatusCode {
         // A 401 makes the CLI prompt for a login in the middle of a pull; dockerd answers
         // refused pulls with a 500 too, and keeps 401 for `docker login` itself.
         PullError::LoginFailed { .. } => StatusCode::UNAUTHORIZED,
-        PullError::NotWhitelisted(_) => StatusCode::FORBIDDEN,
+        PullError::NotWhitelisted(_) | PullError::Store(StoreError::Quota(_)) => {
+            StatusCode::FORBIDDEN
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -77,7 +77,6 @@ pub async fn info(State(st): State<AppState>) -> impl IntoResponse {
         "Images": images,
         "Driver": format!("vic-{}", backend.name()),
         "DriverStatus": [["VCH", st.info.name], ["Backend", backend.describe()]],
-        "SystemStatus": null,
         "Plugins": { "Volume": [], "Network": [], "Authorization": null, "Log": ["json-file"] },
         "MemoryLimit": true,
         "SwapLimit": false,
@@ -103,7 +102,7 @@ pub async fn info(State(st): State<AppState>) -> impl IntoResponse {
         "Architecture": std::env::consts::ARCH,
         "IndexServerAddress": "https://index.docker.io/v1/",
         "RegistryConfig": registry_config(&st.info),
-        "SystemStatus": whitelist_status(&st.info),
+        "SystemStatus": system_status(&st),
         "NCPU": ncpu,
         "MemTotal": mem,
         "GenericResources": null,
@@ -147,21 +146,66 @@ fn registry_config(info: &crate::VchInfo) -> serde_json::Value {
     json!({ "InsecureRegistryCIDRs": [], "IndexConfigs": index, "Mirrors": [] })
 }
 
-/// VIC's `SystemStatus` lines about the registry whitelist.
-fn whitelist_status(info: &crate::VchInfo) -> serde_json::Value {
-    if info.whitelist_registries.is_empty() {
-        return json!([[
-            "Registry Whitelist Mode",
-            "disabled. All registry access allowed."
-        ]]);
+/// VIC's `SystemStatus`: the volume stores, the storage quota and what is used of it, the
+/// registry whitelist. The CLI prints each pair as ` NAME: VALUE`, so VIC's leading spaces
+/// show the storage lines under the volume stores.
+fn system_status(st: &AppState) -> Vec<[String; 2]> {
+    let mut out = Vec::new();
+    let mut add = |k: &str, v: String| out.push([k.to_string(), v]);
+    let labels: Vec<&str> = st
+        .storage
+        .volume_stores()
+        .iter()
+        .map(|v| v.label.as_str())
+        .collect();
+    add("VolumeStores", labels.join(" "));
+    let usage = st.storage.usage(st.images.usage());
+    if let Some(q) = st.storage.quota() {
+        add(" VCH storage limit", bytes_size(q));
     }
-    json!([
-        ["Registry Whitelist Mode", "enabled"],
-        [
+    add(" VCH storage usage", bytes_size(usage.total()));
+    for (k, v) in [
+        (" VCH images storage usage", usage.images),
+        (" VCH containers storage usage", usage.containers),
+        (" VCH volumes storage usage", usage.volumes),
+    ] {
+        if v > 0 {
+            add(k, bytes_size(v));
+        }
+    }
+    if st.info.whitelist_registries.is_empty() {
+        add(
+            "Registry Whitelist Mode",
+            "disabled. All registry access allowed.".into(),
+        );
+    } else {
+        add("Registry Whitelist Mode", "enabled".into());
+        add(
             "Whitelisted Registries",
-            info.whitelist_registries.join(", ")
-        ],
-    ])
+            st.info.whitelist_registries.join(", "),
+        );
+    }
+    out
+}
+
+/// Bytes as Docker's `units.BytesSize` (which VIC used) writes them: binary units, four
+/// significant digits, e.g. `1GiB`, `3.281MiB`.
+fn bytes_size(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    let int_digits = if v < 1.0 { 1 } else { v.log10() as usize + 1 };
+    let s = format!("{v:.*}", 4usize.saturating_sub(int_digits));
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &s
+    };
+    format!("{s}{}", UNITS[unit])
 }
 
 fn host_resources() -> (usize, u64) {
@@ -182,4 +226,20 @@ fn host_resources() -> (usize, u64) {
         .map(|kb| kb * 1024)
         .unwrap_or(0);
     (ncpu, mem)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_dockers_units_write_them() {
+        assert_eq!(bytes_size(0), "0B");
+        assert_eq!(bytes_size(1000), "1000B");
+        assert_eq!(bytes_size(1 << 30), "1GiB");
+        assert_eq!(bytes_size(20 << 30), "20GiB");
+        assert_eq!(bytes_size(3_440_640), "3.281MiB");
+        assert_eq!(bytes_size(1536), "1.5KiB");
+        assert_eq!(bytes_size((1 << 30) - (1 << 20)), "1023MiB");
+    }
 }

@@ -10,8 +10,8 @@
 //!        │                 index/list → pick linux/amd64 → manifest
 //!        ├─ config blob (digest checked) → image ID
 //!        ├─ layer blobs, 3 at a time → blobs/sha256/<hex> (digest checked while streaming)
-//!        └─ layers applied in order → tmp/ → images/<hex>/rootfs, then record.json (last),
-//!           then repositories.json (tags and digests → image ID)
+//!        └─ layers applied in order → tmp/ → images/<hex>/rootfs, then the record, tags
+//!           and digests in one database transaction (last)
 //! ```
 //!
 //! ```no_run
@@ -33,7 +33,10 @@
 //!
 //! A pull that dies midway leaves only `*.partial` blobs (resumed by the next pull with a
 //! `Range` request, swept after a day) and `tmp/` directories (swept by
-//! [`store::ImageStore::open`]): never half an image.
+//! [`store::ImageStore::open`]): never half an image. The store may be given a
+//! [`store::Budget`] (the VCH's storage quota): a pull is then refused before it starts when
+//! the store is over it, before it downloads when the manifest's sizes do not fit, and before
+//! the image commits when the unpacked layers do not.
 
 pub mod archive;
 pub mod auth;

@@ -1,6 +1,6 @@
 //! Pulling images from a registry v2 / OCI distribution endpoint.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -383,6 +383,8 @@ impl Puller {
         creds: Option<&Credentials>,
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<PullOutcome, PullError> {
+        // A store over its budget takes nothing more, not even a tag (as VIC refused).
+        store.admit(0)?;
         self.registry.allowed(&reference.registry)?;
         let scope = pull_scope(reference);
         let access = Access {
@@ -430,6 +432,19 @@ impl Puller {
             .config
             .as_ref()
             .ok_or_else(|| PullError::Invalid("manifest without a config".into()))?;
+        let held = store.get(&config_desc.digest).is_some();
+        if !held {
+            // What the manifest says the download adds must fit before any of it starts
+            // (and before any progress, so that the refusal is the answer); the unpacked
+            // layers are checked again when the image commits.
+            let mut seen = HashSet::new();
+            let adding: u64 = std::iter::once(config_desc)
+                .chain(&manifest.layers)
+                .filter(|d| seen.insert(&d.digest) && !store.blob_path(&d.digest).exists())
+                .map(|d| d.size)
+                .sum();
+            store.admit(adding)?;
+        }
         // Docker's "latest: Pulling from library/busybox" (the caller knows the tag).
         progress(Progress::msg(format!(
             "Pulling from {}",
@@ -438,7 +453,7 @@ impl Puller {
         let digest_ref = Some(reference.with_digest(&top_digest));
 
         // An image we have already: just (re)tag it.
-        if store.get(&config_desc.digest).is_some() {
+        if held {
             let had = store.tag_existing(&config_desc.digest, reference, digest_ref)?;
             let image = store
                 .get(&config_desc.digest)

@@ -1,28 +1,47 @@
-//! The content-addressed image store.
+//! The content-addressed image store: content in files, metadata in one `redb` database.
 //!
 //! ```text
 //!   ROOT/blobs/sha256/<hex>            layer and config blobs, named by their digest
-//!   ROOT/images/<hex>/record.json      ImageRecord (written last: its presence means complete)
-//!   ROOT/images/<hex>/rootfs/          the unpacked root filesystem
-//!   ROOT/repositories.json             every tag and digest reference → image ID (authoritative)
 //!   ROOT/blobs/sha256/<hex>.partial    an interrupted download, resumed by the next pull
+//!   ROOT/images/<hex>/rootfs/          the unpacked root filesystem of an image
 //!   ROOT/tmp/                          work in progress, swept at open
+//!
+//!   database, table images             image ID → ImageRecord (JSON, without its references)
+//!   database, table image_references   "busybox:latest", "busybox@sha256:…" → image ID
 //! ```
 //!
-//! `repositories.json` uses Docker's shape, `{"Repositories": {"busybox": {"busybox:latest":
-//! "sha256:…", "busybox@sha256:…": "sha256:…"}}}`, and is rewritten atomically on every tag
-//! change, so a tag moving between images is one atomic step. Records also carry their tags
-//! (for reading by eye), but on open the repositories file wins.
+//! The database is the VCH's state database when the appliance hands one over
+//! ([`ImageStore::open_in`]), so that containers and images live in one crash-safe store; on
+//! its own ([`ImageStore::open`]) the store keeps `ROOT/images.redb`.
+//!
+//! Every reference names exactly one image (it is the table's key), so a tag moving between
+//! images is one insert. Every change is one durable transaction, and content comes first:
+//! a new image's root filesystem and blobs are in place before its record commits, and a
+//! removed image's record goes before its files. A crash thus leaves at most content that no
+//! record names, which [`ImageStore::open`] sweeps: `tmp/`, image directories without a
+//! record, and (after a day, so that the next pull of the same image can reuse them) blobs
+//! no image uses and interrupted downloads.
+//!
+//! Stores of earlier versions kept metadata in files (`images/<hex>/record.json`, with
+//! `repositories.json` the truth about references); opening one imports them into the
+//! database in one transaction and then deletes the files. An import cut short is redone on
+//! the next open, and what the database holds already wins over the files.
+//!
+//! A [`Budget`] (the VCH's storage quota) may refuse growth: before a pull downloads (see
+//! [`ImageStore::admit`]) and before an image commits.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::reference::Reference;
+
+mod legacy;
 
 /// An image as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,11 +74,24 @@ pub struct ImageRecord {
 pub enum StoreError {
     #[error("No such image: {0}")]
     NoSuchImage(String),
+    /// Another process has the store's own database open.
+    #[error("the image store {0} is in use by another process")]
+    InUse(PathBuf),
+    /// The budget refused the growth; the message is the budget's.
+    #[error("{0}")]
+    Quota(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
         #[source]
         source: io::Error,
+    },
+    #[error("{context}: {source}")]
+    Database {
+        context: String,
+        /// Boxed: redb's error is large, and every result of the store carries this type.
+        #[source]
+        source: Box<redb::Error>,
     },
 }
 
@@ -68,7 +100,28 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
     move |source| StoreError::Io { context, source }
 }
 
-/// How long an interrupted blob download is kept for resuming.
+fn db_err<E: Into<redb::Error>>(context: &'static str) -> impl FnOnce(E) -> StoreError {
+    move |e| StoreError::Database {
+        context: context.to_string(),
+        source: Box::new(e.into()),
+    }
+}
+
+/// Whether the store may grow: the VCH's storage quota, as the image store sees it.
+pub trait Budget: Send + Sync {
+    /// Refuses adding `adding` bytes to a store that holds `held` bytes now (see
+    /// [`ImageStore::usage`]), with the message a user sees.
+    fn admit(&self, held: u64, adding: u64) -> Result<(), String>;
+}
+
+/// image ID → the record as JSON, its references left out (they live in [`REFERENCES`]).
+const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
+/// Every reference (`name:tag` or `name@sha256:…`) → the image ID it names.
+const REFERENCES: TableDefinition<&str, &str> = TableDefinition::new("image_references");
+/// The database of a store opened on its own.
+const OWN_DATABASE: &str = "images.redb";
+
+/// How long an interrupted blob download, or a blob no image uses, is kept for the next pull.
 const PARTIAL_KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Hex part of a digest or image ID.
@@ -79,84 +132,180 @@ pub fn hex_of(id: &str) -> &str {
 /// The image store of a VCH. Cheap queries from memory; every change is written through.
 pub struct ImageStore {
     root: PathBuf,
+    db: Arc<Database>,
     images: Mutex<HashMap<String, ImageRecord>>,
+    budget: Option<Arc<dyn Budget>>,
 }
 
 impl ImageStore {
-    /// Opens (creating) the store, sweeping what an interrupted pull left behind.
+    /// Opens (creating) the store with its own database, `ROOT/images.redb`; see
+    /// [`ImageStore::open_in`] for what opening does.
     pub fn open(root: &Path) -> Result<ImageStore, StoreError> {
+        fs::create_dir_all(root).map_err(io_err(format!("creating {}", root.display())))?;
+        let db = Database::create(root.join(OWN_DATABASE)).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(root.to_path_buf()),
+            e => db_err("opening the image database")(e),
+        })?;
+        Self::open_in(Arc::new(db), root)
+    }
+
+    /// Opens (creating) the store with its content under `root` and its metadata in `db`
+    /// (shared with the rest of the VCH's state): imports the metadata files of earlier
+    /// versions, then sweeps what an interrupted operation left behind.
+    pub fn open_in(db: Arc<Database>, root: &Path) -> Result<ImageStore, StoreError> {
         for d in ["blobs/sha256", "images", "tmp"] {
             fs::create_dir_all(root.join(d))
                 .map_err(io_err(format!("creating {}", root.join(d).display())))?;
         }
-        let tmp = root.join("tmp");
-        for e in fs::read_dir(&tmp)
+        for e in fs::read_dir(root.join("tmp"))
             .map_err(io_err("reading the store's tmp"))?
             .flatten()
         {
             let _ = remove_any(&e.path());
         }
-        for e in fs::read_dir(root.join("blobs/sha256"))
+        let store = ImageStore {
+            root: root.to_path_buf(),
+            db,
+            images: Mutex::new(HashMap::new()),
+            budget: None,
+        };
+        store.import_legacy()?;
+        let images = store.load()?;
+        store.sweep(&images)?;
+        *store.lock() = images;
+        Ok(store)
+    }
+
+    /// Lets `budget` refuse growth from now on.
+    pub fn with_budget(mut self, budget: Arc<dyn Budget>) -> ImageStore {
+        self.budget = Some(budget);
+        self
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ImageRecord>> {
+        self.images.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on both tables in one write transaction and commits it durably.
+    fn write(
+        &self,
+        f: impl FnOnce(
+            &mut redb::Table<&str, &[u8]>,
+            &mut redb::Table<&str, &str>,
+        ) -> Result<(), redb::StorageError>,
+    ) -> Result<(), StoreError> {
+        let tx = self
+            .db
+            .begin_write()
+            .map_err(db_err("starting a transaction"))?;
+        {
+            let mut images = tx.open_table(IMAGES).map_err(db_err("opening images"))?;
+            let mut refs = tx
+                .open_table(REFERENCES)
+                .map_err(db_err("opening image_references"))?;
+            f(&mut images, &mut refs).map_err(db_err("writing image metadata"))?;
+        }
+        tx.commit().map_err(db_err("committing image metadata"))
+    }
+
+    /// Every record in the database with its references, leaving out (and deleting)
+    /// records that do not decode or whose root filesystem is gone, and references to
+    /// images that are not there.
+    fn load(&self) -> Result<HashMap<String, ImageRecord>, StoreError> {
+        let tx = self
+            .db
+            .begin_read()
+            .map_err(db_err("starting a read transaction"))?;
+        let mut images = HashMap::new();
+        let mut bad_records = Vec::new();
+        // A database no image was ever written to has no tables yet.
+        let Some(table) = existing(tx.open_table(IMAGES)).map_err(db_err("opening images"))? else {
+            return Ok(images);
+        };
+        for item in table.iter().map_err(db_err("reading images"))? {
+            let (k, v) = item.map_err(db_err("reading images"))?;
+            let id = k.value().to_string();
+            match serde_json::from_slice::<ImageRecord>(v.value()) {
+                Ok(mut rec) if rec.id == id && self.rootfs(&id).is_dir() => {
+                    rec.repo_tags.clear();
+                    rec.repo_digests.clear();
+                    images.insert(id, rec);
+                }
+                Ok(_) => {
+                    tracing::warn!(%id, "removing an image record whose root filesystem is gone");
+                    bad_records.push(id);
+                }
+                Err(e) => {
+                    tracing::warn!(%id, "removing an image record that does not decode: {e}");
+                    bad_records.push(id);
+                }
+            }
+        }
+        let mut bad_refs = Vec::new();
+        if let Some(table) =
+            existing(tx.open_table(REFERENCES)).map_err(db_err("opening image_references"))?
+        {
+            for item in table.iter().map_err(db_err("reading image_references"))? {
+                let (k, v) = item.map_err(db_err("reading image_references"))?;
+                let (reference, id) = (k.value().to_string(), v.value());
+                match images.get_mut(id) {
+                    Some(rec) => push_reference(rec, reference),
+                    None => bad_refs.push(reference),
+                }
+            }
+        }
+        drop(tx);
+        for rec in images.values_mut() {
+            rec.repo_tags.sort();
+            rec.repo_digests.sort();
+        }
+        if !bad_records.is_empty() || !bad_refs.is_empty() {
+            self.write(|t, r| {
+                for id in &bad_records {
+                    t.remove(id.as_str())?;
+                }
+                for reference in &bad_refs {
+                    r.remove(reference.as_str())?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(images)
+    }
+
+    /// Removes content no record names: image directories at once; blobs and interrupted
+    /// downloads once they are a day old (until then the next pull reuses them).
+    fn sweep(&self, images: &HashMap<String, ImageRecord>) -> Result<(), StoreError> {
+        for e in fs::read_dir(self.root.join("images"))
+            .map_err(io_err("reading images"))?
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().to_string();
+            if !images.contains_key(&format!("sha256:{name}")) {
+                tracing::warn!(dir = %e.path().display(), "removing an image directory without a record");
+                let _ = remove_any(&e.path());
+            }
+        }
+        let used = blobs_in_use(images);
+        for e in fs::read_dir(self.root.join("blobs/sha256"))
             .map_err(io_err("reading blobs"))?
             .flatten()
         {
-            // A recent partial download is kept for the next pull to resume; old ones go.
+            let name = e.file_name().to_string_lossy().to_string();
+            if used.contains(name.as_str()) {
+                continue;
+            }
             let stale = e
                 .metadata()
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| t.elapsed().ok())
                 .is_none_or(|age| age > PARTIAL_KEPT_FOR);
-            if e.file_name().to_string_lossy().ends_with(".partial") && stale {
+            if stale {
                 let _ = fs::remove_file(e.path());
             }
         }
-        let mut images = HashMap::new();
-        for e in fs::read_dir(root.join("images"))
-            .map_err(io_err("reading images"))?
-            .flatten()
-        {
-            let rec = fs::read(e.path().join("record.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<ImageRecord>(&b).ok())
-                .filter(|_| e.path().join("rootfs").is_dir());
-            match rec {
-                Some(rec) => {
-                    images.insert(rec.id.clone(), rec);
-                }
-                None => {
-                    tracing::warn!(dir = %e.path().display(), "removing an incomplete image");
-                    let _ = remove_any(&e.path());
-                }
-            }
-        }
-        apply_repositories(root, &mut images);
-        Ok(ImageStore {
-            root: root.to_path_buf(),
-            images: Mutex::new(images),
-        })
-    }
-
-    /// Rewrites `repositories.json` from the in-memory records.
-    fn save_repositories(&self, images: &HashMap<String, ImageRecord>) -> Result<(), StoreError> {
-        let mut repos: Repositories = BTreeMap::new();
-        for rec in images.values() {
-            for r in rec.repo_tags.iter().chain(&rec.repo_digests) {
-                let name = ref_name(r);
-                repos
-                    .entry(name.to_string())
-                    .or_default()
-                    .insert(r.clone(), rec.id.clone());
-            }
-        }
-        let json = serde_json::to_vec_pretty(&serde_json::json!({ "Repositories": repos }))
-            .map_err(|e| io_err("encoding repositories.json")(io::Error::other(e)))?;
-        write_atomic(&self.root.join("repositories.json"), &json)
-            .map_err(io_err("saving repositories.json"))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ImageRecord>> {
-        self.images.lock().unwrap_or_else(|e| e.into_inner())
+        Ok(())
     }
 
     /// Every image.
@@ -220,69 +369,78 @@ impl ImageStore {
         Ok(p)
     }
 
-    fn save(&self, rec: &ImageRecord) -> Result<(), StoreError> {
-        let json = serde_json::to_vec_pretty(rec)
-            .map_err(|e| io_err("encoding an image record")(io::Error::other(e)))?;
-        write_atomic(&self.image_dir(&rec.id).join("record.json"), &json)
-            .map_err(io_err("saving an image record"))
+    /// Bytes the store holds: every image's size (its unpacked layers, as `docker images`
+    /// shows it) plus every blob file (layers and configs, interrupted downloads included).
+    pub fn usage(&self) -> u64 {
+        let images = self.lock();
+        self.usage_of(&images)
     }
 
-    /// Moves `tag` (a `name:tag`) to image `id`, taking it from any other image.
-    fn retag(
-        &self,
-        images: &mut HashMap<String, ImageRecord>,
-        id: &str,
-        tag: &str,
-    ) -> Result<(), StoreError> {
-        let others: Vec<String> = images
-            .values()
-            .filter(|i| i.id != id && i.repo_tags.iter().any(|t| t == tag))
-            .map(|i| i.id.clone())
-            .collect();
-        for other in others {
-            if let Some(rec) = images.get_mut(&other) {
-                rec.repo_tags.retain(|t| t != tag);
-                self.save(rec)?;
-            }
+    fn usage_of(&self, images: &HashMap<String, ImageRecord>) -> u64 {
+        let unpacked: u64 = images.values().map(|i| i.size).sum();
+        let blobs: u64 = fs::read_dir(self.root.join("blobs/sha256"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        unpacked + blobs
+    }
+
+    /// Asks the budget, if there is one, whether `adding` more bytes fit.
+    pub fn admit(&self, adding: u64) -> Result<(), StoreError> {
+        match &self.budget {
+            Some(b) => b.admit(self.usage(), adding).map_err(StoreError::Quota),
+            None => Ok(()),
         }
-        Ok(())
     }
 
-    /// Adds an image whose root filesystem was unpacked into `rootfs_tmp`, or, when the image
-    /// exists already (another pull won), merges its tags and digests and drops `rootfs_tmp`.
+    /// Adds an image whose root filesystem was unpacked into `rootfs_tmp` (its blobs are in
+    /// place already), or, when the image exists already (another pull won), merges its tags
+    /// and digests and drops `rootfs_tmp`. A new image must fit the budget.
     pub fn commit(
         &self,
         mut rec: ImageRecord,
         rootfs_tmp: &Path,
     ) -> Result<ImageRecord, StoreError> {
         let mut images = self.lock();
-        let tags = std::mem::take(&mut rec.repo_tags);
-        let digests = std::mem::take(&mut rec.repo_digests);
-        if let Some(existing) = images.get(&rec.id) {
-            rec = existing.clone();
-            let _ = remove_any(rootfs_tmp);
-        } else {
+        let refs: Vec<String> = std::mem::take(&mut rec.repo_tags)
+            .into_iter()
+            .chain(std::mem::take(&mut rec.repo_digests))
+            .collect();
+        let new = !images.contains_key(&rec.id);
+        if new {
+            if let Some(b) = &self.budget {
+                b.admit(self.usage_of(&images), rec.size)
+                    .map_err(StoreError::Quota)?;
+            }
+            // Content first: without a record, a crash leaves a directory that open sweeps.
             let dir = self.image_dir(&rec.id);
             fs::create_dir_all(&dir).map_err(io_err("creating the image directory"))?;
             let _ = remove_any(&dir.join("rootfs"));
             fs::rename(rootfs_tmp, dir.join("rootfs"))
                 .map_err(io_err("moving the root filesystem into place"))?;
+        } else {
+            let _ = remove_any(rootfs_tmp);
         }
-        for t in tags {
-            self.retag(&mut images, &rec.id, &t)?;
-            if !rec.repo_tags.contains(&t) {
-                rec.repo_tags.push(t);
+        let json = record_json(&rec);
+        self.write(|t, r| {
+            if new {
+                t.insert(rec.id.as_str(), json.as_slice())?;
             }
-        }
-        for d in digests {
-            if !rec.repo_digests.contains(&d) {
-                rec.repo_digests.push(d);
+            for reference in &refs {
+                r.insert(reference.as_str(), rec.id.as_str())?;
             }
+            Ok(())
+        })?;
+        if new {
+            images.insert(rec.id.clone(), rec.clone());
         }
-        self.save(&rec)?;
-        images.insert(rec.id.clone(), rec.clone());
-        self.save_repositories(&images)?;
-        Ok(rec)
+        for reference in refs {
+            set_reference(&mut images, reference, &rec.id);
+        }
+        Ok(images[&rec.id].clone())
     }
 
     /// Adds `name:tag` (and a digest reference, if given) to an existing image; returns
@@ -295,31 +453,21 @@ impl ImageStore {
     ) -> Result<bool, StoreError> {
         let mut images = self.lock();
         let key = format!("sha256:{}", hex_of(id));
-        if !images.contains_key(&key) {
-            return Err(StoreError::NoSuchImage(id.to_string()));
-        }
-        let mut had = true;
-        if let Some(tag) = reference.tagged() {
-            self.retag(&mut images, &key, &tag)?;
-            let rec = images
-                .get_mut(&key)
-                .ok_or_else(|| StoreError::NoSuchImage(id.to_string()))?;
-            if !rec.repo_tags.contains(&tag) {
-                rec.repo_tags.push(tag);
-                had = false;
-            }
-        }
         let rec = images
-            .get_mut(&key)
+            .get(&key)
             .ok_or_else(|| StoreError::NoSuchImage(id.to_string()))?;
-        if let Some(d) = digest_ref {
-            if !rec.repo_digests.contains(&d) {
-                rec.repo_digests.push(d);
+        let tag = reference.tagged();
+        let had = tag.as_ref().is_none_or(|t| rec.repo_tags.contains(t));
+        let refs: Vec<String> = tag.into_iter().chain(digest_ref).collect();
+        self.write(|_, r| {
+            for reference in &refs {
+                r.insert(reference.as_str(), key.as_str())?;
             }
+            Ok(())
+        })?;
+        for reference in refs {
+            set_reference(&mut images, reference, &key);
         }
-        let rec = rec.clone();
-        self.save(&rec)?;
-        self.save_repositories(&images)?;
         Ok(had)
     }
 
@@ -330,49 +478,69 @@ impl ImageStore {
 
     /// Removes a tag; returns the image it pointed at.
     pub fn untag(&self, reference: &Reference) -> Result<Option<String>, StoreError> {
-        let (wanted, is_digest) = match (&reference.digest, reference.tagged()) {
-            (Some(d), _) => (reference.with_digest(d), true),
-            (None, Some(t)) => (t, false),
+        let wanted = match (&reference.digest, reference.tagged()) {
+            (Some(d), _) => reference.with_digest(d),
+            (None, Some(t)) => t,
             (None, None) => return Ok(None),
         };
         let mut images = self.lock();
-        let Some(rec) = images.values_mut().find(|i| {
-            if is_digest {
-                i.repo_digests.contains(&wanted)
-            } else {
-                i.repo_tags.contains(&wanted)
-            }
-        }) else {
+        let Some(rec) = images
+            .values()
+            .find(|i| i.repo_tags.contains(&wanted) || i.repo_digests.contains(&wanted))
+        else {
             return Ok(None);
         };
-        rec.repo_tags.retain(|t| t != &wanted);
-        rec.repo_digests.retain(|d| d != &wanted);
+        let id = rec.id.clone();
         let name = reference.name();
-        if !rec.repo_tags.iter().any(|t| ref_name(t) == name) {
+        let mut gone = vec![wanted.clone()];
+        if !rec
+            .repo_tags
+            .iter()
+            .any(|t| t != &wanted && ref_name(t) == name)
+        {
             // Docker drops a repository's digest references with its last tag.
-            rec.repo_digests.retain(|d| ref_name(d) != name);
+            gone.extend(
+                rec.repo_digests
+                    .iter()
+                    .filter(|d| ref_name(d) == name)
+                    .cloned(),
+            );
         }
-        let rec = rec.clone();
-        self.save(&rec)?;
-        self.save_repositories(&images)?;
-        Ok(Some(rec.id))
+        self.write(|_, r| {
+            for g in &gone {
+                r.remove(g.as_str())?;
+            }
+            Ok(())
+        })?;
+        if let Some(rec) = images.get_mut(&id) {
+            rec.repo_tags.retain(|t| !gone.contains(t));
+            rec.repo_digests.retain(|d| !gone.contains(d));
+        }
+        Ok(Some(id))
     }
 
-    /// Deletes an image: its record, root filesystem, and blobs no other image uses.
+    /// Deletes an image: its record and references, then its root filesystem and the blobs
+    /// no other image uses.
     pub fn remove(&self, id: &str) -> Result<(), StoreError> {
         let mut images = self.lock();
         let key = format!("sha256:{}", hex_of(id));
         let rec = images
-            .remove(&key)
-            .ok_or_else(|| StoreError::NoSuchImage(id.to_string()))?;
-        self.save_repositories(&images)?;
-        // Record first: a crash after this leaves a directory that open() sweeps.
-        let dir = self.image_dir(&key);
-        let _ = fs::remove_file(dir.join("record.json"));
-        remove_any(&dir).map_err(io_err("removing the image's files"))?;
-        let in_use = |d: &String| images.values().any(|i| i.layers.contains(d) || &i.id == d);
+            .get(&key)
+            .ok_or_else(|| StoreError::NoSuchImage(id.to_string()))?
+            .clone();
+        // Record first: a crash after this leaves files that open sweeps.
+        self.write(|t, r| {
+            t.remove(key.as_str())?;
+            for reference in rec.repo_tags.iter().chain(&rec.repo_digests) {
+                r.remove(reference.as_str())?;
+            }
+            Ok(())
+        })?;
+        images.remove(&key);
+        remove_any(&self.image_dir(&key)).map_err(io_err("removing the image's files"))?;
+        let used = blobs_in_use(&images);
         for blob in rec.layers.iter().chain(std::iter::once(&rec.id)) {
-            if !in_use(blob) {
+            if !used.contains(hex_of(blob)) {
                 let _ = fs::remove_file(self.blob_path(blob));
             }
         }
@@ -380,8 +548,57 @@ impl ImageStore {
     }
 }
 
-/// `repositories.json`: repository name → reference → image ID.
-type Repositories = BTreeMap<String, BTreeMap<String, String>>;
+/// A table, or `None` when it was never created.
+fn existing<T>(table: Result<T, redb::TableError>) -> Result<Option<T>, redb::TableError> {
+    match table {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The record as stored: without its references, which the references table holds.
+fn record_json(rec: &ImageRecord) -> Vec<u8> {
+    let stored = ImageRecord {
+        repo_tags: Vec::new(),
+        repo_digests: Vec::new(),
+        ..rec.clone()
+    };
+    // A record is plain data: encoding it cannot fail.
+    serde_json::to_vec(&stored).unwrap_or_default()
+}
+
+/// Adds `reference` to `rec`'s tags or digests.
+fn push_reference(rec: &mut ImageRecord, reference: String) {
+    let list = if reference.contains('@') {
+        &mut rec.repo_digests
+    } else {
+        &mut rec.repo_tags
+    };
+    if !list.contains(&reference) {
+        list.push(reference);
+    }
+}
+
+/// Points `reference` at image `id`, taking it from any other image (in memory).
+fn set_reference(images: &mut HashMap<String, ImageRecord>, reference: String, id: &str) {
+    for other in images.values_mut().filter(|i| i.id != id) {
+        other.repo_tags.retain(|t| t != &reference);
+        other.repo_digests.retain(|d| d != &reference);
+    }
+    if let Some(rec) = images.get_mut(id) {
+        push_reference(rec, reference);
+    }
+}
+
+/// Hex digests of the blobs (layers and configs) the images use.
+fn blobs_in_use(images: &HashMap<String, ImageRecord>) -> HashSet<&str> {
+    images
+        .values()
+        .flat_map(|i| i.layers.iter().chain(std::iter::once(&i.id)))
+        .map(|d| hex_of(d))
+        .collect()
+}
 
 /// The repository part of `name:tag` or `name@digest` (a registry port is not a tag).
 fn ref_name(r: &str) -> &str {
@@ -391,42 +608,6 @@ fn ref_name(r: &str) -> &str {
     match r.rfind(':') {
         Some(i) if !r[i + 1..].contains('/') => &r[..i],
         _ => r,
-    }
-}
-
-/// Makes `repositories.json`, when readable, the truth about every record's references.
-fn apply_repositories(root: &Path, images: &mut HashMap<String, ImageRecord>) {
-    #[derive(Deserialize)]
-    struct File {
-        #[serde(rename = "Repositories", default)]
-        repositories: Repositories,
-    }
-    let Ok(raw) = fs::read(root.join("repositories.json")) else {
-        return;
-    };
-    let file: File = match serde_json::from_slice(&raw) {
-        Ok(f) => f,
-        Err(e) => {
-            tracing::warn!(error = %e, "ignoring an unreadable repositories.json; using the image records' tags");
-            return;
-        }
-    };
-    for rec in images.values_mut() {
-        rec.repo_tags.clear();
-        rec.repo_digests.clear();
-    }
-    for (reference, id) in file.repositories.into_values().flatten() {
-        if let Some(rec) = images.get_mut(&id) {
-            if reference.contains('@') {
-                rec.repo_digests.push(reference);
-            } else {
-                rec.repo_tags.push(reference);
-            }
-        }
-    }
-    for rec in images.values_mut() {
-        rec.repo_tags.sort();
-        rec.repo_digests.sort();
     }
 }
 
@@ -440,27 +621,14 @@ pub(crate) fn remove_any(p: &Path) -> io::Result<()> {
     }
 }
 
-/// Replaces `path` with `data` atomically (temp file, fsync, rename).
-pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    // The rename itself is durable once the directory is synced.
-    if let Some(dir) = path.parent() {
-        fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant, SystemTime};
+
+    use super::legacy::{LEGACY_RECORD, LEGACY_REPOSITORIES};
     use super::*;
 
-    fn record(hex: char, tags: &[&str]) -> ImageRecord {
+    pub(super) fn record(hex: char, tags: &[&str]) -> ImageRecord {
         ImageRecord {
             id: format!("sha256:{}", hex.to_string().repeat(64)),
             repo_tags: tags.iter().map(|s| s.to_string()).collect(),
@@ -476,10 +644,19 @@ mod tests {
         }
     }
 
-    fn add(store: &ImageStore, rec: ImageRecord) {
+    pub(super) fn add(store: &ImageStore, rec: ImageRecord) {
         let tmp = store.temp_dir().unwrap();
         fs::write(tmp.join("file"), b"x").unwrap();
         store.commit(rec, &tmp).unwrap();
+    }
+
+    fn age(path: &Path, by: Duration) {
+        fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(SystemTime::now() - by)
+            .unwrap();
     }
 
     #[test]
@@ -519,17 +696,15 @@ mod tests {
         );
         fs::create_dir_all(dir.path().join("images/half/rootfs")).unwrap();
         fs::write(dir.path().join("blobs/sha256/x.partial"), b"").unwrap();
-        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 24 * 3600);
-        fs::File::options()
-            .write(true)
-            .open(dir.path().join("blobs/sha256/x.partial"))
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        age(
+            &dir.path().join("blobs/sha256/x.partial"),
+            Duration::from_secs(2 * 24 * 3600),
+        );
         fs::write(dir.path().join("blobs/sha256/y.partial"), b"abc").unwrap();
         drop(store);
         let store = ImageStore::open(dir.path()).unwrap();
         assert_eq!(store.list().len(), 2);
+        assert!(store.get(&a).unwrap().repo_tags.is_empty());
         assert!(
             !dir.path().join("images/half").exists(),
             "an image without a record is swept"
@@ -587,7 +762,7 @@ mod tests {
     }
 
     #[test]
-    fn repositories_json_is_the_truth_about_tags() {
+    fn references_are_kept_in_the_database_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let store = ImageStore::open(dir.path()).unwrap();
         let mut a = record('a', &["busybox:latest"]);
@@ -596,27 +771,11 @@ mod tests {
         store
             .tag(&a.id, &Reference::parse("127.0.0.1:5000/x:v1").unwrap())
             .unwrap();
-        let raw = fs::read(dir.path().join("repositories.json")).unwrap();
-        let json: serde_json::Value = serde_json::from_slice(&raw).unwrap();
-        assert_eq!(
-            json["Repositories"]["busybox"]["busybox:latest"],
-            a.id.as_str()
+        assert!(
+            !dir.path().join(LEGACY_REPOSITORIES).exists()
+                && !store.image_dir(&a.id).join(LEGACY_RECORD).exists(),
+            "no metadata files"
         );
-        assert_eq!(
-            json["Repositories"]["127.0.0.1:5000/x"]["127.0.0.1:5000/x:v1"],
-            a.id.as_str()
-        );
-        // A stale record (say, a crash between the two writes) loses to repositories.json.
-        let mut stale = store.get(&a.id).unwrap();
-        stale.repo_tags.push("ghost:latest".into());
-        fs::write(
-            dir.path()
-                .join("images")
-                .join("a".repeat(64))
-                .join("record.json"),
-            serde_json::to_vec(&stale).unwrap(),
-        )
-        .unwrap();
         drop(store);
         let store = ImageStore::open(dir.path()).unwrap();
         let got = store.get(&a.id).unwrap();
@@ -633,6 +792,191 @@ mod tests {
         assert_eq!(
             store.untag(&Reference::parse("busybox").unwrap()).unwrap(),
             None
+        );
+        drop(store);
+        let store = ImageStore::open(dir.path()).unwrap();
+        assert_eq!(store.get(&a.id).unwrap(), got);
+    }
+
+    #[test]
+    fn content_no_record_names_is_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let store = ImageStore::open(root).unwrap();
+        let a = record('a', &["app:latest"]);
+        add(&store, a.clone());
+        let layer = store.blob_path(&a.layers[0]);
+        fs::write(&layer, b"layer").unwrap();
+        let fresh = store.blob_path(&format!("sha256:{}", "e".repeat(64)));
+        let old = store.blob_path(&format!("sha256:{}", "f".repeat(64)));
+        fs::write(&fresh, b"a pull that died").unwrap();
+        fs::write(&old, b"long ago").unwrap();
+        age(&old, Duration::from_secs(2 * 24 * 3600));
+        age(&layer, Duration::from_secs(2 * 24 * 3600));
+        let b = record('b', &["gone:latest"]);
+        add(&store, b.clone());
+        drop(store);
+        // `b`'s root filesystem lost (by hand): its record goes, with its reference.
+        fs::remove_dir_all(root.join("images").join("b".repeat(64))).unwrap();
+        let store = ImageStore::open(root).unwrap();
+        assert!(store.get(&b.id).is_none());
+        assert!(store.resolve("gone").is_none());
+        assert!(layer.exists(), "a blob in use stays, however old");
+        assert!(
+            fresh.exists(),
+            "a recent unused blob is kept for the next pull"
+        );
+        assert!(!old.exists(), "an old unused blob goes");
+    }
+
+    #[test]
+    fn remove_drops_the_blobs_no_other_image_uses() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let (mut a, mut b) = (record('a', &["a:1"]), record('b', &["b:1"]));
+        let shared = format!("sha256:{}", "5".repeat(64));
+        let own = format!("sha256:{}", "6".repeat(64));
+        a.layers = vec![shared.clone(), own.clone()];
+        b.layers = vec![shared.clone()];
+        for d in [&shared, &own, &a.id, &b.id] {
+            fs::write(store.blob_path(d), d.as_bytes()).unwrap();
+        }
+        add(&store, a.clone());
+        add(&store, b.clone());
+        store.remove(&a.id).unwrap();
+        assert!(store.blob_path(&shared).exists());
+        assert!(!store.blob_path(&own).exists());
+        assert!(!store.blob_path(&a.id).exists());
+        assert!(matches!(
+            store.remove(&a.id),
+            Err(StoreError::NoSuchImage(_))
+        ));
+    }
+
+    #[test]
+    fn a_second_store_on_the_same_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let err = ImageStore::open(dir.path()).err().expect("refused");
+        assert!(matches!(err, StoreError::InUse(_)), "{err}");
+        drop(store);
+        ImageStore::open(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_shared_database_keeps_other_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Database::create(dir.path().join("state.redb")).unwrap());
+        const OTHER: TableDefinition<&str, &str> = TableDefinition::new("containers");
+        let tx = db.begin_write().unwrap();
+        tx.open_table(OTHER).unwrap().insert("c1", "x").unwrap();
+        tx.commit().unwrap();
+        let store = ImageStore::open_in(db.clone(), &dir.path().join("images")).unwrap();
+        add(&store, record('a', &["app:latest"]));
+        drop(store);
+        let store = ImageStore::open_in(db.clone(), &dir.path().join("images")).unwrap();
+        assert_eq!(store.list().len(), 1);
+        let tx = db.begin_read().unwrap();
+        let other = tx.open_table(OTHER).unwrap();
+        assert_eq!(other.get("c1").unwrap().unwrap().value(), "x");
+        assert!(!dir.path().join("images").join(OWN_DATABASE).exists());
+    }
+
+    /// Admits growth up to `limit` bytes in all.
+    struct Limit(u64);
+
+    impl Budget for Limit {
+        fn admit(&self, held: u64, adding: u64) -> Result<(), String> {
+            if held + adding > self.0 {
+                Err(format!("over: {held} + {adding} > {}", self.0))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    #[test]
+    fn a_budget_refuses_an_image_that_does_not_fit_and_nothing_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path())
+            .unwrap()
+            .with_budget(Arc::new(Limit(1000)));
+        let mut a = record('a', &["a:1"]);
+        a.size = 600;
+        add(&store, a.clone());
+        assert_eq!(store.usage(), 600);
+        fs::write(store.blob_path(&a.id), vec![0u8; 100]).unwrap();
+        assert_eq!(store.usage(), 700);
+        assert!(store.admit(300).is_ok());
+        assert_eq!(
+            store.admit(301).unwrap_err().to_string(),
+            "over: 700 + 301 > 1000"
+        );
+        let mut b = record('b', &["b:1"]);
+        b.size = 400;
+        let tmp = store.temp_dir().unwrap();
+        fs::write(tmp.join("file"), b"x").unwrap();
+        let err = store.commit(b.clone(), &tmp).unwrap_err();
+        assert!(matches!(err, StoreError::Quota(_)), "{err}");
+        assert!(store.get(&b.id).is_none() && !store.image_dir(&b.id).exists());
+        assert_eq!(store.list().len(), 1);
+        // Tagging and a second pull of an image held already do not grow the store.
+        store.tag(&a.id, &Reference::parse("a:2").unwrap()).unwrap();
+        let tmp = store.temp_dir().unwrap();
+        let mut again = a.clone();
+        again.repo_tags = vec!["a:3".into()];
+        store.commit(again, &tmp).unwrap();
+        assert_eq!(
+            store.get(&a.id).unwrap().repo_tags,
+            vec!["a:1", "a:2", "a:3"]
+        );
+    }
+
+    fn median(mut t: Vec<Duration>) -> Duration {
+        t.sort();
+        t[t.len() / 2]
+    }
+
+    /// Figures, not asserts: open with 200 images (median of 5), and a durable tag, untag and
+    /// remove (median of 50 each).
+    #[test]
+    fn timings() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let hexes: Vec<String> = (0..250u32).map(|n| format!("{n:064x}")).collect();
+        for (n, hex) in hexes.iter().enumerate() {
+            let mut rec = record('0', &[&format!("img{n}:latest")]);
+            rec.id = format!("sha256:{hex}");
+            add(&store, rec);
+        }
+        let (mut tag, mut untag, mut remove) = (Vec::new(), Vec::new(), Vec::new());
+        for hex in &hexes[200..] {
+            let r = Reference::parse(&format!("t{}:v1", &hex[56..])).unwrap();
+            let t = Instant::now();
+            store.tag(hex, &r).unwrap();
+            tag.push(t.elapsed());
+            let t = Instant::now();
+            store.untag(&r).unwrap();
+            untag.push(t.elapsed());
+            let t = Instant::now();
+            store.remove(hex).unwrap();
+            remove.push(t.elapsed());
+        }
+        drop(store);
+        let opens: Vec<Duration> = (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                let s = ImageStore::open(dir.path()).unwrap();
+                assert_eq!(s.list().len(), 200);
+                t.elapsed()
+            })
+            .collect();
+        println!(
+            "image store, redb: open with 200 images {:?}; tag {:?}, untag {:?}, remove {:?} (medians)",
+            median(opens),
+            median(tag),
+            median(untag),
+            median(remove)
         );
     }
 }

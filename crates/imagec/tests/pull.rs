@@ -437,3 +437,91 @@ async fn an_interrupted_download_resumes_where_it_stopped() {
     assert_eq!(std::fs::read(store.blob_path(&digest)).unwrap(), bytes);
     assert!(!partial.exists(), "the bad partial is gone");
 }
+
+/// Admits growth up to `limit` bytes in all (the VCH's storage quota, as the store sees it).
+struct Limit(u64);
+
+impl imagec::store::Budget for Limit {
+    fn admit(&self, held: u64, adding: u64) -> Result<(), String> {
+        if held + adding > self.0 {
+            Err(format!("over: {held} + {adding} > {}", self.0))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the test registry: make test runs it"]
+async fn a_budget_refuses_before_downloading_or_before_committing_and_leaves_no_image() {
+    let puller = Puller::new(loopback());
+    let r = reference("busybox");
+    // The image's blobs and unpacked size, from a pull without a budget.
+    let full_dir = tempfile::tempdir().unwrap();
+    let full = ImageStore::open(full_dir.path()).unwrap();
+    let done = puller
+        .pull(&full, &r, &Platform::default(), None, &|_| {})
+        .await
+        .unwrap();
+    let blobs = full.usage() - done.image.size;
+    let files = |dir: &std::path::Path| std::fs::read_dir(dir).unwrap().count();
+
+    // Blobs that do not fit: refused before any download.
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path())
+        .unwrap()
+        .with_budget(std::sync::Arc::new(Limit(blobs - 1)));
+    let err = puller
+        .pull(&store, &r, &Platform::default(), None, &|_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, PullError::Store(imagec::store::StoreError::Quota(_))),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("over: 0 + {blobs} > {}", blobs - 1)
+    );
+    assert_eq!(
+        files(&dir.path().join("blobs/sha256")),
+        0,
+        "nothing downloaded"
+    );
+
+    // Blobs that fit, an unpacked image that does not: refused at the commit.
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path())
+        .unwrap()
+        .with_budget(std::sync::Arc::new(Limit(blobs + done.image.size - 1)));
+    let err = puller
+        .pull(&store, &r, &Platform::default(), None, &|_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "over: {blobs} + {} > {}",
+            done.image.size,
+            blobs + done.image.size - 1
+        )
+    );
+    assert!(store.list().is_empty(), "no image");
+    assert_eq!(files(&dir.path().join("images")), 0, "no root filesystem");
+    assert_eq!(files(&dir.path().join("tmp")), 0, "no work left");
+
+    // One byte more and it fits, reusing what was downloaded.
+    drop(store);
+    let store = ImageStore::open(dir.path())
+        .unwrap()
+        .with_budget(std::sync::Arc::new(Limit(blobs + done.image.size)));
+    let seen = Mutex::new(Vec::<String>::new());
+    let again = puller
+        .pull(&store, &r, &Platform::default(), None, &|p: Progress| {
+            seen.lock().unwrap().push(p.status)
+        })
+        .await
+        .unwrap();
+    assert_eq!(again.image.id, done.image.id);
+    assert!(seen.lock().unwrap().iter().any(|s| s == "Already exists"));
+}

@@ -207,6 +207,7 @@ async fn open_with(dir: &Path, backend: Arc<FakeBackend>, limits: Limits) -> Con
         ContainersConfig {
             state_dir: dir.join("containers"),
             limits,
+            database: None,
         },
         backend,
         Arc::new(FakeImages(dir.join("rootfs"))),

@@ -9,6 +9,7 @@
 //! ```text
 //!   docker-api ── Containers::{create,start,attach,wait,…} ──► portlayer
 //!                                                               │  state.rs (records in one redb database, logs as files)
+//!                                                               │  storage  (usage of images, containers, volumes; the quota)
 //!                                                               │  logs     (framed records with stream + timestamp)
 //!                                                               ▼
 //!                                      dyn Backend ── VM + channel ──► tether (tether-proto frames)
@@ -30,6 +31,7 @@ mod names;
 mod session;
 mod signals;
 mod state;
+pub mod storage;
 
 pub use container::{ContainerRecord, ContainerSpec, ContainerState, ProcessSpec, Status};
 pub use events::{Event, EventBus};
@@ -42,3 +44,5 @@ pub use manager::{
 };
 pub use session::StdinMsg;
 pub use signals::parse_signal;
+pub use state::open_database;
+pub use storage::{Storage, VolumeStore};

@@ -9,8 +9,9 @@
 //! | `memory_mib`, `cpus` | a container is started | `Insufficient resources: …` |
 //!
 //! Memory and vCPUs are VM sizes: the sum over running containers (plus starts under way)
-//! and the new one must fit. `storage_quota_bytes` and `dns_servers` are carried for the
-//! layers that will use them (image store, container networking) and not enforced here.
+//! and the new one must fit. `storage_quota_bytes` is enforced by [`crate::Storage`] (pulls
+//! through the image store's budget, creates by the Docker personality); `dns_servers` is
+//! carried for container networking, which does not use it yet.
 //! `name_convention` is VIC's `--container-name-convention`: the pattern of a container VM's
 //! display name (QEMU's `-name` locally), with `{name}` and/or `{id}` replaced.
 
@@ -32,7 +33,7 @@ pub struct Limits {
     pub memory_mib: Option<u64>,
     /// Total vCPUs of running container VMs.
     pub cpus: Option<u32>,
-    /// Storage for images and containers, in bytes (not enforced yet).
+    /// Storage for images, containers and volumes, in bytes (see [`crate::Storage`]).
     pub storage_quota_bytes: Option<u64>,
     /// DNS servers for containers (not used yet).
     pub dns_servers: Vec<String>,

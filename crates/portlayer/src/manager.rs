@@ -113,6 +113,9 @@ pub struct ContainersConfig {
     pub state_dir: PathBuf,
     /// What the VCH may use (container count, memory, vCPUs) and how its VMs are named.
     pub limits: Limits,
+    /// The VCH's state database, shared with the image store (see `state::open_database`);
+    /// `None` opens `state_dir/state.redb`.
+    pub database: Option<Arc<redb::Database>>,
 }
 
 struct Inner {
@@ -141,8 +144,8 @@ impl Containers {
         images: Arc<dyn Images>,
         events: Arc<EventBus>,
     ) -> Result<Self, Error> {
-        let state =
-            StateDir::open(&config.state_dir).map_err(io_err("opening the container state"))?;
+        let state = StateDir::open_with(&config.state_dir, config.database.clone())
+            .map_err(io_err("opening the container state"))?;
         let loaded = state
             .load_all()
             .map_err(io_err("loading container records"))?;

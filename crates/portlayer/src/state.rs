@@ -1,16 +1,19 @@
 //! Crash-safe persistence of container records: one embedded `redb` database a VCH,
-//! `<state dir>/state.redb`, with one table `containers` (id → the record as JSON). Every
+//! `<state dir>/state.redb`, with a table `containers` (id → the record as JSON). Every
 //! save and remove is one write transaction committed durably, so a crash leaves the old or
 //! the new record, never half of one. Logs stay files, one directory a container:
 //!
 //! ```text
 //!   <state dir>/state.redb             containers: id → ContainerRecord (JSON)
+//!                                      (and the image store's tables, see imagec::store)
 //!   <state dir>/<id>/container.log     the container's log (see logs.rs)
 //! ```
 //!
-//! The database is locked while open: a second appliance on the same VCH is refused at
-//! [`StateDir::open`]. Records kept as `<id>/container.json` files by earlier versions are
-//! imported on open (see [`StateDir::open`]).
+//! The appliance opens the database once ([`open_database`]) and hands it to both the
+//! container state and the image store, so that all of a VCH's state is in one store. The
+//! database is locked while open: a second appliance on the same VCH is refused there.
+//! Records kept as `<id>/container.json` files by earlier versions are imported on open (see
+//! [`StateDir::open_with`]).
 //!
 //! Order of writes, so that a crash between two steps leaves nothing a user can see half
 //! done: `save` makes the container's directory before committing its record, and `remove`
@@ -22,6 +25,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use redb::{Database, ReadableTable, TableDefinition};
 
@@ -45,28 +49,45 @@ pub enum StateError {
     InUse { pid: Option<u32> },
 }
 
+/// Opens (or creates) the VCH's state database, `dir/state.redb`, recovering it if the last
+/// appliance died with it open. Refused while another process has it open.
+pub fn open_database(dir: &Path) -> io::Result<Arc<Database>> {
+    fs::create_dir_all(dir)?;
+    let path = dir.join(DATABASE);
+    let db = Database::create(&path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            StateError::InUse {
+                pid: lock_holder(&path),
+            },
+        ),
+        e => db_err(e),
+    })?;
+    Ok(Arc::new(db))
+}
+
 pub struct StateDir {
     root: PathBuf,
-    db: Database,
+    db: Arc<Database>,
 }
 
 impl StateDir {
-    /// Opens (or creates) the database, recovering it if the last appliance died with it
-    /// open, then tidies the directory: records still kept as JSON files are imported, and
-    /// records that no longer decode, directories without a record and temporary files
-    /// left by a crash are removed.
+    /// [`StateDir::open_with`] its own database, `root/state.redb`.
+    #[cfg(test)]
     pub fn open(root: &Path) -> io::Result<Self> {
+        Self::open_with(root, None)
+    }
+
+    /// Opens the container state in `root` with its records in `db` (or, without one, in
+    /// `root/state.redb`, see [`open_database`]), then tidies the directory: records still
+    /// kept as JSON files are imported, and records that no longer decode, directories
+    /// without a record and temporary files left by a crash are removed.
+    pub fn open_with(root: &Path, db: Option<Arc<Database>>) -> io::Result<Self> {
         fs::create_dir_all(root)?;
-        let path = root.join(DATABASE);
-        let db = Database::create(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => io::Error::new(
-                io::ErrorKind::ResourceBusy,
-                StateError::InUse {
-                    pid: lock_holder(&path),
-                },
-            ),
-            e => db_err(e),
-        })?;
+        let db = match db {
+            Some(db) => db,
+            None => open_database(root)?,
+        };
         let state = StateDir {
             root: root.to_path_buf(),
             db,
@@ -473,6 +494,21 @@ mod tests {
             StateDir::open(d.path()).unwrap().load_all().unwrap(),
             vec![record(1)]
         );
+    }
+
+    #[test]
+    fn a_database_handed_over_is_shared_and_still_locked_against_a_second_appliance() {
+        let d = tempfile::tempdir().unwrap();
+        let db = open_database(d.path()).unwrap();
+        let root = d.path().join("containers");
+        let s = StateDir::open_with(&root, Some(db.clone())).unwrap();
+        s.save(&record(1)).unwrap();
+        assert!(!root.join(DATABASE).exists(), "no database of its own");
+        let err = open_database(d.path()).expect_err("a second open fails");
+        assert_eq!(err.kind(), io::ErrorKind::ResourceBusy);
+        drop(s);
+        let s = StateDir::open_with(&root, Some(db)).unwrap();
+        assert_eq!(s.load_all().unwrap(), vec![record(1)]);
     }
 
     /// Figures, not asserts: a durable save (median of 100) as JSON files (earlier versions)
