@@ -30,6 +30,10 @@ struct Args {
     /// Image store directory (default: STATE_DIR/images).
     #[arg(long)]
     image_store: Option<PathBuf>,
+    /// Write the image metadata the way earlier versions keep it (record.json files and
+    /// repositories.json) and exit, serving nothing: done before a rollback to one of them.
+    #[arg(long)]
+    export_image_metadata: bool,
     /// Registries whose certificate is not checked, or reached over plain HTTP; repeatable.
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
@@ -174,6 +178,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // First, before anything is touched: a second appliance on this VCH stops here.
     let db = portlayer::open_database(&args.state_dir.join("containers"))
         .context("opening the VCH's state")?;
+    if args.export_image_metadata {
+        let root = args
+            .image_store
+            .clone()
+            .unwrap_or_else(|| args.state_dir.join("images"));
+        let store = ImageStore::open_in(db, &root)
+            .with_context(|| format!("opening the image store {}", root.display()))?;
+        let n = store
+            .export_legacy()
+            .context("writing the image metadata files")?;
+        tracing::info!(images = n, "image metadata written for an earlier version");
+        return Ok(());
+    }
     args.limits.prepare_volume_stores()?;
     let limits = args.limits.limits();
     tracing::info!(

@@ -81,6 +81,22 @@ fn upgrade_and_rollback_keep_the_container_running() {
         .unwrap()
         .to_string();
     assert_ne!(v1, v2);
+    let images = |h: &str| {
+        let out = on_ok(
+            h,
+            &[
+                "images",
+                "--digests",
+                "--format",
+                "{{.Repository}}:{{.Tag}} {{.Digest}} {{.ID}}",
+            ],
+        );
+        let mut lines: Vec<String> = out.lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    let images_before = images(&host);
+    assert!(!images_before.is_empty());
     let lines = log_lines(&host, &id);
     let probe = DowntimeProbe::start(&host);
     let o = machine_with(
@@ -98,6 +114,11 @@ fn upgrade_and_rollback_keep_the_container_running() {
     assert!(ends_with_marker(&app.join("vic-appliance")));
     assert!(!ends_with_marker(&prev.join("vic-appliance")));
     assert_survived(&host, &id, &qemu, lines, "after upgrade");
+    assert_eq!(images(&host), images_before, "images kept by the upgrade");
+    // An image pulled after the upgrade is kept by the rollback too.
+    on_ok(&host, &["pull", &format!("{}/busybox-oci", registry())]);
+    let images_after = images(&host);
+    assert_eq!(images_after.len(), images_before.len() + 1);
     let out = machine_ok(&["inspect", "--target", "local", "--name", &name]);
     assert!(out.contains(&format!("VCH version: {v2}")), "{out}");
     assert!(
@@ -134,6 +155,7 @@ fn upgrade_and_rollback_keep_the_container_running() {
     assert!(!ends_with_marker(&app.join("vic-appliance")));
     assert!(ends_with_marker(&prev.join("vic-appliance")));
     assert_survived(&host, &id, &qemu, lines, "after rollback");
+    assert_eq!(images(&host), images_after, "images kept by the rollback");
     // --force upgrades to the same version.
     machine_ok(&["upgrade", "--target", "local", "--name", &name, "--force"]);
     assert_eq!(record(&name)["previous_version"], v1.as_str());

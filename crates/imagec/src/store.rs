@@ -24,8 +24,9 @@
 //!
 //! Stores of earlier versions kept metadata in files (`images/<hex>/record.json`, with
 //! `repositories.json` the truth about references); opening one imports them into the
-//! database in one transaction and then deletes the files. An import cut short is redone on
-//! the next open, and what the database holds already wins over the files.
+//! database in one transaction and then deletes the files (an import cut short is redone on
+//! the next open). Before a rollback to such a version the files are written again
+//! ([`ImageStore::export_legacy`]), and what that version changes comes back the same way.
 //!
 //! A [`Budget`] (the VCH's storage quota) may refuse growth: before a pull downloads (see
 //! [`ImageStore::admit`]) and before an image commits.

@@ -108,6 +108,52 @@ pub fn appliance_args(layout: &Layout, config: &VchConfig) -> Vec<OsString> {
     a
 }
 
+/// Has the VCH's current (stopped) appliance write its image metadata the way earlier
+/// versions keep it, before a rollback to one of them. An appliance from before that flag
+/// keeps its metadata in those files already: nothing to do. Bounded by `limit`.
+pub fn export_image_metadata(
+    layout: &Layout,
+    config: &VchConfig,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let exe = layout.appliance_dir().join("vic-appliance");
+    let mut child = Command::new(&exe)
+        .args(appliance_args(layout, config))
+        .arg("--export-image-metadata")
+        .env("VIC_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("running {}: {e}", exe.display()))?;
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!(
+                "writing the image metadata for the previous version did not finish within {} s",
+                limit.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    if status.success() || err.contains("unexpected argument '--export-image-metadata'") {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "writing the image metadata for the previous version failed ({status}): {}",
+        err.trim()
+    )
+}
+
 /// vic-init running the appliance as `config` says, detached from this process.
 fn command(layout: &Layout, config: &VchConfig) -> anyhow::Result<Command> {
     let app_dir = layout.appliance_dir();

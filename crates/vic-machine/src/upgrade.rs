@@ -151,6 +151,8 @@ fn rollback(layout: &Layout, opts: &UpgradeOptions) -> anyhow::Result<()> {
     let _ = fs::remove_dir_all(&swap);
     let moves = Moves::default();
     let mut swap_dirs = || -> anyhow::Result<()> {
+        // The previous version may keep image metadata in files, not in the database.
+        appliance::export_image_metadata(layout, &old, Duration::from_secs(60))?;
         moves.mv(&cur, &swap)?;
         moves.mv(&prev, &cur)?;
         moves.mv(&swap, &prev)

@@ -1,27 +1,32 @@
 //! Stores of earlier versions kept image metadata in files: `images/<hex>/record.json` per
 //! image, and `repositories.json` (Docker's shape, `{"Repositories": {"busybox":
 //! {"busybox:latest": "sha256:…"}}}`), rewritten atomically on every tag change and the truth
-//! about references on open. [`ImageStore::import_legacy`] moves them into the database.
+//! about references on open. [`ImageStore::import_legacy`] moves them into the database;
+//! [`ImageStore::export_legacy`] writes them again for an earlier version the VCH is rolled
+//! back to (`vic-machine upgrade --rollback`), which would otherwise sweep every image
+//! directory without a `record.json` as unfinished.
+//!
+//! Metadata files exist only when an earlier version wrote them last (a store it made, or one
+//! it ran on after a rollback), so when present they are the truth: the import replaces what
+//! the database holds.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io;
 use std::path::Path;
 
-use redb::ReadableTable;
 use serde::Deserialize;
 
-use super::{io_err, push_reference, record_json, ImageRecord, ImageStore, StoreError};
+use super::{io_err, push_reference, record_json, ref_name, ImageRecord, ImageStore, StoreError};
 
 /// Metadata files of earlier versions.
 pub(super) const LEGACY_RECORD: &str = "record.json";
 pub(super) const LEGACY_REPOSITORIES: &str = "repositories.json";
 
 impl ImageStore {
-    /// Moves the metadata files of earlier versions into the database: one transaction,
-    /// the files deleted only after it committed. Redoing an import cut short is harmless:
-    /// an image the database has already keeps its references there, and a reference the
-    /// database has already keeps its image.
+    /// Moves the metadata files of earlier versions into the database, replacing what it
+    /// held: one transaction, the files deleted only after it committed, so an import cut
+    /// short is redone whole.
     pub(super) fn import_legacy(&self) -> Result<(), StoreError> {
         let mut files = Vec::new();
         let mut legacy = HashMap::new();
@@ -59,15 +64,12 @@ impl ImageStore {
         apply_repositories(&self.root, &mut legacy);
         let mut imported = 0;
         self.write(|t, r| {
+            t.retain(|_, _| false)?;
+            r.retain(|_, _| false)?;
             for rec in legacy.values() {
-                if t.get(rec.id.as_str())?.is_some() {
-                    continue;
-                }
                 t.insert(rec.id.as_str(), record_json(rec).as_slice())?;
                 for reference in rec.repo_tags.iter().chain(&rec.repo_digests) {
-                    if r.get(reference.as_str())?.is_none() {
-                        r.insert(reference.as_str(), rec.id.as_str())?;
-                    }
+                    r.insert(reference.as_str(), rec.id.as_str())?;
                 }
                 imported += 1;
             }
@@ -88,6 +90,44 @@ impl ImageStore {
         );
         Ok(())
     }
+}
+
+impl ImageStore {
+    /// Writes every image's metadata the way earlier versions kept it: `record.json` in its
+    /// directory and `repositories.json` (each written whole, through a temporary file).
+    /// Returns how many images were written. The next open of this version imports them
+    /// back, with whatever the earlier version changed meanwhile.
+    pub fn export_legacy(&self) -> Result<usize, StoreError> {
+        let images = self.list();
+        let mut repos: Repositories = BTreeMap::new();
+        for rec in &images {
+            let json = serde_json::to_vec_pretty(rec)
+                .map_err(|e| io_err("encoding an image record")(io::Error::other(e)))?;
+            write_whole(&self.image_dir(&rec.id).join(LEGACY_RECORD), &json)?;
+            for r in rec.repo_tags.iter().chain(&rec.repo_digests) {
+                repos
+                    .entry(ref_name(r).to_string())
+                    .or_default()
+                    .insert(r.clone(), rec.id.clone());
+            }
+        }
+        let json = serde_json::to_vec_pretty(&serde_json::json!({ "Repositories": repos }))
+            .map_err(|e| io_err("encoding repositories.json")(io::Error::other(e)))?;
+        write_whole(&self.root.join(LEGACY_REPOSITORIES), &json)?;
+        Ok(images.len())
+    }
+}
+
+/// Writes `path` through `path.tmp`, synced, so a reader sees the old file or the new one.
+fn write_whole(path: &Path, data: &[u8]) -> Result<(), StoreError> {
+    let tmp = path.with_extension("tmp");
+    let write = || -> io::Result<()> {
+        let mut f = fs::File::create(&tmp)?;
+        io::Write::write_all(&mut f, data)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    };
+    write().map_err(io_err(format!("writing {}", path.display())))
 }
 
 /// `repositories.json` of earlier versions: repository name → reference → image ID.
@@ -207,27 +247,21 @@ mod tests {
     }
 
     #[test]
-    fn an_interrupted_import_is_redone_and_the_database_wins() {
+    fn an_interrupted_import_is_redone_from_the_files() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let a = record('a', &["app:latest"]);
         let b = record('b', &["other:latest"]);
-        // The import committed, then died before removing the files; since then `app:latest`
-        // was untagged from `a` and given to a new image `n`.
+        // The import committed `a`, then died before removing the files.
         {
             let store = ImageStore::open(root).unwrap();
             add(&store, a.clone());
-            add(&store, record('n', &["app:latest"]));
         }
         write_legacy_record(root, &a);
         write_legacy_record(root, &b);
         write_legacy_repositories(root, &[&a, &b]);
         let store = ImageStore::open(root).unwrap();
-        assert!(store.get(&a.id).unwrap().repo_tags.is_empty());
-        assert_eq!(
-            store.resolve("app").unwrap().id,
-            format!("sha256:{}", "n".repeat(64))
-        );
+        assert_eq!(store.get(&a.id).unwrap(), a);
         assert_eq!(
             store.get(&b.id).unwrap(),
             b,
@@ -236,5 +270,56 @@ mod tests {
         assert!(!root.join(LEGACY_REPOSITORIES).exists());
         assert!(!store.image_dir(&a.id).join(LEGACY_RECORD).exists());
         assert!(!store.image_dir(&b.id).join(LEGACY_RECORD).exists());
+    }
+
+    /// What an earlier version of the store does on open: records from `record.json`, then
+    /// `repositories.json` the truth about references.
+    fn read_as_earlier_version(root: &Path) -> HashMap<String, ImageRecord> {
+        let mut images = HashMap::new();
+        for e in fs::read_dir(root.join("images")).unwrap().flatten() {
+            if let Ok(raw) = fs::read(e.path().join(LEGACY_RECORD)) {
+                let rec: ImageRecord = serde_json::from_slice(&raw).unwrap();
+                images.insert(rec.id.clone(), rec);
+            }
+        }
+        apply_repositories(root, &mut images);
+        images
+    }
+
+    #[test]
+    fn a_rollback_export_is_what_an_earlier_version_reads_and_its_changes_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut a = record('a', &["busybox:latest"]);
+        a.repo_digests = vec![format!("busybox@sha256:{}", "d".repeat(64))];
+        let b = record('b', &["app:1"]);
+        let c = record('c', &["gone:latest"]);
+        {
+            let store = ImageStore::open(root).unwrap();
+            for rec in [&a, &b, &c] {
+                add(&store, rec.clone());
+                fs::create_dir_all(store.rootfs(&rec.id)).unwrap();
+            }
+            assert_eq!(store.export_legacy().unwrap(), 3);
+        }
+        let earlier = read_as_earlier_version(root);
+        assert_eq!(earlier.len(), 3);
+        assert_eq!(earlier[&a.id], a);
+        assert_eq!(earlier[&b.id], b);
+        // The earlier version removes `c` and moves `app:1` to `a`, then this version runs.
+        fs::remove_dir_all(root.join("images").join("c".repeat(64))).unwrap();
+        let mut a2 = a.clone();
+        a2.repo_tags = vec!["app:1".into(), "busybox:latest".into()];
+        let mut b2 = b.clone();
+        b2.repo_tags.clear();
+        write_legacy_record(root, &a2);
+        write_legacy_record(root, &b2);
+        write_legacy_repositories(root, &[&a2, &b2]);
+        let store = ImageStore::open(root).unwrap();
+        assert_eq!(store.list().len(), 2);
+        assert_eq!(store.get(&a.id).unwrap(), a2);
+        assert_eq!(store.get(&b.id).unwrap(), b2);
+        assert!(store.get(&c.id).is_none());
+        assert_eq!(store.resolve("app:1").unwrap().id, a.id);
     }
 }
