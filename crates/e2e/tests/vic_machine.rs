@@ -399,6 +399,32 @@ fn several_vchs_are_listed_and_deleted_independently() {
         "{}",
         stderr(&o)
     );
+    // A shell set up for vSphere (VIC_MACHINE_USER/PASSWORD/THUMBPRINT) still works here,
+    // with a warning that they do not apply; the password is never printed.
+    let o = run_limited(
+        {
+            let mut c = vic_machine();
+            c.env("VIC_MACHINE_TARGET", "local")
+                .env("VIC_MACHINE_USER", "administrator@vsphere.local")
+                .env("VIC_MACHINE_PASSWORD", "s3cret-pw")
+                .env("VIC_MACHINE_THUMBPRINT", "AA:BB")
+                .arg("ls");
+            c
+        },
+        None,
+        Duration::from_secs(60),
+        "vic-machine ls",
+    );
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(
+        out.contains(
+            "WARN  --user, --password, --thumbprint (or VIC_MACHINE_USER/PASSWORD/THUMBPRINT) do not apply to the local target: ignored"
+        ),
+        "{out}"
+    );
+    assert!(out.contains(&names[0]), "{out}");
+    assert!(!out.contains("s3cret-pw") && !stderr(&o).contains("s3cret-pw"));
 }
 
 #[test]

@@ -72,6 +72,24 @@ struct Common {
     /// ~/.local/share/vic).
     #[arg(long, env = "VIC_STATE_ROOT")]
     state_root: Option<PathBuf>,
+    #[command(flatten)]
+    credentials: Credentials,
+}
+
+/// How vic-machine logs in to a vSphere target (VIC's flags and environment variables). The
+/// local target needs none: given anyway (e.g. from a shell set up for vSphere), they are
+/// ignored with a warning.
+#[derive(Debug, Args)]
+struct Credentials {
+    /// vSphere user.
+    #[arg(long, env = "VIC_MACHINE_USER")]
+    user: Option<String>,
+    /// vSphere password.
+    #[arg(long, env = "VIC_MACHINE_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// SHA-1 thumbprint of the vSphere target's certificate.
+    #[arg(long, env = "VIC_MACHINE_THUMBPRINT")]
+    thumbprint: Option<String>,
 }
 
 /// How the Docker API is secured. The default is mutual TLS (tlsverify): `create` makes a
@@ -270,6 +288,8 @@ enum Command {
     Ls {
         #[arg(long, env = "VIC_MACHINE_TARGET")]
         target: Option<String>,
+        #[command(flatten)]
+        credentials: Credentials,
         #[arg(long, env = "VIC_STATE_ROOT")]
         state_root: Option<PathBuf>,
     },
@@ -333,17 +353,33 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-fn check_target(target: &Option<String>) -> anyhow::Result<()> {
+fn check_target(target: &Option<String>, credentials: &Credentials) -> anyhow::Result<()> {
     match target.as_deref() {
         None => anyhow::bail!("--target is required (local)"),
-        Some("local") => Ok(()),
+        Some("local") => {
+            let given: Vec<&str> = [
+                ("--user", credentials.user.is_some()),
+                ("--password", credentials.password.is_some()),
+                ("--thumbprint", credentials.thumbprint.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(flag, set)| set.then_some(flag))
+            .collect();
+            if !given.is_empty() {
+                println!(
+                    "WARN  {} (or VIC_MACHINE_USER/PASSWORD/THUMBPRINT) do not apply to the local target: ignored",
+                    given.join(", ")
+                );
+            }
+            Ok(())
+        }
         Some(other) => anyhow::bail!("target {other:?} is not supported yet: use --target local"),
     }
 }
 
 /// The VCH a command names, after checking the target and the name.
 fn layout(common: Common) -> anyhow::Result<Layout> {
-    check_target(&common.target)?;
+    check_target(&common.target, &common.credentials)?;
     vch::validate_name(&common.name)?;
     Layout::new(common.state_root, &common.name)
 }
@@ -378,8 +414,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             force,
             timeout,
         } => vch::delete(&layout(common)?, force, timeout),
-        Command::Ls { target, state_root } => {
-            check_target(&target)?;
+        Command::Ls {
+            target,
+            state_root,
+            credentials,
+        } => {
+            check_target(&target, &credentials)?;
             vch::list(state_root)
         }
         Command::Inspect(args) => match args.command {
