@@ -158,6 +158,11 @@ fn an_interrupted_configure_is_refused_in_vics_words_until_reset_progress() {
         err.contains("Upgrade failed: another upgrade/configure operation is in progress"),
         "{err}"
     );
+    let err = vch.machine_err("debug", &["-v", "2"]);
+    assert!(
+        err.contains("another upgrade/configure operation is in progress"),
+        "{err}"
+    );
     assert!(
         ls_line(&name).contains("Upgrade/configure in progress"),
         "{}",
@@ -183,11 +188,13 @@ fn an_interrupted_configure_is_refused_in_vics_words_until_reset_progress() {
     on_ok(&host, &["info"]);
     assert!(ls_line(&name).contains("Up to date"), "{}", ls_line(&name));
     // Nothing to reset: says so, and succeeds (as VIC's does).
-    let out = vch.machine_ok("upgrade", &["--reset-progress"]);
-    assert!(
-        out.contains("The UpdateInProgress flag was not set"),
-        "{out}"
-    );
+    for cmd in ["upgrade", "debug"] {
+        let out = vch.machine_ok(cmd, &["--reset-progress"]);
+        assert!(
+            out.contains("The UpdateInProgress flag was not set"),
+            "{cmd}: {out}"
+        );
+    }
 }
 
 #[test]

@@ -329,6 +329,9 @@ enum Command {
         /// 0 info, 1 debug (vic's own components), 2 debug (everything), 3 trace.
         #[arg(long, short = 'v', default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=3))]
         debug: u8,
+        /// Reset the UpdateInProgress flag an interrupted upgrade/configure/debug left.
+        #[arg(long)]
+        reset_progress: bool,
         #[arg(long, default_value = "3m", value_parser = parse_duration)]
         timeout: Duration,
     },
@@ -454,8 +457,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Debug {
             common,
             debug,
+            reset_progress,
             timeout,
-        } => configure::debug(&layout(common)?, debug, timeout),
+        } => {
+            let layout = layout(common)?;
+            if reset_progress {
+                return progress::reset(&layout, "Debug");
+            }
+            configure::debug(&layout, debug, timeout)
+        }
         Command::Version => {
             println!("vic-machine version {}", parts::installer_version());
             Ok(())
