@@ -79,6 +79,17 @@ fn attach_and_logs_deliver_every_byte_of_a_flood() {
     );
     assert!(ok(&["logs", "flood"]) == want, "the log holds every line");
     ok(&["rm", "flood"]);
+    // With --rm the container and its log go as soon as the process ends, while the client
+    // may still be reading: it still gets every byte.
+    let o = docker(&["run", "--rm", &busybox(), "seq", "1", &n.to_string()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = stdout(&o);
+    assert!(
+        got == want,
+        "attach of an --rm container delivered {} of {} bytes",
+        got.len(),
+        want.len()
+    );
 }
 
 #[test]

@@ -7,13 +7,14 @@
 //! the output, late, and never slows the container down.
 
 use std::collections::VecDeque;
+use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use crate::logs::{read_range, record_len, LogEntry};
+use crate::logs::{open_for_reading, read_range, record_len, LogEntry};
 use crate::manager::Output;
 
 const UNKNOWN: u64 = u64::MAX;
@@ -56,6 +57,9 @@ impl LogCursor {
 pub struct Follower {
     rx: broadcast::Receiver<Output>,
     path: PathBuf,
+    /// The log, opened when following began: still readable after the container (and its
+    /// log) is removed, as `--rm` does when the process ends, before a slow client is done.
+    file: Option<Arc<File>>,
     cursor: Arc<LogCursor>,
     /// The file offset just after the last entry given out, once known.
     pos: Option<u64>,
@@ -73,8 +77,16 @@ impl Follower {
         cursor: Arc<LogCursor>,
     ) -> Self {
         let pos = cursor.end();
+        let file = match open_for_reading(&path) {
+            Ok(f) => Some(Arc::new(f)),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "opening the log to follow: {e}");
+                None
+            }
+        };
         Follower {
             rx,
+            file,
             path,
             cursor,
             pos,
@@ -127,17 +139,20 @@ impl Follower {
 
     /// Reads the entries between `from` and `to` from the file into `pending`.
     async fn fill(&mut self, from: u64, to: u64) {
-        let path = self.path.clone();
-        let read = tokio::task::spawn_blocking(move || read_range(&path, from, to)).await;
-        match read {
-            Ok(Ok(entries)) => {
-                for (e, end) in entries {
-                    self.pending.push_back(e);
-                    self.pos = Some(end);
+        if let Some(file) = self.file.clone() {
+            let read = tokio::task::spawn_blocking(move || read_range(&file, from, to)).await;
+            match read {
+                Ok(Ok(entries)) => {
+                    for (e, end) in entries {
+                        self.pending.push_back(e);
+                        self.pos = Some(end);
+                    }
                 }
+                Ok(Err(e)) => {
+                    tracing::warn!(path = %self.path.display(), "reading missed output: {e}")
+                }
+                Err(e) => tracing::warn!("reading missed output: {e}"),
             }
-            Ok(Err(e)) => tracing::warn!(path = %self.path.display(), "reading missed output: {e}"),
-            Err(e) => tracing::warn!("reading missed output: {e}"),
         }
         if self.pos.is_some_and(|p| p < to) {
             tracing::warn!(

@@ -125,18 +125,37 @@ pub fn read_all(path: &Path) -> io::Result<(Vec<LogEntry>, u64)> {
     Ok((entries.into_iter().map(|(e, _)| e).collect(), end))
 }
 
-/// Reads the complete entries between offsets `from` (an entry boundary) and `to`, each
-/// with the offset just after it.
-pub fn read_range(path: &Path, from: u64, to: u64) -> io::Result<Vec<(LogEntry, u64)>> {
-    let mut f = File::open(path)?;
-    f.seek(SeekFrom::Start(from))?;
-    let mut raw = Vec::new();
-    f.take(to.saturating_sub(from)).read_to_end(&mut raw)?;
+/// Reads the complete entries of the open log `file` between offsets `from` (an entry
+/// boundary) and `to`, each with the offset just after it. Reading through a descriptor
+/// opened earlier works after the file is removed (a follower of an `--rm` container).
+pub fn read_range(file: &File, from: u64, to: u64) -> io::Result<Vec<(LogEntry, u64)>> {
+    use std::os::unix::fs::FileExt;
+    let mut raw = vec![0u8; to.saturating_sub(from) as usize];
+    let mut got = 0;
+    while got < raw.len() {
+        match file.read_at(&mut raw[got..], from + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    raw.truncate(got);
     let (entries, _) = parse(&raw);
     Ok(entries
         .into_iter()
         .map(|(e, end)| (e, from + end))
         .collect())
+}
+
+/// Opens the log at `path` for reading, creating it empty if no run has written it yet (the
+/// writer opens the same file later, so a reader holding this sees what it writes).
+pub fn open_for_reading(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
 }
 
 /// The complete entries of `raw`, each with the offset just after it, and where they end.
@@ -203,7 +222,7 @@ mod tests {
         w.append(LogStream::Stdout, b"after\n").unwrap();
         assert_eq!(read_all(&path).unwrap().0.len(), 5);
         // A range between two entry boundaries reads exactly the entries inside it.
-        let middle = read_range(&path, 17, 50).unwrap();
+        let middle = read_range(&File::open(&path).unwrap(), 17, 50).unwrap();
         let got: Vec<_> = middle
             .iter()
             .map(|(e, end)| (e.data.clone(), *end))
