@@ -81,6 +81,9 @@ fn frame(entry: &LogEntry, tty: bool, timestamps: bool) -> Bytes {
     out.freeze()
 }
 
+/// How many bytes of ready output go to a client in one write.
+const BATCH: usize = 64 * 1024;
+
 fn wanted(entry: &LogEntry, stdout: bool, stderr: bool) -> bool {
     match entry.stream {
         LogStream::Stdout => stdout,
@@ -143,10 +146,22 @@ pub async fn attach(
             })
         });
         let mut output = streams.output;
+        let mut buf = BytesMut::new();
         while let Some(entry) = output.next().await {
-            if wanted(&entry, want_stdout, want_stderr)
-                && wr.write_all(&frame(&entry, tty, false)).await.is_err()
-            {
+            // What is ready goes out in one write: one system call per line would make
+            // the client, not the container, set the pace.
+            let mut next = Some(entry);
+            while let Some(e) = next {
+                if wanted(&e, want_stdout, want_stderr) {
+                    buf.extend_from_slice(&frame(&e, tty, false));
+                }
+                next = if buf.len() < BATCH {
+                    output.try_next()
+                } else {
+                    None
+                };
+            }
+            if !buf.is_empty() && wr.write_all(&buf.split()).await.is_err() {
                 break;
             }
         }
@@ -228,9 +243,21 @@ pub async fn logs(
         Some(mut follower) => {
             follower.start_at(file_end);
             let rest = futures_util::stream::unfold(follower, move |mut f| async move {
+                let mut buf = BytesMut::new();
                 while let Some(e) = f.next().await {
-                    if keep(&e) {
-                        return Some((Ok::<_, std::io::Error>(frame(&e, tty, timestamps)), f));
+                    let mut next = Some(e);
+                    while let Some(e) = next {
+                        if keep(&e) {
+                            buf.extend_from_slice(&frame(&e, tty, timestamps));
+                        }
+                        next = if buf.len() < BATCH {
+                            f.try_next()
+                        } else {
+                            None
+                        };
+                    }
+                    if !buf.is_empty() {
+                        return Some((Ok::<_, std::io::Error>(buf.freeze()), f));
                     }
                 }
                 None

@@ -12,7 +12,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::broadcast::{
+    self,
+    error::{RecvError, TryRecvError},
+};
 
 use crate::logs::{open_for_reading, read_range, record_len, LogEntry};
 use crate::manager::Output;
@@ -65,8 +68,18 @@ pub struct Follower {
     pos: Option<u64>,
     /// Entries read from the file to fill a gap, given out before `held`.
     pending: VecDeque<LogEntry>,
-    /// The live entry that revealed the gap.
-    held: Option<(LogEntry, u64)>,
+    /// A message taken from the channel and not acted on yet: the entry that revealed a gap,
+    /// or the end.
+    held: Option<Output>,
+    /// A gap [`Follower::try_next`] found, for [`Follower::next`] to read from the file.
+    gap: Option<(u64, u64)>,
+}
+
+enum Step {
+    Entry(LogEntry),
+    Skip,
+    Fill(u64, u64),
+    End,
 }
 
 impl Follower {
@@ -92,6 +105,7 @@ impl Follower {
             pos,
             pending: VecDeque::new(),
             held: None,
+            gap: None,
         }
     }
 
@@ -107,32 +121,78 @@ impl Follower {
             if let Some(e) = self.pending.pop_front() {
                 return Some(e);
             }
+            if let Some((from, to)) = self.gap.take() {
+                self.fill(from, to).await;
+                continue;
+            }
             let msg = match self.held.take() {
-                Some((e, end)) => Ok(Output::Entry(e, end)),
+                Some(m) => Ok(m),
                 None => self.rx.recv().await,
             };
-            match msg {
-                Ok(Output::Entry(e, end)) => {
-                    let start = end - record_len(&e);
-                    match self.pos {
-                        Some(p) if end <= p => continue,
-                        Some(p) if start > p => {
-                            self.fill(p, start).await;
-                            self.held = Some((e, end));
-                        }
-                        _ => {
-                            self.pos = Some(end);
-                            return Some(e);
-                        }
+            match self.step(msg) {
+                Step::Entry(e) => return Some(e),
+                Step::Skip => {}
+                Step::Fill(from, to) => self.fill(from, to).await,
+                Step::End => return None,
+            }
+        }
+    }
+
+    /// The next entry if one is ready without waiting or reading the file; None says only
+    /// "not now" ([`Follower::next`] waits, fills gaps and tells the end).
+    pub fn try_next(&mut self) -> Option<LogEntry> {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                return Some(e);
+            }
+            if self.gap.is_some() || self.held.is_some() {
+                return None;
+            }
+            let msg = match self.rx.try_recv() {
+                Ok(m) => Ok(m),
+                Err(TryRecvError::Empty) => return None,
+                Err(TryRecvError::Closed) => Err(RecvError::Closed),
+                Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+            };
+            match self.step(msg) {
+                Step::Entry(e) => return Some(e),
+                Step::Skip => {}
+                Step::Fill(from, to) => {
+                    self.gap = Some((from, to));
+                    return None;
+                }
+                Step::End => {
+                    self.held = Some(Output::Eof);
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// What one message from the channel means for this follower.
+    fn step(&mut self, msg: Result<Output, RecvError>) -> Step {
+        match msg {
+            Ok(Output::Entry(e, end)) => {
+                let start = end - record_len(&e);
+                match self.pos {
+                    Some(p) if end <= p => Step::Skip,
+                    Some(p) if start > p => {
+                        self.held = Some(Output::Entry(e, end));
+                        Step::Fill(p, start)
+                    }
+                    _ => {
+                        self.pos = Some(end);
+                        Step::Entry(e)
                     }
                 }
-                Ok(Output::Eof) | Err(RecvError::Closed) => return None,
-                // The next entry shows how much was missed; where to fill from must be known.
-                Err(RecvError::Lagged(_)) => {
-                    if self.pos.is_none() {
-                        self.pos = Some(self.cursor.run_start.load(Ordering::SeqCst));
-                    }
+            }
+            Ok(Output::Eof) | Err(RecvError::Closed) => Step::End,
+            // The next entry shows how much was missed; where to fill from must be known.
+            Err(RecvError::Lagged(_)) => {
+                if self.pos.is_none() {
+                    self.pos = Some(self.cursor.run_start.load(Ordering::SeqCst));
                 }
+                Step::Skip
             }
         }
     }
@@ -188,10 +248,15 @@ mod tests {
         }
     }
 
+    /// Everything `f` gives out, taking what is ready in batches as attach does.
     async fn drain(f: &mut Follower) -> Vec<u32> {
+        let num = |e: LogEntry| String::from_utf8_lossy(&e.data).trim().parse().unwrap();
         let mut got = Vec::new();
         while let Some(e) = f.next().await {
-            got.push(String::from_utf8_lossy(&e.data).trim().parse().unwrap());
+            got.push(num(e));
+            while let Some(e) = f.try_next() {
+                got.push(num(e));
+            }
         }
         got
     }
