@@ -14,7 +14,7 @@ use crate::container::{ContainerRecord, ContainerSpec, ContainerState, Status};
 use crate::events::EventBus;
 use crate::follow::Follower;
 use crate::limits::{Admission, Limits};
-use crate::logs::{LogEntry, LogWriter};
+use crate::logs::LogEntry;
 use crate::session::{self, SessionExit, StartFailure, StdinMsg};
 use crate::signals::parse_signal;
 use crate::state::StateDir;
@@ -22,7 +22,7 @@ use crate::state::StateDir;
 mod live;
 mod recovery;
 
-use live::{Live, LogSink};
+use live::Live;
 
 /// Errors of container operations, worded as Docker words them.
 #[derive(Debug, thiserror::Error)]
@@ -388,16 +388,9 @@ impl Containers {
             }
         };
         let pid = powered.pid.unwrap_or(0);
-        let writer = LogWriter::open(&self.inner.state.log_path(&id))
+        let (sink, log_base) = live
+            .open_sink(&self.inner.state.log_path(&id), &id)
             .map_err(io_err("opening the container log"))?;
-        let log_base = writer.data_bytes();
-        live.cursor.run_started(writer.offset());
-        let sink = LogSink {
-            writer: Some(writer),
-            output: live.output.clone(),
-            cursor: live.cursor.clone(),
-            id: id.clone(),
-        };
         let setup = Setup {
             hostname: rec.spec.hostname.clone(),
             root_device: "/dev/vda".into(),

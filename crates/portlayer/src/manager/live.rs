@@ -1,6 +1,7 @@
 //! Per-container runtime plumbing: output subscribers, exits, stdin, the control channel of a
 //! running session, and the log sink sessions write to.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex as StdMutex};
 
 use tether_proto::{Frame, HostMsg};
@@ -55,6 +56,21 @@ impl Live {
         }
     }
 
+    /// Opens the container's log for a run (started now, or taken over) and returns the sink
+    /// its session writes to, with how many bytes of output the log already holds.
+    pub(super) fn open_sink(&self, log: &Path, id: &str) -> std::io::Result<(LogSink, u64)> {
+        let writer = LogWriter::open(log)?;
+        let held = writer.data_bytes();
+        self.cursor.run_started(writer.offset());
+        let sink = LogSink {
+            writer,
+            output: self.output.clone(),
+            cursor: self.cursor.clone(),
+            id: id.to_string(),
+        };
+        Ok((sink, held))
+    }
+
     pub(super) async fn wait_vm_off(&self) {
         let rx = self.vm_off.lock().await.take();
         if let Some(rx) = rx {
@@ -65,7 +81,7 @@ impl Live {
 
 /// Log sink of a running session: the file first, then the cursor, then live subscribers.
 pub(super) struct LogSink {
-    pub(super) writer: Option<LogWriter>,
+    pub(super) writer: LogWriter,
     pub(super) output: broadcast::Sender<Output>,
     pub(super) cursor: Arc<LogCursor>,
     pub(super) id: String,
@@ -73,10 +89,7 @@ pub(super) struct LogSink {
 
 impl SessionSink for LogSink {
     fn output(&mut self, stream: LogStream, data: &[u8]) {
-        let Some(w) = self.writer.as_mut() else {
-            return;
-        };
-        match w.append(stream, data) {
+        match self.writer.append(stream, data) {
             Ok(entries) => {
                 if let Some((_, end)) = entries.last() {
                     self.cursor.written(*end);

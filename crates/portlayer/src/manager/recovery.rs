@@ -6,9 +6,8 @@ use std::time::Duration;
 use chrono::Utc;
 use hypervisor::PowerState;
 
-use super::{Containers, LogSink, Output};
+use super::{Containers, Output};
 use crate::container::Status;
-use crate::logs::LogWriter;
 use crate::session::{self, StartFailure};
 
 impl Containers {
@@ -74,17 +73,12 @@ impl Containers {
             .await
             .map_err(|e| e.to_string())?;
         let pid = powered.pid.unwrap_or(0);
-        let writer = LogWriter::open(&self.inner.state.log_path(id))
+        let (sink, held) = live
+            .open_sink(&self.inner.state.log_path(id), id)
             .map_err(|e| format!("opening the container log: {e}"))?;
+        // What this run wrote before the appliance went down: the tether resends the rest.
         let base = self.get(id).map(|r| r.state.log_base).unwrap_or(0);
-        let stored = writer.data_bytes().saturating_sub(base);
-        live.cursor.run_started(writer.offset());
-        let sink = LogSink {
-            writer: Some(writer),
-            output: live.output.clone(),
-            cursor: live.cursor.clone(),
-            id: id.to_string(),
-        };
+        let stored = held.saturating_sub(base);
         let session = session::reattach(powered, stored, sink, live.stdin_rx.clone())
             .await
             .map_err(|f| match f {
