@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use machine::certs::TestCa;
@@ -54,16 +54,10 @@ fn tlsverify_is_the_default_and_admits_only_clients_with_its_certificates() {
     assert!(ls_line(&vch.name).contains(" tlsverify "));
 
     // The printed command works.
-    let flags = [
-        "--tlsverify",
-        "--tlscacert",
-        ca.as_str(),
-        "--tlscert",
-        cert.as_str(),
-        "--tlskey",
-        key.as_str(),
-    ];
-    let info = assert_ok(&vch.docker(&flags, &["info"]), "docker --tlsverify info");
+    let info = assert_ok(
+        &vch.docker_tls(&ca, &cert, &key, &["info"]),
+        "docker --tlsverify info",
+    );
     assert!(info.contains(&format!("Name: {}", vch.name)), "{info}");
 
     // So do the env file's variables, for pulls and for attach (a hijacked connection).
@@ -77,18 +71,7 @@ fn tlsverify_is_the_default_and_admits_only_clients_with_its_certificates() {
     assert_refused(&o, "a client without a certificate", "certificate required");
     let other = TestCa::new("another CA");
     let (_, ocert, okey) = other.write(&vch.work, "other", true);
-    let o = vch.docker(
-        &[
-            "--tlsverify",
-            "--tlscacert",
-            &ca,
-            "--tlscert",
-            &ocert,
-            "--tlskey",
-            &okey,
-        ],
-        &["info"],
-    );
+    let o = vch.docker_tls(&ca, &ocert, &okey, &["info"]);
     assert_refused(&o, "a certificate of another CA", "remote error: tls:");
     let o = vch.docker(&[], &["info"]);
     assert_refused(
@@ -150,34 +133,12 @@ fn tls_ca_admits_client_certificates_of_that_authority_only() {
         vch.stdout
     );
     let ca = vch.file("ca.pem");
-    let o = vch.docker(
-        &[
-            "--tlsverify",
-            "--tlscacert",
-            &ca,
-            "--tlscert",
-            &my_cert,
-            "--tlskey",
-            &my_key,
-        ],
-        &["info"],
-    );
+    let o = vch.docker_tls(&ca, &my_cert, &my_key, &["info"]);
     assert_ok(&o, "docker with a client certificate of --tls-ca");
 
     let other = TestCa::new("another CA");
     let (_, ocert, okey) = other.write(&work, "other", true);
-    let o = vch.docker(
-        &[
-            "--tlsverify",
-            "--tlscacert",
-            &ca,
-            "--tlscert",
-            &ocert,
-            "--tlskey",
-            &okey,
-        ],
-        &["info"],
-    );
+    let o = vch.docker_tls(&ca, &ocert, &okey, &["info"]);
     assert_refused(&o, "a certificate of another CA", "remote error: tls:");
     let o = vch.docker(&["--tlsverify", "--tlscacert", &ca], &["info"]);
     assert_refused(&o, "no certificate", "certificate required");
@@ -201,18 +162,7 @@ fn a_server_certificate_of_your_own_is_served() {
     );
     assert!(!vch.dir().join("server-cert.pem").exists());
     let (cert, key) = (vch.file("cert.pem"), vch.file("key.pem"));
-    let o = vch.docker(
-        &[
-            "--tlsverify",
-            "--tlscacert",
-            &my_ca,
-            "--tlscert",
-            &cert,
-            "--tlskey",
-            &key,
-        ],
-        &["info"],
-    );
+    let o = vch.docker_tls(&my_ca, &cert, &key, &["info"]);
     assert_ok(&o, "docker verifying the operator's server certificate");
     let _ = std::fs::remove_dir_all(&work);
 }
@@ -268,18 +218,18 @@ fn no_tlsverify_serves_tls_to_clients_without_certificates() {
         &vch.docker_env(&certs, &["--tls"], &["info"]),
         "info beside a stalled client",
     );
-    let start = Instant::now();
+    // The server's 10 s handshake limit closes it; a read that times out at 30 s instead
+    // means the connection was kept.
     silent
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     let mut buf = [0u8; 16];
-    let n = silent.read(&mut buf).unwrap_or(0);
-    let waited = start.elapsed();
-    assert_eq!(n, 0, "the server sent something to a silent client");
-    assert!(
-        waited < Duration::from_secs(15),
-        "a silent client was kept for {waited:?}"
-    );
+    match silent.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!("the server sent {n} bytes to a silent client"),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("a silent client was kept past the handshake limit: {e}"),
+    }
     assert_ok(&vch.docker_env(&certs, &["--tls"], &["info"]), "info after");
     let _ = std::fs::remove_dir_all(&work);
 }

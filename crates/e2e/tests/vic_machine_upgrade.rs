@@ -5,7 +5,7 @@ mod common;
 mod machine;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::*;
 use machine::*;
@@ -198,7 +198,7 @@ fn an_upgrade_that_does_not_come_up_is_rolled_back() {
     );
     assert!(err.contains("rolled back: the VCH runs as before"), "{err}");
     // Noticed at the first exit, not when vic-init gives up (after 7.5 s of back-off).
-    assert!(took < Duration::from_secs(7), "took {took:?}");
+    assert!(!err.contains("gave up"), "{err}");
     assert_eq!(record(&name), before, "vch.json is as before");
     assert!(!vch_dir(&name).join("appliance.prev").exists());
     let app = std::fs::read(vch_dir(&name).join("appliance/vic-appliance")).unwrap();
