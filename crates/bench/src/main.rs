@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bench::dockerd::{Dockerd, DEFAULT_DOCKERD};
+use bench::vch::Vch;
 use bench::{run_ok, stats, Stats};
 use clap::Parser;
 
@@ -188,34 +189,11 @@ fn row(name: &str, vic: Option<&Stats>, peer: Option<&Stats>, unit: &str) {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let image = format!("{}/busybox", args.registry);
-    let state = std::env::temp_dir().join(format!("vic-bench-{}", std::process::id()));
-    let name = format!("bench-{}", std::process::id());
-    let vm = |sub: &[&str]| {
-        let mut c = Command::new(args.bin_dir.join("vic-machine"));
-        c.env("VIC_STATE_ROOT", &state)
-            .current_dir(std::env::temp_dir())
-            .args(sub);
-        c
+    let vch = Vch::create(&args.bin_dir, "bench", &args.registry)?;
+    let vic = Endpoint {
+        label: "vic",
+        host: vch.host.clone(),
     };
-    let created = run_ok(
-        &mut vm(&[
-            "create",
-            "--target",
-            "local",
-            "--name",
-            &name,
-            "--no-tls",
-            "--insecure-registry",
-            &args.registry,
-        ]),
-        "vic-machine create",
-    )?;
-    let host = created
-        .lines()
-        .find_map(|l| l.strip_prefix("DOCKER_HOST="))
-        .context("no DOCKER_HOST")?
-        .to_string();
-    let vic = Endpoint { label: "vic", host };
     let result = (|| -> anyhow::Result<()> {
         run_ok(
             vic.docker(&args.docker).args(["pull", &image]),
@@ -284,7 +262,6 @@ fn main() -> anyhow::Result<()> {
         }
         Ok(())
     })();
-    let _ = vm(&["delete", "--target", "local", "--name", &name, "--force"]).output();
-    let _ = std::fs::remove_dir_all(&state);
+    drop(vch);
     result
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use bench::dockerd::{Dockerd, DEFAULT_DOCKERD};
+use bench::vch::Vch;
 use bench::{run_ok, stats, Stats};
 use clap::Parser;
 
@@ -281,88 +282,15 @@ impl Drop for Registry {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The VCH
+// The VCH (bench::vch::Vch)
 
-struct Vch {
-    bin_dir: PathBuf,
-    state: tempfile::TempDir,
-    name: String,
-    host: String,
-    created: bool,
+fn appliance_pid(vch: &Vch) -> anyhow::Result<u32> {
+    alive_with(&vch.dir().join("appliance.pid"), "vic-appliance")
+        .context("no live vic-appliance behind appliance.pid")
 }
 
-impl Vch {
-    fn machine(&self, sub: &[&str]) -> Command {
-        let mut c = Command::new(self.bin_dir.join("vic-machine"));
-        // vic-machine create writes NAME/NAME.env into its working directory: keep that in
-        // the temporary state directory too.
-        c.env("VIC_STATE_ROOT", self.state.path())
-            .current_dir(self.state.path())
-            .args(sub);
-        c
-    }
-
-    fn create(bin_dir: &Path, registry: &str) -> anyhow::Result<Vch> {
-        let bin_dir = std::fs::canonicalize(bin_dir)
-            .with_context(|| format!("no bin dir {}", bin_dir.display()))?;
-        let mut vch = Vch {
-            bin_dir,
-            state: tempfile::Builder::new()
-                .prefix("vic-bench-pull-")
-                .tempdir()?,
-            name: format!("bench-pull-{}", std::process::id()),
-            host: String::new(),
-            created: false,
-        };
-        let name = vch.name.clone();
-        let args = [
-            "create",
-            "--target",
-            "local",
-            "--name",
-            &name,
-            "--no-tls",
-            "--insecure-registry",
-            registry,
-        ];
-        // Delete whatever a failed create left, too.
-        vch.created = true;
-        let out = run_ok(&mut vch.machine(&args), "vic-machine create")?;
-        vch.host = out
-            .lines()
-            .find_map(|l| l.strip_prefix("DOCKER_HOST="))
-            .context("vic-machine create printed no DOCKER_HOST")?
-            .trim()
-            .to_string();
-        Ok(vch)
-    }
-
-    fn dir(&self) -> PathBuf {
-        self.state.path().join("vch").join(&self.name)
-    }
-
-    fn appliance_pid(&self) -> anyhow::Result<u32> {
-        alive_with(&self.dir().join("appliance.pid"), "vic-appliance")
-            .context("no live vic-appliance behind appliance.pid")
-    }
-
-    fn blob_dir(&self) -> PathBuf {
-        self.dir().join("images/blobs/sha256")
-    }
-}
-
-impl Drop for Vch {
-    fn drop(&mut self) {
-        if self.created {
-            let name = self.name.clone();
-            let _ = self
-                .machine(&["delete", "--target", "local", "--name", &name, "--force"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
+fn blob_dir(vch: &Vch) -> PathBuf {
+    vch.dir().join("images/blobs/sha256")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -421,7 +349,7 @@ fn vic_pull(vch: &Vch, docker: &str, image: &Image) -> anyhow::Result<Run> {
     let _ = docker_cmd(docker, &vch.host)
         .args(["rmi", "-f", &image.reference])
         .output();
-    let blobs = vch.blob_dir();
+    let blobs = blob_dir(vch);
     wait_until(
         &format!(
             "vic kept blobs of {} in {} after rmi -f",
@@ -436,7 +364,7 @@ fn vic_pull(vch: &Vch, docker: &str, image: &Image) -> anyhow::Result<Run> {
         },
     )?;
     sync_disks();
-    let pid = vch.appliance_pid()?;
+    let pid = appliance_pid(vch)?;
     let cpu0 = cpu_seconds(pid, false)?;
     let lo0 = loopback_bytes();
     let t = Instant::now();
@@ -579,7 +507,7 @@ fn main() -> anyhow::Result<()> {
     skopeo_copy(&args.skopeo, &image)?;
 
     eprintln!("creating VCH (vic-machine create)…");
-    let vch = Vch::create(&args.bin_dir, &registry.addr)?;
+    let vch = Vch::create(&args.bin_dir, "bench-pull", &registry.addr)?;
     let dockerd = Dockerd::start_peer(&args.dockerd, &[&registry.addr], &args.docker);
     let driver = dockerd.as_ref().and_then(|d| {
         run_ok(
