@@ -42,6 +42,8 @@ pub struct HostConfigBody {
     pub dns: Option<Vec<String>>,
     pub dns_search: Option<Vec<String>>,
     pub dns_options: Option<Vec<String>>,
+    /// `[height, width]` of the client's terminal (API 1.42+).
+    pub console_size: Option<[u32; 2]>,
     pub memory: i64,
     pub nano_cpus: i64,
     pub cpu_count: i64,
@@ -102,6 +104,10 @@ fn str_vec(v: Option<&Value>) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+fn clamp_u16(v: u32) -> u16 {
+    v.min(u32::from(u16::MAX)) as u16
 }
 
 /// Builds the port layer's spec from Docker's create body and the image's config.
@@ -210,6 +216,11 @@ pub fn build_spec(
             tty: body.tty,
             open_stdin: body.open_stdin,
             stdin_once: body.stdin_once,
+            console_size: hc
+                .console_size
+                .filter(|_| body.tty)
+                .map(|[h, w]| (clamp_u16(h), clamp_u16(w)))
+                .unwrap_or_default(),
         },
         hostname: body.hostname.clone(),
         labels,
@@ -420,7 +431,10 @@ pub async fn resize(
         .get("w")
         .and_then(|v| v.parse::<u16>().ok())
         .ok_or_else(|| ApiError::bad_request("invalid width"))?;
-    st.containers.resize(&id, h, w)?;
+    if let Err(e) = st.containers.resize(&id, h, w) {
+        tracing::warn!(%id, "resize to {h}x{w} refused: {e}");
+        return Err(e.into());
+    }
     Ok(StatusCode::OK)
 }
 

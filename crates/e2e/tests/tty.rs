@@ -85,3 +85,35 @@ fn interactive_terminal_session() {
     );
     let _ = std::fs::remove_file(&status_file);
 }
+
+#[test]
+#[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
+fn the_console_size_given_at_create_is_the_terminals_from_the_start() {
+    // What the docker CLI sends at create (API 1.42+): the terminal has this size before any
+    // resize, so a process that asks at once gets it.
+    let url = vch().docker_host.replace("tcp://", "http://");
+    let body = serde_json::json!({
+        "Image": busybox(),
+        "Cmd": ["stty", "size"],
+        "Tty": true,
+        "HostConfig": { "ConsoleSize": [12, 34] },
+    });
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--fail-with-body", "-X", "POST"])
+        .args([
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &body.to_string(),
+        ])
+        .arg(format!("{url}/containers/create"))
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = created["Id"].as_str().expect("an Id").to_string();
+    ok(&["start", &id]);
+    assert_eq!(ok(&["wait", &id]).trim(), "0");
+    assert_eq!(ok(&["logs", &id]).trim(), "12 34");
+    ok(&["rm", &id]);
+}

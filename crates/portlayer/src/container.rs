@@ -18,6 +18,10 @@ pub struct ProcessSpec {
     pub open_stdin: bool,
     /// Close the process's standard input when the first attached client detaches.
     pub stdin_once: bool,
+    /// The terminal's size at start, rows then columns (Docker's `HostConfig.ConsoleSize`,
+    /// sent by the CLI at create); 0 leaves the guest's default until a resize.
+    #[serde(default)]
+    pub console_size: (u16, u16),
 }
 
 /// Everything needed to (re)create and run a container; fixed at create time.

@@ -414,8 +414,8 @@ impl Containers {
             user: p.user.clone(),
             tty: p.tty,
             stdin: p.open_stdin,
-            rows: 0,
-            cols: 0,
+            rows: p.console_size.0,
+            cols: p.console_size.1,
         };
         let session = match session::start(powered, setup, process, sink, live.stdin_rx.clone())
             .await
