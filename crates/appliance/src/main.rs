@@ -147,7 +147,19 @@ impl LimitArgs {
     }
 }
 
+/// Makes `dir` if missing and leaves it to its owner alone (also a VCH's directory made
+/// before state was private).
+fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("making {} private", dir.display()))
+}
+
 fn main() -> anyhow::Result<()> {
+    // SAFETY: umask only sets this process's file mode creation mask; it cannot fail.
+    // What the appliance writes (state, logs, disks, image roots' directories) is root's alone.
+    unsafe { libc::umask(0o077) };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VIC_LOG")
@@ -173,8 +185,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ),
         _ => None,
     };
-    std::fs::create_dir_all(&args.state_dir)
-        .with_context(|| format!("creating {}", args.state_dir.display()))?;
+    private_dir(&args.state_dir)?;
     // First, before anything is touched: a second appliance on this VCH stops here.
     let db = portlayer::open_database(&args.state_dir.join("containers"))
         .context("opening the VCH's state")?;
@@ -206,6 +217,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .image_store
         .clone()
         .unwrap_or_else(|| args.state_dir.join("images"));
+    private_dir(&image_root)?;
     let storage = Arc::new(args.limits.storage(&args.state_dir));
     let images = Arc::new(
         ImageStore::open_in(db.clone(), &image_root)

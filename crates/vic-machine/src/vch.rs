@@ -301,6 +301,14 @@ pub fn create(layout: &Layout, opts: &CreateOptions) -> anyhow::Result<()> {
     result
 }
 
+/// Makes `dir` (and what is missing above it) and leaves it readable by its owner alone: a
+/// VCH's state holds image roots with set-id files, container disks, logs and environments.
+pub(crate) fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .with_context(|| format!("making {} private", dir.display()))
+}
+
 fn create_inner(
     layout: &Layout,
     opts: &CreateOptions,
@@ -310,8 +318,9 @@ fn create_inner(
     registry_ca: Option<Vec<u8>>,
     deadline: Instant,
 ) -> anyhow::Result<()> {
-    fs::create_dir_all(&layout.dir)
-        .with_context(|| format!("creating {}", layout.dir.display()))?;
+    for dir in [&layout.root, &layout.root.join("vch"), &layout.dir] {
+        private_dir(dir)?;
+    }
     info(format!("Creating appliance in {}", layout.dir.display()));
     parts.install(&layout.appliance_dir())?;
     let version = Parts::in_dir(&layout.appliance_dir()).version()?;

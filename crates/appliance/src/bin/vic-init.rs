@@ -176,6 +176,8 @@ fn stop(child: &mut Child, sig: i32) {
 }
 
 fn main() {
+    // SAFETY: umask only sets this process's file mode creation mask; it cannot fail.
+    unsafe { libc::umask(0o077) };
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
