@@ -1,6 +1,9 @@
 //! A private dockerd for side-by-side figures and round-trip tests: its own data root, exec
-//! root and socket under a temporary directory, no bridge and no iptables, stopped (by PID)
-//! and cleaned away on drop.
+//! root and socket under a temporary directory, and network and mount namespaces of its own,
+//! so it cannot touch the host's interfaces (dockerd deletes a `docker0` it does not manage),
+//! routes, firewall or mounts. Loopback registries it is given are forwarded into its
+//! namespace at the same address ([`crate::netns`]). Stopped (by PID) and cleaned away on
+//! drop, with the cgroups it made.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,6 +19,8 @@ pub struct Dockerd {
     child: Child,
     root: PathBuf,
     host: String,
+    cgroup_parent: String,
+    _forwarder: Option<crate::netns::Forwarder>,
 }
 
 impl Dockerd {
@@ -34,8 +39,14 @@ impl Dockerd {
         std::fs::create_dir_all(&root)?;
         let sock = root.join("docker.sock");
         let log = std::fs::File::create(root.join("dockerd.log"))?;
-        let mut cmd = Command::new(bin);
-        cmd.arg("--data-root")
+        let cgroup_parent = format!("vic-peer-{}-{:08x}", std::process::id(), rand_u32());
+        // Namespaces of its own: `unshare` execs the shell, which brings loopback up and
+        // execs dockerd, so the child's PID is dockerd's.
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--net", "--mount", "--", "sh", "-c"])
+            .arg(r#"ip link set lo up && exec "$0" "$@""#)
+            .arg(bin)
+            .arg("--data-root")
             .arg(root.join("data"))
             .arg("--exec-root")
             .arg(root.join("exec"))
@@ -43,7 +54,8 @@ impl Dockerd {
             .arg(root.join("dockerd.pid"))
             .arg("-H")
             .arg(format!("unix://{}", sock.display()))
-            .args(["--iptables=false", "--bridge=none"]);
+            .args(["--iptables=false", "--ip-forward=false", "--bridge=none"])
+            .arg(format!("--cgroup-parent=/{cgroup_parent}"));
         for r in insecure_registries {
             cmd.args(["--insecure-registry", r]);
         }
@@ -52,12 +64,21 @@ impl Dockerd {
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let d = Dockerd {
+            .with_context(|| format!("starting {} under unshare", bin.display()))?;
+        let mut d = Dockerd {
             child,
             root,
             host: format!("unix://{}", sock.display()),
+            cgroup_parent,
+            _forwarder: None,
         };
+        crate::netns::wait_for_own_netns(d.pid())?;
+        let loopback: Vec<std::net::SocketAddr> = insecure_registries
+            .iter()
+            .filter_map(|r| r.parse::<std::net::SocketAddr>().ok())
+            .filter(|a| a.ip().is_loopback())
+            .collect();
+        d._forwarder = Some(crate::netns::Forwarder::start(d.pid(), &loopback)?);
         let deadline = Instant::now() + Duration::from_secs(60);
         while !d
             .docker(docker)
@@ -147,5 +168,27 @@ impl Drop for Dockerd {
             .stderr(Stdio::null())
             .status();
         let _ = std::fs::remove_dir_all(&self.root);
+        remove_cgroups(&self.cgroup_parent);
+    }
+}
+
+/// Removes the (empty, once dockerd and its containers are gone) cgroup `name` from every
+/// hierarchy, v1 or v2.
+fn remove_cgroups(name: &str) {
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    let mut dirs: Vec<PathBuf> = hierarchies.flatten().map(|h| h.path().join(name)).collect();
+    dirs.push(Path::new("/sys/fs/cgroup").join(name));
+    for d in dirs {
+        // Children first (dockerd puts one per container under the parent).
+        if let Ok(children) = std::fs::read_dir(&d) {
+            for c in children.flatten() {
+                if c.path().is_dir() {
+                    let _ = std::fs::remove_dir(c.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(&d);
     }
 }

@@ -5,6 +5,7 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context};
 
 pub mod dockerd;
+pub mod netns;
 pub mod vch;
 
 /// Median, minimum and maximum of a set of measurements.
