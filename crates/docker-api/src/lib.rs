@@ -22,6 +22,7 @@ mod archive;
 mod containers;
 mod error;
 mod events;
+mod glob;
 mod images;
 mod inspect;
 mod pull;
