@@ -2,12 +2,13 @@
 //! client authorities (`--tlsverify`) a client certificate that chains to one of them.
 //!
 //! ```text
-//!   accept ─► peek: TLS? ─no─► "400 Client sent an HTTP request to an HTTPS server."
+//!   accept (server.rs: the connection cap) ─► peek: TLS? ─no─► "400 Client sent an HTTP request to an HTTPS server."
 //!                 │yes
 //!                 ▼
 //!   handshake (10 s limit; a failure is logged at debug, the server goes on)
 //!                 ▼
-//!   hyper http1 with upgrades ─► the same handler as the plain server (attach hijacks work)
+//!   server.rs: hyper http1 with upgrades, within the same bounds as the plain server
+//!   ─► the same handler (attach hijacks work)
 //! ```
 
 use std::io;
@@ -15,18 +16,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use crate::{Api, AppState};
+use crate::server::{accept_loop, serve_connection};
+use crate::{Api, AppState, ServerLimits};
 
 /// How long a client may take to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -159,12 +158,13 @@ pub fn server_config(
     })
 }
 
-/// Serves the API over TLS on `listener`; stops accepting when `shutdown` resolves. A client
-/// that fails or stalls its handshake costs only its own connection.
+/// Serves the API over TLS on `listener` within `limits`; stops accepting when `shutdown`
+/// resolves. A client that fails or stalls its handshake costs only its own connection.
 pub async fn serve_tls(
     listener: TcpListener,
     config: TlsConfig,
     state: AppState,
+    limits: ServerLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let api = Api::new(state);
@@ -175,35 +175,24 @@ pub async fn serve_tls(
         "no client certificates"
     };
     tracing::info!(
-        "Docker API listening on {} (TLS, {verify})",
-        listener.local_addr()?
+        "Docker API listening on {} (TLS, {verify}; at most {} connections)",
+        listener.local_addr()?,
+        limits.max_connections
     );
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of descriptors and the like: wait rather than spin, and go on.
-                    tracing::warn!("accepting a connection failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let acceptor = acceptor.clone();
-        let api = api.clone();
-        tokio::spawn(async move {
-            let _ = tcp.set_nodelay(true);
+    let limits = Arc::new(limits);
+    // Over the cap a connection is closed before its handshake: nothing to tell it in clear.
+    accept_loop(listener, &limits, shutdown, &[], |tcp, peer| {
+        let (acceptor, api, limits) = (acceptor.clone(), api.clone(), limits.clone());
+        async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&acceptor, tcp)).await {
-                Ok(Ok(Some(tls))) => serve_connection(tls, api).await,
+                Ok(Ok(Some(tls))) => serve_connection(tls, api, &limits).await,
                 Ok(Ok(None)) => tracing::debug!(%peer, "plain HTTP on the TLS port refused"),
                 Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
-        });
-    }
+        }
+    })
+    .await
 }
 
 /// Completes the handshake; answers a plain HTTP client as dockerd does and returns None.
@@ -224,24 +213,6 @@ async fn handshake(
         return Ok(None);
     }
     acceptor.accept(tcp).await.map(Some)
-}
-
-/// Serves HTTP/1.1 on one connection, with upgrades so `attach` can hijack it.
-pub(crate) async fn serve_connection<I>(io: I, api: Api)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-        let api = api.clone();
-        async move { Ok::<_, std::convert::Infallible>(api.handle(req.map(Body::new)).await) }
-    });
-    if let Err(e) = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(io), svc)
-        .with_upgrades()
-        .await
-    {
-        tracing::debug!("connection ended: {e}");
-    }
 }
 
 #[cfg(test)]
