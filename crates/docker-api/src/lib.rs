@@ -29,6 +29,7 @@ mod glob;
 mod guard;
 mod images;
 mod inspect;
+mod prune;
 mod pull;
 mod server;
 mod streams;
@@ -106,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .route("/system/df", get(images::system_df))
         .route("/containers/create", post(containers::create))
         .route("/containers/json", get(containers::list))
+        .route("/containers/prune", post(prune::containers))
         .route("/containers/{id}/json", get(containers::inspect))
         .route("/containers/{id}/start", post(containers::start))
         .route("/containers/{id}/stop", post(containers::stop))
