@@ -24,6 +24,19 @@ fn test_api(plain: bool) -> Api {
             post(|body: Bytes| async move { body.len().to_string() }),
         )
         .route(
+            "/upload",
+            post(|body: Body| async move {
+                // As load and import take their bodies: a stream, never whole in memory.
+                use futures_util::StreamExt;
+                let mut frames = body.into_data_stream();
+                let mut n = 0usize;
+                while let Some(Ok(frame)) = frames.next().await {
+                    n += frame.len();
+                }
+                n.to_string()
+            }),
+        )
+        .route(
             "/stream",
             get(|| async {
                 // Eight chunks, 150 ms apart: a response body that outlasts the header
@@ -254,6 +267,27 @@ async fn a_body_over_the_limit_gets_a_json_413_and_one_under_it_is_read() {
     )
     .await;
     assert!(got.ends_with("\r\n5"), "{got}");
+}
+
+#[tokio::test]
+async fn a_streamed_upload_is_not_held_to_the_body_limit() {
+    let addr = start(ServerLimits::default(), true).await;
+    let len = crate::MAX_JSON_BODY + (2 << 20);
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-tar\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let chunk = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        conn.write_all(&chunk[..n]).await.unwrap();
+        left -= n;
+    }
+    let got = read_until_closed(&mut conn).await;
+    assert!(got.starts_with("HTTP/1.1 200 OK"), "{got}");
+    assert!(got.ends_with(&format!("\r\n{len}")), "{got}");
 }
 
 #[tokio::test]
