@@ -24,6 +24,15 @@ fn test_api(plain: bool) -> Api {
             post(|body: Bytes| async move { body.len().to_string() }),
         )
         .route(
+            "/query/{id}",
+            get(
+                |axum::extract::Path(id): axum::extract::Path<String>,
+                 axum::extract::Query(q): axum::extract::Query<
+                    std::collections::HashMap<String, String>,
+                >| async move { format!("{id} {}", q.len()) },
+            ),
+        )
+        .route(
             "/upload",
             post(|body: Body| async move {
                 // As load and import take their bodies: a stream, never whole in memory.
@@ -267,6 +276,26 @@ async fn a_body_over_the_limit_gets_a_json_413_and_one_under_it_is_read() {
     )
     .await;
     assert!(got.ends_with("\r\n5"), "{got}");
+}
+
+#[tokio::test]
+async fn axums_own_rejections_get_dockers_json() {
+    let addr = start(ServerLimits::default(), true).await;
+    // (A HashMap query takes anything; a path segment that is not UTF-8 is refused.)
+    for target in ["/query/%FF?a=1", "/query/%C3%28"] {
+        let got = exchange(
+            addr,
+            format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+        let (status, body) = status_and_body(&got);
+        assert_eq!(status, 400, "{got}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{got}"
+        );
+    }
 }
 
 #[tokio::test]

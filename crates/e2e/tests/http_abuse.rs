@@ -200,6 +200,31 @@ fn silent_half_sent_and_surplus_connections_are_closed_and_streams_go_on() {
         }
     }
     drop(streams);
+
+    // Attach (a hijacked connection), wait and `logs -f` outlast the 2 s head timeout too.
+    let out = vch
+        .client
+        .ok(&["run", "--rm", &vch.image, "sh", "-c", "sleep 4; echo late"]);
+    assert_eq!(out.trim(), "late");
+    let id = vch
+        .client
+        .ok(&["run", "-d", &vch.image, "sh", "-c", "sleep 4; echo later"]);
+    let out = vch.client.ok(&["logs", "-f", id.trim()]);
+    assert_eq!(out.trim(), "later");
+    vch.client.ok(&["rm", id.trim()]);
+    let mut piped = std::process::Command::new("sh");
+    piped
+        .env("DOCKER_HOST", &vch.client.host)
+        .env("DOCKER_CONFIG", &vch.client.config)
+        .env("VIC_IMAGE", &vch.image)
+        .args([
+            "-c",
+            r#"(sleep 4; echo hello) | "$VIC_DOCKER" run -i --rm "$VIC_IMAGE" sh -c 'read x; echo got $x'"#,
+        ]);
+    let o = run_limited(piped, None, Duration::from_secs(180), "docker run -i");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "got hello");
+
     assert!(vch.client.ok(&["version"]).contains("Server:"));
     assert_eq!(
         appliance_pid(&vch.name),
