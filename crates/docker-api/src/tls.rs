@@ -2,7 +2,9 @@
 //! client authorities (`--tlsverify`) a client certificate that chains to one of them.
 //!
 //! ```text
-//!   accept (server.rs: the connection cap) ─► peek: TLS? ─no─► "400 Client sent an HTTP request to an HTTPS server."
+//!   accept (server.rs: within the connection cap)
+//!                 ▼
+//!   peek: TLS? ─no─► "400 Client sent an HTTP request to an HTTPS server."
 //!                 │yes
 //!                 ▼
 //!   handshake (10 s limit; a failure is logged at debug, the server goes on)
@@ -167,7 +169,16 @@ pub async fn serve_tls(
     limits: ServerLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let api = Api::new(state);
+    serve_tls_api(listener, config, Api::new(state), limits, shutdown).await
+}
+
+pub(crate) async fn serve_tls_api(
+    listener: TcpListener,
+    config: TlsConfig,
+    api: Api,
+    limits: ServerLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
     let acceptor = TlsAcceptor::from(config.server);
     let verify = if config.verifies_clients {
         "client certificates required"
@@ -258,6 +269,52 @@ mod tests {
         std::fs::write(&c, cert.pem()).unwrap();
         std::fs::write(&k, key.serialize_pem()).unwrap();
         (c, k)
+    }
+
+    /// The TLS endpoint serves through the same bounds as the plain one: after a complete
+    /// handshake, a client that sends no request is dropped.
+    #[tokio::test]
+    async fn a_silent_client_after_the_handshake_is_closed() {
+        use tokio::io::AsyncReadExt;
+        let dir = std::env::temp_dir().join(format!("docker-api-tls-idle-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = write_pair(&dir, "server");
+        let config = server_config(&cert, &key, &[]).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let api = Api::of(axum::Router::new(), false);
+        let limits = ServerLimits {
+            header_read_timeout: Duration::from_millis(300),
+            ..ServerLimits::default()
+        };
+        tokio::spawn(serve_tls_api(
+            listener,
+            config,
+            api,
+            limits,
+            std::future::pending(),
+        ));
+
+        let mut roots = RootCertStore::empty();
+        for c in certificates(&cert).unwrap() {
+            roots.add(c).unwrap();
+        }
+        let client = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+        let mut tls = connector.connect(name, tcp).await.expect("the handshake");
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(20), tls.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "the silent TLS client was not dropped: {read:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
