@@ -420,3 +420,37 @@ fn unix_now() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or_default()
 }
+
+#[test]
+#[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
+fn an_import_larger_than_the_body_limit_is_streamed_through() {
+    let dir = std::env::temp_dir().join(format!("e2e-big-import-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("rootfs")).expect("work dir");
+    // Incompressible, and past the 10 MiB limit on buffered bodies.
+    let mut data = vec![0u8; 12 << 20];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut data))
+        .expect("random bytes");
+    std::fs::write(dir.join("rootfs/big"), &data).expect("the big file");
+    let tar = dir.join("rootfs.tar");
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(dir.join("rootfs"))
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .expect("tar");
+    assert!(st.success());
+    let name = format!("big-import-{}", std::process::id());
+    let tar_path = tar.display().to_string();
+    let out = ok(&["import", &tar_path, &name]);
+    assert!(out.trim().starts_with("sha256:"), "{out}");
+    let size = ok(&["image", "inspect", "--format", "{{.Size}}", &name]);
+    assert!(
+        size.trim().parse::<u64>().unwrap_or(0) >= 12 << 20,
+        "the imported image holds the whole upload: {size}"
+    );
+    ok(&["rmi", &name]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
