@@ -61,6 +61,31 @@ struct Args {
     tls_cas: Vec<PathBuf>,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// Bounds of the Docker API's listener. vic-machine leaves them at their defaults; tests
+/// lower them (through the environment, which vic-init hands on) to reach them cheaply.
+#[derive(Debug, clap::Args)]
+struct ApiArgs {
+    /// Connections served at once; past it new ones are closed at once.
+    #[arg(long, env = "VIC_API_MAX_CONNECTIONS", default_value_t = docker_api::MAX_CONNECTIONS as u32,
+          value_parser = clap::value_parser!(u32).range(1..), hide = true)]
+    api_max_connections: u32,
+    /// Seconds a client may take to send a request's head, or stay idle between requests.
+    #[arg(long, env = "VIC_API_HEADER_TIMEOUT", default_value_t = docker_api::HEADER_READ_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..), hide = true)]
+    api_header_timeout: u64,
+}
+
+impl ApiArgs {
+    fn limits(&self) -> docker_api::ServerLimits {
+        docker_api::ServerLimits {
+            max_connections: self.api_max_connections as usize,
+            header_read_timeout: std::time::Duration::from_secs(self.api_header_timeout),
+        }
+    }
 }
 
 /// What the VCH may use and how its container VMs are set up (`vic-machine create` /
@@ -276,14 +301,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.state_dir.join("appliance.pid"),
         std::process::id().to_string(),
     )?;
+    let api_limits = args.api.limits();
     let server = match tls {
         Some(tls) => tokio::spawn(docker_api::serve_tls(
             listener,
             tls,
             state,
+            api_limits,
             std::future::pending(),
         )),
-        None => tokio::spawn(docker_api::serve(listener, state, std::future::pending())),
+        None => tokio::spawn(docker_api::serve(
+            listener,
+            state,
+            api_limits,
+            std::future::pending(),
+        )),
     };
     tokio::select! {
         _ = shutdown_signal() => {}

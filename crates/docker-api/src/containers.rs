@@ -453,6 +453,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn deeply_nested_json_is_an_error_not_a_crash() {
+        for depth in [200, 100_000] {
+            let body = format!(
+                r#"{{"Image":"busybox","HostConfig":{{"x":{}}}}}"#,
+                "[".repeat(depth)
+            );
+            let err = serde_json::from_slice::<CreateBody>(body.as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("recursion limit"), "{err}");
+        }
+        let top = "[".repeat(100_000);
+        assert!(serde_json::from_str::<CreateBody>(&top).is_err());
+    }
+
+    #[test]
     fn env_merges_by_key_and_keeps_a_path() {
         let image = vec!["PATH=/bin".to_string(), "A=1".to_string()];
         let user = vec!["A=2".to_string(), "B=3".to_string()];

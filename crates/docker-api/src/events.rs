@@ -16,7 +16,7 @@ use crate::{ApiError, ApiResult, AppState};
 
 /// A Docker time parameter: Unix seconds with an optional fraction (`1690000000.5`), or
 /// RFC 3339.
-fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }

@@ -10,32 +10,27 @@ use imagec::reference::Reference;
 use imagec::store::ImageRecord;
 use serde_json::{json, Value};
 
+use crate::glob::path_match;
 use crate::inspect::{image_json, image_summary};
 use crate::{truthy, ApiError, ApiResult, AppState};
 
-/// `*` and `?` glob match, as Go's path.Match does for image reference filters.
-fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    fn rec(p: &[char], t: &[char]) -> bool {
-        match (p.first(), t.first()) {
-            (None, None) => true,
-            (Some('*'), _) => rec(&p[1..], t) || (!t.is_empty() && t[0] != '/' && rec(p, &t[1..])),
-            (Some('?'), Some(c)) if *c != '/' => rec(&p[1..], &t[1..]),
-            (Some(a), Some(b)) if a == b => rec(&p[1..], &t[1..]),
-            _ => false,
-        }
-    }
-    rec(&p, &t)
-}
-
-/// Docker's `reference` filter: the pattern matches a tag, or the name when it has no tag.
+/// Docker's `reference` filter (its `FamiliarMatch`): the pattern matches the name with its
+/// tag, or else the name alone. A bad pattern matches nothing ([`check_pattern`] refuses it
+/// first).
 fn reference_matches(pattern: &str, repo_tag: &str) -> bool {
     let name = repo_tag
         .rsplit_once(':')
         .filter(|(_, t)| !t.contains('/'))
         .map(|(n, _)| n)
         .unwrap_or(repo_tag);
-    glob(pattern, repo_tag) || glob(pattern, name)
+    path_match(pattern, repo_tag).unwrap_or(false) || path_match(pattern, name).unwrap_or(false)
+}
+
+/// Refuses a `reference` pattern that is malformed or too long, before any image is matched.
+fn check_pattern(pattern: &str) -> ApiResult<()> {
+    path_match(pattern, "")
+        .map(|_| ())
+        .map_err(|e| ApiError::bad_request(format!("invalid reference filter: {e}")))
 }
 
 /// Parses Docker's `filters` query parameter (`{"key": ["v"]}` or `{"key": {"v": true}}`).
@@ -85,6 +80,9 @@ fn image_filter(
     };
     let get = |k: &str| filters.get(k).cloned().unwrap_or_default();
     let references = get("reference");
+    for p in &references {
+        check_pattern(p)?;
+    }
     let labels = get("label");
     let dangling = match get("dangling").first().map(String::as_str) {
         None => None,
@@ -453,5 +451,21 @@ mod tests {
         ));
         assert!(reference_matches("*/busy*", "127.0.0.1:5000/busybox:1.0"));
         assert!(!reference_matches("busy*", "127.0.0.1:5000/busybox:1.0"));
+    }
+
+    #[test]
+    fn a_pattern_of_a_hundred_thousand_stars_is_refused_with_a_400() {
+        let err = check_pattern(&"*".repeat(100_000)).unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            err.message,
+            "invalid reference filter: pattern is longer than 1024 characters"
+        );
+        let err = check_pattern("busybox[").unwrap_err();
+        assert_eq!(
+            err.message,
+            "invalid reference filter: syntax error in pattern"
+        );
+        assert!(check_pattern("*/busy*:1.[0-9]").is_ok());
     }
 }

@@ -11,7 +11,10 @@
 //! ```
 //!
 //! [`serve`] speaks plain HTTP; [`serve_tls`] (in `tls.rs`) speaks HTTPS, optionally requiring
-//! client certificates, through the same handler.
+//! client certificates, through the same handler. Both accept and serve connections in
+//! `server.rs`, within one set of bounds ([`ServerLimits`]: connections, header and idle
+//! timeouts, request head size); `guard.rs` caps buffered bodies, turns every refusal into
+//! Docker's JSON, and on the plain endpoint refuses requests a web page may have sent.
 //!
 //! Every path is accepted with or without the `/v1.NN` prefix; the version a client asks for
 //! is checked against [`MIN_API_VERSION`]..=[`API_VERSION`].
@@ -22,9 +25,13 @@ mod archive;
 mod containers;
 mod error;
 mod events;
+mod glob;
+mod guard;
 mod images;
 mod inspect;
+mod prune;
 mod pull;
+mod server;
 mod streams;
 mod system;
 mod tls;
@@ -32,7 +39,7 @@ mod tls;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::Request;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -44,6 +51,9 @@ use portlayer::{Containers, Storage};
 use tower::ServiceExt;
 
 pub use error::{ApiError, ApiResult};
+pub use glob::MAX_PATTERN_LEN;
+pub use guard::MAX_JSON_BODY;
+pub use server::{ServerLimits, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_HEAD_BYTES};
 pub use tls::{serve_tls, server_config, TlsConfig, TlsError, HANDSHAKE_TIMEOUT};
 
 /// Highest Docker Engine API version served (what the docker 28 CLI negotiates).
@@ -77,7 +87,7 @@ pub struct AppState {
 
 /// The Docker API router (paths without version prefix).
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/_ping", get(system::ping).head(system::ping))
         .route("/version", get(system::version))
         .route("/info", get(system::info))
@@ -97,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .route("/system/df", get(images::system_df))
         .route("/containers/create", post(containers::create))
         .route("/containers/json", get(containers::list))
+        .route("/containers/prune", post(prune::containers))
         .route("/containers/{id}/json", get(containers::inspect))
         .route("/containers/{id}/start", post(containers::start))
         .route("/containers/{id}/stop", post(containers::stop))
@@ -109,10 +120,20 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/containers/{id}",
             axum::routing::delete(containers::remove),
-        )
+        );
+    with_docker_manners(routes).with_state(state)
+}
+
+/// What every route gets: the answer to unknown paths and methods, the cap on buffered
+/// bodies, a JSON body on every error, Docker's response headers.
+fn with_docker_manners<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
+    routes
         .fallback(not_found)
+        // dockerd answers a known path with the wrong method as an unknown one.
+        .method_not_allowed_fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(middleware::map_response(guard::json_errors))
         .layer(middleware::from_fn(docker_headers))
-        .with_state(state)
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -178,19 +199,39 @@ fn strip_version(mut req: Request) -> Result<Request, ApiError> {
     Ok(req)
 }
 
-/// The whole API as one handler: the version prefix checked and stripped, then the router.
-/// The plain and the TLS server both serve through it.
+/// The whole API as one handler: on the plain endpoint the request checked for a web page's
+/// marks, the version prefix checked and stripped, then the router. The plain and the TLS
+/// server both serve through it.
 #[derive(Clone)]
-pub(crate) struct Api(Router);
+pub(crate) struct Api {
+    router: Router,
+    plain: bool,
+}
 
 impl Api {
+    /// The API as the TLS endpoint serves it.
     pub(crate) fn new(state: AppState) -> Self {
-        Api(router(state))
+        Self::of(router(state), false)
+    }
+
+    pub(crate) fn of(router: Router, plain: bool) -> Self {
+        Api { router, plain }
     }
 
     pub(crate) async fn handle(self, req: Request) -> Response {
+        if self.plain {
+            if let Err(e) = guard::check_plain_request(req.headers()) {
+                tracing::warn!(
+                    method = %req.method(),
+                    path = req.uri().path(),
+                    "{}",
+                    e.message
+                );
+                return e.into_response();
+            }
+        }
         match strip_version(req) {
-            Ok(req) => match self.0.oneshot(req).await {
+            Ok(req) => match self.router.oneshot(req).await {
                 Ok(resp) => resp,
                 Err(never) => match never {},
             },
@@ -199,24 +240,33 @@ impl Api {
     }
 }
 
-/// Serves the API over plain HTTP on `listener` until `shutdown` resolves.
+/// Serves the API over plain HTTP on `listener` until `shutdown` resolves, within `limits`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
+    limits: ServerLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let api = Api::new(state);
-    let svc = tower::service_fn(move |req: Request| {
-        let api = api.clone();
-        async move { Ok::<_, std::convert::Infallible>(api.handle(req).await) }
-    });
+    serve_plain(listener, Api::of(router(state), true), limits, shutdown).await
+}
+
+pub(crate) async fn serve_plain(
+    listener: tokio::net::TcpListener,
+    api: Api,
+    limits: ServerLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let local: SocketAddr = listener.local_addr()?;
-    tracing::info!("Docker API listening on {local}");
-    axum::serve(
-        listener,
-        axum::ServiceExt::<Request>::into_make_service(svc),
-    )
-    .with_graceful_shutdown(shutdown)
+    tracing::info!(
+        "Docker API listening on {local} (no TLS; at most {} connections)",
+        limits.max_connections
+    );
+    let busy = server::busy_reply();
+    let limits = std::sync::Arc::new(limits);
+    server::accept_loop(listener, &limits, shutdown, &busy, |tcp, _peer| {
+        let (api, limits) = (api.clone(), limits.clone());
+        async move { server::serve_connection(tcp, api, &limits).await }
+    })
     .await
 }
 

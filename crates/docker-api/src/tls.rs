@@ -2,12 +2,15 @@
 //! client authorities (`--tlsverify`) a client certificate that chains to one of them.
 //!
 //! ```text
-//!   accept ─► peek: TLS? ─no─► "400 Client sent an HTTP request to an HTTPS server."
+//!   accept (server.rs: within the connection cap)
+//!                 ▼
+//!   peek: TLS? ─no─► "400 Client sent an HTTP request to an HTTPS server."
 //!                 │yes
 //!                 ▼
 //!   handshake (10 s limit; a failure is logged at debug, the server goes on)
 //!                 ▼
-//!   hyper http1 with upgrades ─► the same handler as the plain server (attach hijacks work)
+//!   server.rs: hyper http1 with upgrades, within the same bounds as the plain server
+//!   ─► the same handler (attach hijacks work)
 //! ```
 
 use std::io;
@@ -15,18 +18,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use crate::{Api, AppState};
+use crate::server::{accept_loop, serve_connection};
+use crate::{Api, AppState, ServerLimits};
 
 /// How long a client may take to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -159,15 +160,25 @@ pub fn server_config(
     })
 }
 
-/// Serves the API over TLS on `listener`; stops accepting when `shutdown` resolves. A client
-/// that fails or stalls its handshake costs only its own connection.
+/// Serves the API over TLS on `listener` within `limits`; stops accepting when `shutdown`
+/// resolves. A client that fails or stalls its handshake costs only its own connection.
 pub async fn serve_tls(
     listener: TcpListener,
     config: TlsConfig,
     state: AppState,
+    limits: ServerLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let api = Api::new(state);
+    serve_tls_api(listener, config, Api::new(state), limits, shutdown).await
+}
+
+pub(crate) async fn serve_tls_api(
+    listener: TcpListener,
+    config: TlsConfig,
+    api: Api,
+    limits: ServerLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
     let acceptor = TlsAcceptor::from(config.server);
     let verify = if config.verifies_clients {
         "client certificates required"
@@ -175,35 +186,24 @@ pub async fn serve_tls(
         "no client certificates"
     };
     tracing::info!(
-        "Docker API listening on {} (TLS, {verify})",
-        listener.local_addr()?
+        "Docker API listening on {} (TLS, {verify}; at most {} connections)",
+        listener.local_addr()?,
+        limits.max_connections
     );
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of descriptors and the like: wait rather than spin, and go on.
-                    tracing::warn!("accepting a connection failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let acceptor = acceptor.clone();
-        let api = api.clone();
-        tokio::spawn(async move {
-            let _ = tcp.set_nodelay(true);
+    let limits = Arc::new(limits);
+    // Over the cap a connection is closed before its handshake: nothing to tell it in clear.
+    accept_loop(listener, &limits, shutdown, &[], |tcp, peer| {
+        let (acceptor, api, limits) = (acceptor.clone(), api.clone(), limits.clone());
+        async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&acceptor, tcp)).await {
-                Ok(Ok(Some(tls))) => serve_connection(tls, api).await,
+                Ok(Ok(Some(tls))) => serve_connection(tls, api, &limits).await,
                 Ok(Ok(None)) => tracing::debug!(%peer, "plain HTTP on the TLS port refused"),
                 Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
-        });
-    }
+        }
+    })
+    .await
 }
 
 /// Completes the handshake; answers a plain HTTP client as dockerd does and returns None.
@@ -224,24 +224,6 @@ async fn handshake(
         return Ok(None);
     }
     acceptor.accept(tcp).await.map(Some)
-}
-
-/// Serves HTTP/1.1 on one connection, with upgrades so `attach` can hijack it.
-pub(crate) async fn serve_connection<I>(io: I, api: Api)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-        let api = api.clone();
-        async move { Ok::<_, std::convert::Infallible>(api.handle(req.map(Body::new)).await) }
-    });
-    if let Err(e) = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(io), svc)
-        .with_upgrades()
-        .await
-    {
-        tracing::debug!("connection ended: {e}");
-    }
 }
 
 #[cfg(test)]
@@ -287,6 +269,52 @@ mod tests {
         std::fs::write(&c, cert.pem()).unwrap();
         std::fs::write(&k, key.serialize_pem()).unwrap();
         (c, k)
+    }
+
+    /// The TLS endpoint serves through the same bounds as the plain one: after a complete
+    /// handshake, a client that sends no request is dropped.
+    #[tokio::test]
+    async fn a_silent_client_after_the_handshake_is_closed() {
+        use tokio::io::AsyncReadExt;
+        let dir = std::env::temp_dir().join(format!("docker-api-tls-idle-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = write_pair(&dir, "server");
+        let config = server_config(&cert, &key, &[]).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let api = Api::of(axum::Router::new(), false);
+        let limits = ServerLimits {
+            header_read_timeout: Duration::from_millis(300),
+            ..ServerLimits::default()
+        };
+        tokio::spawn(serve_tls_api(
+            listener,
+            config,
+            api,
+            limits,
+            std::future::pending(),
+        ));
+
+        let mut roots = RootCertStore::empty();
+        for c in certificates(&cert).unwrap() {
+            roots.add(c).unwrap();
+        }
+        let client = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+        let mut tls = connector.connect(name, tcp).await.expect("the handshake");
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(20), tls.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "the silent TLS client was not dropped: {read:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

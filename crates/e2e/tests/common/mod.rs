@@ -43,8 +43,19 @@ pub fn create_vch(name: &str, workdir: &std::path::Path) -> String {
 
 /// [`create_vch`] with other options than the insecure test registry.
 pub fn create_vch_with(name: &str, workdir: &std::path::Path, extra: &[&str]) -> String {
+    create_vch_with_env(name, workdir, extra, &[])
+}
+
+/// [`create_vch_with`], vic-machine (and so the appliance it starts) running with `env` set.
+pub fn create_vch_with_env(
+    name: &str,
+    workdir: &std::path::Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> String {
     std::fs::create_dir_all(workdir).expect("temp dir");
     let out = vic_machine()
+        .envs(env.iter().copied())
         .current_dir(workdir)
         .args(["create", "--target", "local", "--name", name, "--no-tls"])
         .args(extra)
@@ -85,12 +96,17 @@ pub struct OwnVch {
 
 impl OwnVch {
     pub fn create(prefix: &str, extra: &[&str]) -> OwnVch {
+        Self::create_with_env(prefix, extra, &[])
+    }
+
+    /// [`OwnVch::create`], the appliance running with `env` set (e.g. lowered API limits).
+    pub fn create_with_env(prefix: &str, extra: &[&str], env: &[(&str, &str)]) -> OwnVch {
         let name = format!("{prefix}-{}", std::process::id());
         let dir = std::env::temp_dir().join(&name);
         let reg = registry();
         let mut args = vec!["--insecure-registry", reg.as_str()];
         args.extend_from_slice(extra);
-        let host = create_vch_with(&name, &dir, &args);
+        let host = create_vch_with_env(&name, &dir, &args, env);
         let client = Client::new(&host, dir.join("docker-config"));
         let image = format!("{reg}/busybox");
         let me = OwnVch {
