@@ -124,8 +124,23 @@ pub async fn info(State(st): State<AppState>) -> impl IntoResponse {
         "RuncCommit": { "ID": "", "Expected": "" },
         "InitCommit": { "ID": "", "Expected": "" },
         "SecurityOptions": [],
-        "Warnings": st.info.insecure_registries.iter().map(|r| format!("WARNING: registry {r} is insecure: its certificate is not verified, or it is reached over plain HTTP")).collect::<Vec<_>>(),
+        "Warnings": warnings(&st),
     }))
+}
+
+/// What `docker info` prints after everything else: insecure registries, and container
+/// records this version cannot read (kept, with their VMs, until a version that can is back).
+fn warnings(st: &AppState) -> Vec<String> {
+    let registries = st.info.insecure_registries.iter().map(|r| {
+        format!("WARNING: registry {r} is insecure: its certificate is not verified, or it is reached over plain HTTP")
+    });
+    let quarantined = st.containers.quarantined().into_iter().map(|q| {
+        format!(
+            "WARNING: container {} is kept but not shown: its record cannot be read by this version ({}); its VM and logs are left as they are",
+            q.id, q.error
+        )
+    });
+    registries.chain(quarantined).collect()
 }
 
 /// Docker's `RegistryConfig`: the insecure registries (no loopback default: like VIC, a VCH

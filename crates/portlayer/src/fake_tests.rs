@@ -27,6 +27,8 @@ impl Images for FakeImages {
 #[derive(Default)]
 struct FakeBackend {
     calls: StdMutex<Vec<String>>,
+    /// The inventory `list_vms` reports.
+    vms: StdMutex<Vec<String>>,
 }
 
 impl FakeBackend {
@@ -83,6 +85,9 @@ impl Backend for FakeBackend {
     }
     async fn power_state(&self, _id: &str) -> PowerState {
         PowerState::Off
+    }
+    async fn list_vms(&self) -> Vec<String> {
+        self.vms.lock().unwrap().clone()
     }
 }
 
@@ -383,6 +388,42 @@ async fn names_are_unique_and_records_survive_a_restart() {
     assert_eq!(again.get("web").unwrap().id, rec.id);
     again.remove("web", false).await.unwrap();
     assert!(again.list().is_empty());
+}
+
+#[tokio::test]
+async fn a_vm_whose_record_cannot_be_read_is_left_alone_and_one_without_a_record_goes() {
+    let (d, c, backend) = setup().await;
+    let rec = c.create(spec("later", &["true"])).await.unwrap();
+    drop(c);
+    // The record as a version with another layout wrote it; a VM of a create cut short.
+    let db = crate::state::open_database(&d.path().join("containers")).unwrap();
+    let tx = db.begin_write().unwrap();
+    {
+        let mut t = tx
+            .open_table(redb::TableDefinition::<&str, &[u8]>::new("containers"))
+            .unwrap();
+        t.insert(rec.id.as_str(), br#"{"id":"x","spec":[]}"#.as_slice())
+            .unwrap();
+    }
+    tx.commit().unwrap();
+    drop(db);
+    let stray = format!("{:064x}", 7);
+    *backend.vms.lock().unwrap() = vec![rec.id.clone(), stray.clone()];
+    let again = open(d.path(), backend.clone()).await;
+    assert!(again.list().is_empty());
+    assert_eq!(again.quarantined().len(), 1);
+    assert_eq!(again.quarantined()[0].id, rec.id);
+    let calls = backend.calls();
+    assert!(
+        calls.contains(&format!("destroy_vm {}", &stray[..12])),
+        "{calls:?}"
+    );
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.contains(&rec.id[..12]) && c != &format!("create_vm {}", &rec.id[..12])),
+        "nothing but its create touched the quarantined container's VM: {calls:?}"
+    );
 }
 
 /// Re-attaching: what a reconnected tether says decides whether the take-over works.

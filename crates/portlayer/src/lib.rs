@@ -44,5 +44,5 @@ pub use manager::{
 };
 pub use session::StdinMsg;
 pub use signals::parse_signal;
-pub use state::open_database;
+pub use state::{open_database, Quarantined};
 pub use storage::{Storage, VolumeStore};

@@ -219,6 +219,15 @@ impl Containers {
         all
     }
 
+    /// Container records this version cannot read, kept with their directories and VMs
+    /// (see `state/quarantine.rs`).
+    pub fn quarantined(&self) -> Vec<crate::Quarantined> {
+        self.inner.state.quarantined().unwrap_or_else(|e| {
+            tracing::warn!("reading the quarantined container records failed: {e}");
+            Vec::new()
+        })
+    }
+
     /// Finds a container by full ID, name (with or without '/') or unique ID prefix.
     pub fn get(&self, key: &str) -> Result<ContainerRecord, Error> {
         let records = self.records();

@@ -16,9 +16,11 @@ impl Containers {
     /// gone are marked exited, and VMs running for containers not recorded as running (a start
     /// cut short) are powered off.
     pub(super) async fn recover(&self) {
-        // A create cut short leaves a VM without a record: it goes.
-        let known: std::collections::HashSet<String> =
+        // A create cut short leaves a VM without a record: it goes. A VM whose record is in
+        // quarantine has one (this version cannot read it): it stays as it is.
+        let mut known: std::collections::HashSet<String> =
             self.list().into_iter().map(|r| r.id).collect();
+        known.extend(self.quarantined().into_iter().map(|q| q.id));
         for vm in self.inner.backend.list_vms().await {
             if !known.contains(&vm) {
                 tracing::info!(vm = %vm, "removing a VM whose container was never recorded");
