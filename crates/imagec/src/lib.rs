@@ -28,7 +28,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules: [`archive`] (`docker save`, `load` and `import`), [`auth`] (credentials, Basic and Bearer challenges), [`reference`] (Docker's name grammar), `registry` (the v2 wire, private),
+//! Modules: [`archive`] (`docker save`, `load` and `import`), [`auth`] (credentials, Basic and Bearer challenges), [`digest`] (validated `sha256:` digests), [`reference`] (Docker's name grammar), `registry` (the v2 wire, private),
 //! [`pull`] (orchestration, progress, errors), `unpack` (layers → rootfs, private), [`store`].
 //!
 //! A pull that dies midway leaves only `*.partial` blobs (resumed by the next pull with a
@@ -40,6 +40,7 @@
 
 pub mod archive;
 pub mod auth;
+pub mod digest;
 pub mod dns;
 pub mod pull;
 pub mod push;

@@ -40,6 +40,7 @@ use std::sync::{Arc, Mutex};
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use crate::digest::{Digest, DigestError};
 use crate::reference::Reference;
 
 mod legacy;
@@ -75,6 +76,13 @@ pub struct ImageRecord {
 pub enum StoreError {
     #[error("No such image: {0}")]
     NoSuchImage(String),
+    /// A digest that is not `sha256:<64 hex>`: never made into a path.
+    #[error("invalid digest {digest:?}: {source}")]
+    InvalidDigest {
+        digest: String,
+        #[source]
+        source: DigestError,
+    },
     /// Another process has the store's own database open.
     #[error("the image store {0} is in use by another process")]
     InUse(PathBuf),
@@ -124,6 +132,9 @@ const OWN_DATABASE: &str = "images.redb";
 
 /// How long an interrupted blob download, or a blob no image uses, is kept for the next pull.
 const PARTIAL_KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// The name `image_dir` gives an ID that is not a digest: never created.
+const NO_IMAGE: &str = "not-a-digest";
 
 /// Hex part of a digest or image ID.
 pub fn hex_of(id: &str) -> &str {
@@ -227,6 +238,10 @@ impl ImageStore {
             let (k, v) = item.map_err(db_err("reading images"))?;
             let id = k.value().to_string();
             match serde_json::from_slice::<ImageRecord>(v.value()) {
+                Ok(_) if Digest::parse(&id).is_err() => {
+                    tracing::warn!(%id, "removing an image record whose ID is not a digest");
+                    bad_records.push(id);
+                }
                 Ok(mut rec) if rec.id == id && self.rootfs(&id).is_dir() => {
                     rec.repo_tags.clear();
                     rec.repo_digests.clear();
@@ -346,18 +361,35 @@ impl ImageStore {
         None
     }
 
-    /// The unpacked root filesystem of an image.
+    /// The unpacked root filesystem of an image. An ID that is not a digest (no record has
+    /// one: they are refused when written and when read) names a directory that never
+    /// exists, never a path built from the string.
     pub fn rootfs(&self, id: &str) -> PathBuf {
         self.image_dir(id).join("rootfs")
     }
 
     fn image_dir(&self, id: &str) -> PathBuf {
-        self.root.join("images").join(hex_of(id))
+        let images = self.root.join("images");
+        match Digest::parse(&format!("sha256:{}", hex_of(id))) {
+            Ok(d) => images.join(d.hex()),
+            Err(_) => images.join(NO_IMAGE),
+        }
     }
 
-    /// Where a blob is (or will be) kept.
-    pub fn blob_path(&self, digest: &str) -> PathBuf {
-        self.root.join("blobs/sha256").join(hex_of(digest))
+    /// Where a blob is (or will be) kept: only a validated digest makes a path.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
+    }
+
+    /// [`Self::blob_path`] of a digest held as text (an image record's), refused unless it is
+    /// `sha256:<64 hex>`.
+    pub fn blob_file(&self, digest: &str) -> Result<PathBuf, StoreError> {
+        Digest::parse(digest)
+            .map(|d| self.blob_path(&d))
+            .map_err(|source| StoreError::InvalidDigest {
+                digest: digest.to_string(),
+                source,
+            })
     }
 
     /// A fresh directory for work in progress.
@@ -412,6 +444,10 @@ impl ImageStore {
             .collect();
         let new = !images.contains_key(&rec.id);
         if new {
+            Digest::parse(&rec.id).map_err(|source| StoreError::InvalidDigest {
+                digest: rec.id.clone(),
+                source,
+            })?;
             if let Some(b) = &self.budget {
                 b.admit(self.usage_of(&images), rec.size)
                     .map_err(StoreError::Quota)?;
@@ -542,7 +578,9 @@ impl ImageStore {
         let used = blobs_in_use(&images);
         for blob in rec.layers.iter().chain(std::iter::once(&rec.id)) {
             if !used.contains(hex_of(blob)) {
-                let _ = fs::remove_file(self.blob_path(blob));
+                if let Ok(path) = self.blob_file(blob) {
+                    let _ = fs::remove_file(path);
+                }
             }
         }
         Ok(())

@@ -1,49 +1,35 @@
 //! The registry v2 wire: URLs, the `Accept` header, manifests, error bodies (blobs go to
 //! disk in [`crate::transfer`]). Every request goes through [`Registry::send`], the one place
 //! a `401` with `WWW-Authenticate` is answered (Basic, or the Bearer token flow).
+//!
+//! A registry is hostile until its bytes verify: digests are parsed into
+//! [`crate::digest::Digest`] as the JSON is read, bodies are read under the bounds and
+//! deadlines of [`limits`], and redirects are followed only as [`redirect`] allows.
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
+use tokio::time::Instant;
 
 use crate::auth::{basic_header, Access, AuthCache, Challenge, Credentials, TokenResponse};
+use crate::digest::Digest;
 use crate::pull::{PullError, RegistryOptions};
 use crate::reference::Reference;
 pub(crate) use crate::transfer::{open_partial, write_verified};
 
-pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub(crate) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-#[derive(Debug, Deserialize)]
-pub(crate) struct Descriptor {
-    pub(crate) digest: String,
-    #[serde(default)]
-    pub(crate) size: u64,
-    #[serde(default)]
-    pub(crate) platform: Option<DescPlatform>,
-}
+mod errors;
+pub(crate) mod limits;
+mod lists;
+mod manifest;
+mod redirect;
 
-#[derive(Debug, Deserialize)]
-pub(crate) struct DescPlatform {
-    pub(crate) os: String,
-    pub(crate) architecture: String,
-    #[serde(default)]
-    pub(crate) variant: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-pub(crate) struct Manifest {
-    #[serde(rename = "mediaType", default)]
-    pub(crate) media_type: String,
-    #[serde(default)]
-    pub(crate) config: Option<Descriptor>,
-    #[serde(default)]
-    pub(crate) layers: Vec<Descriptor>,
-    #[serde(default)]
-    pub(crate) manifests: Vec<Descriptor>,
-}
+pub(crate) use errors::{error_detail, unreachable};
+pub(crate) use limits::{guarded, MAX_CONFIG_BYTES};
+use limits::{read_capped, Guard, MAX_ERROR_BYTES, MAX_MANIFEST_BYTES, MAX_TAG_LIST_BYTES};
+use lists::matches_entry;
+pub(crate) use manifest::{
+    Descriptor, Manifest, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST,
+};
 
 #[derive(Debug, Deserialize, Default)]
 pub(crate) struct RegistryErrors {
@@ -57,8 +43,11 @@ pub(crate) struct RegistryErrorEntry {
     pub(crate) code: String,
 }
 
-pub(crate) fn sha256_hex(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+/// A body read whole, with what the response said about it.
+pub(crate) struct Whole {
+    pub(crate) status: StatusCode,
+    pub(crate) content_type: String,
+    pub(crate) body: Vec<u8>,
 }
 
 /// How a registry is spoken to.
@@ -82,124 +71,14 @@ pub(crate) struct Registry {
     auth: AuthCache,
 }
 
-/// Whether `registry` (`host[:port]`) matches a whitelist or insecure-list entry: the same
-/// `host:port`, a `host` alone (any port), `*.domain`, or an IPv4/IPv6 CIDR.
-pub(crate) fn matches_entry(entry: &str, registry: &str) -> bool {
-    let entry = entry
-        .trim()
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .trim_end_matches('/');
-    if entry.eq_ignore_ascii_case(registry) {
-        return true;
-    }
-    let host = host_part(registry);
-    if entry.eq_ignore_ascii_case(host) {
-        return true;
-    }
-    if let Some(domain) = entry.strip_prefix("*.") {
-        let domain = domain.to_ascii_lowercase();
-        let h = host.to_ascii_lowercase();
-        return h.ends_with(&format!(".{domain}"));
-    }
-    if let Some((net, bits)) = entry.split_once('/') {
-        let ip = host.trim_start_matches('[').trim_end_matches(']');
-        if let (Ok(net), Ok(bits), Ok(ip)) = (
-            net.parse::<std::net::IpAddr>(),
-            bits.parse::<u32>(),
-            ip.parse::<std::net::IpAddr>(),
-        ) {
-            return in_cidr(ip, net, bits);
-        }
-    }
-    false
-}
-
-fn in_cidr(ip: std::net::IpAddr, net: std::net::IpAddr, bits: u32) -> bool {
-    use std::net::IpAddr;
-    match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(b)) if bits <= 32 => {
-            let mask = if bits == 0 {
-                0
-            } else {
-                u32::MAX << (32 - bits)
-            };
-            u32::from(a) & mask == u32::from(b) & mask
-        }
-        (IpAddr::V6(a), IpAddr::V6(b)) if bits <= 128 => {
-            let mask = if bits == 0 {
-                0
-            } else {
-                u128::MAX << (128 - bits)
-            };
-            u128::from(a) & mask == u128::from(b) & mask
-        }
-        _ => false,
-    }
-}
-
-/// `host` of `host[:port]` (IPv6 literals keep their brackets).
-fn host_part(registry: &str) -> &str {
-    if registry.starts_with('[') {
-        return registry
-            .split_once(']')
-            .map(|(h, _)| &registry[..h.len() + 1])
-            .unwrap_or(registry);
-    }
-    registry
-        .rsplit_once(':')
-        .map(|(h, _)| h)
-        .unwrap_or(registry)
-}
-
 /// `host:port` of a URL, the key of cached credentials.
 fn authority(url: &str) -> String {
-    reqwest::Url::parse(url)
-        .ok()
-        .map(|u| {
-            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
-            format!("{}{port}", u.host_str().unwrap_or(""))
-        })
-        .unwrap_or_default()
+    limits::host_of(url)
 }
 
-/// A registry's (or token service's) error body as Docker prints it: `unauthorized:
-/// authentication required`, or the token service's `details`.
-pub(crate) fn error_detail(body: &[u8], fallback: &str) -> String {
-    #[derive(Deserialize, Default)]
-    struct Body {
-        #[serde(default)]
-        errors: Vec<Entry>,
-        #[serde(default)]
-        details: String,
-    }
-    #[derive(Deserialize)]
-    struct Entry {
-        #[serde(default)]
-        code: String,
-        #[serde(default)]
-        message: String,
-    }
-    let b: Body = serde_json::from_slice(body).unwrap_or_default();
-    if !b.details.is_empty() {
-        return format!("unauthorized: {}", b.details);
-    }
-    let parts: Vec<String> = b
-        .errors
-        .iter()
-        .map(|e| {
-            if e.message.is_empty() {
-                e.code.to_ascii_lowercase()
-            } else {
-                format!("{}: {}", e.code.to_ascii_lowercase(), e.message)
-            }
-        })
-        .collect();
-    if parts.is_empty() {
-        fallback.to_string()
-    } else {
-        parts.join(", ")
-    }
+/// `sha256:<hex>` of bytes, as text.
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
+    Digest::of(data).to_string()
 }
 
 impl Registry {
@@ -210,10 +89,16 @@ impl Registry {
                 crate::dns::DNS_PORT,
             ))
         });
+        let t = opts.timeouts;
         let builder = || {
             let b = reqwest::Client::builder()
-                .connect_timeout(std::time::Duration::from_secs(15))
-                .read_timeout(std::time::Duration::from_secs(60))
+                .connect_timeout(t.connect)
+                // A backstop: bodies are watched more closely by `limits::guarded`.
+                .read_timeout(t.stall * 2)
+                .redirect(redirect::policy(
+                    opts.whitelist.clone(),
+                    opts.insecure.clone(),
+                ))
                 .user_agent(concat!("vic/", env!("CARGO_PKG_VERSION")));
             match &resolver {
                 Some(r) => b.dns_resolver(r.clone()),
@@ -245,15 +130,7 @@ impl Registry {
 
     /// Whether the VCH may pull from (or log in to) `registry`.
     pub(crate) fn allowed(&self, registry: &str) -> Result<(), PullError> {
-        let wl = &self.opts.whitelist;
-        if wl.is_empty()
-            || wl.iter().any(|e| matches_entry(e, registry))
-            || self
-                .opts
-                .insecure
-                .iter()
-                .any(|e| matches_entry(e, registry))
-        {
+        if lists::admitted(&self.opts.whitelist, &self.opts.insecure, registry) {
             return Ok(());
         }
         Err(PullError::NotWhitelisted(registry.to_string()))
@@ -283,7 +160,12 @@ impl Registry {
         let probe = self
             .unverified
             .get(format!("https://{registry}/v2/"))
-            .timeout(std::time::Duration::from_secs(5))
+            .timeout(
+                self.opts
+                    .timeouts
+                    .stall
+                    .min(std::time::Duration::from_secs(5)),
+            )
             .send()
             .await;
         let scheme = match probe {
@@ -339,6 +221,81 @@ impl Registry {
         .await
     }
 
+    /// What a request that is not a blob download is held to: `what` it was for, the stall
+    /// window, and a deadline for the whole of it from now.
+    pub(crate) fn request_guard(&self, url: &str, what: String) -> Guard {
+        let t = self.opts.timeouts;
+        Guard {
+            url: url.to_string(),
+            what,
+            stall: t.stall,
+            min_bytes: 1,
+            deadline: Some((Instant::now() + t.request, t.request)),
+        }
+    }
+
+    /// What a blob download is held to: progress in every stall window, no deadline.
+    pub(crate) fn blob_guard(&self, url: &str, digest: &Digest) -> Guard {
+        let t = self.opts.timeouts;
+        Guard {
+            url: url.to_string(),
+            what: format!("downloading {digest}"),
+            stall: t.stall,
+            min_bytes: t.min_blob_bytes.max(1),
+            deadline: None,
+        }
+    }
+
+    /// A GET read whole: at most `cap` bytes, within the guard's deadline.
+    pub(crate) async fn get_whole(
+        &self,
+        url: &str,
+        accept: Option<&str>,
+        access: Access<'_>,
+        cap: u64,
+        guard: Guard,
+    ) -> Result<Whole, PullError> {
+        let resp = within(&guard, self.get(url, accept, access)).await?;
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = within(&guard, read_capped(resp, cap, guard.clone())).await?;
+        Ok(Whole {
+            status,
+            content_type,
+            body,
+        })
+    }
+
+    /// Sends `req`, waiting at most a stall window for the response to a GET or HEAD (an
+    /// upload's answer comes once the body is sent: the client's read timeout bounds it).
+    async fn execute(
+        &self,
+        url: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, PullError> {
+        let (client, req) = req.build_split();
+        let req = req.map_err(|e| unreachable(url, &e))?;
+        let waits = matches!(*req.method(), reqwest::Method::GET | reqwest::Method::HEAD);
+        let sent = client.execute(req);
+        if !waits {
+            return sent.await.map_err(|e| unreachable(url, &e));
+        }
+        let stall = self.opts.timeouts.stall;
+        match tokio::time::timeout(stall, sent).await {
+            Ok(r) => r.map_err(|e| unreachable(url, &e)),
+            Err(_) => Err(PullError::Stalled {
+                host: limits::host_of(url),
+                detail: format!("sent no response for {}", limits::secs(stall)),
+                what: format!("requesting {url}"),
+            }),
+        }
+    }
+
     /// Sends the request `build` makes; answers a `401` challenge (Basic with the caller's
     /// credentials, Bearer by asking the token service) and sends it once more. What worked is
     /// kept for the next request of the same registry, scope and identity.
@@ -356,7 +313,7 @@ impl Registry {
         } else if let Some(c) = access.creds.filter(|c| !c.registry_token.is_empty()) {
             req = req.header(AUTHORIZATION, format!("Bearer {}", c.registry_token));
         }
-        let resp = req.send().await.map_err(|e| unreachable(url, &e))?;
+        let resp = self.execute(url, req).await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
@@ -377,7 +334,7 @@ impl Registry {
             }) => {
                 let scope = scope.unwrap_or_else(|| access.scope.to_string());
                 let token = self
-                    .token(&realm, service.as_deref(), &scope, access.creds)
+                    .token(url, &realm, service.as_deref(), &scope, access.creds)
                     .await?;
                 let ttl = token.ttl();
                 let bearer = token.bearer().ok_or_else(|| {
@@ -386,7 +343,7 @@ impl Registry {
                 (bearer, ttl)
             }
             None => {
-                let body = resp.bytes().await.unwrap_or_default();
+                let body = self.error_body(url, resp).await;
                 return Err(PullError::Unauthorized {
                     url: url.to_string(),
                     detail: error_detail(&body, "unauthorized: authentication required"),
@@ -394,13 +351,11 @@ impl Registry {
                 });
             }
         };
-        let resp = build(client)
-            .header(AUTHORIZATION, &authz)
-            .send()
-            .await
-            .map_err(|e| unreachable(url, &e))?;
+        let resp = self
+            .execute(url, build(client).header(AUTHORIZATION, &authz))
+            .await?;
         if resp.status() == StatusCode::UNAUTHORIZED || resp.status() == StatusCode::FORBIDDEN {
-            let body = resp.bytes().await.unwrap_or_default();
+            let body = self.error_body(url, resp).await;
             return Err(PullError::Unauthorized {
                 url: url.to_string(),
                 detail: error_detail(&body, "unauthorized: authentication required"),
@@ -415,11 +370,20 @@ impl Registry {
     /// or, holding a refresh token from an earlier login, the OAuth2 `POST` form.
     async fn token(
         &self,
+        challenged: &str,
         realm: &str,
         service: Option<&str>,
         scope: &str,
         creds: Option<&Credentials>,
     ) -> Result<TokenResponse, PullError> {
+        // Credentials go where the registry's challenge says, but never in the clear when
+        // the registry itself is spoken to over TLS.
+        if challenged.starts_with("https:") && !realm.starts_with("https:") {
+            return Err(PullError::Invalid(format!(
+                "the token realm {realm} of {} is refused: it leaves HTTPS for plain HTTP",
+                limits::host_of(challenged)
+            )));
+        }
         let client = self.client_for(realm);
         let mut params: Vec<(&str, &str)> = Vec::new();
         if let Some(s) = service {
@@ -447,10 +411,16 @@ impl Registry {
             }
             _ => client.get(realm).query(&params),
         };
-        let resp = req.send().await.map_err(|e| unreachable(realm, &e))?;
+        let guard = self.request_guard(realm, format!("answering a token request for {scope:?}"));
+        let resp = within(&guard, self.execute(realm, req)).await?;
         let status = resp.status();
         let shown = resp.url().to_string();
-        let body = resp.bytes().await.map_err(|e| unreachable(realm, &e))?;
+        let cap = if status.is_success() {
+            limits::MAX_TOKEN_BYTES
+        } else {
+            MAX_ERROR_BYTES
+        };
+        let body = within(&guard, read_capped(resp, cap, guard.clone())).await?;
         if !status.is_success() {
             return Err(PullError::Unauthorized {
                 url: shown,
@@ -473,7 +443,8 @@ impl Registry {
             creds: Some(creds),
             scope: "",
         };
-        match self.get(&url, None, access).await {
+        let guard = self.request_guard(&url, format!("logging in to {registry}"));
+        match within(&guard, self.get(&url, None, access)).await {
             Ok(resp) if resp.status().is_success() => Ok(()),
             Ok(resp) => Err(PullError::LoginFailed {
                 url,
@@ -486,15 +457,31 @@ impl Registry {
         }
     }
 
+    /// The manifest (or index) `reference` names: a tag, or the digest `pinned` (then its
+    /// bytes must hash to it). A manifest is read whole, at most [`MAX_MANIFEST_BYTES`] and,
+    /// when a descriptor declared its size, at most that.
     pub(crate) async fn fetch_manifest(
         &self,
         r: &Reference,
         reference: &str,
+        pinned: Option<(&Digest, Option<u64>)>,
         access: Access<'_>,
-    ) -> Result<(Manifest, String, String), PullError> {
+    ) -> Result<(Manifest, Digest, String), PullError> {
         let url = format!("{}/manifests/{reference}", self.base(r).await);
         let accept = [DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX].join(", ");
-        let resp = match self.get(&url, Some(&accept), access).await {
+        let declared = pinned.and_then(|(_, size)| size);
+        if let Some(size) = declared.filter(|&n| n > MAX_MANIFEST_BYTES) {
+            return Err(PullError::Invalid(format!(
+                "the manifest {reference} of {} is {size} bytes, more than the {MAX_MANIFEST_BYTES} a manifest may have",
+                r.name()
+            )));
+        }
+        let cap = declared.unwrap_or(MAX_MANIFEST_BYTES);
+        let guard = self.request_guard(&url, format!("sending the manifest {reference}"));
+        let whole = match self
+            .get_whole(&url, Some(&accept), access, cap, guard)
+            .await
+        {
             // Anonymous and refused: Docker cannot tell "private" from "absent" either.
             Err(PullError::Unauthorized {
                 anonymous: true,
@@ -503,14 +490,7 @@ impl Registry {
             }) => return Err(PullError::AccessDenied(r.name(), detail)),
             other => other?,
         };
-        let status = resp.status();
-        let ctype = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let body = resp.bytes().await.map_err(|e| unreachable(&url, &e))?;
+        let (status, body) = (whole.status, whole.body);
         if status == StatusCode::NOT_FOUND {
             let errs: RegistryErrors = serde_json::from_slice(&body).unwrap_or_default();
             if errs.errors.iter().any(|e| e.code == "NAME_UNKNOWN") {
@@ -529,18 +509,26 @@ impl Registry {
                 url,
             });
         }
-        let digest = sha256_hex(&body);
-        if reference.starts_with("sha256:") && digest != reference {
-            return Err(PullError::DigestMismatch {
-                what: format!("manifest {url}"),
-                expected: reference.into(),
-                actual: digest,
-            });
+        let digest = Digest::of(&body);
+        if let Some((expected, _)) = pinned {
+            if &digest != expected {
+                return Err(PullError::DigestMismatch {
+                    what: format!("manifest {url}"),
+                    expected: expected.to_string(),
+                    actual: digest.to_string(),
+                });
+            }
         }
-        let m: Manifest = serde_json::from_slice(&body)
+        let m = Manifest::parse(&body)
             .map_err(|e| PullError::Invalid(format!("malformed manifest from {url}: {e}")))?;
         let media = if m.media_type.is_empty() {
-            ctype.split(';').next().unwrap_or("").trim().to_string()
+            whole
+                .content_type
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
         } else {
             m.media_type.clone()
         };
@@ -559,21 +547,20 @@ impl Registry {
             tags: Option<Vec<String>>,
         }
         let url = format!("{}/tags/list", self.base(r).await);
-        let resp = self.get(&url, None, access).await?;
-        if resp.status() == StatusCode::NOT_FOUND {
+        let guard = self.request_guard(&url, format!("listing the tags of {}", r.name()));
+        let whole = self
+            .get_whole(&url, None, access, MAX_TAG_LIST_BYTES, guard)
+            .await?;
+        if whole.status == StatusCode::NOT_FOUND {
             return Err(PullError::RepositoryNotFound(r.name()));
         }
-        if !resp.status().is_success() {
+        if !whole.status.is_success() {
             return Err(PullError::Registry {
-                status: resp.status().as_u16(),
+                status: whole.status.as_u16(),
                 url,
             });
         }
-        let body = resp.bytes().await.map_err(|e| PullError::Unreachable {
-            url: url.clone(),
-            detail: e.to_string(),
-        })?;
-        let list: TagList = serde_json::from_slice(&body)
+        let list: TagList = serde_json::from_slice(&whole.body)
             .map_err(|e| PullError::Invalid(format!("malformed tag list from {url}: {e}")))?;
         let mut tags = list.tags.unwrap_or_default();
         tags.sort();
@@ -583,89 +570,41 @@ impl Registry {
     /// Whether the registry says it has no repository of this name.
     pub(crate) async fn repository_missing(&self, r: &Reference, access: Access<'_>) -> bool {
         let url = format!("{}/tags/list", self.base(r).await);
-        let Ok(resp) = self.get(&url, None, access).await else {
+        let guard = self.request_guard(&url, format!("listing the tags of {}", r.name()));
+        let Ok(whole) = self
+            .get_whole(&url, None, access, MAX_ERROR_BYTES, guard)
+            .await
+        else {
             return false;
         };
-        if resp.status() != StatusCode::NOT_FOUND {
+        if whole.status != StatusCode::NOT_FOUND {
             return false;
         }
-        let body = resp.bytes().await.unwrap_or_default();
-        let errs: RegistryErrors = serde_json::from_slice(&body).unwrap_or_default();
+        let errs: RegistryErrors = serde_json::from_slice(&whole.body).unwrap_or_default();
         errs.errors.iter().any(|e| e.code == "NAME_UNKNOWN")
     }
-}
 
-/// A failed request, worded as Docker words it: `Get "URL": dial tcp HOST: connect:
-/// connection refused`.
-pub(crate) fn unreachable(url: &str, e: &reqwest::Error) -> PullError {
-    let host = reqwest::Url::parse(url)
-        .ok()
-        .map(|u| {
-            let port = u
-                .port_or_known_default()
-                .map(|p| format!(":{p}"))
-                .unwrap_or_default();
-            format!("{}{port}", u.host_str().unwrap_or(""))
-        })
-        .unwrap_or_default();
-    let mut io = None;
-    let mut cur: Option<&dyn std::error::Error> = Some(e);
-    while let Some(c) = cur {
-        if let Some(i) = c.downcast_ref::<std::io::Error>() {
-            io = Some(i);
-        }
-        cur = c.source();
-    }
-    let detail = match io.map(std::io::Error::kind) {
-        _ if e.is_timeout() => format!("dial tcp {host}: i/o timeout"),
-        Some(std::io::ErrorKind::ConnectionRefused) => {
-            format!("dial tcp {host}: connect: connection refused")
-        }
-        Some(std::io::ErrorKind::ConnectionReset) => {
-            format!("read tcp {host}: connection reset by peer")
-        }
-        _ if error_chain(e).contains("UnknownIssuer") => {
-            "tls: failed to verify certificate: x509: certificate signed by unknown authority"
-                .to_string()
-        }
-        _ if error_chain(e).contains("NotValidForName") => {
-            format!("tls: failed to verify certificate: x509: certificate is not valid for {host}")
-        }
-        _ if error_chain(e).contains("Expired") => {
-            "tls: failed to verify certificate: x509: certificate has expired or is not yet valid"
-                .to_string()
-        }
-        _ if error_chain(e).contains(": no such host") => {
-            // Looked up with the VCH's own DNS servers, which the message names.
-            let chain = error_chain(e);
-            let at = chain.find("lookup ").unwrap_or(0);
-            format!("dial tcp: {}", &chain[at..])
-        }
-        _ if e.is_connect() && error_chain(e).contains("dns error") => {
-            let name = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
-            format!("dial tcp: lookup {name}: no such host")
-        }
-        _ => error_chain(e),
-    };
-    PullError::Unreachable {
-        url: url.to_string(),
-        detail,
+    /// An error body, for its message: at most [`MAX_ERROR_BYTES`], within a stall window
+    /// of each chunk; empty when it does not come.
+    pub(crate) async fn error_body(&self, url: &str, resp: reqwest::Response) -> Vec<u8> {
+        let guard = self.request_guard(url, "sending an error".into());
+        read_capped(resp, MAX_ERROR_BYTES, guard)
+            .await
+            .unwrap_or_default()
     }
 }
 
-/// An error with its causes, e.g. "error sending request: connection refused".
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
+/// `fut`, unless the guard's deadline passes first.
+pub(crate) async fn within<T>(
+    guard: &Guard,
+    fut: impl std::future::Future<Output = Result<T, PullError>>,
+) -> Result<T, PullError> {
+    match guard.deadline {
+        Some((deadline, took)) => tokio::time::timeout_at(deadline, fut)
+            .await
+            .unwrap_or_else(|_| Err(guard.late(took))),
+        None => fut.await,
     }
-    s
 }
 
 #[cfg(test)]
@@ -673,20 +612,6 @@ mod tests {
     use super::*;
     use crate::pull::{Platform, Puller};
     use crate::store::ImageStore;
-
-    #[test]
-    fn registry_lists_match_hosts_ports_domains_and_networks() {
-        assert!(matches_entry("reg.local:5000", "reg.local:5000"));
-        assert!(matches_entry("reg.local", "reg.local:5000"), "any port");
-        assert!(!matches_entry("reg.local:5000", "reg.local:5001"));
-        assert!(matches_entry("*.corp.example", "harbor.corp.example:443"));
-        assert!(!matches_entry("*.corp.example", "corp.example.evil.io"));
-        assert!(matches_entry("10.0.0.0/8", "10.2.3.4:5000"));
-        assert!(!matches_entry("10.0.0.0/8", "11.2.3.4"));
-        assert!(matches_entry("https://quay.io/", "quay.io"));
-        assert!(matches_entry("[::1]", "[::1]:5000"));
-        assert!(!matches_entry("127.0.0.1:5000", "quay.io"));
-    }
 
     #[test]
     fn a_whitelist_admits_its_registries_and_the_insecure_ones() {
