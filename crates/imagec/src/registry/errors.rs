@@ -64,7 +64,19 @@ pub(crate) fn unreachable(url: &str, e: &reqwest::Error) -> PullError {
         }
         cur = c.source();
     }
+    let refused = {
+        let mut cur: Option<&dyn std::error::Error> = Some(e);
+        let mut found = None;
+        while let Some(c) = cur {
+            if let Some(r) = c.downcast_ref::<super::redirect::RedirectRefused>() {
+                found = Some(r.to_string());
+            }
+            cur = c.source();
+        }
+        found
+    };
     let detail = match io.map(std::io::Error::kind) {
+        _ if refused.is_some() => refused.unwrap_or_default(),
         _ if e.is_timeout() => format!("dial tcp {host}: i/o timeout"),
         Some(std::io::ErrorKind::ConnectionRefused) => {
             format!("dial tcp {host}: connect: connection refused")

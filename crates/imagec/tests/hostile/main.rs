@@ -296,12 +296,14 @@ async fn a_redirect_outside_the_whitelist_is_not_followed() {
         ..options(&reg.addr)
     };
     let err = scene.pull_fails(&reg, opts, &[&img.config_digest]).await;
-    assert!(
-        err.contains(&format!(
-            "redirect to http://{0}/blob refused: {0} is not a whitelisted registry",
+    assert_eq!(
+        err,
+        format!(
+            "Get \"http://{0}{1}\": redirect to http://{2}/blob refused: {2} is not a whitelisted registry",
+            reg.addr,
+            img.layer_path(),
             storage.addr
-        )),
-        "{err}"
+        )
     );
     assert!(storage.requests().is_empty(), "the other host is not asked");
 }
@@ -323,12 +325,13 @@ async fn https_is_never_redirected_to_http() {
     let err = scene
         .pull_fails(&reg, options(&reg.addr), &[&img.config_digest])
         .await;
-    assert!(
-        err.contains(&format!(
-            "to http://{}/blob refused: it leaves HTTPS for plain HTTP",
+    let from = format!("https://{}{}", reg.addr, img.layer_path());
+    assert_eq!(
+        err,
+        format!(
+            "Get \"{from}\": redirect from {from} to http://{}/blob refused: it leaves HTTPS for plain HTTP",
             plain.addr
-        )),
-        "{err}"
+        )
     );
     assert!(plain.requests().is_empty());
 }
