@@ -59,6 +59,20 @@ impl Registry {
             });
         }
         let digest = Digest::of(&body);
+        // What the registry says it sent must be a digest, and the one of what it sent.
+        if let Some(said) = &whole.content_digest {
+            let said = Digest::parse(said).map_err(|source| PullError::InvalidDigest {
+                what: format!("the Docker-Content-Digest {said:?} of {url}"),
+                source,
+            })?;
+            if said != digest {
+                return Err(PullError::DigestMismatch {
+                    what: format!("manifest {url}"),
+                    expected: said.to_string(),
+                    actual: digest.to_string(),
+                });
+            }
+        }
         if let Some((expected, _)) = pinned {
             if &digest != expected {
                 return Err(PullError::DigestMismatch {

@@ -44,10 +44,15 @@ pub(crate) struct RegistryErrorEntry {
     pub(crate) code: String,
 }
 
+/// The header a registry names a manifest's digest in.
+const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
+
 /// A body read whole, with what the response said about it.
 pub(crate) struct Whole {
     pub(crate) status: StatusCode,
     pub(crate) content_type: String,
+    /// `Docker-Content-Digest`, as sent (parsed by whoever uses it).
+    pub(crate) content_digest: Option<String>,
     pub(crate) body: Vec<u8>,
 }
 
@@ -264,10 +269,15 @@ impl Registry {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
+        let content_digest = resp
+            .headers()
+            .get(DOCKER_CONTENT_DIGEST)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).to_string());
         let body = within(&guard, read_capped(resp, cap, guard.clone())).await?;
         Ok(Whole {
             status,
             content_type,
+            content_digest,
             body,
         })
     }

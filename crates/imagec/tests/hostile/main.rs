@@ -66,6 +66,34 @@ async fn digests_of_another_algorithm_are_refused() {
 }
 
 #[tokio::test]
+async fn a_docker_content_digest_header_must_be_the_manifests_digest() {
+    let img = image();
+    let other = Digest::of(b"another manifest").to_string();
+    for (said, why) in [
+        (
+            "sha256:../../../canary/secret",
+            "invalid checksum digest length".to_string(),
+        ),
+        (
+            "md5:d41d8cd98f00b204e9800998ecf8427e",
+            "unsupported digest algorithm".into(),
+        ),
+        (other.as_str(), format!("expected {other}")),
+    ] {
+        let scene = Scene::new();
+        let (said, body) = (said.to_string(), img.manifest());
+        let reg = registry(&img, move |req| {
+            (req.path == "/v2/x/manifests/latest")
+                .then(|| Reply::json(V2S2, body.clone()).header("Docker-Content-Digest", &said))
+        })
+        .await;
+        let err = scene.pull_fails(&reg, options(&reg.addr), &[]).await;
+        assert!(err.ends_with(&why), "{err}");
+        assert_eq!(blob_requests(&reg), 0);
+    }
+}
+
+#[tokio::test]
 async fn a_blob_longer_than_declared_is_cut_off() {
     let img = image();
     let mut longer = img.layer.clone();
