@@ -94,6 +94,29 @@ async fn a_docker_content_digest_header_must_be_the_manifests_digest() {
 }
 
 #[tokio::test]
+async fn an_image_config_declared_over_8_mib_is_not_downloaded() {
+    let img = image();
+    let scene = Scene::new();
+    let body = manifest(
+        (&img.config_digest, 9 << 20),
+        &[(&img.layer_digest, img.layer.len())],
+    );
+    let reg = registry(&img, move |req| {
+        (req.path == "/v2/x/manifests/latest").then(|| Reply::json(V2S2, body.clone()))
+    })
+    .await;
+    let err = scene.pull_fails(&reg, options(&reg.addr), &[]).await;
+    assert_eq!(
+        err,
+        format!(
+            "the image config {} is 9437184 bytes, more than the 8388608 an image config may have",
+            img.config_digest
+        )
+    );
+    assert_eq!(blob_requests(&reg), 0);
+}
+
+#[tokio::test]
 async fn a_blob_longer_than_declared_is_cut_off() {
     let img = image();
     let mut longer = img.layer.clone();
