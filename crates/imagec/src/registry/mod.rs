@@ -122,8 +122,15 @@ impl Registry {
                 Err(e) => tracing::warn!("ignoring an unreadable registry CA bundle: {e}"),
             }
         }
+        // A client without the bounds above would undo them: when the `--registry-ca`s make
+        // the build fail, they are left out (and said so). What is left to fail is a TLS
+        // stack that cannot start, where reqwest's default client cannot be made either.
+        let http = verified.build().or_else(|e| {
+            tracing::warn!("ignoring the registry CA bundles: {e}");
+            builder().build()
+        });
         Registry {
-            http: verified.build().unwrap_or_default(),
+            http: http.unwrap_or_default(),
             unverified: builder()
                 .danger_accept_invalid_certs(true)
                 .build()

@@ -202,18 +202,19 @@ async fn an_endless_manifest_is_cut_off_at_4_mib() {
 async fn a_manifest_claiming_100_mib_is_refused_by_its_length() {
     let img = image();
     let scene = Scene::new();
+    // Its bytes come too slowly to pass 4 MiB before the deadline: only its length can.
     let reg = registry(&img, |req| {
-        (req.path == "/v2/x/manifests/latest").then(|| {
-            Reply::trickle(&[b' '; 65536], Duration::from_millis(10), None).claiming(100 << 20)
-        })
+        (req.path == "/v2/x/manifests/latest")
+            .then(|| Reply::trickle(b" ", Duration::from_millis(100), None).claiming(100 << 20))
     })
     .await;
-    let started = std::time::Instant::now();
     let err = scene.pull_fails(&reg, options(&reg.addr), &[]).await;
-    assert!(err.ends_with("sent more than 4194304 bytes while sending the manifest latest"));
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "refused at once"
+    assert_eq!(
+        err,
+        format!(
+            "registry {} sent more than 4194304 bytes while sending the manifest latest",
+            reg.addr
+        )
     );
 }
 
