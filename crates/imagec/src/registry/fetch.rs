@@ -126,6 +126,13 @@ impl Registry {
         let list: TagList = serde_json::from_slice(&whole.body)
             .map_err(|e| PullError::Invalid(format!("malformed tag list from {url}: {e}")))?;
         let mut tags = list.tags.unwrap_or_default();
+        // Each becomes a reference and a manifest URL: Docker's grammar, as distribution
+        // refuses a listed tag it cannot make a reference of.
+        if let Some(bad) = tags.iter().find(|t| !crate::reference::valid_tag(t)) {
+            return Err(PullError::Invalid(format!(
+                "malformed tag list from {url}: invalid tag format: {bad:?}"
+            )));
+        }
         tags.sort();
         Ok(tags)
     }

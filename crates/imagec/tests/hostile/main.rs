@@ -117,6 +117,54 @@ async fn an_image_config_declared_over_8_mib_is_not_downloaded() {
 }
 
 #[tokio::test]
+async fn a_tag_list_naming_paths_is_refused() {
+    let img = image();
+    let reg = registry(&img, |req| {
+        (req.path == "/v2/x/tags/list").then(|| {
+            Reply::json(
+                "application/json",
+                r#"{"name":"x","tags":["latest","../../x"]}"#,
+            )
+        })
+    })
+    .await;
+    let r = imagec::reference::Reference::parse(&format!("{}/x", reg.addr)).unwrap();
+    let err = Puller::new(options(&reg.addr))
+        .tags(&r, None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "malformed tag list from http://{}/v2/x/tags/list: invalid tag format: \"../../x\"",
+            reg.addr
+        )
+    );
+}
+
+#[tokio::test]
+async fn an_endless_tag_list_is_cut_off_at_8_mib() {
+    let img = image();
+    let reg = registry(&img, |req| {
+        (req.path == "/v2/x/tags/list")
+            .then(|| Reply::trickle(&[b' '; 65536], Duration::ZERO, None))
+    })
+    .await;
+    let r = imagec::reference::Reference::parse(&format!("{}/x", reg.addr)).unwrap();
+    let err = Puller::new(options(&reg.addr))
+        .tags(&r, None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "registry {} sent more than 8388608 bytes while listing the tags of {}/x",
+            reg.addr, reg.addr
+        )
+    );
+}
+
+#[tokio::test]
 async fn a_blob_longer_than_declared_is_cut_off() {
     let img = image();
     let mut longer = img.layer.clone();
