@@ -536,3 +536,14 @@ async fn a_budget_refuses_before_downloading_or_before_committing_and_leaves_no_
     assert_eq!(again.image.id, done.image.id);
     assert!(seen.lock().unwrap().iter().any(|s| s == "Already exists"));
 }
+
+#[tokio::test]
+#[ignore = "needs the test registry: make test runs it"]
+async fn tags_are_listed_sorted() {
+    let tags = Puller::new(loopback())
+        .tags(&reference("busybox"), None)
+        .await
+        .unwrap();
+    assert!(tags.contains(&"latest".to_string()), "{tags:?}");
+    assert!(tags.windows(2).all(|w| w[0] < w[1]), "{tags:?}");
+}
