@@ -281,6 +281,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ca_pems,
         whitelist: args.whitelist_registries.clone(),
         dns_servers: args.limits.dns_servers.clone(),
+        timeouts: Default::default(),
     }));
     let state = AppState {
         containers: containers.clone(),

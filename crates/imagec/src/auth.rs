@@ -218,6 +218,9 @@ impl AuthCache {
     }
 }
 
+/// The longest a token is kept, whatever its `expires_in` says.
+const MAX_TOKEN_TTL_SECS: u64 = 24 * 3600;
+
 /// What a token service answers.
 #[derive(Debug, Deserialize)]
 pub(crate) struct TokenResponse {
@@ -242,7 +245,9 @@ impl TokenResponse {
     /// How long to reuse it: what the service says, less a margin; 60 s by default (the
     /// spec's minimum lifetime).
     pub(crate) fn ttl(&self) -> Duration {
-        let secs = self.expires_in.unwrap_or(60).max(10);
+        // A token service's `expires_in` is bounded: a day is longer than any real token lives,
+        // and an enormous one would overflow the expiry instant.
+        let secs = self.expires_in.unwrap_or(60).clamp(10, MAX_TOKEN_TTL_SECS);
         Duration::from_secs(secs - secs / 10)
     }
 }
@@ -330,5 +335,40 @@ mod tests {
         assert_eq!(cache.get("other", &acc(Some(&a))), None);
         cache.put("h", &acc(None), "Bearer u".into(), Duration::ZERO);
         assert_eq!(cache.get("h", &acc(None)), None, "expired");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+
+        /// A registry's `WWW-Authenticate` header and its token answers never make a panic.
+        #[test]
+        fn challenges_and_token_bodies_never_panic(
+            header in "(Basic|Bearer|bearer)? ?[a-z=\",. ]{0,60}",
+            any_header in proptest::prelude::any::<String>(),
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+        ) {
+            let _ = Challenge::parse(&header);
+            let _ = Challenge::parse(&any_header);
+            if let Ok(t) = serde_json::from_slice::<TokenResponse>(&body) {
+                let _ = t.bearer();
+                AuthCache::default().put("h", &Access { creds: None, scope: "" }, "v".into(), t.ttl());
+            }
+            let _ = crate::registry::error_detail(&body, "fallback");
+        }
+    }
+
+    #[test]
+    fn an_enormous_token_lifetime_is_bounded() {
+        let t: TokenResponse =
+            serde_json::from_str(&format!(r#"{{"token":"t","expires_in":{}}}"#, u64::MAX)).unwrap();
+        assert_eq!(
+            t.ttl(),
+            Duration::from_secs(MAX_TOKEN_TTL_SECS - MAX_TOKEN_TTL_SECS / 10)
+        );
+        let access = Access {
+            creds: None,
+            scope: "",
+        };
+        AuthCache::default().put("h", &access, "Bearer t".into(), t.ttl());
     }
 }

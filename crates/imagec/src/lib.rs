@@ -28,8 +28,13 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules: [`archive`] (`docker save`, `load` and `import`), [`auth`] (credentials, Basic and Bearer challenges), [`reference`] (Docker's name grammar), `registry` (the v2 wire, private),
+//! Modules: [`archive`] (`docker save`, `load` and `import`), [`auth`] (credentials, Basic and Bearer challenges), [`digest`] (validated `sha256:` digests), [`reference`](mod@reference) (Docker's name grammar), `registry` (the v2 wire, private),
 //! [`pull`] (orchestration, progress, errors), `unpack` (layers → rootfs, private), [`store`].
+//!
+//! A registry is hostile until its bytes verify: digests are [`digest::Digest`]s from the
+//! moment they are parsed (only those name files), every body is read within a bound and
+//! under a stall window and deadline ([`pull::Timeouts`]), blobs are cut off at their declared
+//! size, and redirects never leave HTTPS or the whitelist.
 //!
 //! A pull that dies midway leaves only `*.partial` blobs (resumed by the next pull with a
 //! `Range` request, swept after a day) and `tmp/` directories (swept by
@@ -40,6 +45,7 @@
 
 pub mod archive;
 pub mod auth;
+pub mod digest;
 pub mod dns;
 pub mod pull;
 pub mod push;

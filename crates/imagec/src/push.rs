@@ -20,7 +20,7 @@ use serde_json::json;
 use crate::auth::{Access, Credentials};
 use crate::pull::{io_err, Progress, PullError, Puller};
 use crate::reference::Reference;
-use crate::registry::{sha256_hex, DOCKER_MANIFEST, OCI_MANIFEST};
+use crate::registry::{sha256_hex, Registry, DOCKER_MANIFEST, OCI_MANIFEST};
 use crate::store::{hex_of, ImageRecord, ImageStore};
 
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
@@ -100,7 +100,7 @@ impl Puller {
         let tag = target.tag_or_latest().to_string();
 
         // The exact config bytes the image ID names; pulled and loaded images keep them.
-        let config_path = store.blob_path(&image.id);
+        let config_path = store.blob_file(&image.id)?;
         if !config_path.exists() {
             let bytes = serde_json::to_vec(&image.config)
                 .map_err(|e| PullError::Invalid(format!("encoding the image config: {e}")))?;
@@ -115,7 +115,7 @@ impl Puller {
         let mut layers = Vec::new();
         let mut oci = false;
         for (digest, diff) in image.layers.iter().zip(&image.diff_ids) {
-            let path = store.blob_path(digest);
+            let path = store.blob_file(digest)?;
             let meta = std::fs::metadata(&path).map_err(io_err(format!(
                 "layer {digest} of {} is not in the store",
                 image.id
@@ -173,7 +173,7 @@ impl Puller {
             })
             .await?;
         if !resp.status().is_success() {
-            return Err(refused(resp, &url).await);
+            return Err(refused(reg, resp, &url).await);
         }
         Ok(PushOutcome {
             tag,
@@ -201,7 +201,7 @@ impl Puller {
         let start = format!("{base}/blobs/uploads/");
         let resp = reg.send(&start, access, |c| c.post(&start)).await?;
         if resp.status() != StatusCode::ACCEPTED {
-            return Err(refused(resp, &start).await);
+            return Err(refused(reg, resp, &start).await);
         }
         let location = resp
             .headers()
@@ -273,7 +273,7 @@ impl Puller {
             report(n);
         }
         if resp.status() != StatusCode::CREATED && !resp.status().is_success() {
-            return Err(refused(resp, &put).await);
+            return Err(refused(reg, resp, &put).await);
         }
         progress(shown(blob, "Pushed"));
         Ok(())
@@ -290,9 +290,9 @@ fn shown(blob: &Blob, status: &str) -> Progress {
 }
 
 /// A registry's refusal, in its own words when it gives them.
-async fn refused(resp: reqwest::Response, url: &str) -> PullError {
+async fn refused(reg: &Registry, resp: reqwest::Response, url: &str) -> PullError {
     let status = resp.status();
-    let body = resp.bytes().await.unwrap_or_default();
+    let body = reg.error_body(url, resp).await;
     let detail = crate::registry::error_detail(&body, "");
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         return PullError::Unauthorized {

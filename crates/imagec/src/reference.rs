@@ -15,7 +15,7 @@ pub struct Reference {
     pub repository: String,
     /// The tag; `latest` when neither a tag nor a digest was given.
     pub tag: Option<String>,
-    /// `sha256:<hex>` when pinned by digest.
+    /// `sha256:<hex>` when pinned by digest (validated as a [`crate::digest::Digest`]).
     pub digest: Option<String>,
 }
 
@@ -54,7 +54,8 @@ fn valid_component(c: &str) -> bool {
     true
 }
 
-fn valid_tag(t: &str) -> bool {
+/// A tag as Docker's grammar has it: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub(crate) fn valid_tag(t: &str) -> bool {
     !t.is_empty()
         && t.len() <= 128
         && t.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
@@ -62,12 +63,9 @@ fn valid_tag(t: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
+/// A pinned digest is parsed as every digest is: only `sha256:<64 lowercase hex>`.
 fn valid_digest(d: &str) -> bool {
-    d.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64
-            && h.chars()
-                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
-    })
+    crate::digest::Digest::parse(d).is_ok()
 }
 
 impl Reference {
@@ -343,6 +341,75 @@ mod tests {
                 Err(ReferenceError::Invalid),
                 "{bad:?}"
             );
+        }
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// A path component of Docker's grammar.
+        const COMPONENT: &str = "[a-z0-9]{1,8}([._-][a-z0-9]{1,8}){0,2}";
+
+        fn reference(
+        ) -> impl Strategy<Value = (Option<String>, Vec<String>, Option<String>, Option<String>)>
+        {
+            (
+                proptest::option::of(
+                    "(localhost|[a-z]{1,8}\\.[a-z]{2,4}|127\\.0\\.0\\.1)(:[1-9][0-9]{0,4})?",
+                ),
+                proptest::collection::vec(COMPONENT, 1..4),
+                proptest::option::of("[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}"),
+                proptest::option::of("sha256:[0-9a-f]{64}"),
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2048))]
+
+            /// Whatever a client sends, parsing answers and does not panic.
+            #[test]
+            fn arbitrary_strings_never_panic(s in any::<String>()) {
+                let _ = Reference::parse(&s);
+            }
+
+            /// Near misses of the grammar (separators, colons, at signs) never panic, and what
+            /// parses has a valid digest.
+            #[test]
+            fn grammar_like_strings_never_panic(s in "[a-zA-Z0-9:/@._-]{0,80}") {
+                if let Ok(r) = Reference::parse(&s) {
+                    prop_assert!(r.digest.as_deref().is_none_or(|d| crate::digest::Digest::parse(d).is_ok()));
+                }
+            }
+
+            /// A valid reference parses, prints in its familiar form, and that form parses to
+            /// the same reference.
+            #[test]
+            fn valid_references_round_trip((registry, path, tag, digest) in reference()) {
+                let mut s = String::new();
+                if let Some(r) = &registry {
+                    s.push_str(r);
+                    s.push('/');
+                }
+                s.push_str(&path.join("/"));
+                if let Some(t) = &tag {
+                    s.push(':');
+                    s.push_str(t);
+                }
+                if let Some(d) = &digest {
+                    s.push('@');
+                    s.push_str(d);
+                }
+                prop_assume!(s.len() <= 255);
+                let r = Reference::parse(&s).unwrap();
+                prop_assert_eq!(&r.tag, &match (&tag, &digest) {
+                    (None, None) => Some("latest".to_string()),
+                    (t, _) => t.clone(),
+                });
+                prop_assert_eq!(&r.digest, &digest);
+                let again = Reference::parse(&r.to_string()).unwrap();
+                prop_assert_eq!(again, r);
+            }
         }
     }
 }

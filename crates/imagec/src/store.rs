@@ -40,9 +40,13 @@ use std::sync::{Arc, Mutex};
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use crate::digest::{Digest, DigestError};
 use crate::reference::Reference;
 
 mod legacy;
+mod references;
+
+use references::{push_reference, ref_name, set_reference};
 
 /// An image as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +79,13 @@ pub struct ImageRecord {
 pub enum StoreError {
     #[error("No such image: {0}")]
     NoSuchImage(String),
+    /// A digest that is not `sha256:<64 hex>`: never made into a path.
+    #[error("invalid digest {digest:?}: {source}")]
+    InvalidDigest {
+        digest: String,
+        #[source]
+        source: DigestError,
+    },
     /// Another process has the store's own database open.
     #[error("the image store {0} is in use by another process")]
     InUse(PathBuf),
@@ -124,6 +135,9 @@ const OWN_DATABASE: &str = "images.redb";
 
 /// How long an interrupted blob download, or a blob no image uses, is kept for the next pull.
 const PARTIAL_KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// The name `image_dir` gives an ID that is not a digest: never created.
+const NO_IMAGE: &str = "not-a-digest";
 
 /// Hex part of a digest or image ID.
 pub fn hex_of(id: &str) -> &str {
@@ -227,6 +241,10 @@ impl ImageStore {
             let (k, v) = item.map_err(db_err("reading images"))?;
             let id = k.value().to_string();
             match serde_json::from_slice::<ImageRecord>(v.value()) {
+                Ok(_) if Digest::parse(&id).is_err() => {
+                    tracing::warn!(%id, "removing an image record whose ID is not a digest");
+                    bad_records.push(id);
+                }
                 Ok(mut rec) if rec.id == id && self.rootfs(&id).is_dir() => {
                     rec.repo_tags.clear();
                     rec.repo_digests.clear();
@@ -346,18 +364,35 @@ impl ImageStore {
         None
     }
 
-    /// The unpacked root filesystem of an image.
+    /// The unpacked root filesystem of an image. An ID that is not a digest (no record has
+    /// one: they are refused when written and when read) names a directory that never
+    /// exists, never a path built from the string.
     pub fn rootfs(&self, id: &str) -> PathBuf {
         self.image_dir(id).join("rootfs")
     }
 
     fn image_dir(&self, id: &str) -> PathBuf {
-        self.root.join("images").join(hex_of(id))
+        let images = self.root.join("images");
+        match Digest::parse(&format!("sha256:{}", hex_of(id))) {
+            Ok(d) => images.join(d.hex()),
+            Err(_) => images.join(NO_IMAGE),
+        }
     }
 
-    /// Where a blob is (or will be) kept.
-    pub fn blob_path(&self, digest: &str) -> PathBuf {
-        self.root.join("blobs/sha256").join(hex_of(digest))
+    /// Where a blob is (or will be) kept: only a validated digest makes a path.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
+    }
+
+    /// [`Self::blob_path`] of a digest held as text (an image record's), refused unless it is
+    /// `sha256:<64 hex>`.
+    pub fn blob_file(&self, digest: &str) -> Result<PathBuf, StoreError> {
+        Digest::parse(digest)
+            .map(|d| self.blob_path(&d))
+            .map_err(|source| StoreError::InvalidDigest {
+                digest: digest.to_string(),
+                source,
+            })
     }
 
     /// A fresh directory for work in progress.
@@ -412,6 +447,10 @@ impl ImageStore {
             .collect();
         let new = !images.contains_key(&rec.id);
         if new {
+            Digest::parse(&rec.id).map_err(|source| StoreError::InvalidDigest {
+                digest: rec.id.clone(),
+                source,
+            })?;
             if let Some(b) = &self.budget {
                 b.admit(self.usage_of(&images), rec.size)
                     .map_err(StoreError::Quota)?;
@@ -444,82 +483,6 @@ impl ImageStore {
         Ok(images[&rec.id].clone())
     }
 
-    /// Adds `name:tag` (and a digest reference, if given) to an existing image; returns
-    /// whether the tag pointed at this image already.
-    pub fn tag_existing(
-        &self,
-        id: &str,
-        reference: &Reference,
-        digest_ref: Option<String>,
-    ) -> Result<bool, StoreError> {
-        let mut images = self.lock();
-        let key = format!("sha256:{}", hex_of(id));
-        let rec = images
-            .get(&key)
-            .ok_or_else(|| StoreError::NoSuchImage(id.to_string()))?;
-        let tag = reference.tagged();
-        let had = tag.as_ref().is_none_or(|t| rec.repo_tags.contains(t));
-        let refs: Vec<String> = tag.into_iter().chain(digest_ref).collect();
-        self.write(|_, r| {
-            for reference in &refs {
-                r.insert(reference.as_str(), key.as_str())?;
-            }
-            Ok(())
-        })?;
-        for reference in refs {
-            set_reference(&mut images, reference, &key);
-        }
-        Ok(had)
-    }
-
-    /// Tags an image (`docker tag`).
-    pub fn tag(&self, id: &str, reference: &Reference) -> Result<(), StoreError> {
-        self.tag_existing(id, reference, None).map(|_| ())
-    }
-
-    /// Removes a tag; returns the image it pointed at.
-    pub fn untag(&self, reference: &Reference) -> Result<Option<String>, StoreError> {
-        let wanted = match (&reference.digest, reference.tagged()) {
-            (Some(d), _) => reference.with_digest(d),
-            (None, Some(t)) => t,
-            (None, None) => return Ok(None),
-        };
-        let mut images = self.lock();
-        let Some(rec) = images
-            .values()
-            .find(|i| i.repo_tags.contains(&wanted) || i.repo_digests.contains(&wanted))
-        else {
-            return Ok(None);
-        };
-        let id = rec.id.clone();
-        let name = reference.name();
-        let mut gone = vec![wanted.clone()];
-        if !rec
-            .repo_tags
-            .iter()
-            .any(|t| t != &wanted && ref_name(t) == name)
-        {
-            // Docker drops a repository's digest references with its last tag.
-            gone.extend(
-                rec.repo_digests
-                    .iter()
-                    .filter(|d| ref_name(d) == name)
-                    .cloned(),
-            );
-        }
-        self.write(|_, r| {
-            for g in &gone {
-                r.remove(g.as_str())?;
-            }
-            Ok(())
-        })?;
-        if let Some(rec) = images.get_mut(&id) {
-            rec.repo_tags.retain(|t| !gone.contains(t));
-            rec.repo_digests.retain(|d| !gone.contains(d));
-        }
-        Ok(Some(id))
-    }
-
     /// Deletes an image: its record and references, then its root filesystem and the blobs
     /// no other image uses.
     pub fn remove(&self, id: &str) -> Result<(), StoreError> {
@@ -542,7 +505,9 @@ impl ImageStore {
         let used = blobs_in_use(&images);
         for blob in rec.layers.iter().chain(std::iter::once(&rec.id)) {
             if !used.contains(hex_of(blob)) {
-                let _ = fs::remove_file(self.blob_path(blob));
+                if let Ok(path) = self.blob_file(blob) {
+                    let _ = fs::remove_file(path);
+                }
             }
         }
         Ok(())
@@ -569,29 +534,6 @@ fn record_json(rec: &ImageRecord) -> Vec<u8> {
     serde_json::to_vec(&stored).unwrap_or_default()
 }
 
-/// Adds `reference` to `rec`'s tags or digests.
-fn push_reference(rec: &mut ImageRecord, reference: String) {
-    let list = if reference.contains('@') {
-        &mut rec.repo_digests
-    } else {
-        &mut rec.repo_tags
-    };
-    if !list.contains(&reference) {
-        list.push(reference);
-    }
-}
-
-/// Points `reference` at image `id`, taking it from any other image (in memory).
-fn set_reference(images: &mut HashMap<String, ImageRecord>, reference: String, id: &str) {
-    for other in images.values_mut().filter(|i| i.id != id) {
-        other.repo_tags.retain(|t| t != &reference);
-        other.repo_digests.retain(|d| d != &reference);
-    }
-    if let Some(rec) = images.get_mut(id) {
-        push_reference(rec, reference);
-    }
-}
-
 /// Hex digests of the blobs (layers and configs) the images use.
 fn blobs_in_use(images: &HashMap<String, ImageRecord>) -> HashSet<&str> {
     images
@@ -599,17 +541,6 @@ fn blobs_in_use(images: &HashMap<String, ImageRecord>) -> HashSet<&str> {
         .flat_map(|i| i.layers.iter().chain(std::iter::once(&i.id)))
         .map(|d| hex_of(d))
         .collect()
-}
-
-/// The repository part of `name:tag` or `name@digest` (a registry port is not a tag).
-fn ref_name(r: &str) -> &str {
-    if let Some((name, _)) = r.split_once('@') {
-        return name;
-    }
-    match r.rfind(':') {
-        Some(i) if !r[i + 1..].contains('/') => &r[..i],
-        _ => r,
-    }
 }
 
 /// Removes a file, symlink or directory tree; a missing path is fine.

@@ -1,13 +1,21 @@
 //! Blobs streamed to disk under digest check, resumable: an interrupted download leaves
-//! `DEST.partial`, which the next pull hashes and continues with a `Range` request.
+//! `DEST.partial`, which the next pull hashes and continues with a `Range` request. A blob is
+//! written only to the file its validated digest names, and no further than the size its
+//! descriptor declares.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt;
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use crate::digest::Digest;
 use crate::pull::{io_err, PullError};
+
+/// Where the download of `dest` goes until it verifies.
+pub(crate) fn partial_path(dest: &Path) -> PathBuf {
+    dest.with_extension("partial")
+}
 
 /// What an interrupted download of a blob left on disk: its bytes, already hashed, and the
 /// file open for appending the rest.
@@ -19,7 +27,7 @@ pub(crate) struct Partial {
 
 /// The partial download of `dest` (`dest.partial`), hashed so far, if there is one.
 pub(crate) async fn open_partial(dest: &Path) -> Option<Partial> {
-    let path = dest.with_extension("partial");
+    let path = partial_path(dest);
     let mut file = tokio::fs::OpenOptions::new()
         .read(true)
         .append(true)
@@ -45,12 +53,14 @@ pub(crate) async fn open_partial(dest: &Path) -> Option<Partial> {
 
 /// Streams `chunks` into `dest` by way of `dest.partial` (after the bytes of `resume`, when
 /// the registry sent only the rest), hashing on the way; the blob takes its place only if it
-/// hashes to `expected`. A broken transfer keeps the partial file for the next pull to
-/// resume; a digest mismatch removes it.
+/// is `size` bytes and hashes to `expected`. Bytes past `size` cut the transfer off. A broken
+/// transfer keeps the partial file for the next pull to resume; a digest or size mismatch
+/// removes it. `dest` must be the file `expected` names (the store's blob path).
 pub(crate) async fn write_verified<S, B>(
     mut chunks: S,
     dest: &Path,
-    expected: &str,
+    expected: &Digest,
+    size: u64,
     url: &str,
     resume: Option<Partial>,
     mut on_chunk: impl FnMut(u64),
@@ -59,7 +69,13 @@ where
     S: futures_util::Stream<Item = Result<B, PullError>> + Unpin,
     B: AsRef<[u8]>,
 {
-    let partial = dest.with_extension("partial");
+    if dest.file_name().and_then(|n| n.to_str()) != Some(expected.hex()) {
+        return Err(PullError::Invalid(format!(
+            "refusing to store blob {expected} as {}",
+            dest.display()
+        )));
+    }
+    let partial = partial_path(dest);
     let (mut file, mut hash, mut done) = match resume {
         Some(p) => (p.file, p.hash, p.len),
         None => (
@@ -73,6 +89,13 @@ where
     let written: Result<(), PullError> = async {
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk?;
+            if done + chunk.as_ref().len() as u64 > size {
+                return Err(PullError::TooLarge {
+                    host: crate::registry::limits::host_of(url),
+                    what: format!("downloading {expected} (its manifest declares {size} bytes)"),
+                    limit: size,
+                });
+            }
             hash.update(chunk.as_ref());
             file.write_all(chunk.as_ref())
                 .await
@@ -81,12 +104,19 @@ where
             on_chunk(done);
         }
         file.sync_all().await.map_err(io_err("syncing a blob"))?;
-        let actual = format!("sha256:{}", hex::encode(hash.finalize()));
-        if actual != expected {
+        let actual = Digest::from_sha256(hash.finalize().into());
+        if &actual != expected {
             return Err(PullError::DigestMismatch {
                 what: format!("blob {url}"),
                 expected: expected.to_string(),
-                actual,
+                actual: actual.to_string(),
+            });
+        }
+        if done != size {
+            return Err(PullError::SizeMismatch {
+                what: format!("blob {expected}"),
+                declared: size,
+                actual: done,
             });
         }
         tokio::fs::rename(&partial, dest)
@@ -95,7 +125,11 @@ where
     }
     .await;
     match &written {
-        Err(PullError::DigestMismatch { .. }) => {
+        Err(
+            PullError::DigestMismatch { .. }
+            | PullError::TooLarge { .. }
+            | PullError::SizeMismatch { .. },
+        ) => {
             let _ = tokio::fs::remove_file(&partial).await;
         }
         Err(_) => {
@@ -111,8 +145,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::sha256_hex;
-    use crate::store::hex_of;
 
     fn chunks(
         parts: &[&'static [u8]],
@@ -123,13 +155,14 @@ mod tests {
     #[tokio::test]
     async fn a_blob_is_kept_only_when_its_digest_matches() {
         let dir = tempfile::tempdir().unwrap();
-        let good = sha256_hex(b"hello world");
-        let dest = dir.path().join(hex_of(&good));
+        let good = Digest::of(b"hello world");
+        let dest = dir.path().join(good.hex());
         let mut seen = Vec::new();
         write_verified(
             chunks(&[b"hello ", b"world"]),
             &dest,
             &good,
+            11,
             "u",
             None,
             |n| seen.push(n),
@@ -140,12 +173,21 @@ mod tests {
         assert_eq!(seen, vec![6, 11]);
         assert!(!dest.with_extension("partial").exists());
 
-        let bad_dest = dir.path().join("bad");
-        let err = write_verified(chunks(&[b"tampered"]), &bad_dest, &good, "u", None, |_| {})
-            .await
-            .unwrap_err();
+        let other = tempfile::tempdir().unwrap();
+        let bad_dest = other.path().join(good.hex());
+        let err = write_verified(
+            chunks(&[b"tampered!!!"]),
+            &bad_dest,
+            &good,
+            11,
+            "u",
+            None,
+            |_| {},
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(err, PullError::DigestMismatch { .. }), "{err}");
-        assert!(err.to_string().contains(&good), "{err}");
+        assert!(err.to_string().contains(good.as_str()), "{err}");
         assert!(!bad_dest.exists(), "a mismatching blob is not stored");
         assert!(
             !bad_dest.with_extension("partial").exists(),
@@ -156,13 +198,13 @@ mod tests {
     #[tokio::test]
     async fn a_broken_transfer_resumes_where_it_stopped() {
         let dir = tempfile::tempdir().unwrap();
-        let good = sha256_hex(b"hello world");
-        let dest = dir.path().join(hex_of(&good));
+        let good = Digest::of(b"hello world");
+        let dest = dir.path().join(good.hex());
         let broken = futures_util::stream::iter(vec![
             Ok(&b"hello "[..]),
             Err(PullError::Invalid("connection reset".into())),
         ]);
-        let err = write_verified(broken, &dest, &good, "u", None, |_| {})
+        let err = write_verified(broken, &dest, &good, 11, "u", None, |_| {})
             .await
             .unwrap_err();
         assert!(matches!(err, PullError::Invalid(_)), "{err}");
@@ -175,14 +217,89 @@ mod tests {
         let resume = open_partial(&dest).await.expect("a partial to resume");
         assert_eq!(resume.len, 6);
         let mut seen = Vec::new();
-        write_verified(chunks(&[b"world"]), &dest, &good, "u", Some(resume), |n| {
-            seen.push(n)
-        })
+        write_verified(
+            chunks(&[b"world"]),
+            &dest,
+            &good,
+            11,
+            "u",
+            Some(resume),
+            |n| seen.push(n),
+        )
         .await
         .unwrap();
         assert_eq!(seen, vec![11], "progress counts the resumed bytes");
         assert_eq!(std::fs::read(&dest).unwrap(), b"hello world");
         assert!(!dest.with_extension("partial").exists());
         assert!(open_partial(&dest).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_blob_is_cut_off_past_its_declared_size_and_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = Digest::of(b"hello world");
+        let dest = dir.path().join(good.hex());
+        let err = write_verified(
+            chunks(&[b"hello ", b"world", b"and more"]),
+            &dest,
+            &good,
+            11,
+            "http://127.0.0.1:5000/v2/x/blobs/y",
+            None,
+            |_| {},
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("registry 127.0.0.1:5000 sent more than 11 bytes while downloading {good} (its manifest declares 11 bytes)")
+        );
+        assert!(!dest.exists() && !partial_path(&dest).exists());
+    }
+
+    #[tokio::test]
+    async fn a_blob_shorter_than_declared_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = Digest::of(b"hello world");
+        let dest = dir.path().join(good.hex());
+        let err = write_verified(
+            chunks(&[b"hello world"]),
+            &dest,
+            &good,
+            12,
+            "u",
+            None,
+            |_| {},
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("blob {good} is 11 bytes, the manifest declares 12")
+        );
+        assert!(!dest.exists() && !partial_path(&dest).exists());
+    }
+
+    #[tokio::test]
+    async fn a_blob_is_written_only_where_its_digest_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = Digest::of(b"hello world");
+        let elsewhere = dir.path().join("passwd");
+        let err = write_verified(
+            chunks(&[b"hello world"]),
+            &elsewhere,
+            &good,
+            11,
+            "u",
+            None,
+            |_| {},
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("refusing to store blob"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

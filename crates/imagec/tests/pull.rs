@@ -384,7 +384,12 @@ async fn an_interrupted_download_resumes_where_it_stopped() {
         .image
         .layers
         .iter()
-        .map(|l| (l.clone(), std::fs::read(full.blob_path(l)).unwrap()))
+        .map(|l| {
+            (
+                l.clone(),
+                std::fs::read(full.blob_file(l).unwrap()).unwrap(),
+            )
+        })
         .max_by_key(|(_, b)| b.len())
         .unwrap();
     assert!(
@@ -396,7 +401,7 @@ async fn an_interrupted_download_resumes_where_it_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let store = ImageStore::open(dir.path()).unwrap();
     let offset = bytes.len() - 1000;
-    let partial = store.blob_path(&digest).with_extension("partial");
+    let partial = store.blob_file(&digest).unwrap().with_extension("partial");
     std::fs::write(&partial, &bytes[..offset]).unwrap();
     drop(store);
     let store = ImageStore::open(dir.path()).unwrap();
@@ -414,7 +419,10 @@ async fn an_interrupted_download_resumes_where_it_stopped() {
         .await
         .unwrap();
     assert_eq!(again.image.id, done.image.id);
-    assert_eq!(std::fs::read(store.blob_path(&digest)).unwrap(), bytes);
+    assert_eq!(
+        std::fs::read(store.blob_file(&digest).unwrap()).unwrap(),
+        bytes
+    );
     assert!(!partial.exists());
     let seen = seen.into_inner().unwrap();
     assert!(!seen.is_empty(), "the layer was downloaded");
@@ -427,14 +435,17 @@ async fn an_interrupted_download_resumes_where_it_stopped() {
     // again from scratch within the same pull.
     let dir = tempfile::tempdir().unwrap();
     let store = ImageStore::open(dir.path()).unwrap();
-    let partial = store.blob_path(&digest).with_extension("partial");
+    let partial = store.blob_file(&digest).unwrap().with_extension("partial");
     std::fs::write(&partial, vec![0u8; offset]).unwrap();
     let third = puller
         .pull(&store, &r, &Platform::default(), None, &|_| {})
         .await
         .unwrap();
     assert_eq!(third.image.id, done.image.id);
-    assert_eq!(std::fs::read(store.blob_path(&digest)).unwrap(), bytes);
+    assert_eq!(
+        std::fs::read(store.blob_file(&digest).unwrap()).unwrap(),
+        bytes
+    );
     assert!(!partial.exists(), "the bad partial is gone");
 }
 
@@ -524,4 +535,15 @@ async fn a_budget_refuses_before_downloading_or_before_committing_and_leaves_no_
         .unwrap();
     assert_eq!(again.image.id, done.image.id);
     assert!(seen.lock().unwrap().iter().any(|s| s == "Already exists"));
+}
+
+#[tokio::test]
+#[ignore = "needs the test registry: make test runs it"]
+async fn tags_are_listed_sorted() {
+    let tags = Puller::new(loopback())
+        .tags(&reference("busybox"), None)
+        .await
+        .unwrap();
+    assert!(tags.contains(&"latest".to_string()), "{tags:?}");
+    assert!(tags.windows(2).all(|w| w[0] < w[1]), "{tags:?}");
 }

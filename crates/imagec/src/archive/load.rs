@@ -28,7 +28,7 @@ pub struct LoadedImage {
 }
 
 pub(super) struct FileInfo {
-    digest: String,
+    digest: Digest,
     size: u64,
 }
 
@@ -148,7 +148,7 @@ pub(super) fn extract_from(input: &mut dyn Read, dir: &Path) -> Result<Extracted
                 return Err(ArchiveError::Invalid("unexpected EOF".into()));
             }
             w.flush().map_err(io_err(format!("writing {rel}")))?;
-            let digest = format!("sha256:{}", hex::encode(w.hash.finalize()));
+            let digest = Digest::from_sha256(w.hash.finalize().into());
             out.links.remove(&rel);
             out.files.insert(rel, FileInfo { digest, size: n });
         } else if kind.is_symlink() || kind.is_hard_link() {
@@ -241,6 +241,10 @@ pub(super) async fn check_item(
         )));
     }
     let diff_ids = diff_ids_of(&config);
+    for d in &diff_ids {
+        Digest::parse(d)
+            .map_err(|e| ArchiveError::Invalid(format!("invalid diffID {d:?}: {e}")))?;
+    }
     if item.layers.len() != diff_ids.len() {
         return Err(ArchiveError::Invalid(format!(
             "invalid manifest, layers length mismatch: expected {}, got {}",
@@ -264,14 +268,14 @@ pub(super) async fn check_item(
             p if p.exists() => p,
             _ => file.clone(),
         };
-        let (raw_digest, diff) = (info.digest.clone(), diff_id.clone());
+        let (raw_digest, diff) = (info.digest.to_string(), diff_id.clone());
         tokio::task::spawn_blocking(move || verify_layer(&src, &raw_digest, &diff, i))
             .await
             .map_err(task_failed)??;
-        layers.push((info.digest.clone(), file, info.size));
+        layers.push((info.digest.to_string(), file, info.size));
     }
     Ok(Checked {
-        id: info.digest.clone(),
+        id: info.digest.to_string(),
         config,
         config_path,
         diff_ids,

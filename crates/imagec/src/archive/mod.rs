@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
+
+use crate::digest::Digest;
 
 use crate::pull::{build_image, diff_ids_of, NewImage, Platform, PullError};
 use crate::reference::Reference;

@@ -205,7 +205,7 @@ pub fn plan_save(store: &ImageStore, names: &[String]) -> Result<SavePlan, Archi
             ));
         }
         // The configuration exactly as it was received: its digest is the image ID.
-        let config = match fs::read(store.blob_path(&img.id)) {
+        let config = match fs::read(store.blob_file(&img.id)?) {
             Ok(raw) if sha256_digest(&raw) == img.id => raw,
             _ => serde_json::to_vec(&img.config)
                 .map_err(|e| io_err("encoding the image config")(io::Error::other(e)))?,
@@ -215,7 +215,7 @@ pub fn plan_save(store: &ImageStore, names: &[String]) -> Result<SavePlan, Archi
         for (i, ((blob_digest, diff_id), (dir, json))) in
             img.layers.iter().zip(&img.diff_ids).zip(v1).enumerate()
         {
-            let blob = store.blob_path(blob_digest);
+            let blob = store.blob_file(blob_digest)?;
             if !blob.exists() {
                 return Err(ArchiveError::Io {
                     context: format!("layer {blob_digest} of {}", img.id),

@@ -167,13 +167,13 @@ async fn import_makes_a_one_layer_image_with_the_changes() {
     assert_eq!(img.config["history"][0]["comment"], "imported by a test");
     assert_eq!(img.config["history"][0]["created_by"], "");
     assert_eq!(img.config["created"], img.config["history"][0]["created"]);
-    let config_raw = fs::read(store.blob_path(&img.id)).unwrap();
+    let config_raw = fs::read(store.blob_file(&img.id).unwrap()).unwrap();
     assert_eq!(
         sha256_digest(&config_raw),
         img.id,
         "the config blob is the ID"
     );
-    assert!(store.blob_path(&img.layers[0]).exists());
+    assert!(store.blob_file(&img.layers[0]).unwrap().exists());
     assert_eq!(
         fs::read(store.rootfs(&img.id).join("etc/motd")).unwrap(),
         b"welcome\n"

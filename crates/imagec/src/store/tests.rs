@@ -180,10 +180,14 @@ fn content_no_record_names_is_swept() {
     let store = ImageStore::open(root).unwrap();
     let a = record('a', &["app:latest"]);
     add(&store, a.clone());
-    let layer = store.blob_path(&a.layers[0]);
+    let layer = store.blob_file(&a.layers[0]).unwrap();
     fs::write(&layer, b"layer").unwrap();
-    let fresh = store.blob_path(&format!("sha256:{}", "e".repeat(64)));
-    let old = store.blob_path(&format!("sha256:{}", "f".repeat(64)));
+    let fresh = store
+        .blob_file(&format!("sha256:{}", "e".repeat(64)))
+        .unwrap();
+    let old = store
+        .blob_file(&format!("sha256:{}", "f".repeat(64)))
+        .unwrap();
     fs::write(&fresh, b"a pull that died").unwrap();
     fs::write(&old, b"long ago").unwrap();
     age(&old, Duration::from_secs(2 * 24 * 3600));
@@ -214,14 +218,14 @@ fn remove_drops_the_blobs_no_other_image_uses() {
     a.layers = vec![shared.clone(), own.clone()];
     b.layers = vec![shared.clone()];
     for d in [&shared, &own, &a.id, &b.id] {
-        fs::write(store.blob_path(d), d.as_bytes()).unwrap();
+        fs::write(store.blob_file(d).unwrap(), d.as_bytes()).unwrap();
     }
     add(&store, a.clone());
     add(&store, b.clone());
     store.remove(&a.id).unwrap();
-    assert!(store.blob_path(&shared).exists());
-    assert!(!store.blob_path(&own).exists());
-    assert!(!store.blob_path(&a.id).exists());
+    assert!(store.blob_file(&shared).unwrap().exists());
+    assert!(!store.blob_file(&own).unwrap().exists());
+    assert!(!store.blob_file(&a.id).unwrap().exists());
     assert!(matches!(
         store.remove(&a.id),
         Err(StoreError::NoSuchImage(_))
@@ -280,7 +284,7 @@ fn a_budget_refuses_an_image_that_does_not_fit_and_nothing_changes() {
     a.size = 600;
     add(&store, a.clone());
     assert_eq!(store.usage(), 600);
-    fs::write(store.blob_path(&a.id), vec![0u8; 100]).unwrap();
+    fs::write(store.blob_file(&a.id).unwrap(), vec![0u8; 100]).unwrap();
     assert_eq!(store.usage(), 700);
     assert!(store.admit(300).is_ok());
     assert_eq!(

@@ -9,13 +9,22 @@ use reqwest::header::RANGE;
 use reqwest::StatusCode;
 
 use crate::auth::{Access, Credentials};
+use crate::digest::{Digest, DigestError};
 use crate::reference::Reference;
 use crate::registry::{
-    open_partial, unreachable, write_verified, Descriptor, Registry, DOCKER_LIST, DOCKER_MANIFEST,
-    OCI_INDEX, OCI_MANIFEST,
+    guarded, open_partial, write_verified, Descriptor, Registry, DOCKER_LIST, DOCKER_MANIFEST,
+    MAX_CONFIG_BYTES, OCI_INDEX, OCI_MANIFEST,
 };
 use crate::store::{hex_of, ImageRecord, ImageStore, StoreError};
 use crate::unpack::{apply_layer, UnpackError};
+
+mod blob;
+mod build;
+
+/// Deadlines of registry requests, part of [`RegistryOptions`].
+pub use crate::registry::limits::Timeouts;
+pub(crate) use build::{build_image, diff_ids_of, NewImage};
+use build::{build_image_gated, LayerGate};
 
 /// Layers downloaded at once.
 const PARALLEL_LAYERS: usize = 3;
@@ -33,6 +42,8 @@ pub struct RegistryOptions {
     /// When not empty, registry names are looked up with these DNS servers (port 53), not
     /// with the host's resolver.
     pub dns_servers: Vec<std::net::IpAddr>,
+    /// How long a registry may take (defaults suit real registries).
+    pub timeouts: Timeouts,
 }
 
 /// The platform an image is pulled for.
@@ -161,6 +172,42 @@ pub enum PullError {
     NotWhitelisted(String),
     #[error("no matching manifest for {0} in the manifest list entries")]
     NoMatchingPlatform(String),
+    /// A registry (or archive, or client) named a digest that is not `sha256:<64 hex>`.
+    #[error("{what}: {source}")]
+    InvalidDigest {
+        what: String,
+        #[source]
+        source: DigestError,
+    },
+    /// Nothing, or too little, arrived within a stall window.
+    #[error("registry {host} {detail} while {what}")]
+    Stalled {
+        host: String,
+        detail: String,
+        what: String,
+    },
+    /// A request that is not a blob download took longer than its deadline.
+    #[error("registry {host} did not finish {what} within {within}")]
+    Deadline {
+        host: String,
+        what: String,
+        within: String,
+    },
+    /// A body past its bound: a manifest, token, tag list, error, or a blob past the size
+    /// its descriptor declares.
+    #[error("registry {host} sent more than {limit} bytes while {what}")]
+    TooLarge {
+        host: String,
+        what: String,
+        limit: u64,
+    },
+    /// A blob whose bytes hash right but whose descriptor declared another size.
+    #[error("{what} is {actual} bytes, the manifest declares {declared}")]
+    SizeMismatch {
+        what: String,
+        declared: u64,
+        actual: u64,
+    },
     #[error("{what} has digest {actual}, expected {expected}")]
     DigestMismatch {
         what: String,
@@ -201,7 +248,7 @@ pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) 
 pub struct Puller {
     registry: Registry,
     /// One download of a blob at a time, across concurrent pulls.
-    blob_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    blob_locks: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Puller {
@@ -237,143 +284,6 @@ impl Puller {
         self.registry.login(registry, creds).await
     }
 
-    /// Downloads a blob into the store, checking its digest while streaming.
-    async fn fetch_blob(
-        &self,
-        store: &ImageStore,
-        r: &Reference,
-        desc: &Descriptor,
-        access: Access<'_>,
-        progress: &(dyn Fn(Progress) + Send + Sync),
-        report: bool,
-    ) -> Result<(), PullError> {
-        let lock = {
-            let mut locks = self.blob_locks.lock().unwrap_or_else(|e| e.into_inner());
-            locks.entry(desc.digest.clone()).or_default().clone()
-        };
-        let held = lock.lock().await;
-        let result = self
-            .download_blob(store, r, desc, access, progress, report)
-            .await;
-        drop(held);
-        let mut locks = self.blob_locks.lock().unwrap_or_else(|e| e.into_inner());
-        // Only the map and this call hold it: nobody waits, so forget it.
-        if Arc::strong_count(&lock) == 2 {
-            locks.remove(&desc.digest);
-        }
-        result
-    }
-
-    /// [`Self::fetch_blob`]'s work, under the blob's lock.
-    async fn download_blob(
-        &self,
-        store: &ImageStore,
-        r: &Reference,
-        desc: &Descriptor,
-        access: Access<'_>,
-        progress: &(dyn Fn(Progress) + Send + Sync),
-        report: bool,
-    ) -> Result<(), PullError> {
-        let dest = store.blob_path(&desc.digest);
-        if dest.exists() {
-            if report {
-                progress(Progress::layer(&desc.digest, "Already exists"));
-            }
-            return Ok(());
-        }
-        let url = format!("{}/blobs/{}", self.registry.base(r).await, desc.digest);
-        let had_partial = dest.with_extension("partial").exists();
-        match self
-            .download_once(&url, desc, &dest, access, progress, report, true)
-            .await
-        {
-            // A partial download that was not a prefix of the blob: start again, once.
-            Err(PullError::DigestMismatch { .. }) if had_partial => {
-                tracing::warn!(blob = %desc.digest, "a resumed download did not verify; restarting it");
-                self.download_once(&url, desc, &dest, access, progress, report, false)
-                    .await?
-            }
-            other => other?,
-        }
-        if report {
-            progress(Progress::layer(&desc.digest, "Verifying Checksum"));
-            progress(Progress::layer(&desc.digest, "Download complete"));
-        }
-        Ok(())
-    }
-
-    /// One GET of a blob into the store: from the start, or (`resume`) after the bytes an
-    /// interrupted download left, when the registry honours `Range`.
-    #[allow(clippy::too_many_arguments)]
-    async fn download_once(
-        &self,
-        url: &str,
-        desc: &Descriptor,
-        dest: &Path,
-        access: Access<'_>,
-        progress: &(dyn Fn(Progress) + Send + Sync),
-        report: bool,
-        resume: bool,
-    ) -> Result<(), PullError> {
-        let url = url.to_string();
-        let mut resume = if resume {
-            open_partial(dest).await
-        } else {
-            None
-        };
-        // What an earlier, interrupted pull received is asked for no more.
-        if resume
-            .as_ref()
-            .is_some_and(|p| desc.size > 0 && p.len >= desc.size)
-        {
-            // All there (or too much): the digest check at the end decides; restart if bad.
-            resume = None;
-        }
-        let offset = resume.as_ref().map_or(0, |p| p.len);
-        let resp = self
-            .registry
-            .send(&url, access, |c| {
-                let req = c.get(&url);
-                if offset > 0 {
-                    req.header(RANGE, format!("bytes={offset}-"))
-                } else {
-                    req
-                }
-            })
-            .await?;
-        if !resp.status().is_success() {
-            return Err(PullError::Registry {
-                status: resp.status().as_u16(),
-                url,
-            });
-        }
-        let resumed = offset > 0 && resp.status() == StatusCode::PARTIAL_CONTENT;
-        if offset > 0 {
-            tracing::info!(
-                blob = %desc.digest,
-                offset,
-                resumed,
-                "continuing an interrupted download"
-            );
-        }
-        let resume = if resumed { resume } else { None };
-        let already = if resumed { offset } else { 0 };
-        let total = resp.content_length().map_or(desc.size, |n| n + already);
-        let stream = resp.bytes_stream().map_err(|e| unreachable(&url, &e));
-        let mut last_report: u64 = 0;
-        let on_chunk = |done: u64| {
-            if report && (done - last_report >= 512 * 1024 || done == total) {
-                last_report = done;
-                progress(Progress {
-                    current: Some(done),
-                    total: Some(total),
-                    ..Progress::layer(&desc.digest, "Downloading")
-                });
-            }
-        };
-        write_verified(stream, dest, &desc.digest, &url, resume, on_chunk).await
-    }
-
     /// Pulls `reference` for `platform` into `store`.
     pub async fn pull(
         &self,
@@ -391,13 +301,25 @@ impl Puller {
             creds,
             scope: &scope,
         };
-        let wanted = reference
-            .digest
-            .clone()
-            .unwrap_or_else(|| reference.tag_or_latest().to_string());
+        let pinned = match &reference.digest {
+            Some(d) => Some(Digest::parse(d).map_err(|source| PullError::InvalidDigest {
+                what: format!("the reference {reference}"),
+                source,
+            })?),
+            None => None,
+        };
+        let wanted = match &pinned {
+            Some(d) => d.to_string(),
+            None => reference.tag_or_latest().to_string(),
+        };
         let (mut manifest, top_digest, mut media) = self
             .registry
-            .fetch_manifest(reference, &wanted, access)
+            .fetch_manifest(
+                reference,
+                &wanted,
+                pinned.as_ref().map(|d| (d, None)),
+                access,
+            )
             .await?;
         if media == DOCKER_LIST
             || media == OCI_INDEX
@@ -414,10 +336,14 @@ impl Puller {
                     })
                 })
                 .ok_or_else(|| PullError::NoMatchingPlatform(platform.to_string()))?;
-            let digest = pick.digest.clone();
             let (m, _, md) = self
                 .registry
-                .fetch_manifest(reference, &digest, access)
+                .fetch_manifest(
+                    reference,
+                    pick.digest.as_str(),
+                    Some((&pick.digest, Some(pick.size))),
+                    access,
+                )
                 .await?;
             manifest = m;
             media = md;
@@ -432,7 +358,13 @@ impl Puller {
             .config
             .as_ref()
             .ok_or_else(|| PullError::Invalid("manifest without a config".into()))?;
-        let held = store.get(&config_desc.digest).is_some();
+        if config_desc.size > MAX_CONFIG_BYTES {
+            return Err(PullError::Invalid(format!(
+                "the image config {} is {} bytes, more than the {MAX_CONFIG_BYTES} an image config may have",
+                config_desc.digest, config_desc.size
+            )));
+        }
+        let held = store.get(config_desc.digest.as_str()).is_some();
         if !held {
             // What the manifest says the download adds must fit before any of it starts
             // (and before any progress, so that the refusal is the answer); the unpacked
@@ -450,14 +382,15 @@ impl Puller {
             "Pulling from {}",
             reference.repository
         )));
-        let digest_ref = Some(reference.with_digest(&top_digest));
+        let digest_ref = Some(reference.with_digest(top_digest.as_str()));
+        let top_digest = top_digest.to_string();
 
         // An image we have already: just (re)tag it.
         if held {
-            let had = store.tag_existing(&config_desc.digest, reference, digest_ref)?;
+            let had = store.tag_existing(config_desc.digest.as_str(), reference, digest_ref)?;
             let image = store
-                .get(&config_desc.digest)
-                .ok_or_else(|| StoreError::NoSuchImage(config_desc.digest.clone()))?;
+                .get(config_desc.digest.as_str())
+                .ok_or_else(|| StoreError::NoSuchImage(config_desc.digest.to_string()))?;
             return Ok(PullOutcome {
                 image,
                 manifest_digest: top_digest,
@@ -473,6 +406,15 @@ impl Puller {
         let config: serde_json::Value = serde_json::from_slice(&config_raw)
             .map_err(|e| PullError::Invalid(format!("malformed image config: {e}")))?;
         let diff_ids = diff_ids_of(&config);
+        for d in &diff_ids {
+            Digest::parse(d).map_err(|source| PullError::InvalidDigest {
+                what: format!(
+                    "the image config {} lists the layer {d:?}",
+                    config_desc.digest
+                ),
+                source,
+            })?;
+        }
         if diff_ids.len() != manifest.layers.len() {
             return Err(PullError::Invalid(format!(
                 "the image config lists {} layers but the manifest {}",
@@ -481,10 +423,10 @@ impl Puller {
             )));
         }
         for l in &manifest.layers {
-            progress(Progress::layer(&l.digest, "Pulling fs layer"));
+            progress(Progress::layer(l.digest.as_str(), "Pulling fs layer"));
         }
         for l in manifest.layers.iter().skip(PARALLEL_LAYERS) {
-            progress(Progress::layer(&l.digest, "Waiting"));
+            progress(Progress::layer(l.digest.as_str(), "Waiting"));
         }
         // Collected first: a lazily mapped iterator here makes the future's Send bound
         // depend on a higher-ranked closure, which spawned callers cannot satisfy.
@@ -506,9 +448,13 @@ impl Puller {
             .buffer_unordered(PARALLEL_LAYERS)
             .try_collect::<Vec<()>>();
 
-        let layers: Vec<String> = manifest.layers.iter().map(|l| l.digest.clone()).collect();
+        let layers: Vec<String> = manifest
+            .layers
+            .iter()
+            .map(|l| l.digest.to_string())
+            .collect();
         let new = NewImage {
-            id: config_desc.digest.clone(),
+            id: config_desc.digest.to_string(),
             config,
             layers: layers.clone(),
             diff_ids,
@@ -538,148 +484,6 @@ impl Puller {
             up_to_date: false,
         })
     }
-}
-
-/// The uncompressed layer digests (`rootfs.diff_ids`) an image configuration lists.
-pub(crate) fn diff_ids_of(config: &serde_json::Value) -> Vec<String> {
-    config
-        .pointer("/rootfs/diff_ids")
-        .and_then(|v| v.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|d| d.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// An image whose configuration and layer blobs are at hand, ready to be unpacked and
-/// recorded: by a pull, a `docker load` or a `docker import`.
-pub(crate) struct NewImage {
-    /// The digest of the configuration: the image ID.
-    pub id: String,
-    pub config: serde_json::Value,
-    /// Layer blob digests, bottom first.
-    pub layers: Vec<String>,
-    /// Uncompressed layer digests, bottom first.
-    pub diff_ids: Vec<String>,
-    pub repo_tags: Vec<String>,
-    pub repo_digests: Vec<String>,
-    /// Blobs not in the store yet (digest → verified file under the store's `tmp/`): layers
-    /// are applied from there, and the files are moved into the store once every layer
-    /// applied, before the record is written.
-    pub incoming: HashMap<String, std::path::PathBuf>,
-}
-
-/// Unpacks `img`'s layers in order into a fresh root filesystem (each checked against its
-/// diff ID) and commits the image. `on_layer(i, None)` is called before layer `i` is
-/// applied, `on_layer(i, Some(uncompressed size))` after. On failure nothing is left.
-pub(crate) async fn build_image(
-    store: &ImageStore,
-    img: NewImage,
-    on_layer: &(dyn Fn(usize, Option<u64>) + Send + Sync),
-) -> Result<ImageRecord, PullError> {
-    build_image_gated(store, img, on_layer, None).await
-}
-
-/// Says when each layer's blob is in the store: `Some(true)` downloaded, `Some(false)` (or
-/// the sender gone) failed.
-pub(crate) struct LayerGate(Vec<tokio::sync::watch::Receiver<Option<bool>>>);
-
-impl LayerGate {
-    fn new(n: usize) -> (Vec<tokio::sync::watch::Sender<Option<bool>>>, LayerGate) {
-        let (tx, rx): (Vec<_>, Vec<_>) = (0..n).map(|_| tokio::sync::watch::channel(None)).unzip();
-        (tx, LayerGate(rx))
-    }
-
-    /// Waits until layer `i` is in, or fails if its download did.
-    async fn ready(&self, i: usize) -> Result<(), PullError> {
-        let Some(rx) = self.0.get(i) else {
-            return Ok(());
-        };
-        let mut rx = rx.clone();
-        let ok = matches!(
-            rx.wait_for(Option::is_some).await.map(|v| *v),
-            Ok(Some(true))
-        );
-        if ok {
-            Ok(())
-        } else {
-            Err(PullError::Invalid(format!(
-                "layer {} was not downloaded",
-                i + 1
-            )))
-        }
-    }
-}
-
-/// [`build_image`], applying layer `i` only once `gate` says it is in.
-pub(crate) async fn build_image_gated(
-    store: &ImageStore,
-    img: NewImage,
-    on_layer: &(dyn Fn(usize, Option<u64>) + Send + Sync),
-    gate: Option<&LayerGate>,
-) -> Result<ImageRecord, PullError> {
-    let tmp = store.temp_dir()?;
-    let built = build_in(store, img, &tmp, on_layer, gate).await;
-    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&tmp)).await;
-    built
-}
-
-/// [`build_image`]'s work, in the work directory `tmp`.
-async fn build_in(
-    store: &ImageStore,
-    img: NewImage,
-    tmp: &Path,
-    on_layer: &(dyn Fn(usize, Option<u64>) + Send + Sync),
-    gate: Option<&LayerGate>,
-) -> Result<ImageRecord, PullError> {
-    let rootfs = tmp.join("rootfs");
-    std::fs::create_dir_all(&rootfs).map_err(io_err("creating the root filesystem"))?;
-    let mut layer_sizes = Vec::with_capacity(img.layers.len());
-    for (i, (digest, diff)) in img.layers.iter().zip(&img.diff_ids).enumerate() {
-        if let Some(g) = gate {
-            g.ready(i).await?;
-        }
-        on_layer(i, None);
-        let blob = match img.incoming.get(digest) {
-            Some(p) if !store.blob_path(digest).exists() => p.clone(),
-            _ => store.blob_path(digest),
-        };
-        let (root, diff) = (rootfs.clone(), diff.clone());
-        let size = tokio::task::spawn_blocking(move || apply_layer(&blob, &root, &diff))
-            .await
-            .map_err(|e| PullError::Invalid(format!("layer extraction task failed: {e}")))??;
-        layer_sizes.push(size);
-        on_layer(i, Some(size));
-    }
-    for (digest, path) in &img.incoming {
-        let dest = store.blob_path(digest);
-        if !dest.exists() {
-            std::fs::rename(path, &dest).map_err(io_err(format!("storing blob {digest}")))?;
-        }
-    }
-    let str_at = |p: &str| {
-        img.config
-            .pointer(p)
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string()
-    };
-    let record = ImageRecord {
-        id: img.id.clone(),
-        repo_tags: img.repo_tags,
-        repo_digests: img.repo_digests,
-        created: str_at("/created"),
-        size: layer_sizes.iter().sum(),
-        architecture: str_at("/architecture"),
-        os: str_at("/os"),
-        diff_ids: img.diff_ids,
-        layers: img.layers,
-        layer_sizes,
-        config: img.config,
-    };
-    Ok(store.commit(record, &rootfs)?)
 }
 
 #[cfg(test)]
