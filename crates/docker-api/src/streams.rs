@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use hyper_util::rt::TokioIo;
-use portlayer::logs::{read_all, LogEntry, LogStream};
+use portlayer::logs::{read_range, scan, LogEntry, LogStream};
 use portlayer::{Status, WaitCondition};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,6 +19,10 @@ use crate::{truthy, ApiError, ApiResult, AppState};
 
 const RAW: &str = "application/vnd.docker.raw-stream";
 const MUX: &str = "application/vnd.docker.multiplexed-stream";
+
+/// The most of a container's log read into memory at once for `docker logs` (a record is at
+/// most a frame, 1 MiB, so a chunk always holds one).
+const LOG_CHUNK: u64 = 4 << 20;
 
 /// POST /containers/{id}/wait?condition=
 pub async fn wait(
@@ -85,7 +89,11 @@ fn frame(entry: &LogEntry, tty: bool, timestamps: bool) -> Bytes {
 const BATCH: usize = 64 * 1024;
 
 fn wanted(entry: &LogEntry, stdout: bool, stderr: bool) -> bool {
-    match entry.stream {
+    wanted_stream(entry.stream, stdout, stderr)
+}
+
+fn wanted_stream(stream: LogStream, stdout: bool, stderr: bool) -> bool {
+    match stream {
         LogStream::Stdout => stdout,
         LogStream::Stderr => stderr,
     }
@@ -218,25 +226,55 @@ pub async fn logs(
     let running = st.containers.get(&c.id)?.state.status == Status::Running;
     let tty = c.spec.process.tty;
     let path = st.containers.log_path(&c.id);
-    let (entries, file_end) = tokio::task::spawn_blocking(move || read_all(&path))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::internal(format!("reading the container log: {e}")))?;
-    let keep = move |e: &LogEntry| {
-        wanted(e, stdout, stderr)
-            && since.is_none_or(|s| e.time >= s)
-            && until.is_none_or(|u| e.time <= u)
+    let keep_at = move |stream: LogStream, time: DateTime<Utc>| {
+        wanted_stream(stream, stdout, stderr)
+            && since.is_none_or(|s| time >= s)
+            && until.is_none_or(|u| time <= u)
     };
-    let mut selected: Vec<&LogEntry> = entries.iter().filter(|e| keep(e)).collect();
-    if let Some(n) = tail {
-        let skip = selected.len().saturating_sub(n);
-        selected.drain(..skip);
-    }
-    let mut head = BytesMut::new();
-    for e in selected {
-        head.extend_from_slice(&frame(e, tty, timestamps));
-    }
-    let head = futures_util::stream::once(async move { Ok::<_, std::io::Error>(head.freeze()) });
+    let keep = move |e: &LogEntry| keep_at(e.stream, e.time);
+    // Where to start and where the file ends now, from the records' headers alone.
+    let (file, start, file_end) = tokio::task::spawn_blocking(move || {
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, 0, 0)),
+            Err(e) => return Err(e),
+        };
+        let mut last = std::collections::VecDeque::new();
+        let end = scan(&file, 0, |h| {
+            if let Some(n) = tail.filter(|_| keep_at(h.stream, h.time)) {
+                last.push_back(h.start);
+                if last.len() > n {
+                    last.pop_front();
+                }
+            }
+        })?;
+        let start = match tail {
+            Some(_) => last.front().copied().unwrap_or(end),
+            None => 0,
+        };
+        Ok((Some(std::sync::Arc::new(file)), start, end))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e: std::io::Error| ApiError::internal(format!("reading the container log: {e}")))?;
+    // The log up to `file_end`, read and sent a chunk at a time.
+    let head = futures_util::stream::unfold(start, move |pos| {
+        let file = file.clone();
+        async move {
+            let file = file.filter(|_| pos < file_end)?;
+            let to = file_end.min(pos + LOG_CHUNK);
+            let entries = tokio::task::spawn_blocking(move || read_range(&file, pos, to))
+                .await
+                .ok()?
+                .ok()?;
+            let next = entries.last().map(|(_, end)| *end)?;
+            let mut buf = BytesMut::new();
+            for (e, _) in entries.iter().filter(|(e, _)| keep(e)) {
+                buf.extend_from_slice(&frame(e, tty, timestamps));
+            }
+            Some((Ok::<_, std::io::Error>(buf.freeze()), next))
+        }
+    });
     let ctype = if tty { RAW } else { MUX };
     let body = match live.filter(|_| running && until.is_none()) {
         None => Body::from_stream(head),

@@ -22,6 +22,10 @@ use crate::manager::Output;
 
 const UNKNOWN: u64 = u64::MAX;
 
+/// The most of the log read back into memory at once to fill a gap: a follower far behind
+/// catches up chunk by chunk (a chunk always holds a whole entry: a frame is at most 1 MiB).
+const FILL_CHUNK: u64 = 4 << 20;
+
 /// Where a container's log stands: the end of what has been written, and where the current
 /// run's output began.
 #[derive(Debug)]
@@ -186,6 +190,16 @@ impl Follower {
                     }
                 }
             }
+            Ok(Output::Stored(end)) => {
+                let p = *self
+                    .pos
+                    .get_or_insert_with(|| self.cursor.run_start.load(Ordering::SeqCst));
+                if end <= p {
+                    Step::Skip
+                } else {
+                    Step::Fill(p, end)
+                }
+            }
             Ok(Output::Eof) | Err(RecvError::Closed) => Step::End,
             // The next entry shows how much was missed; where to fill from must be known.
             Err(RecvError::Lagged(_)) => {
@@ -197,10 +211,13 @@ impl Follower {
         }
     }
 
-    /// Reads the entries between `from` and `to` from the file into `pending`.
+    /// Reads the entries between `from` and `to` from the file into `pending`, at most
+    /// [`FILL_CHUNK`] bytes of them; the rest is left as the gap still to fill.
     async fn fill(&mut self, from: u64, to: u64) {
+        let chunk_end = to.min(from.saturating_add(FILL_CHUNK));
         if let Some(file) = self.file.clone() {
-            let read = tokio::task::spawn_blocking(move || read_range(&file, from, to)).await;
+            let read =
+                tokio::task::spawn_blocking(move || read_range(&file, from, chunk_end)).await;
             match read {
                 Ok(Ok(entries)) => {
                     for (e, end) in entries {
@@ -213,6 +230,13 @@ impl Follower {
                 }
                 Err(e) => tracing::warn!("reading missed output: {e}"),
             }
+        }
+        match self.pos {
+            Some(p) if chunk_end < to && p > from => {
+                self.gap = Some((p, to));
+                return;
+            }
+            _ => {}
         }
         if self.pos.is_some_and(|p| p < to) {
             tracing::warn!(
@@ -301,5 +325,32 @@ mod tests {
         produce(&mut w, &cursor, &tx, 10..50);
         let _ = tx.send(Output::Eof);
         assert_eq!(drain(&mut f).await, (10..50).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn entries_announced_by_offset_and_gaps_past_a_chunk_are_read_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let mut w = LogWriter::open(&path).unwrap();
+        let cursor = Arc::new(LogCursor::default());
+        cursor.run_started(w.offset());
+        let (tx, _) = broadcast::channel(4);
+        let mut f = Follower::from_now(tx.subscribe(), path.clone(), cursor.clone());
+        // A line too long for the channel: only its end offset is sent.
+        let long = format!("{}\n", "7".repeat(100_000));
+        let (_, end) = w
+            .append(LogStream::Stdout, long.as_bytes())
+            .unwrap()
+            .pop()
+            .unwrap();
+        cursor.written(end);
+        let _ = tx.send(Output::Stored(end));
+        // Then more than FILL_CHUNK of short lines, far too fast for the channel.
+        let lines = (FILL_CHUNK / 8 + 1000) as u32;
+        produce(&mut w, &cursor, &tx, 8..lines);
+        let _ = tx.send(Output::Eof);
+        let first = f.next().await.unwrap();
+        assert_eq!(first.data.len(), long.len(), "the long line, whole");
+        assert_eq!(drain(&mut f).await, (8..lines).collect::<Vec<_>>());
     }
 }

@@ -43,16 +43,17 @@ pub struct LogWriter {
 }
 
 impl LogWriter {
-    /// Opens (creating) the log, cutting off a torn final record.
+    /// Opens (creating) the log, cutting off a torn final record. Only the records' headers
+    /// are read, whatever the log's size.
     pub fn open(path: &Path) -> io::Result<Self> {
-        let (entries, valid_end) = read_all(path)?;
-        let data = entries.iter().map(|e| e.data.len() as u64).sum();
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
             .open(path)?;
+        let mut data = 0;
+        let valid_end = scan(&file, 0, |h| data += h.end - h.start - HEADER as u64)?;
         file.set_len(valid_end)?;
         let mut file = file;
         file.seek(SeekFrom::End(0))?;
@@ -111,7 +112,55 @@ pub fn record_len(e: &LogEntry) -> u64 {
     (HEADER + e.data.len()) as u64
 }
 
-/// Reads every complete entry; returns them and the offset just past the last one.
+/// A record's header and where the record lies in the file.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecordHeader {
+    pub stream: LogStream,
+    pub time: DateTime<Utc>,
+    pub start: u64,
+    pub end: u64,
+}
+
+/// Walks the complete records of the open log `file` from offset `from` (a record boundary),
+/// reading their headers only, and calls `f` on each; returns the offset just past the last
+/// complete one. Memory does not grow with the log: the data is skipped over.
+pub fn scan(file: &File, from: u64, mut f: impl FnMut(RecordHeader)) -> io::Result<u64> {
+    use std::io::BufReader;
+    let len = file.metadata()?.len();
+    let mut r = BufReader::with_capacity(64 * 1024, file);
+    r.seek(SeekFrom::Start(from))?;
+    let mut pos = from;
+    let mut header = [0u8; HEADER];
+    while len.saturating_sub(pos) >= HEADER as u64 {
+        r.read_exact(&mut header)?;
+        let stream = match header[0] {
+            1 => LogStream::Stdout,
+            2 => LogStream::Stderr,
+            _ => break,
+        };
+        let nanos = i64::from_be_bytes(header[1..9].try_into().unwrap_or_default());
+        let data = u64::from(u32::from_be_bytes(
+            header[9..13].try_into().unwrap_or_default(),
+        ));
+        let end = pos + HEADER as u64 + data;
+        if end > len {
+            break;
+        }
+        f(RecordHeader {
+            stream,
+            time: Utc.timestamp_nanos(nanos),
+            start: pos,
+            end,
+        });
+        r.seek_relative(data as i64)?;
+        pos = end;
+    }
+    Ok(pos)
+}
+
+/// Reads every complete entry; returns them and the offset just past the last one. Reads the
+/// whole log into memory: for tests.
+#[cfg(test)]
 pub fn read_all(path: &Path) -> io::Result<(Vec<LogEntry>, u64)> {
     let mut raw = Vec::new();
     match File::open(path) {
@@ -217,7 +266,23 @@ mod tests {
             ]
         );
         assert!(valid > end);
+        let mut heads = Vec::new();
+        let scanned = scan(&File::open(&path).unwrap(), 0, |h| heads.push(h)).unwrap();
+        assert_eq!(scanned, valid, "the scan stops at the torn record too");
+        let spans: Vec<(LogStream, u64, u64)> =
+            heads.iter().map(|h| (h.stream, h.start, h.end)).collect();
+        assert_eq!(
+            spans,
+            vec![
+                (LogStream::Stdout, 0, 17),
+                (LogStream::Stdout, 17, 34),
+                (LogStream::Stdout, 34, 50),
+                (LogStream::Stderr, 50, 67),
+            ]
+        );
+        assert_eq!(heads[0].time, all[0].time);
         let mut w = LogWriter::open(&path).unwrap();
+        assert_eq!(w.data_bytes(), 15, "counted from the headers");
         assert_eq!(w.offset(), valid);
         w.append(LogStream::Stdout, b"after\n").unwrap();
         assert_eq!(read_all(&path).unwrap().0.len(), 5);

@@ -72,6 +72,9 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 pub enum Output {
     /// One log entry; `end` is the log file offset just after it.
     Entry(LogEntry, u64),
+    /// Entries up to this log file offset are written; read them from the file. Sent for an
+    /// entry too large to hold in the channel (see `LIVE_INLINE_MAX` in `manager/live.rs`).
+    Stored(u64),
     /// The main process has ended: no more output from this run.
     Eof,
 }

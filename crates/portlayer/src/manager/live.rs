@@ -31,9 +31,18 @@ pub(super) struct Live {
     pub(super) cursor: Arc<LogCursor>,
 }
 
+/// Messages a container's live output channel holds for slow followers; with entries of at
+/// most [`LIVE_INLINE_MAX`] bytes, it holds at most about 8 MiB of output. A follower that
+/// falls further behind reads what it missed from the log file (see `follow.rs`).
+const LIVE_CAPACITY: usize = 2048;
+
+/// The largest entry carried in the channel itself; a longer one (a guest may send lines of
+/// up to a frame, 1 MiB) is announced by its end offset and read from the log.
+const LIVE_INLINE_MAX: usize = 4096;
+
 impl Live {
     pub(super) fn new(exit_code: i32) -> Arc<Self> {
-        let (output, _) = broadcast::channel(8192);
+        let (output, _) = broadcast::channel(LIVE_CAPACITY);
         let (stdin_tx, stdin_rx) = mpsc::unbounded_channel();
         Arc::new(Live {
             output,
@@ -95,7 +104,12 @@ impl SessionSink for LogSink {
                     self.cursor.written(*end);
                 }
                 for (e, end) in entries {
-                    let _ = self.output.send(Output::Entry(e, end));
+                    let msg = if e.data.len() > LIVE_INLINE_MAX {
+                        Output::Stored(end)
+                    } else {
+                        Output::Entry(e, end)
+                    };
+                    let _ = self.output.send(msg);
                 }
             }
             Err(e) => tracing::error!(id = %self.id, "writing container log: {e}"),
