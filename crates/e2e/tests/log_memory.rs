@@ -1,0 +1,83 @@
+//! A container's log can be far larger than the appliance's memory should ever be: reading
+//! it back (`docker logs`, `--tail`) streams it, and the appliance's resident memory stays
+//! within a small bound of what it was, whatever the log's size.
+
+mod common;
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+
+/// The appliance's resident set in KiB.
+fn rss_kib(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("appliance status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
+
+/// The largest resident set seen while `f` runs (sampled every 10 ms).
+fn peak_rss_during(pid: &str, f: impl FnOnce()) -> u64 {
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (done, pid) = (done.clone(), pid.to_string());
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !done.load(Ordering::SeqCst) {
+                peak = peak.max(rss_kib(&pid));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak
+        })
+    };
+    f();
+    done.store(true, Ordering::SeqCst);
+    sampler.join().expect("sampler")
+}
+
+#[test]
+#[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
+fn reading_a_256_mib_log_does_not_grow_the_appliance() {
+    let vch = OwnVch::create("logmem", &[]);
+    let pid = std::fs::read_to_string(
+        std::path::Path::new(&std::env::var("VIC_STATE_ROOT").expect("VIC_STATE_ROOT"))
+            .join("vch")
+            .join(&vch.name)
+            .join("appliance.pid"),
+    )
+    .expect("appliance.pid")
+    .trim()
+    .to_string();
+    // 256 MiB of output, with a short last line to find.
+    let script =
+        "dd if=/dev/zero bs=65536 count=4096 2>/dev/null | tr '\\0' x; echo; echo last-line";
+    vch.client
+        .ok(&["run", "--name", "big", &vch.image, "sh", "-c", script]);
+    let before = rss_kib(&pid);
+    let tail = vch.client.ok(&["logs", "--tail", "1", "big"]);
+    assert_eq!(tail.trim(), "last-line");
+    let mut bytes = 0u64;
+    let peak = peak_rss_during(&pid, || {
+        let mut cmd = docker_at(&vch.client.host);
+        cmd.env("DOCKER_CONFIG", &vch.client.config)
+            .args(["logs", "big"])
+            .stdout(Stdio::piped());
+        let mut child = cmd.spawn().expect("docker logs");
+        let mut out = child.stdout.take().expect("stdout");
+        bytes = std::io::copy(&mut out, &mut std::io::sink()).expect("reading logs");
+        assert!(child.wait().expect("wait").success());
+    });
+    assert_eq!(bytes, 256 * 1024 * 1024 + 1 + "last-line\n".len() as u64);
+    let grew_mib = peak.saturating_sub(before) / 1024;
+    eprintln!("appliance RSS {before} KiB before, {peak} KiB at most while serving {bytes} bytes");
+    assert!(
+        grew_mib < 64,
+        "the appliance grew by {grew_mib} MiB (from {before} KiB to {peak} KiB) serving a 256 MiB log"
+    );
+    vch.delete();
+}
