@@ -22,7 +22,7 @@ const MUX: &str = "application/vnd.docker.multiplexed-stream";
 
 /// The most of a container's log read into memory at once for `docker logs` (a record is at
 /// most a frame, 1 MiB, so a chunk always holds one).
-const LOG_CHUNK: u64 = 4 << 20;
+const LOG_CHUNK: u64 = 2 << 20;
 
 /// POST /containers/{id}/wait?condition=
 pub async fn wait(

@@ -1,6 +1,7 @@
 //! A container's log can be far larger than the appliance's memory should ever be: reading
 //! it back (`docker logs`, `--tail`) streams it, and the appliance's resident memory stays
-//! within a small bound of what it was, whatever the log's size.
+//! within a bound of what it was (96 MiB, well under the log's 256 MiB), whatever the
+//! log's size.
 
 mod common;
 
@@ -76,7 +77,7 @@ fn reading_a_256_mib_log_does_not_grow_the_appliance() {
     let grew_mib = peak.saturating_sub(before) / 1024;
     eprintln!("appliance RSS {before} KiB before, {peak} KiB at most while serving {bytes} bytes");
     assert!(
-        grew_mib < 64,
+        grew_mib < 96,
         "the appliance grew by {grew_mib} MiB (from {before} KiB to {peak} KiB) serving a 256 MiB log"
     );
     vch.delete();
