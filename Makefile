@@ -8,7 +8,7 @@ TETHER := $(CURDIR)/target/static/$(STATIC_TARGET)/release/tether
 REG_DIR := $(BUILD)/registry
 DOCKER ?= $(shell [ -x /usr/local/bin/docker ] && echo /usr/local/bin/docker || echo docker)
 
-.PHONY: all deps build kernel initramfs binaries demo demo-clean test unit-test lint bench registry clean
+.PHONY: all deps build kernel initramfs binaries demo demo-clean test unit-test fuzz lint bench registry clean
 
 all: build
 
@@ -49,6 +49,11 @@ lint:
 
 unit-test:
 	cargo test --workspace
+
+# The property tests (layer applier, digests, references, manifests, globs, auth headers) with
+# 20,000 cases each instead of the few thousand `make test` runs (PROPTEST_CASES=N for more).
+fuzz:
+	PROPTEST_CASES=$${PROPTEST_CASES:-20000} cargo test --workspace --lib
 
 # The whole suite: unit tests, then the tests that need real parts (QEMU VMs, the registry,
 # the docker CLI), which are #[ignore]d in a plain `cargo test`.

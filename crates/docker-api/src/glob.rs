@@ -295,7 +295,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(4096))]
+        #![proptest_config(ProptestConfig::with_cases(ProptestConfig::default().cases.max(4096)))]
         #[test]
         fn agrees_with_a_backtracking_matcher(
             pattern in "[ab/*?]{0,10}",

@@ -338,7 +338,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(proptest::prelude::ProptestConfig::default().cases.max(1024)))]
 
         /// A registry's `WWW-Authenticate` header and its token answers never make a panic.
         #[test]

@@ -251,7 +251,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2048))]
+        #![proptest_config(ProptestConfig::with_cases(ProptestConfig::default().cases.max(2048)))]
 
         /// Any string: no panic, and what parses is exactly the safe shape.
         #[test]

@@ -365,7 +365,7 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(ProptestConfig::with_cases(2048))]
+            #![proptest_config(ProptestConfig::with_cases(ProptestConfig::default().cases.max(2048)))]
 
             /// Whatever a client sends, parsing answers and does not panic.
             #[test]

@@ -92,7 +92,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(1024))]
+        #![proptest_config(ProptestConfig::with_cases(ProptestConfig::default().cases.max(1024)))]
 
         /// Whatever bytes a registry sends, parsing answers and does not panic.
         #[test]
