@@ -181,6 +181,14 @@ fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("making {} private", dir.display()))
 }
 
+/// Writes `path` whole or not at all (a temporary file renamed over it): a reader, such as
+/// vic-machine looking for the appliance's PID, never sees it empty or half written.
+fn write_atomically(path: &std::path::Path, data: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
+}
+
 fn main() -> anyhow::Result<()> {
     // SAFETY: umask only sets this process's file mode creation mask; it cannot fail.
     // What the appliance writes (state, logs, disks, image roots' directories) is root's alone.
@@ -298,9 +306,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    std::fs::write(
-        args.state_dir.join("appliance.pid"),
-        std::process::id().to_string(),
+    write_atomically(
+        &args.state_dir.join("appliance.pid"),
+        std::process::id().to_string().as_bytes(),
     )?;
     let api_limits = args.api.limits();
     let server = match tls {
