@@ -108,8 +108,40 @@ pub async fn build_base(mke2fs: &Path, rootfs: &Path, base: &Path) -> Result<(),
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
+    // On disk before it is named: a crash never leaves a base disk with lost blocks.
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io(format!("syncing {}", tmp.display())))?;
     std::fs::rename(&tmp, base).map_err(io(format!("renaming {}", tmp.display())))?;
+    if let Some(dir) = base.parent() {
+        sync_dir(dir).map_err(io(format!("syncing {}", dir.display())))?;
+    }
     Ok(())
+}
+
+/// Makes the entries of `dir` (a rename into it) durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Removes base disks a crash left half built (`base.ext4.tmp-PID`) under `images`.
+pub fn sweep_partial_bases(images: &Path) {
+    let Ok(dirs) = std::fs::read_dir(images) else {
+        return;
+    };
+    for dir in dirs.flatten() {
+        let Ok(files) = std::fs::read_dir(dir.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            if f.file_name().to_string_lossy().contains(".ext4.tmp-") {
+                tracing::info!(file = %f.path().display(), "removing a base disk a crash left half built");
+                if let Err(e) = std::fs::remove_file(f.path()) {
+                    tracing::warn!(file = %f.path().display(), "removing it failed: {e}");
+                }
+            }
+        }
+    }
 }
 
 /// Creates the VM's copy-on-write root disk over `base`.
@@ -133,6 +165,18 @@ pub fn base_path(root: &Path, image_id: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn half_built_base_disks_are_swept_and_built_ones_kept() {
+        let t = tempfile::tempdir().unwrap();
+        let img = t.path().join("sha256:ab");
+        std::fs::create_dir_all(&img).unwrap();
+        std::fs::write(img.join("base.ext4"), b"built").unwrap();
+        std::fs::write(img.join("base.ext4.tmp-4242"), b"half").unwrap();
+        sweep_partial_bases(t.path());
+        assert!(img.join("base.ext4").exists());
+        assert!(!img.join("base.ext4.tmp-4242").exists());
+    }
 
     #[test]
     fn geometry_leaves_room_and_inodes() {

@@ -171,6 +171,7 @@ impl LocalBackend {
                 source: e,
             })?;
         }
+        disk::sweep_partial_bases(&cfg.root.join("images"));
         let qemu_version = version.split_whitespace().nth(3).unwrap_or("?").to_string();
         Ok(Self {
             vms: vm::Vms::new(cfg.root.join("vms")),

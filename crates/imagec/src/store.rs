@@ -455,12 +455,17 @@ impl ImageStore {
                 b.admit(self.usage_of(&images), rec.size)
                     .map_err(StoreError::Quota)?;
             }
-            // Content first: without a record, a crash leaves a directory that open sweeps.
+            // Content first, durably: without a record, a crash leaves a directory that open
+            // sweeps; with one, the files it names are on disk.
+            sync_filesystem(rootfs_tmp).map_err(io_err("syncing the root filesystem"))?;
             let dir = self.image_dir(&rec.id);
             fs::create_dir_all(&dir).map_err(io_err("creating the image directory"))?;
             let _ = remove_any(&dir.join("rootfs"));
             fs::rename(rootfs_tmp, dir.join("rootfs"))
                 .map_err(io_err("moving the root filesystem into place"))?;
+            fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err("syncing the image directory"))?;
         } else {
             let _ = remove_any(rootfs_tmp);
         }
@@ -541,6 +546,13 @@ fn blobs_in_use(images: &HashMap<String, ImageRecord>) -> HashSet<&str> {
         .flat_map(|i| i.layers.iter().chain(std::iter::once(&i.id)))
         .map(|d| hex_of(d))
         .collect()
+}
+
+/// Writes out everything of the filesystem holding `path` (an unpacked root filesystem has
+/// thousands of files; one `syncfs` flushes them all, and the blobs beside them).
+fn sync_filesystem(path: &Path) -> io::Result<()> {
+    let dir = fs::File::open(path)?;
+    Ok(rustix::fs::syncfs(&dir)?)
 }
 
 /// Removes a file, symlink or directory tree; a missing path is fine.
