@@ -1,0 +1,86 @@
+//! `POST /containers/create`: Docker's create body, parsed strictly, judged by one policy,
+//! turned into the port layer's spec.
+//!
+//! ```text
+//!   body ──parse──► ContainerConfig + HostConfig + NetworkingConfig   (400 naming a mistyped field)
+//!        ──policy::apply──► Applied { memory, cpus, dns, … , warnings } (400 naming each unsupported flag)
+//!        ──spec::build──► ContainerSpec, whose personality is what inspect shows
+//! ```
+
+// Every field of Docker's types is parsed, so that a mistyped one is refused; the policy
+// reads only those that matter (a field vic refuses need only be told from its default).
+#[allow(dead_code)]
+mod config;
+#[allow(dead_code)]
+mod host_config;
+mod parse;
+mod policy;
+mod spec;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use imagec::store::ImageRecord;
+use portlayer::ContainerSpec;
+use serde_json::json;
+
+use crate::{ApiError, ApiResult, AppState};
+
+pub use parse::CreateBody;
+pub use spec::host_config_of;
+
+/// A create that may go ahead: the spec and the warnings for the response.
+#[derive(Debug)]
+pub struct Plan {
+    pub spec: ContainerSpec,
+    pub warnings: Vec<String>,
+}
+
+/// Judges a parsed body against the image: what the container gets, or why it is refused.
+pub fn plan(body: CreateBody, name: String, image: &ImageRecord) -> Result<Plan, ApiError> {
+    let applied = policy::apply(&body.config, &body.host_config, &body.networking_config)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(spec::build(body.config, applied, name, image))
+}
+
+/// POST /containers/create?name=
+pub async fn create(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let body = parse::body(&body)?;
+    let image_name = body.config.image.clone().unwrap_or_default();
+    if image_name.is_empty() {
+        return Err(ApiError::bad_request(
+            "config cannot be empty in order to create a container",
+        ));
+    }
+    let image = match st.images.resolve(&image_name) {
+        Some(img) => img,
+        None => {
+            let shown = imagec::reference::Reference::parse(&image_name)
+                .map(|r| r.to_string())
+                .unwrap_or(image_name);
+            return Err(ApiError::not_found(format!("No such image: {shown}")));
+        }
+    };
+    let name = q.get("name").cloned().unwrap_or_default();
+    let plan = plan(body, name, &image)?;
+    // VIC refuses a create while the VCH's storage is over its quota.
+    let usage = st.storage.usage(st.images.usage());
+    st.storage
+        .check(usage, 0)
+        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e.to_string()))?;
+    let rec = st.containers.create(plan.spec).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "Id": rec.id, "Warnings": plan.warnings })),
+    )
+        .into_response())
+}
