@@ -173,7 +173,7 @@ fn network(r: &mut Refusals, h: &HostConfig, n: &NetworkingConfig) {
         "--network",
         NO_NETWORKS,
     );
-    r.check(list(&h.port_bindings_set()), "-p/--publish", NO_NETWORKS);
+    r.check(map(&h.port_bindings), "-p/--publish", NO_NETWORKS);
     r.check(yes(&h.publish_all_ports), "-P/--publish-all", NO_NETWORKS);
     r.check(list(&h.links), "--link", NO_NETWORKS);
     for (name, ep) in n.endpoints_config.iter().flatten() {
@@ -308,7 +308,10 @@ fn guest(r: &mut Refusals, h: &HostConfig) {
 
 /// dockerd's own checks of the restart policy vic accepts (`no`).
 fn restart_retries(h: &HostConfig) -> Result<(), Refused> {
-    let retries = h.restart_policy.as_ref().and_then(|p| p.maximum_retry_count);
+    let retries = h
+        .restart_policy
+        .as_ref()
+        .and_then(|p| p.maximum_retry_count);
     if retries.unwrap_or(0) != 0 {
         return Err(Refused::Invalid(
             "invalid restart policy: maximum retry count can only be used with 'on-failure'"
@@ -412,13 +415,4 @@ fn cpus(nano: Option<i64>, count: Option<i64>, warnings: &mut Vec<String>) -> Re
     } else {
         1
     })
-}
-
-impl HostConfig {
-    /// Port bindings that publish something (the CLI sends `{}` when there are none).
-    fn port_bindings_set(&self) -> Option<Vec<&String>> {
-        self.port_bindings
-            .as_ref()
-            .map(|m| m.keys().collect::<Vec<_>>())
-    }
 }

@@ -67,7 +67,7 @@ fn list_or_null(v: &[String]) -> Value {
 }
 
 /// What the image asks for that vic does not do: said in the create's warnings.
-fn image_warnings(ic: &Value) -> Vec<String> {
+fn image_warnings(ic: &Value, health_disabled: bool) -> Vec<String> {
     let mut w = Vec::new();
     if let Some(vols) = ic.get("Volumes").and_then(Value::as_object) {
         if !vols.is_empty() {
@@ -79,7 +79,7 @@ fn image_warnings(ic: &Value) -> Vec<String> {
         }
     }
     let test = str_vec(ic.pointer("/Healthcheck/Test"));
-    if !test.is_empty() && test[0] != "NONE" {
+    if !health_disabled && !test.is_empty() && test[0] != "NONE" {
         w.push("The image's health check is not run by vic yet.".to_string());
     }
     w
@@ -124,6 +124,12 @@ pub fn build(c: ContainerConfig, a: Applied, name: String, image: &ImageRecord) 
     let image_ref = c.image.unwrap_or_default();
     let (open_stdin, stdin_once) = (c.open_stdin.unwrap_or(false), c.stdin_once.unwrap_or(false));
     let exposed = c.exposed_ports.filter(|p| !p.is_empty());
+    // `--no-healthcheck` (Test: ["NONE"]) turns the image's check off.
+    let health_disabled = c
+        .healthcheck
+        .as_ref()
+        .and_then(|h| h.test.as_ref())
+        .is_some_and(|t| t.first().map(String::as_str) == Some("NONE"));
     let mut config = json!({
         "Hostname": hostname,
         "Domainname": "",
@@ -153,7 +159,7 @@ pub fn build(c: ContainerConfig, a: Applied, name: String, image: &ImageRecord) 
     }
     let host_config = host_config_json(&a);
     let mut warnings = a.warnings;
-    warnings.extend(image_warnings(&ic));
+    warnings.extend(image_warnings(&ic, health_disabled));
     let spec = ContainerSpec {
         name,
         image_ref,

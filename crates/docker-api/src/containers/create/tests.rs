@@ -269,6 +269,32 @@ fn what_is_discarded_or_changed_is_said_in_warnings() {
 }
 
 #[test]
+fn what_the_image_asks_for_and_vic_does_not_do_is_a_warning() {
+    let mut img = image();
+    img.config["config"]["Volumes"] = json!({ "/data": {} });
+    img.config["config"]["Healthcheck"] = json!({ "Test": ["CMD", "true"] });
+    let body = parse::body(&fixture("run_d")).expect("parsed");
+    let w = plan(body, "c".into(), &img)
+        .expect("accepted")
+        .warnings
+        .join("\n");
+    assert!(
+        w.contains("The image's volumes (/data) are not created by vic yet"),
+        "{w}"
+    );
+    assert!(w.contains("health check is not run by vic yet"), "{w}");
+    let body = parse::body(&fixture("no_healthcheck")).expect("parsed");
+    let w = plan(body, "c".into(), &img)
+        .expect("accepted")
+        .warnings
+        .join("\n");
+    assert!(
+        !w.contains("health check"),
+        "--no-healthcheck turns it off: {w}"
+    );
+}
+
+#[test]
 fn a_mistyped_field_is_refused_naming_it() {
     let mut body: Value = serde_json::from_slice(&fixture("run_d")).expect("json");
     body["HostConfig"]["Memory"] = json!("128m");
