@@ -39,7 +39,7 @@ fn options_vic_does_not_apply_fail_the_run_and_leave_nothing() {
         ),
     ];
     for (opts, message) in cases {
-        let mut args = vec!["run", "--rm"];
+        let mut args = vec!["run"];
         args.extend_from_slice(opts);
         args.extend_from_slice(&[&image, "true"]);
         let o = docker(&args);
