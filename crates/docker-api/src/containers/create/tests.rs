@@ -77,6 +77,7 @@ const ACCEPTED: &[&str] = &[
     "log_json",
     "net_bridge",
     "isolation",
+    "dockerpy_create",
 ];
 
 /// Captured bodies vic refuses, and the flag the message names.
@@ -85,6 +86,7 @@ const REFUSED: &[(&str, &str)] = &[
         "publish",
         "-p/--publish is not supported by vic: container networks are not implemented yet",
     ),
+    ("dockerpy_publish", "-p/--publish is not supported by vic"),
     ("publish_all", "-P/--publish-all is not supported by vic"),
     (
         "bind",
@@ -244,6 +246,30 @@ fn applied_options_are_what_inspect_shows() {
     assert_eq!(c["Entrypoint"], json!(["sh"]));
     assert_eq!(c["User"], json!("1000"));
     assert_eq!(p.spec.stop_signal.as_deref(), Some("SIGINT"));
+}
+
+#[test]
+fn containers_of_earlier_versions_show_what_their_spec_applied() {
+    // Earlier versions stored the request's HostConfig as sent, applied or not.
+    let mut spec = accepted("mem_dns").spec;
+    spec.personality = json!({
+        "Config": spec.personality["Config"].clone(),
+        "HostConfig": {
+            "NetworkMode": "bridge", "Memory": 134217728, "Dns": ["1.2.3.4"],
+            "PortBindings": { "80/tcp": [{ "HostPort": "8080" }] }, "CapDrop": ["ALL"],
+        },
+    });
+    let hc = super::host_config_of(&spec);
+    assert_eq!(hc["NetworkMode"], json!("bridge"));
+    assert_eq!(hc["Memory"], json!(128 << 20));
+    assert_eq!(hc["Dns"], json!(["1.2.3.4"]));
+    assert_eq!(hc["PortBindings"], json!({}));
+    assert_eq!(hc["CapDrop"], Value::Null);
+    spec.personality = Value::Null;
+    assert_eq!(
+        super::host_config_of(&spec)["NetworkMode"],
+        json!("default")
+    );
 }
 
 #[test]
