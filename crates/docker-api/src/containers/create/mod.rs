@@ -7,6 +7,7 @@
 //!        ──spec::build──► ContainerSpec, whose personality is what inspect shows
 //! ```
 
+mod casefold;
 // Every field of Docker's types is parsed, so that a mistyped one is refused; the policy
 // reads only those that matter (a field vic refuses need only be told from its default).
 #[allow(dead_code)]

@@ -5,6 +5,7 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::casefold::GoKeys;
 use super::config::{ContainerConfig, NetworkingConfig};
 use super::host_config::HostConfig;
 use crate::ApiError;
@@ -56,13 +57,13 @@ fn json_kind(v: &Value) -> &'static str {
 /// One part of the body (`None`: the config at the top level), `null` or absent as default.
 fn part<T: DeserializeOwned + Default>(v: &Value, key: Option<&str>) -> Result<T, ApiError> {
     let (value, prefix) = match key {
-        Some(k) => match v.get(k) {
+        Some(k) => match go_get(v, k) {
             None | Some(Value::Null) => return Ok(T::default()),
             Some(value) => (value, format!("{k}.{k}")),
         },
         None => (v, "Config".to_string()),
     };
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    serde_path_to_error::deserialize(GoKeys(value)).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." {
             prefix
@@ -70,6 +71,16 @@ fn part<T: DeserializeOwned + Default>(v: &Value, key: Option<&str>) -> Result<T
             format!("{prefix}.{path}")
         };
         ApiError::bad_request(go_message(&field, &e.into_inner().to_string()))
+    })
+}
+
+/// A member of an object as Go finds it: by exact name, else equal but for ASCII case.
+fn go_get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    let m = v.as_object()?;
+    m.get(key).or_else(|| {
+        m.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
     })
 }
 
@@ -167,5 +178,30 @@ mod tests {
         assert_eq!(b.host_config.memory, None);
         assert_eq!(b.host_config.cap_add.unwrap().0, vec!["NET_ADMIN"]);
         assert!(body(b"").is_ok() && body(b"null").is_ok());
+    }
+
+    #[test]
+    fn keys_match_fields_whatever_their_case_as_in_go() {
+        let b = body(
+            br#"{"image":"busybox","CMD":["true"],"hostconfig":{"memory":134217728,
+                "portbindings":{"80/tcp":[{"hostport":"8080"}]},"logconfig":{"type":"syslog"},
+                "Dns":["1.1.1.1"],"dns":["2.2.2.2"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(b.config.image.as_deref(), Some("busybox"));
+        assert_eq!(b.config.cmd.unwrap().0, vec!["true"]);
+        let hc = b.host_config;
+        assert_eq!(hc.memory, Some(134217728));
+        let ports = hc.port_bindings.unwrap();
+        assert_eq!(
+            ports["80/tcp"].as_ref().unwrap()[0].host_port.as_deref(),
+            Some("8080")
+        );
+        assert_eq!(hc.log_config.unwrap().kind.as_deref(), Some("syslog"));
+        // Given twice, the exact name wins (Go would take the later of the two).
+        assert_eq!(hc.dns.unwrap(), vec!["1.1.1.1"]);
+        // Map keys are data, not fields: kept as sent.
+        let b = body(br#"{"Labels":{"Color":"x"}}"#).unwrap();
+        assert!(b.config.labels.unwrap().contains_key("Color"));
     }
 }
