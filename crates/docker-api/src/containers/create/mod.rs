@@ -49,7 +49,44 @@ pub fn plan(body: CreateBody, name: String, image: &ImageRecord) -> Result<Plan,
     Ok(spec::build(body.config, applied, name, image))
 }
 
-/// POST /containers/create?name=
+/// `os/arch[/variant]`, with the architecture names Go uses.
+fn platform_parts(p: &str) -> (String, String, String) {
+    let mut it = p.split('/').map(str::to_ascii_lowercase);
+    let os = it.next().unwrap_or_default();
+    let arch = match it.next().unwrap_or_default().as_str() {
+        "x86_64" | "x86-64" => "amd64".to_string(),
+        "aarch64" => "arm64".to_string(),
+        other => other.to_string(),
+    };
+    (os, arch, it.next().unwrap_or_default())
+}
+
+/// `?platform=` (`docker run --platform`): the image must be for it. Like dockerd, a
+/// mismatch is "not found", so that the CLI pulls the image for that platform and retries.
+fn check_platform(wanted: &str, reference: &str, image: &ImageRecord) -> Result<(), ApiError> {
+    let (os, arch, variant) = platform_parts(wanted);
+    let have_variant = image
+        .config
+        .get("variant")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
+    let actual = match have_variant {
+        "" => format!("{}/{}", image.os, image.architecture),
+        v => format!("{}/{}/{v}", image.os, image.architecture),
+    };
+    let (have_os, have_arch, have_variant) = platform_parts(&actual);
+    let matches = (os.is_empty() || os == have_os)
+        && (arch.is_empty() || arch == have_arch)
+        && (variant.is_empty() || have_variant.is_empty() || variant == have_variant);
+    if matches {
+        return Ok(());
+    }
+    Err(ApiError::not_found(format!(
+        "image with reference {reference} was found but does not match the specified platform: wanted {wanted}, actual: {actual}"
+    )))
+}
+
+/// POST /containers/create?name=&platform=
 pub async fn create(
     State(st): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
@@ -71,6 +108,9 @@ pub async fn create(
             return Err(ApiError::not_found(format!("No such image: {shown}")));
         }
     };
+    if let Some(wanted) = q.get("platform").filter(|p| !p.is_empty()) {
+        check_platform(wanted, &image_name, &image)?;
+    }
     let name = q.get("name").cloned().unwrap_or_default();
     let plan = plan(body, name, &image)?;
     // VIC refuses a create while the VCH's storage is over its quota.

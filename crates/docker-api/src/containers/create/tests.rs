@@ -422,3 +422,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_platform_the_image_is_not_for_is_not_found_so_the_cli_pulls_it() {
+    let img = image();
+    assert!(super::check_platform("linux/amd64", "busybox", &img).is_ok());
+    assert!(super::check_platform("linux/x86_64", "busybox", &img).is_ok());
+    assert!(super::check_platform("linux", "busybox", &img).is_ok());
+    let e = super::check_platform("linux/arm64", "busybox", &img).expect_err("refused");
+    assert_eq!(e.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        e.message,
+        "image with reference busybox was found but does not match the specified platform: wanted linux/arm64, actual: linux/amd64"
+    );
+}
