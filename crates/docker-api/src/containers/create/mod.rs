@@ -2,7 +2,8 @@
 //! turned into the port layer's spec.
 //!
 //! ```text
-//!   body ──parse──► ContainerConfig + HostConfig + NetworkingConfig   (400 naming a mistyped field)
+//!   body ──parse──► ContainerConfig + HostConfig + NetworkingConfig   (400 naming a mistyped field;
+//!                   keys matched to fields as Go matches them, casefold.rs)
 //!        ──policy::apply──► Applied { memory, cpus, dns, … , warnings } (400 naming each unsupported flag)
 //!        ──spec::build──► ContainerSpec, whose personality is what inspect shows
 //! ```

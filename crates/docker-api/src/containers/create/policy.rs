@@ -7,6 +7,10 @@
 //! `tests/fixtures/create/`): empty strings, lists and maps, zeros, `false`, `null`,
 //! `NetworkMode: "default"`, `RestartPolicy: {"Name": "no"}`, `MemorySwappiness: -1`,
 //! `LogConfig: {"Type": "", "Config": {}}`, an empty `default` endpoint.
+//!
+//! Accepted without effect, as dockerd has none for them at run time either: `OnBuild`,
+//! `Shell`, `ArgsEscaped` (build metadata), `ExposedPorts` (recorded), `ContainerIDFile`
+//! (the CLI writes the file), `NetworkDisabled` (a container VM has no network yet).
 
 use std::collections::BTreeMap;
 
