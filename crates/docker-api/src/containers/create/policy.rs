@@ -47,7 +47,7 @@ pub struct Unsupported {
 /// Why a create is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
-    /// Options vic does not apply, all of them, in the order of `docker run --help`'s groups.
+    /// Options vic does not apply: all those the body sets, so that one try names them all.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Unsupported(Vec<Unsupported>),
     /// A value dockerd refuses too, in dockerd's words.
