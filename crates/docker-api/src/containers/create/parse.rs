@@ -167,6 +167,18 @@ mod tests {
     }
 
     #[test]
+    fn deeply_nested_json_is_an_error_not_a_crash() {
+        for depth in [200, 100_000] {
+            let raw = format!(
+                r#"{{"Image":"busybox","HostConfig":{{"x":{}}}}}"#,
+                "[".repeat(depth)
+            );
+            assert!(err(&raw).contains("recursion limit"));
+        }
+        assert!(err(&"[".repeat(100_000)).contains("recursion limit"));
+    }
+
+    #[test]
     fn nulls_and_unknown_fields_are_go_zero_values() {
         let b = body(
             br#"{"Image":"busybox","Env":null,"Cmd":"true","Future":{"x":1},
