@@ -161,7 +161,7 @@ pub fn container_json(c: &ContainerRecord, log_path: &str) -> Value {
         "ProcessLabel": "",
         "AppArmorProfile": "",
         "ExecIDs": null,
-        "HostConfig": personality(c, "HostConfig").cloned().unwrap_or_else(|| json!({})),
+        "HostConfig": crate::containers::host_config_of(&c.spec),
         "GraphDriver": { "Name": "vic", "Data": null },
         "Mounts": [],
         "Config": config,

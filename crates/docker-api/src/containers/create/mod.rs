@@ -1,0 +1,128 @@
+//! `POST /containers/create`: Docker's create body, parsed strictly, judged by one policy,
+//! turned into the port layer's spec.
+//!
+//! ```text
+//!   body ──parse──► ContainerConfig + HostConfig + NetworkingConfig   (400 naming a mistyped field;
+//!                   keys matched to fields as Go matches them, casefold.rs)
+//!        ──policy::apply──► Applied { memory, cpus, dns, … , warnings } (400 naming each unsupported flag)
+//!        ──spec::build──► ContainerSpec, whose personality is what inspect shows
+//! ```
+
+mod casefold;
+// Every field of Docker's types is parsed, so that a mistyped one is refused; the policy
+// reads only those that matter (a field vic refuses need only be told from its default).
+#[allow(dead_code)]
+mod config;
+#[allow(dead_code)]
+mod host_config;
+mod parse;
+mod policy;
+mod spec;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use imagec::store::ImageRecord;
+use portlayer::ContainerSpec;
+use serde_json::json;
+
+use crate::{ApiError, ApiResult, AppState};
+
+pub use parse::CreateBody;
+pub use spec::host_config_of;
+
+/// A create that may go ahead: the spec and the warnings for the response.
+#[derive(Debug)]
+pub struct Plan {
+    pub spec: ContainerSpec,
+    pub warnings: Vec<String>,
+}
+
+/// Judges a parsed body against the image: what the container gets, or why it is refused.
+pub fn plan(body: CreateBody, name: String, image: &ImageRecord) -> Result<Plan, ApiError> {
+    let applied = policy::apply(&body.config, &body.host_config, &body.networking_config)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(spec::build(body.config, applied, name, image))
+}
+
+/// `os/arch[/variant]`, with the architecture names Go uses.
+fn platform_parts(p: &str) -> (String, String, String) {
+    let mut it = p.split('/').map(str::to_ascii_lowercase);
+    let os = it.next().unwrap_or_default();
+    let arch = match it.next().unwrap_or_default().as_str() {
+        "x86_64" | "x86-64" => "amd64".to_string(),
+        "aarch64" => "arm64".to_string(),
+        other => other.to_string(),
+    };
+    (os, arch, it.next().unwrap_or_default())
+}
+
+/// `?platform=` (`docker run --platform`): the image must be for it. Like dockerd, a
+/// mismatch is "not found", so that the CLI pulls the image for that platform and retries.
+fn check_platform(wanted: &str, reference: &str, image: &ImageRecord) -> Result<(), ApiError> {
+    let (os, arch, variant) = platform_parts(wanted);
+    let have_variant = image
+        .config
+        .get("variant")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
+    let actual = match have_variant {
+        "" => format!("{}/{}", image.os, image.architecture),
+        v => format!("{}/{}/{v}", image.os, image.architecture),
+    };
+    let (have_os, have_arch, have_variant) = platform_parts(&actual);
+    let matches = (os.is_empty() || os == have_os)
+        && (arch.is_empty() || arch == have_arch)
+        && (variant.is_empty() || have_variant.is_empty() || variant == have_variant);
+    if matches {
+        return Ok(());
+    }
+    Err(ApiError::not_found(format!(
+        "image with reference {reference} was found but does not match the specified platform: wanted {wanted}, actual: {actual}"
+    )))
+}
+
+/// POST /containers/create?name=&platform=
+pub async fn create(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let body = parse::body(&body)?;
+    let image_name = body.config.image.clone().unwrap_or_default();
+    if image_name.is_empty() {
+        return Err(ApiError::bad_request(
+            "config cannot be empty in order to create a container",
+        ));
+    }
+    let image = match st.images.resolve(&image_name) {
+        Some(img) => img,
+        None => {
+            let shown = imagec::reference::Reference::parse(&image_name)
+                .map(|r| r.to_string())
+                .unwrap_or(image_name);
+            return Err(ApiError::not_found(format!("No such image: {shown}")));
+        }
+    };
+    if let Some(wanted) = q.get("platform").filter(|p| !p.is_empty()) {
+        check_platform(wanted, &image_name, &image)?;
+    }
+    let name = q.get("name").cloned().unwrap_or_default();
+    let plan = plan(body, name, &image)?;
+    // VIC refuses a create while the VCH's storage is over its quota.
+    let usage = st.storage.usage(st.images.usage());
+    st.storage
+        .check(usage, 0)
+        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e.to_string()))?;
+    let rec = st.containers.create(plan.spec).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "Id": rec.id, "Warnings": plan.warnings })),
+    )
+        .into_response())
+}

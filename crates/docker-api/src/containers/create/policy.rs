@@ -1,0 +1,422 @@
+//! What vic does with every field of a create body, in one place. A field is either applied
+//! (and then reported by inspect), or discarded with a warning where dockerd itself only
+//! warns, or, when the user set it to anything but its default, the create is refused naming
+//! the `docker` flag that set it. Nothing is ignored silently.
+//!
+//! The defaults are what the docker 28 CLI sends on a plain `docker run` (see
+//! `tests/fixtures/create/`): empty strings, lists and maps, zeros, `false`, `null`,
+//! `NetworkMode: "default"`, `RestartPolicy: {"Name": "no"}`, `MemorySwappiness: -1`,
+//! `LogConfig: {"Type": "", "Config": {}}`, an empty `default` endpoint.
+//!
+//! Accepted without effect, as dockerd has none for them at run time either: `OnBuild`,
+//! `Shell`, `ArgsEscaped` (build metadata), `ExposedPorts` (recorded), `ContainerIDFile`
+//! (the CLI writes the file), `NetworkDisabled` (a container VM has no network yet).
+
+use std::collections::BTreeMap;
+
+use super::config::{ContainerConfig, EndpointSettings, NetworkingConfig};
+use super::host_config::HostConfig;
+
+/// The memory a container VM gets when `--memory` is not given.
+pub const DEFAULT_MEMORY_MIB: u32 = 256;
+/// The smallest memory a container VM boots with.
+pub const MIN_MEMORY_MIB: u32 = 64;
+/// dockerd's own lower bound for `--memory` (6 MB).
+const DOCKER_MIN_MEMORY: i64 = 6 * 1024 * 1024;
+const MIB: i64 = 1 << 20;
+const NANO: i64 = 1_000_000_000;
+
+const NO_NETWORKS: &str = "container networks are not implemented yet";
+const NO_VOLUMES: &str = "volumes are not implemented yet";
+const OWN_VM: &str =
+    "a container is its own VM and shares no namespace with the host or another container";
+const CGROUP_LIMITS: &str =
+    "only --memory and --cpus size a container VM; limits inside it are not applied yet";
+const DEVICES: &str = "host devices are not passed to container VMs";
+const WINDOWS: &str = "it is a Windows option";
+
+/// One option the user set that vic does not apply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{flag} is not supported by vic: {why}")]
+pub struct Unsupported {
+    /// The `docker` flag as the user typed it (or the API field when no flag sets it).
+    pub flag: String,
+    pub why: String,
+}
+
+/// Why a create is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// Options vic does not apply: all those the body sets, so that one try names them all.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Unsupported(Vec<Unsupported>),
+    /// A value dockerd refuses too, in dockerd's words.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What a create applies: the values the container gets, and what was discarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub memory_mib: u32,
+    pub cpus: u32,
+    pub auto_remove: bool,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
+    /// `(height, width)` of a TTY at start, `(0, 0)` when the client gave none.
+    pub console_size: (u16, u16),
+    /// `default`, `bridge` or `none`, as the user gave it (`default` when empty).
+    pub network_mode: String,
+    /// The CLI writes this file itself; kept for inspect.
+    pub container_id_file: String,
+    /// Warnings for the create response (dockerd's `Warnings`).
+    pub warnings: Vec<String>,
+}
+
+fn s(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or_default()
+}
+fn list<T>(v: &Option<Vec<T>>) -> bool {
+    v.as_ref().is_some_and(|v| !v.is_empty())
+}
+fn map<K, V>(v: &Option<BTreeMap<K, V>>) -> bool {
+    v.as_ref().is_some_and(|v| !v.is_empty())
+}
+fn num<T: Default + PartialEq>(v: &Option<T>) -> bool {
+    v.as_ref().is_some_and(|v| *v != T::default())
+}
+fn yes(v: &Option<bool>) -> bool {
+    *v == Some(true)
+}
+
+/// Collects the refusals of one body.
+#[derive(Default)]
+struct Refusals(Vec<Unsupported>);
+
+impl Refusals {
+    fn check(&mut self, set: bool, flag: impl Into<String>, why: &str) {
+        if set {
+            self.0.push(Unsupported {
+                flag: flag.into(),
+                why: why.to_string(),
+            });
+        }
+    }
+    /// A mode string: accepted when empty or one of `ok`.
+    fn mode(&mut self, v: &Option<String>, ok: &[&str], flag: &str, why: &str) {
+        let v = s(v);
+        self.check(
+            !v.is_empty() && !ok.contains(&v),
+            format!("{flag} {v}"),
+            why,
+        );
+    }
+}
+
+/// Decides, for every field, what vic does with it.
+pub fn apply(
+    c: &ContainerConfig,
+    h: &HostConfig,
+    n: &NetworkingConfig,
+) -> Result<Applied, Refused> {
+    let mut r = Refusals::default();
+    container(&mut r, c);
+    network(&mut r, h, n);
+    storage(&mut r, c, h);
+    guest(&mut r, h);
+    resources(&mut r, h);
+    if !r.0.is_empty() {
+        return Err(Refused::Unsupported(r.0));
+    }
+    restart_retries(h)?;
+    let mut warnings = discarded(h);
+    let memory_mib = memory(h.memory, &mut warnings)?;
+    let cpus = cpus(h.nano_cpus, h.cpu_count, &mut warnings)?;
+    let console = h.console_size.as_deref().unwrap_or_default();
+    let dim = |i: usize| {
+        console
+            .get(i)
+            .map_or(0, |v| (*v).min(u64::from(u16::MAX)) as u16)
+    };
+    let network_mode = match s(&h.network_mode) {
+        "" => "default".to_string(),
+        m => m.to_string(),
+    };
+    Ok(Applied {
+        memory_mib,
+        cpus,
+        auto_remove: yes(&h.auto_remove),
+        dns: h.dns.clone().unwrap_or_default(),
+        dns_search: h.dns_search.clone().unwrap_or_default(),
+        dns_options: h.dns_options.clone().unwrap_or_default(),
+        console_size: (dim(0), dim(1)),
+        network_mode,
+        container_id_file: s(&h.container_id_file).to_string(),
+        warnings,
+    })
+}
+
+fn container(r: &mut Refusals, c: &ContainerConfig) {
+    let why = "the domain name is not set in the container VM yet";
+    r.check(!s(&c.domainname).is_empty(), "--domainname", why);
+    let health = c.healthcheck.as_ref().is_some_and(|h| h.is_set());
+    r.check(
+        health,
+        "--health-cmd",
+        "health checks are not implemented yet",
+    );
+    r.check(!s(&c.mac_address).is_empty(), "--mac-address", NO_NETWORKS);
+}
+
+fn network(r: &mut Refusals, h: &HostConfig, n: &NetworkingConfig) {
+    let mode = s(&h.network_mode);
+    r.mode(
+        &h.network_mode,
+        &["default", "bridge", "none"],
+        "--network",
+        NO_NETWORKS,
+    );
+    r.check(map(&h.port_bindings), "-p/--publish", NO_NETWORKS);
+    r.check(yes(&h.publish_all_ports), "-P/--publish-all", NO_NETWORKS);
+    r.check(list(&h.links), "--link", NO_NETWORKS);
+    for (name, ep) in n.endpoints_config.iter().flatten() {
+        let known = name == "default" || name == mode || (mode.is_empty() && name == "bridge");
+        r.check(!known, format!("--network {name}"), NO_NETWORKS);
+        if let Some(ep) = ep {
+            endpoint(r, ep);
+        }
+    }
+}
+
+fn endpoint(r: &mut Refusals, ep: &EndpointSettings) {
+    let ipam = ep.ipam_config.as_ref().is_some_and(|i| {
+        !s(&i.ipv4_address).is_empty() || !s(&i.ipv6_address).is_empty() || list(&i.link_local_ips)
+    });
+    r.check(ipam, "--ip/--ip6", NO_NETWORKS);
+    r.check(list(&ep.aliases), "--network-alias", NO_NETWORKS);
+    r.check(list(&ep.links), "--link", NO_NETWORKS);
+    r.check(!s(&ep.mac_address).is_empty(), "--mac-address", NO_NETWORKS);
+    r.check(map(&ep.driver_opts), "--network driver-opt", NO_NETWORKS);
+    r.check(num(&ep.gw_priority), "--network gw-priority", NO_NETWORKS);
+    r.check(
+        list(&ep.dns_names),
+        "EndpointSettings.DNSNames",
+        NO_NETWORKS,
+    );
+}
+
+fn storage(r: &mut Refusals, c: &ContainerConfig, h: &HostConfig) {
+    r.check(list(&h.binds), "-v/--volume", NO_VOLUMES);
+    r.check(map(&c.volumes), "-v/--volume", NO_VOLUMES);
+    r.check(list(&h.mounts), "--mount", NO_VOLUMES);
+    r.check(list(&h.volumes_from), "--volumes-from", NO_VOLUMES);
+    r.check(
+        !s(&h.volume_driver).is_empty(),
+        "--volume-driver",
+        NO_VOLUMES,
+    );
+    r.check(map(&h.tmpfs), "--tmpfs", "tmpfs mounts are not applied yet");
+    let ro = "a read-only root filesystem is not applied yet";
+    r.check(yes(&h.readonly_rootfs), "--read-only", ro);
+    r.check(
+        map(&h.storage_opt),
+        "--storage-opt",
+        "storage options are not applied yet",
+    );
+    r.check(
+        num(&h.shm_size),
+        "--shm-size",
+        "the size of /dev/shm is not applied yet",
+    );
+    let kind = h
+        .log_config
+        .as_ref()
+        .map(|l| s(&l.kind))
+        .unwrap_or_default();
+    r.check(
+        !kind.is_empty() && kind != "json-file",
+        format!("--log-driver {kind}"),
+        "only the json-file log driver is available",
+    );
+    if let Some(opts) = h.log_config.as_ref().and_then(|l| l.config.as_ref()) {
+        for k in opts.keys() {
+            r.check(
+                true,
+                format!("--log-opt {k}"),
+                "log options are not applied yet",
+            );
+        }
+    }
+}
+
+/// Options a later step applies inside the guest; refused until then.
+fn guest(r: &mut Refusals, h: &HostConfig) {
+    let caps = "capabilities are not applied yet";
+    r.check(
+        h.cap_add.as_ref().is_some_and(|c| !c.0.is_empty()),
+        "--cap-add",
+        caps,
+    );
+    r.check(
+        h.cap_drop.as_ref().is_some_and(|c| !c.0.is_empty()),
+        "--cap-drop",
+        caps,
+    );
+    r.check(
+        yes(&h.privileged),
+        "--privileged",
+        "privileged mode is not applied yet",
+    );
+    let sec = "security options are not applied yet";
+    r.check(list(&h.security_opt), "--security-opt", sec);
+    r.check(list(&h.masked_paths), "HostConfig.MaskedPaths", sec);
+    r.check(list(&h.readonly_paths), "HostConfig.ReadonlyPaths", sec);
+    let hosts = "extra /etc/hosts entries are not applied yet";
+    r.check(list(&h.extra_hosts), "--add-host", hosts);
+    let groups = "supplementary groups are not applied yet";
+    r.check(list(&h.group_add), "--group-add", groups);
+    r.check(map(&h.sysctls), "--sysctl", "sysctls are not applied yet");
+    r.check(list(&h.ulimits), "--ulimit", "ulimits are not applied yet");
+    r.check(
+        yes(&h.init),
+        "--init",
+        "a separate init process is not available yet",
+    );
+    let pids = h.pids_limit.is_some_and(|p| p > 0);
+    r.check(pids, "--pids-limit", "process limits are not applied yet");
+    let oom = "OOM score adjustment is not applied yet";
+    r.check(num(&h.oom_score_adj), "--oom-score-adj", oom);
+    r.check(
+        map(&h.annotations),
+        "--annotation",
+        "annotations are not applied yet",
+    );
+    r.mode(&h.pid_mode, &[], "--pid", OWN_VM);
+    r.mode(&h.ipc_mode, &["private"], "--ipc", OWN_VM);
+    r.mode(&h.uts_mode, &[], "--uts", OWN_VM);
+    r.mode(&h.userns_mode, &[], "--userns", OWN_VM);
+    r.mode(&h.cgroupns_mode, &["private"], "--cgroupns", OWN_VM);
+    r.mode(&h.cgroup, &[], "HostConfig.Cgroup", OWN_VM);
+    let runtime = "a container is a VM: there is no OCI runtime to choose";
+    r.mode(&h.runtime, &["vic"], "--runtime", runtime);
+    r.mode(&h.isolation, &["default"], "--isolation", WINDOWS);
+    let restart = h.restart_policy.as_ref();
+    let name = restart.map(|p| s(&p.name)).unwrap_or_default();
+    r.check(
+        !matches!(name, "" | "no"),
+        format!("--restart {name}"),
+        "restart policies are not implemented yet",
+    );
+}
+
+/// dockerd's own checks of the restart policy vic accepts (`no`).
+fn restart_retries(h: &HostConfig) -> Result<(), Refused> {
+    let retries = h
+        .restart_policy
+        .as_ref()
+        .and_then(|p| p.maximum_retry_count);
+    if retries.unwrap_or(0) != 0 {
+        return Err(Refused::Invalid(
+            "invalid restart policy: maximum retry count can only be used with 'on-failure'"
+                .to_string(),
+        ));
+    }
+    Ok(())
+}
+
+fn resources(r: &mut Refusals, h: &HostConfig) {
+    let pairs: [(bool, &str); 16] = [
+        (num(&h.cpu_shares), "-c/--cpu-shares"),
+        (num(&h.cpu_period), "--cpu-period"),
+        (num(&h.cpu_quota), "--cpu-quota"),
+        (num(&h.cpu_realtime_period), "--cpu-rt-period"),
+        (num(&h.cpu_realtime_runtime), "--cpu-rt-runtime"),
+        (!s(&h.cpuset_cpus).is_empty(), "--cpuset-cpus"),
+        (!s(&h.cpuset_mems).is_empty(), "--cpuset-mems"),
+        (num(&h.blkio_weight), "--blkio-weight"),
+        (list(&h.blkio_weight_device), "--blkio-weight-device"),
+        (list(&h.blkio_device_read_bps), "--device-read-bps"),
+        (list(&h.blkio_device_write_bps), "--device-write-bps"),
+        (list(&h.blkio_device_read_iops), "--device-read-iops"),
+        (list(&h.blkio_device_write_iops), "--device-write-iops"),
+        (num(&h.memory_reservation), "--memory-reservation"),
+        (!s(&h.cgroup_parent).is_empty(), "--cgroup-parent"),
+        (list(&h.device_cgroup_rules), "--device-cgroup-rule"),
+    ];
+    for (set, flag) in pairs {
+        r.check(set, flag, CGROUP_LIMITS);
+    }
+    r.check(list(&h.devices), "--device", DEVICES);
+    r.check(list(&h.device_requests), "--gpus", DEVICES);
+    r.check(num(&h.cpu_percent), "--cpu-percent", WINDOWS);
+    r.check(num(&h.io_maximum_iops), "--io-maxiops", WINDOWS);
+    r.check(num(&h.io_maximum_bandwidth), "--io-maxbandwidth", WINDOWS);
+}
+
+/// Fields dockerd itself only warns about (and discards) where the kernel cannot apply them.
+fn discarded(h: &HostConfig) -> Vec<String> {
+    let mut w = Vec::new();
+    if h.memory_swappiness.is_some_and(|v| v != -1) {
+        w.push("Memory swappiness discarded: a container VM has no swap.".to_string());
+    }
+    if num(&h.memory_swap) {
+        w.push("Memory limited without swap: a container VM has no swap.".to_string());
+    }
+    if num(&h.kernel_memory) {
+        w.push("Kernel memory limit discarded: vic does not apply it.".to_string());
+    }
+    if num(&h.kernel_memory_tcp) {
+        w.push("Kernel memory TCP limit discarded: vic does not apply it.".to_string());
+    }
+    if yes(&h.oom_kill_disable) {
+        w.push("OomKillDisable discarded: vic does not apply it.".to_string());
+    }
+    w
+}
+
+/// `--memory` sizes the VM: dockerd's lower bound, then the VM's own.
+fn memory(memory: Option<i64>, warnings: &mut Vec<String>) -> Result<u32, Refused> {
+    let bytes = memory.unwrap_or(0);
+    if bytes == 0 {
+        return Ok(DEFAULT_MEMORY_MIB);
+    }
+    if bytes < DOCKER_MIN_MEMORY {
+        return Err(Refused::Invalid(
+            "Minimum memory limit allowed is 6MB".to_string(),
+        ));
+    }
+    let mib = u32::try_from((bytes as u64).div_ceil(MIB as u64)).unwrap_or(u32::MAX);
+    if mib < MIN_MEMORY_MIB {
+        warnings.push(format!(
+            "Memory raised from {mib}MiB to {MIN_MEMORY_MIB}MiB, the least a container VM boots with."
+        ));
+        return Ok(MIN_MEMORY_MIB);
+    }
+    Ok(mib)
+}
+
+/// `--cpus` (or the API's `CpuCount`) is the VM's vCPUs, rounded up to whole ones.
+fn cpus(nano: Option<i64>, count: Option<i64>, warnings: &mut Vec<String>) -> Result<u32, Refused> {
+    let (nano, count) = (nano.unwrap_or(0), count.unwrap_or(0));
+    if nano < 0 || count < 0 {
+        return Err(Refused::Invalid(
+            "Range of CPUs is from 0.01 to the VCH's vCPUs: a negative count is invalid".into(),
+        ));
+    }
+    if nano > 0 {
+        let whole = u32::try_from((nano as u64).div_ceil(NANO as u64)).unwrap_or(u32::MAX);
+        if nano % NANO != 0 {
+            warnings.push(format!(
+                "A container VM has whole vCPUs: --cpus {} gives it {whole}.",
+                nano as f64 / NANO as f64
+            ));
+        }
+        return Ok(whole);
+    }
+    Ok(if count > 0 {
+        u32::try_from(count).unwrap_or(u32::MAX)
+    } else {
+        1
+    })
+}
