@@ -5,16 +5,18 @@ mod common;
 
 use common::*;
 
-/// IDs of every container of the VCH.
-fn all_containers() -> String {
-    ok(&["ps", "-a", "-q", "--no-trunc"])
+/// IDs of every container of the VCH `client` talks to.
+fn all_containers(client: &Client) -> String {
+    client.ok(&["ps", "-a", "-q", "--no-trunc"])
 }
 
 #[test]
 #[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
 fn options_vic_does_not_apply_fail_the_run_and_leave_nothing() {
-    let image = busybox();
-    let before = all_containers();
+    // A VCH of its own: no other test's container comes and goes while this one counts.
+    let vch = OwnVch::create("strict", &[]);
+    let image = vch.image.clone();
+    let before = all_containers(&vch.client);
     let cases: &[(&[&str], &str)] = &[
         (
             &["-p", "8080:80"],
@@ -42,7 +44,7 @@ fn options_vic_does_not_apply_fail_the_run_and_leave_nothing() {
         let mut args = vec!["run"];
         args.extend_from_slice(opts);
         args.extend_from_slice(&[&image, "true"]);
-        let o = docker(&args);
+        let o = vch.client.run(&args);
         assert!(!o.status.success(), "docker {args:?} succeeded");
         assert_eq!(
             o.status.code(),
@@ -55,8 +57,13 @@ fn options_vic_does_not_apply_fail_the_run_and_leave_nothing() {
             "docker {args:?}: stderr does not say {message:?}:\n{}",
             stderr(&o)
         );
-        assert_eq!(all_containers(), before, "docker {args:?} left a container");
+        assert_eq!(
+            all_containers(&vch.client),
+            before,
+            "docker {args:?} left a container"
+        );
     }
+    vch.delete();
 }
 
 #[test]
@@ -138,11 +145,12 @@ fn what_vic_changes_is_a_warning() {
 #[test]
 #[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
 fn a_mistyped_field_is_named_and_creates_nothing() {
-    let before = all_containers();
+    let mark = format!("vic.test.mistyped={}", std::process::id());
     let url = vch().docker_host.replace("tcp://", "http://");
     let body = serde_json::json!({
         "Image": busybox(),
         "Cmd": ["true"],
+        "Labels": { "vic.test.mistyped": std::process::id().to_string() },
         "HostConfig": { "Memory": "128m", "AutoRemove": true },
     });
     let out = std::process::Command::new("curl")
@@ -160,5 +168,6 @@ fn a_mistyped_field_is_named_and_creates_nothing() {
         ),
         "{text}"
     );
-    assert_eq!(all_containers(), before, "a container was created");
+    let made = ok(&["ps", "-a", "-q", "--filter", &format!("label={mark}")]);
+    assert_eq!(made, "", "a container was created");
 }
