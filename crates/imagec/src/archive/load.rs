@@ -2,6 +2,7 @@
 //! checked whole, then stored.
 
 use super::*;
+use crate::registry::limits::{MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES};
 
 /// What a load reports as it goes (Docker's messages).
 #[derive(Debug, Clone, PartialEq)]
@@ -219,6 +220,32 @@ pub(super) fn verify_layer(
     }
 }
 
+/// Reads a JSON file of the archive whole, refusing one larger than `limit` (its size was
+/// counted while the archive was unpacked).
+fn read_bounded(
+    path: &Path,
+    info: &FileInfo,
+    limit: u64,
+    name: &str,
+) -> Result<Vec<u8>, ArchiveError> {
+    if info.size > limit {
+        return Err(ArchiveError::Invalid(format!(
+            "{name} is {} bytes, more than the {limit} bytes allowed",
+            info.size
+        )));
+    }
+    let mut raw = Vec::new();
+    fs::File::open(path)
+        .and_then(|f| io::Read::read_to_end(&mut io::Read::take(f, limit + 1), &mut raw))
+        .map_err(io_err(format!("reading {name}")))?;
+    if raw.len() as u64 > limit {
+        return Err(ArchiveError::Invalid(format!(
+            "{name} is more than the {limit} bytes allowed"
+        )));
+    }
+    Ok(raw)
+}
+
 /// Checks one manifest entry: its configuration, its tags, every layer against its diff ID.
 pub(super) async fn check_item(
     store: &ImageStore,
@@ -226,7 +253,7 @@ pub(super) async fn check_item(
     item: &ManifestItem,
 ) -> Result<Checked, ArchiveError> {
     let (config_path, info) = archive.file(&item.config)?;
-    let raw = fs::read(&config_path).map_err(io_err(format!("reading {}", item.config)))?;
+    let raw = read_bounded(&config_path, info, MAX_CONFIG_BYTES, &item.config)?;
     let config: Value = serde_json::from_slice(&raw)
         .map_err(|e| ArchiveError::Invalid(format!("invalid image JSON {}: {e}", item.config)))?;
     if config.get("rootfs").is_none() {
@@ -308,8 +335,8 @@ pub(super) async fn load_in<R: Read + Send + 'static>(
     let archive = tokio::task::spawn_blocking(move || extract(input, &d))
         .await
         .map_err(task_failed)??;
-    let (manifest_path, _) = archive.file("manifest.json")?;
-    let raw = fs::read(&manifest_path).map_err(io_err("reading manifest.json"))?;
+    let (manifest_path, info) = archive.file("manifest.json")?;
+    let raw = read_bounded(&manifest_path, info, MAX_MANIFEST_BYTES, "manifest.json")?;
     let items: Option<Vec<ManifestItem>> = serde_json::from_slice(&raw)
         .map_err(|e| ArchiveError::Invalid(format!("invalid manifest.json: {e}")))?;
     let items = items.ok_or_else(|| {

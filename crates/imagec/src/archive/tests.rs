@@ -468,6 +468,18 @@ async fn load_reads_docker_25_archives_and_refuses_bad_ones_leaving_nothing() {
         refused(evil).await,
         "open ../../etc/passwd: no such file or directory"
     );
+    // A manifest.json past the size a manifest may have is not read into memory.
+    let mut huge = b"[".to_vec();
+    huge.resize(5 << 20, b' ');
+    huge.push(b']');
+    let huge = tar_of(&[("manifest.json", Some(&huge))]);
+    assert_eq!(
+        refused(huge).await,
+        format!(
+            "manifest.json is {} bytes, more than the 4194304 bytes allowed",
+            (5 << 20) + 1
+        )
+    );
     assert!(store.list().is_empty());
     assert_eq!(blob_count(dir.path()), 0, "no blob left behind");
     assert!(tmp_is_empty(dir.path()));
