@@ -208,9 +208,7 @@ impl Puller {
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| PullError::Invalid(format!("{start} gave no upload location")))?;
-        let mut put = reqwest::Url::parse(&start)
-            .and_then(|u| u.join(location))
-            .map_err(|e| PullError::Invalid(format!("bad upload location {location:?}: {e}")))?;
+        let mut put = upload_url(&start, location)?;
         put.query_pairs_mut().append_pair("digest", &blob.digest);
         let put = put.to_string();
 
@@ -315,9 +313,48 @@ async fn refused(reg: &Registry, resp: reqwest::Response, url: &str) -> PullErro
     }
 }
 
+/// The URL an upload continues at: `location` taken relative to `start`, and on the same
+/// origin (scheme, host and port): the blob and the registry's credentials go to the registry
+/// they were meant for, never to a host a registry names.
+fn upload_url(start: &str, location: &str) -> Result<reqwest::Url, PullError> {
+    let base = reqwest::Url::parse(start)
+        .map_err(|e| PullError::Invalid(format!("bad upload URL {start:?}: {e}")))?;
+    let put = base
+        .join(location)
+        .map_err(|e| PullError::Invalid(format!("bad upload location {location:?}: {e}")))?;
+    if put.origin() != base.origin() {
+        return Err(PullError::Invalid(format!(
+            "{start} gave an upload location on another origin ({}): refused",
+            put.origin().ascii_serialization()
+        )));
+    }
+    Ok(put)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_upload_continues_on_the_registrys_own_origin_only() {
+        let start = "https://reg.example:5000/v2/a/blobs/uploads/";
+        let same = upload_url(start, "/v2/a/blobs/uploads/u1?_state=x").unwrap();
+        assert_eq!(
+            same.as_str(),
+            "https://reg.example:5000/v2/a/blobs/uploads/u1?_state=x"
+        );
+        let absolute = upload_url(start, "https://reg.example:5000/v2/a/blobs/uploads/u2").unwrap();
+        assert_eq!(absolute.path(), "/v2/a/blobs/uploads/u2");
+        for elsewhere in [
+            "https://evil.example/upload",
+            "http://reg.example:5000/v2/a/blobs/uploads/u3",
+            "https://reg.example:5001/v2/a/blobs/uploads/u4",
+            "//evil.example/x",
+        ] {
+            let err = upload_url(start, elsewhere).unwrap_err().to_string();
+            assert!(err.contains("another origin"), "{elsewhere}: {err}");
+        }
+    }
 
     #[test]
     fn layer_blobs_are_typed_by_their_bytes() {
