@@ -29,6 +29,8 @@ struct FakeBackend {
     calls: StdMutex<Vec<String>>,
     /// The inventory `list_vms` reports.
     vms: StdMutex<Vec<String>>,
+    /// Whether `power_state` says VMs are on (else off).
+    report_on: std::sync::atomic::AtomicBool,
 }
 
 impl FakeBackend {
@@ -84,7 +86,11 @@ impl Backend for FakeBackend {
         Ok(())
     }
     async fn power_state(&self, _id: &str) -> PowerState {
-        PowerState::Off
+        if self.report_on.load(std::sync::atomic::Ordering::SeqCst) {
+            PowerState::On
+        } else {
+            PowerState::Off
+        }
     }
     async fn list_vms(&self) -> Vec<String> {
         self.vms.lock().unwrap().clone()
@@ -95,7 +101,8 @@ async fn send(io: &mut DuplexStream, frame: Frame) {
     io.write_all(&tether_proto::encode(&frame)).await.unwrap();
 }
 
-/// A tether in miniature. Commands: `echo ARGS…`, `exit N`, `nosuch`, `wait-signal`, `cat`.
+/// A tether in miniature. Commands: `echo ARGS…`, `exit N`, `nosuch`, `wait-signal`, `cat`,
+/// and `rogue`, which says Started twice.
 async fn fake_tether(mut io: DuplexStream, off: oneshot::Sender<()>) {
     send(
         &mut io,
@@ -140,6 +147,10 @@ async fn fake_tether(mut io: DuplexStream, off: oneshot::Sender<()>) {
                         )
                         .await;
                         match argv[0].as_str() {
+                            "rogue" => {
+                                let again = GuestMsg::Started { session: 0, pid: 8 };
+                                send(&mut io, Frame::control(&again)).await;
+                            }
                             "echo" => {
                                 send(&mut io, out(&format!("{}\n", argv[1..].join(" ")))).await;
                                 send(
@@ -388,6 +399,33 @@ async fn names_are_unique_and_records_survive_a_restart() {
     assert_eq!(again.get("web").unwrap().id, rec.id);
     again.remove("web", false).await.unwrap();
     assert!(again.list().is_empty());
+}
+
+#[tokio::test]
+async fn a_guest_that_breaks_the_protocol_is_powered_off_with_the_reason_recorded() {
+    let (_d, c, backend) = setup().await;
+    backend
+        .report_on
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let rec = c.create(spec("rogue", &["rogue"])).await.unwrap();
+    c.start("rogue").await.unwrap();
+    assert_eq!(
+        c.wait("rogue", WaitCondition::NotRunning).await.unwrap(),
+        137
+    );
+    let error = c.get("rogue").unwrap().state.error;
+    assert!(
+        error.contains("tether protocol violation: Started where the protocol does not allow it"),
+        "{error}"
+    );
+    let off = format!("power_off {}", &rec.id[..12]);
+    for _ in 0..100 {
+        if backend.calls().contains(&off) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the VM was not powered off: {:?}", backend.calls());
 }
 
 #[tokio::test]

@@ -28,6 +28,7 @@ pub mod limits;
 pub mod logs;
 mod manager;
 mod names;
+mod protocol;
 mod session;
 mod signals;
 mod state;

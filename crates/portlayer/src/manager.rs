@@ -20,6 +20,7 @@ use crate::signals::parse_signal;
 use crate::state::StateDir;
 
 mod live;
+mod reap;
 mod recovery;
 
 use live::Live;
@@ -480,6 +481,7 @@ impl Containers {
             }
             Err(_) => (137, "the session ended without an exit status".to_string()),
         };
+        let grace = reap::grace_after(!error.is_empty());
         let Some(live) = self.live(&id) else { return };
         *live.control.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let rec = self.update(&id, |r| {
@@ -489,6 +491,9 @@ impl Containers {
             r.state.pid = 0;
             r.state.finished_at = Some(Utc::now());
         });
+        // Recorded as ended first: the reaper leaves a VM alone while its container runs.
+        let (me, vm) = (self.clone(), id.clone());
+        tokio::spawn(async move { me.reap_vm(&vm, grace).await });
         let _ = live.output.send(Output::Eof);
         live.exits.send_modify(|(n, c)| {
             *n += 1;

@@ -1,6 +1,7 @@
 //! Host side of the tether protocol for one powered-on VM: configures the guest, starts the
 //! main process, forwards stdin/signals/resizes, and reports output and the exit.
 
+use crate::protocol::Protocol;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -159,6 +160,7 @@ async fn drive(
         let mut replaying = false;
         // What the Hello said of the main process: running, or ended.
         let mut main_running = false;
+        let mut protocol = Protocol::new(matches!(mode, Mode::Start { .. }));
         let send = |msg: HostMsg| {
             let _ = to_guest.send(Frame::control(&msg));
         };
@@ -187,6 +189,21 @@ async fn drive(
                         break 'outer SessionExit::Lost(format!("tether protocol error: {e}"))
                     }
                 };
+                if let Err(why) = protocol.frame(&frame) {
+                    break 'outer SessionExit::Lost(format!("tether protocol violation: {why}"));
+                }
+                let msg = match frame.kind {
+                    FrameKind::Control => match frame.parse_control::<GuestMsg>() {
+                        Ok(msg) => Some(msg),
+                        Err(e) => break 'outer SessionExit::Lost(format!(
+                            "tether protocol violation: a control message that does not parse: {e}"
+                        )),
+                    },
+                    _ => None,
+                };
+                if let Some(Err(why)) = msg.as_ref().map(|m| protocol.accept(m)) {
+                    break 'outer SessionExit::Lost(format!("tether protocol violation: {why}"));
+                }
                 match frame.kind {
                     // Sent before the guest answered Resume: the replay repeats it.
                     FrameKind::Stdout | FrameKind::Stderr if replaying => {}
@@ -196,7 +213,7 @@ async fn drive(
                     FrameKind::Stderr if frame.session == MAIN_SESSION => {
                         sink.output(LogStream::Stderr, &frame.payload)
                     }
-                    FrameKind::Control => match frame.parse_control::<GuestMsg>() {
+                    FrameKind::Control => match msg.ok_or(()) {
                         Ok(GuestMsg::Hello {
                             version,
                             kernel,
@@ -347,7 +364,7 @@ async fn drive(
                             break 'outer SessionExit::Exited(code);
                         }
                         Ok(other) => tracing::debug!(?other, "tether message ignored"),
-                        Err(e) => tracing::warn!("bad tether control message: {e}"),
+                        Err(()) => {}
                     },
                     _ => {}
                 }

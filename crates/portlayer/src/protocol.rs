@@ -1,0 +1,170 @@
+//! What a guest may say, and when. The tether runs as root inside a VM that runs whatever
+//! image a user pulled, so everything it sends is checked against the protocol before it is
+//! acted on: each message is accepted only where the protocol allows it, and once. A guest
+//! that says anything else (a second Hello, a Started nobody asked for, an unsolicited Pong,
+//! output for a session that does not exist, a control message that does not parse) has
+//! broken the protocol: the session ends as lost, which records why on the container and
+//! powers the VM off.
+//!
+//! ```text
+//!   start:     Hello → Ready → Started → Exited        (SetupFailed after Hello,
+//!                                                      SpawnFailed after Ready)
+//!   take-over: Hello → Resumed → Exited                 (Exited may also come once
+//!              Hello → Exited (tethers before version 2) during the replay, repeated after)
+//! ```
+
+use tether_proto::{Frame, FrameKind, GuestMsg, MAIN_SESSION};
+
+/// The checker of one session's guest messages.
+#[derive(Debug)]
+pub(crate) struct Protocol {
+    start: bool,
+    hello: bool,
+    ready: bool,
+    started: bool,
+    resumed: bool,
+    failed: bool,
+}
+
+impl Protocol {
+    /// For a fresh VM (`start`) or a take-over.
+    pub(crate) fn new(start: bool) -> Protocol {
+        Protocol {
+            start,
+            hello: false,
+            ready: false,
+            started: false,
+            resumed: false,
+            failed: false,
+        }
+    }
+
+    /// Checks a frame's kind and session; control frames are checked by [`Protocol::accept`]
+    /// once parsed.
+    pub(crate) fn frame(&self, frame: &Frame) -> Result<(), String> {
+        match frame.kind {
+            FrameKind::Control => Ok(()),
+            FrameKind::Stdout | FrameKind::Stderr if frame.session == MAIN_SESSION => Ok(()),
+            FrameKind::Stdout | FrameKind::Stderr => Err(format!(
+                "output for session {}, which does not exist",
+                frame.session
+            )),
+            other => Err(format!("a {other:?} frame, which only the host sends")),
+        }
+    }
+
+    /// Checks `msg` against what the guest said before; `Err` says what it did wrong.
+    pub(crate) fn accept(&mut self, msg: &GuestMsg) -> Result<(), String> {
+        let session = match msg {
+            GuestMsg::Started { session, .. }
+            | GuestMsg::SpawnFailed { session, .. }
+            | GuestMsg::Exited { session, .. }
+            | GuestMsg::Resumed { session, .. } => Some(*session),
+            _ => None,
+        };
+        if let Some(s) = session.filter(|s| *s != MAIN_SESSION) {
+            return Err(format!("a message for session {s}, which does not exist"));
+        }
+        let fresh = self.start && !self.failed;
+        let (allowed, name) = match msg {
+            GuestMsg::Hello { .. } => (!self.hello, "Hello"),
+            GuestMsg::Ready => (fresh && self.hello && !self.ready, "Ready"),
+            GuestMsg::SetupFailed { .. } => (fresh && self.hello && !self.ready, "SetupFailed"),
+            GuestMsg::Started { .. } => (fresh && self.ready && !self.started, "Started"),
+            GuestMsg::SpawnFailed { .. } => (fresh && self.ready && !self.started, "SpawnFailed"),
+            GuestMsg::Exited { .. } if self.start => (fresh && self.started, "Exited"),
+            GuestMsg::Exited { .. } => (self.hello, "Exited"),
+            GuestMsg::Resumed { .. } => (!self.start && self.hello && !self.resumed, "Resumed"),
+            GuestMsg::Pong { .. } => (false, "Pong"),
+        };
+        if !allowed {
+            return Err(format!(
+                "{name} where the protocol does not allow it ({self:?})"
+            ));
+        }
+        match msg {
+            GuestMsg::Hello { .. } => self.hello = true,
+            GuestMsg::Ready => self.ready = true,
+            GuestMsg::Started { .. } => self.started = true,
+            GuestMsg::Resumed { .. } => self.resumed = true,
+            GuestMsg::SetupFailed { .. } | GuestMsg::SpawnFailed { .. } => self.failed = true,
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello() -> GuestMsg {
+        GuestMsg::Hello {
+            version: 2,
+            kernel: "k".into(),
+            configured: false,
+            running: vec![],
+            main_exit: None,
+        }
+    }
+
+    #[test]
+    fn a_start_goes_hello_ready_started_exited_each_once() {
+        let mut p = Protocol::new(true);
+        let started = GuestMsg::Started { session: 0, pid: 1 };
+        let exited = GuestMsg::Exited {
+            session: 0,
+            code: 0,
+        };
+        assert!(p.accept(&GuestMsg::Ready).is_err(), "Ready before Hello");
+        p.accept(&hello()).unwrap();
+        assert!(p.accept(&hello()).is_err(), "a second Hello");
+        assert!(p.accept(&started).is_err(), "Started before Ready");
+        p.accept(&GuestMsg::Ready).unwrap();
+        assert!(p.accept(&exited).is_err(), "Exited before Started");
+        p.accept(&started).unwrap();
+        assert!(p.accept(&started).is_err(), "a second Started");
+        assert!(
+            p.accept(&GuestMsg::Pong { seq: 1 }).is_err(),
+            "nobody pinged"
+        );
+        let other = GuestMsg::Exited {
+            session: 3,
+            code: 0,
+        };
+        assert!(p.accept(&other).is_err(), "no session 3");
+        p.accept(&exited).unwrap();
+    }
+
+    #[test]
+    fn a_take_over_goes_hello_resumed_exited() {
+        let mut p = Protocol::new(false);
+        let resumed = GuestMsg::Resumed {
+            session: 0,
+            from: 0,
+            lost: 0,
+        };
+        assert!(p.accept(&GuestMsg::Ready).is_err());
+        p.accept(&hello()).unwrap();
+        let exited = GuestMsg::Exited {
+            session: 0,
+            code: 1,
+        };
+        p.accept(&exited).unwrap(); // during the replay
+        p.accept(&resumed).unwrap();
+        assert!(p.accept(&resumed).is_err());
+        p.accept(&exited).unwrap(); // repeated after it
+        assert!(p.accept(&GuestMsg::Started { session: 0, pid: 1 }).is_err());
+    }
+
+    #[test]
+    fn frames_of_other_sessions_or_kinds_are_refused() {
+        let p = Protocol::new(true);
+        assert!(p.frame(&Frame::data(FrameKind::Stdout, 0, vec![])).is_ok());
+        assert!(p.frame(&Frame::data(FrameKind::Stderr, 5, vec![])).is_err());
+        assert!(p.frame(&Frame::data(FrameKind::Stdin, 0, vec![])).is_err());
+        assert!(p
+            .frame(&Frame::data(FrameKind::StdinClosed, 0, vec![]))
+            .is_err());
+    }
+}
