@@ -50,6 +50,7 @@ pub fn args(l: &Launch) -> Vec<String> {
     push(&["-M", "microvm,x-option-roms=off,rtc=on"]);
     push(&["-accel", l.accel.as_qemu(), "-cpu", cpu]);
     push(&["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"]);
+    push(&["-sandbox", crate::jail::SANDBOX]);
     push(&["-m", &l.memory_mib.max(64).to_string()]);
     push(&["-smp", &l.cpus.max(1).to_string()]);
     push(&["-kernel", &opt(&l.kernel.to_string_lossy())]);
@@ -116,6 +117,10 @@ mod tests {
     fn devices_and_sizes() {
         let a = args(&launch(Accel::Tcg));
         assert!(a.iter().any(|s| s == "-no-reboot"));
+        assert_eq!(
+            value_of(&a, "-sandbox"),
+            ["on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"]
+        );
         assert_eq!(value_of(&a, "-m"), ["256"]);
         assert_eq!(value_of(&a, "-smp"), ["2"]);
         assert_eq!(value_of(&a, "-name"), ["web-1,,x"]);
