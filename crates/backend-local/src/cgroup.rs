@@ -104,6 +104,10 @@ impl Cgroups {
         }
     }
 
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     pub fn layout(&self) -> &Layout {
         &self.layout
     }

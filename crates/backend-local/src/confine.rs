@@ -119,10 +119,18 @@ impl Confinement {
                     .map_err(io_err(format!("setting the mode of {}", base.display())))?;
             }
         }
-        let procs = self
-            .cgroups
-            .create(id, Limits::for_vm(memory_mib, cpus))
-            .map_err(io_err(format!("creating the cgroup of VM {id}")))?;
+        let procs = match self.cgroups.create(id, Limits::for_vm(memory_mib, cpus)) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(
+                    vm = id,
+                    "creating the VM's cgroup failed ({e}); it runs without CPU, memory and \
+                     task limits: check that {} is writable",
+                    self.cgroups.root().display()
+                );
+                Vec::new()
+            }
+        };
         let mut entries = self.system.clone();
         entries.push(Entry::Dir {
             path: dir.to_path_buf(),

@@ -8,6 +8,8 @@ use crate::accel::Accel;
 pub const ROOT_DISK: &str = "root.qcow2";
 pub const TETHER_SOCK: &str = "tether.sock";
 pub const CONSOLE_LOG: &str = "console.log";
+/// TCG's translation cache, in MiB.
+pub const TCG_TB_MIB: u32 = 64;
 
 /// What one QEMU launch needs.
 #[derive(Debug, Clone)]
@@ -48,7 +50,13 @@ pub fn args(l: &Launch) -> Vec<String> {
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
     push(&["-name", &opt(&l.name)]);
     push(&["-M", "microvm,x-option-roms=off,rtc=on"]);
-    push(&["-accel", l.accel.as_qemu(), "-cpu", cpu]);
+    // TCG's translation cache would grow to 1/8 of host RAM; bounded, QEMU's overhead over
+    // guest RAM stays within the cgroup's margin (cgroup.rs).
+    let accel = match l.accel {
+        Accel::Kvm => l.accel.as_qemu().to_string(),
+        Accel::Tcg => format!("{},tb-size={TCG_TB_MIB}", l.accel.as_qemu()),
+    };
+    push(&["-accel", &accel, "-cpu", cpu]);
     push(&["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"]);
     push(&["-sandbox", crate::jail::SANDBOX]);
     push(&["-m", &l.memory_mib.max(64).to_string()]);
@@ -107,7 +115,8 @@ mod tests {
         let append = value_of(&tcg, "-append")[0];
         assert!(append.contains("tsc_early_khz=2596152"), "{append}");
         assert!(append.contains("reboot=t") && append.contains("console=ttyS0"));
-        assert_eq!(value_of(&tcg, "-accel"), ["tcg"]);
+        assert_eq!(value_of(&tcg, "-accel"), ["tcg,tb-size=64"]);
+        assert_eq!(value_of(&args(&launch(Accel::Kvm)), "-accel"), ["kvm"]);
         let kvm = args(&launch(Accel::Kvm));
         assert!(!value_of(&kvm, "-append")[0].contains("tsc_early_khz"));
         assert_eq!(value_of(&kvm, "-cpu"), ["host"]);
