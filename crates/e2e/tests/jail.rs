@@ -103,7 +103,13 @@ fn container_qemu_runs_jailed_in_its_cgroup() {
     let state = vch_dir(&name);
     let root = PathBuf::from(format!("/proc/{pid}/root"));
     let inside = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
-    assert_eq!(names(&inside(&state)), ["vms"], "{}", state.display());
+    // (`appliance/` holds the guest kernel and initramfs, shown read-only, and nothing else.)
+    assert_eq!(names(&inside(&state)), ["appliance", "vms"]);
+    assert_eq!(
+        names(&inside(&state.join("appliance"))),
+        ["initramfs.cpio", "vmlinux"]
+    );
+    assert!(names(&state.join("appliance")).len() > 2);
     assert_eq!(names(&inside(&state.join("vms"))), ["images", "vms"]);
     let vms = names(&inside(&state.join("vms/vms")));
     assert_eq!(vms.len(), 1, "{vms:?}");
