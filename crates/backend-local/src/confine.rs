@@ -38,10 +38,10 @@ fn chown(path: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), BackendError>
 }
 
 impl Confinement {
-    /// The jail of a VCH whose VMs live in `vms_root`; `None` (with one log line) when this
-    /// process cannot build jails (it is not root).
+    /// The jails of a VCH, their tmpfs mounted on `mountpoint` (made here, an empty
+    /// directory); `None` (with one log line) when this process cannot build jails (not root).
     pub fn new(
-        vms_root: &Path,
+        mountpoint: &Path,
         cgroup_root: &Path,
         cgroup_parent: &Path,
         qemu: &Path,
@@ -65,7 +65,7 @@ impl Confinement {
                 );
             }
         }
-        let mountpoint = vms_root.join(".jail");
+        let mountpoint = mountpoint.to_path_buf();
         match std::fs::create_dir(&mountpoint) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}

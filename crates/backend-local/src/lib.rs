@@ -9,6 +9,8 @@
 //!  root/vms/<id>/tether.sock         the host listens, QEMU's virtio-serial chardev connects
 //!  root/vms/<id>/console.log         the guest's ttyS0 (kernel and `tether:` lines)
 //!  root/vms/<id>/qemu.pid, qemu.log  the QEMU process and its own messages
+//!  root/jail/                        empty: each QEMU's jail root is mounted here, in its own
+//!                                    mount namespace only
 //! ```
 //!
 //! QEMU runs in its own process group with the VM directory as its working directory (which
@@ -189,7 +191,7 @@ impl LocalBackend {
         let qemu_version = version.split_whitespace().nth(3).unwrap_or("?").to_string();
         let vms_root = cfg.root.join("vms");
         let confine = confine::Confinement::new(
-            &vms_root,
+            &cfg.root.join("jail"),
             &cfg.cgroup_root,
             &cfg.cgroup_parent,
             &cfg.qemu,

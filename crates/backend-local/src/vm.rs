@@ -116,7 +116,7 @@ impl Vms {
             .flatten()
             .filter(|e| e.path().is_dir())
             .map(|e| e.file_name().to_string_lossy().to_string())
-            // `.jail`, the jails' mount point, is no VM.
+            // Never a VM: a hidden entry (ids cannot start with a dot).
             .filter(|name| !name.starts_with('.'))
             .collect();
         ids.sort();

@@ -469,11 +469,17 @@ fn remove_cgroups(cgroup_root: &Path, name: &str) {
         }
         if let Ok(vms) = fs::read_dir(&vch) {
             for vm in vms.flatten().filter(|e| e.path().is_dir()) {
-                if let Err(e) = fs::remove_dir(vm.path()) {
-                    info(format!(
-                        "removing cgroup {} failed: {e}",
-                        vm.path().display()
-                    ));
+                // A QEMU just killed may hold its cgroup until it is reaped: retry a while.
+                let deadline = Instant::now() + Duration::from_secs(3);
+                while let Err(e) = fs::remove_dir(vm.path()) {
+                    if Instant::now() >= deadline {
+                        info(format!(
+                            "removing cgroup {} failed: {e}",
+                            vm.path().display()
+                        ));
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
                 }
             }
         }
