@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!  /usr (ro), /lib -> usr/lib, /lib64 -> usr/lib64   the dynamic qemu-system binary, firmware
-//!  /dev/{null,zero,urandom}  (+ /dev/kvm with KVM)
+//!  /dev/{null,zero,urandom} (mknod, 0666; + /dev/kvm 0600 owned by the VM's uid under KVM)
 //!  <root>/images/<image>/base.ext4 (ro)               the qcow2 overlay's backing file
 //!  <kernel>, <initrd> (ro)
 //!  <root>/vms/<id>/ (rw, root:gid 0710)               root.qcow2, console.log, tether.sock
@@ -56,8 +56,10 @@ pub enum Entry {
     Dir { path: PathBuf, writable: bool },
     /// A regular file bind-mounted read-only.
     File(PathBuf),
-    /// A device node bind-mounted (never read-only: writes to /dev/null must work).
-    Device(PathBuf),
+    /// A character device, made anew in the jail (`mknod`) with the host node's number:
+    /// mode 0666 like the host's `null`, `zero`, `urandom`, or `private` (0600, owned by the
+    /// VM's uid, for `/dev/kvm`, which is root:kvm 0660 on the host).
+    Device { path: PathBuf, private: bool },
     /// A symbolic link, e.g. merged-usr `/lib -> usr/lib`.
     Symlink { path: PathBuf, target: PathBuf },
 }
@@ -85,10 +87,16 @@ pub fn system_entries(qemu: &Path, kvm: bool) -> Vec<Entry> {
         }
     }
     for d in ["/dev/null", "/dev/zero", "/dev/urandom"] {
-        v.push(Entry::Device(d.into()));
+        v.push(Entry::Device {
+            path: d.into(),
+            private: false,
+        });
     }
     if kvm {
-        v.push(Entry::Device("/dev/kvm".into()));
+        v.push(Entry::Device {
+            path: "/dev/kvm".into(),
+            private: true,
+        });
     }
     if !qemu.starts_with("/usr/") {
         v.push(Entry::File(qemu.to_path_buf()));
@@ -105,6 +113,9 @@ pub enum JailError {
     /// jail paths must be absolute
     #[error("the jail path {0:?} is not absolute")]
     Relative(PathBuf),
+    /// a device entry that is not a character device on the host
+    #[error("{0:?} is not a character device on this host")]
+    NoDevice(PathBuf),
 }
 
 /// One prepared step of the jail's construction.
@@ -120,6 +131,13 @@ enum Op {
         src: CString,
         dst: CString,
         remount: libc::c_ulong,
+    },
+    /// `mknod` a character device; `owned` gives it to the VM's uid.
+    Mknod {
+        path: CString,
+        mode: libc::mode_t,
+        rdev: libc::dev_t,
+        owned: bool,
     },
 }
 
@@ -183,17 +201,28 @@ impl Plan {
                         remount,
                     });
                 }
-                Entry::File(path) | Entry::Device(path) => {
+                Entry::File(path) => {
                     mkdirs(path, &mut ops)?;
                     ops.push(Op::Touch(cstr(&inside(path)?)?));
-                    let remount = match e {
-                        Entry::File(_) => RO | libc::MS_NOEXEC,
-                        _ => libc::MS_NOSUID | libc::MS_NOEXEC,
-                    };
                     ops.push(Op::Bind {
                         src: cstr(path)?,
                         dst: cstr(&inside(path)?)?,
-                        remount,
+                        remount: RO | libc::MS_NOEXEC,
+                    });
+                }
+                Entry::Device { path, private } => {
+                    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+                    let meta = std::fs::metadata(path)
+                        .ok()
+                        .filter(|m| m.file_type().is_char_device())
+                        .ok_or_else(|| JailError::NoDevice(path.clone()))?;
+                    mkdirs(path, &mut ops)?;
+                    let perm = if *private { 0o600 } else { 0o666 };
+                    ops.push(Op::Mknod {
+                        path: cstr(&inside(path)?)?,
+                        mode: libc::S_IFCHR | perm,
+                        rdev: meta.rdev() as libc::dev_t,
+                        owned: *private,
                     });
                 }
                 Entry::Symlink { path, target } => {
@@ -262,7 +291,9 @@ impl Plan {
                     c"vic-jail".as_ptr(),
                     self.mountpoint.as_ptr(),
                     c"tmpfs".as_ptr(),
-                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    // Not nodev: its device nodes must work. Only root (this process, before
+                    // it drops to the VM's uid) can make them.
+                    libc::MS_NOSUID | libc::MS_NOEXEC,
                     c"mode=0755,size=1m".as_ptr().cast(),
                 )
                 .into(),
@@ -284,6 +315,17 @@ impl Plan {
                         );
                         check(fd.into())?;
                         libc::close(fd);
+                    }
+                    Op::Mknod {
+                        path,
+                        mode,
+                        rdev,
+                        owned,
+                    } => {
+                        check(libc::mknod(path.as_ptr(), *mode, *rdev).into())?;
+                        if *owned {
+                            check(libc::chown(path.as_ptr(), self.uid, self.gid).into())?;
+                        }
                     }
                     Op::Symlink { target, link } => {
                         check(libc::symlink(target.as_ptr(), link.as_ptr()).into())?
@@ -365,7 +407,10 @@ mod tests {
                 path: "/lib".into(),
                 target: "usr/lib".into(),
             },
-            Entry::Device("/dev/null".into()),
+            Entry::Device {
+                path: "/dev/null".into(),
+                private: false,
+            },
             Entry::Dir {
                 path: "/s/vms/c1".into(),
                 writable: true,
@@ -395,11 +440,11 @@ mod tests {
                     link: c("/j/lib")
                 },
                 Op::Mkdir(c("/j/dev")),
-                Op::Touch(c("/j/dev/null")),
-                Op::Bind {
-                    src: c("/dev/null"),
-                    dst: c("/j/dev/null"),
-                    remount: libc::MS_NOSUID | libc::MS_NOEXEC
+                Op::Mknod {
+                    path: c("/j/dev/null"),
+                    mode: libc::S_IFCHR | 0o666,
+                    rdev: libc::makedev(1, 3),
+                    owned: false
                 },
                 Op::Mkdir(c("/j/s")),
                 Op::Mkdir(c("/j/s/vms")),
@@ -424,7 +469,12 @@ mod tests {
     }
 
     #[test]
-    fn relative_paths_are_refused() {
+    fn relative_paths_and_non_devices_are_refused() {
+        let e = [Entry::Device {
+            path: "/usr".into(),
+            private: false,
+        }];
+        assert!(Plan::new(Path::new("/j"), &e, Path::new("/"), UID_BASE, &[]).is_err());
         let e = [Entry::File("base.ext4".into())];
         assert!(Plan::new(Path::new("/j"), &e, Path::new("/"), UID_BASE, &[]).is_err());
         assert!(Plan::new(Path::new("/j"), &[], Path::new("vm"), UID_BASE, &[]).is_err());
@@ -437,11 +487,15 @@ mod tests {
             path: "/usr".into(),
             writable: false
         }));
-        assert!(e.contains(&Entry::Device("/dev/urandom".into())));
-        assert!(!e.contains(&Entry::Device("/dev/kvm".into())));
+        let dev = |p: &str, private| Entry::Device {
+            path: p.into(),
+            private,
+        };
+        assert!(e.contains(&dev("/dev/urandom", false)));
+        assert!(!e.contains(&dev("/dev/kvm", true)));
         assert!(e.contains(&Entry::File("/opt/qemu".into())));
         let e = system_entries(Path::new("/usr/bin/qemu-system-x86_64"), true);
-        assert!(e.contains(&Entry::Device("/dev/kvm".into())));
+        assert!(e.contains(&dev("/dev/kvm", true)));
         assert!(!e.iter().any(|x| matches!(x, Entry::File(_))));
     }
 }
