@@ -261,6 +261,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         root: args.state_dir.join("vms"),
         kernel: args.kernel.clone(),
         initrd: args.initrd.clone(),
+        cgroup_parent: std::path::Path::new("vic").join(&args.name),
         ..backend_local::LocalConfig::default()
     })
     .context("starting the local backend")?;

@@ -9,15 +9,24 @@
 //!  root/vms/<id>/tether.sock         the host listens, QEMU's virtio-serial chardev connects
 //!  root/vms/<id>/console.log         the guest's ttyS0 (kernel and `tether:` lines)
 //!  root/vms/<id>/qemu.pid, qemu.log  the QEMU process and its own messages
+//!  root/jail/                        empty: each QEMU's jail root is mounted here, in its own
+//!                                    mount namespace only
 //! ```
 //!
 //! QEMU runs in its own process group with the VM directory as its working directory (which
 //! keeps socket paths short and lets a restarted appliance recognise its QEMU processes).
+//! Each QEMU runs confined (see `jail.rs`, `cgroup.rs`): seccomp `-sandbox`, its own uid and
+//! gid from 900000 up with no capabilities and `no_new_privs`, a mount namespace that shows it
+//! only its own VM's files, and a cgroup `vic/<vch>/<vm>` limiting memory, CPU and tasks.
+//!
 //! The accelerator is KVM where `/dev/kvm` works, TCG otherwise (and on `kvm_pvm` hosts, where
 //! a stock kernel does not boot); `VIC_ACCEL=kvm|tcg` overrides.
 
 mod accel;
+mod cgroup;
+mod confine;
 mod disk;
+mod jail;
 mod qemu;
 mod vm;
 
@@ -30,6 +39,8 @@ use async_trait::async_trait;
 use hypervisor::{Backend, BackendError, PowerState, PoweredOn, VmConfig};
 
 pub use accel::Accel;
+pub use cgroup::{PIDS_MAX, QEMU_OVERHEAD_MIB};
+pub use jail::{UID_BASE, UID_COUNT};
 
 /// How long a running VM's QEMU may take to reconnect to a restarted appliance.
 const REATTACH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,6 +61,10 @@ pub struct LocalConfig {
     pub boot_timeout: Duration,
     /// Force an accelerator; `None` detects (and `VIC_ACCEL` overrides detection).
     pub accel: Option<Accel>,
+    /// Where the cgroup filesystem is mounted.
+    pub cgroup_root: PathBuf,
+    /// The VCH's cgroup, relative to each hierarchy (VMs go below it): `vic/<vch>`.
+    pub cgroup_parent: PathBuf,
 }
 
 impl Default for LocalConfig {
@@ -63,6 +78,8 @@ impl Default for LocalConfig {
             mke2fs: PathBuf::from("mke2fs"),
             boot_timeout: Duration::from_secs(30),
             accel: None,
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            cgroup_parent: PathBuf::from("vic/local"),
         }
     }
 }
@@ -112,8 +129,7 @@ fn ensure_file(path: &Path, what: &str) -> Result<(), BackendError> {
 /// A name the backend can use as a directory: no separators, no dot-dot.
 fn check_id(kind: &str, id: &str) -> Result<(), BackendError> {
     let ok = !id.is_empty()
-        && id != "."
-        && id != ".."
+        && !id.starts_with('.')
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
@@ -126,8 +142,9 @@ fn check_id(kind: &str, id: &str) -> Result<(), BackendError> {
 
 impl LocalBackend {
     /// Checks the kernel, initrd and tools, picks the accelerator and creates the state dirs.
-    pub fn new(cfg: LocalConfig) -> Result<Self, BackendError> {
+    pub fn new(mut cfg: LocalConfig) -> Result<Self, BackendError> {
         ensure_file(&cfg.kernel, "guest kernel")?;
+        cfg.qemu = in_path(&cfg.qemu);
         ensure_file(&cfg.initrd, "guest initramfs")?;
         let version = tool_version(&cfg.qemu, "qemu-system-x86 (with qemu-utils)")?;
         tool_version(&cfg.qemu_img, "qemu-utils")?;
@@ -173,8 +190,17 @@ impl LocalBackend {
         }
         disk::sweep_partial_bases(&cfg.root.join("images"));
         let qemu_version = version.split_whitespace().nth(3).unwrap_or("?").to_string();
+        let vms_root = cfg.root.join("vms");
+        let confine = confine::Confinement::new(
+            &cfg.root.join("jail"),
+            &cfg.cgroup_root,
+            &cfg.cgroup_parent,
+            &cfg.qemu,
+            accel == Accel::Kvm,
+            vec![absolute(&cfg.kernel), absolute(&cfg.initrd)],
+        )?;
         Ok(Self {
-            vms: vm::Vms::new(cfg.root.join("vms")),
+            vms: vm::Vms::new(vms_root, confine),
             cfg,
             accel,
             tsc_khz,
@@ -268,6 +294,7 @@ impl Backend for LocalBackend {
     async fn power_on(&self, id: &str) -> Result<PoweredOn, BackendError> {
         check_id("VM", id)?;
         let spec = self.vms.load(id)?;
+        let base = disk::base_path(&self.cfg.root, &spec.image_id);
         let launch = qemu::Launch {
             name: spec.display_name.clone(),
             accel: self.accel,
@@ -279,7 +306,8 @@ impl Backend for LocalBackend {
         };
         self.vms
             .power_on(
-                id,
+                spec,
+                &base,
                 &self.cfg.qemu,
                 &qemu::args(&launch),
                 self.cfg.boot_timeout,
@@ -315,6 +343,22 @@ impl Backend for LocalBackend {
     }
 }
 
+/// `prog` as an absolute path: looked up in `PATH` when it is a bare name (QEMU is started
+/// inside its jail, where the lookup would see another file system).
+fn in_path(prog: &Path) -> PathBuf {
+    if prog.components().count() == 1 {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        if let Some(found) = std::env::split_paths(&path)
+            .map(|d| d.join(prog))
+            .find(|p| p.is_file())
+        {
+            return found;
+        }
+        return prog.to_path_buf();
+    }
+    absolute(prog)
+}
+
 fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
@@ -328,6 +372,7 @@ mod tests {
         assert!(check_id("VM", "abc123").is_ok());
         assert!(check_id("image", "sha256:abc").is_ok());
         assert!(check_id("VM", "..").is_err());
+        assert!(check_id("VM", ".jail").is_err());
         assert!(check_id("VM", "a/b").is_err());
         assert!(check_id("VM", "").is_err());
     }

@@ -8,6 +8,8 @@ use crate::accel::Accel;
 pub const ROOT_DISK: &str = "root.qcow2";
 pub const TETHER_SOCK: &str = "tether.sock";
 pub const CONSOLE_LOG: &str = "console.log";
+/// TCG's translation cache, in MiB.
+pub const TCG_TB_MIB: u32 = 64;
 
 /// What one QEMU launch needs.
 #[derive(Debug, Clone)]
@@ -48,8 +50,15 @@ pub fn args(l: &Launch) -> Vec<String> {
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
     push(&["-name", &opt(&l.name)]);
     push(&["-M", "microvm,x-option-roms=off,rtc=on"]);
-    push(&["-accel", l.accel.as_qemu(), "-cpu", cpu]);
+    // TCG's translation cache would grow to 1/8 of host RAM; bounded, QEMU's overhead over
+    // guest RAM stays within the cgroup's margin (cgroup.rs).
+    let accel = match l.accel {
+        Accel::Kvm => l.accel.as_qemu().to_string(),
+        Accel::Tcg => format!("{},tb-size={TCG_TB_MIB}", l.accel.as_qemu()),
+    };
+    push(&["-accel", &accel, "-cpu", cpu]);
     push(&["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"]);
+    push(&["-sandbox", crate::jail::SANDBOX]);
     push(&["-m", &l.memory_mib.max(64).to_string()]);
     push(&["-smp", &l.cpus.max(1).to_string()]);
     push(&["-kernel", &opt(&l.kernel.to_string_lossy())]);
@@ -106,7 +115,8 @@ mod tests {
         let append = value_of(&tcg, "-append")[0];
         assert!(append.contains("tsc_early_khz=2596152"), "{append}");
         assert!(append.contains("reboot=t") && append.contains("console=ttyS0"));
-        assert_eq!(value_of(&tcg, "-accel"), ["tcg"]);
+        assert_eq!(value_of(&tcg, "-accel"), ["tcg,tb-size=64"]);
+        assert_eq!(value_of(&args(&launch(Accel::Kvm)), "-accel"), ["kvm"]);
         let kvm = args(&launch(Accel::Kvm));
         assert!(!value_of(&kvm, "-append")[0].contains("tsc_early_khz"));
         assert_eq!(value_of(&kvm, "-cpu"), ["host"]);
@@ -116,6 +126,10 @@ mod tests {
     fn devices_and_sizes() {
         let a = args(&launch(Accel::Tcg));
         assert!(a.iter().any(|s| s == "-no-reboot"));
+        assert_eq!(
+            value_of(&a, "-sandbox"),
+            ["on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"]
+        );
         assert_eq!(value_of(&a, "-m"), ["256"]);
         assert_eq!(value_of(&a, "-smp"), ["2"]);
         assert_eq!(value_of(&a, "-name"), ["web-1,,x"]);

@@ -1,10 +1,10 @@
 //! VM directories and QEMU processes: create, power on (listen, spawn, accept), power off,
 //! destroy, and the power state, also for QEMU processes started by an earlier appliance.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 
+use crate::confine::Confinement;
+use crate::jail;
 use crate::qemu::{CONSOLE_LOG, ROOT_DISK, TETHER_SOCK};
 
 const VM_JSON: &str = "vm.json";
@@ -30,6 +32,9 @@ pub struct VmSpec {
     pub image_id: String,
     pub memory_mib: u32,
     pub cpus: u32,
+    /// The uid and gid its QEMU runs as (see `jail.rs`); absent in files of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
 }
 
 /// A QEMU process this backend started.
@@ -42,6 +47,9 @@ struct Running {
 pub struct Vms {
     root: PathBuf,
     running: Mutex<HashMap<String, Running>>,
+    /// Serialises uid allocation.
+    uids: Mutex<()>,
+    confine: Option<Arc<Confinement>>,
 }
 
 fn io_err(context: String) -> impl FnOnce(std::io::Error) -> BackendError {
@@ -68,8 +76,9 @@ fn is_our_qemu(pid: u32, dir: &Path) -> bool {
         .rsplit(')')
         .next()
         .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+    // A jailed QEMU's cwd reads as the path it was given (mirrored inside its jail).
     let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    !zombie && cwd.is_ok_and(|c| c == canonical)
+    !zombie && cwd.is_ok_and(|c| c == canonical || c == dir)
 }
 
 fn kill(pid: u32) {
@@ -78,10 +87,12 @@ fn kill(pid: u32) {
 }
 
 impl Vms {
-    pub fn new(root: PathBuf) -> Self {
+    pub fn new(root: PathBuf, confine: Option<Confinement>) -> Self {
         Self {
             root,
             running: Mutex::default(),
+            uids: Mutex::default(),
+            confine: confine.map(Arc::new),
         }
     }
 
@@ -105,6 +116,8 @@ impl Vms {
             .flatten()
             .filter(|e| e.path().is_dir())
             .map(|e| e.file_name().to_string_lossy().to_string())
+            // Never a VM: a hidden entry (ids cannot start with a dot).
+            .filter(|name| !name.starts_with('.'))
             .collect();
         ids.sort();
         ids
@@ -136,25 +149,60 @@ impl Vms {
         }
         let result = async {
             crate::disk::create_overlay(qemu_img, base, &dir.join(ROOT_DISK)).await?;
-            let spec = VmSpec {
+            let mut spec = VmSpec {
                 id: vm.id.clone(),
                 display_name: vm.display_name.clone(),
                 image_id: vm.image_id.clone(),
                 memory_mib: vm.memory_mib,
                 cpus: vm.cpus,
+                uid: None,
             };
-            let json = serde_json::to_vec_pretty(&spec)
-                .map_err(|e| failed(format!("encoding {VM_JSON} failed: {e}")))?;
-            let tmp = dir.join("vm.json.tmp");
-            std::fs::write(&tmp, json).map_err(io_err(format!("writing {}", tmp.display())))?;
-            std::fs::rename(&tmp, dir.join(VM_JSON))
-                .map_err(io_err(format!("renaming {}", tmp.display())))
+            let _held = self.uids.lock().unwrap_or_else(|p| p.into_inner());
+            spec.uid = jail::allocate_uid(&spec.id, &self.used_uids());
+            self.save(&spec)
         }
         .await;
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&dir);
         }
         result
+    }
+
+    fn save(&self, spec: &VmSpec) -> Result<(), BackendError> {
+        let dir = self.dir(&spec.id);
+        let json = serde_json::to_vec_pretty(spec)
+            .map_err(|e| failed(format!("encoding {VM_JSON} failed: {e}")))?;
+        let tmp = dir.join("vm.json.tmp");
+        std::fs::write(&tmp, json).map_err(io_err(format!("writing {}", tmp.display())))?;
+        std::fs::rename(&tmp, dir.join(VM_JSON))
+            .map_err(io_err(format!("renaming {}", tmp.display())))
+    }
+
+    /// The uids recorded by the VCH's VMs.
+    fn used_uids(&self) -> HashSet<u32> {
+        self.list()
+            .iter()
+            .filter_map(|id| self.load(id).ok()?.uid)
+            .collect()
+    }
+
+    /// The VM's uid: the one recorded, or (for a VM of an older version) a new one, recorded.
+    fn uid_of(&self, spec: &mut VmSpec) -> Result<u32, BackendError> {
+        if let Some(uid) = spec.uid {
+            if jail::valid_uid(uid) {
+                return Ok(uid);
+            }
+            return Err(failed(format!(
+                "{VM_JSON} of VM {} names uid {uid}, outside the VM range",
+                spec.id
+            )));
+        }
+        let _held = self.uids.lock().unwrap_or_else(|p| p.into_inner());
+        let uid = jail::allocate_uid(&spec.id, &self.used_uids())
+            .ok_or_else(|| failed("every VM uid is in use".into()))?;
+        spec.uid = Some(uid);
+        self.save(spec)?;
+        Ok(uid)
     }
 
     pub fn load(&self, id: &str) -> Result<VmSpec, BackendError> {
@@ -197,13 +245,18 @@ impl Vms {
         }
     }
 
+    /// Starts the VM's QEMU (jailed when the backend confines VMs); `base` is the base disk
+    /// of its image.
     pub async fn power_on(
         &self,
-        id: &str,
+        mut spec: VmSpec,
+        base: &Path,
         qemu: &Path,
         args: &[String],
         boot_timeout: Duration,
     ) -> Result<PoweredOn, BackendError> {
+        let id = spec.id.clone();
+        let id = id.as_str();
         if let Some(pid) = self.live_pid(id) {
             return Err(failed(format!(
                 "VM {id} is already running (QEMU pid {pid})"
@@ -213,24 +266,49 @@ impl Vms {
         let sock = dir.join(TETHER_SOCK);
         let _ = std::fs::remove_file(&sock);
         let listener = bind(&dir, &sock)?;
+        let plan = match &self.confine {
+            Some(c) => {
+                let uid = self.uid_of(&mut spec)?;
+                c.give_files(&dir, uid)?;
+                c.give_socket(&dir, uid)?;
+                Some(c.plan(id, &dir, base, uid, spec.memory_mib, spec.cpus)?)
+            }
+            None => {
+                let _ = std::fs::remove_file(dir.join(CONSOLE_LOG));
+                None
+            }
+        };
         let log = dir.join(QEMU_LOG);
         let log_file =
             std::fs::File::create(&log).map_err(io_err(format!("creating {}", log.display())))?;
         let log_err = log_file
             .try_clone()
             .map_err(io_err(format!("opening {}", log.display())))?;
-        let _ = std::fs::remove_file(dir.join(CONSOLE_LOG));
         let started = std::time::Instant::now();
-        let mut child = tokio::process::Command::new(qemu)
-            .args(args)
+        let mut cmd = tokio::process::Command::new(qemu);
+        cmd.args(args)
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(log_err)
             .process_group(0)
-            .kill_on_drop(false)
-            .spawn()
-            .map_err(io_err(format!("starting {}", qemu.display())))?;
+            .kill_on_drop(false);
+        if let Some(plan) = plan {
+            // SAFETY: `Plan::apply` makes only async-signal-safe system calls on data prepared
+            // before the fork, and allocates nothing.
+            unsafe { cmd.pre_exec(move || plan.apply()) };
+        }
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(c) = &self.confine {
+                    c.release(id).await;
+                }
+                return Err(io_err(format!("starting {} in its jail", qemu.display()))(
+                    e,
+                ));
+            }
+        };
         let pid = child
             .id()
             .ok_or_else(|| failed("QEMU exited before it could be tracked".into()))?;
@@ -240,12 +318,16 @@ impl Vms {
         }
         let (tx, rx) = watch::channel(None);
         let vm_id = id.to_string();
+        let confine = self.confine.clone();
         tokio::spawn(async move {
             let detail = match child.wait().await {
                 Ok(status) => format!("qemu exited with {status}"),
                 Err(e) => format!("waiting for qemu failed: {e}"),
             };
             tracing::debug!(vm = %vm_id, "{detail}");
+            if let Some(c) = confine {
+                c.release(&vm_id).await;
+            }
             let _ = tx.send(Some(VmExit { detail }));
         });
         self.running().insert(
@@ -268,11 +350,19 @@ impl Vms {
         let sock = dir.join(TETHER_SOCK);
         let _ = std::fs::remove_file(&sock);
         let listener = bind(&dir, &sock)?;
+        if let Some(c) = &self.confine {
+            let mut spec = self.load(id)?;
+            c.give_socket(&dir, self.uid_of(&mut spec)?)?;
+            if !c.cgroups.holds(id, pid) {
+                tracing::warn!(vm = id, pid, "the adopted QEMU is not in the VM's cgroup");
+            }
+        }
         // Not our child: its exit is seen by watching /proc.
         let (tx, rx) = watch::channel(None);
         {
             let dir = dir.clone();
             let vm_id = id.to_string();
+            let confine = self.confine.clone();
             tokio::spawn(async move {
                 while is_our_qemu(pid, &dir) {
                     if tx.is_closed() {
@@ -281,6 +371,9 @@ impl Vms {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 tracing::debug!(vm = %vm_id, pid, "adopted qemu exited");
+                if let Some(c) = confine {
+                    c.release(&vm_id).await;
+                }
                 let _ = tx.send(Some(VmExit {
                     detail: format!("qemu (pid {pid}) exited"),
                 }));
@@ -357,6 +450,9 @@ impl Vms {
                 e => Err(e),
             })?;
         self.running().remove(id);
+        if let Some(c) = &self.confine {
+            c.release(id).await;
+        }
         let dir = self.dir(id);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
@@ -459,11 +555,14 @@ mod tests {
             image_id: "img".into(),
             memory_mib: 256,
             cpus: 1,
+            uid: Some(900_001),
         };
         let text = serde_json::to_string(&spec).unwrap();
         assert_eq!(serde_json::from_str::<VmSpec>(&text).unwrap(), spec);
         let extra = text.replace("\"cpus\":1", "\"cpus\":1,\"x\":2");
         assert!(serde_json::from_str::<VmSpec>(&extra).is_err());
+        let old = text.replace(",\"uid\":900001", "");
+        assert_eq!(serde_json::from_str::<VmSpec>(&old).unwrap().uid, None);
     }
 
     #[tokio::test]
@@ -479,7 +578,7 @@ mod tests {
     #[test]
     fn state_of_unknown_vm_is_absent_and_dead_pid_file_is_off() {
         let tmp = tempfile::tempdir().unwrap();
-        let vms = Vms::new(tmp.path().to_path_buf());
+        let vms = Vms::new(tmp.path().to_path_buf(), None);
         assert_eq!(vms.state("nope"), PowerState::Absent);
         let dir = vms.dir("c1");
         std::fs::create_dir(&dir).unwrap();

@@ -448,3 +448,116 @@ async fn power_off_kills_a_vm_that_does_not_stop() -> Result<()> {
     backend.destroy_vm("k").await?;
     Ok(())
 }
+
+/// The value of a `Key:` line of `/proc/PID/status`.
+fn status_field(pid: u32, key: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "boots real QEMU VMs; make test runs it"]
+async fn qemu_runs_jailed_with_its_own_uid_namespace_and_cgroup() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let rootfs = tmp.path().join("rootfs");
+    busybox_rootfs(&rootfs)?;
+    let state = tmp.path().join("state");
+    let parent = format!("vic/boot-test-{}", std::process::id());
+    let backend = LocalBackend::new(LocalConfig {
+        root: state.clone(),
+        kernel: from_env("VIC_KERNEL", "build/vmlinux"),
+        initrd: from_env("VIC_INITRD", "build/initramfs.cpio"),
+        cgroup_parent: parent.clone().into(),
+        ..LocalConfig::default()
+    })?;
+    backend.prepare_image(IMAGE, &rootfs).await?;
+    let mut b = boot(&backend, "j").await?;
+    let pid = b.pid;
+
+    let uid: Vec<u32> = status_field(pid, "Uid")
+        .split_whitespace()
+        .map(|u| u.parse().unwrap_or(0))
+        .collect();
+    assert_eq!(uid.len(), 4);
+    assert!(
+        uid.iter()
+            .all(|&u| u == uid[0] && (backend_local::UID_BASE..).contains(&u)),
+        "{uid:?}"
+    );
+    assert_eq!(status_field(pid, "Groups"), "");
+    assert_eq!(status_field(pid, "Seccomp"), "2");
+    assert_eq!(status_field(pid, "NoNewPrivs"), "1");
+    assert_eq!(status_field(pid, "CapEff"), "0000000000000000");
+    assert_eq!(status_field(pid, "CapPrm"), "0000000000000000");
+    assert_eq!(status_field(pid, "CapBnd"), "0000000000000000");
+    assert_ne!(
+        std::fs::read_link(format!("/proc/{pid}/ns/mnt"))?,
+        std::fs::read_link("/proc/self/ns/mnt")?
+    );
+
+    // Its root shows only what it needs, each at its host path.
+    let root = PathBuf::from(format!("/proc/{pid}/root"));
+    let inside = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
+    assert_eq!(names(&inside(&state)), ["images", "vms"]);
+    assert_eq!(names(&inside(&state.join("vms"))), ["j"]);
+    assert_eq!(names(&inside(&state.join("images"))), [IMAGE]);
+    assert!(names(&inside(tmp.path())).iter().all(|n| n != "rootfs"));
+    assert!(!root.join("etc").exists() && !root.join("root").exists());
+    assert_eq!(names(&root.join("dev")), ["null", "urandom", "zero"]);
+
+    // The cgroup holds it, with the limits written.
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").is_file();
+    let cg = |ctrl: &str, file: &str| -> PathBuf {
+        let base = Path::new("/sys/fs/cgroup");
+        let base = if v2 {
+            base.to_path_buf()
+        } else {
+            base.join(ctrl)
+        };
+        base.join(&parent).join("j").join(file)
+    };
+    let read = |p: PathBuf| {
+        std::fs::read_to_string(&p)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let memory = ((256 + backend_local::QEMU_OVERHEAD_MIB) << 20).to_string();
+    if v2 {
+        assert_eq!(read(cg("", "memory.max")), memory);
+        assert_eq!(read(cg("", "cpu.max")), "100000 100000");
+    } else {
+        assert_eq!(read(cg("memory", "memory.limit_in_bytes")), memory);
+        assert_eq!(read(cg("cpu", "cpu.cfs_quota_us")), "100000");
+    }
+    assert_eq!(read(cg("pids", "pids.max")), "256");
+    let procs = read(cg("pids", "cgroup.procs"));
+    assert!(procs.lines().any(|l| l == pid.to_string()), "{procs}");
+
+    // The guest still works, and the cgroup goes with the VM.
+    let out = b.guest.run(1, sh("echo jailed")).await?;
+    assert_eq!(out.stdout.trim(), "jailed");
+    shutdown_and_check_gone(&backend, "j", b).await?;
+    assert!(!cg("pids", "").exists(), "cgroup left after power off");
+    backend.destroy_vm("j").await?;
+    let vch = cg("pids", "");
+    assert!(!vch.parent().is_some_and(|p| p.exists()), "VCH cgroup left");
+    Ok(())
+}

@@ -35,6 +35,9 @@ struct Args {
     /// dockerd binary for the peer column.
     #[arg(long, default_value = DEFAULT_DOCKERD)]
     dockerd: PathBuf,
+    /// Measure vic alone (e.g. to compare two vic builds), without the dockerd column.
+    #[arg(long)]
+    no_peer: bool,
 }
 
 /// A docker endpoint under test.
@@ -204,7 +207,12 @@ fn main() -> anyhow::Result<()> {
         let v_rss = vm_rss(&vic, &args.docker, &image)?;
         let v_out = stats(&output_runs(&vic, &args.docker, &image, args.runs.min(5))?);
 
-        let peer = match Dockerd::start_peer(&args.dockerd, &[&args.registry], &args.docker) {
+        let dockerd = if args.no_peer {
+            None
+        } else {
+            Dockerd::start_peer(&args.dockerd, &[&args.registry], &args.docker)
+        };
+        let peer = match dockerd {
             Some(d) => {
                 let ep = Endpoint {
                     label: "dockerd",

@@ -1,0 +1,149 @@
+//! Confinement of one VM's QEMU: owns the VCH's cgroups and the jail settings, gives a VM's
+//! files to its uid, and turns a VM into a [`Plan`] for the spawn's `pre_exec` hook.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hypervisor::BackendError;
+
+use crate::cgroup::{Cgroups, Limits};
+use crate::jail::{self, Entry, Plan};
+use crate::qemu::{CONSOLE_LOG, ROOT_DISK, TETHER_SOCK};
+
+/// How long an exiting QEMU may keep its cgroup busy.
+const CGROUP_RELEASE_WAIT: Duration = Duration::from_secs(2);
+
+/// What every VM's jail shares.
+#[derive(Debug)]
+pub struct Confinement {
+    pub cgroups: Cgroups,
+    /// An empty directory the jail's tmpfs is mounted on (only inside the jail's namespace).
+    mountpoint: PathBuf,
+    /// `/usr`, `/lib` links, devices, an outside QEMU binary.
+    system: Vec<Entry>,
+    /// Kernel and initramfs, read-only in every jail.
+    boot_files: Vec<PathBuf>,
+}
+
+fn io_err(context: String) -> impl FnOnce(std::io::Error) -> BackendError {
+    move |source| BackendError::Io { context, source }
+}
+
+fn chown(path: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), BackendError> {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        .map_err(io_err(format!("giving {} to uid {uid}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(io_err(format!("setting the mode of {}", path.display())))
+}
+
+impl Confinement {
+    /// The jails of a VCH, their tmpfs mounted on `mountpoint` (made here, an empty
+    /// directory); `None` (with one log line) when this process cannot build jails (not root).
+    pub fn new(
+        mountpoint: &Path,
+        cgroup_root: &Path,
+        cgroup_parent: &Path,
+        qemu: &Path,
+        kvm: bool,
+        boot_files: Vec<PathBuf>,
+    ) -> Result<Option<Self>, BackendError> {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            tracing::warn!(
+                "not running as root: QEMU runs without its jail (own uid, mount namespace, \
+                 cgroup); run the appliance as root to confine VMs"
+            );
+            return Ok(None);
+        }
+        for f in &boot_files {
+            let readable = std::fs::metadata(f).is_ok_and(|m| m.permissions().mode() & 0o004 != 0);
+            if !readable {
+                tracing::warn!(
+                    "{} is not world-readable, so jailed QEMU cannot load it; chmod o+r it",
+                    f.display()
+                );
+            }
+        }
+        let mountpoint = mountpoint.to_path_buf();
+        match std::fs::create_dir(&mountpoint) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err(format!("creating {}", mountpoint.display()))(e)),
+        }
+        let cgroups = Cgroups::new(cgroup_root, cgroup_parent);
+        tracing::info!(
+            cgroups = ?cgroups.layout(),
+            parent = %cgroup_parent.display(),
+            "QEMU runs jailed: own uid, mount namespace, seccomp, cgroup"
+        );
+        Ok(Some(Self {
+            cgroups,
+            mountpoint,
+            system: jail::system_entries(qemu, kvm),
+            boot_files,
+        }))
+    }
+
+    /// Makes the VM's files QEMU's (`root.qcow2`, `console.log` are its own; the directory is
+    /// root's with group traverse only, so QEMU cannot add, remove or rename files in it).
+    pub fn give_files(&self, dir: &Path, uid: u32) -> Result<(), BackendError> {
+        chown(dir, 0, uid, 0o710)?;
+        chown(&dir.join(ROOT_DISK), uid, uid, 0o600)?;
+        let console = dir.join(CONSOLE_LOG);
+        let _ = std::fs::remove_file(&console);
+        std::fs::File::create(&console)
+            .map_err(io_err(format!("creating {}", console.display())))?;
+        chown(&console, uid, uid, 0o600)
+    }
+
+    /// Lets QEMU connect to the host's tether listener.
+    pub fn give_socket(&self, dir: &Path, uid: u32) -> Result<(), BackendError> {
+        chown(&dir.join(TETHER_SOCK), uid, uid, 0o600)
+    }
+
+    /// Creates the VM's cgroup and the plan of its jail; `base` is its image's base disk.
+    pub fn plan(
+        &self,
+        id: &str,
+        dir: &Path,
+        base: &Path,
+        uid: u32,
+        memory_mib: u32,
+        cpus: u32,
+    ) -> Result<Plan, BackendError> {
+        // The base disk is shared read-only by the image's VMs; its directory stays private.
+        if let Ok(m) = std::fs::metadata(base) {
+            if m.permissions().mode() & 0o004 == 0 {
+                std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o644))
+                    .map_err(io_err(format!("setting the mode of {}", base.display())))?;
+            }
+        }
+        let procs = match self.cgroups.create(id, Limits::for_vm(memory_mib, cpus)) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(
+                    vm = id,
+                    "creating the VM's cgroup failed ({e}); it runs without CPU, memory and \
+                     task limits: check that {} is writable",
+                    self.cgroups.root().display()
+                );
+                Vec::new()
+            }
+        };
+        let mut entries = self.system.clone();
+        entries.push(Entry::Dir {
+            path: dir.to_path_buf(),
+            writable: true,
+        });
+        entries.push(Entry::File(base.to_path_buf()));
+        entries.extend(self.boot_files.iter().cloned().map(Entry::File));
+        Plan::new(&self.mountpoint, &entries, dir, uid, &procs)
+            .map_err(|e| BackendError::Failed(format!("preparing the jail of VM {id}: {e}")))
+    }
+
+    /// Removes the VM's cgroup once its QEMU is gone.
+    pub async fn release(&self, id: &str) {
+        self.cgroups.remove(id, CGROUP_RELEASE_WAIT).await;
+    }
+}
