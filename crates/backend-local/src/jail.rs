@@ -150,6 +150,9 @@ pub struct Plan {
     cwd: CString,
     uid: u32,
     gid: u32,
+    /// Where the child writes its own PID first thing, so that an appliance that dies while
+    /// the jail is being built (tens of milliseconds) leaves a QEMU its successor can find.
+    pid_file: Option<CString>,
 }
 
 fn cstr(p: &Path) -> Result<CString, JailError> {
@@ -247,7 +250,14 @@ impl Plan {
             cwd: cstr(cwd)?,
             uid,
             gid: uid,
+            pid_file: None,
         })
+    }
+
+    /// The child also writes its PID to `path` before anything else.
+    pub fn with_pid_file(mut self, path: &Path) -> Result<Self, JailError> {
+        self.pid_file = Some(cstr(path)?);
+        Ok(self)
     }
 
     /// Runs in the forked child before exec: joins the cgroup, builds the mount namespace,
@@ -265,6 +275,9 @@ impl Plan {
         // literal) owned by `self`, which outlives the calls; the calls are plain system calls
         // with no memory-safety preconditions beyond valid NUL-terminated strings.
         unsafe {
+            if let Some(path) = &self.pid_file {
+                write_pid(path)?;
+            }
             libc::umask(0);
             for procs in &self.cgroup_procs {
                 let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
@@ -372,6 +385,55 @@ impl Plan {
         }
         Ok(())
     }
+}
+
+/// Writes this process's PID and a newline to `path` (replacing it), without allocating:
+/// safe to call between fork and exec.
+fn write_pid(path: &CString) -> std::io::Result<()> {
+    // SAFETY: getpid has no preconditions.
+    let mut n = unsafe { libc::getpid() } as u32;
+    let mut buf = [0u8; 12];
+    let mut i = buf.len() - 1;
+    buf[i] = b'\n';
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let len = buf.len() - i;
+    // SAFETY: `path` is a valid NUL-terminated string and `buf[i..]` is `len` readable
+    // bytes; open, write and close are plain system calls.
+    let written = unsafe {
+        let fd = libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o600,
+        );
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let w = libc::write(fd, buf[i..].as_ptr().cast(), len);
+        libc::close(fd);
+        w
+    };
+    if written != len as isize {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[test]
+fn a_pid_is_written_whole() {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("qemu.pid");
+    write_pid(&CString::new(p.as_os_str().as_bytes()).unwrap()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&p).unwrap(),
+        format!("{}\n", std::process::id())
+    );
 }
 
 #[cfg(test)]

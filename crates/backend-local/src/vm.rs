@@ -18,7 +18,7 @@ use crate::jail;
 use crate::qemu::{CONSOLE_LOG, ROOT_DISK, TETHER_SOCK};
 
 const VM_JSON: &str = "vm.json";
-const PID_FILE: &str = "qemu.pid";
+pub(crate) const PID_FILE: &str = "qemu.pid";
 const QEMU_LOG: &str = "qemu.log";
 /// How long a SIGKILLed QEMU may take to disappear.
 const KILL_WAIT: Duration = Duration::from_secs(5);

@@ -454,9 +454,10 @@ fn kill_vms(layout: &Layout) {
     }
 }
 
-/// Removes the cgroups `vic/<name>/<vm>` the appliance made for the VCH's container VMs
-/// (their QEMU processes must be gone), in every hierarchy under `cgroup_root`, and `vic`
-/// itself when no other VCH uses it.
+/// Removes the cgroups `vic/<name>/<vm>` the appliance made for the VCH's container VMs, in
+/// every hierarchy under `cgroup_root`, and `vic` itself when no other VCH uses it. A process
+/// still in one (a QEMU whose appliance died before it recorded its PID) is killed first:
+/// only the VCH's own VMs are ever put there.
 fn remove_cgroups(cgroup_root: &Path, name: &str) {
     let mut roots = vec![cgroup_root.to_path_buf()];
     if let Ok(entries) = fs::read_dir(cgroup_root) {
@@ -469,6 +470,7 @@ fn remove_cgroups(cgroup_root: &Path, name: &str) {
         }
         if let Ok(vms) = fs::read_dir(&vch) {
             for vm in vms.flatten().filter(|e| e.path().is_dir()) {
+                kill_members(&vm.path());
                 // A QEMU just killed may hold its cgroup until it is reaped: retry a while.
                 let deadline = Instant::now() + Duration::from_secs(3);
                 while let Err(e) = fs::remove_dir(vm.path()) {
@@ -485,6 +487,19 @@ fn remove_cgroups(cgroup_root: &Path, name: &str) {
         }
         let _ = fs::remove_dir(&vch);
         let _ = fs::remove_dir(root.join("vic"));
+    }
+}
+
+/// SIGKILLs every process in cgroup `dir`.
+fn kill_members(dir: &Path) {
+    let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) else {
+        return;
+    };
+    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        info(format!("stopping process {pid}, left in {}", dir.display()));
+        // SAFETY: kill has no memory-safety preconditions; the PID is a member of the VCH's
+        // own cgroup.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
     }
 }
 
