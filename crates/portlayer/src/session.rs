@@ -195,9 +195,12 @@ async fn drive(
                 let msg = match frame.kind {
                     FrameKind::Control => match frame.parse_control::<GuestMsg>() {
                         Ok(msg) => Some(msg),
-                        Err(e) => break 'outer SessionExit::Lost(format!(
-                            "tether protocol violation: a control message that does not parse: {e}"
-                        )),
+                        Err(e) => {
+                            let why = format!("a control message that does not parse: {e}");
+                            break 'outer SessionExit::Lost(format!(
+                                "tether protocol violation: {why}"
+                            ));
+                        }
                     },
                     _ => None,
                 };
