@@ -7,11 +7,14 @@ use common::*;
 #[test]
 #[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
 fn tag_history_and_filters() {
+    // Its own VCH: the other tests of this file tag and untag the shared one's images while
+    // this one compares listings.
+    let vch = OwnVch::create("e2e-images", &[]);
     let reg = registry();
-    let image = busybox();
+    let image = vch.image.clone();
     let mine = format!("{reg}/mine:v1");
-    ok(&["tag", &image, &mine]);
-    let listed = ok(&[
+    vch.client.ok(&["tag", &image, &mine]);
+    let listed = vch.client.ok(&[
         "images",
         "--filter",
         &format!("reference={reg}/mine"),
@@ -20,17 +23,19 @@ fn tag_history_and_filters() {
     ]);
     assert_eq!(listed.trim(), mine);
     // vic keeps no intermediate images (layers are not images): -a lists the same.
-    let all = ok(&["images", "-a", "-q", "--no-trunc"]);
+    let all = vch.client.ok(&["images", "-a", "-q", "--no-trunc"]);
     assert!(!all.trim().is_empty());
-    assert_eq!(all, ok(&["images", "-q", "--no-trunc"]));
-    let same = ok(&["images", "-q", &mine]);
+    assert_eq!(all, vch.client.ok(&["images", "-q", "--no-trunc"]));
+    let same = vch.client.ok(&["images", "-q", &mine]);
     assert_eq!(
         same,
-        ok(&["images", "-q", &format!("{image}:latest")]),
+        vch.client.ok(&["images", "-q", &format!("{image}:latest")]),
         "a tag names the same image"
     );
 
-    let rows = ok(&["history", "--format", "{{.CreatedBy}}|{{.Size}}", &image]);
+    let rows = vch
+        .client
+        .ok(&["history", "--format", "{{.CreatedBy}}|{{.Size}}", &image]);
     let rows: Vec<&str> = rows.lines().collect();
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(
@@ -43,15 +48,19 @@ fn tag_history_and_filters() {
         "the busybox layer has its size: {rows:?}"
     );
 
-    assert_eq!(ok(&["images", "-q", "--filter", "label=nosuch"]), "");
-    let out = ok(&["rmi", &mine]);
+    assert_eq!(
+        vch.client.ok(&["images", "-q", "--filter", "label=nosuch"]),
+        ""
+    );
+    let out = vch.client.ok(&["rmi", &mine]);
     assert_eq!(out.trim(), format!("Untagged: {mine}"));
-    let o = docker(&["tag", "nosuchimage", &mine]);
+    let o = vch.client.run(&["tag", "nosuchimage", &mine]);
     assert!(
         stderr(&o).contains("No such image: nosuchimage"),
         "{}",
         stderr(&o)
     );
+    vch.delete();
 }
 
 #[test]
