@@ -177,9 +177,16 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
 const HELLO_PREFIX: &[u8] = br#"{"type":"hello""#;
 
 /// Incremental decoder: push bytes as they arrive, pull whole frames out.
+///
+/// Whole frames are taken from a read position and the consumed bytes dropped in one move
+/// when they are at least half the buffer, so a read holding thousands of tiny frames (a
+/// guest may send them) costs time linear in its size. A caller that takes every frame after
+/// each push holds at most one partial frame ([`HEADER_LEN`] + [`MAX_PAYLOAD`]) plus a push.
 #[derive(Debug, Default)]
 pub struct FrameDecoder {
     buf: Vec<u8>,
+    /// Where the next frame begins in `buf`.
+    start: usize,
 }
 
 impl FrameDecoder {
@@ -189,7 +196,20 @@ impl FrameDecoder {
 
     /// Adds received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 && self.start >= self.buf.len() / 2 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes pushed and not yet taken as frames.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
     }
 
     /// Drops everything before the first `Hello` frame and returns true once one is at the
@@ -200,7 +220,7 @@ impl FrameDecoder {
     /// it, so its host makes what it can of it).
     pub fn skip_to_hello(&mut self, skipped: &mut Vec<u8>) -> bool {
         let at = self
-            .buf
+            .pending()
             .windows(HEADER_LEN + HELLO_PREFIX.len())
             .position(|w| {
                 w[0] == FrameKind::Control as u8
@@ -208,36 +228,39 @@ impl FrameDecoder {
                     && u32::from_be_bytes([w[5], w[6], w[7], w[8]]) as usize <= MAX_PAYLOAD
                     && &w[HEADER_LEN..] == HELLO_PREFIX
             });
-        match at {
-            Some(at) => {
-                skipped.extend(self.buf.drain(..at));
-                true
-            }
+        let (cut, found) = match at {
+            Some(at) => (at, true),
             None => {
                 let keep = HEADER_LEN + HELLO_PREFIX.len() - 1;
-                let cut = self.buf.len().saturating_sub(keep);
-                skipped.extend(self.buf.drain(..cut));
-                false
+                (self.buffered().saturating_sub(keep), false)
             }
-        }
+        };
+        skipped.extend_from_slice(&self.pending()[..cut]);
+        self.start += cut;
+        found
     }
 
     /// The next complete frame, if one has arrived.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, ProtoError> {
-        if self.buf.len() < HEADER_LEN {
+        let b = self.pending();
+        if b.len() < HEADER_LEN {
             return Ok(None);
         }
-        let kind = FrameKind::from_u8(self.buf[0]).ok_or(ProtoError::UnknownKind(self.buf[0]))?;
-        let session = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]);
-        let len = u32::from_be_bytes([self.buf[5], self.buf[6], self.buf[7], self.buf[8]]) as usize;
+        let kind = FrameKind::from_u8(b[0]).ok_or(ProtoError::UnknownKind(b[0]))?;
+        let session = u32::from_be_bytes([b[1], b[2], b[3], b[4]]);
+        let len = u32::from_be_bytes([b[5], b[6], b[7], b[8]]) as usize;
         if len > MAX_PAYLOAD {
             return Err(ProtoError::TooLarge(len));
         }
-        if self.buf.len() < HEADER_LEN + len {
+        if b.len() < HEADER_LEN + len {
             return Ok(None);
         }
-        let payload = self.buf[HEADER_LEN..HEADER_LEN + len].to_vec();
-        self.buf.drain(..HEADER_LEN + len);
+        let payload = b[HEADER_LEN..HEADER_LEN + len].to_vec();
+        self.start += HEADER_LEN + len;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
         Ok(Some(Frame {
             kind,
             session,
@@ -377,6 +400,8 @@ pub enum GuestMsg {
 }
 
 #[cfg(test)]
+mod campaign;
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -470,7 +495,7 @@ mod tests {
         let mut dec = FrameDecoder::new();
         dec.push(&[7; 10_000]);
         assert!(!dec.skip_to_hello(&mut Vec::new()));
-        assert!(dec.buf.len() < 64, "garbage before a Hello is not kept");
+        assert!(dec.buffered() < 64, "garbage before a Hello is not kept");
     }
 
     #[test]
