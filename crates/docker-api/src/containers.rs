@@ -152,7 +152,7 @@ pub async fn kill(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<StatusCode> {
     let signal = q.get("signal").cloned().unwrap_or_default();
-    match st.containers.kill(&id, &signal) {
+    match st.containers.kill(&id, &signal).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(e @ portlayer::Error::NotRunning(_)) => Err(ApiError::conflict(format!(
             "Cannot kill container: {id}: {e}"

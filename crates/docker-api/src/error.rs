@@ -53,9 +53,10 @@ impl From<PlError> for ApiError {
     fn from(e: PlError) -> Self {
         let status = match &e {
             PlError::NoSuchContainer(_) | PlError::NoSuchImage(_) => StatusCode::NOT_FOUND,
-            PlError::NameConflict { .. } | PlError::NotRunning(_) | PlError::RemoveRunning(_) => {
-                StatusCode::CONFLICT
-            }
+            PlError::NameConflict { .. }
+            | PlError::NotRunning(_)
+            | PlError::NotReading(_)
+            | PlError::RemoveRunning(_) => StatusCode::CONFLICT,
             PlError::AlreadyRunning(_) => StatusCode::NOT_MODIFIED,
             PlError::InvalidSignal(_)
             | PlError::NoCommand

@@ -139,8 +139,10 @@ pub async fn attach(
                     match rd.read(&mut buf).await {
                         Ok(0) | Err(_) => break,
                         Ok(n) => {
+                            // Bounded: a container that does not read holds back this client.
                             if tx
                                 .send(portlayer::StdinMsg::Data(Bytes::copy_from_slice(&buf[..n])))
+                                .await
                                 .is_err()
                             {
                                 return;
@@ -149,7 +151,7 @@ pub async fn attach(
                     }
                 }
                 if once {
-                    let _ = tx.send(portlayer::StdinMsg::Close);
+                    let _ = tx.send(portlayer::StdinMsg::Close).await;
                 }
             })
         });

@@ -97,7 +97,7 @@ impl Backend for FakeBackend {
     }
 }
 
-async fn send(io: &mut DuplexStream, frame: Frame) {
+pub(crate) async fn send(io: &mut DuplexStream, frame: Frame) {
     io.write_all(&tether_proto::encode(&frame)).await.unwrap();
 }
 
@@ -317,7 +317,10 @@ async fn stop_sends_the_stop_signal_and_kill_needs_a_running_container() {
     let mut s = spec("sig", &["wait-signal"]);
     s.stop_signal = Some("SIGUSR1".into());
     c.create(s).await.unwrap();
-    assert!(matches!(c.kill("sig", "TERM"), Err(Error::NotRunning(_))));
+    assert!(matches!(
+        c.kill("sig", "TERM").await,
+        Err(Error::NotRunning(_))
+    ));
     c.start("sig").await.unwrap();
     assert!(matches!(
         c.start("sig").await,
@@ -330,7 +333,7 @@ async fn stop_sends_the_stop_signal_and_kill_needs_a_running_container() {
         "stopping a stopped container is a no-op"
     );
     assert!(matches!(
-        c.kill("sig", "NOPE"),
+        c.kill("sig", "NOPE").await,
         Err(Error::InvalidSignal(_))
     ));
 }
@@ -346,8 +349,9 @@ async fn stdin_reaches_the_guest_and_close_ends_it() {
     let stdin = streams.stdin.clone().expect("stdin offered");
     stdin
         .send(StdinMsg::Data("typed before start\n".into()))
+        .await
         .unwrap();
-    stdin.send(StdinMsg::Close).unwrap();
+    stdin.send(StdinMsg::Close).await.unwrap();
     c.start("cat").await.unwrap();
     assert_eq!(collect(streams.output).await, "typed before start\n");
     assert_eq!(c.wait("cat", WaitCondition::NotRunning).await.unwrap(), 0);
@@ -464,284 +468,6 @@ async fn a_vm_whose_record_cannot_be_read_is_left_alone_and_one_without_a_record
     );
 }
 
-/// Re-attaching: what a reconnected tether says decides whether the take-over works.
-mod reattach {
-    use super::*;
-    use crate::logs::LogStream;
-    use crate::session::{self, SessionExit, SessionSink};
-
-    #[derive(Clone, Default)]
-    struct Collect(Arc<StdMutex<Vec<u8>>>);
-    impl SessionSink for Collect {
-        fn output(&mut self, _stream: LogStream, data: &[u8]) {
-            self.0.lock().unwrap().extend_from_slice(data);
-        }
-    }
-
-    fn hello(configured: bool, running: Vec<u32>, main_exit: Option<i32>) -> Frame {
-        Frame::control(&GuestMsg::Hello {
-            version: 1,
-            kernel: "fake".into(),
-            configured,
-            running,
-            main_exit,
-        })
-    }
-
-    /// The control messages a fake guest reads from the host, one at a time.
-    #[derive(Default)]
-    struct HostSays {
-        dec: FrameDecoder,
-        buf: Vec<u8>,
-    }
-
-    impl HostSays {
-        /// The next control message, or None once the host hangs up or is silent for 2 s.
-        async fn next(&mut self, guest: &mut DuplexStream) -> Option<HostMsg> {
-            loop {
-                while let Some(f) = self.dec.next_frame().unwrap() {
-                    if f.kind == FrameKind::Control {
-                        return Some(f.parse_control::<HostMsg>().unwrap());
-                    }
-                }
-                self.buf.resize(4096, 0);
-                match tokio::time::timeout(Duration::from_secs(2), guest.read(&mut self.buf)).await
-                {
-                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
-                    Ok(Ok(n)) => self.dec.push(&self.buf[..n]),
-                }
-            }
-        }
-    }
-
-    /// A "VM" whose tether sends `frames` and then keeps the channel open until `off`.
-    fn vm(frames: Vec<Frame>) -> (PoweredOn, tokio::task::JoinHandle<Vec<HostMsg>>) {
-        let (host, mut guest) = tokio::io::duplex(1 << 16);
-        let task = tokio::spawn(async move {
-            for f in frames {
-                send(&mut guest, f).await;
-            }
-            // Collect what the host says until it shuts the VM down.
-            let mut host = HostSays::default();
-            let mut said = Vec::new();
-            while let Some(m) = host.next(&mut guest).await {
-                let done = matches!(m, HostMsg::Shutdown);
-                said.push(m);
-                if done {
-                    break;
-                }
-            }
-            said
-        });
-        let powered = PoweredOn {
-            channel: Box::new(host),
-            pid: Some(99),
-            exited: futures_util::future::pending().boxed(),
-        };
-        (powered, task)
-    }
-
-    fn stdin() -> Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<StdinMsg>>> {
-        Arc::new(tokio::sync::Mutex::new(
-            tokio::sync::mpsc::unbounded_channel().1,
-        ))
-    }
-
-    #[tokio::test]
-    async fn a_running_process_is_taken_over_and_its_exit_reported() {
-        let out = Collect::default();
-        let (powered, guest) = vm(vec![
-            hello(true, vec![0], None),
-            Frame::data(FrameKind::Stdout, 0, b"still here\n".to_vec()),
-            Frame::control(&GuestMsg::Exited {
-                session: 0,
-                code: 3,
-            }),
-        ]);
-        let s = session::reattach(powered, 0, out.clone(), stdin())
-            .await
-            .expect("re-attached");
-        assert_eq!(s.exit.await.unwrap(), SessionExit::Exited(3));
-        assert_eq!(out.0.lock().unwrap().as_slice(), b"still here\n");
-        let said = guest.await.unwrap();
-        assert!(
-            !said
-                .iter()
-                .any(|m| matches!(m, HostMsg::Setup(_) | HostMsg::Spawn { .. })),
-            "nothing is set up or started again: {said:?}"
-        );
-        assert!(matches!(said.last(), Some(HostMsg::Shutdown)), "{said:?}");
-    }
-
-    #[tokio::test]
-    async fn output_and_exit_held_while_away_arrive_before_hello() {
-        let out = Collect::default();
-        let (powered, _guest) = vm(vec![
-            Frame::data(FrameKind::Stdout, 0, b"bye\n".to_vec()),
-            Frame::control(&GuestMsg::Exited {
-                session: 0,
-                code: 7,
-            }),
-            hello(true, vec![], Some(7)),
-        ]);
-        let s = session::reattach(powered, 0, out.clone(), stdin())
-            .await
-            .expect("re-attached");
-        assert_eq!(s.exit.await.unwrap(), SessionExit::Exited(7));
-        assert_eq!(out.0.lock().unwrap().as_slice(), b"bye\n");
-    }
-
-    #[tokio::test]
-    async fn an_exit_told_in_hello_is_kept() {
-        let (powered, _guest) = vm(vec![hello(true, vec![], Some(9))]);
-        let s = session::reattach(powered, 0, Collect::default(), stdin())
-            .await
-            .expect("re-attached");
-        assert_eq!(s.exit.await.unwrap(), SessionExit::Exited(9));
-    }
-
-    /// A version-2 tether that has sent `output` (all of it stdout) and maybe ended with
-    /// `exit`: the new host first reads `stale` bytes (the tail of a frame torn when the old
-    /// host died), then Hello and one live frame sent before the Resume arrived; the Resume is
-    /// answered from the output as the tether would, followed by `after` live frames.
-    fn vm_v2(
-        stale: &[u8],
-        output: &'static [u8],
-        exit: Option<i32>,
-        after: Vec<Frame>,
-    ) -> (PoweredOn, tokio::task::JoinHandle<Vec<HostMsg>>) {
-        let (host, mut guest) = tokio::io::duplex(1 << 16);
-        let stale = stale.to_vec();
-        let task = tokio::spawn(async move {
-            guest.write_all(&stale).await.unwrap();
-            send(
-                &mut guest,
-                Frame::control(&GuestMsg::Hello {
-                    version: tether_proto::RESUME_VERSION,
-                    kernel: "fake".into(),
-                    configured: true,
-                    running: if exit.is_some() { vec![] } else { vec![0] },
-                    main_exit: exit,
-                }),
-            )
-            .await;
-            let tail = output.len().saturating_sub(4);
-            send(
-                &mut guest,
-                Frame::data(FrameKind::Stdout, 0, output[tail..].to_vec()),
-            )
-            .await;
-            let mut host = HostSays::default();
-            let mut said = Vec::new();
-            while let Some(m) = host.next(&mut guest).await {
-                said.push(m.clone());
-                match m {
-                    HostMsg::Resume { session: 0, from } => {
-                        let from = (from as usize).min(output.len());
-                        send(
-                            &mut guest,
-                            Frame::control(&GuestMsg::Resumed {
-                                session: 0,
-                                from: from as u64,
-                                lost: 0,
-                            }),
-                        )
-                        .await;
-                        // Resent in two frames, the way a window holds them.
-                        let mid = from + (output.len() - from) / 2;
-                        for part in [&output[from..mid], &output[mid..]] {
-                            send(&mut guest, Frame::data(FrameKind::Stdout, 0, part.to_vec()))
-                                .await;
-                        }
-                        if let Some(code) = exit {
-                            send(
-                                &mut guest,
-                                Frame::control(&GuestMsg::Exited { session: 0, code }),
-                            )
-                            .await;
-                        }
-                        for f in after.clone() {
-                            send(&mut guest, f).await;
-                        }
-                    }
-                    HostMsg::Shutdown => return said,
-                    _ => {}
-                }
-            }
-            said
-        });
-        let powered = PoweredOn {
-            channel: Box::new(host),
-            pid: Some(99),
-            exited: futures_util::future::pending().boxed(),
-        };
-        (powered, task)
-    }
-
-    #[tokio::test]
-    async fn output_lost_in_flight_is_resent_from_what_the_log_holds() {
-        let out = Collect::default();
-        // The log holds "line1"; the rest was in flight when the appliance died. A torn
-        // frame's tail, even one that looks like a Hello, comes first and is skipped.
-        let (powered, guest) = vm_v2(
-            br#"xx{"type":"hello" torn"#,
-            b"line1\nline2\nline3\n",
-            Some(4),
-            vec![],
-        );
-        let s = session::reattach(powered, 5, out.clone(), stdin())
-            .await
-            .expect("re-attached");
-        assert_eq!(s.exit.await.unwrap(), SessionExit::Exited(4));
-        assert_eq!(out.0.lock().unwrap().as_slice(), b"\nline2\nline3\n");
-        let said = guest.await.unwrap();
-        assert_eq!(
-            said.first(),
-            Some(&HostMsg::Resume {
-                session: 0,
-                from: 5
-            }),
-            "{said:?}"
-        );
-        assert!(matches!(said.last(), Some(HostMsg::Shutdown)), "{said:?}");
-    }
-
-    #[tokio::test]
-    async fn a_running_process_resumes_then_streams_live() {
-        let out = Collect::default();
-        let (powered, _guest) = vm_v2(
-            b"",
-            b"abc\n",
-            None,
-            vec![
-                Frame::data(FrameKind::Stdout, 0, b"live\n".to_vec()),
-                Frame::control(&GuestMsg::Exited {
-                    session: 0,
-                    code: 0,
-                }),
-            ],
-        );
-        let s = session::reattach(powered, 0, out.clone(), stdin())
-            .await
-            .expect("re-attached");
-        assert_eq!(s.exit.await.unwrap(), SessionExit::Exited(0));
-        assert_eq!(out.0.lock().unwrap().as_slice(), b"abc\nlive\n");
-    }
-
-    #[tokio::test]
-    async fn a_vm_that_was_never_set_up_cannot_be_taken_over() {
-        let (powered, _guest) = vm(vec![hello(false, vec![], None)]);
-        let err = session::reattach(powered, 0, Collect::default(), stdin())
-            .await
-            .err()
-            .expect("refused");
-        match err {
-            session::StartFailure::Other(m) => assert!(m.contains("no process"), "{m}"),
-            other => panic!("{other:?}"),
-        }
-    }
-}
-
 #[tokio::test]
 async fn the_container_limit_refuses_one_more_create_with_vics_words_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -796,9 +522,9 @@ async fn memory_and_vcpu_limits_count_running_containers_at_start() {
         .calls()
         .contains(&format!("power_on {}", &b.id[..12])));
     // Once `a` has exited, `b` fits.
-    c.kill(&a.id, "TERM").unwrap();
+    c.kill(&a.id, "TERM").await.unwrap();
     assert_eq!(c.wait(&a.id, WaitCondition::NotRunning).await.unwrap(), 143);
     c.start(&b.id).await.unwrap();
-    c.kill(&b.id, "TERM").unwrap();
+    c.kill(&b.id, "TERM").await.unwrap();
     c.wait(&b.id, WaitCondition::NotRunning).await.unwrap();
 }

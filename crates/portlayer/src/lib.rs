@@ -30,6 +30,8 @@ mod manager;
 mod names;
 mod protocol;
 mod session;
+#[cfg(test)]
+mod session_tests;
 mod signals;
 mod state;
 pub mod storage;

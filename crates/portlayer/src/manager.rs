@@ -23,7 +23,7 @@ mod live;
 mod reap;
 mod recovery;
 
-use live::Live;
+use live::{Live, Undelivered};
 
 /// Errors of container operations, worded as Docker words them.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +40,9 @@ pub enum Error {
     AlreadyRunning(String),
     #[error("You cannot remove a running container {0}. Stop the container before attempting removal or force remove")]
     RemoveRunning(String),
+    /// The guest has stopped reading what the host sends it.
+    #[error("container {0} does not read what is sent to it: its VM can only be powered off (docker kill)")]
+    NotReading(String),
     #[error("Invalid signal: {0}")]
     InvalidSignal(String),
     #[error("No command specified")]
@@ -93,7 +96,7 @@ pub struct AttachStreams {
     pub output: Follower,
     pub tty: bool,
     /// Present when stdin was asked for and the container keeps stdin open.
-    pub stdin: Option<mpsc::UnboundedSender<StdinMsg>>,
+    pub stdin: Option<mpsc::Sender<StdinMsg>>,
     /// Close the container's stdin when this client's stdin ends.
     pub stdin_once: bool,
 }
@@ -455,7 +458,7 @@ impl Containers {
                 return Err(err);
             }
         };
-        *live.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(session.frames.clone());
+        *live.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(session.control.clone());
         *live.vm_off.lock().await = Some(session.vm_off);
         let rec = self.update(&id, |r| {
             r.state.status = Status::Running;
@@ -508,8 +511,9 @@ impl Containers {
         }
     }
 
-    /// Sends a signal to the container's main process.
-    pub fn kill(&self, key: &str, signal: &str) -> Result<(), Error> {
+    /// Sends a signal to the container's main process. A SIGKILL to a guest that has stopped
+    /// reading its channel powers its VM off: that is what the signal promises.
+    pub async fn kill(&self, key: &str, signal: &str) -> Result<(), Error> {
         let sig = if signal.is_empty() {
             9
         } else {
@@ -519,13 +523,24 @@ impl Containers {
         let live = self
             .live(&rec.id)
             .ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
-        if rec.state.status != Status::Running
-            || !live.send_control(&HostMsg::Signal {
-                session: MAIN_SESSION,
-                signal: sig,
-            })
-        {
+        if rec.state.status != Status::Running {
             return Err(Error::NotRunning(rec.id));
+        }
+        let signal = HostMsg::Signal {
+            session: MAIN_SESSION,
+            signal: sig,
+        };
+        match live.send_control(&signal) {
+            Ok(()) => {}
+            Err(Undelivered::NotRunning) => return Err(Error::NotRunning(rec.id)),
+            Err(Undelivered::NotReading) if sig == 9 => {
+                tracing::warn!(id = %rec.id, "the guest does not read its channel: SIGKILL powers its VM off");
+                self.inner
+                    .backend
+                    .power_off(&rec.id, Duration::ZERO)
+                    .await?;
+            }
+            Err(Undelivered::NotReading) => return Err(Error::NotReading(rec.id)),
         }
         let r = self.get(&rec.id)?;
         self.publish("kill", &r, &[("signal", sig.to_string())]);
@@ -563,11 +578,16 @@ impl Containers {
                     .is_ok()
             }
         };
-        live.send_control(&HostMsg::Signal {
-            session: MAIN_SESSION,
-            signal: sig,
-        });
-        let grace = if secs < 0 {
+        // A guest that does not read its channel gets neither signal: straight to the power-off.
+        let reading = live
+            .send_control(&HostMsg::Signal {
+                session: MAIN_SESSION,
+                signal: sig,
+            })
+            .is_ok();
+        let grace = if !reading {
+            Duration::ZERO
+        } else if secs < 0 {
             Duration::from_secs(3600 * 24)
         } else {
             Duration::from_secs(secs as u64)
@@ -575,13 +595,15 @@ impl Containers {
         if exited(&mut exits, grace).await {
             return Ok(true);
         }
-        tracing::info!(id = %rec.id, "container did not stop within {secs} s of {sig_name}: killing it");
-        live.send_control(&HostMsg::Signal {
-            session: MAIN_SESSION,
-            signal: 9,
-        });
-        if exited(&mut exits, Duration::from_secs(10)).await {
-            return Ok(true);
+        if reading {
+            tracing::info!(id = %rec.id, "container did not stop within {secs} s of {sig_name}: killing it");
+            let killed = live.send_control(&HostMsg::Signal {
+                session: MAIN_SESSION,
+                signal: 9,
+            });
+            if killed.is_ok() && exited(&mut exits, Duration::from_secs(10)).await {
+                return Ok(true);
+            }
         }
         tracing::warn!(id = %rec.id, "container ignored SIGKILL: powering its VM off");
         self.inner
@@ -676,14 +698,16 @@ impl Containers {
         let live = self
             .live(&rec.id)
             .ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
-        if !live.send_control(&HostMsg::Resize {
+        let resize = HostMsg::Resize {
             session: MAIN_SESSION,
             rows,
             cols,
-        }) {
-            return Err(Error::NotRunning(rec.id));
+        };
+        match live.send_control(&resize) {
+            Ok(()) => Ok(()),
+            Err(Undelivered::NotRunning) => Err(Error::NotRunning(rec.id)),
+            Err(Undelivered::NotReading) => Err(Error::NotReading(rec.id)),
         }
-        Ok(())
     }
 
     /// Removes the container, killing it first when `force`.

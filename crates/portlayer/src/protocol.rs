@@ -24,6 +24,10 @@ pub(crate) struct Protocol {
     started: bool,
     resumed: bool,
     failed: bool,
+    /// Exited said (in a take-over: after Resumed).
+    exited: bool,
+    /// Exited said during a take-over's replay, before Resumed.
+    exited_in_replay: bool,
 }
 
 impl Protocol {
@@ -36,6 +40,8 @@ impl Protocol {
             started: false,
             resumed: false,
             failed: false,
+            exited: false,
+            exited_in_replay: false,
         }
     }
 
@@ -72,8 +78,11 @@ impl Protocol {
             GuestMsg::SetupFailed { .. } => (fresh && self.hello && !self.ready, "SetupFailed"),
             GuestMsg::Started { .. } => (fresh && self.ready && !self.started, "Started"),
             GuestMsg::SpawnFailed { .. } => (fresh && self.ready && !self.started, "SpawnFailed"),
-            GuestMsg::Exited { .. } if self.start => (fresh && self.started, "Exited"),
-            GuestMsg::Exited { .. } => (self.hello, "Exited"),
+            GuestMsg::Exited { .. } if self.start => {
+                (fresh && self.started && !self.exited, "Exited")
+            }
+            GuestMsg::Exited { .. } if self.resumed => (!self.exited, "Exited"),
+            GuestMsg::Exited { .. } => (self.hello && !self.exited_in_replay, "Exited"),
             GuestMsg::Resumed { .. } => (!self.start && self.hello && !self.resumed, "Resumed"),
             GuestMsg::Pong { .. } => (false, "Pong"),
         };
@@ -88,7 +97,9 @@ impl Protocol {
             GuestMsg::Started { .. } => self.started = true,
             GuestMsg::Resumed { .. } => self.resumed = true,
             GuestMsg::SetupFailed { .. } | GuestMsg::SpawnFailed { .. } => self.failed = true,
-            _ => {}
+            GuestMsg::Exited { .. } if self.start || self.resumed => self.exited = true,
+            GuestMsg::Exited { .. } => self.exited_in_replay = true,
+            GuestMsg::Pong { .. } => {}
         }
         Ok(())
     }
@@ -97,6 +108,7 @@ impl Protocol {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn hello() -> GuestMsg {
         GuestMsg::Hello {
@@ -154,7 +166,82 @@ mod tests {
         p.accept(&resumed).unwrap();
         assert!(p.accept(&resumed).is_err());
         p.accept(&exited).unwrap(); // repeated after it
+        assert!(p.accept(&exited).is_err(), "a third Exited");
         assert!(p.accept(&GuestMsg::Started { session: 0, pid: 1 }).is_err());
+    }
+
+    fn name(m: &GuestMsg) -> &'static str {
+        match m {
+            GuestMsg::Hello { .. } => "Hello",
+            GuestMsg::Ready => "Ready",
+            GuestMsg::SetupFailed { .. } => "SetupFailed",
+            GuestMsg::Started { .. } => "Started",
+            GuestMsg::SpawnFailed { .. } => "SpawnFailed",
+            GuestMsg::Exited { .. } => "Exited",
+            GuestMsg::Resumed { .. } => "Resumed",
+            GuestMsg::Pong { .. } => "Pong",
+        }
+    }
+
+    fn any_msg() -> impl Strategy<Value = GuestMsg> {
+        // Mostly the main session, sometimes another.
+        let session = prop::sample::select(vec![0u32, 0, 0, 1, 7]);
+        (0..8u8, session).prop_map(|(k, session)| match k {
+            0 => hello(),
+            1 => GuestMsg::Ready,
+            2 => GuestMsg::SetupFailed {
+                message: "x".into(),
+            },
+            3 => GuestMsg::Started { session, pid: 1 },
+            4 => GuestMsg::SpawnFailed {
+                session,
+                message: "x".into(),
+                code: 127,
+            },
+            5 => GuestMsg::Exited { session, code: 0 },
+            6 => GuestMsg::Resumed {
+                session,
+                from: 0,
+                lost: 0,
+            },
+            _ => GuestMsg::Pong { seq: 1 },
+        })
+    }
+
+    /// What the checker lets through, up to the first violation (which ends a session).
+    fn accepted(start: bool, msgs: &[GuestMsg]) -> Vec<&'static str> {
+        let mut p = Protocol::new(start);
+        msgs.iter()
+            .map_while(|m| p.accept(m).ok().map(|()| name(m)))
+            .collect()
+    }
+
+    fn prefix_of_one(trace: &[&str], paths: &[&[&str]]) -> bool {
+        paths.iter().any(|p| p.starts_with(trace))
+    }
+
+    proptest! {
+        /// Whatever a guest sends, the messages acted on follow the protocol's paths.
+        #[test]
+        fn only_the_protocols_paths_get_through(msgs in prop::collection::vec(any_msg(), 0..30)) {
+            let start = accepted(true, &msgs);
+            prop_assert!(
+                prefix_of_one(&start, &[
+                    &["Hello", "Ready", "Started", "Exited"],
+                    &["Hello", "SetupFailed"],
+                    &["Hello", "Ready", "SpawnFailed"],
+                ]),
+                "start let through {:?}", start
+            );
+            let take_over = accepted(false, &msgs);
+            prop_assert!(
+                prefix_of_one(&take_over, &[
+                    &["Hello", "Exited", "Resumed", "Exited"],
+                    &["Hello", "Resumed", "Exited"],
+                ]),
+                "take-over let through {:?}", take_over
+            );
+        }
     }
 
     #[test]

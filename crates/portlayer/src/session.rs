@@ -21,6 +21,17 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long after the exit the VM may take to power itself off before it is forced.
 pub const POWER_OFF_GRACE: Duration = Duration::from_secs(10);
 
+/// Control frames (signals, resizes, the driver's own replies) waiting for the guest to read
+/// them. The protocol lets the driver send each of its messages once, so only a guest that
+/// stops reading while signals keep coming fills it; senders are then told so at once.
+pub const CONTROL_QUEUE: usize = 64;
+/// Stdin frames waiting for the guest to read them (at most [`MAX_PAYLOAD`] each; attach
+/// reads 32 KiB at a time). A full queue holds back the client that writes stdin.
+pub const STDIN_FRAMES: usize = 16;
+/// Stdin messages waiting for a run to forward them: what a client may write ahead of the
+/// process (attach reads 32 KiB at a time, so about 2 MiB).
+pub const STDIN_QUEUE: usize = 64;
+
 /// Data for the main process's standard input.
 #[derive(Debug)]
 pub enum StdinMsg {
@@ -52,8 +63,8 @@ pub enum SessionExit {
 
 /// A running session.
 pub struct Session {
-    /// Control frames to the guest (signals, resizes).
-    pub frames: mpsc::UnboundedSender<Frame>,
+    /// Control frames to the guest (signals, resizes); bounded by [`CONTROL_QUEUE`].
+    pub control: mpsc::Sender<Frame>,
     /// Resolves once, with the main process's exit.
     pub exit: oneshot::Receiver<SessionExit>,
     /// Resolves when the VM is off (after `exit`).
@@ -82,7 +93,7 @@ pub async fn start(
     setup: Setup,
     process: Process,
     sink: impl SessionSink,
-    stdin: Arc<Mutex<mpsc::UnboundedReceiver<StdinMsg>>>,
+    stdin: Arc<Mutex<mpsc::Receiver<StdinMsg>>>,
 ) -> Result<Session, StartFailure> {
     drive(
         powered,
@@ -106,7 +117,7 @@ pub async fn reattach(
     powered: PoweredOn,
     stored: u64,
     sink: impl SessionSink,
-    stdin: Arc<Mutex<mpsc::UnboundedReceiver<StdinMsg>>>,
+    stdin: Arc<Mutex<mpsc::Receiver<StdinMsg>>>,
 ) -> Result<Session, StartFailure> {
     drive(
         powered,
@@ -122,19 +133,28 @@ async fn drive(
     powered: PoweredOn,
     mode: Mode,
     mut sink: impl SessionSink,
-    stdin: Arc<Mutex<mpsc::UnboundedReceiver<StdinMsg>>>,
+    stdin: Arc<Mutex<mpsc::Receiver<StdinMsg>>>,
     limit: Duration,
 ) -> Result<Session, StartFailure> {
     let PoweredOn {
         channel, exited, ..
     } = powered;
     let (mut reader, mut writer) = tokio::io::split(channel);
-    let (frames_tx, mut frames_rx) = mpsc::unbounded_channel::<Frame>();
+    let (control_tx, mut control_rx) = mpsc::channel::<Frame>(CONTROL_QUEUE);
+    let (stdin_tx, mut stdin_rx) = mpsc::channel::<Frame>(STDIN_FRAMES);
 
-    // Writer: everything to the guest goes through one queue, so frames never interleave.
+    // Writer: the one task that writes to the guest, so frames never interleave; control
+    // frames go ahead of stdin. Both queues are bounded: a guest that stops reading holds
+    // up its own input, never the appliance's memory.
     tokio::spawn(async move {
         let mut buf = Vec::new();
-        while let Some(frame) = frames_rx.recv().await {
+        loop {
+            let frame = tokio::select! {
+                biased;
+                Some(f) = control_rx.recv() => f,
+                Some(f) = stdin_rx.recv() => f,
+                else => break,
+            };
             buf.clear();
             tether_proto::encode_into(&frame, &mut buf);
             if writer.write_all(&buf).await.is_err() || writer.flush().await.is_err() {
@@ -146,7 +166,7 @@ async fn drive(
     let (started_tx, started_rx) = oneshot::channel::<Result<(), StartFailure>>();
     let (exit_tx, exit_rx) = oneshot::channel::<SessionExit>();
     let (off_tx, off_rx) = oneshot::channel::<String>();
-    let to_guest = frames_tx.clone();
+    let to_guest = control_tx.clone();
 
     tokio::spawn(async move {
         let mut started_tx = Some(started_tx);
@@ -161,8 +181,12 @@ async fn drive(
         // What the Hello said of the main process: running, or ended.
         let mut main_running = false;
         let mut protocol = Protocol::new(matches!(mode, Mode::Start { .. }));
+        // Each of these is sent once per session (the protocol checker sees to it), so the
+        // queue has room unless the guest has stopped reading; then the reaper ends it anyway.
         let send = |msg: HostMsg| {
-            let _ = to_guest.send(Frame::control(&msg));
+            if to_guest.try_send(Frame::control(&msg)).is_err() {
+                tracing::debug!("the guest does not read its channel: a control message dropped");
+            }
         };
         let outcome: SessionExit = 'outer: loop {
             let n = match reader.read(&mut buf).await {
@@ -273,7 +297,7 @@ async fn drive(
                                         if started_tx.is_some() {
                                             stdin_task = Some(tokio::spawn(forward_stdin(
                                                 stdin.clone(),
-                                                to_guest.clone(),
+                                                stdin_tx.clone(),
                                             )));
                                         }
                                         if let Some(tx) = started_tx.take() {
@@ -305,7 +329,7 @@ async fn drive(
                             if main_running {
                                 stdin_task = Some(tokio::spawn(forward_stdin(
                                     stdin.clone(),
-                                    to_guest.clone(),
+                                    stdin_tx.clone(),
                                 )));
                                 if let Some(tx) = started_tx.take() {
                                     let _ = tx.send(Ok(()));
@@ -337,7 +361,7 @@ async fn drive(
                         }) => {
                             tracing::debug!(pid, "main process started");
                             stdin_task =
-                                Some(tokio::spawn(forward_stdin(stdin.clone(), to_guest.clone())));
+                                Some(tokio::spawn(forward_stdin(stdin.clone(), stdin_tx.clone())));
                             if let Some(tx) = started_tx.take() {
                                 let _ = tx.send(Ok(()));
                             }
@@ -395,7 +419,7 @@ async fn drive(
 
     match tokio::time::timeout(limit, started_rx).await {
         Ok(Ok(Ok(()))) => Ok(Session {
-            frames: frames_tx,
+            control: control_tx,
             exit: exit_rx,
             vm_off: off_rx,
         }),
@@ -417,10 +441,7 @@ fn whole_frames(raw: &[u8]) -> Vec<Frame> {
     std::iter::from_fn(|| dec.next_frame().ok().flatten()).collect()
 }
 
-async fn forward_stdin(
-    stdin: Arc<Mutex<mpsc::UnboundedReceiver<StdinMsg>>>,
-    to_guest: mpsc::UnboundedSender<Frame>,
-) {
+async fn forward_stdin(stdin: Arc<Mutex<mpsc::Receiver<StdinMsg>>>, to_guest: mpsc::Sender<Frame>) {
     let mut rx = stdin.lock().await;
     while let Some(msg) = rx.recv().await {
         let frame = match msg {
@@ -428,6 +449,7 @@ async fn forward_stdin(
                 for chunk in data.chunks(MAX_PAYLOAD) {
                     if to_guest
                         .send(Frame::data(FrameKind::Stdin, MAIN_SESSION, chunk.to_vec()))
+                        .await
                         .is_err()
                     {
                         return;
@@ -437,7 +459,7 @@ async fn forward_stdin(
             }
             StdinMsg::Close => Frame::data(FrameKind::StdinClosed, MAIN_SESSION, Vec::new()),
         };
-        if to_guest.send(frame).is_err() {
+        if to_guest.send(frame).await.is_err() {
             return;
         }
     }

@@ -19,16 +19,26 @@ pub(super) struct Live {
     pub(super) exits: watch::Sender<(u64, i32)>,
     /// Some(exit code) once removed.
     pub(super) removed: watch::Sender<Option<i32>>,
-    pub(super) stdin_tx: mpsc::UnboundedSender<StdinMsg>,
-    pub(super) stdin_rx: Arc<Mutex<mpsc::UnboundedReceiver<StdinMsg>>>,
-    /// Frames to the guest while running.
-    pub(super) control: StdMutex<Option<mpsc::UnboundedSender<Frame>>>,
+    /// Stdin for the main process, bounded by [`session::STDIN_QUEUE`].
+    pub(super) stdin_tx: mpsc::Sender<StdinMsg>,
+    pub(super) stdin_rx: Arc<Mutex<mpsc::Receiver<StdinMsg>>>,
+    /// Control frames to the guest while running.
+    pub(super) control: StdMutex<Option<mpsc::Sender<Frame>>>,
     /// Serialises start, stop and remove of this container.
     pub(super) op: Mutex<()>,
     /// Resolves when the last run's VM is off.
     pub(super) vm_off: Mutex<Option<oneshot::Receiver<String>>>,
     /// Where the log stands, for followers that fall behind.
     pub(super) cursor: Arc<LogCursor>,
+}
+
+/// Why a control message did not reach the guest's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Undelivered {
+    /// No session is running.
+    NotRunning,
+    /// The guest has not read [`session::CONTROL_QUEUE`] messages already queued.
+    NotReading,
 }
 
 /// Messages a container's live output channel holds for slow followers; with entries of at
@@ -43,7 +53,7 @@ const LIVE_INLINE_MAX: usize = 4096;
 impl Live {
     pub(super) fn new(exit_code: i32) -> Arc<Self> {
         let (output, _) = broadcast::channel(LIVE_CAPACITY);
-        let (stdin_tx, stdin_rx) = mpsc::unbounded_channel();
+        let (stdin_tx, stdin_rx) = mpsc::channel(session::STDIN_QUEUE);
         Arc::new(Live {
             output,
             exits: watch::channel((0, exit_code)).0,
@@ -57,12 +67,15 @@ impl Live {
         })
     }
 
-    pub(super) fn send_control(&self, msg: &HostMsg) -> bool {
+    /// Queues a control message for the running guest, never waiting: a guest that has
+    /// stopped reading is reported, not waited for.
+    pub(super) fn send_control(&self, msg: &HostMsg) -> Result<(), Undelivered> {
         let guard = self.control.lock().unwrap_or_else(|e| e.into_inner());
-        match guard.as_ref() {
-            Some(tx) => tx.send(Frame::control(msg)).is_ok(),
-            None => false,
-        }
+        let tx = guard.as_ref().ok_or(Undelivered::NotRunning)?;
+        tx.try_send(Frame::control(msg)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => Undelivered::NotReading,
+            mpsc::error::TrySendError::Closed(_) => Undelivered::NotRunning,
+        })
     }
 
     /// Opens the container's log for a run (started now, or taken over) and returns the sink

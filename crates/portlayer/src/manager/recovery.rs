@@ -86,7 +86,7 @@ impl Containers {
             .map_err(|f| match f {
                 StartFailure::Spawn { message, .. } | StartFailure::Other(message) => message,
             })?;
-        *live.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(session.frames.clone());
+        *live.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(session.control.clone());
         *live.vm_off.lock().await = Some(session.vm_off);
         if pid != 0 {
             let _ = self.update(id, |r| r.state.pid = pid);
