@@ -128,8 +128,9 @@ pub async fn info(State(st): State<AppState>) -> impl IntoResponse {
     }))
 }
 
-/// What `docker info` prints after everything else: insecure registries, and container
-/// records this version cannot read (kept, with their VMs, until a version that can is back).
+/// What `docker info` prints after everything else: insecure registries, and container and
+/// image records this version cannot read (kept, with their VMs and files, until a version
+/// that can is back).
 fn warnings(st: &AppState) -> Vec<String> {
     let registries = st.info.insecure_registries.iter().map(|r| {
         format!("WARNING: registry {r} is insecure: its certificate is not verified, or it is reached over plain HTTP")
@@ -140,7 +141,17 @@ fn warnings(st: &AppState) -> Vec<String> {
             q.id, q.error
         )
     });
-    registries.chain(quarantined).collect()
+    let images = st.images.quarantined().unwrap_or_else(|e| {
+        tracing::warn!("reading the quarantined image records failed: {e}");
+        Vec::new()
+    });
+    let images = images.into_iter().map(|q| {
+        format!(
+            "WARNING: image {} is kept but not shown: its record cannot be read by this version ({}); its files and tags are left as they are",
+            q.id, q.error
+        )
+    });
+    registries.chain(quarantined).chain(images).collect()
 }
 
 /// Docker's `RegistryConfig`: the insecure registries (no loopback default: like VIC, a VCH

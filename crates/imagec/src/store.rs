@@ -44,8 +44,10 @@ use crate::digest::{Digest, DigestError};
 use crate::reference::Reference;
 
 mod legacy;
+mod quarantine;
 mod references;
 
+pub use quarantine::QuarantinedImage;
 use references::{push_reference, ref_name, set_reference};
 
 /// An image as stored.
@@ -185,8 +187,10 @@ impl ImageStore {
             budget: None,
         };
         store.import_legacy()?;
-        let images = store.load()?;
-        store.sweep(&images)?;
+        store.quarantine_undecodable()?;
+        let held: HashSet<String> = store.quarantined()?.into_iter().map(|q| q.id).collect();
+        let images = store.load(&held)?;
+        store.sweep(&images, &held)?;
         *store.lock() = images;
         Ok(store)
     }
@@ -224,9 +228,9 @@ impl ImageStore {
     }
 
     /// Every record in the database with its references, leaving out (and deleting)
-    /// records that do not decode or whose root filesystem is gone, and references to
-    /// images that are not there.
-    fn load(&self) -> Result<HashMap<String, ImageRecord>, StoreError> {
+    /// records whose ID is not a digest or whose root filesystem is gone, and references to
+    /// images that are not there; references to the `held` (quarantined) images are kept.
+    fn load(&self, held: &HashSet<String>) -> Result<HashMap<String, ImageRecord>, StoreError> {
         let tx = self
             .db
             .begin_read()
@@ -254,10 +258,8 @@ impl ImageStore {
                     tracing::warn!(%id, "removing an image record whose root filesystem is gone");
                     bad_records.push(id);
                 }
-                Err(e) => {
-                    tracing::warn!(%id, "removing an image record that does not decode: {e}");
-                    bad_records.push(id);
-                }
+                // Quarantined at open; one written since by another process is left alone.
+                Err(e) => tracing::warn!(%id, "skipping an image record that does not decode: {e}"),
             }
         }
         let mut bad_refs = Vec::new();
@@ -269,6 +271,7 @@ impl ImageStore {
                 let (reference, id) = (k.value().to_string(), v.value());
                 match images.get_mut(id) {
                     Some(rec) => push_reference(rec, reference),
+                    None if held.contains(id) => {}
                     None => bad_refs.push(reference),
                 }
             }
@@ -293,17 +296,27 @@ impl ImageStore {
     }
 
     /// Removes content no record names: image directories at once; blobs and interrupted
-    /// downloads once they are a day old (until then the next pull reuses them).
-    fn sweep(&self, images: &HashMap<String, ImageRecord>) -> Result<(), StoreError> {
+    /// downloads once they are a day old (until then the next pull reuses them). The `held`
+    /// (quarantined) images keep their directories, and while there are any every blob is
+    /// kept, since which ones they use cannot be read.
+    fn sweep(
+        &self,
+        images: &HashMap<String, ImageRecord>,
+        held: &HashSet<String>,
+    ) -> Result<(), StoreError> {
         for e in fs::read_dir(self.root.join("images"))
             .map_err(io_err("reading images"))?
             .flatten()
         {
             let name = e.file_name().to_string_lossy().to_string();
-            if !images.contains_key(&format!("sha256:{name}")) {
+            let id = format!("sha256:{name}");
+            if !images.contains_key(&id) && !held.contains(&id) {
                 tracing::warn!(dir = %e.path().display(), "removing an image directory without a record");
                 let _ = remove_any(&e.path());
             }
+        }
+        if !held.is_empty() {
+            return Ok(());
         }
         let used = blobs_in_use(images);
         for e in fs::read_dir(self.root.join("blobs/sha256"))

@@ -358,3 +358,53 @@ fn timings() {
         median(remove)
     );
 }
+
+#[test]
+fn a_record_that_does_not_decode_is_quarantined_with_its_files_and_references() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let store = ImageStore::open(root).unwrap();
+    let a = record('a', &["app:latest"]);
+    add(&store, a.clone());
+    add(&store, record('b', &["other:latest"]));
+    let layer = store.blob_file(&a.layers[0]).unwrap();
+    fs::write(&layer, b"layer").unwrap();
+    let good = record_json(&a);
+    drop(store);
+    // Another version's layout: this one cannot read it.
+    let written_elsewhere = format!(r#"{{"id":"{}","format":3}}"#, a.id);
+    let db = Database::create(root.join(OWN_DATABASE)).unwrap();
+    let tx = db.begin_write().unwrap();
+    tx.open_table(IMAGES)
+        .unwrap()
+        .insert(a.id.as_str(), written_elsewhere.as_bytes())
+        .unwrap();
+    tx.commit().unwrap();
+    drop(db);
+    age(&layer, Duration::from_secs(2 * 24 * 3600));
+
+    let store = ImageStore::open(root).unwrap();
+    assert!(store.get(&a.id).is_none(), "not shown");
+    assert_eq!(store.list().len(), 1);
+    let held = store.quarantined().unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].id, a.id);
+    assert!(held[0].error.contains("missing field"), "{}", held[0].error);
+    assert!(store.rootfs(&a.id).is_dir(), "its root filesystem is kept");
+    assert!(layer.exists(), "blobs are kept while a record is held");
+    drop(store);
+
+    // The bytes decode again (the version that reads them is back): restored, tag and all.
+    let db = Database::create(root.join(OWN_DATABASE)).unwrap();
+    let tx = db.begin_write().unwrap();
+    tx.open_table(quarantine::QUARANTINE)
+        .unwrap()
+        .insert(a.id.as_str(), good.as_slice())
+        .unwrap();
+    tx.commit().unwrap();
+    drop(db);
+    let store = ImageStore::open(root).unwrap();
+    assert!(store.quarantined().unwrap().is_empty());
+    assert_eq!(store.get(&a.id).unwrap().repo_tags, vec!["app:latest"]);
+    assert_eq!(store.resolve("app").map(|r| r.id), Some(a.id.clone()));
+}
