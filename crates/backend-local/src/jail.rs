@@ -15,8 +15,9 @@
 //! `pre_exec` hook then makes only async-signal-safe system calls.
 //!
 //! UIDs: VM number `n` runs as uid and gid `UID_BASE + n`, `n < UID_COUNT` (900000–965535),
-//! picked from a hash of the VM id, unique among the VCH's VMs, recorded in `vm.json`. No
-//! `/etc/passwd` entry is needed.
+//! picked from a hash of the VM id, unique among the VCH's VMs and claimed host-wide (see
+//! `uids.rs`) so that no QEMU of another VCH has it, recorded in `vm.json`. No `/etc/passwd`
+//! entry is needed.
 
 use std::collections::HashSet;
 use std::ffi::CString;
@@ -32,16 +33,17 @@ pub const UID_COUNT: u32 = 65_536;
 /// scheduler/affinity changes.
 pub const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 
-/// Picks the uid of VM `id`: a hash of the id into the range, then the next free one.
-pub fn allocate_uid(id: &str, used: &HashSet<u32>) -> Option<u32> {
+/// The uids VM `id` may get, in the order to try them: a hash of the id into the range, then
+/// the ones after it, leaving out those in `used`.
+pub fn uid_candidates<'a>(id: &str, used: &'a HashSet<u32>) -> impl Iterator<Item = u32> + 'a {
     // FNV-1a: stable across builds and platforms, unlike std's hasher.
     let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
     let start = (hash % u64::from(UID_COUNT)) as u32;
     (0..UID_COUNT)
-        .map(|i| UID_BASE + (start + i) % UID_COUNT)
-        .find(|uid| !used.contains(uid))
+        .map(move |i| UID_BASE + (start + i) % UID_COUNT)
+        .filter(|uid| !used.contains(uid))
 }
 
 /// Whether a uid read back from `vm.json` is one of ours (never root or a host account).
@@ -446,15 +448,15 @@ mod tests {
 
     #[test]
     fn uids_are_stable_in_range_and_skip_used_ones() {
-        let a = allocate_uid("c1", &HashSet::new()).unwrap();
-        assert_eq!(a, allocate_uid("c1", &HashSet::new()).unwrap());
+        let a = uid_candidates("c1", &HashSet::new()).next().unwrap();
+        assert_eq!(a, uid_candidates("c1", &HashSet::new()).next().unwrap());
         assert!(valid_uid(a));
         let used: HashSet<u32> = [a].into();
-        let b = allocate_uid("c1", &used).unwrap();
+        let b = uid_candidates("c1", &used).next().unwrap();
         assert_ne!(a, b);
         assert!(valid_uid(b));
         let all: HashSet<u32> = (UID_BASE..UID_BASE + UID_COUNT).collect();
-        assert_eq!(allocate_uid("c1", &all), None);
+        assert_eq!(uid_candidates("c1", &all).next(), None);
         assert!(!valid_uid(0) && !valid_uid(UID_BASE - 1) && !valid_uid(UID_BASE + UID_COUNT));
     }
 

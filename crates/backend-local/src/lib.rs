@@ -28,6 +28,7 @@ mod confine;
 mod disk;
 mod jail;
 mod qemu;
+mod uids;
 mod vm;
 
 use std::collections::HashMap;
@@ -65,6 +66,8 @@ pub struct LocalConfig {
     pub cgroup_root: PathBuf,
     /// The VCH's cgroup, relative to each hierarchy (VMs go below it): `vic/<vch>`.
     pub cgroup_parent: PathBuf,
+    /// Where the VMs of every VCH on this host claim their uids (`uids.rs`).
+    pub uid_claims: PathBuf,
 }
 
 impl Default for LocalConfig {
@@ -80,6 +83,7 @@ impl Default for LocalConfig {
             accel: None,
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             cgroup_parent: PathBuf::from("vic/local"),
+            uid_claims: PathBuf::from(uids::DEFAULT_DIR),
         }
     }
 }
@@ -200,7 +204,17 @@ impl LocalBackend {
             vec![absolute(&cfg.kernel), absolute(&cfg.initrd)],
         )?;
         Ok(Self {
-            vms: vm::Vms::new(vms_root, confine),
+            vms: vm::Vms::new(
+                absolute(&vms_root),
+                // Unconfined (not root), QEMU runs as the appliance's user: no uid to claim
+                // host-wide, and no right to write where the claims live.
+                uids::Claims::new(if confine.is_some() {
+                    cfg.uid_claims.clone()
+                } else {
+                    cfg.root.join("uids")
+                }),
+                confine,
+            ),
             cfg,
             accel,
             tsc_khz,

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::confine::Confinement;
 use crate::jail;
 use crate::qemu::{CONSOLE_LOG, ROOT_DISK, TETHER_SOCK};
+use crate::uids::Claims;
 
 const VM_JSON: &str = "vm.json";
 pub(crate) const PID_FILE: &str = "qemu.pid";
@@ -47,8 +48,10 @@ struct Running {
 pub struct Vms {
     root: PathBuf,
     running: Mutex<HashMap<String, Running>>,
-    /// Serialises uid allocation.
+    /// Serialises uid allocation within the VCH.
     uids: Mutex<()>,
+    /// Host-wide uid claims, across VCHs.
+    claims: Claims,
     confine: Option<Arc<Confinement>>,
 }
 
@@ -87,11 +90,12 @@ fn kill(pid: u32) {
 }
 
 impl Vms {
-    pub fn new(root: PathBuf, confine: Option<Confinement>) -> Self {
+    pub fn new(root: PathBuf, claims: Claims, confine: Option<Confinement>) -> Self {
         Self {
             root,
             running: Mutex::default(),
             uids: Mutex::default(),
+            claims,
             confine: confine.map(Arc::new),
         }
     }
@@ -157,8 +161,7 @@ impl Vms {
                 cpus: vm.cpus,
                 uid: None,
             };
-            let _held = self.uids.lock().unwrap_or_else(|p| p.into_inner());
-            spec.uid = jail::allocate_uid(&spec.id, &self.used_uids());
+            spec.uid = Some(self.allocate_uid(&spec.id)?);
             self.save(&spec)
         }
         .await;
@@ -186,20 +189,39 @@ impl Vms {
             .collect()
     }
 
-    /// The VM's uid: the one recorded, or (for a VM of an older version) a new one, recorded.
+    /// A uid for VM `id` that no other VM of this VCH records and no VM on this host claims,
+    /// claimed for it.
+    fn allocate_uid(&self, id: &str) -> Result<u32, BackendError> {
+        let _held = self.uids.lock().unwrap_or_else(|p| p.into_inner());
+        let used = self.used_uids();
+        self.claims
+            .claim(&self.dir(id), jail::uid_candidates(id, &used))
+            .map_err(io_err("claiming a VM uid".into()))?
+            .ok_or_else(|| failed("every VM uid is in use".into()))
+    }
+
+    /// The VM's uid: the one recorded while this VM still holds it host-wide, or (for a VM
+    /// of an older version, or one whose uid another VCH's VM took meanwhile) a new one,
+    /// recorded.
     fn uid_of(&self, spec: &mut VmSpec) -> Result<u32, BackendError> {
         if let Some(uid) = spec.uid {
-            if jail::valid_uid(uid) {
+            if !jail::valid_uid(uid) {
+                return Err(failed(format!(
+                    "{VM_JSON} of VM {} names uid {uid}, outside the VM range",
+                    spec.id
+                )));
+            }
+            let dir = self.dir(&spec.id);
+            let ours = self
+                .claims
+                .claim(&dir, [uid])
+                .map_err(io_err("claiming a VM uid".into()))?;
+            if ours == Some(uid) {
                 return Ok(uid);
             }
-            return Err(failed(format!(
-                "{VM_JSON} of VM {} names uid {uid}, outside the VM range",
-                spec.id
-            )));
+            tracing::warn!(id = %spec.id, uid, "another VM on this host holds this VM's uid: it gets a new one");
         }
-        let _held = self.uids.lock().unwrap_or_else(|p| p.into_inner());
-        let uid = jail::allocate_uid(&spec.id, &self.used_uids())
-            .ok_or_else(|| failed("every VM uid is in use".into()))?;
+        let uid = self.allocate_uid(&spec.id)?;
         spec.uid = Some(uid);
         self.save(spec)?;
         Ok(uid)
@@ -454,6 +476,11 @@ impl Vms {
             c.release(id).await;
         }
         let dir = self.dir(id);
+        if let Some(uid) = self.load(id).ok().and_then(|s| s.uid) {
+            if let Err(e) = self.claims.release(&dir, uid) {
+                tracing::warn!(%id, uid, "giving back the VM's uid failed: {e}");
+            }
+        }
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -578,7 +605,11 @@ mod tests {
     #[test]
     fn state_of_unknown_vm_is_absent_and_dead_pid_file_is_off() {
         let tmp = tempfile::tempdir().unwrap();
-        let vms = Vms::new(tmp.path().to_path_buf(), None);
+        let vms = Vms::new(
+            tmp.path().to_path_buf(),
+            Claims::new(tmp.path().join("uids")),
+            None,
+        );
         assert_eq!(vms.state("nope"), PowerState::Absent);
         let dir = vms.dir("c1");
         std::fs::create_dir(&dir).unwrap();

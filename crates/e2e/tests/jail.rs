@@ -114,6 +114,12 @@ fn container_qemu_runs_jailed_in_its_cgroup() {
     let vms = names(&inside(&state.join("vms/vms")));
     assert_eq!(vms.len(), 1, "{vms:?}");
     assert!(!root.join("etc").exists());
+    // Its uid is claimed host-wide, so that no QEMU of another VCH gets it.
+    let claim = PathBuf::from(format!("/run/vic/uids/{uid}"));
+    assert_eq!(
+        read(claim.clone()),
+        state.join("vms/vms").join(&vms[0]).display().to_string()
+    );
 
     // Its cgroup, with the limits: memory = 128 MiB + QEMU's 256 MiB, one CPU, 256 tasks.
     let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").is_file();
@@ -164,6 +170,7 @@ fn container_qemu_runs_jailed_in_its_cgroup() {
     });
     client.ok(&["rm", &id]);
     assert!(!pids_dir.exists());
+    assert!(!claim.exists(), "rm gives the uid back");
 
     // A running VM keeps its jail and cgroup across an appliance crash; rm removes both.
     let id = client

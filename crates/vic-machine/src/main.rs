@@ -26,6 +26,7 @@
 mod appliance;
 mod certs;
 mod configure;
+mod host;
 mod inspect;
 mod parts;
 mod progress;

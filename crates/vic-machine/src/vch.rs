@@ -24,6 +24,7 @@ use anyhow::{anyhow, bail, Context};
 use serde::{Deserialize, Serialize};
 
 use crate::appliance::{self, StartError};
+use crate::host;
 use crate::parts::Parts;
 use crate::settings::{self, Settings, SettingsArgs};
 use crate::tls::{self, TlsOptions, TlsRecord};
@@ -286,7 +287,8 @@ pub fn create(layout: &Layout, opts: &CreateOptions) -> anyhow::Result<()> {
         info("Removing what create made");
         appliance::stop(layout, Duration::from_secs(10));
         kill_vms(layout);
-        remove_cgroups(Path::new("/sys/fs/cgroup"), &layout.name);
+        host::remove_cgroups(Path::new("/sys/fs/cgroup"), &layout.name);
+        host::release_uid_claims(Path::new(host::UID_CLAIMS), &layout.dir);
         let _ = fs::remove_dir_all(&layout.dir);
         if let Some(store) = &opts.image_store {
             let _ = fs::remove_dir_all(store);
@@ -454,55 +456,6 @@ fn kill_vms(layout: &Layout) {
     }
 }
 
-/// Removes the cgroups `vic/<name>/<vm>` the appliance made for the VCH's container VMs, in
-/// every hierarchy under `cgroup_root`, and `vic` itself when no other VCH uses it. A process
-/// still in one (a QEMU whose appliance died before it recorded its PID) is killed first:
-/// only the VCH's own VMs are ever put there.
-fn remove_cgroups(cgroup_root: &Path, name: &str) {
-    let mut roots = vec![cgroup_root.to_path_buf()];
-    if let Ok(entries) = fs::read_dir(cgroup_root) {
-        roots.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
-    }
-    for root in roots {
-        let vch = root.join("vic").join(name);
-        if !vch.is_dir() {
-            continue;
-        }
-        if let Ok(vms) = fs::read_dir(&vch) {
-            for vm in vms.flatten().filter(|e| e.path().is_dir()) {
-                kill_members(&vm.path());
-                // A QEMU just killed may hold its cgroup until it is reaped: retry a while.
-                let deadline = Instant::now() + Duration::from_secs(3);
-                while let Err(e) = fs::remove_dir(vm.path()) {
-                    if Instant::now() >= deadline {
-                        info(format!(
-                            "removing cgroup {} failed: {e}",
-                            vm.path().display()
-                        ));
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-        }
-        let _ = fs::remove_dir(&vch);
-        let _ = fs::remove_dir(root.join("vic"));
-    }
-}
-
-/// SIGKILLs every process in cgroup `dir`.
-fn kill_members(dir: &Path) {
-    let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) else {
-        return;
-    };
-    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-        info(format!("stopping process {pid}, left in {}", dir.display()));
-        // SAFETY: kill has no memory-safety preconditions; the PID is a member of the VCH's
-        // own cgroup.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-}
-
 /// The PID in a VM's `qemu.pid` if that process is still that VM's QEMU: the local backend
 /// runs QEMU in the VM's directory (older backends named the directory on its command line).
 fn vm_pid(pid_file: &Path, vm_dir: &Path) -> Option<i32> {
@@ -542,7 +495,8 @@ pub fn delete(layout: &Layout, force: bool, timeout: Duration) -> anyhow::Result
     info(format!("### Removing VCH {} ####", layout.name));
     appliance::stop(layout, timeout);
     kill_vms(layout);
-    remove_cgroups(Path::new("/sys/fs/cgroup"), &layout.name);
+    host::remove_cgroups(Path::new("/sys/fs/cgroup"), &layout.name);
+    host::release_uid_claims(Path::new(host::UID_CLAIMS), &layout.dir);
     fs::remove_dir_all(&layout.dir)
         .with_context(|| format!("removing {}", layout.dir.display()))?;
     if config.external_image_store {
@@ -652,23 +606,5 @@ mod tests {
         );
         drop(held);
         assert!(layout.lock("Upgrade").is_ok());
-    }
-
-    #[test]
-    fn delete_removes_the_vchs_cgroups_and_keeps_others() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path();
-        for d in [
-            "pids/vic/a/vm1",
-            "pids/vic/a/vm2",
-            "memory/vic/a/vm1",
-            "memory/vic/b/vm3",
-        ] {
-            fs::create_dir_all(root.join(d)).unwrap();
-        }
-        remove_cgroups(root, "a");
-        assert!(!root.join("pids/vic").exists());
-        assert!(!root.join("memory/vic/a").exists());
-        assert!(root.join("memory/vic/b/vm3").exists());
     }
 }
