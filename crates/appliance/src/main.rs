@@ -77,6 +77,9 @@ struct ApiArgs {
     #[arg(long, env = "VIC_API_HEADER_TIMEOUT", default_value_t = docker_api::HEADER_READ_TIMEOUT.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..), hide = true)]
     api_header_timeout: u64,
+    /// Runs QEMU without its jail: only for measuring what the jail costs (`make bench`).
+    #[arg(long, env = "VIC_BENCH_NO_VM_JAIL", hide = true)]
+    bench_no_vm_jail: bool,
 }
 
 impl ApiArgs {
@@ -262,6 +265,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         kernel: args.kernel.clone(),
         initrd: args.initrd.clone(),
         cgroup_parent: std::path::Path::new("vic").join(&args.name),
+        jail: !args.api.bench_no_vm_jail,
         ..backend_local::LocalConfig::default()
     })
     .context("starting the local backend")?;

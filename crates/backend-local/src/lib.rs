@@ -68,6 +68,8 @@ pub struct LocalConfig {
     pub cgroup_parent: PathBuf,
     /// Where the VMs of every VCH on this host claim their uids (`uids.rs`).
     pub uid_claims: PathBuf,
+    /// Whether QEMU runs in its jail (`jail.rs`); off only to measure what the jail costs.
+    pub jail: bool,
 }
 
 impl Default for LocalConfig {
@@ -84,6 +86,7 @@ impl Default for LocalConfig {
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             cgroup_parent: PathBuf::from("vic/local"),
             uid_claims: PathBuf::from(uids::DEFAULT_DIR),
+            jail: true,
         }
     }
 }
@@ -195,14 +198,19 @@ impl LocalBackend {
         disk::sweep_partial_bases(&cfg.root.join("images"));
         let qemu_version = version.split_whitespace().nth(3).unwrap_or("?").to_string();
         let vms_root = cfg.root.join("vms");
-        let confine = confine::Confinement::new(
-            &cfg.root.join("jail"),
-            &cfg.cgroup_root,
-            &cfg.cgroup_parent,
-            &cfg.qemu,
-            accel == Accel::Kvm,
-            vec![absolute(&cfg.kernel), absolute(&cfg.initrd)],
-        )?;
+        let confine = if cfg.jail {
+            confine::Confinement::new(
+                &cfg.root.join("jail"),
+                &cfg.cgroup_root,
+                &cfg.cgroup_parent,
+                &cfg.qemu,
+                accel == Accel::Kvm,
+                vec![absolute(&cfg.kernel), absolute(&cfg.initrd)],
+            )?
+        } else {
+            tracing::warn!("QEMU runs without its jail, as asked for measuring its cost: never do this in production");
+            None
+        };
         Ok(Self {
             vms: vm::Vms::new(
                 absolute(&vms_root),

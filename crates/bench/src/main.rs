@@ -2,7 +2,8 @@
 //!
 //! Prints medians (and min/max) of N runs, the ratio, the time from `start` to the first byte
 //! of container output, the time of a run printing a million lines (output throughput), and
-//! the resident memory of one container VM. dockerd is started by
+//! the resident memory of one container VM, and what QEMU's jail costs per start (the same
+//! runs on a second VCH whose appliance runs QEMU unjailed). dockerd is started by
 //! the benchmark itself (its own data root and socket) when it is installed; otherwise its
 //! column says so.
 
@@ -189,6 +190,26 @@ fn row(name: &str, vic: Option<&Stats>, peer: Option<&Stats>, unit: &str) {
     println!("{name:<34} {:<28} {:<28} {ratio}", cell(vic), cell(peer));
 }
 
+/// `docker run --rm busybox true` on a VCH of its own whose appliance runs QEMU without its
+/// jail: the difference from the jailed runs is what the jail costs per start.
+fn unjailed_runs(args: &Args, image: &str) -> anyhow::Result<Option<Stats>> {
+    let vch = Vch::create_with_env(
+        &args.bin_dir,
+        "bench-nojail",
+        &args.registry,
+        &[("VIC_BENCH_NO_VM_JAIL", "1")],
+    )?;
+    let ep = Endpoint {
+        label: "vic (QEMU not jailed)",
+        host: vch.host.clone(),
+    };
+    run_ok(
+        ep.docker(&args.docker).args(["pull", image]),
+        "pull on the unjailed VCH",
+    )?;
+    Ok(stats(&time_runs(&ep, &args.docker, image, args.runs)?))
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let image = format!("{}/busybox", args.registry);
@@ -206,6 +227,7 @@ fn main() -> anyhow::Result<()> {
         let v_first = stats(&first_output(&vic, &args.docker, &image, args.runs.min(5))?);
         let v_rss = vm_rss(&vic, &args.docker, &image)?;
         let v_out = stats(&output_runs(&vic, &args.docker, &image, args.runs.min(5))?);
+        let unjailed = unjailed_runs(&args, &image)?;
 
         let dockerd = if args.no_peer {
             None
@@ -256,6 +278,19 @@ fn main() -> anyhow::Result<()> {
             p_out.as_ref(),
             "s",
         );
+        row(
+            &format!("  same, QEMU not jailed ×{}", args.runs),
+            unjailed.as_ref(),
+            None,
+            "s",
+        );
+        if let (Some(j), Some(u)) = (v_run.as_ref(), unjailed.as_ref()) {
+            println!(
+                "{:<34} {:+.3}s per start (median jailed − median unjailed)",
+                "  QEMU jail cost",
+                j.median - u.median
+            );
+        }
         match v_rss {
             Some(kib) => println!(
                 "{:<34} {:<28} {:<28}",

@@ -18,6 +18,16 @@ pub struct Vch {
 impl Vch {
     /// `vic-machine create --no-tls` from `bin_dir`, trusting `registry`.
     pub fn create(bin_dir: &Path, prefix: &str, registry: &str) -> anyhow::Result<Vch> {
+        Self::create_with_env(bin_dir, prefix, registry, &[])
+    }
+
+    /// [`Vch::create`], with `env` set for vic-machine and so for the appliance it starts.
+    pub fn create_with_env(
+        bin_dir: &Path,
+        prefix: &str,
+        registry: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Vch> {
         let bin_dir = std::fs::canonicalize(bin_dir)
             .with_context(|| format!("no bin dir {}", bin_dir.display()))?;
         let mut vch = Vch {
@@ -40,7 +50,10 @@ impl Vch {
             registry,
         ];
         // On failure the drop deletes whatever create left.
-        let out = run_ok(&mut vch.machine(&args), "vic-machine create")?;
+        let out = run_ok(
+            vch.machine(&args).envs(env.iter().copied()),
+            "vic-machine create",
+        )?;
         vch.host = out
             .lines()
             .find_map(|l| l.strip_prefix("DOCKER_HOST="))
