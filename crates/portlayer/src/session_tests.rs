@@ -33,6 +33,15 @@ fn hello(configured: bool, running: Vec<u32>, main_exit: Option<i32>) -> Frame {
     })
 }
 
+/// A "VM" on the host end of a pipe, never exiting by itself.
+fn powered(host: DuplexStream) -> PoweredOn {
+    PoweredOn {
+        channel: Box::new(host),
+        pid: Some(99),
+        exited: futures_util::future::pending().boxed(),
+    }
+}
+
 /// The control messages a fake guest reads from the host, one at a time.
 #[derive(Default)]
 struct HostSays {
@@ -77,12 +86,7 @@ fn vm(frames: Vec<Frame>) -> (PoweredOn, tokio::task::JoinHandle<Vec<HostMsg>>) 
         }
         said
     });
-    let powered = PoweredOn {
-        channel: Box::new(host),
-        pid: Some(99),
-        exited: futures_util::future::pending().boxed(),
-    };
-    (powered, task)
+    (powered(host), task)
 }
 
 fn stdin() -> Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<StdinMsg>>> {
@@ -211,12 +215,7 @@ fn vm_v2(
         }
         said
     });
-    let powered = PoweredOn {
-        channel: Box::new(host),
-        pid: Some(99),
-        exited: futures_util::future::pending().boxed(),
-    };
-    (powered, task)
+    (powered(host), task)
 }
 
 #[tokio::test]
@@ -326,12 +325,7 @@ fn stalled_guest(
         }
         (stdin, signals)
     });
-    let powered = PoweredOn {
-        channel: Box::new(host),
-        pid: Some(99),
-        exited: futures_util::future::pending().boxed(),
-    };
-    (powered, task)
+    (powered(host), task)
 }
 
 #[tokio::test]
