@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use hypervisor::{Backend, BackendError, VmConfig};
 use tether_proto::{HostMsg, Process, Setup, MAIN_SESSION};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::container::{ContainerRecord, ContainerSpec, ContainerState, Status};
 use crate::events::EventBus;
@@ -16,12 +16,12 @@ use crate::follow::Follower;
 use crate::limits::{Admission, Limits};
 use crate::logs::LogEntry;
 use crate::session::{self, SessionExit, StartFailure, StdinMsg};
-use crate::signals::parse_signal;
 use crate::state::StateDir;
 
 mod live;
 mod reap;
 mod recovery;
+mod signal;
 
 use live::{Live, Undelivered};
 
@@ -438,14 +438,15 @@ impl Containers {
         {
             Ok(s) => s,
             Err(failure) => {
-                let _ = self
-                    .inner
-                    .backend
-                    .power_off(&id, Duration::from_secs(5))
-                    .await;
+                // A guest that broke the protocol is not trusted to power itself off.
+                let grace = match failure {
+                    StartFailure::Violation(_) => Duration::ZERO,
+                    _ => Duration::from_secs(5),
+                };
+                let _ = self.inner.backend.power_off(&id, grace).await;
                 let (err, code) = match failure {
                     StartFailure::Spawn { message, code } => (Error::Spawn { message, code }, code),
-                    StartFailure::Other(m) => (Error::Start(m), 128),
+                    StartFailure::Violation(m) | StartFailure::Other(m) => (Error::Start(m), 128),
                 };
                 let msg = err.to_string();
                 let _ = self.update(&id, |r| {
@@ -508,115 +509,6 @@ impl Containers {
             if let Err(e) = self.remove(&id, true).await {
                 tracing::warn!(%id, "auto-remove failed: {e}");
             }
-        }
-    }
-
-    /// Sends a signal to the container's main process. A SIGKILL to a guest that has stopped
-    /// reading its channel powers its VM off: that is what the signal promises.
-    pub async fn kill(&self, key: &str, signal: &str) -> Result<(), Error> {
-        let sig = if signal.is_empty() {
-            9
-        } else {
-            parse_signal(signal).ok_or_else(|| Error::InvalidSignal(signal.to_string()))?
-        };
-        let rec = self.get(key)?;
-        let live = self
-            .live(&rec.id)
-            .ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
-        if rec.state.status != Status::Running {
-            return Err(Error::NotRunning(rec.id));
-        }
-        let signal = HostMsg::Signal {
-            session: MAIN_SESSION,
-            signal: sig,
-        };
-        match live.send_control(&signal) {
-            Ok(()) => {}
-            Err(Undelivered::NotRunning) => return Err(Error::NotRunning(rec.id)),
-            Err(Undelivered::NotReading) if sig == 9 => {
-                tracing::warn!(id = %rec.id, "the guest does not read its channel: SIGKILL powers its VM off");
-                self.inner
-                    .backend
-                    .power_off(&rec.id, Duration::ZERO)
-                    .await?;
-            }
-            Err(Undelivered::NotReading) => return Err(Error::NotReading(rec.id)),
-        }
-        let r = self.get(&rec.id)?;
-        self.publish("kill", &r, &[("signal", sig.to_string())]);
-        Ok(())
-    }
-
-    /// Stops the container: its stop signal, then SIGKILL after `timeout`, then a hard power
-    /// off. Returns `Ok(false)` when it was not running.
-    pub async fn stop(
-        &self,
-        key: &str,
-        timeout: Option<i64>,
-        signal: Option<&str>,
-    ) -> Result<bool, Error> {
-        let rec = self.get(key)?;
-        if rec.state.status != Status::Running {
-            return Ok(false);
-        }
-        let live = self
-            .live(&rec.id)
-            .ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
-        let sig_name = signal
-            .map(str::to_string)
-            .or_else(|| rec.spec.stop_signal.clone())
-            .unwrap_or_else(|| "SIGTERM".into());
-        let sig = parse_signal(&sig_name).ok_or_else(|| Error::InvalidSignal(sig_name.clone()))?;
-        let secs = timeout.or(rec.spec.stop_timeout).unwrap_or(10);
-        let mut exits = live.exits.subscribe();
-        let before = exits.borrow().0;
-        let exited = |exits: &mut watch::Receiver<(u64, i32)>, d: Duration| {
-            let mut exits = exits.clone();
-            async move {
-                tokio::time::timeout(d, exits.wait_for(|(n, _)| *n > before))
-                    .await
-                    .is_ok()
-            }
-        };
-        // A guest that does not read its channel gets neither signal: straight to the power-off.
-        let reading = live
-            .send_control(&HostMsg::Signal {
-                session: MAIN_SESSION,
-                signal: sig,
-            })
-            .is_ok();
-        let grace = if !reading {
-            Duration::ZERO
-        } else if secs < 0 {
-            Duration::from_secs(3600 * 24)
-        } else {
-            Duration::from_secs(secs as u64)
-        };
-        if exited(&mut exits, grace).await {
-            return Ok(true);
-        }
-        if reading {
-            tracing::info!(id = %rec.id, "container did not stop within {secs} s of {sig_name}: killing it");
-            let killed = live.send_control(&HostMsg::Signal {
-                session: MAIN_SESSION,
-                signal: 9,
-            });
-            if killed.is_ok() && exited(&mut exits, Duration::from_secs(10)).await {
-                return Ok(true);
-            }
-        }
-        tracing::warn!(id = %rec.id, "container ignored SIGKILL: powering its VM off");
-        self.inner
-            .backend
-            .power_off(&rec.id, Duration::ZERO)
-            .await?;
-        if exited(&mut exits, Duration::from_secs(20)).await {
-            Ok(true)
-        } else {
-            Err(Error::Start(format!(
-                "container {} did not stop after its VM was powered off",
-                rec.id
-            )))
         }
     }
 

@@ -44,11 +44,16 @@ pub trait SessionSink: Send + 'static {
     fn output(&mut self, stream: LogStream, data: &[u8]);
 }
 
+/// How a session lost for a protocol violation says so (see `protocol.rs`).
+const VIOLATION: &str = "tether protocol violation";
+
 /// Why a start failed.
 #[derive(Debug)]
 pub enum StartFailure {
     /// The process could not be executed (Docker exit code 126/127 semantics).
     Spawn { message: String, code: i32 },
+    /// The guest broke the protocol: its VM is not to be trusted with powering itself off.
+    Violation(String),
     /// Anything else: guest setup, a broken channel, a timeout.
     Other(String),
 }
@@ -214,22 +219,20 @@ async fn drive(
                     }
                 };
                 if let Err(why) = protocol.frame(&frame) {
-                    break 'outer SessionExit::Lost(format!("tether protocol violation: {why}"));
+                    break 'outer SessionExit::Lost(format!("{VIOLATION}: {why}"));
                 }
                 let msg = match frame.kind {
                     FrameKind::Control => match frame.parse_control::<GuestMsg>() {
                         Ok(msg) => Some(msg),
                         Err(e) => {
                             let why = format!("a control message that does not parse: {e}");
-                            break 'outer SessionExit::Lost(format!(
-                                "tether protocol violation: {why}"
-                            ));
+                            break 'outer SessionExit::Lost(format!("{VIOLATION}: {why}"));
                         }
                     },
                     _ => None,
                 };
                 if let Some(Err(why)) = msg.as_ref().map(|m| protocol.accept(m)) {
-                    break 'outer SessionExit::Lost(format!("tether protocol violation: {why}"));
+                    break 'outer SessionExit::Lost(format!("{VIOLATION}: {why}"));
                 }
                 match frame.kind {
                     // Sent before the guest answered Resume: the replay repeats it.
@@ -407,7 +410,12 @@ async fn drive(
                     format!("the process exited with {code} before it was reported started")
                 }
             };
-            let _ = tx.send(Err(StartFailure::Other(why)));
+            let failure = if why.starts_with(VIOLATION) {
+                StartFailure::Violation(why)
+            } else {
+                StartFailure::Other(why)
+            };
+            let _ = tx.send(Err(failure));
         }
         let _ = exit_tx.send(outcome);
         let detail = match tokio::time::timeout(POWER_OFF_GRACE, exited).await {

@@ -84,7 +84,9 @@ impl Containers {
         let session = session::reattach(powered, stored, sink, live.stdin_rx.clone())
             .await
             .map_err(|f| match f {
-                StartFailure::Spawn { message, .. } | StartFailure::Other(message) => message,
+                StartFailure::Spawn { message, .. }
+                | StartFailure::Violation(message)
+                | StartFailure::Other(message) => message,
             })?;
         *live.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(session.control.clone());
         *live.vm_off.lock().await = Some(session.vm_off);
