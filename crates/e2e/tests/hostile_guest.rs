@@ -246,6 +246,13 @@ fn a_guest_that_breaks_the_protocol_is_powered_off_at_once() {
             ran - started
         );
         assert_eq!(h.die_events(&id, since).trim(), "die 137", "{mode}");
+        // Nothing the guest sent past the violation (nor for another session) is logged.
+        let logs = h.client().run(&["logs", mode]);
+        assert!(logs.status.success(), "{mode}: {}", stderr(&logs));
+        assert_eq!(
+            (stdout(&logs), stderr(&logs)),
+            (String::new(), String::new())
+        );
         h.answers();
     }
 
