@@ -5,6 +5,8 @@ BIN := $(BUILD)/bin
 BOOT := $(BUILD)/bootstrap
 STATIC_TARGET := x86_64-unknown-linux-gnu
 TETHER := $(CURDIR)/target/static/$(STATIC_TARGET)/release/tether
+# A test fixture: a PID 1 that breaks the tether protocol (crates/hostile-guest).
+HOSTILE := $(CURDIR)/target/static/$(STATIC_TARGET)/release/hostile-guest
 REG_DIR := $(BUILD)/registry
 DOCKER ?= $(shell [ -x /usr/local/bin/docker ] && echo /usr/local/bin/docker || echo docker)
 
@@ -25,12 +27,15 @@ binaries:
 kernel:
 	bootstrap/build-kernel.sh $(BOOT)/vmlinux
 
-$(TETHER): $(shell find crates/tether crates/tether-proto -name '*.rs' -o -name Cargo.toml)
-	RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -p tether \
+# One cargo run builds both static guest binaries.
+$(TETHER) $(HOSTILE) &: $(shell find crates/tether crates/tether-proto crates/hostile-guest -name '*.rs' -o -name Cargo.toml)
+	RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -p tether -p hostile-guest \
 		--target $(STATIC_TARGET) --target-dir target/static
 
-initramfs: $(TETHER)
+# The product's initramfs, and the hostile guest's for crates/e2e/tests/hostile_guest.rs.
+initramfs: $(TETHER) $(HOSTILE)
 	bootstrap/build-initramfs.sh $(BOOT)/initramfs.cpio $(TETHER)
+	bootstrap/build-initramfs.sh $(BOOT)/hostile-initramfs.cpio $(HOSTILE)
 
 registry:
 	tests/fixtures/registry.sh start $(REG_DIR)

@@ -7,6 +7,8 @@ export VIC_BUILD_DIR=$build
 export VIC_DOCKER=$docker
 export VIC_KERNEL=$build/bootstrap/vmlinux
 export VIC_INITRD=$build/bootstrap/initramfs.cpio
+# The initramfs whose PID 1 breaks the tether protocol (crates/hostile-guest, built by make initramfs).
+export VIC_HOSTILE_INITRD=$build/bootstrap/hostile-initramfs.cpio
 export VIC_STATE_ROOT=$build/test-state
 
 # Registries that want credentials or a private CA (tests/fixtures/registry.sh).

@@ -88,7 +88,8 @@ impl Protocol {
         };
         if !allowed {
             return Err(format!(
-                "{name} where the protocol does not allow it ({self:?})"
+                "{name} where the protocol does not allow it ({})",
+                self.stage()
             ));
         }
         match msg {
@@ -102,6 +103,22 @@ impl Protocol {
             GuestMsg::Pong { .. } => {}
         }
         Ok(())
+    }
+
+    /// Where the conversation stands, in words, for a violation's message (which users see
+    /// in `docker inspect` and in a failed start's error).
+    fn stage(&self) -> &'static str {
+        match (self.start, self.hello) {
+            (_, false) => "before Hello",
+            (true, _) if self.failed => "after the guest reported a failure",
+            (true, _) if self.exited => "after Exited",
+            (true, _) if self.started => "after Started",
+            (true, _) if self.ready => "after Ready",
+            (false, _) if self.exited => "taking over, after Exited",
+            (false, _) if self.resumed => "taking over, after Resumed",
+            (false, _) => "taking over, after Hello",
+            (true, _) => "after Hello",
+        }
     }
 }
 
@@ -146,6 +163,42 @@ mod tests {
         };
         assert!(p.accept(&other).is_err(), "no session 3");
         p.accept(&exited).unwrap();
+    }
+
+    #[test]
+    fn a_violation_says_where_the_conversation_stood() {
+        let mut p = Protocol::new(true);
+        assert_eq!(
+            p.accept(&GuestMsg::Ready).unwrap_err(),
+            "Ready where the protocol does not allow it (before Hello)"
+        );
+        p.accept(&hello()).unwrap();
+        assert_eq!(
+            p.accept(&hello()).unwrap_err(),
+            "Hello where the protocol does not allow it (after Hello)"
+        );
+        p.accept(&GuestMsg::Ready).unwrap();
+        let started = GuestMsg::Started { session: 0, pid: 1 };
+        p.accept(&started).unwrap();
+        assert_eq!(
+            p.accept(&started).unwrap_err(),
+            "Started where the protocol does not allow it (after Started)"
+        );
+        let exited = GuestMsg::Exited {
+            session: 0,
+            code: 0,
+        };
+        p.accept(&exited).unwrap();
+        assert_eq!(
+            p.accept(&exited).unwrap_err(),
+            "Exited where the protocol does not allow it (after Exited)"
+        );
+        let mut taking_over = Protocol::new(false);
+        taking_over.accept(&hello()).unwrap();
+        assert_eq!(
+            taking_over.accept(&GuestMsg::Ready).unwrap_err(),
+            "Ready where the protocol does not allow it (taking over, after Hello)"
+        );
     }
 
     #[test]
