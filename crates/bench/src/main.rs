@@ -197,7 +197,7 @@ fn unjailed_runs(args: &Args, image: &str) -> anyhow::Result<Option<Stats>> {
         &args.bin_dir,
         "bench-nojail",
         &args.registry,
-        &[("VIC_BENCH_NO_VM_JAIL", "1")],
+        &[("VIC_BENCH_NO_VM_JAIL", "true")],
     )?;
     let ep = Endpoint {
         label: "vic (QEMU not jailed)",
