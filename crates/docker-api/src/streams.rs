@@ -189,10 +189,18 @@ pub async fn attach(
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
+/// `since`/`until` as the CLI sends them, `SECONDS[.NANOSECONDS]`, read exactly (through an
+/// f64 a nanosecond timestamp is off by up to ~200 ns, enough to miss its own entry).
 fn parse_time(v: Option<&String>) -> Option<DateTime<Utc>> {
     let v = v.filter(|s| !s.is_empty() && *s != "0")?;
-    let secs: f64 = v.parse().ok()?;
-    DateTime::from_timestamp(secs.trunc() as i64, ((secs.fract()) * 1e9) as u32)
+    let (secs, frac) = v.split_once('.').unwrap_or((v, ""));
+    let secs: i64 = secs.parse().ok()?;
+    let digits: String = frac.chars().take(9).collect();
+    let nanos = match digits.len() {
+        0 => 0,
+        n => digits.parse::<u32>().ok()? * 10u32.pow(9 - n as u32),
+    };
+    DateTime::from_timestamp(secs, nanos)
 }
 
 /// GET /containers/{id}/logs?stdout=&stderr=&follow=&tail=&timestamps=&since=&until=
@@ -304,4 +312,25 @@ pub async fn logs(
         }
     };
     Ok(([(header::CONTENT_TYPE, ctype)], body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_time;
+
+    #[test]
+    fn since_and_until_are_read_to_the_nanosecond() {
+        let t = parse_time(Some(&"1764750000.123456789".to_string())).unwrap();
+        assert_eq!(
+            (t.timestamp(), t.timestamp_subsec_nanos()),
+            (1764750000, 123456789)
+        );
+        let t = parse_time(Some(&"12.5".to_string())).unwrap();
+        assert_eq!(
+            (t.timestamp(), t.timestamp_subsec_nanos()),
+            (12, 500_000_000)
+        );
+        assert!(parse_time(Some(&"0".to_string())).is_none());
+        assert!(parse_time(Some(&"soon".to_string())).is_none());
+    }
 }
