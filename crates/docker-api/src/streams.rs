@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use hyper_util::rt::TokioIo;
-use portlayer::logs::{read_range, scan, LogEntry, LogStream};
+use portlayer::logs::{LogEntry, LogStream};
 use portlayer::{Status, WaitCondition};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -191,10 +191,18 @@ pub async fn attach(
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
+/// `since`/`until` as the CLI sends them, `SECONDS[.NANOSECONDS]`, read exactly (through an
+/// f64 a nanosecond timestamp is off by up to ~200 ns, enough to miss its own entry).
 fn parse_time(v: Option<&String>) -> Option<DateTime<Utc>> {
     let v = v.filter(|s| !s.is_empty() && *s != "0")?;
-    let secs: f64 = v.parse().ok()?;
-    DateTime::from_timestamp(secs.trunc() as i64, ((secs.fract()) * 1e9) as u32)
+    let (secs, frac) = v.split_once('.').unwrap_or((v, ""));
+    let secs: i64 = secs.parse().ok()?;
+    let digits: String = frac.chars().take(9).collect();
+    let nanos = match digits.len() {
+        0 => 0,
+        n => digits.parse::<u32>().ok()? * 10u32.pow(9 - n as u32),
+    };
+    DateTime::from_timestamp(secs, nanos)
 }
 
 /// GET /containers/{id}/logs?stdout=&stderr=&follow=&tail=&timestamps=&since=&until=
@@ -227,22 +235,18 @@ pub async fn logs(
     };
     let running = st.containers.get(&c.id)?.state.status == Status::Running;
     let tty = c.spec.process.tty;
-    let path = st.containers.log_path(&c.id);
+    let log = st.containers.open_log(&c.id)?;
     let keep_at = move |stream: LogStream, time: DateTime<Utc>| {
         wanted_stream(stream, stdout, stderr)
             && since.is_none_or(|s| time >= s)
             && until.is_none_or(|u| time <= u)
     };
     let keep = move |e: &LogEntry| keep_at(e.stream, e.time);
-    // Where to start and where the file ends now, from the records' headers alone.
-    let (file, start, file_end) = tokio::task::spawn_blocking(move || {
-        let file = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, 0, 0)),
-            Err(e) => return Err(e),
-        };
+    // Where to start and where the log ends now, from the records' headers alone, across
+    // its segments (the view opened above stays whole whatever rotation does meanwhile).
+    let (log, start, log_end) = tokio::task::spawn_blocking(move || {
         let mut last = std::collections::VecDeque::new();
-        let end = scan(&file, 0, |h| {
+        let end = log.scan(log.start(), |h| {
             if let Some(n) = tail.filter(|_| keep_at(h.stream, h.time)) {
                 last.push_back(h.start);
                 if last.len() > n {
@@ -252,36 +256,40 @@ pub async fn logs(
         })?;
         let start = match tail {
             Some(_) => last.front().copied().unwrap_or(end),
-            None => 0,
+            None => log.start(),
         };
-        Ok((Some(std::sync::Arc::new(file)), start, end))
+        Ok((std::sync::Arc::new(log), start, end))
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?
     .map_err(|e: std::io::Error| ApiError::internal(format!("reading the container log: {e}")))?;
-    // The log up to `file_end`, read and sent a chunk at a time.
+    // The log up to `log_end`, read and sent a chunk at a time.
     let head = futures_util::stream::unfold(start, move |pos| {
-        let file = file.clone();
+        let log = log.clone();
         async move {
-            let file = file.filter(|_| pos < file_end)?;
-            let to = file_end.min(pos + LOG_CHUNK);
-            let entries = tokio::task::spawn_blocking(move || read_range(&file, pos, to))
+            if pos >= log_end {
+                return None;
+            }
+            let to = log_end.min(pos + LOG_CHUNK);
+            let chunk = tokio::task::spawn_blocking(move || log.read_range(pos, to))
                 .await
                 .ok()?
                 .ok()?;
-            let next = entries.last().map(|(_, end)| *end)?;
+            if chunk.next <= pos {
+                return None;
+            }
             let mut buf = BytesMut::new();
-            for (e, _) in entries.iter().filter(|(e, _)| keep(e)) {
+            for (e, _) in chunk.entries.iter().filter(|(e, _)| keep(e)) {
                 buf.extend_from_slice(&frame(e, tty, timestamps));
             }
-            Some((Ok::<_, std::io::Error>(buf.freeze()), next))
+            Some((Ok::<_, std::io::Error>(buf.freeze()), chunk.next))
         }
     });
     let ctype = if tty { RAW } else { MUX };
     let body = match live.filter(|_| running && until.is_none()) {
         None => Body::from_stream(head),
         Some(mut follower) => {
-            follower.start_at(file_end);
+            follower.start_at(log_end);
             let rest = futures_util::stream::unfold(follower, move |mut f| async move {
                 let mut buf = BytesMut::new();
                 while let Some(e) = f.next().await {
@@ -306,4 +314,25 @@ pub async fn logs(
         }
     };
     Ok(([(header::CONTENT_TYPE, ctype)], body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_time;
+
+    #[test]
+    fn since_and_until_are_read_to_the_nanosecond() {
+        let t = parse_time(Some(&"1764750000.123456789".to_string())).unwrap();
+        assert_eq!(
+            (t.timestamp(), t.timestamp_subsec_nanos()),
+            (1764750000, 123456789)
+        );
+        let t = parse_time(Some(&"12.5".to_string())).unwrap();
+        assert_eq!(
+            (t.timestamp(), t.timestamp_subsec_nanos()),
+            (12, 500_000_000)
+        );
+        assert!(parse_time(Some(&"0".to_string())).is_none());
+        assert!(parse_time(Some(&"soon".to_string())).is_none());
+    }
 }

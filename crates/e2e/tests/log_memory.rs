@@ -1,7 +1,8 @@
 //! A container's log can be far larger than the appliance's memory should ever be: reading
 //! it back (`docker logs`, `--tail`) streams it, and the appliance's resident memory stays
 //! within a bound of what it was (96 MiB, well under the log's 256 MiB), whatever the
-//! log's size.
+//! log's size. The log is bounded at 64m × 5 so that all of it is kept, across five files
+//! (the default cap, 20m × 5, would keep the last 100 MB).
 
 mod common;
 
@@ -57,8 +58,19 @@ fn reading_a_256_mib_log_does_not_grow_the_appliance() {
     // 256 MiB of output, with a short last line to find.
     let script =
         "dd if=/dev/zero bs=65536 count=4096 2>/dev/null | tr '\\0' x; echo; echo last-line";
-    vch.client
-        .ok(&["run", "--name", "big", &vch.image, "sh", "-c", script]);
+    vch.client.ok(&[
+        "run",
+        "--name",
+        "big",
+        "--log-opt",
+        "max-size=64m",
+        "--log-opt",
+        "max-file=5",
+        &vch.image,
+        "sh",
+        "-c",
+        script,
+    ]);
     let before = rss_kib(&pid);
     let tail = vch.client.ok(&["logs", "--tail", "1", "big"]);
     assert_eq!(tail.trim(), "last-line");

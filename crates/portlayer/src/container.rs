@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::logs::LogBounds;
+
 /// The process a container runs (its main session).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProcessSpec {
@@ -51,6 +53,10 @@ pub struct ContainerSpec {
     pub dns_search: Vec<String>,
     #[serde(default)]
     pub dns_options: Vec<String>,
+    /// How much of the container's output its log keeps on disk; records written before
+    /// logs were bounded get the default bounds.
+    #[serde(default)]
+    pub log: LogBounds,
     /// The API personality's own view of the container (e.g. Docker's Config and HostConfig),
     /// stored and returned untouched.
     #[serde(default)]

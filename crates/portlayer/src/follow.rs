@@ -4,20 +4,21 @@
 //! taken yet. Every entry is written to the log file before it is broadcast and carries the
 //! file offset just after it, so a follower that finds a gap between the last entry it gave
 //! out and the next one it receives reads the gap from the file: a slow client sees all of
-//! the output, late, and never slows the container down.
+//! the output, late, and never slows the container down. Offsets are log offsets, which run
+//! on across rotated segments (see `logs`); a follower so far behind that the gap was
+//! rotated away skips it, with a warning (the log is bounded on disk).
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast::{
     self,
     error::{RecvError, TryRecvError},
 };
 
-use crate::logs::{open_for_reading, read_range, record_len, LogEntry};
+use crate::logs::{record_len, Chunk, LogEntry, LogSet, Segment};
 use crate::manager::Output;
 
 const UNKNOWN: u64 = u64::MAX;
@@ -26,12 +27,25 @@ const UNKNOWN: u64 = u64::MAX;
 /// catches up chunk by chunk (a chunk always holds a whole entry: a frame is at most 1 MiB).
 const FILL_CHUNK: u64 = 4 << 20;
 
-/// Where a container's log stands: the end of what has been written, and where the current
-/// run's output began.
+/// Where a container's log stands: the end of what has been written, where the current
+/// run's output began, and the open segments followers read missed output from.
 #[derive(Debug)]
 pub struct LogCursor {
     end: AtomicU64,
     run_start: AtomicU64,
+    files: Mutex<OpenFiles>,
+}
+
+/// The log's segments, kept open while a run writes them or anyone follows them (so that a
+/// follower reads them after rotation deleted or `--rm` removed them), and closed otherwise
+/// (an exited container holds no descriptors).
+#[derive(Debug, Default)]
+struct OpenFiles {
+    segments: Vec<Segment>,
+    /// The run whose writer is open, if one is.
+    writer: Option<u64>,
+    runs: u64,
+    followers: usize,
 }
 
 impl Default for LogCursor {
@@ -39,15 +53,69 @@ impl Default for LogCursor {
         LogCursor {
             end: AtomicU64::new(UNKNOWN),
             run_start: AtomicU64::new(0),
+            files: Mutex::default(),
         }
     }
 }
 
 impl LogCursor {
-    /// A run's log writer is open at `offset`: its output starts there.
-    pub(crate) fn run_started(&self, offset: u64) {
+    fn files(&self) -> std::sync::MutexGuard<'_, OpenFiles> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A run's log writer is open at `offset` with `segments`: its output starts there.
+    /// Returns the run's token for [`LogCursor::run_ended`].
+    pub(crate) fn run_started(&self, offset: u64, segments: Vec<Segment>) -> u64 {
         self.run_start.store(offset, Ordering::SeqCst);
         self.end.store(offset, Ordering::SeqCst);
+        let mut files = self.files();
+        files.runs += 1;
+        files.writer = Some(files.runs);
+        files.segments = segments;
+        files.runs
+    }
+
+    /// The writer rotated: these are the segments now (said before any entry of the new
+    /// segment is announced).
+    pub(crate) fn rotated(&self, segments: Vec<Segment>) {
+        self.files().segments = segments;
+    }
+
+    /// Run `run`'s writer is closed: the segments stay open only for followers.
+    pub(crate) fn run_ended(&self, run: u64) {
+        let mut files = self.files();
+        if files.writer == Some(run) {
+            files.writer = None;
+            if files.followers == 0 {
+                files.segments.clear();
+            }
+        }
+    }
+
+    /// A follower starts; with no writer open, the segments are opened from `path`.
+    fn follower_joined(&self, path: &Path) {
+        let mut files = self.files();
+        files.followers += 1;
+        if files.writer.is_none() && files.segments.is_empty() {
+            match LogSet::open(path) {
+                Ok(set) => files.segments = set.segments().to_vec(),
+                Err(e) => tracing::warn!(path = %path.display(), "opening the log to follow: {e}"),
+            }
+        }
+    }
+
+    fn follower_left(&self) {
+        let mut files = self.files();
+        files.followers = files.followers.saturating_sub(1);
+        if files.followers == 0 && files.writer.is_none() {
+            files.segments.clear();
+        }
+    }
+
+    /// Reads the log between offsets `from` and `to` from the open segments.
+    fn read_range(&self, from: u64, to: u64) -> std::io::Result<Chunk> {
+        let set = LogSet::from_segments(self.files().segments.clone());
+        set.read_range(from, to)
     }
 
     /// Entries up to `end` are in the file (said before they are broadcast).
@@ -64,11 +132,9 @@ impl LogCursor {
 pub struct Follower {
     rx: broadcast::Receiver<Output>,
     path: PathBuf,
-    /// The log, opened when following began: still readable after the container (and its
-    /// log) is removed, as `--rm` does when the process ends, before a slow client is done.
-    file: Option<Arc<File>>,
+    /// The log's open segments, which stay open while this follower lives.
     cursor: Arc<LogCursor>,
-    /// The file offset just after the last entry given out, once known.
+    /// The log offset just after the last entry given out, once known.
     pos: Option<u64>,
     /// Entries read from the file to fill a gap, given out before `held`.
     pending: VecDeque<LogEntry>,
@@ -77,6 +143,12 @@ pub struct Follower {
     held: Option<Output>,
     /// A gap [`Follower::try_next`] found, for [`Follower::next`] to read from the file.
     gap: Option<(u64, u64)>,
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.cursor.follower_left();
+    }
 }
 
 enum Step {
@@ -94,16 +166,9 @@ impl Follower {
         cursor: Arc<LogCursor>,
     ) -> Self {
         let pos = cursor.end();
-        let file = match open_for_reading(&path) {
-            Ok(f) => Some(Arc::new(f)),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), "opening the log to follow: {e}");
-                None
-            }
-        };
+        cursor.follower_joined(&path);
         Follower {
             rx,
-            file,
             path,
             cursor,
             pos,
@@ -113,8 +178,8 @@ impl Follower {
         }
     }
 
-    /// Follows from file offset `pos` on (an entry boundary, e.g. the end of what a reader of
-    /// the file has already sent).
+    /// Follows from log offset `pos` on (an entry boundary, e.g. the end of what a reader of
+    /// the log has already sent).
     pub fn start_at(&mut self, pos: u64) {
         self.pos = Some(pos);
     }
@@ -211,50 +276,55 @@ impl Follower {
         }
     }
 
-    /// Reads the entries between `from` and `to` from the file into `pending`, at most
+    /// Reads the entries between `from` and `to` from the log into `pending`, at most
     /// [`FILL_CHUNK`] bytes of them; the rest is left as the gap still to fill.
     async fn fill(&mut self, from: u64, to: u64) {
         let chunk_end = to.min(from.saturating_add(FILL_CHUNK));
-        if let Some(file) = self.file.clone() {
-            let read =
-                tokio::task::spawn_blocking(move || read_range(&file, from, chunk_end)).await;
-            match read {
-                Ok(Ok(entries)) => {
-                    for (e, end) in entries {
-                        self.pending.push_back(e);
-                        self.pos = Some(end);
-                    }
+        let cursor = self.cursor.clone();
+        let read = tokio::task::spawn_blocking(move || cursor.read_range(from, chunk_end)).await;
+        let mut next = from;
+        match read {
+            Ok(Ok(chunk)) => {
+                if chunk.lost > 0 {
+                    tracing::warn!(
+                        path = %self.path.display(),
+                        bytes = chunk.lost,
+                        "a follower fell behind output the log has rotated away"
+                    );
                 }
-                Ok(Err(e)) => {
-                    tracing::warn!(path = %self.path.display(), "reading missed output: {e}")
-                }
-                Err(e) => tracing::warn!("reading missed output: {e}"),
+                self.pending
+                    .extend(chunk.entries.into_iter().map(|(e, _)| e));
+                next = chunk.next;
             }
-        }
-        match self.pos {
-            Some(p) if chunk_end < to && p > from => {
-                self.gap = Some((p, to));
-                return;
+            Ok(Err(e)) => {
+                tracing::warn!(path = %self.path.display(), "reading missed output: {e}")
             }
-            _ => {}
+            Err(e) => tracing::warn!("reading missed output: {e}"),
         }
-        if self.pos.is_some_and(|p| p < to) {
-            tracing::warn!(
-                from,
-                to,
-                "output between these log offsets could not be read back"
-            );
-            self.pos = Some(to);
+        let next = next.min(to);
+        if next > from {
+            self.pos = Some(next);
+            if next < to {
+                self.gap = Some((next, to));
+            }
+            return;
         }
+        tracing::warn!(
+            from,
+            to,
+            "output between these log offsets could not be read back"
+        );
+        self.pos = Some(to);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logs::{LogStream, LogWriter};
+    use crate::logs::{LogBounds, LogStream, LogWriter};
 
-    /// Writes `lines` the way a session's log sink does: file, cursor, then broadcast.
+    /// Writes `lines` the way a session's log sink does: file, segments after a rotation,
+    /// cursor, then broadcast.
     fn produce(
         w: &mut LogWriter,
         cursor: &LogCursor,
@@ -262,9 +332,13 @@ mod tests {
         lines: std::ops::Range<u32>,
     ) {
         for i in lines {
+            let rotations = w.rotations();
             let entries = w
                 .append(LogStream::Stdout, format!("{i}\n").as_bytes())
                 .unwrap();
+            if w.rotations() != rotations {
+                cursor.rotated(w.segments());
+            }
             cursor.written(entries.last().unwrap().1);
             for (e, end) in entries {
                 let _ = tx.send(Output::Entry(e, end));
@@ -289,14 +363,14 @@ mod tests {
     async fn a_follower_that_falls_behind_reads_the_gap_from_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.log");
-        let mut w = LogWriter::open(&path).unwrap();
+        let mut w = LogWriter::open(&path, LogBounds::UNLIMITED).unwrap();
         // An earlier run's output is not part of this one.
         w.append(LogStream::Stdout, b"old run\n").unwrap();
         let cursor = Arc::new(LogCursor::default());
         let (tx, _) = broadcast::channel(4);
         // Attached before the run starts (docker run), then far too slow for the channel.
         let mut before_start = Follower::from_now(tx.subscribe(), path.clone(), cursor.clone());
-        cursor.run_started(w.offset());
+        cursor.run_started(w.offset(), w.segments());
         produce(&mut w, &cursor, &tx, 0..100);
         // Attached mid-run: sees what follows, all of it.
         let mut mid_run = Follower::from_now(tx.subscribe(), path.clone(), cursor.clone());
@@ -313,9 +387,9 @@ mod tests {
     async fn a_follower_starting_where_a_file_reader_stopped_repeats_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.log");
-        let mut w = LogWriter::open(&path).unwrap();
+        let mut w = LogWriter::open(&path, LogBounds::UNLIMITED).unwrap();
         let cursor = Arc::new(LogCursor::default());
-        cursor.run_started(w.offset());
+        cursor.run_started(w.offset(), w.segments());
         let (tx, _) = broadcast::channel(4);
         produce(&mut w, &cursor, &tx, 0..10);
         let mut f = Follower::from_now(tx.subscribe(), path.clone(), cursor.clone());
@@ -331,9 +405,9 @@ mod tests {
     async fn entries_announced_by_offset_and_gaps_past_a_chunk_are_read_from_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.log");
-        let mut w = LogWriter::open(&path).unwrap();
+        let mut w = LogWriter::open(&path, LogBounds::UNLIMITED).unwrap();
         let cursor = Arc::new(LogCursor::default());
-        cursor.run_started(w.offset());
+        cursor.run_started(w.offset(), w.segments());
         let (tx, _) = broadcast::channel(4);
         let mut f = Follower::from_now(tx.subscribe(), path.clone(), cursor.clone());
         // A line too long for the channel: only its end offset is sent.
@@ -352,5 +426,70 @@ mod tests {
         let first = f.next().await.unwrap();
         assert_eq!(first.data.len(), long.len(), "the long line, whole");
         assert_eq!(drain(&mut f).await, (8..lines).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_follower_reads_on_across_rotations_even_after_the_files_are_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let bounds = LogBounds {
+            max_size: Some(300),
+            max_file: 100,
+        };
+        let mut w = LogWriter::open(&path, bounds).unwrap();
+        let cursor = Arc::new(LogCursor::default());
+        let run = cursor.run_started(w.offset(), w.segments());
+        let (tx, _) = broadcast::channel(4);
+        let mut f = Follower::from_now(tx.subscribe(), path.clone(), cursor.clone());
+        produce(&mut w, &cursor, &tx, 0..1000);
+        assert!(w.segments().len() > 20, "{} segments", w.segments().len());
+        let _ = tx.send(Output::Eof);
+        drop(w);
+        cursor.run_ended(run);
+        // As `--rm` does once the process has ended, before the slow client is done.
+        std::fs::remove_dir_all(dir.path()).unwrap();
+        assert_eq!(drain(&mut f).await, (0..1000).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_follower_behind_what_was_rotated_away_gets_the_rest_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let bounds = LogBounds {
+            max_size: Some(300),
+            max_file: 3,
+        };
+        let mut w = LogWriter::open(&path, bounds).unwrap();
+        let cursor = Arc::new(LogCursor::default());
+        cursor.run_started(w.offset(), w.segments());
+        let (tx, _) = broadcast::channel(4);
+        let mut f = Follower::from_now(tx.subscribe(), path.clone(), cursor.clone());
+        produce(&mut w, &cursor, &tx, 0..1000);
+        let _ = tx.send(Output::Eof);
+        let got = drain(&mut f).await;
+        let first = got[0];
+        assert!(first > 900, "only the kept segments remain: from {first}");
+        assert_eq!(got, (first..1000).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_follower_of_a_log_no_run_writes_opens_it_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let mut w = LogWriter::open(&path, LogBounds::default()).unwrap();
+        let end = w.append(LogStream::Stdout, b"7\n").unwrap()[0].1;
+        drop(w);
+        let cursor = Arc::new(LogCursor::default());
+        let (tx, _) = broadcast::channel(4);
+        let mut f = Follower::from_now(tx.subscribe(), path.clone(), cursor.clone());
+        f.start_at(end - 15);
+        let _ = tx.send(Output::Stored(end));
+        let _ = tx.send(Output::Eof);
+        assert_eq!(drain(&mut f).await, vec![7]);
+        drop(f);
+        assert!(
+            cursor.files().segments.is_empty(),
+            "closed with its last follower"
+        );
     }
 }

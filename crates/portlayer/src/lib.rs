@@ -10,7 +10,7 @@
 //!   docker-api ── Containers::{create,start,attach,wait,…} ──► portlayer
 //!                                                               │  state.rs (records in one redb database, logs as files)
 //!                                                               │  storage  (usage of images, containers, volumes; the quota)
-//!                                                               │  logs     (framed records with stream + timestamp)
+//!                                                               │  logs     (framed records with stream + timestamp, rotated within bounds)
 //!                                                               ▼
 //!                                      dyn Backend ── VM + channel ──► tether (tether-proto frames)
 //! ```
@@ -41,7 +41,7 @@ pub use events::{Event, EventBus};
 pub use hypervisor as backend;
 pub use hypervisor::Backend;
 pub use limits::Limits;
-pub use logs::{LogEntry, LogStream};
+pub use logs::{LogBounds, LogEntry, LogSet, LogStream};
 pub use manager::{
     AttachStreams, Containers, ContainersConfig, Error, Images, Output, WaitCondition,
 };

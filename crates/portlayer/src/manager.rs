@@ -14,7 +14,7 @@ use crate::container::{ContainerRecord, ContainerSpec, ContainerState, Status};
 use crate::events::EventBus;
 use crate::follow::Follower;
 use crate::limits::{Admission, Limits};
-use crate::logs::LogEntry;
+use crate::logs::{LogEntry, LogSet};
 use crate::session::{self, SessionExit, StartFailure, StdinMsg};
 use crate::state::StateDir;
 
@@ -405,7 +405,7 @@ impl Containers {
         };
         let pid = powered.pid.unwrap_or(0);
         let (sink, log_base) = live
-            .open_sink(&self.inner.state.log_path(&id), &id)
+            .open_sink(&self.inner.state.log_path(&id), rec.spec.log, &id)
             .map_err(io_err("opening the container log"))?;
         let setup = Setup {
             hostname: rec.spec.hostname.clone(),
@@ -579,9 +579,15 @@ impl Containers {
         ))
     }
 
-    /// The container's log file.
+    /// The container's log file (its current segment).
     pub fn log_path(&self, id: &str) -> PathBuf {
         self.inner.state.log_path(id)
+    }
+
+    /// Opens the segments of the container's log for reading: a view that rotation
+    /// meanwhile does not disturb.
+    pub fn open_log(&self, id: &str) -> Result<LogSet, Error> {
+        LogSet::open(&self.inner.state.log_path(id)).map_err(io_err("opening the container log"))
     }
 
     /// Resizes the container's terminal.

@@ -9,7 +9,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch, Mutex};
 
 use super::Output;
 use crate::follow::LogCursor;
-use crate::logs::{LogStream, LogWriter};
+use crate::logs::{LogBounds, LogStream, LogWriter};
 use crate::session::{self, SessionSink, StdinMsg};
 
 /// Per-container runtime plumbing; exists for every container, running or not.
@@ -78,17 +78,25 @@ impl Live {
         })
     }
 
-    /// Opens the container's log for a run (started now, or taken over) and returns the sink
-    /// its session writes to, with how many bytes of output the log already holds.
-    pub(super) fn open_sink(&self, log: &Path, id: &str) -> std::io::Result<(LogSink, u64)> {
-        let writer = LogWriter::open(log)?;
+    /// Opens the container's log for a run (started now, or taken over), kept within
+    /// `bounds`, and returns the sink its session writes to, with how many bytes of output
+    /// the log already holds.
+    pub(super) fn open_sink(
+        &self,
+        log: &Path,
+        bounds: LogBounds,
+        id: &str,
+    ) -> std::io::Result<(LogSink, u64)> {
+        let writer = LogWriter::open(log, bounds)?;
         let held = writer.data_bytes();
-        self.cursor.run_started(writer.offset());
+        let run = self.cursor.run_started(writer.offset(), writer.segments());
         let sink = LogSink {
+            rotations: writer.rotations(),
             writer,
             output: self.output.clone(),
             cursor: self.cursor.clone(),
             id: id.to_string(),
+            run,
         };
         Ok((sink, held))
     }
@@ -103,15 +111,31 @@ impl Live {
 
 /// Log sink of a running session: the file first, then the cursor, then live subscribers.
 pub(super) struct LogSink {
-    pub(super) writer: LogWriter,
-    pub(super) output: broadcast::Sender<Output>,
-    pub(super) cursor: Arc<LogCursor>,
-    pub(super) id: String,
+    writer: LogWriter,
+    output: broadcast::Sender<Output>,
+    cursor: Arc<LogCursor>,
+    id: String,
+    /// The run's token with the cursor.
+    run: u64,
+    /// The writer's rotations the cursor knows of.
+    rotations: u64,
+}
+
+impl Drop for LogSink {
+    fn drop(&mut self) {
+        self.cursor.run_ended(self.run);
+    }
 }
 
 impl SessionSink for LogSink {
     fn output(&mut self, stream: LogStream, data: &[u8]) {
-        match self.writer.append(stream, data) {
+        let appended = self.writer.append(stream, data);
+        // Followers learn of a new segment before any entry in it is announced.
+        if self.writer.rotations() != self.rotations {
+            self.rotations = self.writer.rotations();
+            self.cursor.rotated(self.writer.segments());
+        }
+        match appended {
             Ok(entries) => {
                 if let Some((_, end)) = entries.last() {
                     self.cursor.written(*end);

@@ -75,8 +75,9 @@ impl Containers {
             .await
             .map_err(|e| e.to_string())?;
         let pid = powered.pid.unwrap_or(0);
+        let bounds = self.get(id).map(|r| r.spec.log).unwrap_or_default();
         let (sink, held) = live
-            .open_sink(&self.inner.state.log_path(id), id)
+            .open_sink(&self.inner.state.log_path(id), bounds, id)
             .map_err(|e| format!("opening the container log: {e}"))?;
         // What this run wrote before the appliance went down: the tether resends the rest.
         let base = self.get(id).map(|r| r.state.log_base).unwrap_or(0);

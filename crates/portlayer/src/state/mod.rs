@@ -6,7 +6,8 @@
 //! ```text
 //!   <state dir>/state.redb             containers: id → ContainerRecord (JSON)
 //!                                      (and the image store's tables, see imagec::store)
-//!   <state dir>/<id>/container.log     the container's log (see logs.rs)
+//!   <state dir>/<id>/container.log     the container's log, and container.log.1, … its
+//!                                      rotated files (see logs/)
 //! ```
 //!
 //! The appliance opens the database once ([`open_database`]) and hands it to both the

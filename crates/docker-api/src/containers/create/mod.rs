@@ -15,6 +15,7 @@ mod casefold;
 mod config;
 #[allow(dead_code)]
 mod host_config;
+mod log_opts;
 mod parse;
 mod policy;
 mod spec;

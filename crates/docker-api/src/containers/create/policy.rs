@@ -8,6 +8,11 @@
 //! `NetworkMode: "default"`, `RestartPolicy: {"Name": "no"}`, `MemorySwappiness: -1`,
 //! `LogConfig: {"Type": "", "Config": {}}`, an empty `default` endpoint.
 //!
+//! The log driver and its options are judged in `log_opts.rs`: `json-file` with `max-size`,
+//! `max-file` (and `compress=false`) applied, bounding the container's log on disk, a default
+//! cap (20m × 5) when none is given; options that need attributes or compression refused
+//! naming the option; an unknown option refused in moby's words.
+//!
 //! Accepted without effect, as dockerd has none for them at run time either: `OnBuild`,
 //! `Shell`, `ArgsEscaped` (build metadata), `ExposedPorts` (recorded), `ContainerIDFile`
 //! (the CLI writes the file), `NetworkDisabled` (a container VM has no network yet).
@@ -16,6 +21,7 @@ use std::collections::BTreeMap;
 
 use super::config::{ContainerConfig, EndpointSettings, NetworkingConfig};
 use super::host_config::HostConfig;
+use super::log_opts::{self, LogOpts};
 
 /// The memory a container VM gets when `--memory` is not given.
 pub const DEFAULT_MEMORY_MIB: u32 = 256;
@@ -70,6 +76,8 @@ pub struct Applied {
     pub network_mode: String,
     /// The CLI writes this file itself; kept for inspect.
     pub container_id_file: String,
+    /// What the container's log keeps on disk (`--log-opt max-size/max-file`, or the default).
+    pub log: LogOpts,
     /// Warnings for the create response (dockerd's `Warnings`).
     pub warnings: Vec<String>,
 }
@@ -130,6 +138,7 @@ pub fn apply(
         return Err(Refused::Unsupported(r.0));
     }
     restart_retries(h)?;
+    let log = log_opts::settings(h)?;
     let mut warnings = discarded(h);
     let memory_mib = memory(h.memory, &mut warnings)?;
     let cpus = cpus(h.nano_cpus, h.cpu_count, &mut warnings)?;
@@ -153,6 +162,7 @@ pub fn apply(
         console_size: (dim(0), dim(1)),
         network_mode,
         container_id_file: s(&h.container_id_file).to_string(),
+        log,
         warnings,
     })
 }
@@ -229,25 +239,7 @@ fn storage(r: &mut Refusals, c: &ContainerConfig, h: &HostConfig) {
         "--shm-size",
         "the size of /dev/shm is not applied yet",
     );
-    let kind = h
-        .log_config
-        .as_ref()
-        .map(|l| s(&l.kind))
-        .unwrap_or_default();
-    r.check(
-        !kind.is_empty() && kind != "json-file",
-        format!("--log-driver {kind}"),
-        "only the json-file log driver is available",
-    );
-    if let Some(opts) = h.log_config.as_ref().and_then(|l| l.config.as_ref()) {
-        for k in opts.keys() {
-            r.check(
-                true,
-                format!("--log-opt {k}"),
-                "log options are not applied yet",
-            );
-        }
-    }
+    r.0.extend(log_opts::unsupported(h));
 }
 
 /// Options a later step applies inside the guest; refused until then.

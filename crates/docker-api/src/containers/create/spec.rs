@@ -8,6 +8,7 @@ use portlayer::{ContainerSpec, ProcessSpec};
 use serde_json::{json, Value};
 
 use super::config::ContainerConfig;
+use super::log_opts::LogOpts;
 use super::policy::Applied;
 use super::Plan;
 
@@ -184,6 +185,7 @@ pub fn build(c: ContainerConfig, a: Applied, name: String, image: &ImageRecord) 
         dns_servers: a.dns,
         dns_search: a.dns_search,
         dns_options: a.dns_options,
+        log: a.log.bounds,
         personality: json!({ "Config": config, "HostConfig": host_config, APPLIED_KEY: true }),
     };
     Plan { spec, warnings }
@@ -196,7 +198,13 @@ pub fn host_config_of(spec: &ContainerSpec) -> Value {
     let p = &spec.personality;
     if p.get(APPLIED_KEY).and_then(Value::as_bool) == Some(true) {
         if let Some(hc) = p.get("HostConfig") {
-            return hc.clone();
+            let mut hc = hc.clone();
+            // Made before logs were bounded: the default bounds are in effect.
+            let opts = hc.pointer("/LogConfig/Config").and_then(Value::as_object);
+            if opts.is_none_or(|o| o.is_empty()) {
+                hc["LogConfig"] = log_config_json(&LogOpts::default());
+            }
+            return hc;
         }
     }
     let stored = p.get("HostConfig");
@@ -215,8 +223,14 @@ pub fn host_config_of(spec: &ContainerSpec) -> Value {
         console_size: spec.process.console_size,
         network_mode: network_mode.to_string(),
         container_id_file: String::new(),
+        log: LogOpts::default(),
         warnings: Vec::new(),
     })
+}
+
+/// Docker's `LogConfig` holding the options in effect.
+fn log_config_json(log: &LogOpts) -> Value {
+    json!({ "Type": "json-file", "Config": log.shown })
 }
 
 /// Docker's `HostConfig` shape holding what is in effect: the applied values, and every
@@ -226,7 +240,7 @@ fn host_config_json(a: &Applied) -> Value {
     json!({
         "Binds": null,
         "ContainerIDFile": a.container_id_file,
-        "LogConfig": { "Type": "json-file", "Config": {} },
+        "LogConfig": log_config_json(&a.log),
         "NetworkMode": a.network_mode,
         "PortBindings": {},
         "RestartPolicy": { "Name": "no", "MaximumRetryCount": 0 },

@@ -75,6 +75,7 @@ const ACCEPTED: &[&str] = &[
     "cidfile",
     "platform",
     "log_json",
+    "log_opt",
     "net_bridge",
     "isolation",
     "dockerpy_create",
@@ -136,7 +137,6 @@ const REFUSED: &[(&str, &str)] = &[
         "log_driver",
         "--log-driver syslog is not supported by vic: only the json-file log driver is available",
     ),
-    ("log_opt", "--log-opt max-size is not supported by vic"),
     ("log_opt_other", "--log-opt tag is not supported by vic"),
     ("cpu_shares", "-c/--cpu-shares is not supported by vic"),
     ("cpu_quota", "--cpu-quota is not supported by vic"),
@@ -246,6 +246,60 @@ fn applied_options_are_what_inspect_shows() {
     assert_eq!(c["Entrypoint"], json!(["sh"]));
     assert_eq!(c["User"], json!("1000"));
     assert_eq!(p.spec.stop_signal.as_deref(), Some("SIGINT"));
+}
+
+#[test]
+fn the_log_keeps_what_max_size_says_or_the_default_and_inspect_shows_it() {
+    let p = accepted("log_opt");
+    assert_eq!(
+        p.spec.log.max_size,
+        Some(10_000_000),
+        "10m, decimal as moby"
+    );
+    assert_eq!(p.spec.log.max_file, 1);
+    assert_eq!(
+        p.spec.personality["HostConfig"]["LogConfig"],
+        json!({ "Type": "json-file", "Config": { "max-size": "10m", "max-file": "1" } })
+    );
+    for name in ["create", "log_json"] {
+        let p = accepted(name);
+        assert_eq!(p.spec.log, portlayer::LogBounds::default(), "{name}");
+        assert_eq!(
+            p.spec.personality["HostConfig"]["LogConfig"],
+            json!({ "Type": "json-file", "Config": { "max-size": "20m", "max-file": "5" } })
+        );
+    }
+    // Made before logs were bounded: the default is what is in effect.
+    let mut spec = accepted("create").spec;
+    spec.personality["HostConfig"]["LogConfig"] = json!({ "Type": "json-file", "Config": {} });
+    assert_eq!(
+        super::host_config_of(&spec)["LogConfig"]["Config"]["max-file"],
+        json!("5")
+    );
+}
+
+#[test]
+fn a_bad_log_opt_value_is_refused_in_mobys_words() {
+    let body = |opts: Value| {
+        let mut b: Value = serde_json::from_slice(&fixture("log_opt")).unwrap();
+        b["HostConfig"]["LogConfig"]["Config"] = opts;
+        serde_json::to_vec(&b).unwrap()
+    };
+    let message = |opts: Value| match try_create(&body(opts)) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => {
+            assert_eq!(e.status, StatusCode::BAD_REQUEST);
+            e.message
+        }
+    };
+    assert_eq!(
+        message(json!({ "max-size": "1m", "max-file": "0" })),
+        "max-file cannot be less than 1"
+    );
+    assert_eq!(
+        message(json!({ "max-size": "1m", "colour": "x" })),
+        "unknown log opt 'colour' for json-file log driver"
+    );
 }
 
 #[test]
