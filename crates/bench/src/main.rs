@@ -55,12 +55,20 @@ impl Endpoint {
     }
 }
 
-fn time_runs(ep: &Endpoint, docker: &str, image: &str, runs: usize) -> anyhow::Result<Vec<f64>> {
+fn time_runs(
+    ep: &Endpoint,
+    docker: &str,
+    image: &str,
+    runs: usize,
+    warm_up: bool,
+) -> anyhow::Result<Vec<f64>> {
     // One warm-up run (first use of the image builds caches on both sides).
-    run_ok(
-        ep.docker(docker).args(["run", "--rm", image, "true"]),
-        "warm-up run",
-    )?;
+    if warm_up {
+        run_ok(
+            ep.docker(docker).args(["run", "--rm", image, "true"]),
+            "warm-up run",
+        )?;
+    }
     let mut out = Vec::new();
     for _ in 0..runs {
         let t = Instant::now();
@@ -190,24 +198,30 @@ fn row(name: &str, vic: Option<&Stats>, peer: Option<&Stats>, unit: &str) {
     println!("{name:<34} {:<28} {:<28} {ratio}", cell(vic), cell(peer));
 }
 
-/// `docker run --rm busybox true` on a VCH of its own whose appliance runs QEMU without its
-/// jail: the difference from the jailed runs is what the jail costs per start.
-fn unjailed_runs(args: &Args, image: &str) -> anyhow::Result<Option<Stats>> {
+/// The jail's cost per start: `docker run --rm busybox true` alternately on the VCH under
+/// test and on a VCH of its own whose appliance runs QEMU without its jail, so that both see
+/// the same load on the machine. Returns (jailed, unjailed) times.
+fn jail_pairs(args: &Args, vic: &Endpoint, image: &str) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
     let vch = Vch::create_with_env(
         &args.bin_dir,
         "bench-nojail",
         &args.registry,
         &[("VIC_BENCH_NO_VM_JAIL", "true")],
     )?;
-    let ep = Endpoint {
+    let unjailed = Endpoint {
         label: "vic (QEMU not jailed)",
         host: vch.host.clone(),
     };
     run_ok(
-        ep.docker(&args.docker).args(["pull", image]),
+        unjailed.docker(&args.docker).args(["pull", image]),
         "pull on the unjailed VCH",
     )?;
-    Ok(stats(&time_runs(&ep, &args.docker, image, args.runs)?))
+    let (mut jailed_times, mut unjailed_times) = (Vec::new(), Vec::new());
+    for _ in 0..args.runs {
+        jailed_times.extend(time_runs(vic, &args.docker, image, 1, false)?);
+        unjailed_times.extend(time_runs(&unjailed, &args.docker, image, 1, false)?);
+    }
+    Ok((jailed_times, unjailed_times))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -223,11 +237,12 @@ fn main() -> anyhow::Result<()> {
             vic.docker(&args.docker).args(["pull", &image]),
             "pull on vic",
         )?;
-        let v_run = stats(&time_runs(&vic, &args.docker, &image, args.runs)?);
+        let v_run = stats(&time_runs(&vic, &args.docker, &image, args.runs, true)?);
         let v_first = stats(&first_output(&vic, &args.docker, &image, args.runs.min(5))?);
         let v_rss = vm_rss(&vic, &args.docker, &image)?;
         let v_out = stats(&output_runs(&vic, &args.docker, &image, args.runs.min(5))?);
-        let unjailed = unjailed_runs(&args, &image)?;
+        let (jailed, unjailed) = jail_pairs(&args, &vic, &image)?;
+        let (jailed, unjailed) = (stats(&jailed), stats(&unjailed));
 
         let dockerd = if args.no_peer {
             None
@@ -244,7 +259,7 @@ fn main() -> anyhow::Result<()> {
                     ep.docker(&args.docker).args(["pull", &image]),
                     "pull on dockerd",
                 )?;
-                let run = stats(&time_runs(&ep, &args.docker, &image, args.runs)?);
+                let run = stats(&time_runs(&ep, &args.docker, &image, args.runs, true)?);
                 let first = stats(&first_output(&ep, &args.docker, &image, args.runs.min(5))?);
                 let out = stats(&output_runs(&ep, &args.docker, &image, args.runs.min(5))?);
                 drop(d);
@@ -279,12 +294,18 @@ fn main() -> anyhow::Result<()> {
             "s",
         );
         row(
-            &format!("  same, QEMU not jailed ×{}", args.runs),
+            &format!("  jailed, alternating ×{}", args.runs),
+            jailed.as_ref(),
+            None,
+            "s",
+        );
+        row(
+            &format!("  QEMU not jailed, alternating ×{}", args.runs),
             unjailed.as_ref(),
             None,
             "s",
         );
-        if let (Some(j), Some(u)) = (v_run.as_ref(), unjailed.as_ref()) {
+        if let (Some(j), Some(u)) = (jailed.as_ref(), unjailed.as_ref()) {
             println!(
                 "{:<34} {:+.3}s per start (median jailed − median unjailed)",
                 "  QEMU jail cost",
