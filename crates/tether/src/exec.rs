@@ -1,7 +1,14 @@
 //! Starting a process inside the container: everything the child needs is prepared in the
 //! parent (the child of a multi-threaded fork may only make async-signal-safe calls), then the
-//! child joins the container (setsid, stdio, terminal, chroot, cwd, credentials) and execs.
-//! A close-on-exec pipe carries the stage and errno of a failure back to the parent.
+//! child joins the container (setsid, stdio, terminal, pids cgroup, resource limits, its own
+//! mount namespace whose root is the container's, cwd, bounding set, credentials,
+//! capabilities, no_new_privs) and execs. A close-on-exec pipe carries the stage and errno of
+//! a failure back to the parent.
+//!
+//! The root is entered as runc does on a ramfs root: the container's root mount is moved
+//! onto `/` in a private mount namespace, then chrooted into, so `..` from it (a chroot
+//! escape, with `CAP_SYS_CHROOT` that Docker's default set grants) never leads back into the
+//! initramfs and its devices.
 
 use std::ffi::CString;
 use std::io;
@@ -58,6 +65,9 @@ pub enum Stage {
     Cwd = 2,
     Credentials = 3,
     Exec = 4,
+    Cgroup = 5,
+    Limits = 6,
+    Capabilities = 7,
 }
 
 impl Stage {
@@ -67,6 +77,9 @@ impl Stage {
             1 => Self::Root,
             2 => Self::Cwd,
             3 => Self::Credentials,
+            5 => Self::Cgroup,
+            6 => Self::Limits,
+            7 => Self::Capabilities,
             _ => Self::Exec,
         }
     }
@@ -102,6 +115,18 @@ pub fn failure(stage: Stage, errno: i32, argv0: &str, cwd: &str) -> (i32, String
         ),
         Stage::Credentials => (126, format!("setting the user failed: {}", strip_os(&err))),
         Stage::Stdio => (126, format!("setting up stdio failed: {}", strip_os(&err))),
+        Stage::Cgroup => (
+            126,
+            format!("joining the pids cgroup failed: {}", strip_os(&err)),
+        ),
+        Stage::Limits => (
+            126,
+            format!("setting the ulimits failed: {}", strip_os(&err)),
+        ),
+        Stage::Capabilities => (
+            126,
+            format!("setting the capabilities failed: {}", strip_os(&err)),
+        ),
     }
 }
 
@@ -114,6 +139,20 @@ fn strip_os(err: &io::Error) -> String {
         Some(f) => f.to_lowercase().chain(c).collect(),
         None => s,
     }
+}
+
+/// What the child applies to itself before it execs.
+#[derive(Debug, Default)]
+pub struct Restrictions {
+    /// `cgroup.procs` of the pids cgroup to join.
+    pub cgroup_procs: Option<CString>,
+    /// `setrlimit` resource numbers and values.
+    pub rlimits: Vec<(u32, libc::rlimit)>,
+    /// Bounding, permitted and effective set; `None` keeps every capability.
+    pub capabilities: Option<u64>,
+    /// The highest capability the kernel knows (`/proc/sys/kernel/cap_last_cap`).
+    pub last_cap: u32,
+    pub no_new_privs: bool,
 }
 
 /// Everything the child needs, as raw pointers into memory the parent keeps alive.
@@ -130,6 +169,7 @@ pub struct ChildPlan {
     pub stdio: [RawFd; 3],
     /// Make fd 0 the controlling terminal.
     pub tty: bool,
+    pub restrict: Restrictions,
 }
 
 fn cstrings(items: &[String]) -> io::Result<Vec<CString>> {
@@ -153,6 +193,7 @@ impl ChildPlan {
         ident: &crate::user::Identity,
         stdio: [RawFd; 3],
         tty: bool,
+        restrict: Restrictions,
     ) -> io::Result<Self> {
         Ok(Self {
             argv: cstrings(argv)?,
@@ -165,6 +206,7 @@ impl ChildPlan {
             groups: ident.groups.clone(),
             stdio,
             tty,
+            restrict,
         })
     }
 }
@@ -268,17 +310,43 @@ unsafe fn child(
         if plan.tty && libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
             fail(Stage::Stdio);
         }
-        if libc::chroot(plan.root.as_ptr()) < 0 || libc::chdir(c"/".as_ptr()) < 0 {
+        let r = &plan.restrict;
+        if let Some(procs) = &r.cgroup_procs {
+            if join_cgroup(procs) < 0 {
+                fail(Stage::Cgroup);
+            }
+        }
+        for (resource, limit) in &r.rlimits {
+            if libc::setrlimit(*resource as _, limit) < 0 {
+                fail(Stage::Limits);
+            }
+        }
+        if enter_root(&plan.root) < 0 {
             fail(Stage::Root);
         }
         if libc::chdir(plan.cwd.as_ptr()) < 0 {
             fail(Stage::Cwd);
+        }
+        if let Some(caps) = r.capabilities {
+            if drop_bounding(caps, r.last_cap) < 0
+                || libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0
+            {
+                fail(Stage::Capabilities);
+            }
         }
         if libc::setgroups(plan.groups.len(), plan.groups.as_ptr()) < 0
             || libc::setgid(plan.gid) < 0
             || libc::setuid(plan.uid) < 0
         {
             fail(Stage::Credentials);
+        }
+        if let Some(caps) = r.capabilities {
+            if set_capabilities(caps, r.last_cap) < 0 {
+                fail(Stage::Capabilities);
+            }
+        }
+        if r.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
+            fail(Stage::Capabilities);
         }
         let mut saw_eacces = false;
         for c in &plan.candidates {
@@ -297,6 +365,130 @@ unsafe fn child(
         }
         fail(Stage::Exec)
     }
+}
+
+/// Writes "0" to a cgroup's `cgroup.procs`: the calling process joins it.
+///
+/// # Safety
+/// Async-signal-safe; `procs` is a live NUL-terminated path.
+unsafe fn join_cgroup(procs: &CString) -> libc::c_int {
+    // SAFETY: plain syscalls on a string the parent prepared and a descriptor owned here.
+    unsafe {
+        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return -1;
+        }
+        let n = libc::write(fd, c"0".as_ptr().cast(), 1);
+        libc::close(fd);
+        if n == 1 {
+            0
+        } else {
+            -1
+        }
+    }
+}
+
+/// Enters the container's root: a private mount namespace, the root mount moved onto `/`,
+/// chroot into it (runc's way on a ramfs root, where pivot_root is not allowed).
+///
+/// # Safety
+/// Async-signal-safe; only for a forked child, which alone is changed.
+unsafe fn enter_root(root: &CString) -> libc::c_int {
+    let null = std::ptr::null::<libc::c_char>();
+    // SAFETY: plain syscalls on strings the parent prepared or static ones.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) < 0
+            || libc::mount(
+                null,
+                c"/".as_ptr(),
+                null,
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) < 0
+            || libc::chdir(root.as_ptr()) < 0
+            || libc::mount(
+                c".".as_ptr(),
+                c"/".as_ptr(),
+                null,
+                libc::MS_MOVE,
+                std::ptr::null(),
+            ) < 0
+            || libc::chroot(c".".as_ptr()) < 0
+            || libc::chdir(c"/".as_ptr()) < 0
+        {
+            return -1;
+        }
+    }
+    0
+}
+
+/// Drops from the bounding set every capability not in `caps`.
+///
+/// # Safety
+/// Async-signal-safe; changes only the calling process.
+unsafe fn drop_bounding(caps: u64, last_cap: u32) -> libc::c_int {
+    for cap in 0..=last_cap.min(63) {
+        if caps & (1 << cap) == 0 {
+            // SAFETY: prctl with integer arguments only.
+            if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } < 0 {
+                return -1;
+            }
+        }
+    }
+    0
+}
+
+/// `struct __user_cap_header_struct` of capset(2).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// `struct __user_cap_data_struct` of capset(2); version 3 takes two of them (bits 0–31, 32–63).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAP_VERSION_3: u32 = 0x2008_0522;
+
+/// Permitted and effective become `caps`, inheritable and ambient empty (as Docker sets them).
+///
+/// # Safety
+/// Async-signal-safe; changes only the calling process.
+unsafe fn set_capabilities(caps: u64, last_cap: u32) -> libc::c_int {
+    let known = if last_cap >= 63 {
+        u64::MAX
+    } else {
+        (1u64 << (last_cap + 1)) - 1
+    };
+    let caps = caps & known;
+    let mut header = CapHeader {
+        version: CAP_VERSION_3,
+        pid: 0,
+    };
+    let half = |shift: u32| CapData {
+        effective: (caps >> shift) as u32,
+        permitted: (caps >> shift) as u32,
+        inheritable: 0,
+    };
+    let data = [half(0), half(32)];
+    // SAFETY: capset reads a header and two data structs laid out as the kernel's, alive here.
+    unsafe {
+        if libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) < 0 {
+            return -1;
+        }
+        // Ambient capabilities exist since 4.3; the guest's kernel has them.
+        let clear = libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong;
+        if libc::prctl(libc::PR_CAP_AMBIENT, clear, 0, 0, 0) < 0 {
+            return -1;
+        }
+    }
+    0
 }
 
 #[cfg(test)]
