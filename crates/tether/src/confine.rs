@@ -8,7 +8,7 @@
 //! image cannot point one at the initramfs.
 
 use std::ffi::CString;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use tether_proto::guest::{Tmpfs, TMPFS_DATA};
@@ -154,6 +154,8 @@ pub fn dev(m: &mut Mounted, conf: &Confinement) -> Result<(), String> {
 /// Makes a node at `to` for the guest's device `from` (same type, numbers, mode and owner).
 fn copy_node(from: &Path, to: &Path) -> Result<(), String> {
     let err = |e: std::io::Error| {
+        let e = e.to_string();
+        let e = e.split(" (os error").next().unwrap_or(&e).to_lowercase();
         format!(
             "error gathering device information while adding custom device {:?}: {e} (the container VM has no such device)",
             from.display().to_string()
@@ -171,8 +173,11 @@ fn copy_node(from: &Path, to: &Path) -> Result<(), String> {
         std::fs::create_dir_all(parent)
             .map_err(|e| format!("creating {} failed: {e}", parent.display()))?;
     }
+    // mknod's mode is cut by the umask: the permissions are set again after.
+    let perms = std::fs::Permissions::from_mode(meta.mode() & 0o7777);
     sys::mknod(to, meta.mode(), meta.rdev())
         .and_then(|()| sys::chown(to, meta.uid(), meta.gid()))
+        .and_then(|()| std::fs::set_permissions(to, perms))
         .map_err(|e| format!("creating device {} failed: {e}", to.display()))
 }
 
