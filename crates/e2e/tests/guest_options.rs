@@ -193,7 +193,7 @@ fn many_options(vch: &OwnVch) {
     let started: u32 = out
         .lines()
         .filter_map(|l| l.strip_prefix("started=")?.parse().ok())
-        .last()
+        .next_back()
         .expect("some processes started");
     assert!(
         err.contains("can't fork"),

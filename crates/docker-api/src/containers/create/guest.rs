@@ -178,7 +178,7 @@ pub fn apply(c: &ContainerConfig, h: &HostConfig) -> Result<Guest, Refused> {
         .collect::<Result<Vec<_>, _>>()?;
     let no_new_privileges = (h.security_opt.iter().flatten())
         .filter_map(|o| security_opt(o).filter(|_| o.starts_with("no-new-privileges")))
-        .last()
+        .next_back()
         .unwrap_or(false);
     let paths = |p: &[&str]| -> Vec<String> {
         if privileged {
