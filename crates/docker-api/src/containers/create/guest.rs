@@ -336,7 +336,10 @@ impl Guest {
             capabilities,
             privileged: conf.privileged,
             readonly_rootfs: conf.readonly_rootfs,
-            shm_size: i64::try_from(conf.shm_size).unwrap_or(0).max(0),
+            shm_size: match i64::try_from(conf.shm_size).unwrap_or(0) {
+                n if n > 0 => n,
+                _ => DEFAULT_SHM_SIZE,
+            },
             masked_paths: conf.masked_paths.clone(),
             readonly_paths: conf.readonly_paths.clone(),
             ..Guest::default()

@@ -272,3 +272,23 @@ fn what_is_still_not_applied_is_refused_naming_its_flag() {
     let p = create(json!({ "SecurityOpt": ["seccomp=unconfined", "apparmor=unconfined"] }));
     assert!(!p.spec.process.privileges.no_new_privileges);
 }
+
+#[test]
+fn a_container_recorded_before_these_options_gets_dockers_defaults() {
+    // A spec as earlier versions stored it: no confinement, no privileges.
+    let mut old = serde_json::to_value(create(json!({})).spec).expect("spec");
+    old.as_object_mut().expect("object").remove("confinement");
+    old["process"]
+        .as_object_mut()
+        .expect("process")
+        .remove("privileges");
+    old["personality"] = Value::Null;
+    let spec: portlayer::ContainerSpec = serde_json::from_value(old).expect("old spec reads");
+    let wire = spec.process.privileges.to_wire().expect("wire");
+    assert_eq!(wire.capabilities, Some(0xa804_25fb));
+    assert!(!spec.confinement.privileged);
+    let hc = super::host_config_of(&spec);
+    assert_eq!(hc["ShmSize"], json!(64 << 20));
+    assert_eq!(hc["CapAdd"], Value::Null);
+    assert_eq!(hc["MaskedPaths"], Value::Null, "none were applied to it");
+}
