@@ -109,7 +109,7 @@ fn defaults_and_init(vch: &OwnVch) {
 
 /// Most options at once, then what inspect says of them.
 fn many_options(vch: &OwnVch) {
-    let script = "grep -E 'Cap|NoNewPrivs' /proc/self/status; \
+    let script = "grep -E 'Cap|NoNewPrivs' /proc/self/status; echo cwd=$(pwd); \
         touch /x 2>/dev/null || echo root-read-only; \
         touch /run/x /scratch/y /dev/shm/z && echo tmpfs-writable; \
         mount | grep -E ' on /(run|scratch|dev/shm) '; df -k /dev/shm /run; \
@@ -124,6 +124,8 @@ fn many_options(vch: &OwnVch) {
         "--name",
         &name,
         "--read-only",
+        "-w",
+        "/work/deep",
         "--tmpfs",
         "/run:size=1m,exec",
         "--tmpfs",
@@ -170,6 +172,10 @@ fn many_options(vch: &OwnVch) {
     assert_eq!(status(&out, "CapBnd"), "0000000000001020");
     assert_eq!(status(&out, "NoNewPrivs"), "1");
     assert!(out.contains("root-read-only"), "{out}");
+    assert!(
+        out.contains("cwd=/work/deep"),
+        "a missing working directory is created: {out}"
+    );
     assert!(out.contains("tmpfs-writable"), "{out}{err}");
     assert!(
         out.contains("tmpfs on /run type tmpfs (rw,nosuid,nodev,relatime,size=1024k)"),

@@ -255,8 +255,18 @@ pub fn paths(m: &mut Mounted, conf: &Confinement) -> Result<(), String> {
     Ok(())
 }
 
+/// Where the tether keeps its writable view of a read-only root.
+const WRITABLE_ROOT: &str = "/rw-root";
+
 /// `--read-only`: the root's own mount becomes read-only; the mounts on it stay as they are.
-pub fn readonly_root(m: &Mounted) -> Result<(), String> {
+/// The tether keeps a writable bind of the root filesystem alone, outside the container's
+/// root, for working directories to create.
+pub fn readonly_root(m: &mut Mounted) -> Result<(), String> {
+    let rootfs = m.rootfs.to_string_lossy().into_owned();
+    let rw = PathBuf::from(WRITABLE_ROOT);
+    std::fs::create_dir_all(&rw).map_err(|e| format!("creating {WRITABLE_ROOT} failed: {e}"))?;
+    mount_at(m, &rootfs, &rw, "", libc::MS_BIND, "")?;
+    m.writable_root = Some(rw);
     let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
     sys::mount("", &m.rootfs, "", flags, "")
         .map_err(|e| format!("making the root filesystem read-only failed: {e}"))

@@ -19,6 +19,7 @@ mod confine;
 mod exec;
 mod log;
 mod port;
+mod privs;
 mod process;
 mod reaper;
 mod setup;

@@ -201,7 +201,7 @@ impl Sessions {
         let env = exec::build_env(&p.env, &ident.home);
         let path = exec::env_value(&env, "PATH").unwrap_or(exec::DEFAULT_PATH);
         let candidates = exec::exec_candidates(&argv0, path);
-        let cwd = ensure_cwd(rootfs, &p.cwd);
+        let cwd = ensure_cwd(mounted.writable_root.as_deref().unwrap_or(rootfs), &p.cwd);
         let stdio = match make_stdio(&p, rootfs, &ident) {
             Ok(s) => s,
             Err(e) => return self.fail(session, 126, format!("setting up stdio failed: {e}")),

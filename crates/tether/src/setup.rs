@@ -41,6 +41,9 @@ pub struct Mounted {
     mounts: Vec<PathBuf>,
     /// `cgroup.procs` of the pids cgroup every process joins, when `--pids-limit` is set.
     pub cgroup_procs: Option<CString>,
+    /// With `--read-only`, a writable view of the root for the tether alone (outside the
+    /// container's root), where a missing working directory is created as Docker creates it.
+    pub writable_root: Option<PathBuf>,
 }
 
 /// Applies the host's `Setup`: clock, entropy, hostname, the root filesystem and its API
@@ -67,6 +70,7 @@ pub fn apply(setup: &Setup) -> Result<Mounted, String> {
         rootfs: rootfs.clone(),
         mounts: Vec::new(),
         cgroup_procs: confine::pids_cgroup(conf.pids_limit)?,
+        writable_root: None,
     };
     wait_for(Path::new(&setup.root_device), Duration::from_secs(5))?;
     let fstype = if setup.root_fstype.is_empty() {
@@ -102,7 +106,7 @@ pub fn apply(setup: &Setup) -> Result<Mounted, String> {
     confine::tmpfs(&mut m, &conf.tmpfs)?;
     confine::paths(&mut m, conf)?;
     if conf.readonly_rootfs {
-        confine::readonly_root(&m)?;
+        confine::readonly_root(&mut m)?;
     }
     Ok(m)
 }
