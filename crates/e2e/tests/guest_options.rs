@@ -30,6 +30,8 @@ fn inspect_at(vch: &OwnVch, id: &str) -> serde_json::Value {
 /// and SIGTERM ends it at once.
 fn defaults_and_init(vch: &OwnVch) {
     let script = "grep Cap /proc/self/status; echo pid=$$; ls /dev | tr '\\n' ' '; echo; \
+        su -s /bin/sh vic -c 'grep CapEff /proc/self/status' | sed 's/^/vic-/'; \
+        unshare -m true 2>/dev/null || echo no-sys-admin; \
         mount; echo 1 > /proc/sys/net/ipv4/ip_forward && echo sysctl-written; \
         ls /proc/1/root >/dev/null 2>&1 || echo init-root-hidden; \
         (sleep 0.2 &); sleep 1; ps -o stat,comm | grep -c '^Z' ; echo READY; exec sleep 300";
@@ -52,6 +54,15 @@ fn defaults_and_init(vch: &OwnVch) {
     assert_eq!(status(&out, "CapBnd"), "00000000a80425fb");
     assert_eq!(status(&out, "CapInh"), "0000000000000000");
     assert_eq!(status(&out, "CapAmb"), "0000000000000000");
+    assert_eq!(
+        status(&out, "vic-CapEff"),
+        "0000000000000000",
+        "a user other than root ends with no capabilities, as under Docker"
+    );
+    assert!(
+        out.contains("no-sys-admin"),
+        "unshare -m needs CAP_SYS_ADMIN: {out}"
+    );
     let pid_line = out.lines().find(|l| l.starts_with("pid=")).expect("pid");
     assert_ne!(
         pid_line, "pid=1",
@@ -243,7 +254,8 @@ fn privileged(vch: &OwnVch) {
         &vch.image,
         "sh",
         "-c",
-        "grep Cap /proc/self/status; ls /dev | tr '\\n' ' '; echo; mount",
+        "grep Cap /proc/self/status; ls /dev | tr '\\n' ' '; echo; mount; \
+         unshare -m true && echo sys-admin",
     ]);
     assert_eq!(status(&out, "CapEff"), "000001ffffffffff", "{out}");
     assert_eq!(status(&out, "CapBnd"), "000001ffffffffff");
@@ -251,6 +263,10 @@ fn privileged(vch: &OwnVch) {
     assert!(out.contains("sysfs on /sys type sysfs (rw,"), "{out}");
     assert!(out.contains("proc on /proc type proc (rw,"), "{out}");
     assert!(!out.contains("/proc/sys type"), "{out}");
+    assert!(
+        out.lines().any(|l| l == "sys-admin"),
+        "unshare -m works with CAP_SYS_ADMIN: {out}"
+    );
 }
 
 /// What a create or start refuses, in Docker's words, leaving nothing behind.
