@@ -2,7 +2,8 @@
 //! `--tmpfs`, `--shm-size`, `--ulimit`, `--add-host`, `--group-add`, `--domainname`,
 //! `--sysctl`, `--device`, `--init`, `--pids-limit`, `--security-opt no-new-privileges`):
 //! checked as dockerd checks them, in dockerd's words, and turned into what the port layer
-//! keeps. What the tether does with them is in `crates/tether/src/confine.rs`.
+//! keeps. What the tether does with them is in `crates/tether/src/confine.rs` (the VM, on
+//! Setup) and `crates/tether/src/privs.rs` (each process, before its exec).
 
 use std::collections::BTreeMap;
 
