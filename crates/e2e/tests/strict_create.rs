@@ -31,10 +31,13 @@ fn options_vic_does_not_apply_fail_the_run_and_leave_nothing() {
             "--restart always is not supported by vic",
         ),
         (
-            &["--cap-drop", "ALL"],
-            "--cap-drop is not supported by vic: capabilities are not applied yet",
+            &["--oom-score-adj", "100"],
+            "--oom-score-adj is not supported by vic: OOM score adjustment is not applied yet",
         ),
-        (&["--read-only"], "--read-only is not supported by vic"),
+        (
+            &["--security-opt", "label=disable"],
+            "--security-opt label is not supported by vic",
+        ),
         (
             &["--network", "host"],
             "--network host is not supported by vic",

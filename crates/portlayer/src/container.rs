@@ -4,6 +4,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tether_proto::guest::{capability_mask, UnknownCapability, DEFAULT_CAPABILITIES};
+pub use tether_proto::guest::{Confinement, Rlimit};
+use tether_proto::Privileges;
 
 use crate::logs::LogBounds;
 
@@ -24,6 +27,38 @@ pub struct ProcessSpec {
     /// sent by the CLI at create); 0 leaves the guest's default until a resize.
     #[serde(default)]
     pub console_size: (u16, u16),
+    /// Capabilities, groups and limits the process gets.
+    #[serde(default)]
+    pub privileges: PrivilegeSpec,
+}
+
+/// What a container's processes may do inside its VM.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PrivilegeSpec {
+    /// `CAP_…` names; `None` (containers made before capabilities were applied) is
+    /// [`tether_proto::guest::DEFAULT_CAPABILITIES`].
+    pub capabilities: Option<Vec<String>>,
+    /// Extra supplementary groups: names in the container's `/etc/group`, or numbers.
+    pub groups: Vec<String>,
+    pub rlimits: Vec<Rlimit>,
+    pub no_new_privileges: bool,
+}
+
+impl PrivilegeSpec {
+    /// The tether's form: capabilities as a mask, the default set when none were recorded.
+    pub fn to_wire(&self) -> Result<Privileges, UnknownCapability> {
+        let capabilities = match &self.capabilities {
+            Some(names) => capability_mask(names)?,
+            None => capability_mask(&DEFAULT_CAPABILITIES)?,
+        };
+        Ok(Privileges {
+            capabilities: Some(capabilities),
+            groups: self.groups.clone(),
+            rlimits: self.rlimits.clone(),
+            no_new_privileges: self.no_new_privileges,
+        })
+    }
 }
 
 /// Everything needed to (re)create and run a container; fixed at create time.
@@ -57,6 +92,9 @@ pub struct ContainerSpec {
     /// logs were bounded get the default bounds.
     #[serde(default)]
     pub log: LogBounds,
+    /// Devices, mounts, kernel settings and limits inside the container's VM.
+    #[serde(default)]
+    pub confinement: Confinement,
     /// The API personality's own view of the container (e.g. Docker's Config and HostConfig),
     /// stored and returned untouched.
     #[serde(default)]

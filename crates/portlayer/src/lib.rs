@@ -36,7 +36,10 @@ mod signals;
 mod state;
 pub mod storage;
 
-pub use container::{ContainerRecord, ContainerSpec, ContainerState, ProcessSpec, Status};
+pub use container::{
+    Confinement, ContainerRecord, ContainerSpec, ContainerState, PrivilegeSpec, ProcessSpec,
+    Rlimit, Status,
+};
 pub use events::{Event, EventBus};
 pub use hypervisor as backend;
 pub use hypervisor::Backend;
@@ -49,3 +52,5 @@ pub use session::StdinMsg;
 pub use signals::parse_signal;
 pub use state::{open_database, Quarantined};
 pub use storage::{Storage, VolumeStore};
+/// The tables of capabilities, resource limits and tmpfs options a container VM knows.
+pub use tether_proto::guest;

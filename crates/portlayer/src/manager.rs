@@ -393,6 +393,8 @@ impl Containers {
         }
         // Held until the start is over: by then the record says running and counts itself.
         let _admitted = self.admit_start(&rec)?;
+        let privileges =
+            (rec.spec.process.privileges.to_wire()).map_err(|e| Error::Start(e.to_string()))?;
         live.wait_vm_off().await;
         let id = rec.id.clone();
         let powered = match self.inner.backend.power_on(&id).await {
@@ -421,6 +423,7 @@ impl Containers {
             },
             dns_search: rec.spec.dns_search.clone(),
             dns_options: rec.spec.dns_options.clone(),
+            confinement: rec.spec.confinement.clone(),
         };
         let p = &rec.spec.process;
         let process = Process {
@@ -432,6 +435,7 @@ impl Containers {
             stdin: p.open_stdin,
             rows: p.console_size.0,
             cols: p.console_size.1,
+            privileges,
         };
         let session = match session::start(powered, setup, process, sink, live.stdin_rx.clone())
             .await

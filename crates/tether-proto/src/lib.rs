@@ -50,6 +50,10 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod guest;
+
+pub use guest::{Confinement, Privileges};
+
 /// Protocol version spoken by this build; sent in [`GuestMsg::Hello`].
 pub const PROTOCOL_VERSION: u32 = 2;
 
@@ -292,6 +296,9 @@ pub struct Setup {
     /// `options` for `/etc/resolv.conf`, e.g. `ndots:2`.
     #[serde(default)]
     pub dns_options: Vec<String>,
+    /// Devices, mounts, kernel settings and limits of the container.
+    #[serde(default)]
+    pub confinement: Confinement,
 }
 
 /// A process to run in the container.
@@ -314,6 +321,9 @@ pub struct Process {
     pub rows: u16,
     #[serde(default)]
     pub cols: u16,
+    /// Capabilities, groups and limits the process gets.
+    #[serde(default)]
+    pub privileges: Privileges,
 }
 
 /// Messages from host to guest.

@@ -1,11 +1,21 @@
 //! Starting a process inside the container: everything the child needs is prepared in the
 //! parent (the child of a multi-threaded fork may only make async-signal-safe calls), then the
-//! child joins the container (setsid, stdio, terminal, chroot, cwd, credentials) and execs.
-//! A close-on-exec pipe carries the stage and errno of a failure back to the parent.
+//! child joins the container (setsid, stdio, terminal, pids cgroup, resource limits, its own
+//! mount namespace whose root is the container's, cwd, bounding set, credentials,
+//! capabilities, no_new_privs) and execs. A close-on-exec pipe carries the stage and errno of
+//! a failure back to the parent.
+//!
+//! The root is entered as runc does on a ramfs root: the container's root mount is moved
+//! onto `/` in a private mount namespace, then chrooted into, so `..` from it (a chroot
+//! escape, with `CAP_SYS_CHROOT` that Docker's default set grants) never leads back into the
+//! initramfs and its devices.
 
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+pub use crate::privs::Restrictions;
+use crate::privs::{drop_bounding, enter_root, join_cgroup, set_capabilities};
 
 /// `PATH` when the process environment has none (Docker's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -58,6 +68,9 @@ pub enum Stage {
     Cwd = 2,
     Credentials = 3,
     Exec = 4,
+    Cgroup = 5,
+    Limits = 6,
+    Capabilities = 7,
 }
 
 impl Stage {
@@ -67,6 +80,9 @@ impl Stage {
             1 => Self::Root,
             2 => Self::Cwd,
             3 => Self::Credentials,
+            5 => Self::Cgroup,
+            6 => Self::Limits,
+            7 => Self::Capabilities,
             _ => Self::Exec,
         }
     }
@@ -102,6 +118,18 @@ pub fn failure(stage: Stage, errno: i32, argv0: &str, cwd: &str) -> (i32, String
         ),
         Stage::Credentials => (126, format!("setting the user failed: {}", strip_os(&err))),
         Stage::Stdio => (126, format!("setting up stdio failed: {}", strip_os(&err))),
+        Stage::Cgroup => (
+            126,
+            format!("joining the pids cgroup failed: {}", strip_os(&err)),
+        ),
+        Stage::Limits => (
+            126,
+            format!("setting the ulimits failed: {}", strip_os(&err)),
+        ),
+        Stage::Capabilities => (
+            126,
+            format!("setting the capabilities failed: {}", strip_os(&err)),
+        ),
     }
 }
 
@@ -130,6 +158,7 @@ pub struct ChildPlan {
     pub stdio: [RawFd; 3],
     /// Make fd 0 the controlling terminal.
     pub tty: bool,
+    pub restrict: Restrictions,
 }
 
 fn cstrings(items: &[String]) -> io::Result<Vec<CString>> {
@@ -153,6 +182,7 @@ impl ChildPlan {
         ident: &crate::user::Identity,
         stdio: [RawFd; 3],
         tty: bool,
+        restrict: Restrictions,
     ) -> io::Result<Self> {
         Ok(Self {
             argv: cstrings(argv)?,
@@ -165,6 +195,7 @@ impl ChildPlan {
             groups: ident.groups.clone(),
             stdio,
             tty,
+            restrict,
         })
     }
 }
@@ -268,17 +299,43 @@ unsafe fn child(
         if plan.tty && libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
             fail(Stage::Stdio);
         }
-        if libc::chroot(plan.root.as_ptr()) < 0 || libc::chdir(c"/".as_ptr()) < 0 {
+        let r = &plan.restrict;
+        if let Some(procs) = &r.cgroup_procs {
+            if join_cgroup(procs) < 0 {
+                fail(Stage::Cgroup);
+            }
+        }
+        for (resource, limit) in &r.rlimits {
+            if libc::setrlimit(*resource as _, limit) < 0 {
+                fail(Stage::Limits);
+            }
+        }
+        if enter_root(&plan.root) < 0 {
             fail(Stage::Root);
         }
         if libc::chdir(plan.cwd.as_ptr()) < 0 {
             fail(Stage::Cwd);
+        }
+        if let Some(caps) = r.capabilities {
+            if drop_bounding(caps, r.last_cap) < 0
+                || libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0
+            {
+                fail(Stage::Capabilities);
+            }
         }
         if libc::setgroups(plan.groups.len(), plan.groups.as_ptr()) < 0
             || libc::setgid(plan.gid) < 0
             || libc::setuid(plan.uid) < 0
         {
             fail(Stage::Credentials);
+        }
+        if let Some(caps) = r.capabilities {
+            if set_capabilities(caps, r.last_cap) < 0 {
+                fail(Stage::Capabilities);
+            }
+        }
+        if r.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
+            fail(Stage::Capabilities);
         }
         let mut saw_eacces = false;
         for c in &plan.candidates {
@@ -352,6 +409,15 @@ mod tests {
             failure(Stage::Exec, libc::EACCES, "/etc/passwd", "/"),
             (126, "exec: \"/etc/passwd\": permission denied".to_string())
         );
+        assert_eq!(
+            failure(Stage::Capabilities, libc::EPERM, "ls", "/").1,
+            "setting the capabilities failed: operation not permitted"
+        );
+        assert_eq!(
+            failure(Stage::Limits, libc::EPERM, "ls", "/").1,
+            "setting the ulimits failed: operation not permitted"
+        );
+        assert_eq!(Stage::from_u8(Stage::Cgroup as u8), Stage::Cgroup);
         let (code, msg) = failure(Stage::Cwd, libc::EACCES, "ls", "/secret");
         assert_eq!(code, 126);
         assert!(msg.ends_with("failed: permission denied"), "{msg}");

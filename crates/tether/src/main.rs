@@ -2,7 +2,9 @@
 //!
 //! It mounts the initramfs' API filesystems, finds the virtio-serial port named
 //! [`tether_proto::PORT_NAME`], says `Hello`, and then serves the host: `Setup` mounts the
-//! container's root disk, `Spawn` runs processes in it (chroot, user, cwd, env, pty or pipes),
+//! container's root disk and confines it (`confine.rs`: /dev, tmpfs, masked paths, read-only
+//! root, sysctls, pids cgroup), `Spawn` runs processes in it (own mount namespace and root,
+//! user, groups, capabilities, rlimits, cwd, env, pty or pipes),
 //! stdio flows as frames, and when the main process exits everything else is killed, its exit
 //! is reported, and on `Shutdown` (or 10 s later) the VM powers off.
 //!
@@ -13,9 +15,11 @@
 //! ```
 //! PID 1 must never die: errors are logged to the console (`tether:` lines in console.log).
 
+mod confine;
 mod exec;
 mod log;
 mod port;
+mod privs;
 mod process;
 mod reaper;
 mod setup;
@@ -167,11 +171,8 @@ fn handle(
             }
         }
         HostMsg::Spawn { session, process } => {
-            let rootfs = mounted
-                .lock()
-                .ok()
-                .and_then(|m| m.as_ref().map(|m| m.rootfs.clone()));
-            sessions.spawn(session, process, rootfs.as_deref());
+            let m = mounted.lock().ok().and_then(|m| m.clone());
+            sessions.spawn(session, process, m.as_deref());
         }
         HostMsg::Signal { session, signal } => sessions.signal(session, signal),
         HostMsg::Resize {

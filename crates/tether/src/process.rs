@@ -12,11 +12,13 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tether_proto::guest::RLIMITS;
 use tether_proto::{FrameKind, GuestMsg, Process, MAIN_SESSION};
 
-use crate::exec::{self, ChildPlan};
+use crate::exec::{self, ChildPlan, Restrictions};
 use crate::port::Writer;
 use crate::reaper::Reaper;
+use crate::setup::Mounted;
 use crate::{sys, user};
 
 /// How long output may keep draining after a session's process has exited.
@@ -168,10 +170,11 @@ impl Sessions {
 
     /// Handles `Spawn`: starts the process and its stdio threads, then reports `Started` or
     /// `SpawnFailed`.
-    pub fn spawn(self: &Arc<Self>, session: u32, p: Process, rootfs: Option<&Path>) {
-        let Some(rootfs) = rootfs else {
+    pub fn spawn(self: &Arc<Self>, session: u32, p: Process, mounted: Option<&Mounted>) {
+        let Some(mounted) = mounted else {
             return self.fail(session, 126, "the container is not set up".into());
         };
+        let rootfs = mounted.rootfs.as_path();
         if lock(&self.map).contains_key(&session) {
             return self.fail(
                 session,
@@ -184,18 +187,21 @@ impl Sessions {
         };
         let read =
             |f: &str| std::fs::read_to_string(rootfs.join("etc").join(f)).unwrap_or_default();
-        let ident = match user::resolve(
-            &p.user,
-            &user::parse_passwd(&read("passwd")),
-            &user::parse_group(&read("group")),
-        ) {
+        let groups = user::parse_group(&read("group"));
+        let ident = match user::resolve(&p.user, &user::parse_passwd(&read("passwd")), &groups)
+            .and_then(|i| user::add_groups(i, &p.privileges.groups, &groups))
+        {
             Ok(i) => i,
             Err(e) => return self.fail(session, 126, e.to_string()),
+        };
+        let restrict = match restrictions(&p, mounted) {
+            Ok(r) => r,
+            Err(e) => return self.fail(session, 126, e),
         };
         let env = exec::build_env(&p.env, &ident.home);
         let path = exec::env_value(&env, "PATH").unwrap_or(exec::DEFAULT_PATH);
         let candidates = exec::exec_candidates(&argv0, path);
-        let cwd = ensure_cwd(rootfs, &p.cwd);
+        let cwd = ensure_cwd(mounted.writable_root.as_deref().unwrap_or(rootfs), &p.cwd);
         let stdio = match make_stdio(&p, rootfs, &ident) {
             Ok(s) => s,
             Err(e) => return self.fail(session, 126, format!("setting up stdio failed: {e}")),
@@ -209,6 +215,7 @@ impl Sessions {
             &ident,
             stdio.child_raw,
             p.tty,
+            restrict,
         ) {
             Ok(plan) => plan,
             Err(e) => return self.fail(session, 126, format!("invalid process: {e}")),
@@ -340,6 +347,34 @@ impl Sessions {
             }
         }
     }
+}
+
+/// What the child applies to itself: the pids cgroup, `--ulimit`s and privileges.
+fn restrictions(p: &Process, mounted: &Mounted) -> Result<Restrictions, String> {
+    let rlimits = (p.privileges.rlimits.iter())
+        .map(|r| {
+            let resource = RLIMITS
+                .iter()
+                .position(|n| *n == r.name)
+                .ok_or_else(|| format!("invalid ulimit type: {}", r.name))?;
+            let limit = libc::rlimit {
+                rlim_cur: r.soft,
+                rlim_max: r.hard,
+            };
+            Ok((resource as u32, limit))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40);
+    Ok(Restrictions {
+        cgroup_procs: mounted.cgroup_procs.clone(),
+        rlimits,
+        capabilities: p.privileges.capabilities,
+        last_cap,
+        no_new_privs: p.privileges.no_new_privileges,
+    })
 }
 
 fn spawn_thread(name: &str, f: impl FnOnce() + Send + 'static) {

@@ -1,14 +1,16 @@
 //! Machine setup: the initramfs mounts at boot, the container's root filesystem on `Setup`,
 //! and the orderly power-off at the end.
 
+use std::ffi::CString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use tether_proto::guest::HostEntry;
 use tether_proto::Setup;
 
-use crate::sys;
+use crate::{confine, sys};
 
 /// Where the container's root filesystem is mounted in the initramfs.
 pub const ROOTFS: &str = "/root-fs";
@@ -37,10 +39,16 @@ pub struct Mounted {
     pub rootfs: PathBuf,
     /// Mount points in the order they were mounted (unmounted in reverse).
     mounts: Vec<PathBuf>,
+    /// `cgroup.procs` of the pids cgroup every process joins, when `--pids-limit` is set.
+    pub cgroup_procs: Option<CString>,
+    /// With `--read-only`, a writable view of the root for the tether alone (outside the
+    /// container's root), where a missing working directory is created as Docker creates it.
+    pub writable_root: Option<PathBuf>,
 }
 
 /// Applies the host's `Setup`: clock, entropy, hostname, the root filesystem and its API
-/// filesystems, /etc/hostname and /etc/hosts. Errors are sentences for `SetupFailed`.
+/// filesystems, /etc/hostname and /etc/hosts, then the container's confinement
+/// (`confine.rs`). Errors are sentences for `SetupFailed`.
 pub fn apply(setup: &Setup) -> Result<Mounted, String> {
     if let Err(e) = sys::set_clock(setup.clock_unix_nanos) {
         crate::log!("setting the clock failed: {e}");
@@ -55,10 +63,14 @@ pub fn apply(setup: &Setup) -> Result<Mounted, String> {
     if let Err(e) = sys::loopback_up() {
         crate::log!("bringing up the loopback interface failed: {e}");
     }
+    let conf = &setup.confinement;
+    confine::kernel(conf)?;
     let rootfs = PathBuf::from(ROOTFS);
     let mut m = Mounted {
         rootfs: rootfs.clone(),
         mounts: Vec::new(),
+        cgroup_procs: confine::pids_cgroup(conf.pids_limit)?,
+        writable_root: None,
     };
     wait_for(Path::new(&setup.root_device), Duration::from_secs(5))?;
     let fstype = if setup.root_fstype.is_empty() {
@@ -67,28 +79,21 @@ pub fn apply(setup: &Setup) -> Result<Mounted, String> {
         &setup.root_fstype
     };
     mount_at(&mut m, &setup.root_device, &rootfs, fstype, 0, "")?;
-    let api: [(&str, &str, &str, libc::c_ulong, &str); 5] = [
-        ("proc", "proc", "proc", NOSUID_NODEV_NOEXEC, ""),
-        ("sysfs", "sys", "sysfs", NOSUID_NODEV_NOEXEC, ""),
-        ("devtmpfs", "dev", "devtmpfs", libc::MS_NOSUID, ""),
-        (
-            "devpts",
-            "dev/pts",
-            "devpts",
-            libc::MS_NOSUID | libc::MS_NOEXEC,
-            "newinstance,ptmxmode=0666,mode=0620,gid=5",
-        ),
-        (
-            "shm",
-            "dev/shm",
-            "tmpfs",
-            NOSUID_NODEV_NOEXEC,
-            "mode=1777,size=65536k",
-        ),
-    ];
-    for (src, rel, fstype, flags, data) in api {
-        mount_at(&mut m, src, &rootfs.join(rel), fstype, flags, data)?;
-    }
+    write_etc(&rootfs, setup);
+    let sys_flags = match conf.privileged {
+        true => NOSUID_NODEV_NOEXEC,
+        false => NOSUID_NODEV_NOEXEC | libc::MS_RDONLY,
+    };
+    mount_at(
+        &mut m,
+        "proc",
+        &rootfs.join("proc"),
+        "proc",
+        NOSUID_NODEV_NOEXEC,
+        "",
+    )?;
+    mount_at(&mut m, "sysfs", &rootfs.join("sys"), "sysfs", sys_flags, "")?;
+    confine::dev(&mut m, conf)?;
     // /dev/ptmx must open the container's devpts instance, not the initramfs one.
     mount_at(
         &mut m,
@@ -98,7 +103,11 @@ pub fn apply(setup: &Setup) -> Result<Mounted, String> {
         libc::MS_BIND,
         "",
     )?;
-    write_etc(&rootfs, setup);
+    confine::tmpfs(&mut m, &conf.tmpfs)?;
+    confine::paths(&mut m, conf)?;
+    if conf.readonly_rootfs {
+        confine::readonly_root(&mut m)?;
+    }
     Ok(m)
 }
 
@@ -117,7 +126,8 @@ fn wait_for(path: &Path, timeout: Duration) -> Result<(), String> {
     Ok(())
 }
 
-fn mount_at(
+/// Mounts `src` on `target`, creating the mount point, and records it for the power-off.
+pub(crate) fn mount_at(
     m: &mut Mounted,
     src: &str,
     target: &Path,
@@ -139,14 +149,18 @@ fn mount_at(
     Ok(())
 }
 
-/// The /etc/hosts tether writes: loopback names plus the container's hostname.
-pub fn hosts_file(hostname: &str) -> String {
+/// The /etc/hosts tether writes: loopback names plus the container's hostname, then the
+/// `--add-host` entries (`IP<TAB>name`, as Docker writes them).
+pub fn hosts_file(hostname: &str, extra: &[HostEntry]) -> String {
     let mut s = String::from("127.0.0.1\tlocalhost");
     if !hostname.is_empty() {
         s.push('\t');
         s.push_str(hostname);
     }
     s.push_str("\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    for h in extra {
+        s.push_str(&format!("{}\t{}\n", h.ip, h.name));
+    }
     s
 }
 
@@ -173,7 +187,10 @@ fn write_etc(rootfs: &Path, setup: &Setup) {
     let hostname = &setup.hostname;
     let mut files = vec![
         ("hostname", format!("{hostname}\n")),
-        ("hosts", hosts_file(hostname)),
+        (
+            "hosts",
+            hosts_file(hostname, &setup.confinement.extra_hosts),
+        ),
     ];
     if !setup.dns_servers.is_empty() {
         files.push((
@@ -244,9 +261,17 @@ mod tests {
 
     #[test]
     fn hosts_file_maps_hostname_to_loopback() {
-        let h = hosts_file("abc123");
+        let h = hosts_file("abc123", &[]);
         assert!(h.starts_with("127.0.0.1\tlocalhost\tabc123\n"), "{h}");
         assert!(h.contains("::1\tlocalhost"));
-        assert_eq!(hosts_file("").lines().next(), Some("127.0.0.1\tlocalhost"));
+        assert_eq!(
+            hosts_file("", &[]).lines().next(),
+            Some("127.0.0.1\tlocalhost")
+        );
+        let extra = HostEntry {
+            name: "db".into(),
+            ip: "10.1.2.3".into(),
+        };
+        assert!(hosts_file("x", &[extra]).ends_with("\n10.1.2.3\tdb\n"));
     }
 }

@@ -96,6 +96,29 @@ pub fn set_hostname(name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// setdomainname(2).
+pub fn set_domainname(name: &str) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `name`'s bytes, which outlive the call.
+    check(unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) })?;
+    Ok(())
+}
+
+/// mknod(2) of a device node with the given mode (type and permission bits) and numbers.
+pub fn mknod(path: &Path, mode: u32, rdev: u64) -> io::Result<()> {
+    let path = cpath(path)?;
+    // SAFETY: `path` is a live NUL-terminated string.
+    check(unsafe { libc::mknod(path.as_ptr(), mode, rdev) })?;
+    Ok(())
+}
+
+/// lchown(2): the node itself, never what a symlink names.
+pub fn chown(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    let path = cpath(path)?;
+    // SAFETY: `path` is a live NUL-terminated string.
+    check(unsafe { libc::lchown(path.as_ptr(), uid, gid) })?;
+    Ok(())
+}
+
 /// Credits `bytes` to the kernel's entropy pool with RNDADDENTROPY on `/dev/urandom`.
 pub fn add_entropy(bytes: &[u8]) -> io::Result<()> {
     const RNDADDENTROPY: libc::c_ulong = 0x4008_5203;

@@ -163,6 +163,29 @@ pub fn resolve(
     })
 }
 
+/// Adds `--group-add` groups (names in the container's /etc/group, or numbers) to the
+/// supplementary groups, as runc does.
+pub fn add_groups(
+    mut ident: Identity,
+    extra: &[String],
+    groups: &[GroupEntry],
+) -> Result<Identity, UserError> {
+    for g in extra {
+        let gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => groups
+                .iter()
+                .find(|e| e.name == *g)
+                .map(|e| e.gid)
+                .ok_or_else(|| UserError::NoSuchGroup(g.clone()))?,
+        };
+        if !ident.groups.contains(&gid) {
+            ident.groups.push(gid);
+        }
+    }
+    Ok(ident)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +254,18 @@ mod tests {
         assert_eq!(res("vic:wheel").unwrap().gid, 10);
         assert_eq!(res("1000:55").unwrap().gid, 55);
         assert_eq!(res("vic:").unwrap().gid, 1000);
+    }
+
+    #[test]
+    fn group_add_takes_names_and_numbers_once_each() {
+        let g = parse_group(GROUP);
+        let extra = ["wheel".to_string(), "4242".to_string(), "audio".to_string()];
+        let id = add_groups(res("").unwrap(), &extra, &g).unwrap();
+        assert_eq!(id.groups, vec![0, 10, 4242, 29]);
+        assert_eq!(
+            add_groups(res("").unwrap(), &["nogroup".to_string()], &g).unwrap_err(),
+            UserError::NoSuchGroup("nogroup".into())
+        );
     }
 
     #[test]

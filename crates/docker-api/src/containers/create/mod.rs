@@ -4,11 +4,15 @@
 //! ```text
 //!   body ──parse──► ContainerConfig + HostConfig + NetworkingConfig   (400 naming a mistyped field;
 //!                   keys matched to fields as Go matches them, casefold.rs)
-//!        ──policy::apply──► Applied { memory, cpus, dns, … , warnings } (400 naming each unsupported flag)
+//!        ──policy::apply──► Applied { memory, cpus, dns, guest, … , warnings } (400 naming each unsupported flag;
+//!                   guest.rs checks the options applied inside the VM, tmpfs.rs parses --tmpfs)
 //!        ──spec::build──► ContainerSpec, whose personality is what inspect shows
 //! ```
 
 mod casefold;
+mod guest;
+#[cfg(test)]
+mod guest_tests;
 // Every field of Docker's types is parsed, so that a mistyped one is refused; the policy
 // reads only those that matter (a field vic refuses need only be told from its default).
 #[allow(dead_code)]
@@ -21,6 +25,7 @@ mod policy;
 mod spec;
 #[cfg(test)]
 mod tests;
+mod tmpfs;
 
 use std::collections::HashMap;
 

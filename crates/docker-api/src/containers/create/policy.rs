@@ -16,10 +16,19 @@
 //! Accepted without effect, as dockerd has none for them at run time either: `OnBuild`,
 //! `Shell`, `ArgsEscaped` (build metadata), `ExposedPorts` (recorded), `ContainerIDFile`
 //! (the CLI writes the file), `NetworkDisabled` (a container VM has no network yet).
+//!
+//! Applied inside the container VM by its tether, checked in `guest.rs`: `--cap-add`,
+//! `--cap-drop` (over Docker's default set, which applies without them too), `--privileged`,
+//! `--read-only`, `--tmpfs`, `--shm-size`, `--ulimit`, `--add-host`, `--group-add`,
+//! `--domainname`, `--sysctl` (namespaced ones), `--device` (the guest's own devices),
+//! `--init` (the tether is already an init), `--pids-limit`, `--security-opt
+//! no-new-privileges` (and `seccomp=unconfined`, `apparmor=unconfined`, which is what a
+//! container VM has).
 
 use std::collections::BTreeMap;
 
 use super::config::{ContainerConfig, EndpointSettings, NetworkingConfig};
+use super::guest::{self, Guest};
 use super::host_config::HostConfig;
 use super::log_opts::{self, LogOpts};
 
@@ -38,7 +47,7 @@ const OWN_VM: &str =
     "a container is its own VM and shares no namespace with the host or another container";
 const CGROUP_LIMITS: &str =
     "only --memory and --cpus size a container VM; limits inside it are not applied yet";
-const DEVICES: &str = "host devices are not passed to container VMs";
+const GPUS: &str = "host devices are not passed to container VMs";
 const WINDOWS: &str = "it is a Windows option";
 
 /// One option the user set that vic does not apply.
@@ -78,6 +87,8 @@ pub struct Applied {
     pub container_id_file: String,
     /// What the container's log keeps on disk (`--log-opt max-size/max-file`, or the default).
     pub log: LogOpts,
+    /// Capabilities, mounts, limits and devices applied inside the VM.
+    pub guest: Guest,
     /// Warnings for the create response (dockerd's `Warnings`).
     pub warnings: Vec<String>,
 }
@@ -100,10 +111,10 @@ fn yes(v: &Option<bool>) -> bool {
 
 /// Collects the refusals of one body.
 #[derive(Default)]
-struct Refusals(Vec<Unsupported>);
+pub(super) struct Refusals(Vec<Unsupported>);
 
 impl Refusals {
-    fn check(&mut self, set: bool, flag: impl Into<String>, why: &str) {
+    pub(super) fn check(&mut self, set: bool, flag: impl Into<String>, why: &str) {
         if set {
             self.0.push(Unsupported {
                 flag: flag.into(),
@@ -132,13 +143,15 @@ pub fn apply(
     container(&mut r, c);
     network(&mut r, h, n);
     storage(&mut r, c, h);
-    guest(&mut r, h);
+    namespaces(&mut r, h);
+    guest::refusals(&mut r, h);
     resources(&mut r, h);
     if !r.0.is_empty() {
         return Err(Refused::Unsupported(r.0));
     }
     restart_retries(h)?;
     let log = log_opts::settings(h)?;
+    let guest = guest::apply(c, h)?;
     let mut warnings = discarded(h);
     let memory_mib = memory(h.memory, &mut warnings)?;
     let cpus = cpus(h.nano_cpus, h.cpu_count, &mut warnings)?;
@@ -163,13 +176,12 @@ pub fn apply(
         network_mode,
         container_id_file: s(&h.container_id_file).to_string(),
         log,
+        guest,
         warnings,
     })
 }
 
 fn container(r: &mut Refusals, c: &ContainerConfig) {
-    let why = "the domain name is not set in the container VM yet";
-    r.check(!s(&c.domainname).is_empty(), "--domainname", why);
     let health = c.healthcheck.as_ref().is_some_and(|h| h.is_set());
     r.check(
         health,
@@ -226,57 +238,17 @@ fn storage(r: &mut Refusals, c: &ContainerConfig, h: &HostConfig) {
         "--volume-driver",
         NO_VOLUMES,
     );
-    r.check(map(&h.tmpfs), "--tmpfs", "tmpfs mounts are not applied yet");
-    let ro = "a read-only root filesystem is not applied yet";
-    r.check(yes(&h.readonly_rootfs), "--read-only", ro);
+    // --tmpfs, --read-only and --shm-size are applied in the guest (`guest.rs`).
     r.check(
         map(&h.storage_opt),
         "--storage-opt",
         "storage options are not applied yet",
     );
-    r.check(
-        num(&h.shm_size),
-        "--shm-size",
-        "the size of /dev/shm is not applied yet",
-    );
     r.0.extend(log_opts::unsupported(h));
 }
 
-/// Options a later step applies inside the guest; refused until then.
-fn guest(r: &mut Refusals, h: &HostConfig) {
-    let caps = "capabilities are not applied yet";
-    r.check(
-        h.cap_add.as_ref().is_some_and(|c| !c.0.is_empty()),
-        "--cap-add",
-        caps,
-    );
-    r.check(
-        h.cap_drop.as_ref().is_some_and(|c| !c.0.is_empty()),
-        "--cap-drop",
-        caps,
-    );
-    r.check(
-        yes(&h.privileged),
-        "--privileged",
-        "privileged mode is not applied yet",
-    );
-    let sec = "security options are not applied yet";
-    r.check(list(&h.security_opt), "--security-opt", sec);
-    r.check(list(&h.masked_paths), "HostConfig.MaskedPaths", sec);
-    r.check(list(&h.readonly_paths), "HostConfig.ReadonlyPaths", sec);
-    let hosts = "extra /etc/hosts entries are not applied yet";
-    r.check(list(&h.extra_hosts), "--add-host", hosts);
-    let groups = "supplementary groups are not applied yet";
-    r.check(list(&h.group_add), "--group-add", groups);
-    r.check(map(&h.sysctls), "--sysctl", "sysctls are not applied yet");
-    r.check(list(&h.ulimits), "--ulimit", "ulimits are not applied yet");
-    r.check(
-        yes(&h.init),
-        "--init",
-        "a separate init process is not available yet",
-    );
-    let pids = h.pids_limit.is_some_and(|p| p > 0);
-    r.check(pids, "--pids-limit", "process limits are not applied yet");
+/// Namespaces and runtimes a VM has no use for, and what is still not applied in it.
+fn namespaces(r: &mut Refusals, h: &HostConfig) {
     let oom = "OOM score adjustment is not applied yet";
     r.check(num(&h.oom_score_adj), "--oom-score-adj", oom);
     r.check(
@@ -339,8 +311,7 @@ fn resources(r: &mut Refusals, h: &HostConfig) {
     for (set, flag) in pairs {
         r.check(set, flag, CGROUP_LIMITS);
     }
-    r.check(list(&h.devices), "--device", DEVICES);
-    r.check(list(&h.device_requests), "--gpus", DEVICES);
+    r.check(list(&h.device_requests), "--gpus", GPUS);
     r.check(num(&h.cpu_percent), "--cpu-percent", WINDOWS);
     r.check(num(&h.io_maximum_iops), "--io-maxiops", WINDOWS);
     r.check(num(&h.io_maximum_bandwidth), "--io-maxbandwidth", WINDOWS);

@@ -8,6 +8,7 @@ use portlayer::{ContainerSpec, ProcessSpec};
 use serde_json::{json, Value};
 
 use super::config::ContainerConfig;
+use super::guest::Guest;
 use super::log_opts::LogOpts;
 use super::policy::Applied;
 use super::Plan;
@@ -133,7 +134,7 @@ pub fn build(c: ContainerConfig, a: Applied, name: String, image: &ImageRecord) 
         .is_some_and(|t| t.first().map(String::as_str) == Some("NONE"));
     let mut config = json!({
         "Hostname": hostname,
-        "Domainname": "",
+        "Domainname": a.guest.domainname,
         "User": user,
         "AttachStdin": c.attach_stdin.unwrap_or(false),
         "AttachStdout": c.attach_stdout.unwrap_or(false),
@@ -174,6 +175,7 @@ pub fn build(c: ContainerConfig, a: Applied, name: String, image: &ImageRecord) 
             open_stdin,
             stdin_once,
             console_size: if tty { a.console_size } else { (0, 0) },
+            privileges: a.guest.privileges(),
         },
         hostname,
         labels,
@@ -186,6 +188,7 @@ pub fn build(c: ContainerConfig, a: Applied, name: String, image: &ImageRecord) 
         dns_search: a.dns_search,
         dns_options: a.dns_options,
         log: a.log.bounds,
+        confinement: a.guest.confinement(),
         personality: json!({ "Config": config, "HostConfig": host_config, APPLIED_KEY: true }),
     };
     Plan { spec, warnings }
@@ -224,6 +227,7 @@ pub fn host_config_of(spec: &ContainerSpec) -> Value {
         network_mode: network_mode.to_string(),
         container_id_file: String::new(),
         log: LogOpts::default(),
+        guest: Guest::of_spec(&spec.confinement, &spec.process.privileges),
         warnings: Vec::new(),
     })
 }
@@ -237,7 +241,7 @@ fn log_config_json(log: &LogOpts) -> Value {
 /// option vic refuses at its default.
 fn host_config_json(a: &Applied) -> Value {
     let (h, w) = a.console_size;
-    json!({
+    let mut hc = json!({
         "Binds": null,
         "ContainerIDFile": a.container_id_file,
         "LogConfig": log_config_json(&a.log),
@@ -301,7 +305,9 @@ fn host_config_json(a: &Applied) -> Value {
         "IOMaximumBandwidth": 0,
         "MaskedPaths": null,
         "ReadonlyPaths": null,
-    })
+    });
+    a.guest.host_config(&mut hc);
+    hc
 }
 
 #[cfg(test)]

@@ -1,0 +1,306 @@
+//! The container's confinement inside the VM, applied once on `Setup` before anything runs:
+//! its `/dev` (the standard nodes, or every guest device when privileged), `/dev/shm` and
+//! `/dev/mqueue`, `--device` nodes, tmpfs mounts, Docker's masked and read-only paths, a
+//! read-only root, sysctls, the domain name and a pids cgroup. What each process may do
+//! (capabilities, limits, groups) is applied when it is spawned (`exec.rs`).
+//!
+//! Mount points inside the container's root are reached without following symlinks, so an
+//! image cannot point one at the initramfs.
+
+use std::ffi::CString;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use tether_proto::guest::{Tmpfs, TMPFS_DATA};
+use tether_proto::Confinement;
+
+use crate::setup::{mount_at, Mounted};
+use crate::sys;
+
+const NOSUID_NODEV_NOEXEC: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+
+/// Where the guest's pids cgroup for the container's processes lives.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// The nodes of a container's `/dev` that is not privileged, as runc makes them.
+const DEV_NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+const DEV_LINKS: [(&str, &str); 4] = [
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+];
+
+/// `path` (absolute, inside the container) under `rootfs`, refusing `..` and any component
+/// that is a symlink.
+pub fn inside(rootfs: &Path, path: &str) -> Result<PathBuf, String> {
+    let mut out = rootfs.to_path_buf();
+    for c in Path::new(path).components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(name) => {
+                out.push(name);
+                if out.is_symlink() {
+                    return Err(format!("{path} is a symlink in the container's image"));
+                }
+            }
+            _ => return Err(format!("{path} is not a plain absolute path")),
+        }
+    }
+    Ok(out)
+}
+
+/// The domain name and sysctls: the guest kernel's own settings.
+pub fn kernel(conf: &Confinement) -> Result<(), String> {
+    if !conf.domainname.is_empty() {
+        sys::set_domainname(&conf.domainname)
+            .map_err(|e| format!("setting domain name {:?} failed: {e}", conf.domainname))?;
+    }
+    for (key, value) in &conf.sysctls {
+        let rel = key.replace('.', "/");
+        if rel.split('/').any(|p| p.is_empty() || p == "..") {
+            return Err(format!("sysctl {key:?} is not a sysctl name"));
+        }
+        let path = Path::new("/proc/sys").join(rel);
+        std::fs::write(&path, value)
+            .map_err(|e| format!("setting sysctl {key}={value} failed: {e}"))?;
+    }
+    Ok(())
+}
+
+/// A pids cgroup (cgroup v2) holding the container's processes, when a limit is set: the
+/// path of its `cgroup.procs`, which each process joins before it execs.
+pub fn pids_cgroup(limit: u64) -> Result<Option<CString>, String> {
+    if limit == 0 {
+        return Ok(None);
+    }
+    let root = Path::new(CGROUP_ROOT);
+    let fail = |what: &str, e: std::io::Error| format!("--pids-limit: {what} failed: {e}");
+    if !root.join("cgroup.controllers").exists() {
+        sys::mount("cgroup2", root, "cgroup2", NOSUID_NODEV_NOEXEC, "")
+            .map_err(|e| fail("mounting the guest's cgroup2", e))?;
+    }
+    let controllers = std::fs::read_to_string(root.join("cgroup.controllers"))
+        .map_err(|e| fail("reading the guest's cgroup controllers", e))?;
+    if !controllers.split_whitespace().any(|c| c == "pids") {
+        return Err("--pids-limit: the guest kernel has no pids controller".to_string());
+    }
+    std::fs::write(root.join("cgroup.subtree_control"), "+pids")
+        .map_err(|e| fail("enabling the pids controller", e))?;
+    let dir = root.join("container");
+    std::fs::create_dir_all(&dir).map_err(|e| fail("creating the container's cgroup", e))?;
+    std::fs::write(dir.join("pids.max"), limit.to_string())
+        .map_err(|e| fail("writing pids.max", e))?;
+    let procs =
+        sys::cpath(&dir.join("cgroup.procs")).map_err(|e| fail("naming cgroup.procs", e))?;
+    Ok(Some(procs))
+}
+
+/// The container's `/dev`: every guest device when privileged, else a tmpfs with the
+/// standard nodes; then devpts, `/dev/shm`, `/dev/mqueue` and the `--device` nodes.
+pub fn dev(m: &mut Mounted, conf: &Confinement) -> Result<(), String> {
+    let dev = m.rootfs.join("dev");
+    if conf.privileged {
+        mount_at(m, "devtmpfs", &dev, "devtmpfs", libc::MS_NOSUID, "")?;
+    } else {
+        let flags = libc::MS_NOSUID | libc::MS_STRICTATIME;
+        mount_at(m, "tmpfs", &dev, "tmpfs", flags, "mode=755,size=65536k")?;
+        for name in DEV_NODES {
+            copy_node(&Path::new("/dev").join(name), &dev.join(name))?;
+        }
+        for (name, target) in DEV_LINKS {
+            std::os::unix::fs::symlink(target, dev.join(name))
+                .map_err(|e| format!("creating /dev/{name} failed: {e}"))?;
+        }
+    }
+    mount_at(
+        m,
+        "devpts",
+        &dev.join("pts"),
+        "devpts",
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        "newinstance,ptmxmode=0666,mode=0620,gid=5",
+    )?;
+    let shm = match conf.shm_size {
+        0 => 64 << 20,
+        n => n,
+    };
+    let data = format!("mode=1777,size={shm}");
+    mount_at(
+        m,
+        "shm",
+        &dev.join("shm"),
+        "tmpfs",
+        NOSUID_NODEV_NOEXEC,
+        &data,
+    )?;
+    mount_at(
+        m,
+        "mqueue",
+        &dev.join("mqueue"),
+        "mqueue",
+        NOSUID_NODEV_NOEXEC,
+        "",
+    )?;
+    for d in &conf.devices {
+        let target = inside(&m.rootfs, &d.container_path)?;
+        if !target.exists() {
+            copy_node(Path::new(&d.guest_path), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes a node at `to` for the guest's device `from` (same type, numbers, mode and owner).
+fn copy_node(from: &Path, to: &Path) -> Result<(), String> {
+    let err = |e: std::io::Error| {
+        let e = e.to_string();
+        let e = e.split(" (os error").next().unwrap_or(&e).to_lowercase();
+        format!(
+            "error gathering device information while adding custom device {:?}: {e} (the container VM has no such device)",
+            from.display().to_string()
+        )
+    };
+    let meta = std::fs::metadata(from).map_err(err)?;
+    let kind = meta.file_type();
+    if !kind.is_char_device() && !kind.is_block_device() {
+        return Err(format!(
+            "{} is not a device node of the guest",
+            from.display()
+        ));
+    }
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("creating {} failed: {e}", parent.display()))?;
+    }
+    // mknod's mode is cut by the umask: the permissions are set again after.
+    let perms = std::fs::Permissions::from_mode(meta.mode() & 0o7777);
+    sys::mknod(to, meta.mode(), meta.rdev())
+        .and_then(|()| sys::chown(to, meta.uid(), meta.gid()))
+        .and_then(|()| std::fs::set_permissions(to, perms))
+        .map_err(|e| format!("creating device {} failed: {e}", to.display()))
+}
+
+/// Splits tmpfs options into mount flags and the data the kernel parses.
+fn tmpfs_options(options: &[String]) -> Result<(libc::c_ulong, String), String> {
+    let mut flags: libc::c_ulong = 0;
+    let mut data: Vec<&str> = Vec::new();
+    for o in options {
+        let (set, clear) = match o.as_str() {
+            "ro" => (libc::MS_RDONLY, 0),
+            "rw" => (0, libc::MS_RDONLY),
+            "noexec" => (libc::MS_NOEXEC, 0),
+            "exec" => (0, libc::MS_NOEXEC),
+            "nosuid" => (libc::MS_NOSUID, 0),
+            "suid" => (0, libc::MS_NOSUID),
+            "nodev" => (libc::MS_NODEV, 0),
+            "dev" => (0, libc::MS_NODEV),
+            "sync" => (libc::MS_SYNCHRONOUS, 0),
+            "async" => (0, libc::MS_SYNCHRONOUS),
+            "dirsync" => (libc::MS_DIRSYNC, 0),
+            "noatime" => (libc::MS_NOATIME, 0),
+            "atime" => (0, libc::MS_NOATIME),
+            "nodiratime" => (libc::MS_NODIRATIME, 0),
+            "diratime" => (0, libc::MS_NODIRATIME),
+            "relatime" => (libc::MS_RELATIME, 0),
+            "norelatime" => (0, libc::MS_RELATIME),
+            "strictatime" => (libc::MS_STRICTATIME, 0),
+            "nostrictatime" => (0, libc::MS_STRICTATIME),
+            "mand" => (libc::MS_MANDLOCK, 0),
+            kv => match kv.split_once('=') {
+                Some((k, v)) if TMPFS_DATA.contains(&k) && !v.contains(',') => {
+                    data.push(kv);
+                    (0, 0)
+                }
+                _ => return Err(format!("invalid tmpfs option {kv:?}")),
+            },
+        };
+        flags = (flags | set) & !clear;
+    }
+    Ok((flags, data.join(",")))
+}
+
+/// The `--tmpfs` mounts.
+pub fn tmpfs(m: &mut Mounted, mounts: &[Tmpfs]) -> Result<(), String> {
+    for t in mounts {
+        let target = inside(&m.rootfs, &t.path)?;
+        let (flags, data) = tmpfs_options(&t.options).map_err(|e| format!("{}: {e}", t.path))?;
+        mount_at(m, "tmpfs", &target, "tmpfs", flags, &data)?;
+    }
+    Ok(())
+}
+
+/// Docker's masked paths (`/dev/null` over a file, an empty read-only tmpfs over a
+/// directory) and read-only paths; paths the guest does not have are skipped.
+pub fn paths(m: &mut Mounted, conf: &Confinement) -> Result<(), String> {
+    for p in &conf.masked_paths {
+        let target = inside(&m.rootfs, p)?;
+        if target.is_dir() {
+            mount_at(m, "tmpfs", &target, "tmpfs", libc::MS_RDONLY, "")?;
+        } else if target.exists() {
+            mount_at(m, "/dev/null", &target, "", libc::MS_BIND, "")?;
+        }
+    }
+    for p in &conf.readonly_paths {
+        let target = inside(&m.rootfs, p)?;
+        if !target.exists() {
+            continue;
+        }
+        let src = target.to_string_lossy().into_owned();
+        mount_at(m, &src, &target, "", libc::MS_BIND | libc::MS_REC, "")?;
+        let ro = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | NOSUID_NODEV_NOEXEC;
+        sys::mount("", &target, "", ro, "")
+            .map_err(|e| format!("making {p} read-only failed: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Where the tether keeps its writable view of a read-only root.
+const WRITABLE_ROOT: &str = "/rw-root";
+
+/// `--read-only`: the root's own mount becomes read-only; the mounts on it stay as they are.
+/// The tether keeps a writable bind of the root filesystem alone, outside the container's
+/// root, for working directories to create.
+pub fn readonly_root(m: &mut Mounted) -> Result<(), String> {
+    let rootfs = m.rootfs.to_string_lossy().into_owned();
+    let rw = PathBuf::from(WRITABLE_ROOT);
+    std::fs::create_dir_all(&rw).map_err(|e| format!("creating {WRITABLE_ROOT} failed: {e}"))?;
+    mount_at(m, &rootfs, &rw, "", libc::MS_BIND, "")?;
+    m.writable_root = Some(rw);
+    let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
+    sys::mount("", &m.rootfs, "", flags, "")
+        .map_err(|e| format!("making the root filesystem read-only failed: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tmpfs_options_become_flags_and_data_later_ones_winning() {
+        let opts: Vec<String> = ["noexec", "nosuid", "nodev", "exec", "size=1m", "mode=1777"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (flags, data) = tmpfs_options(&opts).unwrap();
+        assert_eq!(flags, libc::MS_NOSUID | libc::MS_NODEV);
+        assert_eq!(data, "size=1m,mode=1777");
+        assert!(tmpfs_options(&["bind".to_string()]).is_err());
+        assert!(tmpfs_options(&["uid=0,size=1".to_string()]).is_err());
+    }
+
+    #[test]
+    fn paths_inside_the_root_refuse_symlinks_and_dots() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/", dir.path().join("run")).unwrap();
+        std::fs::create_dir(dir.path().join("tmp")).unwrap();
+        assert_eq!(
+            inside(dir.path(), "/tmp/x").unwrap(),
+            dir.path().join("tmp/x")
+        );
+        assert!(inside(dir.path(), "/run/x")
+            .unwrap_err()
+            .contains("symlink"));
+        assert!(inside(dir.path(), "/a/../b").is_err());
+    }
+}
