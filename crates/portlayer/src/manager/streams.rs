@@ -1,0 +1,142 @@
+//! The container's streams: waiting for its end, attaching, following its output, its log,
+//! and resizing its terminal.
+
+use std::path::PathBuf;
+
+use tether_proto::{HostMsg, MAIN_SESSION};
+use tokio::sync::mpsc;
+
+use super::live::Undelivered;
+use super::{io_err, Containers, Error};
+use crate::container::{ContainerRecord, Status};
+use crate::follow::Follower;
+use crate::logs::{LogEntry, LogSet};
+use crate::session::StdinMsg;
+
+/// What a live subscriber receives.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// One log entry; `end` is the log file offset just after it.
+    Entry(LogEntry, u64),
+    /// Entries up to this log file offset are written; read them from the file. Sent for an
+    /// entry too large to hold in the channel (see `LIVE_INLINE_MAX` in `manager/live.rs`).
+    Stored(u64),
+    /// The main process has ended: no more output from this run.
+    Eof,
+}
+
+/// Docker's wait conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitCondition {
+    NotRunning,
+    NextExit,
+    Removed,
+}
+
+/// The streams of one attach.
+pub struct AttachStreams {
+    pub output: Follower,
+    pub tty: bool,
+    /// Present when stdin was asked for and the container keeps stdin open.
+    pub stdin: Option<mpsc::Sender<StdinMsg>>,
+    /// Close the container's stdin when this client's stdin ends.
+    pub stdin_once: bool,
+}
+
+impl Containers {
+    /// Waits for the condition and returns the exit code.
+    pub async fn wait(&self, key: &str, condition: WaitCondition) -> Result<i32, Error> {
+        let rec = self.get(key)?;
+        let live = self
+            .live(&rec.id)
+            .ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        match condition {
+            WaitCondition::Removed => {
+                let mut rx = live.removed.subscribe();
+                let code = rx.wait_for(|r| r.is_some()).await.map(|r| r.unwrap_or(0));
+                Ok(code.unwrap_or(rec.state.exit_code))
+            }
+            WaitCondition::NotRunning | WaitCondition::NextExit => {
+                let mut rx = live.exits.subscribe();
+                let (before, code) = *rx.borrow();
+                if condition == WaitCondition::NotRunning
+                    && self.get(&rec.id)?.state.status != Status::Running
+                {
+                    return Ok(code);
+                }
+                let mut removed = live.removed.subscribe();
+                tokio::select! {
+                    r = rx.wait_for(|(n, _)| *n > before) => Ok(r.map(|v| v.1).unwrap_or(code)),
+                    r = removed.wait_for(|r| r.is_some()) => Ok(r.map(|v| v.unwrap_or(code)).unwrap_or(code)),
+                }
+            }
+        }
+    }
+
+    /// Attaches to the container's streams. Output starts from now.
+    pub fn attach(
+        &self,
+        key: &str,
+        stdin: bool,
+    ) -> Result<(ContainerRecord, AttachStreams), Error> {
+        let rec = self.get(key)?;
+        let live = self
+            .live(&rec.id)
+            .ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        let p = &rec.spec.process;
+        let streams = AttachStreams {
+            output: Follower::from_now(
+                live.output.subscribe(),
+                self.inner.state.log_path(&rec.id),
+                live.cursor.clone(),
+            ),
+            tty: p.tty,
+            stdin: (stdin && p.open_stdin).then(|| live.stdin_tx.clone()),
+            stdin_once: p.stdin_once,
+        };
+        Ok((rec, streams))
+    }
+
+    /// Follows the container's output from now on, for `logs --follow` (which reads the file
+    /// first and then says where it stopped with [`Follower::start_at`]).
+    pub fn follow(&self, key: &str) -> Result<Follower, Error> {
+        let rec = self.get(key)?;
+        let live = self
+            .live(&rec.id)
+            .ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        Ok(Follower::from_now(
+            live.output.subscribe(),
+            self.inner.state.log_path(&rec.id),
+            live.cursor.clone(),
+        ))
+    }
+
+    /// The container's log file (its current segment).
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.inner.state.log_path(id)
+    }
+
+    /// Opens the segments of the container's log for reading: a view that rotation
+    /// meanwhile does not disturb.
+    pub fn open_log(&self, id: &str) -> Result<LogSet, Error> {
+        LogSet::open(&self.inner.state.log_path(id)).map_err(io_err("opening the container log"))
+    }
+
+    /// Resizes the container's terminal.
+    pub fn resize(&self, key: &str, rows: u16, cols: u16) -> Result<(), Error> {
+        let rec = self.get(key)?;
+        let live = self
+            .live(&rec.id)
+            .ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        let resize = HostMsg::Resize {
+            session: MAIN_SESSION,
+            rows,
+            cols,
+        };
+        match live.send_control(&resize) {
+            Ok(()) => Ok(()),
+            Err(Undelivered::NotRunning) => Err(Error::NotRunning(rec.id)),
+            Err(Undelivered::NotReading) => Err(Error::NotReading(rec.id)),
+        }
+    }
+}
