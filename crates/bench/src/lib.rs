@@ -6,6 +6,7 @@ use anyhow::{bail, Context};
 
 pub mod dockerd;
 pub mod netns;
+pub mod procfs;
 pub mod vch;
 
 /// Median, minimum and maximum of a set of measurements.
