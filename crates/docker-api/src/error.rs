@@ -63,7 +63,8 @@ impl From<PlError> for ApiError {
             | PlError::InvalidName(_)
             | PlError::Ambiguous(_) => StatusCode::BAD_REQUEST,
             PlError::Spawn { .. } => StatusCode::BAD_REQUEST,
-            PlError::Start(_) | PlError::Backend(_) | PlError::Io { .. } => {
+            PlError::Store(imagec::store::StoreError::NoSuchImage(_)) => StatusCode::NOT_FOUND,
+            PlError::Start(_) | PlError::Backend(_) | PlError::Store(_) | PlError::Io { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };

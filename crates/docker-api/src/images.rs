@@ -302,15 +302,7 @@ pub async fn prune(
         for t in &img.repo_tags {
             deleted.push(json!({ "Untagged": t }));
         }
-        if let Err(e) = st.containers.backend().remove_image(&img.id).await {
-            tracing::warn!("removing the base disk of {}: {e}", img.id);
-        }
-        st.images
-            .remove(&img.id)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        st.containers
-            .events()
-            .publish("image", "delete", &img.id, Default::default());
+        st.containers.remove_image(&st.images, &img.id).await?;
         reclaimed += img.size;
         deleted.push(json!({ "Deleted": img.id }));
     }
@@ -417,16 +409,8 @@ pub async fn delete(
         .map(|i| !i.repo_tags.is_empty())
         .unwrap_or(false);
     if !still_tagged && user.is_none() {
-        if let Err(e) = st.containers.backend().remove_image(&img.id).await {
-            tracing::warn!("removing the base disk of {}: {e}", img.id);
-        }
-        st.images
-            .remove(&img.id)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+        st.containers.remove_image(&st.images, &img.id).await?;
         out.push(json!({ "Deleted": img.id }));
-        st.containers
-            .events()
-            .publish("image", "delete", &img.id, Default::default());
     }
     Ok(Json(Value::Array(out)))
 }

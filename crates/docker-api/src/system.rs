@@ -44,7 +44,7 @@ pub async fn version(State(st): State<AppState>) -> impl IntoResponse {
                 "KernelVersion": "",
                 "BuildTime": "",
                 "Experimental": "false",
-                "Backend": st.containers.backend().describe(),
+                "Backend": st.containers.backend_description(),
             }
         }],
         "Version": v,
@@ -66,7 +66,6 @@ pub async fn info(State(st): State<AppState>) -> impl IntoResponse {
         .filter(|c| c.state.status == Status::Running)
         .count();
     let images = st.images.list().len();
-    let backend = st.containers.backend();
     let (ncpu, mem) = host_resources();
     Json(json!({
         "ID": st.info.name,
@@ -75,8 +74,8 @@ pub async fn info(State(st): State<AppState>) -> impl IntoResponse {
         "ContainersPaused": 0,
         "ContainersStopped": all.len() - running,
         "Images": images,
-        "Driver": format!("vic-{}", backend.name()),
-        "DriverStatus": [["VCH", st.info.name], ["Backend", backend.describe()]],
+        "Driver": format!("vic-{}", st.containers.backend_name()),
+        "DriverStatus": [["VCH", st.info.name], ["Backend", st.containers.backend_description()]],
         "Plugins": { "Volume": [], "Network": [], "Authorization": null, "Log": ["json-file"] },
         "MemoryLimit": true,
         "SwapLimit": false,

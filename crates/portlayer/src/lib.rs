@@ -41,8 +41,6 @@ pub use container::{
     Rlimit, Status,
 };
 pub use events::{Event, EventBus};
-pub use hypervisor as backend;
-pub use hypervisor::Backend;
 pub use limits::Limits;
 pub use logs::{LogBounds, LogEntry, LogSet, LogStream};
 pub use manager::{

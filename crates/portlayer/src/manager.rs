@@ -16,6 +16,7 @@ use crate::limits::{Admission, Limits};
 use crate::session::{self, SessionExit, StartFailure};
 use crate::state::StateDir;
 
+mod images;
 mod live;
 mod reap;
 mod recovery;
@@ -59,6 +60,8 @@ pub enum Error {
     Start(String),
     #[error(transparent)]
     Backend(#[from] BackendError),
+    #[error(transparent)]
+    Store(#[from] imagec::store::StoreError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -167,10 +170,6 @@ impl Containers {
             .admission
             .admit_start(&rec.id, need, running)
             .map_err(|e| Error::Start(e.to_string()))
-    }
-
-    pub fn backend(&self) -> &Arc<dyn Backend> {
-        &self.inner.backend
     }
 
     pub fn events(&self) -> &Arc<EventBus> {
@@ -523,14 +522,6 @@ impl Containers {
             self.publish("destroy", &rec, &[]);
         }
         Ok(())
-    }
-
-    /// Whether any container uses the image.
-    pub fn image_in_use(&self, image_id: &str) -> Option<ContainerRecord> {
-        self.records()
-            .values()
-            .find(|r| r.spec.image_id == image_id)
-            .cloned()
     }
 
     /// Powers off every running container VM (appliance shutdown).
