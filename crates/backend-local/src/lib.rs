@@ -260,6 +260,14 @@ impl Backend for LocalBackend {
         format!("QEMU {} microvm, {}", self.qemu_version, self.accel)
     }
 
+    fn root_disk(&self) -> hypervisor::RootDisk {
+        // The root disk is the microvm's first virtio-blk device, made by `disk.rs` as ext4.
+        hypervisor::RootDisk {
+            device: "/dev/vda".into(),
+            fstype: "ext4".into(),
+        }
+    }
+
     async fn prepare_image(&self, image_id: &str, rootfs: &Path) -> Result<(), BackendError> {
         check_id("image", image_id)?;
         let lock = self.image_lock(image_id);

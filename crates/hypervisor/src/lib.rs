@@ -32,6 +32,16 @@ pub struct VmConfig {
     pub cpus: u32,
 }
 
+/// Where a container VM's guest finds its root filesystem: the backend decides how it
+/// attaches the root disk, and the guest is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootDisk {
+    /// The block device in the guest, e.g. `/dev/vda`.
+    pub device: String,
+    /// Its filesystem, e.g. `ext4`.
+    pub fstype: String,
+}
+
 /// A VM that has been powered on.
 pub struct PoweredOn {
     /// Connected channel to the tether inside the VM.
@@ -85,6 +95,9 @@ pub trait Backend: Send + Sync + 'static {
 
     /// One line describing the backend's runtime, e.g. "QEMU 7.2 microvm, TCG (no usable KVM)".
     fn describe(&self) -> String;
+
+    /// Where the guest of every VM this backend creates finds its root filesystem.
+    fn root_disk(&self) -> RootDisk;
 
     /// Makes the image's read-only base disk from its unpacked root filesystem. Idempotent:
     /// a second call for the same image returns at once.

@@ -50,6 +50,12 @@ impl Backend for FakeBackend {
     fn describe(&self) -> String {
         "fake backend".into()
     }
+    fn root_disk(&self) -> hypervisor::RootDisk {
+        hypervisor::RootDisk {
+            device: "/dev/fake0".into(),
+            fstype: "fakefs".into(),
+        }
+    }
     async fn prepare_image(&self, image_id: &str, _rootfs: &Path) -> Result<(), BackendError> {
         self.record(format!("prepare_image {image_id}"));
         Ok(())
@@ -128,7 +134,17 @@ async fn fake_tether(mut io: DuplexStream, off: oneshot::Sender<()>) {
             let out = |data: &str| Frame::data(FrameKind::Stdout, 0, data.as_bytes().to_vec());
             match f.kind {
                 FrameKind::Control => match f.parse_control::<HostMsg>().unwrap() {
-                    HostMsg::Setup(_) => send(&mut io, Frame::control(&GuestMsg::Ready)).await,
+                    // The root disk is where the backend says it is.
+                    HostMsg::Setup(setup)
+                        if (setup.root_device.as_str(), setup.root_fstype.as_str())
+                            == ("/dev/fake0", "fakefs") =>
+                    {
+                        send(&mut io, Frame::control(&GuestMsg::Ready)).await
+                    }
+                    HostMsg::Setup(setup) => {
+                        let message = format!("no root disk at {}", setup.root_device);
+                        send(&mut io, Frame::control(&GuestMsg::SetupFailed { message })).await
+                    }
                     HostMsg::Spawn { process, .. } => {
                         argv = process.argv.clone();
                         if argv[0] == "nosuch" {

@@ -379,10 +379,11 @@ impl Containers {
         let (sink, log_base) = live
             .open_sink(&self.inner.state.log_path(&id), rec.spec.log, &id)
             .map_err(io_err("opening the container log"))?;
+        let root = self.inner.backend.root_disk();
         let setup = Setup {
             hostname: rec.spec.hostname.clone(),
-            root_device: "/dev/vda".into(),
-            root_fstype: "ext4".into(),
+            root_device: root.device,
+            root_fstype: root.fstype,
             clock_unix_nanos: Utc::now().timestamp_nanos_opt().unwrap_or(0).max(0) as u64,
             entropy: (0..32).map(|_| rand::random::<u8>()).collect(),
             // Docker: the container's --dns wins; otherwise the VCH's DNS servers.
