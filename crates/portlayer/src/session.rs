@@ -66,10 +66,48 @@ pub enum SessionExit {
     Lost(String),
 }
 
+/// Why a control message did not reach the guest's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undelivered {
+    /// No session is running.
+    NotRunning,
+    /// The guest has not read [`CONTROL_QUEUE`] messages already queued.
+    NotReading,
+}
+
+/// Signals and resizes for a running session's main process, queued (bounded by
+/// [`CONTROL_QUEUE`]) and never waited for: a guest that has stopped reading is reported.
+#[derive(Debug, Clone)]
+pub struct GuestControl(mpsc::Sender<Frame>);
+
+impl GuestControl {
+    pub fn signal(&self, signal: i32) -> Result<(), Undelivered> {
+        self.send(&HostMsg::Signal {
+            session: MAIN_SESSION,
+            signal,
+        })
+    }
+
+    pub fn resize(&self, rows: u16, cols: u16) -> Result<(), Undelivered> {
+        self.send(&HostMsg::Resize {
+            session: MAIN_SESSION,
+            rows,
+            cols,
+        })
+    }
+
+    fn send(&self, msg: &HostMsg) -> Result<(), Undelivered> {
+        self.0.try_send(Frame::control(msg)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => Undelivered::NotReading,
+            mpsc::error::TrySendError::Closed(_) => Undelivered::NotRunning,
+        })
+    }
+}
+
 /// A running session.
 pub struct Session {
-    /// Control frames to the guest (signals, resizes); bounded by [`CONTROL_QUEUE`].
-    pub control: mpsc::Sender<Frame>,
+    /// Signals and resizes for the main process.
+    pub control: GuestControl,
     /// Resolves once, with the main process's exit.
     pub exit: oneshot::Receiver<SessionExit>,
     /// Resolves when the VM is off (after `exit`).
@@ -427,7 +465,7 @@ async fn drive(
 
     match tokio::time::timeout(limit, started_rx).await {
         Ok(Ok(Ok(()))) => Ok(Session {
-            control: control_tx,
+            control: GuestControl(control_tx),
             exit: exit_rx,
             vm_off: off_rx,
         }),

@@ -362,18 +362,18 @@ async fn a_guest_that_stops_reading_holds_back_its_writers_not_the_hosts_memory(
     );
 
     // Control: refused at once when full, never waited for.
-    let signal = Frame::control(&HostMsg::Signal {
-        session: 0,
-        signal: 15,
-    });
     let mut queued = 0;
-    while s.control.try_send(signal.clone()).is_ok() {
+    while s.control.signal(15).is_ok() {
         queued += 1;
         assert!(
             queued <= session::CONTROL_QUEUE,
             "the control queue is unbounded"
         );
     }
+    assert_eq!(
+        s.control.resize(24, 80),
+        Err(session::Undelivered::NotReading)
+    );
     assert_eq!(queued, session::CONTROL_QUEUE);
 
     // Once the guest reads again, everything queued arrives: held back, never dropped.

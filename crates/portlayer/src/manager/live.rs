@@ -4,13 +4,12 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex as StdMutex};
 
-use tether_proto::{Frame, HostMsg};
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Mutex};
 
 use super::Output;
 use crate::follow::LogCursor;
 use crate::logs::{LogBounds, LogStream, LogWriter};
-use crate::session::{self, SessionSink, StdinMsg};
+use crate::session::{self, GuestControl, SessionSink, StdinMsg, Undelivered};
 
 /// Per-container runtime plumbing; exists for every container, running or not.
 pub(super) struct Live {
@@ -22,23 +21,14 @@ pub(super) struct Live {
     /// Stdin for the main process, bounded by [`session::STDIN_QUEUE`].
     pub(super) stdin_tx: mpsc::Sender<StdinMsg>,
     pub(super) stdin_rx: Arc<Mutex<mpsc::Receiver<StdinMsg>>>,
-    /// Control frames to the guest while running.
-    pub(super) control: StdMutex<Option<mpsc::Sender<Frame>>>,
+    /// The running session's signals and resizes.
+    pub(super) control: StdMutex<Option<GuestControl>>,
     /// Serialises start, stop and remove of this container.
     pub(super) op: Mutex<()>,
     /// Resolves when the last run's VM is off.
     pub(super) vm_off: Mutex<Option<oneshot::Receiver<String>>>,
     /// Where the log stands, for followers that fall behind.
     pub(super) cursor: Arc<LogCursor>,
-}
-
-/// Why a control message did not reach the guest's queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Undelivered {
-    /// No session is running.
-    NotRunning,
-    /// The guest has not read [`session::CONTROL_QUEUE`] messages already queued.
-    NotReading,
 }
 
 /// Messages a container's live output channel holds for slow followers; with entries of at
@@ -67,15 +57,10 @@ impl Live {
         })
     }
 
-    /// Queues a control message for the running guest, never waiting: a guest that has
-    /// stopped reading is reported, not waited for.
-    pub(super) fn send_control(&self, msg: &HostMsg) -> Result<(), Undelivered> {
+    /// The running session's control, or why there is none.
+    pub(super) fn control(&self) -> Result<GuestControl, Undelivered> {
         let guard = self.control.lock().unwrap_or_else(|e| e.into_inner());
-        let tx = guard.as_ref().ok_or(Undelivered::NotRunning)?;
-        tx.try_send(Frame::control(msg)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => Undelivered::NotReading,
-            mpsc::error::TrySendError::Closed(_) => Undelivered::NotRunning,
-        })
+        guard.clone().ok_or(Undelivered::NotRunning)
     }
 
     /// Opens the container's log for a run (started now, or taken over), kept within

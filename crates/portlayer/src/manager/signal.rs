@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use tether_proto::{HostMsg, MAIN_SESSION};
 use tokio::sync::watch;
 
-use super::live::{Live, Undelivered};
+use super::live::Live;
 use super::{Containers, Error};
 use crate::container::Status;
+use crate::session::Undelivered;
 use crate::signals::parse_signal;
 
 /// How long a guest has to report its process's exit after SIGKILL before its VM is powered
@@ -25,13 +25,6 @@ async fn ended(exits: &watch::Receiver<(u64, i32)>, before: u64, d: Duration) ->
         .await
         .is_ok();
     ended
-}
-
-fn signal(sig: i32) -> HostMsg {
-    HostMsg::Signal {
-        session: MAIN_SESSION,
-        signal: sig,
-    }
 }
 
 impl Containers {
@@ -55,7 +48,7 @@ impl Containers {
         let exits = live.exits.subscribe();
         let before = exits.borrow().0;
         if sig != 9 {
-            match live.send_control(&signal(sig)) {
+            match live.control().and_then(|c| c.signal(sig)) {
                 Ok(()) => {}
                 Err(Undelivered::NotRunning) => return Err(Error::NotRunning(rec.id)),
                 Err(Undelivered::NotReading) => return Err(Error::NotReading(rec.id)),
@@ -93,7 +86,7 @@ impl Containers {
         let exits = live.exits.subscribe();
         let before = exits.borrow().0;
         // A guest that does not read its channel gets no grace.
-        if live.send_control(&signal(sig)).is_ok() {
+        if live.control().and_then(|c| c.signal(sig)).is_ok() {
             let grace = if secs < 0 {
                 Duration::from_secs(3600 * 24)
             } else {
@@ -117,7 +110,7 @@ impl Containers {
         exits: &watch::Receiver<(u64, i32)>,
         before: u64,
     ) -> Result<(), Error> {
-        let queued = live.send_control(&signal(9)).is_ok();
+        let queued = live.control().and_then(|c| c.signal(9)).is_ok();
         if queued && ended(exits, before, KILL_WAIT).await {
             return Ok(());
         }

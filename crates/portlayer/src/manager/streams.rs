@@ -3,15 +3,13 @@
 
 use std::path::PathBuf;
 
-use tether_proto::{HostMsg, MAIN_SESSION};
 use tokio::sync::mpsc;
 
-use super::live::Undelivered;
 use super::{io_err, Containers, Error};
 use crate::container::{ContainerRecord, Status};
 use crate::follow::Follower;
 use crate::logs::{LogEntry, LogSet};
-use crate::session::StdinMsg;
+use crate::session::{StdinMsg, Undelivered};
 
 /// What a live subscriber receives.
 #[derive(Debug, Clone)]
@@ -128,12 +126,7 @@ impl Containers {
         let live = self
             .live(&rec.id)
             .ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
-        let resize = HostMsg::Resize {
-            session: MAIN_SESSION,
-            rows,
-            cols,
-        };
-        match live.send_control(&resize) {
+        match live.control().and_then(|c| c.resize(rows, cols)) {
             Ok(()) => Ok(()),
             Err(Undelivered::NotRunning) => Err(Error::NotRunning(rec.id)),
             Err(Undelivered::NotReading) => Err(Error::NotReading(rec.id)),
