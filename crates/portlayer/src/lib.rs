@@ -24,6 +24,7 @@ pub mod events;
 #[cfg(test)]
 mod fake_tests;
 pub mod follow;
+mod launch;
 pub mod limits;
 pub mod logs;
 mod manager;

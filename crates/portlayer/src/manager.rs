@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use chrono::Utc;
 use hypervisor::{Backend, BackendError, VmConfig};
-use tether_proto::{Process, Setup};
 use tokio::sync::oneshot;
 
 use crate::container::{ContainerRecord, ContainerSpec, ContainerState, Status};
 use crate::events::EventBus;
+use crate::launch::Launch;
 use crate::limits::{Admission, Limits};
 use crate::session::{self, SessionExit, StartFailure};
 use crate::state::StateDir;
@@ -363,8 +363,12 @@ impl Containers {
         }
         // Held until the start is over: by then the record says running and counts itself.
         let _admitted = self.admit_start(&rec)?;
-        let privileges =
-            (rec.spec.process.privileges.to_wire()).map_err(|e| Error::Start(e.to_string()))?;
+        let launch = Launch::of(
+            &rec.spec,
+            self.inner.backend.root_disk(),
+            &self.limits().dns_servers,
+        )
+        .map_err(Error::Start)?;
         live.wait_vm_off().await;
         let id = rec.id.clone();
         let powered = match self.inner.backend.power_on(&id).await {
@@ -379,38 +383,7 @@ impl Containers {
         let (sink, log_base) = live
             .open_sink(&self.inner.state.log_path(&id), rec.spec.log, &id)
             .map_err(io_err("opening the container log"))?;
-        let root = self.inner.backend.root_disk();
-        let setup = Setup {
-            hostname: rec.spec.hostname.clone(),
-            root_device: root.device,
-            root_fstype: root.fstype,
-            clock_unix_nanos: Utc::now().timestamp_nanos_opt().unwrap_or(0).max(0) as u64,
-            entropy: (0..32).map(|_| rand::random::<u8>()).collect(),
-            // Docker: the container's --dns wins; otherwise the VCH's DNS servers.
-            dns_servers: if rec.spec.dns_servers.is_empty() {
-                self.limits().dns_servers.clone()
-            } else {
-                rec.spec.dns_servers.clone()
-            },
-            dns_search: rec.spec.dns_search.clone(),
-            dns_options: rec.spec.dns_options.clone(),
-            confinement: rec.spec.confinement.clone(),
-        };
-        let p = &rec.spec.process;
-        let process = Process {
-            argv: p.argv.clone(),
-            env: p.env.clone(),
-            cwd: p.working_dir.clone(),
-            user: p.user.clone(),
-            tty: p.tty,
-            stdin: p.open_stdin,
-            rows: p.console_size.0,
-            cols: p.console_size.1,
-            privileges,
-        };
-        let session = match session::start(powered, setup, process, sink, live.stdin_rx.clone())
-            .await
-        {
+        let session = match session::start(powered, launch, sink, live.stdin_rx.clone()).await {
             Ok(s) => s,
             Err(failure) => {
                 // A guest that broke the protocol is not trusted to power itself off.

@@ -1,6 +1,7 @@
 //! Host side of the tether protocol for one powered-on VM: configures the guest, starts the
 //! main process, forwards stdin/signals/resizes, and reports output and the exit.
 
+use crate::launch::Launch;
 use crate::protocol::Protocol;
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,16 +134,15 @@ enum Mode {
 /// background. `stdin` is consumed while the session runs and left in place afterwards.
 pub async fn start(
     powered: PoweredOn,
-    setup: Setup,
-    process: Process,
+    launch: Launch,
     sink: impl SessionSink,
     stdin: Arc<Mutex<mpsc::Receiver<StdinMsg>>>,
 ) -> Result<Session, StartFailure> {
     drive(
         powered,
         Mode::Start {
-            setup: Box::new(setup),
-            process: Box::new(process),
+            setup: Box::new(launch.setup),
+            process: Box::new(launch.process),
         },
         sink,
         stdin,
@@ -292,7 +292,7 @@ async fn drive(
                             tracing::debug!(version, kernel, configured, ?running, "tether hello");
                             match &mode {
                                 Mode::Start { setup, .. } => {
-                                    send(HostMsg::Setup((**setup).clone()))
+                                    send(HostMsg::Setup(Launch::setup_now(setup)))
                                 }
                                 Mode::Reattach { stored } if version >= RESUME_VERSION => {
                                     if !configured

@@ -335,15 +335,9 @@ async fn a_guest_that_stops_reading_holds_back_its_writers_not_the_hosts_memory(
     let (powered, guest) = stalled_guest(resumed);
     let (stdin_tx, stdin_rx) = tokio::sync::mpsc::channel(session::STDIN_QUEUE);
     let stdin = Arc::new(tokio::sync::Mutex::new(stdin_rx));
-    let s = session::start(
-        powered,
-        Default::default(),
-        Default::default(),
-        Collect::default(),
-        stdin,
-    )
-    .await
-    .expect("started");
+    let s = session::start(powered, Default::default(), Collect::default(), stdin)
+        .await
+        .expect("started");
 
     // Stdin: a client writing 32 MiB is held back once the queues and the pipe are full.
     let mut accepted = 0;
