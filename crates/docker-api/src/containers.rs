@@ -8,44 +8,72 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use portlayer::{ContainerRecord, Status};
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use crate::filters::Filters;
 use crate::inspect::{container_json, container_summary};
+use crate::prune::label_matches;
 use crate::{truthy, ApiError, ApiResult, AppState};
 
 pub use create::{create, host_config_of};
 
-fn filter_values(filters: &Value, key: &str) -> Vec<String> {
-    match filters.get(key) {
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect(),
-        Some(Value::Object(m)) => m.keys().cloned().collect(),
-        _ => Vec::new(),
-    }
-}
+/// The keys `GET /containers/json` applies.
+const LIST_FILTERS: [&str; 10] = [
+    "status",
+    "name",
+    "id",
+    "ancestor",
+    "exited",
+    "label",
+    "label!",
+    "before",
+    "since",
+    "isolation",
+];
+/// Keys Docker knows that vic does not apply yet.
+const LIST_FILTERS_NOT_YET: [(&str, &str); 6] = [
+    ("network", "container networks are not implemented yet"),
+    ("publish", "container networks are not implemented yet"),
+    ("expose", "container networks are not implemented yet"),
+    ("volume", "volumes are not implemented yet"),
+    ("health", "health checks are not implemented yet"),
+    ("is-task", "vic has no swarm tasks"),
+];
 
-fn matches_filters(c: &ContainerRecord, filters: &Value) -> bool {
-    let check = |key: &str, f: &dyn Fn(&str) -> bool| {
-        let vals = filter_values(filters, key);
-        vals.is_empty() || vals.iter().any(|v| f(v))
+/// The container-list filters, with `before` and `since` resolved to creation times.
+fn list_filter(st: &AppState, filters: &Filters) -> ApiResult<impl Fn(&ContainerRecord) -> bool> {
+    let created = |key: &str| -> ApiResult<Option<DateTime<Utc>>> {
+        match filters.values(key).first() {
+            Some(v) => Ok(Some(st.containers.get(v)?.created)),
+            None => Ok(None),
+        }
     };
-    check("status", &|v| v == c.state.status.as_str())
-        && check("name", &|v| c.spec.name.contains(v.trim_start_matches('/')))
-        && check("id", &|v| c.id.starts_with(v))
-        && check("ancestor", &|v| {
-            c.spec.image_ref == v || c.spec.image_id.contains(v)
-        })
-        && check("exited", &|v| {
-            c.state.status == Status::Exited && v.parse::<i32>().ok() == Some(c.state.exit_code)
-        })
-        && check("label", &|v| match v.split_once('=') {
-            Some((k, val)) => c.spec.labels.get(k).map(|x| x == val).unwrap_or(false),
-            None => c.spec.labels.contains_key(v),
-        })
+    let (before, since) = (created("before")?, created("since")?);
+    let filters = filters.clone();
+    Ok(move |c: &ContainerRecord| {
+        let f = &filters;
+        f.any("status", |v| v == c.state.status.as_str())
+            && f.any("name", |v| c.spec.name.contains(v.trim_start_matches('/')))
+            && f.any("id", |v| c.id.starts_with(v))
+            && f.any("ancestor", |v| {
+                c.spec.image_ref == v || c.spec.image_id.contains(v)
+            })
+            && f.any("exited", |v| {
+                c.state.status == Status::Exited
+                    && v.parse::<i32>().ok() == Some(c.state.exit_code)
+            })
+            && f.values("label").iter().all(|l| label_matches(&c.spec.labels, l))
+            // As moby's MatchKVList: excluded when it matches every `label!` given.
+            && {
+                let not = f.values("label!");
+                not.is_empty() || !not.iter().all(|l| label_matches(&c.spec.labels, l))
+            }
+            && f.any("isolation", |v| v == "default")
+            && before.is_none_or(|b| c.created < b)
+            && since.is_none_or(|s| c.created > s)
+    })
 }
 
 /// GET /containers/json?all=&limit=&filters=
@@ -54,11 +82,8 @@ pub async fn list(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     let all = truthy(q.get("all"));
-    let filters: Value = match q.get("filters").filter(|f| !f.is_empty()) {
-        Some(f) => serde_json::from_str(f)
-            .map_err(|e| ApiError::bad_request(format!("invalid filters: {e}")))?,
-        None => json!({}),
-    };
+    let filters = Filters::parse(q.get("filters"), &LIST_FILTERS, &LIST_FILTERS_NOT_YET)?;
+    let keep = list_filter(&st, &filters)?;
     let limit: Option<usize> = q
         .get("limit")
         .and_then(|l| l.parse::<i64>().ok())
@@ -72,9 +97,9 @@ pub async fn list(
         .filter(|c| {
             all || limit.is_some()
                 || c.state.status == Status::Running
-                || !filter_values(&filters, "status").is_empty()
+                || !filters.values("status").is_empty()
         })
-        .filter(|c| matches_filters(c, &filters))
+        .filter(|c| keep(c))
         .collect();
     list.reverse(); // newest first, as Docker lists
     if let Some(n) = limit {

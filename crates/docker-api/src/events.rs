@@ -12,6 +12,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use portlayer::Event;
 use serde_json::{json, Value};
 
+use crate::filters::Filters;
 use crate::{ApiError, ApiResult, AppState};
 
 /// A Docker time parameter: Unix seconds with an optional fraction (`1690000000.5`), or
@@ -32,49 +33,23 @@ pub(crate) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     Utc.timestamp_opt(secs, nanos).single()
 }
 
-/// What `filters` asks for (every named key must match one of its values).
-#[derive(Debug, Default)]
-struct Filters(HashMap<String, Vec<String>>);
+/// The keys `GET /events` applies.
+const EVENT_FILTERS: [&str; 5] = ["type", "event", "container", "image", "label"];
+/// Keys Docker knows that vic has nothing to match yet.
+const EVENT_FILTERS_NOT_YET: [(&str, &str); 5] = [
+    ("network", "container networks are not implemented yet"),
+    ("volume", "volumes are not implemented yet"),
+    ("plugin", "vic has no plugins"),
+    ("daemon", "events are not labelled by daemon"),
+    ("scope", "events are not labelled by scope"),
+];
 
-impl Filters {
-    fn parse(raw: Option<&String>) -> Result<Filters, ApiError> {
-        let Some(raw) = raw.filter(|r| !r.is_empty()) else {
-            return Ok(Filters::default());
-        };
-        // Both {"type":["container"]} and the older {"type":{"container":true}}.
-        let v: Value = serde_json::from_str(raw)
-            .map_err(|e| ApiError::bad_request(format!("invalid filter: {e}")))?;
-        let mut out = HashMap::new();
-        if let Some(obj) = v.as_object() {
-            for (k, vals) in obj {
-                let list: Vec<String> = match vals {
-                    Value::Array(a) => a
-                        .iter()
-                        .filter_map(|x| x.as_str().map(str::to_string))
-                        .collect(),
-                    Value::Object(o) => o.keys().cloned().collect(),
-                    _ => Vec::new(),
-                };
-                out.insert(k.clone(), list);
-            }
-        }
-        for k in out.keys() {
-            if !matches!(
-                k.as_str(),
-                "type" | "event" | "container" | "image" | "label"
-            ) {
-                return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
-            }
-        }
-        Ok(Filters(out))
-    }
+/// Which events the filters admit.
+trait Admits {
+    fn admits(&self, e: &Event) -> bool;
+}
 
-    fn any(&self, key: &str, f: impl Fn(&str) -> bool) -> bool {
-        self.0
-            .get(key)
-            .is_none_or(|vals| vals.is_empty() || vals.iter().any(|v| f(v)))
-    }
-
+impl Admits for Filters {
     fn admits(&self, e: &Event) -> bool {
         let name = e.attributes.get("name").map(String::as_str).unwrap_or("");
         let image = e.attributes.get("image").map(String::as_str).unwrap_or("");
@@ -141,7 +116,7 @@ pub async fn events(
         ),
         None => None,
     };
-    let filters = Filters::parse(q.get("filters"))?;
+    let filters = Filters::parse(q.get("filters"), &EVENT_FILTERS, &EVENT_FILTERS_NOT_YET)?;
     let (past, mut live) = st.containers.events().history_and_subscribe();
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(256);
     tokio::spawn(async move {
@@ -236,7 +211,14 @@ mod tests {
             &[("name", "web"), ("image", "busybox"), ("tier", "front")],
         );
         let pull = ev("image", "pull", "busybox:latest", &[]);
-        let f = |raw: &str| Filters::parse(Some(&raw.to_string())).unwrap();
+        let f = |raw: &str| {
+            Filters::parse(
+                Some(&raw.to_string()),
+                &EVENT_FILTERS,
+                &EVENT_FILTERS_NOT_YET,
+            )
+            .unwrap()
+        };
         assert!(f(r#"{"type":["container"]}"#).admits(&die));
         assert!(!f(r#"{"type":["container"]}"#).admits(&pull));
         assert!(f(r#"{"event":{"die":true}}"#).admits(&die));
@@ -246,7 +228,12 @@ mod tests {
         assert!(f(r#"{"image":["busybox"]}"#).admits(&pull));
         assert!(f(r#"{"label":["tier=front"]}"#).admits(&die));
         assert!(!f(r#"{"label":["tier=back"]}"#).admits(&die));
-        assert!(Filters::parse(Some(&r#"{"bogus":["x"]}"#.to_string())).is_err());
+        assert!(Filters::parse(
+            Some(&r#"{"bogus":["x"]}"#.to_string()),
+            &EVENT_FILTERS,
+            &EVENT_FILTERS_NOT_YET
+        )
+        .is_err());
         let v = event_json(&die);
         assert_eq!(v["Action"], "die");
         assert_eq!(v["status"], "die");

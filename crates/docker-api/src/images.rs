@@ -10,6 +10,7 @@ use imagec::reference::Reference;
 use imagec::store::ImageRecord;
 use serde_json::{json, Value};
 
+use crate::filters::Filters;
 use crate::glob::path_match;
 use crate::inspect::{image_json, image_summary};
 use crate::{truthy, ApiError, ApiResult, AppState};
@@ -33,30 +34,22 @@ fn check_pattern(pattern: &str) -> ApiResult<()> {
         .map_err(|e| ApiError::bad_request(format!("invalid reference filter: {e}")))
 }
 
-/// Parses Docker's `filters` query parameter (`{"key": ["v"]}` or `{"key": {"v": true}}`).
-pub(crate) fn parse_filters(
-    q: &HashMap<String, String>,
-) -> ApiResult<HashMap<String, Vec<String>>> {
-    let Some(raw) = q.get("filters").filter(|f| !f.is_empty()) else {
-        return Ok(HashMap::new());
-    };
-    let v: Value = serde_json::from_str(raw)
-        .map_err(|e| ApiError::bad_request(format!("invalid filter: {e}")))?;
-    let mut out = HashMap::new();
-    if let Value::Object(m) = v {
-        for (k, vals) in m {
-            let list = match vals {
-                Value::Array(a) => a
-                    .iter()
-                    .filter_map(|x| x.as_str().map(str::to_string))
-                    .collect(),
-                Value::Object(o) => o.keys().cloned().collect(),
-                _ => Vec::new(),
-            };
-            out.insert(k, list);
-        }
-    }
-    Ok(out)
+/// The keys `GET /images/json` and `POST /images/prune` apply.
+const IMAGE_FILTERS: [&str; 6] = [
+    "reference",
+    "dangling",
+    "label",
+    "label!",
+    "before",
+    "since",
+];
+/// Keys Docker knows that vic does not apply yet.
+const IMAGE_FILTERS_NOT_YET: [(&str, &str); 1] =
+    [("until", "image filters by time are not applied yet")];
+
+/// Parses `filters` for an image endpoint.
+pub(crate) fn image_filters(q: &HashMap<String, String>) -> ApiResult<Filters> {
+    Filters::parse(q.get("filters"), &IMAGE_FILTERS, &IMAGE_FILTERS_NOT_YET)
 }
 
 fn labels_match(img: &ImageRecord, want: &str) -> bool {
@@ -68,22 +61,20 @@ fn labels_match(img: &ImageRecord, want: &str) -> bool {
 }
 
 /// Docker's image filters: reference, dangling, label, before, since.
-fn image_filter(
-    st: &AppState,
-    filters: &HashMap<String, Vec<String>>,
-) -> ApiResult<impl Fn(&ImageRecord) -> bool> {
+fn image_filter(st: &AppState, filters: &Filters) -> ApiResult<impl Fn(&ImageRecord) -> bool> {
     let created_of = |name: &str| -> ApiResult<String> {
         st.images
             .resolve(name)
             .map(|i| i.created)
             .ok_or_else(|| ApiError::not_found(format!("No such image: {name}")))
     };
-    let get = |k: &str| filters.get(k).cloned().unwrap_or_default();
+    let get = |k: &str| filters.values(k).to_vec();
     let references = get("reference");
     for p in &references {
         check_pattern(p)?;
     }
     let labels = get("label");
+    let not_labels = get("label!");
     let dangling = match get("dangling").first().map(String::as_str) {
         None => None,
         Some("true") | Some("1") => Some(true),
@@ -102,6 +93,8 @@ fn image_filter(
                 .iter()
                 .any(|p| img.repo_tags.iter().any(|t| reference_matches(p, t))))
             && labels.iter().all(|l| labels_match(img, l))
+            // As moby's MatchKVList: excluded when it matches every `label!` given.
+            && (not_labels.is_empty() || !not_labels.iter().all(|l| labels_match(img, l)))
             && dangling.is_none_or(|d| d == img.repo_tags.is_empty())
             && before.as_ref().is_none_or(|b| img.created < *b)
             && since.as_ref().is_none_or(|s| img.created > *s)
@@ -129,9 +122,9 @@ pub async fn list(
     State(st): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    let filters = parse_filters(&q)?;
+    let filters = image_filters(&q)?;
     let keep = image_filter(&st, &filters)?;
-    let patterns = filters.get("reference").cloned().unwrap_or_default();
+    let patterns = filters.values("reference").to_vec();
     let mut images: Vec<_> = st.images.list().into_iter().filter(|i| keep(i)).collect();
     images.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
     if !patterns.is_empty() {
@@ -284,10 +277,10 @@ pub async fn prune(
     State(st): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    let mut filters = parse_filters(&q)?;
+    let mut filters = image_filters(&q)?;
     let all = filters
-        .remove("dangling")
-        .and_then(|d| d.first().cloned())
+        .take("dangling")
+        .first()
         .is_some_and(|d| d == "false" || d == "0");
     let keep = image_filter(&st, &filters)?;
     let mut deleted = Vec::new();

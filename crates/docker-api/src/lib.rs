@@ -25,6 +25,7 @@ mod archive;
 mod containers;
 mod error;
 mod events;
+mod filters;
 mod glob;
 mod guard;
 mod images;

@@ -15,7 +15,7 @@ use portlayer::{ContainerRecord, Status};
 use serde_json::{json, Value};
 
 use crate::events::parse_time;
-use crate::images::parse_filters;
+use crate::filters::Filters;
 use crate::{ApiError, ApiResult, AppState};
 
 /// The filters `POST /containers/prune` accepts.
@@ -31,13 +31,8 @@ struct Selection {
 
 impl Selection {
     fn parse(q: &HashMap<String, String>, now: DateTime<Utc>) -> ApiResult<Selection> {
-        let mut filters = parse_filters(q)?;
-        let mut keys: Vec<&String> = filters.keys().collect();
-        keys.sort();
-        if let Some(bad) = keys.into_iter().find(|k| !ACCEPTED.contains(&k.as_str())) {
-            return Err(ApiError::bad_request(format!("invalid filter '{bad}'")));
-        }
-        let until = match filters.remove("until").unwrap_or_default().as_slice() {
+        let mut filters = Filters::parse(q.get("filters"), &ACCEPTED, &[])?;
+        let until = match filters.take("until").as_slice() {
             [] => None,
             [one] => Some(until_time(one, now)?),
             _ => {
@@ -48,8 +43,8 @@ impl Selection {
         };
         Ok(Selection {
             until,
-            labels: filters.remove("label").unwrap_or_default(),
-            not_labels: filters.remove("label!").unwrap_or_default(),
+            labels: filters.take("label"),
+            not_labels: filters.take("label!"),
         })
     }
 
@@ -63,7 +58,7 @@ impl Selection {
 }
 
 /// `k` (the label is there) or `k=v` (it has that value).
-fn label_matches(labels: &BTreeMap<String, String>, want: &str) -> bool {
+pub(crate) fn label_matches(labels: &BTreeMap<String, String>, want: &str) -> bool {
     match want.split_once('=') {
         Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
         None => labels.contains_key(want),

@@ -328,6 +328,31 @@ fn kill_wait_inspect_and_force_remove() {
 #[test]
 #[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
 fn errors_use_dockers_words_and_leave_nothing_behind() {
+    // No filter is ignored: an unknown one is refused as dockerd refuses it, one vic does
+    // not apply yet names itself.
+    for (args, want) in [
+        (
+            &["ps", "--filter", "colour=red"][..],
+            "invalid filter 'colour'",
+        ),
+        (
+            &["ps", "--filter", "network=x"][..],
+            "--filter network is not supported by vic",
+        ),
+        (
+            &["images", "--filter", "colour=red"][..],
+            "invalid filter 'colour'",
+        ),
+        (
+            &["events", "--filter", "colour=red"][..],
+            "invalid filter 'colour'",
+        ),
+    ] {
+        let o = docker_timeout(args, std::time::Duration::from_secs(30));
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+
     let o = docker(&["start", "nosuch"]);
     assert!(!o.status.success());
     assert!(
