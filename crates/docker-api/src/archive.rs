@@ -322,13 +322,12 @@ fn import_options(q: &[(String, String)]) -> ApiResult<ImportOptions> {
     let reference = if repo.is_empty() {
         None
     } else {
-        let mut r = Reference::parse(&repo).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let mut r = Reference::parse(&repo)?;
         if r.digest.is_some() {
             return Err(ApiError::bad_request("cannot import digest reference"));
         }
         if !tag.is_empty() {
-            r = Reference::parse(&format!("{}:{tag}", r.name()))
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            r = Reference::parse(&format!("{}:{tag}", r.name()))?;
         }
         Some(r)
     };

@@ -72,4 +72,22 @@ impl From<PlError> for ApiError {
     }
 }
 
+/// A reference a client sent that does not parse: Docker's 400, its words.
+impl From<imagec::reference::ReferenceError> for ApiError {
+    fn from(e: imagec::reference::ReferenceError) -> Self {
+        ApiError::bad_request(e.to_string())
+    }
+}
+
+/// The image store's failures: an image that is not there is a 404, anything else the
+/// appliance's own failure.
+impl From<imagec::store::StoreError> for ApiError {
+    fn from(e: imagec::store::StoreError) -> Self {
+        match e {
+            imagec::store::StoreError::NoSuchImage(_) => ApiError::not_found(e.to_string()),
+            e => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
 pub type ApiResult<T> = Result<T, ApiError>;

@@ -257,11 +257,8 @@ pub async fn post_dispatch(
         .filter(|t| !t.is_empty())
         .map(String::as_str)
         .unwrap_or("latest");
-    let reference = Reference::parse(&format!("{repo}:{tag}"))
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    st.images
-        .tag(&img.id, &reference)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let reference = Reference::parse(&format!("{repo}:{tag}"))?;
+    st.images.tag(&img.id, &reference)?;
     st.containers.events().publish(
         "image",
         "tag",
@@ -350,9 +347,7 @@ pub async fn delete(
     let untag_all = |out: &mut Vec<Value>| -> ApiResult<()> {
         for t in &img.repo_tags {
             if let Ok(r) = Reference::parse(t) {
-                st.images
-                    .untag(&r)
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                st.images.untag(&r)?;
                 out.push(json!({ "Untagged": t }));
             }
         }
@@ -368,9 +363,7 @@ pub async fn delete(
                     )));
                 }
             }
-            st.images
-                .untag(&r)
-                .map_err(|e| ApiError::internal(e.to_string()))?;
+            st.images.untag(&r)?;
             out.push(json!({ "Untagged": r.to_string() }));
         }
         None => {

@@ -149,7 +149,7 @@ pub async fn create(
         Some(t) => format!("{from}:{t}"),
         None => from.clone(),
     };
-    let reference = Reference::parse(&full).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let reference = Reference::parse(&full)?;
     let explicit = tag_param.is_some()
         || from.contains('@')
         || from
@@ -241,7 +241,7 @@ pub async fn push(
     q: &HashMap<String, String>,
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
-    let repo = Reference::parse(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let repo = Reference::parse(name)?;
     let tag = q.get("tag").filter(|t| !t.is_empty()).cloned();
     let tags: Vec<String> = match &tag {
         Some(t) => vec![t.clone()],
