@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -52,15 +52,7 @@ impl HostileVch {
         std::fs::copy(&initrd, boot.0.join("initramfs.cpio")).expect("copying the initramfs");
         let dir = boot.0.to_string_lossy().to_string();
         let vch = OwnVch::create(prefix, &["--bootstrap-dir", &dir]);
-        let appliance_pid = std::fs::read_to_string(
-            Path::new(&std::env::var("VIC_STATE_ROOT").expect("VIC_STATE_ROOT"))
-                .join("vch")
-                .join(&vch.name)
-                .join("appliance.pid"),
-        )
-        .expect("appliance.pid")
-        .trim()
-        .to_string();
+        let appliance_pid = appliance_pid(&vch.name);
         HostileVch {
             vch,
             appliance_pid,

@@ -46,15 +46,7 @@ fn peak_rss_during(pid: &str, f: impl FnOnce()) -> u64 {
 #[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
 fn reading_a_256_mib_log_does_not_grow_the_appliance() {
     let vch = OwnVch::create("logmem", &[]);
-    let pid = std::fs::read_to_string(
-        std::path::Path::new(&std::env::var("VIC_STATE_ROOT").expect("VIC_STATE_ROOT"))
-            .join("vch")
-            .join(&vch.name)
-            .join("appliance.pid"),
-    )
-    .expect("appliance.pid")
-    .trim()
-    .to_string();
+    let pid = appliance_pid(&vch.name);
     // 256 MiB of output, with a short last line to find.
     let script =
         "dd if=/dev/zero bs=65536 count=4096 2>/dev/null | tr '\\0' x; echo; echo last-line";

@@ -1,7 +1,7 @@
 //! Shared harness: one VCH a test binary, the docker CLI, the registry address.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -139,6 +139,18 @@ impl Drop for OwnVch {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// The PID (as written) of VCH `name`'s appliance, from its state directory.
+pub fn appliance_pid(name: &str) -> String {
+    let path = Path::new(&env("VIC_STATE_ROOT"))
+        .join("vch")
+        .join(name)
+        .join("appliance.pid");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+        .trim()
+        .to_string()
 }
 
 /// The test binary's VCH, created on first use (deleted by `make test` afterwards).

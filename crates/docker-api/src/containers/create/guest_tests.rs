@@ -2,28 +2,12 @@
 //! inspect shows, and dockerd's refusals of bad values.
 
 use axum::http::StatusCode;
-use imagec::store::ImageRecord;
 use portlayer::guest::{capability_mask, Device, HostEntry, Tmpfs, DEFAULT_CAPABILITIES};
 use portlayer::Rlimit;
 use serde_json::{json, Value};
 
+use super::tests::image;
 use super::{parse, plan, Plan};
-
-fn image() -> ImageRecord {
-    ImageRecord {
-        id: "sha256:feed".into(),
-        repo_tags: vec!["busybox:latest".into()],
-        repo_digests: Vec::new(),
-        config: json!({ "config": { "Cmd": ["sh"], "Env": ["PATH=/bin"] } }),
-        created: String::new(),
-        size: 0,
-        architecture: "amd64".into(),
-        os: "linux".into(),
-        diff_ids: Vec::new(),
-        layers: Vec::new(),
-        layer_sizes: Vec::new(),
-    }
-}
 
 /// A plain `docker run` body with `host` merged into its HostConfig and `config` into the
 /// container config.

@@ -21,7 +21,8 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn image() -> ImageRecord {
+/// The image the create tests run: busybox with a `sh` command.
+pub(super) fn image() -> ImageRecord {
     ImageRecord {
         id: "sha256:feed".into(),
         repo_tags: vec!["busybox:latest".into()],
