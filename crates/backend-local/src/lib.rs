@@ -345,7 +345,7 @@ impl Backend for LocalBackend {
             .await
     }
 
-    async fn list_vms(&self) -> Vec<String> {
+    async fn list_vms(&self) -> Result<Vec<String>, BackendError> {
         self.vms.list()
     }
 

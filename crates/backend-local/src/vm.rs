@@ -112,10 +112,9 @@ impl Vms {
     }
 
     /// Every VM directory, with or without its `vm.json` (a create cut short has none).
-    pub fn list(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(&self.root) else {
-            return Vec::new();
-        };
+    pub fn list(&self) -> Result<Vec<String>, BackendError> {
+        let entries = std::fs::read_dir(&self.root)
+            .map_err(io_err(format!("reading {}", self.root.display())))?;
         let mut ids: Vec<String> = entries
             .flatten()
             .filter(|e| e.path().is_dir())
@@ -124,7 +123,7 @@ impl Vms {
             .filter(|name| !name.starts_with('.'))
             .collect();
         ids.sort();
-        ids
+        Ok(ids)
     }
 
     /// The first VM whose `vm.json` names `image_id`.
@@ -182,18 +181,19 @@ impl Vms {
     }
 
     /// The uids recorded by the VCH's VMs.
-    fn used_uids(&self) -> HashSet<u32> {
-        self.list()
+    fn used_uids(&self) -> Result<HashSet<u32>, BackendError> {
+        Ok(self
+            .list()?
             .iter()
             .filter_map(|id| self.load(id).ok()?.uid)
-            .collect()
+            .collect())
     }
 
     /// A uid for VM `id` that no other VM of this VCH records and no VM on this host claims,
     /// claimed for it.
     fn allocate_uid(&self, id: &str) -> Result<u32, BackendError> {
         let _held = self.uids.lock().unwrap_or_else(|p| p.into_inner());
-        let used = self.used_uids();
+        let used = self.used_uids()?;
         self.claims
             .claim(&self.dir(id), jail::uid_candidates(id, &used))
             .map_err(io_err("claiming a VM uid".into()))?

@@ -115,12 +115,7 @@ pub trait Backend: Send + Sync + 'static {
     /// Connects again to the tether of a VM that kept running while nobody held its channel
     /// (the appliance restarted). Fails if the VM is not running or its tether does not answer
     /// in time; the VM is left as it is either way.
-    async fn reattach(&self, id: &str) -> Result<PoweredOn, BackendError> {
-        Err(BackendError::Failed(format!(
-            "the {} backend cannot re-attach VM {id}",
-            self.name()
-        )))
-    }
+    async fn reattach(&self, id: &str) -> Result<PoweredOn, BackendError>;
 
     /// Powers the VM off, hard after `grace` if it has not gone by itself.
     async fn power_off(&self, id: &str, grace: Duration) -> Result<(), BackendError>;
@@ -132,8 +127,7 @@ pub trait Backend: Send + Sync + 'static {
     async fn power_state(&self, id: &str) -> PowerState;
 
     /// Every VM the backend has (its inventory), complete or not: what a restarted port layer
-    /// reconciles its records with.
-    async fn list_vms(&self) -> Vec<String> {
-        Vec::new()
-    }
+    /// reconciles its records with. An inventory that cannot be read is an error, never an
+    /// empty list.
+    async fn list_vms(&self) -> Result<Vec<String>, BackendError>;
 }

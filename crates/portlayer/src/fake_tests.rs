@@ -98,8 +98,17 @@ impl Backend for FakeBackend {
             PowerState::Off
         }
     }
-    async fn list_vms(&self) -> Vec<String> {
-        self.vms.lock().unwrap().clone()
+    async fn reattach(&self, id: &str) -> Result<PoweredOn, BackendError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("reattach {}", &id[..12.min(id.len())]));
+        Err(BackendError::Failed(format!(
+            "the fake backend's VM {id} has no tether to re-attach to"
+        )))
+    }
+    async fn list_vms(&self) -> Result<Vec<String>, BackendError> {
+        Ok(self.vms.lock().unwrap().clone())
     }
 }
 

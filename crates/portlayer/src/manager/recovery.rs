@@ -21,7 +21,11 @@ impl Containers {
         let mut known: std::collections::HashSet<String> =
             self.list().into_iter().map(|r| r.id).collect();
         known.extend(self.quarantined().into_iter().map(|q| q.id));
-        for vm in self.inner.backend.list_vms().await {
+        let inventory = self.inner.backend.list_vms().await.unwrap_or_else(|e| {
+            tracing::warn!("the backend's inventory cannot be read ({e}): VMs without a record are left for the next start");
+            Vec::new()
+        });
+        for vm in inventory {
             if !known.contains(&vm) {
                 tracing::info!(vm = %vm, "removing a VM whose container was never recorded");
                 if let Err(e) = self.inner.backend.destroy_vm(&vm).await {
