@@ -26,6 +26,7 @@ mod accel;
 mod cgroup;
 mod confine;
 mod disk;
+pub mod inventory;
 mod jail;
 mod qemu;
 mod uids;

@@ -71,7 +71,7 @@ fn tail(path: &Path, n: usize) -> String {
 }
 
 /// Whether `pid` is a live process whose working directory is `dir` (our QEMU for this VM).
-fn is_our_qemu(pid: u32, dir: &Path) -> bool {
+pub(crate) fn is_our_qemu(pid: u32, dir: &Path) -> bool {
     let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"));
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // A zombie still has /proc entries but is no longer running.

@@ -84,6 +84,10 @@ impl Layout {
     pub fn pid_file(&self) -> PathBuf {
         self.dir.join("appliance.pid")
     }
+    /// The container VMs' backend state (the appliance's `--state-dir` + `vms`).
+    pub fn backend_root(&self) -> PathBuf {
+        self.dir.join("vms")
+    }
     /// The supervisor's PID (vic-init), which restarts the appliance when it dies.
     pub fn init_pid_file(&self) -> PathBuf {
         self.dir.join("init.pid")
@@ -437,48 +441,17 @@ pub fn wait_gone(pid: i32, timeout: Duration) -> bool {
 
 /// Kills container VM processes the appliance left behind (it was killed, or crashed).
 fn kill_vms(layout: &Layout) {
-    let mut stack = vec![layout.dir.clone()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().is_some_and(|n| n == "qemu.pid") {
-                if let Some(pid) = vm_pid(&p, &dir) {
-                    signal(pid, libc::SIGKILL);
-                    wait_gone(pid, Duration::from_secs(5));
-                }
-            }
-        }
+    for pid in backend_local::inventory::kill_all(&layout.backend_root(), Duration::from_secs(5)) {
+        info(format!(
+            "stopped container VM process {pid}, left by the appliance"
+        ));
     }
 }
 
-/// The PID in a VM's `qemu.pid` if that process is still that VM's QEMU: the local backend
-/// runs QEMU in the VM's directory (older backends named the directory on its command line).
-fn vm_pid(pid_file: &Path, vm_dir: &Path) -> Option<i32> {
-    let pid: i32 = fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
-    let cwd = fs::read_link(format!("/proc/{pid}/cwd")).ok();
-    let vm_dir = fs::canonicalize(vm_dir).unwrap_or_else(|_| vm_dir.to_path_buf());
-    if pid_alive(pid) && cwd.as_deref() == Some(vm_dir.as_path()) {
-        return Some(pid);
-    }
-    owned_pid(pid_file, &vm_dir.display().to_string())
-}
-
-/// How many of the VCH's container VMs are powered on, as the hypervisor sees it (a live
-/// QEMU in its VM directory): the records are in the appliance's database, which the
-/// appliance holds open.
+/// How many of the VCH's container VMs are powered on, as the hypervisor sees it: the
+/// records are in the appliance's database, which the appliance holds open.
 pub fn running_containers(layout: &Layout) -> usize {
-    let Ok(entries) = fs::read_dir(layout.dir.join("vms").join("vms")) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .filter(|e| vm_pid(&e.path().join("qemu.pid"), &e.path()).is_some())
-        .count()
+    backend_local::inventory::running(&layout.backend_root()).len()
 }
 
 pub fn delete(layout: &Layout, force: bool, timeout: Duration) -> anyhow::Result<()> {
