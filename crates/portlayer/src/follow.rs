@@ -19,7 +19,18 @@ use tokio::sync::broadcast::{
 };
 
 use crate::logs::{record_len, Chunk, LogEntry, LogSet, Segment};
-use crate::manager::Output;
+
+/// What a live subscriber receives.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// One log entry; `end` is the log file offset just after it.
+    Entry(LogEntry, u64),
+    /// Entries up to this log file offset are written; read them from the file. Sent for an
+    /// entry too large to hold in the channel (see `LIVE_INLINE_MAX` in `manager/live.rs`).
+    Stored(u64),
+    /// The main process has ended: no more output from this run.
+    Eof,
+}
 
 const UNKNOWN: u64 = u64::MAX;
 

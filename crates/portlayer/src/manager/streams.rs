@@ -8,20 +8,9 @@ use tokio::sync::mpsc;
 use super::{io_err, Containers, Error};
 use crate::container::{ContainerRecord, Status};
 use crate::follow::Follower;
-use crate::logs::{LogEntry, LogSet};
+pub use crate::follow::Output;
+use crate::logs::LogSet;
 use crate::session::{StdinMsg, Undelivered};
-
-/// What a live subscriber receives.
-#[derive(Debug, Clone)]
-pub enum Output {
-    /// One log entry; `end` is the log file offset just after it.
-    Entry(LogEntry, u64),
-    /// Entries up to this log file offset are written; read them from the file. Sent for an
-    /// entry too large to hold in the channel (see `LIVE_INLINE_MAX` in `manager/live.rs`).
-    Stored(u64),
-    /// The main process has ended: no more output from this run.
-    Eof,
-}
 
 /// Docker's wait conditions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
