@@ -15,6 +15,9 @@ use async_trait::async_trait;
 use futures_util::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+#[cfg(feature = "fake")]
+pub mod fake;
+
 /// A byte stream to a VM's tether (virtio-serial locally, a network serial port on vSphere).
 pub trait TetherChannel: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> TetherChannel for T {}

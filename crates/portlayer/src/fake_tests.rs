@@ -3,12 +3,11 @@
 //! black-box tests; these pin the port layer's own logic.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures_util::FutureExt;
-use hypervisor::{Backend, BackendError, PowerState, PoweredOn, VmConfig, VmExit};
+use hypervisor::fake::{FakeBackend, FAKE_ROOT_DEVICE, FAKE_ROOT_FSTYPE};
 use tether_proto::{Frame, FrameDecoder, FrameKind, GuestMsg, HostMsg};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::oneshot;
@@ -24,92 +23,9 @@ impl Images for FakeImages {
     }
 }
 
-#[derive(Default)]
-struct FakeBackend {
-    calls: StdMutex<Vec<String>>,
-    /// The inventory `list_vms` reports.
-    vms: StdMutex<Vec<String>>,
-    /// Whether `power_state` says VMs are on (else off).
-    report_on: std::sync::atomic::AtomicBool,
-}
-
-impl FakeBackend {
-    fn record(&self, call: String) {
-        self.calls.lock().unwrap().push(call);
-    }
-    fn calls(&self) -> Vec<String> {
-        self.calls.lock().unwrap().clone()
-    }
-}
-
-#[async_trait]
-impl Backend for FakeBackend {
-    fn name(&self) -> &'static str {
-        "fake"
-    }
-    fn describe(&self) -> String {
-        "fake backend".into()
-    }
-    fn root_disk(&self) -> hypervisor::RootDisk {
-        hypervisor::RootDisk {
-            device: "/dev/fake0".into(),
-            fstype: "fakefs".into(),
-        }
-    }
-    async fn prepare_image(&self, image_id: &str, _rootfs: &Path) -> Result<(), BackendError> {
-        self.record(format!("prepare_image {image_id}"));
-        Ok(())
-    }
-    async fn remove_image(&self, image_id: &str) -> Result<(), BackendError> {
-        self.record(format!("remove_image {image_id}"));
-        Ok(())
-    }
-    async fn create_vm(&self, vm: &VmConfig) -> Result<(), BackendError> {
-        self.record(format!("create_vm {}", &vm.id[..12]));
-        Ok(())
-    }
-    async fn power_on(&self, id: &str) -> Result<PoweredOn, BackendError> {
-        self.record(format!("power_on {}", &id[..12]));
-        let (host, guest) = tokio::io::duplex(1 << 16);
-        let (off_tx, off_rx) = oneshot::channel();
-        tokio::spawn(fake_tether(guest, off_tx));
-        Ok(PoweredOn {
-            channel: Box::new(host),
-            pid: Some(4242),
-            exited: off_rx
-                .map(|_| VmExit {
-                    detail: "fake VM off".into(),
-                })
-                .boxed(),
-        })
-    }
-    async fn power_off(&self, id: &str, _grace: Duration) -> Result<(), BackendError> {
-        self.record(format!("power_off {}", &id[..12.min(id.len())]));
-        Ok(())
-    }
-    async fn destroy_vm(&self, id: &str) -> Result<(), BackendError> {
-        self.record(format!("destroy_vm {}", &id[..12]));
-        Ok(())
-    }
-    async fn power_state(&self, _id: &str) -> PowerState {
-        if self.report_on.load(std::sync::atomic::Ordering::SeqCst) {
-            PowerState::On
-        } else {
-            PowerState::Off
-        }
-    }
-    async fn reattach(&self, id: &str) -> Result<PoweredOn, BackendError> {
-        self.calls
-            .lock()
-            .unwrap()
-            .push(format!("reattach {}", &id[..12.min(id.len())]));
-        Err(BackendError::Failed(format!(
-            "the fake backend's VM {id} has no tether to re-attach to"
-        )))
-    }
-    async fn list_vms(&self) -> Result<Vec<String>, BackendError> {
-        Ok(self.vms.lock().unwrap().clone())
-    }
+/// The fake backend, its VMs running [`fake_tether`].
+fn fake_backend() -> FakeBackend {
+    FakeBackend::new(Arc::new(|io, off| fake_tether(io, off).boxed()))
 }
 
 pub(crate) async fn send(io: &mut DuplexStream, frame: Frame) {
@@ -146,7 +62,7 @@ async fn fake_tether(mut io: DuplexStream, off: oneshot::Sender<()>) {
                     // The root disk is where the backend says it is.
                     HostMsg::Setup(setup)
                         if (setup.root_device.as_str(), setup.root_fstype.as_str())
-                            == ("/dev/fake0", "fakefs") =>
+                            == (FAKE_ROOT_DEVICE, FAKE_ROOT_FSTYPE) =>
                     {
                         send(&mut io, Frame::control(&GuestMsg::Ready)).await
                     }
@@ -234,7 +150,7 @@ async fn fake_tether(mut io: DuplexStream, off: oneshot::Sender<()>) {
 
 async fn setup() -> (tempfile::TempDir, Containers, Arc<FakeBackend>) {
     let dir = tempfile::tempdir().unwrap();
-    let backend = Arc::new(FakeBackend::default());
+    let backend = Arc::new(fake_backend());
     let c = open(dir.path(), backend.clone()).await;
     (dir, c, backend)
 }
@@ -301,7 +217,11 @@ async fn run_streams_output_records_exit_and_keeps_logs() {
         .iter()
         .any(|e| e == &format!("HOSTNAME={}", &rec.id[..12])));
     let calls = backend.calls();
-    assert_eq!(calls[0], format!("prepare_image {IMAGE}"));
+    assert_eq!(
+        calls[0], "list_vms ",
+        "recovery reads the inventory at open"
+    );
+    assert_eq!(calls[1], format!("prepare_image {IMAGE}"));
     assert!(calls.contains(&format!("power_on {}", &rec.id[..12])));
 }
 
@@ -433,9 +353,7 @@ async fn names_are_unique_and_records_survive_a_restart() {
 #[tokio::test]
 async fn a_guest_that_breaks_the_protocol_is_powered_off_with_the_reason_recorded() {
     let (_d, c, backend) = setup().await;
-    backend
-        .report_on
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    backend.report_on(true);
     let rec = c.create(spec("rogue", &["rogue"])).await.unwrap();
     c.start("rogue").await.unwrap();
     assert_eq!(
@@ -475,7 +393,7 @@ async fn a_vm_whose_record_cannot_be_read_is_left_alone_and_one_without_a_record
     tx.commit().unwrap();
     drop(db);
     let stray = format!("{:064x}", 7);
-    *backend.vms.lock().unwrap() = vec![rec.id.clone(), stray.clone()];
+    backend.set_inventory(vec![rec.id.clone(), stray.clone()]);
     let again = open(d.path(), backend.clone()).await;
     assert!(again.list().is_empty());
     assert_eq!(again.quarantined().len(), 1);
@@ -496,7 +414,7 @@ async fn a_vm_whose_record_cannot_be_read_is_left_alone_and_one_without_a_record
 #[tokio::test]
 async fn the_container_limit_refuses_one_more_create_with_vics_words_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let backend = Arc::new(FakeBackend::default());
+    let backend = Arc::new(fake_backend());
     let limits = Limits {
         max_containers: Some(1),
         ..Limits::default()
@@ -526,7 +444,7 @@ async fn the_container_limit_refuses_one_more_create_with_vics_words_and_leaves_
 #[tokio::test]
 async fn memory_and_vcpu_limits_count_running_containers_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let backend = Arc::new(FakeBackend::default());
+    let backend = Arc::new(fake_backend());
     let limits = Limits {
         memory_mib: Some(100),
         cpus: Some(2),
@@ -552,4 +470,29 @@ async fn memory_and_vcpu_limits_count_running_containers_at_start() {
     c.start(&b.id).await.unwrap();
     c.kill(&b.id, "TERM").await.unwrap();
     c.wait(&b.id, WaitCondition::NotRunning).await.unwrap();
+}
+
+#[tokio::test]
+async fn backend_failures_leave_nothing_half_made_and_are_recorded() {
+    let (_d, c, backend) = setup().await;
+    backend.fail_next("create_vm", "the datastore is full");
+    let err = c.create(spec("nope", &["exit", "0"])).await.unwrap_err();
+    assert!(err.to_string().contains("the datastore is full"), "{err}");
+    assert!(c.get("nope").is_err(), "no record is left");
+    assert!(
+        backend.calls().iter().any(|l| l.starts_with("destroy_vm ")),
+        "what create made is removed: {:?}",
+        backend.calls()
+    );
+
+    let rec = c.create(spec("cold", &["exit", "0"])).await.unwrap();
+    backend.fail_next("power_on", "no host can run it");
+    let err = c.start("cold").await.unwrap_err();
+    assert!(err.to_string().contains("no host can run it"), "{err}");
+    let after = c.get(&rec.id).unwrap();
+    assert_eq!(after.state.status, Status::Created);
+    assert!(after.state.error.contains("no host can run it"));
+    // The next start works: the failure was the backend's, once.
+    c.start("cold").await.unwrap();
+    assert_eq!(c.wait("cold", WaitCondition::NotRunning).await.unwrap(), 0);
 }

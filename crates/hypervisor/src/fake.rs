@@ -1,0 +1,160 @@
+//! A recording fake backend (feature `fake`), for the tests of the layers above: every call is
+//! recorded as a line (`"power_on <12-char id>"`), any call can be made to fail once, the
+//! inventory and the power state it reports are set by the test, and a powered-on "VM" is an
+//! in-process guest (the test's own, speaking whatever it likes) on the far end of a pipe.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use tokio::io::DuplexStream;
+use tokio::sync::oneshot;
+
+use crate::{Backend, BackendError, PowerState, PoweredOn, RootDisk, VmConfig, VmExit};
+
+/// The guest of a fake VM: runs on the pipe's far end and sends on `off` when it powers off.
+pub type FakeGuest =
+    Arc<dyn Fn(DuplexStream, oneshot::Sender<()>) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// The fake's root disk, which its guests are told of.
+pub const FAKE_ROOT_DEVICE: &str = "/dev/fake0";
+/// The fake root disk's filesystem.
+pub const FAKE_ROOT_FSTYPE: &str = "fakefs";
+
+/// A backend that records its calls and runs `guest` for every VM powered on.
+pub struct FakeBackend {
+    guest: FakeGuest,
+    calls: Mutex<Vec<String>>,
+    inventory: Mutex<Vec<String>>,
+    report_on: AtomicBool,
+    /// Call name (`"power_on"`) → the message its next call fails with.
+    failures: Mutex<HashMap<&'static str, String>>,
+}
+
+fn short(id: &str) -> &str {
+    &id[..12.min(id.len())]
+}
+
+impl FakeBackend {
+    pub fn new(guest: FakeGuest) -> FakeBackend {
+        FakeBackend {
+            guest,
+            calls: Mutex::default(),
+            inventory: Mutex::default(),
+            report_on: AtomicBool::new(false),
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Every call so far, in order.
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// What `list_vms` reports from now on.
+    pub fn set_inventory(&self, vms: Vec<String>) {
+        *self.inventory.lock().unwrap_or_else(|e| e.into_inner()) = vms;
+    }
+
+    /// Whether `power_state` reports VMs on (else off).
+    pub fn report_on(&self, on: bool) {
+        self.report_on.store(on, Ordering::SeqCst);
+    }
+
+    /// Makes the next call named `call` (`"create_vm"`, `"power_on"`, …) fail with `message`.
+    pub fn fail_next(&self, call: &'static str, message: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(call, message.to_string());
+    }
+
+    /// Records `call` (with its argument) and fails it if the test asked for that.
+    fn call(&self, call: &'static str, arg: &str) -> Result<(), BackendError> {
+        self.calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(format!("{call} {arg}"));
+        match self
+            .failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(call)
+        {
+            Some(message) => Err(BackendError::Failed(message)),
+            None => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for FakeBackend {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+    fn describe(&self) -> String {
+        "fake backend".into()
+    }
+    fn root_disk(&self) -> RootDisk {
+        RootDisk {
+            device: FAKE_ROOT_DEVICE.into(),
+            fstype: FAKE_ROOT_FSTYPE.into(),
+        }
+    }
+    async fn prepare_image(&self, image_id: &str, _rootfs: &Path) -> Result<(), BackendError> {
+        self.call("prepare_image", image_id)
+    }
+    async fn remove_image(&self, image_id: &str) -> Result<(), BackendError> {
+        self.call("remove_image", image_id)
+    }
+    async fn create_vm(&self, vm: &VmConfig) -> Result<(), BackendError> {
+        self.call("create_vm", short(&vm.id))
+    }
+    async fn power_on(&self, id: &str) -> Result<PoweredOn, BackendError> {
+        self.call("power_on", short(id))?;
+        let (host, guest) = tokio::io::duplex(1 << 16);
+        let (off_tx, off_rx) = oneshot::channel();
+        tokio::spawn((self.guest)(guest, off_tx));
+        Ok(PoweredOn {
+            channel: Box::new(host),
+            pid: Some(4242),
+            exited: off_rx
+                .map(|_| VmExit {
+                    detail: "fake VM off".into(),
+                })
+                .boxed(),
+        })
+    }
+    async fn reattach(&self, id: &str) -> Result<PoweredOn, BackendError> {
+        self.call("reattach", short(id))?;
+        Err(BackendError::Failed(format!(
+            "the fake backend's VM {id} has no tether to re-attach to"
+        )))
+    }
+    async fn power_off(&self, id: &str, _grace: Duration) -> Result<(), BackendError> {
+        self.call("power_off", short(id))
+    }
+    async fn destroy_vm(&self, id: &str) -> Result<(), BackendError> {
+        self.call("destroy_vm", short(id))
+    }
+    async fn power_state(&self, _id: &str) -> PowerState {
+        if self.report_on.load(Ordering::SeqCst) {
+            PowerState::On
+        } else {
+            PowerState::Off
+        }
+    }
+    async fn list_vms(&self) -> Result<Vec<String>, BackendError> {
+        self.call("list_vms", "")?;
+        Ok(self
+            .inventory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone())
+    }
+}
