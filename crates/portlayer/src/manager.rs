@@ -387,9 +387,11 @@ impl Containers {
             Ok(s) => s,
             Err(failure) => {
                 // A guest that broke the protocol is not trusted to power itself off.
-                let grace = match failure {
-                    StartFailure::Violation(_) => Duration::ZERO,
-                    _ => Duration::from_secs(5),
+                let violated = matches!(failure, StartFailure::Violation(_));
+                let grace = if violated {
+                    Duration::ZERO
+                } else {
+                    Duration::from_secs(5)
                 };
                 let _ = self.inner.backend.power_off(&id, grace).await;
                 let (err, code) = match failure {
@@ -397,13 +399,18 @@ impl Containers {
                     StartFailure::Violation(m) | StartFailure::Other(m) => (Error::Start(m), 128),
                 };
                 let msg = err.to_string();
-                let _ = self.update(&id, |r| {
+                let updated = self.update(&id, |r| {
                     r.state.error = msg;
                     r.state.exit_code = code;
                     if r.state.start_count > 0 {
                         r.state.status = Status::Exited;
                     }
                 });
+                // A guest that broke the protocol ran and was ended for it: `docker events`
+                // shows it as it shows a violation after the start.
+                if let (true, Ok(r)) = (violated, &updated) {
+                    self.publish("die", r, &[("exitCode", code.to_string())]);
+                }
                 return Err(err);
             }
         };
