@@ -22,9 +22,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::layout::{Layout, VchConfig};
+use crate::output::info;
+use crate::process::{owned_pid, signal, wait_gone};
 use crate::settings::log_filter;
 use crate::tls::{self, Readiness};
-use crate::vch::{info, owned_pid, signal, wait_gone, Layout, VchConfig};
 
 /// How long a stopping appliance may take before it is killed.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -367,7 +369,7 @@ pub fn restart(
         start(layout, new, &|p| ready.ping(p), deadline).map_err(|e| match e {
             StartError::TimedOut => format!(
                 "{what} VCH exceeded time limit of {}. Please increase the timeout using --timeout to accommodate for a busy host",
-                crate::vch::go_duration(timeout)
+                crate::output::go_duration(timeout)
             ),
             other => other.to_string(),
         })

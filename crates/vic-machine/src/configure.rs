@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail};
 
 use crate::appliance::{self, Change, RestartError};
+use crate::layout::{Layout, VchConfig};
+use crate::output::info;
 use crate::progress;
 use crate::settings::{self, debug_label, SettingsArgs};
 use crate::snapshot::Snapshot;
 use crate::tls::{self, TlsOptions, TlsRecord, TlsSetup, Writes};
-use crate::vch::{info, Layout, VchConfig};
 
 /// What `configure` was asked.
 pub struct ConfigureOptions<'a> {

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::vch::info;
+use crate::output::info;
 
 /// Where the VMs of every VCH claim their uids (the local backend's default).
 pub const UID_CLAIMS: &str = "/run/vic/uids";

@@ -4,11 +4,13 @@
 use std::path::Path;
 
 use crate::appliance;
+use crate::delete::running_containers;
+use crate::layout::{Layout, VchConfig};
+use crate::output::info;
 use crate::parts;
 use crate::progress;
 use crate::settings::debug_label;
 use crate::tls::{TlsMode, CLIENT_CA, SERVER_CERT, SERVER_KEY};
-use crate::vch::{info, running_containers, Layout, VchConfig};
 
 /// `inspect config --format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -6,18 +6,21 @@
 //!
 //! | command | does | module |
 //! |---|---|---|
-//! | `create` | lays out the directory (with its own copy of the appliance and bootstrap), starts the appliance, waits until it answers | `vch.rs` |
-//! | `delete` | stops it and its VMs, removes the state | `vch.rs` |
-//! | `ls` | lists VCHs with state, version and upgrade status | `vch.rs` |
+//! | `create` | lays out the directory (with its own copy of the appliance and bootstrap), starts the appliance, waits until it answers | `create.rs` |
+//! | `delete` | stops it and its VMs, removes the state and what it left on the host | `delete.rs`, `host.rs` |
+//! | `ls` | lists VCHs with state, version and upgrade status | `list.rs` |
 //! | `inspect` / `inspect config` | reports one VCH / prints the create options that reproduce it | `inspect.rs` |
 //! | `configure` / `debug` | change settings and certificates (or `--rollback` them) / the log level, restart the appliance | `configure.rs`, `snapshot.rs` |
 //! | `upgrade [--rollback]` | swap in this build's appliance files (or the previous ones) | `upgrade.rs` |
+//!
+//! Shared by them: a VCH's directory, record and operation lock (`layout.rs`), the processes
+//! vic-machine starts and watches (`process.rs`), and VIC's way of printing (`output.rs`).
 //!
 //! `configure`, `upgrade` and `debug` mark the VCH "update in progress" while they run
 //! (`progress.rs`; `--reset-progress` clears a mark an interrupted run left).
 //!
 //! Every start of the appliance goes through `appliance.rs`, which builds its command line
-//! from the record (vch.json, `vch::VchConfig`; the settings in `settings.rs`). Container VMs
+//! from the record (vch.json, `layout::VchConfig`; the settings in `settings.rs`). Container VMs
 //! do not depend on the appliance, so configure, debug and upgrade keep them running.
 //!
 //! The Docker API is served over mutual TLS unless told otherwise (`tls.rs` has the three
@@ -26,15 +29,20 @@
 mod appliance;
 mod certs;
 mod configure;
+mod create;
+mod delete;
 mod host;
 mod inspect;
+mod layout;
+mod list;
+mod output;
 mod parts;
+mod process;
 mod progress;
 mod settings;
 mod snapshot;
 mod tls;
 mod upgrade;
-mod vch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,9 +50,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::create::CreateOptions;
+use crate::layout::Layout;
 use crate::settings::SettingsArgs;
 use crate::tls::TlsOptions;
-use crate::vch::{CreateOptions, Layout};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -384,7 +393,7 @@ fn check_target(target: &Option<String>, credentials: &Credentials) -> anyhow::R
 /// The VCH a command names, after checking the target and the name.
 fn layout(common: Common) -> anyhow::Result<Layout> {
     check_target(&common.target, &common.credentials)?;
-    vch::validate_name(&common.name)?;
+    layout::validate_name(&common.name)?;
     Layout::new(common.state_root, &common.name)
 }
 
@@ -411,20 +420,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 bootstrap_dir,
                 tls,
             };
-            vch::create(&layout, &opts)
+            create::create(&layout, &opts)
         }
         Command::Delete {
             common,
             force,
             timeout,
-        } => vch::delete(&layout(common)?, force, timeout),
+        } => delete::delete(&layout(common)?, force, timeout),
         Command::Ls {
             target,
             state_root,
             credentials,
         } => {
             check_target(&target, &credentials)?;
-            vch::list(state_root)
+            list::list(state_root)
         }
         Command::Inspect(args) => match args.command {
             None => inspect::inspect(&layout(args.common)?),

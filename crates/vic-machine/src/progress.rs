@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::vch::{info, Layout, OpLock};
+use crate::layout::{Layout, OpLock};
+use crate::output::info;
 
 /// What the marker file says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,9 +24,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
+use crate::layout::{Layout, VchConfig};
 use crate::settings::registry_ca_path;
 use crate::tls::Writes;
-use crate::vch::{Layout, VchConfig};
 
 const PENDING: &str = "configure.pending.json";
 const PREVIOUS: &str = "configure.prev.json";

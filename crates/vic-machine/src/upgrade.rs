@@ -21,9 +21,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use crate::appliance::{self, Change};
+use crate::layout::Layout;
+use crate::output::info;
 use crate::parts::{upgrade_status, Parts, UpgradeStatus};
 use crate::progress;
-use crate::vch::{info, Layout};
 
 pub struct UpgradeOptions {
     pub force: bool,

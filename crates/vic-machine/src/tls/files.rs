@@ -11,7 +11,7 @@ use anyhow::Context;
 
 use super::{CA_CERT, CA_KEY, CLIENT_CERT, CLIENT_KEY};
 use crate::certs::{self, Ca, PemPair};
-use crate::vch::info;
+use crate::output::info;
 
 /// Files to write whole (or remove, `None`), in order. Keys (`*key.pem`) get mode 0600.
 #[derive(Debug, Default, Clone)]

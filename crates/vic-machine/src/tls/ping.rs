@@ -28,7 +28,7 @@ impl Readiness {
     pub fn ping(&self, port: u16) -> bool {
         match &self.0 {
             Some(p) => p.ping(port),
-            None => crate::vch::ping(port),
+            None => crate::process::ping(port),
         }
     }
 }

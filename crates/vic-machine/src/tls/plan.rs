@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use super::{TlsMode, TlsOptions};
 use crate::certs::{self, PemPair};
-use crate::vch::info;
+use crate::output::info;
 
 /// What the flags point at, read and checked.
 pub struct TlsPlan {

@@ -27,7 +27,7 @@ use super::setup::generate_server;
 use super::{plan, TlsMode, TlsOptions, TlsRecord, TlsSetup};
 use super::{CA_CERT, CA_KEY, CLIENT_CA, CLIENT_CERT, SERVER_CERT, SERVER_KEY};
 use crate::certs;
-use crate::vch::info;
+use crate::output::info;
 
 /// A TLS change, decided and not yet written.
 pub struct Reconfigured {

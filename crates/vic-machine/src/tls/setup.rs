@@ -12,7 +12,7 @@ use super::ping::Pinger;
 use super::{TlsMode, TlsPlan, CA_CERT, CA_KEY, CLIENT_CA, CLIENT_CERT, CLIENT_KEY};
 use super::{SERVER_CERT, SERVER_KEY};
 use crate::certs::{Ca, PemPair};
-use crate::vch::info;
+use crate::output::info;
 
 /// The certificates in place: what the appliance is given, how to ping it, what to tell
 /// the user.
@@ -150,7 +150,7 @@ impl TlsSetup {
     pub fn ping(&self, port: u16) -> bool {
         match &self.ping {
             Some(p) => p.ping(port),
-            None => crate::vch::ping(port),
+            None => crate::process::ping(port),
         }
     }
 

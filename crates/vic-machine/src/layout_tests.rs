@@ -13,16 +13,6 @@ fn long_names_are_refused_with_vics_message() {
 }
 
 #[test]
-fn durations_print_as_vic_prints_them() {
-    assert_eq!(go_duration(Duration::from_secs(180)), "3m0s");
-    assert_eq!(go_duration(Duration::from_secs(90)), "1m30s");
-    assert_eq!(go_duration(Duration::from_secs(1)), "1s");
-    assert_eq!(go_duration(Duration::from_millis(1)), "1ms");
-    assert_eq!(go_duration(Duration::from_secs(3700)), "1h1m40s");
-    assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
-}
-
-#[test]
 fn a_vch_json_from_before_settings_and_upgrades_still_loads() {
     let old = r#"{
         "name": "old", "target": "local", "docker_host": "tcp://127.0.0.1:1", "port": 1,
