@@ -47,6 +47,7 @@ pub mod archive;
 pub mod auth;
 pub mod digest;
 pub mod dns;
+mod error;
 pub mod pull;
 pub mod push;
 pub mod reference;

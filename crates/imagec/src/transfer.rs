@@ -10,7 +10,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use crate::digest::Digest;
-use crate::pull::{io_err, PullError};
+use crate::error::{io_err, PullError};
 
 /// Where the download of `dest` goes until it verifies.
 pub(crate) fn partial_path(dest: &Path) -> PathBuf {
@@ -91,7 +91,7 @@ where
             let chunk = chunk?;
             if done + chunk.as_ref().len() as u64 > size {
                 return Err(PullError::TooLarge {
-                    host: crate::registry::limits::host_of(url),
+                    host: host_of(url),
                     what: format!("downloading {expected} (its manifest declares {size} bytes)"),
                     limit: size,
                 });
@@ -140,6 +140,17 @@ where
         Ok(()) => {}
     }
     written
+}
+
+/// `host:port` of a URL, as errors name a registry.
+pub(crate) fn host_of(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .ok()
+        .map(|u| {
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{}{port}", u.host_str().unwrap_or(""))
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

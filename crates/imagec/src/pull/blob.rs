@@ -127,7 +127,7 @@ impl Puller {
             .is_some_and(|n| n.saturating_add(already) > total)
         {
             return Err(PullError::TooLarge {
-                host: crate::registry::limits::host_of(&url),
+                host: crate::transfer::host_of(&url),
                 what: format!(
                     "downloading {} (its manifest declares {total} bytes)",
                     desc.digest

@@ -9,42 +9,28 @@ use reqwest::header::RANGE;
 use reqwest::StatusCode;
 
 use crate::auth::{Access, Credentials};
-use crate::digest::{Digest, DigestError};
+use crate::digest::Digest;
 use crate::reference::Reference;
 use crate::registry::{
     guarded, open_partial, write_verified, Descriptor, Registry, DOCKER_LIST, DOCKER_MANIFEST,
     MAX_CONFIG_BYTES, OCI_INDEX, OCI_MANIFEST,
 };
 use crate::store::{hex_of, ImageRecord, ImageStore, StoreError};
-use crate::unpack::{apply_layer, UnpackError};
+use crate::unpack::apply_layer;
 
 mod blob;
 mod build;
 
+pub(crate) use crate::error::io_err;
+pub use crate::error::PullError;
 /// Deadlines of registry requests, part of [`RegistryOptions`].
 pub use crate::registry::limits::Timeouts;
+pub use crate::registry::RegistryOptions;
 pub(crate) use build::{build_image, diff_ids_of, NewImage};
 use build::{build_image_gated, LayerGate};
 
 /// Layers downloaded at once.
 const PARALLEL_LAYERS: usize = 3;
-
-/// How registries are reached.
-#[derive(Debug, Clone, Default)]
-pub struct RegistryOptions {
-    /// Registries whose certificate is not checked, or that speak plain HTTP (`host[:port]`,
-    /// `*.domain` or a CIDR). HTTPS is tried first, as dockerd does.
-    pub insecure: Vec<String>,
-    /// PEM bundles of extra certificate authorities registries' certificates may chain to.
-    pub ca_pems: Vec<Vec<u8>>,
-    /// When not empty, the only registries pulled from (insecure ones are admitted too).
-    pub whitelist: Vec<String>,
-    /// When not empty, registry names are looked up with these DNS servers (port 53), not
-    /// with the host's resolver.
-    pub dns_servers: Vec<std::net::IpAddr>,
-    /// How long a registry may take (defaults suit real registries).
-    pub timeouts: Timeouts,
-}
 
 /// The platform an image is pulled for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,106 +128,6 @@ pub struct PullOutcome {
     pub manifest_digest: String,
     /// The reference already pointed at this image.
     pub up_to_date: bool,
-}
-
-/// Errors of a pull, in Docker's words.
-#[derive(Debug, thiserror::Error)]
-pub enum PullError {
-    #[error("manifest for {0} not found: manifest unknown: manifest unknown")]
-    ManifestNotFound(String),
-    #[error("pull access denied for {0}, repository does not exist or may require 'docker login'")]
-    RepositoryNotFound(String),
-    #[error("Get \"{url}\": {detail}")]
-    Unreachable { url: String, detail: String },
-    #[error(
-        "pull access denied for {0}, repository does not exist or may require 'docker login': {1}"
-    )]
-    AccessDenied(String, String),
-    #[error("Get \"{0}\": no basic auth credentials")]
-    NoBasicAuth(String),
-    #[error("Get \"{url}\": {detail}")]
-    Unauthorized {
-        url: String,
-        detail: String,
-        /// Refused without credentials (rather than refused the credentials given).
-        anonymous: bool,
-    },
-    #[error("login attempt to {url} failed with status: {status} {}", http_reason(*.status))]
-    LoginFailed { url: String, status: u16 },
-    #[error("Access denied to unauthorized registry ({0}) while VCH is in whitelist mode")]
-    NotWhitelisted(String),
-    #[error("no matching manifest for {0} in the manifest list entries")]
-    NoMatchingPlatform(String),
-    /// A registry (or archive, or client) named a digest that is not `sha256:<64 hex>`.
-    #[error("{what}: {source}")]
-    InvalidDigest {
-        what: String,
-        #[source]
-        source: DigestError,
-    },
-    /// Nothing, or too little, arrived within a stall window.
-    #[error("registry {host} {detail} while {what}")]
-    Stalled {
-        host: String,
-        detail: String,
-        what: String,
-    },
-    /// A request that is not a blob download took longer than its deadline.
-    #[error("registry {host} did not finish {what} within {within}")]
-    Deadline {
-        host: String,
-        what: String,
-        within: String,
-    },
-    /// A body past its bound: a manifest, token, tag list, error, or a blob past the size
-    /// its descriptor declares.
-    #[error("registry {host} sent more than {limit} bytes while {what}")]
-    TooLarge {
-        host: String,
-        what: String,
-        limit: u64,
-    },
-    /// A blob whose bytes hash right but whose descriptor declared another size.
-    #[error("{what} is {actual} bytes, the manifest declares {declared}")]
-    SizeMismatch {
-        what: String,
-        declared: u64,
-        actual: u64,
-    },
-    #[error("{what} has digest {actual}, expected {expected}")]
-    DigestMismatch {
-        what: String,
-        expected: String,
-        actual: String,
-    },
-    #[error("unsupported manifest media type {0:?}")]
-    UnsupportedManifest(String),
-    #[error("registry answered {status} for {url}")]
-    Registry { status: u16, url: String },
-    #[error("{0}")]
-    Invalid(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Unpack(#[from] UnpackError),
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-fn http_reason(status: u16) -> &'static str {
-    reqwest::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("")
-}
-
-pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> PullError {
-    let context = context.into();
-    move |source| PullError::Io { context, source }
 }
 
 /// The registry client.

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::pull::PullError;
+use crate::error::PullError;
 
 /// A registry's (or token service's) error body as Docker prints it: `unauthorized:
 /// authentication required`, or the token service's `details`.

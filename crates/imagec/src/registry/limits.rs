@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tokio::time::Instant;
 
-use crate::pull::PullError;
+use crate::error::PullError;
 
 /// The largest manifest or index read (Distribution refuses to store larger ones).
 pub(crate) const MAX_MANIFEST_BYTES: u64 = 4 << 20;
@@ -67,7 +67,7 @@ pub(crate) struct Guard {
 
 impl Guard {
     pub(crate) fn host(&self) -> String {
-        host_of(&self.url)
+        crate::transfer::host_of(&self.url)
     }
 
     pub(crate) fn stalled(&self, got: u64) -> PullError {
@@ -109,17 +109,6 @@ pub(crate) fn secs(d: Duration) -> String {
     } else {
         format!("{s:.1} s")
     }
-}
-
-/// `host:port` of a URL, as errors name a registry.
-pub(crate) fn host_of(url: &str) -> String {
-    reqwest::Url::parse(url)
-        .ok()
-        .map(|u| {
-            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
-            format!("{}{port}", u.host_str().unwrap_or(""))
-        })
-        .unwrap_or_default()
 }
 
 /// The body of `resp`, chunk by chunk, failing when the guard's stall window passes with less

@@ -13,9 +13,26 @@ use tokio::time::Instant;
 
 use crate::auth::{basic_header, Access, AuthCache, Challenge, Credentials, TokenResponse};
 use crate::digest::Digest;
-use crate::pull::{PullError, RegistryOptions};
+use crate::error::PullError;
 use crate::reference::Reference;
 pub(crate) use crate::transfer::{open_partial, write_verified};
+
+/// How registries are reached.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// Registries whose certificate is not checked, or that speak plain HTTP (`host[:port]`,
+    /// `*.domain` or a CIDR). HTTPS is tried first, as dockerd does.
+    pub insecure: Vec<String>,
+    /// PEM bundles of extra certificate authorities registries' certificates may chain to.
+    pub ca_pems: Vec<Vec<u8>>,
+    /// When not empty, the only registries pulled from (insecure ones are admitted too).
+    pub whitelist: Vec<String>,
+    /// When not empty, registry names are looked up with these DNS servers (port 53), not
+    /// with the host's resolver.
+    pub dns_servers: Vec<std::net::IpAddr>,
+    /// How long a registry may take (defaults suit real registries).
+    pub timeouts: limits::Timeouts,
+}
 
 mod errors;
 mod fetch;
@@ -79,7 +96,7 @@ pub(crate) struct Registry {
 
 /// `host:port` of a URL, the key of cached credentials.
 fn authority(url: &str) -> String {
-    limits::host_of(url)
+    crate::transfer::host_of(url)
 }
 
 /// `sha256:<hex>` of bytes, as text.
@@ -307,7 +324,7 @@ impl Registry {
         match tokio::time::timeout(stall, sent).await {
             Ok(r) => r.map_err(|e| unreachable(url, &e)),
             Err(_) => Err(PullError::Stalled {
-                host: limits::host_of(url),
+                host: crate::transfer::host_of(url),
                 detail: format!("sent no response for {}", limits::secs(stall)),
                 what: format!("requesting {url}"),
             }),
@@ -399,7 +416,7 @@ impl Registry {
         if challenged.starts_with("https:") && !realm.starts_with("https:") {
             return Err(PullError::Invalid(format!(
                 "the token realm {realm} of {} is refused: it leaves HTTPS for plain HTTP",
-                limits::host_of(challenged)
+                crate::transfer::host_of(challenged)
             )));
         }
         let client = self.client_for(realm);

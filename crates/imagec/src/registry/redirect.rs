@@ -41,7 +41,7 @@ pub(crate) fn check(
             });
         }
     }
-    let host = super::limits::host_of(next.as_str());
+    let host = crate::transfer::host_of(next.as_str());
     if !admitted(whitelist, insecure, &host) {
         return Err(RedirectRefused::NotWhitelisted {
             to: next.to_string(),
