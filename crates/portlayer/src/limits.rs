@@ -1,6 +1,6 @@
 //! [`Limits`]: what a VCH may use, as `vic-machine create` / `configure` set it.
 //!
-//! The appliance gets them as flags and hands them to [`crate::Containers`] in
+//! The appliance reads them from the VCH's configuration document and hands them to [`crate::Containers`] in
 //! [`crate::ContainersConfig`]. The port layer enforces two of them:
 //!
 //! | limit            | checked when            | refused with |
@@ -18,9 +18,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-/// VIC's longest VM name, and the length of the short ID `{id}` stands for.
-const MAX_VM_NAME_LEN: usize = 80;
-const SHORT_ID_LEN: usize = 12;
+use vch_config::{check_name_convention, MAX_VM_NAME_LEN, SHORT_ID_LEN};
+
 /// The display name when no convention is set (VIC's default pattern).
 pub const DEFAULT_NAME_CONVENTION: &str = "{name}-{id}";
 
@@ -53,29 +52,6 @@ pub enum LimitError {
     /// Insufficient resources: vCPUs.
     #[error("Insufficient resources: the container needs {need} vCPU(s), running containers use {used} of the VCH's {limit}")]
     Cpus { need: u32, used: u32, limit: u32 },
-}
-
-/// Checks a `--container-name-convention` pattern the way VIC does.
-pub fn check_name_convention(pattern: &str) -> Result<(), String> {
-    if !pattern.contains("{id}") && !pattern.contains("{name}") {
-        return Err("Container name convention must include {id} or {name} token".into());
-    }
-    let fixed = pattern.replacen("{id}", "", 1).replacen("{name}", "", 1);
-    if fixed.len() >= MAX_VM_NAME_LEN - SHORT_ID_LEN {
-        return Err(format!(
-            "Container name convention exceeds maximum length ({}, discounting tokens)",
-            MAX_VM_NAME_LEN - SHORT_ID_LEN
-        ));
-    }
-    if !fixed
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        return Err(format!(
-            "Container name convention {pattern} contains unsupported characters: besides the tokens, use alphanumerics and - _ ."
-        ));
-    }
-    Ok(())
 }
 
 impl Limits {
@@ -226,17 +202,6 @@ mod tests {
         let dn = l.display_name(&long, ID);
         assert_eq!(dn.len(), 80);
         assert!(dn.starts_with("0123456789ab-nnn"), "{dn}");
-    }
-
-    #[test]
-    fn conventions_without_a_token_or_with_odd_characters_are_refused() {
-        assert_eq!(
-            check_name_convention("plain").unwrap_err(),
-            "Container name convention must include {id} or {name} token"
-        );
-        assert!(check_name_convention("a,b-{id}").is_err());
-        assert!(check_name_convention(&format!("{}{{id}}", "x".repeat(70))).is_err());
-        assert!(check_name_convention("vch-{name}-{id}").is_ok());
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Starting and stopping a VCH's appliance: the one place that turns a [`VchConfig`] into
-//! the `vic-init -- vic-appliance …` command line. `create` starts it; `configure`,
+//! Starting and stopping a VCH's appliance: the one place that runs
+//! `vic-init -- vic-appliance --config appliance.json` for a [`VchConfig`] (the document is
+//! `document.rs`'s). `create` starts it; `configure`,
 //! `upgrade` and `debug` change the record or the files and [`restart`] it.
 //!
 //! ```text
@@ -14,7 +15,6 @@
 //! Stopping sends SIGTERM to vic-init, which passes it on and exits once the appliance has
 //! stopped. Container VMs keep running; the next appliance takes them over.
 
-use std::ffi::OsString;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;
@@ -22,11 +22,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::document;
 use crate::layout::{Layout, VchConfig};
 use crate::output::info;
 use crate::process::{owned_pid, signal, wait_gone};
 use crate::settings::log_filter;
-use crate::tls::{self, Readiness};
+use crate::tls::Readiness;
 
 /// How long a stopping appliance may take before it is killed.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -59,57 +60,6 @@ pub enum StartError {
     Spawn(anyhow::Error),
 }
 
-/// The appliance's flags for `config` (everything after the program).
-pub fn appliance_args(layout: &Layout, config: &VchConfig) -> Vec<OsString> {
-    let app_dir = layout.appliance_dir();
-    let s = &config.settings;
-    let mut a: Vec<OsString> = Vec::new();
-    let mut flag = |name: &str, value: OsString| {
-        a.push(name.into());
-        a.push(value);
-    };
-    flag("--name", config.name.clone().into());
-    flag("--state-dir", layout.dir.clone().into());
-    flag("--listen", format!("127.0.0.1:{}", config.port).into());
-    flag("--image-store", config.image_store.clone().into());
-    flag("--kernel", app_dir.join("vmlinux").into());
-    flag("--initrd", app_dir.join("initramfs.cpio").into());
-    for r in &s.insecure_registries {
-        flag("--insecure-registry", r.into());
-    }
-    for r in &s.whitelist_registries {
-        flag("--whitelist-registry", r.into());
-    }
-    if let Some(ca) = &s.registry_ca {
-        flag("--registry-ca", ca.clone().into());
-    }
-    // Only flags with a value: an appliance from before they existed (a rollback) still
-    // starts when they are unset.
-    if let Some(n) = s.containers {
-        flag("--max-containers", n.to_string().into());
-    }
-    if let Some(m) = s.memory_mib {
-        flag("--memory-limit", m.to_string().into());
-    }
-    if let Some(c) = s.cpus {
-        flag("--cpu-limit", c.to_string().into());
-    }
-    if let Some(q) = s.storage_quota_gib {
-        flag("--storage-quota", q.to_string().into());
-    }
-    for d in &s.dns_servers {
-        flag("--dns-server", d.into());
-    }
-    for v in &s.volume_stores {
-        flag("--volume-store", v.appliance_value().into());
-    }
-    if let Some(c) = &s.container_name_convention {
-        flag("--container-name-convention", c.into());
-    }
-    a.extend(tls::appliance_args(config.tls.mode, &layout.certs_dir()));
-    a
-}
-
 /// Has the VCH's current (stopped) appliance write its image metadata the way earlier
 /// versions keep it, before a rollback to one of them. An appliance from before that flag
 /// keeps its metadata in those files already: nothing to do. Bounded by `limit`.
@@ -120,7 +70,7 @@ pub fn export_image_metadata(
 ) -> anyhow::Result<()> {
     let exe = layout.appliance_dir().join("vic-appliance");
     let mut child = Command::new(&exe)
-        .args(appliance_args(layout, config))
+        .args(document::command_line(&exe, layout, config)?)
         .arg("--export-image-metadata")
         .env("VIC_LOG", "warn")
         .stdin(Stdio::null())
@@ -163,12 +113,14 @@ fn command(layout: &Layout, config: &VchConfig) -> anyhow::Result<Command> {
         .create(true)
         .append(true)
         .open(layout.log())?;
+    let appliance = app_dir.join("vic-appliance");
+    let args = document::command_line(&appliance, layout, config)?;
     let mut cmd = Command::new(app_dir.join("vic-init"));
     cmd.arg("--pid-file")
         .arg(layout.init_pid_file())
         .arg("--")
-        .arg(app_dir.join("vic-appliance"))
-        .args(appliance_args(layout, config))
+        .arg(appliance)
+        .args(args)
         .env("VIC_LOG", log_filter(config.settings.debug))
         .env("VIC_INIT_STATUS_FILE", layout.exit_file())
         .stdin(Stdio::null())
@@ -405,35 +357,6 @@ pub fn restart(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::{Settings, VolumeStore};
-    use crate::tls::{TlsMode, TlsRecord};
-
-    fn config(settings: Settings, tls: TlsMode) -> VchConfig {
-        VchConfig {
-            name: "v".into(),
-            target: "local".into(),
-            docker_host: "tcp://127.0.0.1:2376".into(),
-            port: 2376,
-            fixed_port: false,
-            image_store: "/s/vch/v/images".into(),
-            external_image_store: false,
-            settings,
-            tls: TlsRecord {
-                mode: tls,
-                ..TlsRecord::default()
-            },
-            created: String::new(),
-            version: "0.1.0-x".into(),
-            previous_version: None,
-            upgraded: None,
-        }
-    }
-
-    fn strings(a: Vec<OsString>) -> Vec<String> {
-        a.into_iter()
-            .map(|s| s.to_string_lossy().into_owned())
-            .collect()
-    }
 
     #[test]
     fn the_appliances_own_error_is_found_in_its_log() {
@@ -466,77 +389,5 @@ Stack backtrace:
             Some("vic-appliance: this build is broken")
         );
         assert_eq!(appliance_error(""), None);
-    }
-
-    #[test]
-    fn a_plain_vch_gets_only_the_basic_flags() {
-        let layout = Layout::new(Some("/s".into()), "v").unwrap();
-        let a = strings(appliance_args(
-            &layout,
-            &config(Settings::default(), TlsMode::NoTls),
-        ));
-        assert_eq!(
-            a,
-            [
-                "--name",
-                "v",
-                "--state-dir",
-                "/s/vch/v",
-                "--listen",
-                "127.0.0.1:2376",
-                "--image-store",
-                "/s/vch/v/images",
-                "--kernel",
-                "/s/vch/v/appliance/vmlinux",
-                "--initrd",
-                "/s/vch/v/appliance/initramfs.cpio"
-            ]
-        );
-    }
-
-    #[test]
-    fn every_setting_becomes_an_appliance_flag() {
-        let layout = Layout::new(Some("/s".into()), "v").unwrap();
-        let settings = Settings {
-            insecure_registries: vec!["r:5000".into()],
-            whitelist_registries: vec!["w:5000".into()],
-            registry_ca: Some("/s/vch/v/registry-ca.pem".into()),
-            dns_servers: vec!["10.0.0.53".into()],
-            containers: Some(3),
-            memory_mib: Some(2048),
-            cpus: Some(2),
-            storage_quota_gib: Some(20),
-            endpoint_memory_mib: Some(4096),
-            volume_stores: vec![VolumeStore {
-                label: "default".into(),
-                dir: "/vols".into(),
-            }],
-            container_name_convention: Some("vch-{name}-{id}".into()),
-            debug: 3,
-        };
-        let a = strings(appliance_args(
-            &layout,
-            &config(settings, TlsMode::Tlsverify),
-        ))
-        .join(" ");
-        for want in [
-            "--insecure-registry r:5000",
-            "--whitelist-registry w:5000",
-            "--registry-ca /s/vch/v/registry-ca.pem",
-            "--max-containers 3",
-            "--memory-limit 2048",
-            "--cpu-limit 2",
-            "--storage-quota 20",
-            "--dns-server 10.0.0.53",
-            "--volume-store default:/vols",
-            "--container-name-convention vch-{name}-{id}",
-            "--tls-cert /s/vch/v/certs/server-cert.pem --tls-key /s/vch/v/certs/server-key.pem --tls-ca /s/vch/v/certs/client-ca.pem",
-        ] {
-            assert!(a.contains(want), "{want} missing from {a}");
-        }
-        assert!(
-            !a.contains("4096"),
-            "endpoint memory is not an appliance flag"
-        );
     }
 }

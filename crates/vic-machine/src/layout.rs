@@ -4,6 +4,8 @@
 //! ```text
 //!   <state_root>/vch/NAME/
 //!     vch.json              VchConfig: every setting, the version, the TLS mode
+//!     appliance.json        what the appliance reads (vch-config's ApplianceConfig), made
+//!                           from vch.json before each start
 //!     init.pid, appliance.pid, appliance.log, appliance.exit (vic-init: the last exit)
 //!     appliance/            this VCH's vic-appliance, vic-init, vmlinux, initramfs.cpio
 //!     appliance.prev/       the ones `upgrade` replaced (for `upgrade --rollback`)
@@ -74,6 +76,10 @@ impl Layout {
     }
     pub fn config(&self) -> PathBuf {
         self.dir.join("vch.json")
+    }
+    /// The appliance's configuration document, written before each start.
+    pub fn appliance_config(&self) -> PathBuf {
+        self.dir.join("appliance.json")
     }
     pub fn pid_file(&self) -> PathBuf {
         self.dir.join("appliance.pid")

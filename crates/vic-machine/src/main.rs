@@ -31,6 +31,7 @@ mod certs;
 mod configure;
 mod create;
 mod delete;
+mod document;
 mod host;
 mod inspect;
 mod layout;

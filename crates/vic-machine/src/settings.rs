@@ -1,7 +1,7 @@
-//! The settings of a VCH that `create` sets and `configure` changes: registries, DNS
+//! The flags of the settings that `create` sets and `configure` changes: registries, DNS
 //! servers, resource limits, volume stores, the container name convention and the debug
-//! level. They are recorded in vch.json ([`Settings`], flattened into `VchConfig`) and
-//! become appliance flags (`appliance.rs`).
+//! level. They are recorded in vch.json ([`Settings`], from the vch-config crate, flattened
+//! into `VchConfig`) and reach the appliance in its configuration document (`appliance.rs`).
 //!
 //! Units on the local target, where the VCH is processes on this host rather than a
 //! vSphere resource pool: `--memory` is MiB (VIC: MB) and `--cpu` a vCPU count (VIC: MHz),
@@ -13,109 +13,22 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use serde::{Deserialize, Serialize};
 
-/// A VCH's configurable settings, as recorded. Every field has a default, so vch.json files
-/// written before a field existed still load.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Settings {
-    pub insecure_registries: Vec<String>,
-    pub whitelist_registries: Vec<String>,
-    /// The registry CA bundle kept in the VCH's directory, if any.
-    pub registry_ca: Option<PathBuf>,
-    pub dns_servers: Vec<String>,
-    /// Most containers that may exist (`--containers`).
-    pub containers: Option<u32>,
-    /// Total memory of running container VMs, MiB (`--memory`).
-    pub memory_mib: Option<u64>,
-    /// Total vCPUs of running container VMs (`--cpu`).
-    pub cpus: Option<u32>,
-    pub storage_quota_gib: Option<u64>,
-    /// `--endpoint-memory`: recorded; the local appliance is a process, not a VM.
-    pub endpoint_memory_mib: Option<u64>,
-    pub volume_stores: Vec<VolumeStore>,
-    pub container_name_convention: Option<String>,
-    /// 0: info; 1: debug for vic's own crates; 2: debug; 3: trace.
-    pub debug: u8,
-}
+pub use vch_config::{Settings, VolumeStore};
 
-/// A volume store: a label (what `docker volume create --opt VolumeStore=` names) and a
-/// directory on this host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VolumeStore {
-    pub label: String,
-    pub dir: PathBuf,
-}
-
-impl VolumeStore {
-    /// As vic-machine takes it: `DIR:LABEL` (VIC's `datastore/path:label`).
-    pub fn flag_value(&self) -> String {
-        format!("{}:{}", self.dir.display(), self.label)
-    }
-    /// As the appliance takes it: `LABEL:DIR`.
-    pub fn appliance_value(&self) -> String {
-        format!("{}:{}", self.label, self.dir.display())
-    }
-}
-
-const VOLUME_STORE_FORMAT: &str =
-    "volume store input must be in format DIR:LABEL, e.g. /var/lib/vic/volumes:default";
-
-/// Parses `--volume-store DIR:LABEL` (the label is after the last colon, as in VIC).
-pub fn parse_volume_store(s: &str) -> Result<VolumeStore, String> {
-    let (dir, label) = s
-        .rsplit_once(':')
-        .ok_or_else(|| VOLUME_STORE_FORMAT.to_string())?;
-    if dir.is_empty()
-        || label.is_empty()
-        || !label
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        return Err(VOLUME_STORE_FORMAT.into());
-    }
-    let dir = PathBuf::from(dir);
-    let dir = if dir.is_absolute() {
-        dir
-    } else {
-        std::env::current_dir()
-            .map_err(|e| format!("resolving {}: {e}", dir.display()))?
-            .join(dir)
-    };
-    Ok(VolumeStore {
-        label: label.to_string(),
-        dir,
-    })
+fn parse_volume_store(s: &str) -> Result<VolumeStore, String> {
+    let cwd = std::env::current_dir().map_err(|e| format!("resolving {s}: {e}"))?;
+    vch_config::parse_volume_store(s, &cwd).map_err(|e| e.to_string())
 }
 
 fn parse_dns_server(s: &str) -> Result<IpAddr, String> {
-    s.parse()
-        .map_err(|_| format!("Invalid DNS server specified: {s}"))
+    vch_config::parse_dns_server(s).map_err(|e| e.to_string())
 }
 
 fn parse_name_convention(s: &str) -> Result<String, String> {
-    check_name_convention(s).map(|()| s.to_string())
-}
-
-/// VIC's check of `--container-name-convention` (the appliance checks it again).
-pub fn check_name_convention(p: &str) -> Result<(), String> {
-    if !p.contains("{id}") && !p.contains("{name}") {
-        return Err("Container name convention must include {id} or {name} token".into());
-    }
-    let fixed = p.replacen("{id}", "", 1).replacen("{name}", "", 1);
-    if fixed.len() >= 80 - 12 {
-        return Err(
-            "Container name convention exceeds maximum length (68, discounting tokens)".into(),
-        );
-    }
-    if !fixed
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        return Err(format!("Container name convention {p} contains unsupported characters: besides the tokens, use alphanumerics and - _ ."));
-    }
-    Ok(())
+    vch_config::check_name_convention(s)
+        .map(|()| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// The settings flags, shared by `create` (unset: the default) and `configure` (unset:
@@ -308,19 +221,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn volume_stores_take_vics_dir_colon_label_form() {
-        let vs = parse_volume_store("/data/vols:default").unwrap();
-        assert_eq!(vs.label, "default");
-        assert_eq!(vs.dir, PathBuf::from("/data/vols"));
-        assert_eq!(vs.flag_value(), "/data/vols:default");
-        assert_eq!(vs.appliance_value(), "default:/data/vols");
-        assert!(parse_volume_store("/data/vols").is_err());
-        assert!(parse_volume_store("/data/vols:").is_err());
-        assert!(parse_volume_store(":x").is_err());
+    fn relative_volume_store_directories_are_made_absolute() {
         assert!(parse_volume_store("relative:lbl")
             .unwrap()
             .dir
             .is_absolute());
+        assert_eq!(
+            parse_volume_store("/data/vols").unwrap_err(),
+            "volume store input must be in format DIR:LABEL, e.g. /var/lib/vic/volumes:default"
+        );
     }
 
     #[test]
@@ -369,10 +278,10 @@ mod tests {
         );
         assert!(parse_dns_server("2001:db8::1").is_ok());
         assert_eq!(
-            check_name_convention("fixed").unwrap_err(),
+            parse_name_convention("fixed").unwrap_err(),
             "Container name convention must include {id} or {name} token"
         );
-        assert!(check_name_convention("vch-{name}-{id}").is_ok());
+        assert!(parse_name_convention("vch-{name}-{id}").is_ok());
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub use files::Writes;
 pub use ping::Readiness;
 pub use plan::{plan, TlsPlan};
 pub use reconfigure::reconfigure;
-pub use setup::{appliance_args, setup, TlsSetup};
+pub use setup::{appliance_files, setup, TlsSetup};
 
 pub const CA_CERT: &str = "ca.pem";
 pub const CA_KEY: &str = "ca-key.pem";

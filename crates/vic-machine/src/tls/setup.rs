@@ -1,7 +1,6 @@
 //! `create`'s certificates: [`setup`] makes or reuses what a [`TlsPlan`] calls for, and
 //! [`TlsSetup`] says how clients connect (the env file, the docker command line).
 
-use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -109,23 +108,18 @@ pub fn setup(plan: &TlsPlan, state_certs: &Path) -> anyhow::Result<TlsSetup> {
     Ok(setup)
 }
 
-/// The appliance's `--tls-*` arguments for `mode`, naming the files [`setup`] put in
-/// `state_certs` (the VCH's `certs/`). Every start of the appliance uses these.
-pub fn appliance_args(mode: TlsMode, state_certs: &Path) -> Vec<OsString> {
-    if mode == TlsMode::NoTls {
-        return Vec::new();
-    }
-    let mut args: Vec<OsString> = vec![
-        "--tls-cert".into(),
-        state_certs.join(SERVER_CERT).into(),
-        "--tls-key".into(),
-        state_certs.join(SERVER_KEY).into(),
-    ];
-    if mode == TlsMode::Tlsverify {
-        args.push("--tls-ca".into());
-        args.push(state_certs.join(CLIENT_CA).into());
-    }
-    args
+/// The appliance's TLS files for `mode`, those [`setup`] put in `state_certs` (the VCH's
+/// `certs/`); `None` serves plain HTTP. Every start of the appliance uses these.
+pub fn appliance_files(mode: TlsMode, state_certs: &Path) -> Option<vch_config::TlsFiles> {
+    (mode != TlsMode::NoTls).then(|| vch_config::TlsFiles {
+        cert: state_certs.join(SERVER_CERT),
+        key: state_certs.join(SERVER_KEY),
+        client_cas: if mode == TlsMode::Tlsverify {
+            vec![state_certs.join(CLIENT_CA)]
+        } else {
+            Vec::new()
+        },
+    })
 }
 
 impl TlsSetup {
@@ -243,10 +237,10 @@ mod tests {
         }
         assert_eq!(mode_of(&root.join("state").join(SERVER_KEY)), 0o600);
         assert!(root.join("state").join(CLIENT_CA).is_file());
-        let args = appliance_args(s.mode, &root.join("state"));
-        assert_eq!(args.len(), 6);
-        for file in args.iter().skip(1).step_by(2) {
-            assert!(Path::new(file).is_file(), "{file:?}");
+        let files = appliance_files(s.mode, &root.join("state")).unwrap();
+        assert_eq!(files.client_cas.len(), 1);
+        for file in [&files.cert, &files.key, &files.client_cas[0]] {
+            assert!(file.is_file(), "{file:?}");
         }
         let env = s.env("tcp://127.0.0.1:1");
         assert_eq!(env[1], "DOCKER_TLS_VERIFY=1");
@@ -292,10 +286,10 @@ mod tests {
         assert!(s.dir.join(SERVER_CERT).is_file());
         assert!(!s.dir.join(CLIENT_CERT).exists());
         assert!(!root.join("state").join(CLIENT_CA).exists());
-        let args = appliance_args(s.mode, &root.join("state"));
-        assert_eq!(args.len(), 4);
-        for file in args.iter().skip(1).step_by(2) {
-            assert!(Path::new(file).is_file(), "{file:?}");
+        let files = appliance_files(s.mode, &root.join("state")).unwrap();
+        assert!(files.client_cas.is_empty());
+        for file in [&files.cert, &files.key] {
+            assert!(file.is_file(), "{file:?}");
         }
         assert_eq!(
             s.env("tcp://127.0.0.1:1"),

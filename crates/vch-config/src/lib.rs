@@ -1,0 +1,232 @@
+//! A VCH's configuration as one typed, versioned document.
+//!
+//! `vic-machine` owns a VCH's record and, before every start of its appliance, writes the
+//! [`ApplianceConfig`] the appliance reads (`vic-appliance --config FILE` on the local
+//! target; on vSphere the same document travels in the appliance VM's guestinfo). Nothing
+//! about a VCH reaches the appliance any other way, so there is one type to extend when a
+//! setting is added, one parser, and one place (here) where its checks live.
+//!
+//! ```text
+//!   vic-machine: vch.json (record: Settings flattened, TLS mode, versions)
+//!        │ ApplianceConfig::for_start(...) ── save() ──► appliance.json
+//!        ▼
+//!   vic-appliance --config appliance.json ── load() ── check() ──► backend, port layer, API
+//! ```
+//!
+//! The document carries its [`SCHEMA`]. [`load`] lifts an older schema to this one and
+//! refuses a newer one (an appliance never runs on settings it cannot read); unknown fields
+//! are refused too, so nothing vic-machine asks for is dropped silently.
+
+mod settings;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use settings::{
+    check_name_convention, parse_dns_server, parse_volume_store, SettingError, Settings,
+    VolumeStore, MAX_VM_NAME_LEN, SHORT_ID_LEN,
+};
+
+/// The schema this build writes and reads. A later one adds an arm to [`load`]'s migration.
+pub const SCHEMA: u32 = 1;
+
+/// Everything an appliance needs to serve one VCH.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplianceConfig {
+    /// See [`SCHEMA`].
+    pub schema: u32,
+    /// The VCH's name.
+    pub name: String,
+    /// The VCH's state directory: container records, backend state, logs.
+    pub state_dir: PathBuf,
+    /// Where the Docker API listens.
+    pub listen: SocketAddr,
+    /// The image store directory.
+    pub image_store: PathBuf,
+    /// Which backend runs the container VMs, and its own settings.
+    pub backend: BackendConfig,
+    /// How the Docker API is served over TLS; `None` is plain HTTP (`--no-tls`).
+    pub tls: Option<TlsFiles>,
+    /// Registries, DNS, limits, volume stores, naming, debug level.
+    pub settings: Settings,
+    /// Container networks (VIC's `--container-network`). An appliance refuses any it
+    /// cannot serve rather than run without them.
+    #[serde(default)]
+    pub networks: Vec<ContainerNetwork>,
+}
+
+/// The backend of a VCH, chosen by `kind`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum BackendConfig {
+    /// Container VMs are QEMU processes on the appliance's host.
+    Local {
+        /// The guest kernel.
+        kernel: PathBuf,
+        /// The initramfs holding the tether.
+        initrd: PathBuf,
+    },
+}
+
+/// The Docker API's TLS files (PEM).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The server certificate, then its chain.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// Certificate authorities client certificates must chain to (`--tlsverify`); empty:
+    /// any client may connect.
+    #[serde(default)]
+    pub client_cas: Vec<PathBuf>,
+}
+
+/// A container network as VIC's `--container-network` names one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerNetwork {
+    /// The name containers use (`docker run --net NAME`).
+    pub name: String,
+    /// The host-side network it is attached to.
+    pub source: String,
+    /// `GATEWAY/PREFIX`, when containers get addresses from the VCH.
+    #[serde(default)]
+    pub gateway: Option<String>,
+    /// Address range handed to containers, e.g. `10.0.0.10-10.0.0.99`.
+    #[serde(default)]
+    pub ip_range: Option<String>,
+}
+
+/// Why a document cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("writing {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the VCH configuration is not valid: {0}")]
+    Parse(#[from] serde_json::Error),
+    #[error("the VCH configuration has no schema number")]
+    NoSchema,
+    #[error("the VCH configuration has schema {found}, newer than this appliance reads ({SCHEMA}): upgrade the appliance, or configure the VCH with the vic-machine of its version")]
+    Newer { found: u64 },
+    #[error("the VCH configuration has schema {0}, which no version of vic wrote")]
+    Unknown(u64),
+    #[error("the VCH configuration is not valid: {0}")]
+    Setting(#[from] SettingError),
+    #[error("the VCH configuration is not valid: {0} must be an absolute path")]
+    Relative(&'static str),
+    #[error("the VCH configuration is not valid: unknown setting `{0}`")]
+    UnknownSetting(String),
+    #[error("the VCH configuration is not valid: the VCH has no name")]
+    NoName,
+}
+
+/// Reads a document of any schema this build knows, lifted to [`SCHEMA`], and checks it.
+pub fn load(raw: &[u8]) -> Result<ApplianceConfig, ConfigError> {
+    let doc: serde_json::Value = serde_json::from_slice(raw)?;
+    let schema = doc
+        .get("schema")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or(ConfigError::NoSchema)?;
+    let config: ApplianceConfig = match schema {
+        1 => {
+            refuse_unknown_settings(&doc)?;
+            serde_json::from_value(doc)?
+        }
+        n if n > u64::from(SCHEMA) => return Err(ConfigError::Newer { found: n }),
+        n => return Err(ConfigError::Unknown(n)),
+    };
+    config.check()?;
+    Ok(config)
+}
+
+/// [`Settings`] also sits flattened in vic-machine's record, where serde cannot refuse
+/// unknown fields; in the document they are refused here.
+fn refuse_unknown_settings(doc: &serde_json::Value) -> Result<(), ConfigError> {
+    let known = serde_json::to_value(Settings::default())?;
+    let given = doc.get("settings").and_then(serde_json::Value::as_object);
+    if let Some(key) = given
+        .into_iter()
+        .flat_map(|m| m.keys())
+        .find(|k| known.get(k.as_str()).is_none())
+    {
+        return Err(ConfigError::UnknownSetting(key.clone()));
+    }
+    Ok(())
+}
+
+/// [`load`] from a file.
+pub fn load_file(path: &Path) -> Result<ApplianceConfig, ConfigError> {
+    let raw = std::fs::read(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    load(&raw)
+}
+
+impl ApplianceConfig {
+    /// Checks what serde cannot: the settings as their flags are checked, absolute paths.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.name.is_empty() {
+            return Err(ConfigError::NoName);
+        }
+        let mut paths = vec![
+            ("state_dir", &self.state_dir),
+            ("image_store", &self.image_store),
+        ];
+        match &self.backend {
+            BackendConfig::Local { kernel, initrd } => {
+                paths.extend([("backend.kernel", kernel), ("backend.initrd", initrd)])
+            }
+        }
+        if let Some(t) = &self.tls {
+            paths.extend([("tls.cert", &t.cert), ("tls.key", &t.key)]);
+            paths.extend(t.client_cas.iter().map(|c| ("tls.client_cas", c)));
+        }
+        if let Some(ca) = &self.settings.registry_ca {
+            paths.push(("settings.registry_ca", ca));
+        }
+        if let Some((what, _)) = paths.iter().find(|(_, p)| !p.is_absolute()) {
+            return Err(ConfigError::Relative(what));
+        }
+        self.settings.check()?;
+        Ok(())
+    }
+
+    /// Writes the document to `path`, whole or not at all (a temporary file renamed over it),
+    /// readable by its owner alone.
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let write_err = |source| ConfigError::Write {
+            path: path.display().to_string(),
+            source,
+        };
+        let tmp = path.with_extension("json.tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(write_err)?;
+        f.write_all(&serde_json::to_vec_pretty(self)?)
+            .and_then(|()| f.sync_all())
+            .map_err(write_err)?;
+        std::fs::rename(&tmp, path).map_err(write_err)
+    }
+}
+
+#[cfg(test)]
+mod tests;
