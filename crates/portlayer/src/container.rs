@@ -2,11 +2,9 @@
 
 use std::collections::BTreeMap;
 
+pub use crate::guest::{Confinement, Rlimit};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tether_proto::guest::{capability_mask, UnknownCapability, DEFAULT_CAPABILITIES};
-pub use tether_proto::guest::{Confinement, Rlimit};
-use tether_proto::Privileges;
 
 use crate::logs::LogBounds;
 
@@ -37,28 +35,12 @@ pub struct ProcessSpec {
 #[serde(default)]
 pub struct PrivilegeSpec {
     /// `CAP_…` names; `None` (containers made before capabilities were applied) is
-    /// [`tether_proto::guest::DEFAULT_CAPABILITIES`].
+    /// [`crate::guest::DEFAULT_CAPABILITIES`].
     pub capabilities: Option<Vec<String>>,
     /// Extra supplementary groups: names in the container's `/etc/group`, or numbers.
     pub groups: Vec<String>,
     pub rlimits: Vec<Rlimit>,
     pub no_new_privileges: bool,
-}
-
-impl PrivilegeSpec {
-    /// The tether's form: capabilities as a mask, the default set when none were recorded.
-    pub fn to_wire(&self) -> Result<Privileges, UnknownCapability> {
-        let capabilities = match &self.capabilities {
-            Some(names) => capability_mask(names)?,
-            None => capability_mask(&DEFAULT_CAPABILITIES)?,
-        };
-        Ok(Privileges {
-            capabilities: Some(capabilities),
-            groups: self.groups.clone(),
-            rlimits: self.rlimits.clone(),
-            no_new_privileges: self.no_new_privileges,
-        })
-    }
 }
 
 /// Everything needed to (re)create and run a container; fixed at create time.

@@ -24,15 +24,11 @@ pub mod events;
 #[cfg(test)]
 mod fake_tests;
 pub mod follow;
-mod launch;
+pub mod guest;
 pub mod limits;
 pub mod logs;
 mod manager;
 mod names;
-mod protocol;
-mod session;
-#[cfg(test)]
-mod session_tests;
 mod signals;
 mod state;
 pub mod storage;
@@ -42,14 +38,12 @@ pub use container::{
     Rlimit, Status,
 };
 pub use events::{Event, EventBus};
+pub use guest::session::StdinMsg;
 pub use limits::Limits;
 pub use logs::{LogBounds, LogEntry, LogSet, LogStream};
 pub use manager::{
     AttachStreams, Containers, ContainersConfig, Error, Images, Output, WaitCondition,
 };
-pub use session::StdinMsg;
 pub use signals::parse_signal;
 pub use state::{open_database, Quarantined};
 pub use storage::{Storage, VolumeStore};
-/// The tables of capabilities, resource limits and tmpfs options a container VM knows.
-pub use tether_proto::guest;

@@ -11,9 +11,9 @@ use tokio::sync::oneshot;
 
 use crate::container::{ContainerRecord, ContainerSpec, ContainerState, Status};
 use crate::events::EventBus;
-use crate::launch::Launch;
+use crate::guest::session::{self, SessionExit, StartFailure};
+use crate::guest::Launch;
 use crate::limits::{Admission, Limits};
-use crate::session::{self, SessionExit, StartFailure};
 use crate::state::StateDir;
 
 mod images;

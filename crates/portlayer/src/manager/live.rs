@@ -8,8 +8,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch, Mutex};
 
 use super::Output;
 use crate::follow::LogCursor;
+use crate::guest::session::{self, GuestControl, SessionSink, StdinMsg, Undelivered};
 use crate::logs::{LogBounds, LogStream, LogWriter};
-use crate::session::{self, GuestControl, SessionSink, StdinMsg, Undelivered};
 
 /// Per-container runtime plumbing; exists for every container, running or not.
 pub(super) struct Live {

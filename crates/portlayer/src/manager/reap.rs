@@ -10,7 +10,7 @@ use hypervisor::PowerState;
 
 use super::Containers;
 use crate::container::Status;
-use crate::session::POWER_OFF_GRACE;
+use crate::guest::session::POWER_OFF_GRACE;
 
 impl Containers {
     /// Powers off container `id`'s VM once its run has ended: after `grace` if the guest has

@@ -8,7 +8,7 @@ use hypervisor::PowerState;
 
 use super::{Containers, Output};
 use crate::container::Status;
-use crate::session::{self, StartFailure};
+use crate::guest::session::{self, StartFailure};
 
 impl Containers {
     /// Makes records and VMs agree after a restart: running containers whose VM still runs

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use super::live::Live;
 use super::{Containers, Error};
 use crate::container::Status;
-use crate::session::Undelivered;
+use crate::guest::session::Undelivered;
 use crate::signals::parse_signal;
 
 /// How long a guest has to report its process's exit after SIGKILL before its VM is powered

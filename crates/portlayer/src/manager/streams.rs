@@ -9,8 +9,8 @@ use super::{io_err, Containers, Error};
 use crate::container::{ContainerRecord, Status};
 use crate::follow::Follower;
 pub use crate::follow::Output;
+use crate::guest::session::{StdinMsg, Undelivered};
 use crate::logs::LogSet;
-use crate::session::{StdinMsg, Undelivered};
 
 /// Docker's wait conditions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,8 +11,8 @@ use tether_proto::{Frame, FrameDecoder, FrameKind, GuestMsg, HostMsg};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use crate::fake_tests::send;
+use crate::guest::session::{self, SessionExit, SessionSink};
 use crate::logs::LogStream;
-use crate::session::{self, SessionExit, SessionSink};
 use crate::StdinMsg;
 
 #[derive(Clone, Default)]

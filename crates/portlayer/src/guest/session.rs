@@ -1,8 +1,8 @@
 //! Host side of the tether protocol for one powered-on VM: configures the guest, starts the
 //! main process, forwards stdin/signals/resizes, and reports output and the exit.
 
-use crate::launch::Launch;
-use crate::protocol::Protocol;
+use crate::guest::protocol::Protocol;
+use crate::guest::Launch;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,0 +1,185 @@
+//! What a fresh container VM is told: the port layer's container spec converted, here and
+//! nowhere else, into the tether's `Setup` (the machine) and `Process` (the main process).
+
+use chrono::Utc;
+use hypervisor::RootDisk;
+use tether_proto::guest as wire;
+use tether_proto::{Privileges, Process, Setup};
+
+use super::options::{
+    capability_mask, Confinement, Device, HostEntry, Rlimit, Tmpfs, UnknownCapability,
+    DEFAULT_CAPABILITIES,
+};
+use crate::container::{ContainerSpec, PrivilegeSpec};
+
+/// A container's first messages to its guest, in wire form.
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    pub(crate) setup: Setup,
+    pub(crate) process: Process,
+}
+
+impl Launch {
+    /// The launch of `spec` on a VM whose root disk is `root`; `vch_dns` are the VCH's DNS
+    /// servers, used when the container names none (as Docker does). Fails when the spec's
+    /// privileges do not convert (an unknown capability in an older record).
+    pub fn of(spec: &ContainerSpec, root: RootDisk, vch_dns: &[String]) -> Result<Launch, String> {
+        let privileges = privileges(&spec.process.privileges).map_err(|e| e.to_string())?;
+        let setup = Setup {
+            hostname: spec.hostname.clone(),
+            root_device: root.device,
+            root_fstype: root.fstype,
+            // Set when it is sent (see `Launch::setup_now`): the boot comes in between.
+            clock_unix_nanos: 0,
+            entropy: (0..32).map(|_| rand::random::<u8>()).collect(),
+            dns_servers: if spec.dns_servers.is_empty() {
+                vch_dns.to_vec()
+            } else {
+                spec.dns_servers.clone()
+            },
+            dns_search: spec.dns_search.clone(),
+            dns_options: spec.dns_options.clone(),
+            confinement: confinement(&spec.confinement),
+        };
+        let p = &spec.process;
+        let process = Process {
+            argv: p.argv.clone(),
+            env: p.env.clone(),
+            cwd: p.working_dir.clone(),
+            user: p.user.clone(),
+            tty: p.tty,
+            stdin: p.open_stdin,
+            rows: p.console_size.0,
+            cols: p.console_size.1,
+            privileges,
+        };
+        Ok(Launch { setup, process })
+    }
+
+    /// The `Setup` to send now, with the host's clock as it is now.
+    pub(crate) fn setup_now(setup: &Setup) -> Setup {
+        Setup {
+            clock_unix_nanos: Utc::now().timestamp_nanos_opt().unwrap_or(0).max(0) as u64,
+            ..setup.clone()
+        }
+    }
+}
+
+/// The tether's form of a process's privileges: capabilities as a mask, the default set when
+/// none were recorded.
+fn privileges(p: &PrivilegeSpec) -> Result<Privileges, UnknownCapability> {
+    let capabilities = match &p.capabilities {
+        Some(names) => capability_mask(names)?,
+        None => capability_mask(&DEFAULT_CAPABILITIES)?,
+    };
+    Ok(Privileges {
+        capabilities: Some(capabilities),
+        groups: p.groups.clone(),
+        rlimits: p.rlimits.iter().map(rlimit).collect(),
+        no_new_privileges: p.no_new_privileges,
+    })
+}
+
+fn rlimit(r: &Rlimit) -> wire::Rlimit {
+    wire::Rlimit {
+        name: r.name.clone(),
+        soft: r.soft,
+        hard: r.hard,
+    }
+}
+
+fn confinement(c: &Confinement) -> wire::Confinement {
+    let tmpfs = |t: &Tmpfs| wire::Tmpfs {
+        path: t.path.clone(),
+        options: t.options.clone(),
+    };
+    let device = |d: &Device| wire::Device {
+        guest_path: d.guest_path.clone(),
+        container_path: d.container_path.clone(),
+    };
+    let host = |h: &HostEntry| wire::HostEntry {
+        name: h.name.clone(),
+        ip: h.ip.clone(),
+    };
+    wire::Confinement {
+        privileged: c.privileged,
+        readonly_rootfs: c.readonly_rootfs,
+        tmpfs: c.tmpfs.iter().map(tmpfs).collect(),
+        shm_size: c.shm_size,
+        sysctls: c.sysctls.clone(),
+        devices: c.devices.iter().map(device).collect(),
+        extra_hosts: c.extra_hosts.iter().map(host).collect(),
+        domainname: c.domainname.clone(),
+        pids_limit: c.pids_limit,
+        masked_paths: c.masked_paths.clone(),
+        readonly_paths: c.readonly_paths.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full() -> Confinement {
+        Confinement {
+            privileged: true,
+            readonly_rootfs: true,
+            tmpfs: vec![Tmpfs {
+                path: "/run".into(),
+                options: vec!["noexec".into(), "size=1m".into()],
+            }],
+            shm_size: 1 << 20,
+            sysctls: vec![("net.ipv4.ip_forward".into(), "1".into())],
+            devices: vec![Device {
+                guest_path: "/dev/vdb".into(),
+                container_path: "/dev/xvdb".into(),
+            }],
+            extra_hosts: vec![HostEntry {
+                name: "db".into(),
+                ip: "10.0.0.5".into(),
+            }],
+            domainname: "example".into(),
+            pids_limit: 64,
+            masked_paths: vec!["/proc/kcore".into()],
+            readonly_paths: vec!["/proc/sys".into()],
+        }
+    }
+
+    /// The record's form and the wire's are two types; their JSON is the same, so records
+    /// written when the record held the wire's type still load, and every field crosses.
+    #[test]
+    fn every_field_of_the_confinement_reaches_the_wire() {
+        let c = full();
+        let w = confinement(&c);
+        let as_record = serde_json::to_value(&c).unwrap();
+        assert_eq!(serde_json::to_value(&w).unwrap(), as_record);
+        let back: Confinement = serde_json::from_value(as_record).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn privileges_become_a_mask_and_an_unknown_capability_is_refused() {
+        let p = PrivilegeSpec {
+            capabilities: Some(vec!["CAP_CHOWN".into(), "CAP_KILL".into()]),
+            groups: vec!["wheel".into()],
+            rlimits: vec![Rlimit {
+                name: "nofile".into(),
+                soft: 10,
+                hard: 20,
+            }],
+            no_new_privileges: true,
+        };
+        let w = privileges(&p).unwrap();
+        assert_eq!(w.capabilities, Some((1 << 0) | (1 << 5)));
+        assert_eq!(w.groups, vec!["wheel".to_string()]);
+        assert_eq!(w.rlimits[0].hard, 20);
+        assert!(w.no_new_privileges);
+        let default = privileges(&PrivilegeSpec::default()).unwrap();
+        assert_eq!(default.capabilities, Some(0xa804_25fb));
+        let bad = PrivilegeSpec {
+            capabilities: Some(vec!["CAP_NOPE".into()]),
+            ..PrivilegeSpec::default()
+        };
+        assert!(privileges(&bad).is_err());
+    }
+}
