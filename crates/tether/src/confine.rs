@@ -14,10 +14,8 @@ use std::path::{Component, Path, PathBuf};
 use tether_proto::guest::{Tmpfs, TMPFS_DATA};
 use tether_proto::Confinement;
 
-use crate::setup::{mount_at, Mounted};
+use crate::mounts::{Mounted, NOSUID_NODEV_NOEXEC};
 use crate::sys;
-
-const NOSUID_NODEV_NOEXEC: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
 
 /// Where the guest's pids cgroup for the container's processes lives.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -101,10 +99,10 @@ pub fn pids_cgroup(limit: u64) -> Result<Option<CString>, String> {
 pub fn dev(m: &mut Mounted, conf: &Confinement) -> Result<(), String> {
     let dev = m.rootfs.join("dev");
     if conf.privileged {
-        mount_at(m, "devtmpfs", &dev, "devtmpfs", libc::MS_NOSUID, "")?;
+        m.mount_at("devtmpfs", &dev, "devtmpfs", libc::MS_NOSUID, "")?;
     } else {
         let flags = libc::MS_NOSUID | libc::MS_STRICTATIME;
-        mount_at(m, "tmpfs", &dev, "tmpfs", flags, "mode=755,size=65536k")?;
+        m.mount_at("tmpfs", &dev, "tmpfs", flags, "mode=755,size=65536k")?;
         for name in DEV_NODES {
             copy_node(&Path::new("/dev").join(name), &dev.join(name))?;
         }
@@ -113,8 +111,7 @@ pub fn dev(m: &mut Mounted, conf: &Confinement) -> Result<(), String> {
                 .map_err(|e| format!("creating /dev/{name} failed: {e}"))?;
         }
     }
-    mount_at(
-        m,
+    m.mount_at(
         "devpts",
         &dev.join("pts"),
         "devpts",
@@ -126,16 +123,8 @@ pub fn dev(m: &mut Mounted, conf: &Confinement) -> Result<(), String> {
         n => n,
     };
     let data = format!("mode=1777,size={shm}");
-    mount_at(
-        m,
-        "shm",
-        &dev.join("shm"),
-        "tmpfs",
-        NOSUID_NODEV_NOEXEC,
-        &data,
-    )?;
-    mount_at(
-        m,
+    m.mount_at("shm", &dev.join("shm"), "tmpfs", NOSUID_NODEV_NOEXEC, &data)?;
+    m.mount_at(
         "mqueue",
         &dev.join("mqueue"),
         "mqueue",
@@ -225,7 +214,7 @@ pub fn tmpfs(m: &mut Mounted, mounts: &[Tmpfs]) -> Result<(), String> {
     for t in mounts {
         let target = inside(&m.rootfs, &t.path)?;
         let (flags, data) = tmpfs_options(&t.options).map_err(|e| format!("{}: {e}", t.path))?;
-        mount_at(m, "tmpfs", &target, "tmpfs", flags, &data)?;
+        m.mount_at("tmpfs", &target, "tmpfs", flags, &data)?;
     }
     Ok(())
 }
@@ -236,9 +225,9 @@ pub fn paths(m: &mut Mounted, conf: &Confinement) -> Result<(), String> {
     for p in &conf.masked_paths {
         let target = inside(&m.rootfs, p)?;
         if target.is_dir() {
-            mount_at(m, "tmpfs", &target, "tmpfs", libc::MS_RDONLY, "")?;
+            m.mount_at("tmpfs", &target, "tmpfs", libc::MS_RDONLY, "")?;
         } else if target.exists() {
-            mount_at(m, "/dev/null", &target, "", libc::MS_BIND, "")?;
+            m.mount_at("/dev/null", &target, "", libc::MS_BIND, "")?;
         }
     }
     for p in &conf.readonly_paths {
@@ -247,7 +236,7 @@ pub fn paths(m: &mut Mounted, conf: &Confinement) -> Result<(), String> {
             continue;
         }
         let src = target.to_string_lossy().into_owned();
-        mount_at(m, &src, &target, "", libc::MS_BIND | libc::MS_REC, "")?;
+        m.mount_at(&src, &target, "", libc::MS_BIND | libc::MS_REC, "")?;
         let ro = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | NOSUID_NODEV_NOEXEC;
         sys::mount("", &target, "", ro, "")
             .map_err(|e| format!("making {p} read-only failed: {e}"))?;
@@ -265,7 +254,7 @@ pub fn readonly_root(m: &mut Mounted) -> Result<(), String> {
     let rootfs = m.rootfs.to_string_lossy().into_owned();
     let rw = PathBuf::from(WRITABLE_ROOT);
     std::fs::create_dir_all(&rw).map_err(|e| format!("creating {WRITABLE_ROOT} failed: {e}"))?;
-    mount_at(m, &rootfs, &rw, "", libc::MS_BIND, "")?;
+    m.mount_at(&rootfs, &rw, "", libc::MS_BIND, "")?;
     m.writable_root = Some(rw);
     let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
     sys::mount("", &m.rootfs, "", flags, "")

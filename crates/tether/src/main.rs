@@ -18,6 +18,7 @@
 mod confine;
 mod exec;
 mod log;
+mod mounts;
 mod port;
 mod privs;
 mod process;
@@ -32,10 +33,10 @@ use std::time::Duration;
 
 use tether_proto::{FrameKind, GuestMsg, HostMsg, PROTOCOL_VERSION};
 
+use crate::mounts::Mounted;
 use crate::port::{Event, Writer};
 use crate::process::Sessions;
 use crate::reaper::Reaper;
-use crate::setup::Mounted;
 
 /// How long to wait for `Shutdown` after the main process has exited.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);

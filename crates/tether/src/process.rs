@@ -16,9 +16,9 @@ use tether_proto::guest::RLIMITS;
 use tether_proto::{FrameKind, GuestMsg, Process, MAIN_SESSION};
 
 use crate::exec::{self, ChildPlan, Restrictions};
+use crate::mounts::Mounted;
 use crate::port::Writer;
 use crate::reaper::Reaper;
-use crate::setup::Mounted;
 use crate::{sys, user};
 
 /// How long output may keep draining after a session's process has exited.

@@ -1,7 +1,6 @@
 //! Machine setup: the initramfs mounts at boot, the container's root filesystem on `Setup`,
 //! and the orderly power-off at the end.
 
-use std::ffi::CString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::thread::sleep;
@@ -10,12 +9,11 @@ use std::time::{Duration, Instant};
 use tether_proto::guest::HostEntry;
 use tether_proto::Setup;
 
+use crate::mounts::{Mounted, NOSUID_NODEV_NOEXEC};
 use crate::{confine, sys};
 
 /// Where the container's root filesystem is mounted in the initramfs.
 pub const ROOTFS: &str = "/root-fs";
-
-const NOSUID_NODEV_NOEXEC: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
 
 /// Mounts /dev, /proc and /sys of the initramfs. Failures are logged, not fatal.
 pub fn early_mounts() {
@@ -31,19 +29,6 @@ pub fn early_mounts() {
             Err(e) => crate::log!("mounting {target} failed: {e}"),
         }
     }
-}
-
-/// The mounted container root filesystem.
-#[derive(Debug)]
-pub struct Mounted {
-    pub rootfs: PathBuf,
-    /// Mount points in the order they were mounted (unmounted in reverse).
-    mounts: Vec<PathBuf>,
-    /// `cgroup.procs` of the pids cgroup every process joins, when `--pids-limit` is set.
-    pub cgroup_procs: Option<CString>,
-    /// With `--read-only`, a writable view of the root for the tether alone (outside the
-    /// container's root), where a missing working directory is created as Docker creates it.
-    pub writable_root: Option<PathBuf>,
 }
 
 /// Applies the host's `Setup`: clock, entropy, hostname, the root filesystem and its API
@@ -66,37 +51,25 @@ pub fn apply(setup: &Setup) -> Result<Mounted, String> {
     let conf = &setup.confinement;
     confine::kernel(conf)?;
     let rootfs = PathBuf::from(ROOTFS);
-    let mut m = Mounted {
-        rootfs: rootfs.clone(),
-        mounts: Vec::new(),
-        cgroup_procs: confine::pids_cgroup(conf.pids_limit)?,
-        writable_root: None,
-    };
+    let mut m = Mounted::new(rootfs.clone(), confine::pids_cgroup(conf.pids_limit)?);
     wait_for(Path::new(&setup.root_device), Duration::from_secs(5))?;
     let fstype = if setup.root_fstype.is_empty() {
         "ext4"
     } else {
         &setup.root_fstype
     };
-    mount_at(&mut m, &setup.root_device, &rootfs, fstype, 0, "")?;
+    m.mount_at(&setup.root_device, &rootfs, fstype, 0, "")?;
     write_etc(&rootfs, setup);
     let sys_flags = match conf.privileged {
         true => NOSUID_NODEV_NOEXEC,
         false => NOSUID_NODEV_NOEXEC | libc::MS_RDONLY,
     };
-    mount_at(
-        &mut m,
-        "proc",
-        &rootfs.join("proc"),
-        "proc",
-        NOSUID_NODEV_NOEXEC,
-        "",
-    )?;
-    mount_at(&mut m, "sysfs", &rootfs.join("sys"), "sysfs", sys_flags, "")?;
+    let proc = rootfs.join("proc");
+    m.mount_at("proc", &proc, "proc", NOSUID_NODEV_NOEXEC, "")?;
+    m.mount_at("sysfs", &rootfs.join("sys"), "sysfs", sys_flags, "")?;
     confine::dev(&mut m, conf)?;
     // /dev/ptmx must open the container's devpts instance, not the initramfs one.
-    mount_at(
-        &mut m,
+    m.mount_at(
         &format!("{ROOTFS}/dev/pts/ptmx"),
         &rootfs.join("dev/ptmx"),
         "",
@@ -123,29 +96,6 @@ fn wait_for(path: &Path, timeout: Duration) -> Result<(), String> {
         }
         sleep(Duration::from_millis(20));
     }
-    Ok(())
-}
-
-/// Mounts `src` on `target`, creating the mount point, and records it for the power-off.
-pub(crate) fn mount_at(
-    m: &mut Mounted,
-    src: &str,
-    target: &Path,
-    fstype: &str,
-    flags: libc::c_ulong,
-    data: &str,
-) -> Result<(), String> {
-    if !target.exists() {
-        if flags & libc::MS_BIND != 0 {
-            std::fs::write(target, b"")
-        } else {
-            std::fs::create_dir_all(target)
-        }
-        .map_err(|e| format!("creating mount point {} failed: {e}", target.display()))?;
-    }
-    sys::mount(src, target, fstype, flags, data)
-        .map_err(|e| format!("mounting {src} on {} failed: {e}", target.display()))?;
-    m.mounts.push(target.to_path_buf());
     Ok(())
 }
 
@@ -219,15 +169,7 @@ pub fn power_off(mounted: Option<&Mounted>) -> ! {
     if let Some(m) = mounted {
         // Give the reaper a moment to collect the killed processes so the mounts are not busy.
         sleep(Duration::from_millis(20));
-        for target in m.mounts.iter().rev() {
-            if let Err(e) = sys::umount(target, 0) {
-                if e.raw_os_error() == Some(libc::EBUSY) {
-                    let _ = sys::umount(target, libc::MNT_DETACH);
-                } else {
-                    crate::log!("unmounting {} failed: {e}", target.display());
-                }
-            }
-        }
+        m.unmount_all();
         // SAFETY: as above.
         unsafe { libc::sync() };
     }

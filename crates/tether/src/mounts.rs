@@ -1,0 +1,73 @@
+//! The container's mounts as the tether makes them: [`Mounted`] remembers each mount point in
+//! order, so that the power-off unmounts them in reverse. `setup.rs` and `confine.rs` both
+//! mount through it; neither needs the other for that.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use crate::sys;
+
+/// The flags of an API filesystem that runs nothing and holds no devices.
+pub const NOSUID_NODEV_NOEXEC: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+
+/// The mounted container root filesystem.
+#[derive(Debug)]
+pub struct Mounted {
+    pub rootfs: PathBuf,
+    /// Mount points in the order they were mounted (unmounted in reverse).
+    mounts: Vec<PathBuf>,
+    /// `cgroup.procs` of the pids cgroup every process joins, when `--pids-limit` is set.
+    pub cgroup_procs: Option<CString>,
+    /// With `--read-only`, a writable view of the root for the tether alone (outside the
+    /// container's root), where a missing working directory is created as Docker creates it.
+    pub writable_root: Option<PathBuf>,
+}
+
+impl Mounted {
+    /// Nothing mounted yet on `rootfs`.
+    pub fn new(rootfs: PathBuf, cgroup_procs: Option<CString>) -> Self {
+        Self {
+            rootfs,
+            mounts: Vec::new(),
+            cgroup_procs,
+            writable_root: None,
+        }
+    }
+
+    /// Mounts `src` on `target`, creating the mount point (a file for a bind mount, which may
+    /// be of a file), and records it for the power-off.
+    pub fn mount_at(
+        &mut self,
+        src: &str,
+        target: &Path,
+        fstype: &str,
+        flags: libc::c_ulong,
+        data: &str,
+    ) -> Result<(), String> {
+        if !target.exists() {
+            if flags & libc::MS_BIND != 0 {
+                std::fs::write(target, b"")
+            } else {
+                std::fs::create_dir_all(target)
+            }
+            .map_err(|e| format!("creating mount point {} failed: {e}", target.display()))?;
+        }
+        sys::mount(src, target, fstype, flags, data)
+            .map_err(|e| format!("mounting {src} on {} failed: {e}", target.display()))?;
+        self.mounts.push(target.to_path_buf());
+        Ok(())
+    }
+
+    /// Unmounts everything in reverse order, detaching what is still busy.
+    pub fn unmount_all(&self) {
+        for target in self.mounts.iter().rev() {
+            if let Err(e) = sys::umount(target, 0) {
+                if e.raw_os_error() == Some(libc::EBUSY) {
+                    let _ = sys::umount(target, libc::MNT_DETACH);
+                } else {
+                    crate::log!("unmounting {} failed: {e}", target.display());
+                }
+            }
+        }
+    }
+}
