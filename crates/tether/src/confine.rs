@@ -8,14 +8,14 @@
 //! image cannot point one at the initramfs.
 
 use std::ffi::CString;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use tether_proto::guest::{Tmpfs, TMPFS_DATA};
 use tether_proto::Confinement;
 
 use crate::mounts::{Mounted, NOSUID_NODEV_NOEXEC};
-use crate::sys;
+use crate::sys::cpath;
+use crate::syscall::Syscall;
 
 /// Where the guest's pids cgroup for the container's processes lives.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -31,14 +31,14 @@ const DEV_LINKS: [(&str, &str); 4] = [
 
 /// `path` (absolute, inside the container) under `rootfs`, refusing `..` and any component
 /// that is a symlink.
-pub fn inside(rootfs: &Path, path: &str) -> Result<PathBuf, String> {
+pub fn inside(sys: &dyn Syscall, rootfs: &Path, path: &str) -> Result<PathBuf, String> {
     let mut out = rootfs.to_path_buf();
     for c in Path::new(path).components() {
         match c {
             Component::RootDir | Component::CurDir => {}
             Component::Normal(name) => {
                 out.push(name);
-                if out.is_symlink() {
+                if sys.is_symlink(&out) {
                     return Err(format!("{path} is a symlink in the container's image"));
                 }
             }
@@ -49,9 +49,9 @@ pub fn inside(rootfs: &Path, path: &str) -> Result<PathBuf, String> {
 }
 
 /// The domain name and sysctls: the guest kernel's own settings.
-pub fn kernel(conf: &Confinement) -> Result<(), String> {
+pub fn kernel(sys: &dyn Syscall, conf: &Confinement) -> Result<(), String> {
     if !conf.domainname.is_empty() {
-        sys::set_domainname(&conf.domainname)
+        sys.set_domainname(&conf.domainname)
             .map_err(|e| format!("setting domain name {:?} failed: {e}", conf.domainname))?;
     }
     for (key, value) in &conf.sysctls {
@@ -60,7 +60,7 @@ pub fn kernel(conf: &Confinement) -> Result<(), String> {
             return Err(format!("sysctl {key:?} is not a sysctl name"));
         }
         let path = Path::new("/proc/sys").join(rel);
-        std::fs::write(&path, value)
+        sys.write_file(&path, value.as_bytes())
             .map_err(|e| format!("setting sysctl {key}={value} failed: {e}"))?;
     }
     Ok(())
@@ -68,50 +68,52 @@ pub fn kernel(conf: &Confinement) -> Result<(), String> {
 
 /// A pids cgroup (cgroup v2) holding the container's processes, when a limit is set: the
 /// path of its `cgroup.procs`, which each process joins before it execs.
-pub fn pids_cgroup(limit: u64) -> Result<Option<CString>, String> {
+pub fn pids_cgroup(sys: &dyn Syscall, limit: u64) -> Result<Option<CString>, String> {
     if limit == 0 {
         return Ok(None);
     }
     let root = Path::new(CGROUP_ROOT);
     let fail = |what: &str, e: std::io::Error| format!("--pids-limit: {what} failed: {e}");
-    if !root.join("cgroup.controllers").exists() {
-        sys::mount("cgroup2", root, "cgroup2", NOSUID_NODEV_NOEXEC, "")
+    if !sys.exists(&root.join("cgroup.controllers")) {
+        sys.mount("cgroup2", root, "cgroup2", NOSUID_NODEV_NOEXEC, "")
             .map_err(|e| fail("mounting the guest's cgroup2", e))?;
     }
-    let controllers = std::fs::read_to_string(root.join("cgroup.controllers"))
+    let controllers = sys
+        .read_to_string(&root.join("cgroup.controllers"))
         .map_err(|e| fail("reading the guest's cgroup controllers", e))?;
     if !controllers.split_whitespace().any(|c| c == "pids") {
         return Err("--pids-limit: the guest kernel has no pids controller".to_string());
     }
-    std::fs::write(root.join("cgroup.subtree_control"), "+pids")
+    sys.write_file(&root.join("cgroup.subtree_control"), b"+pids")
         .map_err(|e| fail("enabling the pids controller", e))?;
     let dir = root.join("container");
-    std::fs::create_dir_all(&dir).map_err(|e| fail("creating the container's cgroup", e))?;
-    std::fs::write(dir.join("pids.max"), limit.to_string())
+    sys.create_dir_all(&dir)
+        .map_err(|e| fail("creating the container's cgroup", e))?;
+    sys.write_file(&dir.join("pids.max"), limit.to_string().as_bytes())
         .map_err(|e| fail("writing pids.max", e))?;
-    let procs =
-        sys::cpath(&dir.join("cgroup.procs")).map_err(|e| fail("naming cgroup.procs", e))?;
+    let procs = cpath(&dir.join("cgroup.procs")).map_err(|e| fail("naming cgroup.procs", e))?;
     Ok(Some(procs))
 }
 
 /// The container's `/dev`: every guest device when privileged, else a tmpfs with the
 /// standard nodes; then devpts, `/dev/shm`, `/dev/mqueue` and the `--device` nodes.
-pub fn dev(m: &mut Mounted, conf: &Confinement) -> Result<(), String> {
+pub fn dev(sys: &dyn Syscall, m: &mut Mounted, conf: &Confinement) -> Result<(), String> {
     let dev = m.rootfs.join("dev");
     if conf.privileged {
-        m.mount_at("devtmpfs", &dev, "devtmpfs", libc::MS_NOSUID, "")?;
+        m.mount_at(sys, "devtmpfs", &dev, "devtmpfs", libc::MS_NOSUID, "")?;
     } else {
         let flags = libc::MS_NOSUID | libc::MS_STRICTATIME;
-        m.mount_at("tmpfs", &dev, "tmpfs", flags, "mode=755,size=65536k")?;
+        m.mount_at(sys, "tmpfs", &dev, "tmpfs", flags, "mode=755,size=65536k")?;
         for name in DEV_NODES {
-            copy_node(&Path::new("/dev").join(name), &dev.join(name))?;
+            copy_node(sys, &Path::new("/dev").join(name), &dev.join(name))?;
         }
         for (name, target) in DEV_LINKS {
-            std::os::unix::fs::symlink(target, dev.join(name))
+            sys.symlink(target, &dev.join(name))
                 .map_err(|e| format!("creating /dev/{name} failed: {e}"))?;
         }
     }
     m.mount_at(
+        sys,
         "devpts",
         &dev.join("pts"),
         "devpts",
@@ -123,8 +125,16 @@ pub fn dev(m: &mut Mounted, conf: &Confinement) -> Result<(), String> {
         n => n,
     };
     let data = format!("mode=1777,size={shm}");
-    m.mount_at("shm", &dev.join("shm"), "tmpfs", NOSUID_NODEV_NOEXEC, &data)?;
     m.mount_at(
+        sys,
+        "shm",
+        &dev.join("shm"),
+        "tmpfs",
+        NOSUID_NODEV_NOEXEC,
+        &data,
+    )?;
+    m.mount_at(
+        sys,
         "mqueue",
         &dev.join("mqueue"),
         "mqueue",
@@ -132,16 +142,16 @@ pub fn dev(m: &mut Mounted, conf: &Confinement) -> Result<(), String> {
         "",
     )?;
     for d in &conf.devices {
-        let target = inside(&m.rootfs, &d.container_path)?;
-        if !target.exists() {
-            copy_node(Path::new(&d.guest_path), &target)?;
+        let target = inside(sys, &m.rootfs, &d.container_path)?;
+        if !sys.exists(&target) {
+            copy_node(sys, Path::new(&d.guest_path), &target)?;
         }
     }
     Ok(())
 }
 
 /// Makes a node at `to` for the guest's device `from` (same type, numbers, mode and owner).
-fn copy_node(from: &Path, to: &Path) -> Result<(), String> {
+fn copy_node(sys: &dyn Syscall, from: &Path, to: &Path) -> Result<(), String> {
     let err = |e: std::io::Error| {
         let e = e.to_string();
         let e = e.split(" (os error").next().unwrap_or(&e).to_lowercase();
@@ -150,23 +160,21 @@ fn copy_node(from: &Path, to: &Path) -> Result<(), String> {
             from.display().to_string()
         )
     };
-    let meta = std::fs::metadata(from).map_err(err)?;
-    let kind = meta.file_type();
-    if !kind.is_char_device() && !kind.is_block_device() {
+    let node = sys.stat(from).map_err(err)?;
+    if !node.is_device() {
         return Err(format!(
             "{} is not a device node of the guest",
             from.display()
         ));
     }
     if let Some(parent) = to.parent() {
-        std::fs::create_dir_all(parent)
+        sys.create_dir_all(parent)
             .map_err(|e| format!("creating {} failed: {e}", parent.display()))?;
     }
     // mknod's mode is cut by the umask: the permissions are set again after.
-    let perms = std::fs::Permissions::from_mode(meta.mode() & 0o7777);
-    sys::mknod(to, meta.mode(), meta.rdev())
-        .and_then(|()| sys::chown(to, meta.uid(), meta.gid()))
-        .and_then(|()| std::fs::set_permissions(to, perms))
+    sys.mknod(to, node.mode, node.rdev)
+        .and_then(|()| sys.chown(to, node.uid, node.gid))
+        .and_then(|()| sys.chmod(to, node.mode & 0o7777))
         .map_err(|e| format!("creating device {} failed: {e}", to.display()))
 }
 
@@ -210,35 +218,35 @@ fn tmpfs_options(options: &[String]) -> Result<(libc::c_ulong, String), String> 
 }
 
 /// The `--tmpfs` mounts.
-pub fn tmpfs(m: &mut Mounted, mounts: &[Tmpfs]) -> Result<(), String> {
+pub fn tmpfs(sys: &dyn Syscall, m: &mut Mounted, mounts: &[Tmpfs]) -> Result<(), String> {
     for t in mounts {
-        let target = inside(&m.rootfs, &t.path)?;
+        let target = inside(sys, &m.rootfs, &t.path)?;
         let (flags, data) = tmpfs_options(&t.options).map_err(|e| format!("{}: {e}", t.path))?;
-        m.mount_at("tmpfs", &target, "tmpfs", flags, &data)?;
+        m.mount_at(sys, "tmpfs", &target, "tmpfs", flags, &data)?;
     }
     Ok(())
 }
 
 /// Docker's masked paths (`/dev/null` over a file, an empty read-only tmpfs over a
 /// directory) and read-only paths; paths the guest does not have are skipped.
-pub fn paths(m: &mut Mounted, conf: &Confinement) -> Result<(), String> {
+pub fn paths(sys: &dyn Syscall, m: &mut Mounted, conf: &Confinement) -> Result<(), String> {
     for p in &conf.masked_paths {
-        let target = inside(&m.rootfs, p)?;
-        if target.is_dir() {
-            m.mount_at("tmpfs", &target, "tmpfs", libc::MS_RDONLY, "")?;
-        } else if target.exists() {
-            m.mount_at("/dev/null", &target, "", libc::MS_BIND, "")?;
+        let target = inside(sys, &m.rootfs, p)?;
+        if sys.is_dir(&target) {
+            m.mount_at(sys, "tmpfs", &target, "tmpfs", libc::MS_RDONLY, "")?;
+        } else if sys.exists(&target) {
+            m.mount_at(sys, "/dev/null", &target, "", libc::MS_BIND, "")?;
         }
     }
     for p in &conf.readonly_paths {
-        let target = inside(&m.rootfs, p)?;
-        if !target.exists() {
+        let target = inside(sys, &m.rootfs, p)?;
+        if !sys.exists(&target) {
             continue;
         }
         let src = target.to_string_lossy().into_owned();
-        m.mount_at(&src, &target, "", libc::MS_BIND | libc::MS_REC, "")?;
+        m.mount_at(sys, &src, &target, "", libc::MS_BIND | libc::MS_REC, "")?;
         let ro = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | NOSUID_NODEV_NOEXEC;
-        sys::mount("", &target, "", ro, "")
+        sys.mount("", &target, "", ro, "")
             .map_err(|e| format!("making {p} read-only failed: {e}"))?;
     }
     Ok(())
@@ -250,14 +258,15 @@ const WRITABLE_ROOT: &str = "/rw-root";
 /// `--read-only`: the root's own mount becomes read-only; the mounts on it stay as they are.
 /// The tether keeps a writable bind of the root filesystem alone, outside the container's
 /// root, for working directories to create.
-pub fn readonly_root(m: &mut Mounted) -> Result<(), String> {
+pub fn readonly_root(sys: &dyn Syscall, m: &mut Mounted) -> Result<(), String> {
     let rootfs = m.rootfs.to_string_lossy().into_owned();
     let rw = PathBuf::from(WRITABLE_ROOT);
-    std::fs::create_dir_all(&rw).map_err(|e| format!("creating {WRITABLE_ROOT} failed: {e}"))?;
-    m.mount_at(&rootfs, &rw, "", libc::MS_BIND, "")?;
+    sys.create_dir_all(&rw)
+        .map_err(|e| format!("creating {WRITABLE_ROOT} failed: {e}"))?;
+    m.mount_at(sys, &rootfs, &rw, "", libc::MS_BIND, "")?;
     m.writable_root = Some(rw);
     let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
-    sys::mount("", &m.rootfs, "", flags, "")
+    sys.mount("", &m.rootfs, "", flags, "")
         .map_err(|e| format!("making the root filesystem read-only failed: {e}"))
 }
 
@@ -280,16 +289,17 @@ mod tests {
 
     #[test]
     fn paths_inside_the_root_refuse_symlinks_and_dots() {
+        let sys = crate::syscall::LinuxSyscall;
         let dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/", dir.path().join("run")).unwrap();
         std::fs::create_dir(dir.path().join("tmp")).unwrap();
         assert_eq!(
-            inside(dir.path(), "/tmp/x").unwrap(),
+            inside(&sys, dir.path(), "/tmp/x").unwrap(),
             dir.path().join("tmp/x")
         );
-        assert!(inside(dir.path(), "/run/x")
+        assert!(inside(&sys, dir.path(), "/run/x")
             .unwrap_err()
             .contains("symlink"));
-        assert!(inside(dir.path(), "/a/../b").is_err());
+        assert!(inside(&sys, dir.path(), "/a/../b").is_err());
     }
 }

@@ -5,7 +5,7 @@
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
-use crate::sys;
+use crate::syscall::Syscall;
 
 /// The flags of an API filesystem that runs nothing and holds no devices.
 pub const NOSUID_NODEV_NOEXEC: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
@@ -38,32 +38,33 @@ impl Mounted {
     /// be of a file), and records it for the power-off.
     pub fn mount_at(
         &mut self,
+        sys: &dyn Syscall,
         src: &str,
         target: &Path,
         fstype: &str,
         flags: libc::c_ulong,
         data: &str,
     ) -> Result<(), String> {
-        if !target.exists() {
+        if !sys.exists(target) {
             if flags & libc::MS_BIND != 0 {
-                std::fs::write(target, b"")
+                sys.write_file(target, b"")
             } else {
-                std::fs::create_dir_all(target)
+                sys.create_dir_all(target)
             }
             .map_err(|e| format!("creating mount point {} failed: {e}", target.display()))?;
         }
-        sys::mount(src, target, fstype, flags, data)
+        sys.mount(src, target, fstype, flags, data)
             .map_err(|e| format!("mounting {src} on {} failed: {e}", target.display()))?;
         self.mounts.push(target.to_path_buf());
         Ok(())
     }
 
     /// Unmounts everything in reverse order, detaching what is still busy.
-    pub fn unmount_all(&self) {
+    pub fn unmount_all(&self, sys: &dyn Syscall) {
         for target in self.mounts.iter().rev() {
-            if let Err(e) = sys::umount(target, 0) {
+            if let Err(e) = sys.umount(target, 0) {
                 if e.raw_os_error() == Some(libc::EBUSY) {
-                    let _ = sys::umount(target, libc::MNT_DETACH);
+                    let _ = sys.umount(target, libc::MNT_DETACH);
                 } else {
                     crate::log!("unmounting {} failed: {e}", target.display());
                 }

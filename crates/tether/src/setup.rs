@@ -1,7 +1,6 @@
 //! Machine setup: the initramfs mounts at boot, the container's root filesystem on `Setup`,
 //! and the orderly power-off at the end.
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -9,24 +8,26 @@ use std::time::{Duration, Instant};
 use tether_proto::guest::HostEntry;
 use tether_proto::Setup;
 
+use crate::confine;
 use crate::mounts::{Mounted, NOSUID_NODEV_NOEXEC};
-use crate::{confine, sys};
+use crate::syscall::Syscall;
 
 /// Where the container's root filesystem is mounted in the initramfs.
 pub const ROOTFS: &str = "/root-fs";
 
 /// Mounts /dev, /proc and /sys of the initramfs. Failures are logged, not fatal.
-pub fn early_mounts() {
+pub fn early_mounts(sys: &dyn Syscall) {
     for (src, target, fstype, flags) in [
         ("devtmpfs", "/dev", "devtmpfs", libc::MS_NOSUID),
         ("proc", "/proc", "proc", NOSUID_NODEV_NOEXEC),
         ("sysfs", "/sys", "sysfs", NOSUID_NODEV_NOEXEC),
     ] {
-        let _ = std::fs::create_dir_all(target);
-        match sys::mount(src, Path::new(target), fstype, flags, "") {
+        let target = Path::new(target);
+        let _ = sys.create_dir_all(target);
+        match sys.mount(src, target, fstype, flags, "") {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
-            Err(e) => crate::log!("mounting {target} failed: {e}"),
+            Err(e) => crate::log!("mounting {} failed: {e}", target.display()),
         }
     }
 }
@@ -34,59 +35,67 @@ pub fn early_mounts() {
 /// Applies the host's `Setup`: clock, entropy, hostname, the root filesystem and its API
 /// filesystems, /etc/hostname and /etc/hosts, then the container's confinement
 /// (`confine.rs`). Errors are sentences for `SetupFailed`.
-pub fn apply(setup: &Setup) -> Result<Mounted, String> {
-    if let Err(e) = sys::set_clock(setup.clock_unix_nanos) {
-        crate::log!("setting the clock failed: {e}");
-    }
-    if let Err(e) = sys::add_entropy(&setup.entropy) {
-        crate::log!("adding entropy failed: {e}");
-    }
-    if !setup.hostname.is_empty() {
-        sys::set_hostname(&setup.hostname)
-            .map_err(|e| format!("setting hostname {:?} failed: {e}", setup.hostname))?;
-    }
-    if let Err(e) = sys::loopback_up() {
-        crate::log!("bringing up the loopback interface failed: {e}");
-    }
+pub fn apply(sys: &dyn Syscall, setup: &Setup) -> Result<Mounted, String> {
+    machine(sys, setup)?;
     let conf = &setup.confinement;
-    confine::kernel(conf)?;
+    confine::kernel(sys, conf)?;
     let rootfs = PathBuf::from(ROOTFS);
-    let mut m = Mounted::new(rootfs.clone(), confine::pids_cgroup(conf.pids_limit)?);
-    wait_for(Path::new(&setup.root_device), Duration::from_secs(5))?;
+    let mut m = Mounted::new(rootfs.clone(), confine::pids_cgroup(sys, conf.pids_limit)?);
+    wait_for(sys, Path::new(&setup.root_device), Duration::from_secs(5))?;
     let fstype = if setup.root_fstype.is_empty() {
         "ext4"
     } else {
         &setup.root_fstype
     };
-    m.mount_at(&setup.root_device, &rootfs, fstype, 0, "")?;
-    write_etc(&rootfs, setup);
+    m.mount_at(sys, &setup.root_device, &rootfs, fstype, 0, "")?;
+    write_etc(sys, &rootfs, setup);
     let sys_flags = match conf.privileged {
         true => NOSUID_NODEV_NOEXEC,
         false => NOSUID_NODEV_NOEXEC | libc::MS_RDONLY,
     };
     let proc = rootfs.join("proc");
-    m.mount_at("proc", &proc, "proc", NOSUID_NODEV_NOEXEC, "")?;
-    m.mount_at("sysfs", &rootfs.join("sys"), "sysfs", sys_flags, "")?;
-    confine::dev(&mut m, conf)?;
+    m.mount_at(sys, "proc", &proc, "proc", NOSUID_NODEV_NOEXEC, "")?;
+    m.mount_at(sys, "sysfs", &rootfs.join("sys"), "sysfs", sys_flags, "")?;
+    confine::dev(sys, &mut m, conf)?;
     // /dev/ptmx must open the container's devpts instance, not the initramfs one.
     m.mount_at(
+        sys,
         &format!("{ROOTFS}/dev/pts/ptmx"),
         &rootfs.join("dev/ptmx"),
         "",
         libc::MS_BIND,
         "",
     )?;
-    confine::tmpfs(&mut m, &conf.tmpfs)?;
-    confine::paths(&mut m, conf)?;
+    confine::tmpfs(sys, &mut m, &conf.tmpfs)?;
+    confine::paths(sys, &mut m, conf)?;
     if conf.readonly_rootfs {
-        confine::readonly_root(&mut m)?;
+        confine::readonly_root(sys, &mut m)?;
     }
     Ok(m)
 }
 
-fn wait_for(path: &Path, timeout: Duration) -> Result<(), String> {
+/// The machine's own settings: clock, entropy, hostname and loopback. Only the hostname is
+/// fatal when it fails.
+fn machine(sys: &dyn Syscall, setup: &Setup) -> Result<(), String> {
+    if let Err(e) = sys.set_clock(setup.clock_unix_nanos) {
+        crate::log!("setting the clock failed: {e}");
+    }
+    if let Err(e) = sys.add_entropy(&setup.entropy) {
+        crate::log!("adding entropy failed: {e}");
+    }
+    if !setup.hostname.is_empty() {
+        sys.set_hostname(&setup.hostname)
+            .map_err(|e| format!("setting hostname {:?} failed: {e}", setup.hostname))?;
+    }
+    if let Err(e) = sys.loopback_up() {
+        crate::log!("bringing up the loopback interface failed: {e}");
+    }
+    Ok(())
+}
+
+fn wait_for(sys: &dyn Syscall, path: &Path, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
-    while !path.exists() {
+    while !sys.exists(path) {
         if Instant::now() >= deadline {
             return Err(format!(
                 "root device {} did not appear within {} s",
@@ -129,9 +138,9 @@ fn resolv_conf(servers: &[String], search: &[String], options: &[String]) -> Str
     out
 }
 
-fn write_etc(rootfs: &Path, setup: &Setup) {
+fn write_etc(sys: &dyn Syscall, rootfs: &Path, setup: &Setup) {
     let etc = rootfs.join("etc");
-    if !etc.is_dir() {
+    if !sys.is_dir(&etc) {
         return;
     }
     let hostname = &setup.hostname;
@@ -151,10 +160,10 @@ fn write_etc(rootfs: &Path, setup: &Setup) {
     for (name, content) in files {
         let path = etc.join(name);
         // A dangling or absolute symlink would point outside the container: replace it.
-        if path.is_symlink() {
-            let _ = std::fs::remove_file(&path);
+        if sys.is_symlink(&path) {
+            let _ = sys.remove_file(&path);
         }
-        if let Err(e) = std::fs::write(&path, content) {
+        if let Err(e) = sys.write_file(&path, content.as_bytes()) {
             crate::log!("writing {} failed: {e}", path.display());
         }
     }
@@ -162,22 +171,25 @@ fn write_etc(rootfs: &Path, setup: &Setup) {
 
 /// Kills everything, syncs, unmounts the container's filesystems and powers off. QEMU runs with
 /// `-no-reboot` and the kernel with `reboot=t`, so a reboot ends QEMU at once.
-pub fn power_off(mounted: Option<&Mounted>) -> ! {
-    let _ = sys::kill(-1, libc::SIGKILL);
-    // SAFETY: sync has no preconditions.
-    unsafe { libc::sync() };
+pub fn power_off(sys: &dyn Syscall, mounted: Option<&Mounted>) -> ! {
+    halt(sys, mounted);
+    // Exiting PID 1 panics the kernel, and panic=-1 reboots: QEMU still ends.
+    std::process::exit(1)
+}
+
+/// The power-off up to the reboot, which returns only when it failed.
+fn halt(sys: &dyn Syscall, mounted: Option<&Mounted>) {
+    let _ = sys.kill(-1, libc::SIGKILL);
+    sys.sync();
     if let Some(m) = mounted {
         // Give the reaper a moment to collect the killed processes so the mounts are not busy.
         sleep(Duration::from_millis(20));
-        m.unmount_all();
-        // SAFETY: as above.
-        unsafe { libc::sync() };
+        m.unmount_all(sys);
+        sys.sync();
     }
-    // SAFETY: reboot only needs CAP_SYS_BOOT, which PID 1 has; on success it does not return.
-    unsafe { libc::reboot(libc::RB_AUTOBOOT) };
-    crate::log!("reboot failed: {}", io::Error::last_os_error());
-    // Exiting PID 1 panics the kernel, and panic=-1 reboots: QEMU still ends.
-    std::process::exit(1)
+    if let Err(e) = sys.reboot() {
+        crate::log!("reboot failed: {e}");
+    }
 }
 
 #[cfg(test)]
