@@ -273,6 +273,7 @@ pub fn readonly_root(sys: &dyn Syscall, m: &mut Mounted) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::syscall::fake::{self, Call, RecordingSyscall};
 
     #[test]
     fn tmpfs_options_become_flags_and_data_later_ones_winning() {
@@ -289,17 +290,277 @@ mod tests {
 
     #[test]
     fn paths_inside_the_root_refuse_symlinks_and_dots() {
-        let sys = crate::syscall::LinuxSyscall;
-        let dir = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink("/", dir.path().join("run")).unwrap();
-        std::fs::create_dir(dir.path().join("tmp")).unwrap();
+        let sys = RecordingSyscall::new();
+        sys.dir("/root-fs/tmp");
+        std::os::unix::fs::symlink("/", sys.host("/root-fs/run")).unwrap();
+        let root = Path::new("/root-fs");
         assert_eq!(
-            inside(&sys, dir.path(), "/tmp/x").unwrap(),
-            dir.path().join("tmp/x")
+            inside(&sys, root, "/tmp/x").unwrap(),
+            Path::new("/root-fs/tmp/x")
         );
-        assert!(inside(&sys, dir.path(), "/run/x")
-            .unwrap_err()
-            .contains("symlink"));
-        assert!(inside(&sys, dir.path(), "/a/../b").is_err());
+        assert_eq!(
+            inside(&sys, root, "/run/x").unwrap_err(),
+            "/run/x is a symlink in the container's image"
+        );
+        assert!(inside(&sys, root, "/a/../b").is_err());
+    }
+
+    fn mounted(sys: &RecordingSyscall) -> Mounted {
+        sys.dir("/root-fs");
+        Mounted::new("/root-fs".into(), None)
+    }
+
+    #[test]
+    fn dev_is_a_tmpfs_with_runcs_nodes_links_devpts_shm_and_mqueue() {
+        let sys = RecordingSyscall::new();
+        let mut m = mounted(&sys);
+        let conf = Confinement {
+            shm_size: 1 << 20,
+            ..Confinement::default()
+        };
+        dev(&sys, &mut m, &conf).unwrap();
+        assert_eq!(
+            sys.mounts(),
+            [
+                Call::mount(
+                    "tmpfs",
+                    "/root-fs/dev",
+                    "tmpfs",
+                    libc::MS_NOSUID | libc::MS_STRICTATIME,
+                    "mode=755,size=65536k"
+                ),
+                Call::mount(
+                    "devpts",
+                    "/root-fs/dev/pts",
+                    "devpts",
+                    libc::MS_NOSUID | libc::MS_NOEXEC,
+                    "newinstance,ptmxmode=0666,mode=0620,gid=5"
+                ),
+                Call::mount(
+                    "shm",
+                    "/root-fs/dev/shm",
+                    "tmpfs",
+                    NOSUID_NODEV_NOEXEC,
+                    "mode=1777,size=1048576"
+                ),
+                Call::mount(
+                    "mqueue",
+                    "/root-fs/dev/mqueue",
+                    "mqueue",
+                    NOSUID_NODEV_NOEXEC,
+                    ""
+                ),
+            ]
+        );
+        let calls = sys.calls();
+        // /dev/null is made as the guest's: a character device 1:3, mode 0666, root's.
+        let null = calls
+            .iter()
+            .position(|c| matches!(c, Call::Mknod { path, .. } if path == "/root-fs/dev/null"))
+            .unwrap();
+        assert_eq!(
+            calls[null..null + 3],
+            [
+                Call::Mknod {
+                    path: "/root-fs/dev/null".into(),
+                    mode: libc::S_IFCHR | 0o666,
+                    rdev: libc::makedev(1, 3)
+                },
+                Call::Chown {
+                    path: "/root-fs/dev/null".into(),
+                    uid: 0,
+                    gid: 0
+                },
+                Call::Chmod {
+                    path: "/root-fs/dev/null".into(),
+                    mode: 0o666
+                },
+            ]
+        );
+        let nodes: Vec<&str> = (calls.iter())
+            .filter_map(|c| match c {
+                Call::Mknod { path, .. } => path.strip_prefix("/root-fs/dev/"),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(nodes, DEV_NODES);
+        assert!(calls.contains(&Call::Symlink {
+            target: "/proc/self/fd/2".into(),
+            link: "/root-fs/dev/stderr".into()
+        }));
+    }
+
+    #[test]
+    fn a_privileged_dev_is_the_guests_devtmpfs_without_nodes_of_its_own() {
+        let sys = RecordingSyscall::new();
+        let mut m = mounted(&sys);
+        let conf = Confinement {
+            privileged: true,
+            ..Confinement::default()
+        };
+        dev(&sys, &mut m, &conf).unwrap();
+        assert_eq!(
+            sys.mounts()[0],
+            Call::mount("devtmpfs", "/root-fs/dev", "devtmpfs", libc::MS_NOSUID, "")
+        );
+        assert!(!sys.calls().iter().any(|c| matches!(c, Call::Mknod { .. })));
+    }
+
+    #[test]
+    fn a_device_the_guest_lacks_is_dockers_error() {
+        let sys = RecordingSyscall::new();
+        let mut m = mounted(&sys);
+        let conf = Confinement {
+            devices: vec![tether_proto::guest::Device {
+                guest_path: "/dev/kvm".into(),
+                container_path: "/dev/kvm".into(),
+            }],
+            ..Confinement::default()
+        };
+        assert_eq!(
+            dev(&sys, &mut m, &conf).unwrap_err(),
+            "error gathering device information while adding custom device \"/dev/kvm\": \
+             no such file or directory (the container VM has no such device)"
+        );
+        let sys = RecordingSyscall::new();
+        let mut m = mounted(&sys);
+        sys.device("/dev/kvm", fake::char_device(10, 232));
+        dev(&sys, &mut m, &conf).unwrap();
+        assert!(sys.calls().contains(&Call::Mknod {
+            path: "/root-fs/dev/kvm".into(),
+            mode: libc::S_IFCHR | 0o666,
+            rdev: libc::makedev(10, 232)
+        }));
+    }
+
+    #[test]
+    fn tmpfs_mounts_get_the_flags_and_data_of_their_options() {
+        let sys = RecordingSyscall::new();
+        let mut m = mounted(&sys);
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect();
+        let mounts = [
+            Tmpfs {
+                path: "/run".into(),
+                options: words(&["rw", "noexec", "nosuid", "size=65536k"]),
+            },
+            Tmpfs {
+                path: "/cache".into(),
+                options: words(&["ro", "nodev", "mode=1777"]),
+            },
+        ];
+        tmpfs(&sys, &mut m, &mounts).unwrap();
+        assert_eq!(
+            sys.mounts(),
+            [
+                Call::mount(
+                    "tmpfs",
+                    "/root-fs/run",
+                    "tmpfs",
+                    libc::MS_NOEXEC | libc::MS_NOSUID,
+                    "size=65536k"
+                ),
+                Call::mount(
+                    "tmpfs",
+                    "/root-fs/cache",
+                    "tmpfs",
+                    libc::MS_RDONLY | libc::MS_NODEV,
+                    "mode=1777"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn masked_paths_are_covered_and_readonly_paths_remounted_read_only() {
+        let sys = RecordingSyscall::new();
+        let mut m = mounted(&sys);
+        sys.dir("/root-fs/proc/acpi");
+        sys.file("/root-fs/proc/kcore", "");
+        sys.dir("/root-fs/proc/sys");
+        let conf = Confinement {
+            masked_paths: vec!["/proc/acpi".into(), "/proc/kcore".into(), "/proc/no".into()],
+            readonly_paths: vec!["/proc/sys".into(), "/proc/gone".into()],
+            ..Confinement::default()
+        };
+        paths(&sys, &mut m, &conf).unwrap();
+        assert_eq!(
+            sys.mounts(),
+            [
+                Call::mount("tmpfs", "/root-fs/proc/acpi", "tmpfs", libc::MS_RDONLY, ""),
+                Call::mount("/dev/null", "/root-fs/proc/kcore", "", libc::MS_BIND, ""),
+                Call::mount(
+                    "/root-fs/proc/sys",
+                    "/root-fs/proc/sys",
+                    "",
+                    libc::MS_BIND | libc::MS_REC,
+                    ""
+                ),
+                Call::mount(
+                    "",
+                    "/root-fs/proc/sys",
+                    "",
+                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | NOSUID_NODEV_NOEXEC,
+                    ""
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn sysctls_are_written_under_proc_sys_and_odd_names_refused() {
+        let sys = RecordingSyscall::new();
+        sys.dir("/proc/sys/net/ipv4");
+        let mut conf = Confinement {
+            domainname: "example.org".into(),
+            sysctls: vec![("net.ipv4.ip_forward".into(), "1".into())],
+            ..Confinement::default()
+        };
+        kernel(&sys, &conf).unwrap();
+        assert_eq!(
+            sys.calls(),
+            [
+                Call::SetDomainname("example.org".into()),
+                Call::WriteFile {
+                    path: "/proc/sys/net/ipv4/ip_forward".into(),
+                    data: "1".into()
+                },
+            ]
+        );
+        conf.sysctls = vec![("net..x".into(), "1".into())];
+        assert_eq!(
+            kernel(&sys, &conf).unwrap_err(),
+            "sysctl \"net..x\" is not a sysctl name"
+        );
+    }
+
+    #[test]
+    fn a_pids_limit_makes_a_cgroup_that_processes_join() {
+        let sys = RecordingSyscall::new();
+        assert_eq!(pids_cgroup(&sys, 0).unwrap(), None);
+        sys.file("/sys/fs/cgroup/cgroup.controllers", "cpu io memory pids\n");
+        let procs = pids_cgroup(&sys, 100).unwrap().unwrap();
+        assert_eq!(
+            procs.to_str().unwrap(),
+            "/sys/fs/cgroup/container/cgroup.procs"
+        );
+        assert_eq!(
+            sys.calls(),
+            [
+                Call::WriteFile {
+                    path: "/sys/fs/cgroup/cgroup.subtree_control".into(),
+                    data: "+pids".into()
+                },
+                Call::Mkdir("/sys/fs/cgroup/container".into()),
+                Call::WriteFile {
+                    path: "/sys/fs/cgroup/container/pids.max".into(),
+                    data: "100".into()
+                },
+            ]
+        );
+        sys.file("/sys/fs/cgroup/cgroup.controllers", "cpu io\n");
+        assert_eq!(
+            pids_cgroup(&sys, 100).unwrap_err(),
+            "--pids-limit: the guest kernel has no pids controller"
+        );
     }
 }

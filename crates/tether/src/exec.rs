@@ -173,6 +173,64 @@ fn exec(sys: &dyn ChildSyscall, plan: &ChildPlan) -> Result<(), ChildFailure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Restrictions;
+    use crate::syscall::fake::{Call, RecordingSyscall};
+    use crate::user::Identity;
+
+    fn plan(candidates: &[&str]) -> ChildPlan {
+        let candidates: Vec<String> = candidates.iter().map(|s| s.to_string()).collect();
+        let root = Identity {
+            uid: 0,
+            gid: 0,
+            groups: vec![0],
+            home: "/root".into(),
+        };
+        let argv = ["ls".to_string()];
+        let r = Restrictions::default();
+        ChildPlan::new(
+            &argv,
+            &[],
+            &candidates,
+            "/root-fs",
+            "/",
+            &root,
+            [0, 1, 2],
+            false,
+            r,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_candidate_not_permitted_wins_over_later_missing_ones_and_other_errors_stop() {
+        let sys = RecordingSyscall::new();
+        sys.fail(libc::EACCES, |c| c == &Call::Execve("/a/ls".into()));
+        sys.fail(libc::ENOENT, |c| c == &Call::Execve("/b/ls".into()));
+        sys.fail(libc::ENOEXEC, |c| c == &Call::Execve("/c/ls".into()));
+        let p = plan(&["/a/ls", "/b/ls"]);
+        assert_eq!(run_child(&sys, &p), Err((Stage::Exec, libc::EACCES)));
+        let p = plan(&["/c/ls", "/d/ls"]);
+        assert_eq!(run_child(&sys, &p), Err((Stage::Exec, libc::ENOEXEC)));
+        assert!(!sys.calls().contains(&Call::Execve("/d/ls".into())));
+        assert_eq!(
+            run_child(&sys, &plan(&[])),
+            Err((Stage::Exec, libc::ENOENT))
+        );
+    }
+
+    #[test]
+    fn a_root_that_cannot_be_entered_stops_before_the_working_directory() {
+        let sys = RecordingSyscall::new();
+        sys.fail(libc::EINVAL, |c| matches!(c, Call::EnterRoot(_)));
+        assert_eq!(
+            run_child(&sys, &plan(&["/bin/ls"])),
+            Err((Stage::Root, libc::EINVAL))
+        );
+        assert_eq!(
+            sys.calls().last(),
+            Some(&Call::EnterRoot("/root-fs".into()))
+        );
+    }
 
     #[test]
     fn env_gets_default_path_and_home() {

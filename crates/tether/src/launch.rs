@@ -114,3 +114,120 @@ fn restrictions(sys: &dyn Syscall, p: &Process, mounted: &Mounted) -> Result<Res
         no_new_privs: p.privileges.no_new_privileges,
     })
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::syscall::fake::{Call, RecordingSyscall};
+    use tether_proto::guest::Rlimit;
+
+    pub const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nvic:x:1000:1000::/home/vic:/bin/sh\n";
+    pub const GROUP: &str = "root:x:0:\nwheel:x:10:root,vic\nvic:x:1000:\naudio:x:29:vic\n";
+
+    /// A container on /root-fs whose image has a passwd and a group file.
+    fn guest() -> RecordingSyscall {
+        let sys = RecordingSyscall::new();
+        sys.file("/root-fs/etc/passwd", PASSWD);
+        sys.file("/root-fs/etc/group", GROUP);
+        sys
+    }
+
+    fn root() -> Mounted {
+        Mounted::new("/root-fs".into(), None)
+    }
+
+    fn sh(user: &str) -> Process {
+        Process {
+            argv: vec!["sh".into()],
+            cwd: "/work".into(),
+            user: user.into(),
+            ..Process::default()
+        }
+    }
+
+    #[test]
+    fn users_resolve_against_the_containers_passwd_and_group() {
+        let sys = guest();
+        let sys = &sys;
+        let who = |user: &str, extra: &[&str]| {
+            let mut p = sh(user);
+            p.privileges.groups = extra.iter().map(|s| s.to_string()).collect();
+            let i = identity(sys, Path::new("/root-fs"), &p).unwrap();
+            (i.uid, i.gid, i.groups, i.home)
+        };
+        let vic = |gid, groups: &[u32]| (1000, gid, groups.to_vec(), "/home/vic".to_string());
+        assert_eq!(who("vic", &[]), vic(1000, &[1000, 10, 29]));
+        assert_eq!(who("1000", &[]), vic(1000, &[1000, 10, 29]));
+        assert_eq!(who("1000:55", &[]), vic(55, &[55, 10, 29]));
+        assert_eq!(who("vic:wheel", &[]), vic(10, &[10, 29]));
+        assert_eq!(who("4242", &[]), (4242, 0, vec![0], "/".to_string()));
+        assert_eq!(
+            who("", &["audio", "4242"]),
+            (0, 0, vec![0, 10, 29, 4242], "/root".to_string())
+        );
+        let err = identity(sys, Path::new("/root-fs"), &sh("vic:nogroup")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unable to find group nogroup: no matching entries in group file"
+        );
+    }
+
+    #[test]
+    fn an_image_without_passwd_runs_numeric_users_only() {
+        let sys = guest();
+        std::fs::remove_file(sys.host("/root-fs/etc/passwd")).unwrap();
+        let ident = identity(&sys, Path::new("/root-fs"), &sh("1000:1000")).unwrap();
+        assert_eq!(
+            (ident.uid, ident.gid, ident.home.as_str()),
+            (1000, 1000, "/")
+        );
+        assert!(identity(&sys, Path::new("/root-fs"), &sh("vic")).is_err());
+    }
+
+    #[test]
+    fn a_missing_workdir_is_made_and_with_a_read_only_root_in_the_writable_view() {
+        let sys = guest();
+        let launch = prepare(&sys, &sh(""), "sh", &root()).unwrap();
+        assert_eq!(launch.cwd, Path::new("/work"));
+        assert_eq!(sys.calls(), [Call::Mkdir("/root-fs/work".into())]);
+        let sys = guest();
+        let mut m = root();
+        m.writable_root = Some("/rw-root".into());
+        let launch = prepare(&sys, &sh(""), "sh", &m).unwrap();
+        assert_eq!(launch.cwd, Path::new("/work"));
+        assert_eq!(sys.calls(), [Call::Mkdir("/rw-root/work".into())]);
+        // An existing one is left alone.
+        sys.dir("/root-fs/srv");
+        let mut p = sh("");
+        p.cwd = "srv".into();
+        assert_eq!(
+            prepare(&sys, &p, "sh", &root()).unwrap().cwd,
+            Path::new("/srv")
+        );
+        assert_eq!(sys.calls().len(), 1);
+    }
+    #[test]
+    fn ulimits_are_resource_numbers_and_an_unknown_one_is_refused() {
+        let sys = guest();
+        sys.file("/proc/sys/kernel/cap_last_cap", "39\n");
+        let mut p = sh("");
+        let limit = |name: &str| Rlimit {
+            name: name.into(),
+            soft: 10,
+            hard: 20,
+        };
+        p.privileges.rlimits = vec![limit("nproc")];
+        let r = prepare(&sys, &p, "sh", &root()).unwrap().restrict;
+        assert_eq!(r.last_cap, 39);
+        let (resource, l) = r.rlimits[0];
+        assert_eq!(
+            (resource, l.rlim_cur, l.rlim_max),
+            (libc::RLIMIT_NPROC, 10, 20)
+        );
+        p.privileges.rlimits = vec![limit("nproc"), limit("wings")];
+        assert_eq!(
+            prepare(&sys, &p, "sh", &root()).err().unwrap(),
+            "invalid ulimit type: wings"
+        );
+    }
+}

@@ -16,7 +16,8 @@
 //! PID 1 must never die: errors are logged to the console (`tether:` lines in console.log).
 //!
 //! Every touch of the host made while setting up and running the container goes through
-//! [`syscall::Syscall`]; `main` makes the real one ([`syscall::LinuxSyscall`]).
+//! [`syscall::Syscall`]; `main` makes the real one ([`syscall::LinuxSyscall`]) and tests a
+//! recording fake.
 
 mod confine;
 mod exec;

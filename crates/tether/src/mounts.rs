@@ -72,3 +72,70 @@ impl Mounted {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syscall::fake::{Call, RecordingSyscall};
+
+    #[test]
+    fn mount_points_are_made_a_file_for_binds_and_a_directory_otherwise() {
+        let sys = RecordingSyscall::new();
+        sys.dir("/root-fs/dev");
+        let mut m = Mounted::new("/root-fs".into(), None);
+        let ptmx = Path::new("/root-fs/dev/ptmx");
+        m.mount_at(&sys, "/root-fs/dev/pts/ptmx", ptmx, "", libc::MS_BIND, "")
+            .unwrap();
+        m.mount_at(&sys, "proc", Path::new("/root-fs/proc"), "proc", 0, "")
+            .unwrap();
+        assert_eq!(
+            sys.calls(),
+            vec![
+                Call::WriteFile {
+                    path: "/root-fs/dev/ptmx".into(),
+                    data: String::new()
+                },
+                Call::mount(
+                    "/root-fs/dev/pts/ptmx",
+                    "/root-fs/dev/ptmx",
+                    "",
+                    libc::MS_BIND,
+                    ""
+                ),
+                Call::Mkdir("/root-fs/proc".into()),
+                Call::mount("proc", "/root-fs/proc", "proc", 0, ""),
+            ]
+        );
+        assert!(sys.host("/root-fs/dev/ptmx").is_file());
+    }
+
+    #[test]
+    fn unmounting_goes_in_reverse_and_detaches_what_is_busy() {
+        let sys = RecordingSyscall::new();
+        sys.dir("/root-fs/proc");
+        sys.dir("/root-fs/dev");
+        let mut m = Mounted::new("/root-fs".into(), None);
+        for target in ["/root-fs", "/root-fs/proc", "/root-fs/dev"] {
+            m.mount_at(&sys, "x", Path::new(target), "tmpfs", 0, "")
+                .unwrap();
+        }
+        sys.fail(
+            libc::EBUSY,
+            |c| matches!(c, Call::Umount { target, flags: 0 } if target == "/root-fs/proc"),
+        );
+        m.unmount_all(&sys);
+        let umount = |target: &str, flags| Call::Umount {
+            target: target.into(),
+            flags,
+        };
+        assert_eq!(
+            sys.mounts()[3..],
+            [
+                umount("/root-fs/dev", 0),
+                umount("/root-fs/proc", 0),
+                umount("/root-fs/proc", libc::MNT_DETACH),
+                umount("/root-fs", 0),
+            ]
+        );
+    }
+}

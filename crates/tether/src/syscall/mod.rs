@@ -1,7 +1,8 @@
 //! Every touch of the host the tether makes while it sets up the container and runs its
 //! processes, behind two traits: [`Syscall`] for the tether itself and [`ChildSyscall`] for a
 //! forked child between fork and exec. [`LinuxSyscall`] makes the calls (the wrappers of
-//! `sys.rs` and `std::fs`, unchanged).
+//! `sys.rs` and `std::fs`, unchanged); in tests `fake::RecordingSyscall` records them in order,
+//! fails the ones it is told to, and keeps the filesystem in a temporary directory.
 //!
 //! ```text
 //!  setup / confine / mounts ─┐
@@ -16,6 +17,9 @@
 //! `main.rs` stay outside: they are the tether's plumbing, not the container's setup.
 
 mod linux;
+
+#[cfg(test)]
+pub mod fake;
 
 use std::ffi::CStr;
 use std::io;
