@@ -1,21 +1,21 @@
 //! Starting a process inside the container: everything the child needs is prepared in the
-//! parent (the child of a multi-threaded fork may only make async-signal-safe calls), then the
-//! child joins the container (setsid, stdio, terminal, pids cgroup, resource limits, its own
-//! mount namespace whose root is the container's, cwd, bounding set, credentials,
-//! capabilities, no_new_privs) and execs. A close-on-exec pipe carries the stage and errno of
-//! a failure back to the parent.
+//! parent ([`ChildPlan`]: environment, `PATH` candidates), then the forked child
+//! ([`run_child`]) joins the container (setsid, stdio, terminal, pids cgroup, resource limits,
+//! its own mount namespace whose root is the container's, cwd), drops its privileges
+//! (`privs.rs`) and execs. A close-on-exec pipe carries the stage and errno of a failure back
+//! to the parent, which words it as runc does ([`failure`]).
 //!
 //! The root is entered as runc does on a ramfs root: the container's root mount is moved
 //! onto `/` in a private mount namespace, then chrooted into, so `..` from it (a chroot
 //! escape, with `CAP_SYS_CHROOT` that Docker's default set grants) never leads back into the
 //! initramfs and its devices.
 
-use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 
-pub use crate::privs::Restrictions;
-use crate::privs::{drop_bounding, enter_root, join_cgroup, set_capabilities};
+use crate::plan::{ChildFailure, ChildPlan, Stage};
+use crate::privs;
+use crate::syscall::ChildSyscall;
 
 /// `PATH` when the process environment has none (Docker's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -57,35 +57,6 @@ pub fn exec_candidates(argv0: &str, path: &str) -> Vec<String> {
             d => format!("{}/{argv0}", d.trim_end_matches('/')),
         })
         .collect()
-}
-
-/// Where in the child a spawn failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Stage {
-    Stdio = 0,
-    Root = 1,
-    Cwd = 2,
-    Credentials = 3,
-    Exec = 4,
-    Cgroup = 5,
-    Limits = 6,
-    Capabilities = 7,
-}
-
-impl Stage {
-    fn from_u8(b: u8) -> Self {
-        match b {
-            0 => Self::Stdio,
-            1 => Self::Root,
-            2 => Self::Cwd,
-            3 => Self::Credentials,
-            5 => Self::Cgroup,
-            6 => Self::Limits,
-            7 => Self::Capabilities,
-            _ => Self::Exec,
-        }
-    }
 }
 
 /// Docker's exit code and message for a failed spawn (runc's wording).
@@ -144,221 +115,122 @@ fn strip_os(err: &io::Error) -> String {
     }
 }
 
-/// Everything the child needs, as raw pointers into memory the parent keeps alive.
-pub struct ChildPlan {
-    pub argv: Vec<CString>,
-    pub env: Vec<CString>,
-    pub candidates: Vec<CString>,
-    pub root: CString,
-    pub cwd: CString,
-    pub uid: u32,
-    pub gid: u32,
-    pub groups: Vec<libc::gid_t>,
-    /// Descriptors that become 0, 1 and 2.
-    pub stdio: [RawFd; 3],
-    /// Make fd 0 the controlling terminal.
-    pub tty: bool,
-    pub restrict: Restrictions,
+/// What a forked child does: joins the container, drops its privileges and execs. Returns
+/// only when a step failed (or, with a fake, once the exec is recorded).
+pub fn run_child(sys: &dyn ChildSyscall, plan: &ChildPlan) -> Result<(), ChildFailure> {
+    enter_container(sys, plan)?;
+    privs::drop_privileges(sys, plan)?;
+    exec(sys, plan)
 }
 
-fn cstrings(items: &[String]) -> io::Result<Vec<CString>> {
-    items
-        .iter()
-        .map(|s| {
-            CString::new(s.as_bytes())
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "argument contains NUL"))
-        })
-        .collect()
+/// A session of its own with the planned stdio (and terminal), the pids cgroup, the resource
+/// limits, then the container's root and the working directory.
+fn enter_container(sys: &dyn ChildSyscall, plan: &ChildPlan) -> Result<(), ChildFailure> {
+    sys.reset_signals();
+    sys.setsid().map_err(Stage::Stdio.failed())?;
+    for (target, &src) in plan.stdio.iter().enumerate() {
+        sys.dup2(src, target as RawFd)
+            .map_err(Stage::Stdio.failed())?;
+    }
+    if plan.tty {
+        sys.set_controlling_tty(0).map_err(Stage::Stdio.failed())?;
+    }
+    let r = &plan.restrict;
+    if let Some(procs) = &r.cgroup_procs {
+        sys.join_cgroup(procs).map_err(Stage::Cgroup.failed())?;
+    }
+    for (resource, limit) in &r.rlimits {
+        sys.setrlimit(*resource, limit)
+            .map_err(Stage::Limits.failed())?;
+    }
+    sys.enter_root(&plan.root).map_err(Stage::Root.failed())?;
+    sys.chdir(&plan.cwd).map_err(Stage::Cwd.failed())
 }
 
-impl ChildPlan {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        argv: &[String],
-        env: &[String],
-        candidates: &[String],
-        root: &str,
-        cwd: &str,
-        ident: &crate::user::Identity,
-        stdio: [RawFd; 3],
-        tty: bool,
-        restrict: Restrictions,
-    ) -> io::Result<Self> {
-        Ok(Self {
-            argv: cstrings(argv)?,
-            env: cstrings(env)?,
-            candidates: cstrings(candidates)?,
-            root: CString::new(root)?,
-            cwd: CString::new(cwd)?,
-            uid: ident.uid,
-            gid: ident.gid,
-            groups: ident.groups.clone(),
-            stdio,
-            tty,
-            restrict,
-        })
-    }
-}
-
-fn null_terminated(v: &[CString]) -> Vec<*const libc::c_char> {
-    v.iter()
-        .map(|c| c.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect()
-}
-
-/// Forks and execs `plan`. Returns the child's PID once it has exec'd, or the stage and errno
-/// at which it failed (the failed child exits 127 and is left to the caller's reaper).
-pub fn spawn(plan: &ChildPlan) -> io::Result<Result<i32, (Stage, i32)>> {
-    let argv = null_terminated(&plan.argv);
-    let envp = null_terminated(&plan.env);
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: pipe2 just returned these descriptors; each is owned exactly once.
-    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: fork has no preconditions; the child below only makes async-signal-safe calls on
-    // memory prepared before the fork.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if pid == 0 {
-        // SAFETY: we are the child; `child` never returns.
-        unsafe { child(plan, &argv, &envp, wr.as_raw_fd()) }
-    }
-    drop(wr);
-    let mut buf = [0u8; 5];
-    let mut got = 0;
-    while got < buf.len() {
-        // SAFETY: reading into the unfilled tail of `buf`.
-        let n = unsafe {
-            libc::read(
-                rd.as_raw_fd(),
-                buf[got..].as_mut_ptr().cast(),
-                buf.len() - got,
-            )
+/// Execs the first candidate that exists, as execvp does: a candidate that is missing is
+/// skipped, one that is not permitted is remembered (EACCES wins over ENOENT), any other
+/// error ends the search.
+fn exec(sys: &dyn ChildSyscall, plan: &ChildPlan) -> Result<(), ChildFailure> {
+    let mut saw_eacces = false;
+    let mut errno = libc::ENOENT;
+    for c in &plan.candidates {
+        let Err(e) = sys.execve(c, &plan.argv, &plan.env) else {
+            return Ok(());
         };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
+        errno = e.raw_os_error().unwrap_or(0);
+        match errno {
+            libc::EACCES => saw_eacces = true,
+            libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+            _ => return Err((Stage::Exec, errno)),
         }
-        if n == 0 {
-            break;
-        }
-        got += n as usize;
     }
-    if got == 0 {
-        return Ok(Ok(pid));
+    if saw_eacces {
+        errno = libc::EACCES;
     }
-    let errno = i32::from_ne_bytes([buf[1], buf[2], buf[3], buf[4]]);
-    Ok(Err((Stage::from_u8(buf[0]), errno)))
-}
-
-/// The child side of [`spawn`]: only async-signal-safe calls from here on.
-///
-/// # Safety
-/// Must only be called in a freshly forked child; `argv`/`envp` must be null-terminated arrays of
-/// pointers into `plan`.
-unsafe fn child(
-    plan: &ChildPlan,
-    argv: &[*const libc::c_char],
-    envp: &[*const libc::c_char],
-    err_fd: RawFd,
-) -> ! {
-    let fail = |stage: Stage| -> ! {
-        // SAFETY: errno location is thread-local and valid; write/_exit are async-signal-safe.
-        unsafe {
-            let errno = *libc::__errno_location();
-            let e = errno.to_ne_bytes();
-            let msg = [stage as u8, e[0], e[1], e[2], e[3]];
-            libc::write(err_fd, msg.as_ptr().cast(), msg.len());
-            libc::_exit(127)
-        }
-    };
-    // SAFETY (whole block): plain syscalls on descriptors and strings prepared by the parent.
-    unsafe {
-        // Undo what the Rust runtime set up for tether: an ignored SIGPIPE survives exec.
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        if libc::setsid() < 0 {
-            fail(Stage::Stdio);
-        }
-        for (target, &src) in plan.stdio.iter().enumerate() {
-            if libc::dup2(src, target as RawFd) < 0 {
-                fail(Stage::Stdio);
-            }
-        }
-        if plan.tty && libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-            fail(Stage::Stdio);
-        }
-        let r = &plan.restrict;
-        if let Some(procs) = &r.cgroup_procs {
-            if join_cgroup(procs) < 0 {
-                fail(Stage::Cgroup);
-            }
-        }
-        for (resource, limit) in &r.rlimits {
-            if libc::setrlimit(*resource as _, limit) < 0 {
-                fail(Stage::Limits);
-            }
-        }
-        if enter_root(&plan.root) < 0 {
-            fail(Stage::Root);
-        }
-        if libc::chdir(plan.cwd.as_ptr()) < 0 {
-            fail(Stage::Cwd);
-        }
-        if let Some(caps) = r.capabilities {
-            if drop_bounding(caps, r.last_cap) < 0
-                || libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0
-            {
-                fail(Stage::Capabilities);
-            }
-        }
-        if libc::setgroups(plan.groups.len(), plan.groups.as_ptr()) < 0
-            || libc::setgid(plan.gid) < 0
-            || libc::setuid(plan.uid) < 0
-        {
-            fail(Stage::Credentials);
-        }
-        if let Some(caps) = r.capabilities {
-            if set_capabilities(caps, r.last_cap) < 0 {
-                fail(Stage::Capabilities);
-            }
-        }
-        if r.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
-            fail(Stage::Capabilities);
-        }
-        let mut saw_eacces = false;
-        for c in &plan.candidates {
-            libc::execve(c.as_ptr(), argv.as_ptr(), envp.as_ptr());
-            let errno = *libc::__errno_location();
-            match errno {
-                libc::EACCES => saw_eacces = true,
-                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
-                _ => fail(Stage::Exec),
-            }
-        }
-        if saw_eacces {
-            *libc::__errno_location() = libc::EACCES;
-        } else if plan.candidates.is_empty() {
-            *libc::__errno_location() = libc::ENOENT;
-        }
-        fail(Stage::Exec)
-    }
+    Err((Stage::Exec, errno))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Restrictions;
+    use crate::syscall::fake::{Call, RecordingSyscall};
+    use crate::user::Identity;
+
+    fn plan(candidates: &[&str]) -> ChildPlan {
+        let candidates: Vec<String> = candidates.iter().map(|s| s.to_string()).collect();
+        let root = Identity {
+            uid: 0,
+            gid: 0,
+            groups: vec![0],
+            home: "/root".into(),
+        };
+        let argv = ["ls".to_string()];
+        let r = Restrictions::default();
+        ChildPlan::new(
+            &argv,
+            &[],
+            &candidates,
+            "/root-fs",
+            "/",
+            &root,
+            [0, 1, 2],
+            false,
+            r,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_candidate_not_permitted_wins_over_later_missing_ones_and_other_errors_stop() {
+        let sys = RecordingSyscall::new();
+        sys.fail(libc::EACCES, |c| c == &Call::Execve("/a/ls".into()));
+        sys.fail(libc::ENOENT, |c| c == &Call::Execve("/b/ls".into()));
+        sys.fail(libc::ENOEXEC, |c| c == &Call::Execve("/c/ls".into()));
+        let p = plan(&["/a/ls", "/b/ls"]);
+        assert_eq!(run_child(&sys, &p), Err((Stage::Exec, libc::EACCES)));
+        let p = plan(&["/c/ls", "/d/ls"]);
+        assert_eq!(run_child(&sys, &p), Err((Stage::Exec, libc::ENOEXEC)));
+        assert!(!sys.calls().contains(&Call::Execve("/d/ls".into())));
+        assert_eq!(
+            run_child(&sys, &plan(&[])),
+            Err((Stage::Exec, libc::ENOENT))
+        );
+    }
+
+    #[test]
+    fn a_root_that_cannot_be_entered_stops_before_the_working_directory() {
+        let sys = RecordingSyscall::new();
+        sys.fail(libc::EINVAL, |c| matches!(c, Call::EnterRoot(_)));
+        assert_eq!(
+            run_child(&sys, &plan(&["/bin/ls"])),
+            Err((Stage::Root, libc::EINVAL))
+        );
+        assert_eq!(
+            sys.calls().last(),
+            Some(&Call::EnterRoot("/root-fs".into()))
+        );
+    }
 
     #[test]
     fn env_gets_default_path_and_home() {
@@ -417,7 +289,6 @@ mod tests {
             failure(Stage::Limits, libc::EPERM, "ls", "/").1,
             "setting the ulimits failed: operation not permitted"
         );
-        assert_eq!(Stage::from_u8(Stage::Cgroup as u8), Stage::Cgroup);
         let (code, msg) = failure(Stage::Cwd, libc::EACCES, "ls", "/secret");
         assert_eq!(code, 126);
         assert!(msg.ends_with("failed: permission denied"), "{msg}");

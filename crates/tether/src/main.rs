@@ -14,16 +14,25 @@
 //!  output threads: pipe/pty ──► Writer (one lock) ──► port
 //! ```
 //! PID 1 must never die: errors are logged to the console (`tether:` lines in console.log).
+//!
+//! Every touch of the host made while setting up and running the container goes through
+//! [`syscall::Syscall`]; `main` makes the real one ([`syscall::LinuxSyscall`]) and tests a
+//! recording fake.
 
 mod confine;
 mod exec;
+mod launch;
 mod log;
+mod mounts;
+mod plan;
 mod port;
 mod privs;
 mod process;
 mod reaper;
 mod setup;
+mod stdio;
 mod sys;
+mod syscall;
 mod user;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,10 +41,11 @@ use std::time::Duration;
 
 use tether_proto::{FrameKind, GuestMsg, HostMsg, PROTOCOL_VERSION};
 
+use crate::mounts::Mounted;
 use crate::port::{Event, Writer};
 use crate::process::Sessions;
 use crate::reaper::Reaper;
-use crate::setup::Mounted;
+use crate::syscall::{LinuxSyscall, Syscall};
 
 /// How long to wait for `Shutdown` after the main process has exited.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
@@ -43,28 +53,33 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 static POWERING_OFF: AtomicBool = AtomicBool::new(false);
 
 /// Powers off once, whoever asks first (the host's `Shutdown` or the timeout).
-fn power_off(mounted: &Mutex<Option<Arc<Mounted>>>) {
+fn power_off(sys: &dyn Syscall, mounted: &Mutex<Option<Arc<Mounted>>>) {
     if POWERING_OFF.swap(true, Ordering::SeqCst) {
         return;
     }
     let m = mounted.lock().ok().and_then(|m| m.clone());
-    setup::power_off(m.as_deref())
+    setup::power_off(sys, m.as_deref())
 }
 
-fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+fn kernel_release(sys: &dyn Syscall) -> String {
+    sys.read_to_string(std::path::Path::new("/proc/sys/kernel/osrelease"))
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
 }
 
-fn hello(out: &Writer, sessions: &Sessions, mounted: &Mutex<Option<Arc<Mounted>>>) {
+fn hello(
+    sys: &dyn Syscall,
+    out: &Writer,
+    sessions: &Sessions,
+    mounted: &Mutex<Option<Arc<Mounted>>>,
+) {
     let configured = match mounted.lock() {
         Ok(m) => m.is_some(),
         Err(p) => p.into_inner().is_some(),
     };
     out.msg(&GuestMsg::Hello {
         version: PROTOCOL_VERSION,
-        kernel: kernel_release(),
+        kernel: kernel_release(sys),
         configured,
         running: sessions.running(),
         main_exit: sessions.main_exit(),
@@ -73,8 +88,9 @@ fn hello(out: &Writer, sessions: &Sessions, mounted: &Mutex<Option<Arc<Mounted>>
 
 fn main() {
     std::panic::set_hook(Box::new(|info| log!("panic: {info}")));
-    setup::early_mounts();
-    sys::ensure_std_fds(c"/dev/console");
+    let sys: Arc<dyn Syscall> = Arc::new(LinuxSyscall);
+    setup::early_mounts(&*sys);
+    crate::sys::ensure_std_fds(c"/dev/console");
     if std::process::id() != 1 {
         log!("not running as PID 1; orphans will not be reaped here");
     }
@@ -105,31 +121,31 @@ fn main() {
     }
     let mounted: Arc<Mutex<Option<Arc<Mounted>>>> = Arc::default();
     let on_main_exit = {
-        let mounted = mounted.clone();
+        let (sys, mounted) = (sys.clone(), mounted.clone());
         Box::new(move || {
-            let mounted = mounted.clone();
+            let (sys, mounted) = (sys.clone(), mounted.clone());
             let _ = std::thread::Builder::new()
                 .name("shutdown-timer".into())
                 .spawn(move || {
                     std::thread::sleep(SHUTDOWN_WAIT);
                     log!("no Shutdown within {SHUTDOWN_WAIT:?} of the exit; powering off");
-                    power_off(&mounted);
+                    power_off(&*sys, &mounted);
                 });
         })
     };
-    let sessions = Sessions::new(reaper, out.clone(), on_main_exit);
-    hello(&out, &sessions, &mounted);
+    let sessions = Sessions::new(sys.clone(), reaper, out.clone(), on_main_exit);
+    hello(&*sys, &out, &sessions, &mounted);
     loop {
         let frame = match reader.next() {
             Event::Frame(f) => f,
             Event::Reconnected => {
-                hello(&out, &sessions, &mounted);
+                hello(&*sys, &out, &sessions, &mounted);
                 continue;
             }
         };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match frame.kind {
             FrameKind::Control => match frame.parse_control::<HostMsg>() {
-                Ok(msg) => handle(msg, &out, &sessions, &mounted),
+                Ok(msg) => handle(&*sys, msg, &out, &sessions, &mounted),
                 Err(e) => log!("ignoring control frame: {e}"),
             },
             FrameKind::Stdin => sessions.stdin(frame.session, frame.payload),
@@ -143,6 +159,7 @@ fn main() {
 }
 
 fn handle(
+    sys: &dyn Syscall,
     msg: HostMsg,
     out: &Writer,
     sessions: &Arc<Sessions>,
@@ -159,7 +176,7 @@ fn handle(
                 out.msg(&GuestMsg::Ready);
                 return;
             }
-            match setup::apply(&s) {
+            match setup::apply(sys, &s) {
                 Ok(done) => {
                     *m = Some(Arc::new(done));
                     out.msg(&GuestMsg::Ready);
@@ -181,7 +198,7 @@ fn handle(
             cols,
         } => sessions.resize(session, rows, cols),
         HostMsg::Ping { seq } => out.msg(&GuestMsg::Pong { seq }),
-        HostMsg::Shutdown => power_off(mounted),
+        HostMsg::Shutdown => power_off(sys, mounted),
         HostMsg::Resume { session, from } => out.resume(session, from),
     }
 }

@@ -188,6 +188,18 @@ impl Writer {
     pub fn msg(&self, msg: &GuestMsg) {
         self.send(&Frame::control(msg));
     }
+
+    /// A writer onto a plain file, for tests that read back what was sent.
+    #[cfg(test)]
+    pub fn to_file(file: File) -> Self {
+        Writer {
+            shared: Arc::new(Mutex::new(Shared {
+                file,
+                outputs: HashMap::new(),
+                exits: HashMap::new(),
+            })),
+        }
+    }
 }
 
 /// What the reading half yields.
@@ -318,13 +330,7 @@ mod tests {
     use std::io::{Seek, SeekFrom};
 
     fn writer_to(file: &File) -> Writer {
-        Writer {
-            shared: Arc::new(Mutex::new(Shared {
-                file: file.try_clone().unwrap(),
-                outputs: HashMap::new(),
-                exits: HashMap::new(),
-            })),
-        }
+        Writer::to_file(file.try_clone().unwrap())
     }
 
     /// Everything written to `file` since `pos`, decoded.

@@ -1,143 +1,167 @@
-//! What a freshly forked child applies to itself before it execs (called from `exec.rs`,
-//! async-signal-safe syscalls only): joining the pids cgroup, entering the container's root
-//! in a mount namespace of its own, and the capability sets.
+//! The privileges a forked child gives up before it execs, in the only order that works: the
+//! bounding set while it still holds CAP_SETPCAP (keeping its permitted set across the uid
+//! change), then groups, gid and uid, then the permitted and effective sets (inheritable and
+//! ambient emptied, as Docker does), then no_new_privs. Called from `exec::run_child`, after
+//! the child has entered the container's root.
 
-use std::ffi::CString;
+use crate::plan::{ChildFailure, ChildPlan, Stage};
+use crate::syscall::ChildSyscall;
 
-/// What the child applies to itself before it execs.
-#[derive(Debug, Default)]
-pub struct Restrictions {
-    /// `cgroup.procs` of the pids cgroup to join.
-    pub cgroup_procs: Option<CString>,
-    /// `setrlimit` resource numbers and values.
-    pub rlimits: Vec<(u32, libc::rlimit)>,
-    /// Bounding, permitted and effective set; `None` keeps every capability.
-    pub capabilities: Option<u64>,
-    /// The highest capability the kernel knows (`/proc/sys/kernel/cap_last_cap`).
-    pub last_cap: u32,
-    pub no_new_privs: bool,
-}
-
-/// Writes "0" to a cgroup's `cgroup.procs`: the calling process joins it.
-///
-/// # Safety
-/// Async-signal-safe; `procs` is a live NUL-terminated path.
-pub unsafe fn join_cgroup(procs: &CString) -> libc::c_int {
-    // SAFETY: plain syscalls on a string the parent prepared and a descriptor owned here.
-    unsafe {
-        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-        if fd < 0 {
-            return -1;
-        }
-        let n = libc::write(fd, c"0".as_ptr().cast(), 1);
-        libc::close(fd);
-        if n == 1 {
-            0
-        } else {
-            -1
-        }
+/// Drops the child's privileges to what `plan` allows.
+pub fn drop_privileges(sys: &dyn ChildSyscall, plan: &ChildPlan) -> Result<(), ChildFailure> {
+    let r = &plan.restrict;
+    if let Some(caps) = r.capabilities {
+        drop_bounding(sys, caps, r.last_cap)
+            .and_then(|()| sys.keep_caps())
+            .map_err(Stage::Capabilities.failed())?;
     }
-}
-
-/// Enters the container's root: a private mount namespace, the root mount moved onto `/`,
-/// chroot into it (runc's way on a ramfs root, where pivot_root is not allowed).
-///
-/// # Safety
-/// Async-signal-safe; only for a forked child, which alone is changed.
-pub unsafe fn enter_root(root: &CString) -> libc::c_int {
-    let null = std::ptr::null::<libc::c_char>();
-    // SAFETY: plain syscalls on strings the parent prepared or static ones.
-    unsafe {
-        if libc::unshare(libc::CLONE_NEWNS) < 0
-            || libc::mount(
-                null,
-                c"/".as_ptr(),
-                null,
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ) < 0
-            || libc::chdir(root.as_ptr()) < 0
-            || libc::mount(
-                c".".as_ptr(),
-                c"/".as_ptr(),
-                null,
-                libc::MS_MOVE,
-                std::ptr::null(),
-            ) < 0
-            || libc::chroot(c".".as_ptr()) < 0
-            || libc::chdir(c"/".as_ptr()) < 0
-        {
-            return -1;
-        }
+    sys.setgroups(&plan.groups)
+        .and_then(|()| sys.setgid(plan.gid))
+        .and_then(|()| sys.setuid(plan.uid))
+        .map_err(Stage::Credentials.failed())?;
+    if let Some(caps) = r.capabilities {
+        sys.capset(known(caps, r.last_cap))
+            .and_then(|()| sys.clear_ambient_caps())
+            .map_err(Stage::Capabilities.failed())?;
     }
-    0
+    if r.no_new_privs {
+        sys.set_no_new_privs()
+            .map_err(Stage::Capabilities.failed())?;
+    }
+    Ok(())
 }
 
-/// Drops from the bounding set every capability not in `caps`.
-///
-/// # Safety
-/// Async-signal-safe; changes only the calling process.
-pub unsafe fn drop_bounding(caps: u64, last_cap: u32) -> libc::c_int {
+/// Drops from the bounding set every capability the kernel knows that is not in `caps`.
+fn drop_bounding(sys: &dyn ChildSyscall, caps: u64, last_cap: u32) -> std::io::Result<()> {
     for cap in 0..=last_cap.min(63) {
         if caps & (1 << cap) == 0 {
-            // SAFETY: prctl with integer arguments only.
-            if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } < 0 {
-                return -1;
-            }
+            sys.drop_bounding(cap)?;
         }
     }
-    0
+    Ok(())
 }
 
-/// `struct __user_cap_header_struct` of capset(2).
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: libc::c_int,
-}
-
-/// `struct __user_cap_data_struct` of capset(2); version 3 takes two of them (bits 0–31, 32–63).
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-const CAP_VERSION_3: u32 = 0x2008_0522;
-
-/// Permitted and effective become `caps`, inheritable and ambient empty (as Docker sets them).
-///
-/// # Safety
-/// Async-signal-safe; changes only the calling process.
-pub unsafe fn set_capabilities(caps: u64, last_cap: u32) -> libc::c_int {
+/// `caps` without the capabilities above `last_cap`, which capset refuses.
+fn known(caps: u64, last_cap: u32) -> u64 {
     let known = if last_cap >= 63 {
         u64::MAX
     } else {
         (1u64 << (last_cap + 1)) - 1
     };
-    let caps = caps & known;
-    let mut header = CapHeader {
-        version: CAP_VERSION_3,
-        pid: 0,
-    };
-    let half = |shift: u32| CapData {
-        effective: (caps >> shift) as u32,
-        permitted: (caps >> shift) as u32,
-        inheritable: 0,
-    };
-    let data = [half(0), half(32)];
-    // SAFETY: capset reads a header and two data structs laid out as the kernel's, alive here.
-    unsafe {
-        if libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) < 0 {
-            return -1;
-        }
-        // Ambient capabilities exist since 4.3; the guest's kernel has them.
-        let clear = libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong;
-        if libc::prctl(libc::PR_CAP_AMBIENT, clear, 0, 0, 0) < 0 {
-            return -1;
-        }
+    caps & known
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Restrictions;
+    use crate::syscall::fake::{Call, RecordingSyscall};
+    use crate::user::Identity;
+
+    /// Docker's default set (`00000000a80425fb`).
+    const DEFAULT_CAPS: u64 = 0xa804_25fb;
+
+    fn plan(restrict: Restrictions) -> ChildPlan {
+        let ident = Identity {
+            uid: 1000,
+            gid: 1000,
+            groups: vec![1000, 10, 29],
+            home: "/home/vic".into(),
+        };
+        let argv = ["sh".to_string()];
+        ChildPlan::new(
+            &argv,
+            &[],
+            &[],
+            "/root-fs",
+            "/",
+            &ident,
+            [0, 1, 2],
+            false,
+            restrict,
+        )
+        .unwrap()
     }
-    0
+
+    fn dropped(calls: &[Call]) -> Vec<u32> {
+        (calls.iter())
+            .filter_map(|c| match c {
+                Call::DropBounding(cap) => Some(*cap),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bounding_set_then_groups_gid_uid_then_capabilities_then_no_new_privs() {
+        let sys = RecordingSyscall::new();
+        let restrict = Restrictions {
+            capabilities: Some(DEFAULT_CAPS),
+            last_cap: 40,
+            no_new_privs: true,
+            ..Restrictions::default()
+        };
+        drop_privileges(&sys, &plan(restrict)).unwrap();
+        let calls = sys.calls();
+        let bounding = dropped(&calls);
+        // Every known capability outside Docker's set goes, in order, and none of the set.
+        let expected: Vec<u32> = (0..=40).filter(|c| DEFAULT_CAPS & (1 << c) == 0).collect();
+        assert_eq!(bounding, expected);
+        assert!(!bounding.contains(&8), "CAP_SETPCAP is in the default set");
+        assert_eq!(
+            calls[bounding.len()..],
+            [
+                Call::KeepCaps,
+                Call::Setgroups(vec![1000, 10, 29]),
+                Call::Setgid(1000),
+                Call::Setuid(1000),
+                Call::Capset(DEFAULT_CAPS),
+                Call::ClearAmbientCaps,
+                Call::NoNewPrivs,
+            ]
+        );
+    }
+
+    #[test]
+    fn without_a_capability_set_only_the_credentials_change() {
+        let sys = RecordingSyscall::new();
+        drop_privileges(&sys, &plan(Restrictions::default())).unwrap();
+        assert_eq!(
+            sys.calls(),
+            [
+                Call::Setgroups(vec![1000, 10, 29]),
+                Call::Setgid(1000),
+                Call::Setuid(1000),
+            ]
+        );
+    }
+
+    #[test]
+    fn capabilities_the_kernel_does_not_know_are_neither_dropped_nor_set() {
+        let sys = RecordingSyscall::new();
+        let restrict = Restrictions {
+            capabilities: Some(u64::MAX),
+            last_cap: 37,
+            ..Restrictions::default()
+        };
+        drop_privileges(&sys, &plan(restrict)).unwrap();
+        let calls = sys.calls();
+        assert!(dropped(&calls).is_empty());
+        assert!(calls.contains(&Call::Capset((1 << 38) - 1)));
+    }
+
+    #[test]
+    fn a_refused_setgid_stops_before_setuid_as_a_credentials_failure() {
+        let sys = RecordingSyscall::new();
+        sys.fail(libc::EPERM, |c| matches!(c, Call::Setgid(_)));
+        let restrict = Restrictions {
+            capabilities: Some(DEFAULT_CAPS),
+            last_cap: 40,
+            no_new_privs: true,
+            ..Restrictions::default()
+        };
+        let err = drop_privileges(&sys, &plan(restrict)).unwrap_err();
+        assert_eq!(err, (Stage::Credentials, libc::EPERM));
+        assert_eq!(sys.calls().last(), Some(&Call::Setgid(1000)));
+    }
 }

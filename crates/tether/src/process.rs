@@ -4,22 +4,22 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tether_proto::guest::RLIMITS;
 use tether_proto::{FrameKind, GuestMsg, Process, MAIN_SESSION};
 
-use crate::exec::{self, ChildPlan, Restrictions};
+use crate::mounts::Mounted;
+use crate::plan::ChildPlan;
 use crate::port::Writer;
 use crate::reaper::Reaper;
-use crate::setup::Mounted;
-use crate::{sys, user};
+use crate::stdio::{self, spawn_thread};
+use crate::sys::exit_code;
+use crate::syscall::Syscall;
+use crate::{exec, launch};
 
 /// How long output may keep draining after a session's process has exited.
 const DRAIN: Duration = Duration::from_secs(2);
@@ -33,6 +33,7 @@ struct Session {
 
 /// All running sessions.
 pub struct Sessions {
+    sys: Arc<dyn Syscall>,
     map: Mutex<HashMap<u32, Session>>,
     reaper: Arc<Reaper>,
     out: Writer,
@@ -49,96 +50,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     }
 }
 
-fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: freshly created descriptors, each owned once.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-/// The parent's ends of a child's stdio.
-struct Stdio {
-    /// Descriptors the child gets as 0, 1, 2 (closed in the parent after the fork).
-    child: Vec<OwnedFd>,
-    child_raw: [i32; 3],
-    stdin: Option<File>,
-    stdout: File,
-    stderr: Option<File>,
-    tty: Option<Arc<OwnedFd>>,
-}
-
-fn make_stdio(p: &Process, rootfs: &Path, ident: &user::Identity) -> std::io::Result<Stdio> {
-    if p.tty {
-        let pty = sys::open_pty(&rootfs.join("dev/pts/ptmx"))?;
-        if p.rows > 0 && p.cols > 0 {
-            sys::set_winsize(pty.master.as_raw_fd(), p.rows, p.cols)?;
-        }
-        let _ = sys::fchown(pty.slave.as_raw_fd(), ident.uid, 5);
-        let raw = pty.slave.as_raw_fd();
-        let master = Arc::new(pty.master);
-        let stdin = if p.stdin {
-            Some(File::from(master.try_clone()?))
-        } else {
-            None
-        };
-        return Ok(Stdio {
-            child: vec![pty.slave],
-            child_raw: [raw; 3],
-            stdin,
-            stdout: File::from(master.try_clone()?),
-            stderr: None,
-            tty: Some(master),
-        });
-    }
-    let (in_child, stdin) = if p.stdin {
-        let (r, w) = pipe()?;
-        (r, Some(File::from(w)))
-    } else {
-        (OwnedFd::from(File::open("/dev/null")?), None)
-    };
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
-    let child_raw = [in_child.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
-    Ok(Stdio {
-        child: vec![in_child, out_w, err_w],
-        child_raw,
-        stdin,
-        stdout: File::from(out_r),
-        stderr: Some(File::from(err_r)),
-        tty: None,
-    })
-}
-
-/// Creates `cwd` (relative to `rootfs`) when missing, as Docker does for a WorkingDir.
-fn ensure_cwd(rootfs: &Path, cwd: &str) -> PathBuf {
-    let inside = PathBuf::from(if cwd.is_empty() { "/" } else { cwd });
-    let inside = if inside.is_absolute() {
-        inside
-    } else {
-        Path::new("/").join(inside)
-    };
-    let host = rootfs.join(inside.strip_prefix("/").unwrap_or(&inside));
-    if !host.exists() {
-        if let Err(e) = std::fs::create_dir_all(&host) {
-            crate::log!(
-                "creating working directory {} failed: {e}",
-                inside.display()
-            );
-        }
-    }
-    inside
-}
-
 impl Sessions {
     pub fn new(
+        sys: Arc<dyn Syscall>,
         reaper: Arc<Reaper>,
         out: Writer,
         on_main_exit: Box<dyn Fn() + Send + Sync>,
     ) -> Arc<Self> {
         Arc::new(Self {
+            sys,
             map: Mutex::new(HashMap::new()),
             reaper,
             out,
@@ -185,48 +105,37 @@ impl Sessions {
         let Some(argv0) = p.argv.first().cloned() else {
             return self.fail(session, 126, "no command specified".into());
         };
-        let read =
-            |f: &str| std::fs::read_to_string(rootfs.join("etc").join(f)).unwrap_or_default();
-        let groups = user::parse_group(&read("group"));
-        let ident = match user::resolve(&p.user, &user::parse_passwd(&read("passwd")), &groups)
-            .and_then(|i| user::add_groups(i, &p.privileges.groups, &groups))
-        {
-            Ok(i) => i,
-            Err(e) => return self.fail(session, 126, e.to_string()),
-        };
-        let restrict = match restrictions(&p, mounted) {
-            Ok(r) => r,
+        let sys = &*self.sys;
+        let launch = match launch::prepare(sys, &p, &argv0, mounted) {
+            Ok(l) => l,
             Err(e) => return self.fail(session, 126, e),
         };
-        let env = exec::build_env(&p.env, &ident.home);
-        let path = exec::env_value(&env, "PATH").unwrap_or(exec::DEFAULT_PATH);
-        let candidates = exec::exec_candidates(&argv0, path);
-        let cwd = ensure_cwd(mounted.writable_root.as_deref().unwrap_or(rootfs), &p.cwd);
-        let stdio = match make_stdio(&p, rootfs, &ident) {
+        let stdio = match stdio::make(sys, &p, rootfs, &launch.ident) {
             Ok(s) => s,
             Err(e) => return self.fail(session, 126, format!("setting up stdio failed: {e}")),
         };
+        let cwd = launch.cwd.to_string_lossy().into_owned();
         let plan = match ChildPlan::new(
             &p.argv,
-            &env,
-            &candidates,
+            &launch.env,
+            &launch.candidates,
             &rootfs.to_string_lossy(),
-            &cwd.to_string_lossy(),
-            &ident,
+            &cwd,
+            &launch.ident,
             stdio.child_raw,
             p.tty,
-            restrict,
+            launch.restrict,
         ) {
             Ok(plan) => plan,
             Err(e) => return self.fail(session, 126, format!("invalid process: {e}")),
         };
         let (status_tx, status_rx) = mpsc::channel();
         let mut guard = self.reaper.lock();
-        let pid = match exec::spawn(&plan) {
+        let pid = match sys.spawn(&plan, exec::run_child) {
             Ok(Ok(pid)) => pid,
             Ok(Err((stage, errno))) => {
                 drop(guard);
-                let (code, msg) = exec::failure(stage, errno, &argv0, &cwd.to_string_lossy());
+                let (code, msg) = exec::failure(stage, errno, &argv0, &cwd);
                 return self.fail(session, code, msg);
             }
             Err(e) => {
@@ -245,7 +154,7 @@ impl Sessions {
             outputs += 1;
             let (out, closed, done) = (self.out.clone(), closed.clone(), done_tx.clone());
             spawn_thread("output", move || {
-                forward(f, kind, session, &out, &closed, done)
+                stdio::forward(f, kind, session, &out, &closed, done)
             });
         };
         pump(stdio.stdout, FrameKind::Stdout);
@@ -254,7 +163,7 @@ impl Sessions {
         }
         let stdin = stdio.stdin.map(|f| {
             let (tx, rx) = mpsc::channel::<Vec<u8>>();
-            spawn_thread("stdin", move || write_stdin(f, rx));
+            spawn_thread("stdin", move || stdio::write_stdin(f, rx));
             tx
         });
         lock(&self.map).insert(
@@ -285,12 +194,12 @@ impl Sessions {
         closed: &AtomicBool,
     ) {
         let code = match status.recv() {
-            Ok(s) => sys::exit_code(s),
+            Ok(s) => exit_code(s),
             Err(_) => 255,
         };
         if session == MAIN_SESSION {
             // The container ends with its main process, as with Docker.
-            let _ = sys::kill(-1, libc::SIGKILL);
+            let _ = self.sys.kill(-1, libc::SIGKILL);
         }
         let deadline = Instant::now() + DRAIN;
         for _ in 0..outputs {
@@ -330,7 +239,7 @@ impl Sessions {
         let pid = lock(&self.map).get(&session).map(|s| s.pid);
         match pid {
             Some(pid) => {
-                if let Err(e) = sys::kill(pid, signal) {
+                if let Err(e) = self.sys.kill(pid, signal) {
                     crate::log!("session {session}: signal {signal} failed: {e}");
                 }
             }
@@ -342,84 +251,341 @@ impl Sessions {
     pub fn resize(&self, session: u32, rows: u16, cols: u16) {
         let tty = lock(&self.map).get(&session).and_then(|s| s.tty.clone());
         if let Some(t) = tty {
-            if let Err(e) = sys::set_winsize(t.as_raw_fd(), rows, cols) {
+            if let Err(e) = self.sys.set_winsize(t.as_raw_fd(), rows, cols) {
                 crate::log!("session {session}: resize failed: {e}");
             }
         }
     }
 }
 
-/// What the child applies to itself: the pids cgroup, `--ulimit`s and privileges.
-fn restrictions(p: &Process, mounted: &Mounted) -> Result<Restrictions, String> {
-    let rlimits = (p.privileges.rlimits.iter())
-        .map(|r| {
-            let resource = RLIMITS
-                .iter()
-                .position(|n| *n == r.name)
-                .ok_or_else(|| format!("invalid ulimit type: {}", r.name))?;
-            let limit = libc::rlimit {
-                rlim_cur: r.soft,
-                rlim_max: r.hard,
-            };
-            Ok((resource as u32, limit))
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40);
-    Ok(Restrictions {
-        cgroup_procs: mounted.cgroup_procs.clone(),
-        rlimits,
-        capabilities: p.privileges.capabilities,
-        last_cap,
-        no_new_privs: p.privileges.no_new_privileges,
-    })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syscall::fake::{Call, RecordingSyscall, Spawned};
+    use tether_proto::guest::Rlimit;
+    use tether_proto::FrameDecoder;
 
-fn spawn_thread(name: &str, f: impl FnOnce() + Send + 'static) {
-    if let Err(e) = std::thread::Builder::new()
-        .name(name.to_string())
-        .stack_size(256 * 1024)
-        .spawn(f)
-    {
-        crate::log!("starting a {name} thread failed: {e}");
+    use crate::launch::tests::{GROUP, PASSWD};
+
+    struct Guest {
+        sys: Arc<RecordingSyscall>,
+        reaper: Arc<Reaper>,
+        sessions: Arc<Sessions>,
+        sent: tempfile::NamedTempFile,
+        main_exited: Receiver<()>,
     }
-}
 
-/// Copies one output stream into frames until EOF (a terminal master reports EIO instead).
-fn forward(
-    mut f: File,
-    kind: FrameKind,
-    session: u32,
-    out: &Writer,
-    closed: &AtomicBool,
-    done: Sender<()>,
-) {
-    // One frame stays within one virtio-serial write (the driver takes at most 32 KiB per
-    // write), so a host that dies loses whole frames, never half of one.
-    let mut buf = vec![0u8; 32 * 1024 - tether_proto::HEADER_LEN];
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                if !out.send_output(closed, kind, session, &buf[..n]) {
-                    break;
-                }
+    /// A container set up on /root-fs whose image has a passwd and a group file.
+    fn guest() -> Guest {
+        let sys = Arc::new(RecordingSyscall::new());
+        sys.file("/root-fs/etc/passwd", PASSWD);
+        sys.file("/root-fs/etc/group", GROUP);
+        let sent = tempfile::NamedTempFile::new().unwrap();
+        let out = Writer::to_file(sent.reopen().unwrap());
+        let reaper = Reaper::new();
+        let (tx, main_exited) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let on_exit = Box::new(move || lock(&tx).send(()).unwrap());
+        let sessions = Sessions::new(sys.clone(), reaper.clone(), out, on_exit);
+        Guest {
+            sys,
+            reaper,
+            sessions,
+            sent,
+            main_exited,
+        }
+    }
+
+    impl Guest {
+        fn spawn(&self, session: u32, p: Process, m: &Mounted) {
+            self.sessions.spawn(session, p, Some(m))
+        }
+
+        /// The control messages sent to the host so far.
+        fn sent(&self) -> Vec<GuestMsg> {
+            let mut dec = FrameDecoder::new();
+            dec.push(&std::fs::read(self.sent.path()).unwrap());
+            std::iter::from_fn(|| dec.next_frame().unwrap())
+                .filter_map(|f| f.parse_control().ok())
+                .collect()
+        }
+
+        fn spawned(&self) -> Vec<Spawned> {
+            (self.sys.calls().into_iter())
+                .filter_map(|c| match c {
+                    Call::Spawn(s) => Some(s),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        fn child_calls(&self) -> Vec<Call> {
+            self.sys
+                .calls()
+                .into_iter()
+                .filter(Call::in_child)
+                .collect()
+        }
+    }
+
+    fn root() -> Mounted {
+        Mounted::new("/root-fs".into(), None)
+    }
+
+    fn sh(user: &str) -> Process {
+        Process {
+            argv: vec!["sh".into(), "-c".into(), "true".into()],
+            env: vec!["A=1".into()],
+            cwd: "/work".into(),
+            user: user.into(),
+            ..Process::default()
+        }
+    }
+
+    fn spawn_failed(code: i32, message: &str) -> GuestMsg {
+        GuestMsg::SpawnFailed {
+            session: 0,
+            message: message.into(),
+            code,
+        }
+    }
+
+    #[test]
+    fn spawn_hands_the_fork_argv_env_cwd_and_the_users_ids() {
+        let g = guest();
+        g.spawn(0, sh("vic"), &root());
+        let path = exec::DEFAULT_PATH;
+        assert_eq!(
+            g.spawned(),
+            [Spawned {
+                argv: vec!["sh".into(), "-c".into(), "true".into()],
+                env: vec![
+                    "A=1".into(),
+                    format!("PATH={path}"),
+                    "HOME=/home/vic".into()
+                ],
+                candidates: exec::exec_candidates("sh", path),
+                root: "/root-fs".into(),
+                cwd: "/work".into(),
+                uid: 1000,
+                gid: 1000,
+                groups: vec![1000, 10, 29],
+                tty: false,
+            }]
+        );
+        // The missing working directory was made first, as Docker makes it.
+        assert!(g.sys.calls().contains(&Call::Mkdir("/root-fs/work".into())));
+        assert_eq!(
+            g.sent(),
+            [GuestMsg::Started {
+                session: 0,
+                pid: 100
+            }]
+        );
+    }
+
+    #[test]
+    fn a_missing_user_fails_the_spawn_in_dockers_words() {
+        let g = guest();
+        g.spawn(0, sh("nobody"), &root());
+        assert!(g.spawned().is_empty());
+        assert_eq!(
+            g.sent(),
+            [spawn_failed(
+                126,
+                "unable to find user nobody: no matching entries in passwd file"
+            )]
+        );
+    }
+
+    #[test]
+    fn the_child_joins_the_container_then_drops_privileges_then_execs() {
+        let g = guest();
+        let mut p = sh("vic");
+        p.privileges.capabilities = Some(u64::MAX);
+        p.privileges.no_new_privileges = true;
+        p.privileges.rlimits = vec![Rlimit {
+            name: "nofile".into(),
+            soft: 1024,
+            hard: 2048,
+        }];
+        g.sys.file("/proc/sys/kernel/cap_last_cap", "40\n");
+        let procs = c"/sys/fs/cgroup/container/cgroup.procs".to_owned();
+        g.spawn(0, p, &Mounted::new("/root-fs".into(), Some(procs)));
+        let calls: Vec<Call> = (g.child_calls().into_iter())
+            .map(|c| match c {
+                // The pipes' numbers vary; where they go does not.
+                Call::Dup2 { dst, .. } => Call::Dup2 { src: -1, dst },
+                c => c,
+            })
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                Call::ResetSignals,
+                Call::Setsid,
+                Call::Dup2 { src: -1, dst: 0 },
+                Call::Dup2 { src: -1, dst: 1 },
+                Call::Dup2 { src: -1, dst: 2 },
+                Call::JoinCgroup("/sys/fs/cgroup/container/cgroup.procs".into()),
+                Call::Setrlimit {
+                    resource: libc::RLIMIT_NOFILE,
+                    soft: 1024,
+                    hard: 2048
+                },
+                Call::EnterRoot("/root-fs".into()),
+                Call::Chdir("/work".into()),
+                Call::KeepCaps,
+                Call::Setgroups(vec![1000, 10, 29]),
+                Call::Setgid(1000),
+                Call::Setuid(1000),
+                Call::Capset((1 << 41) - 1),
+                Call::ClearAmbientCaps,
+                Call::NoNewPrivs,
+                Call::Execve("/usr/local/sbin/sh".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn exec_tries_each_path_entry_and_a_command_found_nowhere_exits_127() {
+        let g = guest();
+        g.sys.fail(libc::ENOENT, |c| matches!(c, Call::Execve(_)));
+        let mut p = sh("");
+        p.env = vec!["PATH=/bin:/usr/bin".into()];
+        g.spawn(0, p, &root());
+        let execs: Vec<Call> = (g.child_calls().into_iter())
+            .filter(|c| matches!(c, Call::Execve(_)))
+            .collect();
+        assert_eq!(
+            execs,
+            [
+                Call::Execve("/bin/sh".into()),
+                Call::Execve("/usr/bin/sh".into())
+            ]
+        );
+        assert_eq!(
+            g.sent(),
+            [spawn_failed(
+                127,
+                "exec: \"sh\": executable file not found in $PATH"
+            )]
+        );
+    }
+
+    #[test]
+    fn a_refused_setuid_is_reported_as_the_user_failing_and_nothing_execs() {
+        let g = guest();
+        g.sys.fail(libc::EPERM, |c| matches!(c, Call::Setuid(_)));
+        g.spawn(0, sh("vic"), &root());
+        assert!(!g.child_calls().iter().any(|c| matches!(c, Call::Execve(_))));
+        assert_eq!(
+            g.sent(),
+            [spawn_failed(
+                126,
+                "setting the user failed: operation not permitted"
+            )]
+        );
+    }
+
+    #[test]
+    fn a_failed_fork_is_reported_with_its_error() {
+        let g = guest();
+        g.sys.fail(libc::EAGAIN, |c| matches!(c, Call::Spawn(_)));
+        g.spawn(0, sh(""), &root());
+        assert!(g.child_calls().is_empty());
+        assert_eq!(
+            g.sent(),
+            [spawn_failed(
+                126,
+                "fork failed: Resource temporarily unavailable (os error 11)"
+            )]
+        );
+    }
+
+    #[test]
+    fn signals_go_to_the_pid_of_their_session_only() {
+        let g = guest();
+        g.spawn(0, sh(""), &root());
+        g.spawn(1, sh(""), &root());
+        g.sessions.signal(1, libc::SIGTERM);
+        g.sessions.signal(7, libc::SIGKILL);
+        let kills: Vec<Call> = (g.sys.calls().into_iter())
+            .filter(|c| matches!(c, Call::Kill { .. }))
+            .collect();
+        assert_eq!(
+            kills,
+            [Call::Kill {
+                pid: 101,
+                signal: libc::SIGTERM
+            }]
+        );
+    }
+
+    #[test]
+    fn the_main_process_exit_kills_every_process_then_reports_the_exit() {
+        let g = guest();
+        g.spawn(MAIN_SESSION, sh(""), &root());
+        assert!(g.reaper.deliver(100, 3 << 8));
+        g.main_exited
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the main exit is reported");
+        assert!(g.sys.calls().contains(&Call::Kill {
+            pid: -1,
+            signal: libc::SIGKILL
+        }));
+        assert_eq!(
+            g.sent().last(),
+            Some(&GuestMsg::Exited {
+                session: MAIN_SESSION,
+                code: 3
+            })
+        );
+        assert_eq!(g.sessions.main_exit(), Some(3));
+        assert!(g.sessions.running().is_empty());
+    }
+
+    #[test]
+    fn a_terminal_comes_from_the_containers_devpts_and_resizes_on_its_master() {
+        let g = guest();
+        let mut p = sh("vic");
+        (p.tty, p.rows, p.cols) = (true, 24, 80);
+        g.spawn(0, p, &root());
+        // After the working directory: the terminal, its size, and its owner.
+        let calls = g.sys.calls()[1..].to_vec();
+        let Call::OpenPty { ref ptmx, master } = calls[0] else {
+            panic!("no terminal opened: {calls:?}");
+        };
+        assert_eq!(ptmx, "/root-fs/dev/pts/ptmx");
+        assert_eq!(
+            calls[1],
+            Call::SetWinsize {
+                fd: master,
+                rows: 24,
+                cols: 80
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => break,
+        );
+        let Call::Fchown {
+            fd: slave,
+            uid: 1000,
+            gid: 5,
+        } = calls[2]
+        else {
+            panic!("the terminal is not the user's: {calls:?}");
+        };
+        // The child gets the terminal as stdin, stdout and stderr, and as its controlling one.
+        for dst in 0..3 {
+            assert!(calls.contains(&Call::Dup2 { src: slave, dst }));
         }
-    }
-    let _ = done.send(());
-}
-
-fn write_stdin(mut f: File, rx: Receiver<Vec<u8>>) {
-    let mut broken = false;
-    for data in rx {
-        // Once the process has closed its input, keep draining so the host never blocks.
-        if !broken && f.write_all(&data).is_err() {
-            broken = true;
-        }
+        assert!(calls.contains(&Call::ControllingTty(0)));
+        g.sessions.resize(0, 50, 132);
+        assert_eq!(
+            g.sys.calls().last(),
+            Some(&Call::SetWinsize {
+                fd: master,
+                rows: 50,
+                cols: 132
+            })
+        );
     }
 }

@@ -44,6 +44,14 @@ impl Reaper {
         }
     }
 
+    /// Hands `pid`'s wait status to its waiter as the reaper thread does, for tests that have
+    /// no real child to reap. False when nobody waits for `pid`.
+    #[cfg(test)]
+    pub fn deliver(&self, pid: i32, status: i32) -> bool {
+        let tx = self.lock().waiters.remove(&pid);
+        tx.is_some_and(|tx| tx.send(status).is_ok())
+    }
+
     /// The reaper thread's loop; never returns.
     pub fn run(&self) -> ! {
         loop {

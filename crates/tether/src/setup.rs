@@ -1,8 +1,6 @@
 //! Machine setup: the initramfs mounts at boot, the container's root filesystem on `Setup`,
 //! and the orderly power-off at the end.
 
-use std::ffi::CString;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -10,110 +8,94 @@ use std::time::{Duration, Instant};
 use tether_proto::guest::HostEntry;
 use tether_proto::Setup;
 
-use crate::{confine, sys};
+use crate::confine;
+use crate::mounts::{Mounted, NOSUID_NODEV_NOEXEC};
+use crate::syscall::Syscall;
 
 /// Where the container's root filesystem is mounted in the initramfs.
 pub const ROOTFS: &str = "/root-fs";
 
-const NOSUID_NODEV_NOEXEC: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-
 /// Mounts /dev, /proc and /sys of the initramfs. Failures are logged, not fatal.
-pub fn early_mounts() {
+pub fn early_mounts(sys: &dyn Syscall) {
     for (src, target, fstype, flags) in [
         ("devtmpfs", "/dev", "devtmpfs", libc::MS_NOSUID),
         ("proc", "/proc", "proc", NOSUID_NODEV_NOEXEC),
         ("sysfs", "/sys", "sysfs", NOSUID_NODEV_NOEXEC),
     ] {
-        let _ = std::fs::create_dir_all(target);
-        match sys::mount(src, Path::new(target), fstype, flags, "") {
+        let target = Path::new(target);
+        let _ = sys.create_dir_all(target);
+        match sys.mount(src, target, fstype, flags, "") {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
-            Err(e) => crate::log!("mounting {target} failed: {e}"),
+            Err(e) => crate::log!("mounting {} failed: {e}", target.display()),
         }
     }
-}
-
-/// The mounted container root filesystem.
-#[derive(Debug)]
-pub struct Mounted {
-    pub rootfs: PathBuf,
-    /// Mount points in the order they were mounted (unmounted in reverse).
-    mounts: Vec<PathBuf>,
-    /// `cgroup.procs` of the pids cgroup every process joins, when `--pids-limit` is set.
-    pub cgroup_procs: Option<CString>,
-    /// With `--read-only`, a writable view of the root for the tether alone (outside the
-    /// container's root), where a missing working directory is created as Docker creates it.
-    pub writable_root: Option<PathBuf>,
 }
 
 /// Applies the host's `Setup`: clock, entropy, hostname, the root filesystem and its API
 /// filesystems, /etc/hostname and /etc/hosts, then the container's confinement
 /// (`confine.rs`). Errors are sentences for `SetupFailed`.
-pub fn apply(setup: &Setup) -> Result<Mounted, String> {
-    if let Err(e) = sys::set_clock(setup.clock_unix_nanos) {
-        crate::log!("setting the clock failed: {e}");
-    }
-    if let Err(e) = sys::add_entropy(&setup.entropy) {
-        crate::log!("adding entropy failed: {e}");
-    }
-    if !setup.hostname.is_empty() {
-        sys::set_hostname(&setup.hostname)
-            .map_err(|e| format!("setting hostname {:?} failed: {e}", setup.hostname))?;
-    }
-    if let Err(e) = sys::loopback_up() {
-        crate::log!("bringing up the loopback interface failed: {e}");
-    }
+pub fn apply(sys: &dyn Syscall, setup: &Setup) -> Result<Mounted, String> {
+    machine(sys, setup)?;
     let conf = &setup.confinement;
-    confine::kernel(conf)?;
+    confine::kernel(sys, conf)?;
     let rootfs = PathBuf::from(ROOTFS);
-    let mut m = Mounted {
-        rootfs: rootfs.clone(),
-        mounts: Vec::new(),
-        cgroup_procs: confine::pids_cgroup(conf.pids_limit)?,
-        writable_root: None,
-    };
-    wait_for(Path::new(&setup.root_device), Duration::from_secs(5))?;
+    let mut m = Mounted::new(rootfs.clone(), confine::pids_cgroup(sys, conf.pids_limit)?);
+    wait_for(sys, Path::new(&setup.root_device), Duration::from_secs(5))?;
     let fstype = if setup.root_fstype.is_empty() {
         "ext4"
     } else {
         &setup.root_fstype
     };
-    mount_at(&mut m, &setup.root_device, &rootfs, fstype, 0, "")?;
-    write_etc(&rootfs, setup);
+    m.mount_at(sys, &setup.root_device, &rootfs, fstype, 0, "")?;
+    write_etc(sys, &rootfs, setup);
     let sys_flags = match conf.privileged {
         true => NOSUID_NODEV_NOEXEC,
         false => NOSUID_NODEV_NOEXEC | libc::MS_RDONLY,
     };
-    mount_at(
-        &mut m,
-        "proc",
-        &rootfs.join("proc"),
-        "proc",
-        NOSUID_NODEV_NOEXEC,
-        "",
-    )?;
-    mount_at(&mut m, "sysfs", &rootfs.join("sys"), "sysfs", sys_flags, "")?;
-    confine::dev(&mut m, conf)?;
+    let proc = rootfs.join("proc");
+    m.mount_at(sys, "proc", &proc, "proc", NOSUID_NODEV_NOEXEC, "")?;
+    m.mount_at(sys, "sysfs", &rootfs.join("sys"), "sysfs", sys_flags, "")?;
+    confine::dev(sys, &mut m, conf)?;
     // /dev/ptmx must open the container's devpts instance, not the initramfs one.
-    mount_at(
-        &mut m,
+    m.mount_at(
+        sys,
         &format!("{ROOTFS}/dev/pts/ptmx"),
         &rootfs.join("dev/ptmx"),
         "",
         libc::MS_BIND,
         "",
     )?;
-    confine::tmpfs(&mut m, &conf.tmpfs)?;
-    confine::paths(&mut m, conf)?;
+    confine::tmpfs(sys, &mut m, &conf.tmpfs)?;
+    confine::paths(sys, &mut m, conf)?;
     if conf.readonly_rootfs {
-        confine::readonly_root(&mut m)?;
+        confine::readonly_root(sys, &mut m)?;
     }
     Ok(m)
 }
 
-fn wait_for(path: &Path, timeout: Duration) -> Result<(), String> {
+/// The machine's own settings: clock, entropy, hostname and loopback. Only the hostname is
+/// fatal when it fails.
+fn machine(sys: &dyn Syscall, setup: &Setup) -> Result<(), String> {
+    if let Err(e) = sys.set_clock(setup.clock_unix_nanos) {
+        crate::log!("setting the clock failed: {e}");
+    }
+    if let Err(e) = sys.add_entropy(&setup.entropy) {
+        crate::log!("adding entropy failed: {e}");
+    }
+    if !setup.hostname.is_empty() {
+        sys.set_hostname(&setup.hostname)
+            .map_err(|e| format!("setting hostname {:?} failed: {e}", setup.hostname))?;
+    }
+    if let Err(e) = sys.loopback_up() {
+        crate::log!("bringing up the loopback interface failed: {e}");
+    }
+    Ok(())
+}
+
+fn wait_for(sys: &dyn Syscall, path: &Path, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
-    while !path.exists() {
+    while !sys.exists(path) {
         if Instant::now() >= deadline {
             return Err(format!(
                 "root device {} did not appear within {} s",
@@ -123,29 +105,6 @@ fn wait_for(path: &Path, timeout: Duration) -> Result<(), String> {
         }
         sleep(Duration::from_millis(20));
     }
-    Ok(())
-}
-
-/// Mounts `src` on `target`, creating the mount point, and records it for the power-off.
-pub(crate) fn mount_at(
-    m: &mut Mounted,
-    src: &str,
-    target: &Path,
-    fstype: &str,
-    flags: libc::c_ulong,
-    data: &str,
-) -> Result<(), String> {
-    if !target.exists() {
-        if flags & libc::MS_BIND != 0 {
-            std::fs::write(target, b"")
-        } else {
-            std::fs::create_dir_all(target)
-        }
-        .map_err(|e| format!("creating mount point {} failed: {e}", target.display()))?;
-    }
-    sys::mount(src, target, fstype, flags, data)
-        .map_err(|e| format!("mounting {src} on {} failed: {e}", target.display()))?;
-    m.mounts.push(target.to_path_buf());
     Ok(())
 }
 
@@ -179,9 +138,9 @@ fn resolv_conf(servers: &[String], search: &[String], options: &[String]) -> Str
     out
 }
 
-fn write_etc(rootfs: &Path, setup: &Setup) {
+fn write_etc(sys: &dyn Syscall, rootfs: &Path, setup: &Setup) {
     let etc = rootfs.join("etc");
-    if !etc.is_dir() {
+    if !sys.is_dir(&etc) {
         return;
     }
     let hostname = &setup.hostname;
@@ -201,10 +160,10 @@ fn write_etc(rootfs: &Path, setup: &Setup) {
     for (name, content) in files {
         let path = etc.join(name);
         // A dangling or absolute symlink would point outside the container: replace it.
-        if path.is_symlink() {
-            let _ = std::fs::remove_file(&path);
+        if sys.is_symlink(&path) {
+            let _ = sys.remove_file(&path);
         }
-        if let Err(e) = std::fs::write(&path, content) {
+        if let Err(e) = sys.write_file(&path, content.as_bytes()) {
             crate::log!("writing {} failed: {e}", path.display());
         }
     }
@@ -212,35 +171,269 @@ fn write_etc(rootfs: &Path, setup: &Setup) {
 
 /// Kills everything, syncs, unmounts the container's filesystems and powers off. QEMU runs with
 /// `-no-reboot` and the kernel with `reboot=t`, so a reboot ends QEMU at once.
-pub fn power_off(mounted: Option<&Mounted>) -> ! {
-    let _ = sys::kill(-1, libc::SIGKILL);
-    // SAFETY: sync has no preconditions.
-    unsafe { libc::sync() };
+pub fn power_off(sys: &dyn Syscall, mounted: Option<&Mounted>) -> ! {
+    halt(sys, mounted);
+    // Exiting PID 1 panics the kernel, and panic=-1 reboots: QEMU still ends.
+    std::process::exit(1)
+}
+
+/// The power-off up to the reboot, which returns only when it failed.
+fn halt(sys: &dyn Syscall, mounted: Option<&Mounted>) {
+    let _ = sys.kill(-1, libc::SIGKILL);
+    sys.sync();
     if let Some(m) = mounted {
         // Give the reaper a moment to collect the killed processes so the mounts are not busy.
         sleep(Duration::from_millis(20));
-        for target in m.mounts.iter().rev() {
-            if let Err(e) = sys::umount(target, 0) {
-                if e.raw_os_error() == Some(libc::EBUSY) {
-                    let _ = sys::umount(target, libc::MNT_DETACH);
-                } else {
-                    crate::log!("unmounting {} failed: {e}", target.display());
-                }
-            }
-        }
-        // SAFETY: as above.
-        unsafe { libc::sync() };
+        m.unmount_all(sys);
+        sys.sync();
     }
-    // SAFETY: reboot only needs CAP_SYS_BOOT, which PID 1 has; on success it does not return.
-    unsafe { libc::reboot(libc::RB_AUTOBOOT) };
-    crate::log!("reboot failed: {}", io::Error::last_os_error());
-    // Exiting PID 1 panics the kernel, and panic=-1 reboots: QEMU still ends.
-    std::process::exit(1)
+    if let Err(e) = sys.reboot() {
+        crate::log!("reboot failed: {e}");
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::syscall::fake::{self, Call, RecordingSyscall};
+
+    /// A guest whose root disk is there and whose image has an /etc.
+    fn guest() -> RecordingSyscall {
+        let sys = RecordingSyscall::new();
+        sys.device("/dev/vda", fake::char_device(254, 0));
+        sys.dir("/root-fs/etc");
+        sys
+    }
+
+    fn setup(confinement: tether_proto::Confinement) -> Setup {
+        Setup {
+            hostname: "abc123".into(),
+            root_device: "/dev/vda".into(),
+            clock_unix_nanos: 1_700_000_000_000_000_000,
+            entropy: vec![7; 4],
+            confinement,
+            ..Setup::default()
+        }
+    }
+
+    const RO_SYS: libc::c_ulong = NOSUID_NODEV_NOEXEC | libc::MS_RDONLY;
+
+    #[test]
+    fn setup_mounts_the_root_then_proc_sys_dev_and_the_containers_ptmx() {
+        let sys = guest();
+        let m = apply(&sys, &setup(Default::default())).unwrap();
+        let mounts = sys.mounts();
+        assert_eq!(
+            mounts[..3],
+            [
+                Call::mount("/dev/vda", "/root-fs", "ext4", 0, ""),
+                Call::mount("proc", "/root-fs/proc", "proc", NOSUID_NODEV_NOEXEC, ""),
+                Call::mount("sysfs", "/root-fs/sys", "sysfs", RO_SYS, ""),
+            ]
+        );
+        let targets: Vec<&str> = (mounts[3..].iter())
+            .map(|c| match c {
+                Call::Mount { target, .. } => target.as_str(),
+                _ => "",
+            })
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                "/root-fs/dev",
+                "/root-fs/dev/pts",
+                "/root-fs/dev/shm",
+                "/root-fs/dev/mqueue",
+                "/root-fs/dev/ptmx"
+            ]
+        );
+        assert_eq!(
+            mounts.last(),
+            Some(&Call::mount(
+                "/root-fs/dev/pts/ptmx",
+                "/root-fs/dev/ptmx",
+                "",
+                libc::MS_BIND,
+                ""
+            ))
+        );
+        assert_eq!(m.rootfs, Path::new(ROOTFS));
+        assert_eq!(m.writable_root, None);
+    }
+
+    #[test]
+    fn the_machine_is_set_before_anything_is_mounted() {
+        let sys = guest();
+        let s = setup(Default::default());
+        apply(&sys, &s).unwrap();
+        assert_eq!(
+            sys.calls()[..4],
+            [
+                Call::SetClock(s.clock_unix_nanos),
+                Call::AddEntropy(vec![7; 4]),
+                Call::SetHostname("abc123".into()),
+                Call::LoopbackUp,
+            ]
+        );
+    }
+
+    #[test]
+    fn a_clock_that_cannot_be_set_is_logged_but_a_hostname_is_fatal() {
+        let sys = guest();
+        sys.fail(libc::EPERM, |c| matches!(c, Call::SetClock(_)));
+        apply(&sys, &setup(Default::default())).unwrap();
+        let sys = guest();
+        sys.fail(libc::EINVAL, |c| matches!(c, Call::SetHostname(_)));
+        assert_eq!(
+            apply(&sys, &setup(Default::default())).unwrap_err(),
+            "setting hostname \"abc123\" failed: Invalid argument (os error 22)"
+        );
+        assert!(sys.mounts().is_empty());
+    }
+
+    #[test]
+    fn a_privileged_container_gets_a_writable_sys() {
+        let sys = guest();
+        let conf = tether_proto::Confinement {
+            privileged: true,
+            ..Default::default()
+        };
+        apply(&sys, &setup(conf)).unwrap();
+        assert_eq!(
+            sys.mounts()[2],
+            Call::mount("sysfs", "/root-fs/sys", "sysfs", NOSUID_NODEV_NOEXEC, "")
+        );
+    }
+
+    #[test]
+    fn a_read_only_root_is_remounted_last_after_a_writable_bind_for_the_tether() {
+        let sys = guest();
+        let conf = tether_proto::Confinement {
+            readonly_rootfs: true,
+            tmpfs: vec![tether_proto::guest::Tmpfs {
+                path: "/tmp".into(),
+                options: vec!["nosuid".into(), "nodev".into()],
+            }],
+            ..Default::default()
+        };
+        let m = apply(&sys, &setup(conf)).unwrap();
+        let mounts = sys.mounts();
+        let n = mounts.len();
+        assert_eq!(
+            mounts[n - 3..],
+            [
+                Call::mount(
+                    "tmpfs",
+                    "/root-fs/tmp",
+                    "tmpfs",
+                    libc::MS_NOSUID | libc::MS_NODEV,
+                    ""
+                ),
+                Call::mount("/root-fs", "/rw-root", "", libc::MS_BIND, ""),
+                Call::mount(
+                    "",
+                    "/root-fs",
+                    "",
+                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                    ""
+                ),
+            ]
+        );
+        assert_eq!(m.writable_root.as_deref(), Some(Path::new("/rw-root")));
+    }
+
+    #[test]
+    fn proc_refused_fails_the_setup_and_mounts_nothing_more() {
+        let sys = guest();
+        sys.fail(
+            libc::EPERM,
+            |c| matches!(c, Call::Mount { fstype, .. } if fstype == "proc"),
+        );
+        let err = apply(&sys, &setup(Default::default())).unwrap_err();
+        assert_eq!(
+            err,
+            "mounting proc on /root-fs/proc failed: Operation not permitted (os error 1)"
+        );
+        assert_eq!(sys.mounts().len(), 2);
+    }
+
+    #[test]
+    fn etc_gets_hostname_and_hosts_and_a_symlinked_hosts_is_replaced() {
+        let sys = guest();
+        // Pointing inside the temporary directory: a regression writes there, not to the host.
+        std::os::unix::fs::symlink(sys.host("/elsewhere"), sys.host("/root-fs/etc/hosts")).unwrap();
+        apply(&sys, &setup(Default::default())).unwrap();
+        let calls = sys.calls();
+        let at = |call: &Call| calls.iter().position(|c| c == call);
+        let hosts = Call::WriteFile {
+            path: "/root-fs/etc/hosts".into(),
+            data: hosts_file("abc123", &[]),
+        };
+        let removed = at(&Call::RemoveFile("/root-fs/etc/hosts".into())).unwrap();
+        assert!(removed < at(&hosts).unwrap());
+        assert!(at(&Call::WriteFile {
+            path: "/root-fs/etc/hostname".into(),
+            data: "abc123\n".into()
+        })
+        .is_some());
+        assert!(!sys.host("/root-fs/etc/hosts").is_symlink());
+    }
+
+    #[test]
+    fn early_mounts_take_dev_proc_sys_and_shrug_at_busy_ones() {
+        let sys = RecordingSyscall::new();
+        sys.fail(
+            libc::EBUSY,
+            |c| matches!(c, Call::Mount { target, .. } if target == "/dev"),
+        );
+        early_mounts(&sys);
+        assert_eq!(
+            sys.mounts(),
+            [
+                Call::mount("devtmpfs", "/dev", "devtmpfs", libc::MS_NOSUID, ""),
+                Call::mount("proc", "/proc", "proc", NOSUID_NODEV_NOEXEC, ""),
+                Call::mount("sysfs", "/sys", "sysfs", NOSUID_NODEV_NOEXEC, ""),
+            ]
+        );
+    }
+
+    #[test]
+    fn power_off_kills_everything_syncs_unmounts_in_reverse_and_reboots() {
+        let sys = guest();
+        let m = apply(&sys, &setup(Default::default())).unwrap();
+        let before = sys.calls().len();
+        halt(&sys, Some(&m));
+        let calls = sys.calls()[before..].to_vec();
+        assert_eq!(
+            calls[..2],
+            [
+                Call::Kill {
+                    pid: -1,
+                    signal: libc::SIGKILL
+                },
+                Call::Sync
+            ]
+        );
+        assert_eq!(
+            calls[2],
+            Call::Umount {
+                target: "/root-fs/dev/ptmx".into(),
+                flags: 0
+            }
+        );
+        let n = calls.len();
+        assert_eq!(
+            calls[n - 3..],
+            [
+                Call::Umount {
+                    target: "/root-fs".into(),
+                    flags: 0
+                },
+                Call::Sync,
+                Call::Reboot
+            ]
+        );
+    }
 
     #[test]
     fn resolv_conf_lists_servers_then_search() {

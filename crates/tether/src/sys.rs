@@ -1,4 +1,8 @@
-//! Thin, checked wrappers over the few syscalls tether needs that `std` does not offer.
+//! Thin, checked wrappers over the few syscalls tether needs that `std` does not offer. The
+//! rest of the tether reaches them through [`crate::syscall::LinuxSyscall`] only.
+//!
+//! The wrappers under "The forked child" run between fork and exec in a multi-threaded
+//! process: they make async-signal-safe calls only and allocate nothing.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -145,6 +149,19 @@ pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// sync(2).
+pub fn sync() {
+    // SAFETY: sync has no preconditions.
+    unsafe { libc::sync() };
+}
+
+/// reboot(2) with `RB_AUTOBOOT`, which does not return when it works: the error is why not.
+pub fn reboot() -> io::Error {
+    // SAFETY: reboot only needs CAP_SYS_BOOT, which PID 1 has; on success it does not return.
+    unsafe { libc::reboot(libc::RB_AUTOBOOT) };
+    io::Error::last_os_error()
+}
+
 /// Sets a terminal's window size.
 pub fn set_winsize(fd: RawFd, rows: u16, cols: u16) -> io::Result<()> {
     let ws = libc::winsize {
@@ -232,6 +249,302 @@ pub fn exit_code(status: libc::c_int) -> i32 {
         128 + libc::WTERMSIG(status)
     } else {
         128
+    }
+}
+
+// The forked child: async-signal-safe calls only, nothing allocated.
+
+/// Forks. The child runs `child`, which returns only if it could not exec: the stage and errno
+/// it returns go back over a close-on-exec pipe and the child exits 127. Returns the child's
+/// PID once it has exec'd, or the stage and errno it sent (the failed child is left to the
+/// caller's reaper).
+pub fn fork_exec(child: &dyn Fn() -> Result<(), (u8, i32)>) -> io::Result<Result<i32, (u8, i32)>> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 just returned these descriptors; each is owned exactly once.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: fork has no preconditions; the child below only makes async-signal-safe calls on
+    // memory prepared before the fork.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        if let Err((stage, errno)) = child() {
+            let e = errno.to_ne_bytes();
+            let msg = [stage, e[0], e[1], e[2], e[3]];
+            // SAFETY: `msg` outlives the write; write is async-signal-safe.
+            unsafe { libc::write(wr.as_raw_fd(), msg.as_ptr().cast(), msg.len()) };
+        }
+        // SAFETY: _exit is async-signal-safe and ends the child without running the parent's
+        // exit handlers.
+        unsafe { libc::_exit(127) }
+    }
+    drop(wr);
+    let mut buf = [0u8; 5];
+    let mut got = 0;
+    while got < buf.len() {
+        // SAFETY: reading into the unfilled tail of `buf`.
+        let n = unsafe {
+            libc::read(
+                rd.as_raw_fd(),
+                buf[got..].as_mut_ptr().cast(),
+                buf.len() - got,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            break;
+        }
+        got += n as usize;
+    }
+    if got == 0 {
+        return Ok(Ok(pid));
+    }
+    let errno = i32::from_ne_bytes([buf[1], buf[2], buf[3], buf[4]]);
+    Ok(Err((buf[0], errno)))
+}
+
+/// Undoes what the Rust runtime set up for tether: an empty signal mask, and SIGPIPE back to
+/// its default (an ignored SIGPIPE survives exec).
+pub fn reset_signals() {
+    // SAFETY: `set` is a sigset_t we own; sigprocmask and signal are async-signal-safe.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// setsid(2).
+pub fn setsid() -> io::Result<()> {
+    // SAFETY: setsid has no memory-safety preconditions.
+    check(unsafe { libc::setsid() })?;
+    Ok(())
+}
+
+/// dup2(2).
+pub fn dup2(src: RawFd, dst: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 has no memory-safety preconditions.
+    check(unsafe { libc::dup2(src, dst) })?;
+    Ok(())
+}
+
+/// Makes the terminal on `fd` the controlling terminal (TIOCSCTTY).
+pub fn set_controlling_tty(fd: RawFd) -> io::Result<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument.
+    check(unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) })?;
+    Ok(())
+}
+
+/// Writes "0" to a cgroup's `cgroup.procs`: the calling process joins it.
+pub fn join_cgroup(procs: &CStr) -> io::Result<()> {
+    // SAFETY: plain syscalls on a string the parent prepared and a descriptor owned here.
+    let joined = unsafe {
+        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            false
+        } else {
+            let n = libc::write(fd, c"0".as_ptr().cast(), 1);
+            libc::close(fd);
+            n == 1
+        }
+    };
+    match joined {
+        true => Ok(()),
+        false => Err(io::Error::last_os_error()),
+    }
+}
+
+/// setrlimit(2).
+pub fn setrlimit(resource: u32, limit: &libc::rlimit) -> io::Result<()> {
+    // SAFETY: `limit` is a valid rlimit that outlives the call.
+    check(unsafe { libc::setrlimit(resource as _, limit) })?;
+    Ok(())
+}
+
+/// Enters the container's root: a private mount namespace, the root mount moved onto `/`,
+/// chroot into it (runc's way on a ramfs root, where pivot_root is not allowed). Only for a
+/// forked child, which alone is changed.
+pub fn enter_root(root: &CStr) -> io::Result<()> {
+    let null = std::ptr::null::<libc::c_char>();
+    // SAFETY: plain syscalls on strings the parent prepared or static ones.
+    let failed = unsafe {
+        libc::unshare(libc::CLONE_NEWNS) < 0
+            || libc::mount(
+                null,
+                c"/".as_ptr(),
+                null,
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) < 0
+            || libc::chdir(root.as_ptr()) < 0
+            || libc::mount(
+                c".".as_ptr(),
+                c"/".as_ptr(),
+                null,
+                libc::MS_MOVE,
+                std::ptr::null(),
+            ) < 0
+            || libc::chroot(c".".as_ptr()) < 0
+            || libc::chdir(c"/".as_ptr()) < 0
+    };
+    match failed {
+        true => Err(io::Error::last_os_error()),
+        false => Ok(()),
+    }
+}
+
+/// chdir(2).
+pub fn chdir(dir: &CStr) -> io::Result<()> {
+    // SAFETY: `dir` is a live NUL-terminated string.
+    check(unsafe { libc::chdir(dir.as_ptr()) })?;
+    Ok(())
+}
+
+/// Drops one capability from the bounding set (PR_CAPBSET_DROP).
+pub fn drop_bounding(cap: u32) -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    check(unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) })?;
+    Ok(())
+}
+
+/// PR_SET_KEEPCAPS: the permitted set survives the change to a non-zero uid.
+pub fn keep_caps() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    check(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) })?;
+    Ok(())
+}
+
+/// setgroups(2).
+pub fn setgroups(groups: &[libc::gid_t]) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `groups`, which outlives the call.
+    check(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) })?;
+    Ok(())
+}
+
+/// setgid(2).
+pub fn setgid(gid: u32) -> io::Result<()> {
+    // SAFETY: setgid has no memory-safety preconditions.
+    check(unsafe { libc::setgid(gid) })?;
+    Ok(())
+}
+
+/// setuid(2).
+pub fn setuid(uid: u32) -> io::Result<()> {
+    // SAFETY: setuid has no memory-safety preconditions.
+    check(unsafe { libc::setuid(uid) })?;
+    Ok(())
+}
+
+/// `struct __user_cap_header_struct` of capset(2).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// `struct __user_cap_data_struct` of capset(2); version 3 takes two of them (bits 0–31, 32–63).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAP_VERSION_3: u32 = 0x2008_0522;
+
+/// capset(2): permitted and effective become `caps`, inheritable empty.
+pub fn capset(caps: u64) -> io::Result<()> {
+    let mut header = CapHeader {
+        version: CAP_VERSION_3,
+        pid: 0,
+    };
+    let half = |shift: u32| CapData {
+        effective: (caps >> shift) as u32,
+        permitted: (caps >> shift) as u32,
+        inheritable: 0,
+    };
+    let data = [half(0), half(32)];
+    // SAFETY: capset reads a header and two data structs laid out as the kernel's, alive here.
+    if unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Empties the ambient set (exists since Linux 4.3; the guest's kernel has it).
+pub fn clear_ambient_caps() -> io::Result<()> {
+    let clear = libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong;
+    // SAFETY: prctl with integer arguments only.
+    check(unsafe { libc::prctl(libc::PR_CAP_AMBIENT, clear, 0, 0, 0) })?;
+    Ok(())
+}
+
+/// PR_SET_NO_NEW_PRIVS.
+pub fn set_no_new_privs() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })?;
+    Ok(())
+}
+
+/// execve(2), which returns only when it failed: the error is why.
+pub fn execve(path: &CStr, argv: &CStrArray, env: &CStrArray) -> io::Error {
+    // SAFETY: `path` is NUL-terminated; both arrays are null-terminated arrays of pointers to
+    // NUL-terminated strings that they own (see CStrArray).
+    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), env.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// `items` as C strings; one with a NUL byte is an `InvalidInput` error.
+pub fn cstrings(items: &[String]) -> io::Result<Vec<CString>> {
+    items
+        .iter()
+        .map(|s| {
+            CString::new(s.as_bytes())
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "argument contains NUL"))
+        })
+        .collect()
+}
+
+/// Strings as execve(2) takes them: NUL-terminated, behind a null-terminated array of
+/// pointers, all made before the fork.
+pub struct CStrArray {
+    /// Owns what `ptrs` points to; read only by tests.
+    #[cfg_attr(not(test), allow(dead_code))]
+    strings: Vec<CString>,
+    /// Pointers into `strings`' heap buffers, which do not move when the vector does.
+    ptrs: Vec<*const libc::c_char>,
+}
+
+impl CStrArray {
+    /// Fails as [`cstrings`] does.
+    pub fn new(items: &[String]) -> io::Result<Self> {
+        let strings = cstrings(items)?;
+        let ptrs = (strings.iter().map(|c| c.as_ptr()))
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        Ok(Self { strings, ptrs })
+    }
+
+    pub fn as_ptr(&self) -> *const *const libc::c_char {
+        self.ptrs.as_ptr()
+    }
+
+    #[cfg(test)]
+    pub fn strings(&self) -> &[CString] {
+        &self.strings
     }
 }
 
