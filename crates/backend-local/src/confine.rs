@@ -139,7 +139,7 @@ impl Confinement {
         entries.push(Entry::File(base.to_path_buf()));
         entries.extend(self.boot_files.iter().cloned().map(Entry::File));
         Plan::new(&self.mountpoint, &entries, dir, uid, &procs)
-            .and_then(|p| p.with_pid_file(&dir.join(crate::vm::PID_FILE)))
+            .and_then(|p| p.with_pid_file(&dir.join(crate::qemu::PID_FILE)))
             .map_err(|e| BackendError::Failed(format!("preparing the jail of VM {id}: {e}")))
     }
 

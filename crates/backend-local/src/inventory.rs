@@ -5,7 +5,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::vm::{is_our_qemu, PID_FILE};
+use crate::qemu::PID_FILE;
+use crate::vm::is_our_qemu;
 
 /// The QEMU of the VM in `dir`, if it runs: the PID its `qemu.pid` names, running in that
 /// directory (or, as QEMUs of earlier versions were started, naming it on its command line).

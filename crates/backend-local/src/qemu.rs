@@ -8,6 +8,8 @@ use crate::accel::Accel;
 pub const ROOT_DISK: &str = "root.qcow2";
 pub const TETHER_SOCK: &str = "tether.sock";
 pub const CONSOLE_LOG: &str = "console.log";
+/// QEMU's PID, written by QEMU itself (`-pidfile`).
+pub const PID_FILE: &str = "qemu.pid";
 /// TCG's translation cache, in MiB.
 pub const TCG_TB_MIB: u32 = 64;
 

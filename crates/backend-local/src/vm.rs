@@ -15,11 +15,10 @@ use tokio::sync::watch;
 
 use crate::confine::Confinement;
 use crate::jail;
-use crate::qemu::{CONSOLE_LOG, ROOT_DISK, TETHER_SOCK};
+use crate::qemu::{CONSOLE_LOG, PID_FILE, ROOT_DISK, TETHER_SOCK};
 use crate::uids::Claims;
 
 const VM_JSON: &str = "vm.json";
-pub(crate) const PID_FILE: &str = "qemu.pid";
 const QEMU_LOG: &str = "qemu.log";
 /// How long a SIGKILLed QEMU may take to disappear.
 const KILL_WAIT: Duration = Duration::from_secs(5);
