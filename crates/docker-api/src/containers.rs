@@ -17,7 +17,8 @@ use crate::inspect::{container_json, container_summary};
 use crate::prune::label_matches;
 use crate::{truthy, ApiError, ApiResult, AppState};
 
-pub use create::{create, host_config_of};
+pub use create::create;
+use create::host_config_of;
 
 /// The keys `GET /containers/json` applies.
 const LIST_FILTERS: [&str; 10] = [
@@ -114,7 +115,12 @@ pub async fn list(
 pub async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let c = st.containers.get(&id)?;
     let log = st.containers.log_path(&c.id);
-    Ok(Json(container_json(&c, &log.display().to_string())))
+    let host_config = host_config_of(&c.spec);
+    Ok(Json(container_json(
+        &c,
+        host_config,
+        &log.display().to_string(),
+    )))
 }
 
 /// POST /containers/{id}/start

@@ -22,6 +22,7 @@ mod host_config;
 mod log_opts;
 mod parse;
 mod policy;
+mod refusal;
 mod spec;
 #[cfg(test)]
 mod tests;
@@ -51,8 +52,7 @@ pub struct Plan {
 
 /// Judges a parsed body against the image: what the container gets, or why it is refused.
 pub fn plan(body: CreateBody, name: String, image: &ImageRecord) -> Result<Plan, ApiError> {
-    let applied = policy::apply(&body.config, &body.host_config, &body.networking_config)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let applied = policy::apply(&body.config, &body.host_config, &body.networking_config)?;
     Ok(spec::build(body.config, applied, name, image))
 }
 
