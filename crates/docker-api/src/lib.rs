@@ -37,6 +37,9 @@ mod streams;
 mod system;
 mod tls;
 
+#[cfg(test)]
+mod handler_tests;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
