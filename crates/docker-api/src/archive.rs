@@ -14,10 +14,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use imagec::archive::{self, ArchiveError, ImportOptions, LoadEvent};
-use imagec::pull::{Platform, PullError};
+use imagec::archive::{self, ImportOptions, LoadEvent};
+use imagec::pull::Platform;
 use imagec::reference::Reference;
-use imagec::store::StoreError;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -34,20 +33,6 @@ fn line(v: &Value) -> Bytes {
 
 fn error_line(message: &str) -> Bytes {
     line(&json!({ "errorDetail": { "message": message }, "error": message }))
-}
-
-fn status_of(e: &ArchiveError) -> StatusCode {
-    match e {
-        ArchiveError::NoSuchImage(_) => StatusCode::NOT_FOUND,
-        ArchiveError::Invalid(_) | ArchiveError::Change(_) => StatusCode::BAD_REQUEST,
-        ArchiveError::Store(StoreError::Quota(_))
-        | ArchiveError::Build(PullError::Store(StoreError::Quota(_))) => StatusCode::FORBIDDEN,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-fn api_error(e: ArchiveError) -> ApiError {
-    ApiError::new(status_of(&e), e.to_string())
 }
 
 fn task_error(e: tokio::task::JoinError) -> ApiError {
@@ -153,8 +138,7 @@ async fn save_names(st: AppState, names: Vec<String>) -> ApiResult<Response> {
     let store = st.images.clone();
     let plan = tokio::task::spawn_blocking(move || archive::plan_save(&store, &names))
         .await
-        .map_err(task_error)?
-        .map_err(api_error)?;
+        .map_err(task_error)??;
     for id in plan.ids() {
         st.containers
             .events()
@@ -370,9 +354,7 @@ async fn import(
             return Err(e);
         }
     };
-    let img = archive::import(&st.images, BodyReader::new(body), &opts)
-        .await
-        .map_err(api_error)?;
+    let img = archive::import(&st.images, BodyReader::new(body), &opts).await?;
     st.containers
         .events()
         .publish("image", "import", &img.id, Default::default());

@@ -11,7 +11,6 @@ use bytes::Bytes;
 use imagec::auth::Credentials;
 use imagec::pull::{Platform, Progress, PullError, PullOutcome};
 use imagec::reference::Reference;
-use imagec::store::StoreError;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -56,22 +55,6 @@ fn progress_json(p: &Progress, tag: &str) -> Value {
         v["progressDetail"] = json!({});
     }
     v
-}
-
-fn pull_error_status(e: &PullError) -> StatusCode {
-    match e {
-        PullError::ManifestNotFound(_)
-        | PullError::RepositoryNotFound(_)
-        | PullError::NoMatchingPlatform(_) => StatusCode::NOT_FOUND,
-        PullError::AccessDenied(..) => StatusCode::NOT_FOUND,
-        // A 401 makes the CLI prompt for a login in the middle of a pull; dockerd answers
-        // refused pulls with a 500 too, and keeps 401 for `docker login` itself.
-        PullError::LoginFailed { .. } => StatusCode::UNAUTHORIZED,
-        PullError::NotWhitelisted(_) | PullError::Store(StoreError::Quota(_)) => {
-            StatusCode::FORBIDDEN
-        }
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
 }
 
 /// The `X-Registry-Auth` credentials of a request, if any.
@@ -217,10 +200,10 @@ pub async fn create(
     }
     // Errors before any progress (unknown repository, unreachable registry) are HTTP errors,
     // as Docker returns them; after that they are messages in the stream.
-    let first = rx.recv().await;
-    if let Some(PullMsg::Failed(e)) = &first {
-        return Err(ApiError::new(pull_error_status(e), e.to_string()));
-    }
+    let first = match rx.recv().await {
+        Some(PullMsg::Failed(e)) => return Err(e.into()),
+        first => first,
+    };
     let head = futures_util::stream::iter(first);
     let rest = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
     let stream = futures_util::StreamExt::map(futures_util::StreamExt::chain(head, rest), |m| {
@@ -350,13 +333,12 @@ pub async fn login(
         }
         Err(e) => {
             tracing::info!(registry, username = creds.username, "login refused: {e}");
-            let status = match e {
+            Err(match e {
                 PullError::Unauthorized { .. } | PullError::NoBasicAuth(_) => {
-                    StatusCode::UNAUTHORIZED
+                    ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())
                 }
-                _ => pull_error_status(&e),
-            };
-            Err(ApiError::new(status, e.to_string()))
+                e => e.into(),
+            })
         }
     }
 }

@@ -140,6 +140,21 @@ async fn a_name_in_use_is_a_409() {
     );
 }
 
+#[tokio::test]
+async fn a_create_over_the_storage_quota_is_refused_in_vics_words() {
+    let vch = Vch::with_quota(Some(1000)).await;
+    vch.add_image(BUSYBOX, &["busybox:latest"], "2024-01-01T00:00:00Z");
+    let a = vch
+        .post("/containers/create", r#"{"Image":"busybox","Cmd":["sh"]}"#)
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{a:?}");
+    assert!(
+        a.message()
+            .starts_with("Storage quota exceeds. Storage quota: 0GB, image storage usage: "),
+        "{a:?}"
+    );
+}
+
 /// Three created containers: `web` (tier=front), `api` (tier=back), `log` (no label). (No
 /// name is all hex digits, so none reads as the prefix of an ID.)
 async fn three() -> (Vch, [String; 3]) {

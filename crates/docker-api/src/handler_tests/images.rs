@@ -186,3 +186,45 @@ async fn prune_removes_dangling_images_only() {
     let a = vch.get("/images/json").await;
     assert_eq!(ids(&a.body), [alpine.as_str(), busybox.as_str()]);
 }
+
+#[tokio::test]
+async fn an_import_is_refused_for_a_bad_query_or_a_body_that_is_not_a_tarball() {
+    let vch = Vch::new().await;
+    let a = vch
+        .post("/images/create?fromSrc=-&repo=app", "not a tarball")
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{a:?}");
+    assert_eq!(a.message(), "unexpected EOF");
+    let a = vch
+        .post(
+            "/images/create?fromSrc=-&repo=app&changes=ENV+A%3Db&changes=RUN+x",
+            "",
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{a:?}");
+    assert_eq!(
+        a.message(),
+        "run is not a valid change command",
+        "the second change is read too"
+    );
+    let a = vch
+        .post("/images/create?fromSrc=-&repo=app&platform=linux", "")
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{a:?}");
+    assert_eq!(
+        a.message(),
+        "invalid platform \"linux\": use os/arch[/variant]"
+    );
+    let a = vch
+        .post("/images/create?fromSrc=https://example.com/x.tar", "")
+        .await;
+    assert_eq!(a.status, StatusCode::NOT_IMPLEMENTED, "{a:?}");
+    assert!(
+        a.message()
+            .starts_with("importing from a URL (https://example.com/x.tar) is not supported"),
+        "{a:?}"
+    );
+    let a = vch.post("/images/create?tag=v1", "").await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "a pull: {a:?}");
+    assert_eq!(a.message(), "fromImage must be set");
+}

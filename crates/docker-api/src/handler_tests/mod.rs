@@ -47,6 +47,11 @@ impl Answer {
 impl Vch {
     /// A VCH with no images and no containers, opened as the appliance opens one.
     pub(super) async fn new() -> Vch {
+        Vch::with_quota(None).await
+    }
+
+    /// A VCH whose storage quota is `quota` bytes (`None`: unlimited).
+    pub(super) async fn with_quota(quota: Option<u64>) -> Vch {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let db = portlayer::open_database(&dir.path().join("containers")).expect("database");
         let images =
@@ -76,7 +81,7 @@ impl Vch {
             images,
             puller: Arc::new(Puller::new(RegistryOptions::default())),
             storage: Arc::new(Storage::new(
-                None,
+                quota,
                 vec![dir.path().join("containers")],
                 vec![],
             )),

@@ -122,9 +122,7 @@ pub async fn create(
     let plan = plan(body, name, &image)?;
     // VIC refuses a create while the VCH's storage is over its quota.
     let usage = st.storage.usage(st.images.usage());
-    st.storage
-        .check(usage, 0)
-        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e.to_string()))?;
+    st.storage.check(usage, 0)?;
     let rec = st.containers.create(plan.spec).await?;
     Ok((
         StatusCode::CREATED,
