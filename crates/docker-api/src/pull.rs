@@ -1,19 +1,19 @@
 //! `POST /images/create?fromImage=`: pulling, streamed to the client as Docker's JSON
 //! progress messages. Without a tag the client asks for every tag (`docker pull -a`).
 
-use std::collections::HashMap;
-
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use imagec::auth::Credentials;
 use imagec::pull::{Platform, Progress, PullError, PullOutcome};
 use imagec::reference::Reference;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use crate::query::DockerQuery;
 use crate::{ApiError, ApiResult, AppState};
 
 enum PullMsg {
@@ -116,17 +116,30 @@ async fn targets(
         .collect())
 }
 
+/// What a pull (`POST /images/create` without `fromSrc`) reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct PullQuery {
+    /// The image (`name`, `name:tag`, `name@digest`).
+    from_image: Option<String>,
+    /// A tag or digest; without one (and none in `fromImage`), every tag is pulled.
+    tag: Option<String>,
+    /// `os/arch[/variant]` (linux/amd64 when not given).
+    platform: Option<String>,
+}
+
 /// POST /images/create?fromImage=&tag=&platform=
 pub async fn create(
     State(st): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    DockerQuery(q): DockerQuery<PullQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let from = q
-        .get("fromImage")
+        .from_image
+        .as_ref()
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ApiError::bad_request("fromImage must be set"))?;
-    let tag_param = q.get("tag").filter(|t| !t.is_empty());
+    let tag_param = q.tag.as_ref().filter(|t| !t.is_empty());
     let full = match tag_param {
         Some(t) if t.starts_with("sha256:") => format!("{from}@{t}"),
         Some(t) => format!("{from}:{t}"),
@@ -140,7 +153,7 @@ pub async fn create(
             .next()
             .is_some_and(|last| last.contains(':'));
     let all_tags = !explicit;
-    let platform = match q.get("platform").filter(|p| !p.is_empty()) {
+    let platform = match q.platform.as_ref().filter(|p| !p.is_empty()) {
         Some(p) => Platform::parse(p).map_err(|e| ApiError::bad_request(e.to_string()))?,
         None => Platform::default(),
     };
@@ -221,11 +234,11 @@ pub async fn create(
 pub async fn push(
     st: AppState,
     name: &str,
-    q: &HashMap<String, String>,
+    tag: Option<&str>,
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
     let repo = Reference::parse(name)?;
-    let tag = q.get("tag").filter(|t| !t.is_empty()).cloned();
+    let tag = tag.filter(|t| !t.is_empty()).map(str::to_string);
     let tags: Vec<String> = match &tag {
         Some(t) => vec![t.clone()],
         None => {

@@ -7,6 +7,7 @@
 mod containers;
 mod events;
 mod images;
+mod queries;
 
 use std::convert::Infallible;
 use std::sync::Arc;
