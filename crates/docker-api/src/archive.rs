@@ -8,20 +8,21 @@
 use std::io::{self, Read, Write};
 
 use axum::body::Body;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::handler::Handler;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use imagec::archive::{self, ArchiveError, ImportOptions, LoadEvent};
-use imagec::pull::{Platform, PullError};
+use imagec::archive::{self, ImportOptions, LoadEvent};
+use imagec::pull::Platform;
 use imagec::reference::Reference;
-use imagec::store::StoreError;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::{truthy, ApiError, ApiResult, AppState};
+use crate::query::{self, DockerQuery};
+use crate::{ApiError, ApiResult, AppState};
 
 /// Chunks of a streamed archive.
 const CHUNK: usize = 256 * 1024;
@@ -34,20 +35,6 @@ fn line(v: &Value) -> Bytes {
 
 fn error_line(message: &str) -> Bytes {
     line(&json!({ "errorDetail": { "message": message }, "error": message }))
-}
-
-fn status_of(e: &ArchiveError) -> StatusCode {
-    match e {
-        ArchiveError::NoSuchImage(_) => StatusCode::NOT_FOUND,
-        ArchiveError::Invalid(_) | ArchiveError::Change(_) => StatusCode::BAD_REQUEST,
-        ArchiveError::Store(StoreError::Quota(_))
-        | ArchiveError::Build(PullError::Store(StoreError::Quota(_))) => StatusCode::FORBIDDEN,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-fn api_error(e: ArchiveError) -> ApiError {
-    ApiError::new(status_of(&e), e.to_string())
 }
 
 fn task_error(e: tokio::task::JoinError) -> ApiError {
@@ -126,17 +113,20 @@ impl Write for ChannelWriter {
     }
 }
 
+/// What `GET /images/get` reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SaveQuery {
+    /// The images, in the order given.
+    names: Vec<String>,
+}
+
 /// `GET /images/get?names=a&names=b`: one archive of several images.
 pub async fn save(
     State(st): State<AppState>,
-    Query(q): Query<Vec<(String, String)>>,
+    DockerQuery(q): DockerQuery<SaveQuery>,
 ) -> ApiResult<Response> {
-    let names: Vec<String> = q
-        .into_iter()
-        .filter(|(k, _)| k == "names")
-        .map(|(_, v)| v)
-        .collect();
-    save_names(st, names).await
+    save_names(st, q.names).await
 }
 
 /// `GET /images/{name}/get`.
@@ -153,8 +143,7 @@ async fn save_names(st: AppState, names: Vec<String>) -> ApiResult<Response> {
     let store = st.images.clone();
     let plan = tokio::task::spawn_blocking(move || archive::plan_save(&store, &names))
         .await
-        .map_err(task_error)?
-        .map_err(api_error)?;
+        .map_err(task_error)??;
     for id in plan.ids() {
         st.containers
             .events()
@@ -242,15 +231,23 @@ fn load_line(e: LoadEvent, quiet: bool) -> Option<Bytes> {
     }
 }
 
+/// What `POST /images/load` reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct LoadQuery {
+    /// No progress of the layers, only what was loaded.
+    quiet: bool,
+}
+
 /// `POST /images/load?quiet=`: the body is a docker-archive (plain, gzip or zstd). As
 /// dockerd does, the answer is a JSON stream whose errors are messages in it; it starts once
 /// the whole archive has been received.
 pub async fn load(
     State(st): State<AppState>,
-    Query(q): Query<std::collections::HashMap<String, String>>,
+    DockerQuery(q): DockerQuery<LoadQuery>,
     body: Body,
 ) -> Response {
-    let quiet = truthy(q.get("quiet"));
+    let quiet = q.quiet;
     let reader = BodyReader::new(body);
     let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
     tokio::spawn(async move {
@@ -285,16 +282,29 @@ pub async fn load(
         .into_response()
 }
 
+/// What an import (`POST /images/create?fromSrc=`) reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ImportQuery {
+    /// `-` (or empty): the body is the tarball; a URL is refused.
+    from_src: Option<String>,
+    /// The repository (and tag) to name the image.
+    repo: String,
+    tag: String,
+    /// The image's comment.
+    message: String,
+    platform: String,
+    /// `--change` Dockerfile instructions, in order.
+    changes: Vec<String>,
+}
+
 /// `POST /images/create`: `fromSrc` imports (here), anything else pulls (`pull::create`).
 pub async fn create(State(st): State<AppState>, req: Request) -> Response {
-    let q: Vec<(String, String)> = Query::try_from_uri(req.uri())
-        .map(|Query(q)| q)
-        .unwrap_or_default();
-    let Some(src) = q
-        .iter()
-        .find(|(k, _)| k == "fromSrc")
-        .map(|(_, v)| v.clone())
-    else {
+    let q: ImportQuery = match query::from_uri(req.uri()) {
+        Ok(q) => q,
+        Err(e) => return e.into_response(),
+    };
+    let Some(src) = q.from_src.clone() else {
         return crate::pull::create.call(req, st).await;
     };
     match import(&st, &src, &q, req.into_body()).await {
@@ -310,19 +320,12 @@ async fn drain(body: Body) {
 }
 
 /// What the query of an import asks for.
-fn import_options(q: &[(String, String)]) -> ApiResult<ImportOptions> {
-    let get = |k: &str| {
-        q.iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
-    let repo = get("repo");
-    let tag = get("tag");
+fn import_options(q: &ImportQuery) -> ApiResult<ImportOptions> {
+    let (repo, tag) = (&q.repo, &q.tag);
     let reference = if repo.is_empty() {
         None
     } else {
-        let mut r = Reference::parse(&repo)?;
+        let mut r = Reference::parse(repo)?;
         if r.digest.is_some() {
             return Err(ApiError::bad_request("cannot import digest reference"));
         }
@@ -331,29 +334,20 @@ fn import_options(q: &[(String, String)]) -> ApiResult<ImportOptions> {
         }
         Some(r)
     };
-    let platform = match get("platform") {
-        p if p.is_empty() => None,
-        p => Some(Platform::parse(&p).map_err(|e| ApiError::bad_request(e.to_string()))?),
+    let platform = match q.platform.as_str() {
+        "" => None,
+        p => Some(Platform::parse(p).map_err(|e| ApiError::bad_request(e.to_string()))?),
     };
     Ok(ImportOptions {
         reference,
-        message: get("message"),
-        changes: q
-            .iter()
-            .filter(|(k, _)| k == "changes")
-            .map(|(_, v)| v.clone())
-            .collect(),
+        message: q.message.clone(),
+        changes: q.changes.clone(),
         platform,
     })
 }
 
 /// `docker import`: the body is the root filesystem tarball.
-async fn import(
-    st: &AppState,
-    src: &str,
-    q: &[(String, String)],
-    body: Body,
-) -> ApiResult<Response> {
+async fn import(st: &AppState, src: &str, q: &ImportQuery, body: Body) -> ApiResult<Response> {
     if !(src.is_empty() || src == "-") {
         drain(body).await;
         return Err(ApiError::new(
@@ -370,9 +364,7 @@ async fn import(
             return Err(e);
         }
     };
-    let img = archive::import(&st.images, BodyReader::new(body), &opts)
-        .await
-        .map_err(api_error)?;
+    let img = archive::import(&st.images, BodyReader::new(body), &opts).await?;
     st.containers
         .events()
         .publish("image", "import", &img.id, Default::default());
@@ -404,19 +396,13 @@ mod tests {
 
     #[test]
     fn import_queries_name_the_image() {
-        let q = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
+        let q = |query: &str| -> ImportQuery {
+            let uri = format!("/images/create?{query}").parse().expect("a URI");
+            query::from_uri(&uri).expect("a query")
         };
-        let o = import_options(&q(&[
-            ("fromSrc", "-"),
-            ("repo", "127.0.0.1:5000/app:v1"),
-            ("message", "hi"),
-            ("changes", "CMD [\"x\"]"),
-            ("changes", "ENV A=b"),
-        ]))
+        let o = import_options(&q(
+            "fromSrc=-&repo=127.0.0.1:5000/app:v1&message=hi&changes=CMD+%5B%22x%22%5D&changes=ENV+A%3Db",
+        ))
         .unwrap();
         assert_eq!(
             o.reference.unwrap().tagged().unwrap(),
@@ -424,11 +410,11 @@ mod tests {
         );
         assert_eq!(o.changes, vec!["CMD [\"x\"]", "ENV A=b"]);
         assert_eq!(o.message, "hi");
-        let o = import_options(&q(&[("repo", "app"), ("tag", "v2")])).unwrap();
+        let o = import_options(&q("repo=app&tag=v2")).unwrap();
         assert_eq!(o.reference.unwrap().tagged().unwrap(), "app:v2");
-        let o = import_options(&q(&[("repo", "app")])).unwrap();
+        let o = import_options(&q("repo=app")).unwrap();
         assert_eq!(o.reference.unwrap().tagged().unwrap(), "app:latest");
-        assert!(import_options(&q(&[("repo", "App")])).is_err());
-        assert!(import_options(&q(&[("platform", "linux")])).is_err());
+        assert!(import_options(&q("repo=App")).is_err());
+        assert!(import_options(&q("platform=linux")).is_err());
     }
 }

@@ -2,22 +2,23 @@
 
 mod create;
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use portlayer::{ContainerRecord, Status};
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::filters::Filters;
 use crate::inspect::{container_json, container_summary};
 use crate::prune::label_matches;
-use crate::{truthy, ApiError, ApiResult, AppState};
+use crate::query::{or_none, DockerQuery};
+use crate::{ApiError, ApiResult, AppState};
 
-pub use create::{create, host_config_of};
+pub use create::create;
+use create::host_config_of;
 
 /// The keys `GET /containers/json` applies.
 const LIST_FILTERS: [&str; 10] = [
@@ -76,19 +77,27 @@ fn list_filter(st: &AppState, filters: &Filters) -> ApiResult<impl Fn(&Container
     })
 }
 
+/// What `GET /containers/json` reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ListQuery {
+    /// Stopped containers too.
+    all: bool,
+    /// The newest this many, stopped ones too (none when not a positive number).
+    #[serde(deserialize_with = "or_none")]
+    limit: Option<i64>,
+    filters: Option<String>,
+}
+
 /// GET /containers/json?all=&limit=&filters=
 pub async fn list(
     State(st): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    DockerQuery(q): DockerQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
-    let all = truthy(q.get("all"));
-    let filters = Filters::parse(q.get("filters"), &LIST_FILTERS, &LIST_FILTERS_NOT_YET)?;
+    let all = q.all;
+    let filters = Filters::parse(q.filters.as_deref(), &LIST_FILTERS, &LIST_FILTERS_NOT_YET)?;
     let keep = list_filter(&st, &filters)?;
-    let limit: Option<usize> = q
-        .get("limit")
-        .and_then(|l| l.parse::<i64>().ok())
-        .filter(|l| *l > 0)
-        .map(|l| l as usize);
+    let limit: Option<usize> = q.limit.filter(|l| *l > 0).map(|l| l as usize);
     let now = Utc::now();
     let mut list: Vec<ContainerRecord> = st
         .containers
@@ -114,7 +123,12 @@ pub async fn list(
 pub async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let c = st.containers.get(&id)?;
     let log = st.containers.log_path(&c.id);
-    Ok(Json(container_json(&c, &log.display().to_string())))
+    let host_config = host_config_of(&c.spec);
+    Ok(Json(container_json(
+        &c,
+        host_config,
+        &log.display().to_string(),
+    )))
 }
 
 /// POST /containers/{id}/start
@@ -133,51 +147,69 @@ pub async fn start(State(st): State<AppState>, Path(id): Path<String>) -> ApiRes
     }
 }
 
-fn timeout_param(q: &HashMap<String, String>) -> Option<i64> {
-    q.get("t")
-        .or_else(|| q.get("timeout"))
-        .and_then(|t| t.parse().ok())
+/// What `POST /containers/{id}/stop` and `…/restart` read.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct StopQuery {
+    /// Seconds to wait before the kill (`timeout` is read when `t` is not given).
+    t: Option<String>,
+    timeout: Option<String>,
+    /// The signal to stop with, instead of the container's own.
+    signal: Option<String>,
+}
+
+impl StopQuery {
+    /// The wait, when the one given is a number.
+    fn seconds(&self) -> Option<i64> {
+        self.t
+            .as_ref()
+            .or(self.timeout.as_ref())
+            .and_then(|t| t.parse().ok())
+    }
+
+    fn signal(&self) -> Option<&str> {
+        self.signal.as_deref().filter(|s| !s.is_empty())
+    }
 }
 
 /// POST /containers/{id}/stop?t=&signal=
 pub async fn stop(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    DockerQuery(q): DockerQuery<StopQuery>,
 ) -> ApiResult<Response> {
-    let signal = q
-        .get("signal")
-        .filter(|s| !s.is_empty())
-        .map(String::as_str);
-    match st.containers.stop(&id, timeout_param(&q), signal).await? {
+    match st.containers.stop(&id, q.seconds(), q.signal()).await? {
         true => Ok(StatusCode::NO_CONTENT.into_response()),
         false => Ok(StatusCode::NOT_MODIFIED.into_response()),
     }
 }
 
-/// POST /containers/{id}/restart?t=
+/// POST /containers/{id}/restart?t=&signal=
 pub async fn restart(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    DockerQuery(q): DockerQuery<StopQuery>,
 ) -> ApiResult<StatusCode> {
-    let signal = q
-        .get("signal")
-        .filter(|s| !s.is_empty())
-        .map(String::as_str);
-    st.containers.stop(&id, timeout_param(&q), signal).await?;
+    st.containers.stop(&id, q.seconds(), q.signal()).await?;
     st.containers.start(&id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// What `POST /containers/{id}/kill` reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct KillQuery {
+    /// A name (`TERM`, `SIGTERM`) or a number; empty is `KILL`.
+    signal: String,
 }
 
 /// POST /containers/{id}/kill?signal=
 pub async fn kill(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    DockerQuery(q): DockerQuery<KillQuery>,
 ) -> ApiResult<StatusCode> {
-    let signal = q.get("signal").cloned().unwrap_or_default();
-    match st.containers.kill(&id, &signal).await {
+    match st.containers.kill(&id, &q.signal).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(e @ portlayer::Error::NotRunning(_)) => Err(ApiError::conflict(format!(
             "Cannot kill container: {id}: {e}"
@@ -186,20 +218,24 @@ pub async fn kill(
     }
 }
 
+/// What `POST /containers/{id}/resize` reads: both are needed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ResizeQuery {
+    #[serde(deserialize_with = "or_none")]
+    h: Option<u16>,
+    #[serde(deserialize_with = "or_none")]
+    w: Option<u16>,
+}
+
 /// POST /containers/{id}/resize?h=&w=
 pub async fn resize(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    DockerQuery(q): DockerQuery<ResizeQuery>,
 ) -> ApiResult<StatusCode> {
-    let h = q
-        .get("h")
-        .and_then(|v| v.parse::<u16>().ok())
-        .ok_or_else(|| ApiError::bad_request("invalid height"))?;
-    let w = q
-        .get("w")
-        .and_then(|v| v.parse::<u16>().ok())
-        .ok_or_else(|| ApiError::bad_request("invalid width"))?;
+    let h = q.h.ok_or_else(|| ApiError::bad_request("invalid height"))?;
+    let w = q.w.ok_or_else(|| ApiError::bad_request("invalid width"))?;
     if let Err(e) = st.containers.resize(&id, h, w) {
         tracing::warn!(%id, "resize to {h}x{w} refused: {e}");
         return Err(e.into());
@@ -207,12 +243,20 @@ pub async fn resize(
     Ok(StatusCode::OK)
 }
 
-/// DELETE /containers/{id}?force=&v=
+/// What `DELETE /containers/{id}` reads (`v`, volumes, has none to remove).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RemoveQuery {
+    /// A running container too.
+    force: bool,
+}
+
+/// DELETE /containers/{id}?force=
 pub async fn remove(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    DockerQuery(q): DockerQuery<RemoveQuery>,
 ) -> ApiResult<StatusCode> {
-    st.containers.remove(&id, truthy(q.get("force"))).await?;
+    st.containers.remove(&id, q.force).await?;
     Ok(StatusCode::NO_CONTENT)
 }

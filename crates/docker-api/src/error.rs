@@ -4,6 +4,9 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use imagec::archive::ArchiveError;
+use imagec::pull::PullError;
+use imagec::store::StoreError;
 use portlayer::Error as PlError;
 
 /// An error as the Docker API returns it.
@@ -87,6 +90,48 @@ impl From<imagec::store::StoreError> for ApiError {
             imagec::store::StoreError::NoSuchImage(_) => ApiError::not_found(e.to_string()),
             e => ApiError::internal(e.to_string()),
         }
+    }
+}
+
+/// The VCH's storage is over its quota: VIC's 403, its words.
+impl From<portlayer::storage::QuotaError> for ApiError {
+    fn from(e: portlayer::storage::QuotaError) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, e.to_string())
+    }
+}
+
+/// A pull (or push) that failed before its progress stream began.
+impl From<PullError> for ApiError {
+    fn from(e: PullError) -> Self {
+        let status = match &e {
+            PullError::ManifestNotFound(_)
+            | PullError::RepositoryNotFound(_)
+            | PullError::NoMatchingPlatform(_)
+            | PullError::AccessDenied(..) => StatusCode::NOT_FOUND,
+            // A 401 makes the CLI prompt for a login in the middle of a pull; dockerd answers
+            // refused pulls with a 500 too, and keeps 401 for `docker login` itself.
+            PullError::LoginFailed { .. } => StatusCode::UNAUTHORIZED,
+            PullError::NotWhitelisted(_) | PullError::Store(StoreError::Quota(_)) => {
+                StatusCode::FORBIDDEN
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+/// `docker save`, `load` and `import`: a bad archive or request is the client's mistake, a
+/// full store VIC's 403, anything else the appliance's own failure.
+impl From<ArchiveError> for ApiError {
+    fn from(e: ArchiveError) -> Self {
+        let status = match &e {
+            ArchiveError::NoSuchImage(_) => StatusCode::NOT_FOUND,
+            ArchiveError::Invalid(_) | ArchiveError::Change(_) => StatusCode::BAD_REQUEST,
+            ArchiveError::Store(StoreError::Quota(_))
+            | ArchiveError::Build(PullError::Store(StoreError::Quota(_))) => StatusCode::FORBIDDEN,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
     }
 }
 

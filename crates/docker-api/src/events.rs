@@ -2,17 +2,17 @@
 //! `since`, then live ones, until `until` (or until the client goes away), narrowed by
 //! `filters` (type, event, container, image, label).
 
-use std::collections::HashMap;
-
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, TimeZone, Utc};
 use portlayer::Event;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::filters::Filters;
+use crate::query::DockerQuery;
 use crate::{ApiError, ApiResult, AppState};
 
 /// A Docker time parameter: Unix seconds with an optional fraction (`1690000000.5`), or
@@ -97,26 +97,36 @@ fn line(v: &Value) -> bytes::Bytes {
     bytes::Bytes::from(s)
 }
 
+/// What `GET /events` reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct EventsQuery {
+    /// Past events from this time on ([`parse_time`]); none without it.
+    since: Option<String>,
+    /// The stream ends at this time; it goes on without it.
+    until: Option<String>,
+    filters: Option<String>,
+}
+
+/// `since` or `until`: none when not given or empty, a 400 naming it when not a time.
+fn window_end(name: &str, value: Option<&str>) -> ApiResult<Option<DateTime<Utc>>> {
+    match value.filter(|s| !s.is_empty()) {
+        Some(s) => match parse_time(s) {
+            Some(t) => Ok(Some(t)),
+            None => Err(ApiError::bad_request(format!("invalid {name} value {s:?}"))),
+        },
+        None => Ok(None),
+    }
+}
+
 /// GET /events?since=&until=&filters=
 pub async fn events(
     State(st): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    DockerQuery(q): DockerQuery<EventsQuery>,
 ) -> ApiResult<Response> {
-    let since = match q.get("since").filter(|s| !s.is_empty()) {
-        Some(s) => Some(
-            parse_time(s)
-                .ok_or_else(|| ApiError::bad_request(format!("invalid since value {s:?}")))?,
-        ),
-        None => None,
-    };
-    let until = match q.get("until").filter(|s| !s.is_empty()) {
-        Some(s) => Some(
-            parse_time(s)
-                .ok_or_else(|| ApiError::bad_request(format!("invalid until value {s:?}")))?,
-        ),
-        None => None,
-    };
-    let filters = Filters::parse(q.get("filters"), &EVENT_FILTERS, &EVENT_FILTERS_NOT_YET)?;
+    let since = window_end("since", q.since.as_deref())?;
+    let until = window_end("until", q.until.as_deref())?;
+    let filters = Filters::parse(q.filters.as_deref(), &EVENT_FILTERS, &EVENT_FILTERS_NOT_YET)?;
     let (past, mut live) = st.containers.events().history_and_subscribe();
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(256);
     tokio::spawn(async move {
@@ -211,14 +221,8 @@ mod tests {
             &[("name", "web"), ("image", "busybox"), ("tier", "front")],
         );
         let pull = ev("image", "pull", "busybox:latest", &[]);
-        let f = |raw: &str| {
-            Filters::parse(
-                Some(&raw.to_string()),
-                &EVENT_FILTERS,
-                &EVENT_FILTERS_NOT_YET,
-            )
-            .unwrap()
-        };
+        let f =
+            |raw: &str| Filters::parse(Some(raw), &EVENT_FILTERS, &EVENT_FILTERS_NOT_YET).unwrap();
         assert!(f(r#"{"type":["container"]}"#).admits(&die));
         assert!(!f(r#"{"type":["container"]}"#).admits(&pull));
         assert!(f(r#"{"event":{"die":true}}"#).admits(&die));
@@ -229,7 +233,7 @@ mod tests {
         assert!(f(r#"{"label":["tier=front"]}"#).admits(&die));
         assert!(!f(r#"{"label":["tier=back"]}"#).admits(&die));
         assert!(Filters::parse(
-            Some(&r#"{"bogus":["x"]}"#.to_string()),
+            Some(r#"{"bogus":["x"]}"#),
             &EVENT_FILTERS,
             &EVENT_FILTERS_NOT_YET
         )

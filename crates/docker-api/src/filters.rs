@@ -6,9 +6,18 @@
 
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::{ApiError, ApiResult};
+
+/// What an endpoint reads when `filters` is its only parameter (`GET /images/json`,
+/// `POST /images/prune`, `POST /containers/prune`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct FiltersQuery {
+    pub(crate) filters: Option<String>,
+}
 
 /// What a `filters` parameter asks for: every key must match one of its values.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -17,7 +26,7 @@ pub(crate) struct Filters(BTreeMap<String, Vec<String>>);
 impl Filters {
     /// Parses `raw` for an endpoint that applies `applied` and refuses `not_yet` (key, why).
     pub(crate) fn parse(
-        raw: Option<&String>,
+        raw: Option<&str>,
         applied: &[&str],
         not_yet: &[(&str, &str)],
     ) -> ApiResult<Filters> {
@@ -77,7 +86,7 @@ mod tests {
 
     fn parse(raw: &str) -> ApiResult<Filters> {
         Filters::parse(
-            Some(&raw.to_string()),
+            Some(raw),
             &["label", "status"],
             &[("network", "container networks are not implemented yet")],
         )

@@ -77,8 +77,9 @@ fn host_allowed(host: &str) -> bool {
     name.eq_ignore_ascii_case("localhost") || name.parse::<Ipv4Addr>().is_ok()
 }
 
-/// Gives every error response Docker's JSON body: axum's own refusals (a bad query, a body
-/// over [`MAX_JSON_BODY`], …) come as plain text or empty, and clients parse `message`.
+/// Gives every error response Docker's JSON body: axum's own refusals (a path that is not
+/// UTF-8, a body over [`MAX_JSON_BODY`], …) come as plain text or empty, and clients parse
+/// `message`. (Query strings are read by `query.rs`, whose refusals are Docker's already.)
 pub(crate) async fn json_errors(resp: Response) -> Response {
     let status = resp.status();
     let is_json = resp

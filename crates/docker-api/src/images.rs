@@ -1,19 +1,19 @@
 //! `/images/…`: pull (create), list, inspect, delete.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use imagec::reference::Reference;
 use imagec::store::ImageRecord;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::filters::Filters;
+use crate::filters::{Filters, FiltersQuery};
 use crate::glob::path_match;
 use crate::inspect::{image_json, image_summary};
-use crate::{truthy, ApiError, ApiResult, AppState};
+use crate::query::DockerQuery;
+use crate::{ApiError, ApiResult, AppState};
 
 /// Docker's `reference` filter (its `FamiliarMatch`): the pattern matches the name with its
 /// tag, or else the name alone. A bad pattern matches nothing ([`check_pattern`] refuses it
@@ -48,8 +48,8 @@ const IMAGE_FILTERS_NOT_YET: [(&str, &str); 1] =
     [("until", "image filters by time are not applied yet")];
 
 /// Parses `filters` for an image endpoint.
-pub(crate) fn image_filters(q: &HashMap<String, String>) -> ApiResult<Filters> {
-    Filters::parse(q.get("filters"), &IMAGE_FILTERS, &IMAGE_FILTERS_NOT_YET)
+pub(crate) fn image_filters(q: &FiltersQuery) -> ApiResult<Filters> {
+    Filters::parse(q.filters.as_deref(), &IMAGE_FILTERS, &IMAGE_FILTERS_NOT_YET)
 }
 
 fn labels_match(img: &ImageRecord, want: &str) -> bool {
@@ -120,7 +120,7 @@ fn summaries(images: &[ImageRecord], containers: &[portlayer::ContainerRecord]) 
 /// GET /images/json?filters=
 pub async fn list(
     State(st): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    DockerQuery(q): DockerQuery<FiltersQuery>,
 ) -> ApiResult<Json<Value>> {
     let filters = image_filters(&q)?;
     let keep = image_filter(&st, &filters)?;
@@ -232,15 +232,25 @@ pub async fn get_dispatch(
     )))
 }
 
-/// POST /images/{name}/tag?repo=&tag=
+/// What `POST /images/{name}/tag` and `…/push` read.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct TagQuery {
+    /// The repository to tag into (tag only).
+    repo: Option<String>,
+    /// The tag (`latest` when empty); for a push, the one tag pushed (every one when empty).
+    tag: Option<String>,
+}
+
+/// POST /images/{name}/tag?repo=&tag= and /images/{name}/push?tag=
 pub async fn post_dispatch(
     State(st): State<AppState>,
     Path(rest): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    DockerQuery(q): DockerQuery<TagQuery>,
     headers: axum::http::HeaderMap,
 ) -> ApiResult<Response> {
     if let Some(name) = rest.strip_suffix("/push") {
-        return crate::pull::push(st, name, &q, &headers).await;
+        return crate::pull::push(st, name, q.tag.as_deref(), &headers).await;
     }
     let Some(name) = rest.strip_suffix("/tag") else {
         return Err(ApiError::not_found(format!(
@@ -249,14 +259,11 @@ pub async fn post_dispatch(
     };
     let img = find(&st, name)?;
     let repo = q
-        .get("repo")
+        .repo
         .filter(|r| !r.is_empty())
         .ok_or_else(|| ApiError::bad_request("repository name must be given"))?;
-    let tag = q
-        .get("tag")
-        .filter(|t| !t.is_empty())
-        .map(String::as_str)
-        .unwrap_or("latest");
+    let tag = q.tag.filter(|t| !t.is_empty());
+    let tag = tag.as_deref().unwrap_or("latest");
     let reference = Reference::parse(&format!("{repo}:{tag}"))?;
     st.images.tag(&img.id, &reference)?;
     st.containers.events().publish(
@@ -272,7 +279,7 @@ pub async fn post_dispatch(
 /// container uses).
 pub async fn prune(
     State(st): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    DockerQuery(q): DockerQuery<FiltersQuery>,
 ) -> ApiResult<Json<Value>> {
     let mut filters = image_filters(&q)?;
     let all = filters
@@ -327,13 +334,21 @@ pub async fn system_df(State(st): State<AppState>) -> Json<Value> {
     }))
 }
 
+/// What `DELETE /images/{name}` reads (`noprune`: vic keeps no parent images to prune).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DeleteQuery {
+    /// Untag every tag, and delete an image a stopped container uses.
+    force: bool,
+}
+
 /// DELETE /images/{name}?force=
 pub async fn delete(
     State(st): State<AppState>,
     Path(name): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    DockerQuery(q): DockerQuery<DeleteQuery>,
 ) -> ApiResult<Json<Value>> {
-    let force = truthy(q.get("force"));
+    let force = q.force;
     let img = st
         .images
         .resolve(&name)

@@ -121,8 +121,9 @@ pub fn container_summary(c: &ContainerRecord, now: DateTime<Utc>) -> Value {
     })
 }
 
-/// `GET /containers/{id}/json`.
-pub fn container_json(c: &ContainerRecord, log_path: &str) -> Value {
+/// `GET /containers/{id}/json`, with the `HostConfig` the container's spec makes and the path
+/// of its log.
+pub fn container_json(c: &ContainerRecord, host_config: Value, log_path: &str) -> Value {
     let argv = &c.spec.process.argv;
     let running = c.state.status == Status::Running;
     let mut config = personality(c, "Config")
@@ -161,7 +162,7 @@ pub fn container_json(c: &ContainerRecord, log_path: &str) -> Value {
         "ProcessLabel": "",
         "AppArmorProfile": "",
         "ExecIDs": null,
-        "HostConfig": crate::containers::host_config_of(&c.spec),
+        "HostConfig": host_config,
         "GraphDriver": { "Name": "vic", "Data": null },
         "Mounts": [],
         "Config": config,

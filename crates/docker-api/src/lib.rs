@@ -17,7 +17,10 @@
 //! Docker's JSON, and on the plain endpoint refuses requests a web page may have sent.
 //!
 //! Every path is accepted with or without the `/v1.NN` prefix; the version a client asks for
-//! is checked against [`MIN_API_VERSION`]..=[`API_VERSION`].
+//! is checked against [`MIN_API_VERSION`]..=[`API_VERSION`]. Each endpoint reads its query
+//! string into a struct of its own through `query.rs` (Docker's booleans, repeated
+//! parameters, a 400 naming a bad value), its `filters` through `filters.rs`, and every error
+//! becomes Docker's status and JSON in `error.rs`.
 
 #![recursion_limit = "256"]
 
@@ -32,10 +35,14 @@ mod images;
 mod inspect;
 mod prune;
 mod pull;
+mod query;
 mod server;
 mod streams;
 mod system;
 mod tls;
+
+#[cfg(test)]
+mod handler_tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -269,14 +276,6 @@ pub(crate) async fn serve_plain(
         async move { server::serve_connection(tcp, api, &limits).await }
     })
     .await
-}
-
-/// Reads a Docker boolean query parameter ("1", "true", "True").
-pub(crate) fn truthy(v: Option<&String>) -> bool {
-    matches!(
-        v.map(|s| s.to_ascii_lowercase()).as_deref(),
-        Some("1" | "true" | "yes")
-    )
 }
 
 #[cfg(test)]

@@ -5,17 +5,18 @@
 //! duration ago: `10m`, `1h30m`), `label` (`k` or `k=v`, every one must match) and `label!`
 //! (a container matching every one is kept). Any other filter is refused.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use portlayer::{ContainerRecord, Status};
 use serde_json::{json, Value};
 
 use crate::events::parse_time;
-use crate::filters::Filters;
+use crate::filters::{Filters, FiltersQuery};
+use crate::query::DockerQuery;
 use crate::{ApiError, ApiResult, AppState};
 
 /// The filters `POST /containers/prune` accepts.
@@ -30,8 +31,8 @@ struct Selection {
 }
 
 impl Selection {
-    fn parse(q: &HashMap<String, String>, now: DateTime<Utc>) -> ApiResult<Selection> {
-        let mut filters = Filters::parse(q.get("filters"), &ACCEPTED, &[])?;
+    fn parse(q: &FiltersQuery, now: DateTime<Utc>) -> ApiResult<Selection> {
+        let mut filters = Filters::parse(q.filters.as_deref(), &ACCEPTED, &[])?;
         let until = match filters.take("until").as_slice() {
             [] => None,
             [one] => Some(until_time(one, now)?),
@@ -136,7 +137,7 @@ fn go_duration(s: &str) -> Option<Duration> {
 /// POST /containers/prune?filters=
 pub async fn containers(
     State(st): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    DockerQuery(q): DockerQuery<FiltersQuery>,
 ) -> ApiResult<Json<Value>> {
     let selection = Selection::parse(&q, Utc::now())?;
     let used_before = st.storage.usage(st.images.usage()).containers;
@@ -172,8 +173,10 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn query(filters: &str) -> HashMap<String, String> {
-        [("filters".to_string(), filters.to_string())].into()
+    fn query(filters: &str) -> FiltersQuery {
+        FiltersQuery {
+            filters: Some(filters.to_string()),
+        }
     }
 
     #[test]
@@ -184,7 +187,7 @@ mod tests {
         let err = Selection::parse(&query(r#"{"until":["1h","2h"]}"#), Utc::now()).unwrap_err();
         assert_eq!(err.message, "more than one until filter specified");
         assert!(Selection::parse(&query(r#"{"until":["yesterday"]}"#), Utc::now()).is_err());
-        assert!(Selection::parse(&HashMap::new(), Utc::now()).is_ok());
+        assert!(Selection::parse(&FiltersQuery::default(), Utc::now()).is_ok());
     }
 
     #[test]

@@ -1,20 +1,19 @@
 //! `POST /images/create?fromImage=`: pulling, streamed to the client as Docker's JSON
 //! progress messages. Without a tag the client asks for every tag (`docker pull -a`).
 
-use std::collections::HashMap;
-
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use imagec::auth::Credentials;
 use imagec::pull::{Platform, Progress, PullError, PullOutcome};
 use imagec::reference::Reference;
-use imagec::store::StoreError;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use crate::query::DockerQuery;
 use crate::{ApiError, ApiResult, AppState};
 
 enum PullMsg {
@@ -56,22 +55,6 @@ fn progress_json(p: &Progress, tag: &str) -> Value {
         v["progressDetail"] = json!({});
     }
     v
-}
-
-fn pull_error_status(e: &PullError) -> StatusCode {
-    match e {
-        PullError::ManifestNotFound(_)
-        | PullError::RepositoryNotFound(_)
-        | PullError::NoMatchingPlatform(_) => StatusCode::NOT_FOUND,
-        PullError::AccessDenied(..) => StatusCode::NOT_FOUND,
-        // A 401 makes the CLI prompt for a login in the middle of a pull; dockerd answers
-        // refused pulls with a 500 too, and keeps 401 for `docker login` itself.
-        PullError::LoginFailed { .. } => StatusCode::UNAUTHORIZED,
-        PullError::NotWhitelisted(_) | PullError::Store(StoreError::Quota(_)) => {
-            StatusCode::FORBIDDEN
-        }
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
 }
 
 /// The `X-Registry-Auth` credentials of a request, if any.
@@ -133,17 +116,30 @@ async fn targets(
         .collect())
 }
 
+/// What a pull (`POST /images/create` without `fromSrc`) reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct PullQuery {
+    /// The image (`name`, `name:tag`, `name@digest`).
+    from_image: Option<String>,
+    /// A tag or digest; without one (and none in `fromImage`), every tag is pulled.
+    tag: Option<String>,
+    /// `os/arch[/variant]` (linux/amd64 when not given).
+    platform: Option<String>,
+}
+
 /// POST /images/create?fromImage=&tag=&platform=
 pub async fn create(
     State(st): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    DockerQuery(q): DockerQuery<PullQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let from = q
-        .get("fromImage")
+        .from_image
+        .as_ref()
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ApiError::bad_request("fromImage must be set"))?;
-    let tag_param = q.get("tag").filter(|t| !t.is_empty());
+    let tag_param = q.tag.as_ref().filter(|t| !t.is_empty());
     let full = match tag_param {
         Some(t) if t.starts_with("sha256:") => format!("{from}@{t}"),
         Some(t) => format!("{from}:{t}"),
@@ -157,7 +153,7 @@ pub async fn create(
             .next()
             .is_some_and(|last| last.contains(':'));
     let all_tags = !explicit;
-    let platform = match q.get("platform").filter(|p| !p.is_empty()) {
+    let platform = match q.platform.as_ref().filter(|p| !p.is_empty()) {
         Some(p) => Platform::parse(p).map_err(|e| ApiError::bad_request(e.to_string()))?,
         None => Platform::default(),
     };
@@ -217,10 +213,10 @@ pub async fn create(
     }
     // Errors before any progress (unknown repository, unreachable registry) are HTTP errors,
     // as Docker returns them; after that they are messages in the stream.
-    let first = rx.recv().await;
-    if let Some(PullMsg::Failed(e)) = &first {
-        return Err(ApiError::new(pull_error_status(e), e.to_string()));
-    }
+    let first = match rx.recv().await {
+        Some(PullMsg::Failed(e)) => return Err(e.into()),
+        first => first,
+    };
     let head = futures_util::stream::iter(first);
     let rest = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
     let stream = futures_util::StreamExt::map(futures_util::StreamExt::chain(head, rest), |m| {
@@ -238,11 +234,11 @@ pub async fn create(
 pub async fn push(
     st: AppState,
     name: &str,
-    q: &HashMap<String, String>,
+    tag: Option<&str>,
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
     let repo = Reference::parse(name)?;
-    let tag = q.get("tag").filter(|t| !t.is_empty()).cloned();
+    let tag = tag.filter(|t| !t.is_empty()).map(str::to_string);
     let tags: Vec<String> = match &tag {
         Some(t) => vec![t.clone()],
         None => {
@@ -350,13 +346,12 @@ pub async fn login(
         }
         Err(e) => {
             tracing::info!(registry, username = creds.username, "login refused: {e}");
-            let status = match e {
+            Err(match e {
                 PullError::Unauthorized { .. } | PullError::NoBasicAuth(_) => {
-                    StatusCode::UNAUTHORIZED
+                    ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())
                 }
-                _ => pull_error_status(&e),
-            };
-            Err(ApiError::new(status, e.to_string()))
+                e => e.into(),
+            })
         }
     }
 }

@@ -1,10 +1,8 @@
 //! The streaming endpoints: `wait` (headers at once, status at exit), `attach` (a hijacked
 //! connection: raw for a TTY, 8-byte multiplexed frames otherwise) and `logs`.
 
-use std::collections::HashMap;
-
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -12,10 +10,12 @@ use chrono::{DateTime, Utc};
 use hyper_util::rt::TokioIo;
 use portlayer::logs::{LogEntry, LogStream};
 use portlayer::{Status, WaitCondition};
+use serde::Deserialize;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::{truthy, ApiError, ApiResult, AppState};
+use crate::query::{or_none, DockerQuery};
+use crate::{ApiError, ApiResult, AppState};
 
 const RAW: &str = "application/vnd.docker.raw-stream";
 const MUX: &str = "application/vnd.docker.multiplexed-stream";
@@ -24,13 +24,21 @@ const MUX: &str = "application/vnd.docker.multiplexed-stream";
 /// most a frame, 1 MiB, so a chunk always holds one).
 const LOG_CHUNK: u64 = 2 << 20;
 
+/// What `POST /containers/{id}/wait` reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct WaitQuery {
+    /// `not-running` (or empty), `next-exit` or `removed`.
+    condition: Option<String>,
+}
+
 /// POST /containers/{id}/wait?condition=
 pub async fn wait(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    DockerQuery(q): DockerQuery<WaitQuery>,
 ) -> ApiResult<Response> {
-    let condition = match q.get("condition").map(String::as_str) {
+    let condition = match q.condition.as_deref() {
         None | Some("") | Some("not-running") => WaitCondition::NotRunning,
         Some("next-exit") => WaitCondition::NextExit,
         Some("removed") => WaitCondition::Removed,
@@ -99,17 +107,25 @@ fn wanted_stream(stream: LogStream, stdout: bool, stderr: bool) -> bool {
     }
 }
 
+/// What `POST /containers/{id}/attach` reads: the streams wanted (`stream` and `logs` are
+/// what vic does anyway: the live streams, no replay).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct AttachQuery {
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+}
+
 /// POST /containers/{id}/attach?stream=&stdin=&stdout=&stderr=
 pub async fn attach(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    DockerQuery(q): DockerQuery<AttachQuery>,
     mut req: Request,
 ) -> ApiResult<Response> {
-    let want_stdin = truthy(q.get("stdin"));
-    let want_stdout = truthy(q.get("stdout"));
-    let want_stderr = truthy(q.get("stderr"));
-    let (rec, streams) = st.containers.attach(&id, want_stdin)?;
+    let (want_stdout, want_stderr) = (q.stdout, q.stderr);
+    let (rec, streams) = st.containers.attach(&id, q.stdin)?;
     let upgrade = req
         .headers()
         .get(header::UPGRADE)
@@ -193,7 +209,7 @@ pub async fn attach(
 
 /// `since`/`until` as the CLI sends them, `SECONDS[.NANOSECONDS]`, read exactly (through an
 /// f64 a nanosecond timestamp is off by up to ~200 ns, enough to miss its own entry).
-fn parse_time(v: Option<&String>) -> Option<DateTime<Utc>> {
+fn parse_time(v: Option<&str>) -> Option<DateTime<Utc>> {
     let v = v.filter(|s| !s.is_empty() && *s != "0")?;
     let (secs, frac) = v.split_once('.').unwrap_or((v, ""));
     let secs: i64 = secs.parse().ok()?;
@@ -205,27 +221,38 @@ fn parse_time(v: Option<&String>) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(secs, nanos)
 }
 
+/// What `GET /containers/{id}/logs` reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct LogsQuery {
+    stdout: bool,
+    stderr: bool,
+    follow: bool,
+    timestamps: bool,
+    /// `SECONDS[.NANOSECONDS]`; anything else (or `0`) is no bound.
+    since: Option<String>,
+    until: Option<String>,
+    /// The last this many entries (`all`, or anything not a number, is every one).
+    #[serde(deserialize_with = "or_none")]
+    tail: Option<i64>,
+}
+
 /// GET /containers/{id}/logs?stdout=&stderr=&follow=&tail=&timestamps=&since=&until=
 pub async fn logs(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    DockerQuery(q): DockerQuery<LogsQuery>,
 ) -> ApiResult<Response> {
-    let (stdout, stderr) = (truthy(q.get("stdout")), truthy(q.get("stderr")));
+    let (stdout, stderr) = (q.stdout, q.stderr);
     if !stdout && !stderr {
         return Err(ApiError::bad_request(
             "Bad parameters: you must choose at least one stream",
         ));
     }
-    let follow = truthy(q.get("follow"));
-    let timestamps = truthy(q.get("timestamps"));
-    let since = parse_time(q.get("since"));
-    let until = parse_time(q.get("until"));
-    let tail: Option<usize> = q
-        .get("tail")
-        .and_then(|t| t.parse::<i64>().ok())
-        .filter(|t| *t >= 0)
-        .map(|t| t as usize);
+    let (follow, timestamps) = (q.follow, q.timestamps);
+    let since = parse_time(q.since.as_deref());
+    let until = parse_time(q.until.as_deref());
+    let tail: Option<usize> = q.tail.filter(|t| *t >= 0).map(|t| t as usize);
     let c = st.containers.get(&id)?;
     // Follow before reading the file, so nothing falls between the two.
     let live = if follow {
@@ -322,17 +349,17 @@ mod tests {
 
     #[test]
     fn since_and_until_are_read_to_the_nanosecond() {
-        let t = parse_time(Some(&"1764750000.123456789".to_string())).unwrap();
+        let t = parse_time(Some("1764750000.123456789")).unwrap();
         assert_eq!(
             (t.timestamp(), t.timestamp_subsec_nanos()),
             (1764750000, 123456789)
         );
-        let t = parse_time(Some(&"12.5".to_string())).unwrap();
+        let t = parse_time(Some("12.5")).unwrap();
         assert_eq!(
             (t.timestamp(), t.timestamp_subsec_nanos()),
             (12, 500_000_000)
         );
-        assert!(parse_time(Some(&"0".to_string())).is_none());
-        assert!(parse_time(Some(&"soon".to_string())).is_none());
+        assert!(parse_time(Some("0")).is_none());
+        assert!(parse_time(Some("soon")).is_none());
     }
 }

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::config::ContainerConfig;
 use super::host_config::{DeviceMapping, HostConfig};
-use super::policy::{Refusals, Refused};
+use super::refusal::{Refusals, Refused};
 use super::tmpfs;
 
 /// The size of `/dev/shm` when `--shm-size` is not given (Docker's 64 MiB).

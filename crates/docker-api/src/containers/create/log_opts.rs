@@ -21,7 +21,7 @@ use portlayer::logs::{DEFAULT_MAX_FILE, DEFAULT_MAX_SIZE};
 use portlayer::LogBounds;
 
 use super::host_config::HostConfig;
-use super::policy::{Refused, Unsupported};
+use super::refusal::{Refused, Unsupported};
 
 /// [`DEFAULT_MAX_SIZE`] as the user would write it.
 pub const DEFAULT_MAX_SIZE_SHOWN: &str = "20m";

@@ -22,21 +22,22 @@ mod host_config;
 mod log_opts;
 mod parse;
 mod policy;
+mod refusal;
 mod spec;
 #[cfg(test)]
 mod tests;
 mod tmpfs;
 
-use std::collections::HashMap;
-
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use imagec::store::ImageRecord;
 use portlayer::ContainerSpec;
+use serde::Deserialize;
 use serde_json::json;
 
+use crate::query::DockerQuery;
 use crate::{ApiError, ApiResult, AppState};
 
 pub use parse::CreateBody;
@@ -51,8 +52,7 @@ pub struct Plan {
 
 /// Judges a parsed body against the image: what the container gets, or why it is refused.
 pub fn plan(body: CreateBody, name: String, image: &ImageRecord) -> Result<Plan, ApiError> {
-    let applied = policy::apply(&body.config, &body.host_config, &body.networking_config)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let applied = policy::apply(&body.config, &body.host_config, &body.networking_config)?;
     Ok(spec::build(body.config, applied, name, image))
 }
 
@@ -93,10 +93,20 @@ fn check_platform(wanted: &str, reference: &str, image: &ImageRecord) -> Result<
     )))
 }
 
+/// What `POST /containers/create` reads besides the body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CreateQuery {
+    /// The container's name (a random one when empty).
+    name: String,
+    /// `os/arch[/variant]` the image must be for.
+    platform: Option<String>,
+}
+
 /// POST /containers/create?name=&platform=
 pub async fn create(
     State(st): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    DockerQuery(q): DockerQuery<CreateQuery>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let body = parse::body(&body)?;
@@ -115,16 +125,13 @@ pub async fn create(
             return Err(ApiError::not_found(format!("No such image: {shown}")));
         }
     };
-    if let Some(wanted) = q.get("platform").filter(|p| !p.is_empty()) {
+    if let Some(wanted) = q.platform.as_deref().filter(|p| !p.is_empty()) {
         check_platform(wanted, &image_name, &image)?;
     }
-    let name = q.get("name").cloned().unwrap_or_default();
-    let plan = plan(body, name, &image)?;
+    let plan = plan(body, q.name, &image)?;
     // VIC refuses a create while the VCH's storage is over its quota.
     let usage = st.storage.usage(st.images.usage());
-    st.storage
-        .check(usage, 0)
-        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e.to_string()))?;
+    st.storage.check(usage, 0)?;
     let rec = st.containers.create(plan.spec).await?;
     Ok((
         StatusCode::CREATED,

@@ -31,6 +31,7 @@ use super::config::{ContainerConfig, EndpointSettings, NetworkingConfig};
 use super::guest::{self, Guest};
 use super::host_config::HostConfig;
 use super::log_opts::{self, LogOpts};
+use super::refusal::{Refusals, Refused};
 
 /// The memory a container VM gets when `--memory` is not given.
 pub const DEFAULT_MEMORY_MIB: u32 = 256;
@@ -49,26 +50,6 @@ const CGROUP_LIMITS: &str =
     "only --memory and --cpus size a container VM; limits inside it are not applied yet";
 const GPUS: &str = "host devices are not passed to container VMs";
 const WINDOWS: &str = "it is a Windows option";
-
-/// One option the user set that vic does not apply.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{flag} is not supported by vic: {why}")]
-pub struct Unsupported {
-    /// The `docker` flag as the user typed it (or the API field when no flag sets it).
-    pub flag: String,
-    pub why: String,
-}
-
-/// Why a create is refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refused {
-    /// Options vic does not apply: all those the body sets, so that one try names them all.
-    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
-    Unsupported(Vec<Unsupported>),
-    /// A value dockerd refuses too, in dockerd's words.
-    #[error("{0}")]
-    Invalid(String),
-}
 
 /// What a create applies: the values the container gets, and what was discarded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,30 +90,6 @@ fn yes(v: &Option<bool>) -> bool {
     *v == Some(true)
 }
 
-/// Collects the refusals of one body.
-#[derive(Default)]
-pub(super) struct Refusals(Vec<Unsupported>);
-
-impl Refusals {
-    pub(super) fn check(&mut self, set: bool, flag: impl Into<String>, why: &str) {
-        if set {
-            self.0.push(Unsupported {
-                flag: flag.into(),
-                why: why.to_string(),
-            });
-        }
-    }
-    /// A mode string: accepted when empty or one of `ok`.
-    fn mode(&mut self, v: &Option<String>, ok: &[&str], flag: &str, why: &str) {
-        let v = s(v);
-        self.check(
-            !v.is_empty() && !ok.contains(&v),
-            format!("{flag} {v}"),
-            why,
-        );
-    }
-}
-
 /// Decides, for every field, what vic does with it.
 pub fn apply(
     c: &ContainerConfig,
@@ -146,9 +103,7 @@ pub fn apply(
     namespaces(&mut r, h);
     guest::refusals(&mut r, h);
     resources(&mut r, h);
-    if !r.0.is_empty() {
-        return Err(Refused::Unsupported(r.0));
-    }
+    r.finish()?;
     restart_retries(h)?;
     let log = log_opts::settings(h)?;
     let guest = guest::apply(c, h)?;
@@ -244,7 +199,7 @@ fn storage(r: &mut Refusals, c: &ContainerConfig, h: &HostConfig) {
         "--storage-opt",
         "storage options are not applied yet",
     );
-    r.0.extend(log_opts::unsupported(h));
+    r.extend(log_opts::unsupported(h));
 }
 
 /// Namespaces and runtimes a VM has no use for, and what is still not applied in it.
