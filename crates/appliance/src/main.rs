@@ -10,7 +10,7 @@ use clap::Parser;
 use docker_api::{AppState, VchInfo};
 use imagec::pull::Puller;
 use imagec::store::ImageStore;
-use portlayer::{Containers, ContainersConfig, EventBus};
+use portlayer::{Containers, ContainersConfig, EventBus, ImageService};
 
 mod setup;
 
@@ -155,9 +155,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let puller = Arc::new(Puller::new(setup::registry_options(&config)?));
     let state = AppState {
         containers: containers.clone(),
-        images,
+        images: ImageService::new(images, containers.clone(), storage),
         puller,
-        storage,
         info: Arc::new(VchInfo {
             name: config.name.clone(),
             insecure_registries: config.settings.insecure_registries.clone(),

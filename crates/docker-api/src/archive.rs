@@ -17,6 +17,7 @@ use futures_util::StreamExt;
 use imagec::archive::{self, ImportOptions, LoadEvent};
 use imagec::pull::Platform;
 use imagec::reference::Reference;
+use portlayer::ImageEvent;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -140,14 +141,12 @@ async fn save_names(st: AppState, names: Vec<String>) -> ApiResult<Response> {
             "no images to save: give at least one name",
         ));
     }
-    let store = st.images.clone();
+    let store = st.images.store().clone();
     let plan = tokio::task::spawn_blocking(move || archive::plan_save(&store, &names))
         .await
         .map_err(task_error)??;
     for id in plan.ids() {
-        st.containers
-            .events()
-            .publish("image", "save", &id, Default::default());
+        st.images.record(ImageEvent::Save(&id));
     }
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
     tokio::task::spawn_blocking(move || {
@@ -256,12 +255,10 @@ pub async fn load(
                 let _ = tx.send(l);
             }
         };
-        match archive::load(&st.images, reader, &events).await {
+        match archive::load(st.images.store(), reader, &events).await {
             Ok(images) => {
                 for img in images {
-                    st.containers
-                        .events()
-                        .publish("image", "load", &img.id, Default::default());
+                    st.images.record(ImageEvent::Load(&img.id));
                 }
             }
             Err(e) => {
@@ -364,10 +361,8 @@ async fn import(st: &AppState, src: &str, q: &ImportQuery, body: Body) -> ApiRes
             return Err(e);
         }
     };
-    let img = archive::import(&st.images, BodyReader::new(body), &opts).await?;
-    st.containers
-        .events()
-        .publish("image", "import", &img.id, Default::default());
+    let img = archive::import(st.images.store(), BodyReader::new(body), &opts).await?;
+    st.images.record(ImageEvent::Import(&img.id));
     Ok((
         [(header::CONTENT_TYPE, "application/json")],
         line(&json!({ "status": img.id })),

@@ -64,6 +64,7 @@ fn labels_match(img: &ImageRecord, want: &str) -> bool {
 fn image_filter(st: &AppState, filters: &Filters) -> ApiResult<impl Fn(&ImageRecord) -> bool> {
     let created_of = |name: &str| -> ApiResult<String> {
         st.images
+            .store()
             .resolve(name)
             .map(|i| i.created)
             .ok_or_else(|| ApiError::not_found(format!("No such image: {name}")))
@@ -125,7 +126,13 @@ pub async fn list(
     let filters = image_filters(&q)?;
     let keep = image_filter(&st, &filters)?;
     let patterns = filters.values("reference").to_vec();
-    let mut images: Vec<_> = st.images.list().into_iter().filter(|i| keep(i)).collect();
+    let mut images: Vec<_> = st
+        .images
+        .store()
+        .list()
+        .into_iter()
+        .filter(|i| keep(i))
+        .collect();
     images.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
     if !patterns.is_empty() {
         // As Docker does: a reference filter also narrows the tags and digests shown.
@@ -208,6 +215,7 @@ fn history(img: &ImageRecord) -> Value {
 
 fn find(st: &AppState, name: &str) -> ApiResult<ImageRecord> {
     st.images
+        .store()
         .resolve(name)
         .ok_or_else(|| ApiError::not_found(format!("No such image: {name}")))
 }
@@ -266,12 +274,6 @@ pub async fn post_dispatch(
     let tag = tag.as_deref().unwrap_or("latest");
     let reference = Reference::parse(&format!("{repo}:{tag}"))?;
     st.images.tag(&img.id, &reference)?;
-    st.containers.events().publish(
-        "image",
-        "tag",
-        &img.id,
-        [("name".to_string(), reference.to_string())].into(),
-    );
     Ok(StatusCode::CREATED.into_response())
 }
 
@@ -289,17 +291,15 @@ pub async fn prune(
     let keep = image_filter(&st, &filters)?;
     let mut deleted = Vec::new();
     let mut reclaimed = 0u64;
-    for img in st.images.list() {
-        if !keep(&img)
-            || (!all && !img.repo_tags.is_empty())
-            || st.containers.image_in_use(&img.id).is_some()
+    for img in st.images.store().list() {
+        if !keep(&img) || (!all && !img.repo_tags.is_empty()) || st.images.in_use(&img.id).is_some()
         {
             continue;
         }
         for t in &img.repo_tags {
             deleted.push(json!({ "Untagged": t }));
         }
-        st.containers.remove_image(&st.images, &img.id).await?;
+        st.images.remove(&img.id).await?;
         reclaimed += img.size;
         deleted.push(json!({ "Deleted": img.id }));
     }
@@ -313,7 +313,7 @@ pub async fn prune(
 pub async fn system_df(State(st): State<AppState>) -> Json<Value> {
     let now = chrono::Utc::now();
     let containers = st.containers.list();
-    let images = st.images.list();
+    let images = st.images.store().list();
     let layers_size: u64 = images.iter().map(|i| i.size).sum();
     let image_rows = summaries(&images, &containers);
     let container_rows: Vec<Value> = containers
@@ -321,7 +321,12 @@ pub async fn system_df(State(st): State<AppState>) -> Json<Value> {
         .map(|c| {
             let mut v = crate::inspect::container_summary(c, now);
             v["SizeRw"] = json!(0);
-            v["SizeRootFs"] = json!(st.images.get(&c.spec.image_id).map(|i| i.size).unwrap_or(0));
+            v["SizeRootFs"] = json!(st
+                .images
+                .store()
+                .get(&c.spec.image_id)
+                .map(|i| i.size)
+                .unwrap_or(0));
             v
         })
         .collect();
@@ -351,10 +356,11 @@ pub async fn delete(
     let force = q.force;
     let img = st
         .images
+        .store()
         .resolve(&name)
         .ok_or_else(|| ApiError::not_found(format!("No such image: {name}")))?;
     let short = img.id.trim_start_matches("sha256:")[..12].to_string();
-    let user = st.containers.image_in_use(&img.id);
+    let user = st.images.in_use(&img.id);
     let by_reference = Reference::parse(&name)
         .ok()
         .filter(|r| img.repo_tags.contains(&r.to_string()));
@@ -406,11 +412,12 @@ pub async fn delete(
     }
     let still_tagged = st
         .images
+        .store()
         .get(&img.id)
         .map(|i| !i.repo_tags.is_empty())
         .unwrap_or(false);
     if !still_tagged && user.is_none() {
-        st.containers.remove_image(&st.images, &img.id).await?;
+        st.images.remove(&img.id).await?;
         out.push(json!({ "Deleted": img.id }));
     }
     Ok(Json(Value::Array(out)))

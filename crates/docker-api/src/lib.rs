@@ -54,8 +54,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use imagec::pull::Puller;
-use imagec::store::ImageStore;
-use portlayer::{Containers, Storage};
+
+use portlayer::{Containers, ImageService};
 use tower::ServiceExt;
 
 pub use error::{ApiError, ApiResult};
@@ -86,10 +86,10 @@ pub struct VchInfo {
 #[derive(Clone)]
 pub struct AppState {
     pub containers: Containers,
-    pub images: Arc<ImageStore>,
+    /// The image store (for reads) and every change of an image, with its events; the
+    /// VCH's storage and its quota.
+    pub images: ImageService,
     pub puller: Arc<Puller>,
-    /// The VCH's storage: its quota, its volume stores, what each part uses.
-    pub storage: Arc<Storage>,
     pub info: Arc<VchInfo>,
 }
 

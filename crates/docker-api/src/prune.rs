@@ -140,7 +140,7 @@ pub async fn containers(
     DockerQuery(q): DockerQuery<FiltersQuery>,
 ) -> ApiResult<Json<Value>> {
     let selection = Selection::parse(&q, Utc::now())?;
-    let used_before = st.storage.usage(st.images.usage()).containers;
+    let used_before = st.images.usage().containers;
     let mut deleted = Vec::new();
     for c in st.containers.list() {
         if !selection.admits(&c) {
@@ -154,7 +154,7 @@ pub async fn containers(
             Err(e) => tracing::warn!(id = %c.id, "prune: the container is kept: {e}"),
         }
     }
-    let used_after = st.storage.usage(st.images.usage()).containers;
+    let used_after = st.images.usage().containers;
     let reclaimed = used_before.saturating_sub(used_after);
     st.containers.events().publish(
         "container",

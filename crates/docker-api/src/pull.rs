@@ -9,6 +9,7 @@ use bytes::Bytes;
 use imagec::auth::Credentials;
 use imagec::pull::{Platform, Progress, PullError, PullOutcome};
 use imagec::reference::Reference;
+use portlayer::ImageEvent;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -185,16 +186,11 @@ pub async fn create(
                 });
                 match st
                     .puller
-                    .pull(&st.images, &r, &platform, creds, &*progress)
+                    .pull(st.images.store(), &r, &platform, creds, &*progress)
                     .await
                 {
                     Ok(outcome) => {
-                        st.containers.events().publish(
-                            "image",
-                            "pull",
-                            &r.to_string(),
-                            Default::default(),
-                        );
+                        st.images.record(ImageEvent::Pull(&r));
                         newer |= !outcome.up_to_date;
                         if !all_tags {
                             let _ = tx.send(PullMsg::Pulled(Box::new(outcome), r.to_string()));
@@ -245,6 +241,7 @@ pub async fn push(
             let prefix = format!("{}:", repo.name());
             let mut all: Vec<String> = st
                 .images
+                .store()
                 .list()
                 .iter()
                 .flat_map(|i| i.repo_tags.iter())
@@ -263,6 +260,7 @@ pub async fn push(
         };
         let image = st
             .images
+            .store()
             .resolve(&format!("{}:{t}", repo.name()))
             .ok_or_else(|| {
                 ApiError::not_found(format!(
@@ -291,7 +289,13 @@ pub async fn push(
             };
             match st
                 .puller
-                .push(&st.images, &image, &target, creds.as_ref(), &progress)
+                .push(
+                    st.images.store(),
+                    &image,
+                    &target,
+                    creds.as_ref(),
+                    &progress,
+                )
                 .await
             {
                 Ok(out) => {
@@ -302,12 +306,7 @@ pub async fn push(
                         "progressDetail": {},
                         "aux": { "Tag": out.tag, "Digest": out.digest, "Size": out.size },
                     })));
-                    st.containers.events().publish(
-                        "image",
-                        "push",
-                        &target.to_string(),
-                        Default::default(),
-                    );
+                    st.images.record(ImageEvent::Push(&target));
                 }
                 Err(e) => {
                     tracing::info!(image = %target, "push failed: {e}");

@@ -65,7 +65,7 @@ pub async fn info(State(st): State<AppState>) -> impl IntoResponse {
         .iter()
         .filter(|c| c.state.status == Status::Running)
         .count();
-    let images = st.images.list().len();
+    let images = st.images.store().list().len();
     let (ncpu, mem) = host_resources();
     Json(json!({
         "ID": st.info.name,
@@ -140,7 +140,7 @@ fn warnings(st: &AppState) -> Vec<String> {
             q.id, q.error
         )
     });
-    let images = st.images.quarantined().unwrap_or_else(|e| {
+    let images = st.images.store().quarantined().unwrap_or_else(|e| {
         tracing::warn!("reading the quarantined image records failed: {e}");
         Vec::new()
     });
@@ -178,14 +178,15 @@ fn system_status(st: &AppState) -> Vec<[String; 2]> {
     let mut out = Vec::new();
     let mut add = |k: &str, v: String| out.push([k.to_string(), v]);
     let labels: Vec<&str> = st
-        .storage
+        .images
+        .storage()
         .volume_stores()
         .iter()
         .map(|v| v.label.as_str())
         .collect();
     add("VolumeStores", labels.join(" "));
-    let usage = st.storage.usage(st.images.usage());
-    if let Some(q) = st.storage.quota() {
+    let usage = st.images.usage();
+    if let Some(q) = st.images.storage().quota() {
         add(" VCH storage limit", bytes_size(q));
     }
     add(" VCH storage usage", bytes_size(usage.total()));

@@ -25,6 +25,7 @@ pub mod events;
 mod fake_tests;
 pub mod follow;
 pub mod guest;
+mod image_service;
 pub mod limits;
 pub mod logs;
 mod manager;
@@ -39,6 +40,7 @@ pub use container::{
 };
 pub use events::{Event, EventBus};
 pub use guest::session::StdinMsg;
+pub use image_service::{ImageEvent, ImageService};
 pub use limits::Limits;
 pub use logs::{LogBounds, LogEntry, LogSet, LogStream};
 pub use manager::{

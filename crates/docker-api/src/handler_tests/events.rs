@@ -104,3 +104,45 @@ async fn a_since_or_until_that_is_not_a_time_is_a_400() {
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     assert_eq!(a.message(), "invalid until value \"1.x\"");
 }
+
+/// Image changes reach `/events` from the port layer's image service, with Docker's actions
+/// and the name each tag concerns.
+#[tokio::test]
+async fn tag_untag_and_delete_of_an_image_are_events() {
+    let vch = Vch::new().await;
+    let id = vch.add_image(1, &["busybox:latest"], "2024-01-01T00:00:00Z");
+    let a = vch.post("/images/busybox/tag?repo=mine&tag=v1", "").await;
+    assert_eq!(a.status, StatusCode::CREATED, "{a:?}");
+    let a = vch.send("DELETE", "/images/mine:v1", "").await;
+    assert_eq!(a.status, StatusCode::OK, "{a:?}");
+    let a = vch.send("DELETE", "/images/busybox", "").await;
+    assert_eq!(a.status, StatusCode::OK, "{a:?}");
+    let until = chrono::Utc::now().timestamp() + 1;
+    let a = vch
+        .get(&format!(
+            "/events?since=0&until={until}&filters={}",
+            super::filters(json!({ "type": ["image"] }))
+        ))
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{a:?}");
+    let seen: Vec<String> = events(&a.body)
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e["Action"].as_str().unwrap_or(""),
+                e["Actor"]["ID"].as_str().unwrap_or(""),
+                e["Actor"]["Attributes"]["name"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            format!("tag {id} mine:v1"),
+            format!("untag {id} mine:v1"),
+            format!("untag {id} busybox:latest"),
+            format!("delete {id} -"),
+        ]
+    );
+}

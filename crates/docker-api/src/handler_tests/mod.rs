@@ -18,7 +18,7 @@ use futures_util::FutureExt;
 use hypervisor::fake::FakeBackend;
 use imagec::pull::{Puller, RegistryOptions};
 use imagec::store::{ImageRecord, ImageStore};
-use portlayer::{Containers, ContainersConfig, EventBus, Limits, Storage};
+use portlayer::{Containers, ContainersConfig, EventBus, ImageService, Limits, Storage};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -77,15 +77,15 @@ impl Vch {
         )
         .await
         .expect("the port layer opens");
+        let storage = Arc::new(Storage::new(
+            quota,
+            vec![dir.path().join("containers")],
+            vec![],
+        ));
         let state = AppState {
+            images: ImageService::new(images, containers.clone(), storage),
             containers,
-            images,
             puller: Arc::new(Puller::new(RegistryOptions::default())),
-            storage: Arc::new(Storage::new(
-                quota,
-                vec![dir.path().join("containers")],
-                vec![],
-            )),
             info: Arc::new(VchInfo::default()),
         };
         let api = Api::of(router(state.clone()), true);
@@ -112,9 +112,15 @@ impl Vch {
             layers: Vec::new(),
             layer_sizes: Vec::new(),
         };
-        let rootfs = self.state.images.temp_dir().expect("a work directory");
+        let rootfs = self
+            .state
+            .images
+            .store()
+            .temp_dir()
+            .expect("a work directory");
         self.state
             .images
+            .store()
             .commit(rec, &rootfs)
             .expect("the image commits");
         id

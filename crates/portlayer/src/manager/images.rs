@@ -1,11 +1,7 @@
-//! Images as the port layer sees them: which container uses one, and removing one, which
-//! takes the backend's disks made from it, the store's record and files, and tells `/events`.
-//! The personality decides whether an image may go (Docker's conflicts); the sequence is here,
-//! once, for `rmi` and `image prune` alike.
+//! What the containers' side knows of images: which container uses one, the backend's disks
+//! made from one (the removal sequence is [`crate::ImageService`]'s), and the backend's name.
 
-use imagec::store::ImageStore;
-
-use super::{Containers, Error};
+use super::Containers;
 use crate::container::ContainerRecord;
 
 impl Containers {
@@ -17,18 +13,12 @@ impl Containers {
             .cloned()
     }
 
-    /// Removes image `id` from `store`: first what the backend made from it (a base disk; a
-    /// failure there is logged, and the disk is the backend's to sweep), then the image's
-    /// record and files, then the `delete` event.
-    pub async fn remove_image(&self, store: &ImageStore, id: &str) -> Result<(), Error> {
+    /// Removes what the backend made from image `id` (a base disk). A failure is logged, not
+    /// returned: the disk is the backend's to sweep, and the image goes regardless.
+    pub(crate) async fn remove_base_disk(&self, id: &str) {
         if let Err(e) = self.inner.backend.remove_image(id).await {
             tracing::warn!("removing the base disk of {id}: {e}");
         }
-        store.remove(id)?;
-        self.inner
-            .events
-            .publish("image", "delete", id, Default::default());
-        Ok(())
     }
 
     /// The backend's short name (`docker info`'s driver is `vic-<name>`).

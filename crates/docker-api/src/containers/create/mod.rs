@@ -116,7 +116,7 @@ pub async fn create(
             "config cannot be empty in order to create a container",
         ));
     }
-    let image = match st.images.resolve(&image_name) {
+    let image = match st.images.store().resolve(&image_name) {
         Some(img) => img,
         None => {
             let shown = imagec::reference::Reference::parse(&image_name)
@@ -130,8 +130,7 @@ pub async fn create(
     }
     let plan = plan(body, q.name, &image)?;
     // VIC refuses a create while the VCH's storage is over its quota.
-    let usage = st.storage.usage(st.images.usage());
-    st.storage.check(usage, 0)?;
+    st.images.admit_container()?;
     let rec = st.containers.create(plan.spec).await?;
     Ok((
         StatusCode::CREATED,
