@@ -150,6 +150,15 @@ impl Vch {
         self.send("GET", uri, "").await
     }
 
+    /// GETs `uri` with `filters` and asserts Docker's 400 with message `want`.
+    pub(super) async fn filter_refused(&self, path: &str, filters_json: Value, want: &str) {
+        let a = self
+            .get(&format!("{path}?filters={}", filters(filters_json)))
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{path}: {a:?}");
+        assert_eq!(a.message(), want, "{path}");
+    }
+
     pub(super) async fn post(&self, uri: &str, body: &str) -> Answer {
         self.send("POST", uri, body).await
     }
