@@ -24,6 +24,7 @@ pub fn backend(
                 initrd: initrd.clone(),
                 cgroup_parent: Path::new("vic").join(&config.name),
                 jail,
+                netns: Some(backend_local::net::namespace_name(&config.state_dir)),
                 ..backend_local::LocalConfig::default()
             })
             .context("starting the local backend")?;

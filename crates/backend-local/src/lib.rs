@@ -28,6 +28,7 @@ mod confine;
 mod disk;
 pub mod inventory;
 mod jail;
+pub mod net;
 mod qemu;
 mod uids;
 mod vm;
@@ -38,7 +39,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hypervisor::{Backend, BackendError, PowerState, PoweredOn, VmConfig};
+use hypervisor::{Backend, BackendError, NetworkSpec, PowerState, PoweredOn, VmConfig};
 
 pub use accel::Accel;
 pub use cgroup::{PIDS_MAX, QEMU_OVERHEAD_MIB};
@@ -71,6 +72,9 @@ pub struct LocalConfig {
     pub uid_claims: PathBuf,
     /// Whether QEMU runs in its jail (`jail.rs`); off only to measure what the jail costs.
     pub jail: bool,
+    /// The VCH's network namespace (`net.rs`), made if missing; `None`: VMs get no network
+    /// interfaces, and asking for one is an error.
+    pub netns: Option<String>,
 }
 
 impl Default for LocalConfig {
@@ -88,6 +92,7 @@ impl Default for LocalConfig {
             cgroup_parent: PathBuf::from("vic/local"),
             uid_claims: PathBuf::from(uids::DEFAULT_DIR),
             jail: true,
+            netns: None,
         }
     }
 }
@@ -100,6 +105,7 @@ pub struct LocalBackend {
     qemu_version: String,
     image_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     vms: vm::Vms,
+    net: Option<net::VchNet>,
 }
 
 fn failed(msg: impl Into<String>) -> BackendError {
@@ -131,6 +137,30 @@ fn ensure_file(path: &Path, what: &str) -> Result<(), BackendError> {
             "the {what} {} is missing; run `make` to build it",
             path.display()
         )))
+    }
+}
+
+impl LocalBackend {
+    fn net(&self) -> Result<&net::VchNet, BackendError> {
+        self.net
+            .as_ref()
+            .ok_or_else(|| failed("this backend was started without a network namespace"))
+    }
+
+    /// Opens the tap of each of VM `id`'s interfaces, attached to its network's bridge.
+    fn open_taps(
+        &self,
+        id: &str,
+        nics: &[hypervisor::Nic],
+    ) -> Result<Vec<std::os::fd::OwnedFd>, BackendError> {
+        if nics.is_empty() {
+            return Ok(Vec::new());
+        }
+        let net = self.net()?;
+        nics.iter()
+            .enumerate()
+            .map(|(i, nic)| net.open_tap(&net::tap_of(id, i), &nic.network))
+            .collect()
     }
 }
 
@@ -212,7 +242,15 @@ impl LocalBackend {
             tracing::warn!("QEMU runs without its jail, as asked for measuring its cost: never do this in production");
             None
         };
+        let net = cfg.netns.as_deref().map(net::VchNet::open).transpose()?;
+        if let Some(n) = &net {
+            tracing::info!(
+                namespace = n.name(),
+                "container networks live in the VCH's network namespace"
+            );
+        }
         Ok(Self {
+            net,
             vms: vm::Vms::new(
                 absolute(&vms_root),
                 // Unconfined (not root), QEMU runs as the appliance's user: no uid to claim
@@ -312,8 +350,16 @@ impl Backend for LocalBackend {
         }
     }
 
+    async fn ensure_network(&self, net: &NetworkSpec) -> Result<(), BackendError> {
+        check_id("network", &net.name)?;
+        self.net()?.ensure_bridge(net)
+    }
+
     async fn create_vm(&self, vm: &VmConfig) -> Result<(), BackendError> {
         check_id("VM", &vm.id)?;
+        if let Some(bad) = vm.nics.iter().find(|n| !qemu::valid_mac(&n.mac)) {
+            return Err(failed(format!("not a MAC address: {:?}", bad.mac)));
+        }
         check_id("image", &vm.image_id)?;
         let base = disk::base_path(&self.cfg.root, &vm.image_id);
         if !base.is_file() {
@@ -326,7 +372,9 @@ impl Backend for LocalBackend {
         check_id("VM", id)?;
         let spec = self.vms.load(id)?;
         let base = disk::base_path(&self.cfg.root, &spec.image_id);
+        let taps = self.open_taps(id, &spec.nics)?;
         let launch = qemu::Launch {
+            macs: spec.nics.iter().map(|n| n.mac.clone()).collect(),
             name: spec.display_name.clone(),
             accel: self.accel,
             tsc_khz: self.tsc_khz,
@@ -341,6 +389,7 @@ impl Backend for LocalBackend {
                 &base,
                 &self.cfg.qemu,
                 &qemu::args(&launch),
+                taps,
                 self.cfg.boot_timeout,
             )
             .await

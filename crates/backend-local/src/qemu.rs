@@ -23,6 +23,18 @@ pub struct Launch {
     pub cpus: u32,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
+    /// MAC addresses of the VM's interfaces; interface `i` is the tap open as descriptor
+    /// `3 + i` (see `vm::pass_fds`).
+    pub macs: Vec<String>,
+}
+
+/// Whether `mac` is `xx:xx:xx:xx:xx:xx` in hex, and nothing else can reach QEMU's options.
+pub fn valid_mac(mac: &str) -> bool {
+    mac.len() == 17
+        && mac.split(':').count() == 6
+        && mac
+            .split(':')
+            .all(|b| b.len() == 2 && b.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 /// The guest kernel command line.
@@ -85,6 +97,13 @@ pub fn args(l: &Launch) -> Vec<String> {
             tether_proto::PORT_NAME
         ),
     ]);
+    for (i, mac) in l.macs.iter().enumerate() {
+        push(&["-netdev", &format!("tap,id=net{i},fd={}", 3 + i)]);
+        push(&[
+            "-device",
+            &format!("virtio-net-device,netdev=net{i},mac={mac}"),
+        ]);
+    }
     a
 }
 
@@ -101,6 +120,24 @@ mod tests {
             cpus: 2,
             kernel: "/k/vmlinux".into(),
             initrd: "/k/initramfs.cpio".into(),
+            macs: vec!["02:42:ac:10:00:02".into()],
+        }
+    }
+
+    #[test]
+    fn each_interface_is_a_tap_descriptor_and_a_virtio_net_device() {
+        let a = args(&launch(Accel::Tcg));
+        assert_eq!(value_of(&a, "-netdev"), ["tap,id=net0,fd=3"]);
+        assert!(value_of(&a, "-device")
+            .contains(&"virtio-net-device,netdev=net0,mac=02:42:ac:10:00:02"));
+        assert!(valid_mac("02:42:ac:10:00:02"));
+        for bad in [
+            "02:42:ac:10:00",
+            "02:42:ac:10:00:0g",
+            "02:42:ac:10:00:02,x=1",
+            "",
+        ] {
+            assert!(!valid_mac(bad), "{bad}");
         }
     }
 

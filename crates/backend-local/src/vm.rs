@@ -35,6 +35,9 @@ pub struct VmSpec {
     /// The uid and gid its QEMU runs as (see `jail.rs`); absent in files of older versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<u32>,
+    /// Its network interfaces (none in files of older versions).
+    #[serde(default)]
+    pub nics: Vec<hypervisor::Nic>,
 }
 
 /// A QEMU process this backend started.
@@ -158,6 +161,7 @@ impl Vms {
                 memory_mib: vm.memory_mib,
                 cpus: vm.cpus,
                 uid: None,
+                nics: vm.nics.clone(),
             };
             spec.uid = Some(self.allocate_uid(&spec.id)?);
             self.save(&spec)
@@ -268,12 +272,15 @@ impl Vms {
 
     /// Starts the VM's QEMU (jailed when the backend confines VMs); `base` is the base disk
     /// of its image.
+    /// `taps` are the open tap devices of its interfaces, in order: QEMU gets them as
+    /// descriptors 3, 4, … (see `qemu::args`).
     pub async fn power_on(
         &self,
         mut spec: VmSpec,
         base: &Path,
         qemu: &Path,
         args: &[String],
+        taps: Vec<std::os::fd::OwnedFd>,
         boot_timeout: Duration,
     ) -> Result<PoweredOn, BackendError> {
         let id = spec.id.clone();
@@ -314,12 +321,22 @@ impl Vms {
             .stderr(log_err)
             .process_group(0)
             .kill_on_drop(false);
-        if let Some(plan) = plan {
-            // SAFETY: `Plan::apply` makes only async-signal-safe system calls on data prepared
-            // before the fork, and allocates nothing.
-            unsafe { cmd.pre_exec(move || plan.apply()) };
-        }
-        let mut child = match cmd.spawn() {
+        let tap_fds: Vec<i32> = taps.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
+        // SAFETY: `pass_fds` and `Plan::apply` make only async-signal-safe system calls on data
+        // prepared before the fork, and allocate nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                crate::net::pass_fds(&tap_fds)?;
+                match &plan {
+                    Some(plan) => plan.apply(),
+                    None => Ok(()),
+                }
+            })
+        };
+        let spawned = cmd.spawn();
+        // QEMU holds the taps now (or never will): ours close, so a tap goes with its QEMU.
+        drop(taps);
+        let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {
                 if let Some(c) = &self.confine {

@@ -9,6 +9,10 @@ fn vm_json_round_trips_and_rejects_unknown_fields() {
         memory_mib: 256,
         cpus: 1,
         uid: Some(900_001),
+        nics: vec![hypervisor::Nic {
+            network: "bridge".into(),
+            mac: "02:42:ac:10:00:02".into(),
+        }],
     };
     let text = serde_json::to_string(&spec).unwrap();
     assert_eq!(serde_json::from_str::<VmSpec>(&text).unwrap(), spec);

@@ -172,6 +172,7 @@ async fn boot(backend: &LocalBackend, id: &str) -> Result<Booted> {
             image_id: IMAGE.into(),
             memory_mib: 256,
             cpus: 1,
+            nics: Vec::new(),
         })
         .await?;
     let t = Instant::now();
@@ -199,14 +200,14 @@ async fn boot(backend: &LocalBackend, id: &str) -> Result<Booted> {
     );
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
     guest
-        .ctl(&HostMsg::Setup(Setup {
+        .ctl(&HostMsg::Setup(Box::new(Setup {
             hostname: format!("host-{id}"),
             root_device: "/dev/vda".into(),
             root_fstype: "ext4".into(),
             clock_unix_nanos: now.as_nanos() as u64,
             entropy: vec![7; 64],
             ..Default::default()
-        }))
+        })))
         .await?;
     let ready = guest.msg().await?;
     assert_eq!(ready, GuestMsg::Ready);

@@ -7,6 +7,7 @@ use axum::Json;
 use imagec::archive::ArchiveError;
 use imagec::pull::PullError;
 use imagec::store::StoreError;
+use portlayer::networks::NetworkError;
 use portlayer::Error as PlError;
 
 /// An error as the Docker API returns it.
@@ -55,7 +56,10 @@ impl IntoResponse for ApiError {
 impl From<PlError> for ApiError {
     fn from(e: PlError) -> Self {
         let status = match &e {
-            PlError::NoSuchContainer(_) | PlError::NoSuchImage(_) => StatusCode::NOT_FOUND,
+            PlError::NoSuchContainer(_)
+            | PlError::NoSuchImage(_)
+            | PlError::Network(NetworkError::NoSuch(_)) => StatusCode::NOT_FOUND,
+            PlError::Network(NetworkError::Full(_)) => StatusCode::SERVICE_UNAVAILABLE,
             PlError::NameConflict { .. }
             | PlError::NotRunning(_)
             | PlError::NotReading(_)

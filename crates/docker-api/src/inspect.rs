@@ -116,8 +116,60 @@ pub fn container_summary(c: &ContainerRecord, now: DateTime<Utc>) -> Value {
         "State": c.state.status.as_str(),
         "Status": status_text(c, now),
         "HostConfig": { "NetworkMode": "default" },
-        "NetworkSettings": { "Networks": {} },
+        "NetworkSettings": { "Networks": networks(c) },
         "Mounts": [],
+    })
+}
+
+/// The container's endpoints as Docker shows them: every network it is on, with its address
+/// while it runs (Docker clears them when a container stops).
+fn networks(c: &ContainerRecord) -> Value {
+    let running = c.state.status == Status::Running;
+    let mut out = serde_json::Map::new();
+    for e in &c.spec.endpoints {
+        let (ip, prefix, gw, mac) = if running {
+            (
+                e.ip.to_string(),
+                e.prefix_len,
+                e.gateway.to_string(),
+                e.mac.clone(),
+            )
+        } else {
+            Default::default()
+        };
+        out.insert(
+            e.network.clone(),
+            json!({
+                "NetworkID": e.network,
+                "EndpointID": if running { c.id.as_str() } else { "" },
+                "Gateway": gw,
+                "IPAddress": ip,
+                "IPPrefixLen": prefix,
+                "MacAddress": mac,
+                "Aliases": null,
+                "Links": null,
+            }),
+        );
+    }
+    Value::Object(out)
+}
+
+/// `NetworkSettings` of inspect: the default bridge's endpoint at the top level, as Docker
+/// puts it, and every network under `Networks`.
+fn network_settings(c: &ContainerRecord) -> Value {
+    let nets = networks(c);
+    let bridge = &nets[portlayer::networks::BRIDGE];
+    let field = |k: &str| bridge.get(k).cloned().unwrap_or(json!(""));
+    json!({
+        "Bridge": "",
+        "SandboxID": "",
+        "Ports": {},
+        "SandboxKey": "",
+        "Gateway": field("Gateway"),
+        "IPAddress": field("IPAddress"),
+        "IPPrefixLen": bridge.get("IPPrefixLen").cloned().unwrap_or(json!(0)),
+        "MacAddress": field("MacAddress"),
+        "Networks": nets,
     })
 }
 
@@ -166,13 +218,7 @@ pub fn container_json(c: &ContainerRecord, host_config: Value, log_path: &str) -
         "GraphDriver": { "Name": "vic", "Data": null },
         "Mounts": [],
         "Config": config,
-        "NetworkSettings": {
-            "Bridge": "",
-            "SandboxID": "",
-            "Ports": {},
-            "SandboxKey": "",
-            "Networks": {},
-        },
+        "NetworkSettings": network_settings(c),
     })
 }
 

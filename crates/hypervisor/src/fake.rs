@@ -112,6 +112,9 @@ impl Backend for FakeBackend {
     async fn remove_image(&self, image_id: &str) -> Result<(), BackendError> {
         self.call("remove_image", image_id)
     }
+    async fn ensure_network(&self, net: &crate::NetworkSpec) -> Result<(), BackendError> {
+        self.call("ensure_network", &net.name)
+    }
     async fn create_vm(&self, vm: &VmConfig) -> Result<(), BackendError> {
         self.call("create_vm", short(&vm.id))
     }

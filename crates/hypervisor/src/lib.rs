@@ -33,6 +33,26 @@ pub struct VmConfig {
     pub image_id: String,
     pub memory_mib: u32,
     pub cpus: u32,
+    /// Its network interfaces, in the order the guest sees them (`eth0` first).
+    pub nics: Vec<Nic>,
+}
+
+/// A VM's network interface: on which of the backend's networks, with which address.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Nic {
+    /// The network's name, as [`Backend::ensure_network`] made it.
+    pub network: String,
+    /// The interface's MAC address, `xx:xx:xx:xx:xx:xx`.
+    pub mac: String,
+}
+
+/// A network the backend attaches VMs to: a bridge locally, a port group on vSphere. The
+/// gateway is the backend's side of it (the address containers route through).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSpec {
+    pub name: String,
+    pub gateway: std::net::Ipv4Addr,
+    pub prefix_len: u8,
 }
 
 /// Where a container VM's guest finds its root filesystem: the backend decides how it
@@ -108,6 +128,9 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Drops an image's base disk. Fails if a VM still uses it.
     async fn remove_image(&self, image_id: &str) -> Result<(), BackendError>;
+
+    /// Makes network `net` (idempotent): VMs created with a [`Nic`] on it are attached to it.
+    async fn ensure_network(&self, net: &NetworkSpec) -> Result<(), BackendError>;
 
     /// Creates the VM and its copy-on-write root disk. Does not power it on.
     async fn create_vm(&self, vm: &VmConfig) -> Result<(), BackendError>;

@@ -77,6 +77,13 @@ pub struct ContainerSpec {
     /// Devices, mounts, kernel settings and limits inside the container's VM.
     #[serde(default)]
     pub confinement: Confinement,
+    /// The networks the container is attached to, by name (the personality's choice; none:
+    /// loopback only).
+    #[serde(default)]
+    pub networks: Vec<String>,
+    /// Its endpoint on each of them, given out at create (see `networks.rs`).
+    #[serde(default)]
+    pub endpoints: Vec<crate::networks::Endpoint>,
     /// The API personality's own view of the container (e.g. Docker's Config and HostConfig),
     /// stored and returned untouched.
     #[serde(default)]

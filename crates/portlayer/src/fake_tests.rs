@@ -162,6 +162,7 @@ async fn open(dir: &Path, backend: Arc<FakeBackend>) -> Containers {
 async fn open_with(dir: &Path, backend: Arc<FakeBackend>, limits: Limits) -> Containers {
     Containers::open(
         ContainersConfig {
+            networks: vec![Network::default_bridge()],
             state_dir: dir.join("containers"),
             limits,
             database: None,
@@ -217,6 +218,11 @@ async fn run_streams_output_records_exit_and_keeps_logs() {
         .iter()
         .any(|e| e == &format!("HOSTNAME={}", &rec.id[..12])));
     let calls = backend.calls();
+    assert_eq!(
+        calls[0], "ensure_network bridge",
+        "the networks are made at open"
+    );
+    let calls = &calls[1..];
     assert_eq!(
         calls[0], "list_vms ",
         "recovery reads the inventory at open"
@@ -495,4 +501,43 @@ async fn backend_failures_leave_nothing_half_made_and_are_recorded() {
     // The next start works: the failure was the backend's, once.
     c.start("cold").await.unwrap();
     assert_eq!(c.wait("cold", WaitCondition::NotRunning).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn endpoints_get_addresses_no_other_record_holds_and_free_them_with_the_record() {
+    let (dir, c, backend) = setup().await;
+    assert_eq!(backend.calls()[0], "ensure_network bridge");
+    let on_bridge = |name: &str| ContainerSpec {
+        networks: vec!["bridge".into()],
+        ..spec(name, &["true"])
+    };
+    let a = c.create(on_bridge("a")).await.unwrap();
+    let b = c.create(on_bridge("b")).await.unwrap();
+    let ip = |r: &ContainerRecord| r.spec.endpoints[0].ip.to_string();
+    assert_eq!(
+        (ip(&a).as_str(), ip(&b).as_str()),
+        ("172.16.0.2", "172.16.0.3")
+    );
+    assert_eq!(a.spec.endpoints[0].mac, "02:42:ac:10:00:02");
+    let none = c.create(spec("none", &["true"])).await.unwrap();
+    assert!(
+        none.spec.endpoints.is_empty(),
+        "no network asked for: none given"
+    );
+    let err = c
+        .create(ContainerSpec {
+            networks: vec!["nosuch".into()],
+            ..spec("x", &["true"])
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "network nosuch not found");
+    // The address is the record's: it survives a reopen, and goes with the record.
+    drop(c);
+    let c = open(dir.path(), backend.clone()).await;
+    let c2 = c.create(on_bridge("c")).await.unwrap();
+    assert_eq!(ip(&c2), "172.16.0.4");
+    c.remove(&a.id, true).await.unwrap();
+    let d = c.create(on_bridge("d")).await.unwrap();
+    assert_eq!(ip(&d), "172.16.0.2", "a's address is free again");
 }

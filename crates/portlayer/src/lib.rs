@@ -30,6 +30,7 @@ pub mod limits;
 pub mod logs;
 mod manager;
 mod names;
+pub mod networks;
 mod signals;
 mod state;
 pub mod storage;
@@ -46,6 +47,7 @@ pub use logs::{LogBounds, LogEntry, LogSet, LogStream};
 pub use manager::{
     AttachStreams, Containers, ContainersConfig, Error, Images, Output, WaitCondition,
 };
+pub use networks::{Endpoint, Network};
 pub use signals::parse_signal;
 pub use state::{open_database, Quarantined};
 pub use storage::{Storage, VolumeStore};

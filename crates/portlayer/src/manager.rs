@@ -14,6 +14,7 @@ use crate::events::EventBus;
 use crate::guest::session::{self, SessionExit, StartFailure};
 use crate::guest::Launch;
 use crate::limits::{Admission, Limits};
+use crate::networks::{Network, NetworkError};
 use crate::state::StateDir;
 
 mod images;
@@ -49,6 +50,8 @@ pub enum Error {
     InvalidSignal(String),
     #[error("No command specified")]
     NoCommand,
+    #[error(transparent)]
+    Network(#[from] NetworkError),
     #[error("Invalid container name ({0}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
     InvalidName(String),
     #[error("multiple IDs found with provided prefix: {0}")]
@@ -97,6 +100,9 @@ pub struct ContainersConfig {
     /// The VCH's state database, shared with the image store (see `state::open_database`);
     /// `None` opens `state_dir/state.redb`.
     pub database: Option<Arc<redb::Database>>,
+    /// The networks containers can be attached to; the backend makes each when the port
+    /// layer opens.
+    pub networks: Vec<Network>,
 }
 
 struct Inner {
@@ -108,6 +114,7 @@ struct Inner {
     events: Arc<EventBus>,
     /// The limits, and starts under way that count against them.
     admission: Admission,
+    networks: Vec<Network>,
 }
 
 /// The containers of one VCH.
@@ -146,8 +153,12 @@ impl Containers {
                 images,
                 events,
                 admission: Admission::new(config.limits),
+                networks: config.networks,
             }),
         };
+        for net in &me.inner.networks {
+            me.inner.backend.ensure_network(&net.spec()).await?;
+        }
         me.recover().await;
         Ok(me)
     }
@@ -301,6 +312,12 @@ impl Containers {
             if spec.hostname.is_empty() {
                 spec.hostname = id[..12].to_string();
             }
+            let taken: Vec<_> = records
+                .values()
+                .flat_map(|r| r.spec.endpoints.iter().cloned())
+                .collect();
+            spec.endpoints =
+                crate::networks::endpoints(&self.inner.networks, &spec.networks, &taken)?;
             if !spec.process.env.iter().any(|e| e.starts_with("HOSTNAME=")) {
                 spec.process.env.push(format!("HOSTNAME={}", spec.hostname));
             }
@@ -326,6 +343,15 @@ impl Containers {
                 image_id: image_id.clone(),
                 memory_mib: rec.spec.memory_mib,
                 cpus: rec.spec.cpus,
+                nics: rec
+                    .spec
+                    .endpoints
+                    .iter()
+                    .map(|e| hypervisor::Nic {
+                        network: e.network.clone(),
+                        mac: e.mac.clone(),
+                    })
+                    .collect(),
             };
             self.inner.backend.create_vm(&vm).await?;
             self.inner

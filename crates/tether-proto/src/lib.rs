@@ -299,6 +299,21 @@ pub struct Setup {
     /// Devices, mounts, kernel settings and limits of the container.
     #[serde(default)]
     pub confinement: Confinement,
+    /// The guest's network interfaces, found by MAC and configured before anything runs;
+    /// none leaves loopback alone.
+    #[serde(default)]
+    pub interfaces: Vec<Interface>,
+}
+
+/// One network interface of the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interface {
+    /// Its MAC address, `xx:xx:xx:xx:xx:xx`: how the guest tells its interfaces apart.
+    pub mac: String,
+    pub address: std::net::Ipv4Addr,
+    pub prefix_len: u8,
+    /// The default route goes through it (only the first interface's is used).
+    pub gateway: Option<std::net::Ipv4Addr>,
 }
 
 /// A process to run in the container.
@@ -330,7 +345,7 @@ pub struct Process {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum HostMsg {
-    Setup(Setup),
+    Setup(Box<Setup>),
     Spawn {
         session: u32,
         process: Process,

@@ -24,6 +24,7 @@ mod exec;
 mod launch;
 mod log;
 mod mounts;
+mod netif;
 mod plan;
 mod port;
 mod privs;

@@ -90,6 +90,24 @@ fn machine(sys: &dyn Syscall, setup: &Setup) -> Result<(), String> {
     if let Err(e) = sys.loopback_up() {
         crate::log!("bringing up the loopback interface failed: {e}");
     }
+    network(sys, setup)
+}
+
+/// The container's network interfaces and default route; a container is never started with
+/// a network it asked for missing.
+fn network(sys: &dyn Syscall, setup: &Setup) -> Result<(), String> {
+    for iface in &setup.interfaces {
+        sys.configure_interface(iface).map_err(|e| {
+            format!(
+                "configuring the network interface {} ({}/{}) failed: {e}",
+                iface.mac, iface.address, iface.prefix_len
+            )
+        })?;
+    }
+    if let Some(gw) = setup.interfaces.iter().find_map(|i| i.gateway) {
+        sys.default_route(gw)
+            .map_err(|e| format!("adding the default route through {gw} failed: {e}"))?;
+    }
     Ok(())
 }
 
@@ -108,15 +126,19 @@ fn wait_for(sys: &dyn Syscall, path: &Path, timeout: Duration) -> Result<(), Str
     Ok(())
 }
 
-/// The /etc/hosts tether writes: loopback names plus the container's hostname, then the
-/// `--add-host` entries (`IP<TAB>name`, as Docker writes them).
-pub fn hosts_file(hostname: &str, extra: &[HostEntry]) -> String {
+/// The /etc/hosts tether writes: loopback names, the container's hostname at its own address
+/// (loopback when it has none), then the `--add-host` entries (`IP<TAB>name`, as Docker
+/// writes them).
+pub fn hosts_file(hostname: &str, own: Option<std::net::Ipv4Addr>, extra: &[HostEntry]) -> String {
     let mut s = String::from("127.0.0.1\tlocalhost");
-    if !hostname.is_empty() {
+    if !hostname.is_empty() && own.is_none() {
         s.push('\t');
         s.push_str(hostname);
     }
     s.push_str("\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    if let (Some(ip), false) = (own, hostname.is_empty()) {
+        s.push_str(&format!("{ip}\t{hostname}\n"));
+    }
     for h in extra {
         s.push_str(&format!("{}\t{}\n", h.ip, h.name));
     }
@@ -148,7 +170,11 @@ fn write_etc(sys: &dyn Syscall, rootfs: &Path, setup: &Setup) {
         ("hostname", format!("{hostname}\n")),
         (
             "hosts",
-            hosts_file(hostname, &setup.confinement.extra_hosts),
+            hosts_file(
+                hostname,
+                setup.interfaces.first().map(|i| i.address),
+                &setup.confinement.extra_hosts,
+            ),
         ),
     ];
     if !setup.dns_servers.is_empty() {
@@ -278,6 +304,43 @@ mod tests {
     }
 
     #[test]
+    fn interfaces_are_configured_and_routed_before_anything_is_mounted() {
+        let sys = guest();
+        let mut s = setup(Default::default());
+        s.interfaces = vec![tether_proto::Interface {
+            mac: "02:42:ac:10:00:02".into(),
+            address: "172.16.0.2".parse().unwrap(),
+            prefix_len: 16,
+            gateway: Some("172.16.0.1".parse().unwrap()),
+        }];
+        apply(&sys, &s).unwrap();
+        assert_eq!(
+            sys.calls()[3..6],
+            [
+                Call::LoopbackUp,
+                Call::ConfigureInterface {
+                    mac: "02:42:ac:10:00:02".into(),
+                    address: "172.16.0.2/16".into(),
+                },
+                Call::DefaultRoute("172.16.0.1".into()),
+            ]
+        );
+        let hosts = hosts_file("abc123", Some("172.16.0.2".parse().unwrap()), &[]);
+        assert!(hosts.starts_with("127.0.0.1\tlocalhost\n"), "{hosts}");
+        assert!(hosts.contains("\n172.16.0.2\tabc123\n"), "{hosts}");
+
+        let sys = guest();
+        sys.fail(libc::ENODEV, |c| {
+            matches!(c, Call::ConfigureInterface { .. })
+        });
+        assert_eq!(
+            apply(&sys, &s).unwrap_err(),
+            "configuring the network interface 02:42:ac:10:00:02 (172.16.0.2/16) failed: No such device (os error 19)"
+        );
+        assert!(sys.mounts().is_empty(), "nothing runs without its network");
+    }
+
+    #[test]
     fn a_clock_that_cannot_be_set_is_logged_but_a_hostname_is_fatal() {
         let sys = guest();
         sys.fail(libc::EPERM, |c| matches!(c, Call::SetClock(_)));
@@ -367,7 +430,7 @@ mod tests {
         let at = |call: &Call| calls.iter().position(|c| c == call);
         let hosts = Call::WriteFile {
             path: "/root-fs/etc/hosts".into(),
-            data: hosts_file("abc123", &[]),
+            data: hosts_file("abc123", None, &[]),
         };
         let removed = at(&Call::RemoveFile("/root-fs/etc/hosts".into())).unwrap();
         assert!(removed < at(&hosts).unwrap());
@@ -454,17 +517,17 @@ mod tests {
 
     #[test]
     fn hosts_file_maps_hostname_to_loopback() {
-        let h = hosts_file("abc123", &[]);
+        let h = hosts_file("abc123", None, &[]);
         assert!(h.starts_with("127.0.0.1\tlocalhost\tabc123\n"), "{h}");
         assert!(h.contains("::1\tlocalhost"));
         assert_eq!(
-            hosts_file("", &[]).lines().next(),
+            hosts_file("", None, &[]).lines().next(),
             Some("127.0.0.1\tlocalhost")
         );
         let extra = HostEntry {
             name: "db".into(),
             ip: "10.1.2.3".into(),
         };
-        assert!(hosts_file("x", &[extra]).ends_with("\n10.1.2.3\tdb\n"));
+        assert!(hosts_file("x", None, &[extra]).ends_with("\n10.1.2.3\tdb\n"));
     }
 }

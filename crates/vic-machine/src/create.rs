@@ -77,6 +77,8 @@ pub fn create(layout: &Layout, opts: &CreateOptions) -> anyhow::Result<()> {
         kill_vms(layout);
         host::remove_cgroups(Path::new("/sys/fs/cgroup"), &layout.name);
         host::release_uid_claims(Path::new(host::UID_CLAIMS), &layout.dir);
+        let _ =
+            backend_local::net::delete_namespace(&backend_local::net::namespace_name(&layout.dir));
         let _ = fs::remove_dir_all(&layout.dir);
         if let Some(store) = &opts.image_store {
             let _ = fs::remove_dir_all(store);

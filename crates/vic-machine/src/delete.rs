@@ -42,6 +42,9 @@ pub fn delete(layout: &Layout, force: bool, timeout: Duration) -> anyhow::Result
     kill_vms(layout);
     host::remove_cgroups(Path::new("/sys/fs/cgroup"), &layout.name);
     host::release_uid_claims(Path::new(host::UID_CLAIMS), &layout.dir);
+    let netns = backend_local::net::namespace_name(&layout.dir);
+    backend_local::net::delete_namespace(&netns)
+        .with_context(|| format!("removing the VCH's network namespace {netns}"))?;
     fs::remove_dir_all(&layout.dir)
         .with_context(|| format!("removing {}", layout.dir.display()))?;
     if config.external_image_store {

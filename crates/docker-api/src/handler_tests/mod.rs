@@ -67,6 +67,7 @@ impl Vch {
         });
         let containers = Containers::open(
             ContainersConfig {
+                networks: vec![portlayer::Network::default_bridge()],
                 state_dir: dir.path().join("containers"),
                 limits: Limits::default(),
                 database: Some(db),

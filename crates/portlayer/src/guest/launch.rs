@@ -40,6 +40,16 @@ impl Launch {
             dns_search: spec.dns_search.clone(),
             dns_options: spec.dns_options.clone(),
             confinement: confinement(&spec.confinement),
+            interfaces: spec
+                .endpoints
+                .iter()
+                .map(|e| tether_proto::Interface {
+                    mac: e.mac.clone(),
+                    address: e.ip,
+                    prefix_len: e.prefix_len,
+                    gateway: Some(e.gateway),
+                })
+                .collect(),
         };
         let p = &spec.process;
         let process = Process {

@@ -292,7 +292,7 @@ async fn drive(
                             tracing::debug!(version, kernel, configured, ?running, "tether hello");
                             match &mode {
                                 Mode::Start { setup, .. } => {
-                                    send(HostMsg::Setup(Launch::setup_now(setup)))
+                                    send(HostMsg::Setup(Box::new(Launch::setup_now(setup))))
                                 }
                                 Mode::Reattach { stored } if version >= RESUME_VERSION => {
                                     if !configured

@@ -67,6 +67,11 @@ pub enum Call {
     SetHostname(String),
     SetDomainname(String),
     LoopbackUp,
+    ConfigureInterface {
+        mac: String,
+        address: String,
+    },
+    DefaultRoute(String),
     Reboot,
     Kill {
         pid: i32,
@@ -422,6 +427,18 @@ impl Syscall for RecordingSyscall {
 
     fn loopback_up(&self) -> io::Result<()> {
         self.record(Call::LoopbackUp)
+    }
+
+    fn configure_interface(&self, iface: &tether_proto::Interface) -> io::Result<String> {
+        self.record(Call::ConfigureInterface {
+            mac: iface.mac.clone(),
+            address: format!("{}/{}", iface.address, iface.prefix_len),
+        })?;
+        Ok("eth0".into())
+    }
+
+    fn default_route(&self, gateway: std::net::Ipv4Addr) -> io::Result<()> {
+        self.record(Call::DefaultRoute(gateway.to_string()))
     }
 
     fn reboot(&self) -> io::Result<()> {

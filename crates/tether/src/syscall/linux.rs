@@ -108,6 +108,16 @@ impl Syscall for LinuxSyscall {
         sys::loopback_up()
     }
 
+    fn configure_interface(&self, iface: &tether_proto::Interface) -> io::Result<String> {
+        let name = crate::netif::find_by_mac(&iface.mac)?;
+        crate::netif::configure(&name, iface)?;
+        Ok(name)
+    }
+
+    fn default_route(&self, gateway: std::net::Ipv4Addr) -> io::Result<()> {
+        crate::netif::default_route(gateway)
+    }
+
     fn reboot(&self) -> io::Result<()> {
         Err(sys::reboot())
     }

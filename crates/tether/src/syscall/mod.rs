@@ -100,6 +100,11 @@ pub trait Syscall: Send + Sync {
     fn set_domainname(&self, name: &str) -> io::Result<()>;
     /// Brings the loopback interface up.
     fn loopback_up(&self) -> io::Result<()>;
+    /// Finds the interface with `iface.mac`, gives it its address and brings it up; returns
+    /// its name.
+    fn configure_interface(&self, iface: &tether_proto::Interface) -> io::Result<String>;
+    /// Adds the default route through `gateway`.
+    fn default_route(&self, gateway: std::net::Ipv4Addr) -> io::Result<()>;
     /// Reboots (which ends the VM); returns only when that failed.
     fn reboot(&self) -> io::Result<()>;
 

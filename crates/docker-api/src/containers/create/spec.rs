@@ -189,6 +189,12 @@ pub fn build(c: ContainerConfig, a: Applied, name: String, image: &ImageRecord) 
         dns_options: a.dns_options,
         log: a.log.bounds,
         confinement: a.guest.confinement(),
+        // `none`: loopback only; `default` and `bridge`: Docker's bridge network.
+        networks: match a.network_mode.as_str() {
+            "none" => Vec::new(),
+            _ => vec![portlayer::networks::BRIDGE.to_string()],
+        },
+        endpoints: Vec::new(),
         personality: json!({ "Config": config, "HostConfig": host_config, APPLIED_KEY: true }),
     };
     Plan { spec, warnings }

@@ -1,0 +1,235 @@
+//! The VCH's network namespace and what lives in it: one bridge per network, and one tap
+//! device per VM interface, attached to its network's bridge.
+//!
+//! ```text
+//!   host namespace                 │ VCH namespace  /run/netns/vic-<hash of the state dir>
+//!                                  │   lo, up
+//!   QEMU (jailed, host netns)      │   vic-bridge  172.16.0.1/16 ("bridge" network)
+//!     -netdev tap,fd=3 ───────────────► tap-<id12>  (master vic-bridge) ◄── the VM's eth0
+//! ```
+//!
+//! The backend opens each tap in the namespace (a thread enters it with `setns`) and hands the
+//! open descriptor to QEMU, which needs neither `/dev/net/tun` in its jail nor a capability.
+//! A tap is not persistent: it goes when the last descriptor closes, i.e. when its QEMU ends,
+//! so a dead VM leaves no device behind. The namespace itself is the VCH's: `vic-machine
+//! delete` removes it ([`delete_namespace`]).
+//!
+//! Links, addresses and bridge membership are set with iproute2 (`ip -n NS …`), which makes
+//! the namespace's changes atomic enough per command and says what failed in its own words.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hypervisor::{BackendError, NetworkSpec};
+
+/// Where iproute2 keeps named network namespaces.
+const NETNS_DIR: &str = "/run/netns";
+/// Linux's limit on an interface name (IFNAMSIZ − 1).
+const IFNAME_MAX: usize = 15;
+
+fn failed(msg: String) -> BackendError {
+    BackendError::Failed(msg)
+}
+
+/// The name of the network namespace of the VCH whose state is in `state_dir`: stable for
+/// the directory, different for two VCHs on one host even when their names are equal.
+pub fn namespace_name(state_dir: &Path) -> String {
+    let hash = state_dir
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    format!("vic-{:012x}", hash & 0xffff_ffff_ffff)
+}
+
+/// Removes the namespace `name` if it exists (with every bridge and tap in it).
+pub fn delete_namespace(name: &str) -> Result<(), BackendError> {
+    if !Path::new(NETNS_DIR).join(name).exists() {
+        return Ok(());
+    }
+    ip(&["netns", "delete", name])
+}
+
+/// Runs `ip ARGS`; its own error on failure.
+fn ip(args: &[&str]) -> Result<(), BackendError> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| failed(format!("running ip (Debian's iproute2): {e}")))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(failed(format!(
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    )))
+}
+
+/// The bridge device of network `name`.
+pub fn bridge_of(name: &str) -> String {
+    let mut b = format!("vic-{name}");
+    b.truncate(IFNAME_MAX);
+    b
+}
+
+/// The tap device of interface `index` of VM `id`.
+pub fn tap_of(id: &str, index: usize) -> String {
+    format!("t{index}-{}", &id[..id.len().min(12)])
+}
+
+/// A VCH's network namespace.
+#[derive(Debug, Clone)]
+pub struct VchNet {
+    name: String,
+}
+
+impl VchNet {
+    /// The namespace `name`, made (with its loopback up) if it does not exist.
+    pub fn open(name: &str) -> Result<VchNet, BackendError> {
+        if !Path::new(NETNS_DIR).join(name).exists() {
+            ip(&["netns", "add", name])?;
+        }
+        let net = VchNet {
+            name: name.to_string(),
+        };
+        net.ip(&["link", "set", "lo", "up"])?;
+        Ok(net)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn path(&self) -> PathBuf {
+        Path::new(NETNS_DIR).join(&self.name)
+    }
+
+    fn ip(&self, args: &[&str]) -> Result<(), BackendError> {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+
+    /// Makes network `net`'s bridge with its gateway address, up (idempotent).
+    pub fn ensure_bridge(&self, net: &NetworkSpec) -> Result<(), BackendError> {
+        let bridge = bridge_of(&net.name);
+        if self.ip(&["link", "show", "dev", &bridge]).is_err() {
+            self.ip(&["link", "add", "name", &bridge, "type", "bridge"])?;
+        }
+        let cidr = format!("{}/{}", net.gateway, net.prefix_len);
+        self.ip(&["addr", "replace", &cidr, "dev", &bridge])?;
+        self.ip(&["link", "set", "dev", &bridge, "up"])
+    }
+
+    /// Opens a new tap device `tap` in the namespace, attached to network `network`'s bridge
+    /// and up; the descriptor is QEMU's to hold.
+    pub fn open_tap(&self, tap: &str, network: &str) -> Result<OwnedFd, BackendError> {
+        let ns = std::fs::File::open(self.path())
+            .map_err(|e| failed(format!("opening network namespace {}: {e}", self.name)))?;
+        let name = tap.to_string();
+        // setns moves only the calling thread: a thread of its own enters, opens and ends.
+        let fd = std::thread::spawn(move || -> std::io::Result<OwnedFd> {
+            // SAFETY: setns on a descriptor we own; it affects this thread alone.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            open_tap(&name)
+        })
+        .join()
+        .map_err(|_| failed("the thread opening a tap panicked".into()))?
+        .map_err(|e| failed(format!("opening tap {tap} in {}: {e}", self.name)))?;
+        self.ip(&[
+            "link",
+            "set",
+            "dev",
+            tap,
+            "master",
+            &bridge_of(network),
+            "up",
+        ])?;
+        Ok(fd)
+    }
+}
+
+/// In a forked child: makes `fds` its descriptors 3, 4, … and open across exec. They are
+/// first moved above any target, so one cannot overwrite another. Async-signal-safe.
+pub(crate) fn pass_fds(fds: &[i32]) -> std::io::Result<()> {
+    const HIGH: i32 = 256;
+    let mut moved = [0i32; 16];
+    if fds.len() > moved.len() {
+        return Err(std::io::Error::from_raw_os_error(libc::EMFILE));
+    }
+    for (i, fd) in fds.iter().enumerate() {
+        // SAFETY: fcntl and dup2 on descriptors this process holds.
+        let high = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, HIGH) };
+        if high < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        moved[i] = high;
+    }
+    for (i, high) in moved[..fds.len()].iter().enumerate() {
+        // SAFETY: as above; dup2 leaves the new descriptor open across exec.
+        if unsafe { libc::dup2(*high, 3 + i as i32) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// `struct ifreq` as TUNSETIFF reads it: a name and the flags.
+#[repr(C)]
+struct IfReq {
+    name: [libc::c_char; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+
+/// Opens `/dev/net/tun` as a new tap device `name` (no packet information header).
+fn open_tap(name: &str) -> std::io::Result<OwnedFd> {
+    let path = CString::new("/dev/net/tun").expect("no NUL");
+    // SAFETY: a plain open of a constant path.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is ours alone.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        flags: (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short,
+        _pad: [0; 22],
+    };
+    for (d, s) in req.name.iter_mut().zip(name.bytes().take(IFNAME_MAX)) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: TUNSETIFF reads an ifreq, which `req` is, laid out as the kernel's.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, &mut req) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_linux_and_differ_per_state_dir() {
+        let a = namespace_name(Path::new("/var/lib/vic/vch/a"));
+        assert_eq!(a, namespace_name(Path::new("/var/lib/vic/vch/a")));
+        assert_ne!(a, namespace_name(Path::new("/tmp/vic/vch/a")));
+        assert!(a.starts_with("vic-") && a.len() == 16, "{a}");
+        let id = "0123456789abcdef0123";
+        assert_eq!(tap_of(id, 0), "t0-0123456789ab");
+        assert!(tap_of(id, 9).len() <= IFNAME_MAX);
+        assert_eq!(bridge_of("bridge"), "vic-bridge");
+        assert!(bridge_of("a-very-long-network-name").len() <= IFNAME_MAX);
+    }
+}

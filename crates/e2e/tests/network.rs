@@ -1,0 +1,131 @@
+//! The default bridge network: each container VM gets a NIC on the VCH's bridge, inside the
+//! VCH's own network namespace, with an address of its own; containers reach each other; a
+//! container on `--network none` has no NIC; taps go with their VMs and the namespace
+//! with the VCH.
+
+mod common;
+mod machine;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+/// The links of network namespace `ns`, one name each.
+fn links(ns: &str) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-o", "link", "show"])
+        .output()
+        .expect("ip");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
+        .collect()
+}
+
+fn namespaces() -> String {
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+#[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
+fn containers_on_the_bridge_reach_each_other_and_none_has_no_nic() {
+    let vch = OwnVch::create("net", &[]);
+    let (client, image) = (&vch.client, vch.image.as_str());
+    let ns = backend_local::net::namespace_name(&machine::vch_dir(&vch.name));
+    assert!(
+        namespaces().contains(&ns),
+        "the VCH's namespace {ns} exists"
+    );
+    assert_eq!(links(&ns), ["lo", "vic-bridge"]);
+
+    // A server: answers one connection on 8080, then exits.
+    let srv = client
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "srv",
+            image,
+            "sh",
+            "-c",
+            "echo hello-over-the-bridge | nc -l -p 8080",
+        ])
+        .trim()
+        .to_string();
+    let ip = eventually("the server has an address", Duration::from_secs(60), || {
+        let ip = client.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &srv]);
+        Some(ip.trim().to_string()).filter(|ip| !ip.is_empty())
+    });
+    assert_eq!(ip, "172.16.0.2");
+    let net = client.ok(&[
+        "inspect",
+        "-f",
+        "{{json .NetworkSettings.Networks.bridge}}",
+        &srv,
+    ]);
+    let net: serde_json::Value = serde_json::from_str(&net).expect("JSON");
+    assert_eq!(net["Gateway"], "172.16.0.1");
+    assert_eq!(net["IPPrefixLen"], 16);
+    assert_eq!(net["MacAddress"], "02:42:ac:10:00:02");
+    assert!(
+        links(&ns).iter().any(|l| l.starts_with("t0-")),
+        "the server's tap is in the VCH's namespace: {:?}",
+        links(&ns)
+    );
+
+    // A client on the same bridge: its own address, route, /etc/hosts, and the server's port.
+    let got = client.ok(&[
+        "run",
+        "--rm",
+        "--hostname",
+        "cli",
+        image,
+        "sh",
+        "-c",
+        "ip -o -4 addr show eth0; ip route; grep cli /etc/hosts; \
+         for i in 1 2 3 4 5 6 7 8 9 10; do nc 172.16.0.2 8080 && exit 0; sleep 1; done; exit 1",
+    ]);
+    assert!(got.contains("inet 172.16.0.3/16"), "{got}");
+    assert!(got.contains("default via 172.16.0.1 dev eth0"), "{got}");
+    assert!(got.contains("172.16.0.3\tcli"), "{got}");
+    assert!(got.contains("hello-over-the-bridge"), "{got}");
+
+    // --network none: no NIC (loopback, and the kernel's own sit0 tunnel device, only).
+    let none = client.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        image,
+        "sh",
+        "-c",
+        "ip -o link | cut -d: -f2",
+    ]);
+    let names: Vec<&str> = none.split_whitespace().collect();
+    assert_eq!(names, ["lo", "sit0@NONE"], "{none}");
+
+    // Every VM has exited: no tap is left, the bridge stays.
+    client.ok(&["wait", &srv]);
+    eventually("the taps are gone", Duration::from_secs(20), || {
+        (links(&ns) == ["lo", "vic-bridge"]).then_some(())
+    });
+    let stopped = client.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &srv]);
+    assert_eq!(stopped.trim(), "", "an exited container shows no address");
+
+    vch.delete();
+    assert!(
+        !namespaces().contains(&ns),
+        "delete removes the VCH's namespace"
+    );
+}
