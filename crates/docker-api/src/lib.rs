@@ -33,6 +33,7 @@ mod glob;
 mod guard;
 mod images;
 mod inspect;
+mod networks;
 mod prune;
 mod pull;
 mod query;
@@ -101,6 +102,15 @@ pub fn router(state: AppState) -> Router {
         .route("/info", get(system::info))
         .route("/auth", post(pull::login))
         .route("/events", get(events::events))
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::not_yet))
+        .route("/networks/prune", post(networks::prune))
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
+        )
+        .route("/networks/{id}/connect", post(networks::not_yet))
+        .route("/networks/{id}/disconnect", post(networks::not_yet))
         .route("/images/create", post(archive::create))
         .route("/images/get", get(archive::save))
         .route("/images/load", post(archive::load))

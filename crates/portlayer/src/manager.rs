@@ -183,6 +183,11 @@ impl Containers {
             .map_err(|e| Error::Start(e.to_string()))
     }
 
+    /// The networks containers can be attached to.
+    pub fn networks(&self) -> &[Network] {
+        &self.inner.networks
+    }
+
     pub fn events(&self) -> &Arc<EventBus> {
         &self.inner.events
     }

@@ -40,6 +40,12 @@ impl Network {
         }
     }
 
+    /// A stable 64-hex-digit ID, as Docker gives networks.
+    pub fn id(&self) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(format!("vic network {}", self.name)))
+    }
+
     /// What the backend is asked to make.
     pub fn spec(&self) -> hypervisor::NetworkSpec {
         hypervisor::NetworkSpec {

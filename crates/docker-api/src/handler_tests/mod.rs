@@ -7,6 +7,7 @@
 mod containers;
 mod events;
 mod images;
+mod networks;
 mod queries;
 
 use std::convert::Infallible;
