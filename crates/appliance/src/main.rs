@@ -146,7 +146,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             state_dir: config.state_dir.join("containers"),
             limits,
             database: Some(db),
-            networks: vec![portlayer::Network::default_bridge()],
+            networks: setup::networks(&config)?,
         },
         backend,
         images.clone(),

@@ -45,6 +45,15 @@ pub fn refuse_unsupported(config: &ApplianceConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The networks containers can be on: `bridge`, on the first /16 of the bridge range.
+pub fn networks(config: &ApplianceConfig) -> anyhow::Result<Vec<portlayer::Network>> {
+    let range = config.settings.bridge_range()?;
+    let subnet = range
+        .subnet(0)
+        .context("the bridge network range holds no /16")?;
+    Ok(vec![portlayer::Network::bridge(subnet)])
+}
+
 /// The port layer's limits.
 pub fn limits(config: &ApplianceConfig) -> anyhow::Result<portlayer::Limits> {
     let s = &config.settings;
@@ -152,6 +161,16 @@ mod tests {
             }
         );
         assert_eq!(storage(&c).quota(), Some(5 << 30));
+        assert_eq!(
+            networks(&c).unwrap(),
+            [portlayer::Network::default_bridge()]
+        );
+        let ranged = config(Settings {
+            bridge_network_range: Some("10.8.0.0/16".into()),
+            ..Settings::default()
+        });
+        let bridge = &networks(&ranged).unwrap()[0];
+        assert_eq!(bridge.gateway.to_string(), "10.8.0.1");
         assert_eq!(storage(&config(Settings::default())).quota(), None);
     }
 

@@ -148,3 +148,47 @@ fn containers_on_the_bridge_reach_each_other_and_none_has_no_nic() {
         "delete removes the VCH's namespace"
     );
 }
+
+#[test]
+#[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
+fn the_bridge_network_comes_from_the_vchs_bridge_network_range() {
+    let bad = machine::machine_err(&[
+        "create",
+        "--target",
+        "local",
+        "--name",
+        "bnr-bad",
+        "--no-tls",
+        "--bridge-network-range",
+        "10.8.0.0/24",
+    ]);
+    assert!(
+        bad.contains("Invalid bridge network range 10.8.0.0/24"),
+        "{bad}"
+    );
+    let vch = OwnVch::create("bnr", &["--bridge-network-range", "10.8.0.0/16"]);
+    let got = vch.client.ok(&[
+        "run",
+        "--rm",
+        &vch.image,
+        "sh",
+        "-c",
+        "ip -o -4 addr show eth0; ip route",
+    ]);
+    assert!(got.contains("inet 10.8.0.2/16"), "{got}");
+    assert!(got.contains("default via 10.8.0.1 dev eth0"), "{got}");
+    let subnet = vch.client.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}",
+        "bridge",
+    ]);
+    assert_eq!(subnet.trim(), "10.8.0.0/16 10.8.0.1");
+    let shown = machine::machine_ok(&["inspect", "--target", "local", "--name", &vch.name]);
+    assert!(
+        shown.contains("Bridge network range: 10.8.0.0/16"),
+        "{shown}"
+    );
+    vch.delete();
+}

@@ -32,11 +32,16 @@ pub struct Network {
 impl Network {
     /// Docker's `bridge` network over VIC's default range.
     pub fn default_bridge() -> Network {
+        Network::bridge(Ipv4Addr::new(172, 16, 0, 0))
+    }
+
+    /// Docker's `bridge` network on the /16 at `subnet`, its gateway the first address.
+    pub fn bridge(subnet: Ipv4Addr) -> Network {
         Network {
             name: BRIDGE.into(),
-            subnet: Ipv4Addr::new(172, 16, 0, 0),
+            subnet,
             prefix_len: 16,
-            gateway: Ipv4Addr::new(172, 16, 0, 1),
+            gateway: Ipv4Addr::from(u32::from(subnet) + 1),
         }
     }
 

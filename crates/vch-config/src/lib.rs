@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use settings::{
-    check_name_convention, parse_dns_server, parse_volume_store, SettingError, Settings,
-    VolumeStore, MAX_VM_NAME_LEN, SHORT_ID_LEN,
+    check_name_convention, parse_bridge_range, parse_dns_server, parse_volume_store, BridgeRange,
+    SettingError, Settings, VolumeStore, DEFAULT_BRIDGE_RANGE, MAX_VM_NAME_LEN, SHORT_ID_LEN,
 };
 
 /// The schema this build writes and reads. A later one adds an arm to [`load`]'s migration.

@@ -35,6 +35,46 @@ pub struct Settings {
     pub container_name_convention: Option<String>,
     /// 0: info; 1: debug for vic's own crates; 2: debug; 3: trace.
     pub debug: u8,
+    /// VIC's `--bridge-network-range`: the IPv4 range bridge networks are carved from, a /16
+    /// each, the first for `bridge`; `None` is VIC's default, [`DEFAULT_BRIDGE_RANGE`].
+    pub bridge_network_range: Option<String>,
+}
+
+/// VIC's default bridge network range.
+pub const DEFAULT_BRIDGE_RANGE: &str = "172.16.0.0/12";
+
+/// A bridge network range: an IPv4 network of /16 or larger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BridgeRange {
+    pub network: std::net::Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+impl BridgeRange {
+    /// The `n`th /16 of the range (0 is the default `bridge` network's), if there is one.
+    pub fn subnet(&self, n: u32) -> Option<std::net::Ipv4Addr> {
+        let count = 1u32 << (16 - self.prefix_len);
+        (n < count).then(|| std::net::Ipv4Addr::from(u32::from(self.network) + (n << 16)))
+    }
+}
+
+/// Parses `--bridge-network-range`: `A.B.C.D/N` with N at most 16, host bits zero.
+pub fn parse_bridge_range(s: &str) -> Result<BridgeRange, SettingError> {
+    let bad = || SettingError::BridgeRange(s.to_string());
+    let (ip, len) = s.split_once('/').ok_or_else(bad)?;
+    let network: std::net::Ipv4Addr = ip.parse().map_err(|_| bad())?;
+    let prefix_len: u8 = len.parse().map_err(|_| bad())?;
+    if !(1..=16).contains(&prefix_len) {
+        return Err(bad());
+    }
+    let host_bits = u32::MAX >> prefix_len;
+    if u32::from(network) & host_bits != 0 {
+        return Err(bad());
+    }
+    Ok(BridgeRange {
+        network,
+        prefix_len,
+    })
 }
 
 /// A volume store: a label (what `docker volume create --opt VolumeStore=` names) and a
@@ -71,6 +111,8 @@ pub enum SettingError {
     NameConventionChars(String),
     #[error("debug level {0} is out of range (0 to 3)")]
     Debug(u8),
+    #[error("Invalid bridge network range {0}: it must be an IPv4 network of /16 or larger, e.g. 172.16.0.0/12")]
+    BridgeRange(String),
 }
 
 /// VIC's longest VM name, and the length of the short ID `{id}` stands for.
@@ -150,7 +192,17 @@ impl Settings {
         if self.debug > 3 {
             return Err(SettingError::Debug(self.debug));
         }
+        self.bridge_range()?;
         Ok(())
+    }
+
+    /// The bridge network range (VIC's default when none is set).
+    pub fn bridge_range(&self) -> Result<BridgeRange, SettingError> {
+        parse_bridge_range(
+            self.bridge_network_range
+                .as_deref()
+                .unwrap_or(DEFAULT_BRIDGE_RANGE),
+        )
     }
 
     /// The DNS servers, parsed (see [`Settings::check`]).

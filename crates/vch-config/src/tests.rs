@@ -191,3 +191,39 @@ fn name_conventions_are_checked_with_vics_words() {
     };
     assert_eq!(q.storage_quota_bytes(), Some(2 << 30));
 }
+
+#[test]
+fn bridge_ranges_are_ipv4_networks_of_slash_16_or_larger() {
+    let r = Settings::default().bridge_range().unwrap();
+    assert_eq!(
+        r.subnet(0),
+        Some("172.16.0.0".parse().unwrap()),
+        "VIC's default"
+    );
+    assert_eq!(r.subnet(15), Some("172.31.0.0".parse().unwrap()));
+    assert_eq!(r.subnet(16), None);
+    let r = parse_bridge_range("10.8.0.0/16").unwrap();
+    assert_eq!(r.subnet(0), Some("10.8.0.0".parse().unwrap()));
+    assert_eq!(r.subnet(1), None);
+    for bad in [
+        "10.8.0.0/24",
+        "10.8.1.0/16",
+        "10.8.0.0",
+        "fd00::/8",
+        "10.8.0.0/x",
+        "10.8.0.0/0",
+    ] {
+        assert_eq!(
+            parse_bridge_range(bad),
+            Err(SettingError::BridgeRange(bad.into())),
+            "{bad}"
+        );
+    }
+    let mut c = sample();
+    c.settings.bridge_network_range = Some("192.168.0.0/24".into());
+    let err = load_value(&doc(&c)).unwrap_err().to_string();
+    assert!(
+        err.contains("Invalid bridge network range 192.168.0.0/24"),
+        "{err}"
+    );
+}

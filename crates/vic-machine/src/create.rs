@@ -23,6 +23,7 @@ pub struct CreateOptions {
     pub port: Option<u16>,
     pub bootstrap_dir: Option<PathBuf>,
     pub tls: TlsOptions,
+    pub bridge_network_range: Option<String>,
 }
 
 /// What create made, so that a failed create removes exactly that.
@@ -45,7 +46,8 @@ pub fn create(layout: &Layout, opts: &CreateOptions) -> anyhow::Result<()> {
     let parts = Parts::find(opts.bootstrap_dir.as_deref())?;
     // Every file the flags name is read and checked before anything is made.
     let tls = tls::plan(&opts.tls, &layout.name)?;
-    let settings = opts.settings.apply(&Settings::default())?;
+    let mut settings = opts.settings.apply(&Settings::default())?;
+    settings.bridge_network_range = opts.bridge_network_range.clone();
     let registry_ca = if opts.settings.registry_cas.is_empty() {
         None
     } else {

@@ -42,6 +42,7 @@ fn every_setting() -> Settings {
         }],
         container_name_convention: Some("vch-{name}-{id}".into()),
         debug: 3,
+        bridge_network_range: Some("10.8.0.0/16".into()),
     }
 }
 

@@ -144,6 +144,12 @@ pub fn inspect(layout: &Layout) -> anyhow::Result<()> {
             .as_deref()
             .unwrap_or("{name}-{id} (default)")
     ));
+    info(format!(
+        "Bridge network range: {}",
+        s.bridge_network_range
+            .as_deref()
+            .unwrap_or("172.16.0.0/12 (default)")
+    ));
     info(format!("Image store: {}", c.image_store.display()));
     info(format!(
         "Debug level: {} ({})",
@@ -184,6 +190,9 @@ pub fn create_options(layout: &Layout, c: &VchConfig) -> Vec<String> {
     }
     if let Some(p) = &s.container_name_convention {
         o.push(opt("container-name-convention", p));
+    }
+    if let Some(r) = &s.bridge_network_range {
+        o.push(opt("bridge-network-range", r));
     }
     for v in &s.volume_stores {
         o.push(opt("volume-store", v.flag_value()));

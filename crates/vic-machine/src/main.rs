@@ -165,6 +165,10 @@ struct CreateArgs {
     /// TCP port of the Docker API on 127.0.0.1 (default: a free one).
     #[arg(long)]
     port: Option<u16>,
+    /// IPv4 range bridge networks are carved from, a /16 each, the first for the default
+    /// `bridge` network (VIC's --bridge-network-range) [default: 172.16.0.0/12].
+    #[arg(long, visible_alias = "bnr", value_parser = parse_bridge_range)]
+    bridge_network_range: Option<String>,
     /// Directory with vmlinux and initramfs.cpio (default: next to this binary).
     #[arg(long, env = "VIC_BOOTSTRAP_DIR")]
     bootstrap_dir: Option<PathBuf>,
@@ -409,11 +413,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 timeout,
                 port,
                 bootstrap_dir,
+                bridge_network_range,
             } = *args;
             let layout = layout(common)?;
             let tls = TlsOptions::from(tls);
             tls.check()?;
             let opts = CreateOptions {
+                bridge_network_range,
                 settings,
                 image_store,
                 timeout,
@@ -482,6 +488,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn parse_bridge_range(s: &str) -> Result<String, String> {
+    vch_config::parse_bridge_range(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
