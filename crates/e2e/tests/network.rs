@@ -11,24 +11,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// The links of network namespace `ns`, one name each.
-fn links(ns: &str) -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["-n", ns, "-o", "link", "show"])
-        .output()
-        .expect("ip");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split(':').nth(1))
-        .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
-        .collect()
-}
-
 fn namespaces() -> String {
     let out = Command::new("ip")
         .args(["netns", "list"])
@@ -47,7 +29,7 @@ fn containers_on_the_bridge_reach_each_other_and_none_has_no_nic() {
         namespaces().contains(&ns),
         "the VCH's namespace {ns} exists"
     );
-    assert_eq!(links(&ns), ["lo", "vic-bridge"]);
+    assert_eq!(netns_links(&ns), ["lo", "vic-bridge"]);
 
     // A server: answers one connection on 8080, then exits.
     let srv = client
@@ -79,9 +61,9 @@ fn containers_on_the_bridge_reach_each_other_and_none_has_no_nic() {
     assert_eq!(net["IPPrefixLen"], 16);
     assert_eq!(net["MacAddress"], "02:42:ac:10:00:02");
     assert!(
-        links(&ns).iter().any(|l| l.starts_with("t0-")),
+        netns_links(&ns).iter().any(|l| l.starts_with("t0-")),
         "the server's tap is in the VCH's namespace: {:?}",
-        links(&ns)
+        netns_links(&ns)
     );
 
     // The networks as the docker CLI shows them.
@@ -137,7 +119,7 @@ fn containers_on_the_bridge_reach_each_other_and_none_has_no_nic() {
     // Every VM has exited: no tap is left, the bridge stays.
     client.ok(&["wait", &srv]);
     eventually("the taps are gone", Duration::from_secs(20), || {
-        (links(&ns) == ["lo", "vic-bridge"]).then_some(())
+        (netns_links(&ns) == ["lo", "vic-bridge"]).then_some(())
     });
     let stopped = client.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &srv]);
     assert_eq!(stopped.trim(), "", "an exited container shows no address");

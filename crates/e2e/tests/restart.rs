@@ -122,6 +122,26 @@ fn running_containers_survive_an_appliance_crash() {
     assert!(stdout(&client.run(&["logs", &quitter])).contains("bye"));
     let idle = inspect_with(client, &created);
     assert_eq!(idle["State"]["Status"], "created");
+    // The ticker keeps its address and stays reachable on the bridge; a new container gets
+    // an address of its own (the created and the exited one still hold theirs).
+    let ip = inspect_with(client, &ticker)["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        ip, "172.16.0.2",
+        "the ticker's address, as before the crash"
+    );
+    let seen = client.ok(&[
+        "run",
+        "--rm",
+        &image,
+        "sh",
+        "-c",
+        "ip -o -4 addr show eth0; ping -c 1 -W 5 172.16.0.2 >/dev/null && echo reached",
+    ]);
+    assert!(seen.contains("inet 172.16.0.5/16"), "{seen}");
+    assert!(seen.contains("reached"), "{seen}");
     assert!(
         client.ok(&["images", "-q"]).trim().len() >= 12,
         "images kept"
@@ -313,7 +333,9 @@ fn inspect_with(client: &Client, id: &str) -> serde_json::Value {
 }
 
 /// Checks what must hold after any crash: records and VMs agree, running means a VM process
-/// and not running means none, every image listed is whole, no work is left in the store.
+/// and not running means none, each running container has its own address and one tap in
+/// the VCH's network namespace (no tap is left by anything else), every image listed is
+/// whole, no work is left in the store.
 fn check_invariants(name: &str, client: &Client, when: &str) {
     let ids: Vec<String> = client
         .ok(&["ps", "-a", "-q", "--no-trunc"])
@@ -351,6 +373,42 @@ fn check_invariants(name: &str, client: &Client, when: &str) {
             },
         );
     }
+    let ns = backend_local::net::namespace_name(&vch_dir(name));
+    eventually(
+        &format!("{when}: one tap per running container"),
+        Duration::from_secs(15),
+        || {
+            let running: Vec<String> = client
+                .ok(&["ps", "-q"])
+                .lines()
+                .map(|id| format!("t0-{id}"))
+                .collect();
+            let mut taps: Vec<String> = netns_links(&ns)
+                .into_iter()
+                .filter(|l| l.starts_with("t0-"))
+                .collect();
+            taps.sort();
+            let mut want = running.clone();
+            want.sort();
+            (taps == want).then_some(())
+        },
+    );
+    let mut args = vec!["inspect", "-f", "{{.NetworkSettings.IPAddress}}"];
+    args.extend(ids.iter().map(String::as_str));
+    let addresses = if ids.is_empty() {
+        String::new()
+    } else {
+        client.ok(&args)
+    };
+    let mut running: Vec<&str> = addresses.lines().filter(|a| !a.is_empty()).collect();
+    let n = running.len();
+    running.sort();
+    running.dedup();
+    assert_eq!(
+        running.len(),
+        n,
+        "{when}: an address is held twice: {addresses}"
+    );
     for img in client.ok(&["images", "-q", "--no-trunc"]).lines() {
         client.ok(&["image", "inspect", img]);
     }

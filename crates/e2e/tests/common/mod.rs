@@ -404,3 +404,22 @@ pub fn inspect(id: &str) -> serde_json::Value {
     let v: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
     v[0].clone()
 }
+
+/// The links of network namespace `ns` (a VCH's), one name each.
+#[allow(dead_code)]
+pub fn netns_links(ns: &str) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-o", "link", "show"])
+        .output()
+        .expect("ip");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
+        .collect()
+}
