@@ -355,6 +355,13 @@ impl Backend for LocalBackend {
         self.net()?.ensure_bridge(net)
     }
 
+    async fn dial(
+        &self,
+        to: std::net::SocketAddrV4,
+    ) -> Result<tokio::net::TcpStream, BackendError> {
+        self.net()?.dial(to).await
+    }
+
     async fn create_vm(&self, vm: &VmConfig) -> Result<(), BackendError> {
         check_id("VM", &vm.id)?;
         if let Some(bad) = vm.nics.iter().find(|n| !qemu::valid_mac(&n.mac)) {

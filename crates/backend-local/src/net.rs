@@ -18,7 +18,8 @@
 //! the namespace's changes atomic enough per command and says what failed in its own words.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::net::SocketAddrV4;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -180,6 +181,51 @@ pub(crate) fn pass_fds(fds: &[i32]) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+impl VchNet {
+    /// A TCP connection to `to` from inside the namespace: the socket is made there (by a
+    /// thread that enters it; a socket keeps the namespace it was made in) and connected from
+    /// the runtime, within [`DIAL_TIMEOUT`].
+    pub async fn dial(&self, to: SocketAddrV4) -> Result<tokio::net::TcpStream, BackendError> {
+        let ns = std::fs::File::open(self.path())
+            .map_err(|e| failed(format!("opening network namespace {}: {e}", self.name)))?;
+        let fd = std::thread::spawn(move || -> std::io::Result<OwnedFd> {
+            // SAFETY: setns on a descriptor we own; it affects this thread alone.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // SAFETY: socket(2) with constant arguments; the fd is owned right below.
+            let fd = unsafe {
+                libc::socket(
+                    libc::AF_INET,
+                    libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                    0,
+                )
+            };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // SAFETY: fd was just returned by socket(2) and is not owned elsewhere.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        })
+        .join()
+        .map_err(|_| failed("the thread making a socket panicked".into()))?
+        .map_err(|e| failed(format!("making a socket in {}: {e}", self.name)))?;
+        // SAFETY: `fd` is an unconnected, non-blocking TCP socket we own.
+        let socket = unsafe { tokio::net::TcpSocket::from_raw_fd(fd.into_raw_fd()) };
+        match tokio::time::timeout(DIAL_TIMEOUT, socket.connect(to.into())).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) => Err(failed(format!("connecting to {to}: {e}"))),
+            Err(_) => Err(failed(format!(
+                "connecting to {to}: no answer within {} s",
+                DIAL_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+}
+
+/// How long a connection into the namespace may take.
+const DIAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `struct ifreq` as TUNSETIFF reads it: a name and the flags.
 #[repr(C)]

@@ -71,9 +71,11 @@ impl From<PlError> for ApiError {
             | PlError::Ambiguous(_) => StatusCode::BAD_REQUEST,
             PlError::Spawn { .. } => StatusCode::BAD_REQUEST,
             PlError::Store(imagec::store::StoreError::NoSuchImage(_)) => StatusCode::NOT_FOUND,
-            PlError::Start(_) | PlError::Backend(_) | PlError::Store(_) | PlError::Io { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            PlError::Start(_)
+            | PlError::Publish(_)
+            | PlError::Backend(_)
+            | PlError::Store(_)
+            | PlError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())
     }

@@ -111,7 +111,12 @@ pub fn container_summary(c: &ContainerRecord, now: DateTime<Utc>) -> Value {
         "ImageID": c.spec.image_id,
         "Command": command_line(c),
         "Created": c.created.timestamp(),
-        "Ports": [],
+        "Ports": c.state.ports.iter().map(|p| json!({
+            "IP": p.host_ip.to_string(),
+            "PrivatePort": p.container_port,
+            "PublicPort": p.host_port,
+            "Type": "tcp",
+        })).collect::<Vec<_>>(),
         "Labels": c.spec.labels,
         "State": c.state.status.as_str(),
         "Status": status_text(c, now),
@@ -154,6 +159,23 @@ fn networks(c: &ContainerRecord) -> Value {
     Value::Object(out)
 }
 
+/// The published ports of the current run, as `NetworkSettings.Ports` (and `docker port`)
+/// show them.
+fn published(c: &ContainerRecord) -> Value {
+    let mut out = serde_json::Map::new();
+    for p in &c.state.ports {
+        let entry = out
+            .entry(format!("{}/tcp", p.container_port))
+            .or_insert_with(|| json!([]));
+        if let Some(list) = entry.as_array_mut() {
+            list.push(
+                json!({ "HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string() }),
+            );
+        }
+    }
+    Value::Object(out)
+}
+
 /// `NetworkSettings` of inspect: the default bridge's endpoint at the top level, as Docker
 /// puts it, and every network under `Networks`.
 fn network_settings(c: &ContainerRecord) -> Value {
@@ -163,7 +185,7 @@ fn network_settings(c: &ContainerRecord) -> Value {
     json!({
         "Bridge": "",
         "SandboxID": "",
-        "Ports": {},
+        "Ports": published(c),
         "SandboxKey": "",
         "Gateway": field("Gateway"),
         "IPAddress": field("IPAddress"),

@@ -174,3 +174,99 @@ fn the_bridge_network_comes_from_the_vchs_bridge_network_range() {
     );
     vch.delete();
 }
+
+/// Reads what a connection to 127.0.0.1:`port` gets, trying for up to 30 s while the
+/// container's server comes up.
+fn read_published(port: u16) -> String {
+    use std::io::Read;
+    eventually(
+        "an answer on the published port",
+        Duration::from_secs(30),
+        || {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+            let mut got = String::new();
+            s.read_to_string(&mut got).ok()?;
+            Some(got).filter(|g| !g.is_empty())
+        },
+    )
+}
+
+#[test]
+#[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
+fn published_ports_carry_connections_and_close_when_the_container_stops() {
+    let vch = OwnVch::create("ports", &[]);
+    let (client, image) = (&vch.client, vch.image.as_str());
+    let web = client
+        .ok(&[
+            "run",
+            "-d",
+            "-p",
+            "127.0.0.1::8080",
+            image,
+            "sh",
+            "-c",
+            "while true; do echo hello-published | nc -l -p 8080; done",
+        ])
+        .trim()
+        .to_string();
+    let mapping = client.ok(&["port", &web]);
+    let port: u16 = mapping
+        .trim()
+        .strip_prefix("8080/tcp -> 127.0.0.1:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("docker port: {mapping}"));
+    assert_eq!(read_published(port).trim(), "hello-published");
+    let ps = client.ok(&["ps", "--format", "{{.Ports}}"]);
+    assert_eq!(ps.trim(), format!("127.0.0.1:{port}->8080/tcp"));
+
+    // A port that is taken fails the start in dockerd's words; the container is not running.
+    let taken = client.run(&[
+        "run",
+        "-d",
+        "-p",
+        &format!("127.0.0.1:{port}:80"),
+        image,
+        "true",
+    ]);
+    assert!(!taken.status.success());
+    assert!(
+        stderr(&taken).contains(&format!(
+            "Bind for 127.0.0.1:{port} failed: port is already allocated"
+        )),
+        "{}",
+        stderr(&taken)
+    );
+    // What cannot be carried is refused before anything is made.
+    let range = client.run(&["create", "-p", "8000-8010:80", image]);
+    assert!(
+        stderr(&range).contains("host port ranges are not supported for port bindings"),
+        "{}",
+        stderr(&range)
+    );
+    let none = client.run(&["create", "--network", "none", "-p", "1:1", image]);
+    assert!(
+        stderr(&none)
+            .contains("conflicting options: port publishing and the container type network mode"),
+        "{}",
+        stderr(&none)
+    );
+
+    // The appliance dies: the container keeps running and its port is served again.
+    let pid = appliance_pid(&vch.name);
+    let killed = Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+    assert!(killed.success());
+    eventually("the appliance to be back", Duration::from_secs(60), || {
+        (appliance_pid(&vch.name) != pid && client.run(&["version"]).status.success()).then_some(())
+    });
+    assert_eq!(read_published(port).trim(), "hello-published");
+
+    // Stopped, the port is closed and the mapping gone.
+    client.ok(&["stop", "-t", "1", &web]);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the port closes with the container"
+    );
+    assert_eq!(client.ok(&["port", &web]).trim(), "");
+    vch.delete();
+}

@@ -115,6 +115,15 @@ impl Backend for FakeBackend {
     async fn ensure_network(&self, net: &crate::NetworkSpec) -> Result<(), BackendError> {
         self.call("ensure_network", &net.name)
     }
+    async fn dial(
+        &self,
+        to: std::net::SocketAddrV4,
+    ) -> Result<tokio::net::TcpStream, BackendError> {
+        self.call("dial", &to.to_string())?;
+        Err(BackendError::Failed(
+            "the fake backend has no network".into(),
+        ))
+    }
     async fn create_vm(&self, vm: &VmConfig) -> Result<(), BackendError> {
         self.call("create_vm", short(&vm.id))
     }

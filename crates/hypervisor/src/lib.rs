@@ -132,6 +132,11 @@ pub trait Backend: Send + Sync + 'static {
     /// Makes network `net` (idempotent): VMs created with a [`Nic`] on it are attached to it.
     async fn ensure_network(&self, net: &NetworkSpec) -> Result<(), BackendError>;
 
+    /// A TCP connection to `to`, an address on one of the backend's networks, from the
+    /// backend's side of them (published ports are forwarded through it).
+    async fn dial(&self, to: std::net::SocketAddrV4)
+        -> Result<tokio::net::TcpStream, BackendError>;
+
     /// Creates the VM and its copy-on-write root disk. Does not power it on.
     async fn create_vm(&self, vm: &VmConfig) -> Result<(), BackendError>;
 

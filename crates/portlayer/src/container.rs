@@ -81,6 +81,9 @@ pub struct ContainerSpec {
     /// loopback only).
     #[serde(default)]
     pub networks: Vec<String>,
+    /// TCP ports published on the host (`-p`), forwarded to its first endpoint while it runs.
+    #[serde(default)]
+    pub ports: Vec<crate::ports::PortBinding>,
     /// Its endpoint on each of them, given out at create (see `networks.rs`).
     #[serde(default)]
     pub endpoints: Vec<crate::networks::Endpoint>,
@@ -127,6 +130,9 @@ pub struct ContainerState {
     /// it is this run's, and tells a restarted appliance where the tether's output resumes.
     #[serde(default)]
     pub log_base: u64,
+    /// The published ports of the current run, with the host ports they got.
+    #[serde(default)]
+    pub ports: Vec<crate::ports::PortBinding>,
 }
 
 impl Default for ContainerState {
@@ -140,6 +146,7 @@ impl Default for ContainerState {
             finished_at: None,
             start_count: 0,
             log_base: 0,
+            ports: Vec::new(),
         }
     }
 }

@@ -31,6 +31,7 @@ pub mod logs;
 mod manager;
 mod names;
 pub mod networks;
+pub mod ports;
 mod signals;
 mod state;
 pub mod storage;

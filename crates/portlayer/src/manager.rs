@@ -19,6 +19,7 @@ use crate::state::StateDir;
 
 mod images;
 mod live;
+mod publish;
 mod reap;
 mod recovery;
 mod signal;
@@ -52,6 +53,8 @@ pub enum Error {
     NoCommand,
     #[error(transparent)]
     Network(#[from] NetworkError),
+    #[error(transparent)]
+    Publish(#[from] crate::ports::PublishError),
     #[error("Invalid container name ({0}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
     InvalidName(String),
     #[error("multiple IDs found with provided prefix: {0}")]
@@ -401,6 +404,8 @@ impl Containers {
         )
         .map_err(Error::Start)?;
         live.wait_vm_off().await;
+        // Bound first: a port that is taken fails the start before a VM is made.
+        let bound = self.bind_ports(&rec, &rec.spec.ports).await?;
         let id = rec.id.clone();
         let powered = match self.inner.backend.power_on(&id).await {
             Ok(p) => p,
@@ -447,8 +452,10 @@ impl Containers {
         };
         *live.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(session.control.clone());
         *live.vm_off.lock().await = Some(session.vm_off);
+        let ports = bound.as_ref().map(|b| b.bindings()).unwrap_or_default();
         let rec = self.update(&id, |r| {
             r.state.status = Status::Running;
+            r.state.ports = ports;
             r.state.pid = pid;
             r.state.exit_code = 0;
             r.state.error.clear();
@@ -456,6 +463,7 @@ impl Containers {
             r.state.start_count += 1;
             r.state.log_base = log_base;
         })?;
+        self.serve_ports(&live, &rec, bound);
         self.publish("start", &rec, &[]);
         let me = self.clone();
         let exit = session.exit;
@@ -474,8 +482,10 @@ impl Containers {
         let grace = reap::grace_after(!error.is_empty());
         let Some(live) = self.live(&id) else { return };
         *live.control.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.unpublish(&live);
         let rec = self.update(&id, |r| {
             r.state.status = Status::Exited;
+            r.state.ports.clear();
             r.state.exit_code = code;
             r.state.error = error;
             r.state.pid = 0;

@@ -79,7 +79,7 @@ async fn options_vic_does_not_apply_are_refused_naming_every_flag() {
     let body = json!({
         "Image": "busybox",
         "HostConfig": {
-            "PortBindings": { "80/tcp": [{ "HostPort": "8080" }] },
+            "Links": ["db:db"],
             "LogConfig": { "Type": "syslog", "Config": {} },
         },
     });
@@ -87,7 +87,7 @@ async fn options_vic_does_not_apply_are_refused_naming_every_flag() {
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     assert_eq!(
         a.message(),
-        "-p/--publish is not supported by vic: container networks are not implemented yet; \
+        "--link is not supported by vic: container networks are not implemented yet; \
          --log-driver syslog is not supported by vic: only the json-file log driver is available"
     );
     let a = vch

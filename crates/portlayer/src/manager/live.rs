@@ -29,6 +29,8 @@ pub(super) struct Live {
     pub(super) vm_off: Mutex<Option<oneshot::Receiver<String>>>,
     /// Where the log stands, for followers that fall behind.
     pub(super) cursor: Arc<LogCursor>,
+    /// The current run's published ports; dropping them closes them.
+    pub(super) ports: StdMutex<Option<crate::ports::Published>>,
 }
 
 /// Messages a container's live output channel holds for slow followers; with entries of at
@@ -54,6 +56,7 @@ impl Live {
             op: Mutex::new(()),
             vm_off: Mutex::new(None),
             cursor: Arc::default(),
+            ports: StdMutex::new(None),
         })
     }
 

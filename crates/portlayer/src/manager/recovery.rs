@@ -98,6 +98,9 @@ impl Containers {
         if pid != 0 {
             let _ = self.update(id, |r| r.state.pid = pid);
         }
+        if let Ok(rec) = self.get(id) {
+            self.republish(&live, &rec).await;
+        }
         tracing::info!(%id, pid, "re-attached to a running container VM");
         let me = self.clone();
         let exit = session.exit;

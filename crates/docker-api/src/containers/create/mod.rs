@@ -22,6 +22,7 @@ mod host_config;
 mod log_opts;
 mod parse;
 mod policy;
+mod ports;
 mod refusal;
 mod spec;
 #[cfg(test)]
@@ -53,7 +54,21 @@ pub struct Plan {
 /// Judges a parsed body against the image: what the container gets, or why it is refused.
 pub fn plan(body: CreateBody, name: String, image: &ImageRecord) -> Result<Plan, ApiError> {
     let applied = policy::apply(&body.config, &body.host_config, &body.networking_config)?;
-    Ok(spec::build(body.config, applied, name, image))
+    let image_config = image.config.get("config").cloned().unwrap_or_default();
+    let bindings = ports::bindings(
+        &body.host_config,
+        &body.config,
+        &image_config,
+        &applied.network_mode,
+    )?;
+    let mut plan = spec::build(body.config, applied, name, image);
+    // As dockerd keeps them: the bindings as given, for inspect's HostConfig.
+    if let Some(hc) = plan.spec.personality.get_mut("HostConfig") {
+        hc["PortBindings"] = ports::as_given(&body.host_config);
+        hc["PublishAllPorts"] = serde_json::json!(body.host_config.publish_all_ports == Some(true));
+    }
+    plan.spec.ports = bindings;
+    Ok(plan)
 }
 
 /// `os/arch[/variant]`, with the architecture names Go uses.

@@ -154,8 +154,6 @@ fn network(r: &mut Refusals, h: &HostConfig, n: &NetworkingConfig) {
         "--network",
         NO_NETWORKS,
     );
-    r.check(map(&h.port_bindings), "-p/--publish", NO_NETWORKS);
-    r.check(yes(&h.publish_all_ports), "-P/--publish-all", NO_NETWORKS);
     r.check(list(&h.links), "--link", NO_NETWORKS);
     for (name, ep) in n.endpoints_config.iter().flatten() {
         let known = name == "default" || name == mode || (mode.is_empty() && name == "bridge");

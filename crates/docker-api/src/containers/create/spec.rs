@@ -195,6 +195,7 @@ pub fn build(c: ContainerConfig, a: Applied, name: String, image: &ImageRecord) 
             _ => vec![portlayer::networks::BRIDGE.to_string()],
         },
         endpoints: Vec::new(),
+        ports: Vec::new(),
         personality: json!({ "Config": config, "HostConfig": host_config, APPLIED_KEY: true }),
     };
     Plan { spec, warnings }

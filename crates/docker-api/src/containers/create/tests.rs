@@ -59,6 +59,9 @@ fn refused(name: &str) -> String {
 /// Captured bodies vic applies in full (or discards with a warning, as dockerd does).
 const ACCEPTED: &[&str] = &[
     "create",
+    "publish",
+    "dockerpy_publish",
+    "publish_all",
     "create_it",
     "run_rm",
     "run_d",
@@ -99,12 +102,6 @@ const ACCEPTED: &[&str] = &[
 
 /// Captured bodies vic refuses, and the flag the message names.
 const REFUSED: &[(&str, &str)] = &[
-    (
-        "publish",
-        "-p/--publish is not supported by vic: container networks are not implemented yet",
-    ),
-    ("dockerpy_publish", "-p/--publish is not supported by vic"),
-    ("publish_all", "-P/--publish-all is not supported by vic"),
     (
         "bind",
         "-v/--volume is not supported by vic: volumes are not implemented yet",
@@ -205,13 +202,13 @@ fn each_option_vic_does_not_apply_is_refused_naming_its_flag() {
 #[test]
 fn every_refused_option_is_named_at_once() {
     let mut body: Value = serde_json::from_slice(&fixture("run_d")).expect("json");
-    body["HostConfig"]["PortBindings"] = json!({ "80/tcp": [{ "HostPort": "8080" }] });
+    body["HostConfig"]["Links"] = json!(["db:db"]);
     body["HostConfig"]["OomScoreAdj"] = json!(100);
     body["HostConfig"]["RestartPolicy"]["Name"] = json!("always");
     let m = try_create(body.to_string().as_bytes())
         .expect_err("refused")
         .message;
-    for flag in ["-p/--publish", "--oom-score-adj", "--restart always"] {
+    for flag in ["--link", "--oom-score-adj", "--restart always"] {
         assert!(m.contains(flag), "{m}");
     }
 }
@@ -486,5 +483,27 @@ fn a_platform_the_image_is_not_for_is_not_found_so_the_cli_pulls_it() {
     assert_eq!(
         e.message,
         "image with reference busybox was found but does not match the specified platform: wanted linux/arm64, actual: linux/amd64"
+    );
+}
+
+#[test]
+fn published_ports_as_the_cli_and_docker_py_send_them_become_bindings() {
+    for name in ["publish", "dockerpy_publish"] {
+        let p = accepted(name);
+        assert_eq!(p.spec.ports.len(), 1, "{name}");
+        assert_eq!(p.spec.ports[0].container_port, 80);
+        assert_eq!(p.spec.ports[0].host_port, 8080);
+        assert_eq!(
+            p.spec.personality["HostConfig"]["PortBindings"],
+            json!({ "80/tcp": [{ "HostIp": "", "HostPort": "8080" }] }),
+            "inspect shows them as given"
+        );
+    }
+    // -P with nothing exposed publishes nothing, and says so in HostConfig.
+    let p = accepted("publish_all");
+    assert!(p.spec.ports.is_empty());
+    assert_eq!(
+        p.spec.personality["HostConfig"]["PublishAllPorts"],
+        json!(true)
     );
 }

@@ -1,0 +1,51 @@
+//! A running container's published ports (see `ports.rs`): bound before its VM powers on,
+//! served once it runs, closed when it stops, bound again when a restarted appliance takes
+//! it over.
+
+use super::live::Live;
+use super::{Containers, Error};
+use crate::container::ContainerRecord;
+use crate::ports::{Bound, PortBinding};
+
+impl Containers {
+    /// Binds `bindings` of `rec` (nothing to bind: `None`). A container that publishes ports
+    /// needs an endpoint to carry them to.
+    pub(super) async fn bind_ports(
+        &self,
+        rec: &ContainerRecord,
+        bindings: &[PortBinding],
+    ) -> Result<Option<Bound>, Error> {
+        if bindings.is_empty() {
+            return Ok(None);
+        }
+        if rec.spec.endpoints.is_empty() {
+            return Err(Error::Start(
+                "published ports need a network: the container has none".into(),
+            ));
+        }
+        Ok(Some(Bound::bind(&rec.spec.name, bindings).await?))
+    }
+
+    /// Serves `bound` for `rec`'s first endpoint until the container stops.
+    pub(super) fn serve_ports(&self, live: &Live, rec: &ContainerRecord, bound: Option<Bound>) {
+        let (Some(bound), Some(ep)) = (bound, rec.spec.endpoints.first()) else {
+            return;
+        };
+        let published = bound.serve(self.inner.backend.clone(), ep.ip);
+        *live.ports.lock().unwrap_or_else(|e| e.into_inner()) = Some(published);
+    }
+
+    /// Closes the container's published ports.
+    pub(super) fn unpublish(&self, live: &Live) {
+        live.ports.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// After a restart of the appliance: publishes a running container's ports again, at the
+    /// host ports its record holds. A port another program took meanwhile is logged.
+    pub(super) async fn republish(&self, live: &Live, rec: &ContainerRecord) {
+        match self.bind_ports(rec, &rec.state.ports).await {
+            Ok(bound) => self.serve_ports(live, rec, bound),
+            Err(e) => tracing::warn!(id = %rec.id, "published ports are not served again: {e}"),
+        }
+    }
+}
