@@ -19,8 +19,8 @@ fn options_vic_does_not_apply_fail_the_run_and_leave_nothing() {
     let before = all_containers(&vch.client);
     let cases: &[(&[&str], &str)] = &[
         (
-            &["-p", "8080:80"],
-            "-p/--publish is not supported by vic: container networks are not implemented yet",
+            &["-p", "127.0.0.1:8000-8010:80"],
+            "host port ranges are not supported for port bindings",
         ),
         (
             &["-v", "/x:/y"],
