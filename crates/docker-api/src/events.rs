@@ -34,10 +34,9 @@ pub(crate) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 }
 
 /// The keys `GET /events` applies.
-const EVENT_FILTERS: [&str; 5] = ["type", "event", "container", "image", "label"];
+const EVENT_FILTERS: [&str; 6] = ["type", "event", "container", "image", "label", "network"];
 /// Keys Docker knows that vic has nothing to match yet.
-const EVENT_FILTERS_NOT_YET: [(&str, &str); 5] = [
-    ("network", "container networks are not implemented yet"),
+const EVENT_FILTERS_NOT_YET: [(&str, &str); 4] = [
     ("volume", "volumes are not implemented yet"),
     ("plugin", "vic has no plugins"),
     ("daemon", "events are not labelled by daemon"),
@@ -55,8 +54,16 @@ impl Admits for Filters {
         let image = e.attributes.get("image").map(String::as_str).unwrap_or("");
         self.any("type", |t| t == e.kind)
             && self.any("event", |a| a == e.action)
-            && self.any("container", |c| {
-                e.kind == "container" && (c == name || e.id.starts_with(c))
+            && self.any("container", |c| match e.kind {
+                "container" => c == name || e.id.starts_with(c),
+                "network" => e
+                    .attributes
+                    .get("container")
+                    .is_some_and(|id| id.starts_with(c)),
+                _ => false,
+            })
+            && self.any("network", |n| {
+                e.kind == "network" && (n == name || e.id.starts_with(n))
             })
             && self.any("image", |i| {
                 image == i

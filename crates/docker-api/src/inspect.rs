@@ -111,7 +111,7 @@ pub fn container_summary(c: &ContainerRecord, now: DateTime<Utc>) -> Value {
         "ImageID": c.spec.image_id,
         "Command": command_line(c),
         "Created": c.created.timestamp(),
-        "Ports": c.state.ports.iter().map(|p| json!({
+        "Ports": running_ports(c).iter().map(|p| json!({
             "IP": p.host_ip.to_string(),
             "PrivatePort": p.container_port,
             "PublicPort": p.host_port,
@@ -159,11 +159,21 @@ fn networks(c: &ContainerRecord) -> Value {
     Value::Object(out)
 }
 
+/// The published ports of the current run; none when the container is not running (a
+/// record whose VM ended while no appliance ran may still list them).
+fn running_ports(c: &ContainerRecord) -> &[portlayer::ports::PortBinding] {
+    if c.state.status == Status::Running {
+        &c.state.ports
+    } else {
+        &[]
+    }
+}
+
 /// The published ports of the current run, as `NetworkSettings.Ports` (and `docker port`)
 /// show them.
 fn published(c: &ContainerRecord) -> Value {
     let mut out = serde_json::Map::new();
-    for p in &c.state.ports {
+    for p in running_ports(c) {
         let entry = out
             .entry(format!("{}/tcp", p.container_port))
             .or_insert_with(|| json!([]));

@@ -123,6 +123,28 @@ fn containers_on_the_bridge_reach_each_other_and_none_has_no_nic() {
     });
     let stopped = client.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &srv]);
     assert_eq!(stopped.trim(), "", "an exited container shows no address");
+    // Joining and leaving the network are events, as dockerd reports them.
+    let events = client.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &format!(
+            "{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                + 1
+        ),
+        "--filter",
+        "type=network",
+        "--filter",
+        &format!("container={srv}"),
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}}",
+    ]);
+    assert_eq!(events, "connect bridge\ndisconnect bridge\n");
 
     vch.delete();
     assert!(

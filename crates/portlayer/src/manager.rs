@@ -464,6 +464,7 @@ impl Containers {
             r.state.log_base = log_base;
         })?;
         self.serve_ports(&live, &rec, bound);
+        self.network_events("connect", &rec);
         self.publish("start", &rec, &[]);
         let me = self.clone();
         let exit = session.exit;
@@ -501,6 +502,7 @@ impl Containers {
         });
         let Ok(rec) = rec else { return };
         self.publish("die", &rec, &[("exitCode", code.to_string())]);
+        self.network_events("disconnect", &rec);
         if rec.spec.auto_remove {
             if let Err(e) = self.remove(&id, true).await {
                 tracing::warn!(%id, "auto-remove failed: {e}");

@@ -35,6 +35,24 @@ impl Containers {
         *live.ports.lock().unwrap_or_else(|e| e.into_inner()) = Some(published);
     }
 
+    /// Tells `/events` that `rec` joined (`connect`) or left (`disconnect`) each of its
+    /// networks, as dockerd does when a container starts and stops.
+    pub(super) fn network_events(&self, action: &str, rec: &ContainerRecord) {
+        for e in &rec.spec.endpoints {
+            let Some(net) = self.inner.networks.iter().find(|n| n.name == e.network) else {
+                continue;
+            };
+            let attrs = [
+                ("container".to_string(), rec.id.clone()),
+                ("name".to_string(), net.name.clone()),
+                ("type".to_string(), "bridge".to_string()),
+            ];
+            self.inner
+                .events
+                .publish("network", action, &net.id(), attrs.into_iter().collect());
+        }
+    }
+
     /// Closes the container's published ports.
     pub(super) fn unpublish(&self, live: &Live) {
         live.ports.lock().unwrap_or_else(|e| e.into_inner()).take();

@@ -140,6 +140,7 @@ impl Containers {
             r.state.status = Status::Exited;
             r.state.exit_code = 137;
             r.state.pid = 0;
+            r.state.ports.clear();
             r.state.finished_at = Some(Utc::now());
             r.state.error = why;
         });
