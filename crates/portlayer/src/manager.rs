@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use hypervisor::{Backend, BackendError, VmConfig};
+use hypervisor::{Backend, VmConfig};
 use tokio::sync::oneshot;
 
 use crate::container::{ContainerRecord, ContainerSpec, ContainerState, Status};
@@ -14,9 +14,10 @@ use crate::events::EventBus;
 use crate::guest::session::{self, SessionExit, StartFailure};
 use crate::guest::Launch;
 use crate::limits::{Admission, Limits};
-use crate::networks::{Network, NetworkError};
+use crate::networks::Network;
 use crate::state::StateDir;
 
+mod error;
 mod images;
 mod live;
 mod publish;
@@ -27,59 +28,9 @@ mod streams;
 
 pub use streams::{AttachStreams, Output, WaitCondition};
 
+use error::io_err;
+pub use error::Error;
 use live::Live;
-
-/// Errors of container operations, worded as Docker words them.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("No such container: {0}")]
-    NoSuchContainer(String),
-    #[error("No such image: {0}")]
-    NoSuchImage(String),
-    #[error("Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name.")]
-    NameConflict { name: String, id: String },
-    #[error("Container {0} is not running")]
-    NotRunning(String),
-    #[error("container {0} is already running")]
-    AlreadyRunning(String),
-    #[error("You cannot remove a running container {0}. Stop the container before attempting removal or force remove")]
-    RemoveRunning(String),
-    /// The guest has stopped reading what the host sends it.
-    #[error("container {0} does not read what is sent to it: its VM can only be powered off (docker kill)")]
-    NotReading(String),
-    #[error("Invalid signal: {0}")]
-    InvalidSignal(String),
-    #[error("No command specified")]
-    NoCommand,
-    #[error(transparent)]
-    Network(#[from] NetworkError),
-    #[error(transparent)]
-    Publish(#[from] crate::ports::PublishError),
-    #[error("Invalid container name ({0}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
-    InvalidName(String),
-    #[error("multiple IDs found with provided prefix: {0}")]
-    Ambiguous(String),
-    /// The process could not be executed; `code` is what Docker reports (126, 127).
-    #[error("failed to create task for container: failed to start process: {message}: unknown")]
-    Spawn { message: String, code: i32 },
-    #[error("{0}")]
-    Start(String),
-    #[error(transparent)]
-    Backend(#[from] BackendError),
-    #[error(transparent)]
-    Store(#[from] imagec::store::StoreError),
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
-    let context = context.into();
-    move |source| Error::Io { context, source }
-}
 
 /// Where container root filesystems come from: the image store, seen from the port layer.
 pub trait Images: Send + Sync + 'static {
