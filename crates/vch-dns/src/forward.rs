@@ -45,10 +45,16 @@ impl Forwarder {
         self.slots.clone().try_acquire_owned().ok()
     }
 
-    /// The first good answer to `query` from the upstreams within the timeout, asked over
-    /// `transport`.
-    pub async fn ask(&self, query: &Message, transport: Transport) -> Option<Answer> {
-        tokio::time::timeout(self.timeout, self.race(query, transport))
+    /// The first good answer to `query` from the upstreams (`upstream`, or the configured
+    /// ones) within the timeout, asked over `transport`.
+    pub async fn ask(
+        &self,
+        query: &Message,
+        transport: Transport,
+        upstream: Option<&[SocketAddr]>,
+    ) -> Option<Answer> {
+        let upstream = upstream.unwrap_or(&self.upstream);
+        tokio::time::timeout(self.timeout, self.race(query, transport, upstream))
             .await
             .ok()
             .flatten()
@@ -56,14 +62,16 @@ impl Forwarder {
 
     /// Asks the upstreams in turn, each one after the last failed or stayed silent for its
     /// share of the timeout, until one answers or all have failed.
-    async fn race(&self, query: &Message, transport: Transport) -> Option<Answer> {
+    async fn race(
+        &self,
+        query: &Message,
+        transport: Transport,
+        upstream: &[SocketAddr],
+    ) -> Option<Answer> {
         let question = query.query()?.clone();
         let mut outgoing = outgoing(query);
-        let share = self.timeout
-            / u32::try_from(self.upstream.len())
-                .unwrap_or(u32::MAX)
-                .max(1);
-        let mut next = self.upstream.iter();
+        let share = self.timeout / u32::try_from(upstream.len()).unwrap_or(u32::MAX).max(1);
+        let mut next = upstream.iter();
         let mut pending = FuturesUnordered::new();
         let mut start_next = true;
         loop {

@@ -71,6 +71,12 @@ pub trait Names: Send + Sync + 'static {
 
     /// The name of the container at `address` on `network`, for a reverse (PTR) lookup.
     fn reverse(&self, network: &str, address: Ipv4Addr) -> Option<String>;
+
+    /// The servers the other questions of the container at `client` go to when it has its
+    /// own (Docker's `--dns`); None: the configured upstreams.
+    fn upstream(&self, _network: &str, _client: IpAddr) -> Option<Vec<SocketAddr>> {
+        None
+    }
 }
 
 /// How a network's DNS server forwards, and its bounds.

@@ -16,7 +16,7 @@ pub(crate) enum Action {
     /// Send these bytes back.
     Reply(Vec<u8>),
     /// Ask the upstream servers, then send back what [`Server::forward`] makes of it.
-    Forward(Pending),
+    Forward(Box<Pending>),
     /// Send nothing.
     Drop,
 }
@@ -24,6 +24,8 @@ pub(crate) enum Action {
 /// A query on its way upstream, holding one of the server's forwarding slots until it is done.
 pub(crate) struct Pending {
     query: Message,
+    /// The client's own upstreams, if it has them.
+    upstream: Option<Vec<std::net::SocketAddr>>,
     limit: usize,
     transport: Transport,
     _slot: OwnedSemaphorePermit,
@@ -65,12 +67,13 @@ impl Server {
         let reply = if let Some(response) = self.local.answer(&query, client) {
             encode(&response, limit)
         } else if let Some(slot) = self.forwarder.slot() {
-            return Action::Forward(Pending {
+            return Action::Forward(Box::new(Pending {
+                upstream: self.local.names.upstream(&self.local.network, client),
                 query,
                 limit,
                 transport,
                 _slot: slot,
-            });
+            }));
         } else {
             tracing::debug!(network = %self.local.network, %client, "too many queries forwarded at once, refused one");
             error_reply(&query, ResponseCode::Refused, recursion_available, limit)
@@ -80,14 +83,19 @@ impl Server {
 
     /// The upstreams' answer to a forwarded query under the client's ID, or SERVFAIL when none
     /// answered in time.
-    pub async fn forward(&self, pending: Pending) -> Option<Vec<u8>> {
+    pub async fn forward(&self, pending: Box<Pending>) -> Option<Vec<u8>> {
         let Pending {
             query,
+            upstream,
             limit,
             transport,
             _slot,
-        } = pending;
-        match self.forwarder.ask(&query, transport).await {
+        } = *pending;
+        match self
+            .forwarder
+            .ask(&query, transport, upstream.as_deref())
+            .await
+        {
             Some(answer) => relay(answer, query.id(), limit),
             None => error_reply(
                 &query,

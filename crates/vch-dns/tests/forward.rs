@@ -293,3 +293,62 @@ async fn local_answers_offer_recursion_when_there_are_upstreams() -> Result<()> 
     assert!(upstream.seen().is_empty());
     Ok(())
 }
+
+/// [`Fixed`], where the client at [`LINKED`] has upstream servers of its own.
+struct OwnUpstream(std::net::SocketAddr);
+
+use vch_dns::Names;
+
+impl Names for OwnUpstream {
+    fn lookup(&self, n: &str, c: std::net::IpAddr, name: &str) -> Option<Vec<Ipv4Addr>> {
+        Fixed.lookup(n, c, name)
+    }
+    fn reverse(&self, n: &str, a: Ipv4Addr) -> Option<String> {
+        Fixed.reverse(n, a)
+    }
+    fn upstream(&self, _: &str, client: std::net::IpAddr) -> Option<Vec<std::net::SocketAddr>> {
+        (client == LINKED).then(|| vec![self.0])
+    }
+}
+
+#[tokio::test]
+async fn a_client_with_upstreams_of_its_own_is_forwarded_to_them_alone() -> Result<()> {
+    let vchs = Upstream::answering(ELSEWHERE).await?;
+    let own_answer = Ipv4Addr::new(198, 51, 100, 9);
+    let own = Upstream::answering(own_answer).await?;
+    let names = std::sync::Arc::new(OwnUpstream(own.address));
+    let server = Server::start_with(forwarding(&[&vchs], Duration::from_secs(3)), names).await?;
+
+    let reply = ask_udp(server.address, &query(7, "example.com", RecordType::A)).await?;
+    assert_eq!(
+        addresses(&reply),
+        [ELSEWHERE],
+        "127.0.0.1 has none of its own"
+    );
+
+    let from_linked = tokio::net::UdpSocket::bind((LINKED, 0)).await?;
+    send(
+        &from_linked,
+        server.address,
+        &query(8, "example.com", RecordType::A),
+    )
+    .await?;
+    let reply = receive(&from_linked).await?;
+    assert_eq!(reply.id(), 8);
+    assert_eq!(addresses(&reply), [own_answer]);
+    assert_eq!(own.seen().len(), 1);
+    assert_eq!(
+        vchs.seen().len(),
+        1,
+        "the VCH's upstream was asked only for 127.0.0.1"
+    );
+    // A container name is still answered by the server itself.
+    send(
+        &from_linked,
+        server.address,
+        &query(9, "web", RecordType::A),
+    )
+    .await?;
+    assert_eq!(addresses(&receive(&from_linked).await?), [WEB]);
+    Ok(())
+}

@@ -63,6 +63,11 @@ pub struct Server {
 
 impl Server {
     pub async fn start(config: Config) -> Result<Server> {
+        Server::start_with(config, Arc::new(Fixed)).await
+    }
+
+    /// A server answering what `names` knows.
+    pub async fn start_with(config: Config, names: Arc<dyn Names>) -> Result<Server> {
         let (udp, tcp) = bind_pair().await?;
         let address = udp.local_addr()?;
         let shutdown = CancellationToken::new();
@@ -70,7 +75,7 @@ impl Server {
             NETWORK.to_string(),
             udp,
             Some(tcp),
-            Arc::new(Fixed),
+            names,
             config,
             shutdown.clone(),
         ));
