@@ -141,12 +141,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let backend = setup::backend(&config, !args.api.bench_no_vm_jail)?;
     tracing::info!(vch = %config.name, backend = %backend.describe(), "appliance starting");
     let events = Arc::new(EventBus::new());
+    let (networks, network_pools) = setup::networks(&config)?;
     let containers = Containers::open(
         ContainersConfig {
             state_dir: config.state_dir.join("containers"),
             limits,
             database: Some(db),
-            networks: setup::networks(&config)?,
+            networks,
+            network_pools,
         },
         backend,
         images.clone(),

@@ -45,13 +45,23 @@ pub fn refuse_unsupported(config: &ApplianceConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The networks containers can be on: `bridge`, on the first /16 of the bridge range.
-pub fn networks(config: &ApplianceConfig) -> anyhow::Result<Vec<portlayer::Network>> {
+/// The predefined network `bridge`, on the first /16 of the bridge range, and the /16s
+/// after it, which user networks take.
+pub fn networks(
+    config: &ApplianceConfig,
+) -> anyhow::Result<(Vec<portlayer::Network>, Vec<portlayer::networks::Cidr>)> {
     let range = config.settings.bridge_range()?;
     let subnet = range
         .subnet(0)
         .context("the bridge network range holds no /16")?;
-    Ok(vec![portlayer::Network::bridge(subnet)])
+    let pools = (1..)
+        .map_while(|n| range.subnet(n))
+        .map(|addr| portlayer::networks::Cidr {
+            addr,
+            prefix_len: 16,
+        })
+        .collect();
+    Ok((vec![portlayer::Network::bridge(subnet)], pools))
 }
 
 /// The port layer's limits.
@@ -161,16 +171,20 @@ mod tests {
             }
         );
         assert_eq!(storage(&c).quota(), Some(5 << 30));
-        assert_eq!(
-            networks(&c).unwrap(),
-            [portlayer::Network::default_bridge()]
-        );
+        let (predefined, pools) = networks(&c).unwrap();
+        assert_eq!(predefined, [portlayer::Network::default_bridge()]);
+        assert_eq!(pools.len(), 15, "172.17.0.0/16 to 172.31.0.0/16");
+        assert_eq!(pools[0].to_string(), "172.17.0.0/16");
         let ranged = config(Settings {
             bridge_network_range: Some("10.8.0.0/16".into()),
             ..Settings::default()
         });
-        let bridge = &networks(&ranged).unwrap()[0];
-        assert_eq!(bridge.gateway.to_string(), "10.8.0.1");
+        let (predefined, pools) = networks(&ranged).unwrap();
+        assert_eq!(predefined[0].gateway.to_string(), "10.8.0.1");
+        assert!(
+            pools.is_empty(),
+            "a /16 range leaves no room for user networks"
+        );
         assert_eq!(storage(&config(Settings::default())).quota(), None);
     }
 

@@ -106,6 +106,8 @@ pub struct LocalBackend {
     image_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     vms: vm::Vms,
     net: Option<net::VchNet>,
+    /// The networks made isolated (`NetworkSpec::isolated`): their taps are isolated ports.
+    isolated: Mutex<std::collections::HashSet<String>>,
 }
 
 fn failed(msg: impl Into<String>) -> BackendError {
@@ -159,7 +161,14 @@ impl LocalBackend {
         let net = self.net()?;
         nics.iter()
             .enumerate()
-            .map(|(i, nic)| net.open_tap(&net::tap_of(id, i), &nic.network))
+            .map(|(i, nic)| {
+                let isolated = self
+                    .isolated
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains(&nic.network);
+                net.open_tap(&net::tap_of(id, i), &nic.network, isolated)
+            })
             .collect()
     }
 }
@@ -267,6 +276,7 @@ impl LocalBackend {
             tsc_khz,
             qemu_version,
             image_locks: Mutex::default(),
+            isolated: Mutex::default(),
         })
     }
 
@@ -352,7 +362,39 @@ impl Backend for LocalBackend {
 
     async fn ensure_network(&self, net: &NetworkSpec) -> Result<(), BackendError> {
         check_id("network", &net.name)?;
-        self.net()?.ensure_bridge(net)
+        self.net()?.ensure_bridge(net)?;
+        let mut isolated = self.isolated.lock().unwrap_or_else(|e| e.into_inner());
+        if net.isolated {
+            isolated.insert(net.name.clone());
+        } else {
+            isolated.remove(&net.name);
+        }
+        Ok(())
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<(), BackendError> {
+        check_id("network", name)?;
+        self.net()?.remove_bridge(name)?;
+        self.isolated
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        Ok(())
+    }
+
+    async fn listen(
+        &self,
+        at: std::net::SocketAddrV4,
+    ) -> Result<(std::net::UdpSocket, std::net::TcpListener), BackendError> {
+        self.net()?.listen(at)
+    }
+
+    async fn set_nics(&self, id: &str, nics: &[hypervisor::Nic]) -> Result<(), BackendError> {
+        check_id("VM", id)?;
+        if let Some(bad) = nics.iter().find(|n| !qemu::valid_mac(&n.mac)) {
+            return Err(failed(format!("not a MAC address: {:?}", bad.mac)));
+        }
+        self.vms.set_nics(id, nics)
     }
 
     async fn dial(

@@ -127,23 +127,47 @@ impl VchNet {
         self.ip(&["link", "set", "dev", &bridge, "up"])
     }
 
-    /// Opens a new tap device `tap` in the namespace, attached to network `network`'s bridge
-    /// and up; the descriptor is QEMU's to hold.
-    pub fn open_tap(&self, tap: &str, network: &str) -> Result<OwnedFd, BackendError> {
+    /// Removes network `name`'s bridge, if it is there.
+    pub fn remove_bridge(&self, name: &str) -> Result<(), BackendError> {
+        let bridge = bridge_of(name);
+        if self.ip(&["link", "show", "dev", &bridge]).is_err() {
+            return Ok(());
+        }
+        self.ip(&["link", "delete", "dev", &bridge])
+    }
+
+    /// Runs `f` on a thread of its own that has entered the namespace (setns moves only the
+    /// calling thread; what `f` makes there, sockets and taps, stays in the namespace).
+    fn inside<T: Send + 'static>(
+        &self,
+        what: &str,
+        f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+    ) -> Result<T, BackendError> {
         let ns = std::fs::File::open(self.path())
             .map_err(|e| failed(format!("opening network namespace {}: {e}", self.name)))?;
-        let name = tap.to_string();
-        // setns moves only the calling thread: a thread of its own enters, opens and ends.
-        let fd = std::thread::spawn(move || -> std::io::Result<OwnedFd> {
+        std::thread::spawn(move || -> std::io::Result<T> {
             // SAFETY: setns on a descriptor we own; it affects this thread alone.
             if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            open_tap(&name)
+            f()
         })
         .join()
-        .map_err(|_| failed("the thread opening a tap panicked".into()))?
-        .map_err(|e| failed(format!("opening tap {tap} in {}: {e}", self.name)))?;
+        .map_err(|_| failed(format!("the thread {what} panicked")))?
+        .map_err(|e| failed(format!("{what} in {}: {e}", self.name)))
+    }
+
+    /// Opens a new tap device `tap` in the namespace, attached to network `network`'s bridge
+    /// and up (isolated from the bridge's other ports when `isolated`); the descriptor is
+    /// QEMU's to hold.
+    pub fn open_tap(
+        &self,
+        tap: &str,
+        network: &str,
+        isolated: bool,
+    ) -> Result<OwnedFd, BackendError> {
+        let name = tap.to_string();
+        let fd = self.inside(&format!("opening tap {tap}"), move || open_tap(&name))?;
         self.ip(&[
             "link",
             "set",
@@ -153,7 +177,35 @@ impl VchNet {
             &bridge_of(network),
             "up",
         ])?;
+        if isolated {
+            let out = Command::new("bridge")
+                .args([
+                    "-n", &self.name, "link", "set", "dev", tap, "isolated", "on",
+                ])
+                .output()
+                .map_err(|e| failed(format!("running bridge (Debian's iproute2): {e}")))?;
+            if !out.status.success() {
+                return Err(failed(format!(
+                    "isolating {tap} on its bridge: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+        }
         Ok(fd)
+    }
+
+    /// A UDP socket and a TCP listener bound to `at` inside the namespace.
+    pub fn listen(
+        &self,
+        at: SocketAddrV4,
+    ) -> Result<(std::net::UdpSocket, std::net::TcpListener), BackendError> {
+        self.inside(&format!("binding {at}"), move || {
+            let udp = std::net::UdpSocket::bind(at)?;
+            let tcp = std::net::TcpListener::bind(at)?;
+            udp.set_nonblocking(true)?;
+            tcp.set_nonblocking(true)?;
+            Ok((udp, tcp))
+        })
     }
 }
 
@@ -187,13 +239,7 @@ impl VchNet {
     /// thread that enters it; a socket keeps the namespace it was made in) and connected from
     /// the runtime, within [`DIAL_TIMEOUT`].
     pub async fn dial(&self, to: SocketAddrV4) -> Result<tokio::net::TcpStream, BackendError> {
-        let ns = std::fs::File::open(self.path())
-            .map_err(|e| failed(format!("opening network namespace {}: {e}", self.name)))?;
-        let fd = std::thread::spawn(move || -> std::io::Result<OwnedFd> {
-            // SAFETY: setns on a descriptor we own; it affects this thread alone.
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+        let fd = self.inside("making a socket", || {
             // SAFETY: socket(2) with constant arguments; the fd is owned right below.
             let fd = unsafe {
                 libc::socket(
@@ -207,10 +253,7 @@ impl VchNet {
             }
             // SAFETY: fd was just returned by socket(2) and is not owned elsewhere.
             Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-        })
-        .join()
-        .map_err(|_| failed("the thread making a socket panicked".into()))?
-        .map_err(|e| failed(format!("making a socket in {}: {e}", self.name)))?;
+        })?;
         // SAFETY: `fd` is an unconnected, non-blocking TCP socket we own.
         let socket = unsafe { tokio::net::TcpSocket::from_raw_fd(fd.into_raw_fd()) };
         match tokio::time::timeout(DIAL_TIMEOUT, socket.connect(to.into())).await {

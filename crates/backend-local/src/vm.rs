@@ -230,6 +230,21 @@ impl Vms {
         Ok(uid)
     }
 
+    /// Replaces the interfaces of VM `id`, which must be off (unchanged ones are not written).
+    pub fn set_nics(&self, id: &str, nics: &[hypervisor::Nic]) -> Result<(), BackendError> {
+        let mut spec = self.load(id)?;
+        if spec.nics == nics {
+            return Ok(());
+        }
+        if self.live_pid(id).is_some() {
+            return Err(failed(format!(
+                "VM {id} is running: its NICs change while off"
+            )));
+        }
+        spec.nics = nics.to_vec();
+        self.save(&spec)
+    }
+
     pub fn load(&self, id: &str) -> Result<VmSpec, BackendError> {
         let path = self.dir(id).join(VM_JSON);
         let text = match std::fs::read_to_string(&path) {

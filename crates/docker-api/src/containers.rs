@@ -1,6 +1,6 @@
 //! `/containers/…`: create, list, inspect, start, stop, restart, kill, resize, remove.
 
-mod create;
+pub(crate) mod create;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

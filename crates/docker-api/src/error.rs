@@ -60,6 +60,11 @@ impl From<PlError> for ApiError {
             | PlError::NoSuchImage(_)
             | PlError::Network(NetworkError::NoSuch(_)) => StatusCode::NOT_FOUND,
             PlError::Network(NetworkError::Full(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            PlError::Network(NetworkError::Exists(_) | NetworkError::AddressInUse) => {
+                StatusCode::CONFLICT
+            }
+            PlError::Network(NetworkError::Invalid(_)) => StatusCode::BAD_REQUEST,
+            PlError::Network(NetworkError::Forbidden(_)) => StatusCode::FORBIDDEN,
             PlError::NameConflict { .. }
             | PlError::NotRunning(_)
             | PlError::NotReading(_)

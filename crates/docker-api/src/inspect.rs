@@ -126,8 +126,8 @@ pub fn container_summary(c: &ContainerRecord, now: DateTime<Utc>) -> Value {
     })
 }
 
-/// The container's endpoints as Docker shows them: every network it is on, with its address
-/// while it runs (Docker clears them when a container stops).
+/// The container's endpoints as Docker shows them: every network it is on, with what it
+/// asked of it, and its address while it runs (Docker clears them when a container stops).
 fn networks(c: &ContainerRecord) -> Value {
     let running = c.state.status == Status::Running;
     let mut out = serde_json::Map::new();
@@ -142,17 +142,30 @@ fn networks(c: &ContainerRecord) -> Value {
         } else {
             Default::default()
         };
+        let asked = c.spec.endpoint_requests.get(&e.network);
+        let ipam = asked
+            .and_then(|r| r.ip)
+            .map(|ip| json!({ "IPv4Address": ip.to_string() }));
+        let links: Vec<String> = e.links.iter().map(|l| l.alias.clone()).collect();
+        let id = match e.network_id.as_str() {
+            "" => portlayer::networks::predefined_id(&e.network),
+            id => id.to_string(),
+        };
+        let mut dns_names = vec![c.spec.name.clone(), c.id[..12.min(c.id.len())].to_string()];
+        dns_names.extend(e.aliases.iter().cloned());
         out.insert(
             e.network.clone(),
             json!({
-                "NetworkID": e.network,
+                "IPAMConfig": ipam,
+                "NetworkID": id,
                 "EndpointID": if running { c.id.as_str() } else { "" },
                 "Gateway": gw,
                 "IPAddress": ip,
                 "IPPrefixLen": prefix,
                 "MacAddress": mac,
-                "Aliases": null,
-                "Links": null,
+                "Aliases": if e.aliases.is_empty() { Value::Null } else { json!(e.aliases) },
+                "Links": if links.is_empty() { Value::Null } else { json!(links) },
+                "DNSNames": if running { json!(dns_names) } else { Value::Null },
             }),
         );
     }

@@ -103,14 +103,14 @@ pub fn router(state: AppState) -> Router {
         .route("/auth", post(pull::login))
         .route("/events", get(events::events))
         .route("/networks", get(networks::list))
-        .route("/networks/create", post(networks::not_yet))
+        .route("/networks/create", post(networks::create))
         .route("/networks/prune", post(networks::prune))
         .route(
             "/networks/{id}",
             get(networks::inspect).delete(networks::remove),
         )
-        .route("/networks/{id}/connect", post(networks::not_yet))
-        .route("/networks/{id}/disconnect", post(networks::not_yet))
+        .route("/networks/{id}/connect", post(networks::connect))
+        .route("/networks/{id}/disconnect", post(networks::disconnect))
         .route("/images/create", post(archive::create))
         .route("/images/get", get(archive::save))
         .route("/images/load", post(archive::load))

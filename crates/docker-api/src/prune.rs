@@ -68,7 +68,7 @@ pub(crate) fn label_matches(labels: &BTreeMap<String, String>, want: &str) -> bo
 
 /// Docker's `until`: a Go duration before `now` (`90s`, `1h30m`), a Unix time (`1690000000.5`),
 /// RFC 3339, or a date or date and time in UTC (`2026-12-01`, `2026-12-01T10:00:00`).
-fn until_time(value: &str, now: DateTime<Utc>) -> ApiResult<DateTime<Utc>> {
+pub(crate) fn until_time(value: &str, now: DateTime<Utc>) -> ApiResult<DateTime<Utc>> {
     if value != "0" {
         if let Some(d) = go_duration(value) {
             let d = chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);

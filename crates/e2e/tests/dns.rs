@@ -1,39 +1,71 @@
-//! DNS for containers: the VCH's `--dns-server` list, or a container's own `--dns`, becomes the
-//! container's `/etc/resolv.conf`, as Docker writes it.
+//! DNS for containers: a container on a network asks the VCH's DNS server on its gateway,
+//! which forwards what is no container name to the container's own `--dns` servers or the
+//! VCH's `--dns-server` list; the registries are looked up with the VCH's list too.
 
 mod common;
 
 use common::*;
 
 #[test]
-#[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
-fn containers_resolve_with_the_vchs_dns_servers_or_their_own() {
-    let vch = OwnVch::create(
-        "dns",
-        &["--dns-server", "10.0.0.53", "--dns-server", "10.0.0.54"],
-    );
+#[ignore = "needs QEMU, the test registry, the docker CLI and root (DNS servers on port 53)"]
+fn containers_ask_the_vchs_dns_server_which_forwards_to_the_vchs_servers_or_their_own() {
+    // The VCH's upstream, and a container's own `--dns`: addresses of the loopback network
+    // nothing else uses.
+    let _vchs = serve_dns("127.0.0.78:53", &[("outside.vic.test", [192, 0, 2, 10])]);
+    let _own = serve_dns("127.0.0.79:53", &[("outside.vic.test", [192, 0, 2, 20])]);
+    let vch = OwnVch::create("dns", &["--dns-server", "127.0.0.78"]);
     let (client, image) = (&vch.client, vch.image.as_str());
 
-    let vchs = client.ok(&["run", "--rm", image, "cat", "/etc/resolv.conf"]);
-    assert_eq!(vchs, "nameserver 10.0.0.53\nnameserver 10.0.0.54\n");
+    // On a network, the only nameserver is the VCH's DNS server on the network's gateway.
+    let got = client.ok(&[
+        "run",
+        "--rm",
+        image,
+        "sh",
+        "-c",
+        "cat /etc/resolv.conf; nslookup outside.vic.test",
+    ]);
+    assert!(got.starts_with("nameserver 172.16.0.1\n"), "{got}");
+    assert!(
+        got.contains("Address: 192.0.2.10"),
+        "the VCH's server answered: {got}"
+    );
 
     let own = client.ok(&[
         "run",
         "--rm",
         "--dns",
-        "192.0.2.1",
+        "127.0.0.79",
         "--dns-search",
         "corp.example",
         "--dns-option",
         "ndots:2",
         image,
+        "sh",
+        "-c",
+        "cat /etc/resolv.conf; nslookup outside.vic.test",
+    ]);
+    assert!(
+        own.starts_with("nameserver 172.16.0.1\nsearch corp.example\noptions ndots:2\n"),
+        "{own}"
+    );
+    assert!(
+        own.contains("Address: 192.0.2.20"),
+        "its own server answered: {own}"
+    );
+
+    // Without a network there is no VCH DNS server to ask: the servers themselves.
+    let none = client.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        image,
         "cat",
         "/etc/resolv.conf",
     ]);
-    assert_eq!(
-        own,
-        "nameserver 192.0.2.1\nsearch corp.example\noptions ndots:2\n"
-    );
+    assert_eq!(none, "nameserver 127.0.0.78\n");
+
     // Kept with the container, as docker inspect shows it.
     let id = client
         .ok(&["create", "--dns", "192.0.2.9", image, "true"])

@@ -77,14 +77,6 @@ fn containers_on_the_bridge_reach_each_other_and_none_has_no_nic() {
         "bridge",
     ]);
     assert_eq!(on.trim(), "srv 172.16.0.2/16");
-    let refused = client.run(&["network", "create", "web"]);
-    assert!(!refused.status.success());
-    assert!(
-        stderr(&refused).contains("not supported by vic"),
-        "{}",
-        stderr(&refused)
-    );
-
     // A client on the same bridge: its own address, route, /etc/hosts, and the server's port.
     let got = client.ok(&[
         "run",

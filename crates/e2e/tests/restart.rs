@@ -4,66 +4,10 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
+use common::crash::*;
 use common::*;
-
-fn vch_dir(name: &str) -> PathBuf {
-    PathBuf::from(std::env::var("VIC_STATE_ROOT").expect("VIC_STATE_ROOT"))
-        .join("vch")
-        .join(name)
-}
-
-fn appliance_pid(name: &str) -> u32 {
-    std::fs::read_to_string(vch_dir(name).join("appliance.pid"))
-        .expect("appliance.pid")
-        .trim()
-        .parse()
-        .expect("a PID")
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
-}
-
-/// Kills the appliance with SIGKILL and waits for its supervisor (vic-init) to start it
-/// again and for the Docker API to answer.
-fn crash(name: &str, client: &Client) {
-    let pid = appliance_pid(name);
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let new = eventually(
-        "vic-init to restart the appliance",
-        Duration::from_secs(30),
-        || {
-            let now = appliance_pid(name);
-            (now != pid && alive(now)).then_some(now)
-        },
-    );
-    assert!(!alive(pid), "the old appliance is gone");
-    eventually(
-        "the restarted appliance to answer",
-        Duration::from_secs(60),
-        || client.run(&["version"]).status.success().then_some(()),
-    );
-    let log = std::fs::read_to_string(vch_dir(name).join("appliance.log")).unwrap();
-    assert!(
-        log.contains(&format!("appliance restarted (pid {new}")),
-        "vic-init says what it did"
-    );
-}
 
 #[test]
 #[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
@@ -324,97 +268,6 @@ fn a_vm_killed_from_outside_shows_as_exited() {
     // It can be started again: the VM's disk is intact.
     ok(&["start", &id]);
     ok(&["rm", "-f", &id]);
-}
-
-fn inspect_with(client: &Client, id: &str) -> serde_json::Value {
-    let out = client.ok(&["inspect", id]);
-    let v: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
-    v[0].clone()
-}
-
-/// Checks what must hold after any crash: records and VMs agree, running means a VM process
-/// and not running means none, each running container has its own address and one tap in
-/// the VCH's network namespace (no tap is left by anything else), every image listed is
-/// whole, no work is left in the store.
-fn check_invariants(name: &str, client: &Client, when: &str) {
-    let ids: Vec<String> = client
-        .ok(&["ps", "-a", "-q", "--no-trunc"])
-        .lines()
-        .map(str::to_string)
-        .collect();
-    let vms: Vec<String> = std::fs::read_dir(vch_dir(name).join("vms/vms"))
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.path().is_dir())
-                .map(|e| e.file_name().to_string_lossy().to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    for vm in &vms {
-        assert!(
-            ids.contains(vm),
-            "{when}: VM {vm} has no container ({ids:?})"
-        );
-    }
-    for id in &ids {
-        assert!(
-            vms.contains(id),
-            "{when}: container {id} has no VM ({vms:?})"
-        );
-        // Running means a VM process; anything else means none, once a VM that is powering
-        // itself off (its process just exited) is done.
-        eventually(
-            &format!("{when}: container {id}'s VM to match its state"),
-            Duration::from_secs(15),
-            || {
-                let st = inspect_with(client, id);
-                let running = st["State"]["Status"] == "running";
-                (running != vm_processes(&id[..12]).is_empty()).then_some(())
-            },
-        );
-    }
-    let ns = backend_local::net::namespace_name(&vch_dir(name));
-    eventually(
-        &format!("{when}: one tap per running container"),
-        Duration::from_secs(15),
-        || {
-            let running: Vec<String> = client
-                .ok(&["ps", "-q"])
-                .lines()
-                .map(|id| format!("t0-{id}"))
-                .collect();
-            let mut taps: Vec<String> = netns_links(&ns)
-                .into_iter()
-                .filter(|l| l.starts_with("t0-"))
-                .collect();
-            taps.sort();
-            let mut want = running.clone();
-            want.sort();
-            (taps == want).then_some(())
-        },
-    );
-    let mut args = vec!["inspect", "-f", "{{.NetworkSettings.IPAddress}}"];
-    args.extend(ids.iter().map(String::as_str));
-    let addresses = if ids.is_empty() {
-        String::new()
-    } else {
-        client.ok(&args)
-    };
-    let mut running: Vec<&str> = addresses.lines().filter(|a| !a.is_empty()).collect();
-    let n = running.len();
-    running.sort();
-    running.dedup();
-    assert_eq!(
-        running.len(),
-        n,
-        "{when}: an address is held twice: {addresses}"
-    );
-    for img in client.ok(&["images", "-q", "--no-trunc"]).lines() {
-        client.ok(&["image", "inspect", img]);
-    }
-    let tmp = vch_dir(name).join("images/tmp");
-    let left = std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0);
-    assert_eq!(left, 0, "{when}: work left in {}", tmp.display());
 }
 
 #[test]

@@ -115,6 +115,24 @@ impl Backend for FakeBackend {
     async fn ensure_network(&self, net: &crate::NetworkSpec) -> Result<(), BackendError> {
         self.call("ensure_network", &net.name)
     }
+    async fn remove_network(&self, name: &str) -> Result<(), BackendError> {
+        self.call("remove_network", name)
+    }
+    /// Real sockets on 127.0.0.1 (any port): tests can talk to what listens there.
+    async fn listen(
+        &self,
+        at: std::net::SocketAddrV4,
+    ) -> Result<(std::net::UdpSocket, std::net::TcpListener), BackendError> {
+        self.call("listen", &at.to_string())?;
+        let io = |e: std::io::Error| BackendError::Failed(e.to_string());
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").map_err(io)?;
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").map_err(io)?;
+        Ok((udp, tcp))
+    }
+    async fn set_nics(&self, id: &str, nics: &[crate::Nic]) -> Result<(), BackendError> {
+        let nets: Vec<&str> = nics.iter().map(|n| n.network.as_str()).collect();
+        self.call("set_nics", &format!("{} {}", short(id), nets.join(",")))
+    }
     async fn dial(
         &self,
         to: std::net::SocketAddrV4,

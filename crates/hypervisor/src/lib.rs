@@ -53,6 +53,8 @@ pub struct NetworkSpec {
     pub name: String,
     pub gateway: std::net::Ipv4Addr,
     pub prefix_len: u8,
+    /// VMs on it reach the gateway but not each other (Docker's `enable_icc=false`).
+    pub isolated: bool,
 }
 
 /// Where a container VM's guest finds its root filesystem: the backend decides how it
@@ -131,6 +133,20 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Makes network `net` (idempotent): VMs created with a [`Nic`] on it are attached to it.
     async fn ensure_network(&self, net: &NetworkSpec) -> Result<(), BackendError>;
+
+    /// Drops network `name` (idempotent). The port layer detaches every VM first.
+    async fn remove_network(&self, name: &str) -> Result<(), BackendError>;
+
+    /// A UDP socket and a TCP listener bound to `at`, an address of the backend's own on one
+    /// of its networks (the VCH's DNS server listens on each gateway).
+    async fn listen(
+        &self,
+        at: std::net::SocketAddrV4,
+    ) -> Result<(std::net::UdpSocket, std::net::TcpListener), BackendError>;
+
+    /// Replaces the interfaces of VM `id`, which is powered off: they take effect at its next
+    /// power-on (a stopped container connected to or disconnected from a network).
+    async fn set_nics(&self, id: &str, nics: &[Nic]) -> Result<(), BackendError>;
 
     /// A TCP connection to `to`, an address on one of the backend's networks, from the
     /// backend's side of them (published ports are forwarded through it).

@@ -84,7 +84,11 @@ pub struct ContainerSpec {
     /// TCP ports published on the host (`-p`), forwarded to its first endpoint while it runs.
     #[serde(default)]
     pub ports: Vec<crate::ports::PortBinding>,
-    /// Its endpoint on each of them, given out at create (see `networks.rs`).
+    /// What it asks of its endpoint on some of them (`--ip`, `--network-alias`, `--link`),
+    /// by network name.
+    #[serde(default)]
+    pub endpoint_requests: std::collections::BTreeMap<String, crate::networks::EndpointRequest>,
+    /// Its endpoint on each of them, given out at create or connect (see `networks/`).
     #[serde(default)]
     pub endpoints: Vec<crate::networks::Endpoint>,
     /// The API personality's own view of the container (e.g. Docker's Config and HostConfig),

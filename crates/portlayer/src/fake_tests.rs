@@ -163,6 +163,7 @@ async fn open_with(dir: &Path, backend: Arc<FakeBackend>, limits: Limits) -> Con
     Containers::open(
         ContainersConfig {
             networks: vec![Network::default_bridge()],
+            network_pools: vec![crate::networks::Cidr::parse("172.17.0.0/16").unwrap()],
             state_dir: dir.join("containers"),
             limits,
             database: None,
@@ -219,16 +220,25 @@ async fn run_streams_output_records_exit_and_keeps_logs() {
         .any(|e| e == &format!("HOSTNAME={}", &rec.id[..12])));
     let calls = backend.calls();
     assert_eq!(
-        calls[0], "ensure_network bridge",
-        "the networks are made at open"
+        calls[..2],
+        ["ensure_network bridge", "listen 172.16.0.1:53"],
+        "the networks are made at open, each with its DNS server on its gateway"
     );
-    let calls = &calls[1..];
+    let calls = &calls[2..];
     assert_eq!(
         calls[0], "list_vms ",
         "recovery reads the inventory at open"
     );
     assert_eq!(calls[1], format!("prepare_image {IMAGE}"));
-    assert!(calls.contains(&format!("power_on {}", &rec.id[..12])));
+    let short = &rec.id[..12];
+    let on = calls.iter().position(|c| *c == format!("power_on {short}"));
+    let nics = calls
+        .iter()
+        .position(|c| c.starts_with(&format!("set_nics {short}")));
+    assert!(
+        nics.is_some() && nics < on,
+        "the interfaces are set from the record first: {calls:?}"
+    );
 }
 
 #[tokio::test]

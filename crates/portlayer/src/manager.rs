@@ -14,12 +14,14 @@ use crate::events::EventBus;
 use crate::guest::session::{self, SessionExit, StartFailure};
 use crate::guest::Launch;
 use crate::limits::{Admission, Limits};
-use crate::networks::Network;
+use crate::networks::{Cidr, Network, NetworkStore};
 use crate::state::StateDir;
 
+mod dns;
 mod error;
 mod images;
 mod live;
+mod networks;
 mod publish;
 mod reap;
 mod recovery;
@@ -54,9 +56,12 @@ pub struct ContainersConfig {
     /// The VCH's state database, shared with the image store (see `state::open_database`);
     /// `None` opens `state_dir/state.redb`.
     pub database: Option<Arc<redb::Database>>,
-    /// The networks containers can be attached to; the backend makes each when the port
-    /// layer opens.
+    /// The predefined networks (`bridge`); the backend makes each, and each stored user
+    /// network, when the port layer opens.
     pub networks: Vec<Network>,
+    /// The subnets user networks without one of their own take, in order (the /16s of the
+    /// VCH's bridge range).
+    pub network_pools: Vec<Cidr>,
 }
 
 struct Inner {
@@ -68,7 +73,11 @@ struct Inner {
     events: Arc<EventBus>,
     /// The limits, and starts under way that count against them.
     admission: Admission,
-    networks: Vec<Network>,
+    networks: StdMutex<Vec<Network>>,
+    network_store: NetworkStore,
+    network_pools: Vec<Cidr>,
+    /// The DNS server of each network, by network ID: dropping one stops it.
+    dns: StdMutex<HashMap<String, dns::Server>>,
 }
 
 /// The containers of one VCH.
@@ -98,6 +107,13 @@ impl Containers {
             records.insert(rec.id.clone(), rec);
         }
         tracing::info!(containers = records.len(), "container state loaded");
+        let network_store = NetworkStore::new(state.database());
+        let mut networks = config.networks;
+        networks.extend(
+            network_store
+                .load_all()
+                .map_err(io_err("loading the networks"))?,
+        );
         let me = Containers {
             inner: Arc::new(Inner {
                 records: StdMutex::new(records),
@@ -107,11 +123,15 @@ impl Containers {
                 images,
                 events,
                 admission: Admission::new(config.limits),
-                networks: config.networks,
+                networks: StdMutex::new(networks),
+                network_store,
+                network_pools: config.network_pools,
+                dns: StdMutex::default(),
             }),
         };
-        for net in &me.inner.networks {
+        for net in me.networks() {
             me.inner.backend.ensure_network(&net.spec()).await?;
+            me.serve_dns(&net).await;
         }
         me.recover().await;
         Ok(me)
@@ -135,11 +155,6 @@ impl Containers {
             .admission
             .admit_start(&rec.id, need, running)
             .map_err(|e| Error::Start(e.to_string()))
-    }
-
-    /// The networks containers can be attached to.
-    pub fn networks(&self) -> &[Network] {
-        &self.inner.networks
     }
 
     pub fn events(&self) -> &Arc<EventBus> {
@@ -271,12 +286,7 @@ impl Containers {
             if spec.hostname.is_empty() {
                 spec.hostname = id[..12].to_string();
             }
-            let taken: Vec<_> = records
-                .values()
-                .flat_map(|r| r.spec.endpoints.iter().cloned())
-                .collect();
-            spec.endpoints =
-                crate::networks::endpoints(&self.inner.networks, &spec.networks, &taken)?;
+            self.allocate_endpoints(&mut spec, records.values())?;
             if !spec.process.env.iter().any(|e| e.starts_with("HOSTNAME=")) {
                 spec.process.env.push(format!("HOSTNAME={}", spec.hostname));
             }
@@ -292,6 +302,7 @@ impl Containers {
         };
         let made = async {
             self.inner.backend.prepare_image(&image_id, &rootfs).await?;
+            let nics = self.nics_of(&rec);
             let vm = VmConfig {
                 id: id.clone(),
                 display_name: self
@@ -302,15 +313,7 @@ impl Containers {
                 image_id: image_id.clone(),
                 memory_mib: rec.spec.memory_mib,
                 cpus: rec.spec.cpus,
-                nics: rec
-                    .spec
-                    .endpoints
-                    .iter()
-                    .map(|e| hypervisor::Nic {
-                        network: e.network.clone(),
-                        mac: e.mac.clone(),
-                    })
-                    .collect(),
+                nics,
             };
             self.inner.backend.create_vm(&vm).await?;
             self.inner
@@ -358,6 +361,11 @@ impl Containers {
         // Bound first: a port that is taken fails the start before a VM is made.
         let bound = self.bind_ports(&rec, &rec.spec.ports).await?;
         let id = rec.id.clone();
+        // The record is what the VM's interfaces follow (connect and disconnect change it).
+        self.inner
+            .backend
+            .set_nics(&id, &self.nics_of(&rec))
+            .await?;
         let powered = match self.inner.backend.power_on(&id).await {
             Ok(p) => p,
             Err(e) => {

@@ -79,7 +79,7 @@ async fn options_vic_does_not_apply_are_refused_naming_every_flag() {
     let body = json!({
         "Image": "busybox",
         "HostConfig": {
-            "Links": ["db:db"],
+            "NetworkMode": "host",
             "LogConfig": { "Type": "syslog", "Config": {} },
         },
     });
@@ -87,7 +87,7 @@ async fn options_vic_does_not_apply_are_refused_naming_every_flag() {
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     assert_eq!(
         a.message(),
-        "--link is not supported by vic: container networks are not implemented yet; \
+        "--network host is not supported by vic: a container is its own VM with its own network stack, which it cannot share with the host or another container; \
          --log-driver syslog is not supported by vic: only the json-file log driver is available"
     );
     let a = vch

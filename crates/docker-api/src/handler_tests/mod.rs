@@ -69,6 +69,9 @@ impl Vch {
         let containers = Containers::open(
             ContainersConfig {
                 networks: vec![portlayer::Network::default_bridge()],
+                network_pools: (17..21)
+                    .map(|n| portlayer::networks::Cidr::parse(&format!("172.{n}.0.0/16")).unwrap())
+                    .collect(),
                 state_dir: dir.path().join("containers"),
                 limits: Limits::default(),
                 database: Some(db),

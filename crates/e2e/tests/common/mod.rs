@@ -1,6 +1,8 @@
 //! Shared harness: one VCH a test binary, the docker CLI, the registry address.
 #![allow(dead_code)]
 
+pub mod crash;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;

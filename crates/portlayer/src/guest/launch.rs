@@ -20,8 +20,10 @@ pub struct Launch {
 }
 
 impl Launch {
-    /// The launch of `spec` on a VM whose root disk is `root`; `vch_dns` are the VCH's DNS
-    /// servers, used when the container names none (as Docker does). Fails when the spec's
+    /// The launch of `spec` on a VM whose root disk is `root`. A container on a network asks
+    /// the VCH's DNS server on its first network's gateway, which forwards what is not a
+    /// container name to the container's `--dns` servers or the VCH's; one without a network
+    /// gets those servers themselves (`vch_dns` when it names none, as Docker does). Fails when the spec's
     /// privileges do not convert (an unknown capability in an older record).
     pub fn of(spec: &ContainerSpec, root: RootDisk, vch_dns: &[String]) -> Result<Launch, String> {
         let privileges = privileges(&spec.process.privileges).map_err(|e| e.to_string())?;
@@ -32,10 +34,10 @@ impl Launch {
             // Set when it is sent (see `Launch::setup_now`): the boot comes in between.
             clock_unix_nanos: 0,
             entropy: (0..32).map(|_| rand::random::<u8>()).collect(),
-            dns_servers: if spec.dns_servers.is_empty() {
-                vch_dns.to_vec()
-            } else {
-                spec.dns_servers.clone()
+            dns_servers: match spec.endpoints.first() {
+                Some(e) => vec![e.gateway.to_string()],
+                None if spec.dns_servers.is_empty() => vch_dns.to_vec(),
+                None => spec.dns_servers.clone(),
             },
             dns_search: spec.dns_search.clone(),
             dns_options: spec.dns_options.clone(),
@@ -43,11 +45,13 @@ impl Launch {
             interfaces: spec
                 .endpoints
                 .iter()
-                .map(|e| tether_proto::Interface {
+                .enumerate()
+                .map(|(i, e)| tether_proto::Interface {
                     mac: e.mac.clone(),
                     address: e.ip,
                     prefix_len: e.prefix_len,
-                    gateway: Some(e.gateway),
+                    // The default route goes through the first network.
+                    gateway: (i == 0).then_some(e.gateway),
                 })
                 .collect(),
         };

@@ -38,18 +38,11 @@ impl Containers {
     /// Tells `/events` that `rec` joined (`connect`) or left (`disconnect`) each of its
     /// networks, as dockerd does when a container starts and stops.
     pub(super) fn network_events(&self, action: &str, rec: &ContainerRecord) {
+        let nets = self.networks();
         for e in &rec.spec.endpoints {
-            let Some(net) = self.inner.networks.iter().find(|n| n.name == e.network) else {
-                continue;
-            };
-            let attrs = [
-                ("container".to_string(), rec.id.clone()),
-                ("name".to_string(), net.name.clone()),
-                ("type".to_string(), "bridge".to_string()),
-            ];
-            self.inner
-                .events
-                .publish("network", action, &net.id(), attrs.into_iter().collect());
+            if let Some(net) = nets.iter().find(|n| n.name == e.network) {
+                self.network_event(action, net, Some(&rec.id));
+            }
         }
     }
 

@@ -102,6 +102,11 @@ impl StateDir {
         Ok(state)
     }
 
+    /// The database the records are in (the VCH's, shared with its other tables).
+    pub fn database(&self) -> Arc<Database> {
+        self.db.clone()
+    }
+
     pub fn container_dir(&self, id: &str) -> PathBuf {
         self.root.join(id)
     }

@@ -20,6 +20,7 @@ mod config;
 #[allow(dead_code)]
 mod host_config;
 mod log_opts;
+mod networking;
 mod parse;
 mod policy;
 mod ports;
@@ -41,6 +42,8 @@ use serde_json::json;
 use crate::query::DockerQuery;
 use crate::{ApiError, ApiResult, AppState};
 
+pub(crate) use config::EndpointSettings;
+pub(crate) use networking::connect_request;
 pub use parse::CreateBody;
 pub use spec::host_config_of;
 

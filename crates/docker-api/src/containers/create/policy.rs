@@ -27,10 +27,11 @@
 
 use std::collections::BTreeMap;
 
-use super::config::{ContainerConfig, EndpointSettings, NetworkingConfig};
+use super::config::{ContainerConfig, NetworkingConfig};
 use super::guest::{self, Guest};
 use super::host_config::HostConfig;
 use super::log_opts::{self, LogOpts};
+use super::networking::{self, Networking};
 use super::refusal::{Refusals, Refused};
 
 /// The memory a container VM gets when `--memory` is not given.
@@ -42,7 +43,6 @@ const DOCKER_MIN_MEMORY: i64 = 6 * 1024 * 1024;
 const MIB: i64 = 1 << 20;
 const NANO: i64 = 1_000_000_000;
 
-const NO_NETWORKS: &str = "container networks are not implemented yet";
 const NO_VOLUMES: &str = "volumes are not implemented yet";
 const OWN_VM: &str =
     "a container is its own VM and shares no namespace with the host or another container";
@@ -62,8 +62,10 @@ pub struct Applied {
     pub dns_options: Vec<String>,
     /// `(height, width)` of a TTY at start, `(0, 0)` when the client gave none.
     pub console_size: (u16, u16),
-    /// `default`, `bridge` or `none`, as the user gave it (`default` when empty).
+    /// `--network` as the user gave it (`default` when empty).
     pub network_mode: String,
+    /// The networks it is on and what it asks of each.
+    pub networking: Networking,
     /// The CLI writes this file itself; kept for inspect.
     pub container_id_file: String,
     /// What the container's log keeps on disk (`--log-opt max-size/max-file`, or the default).
@@ -98,7 +100,7 @@ pub fn apply(
 ) -> Result<Applied, Refused> {
     let mut r = Refusals::default();
     container(&mut r, c);
-    network(&mut r, h, n);
+    networking::refusals(&mut r, h, n);
     storage(&mut r, c, h);
     namespaces(&mut r, h);
     guest::refusals(&mut r, h);
@@ -116,10 +118,8 @@ pub fn apply(
             .get(i)
             .map_or(0, |v| (*v).min(u64::from(u16::MAX)) as u16)
     };
-    let network_mode = match s(&h.network_mode) {
-        "" => "default".to_string(),
-        m => m.to_string(),
-    };
+    let network_mode = networking::mode(h);
+    let networking = networking::plan(h, n)?;
     Ok(Applied {
         memory_mib,
         cpus,
@@ -129,6 +129,7 @@ pub fn apply(
         dns_options: h.dns_options.clone().unwrap_or_default(),
         console_size: (dim(0), dim(1)),
         network_mode,
+        networking,
         container_id_file: s(&h.container_id_file).to_string(),
         log,
         guest,
@@ -143,41 +144,10 @@ fn container(r: &mut Refusals, c: &ContainerConfig) {
         "--health-cmd",
         "health checks are not implemented yet",
     );
-    r.check(!s(&c.mac_address).is_empty(), "--mac-address", NO_NETWORKS);
-}
-
-fn network(r: &mut Refusals, h: &HostConfig, n: &NetworkingConfig) {
-    let mode = s(&h.network_mode);
-    r.mode(
-        &h.network_mode,
-        &["default", "bridge", "none"],
-        "--network",
-        NO_NETWORKS,
-    );
-    r.check(list(&h.links), "--link", NO_NETWORKS);
-    for (name, ep) in n.endpoints_config.iter().flatten() {
-        let known = name == "default" || name == mode || (mode.is_empty() && name == "bridge");
-        r.check(!known, format!("--network {name}"), NO_NETWORKS);
-        if let Some(ep) = ep {
-            endpoint(r, ep);
-        }
-    }
-}
-
-fn endpoint(r: &mut Refusals, ep: &EndpointSettings) {
-    let ipam = ep.ipam_config.as_ref().is_some_and(|i| {
-        !s(&i.ipv4_address).is_empty() || !s(&i.ipv6_address).is_empty() || list(&i.link_local_ips)
-    });
-    r.check(ipam, "--ip/--ip6", NO_NETWORKS);
-    r.check(list(&ep.aliases), "--network-alias", NO_NETWORKS);
-    r.check(list(&ep.links), "--link", NO_NETWORKS);
-    r.check(!s(&ep.mac_address).is_empty(), "--mac-address", NO_NETWORKS);
-    r.check(map(&ep.driver_opts), "--network driver-opt", NO_NETWORKS);
-    r.check(num(&ep.gw_priority), "--network gw-priority", NO_NETWORKS);
     r.check(
-        list(&ep.dns_names),
-        "EndpointSettings.DNSNames",
-        NO_NETWORKS,
+        !s(&c.mac_address).is_empty(),
+        "--mac-address",
+        "a container's MAC address follows from its IP address",
     );
 }
 

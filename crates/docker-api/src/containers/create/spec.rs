@@ -189,11 +189,9 @@ pub fn build(c: ContainerConfig, a: Applied, name: String, image: &ImageRecord) 
         dns_options: a.dns_options,
         log: a.log.bounds,
         confinement: a.guest.confinement(),
-        // `none`: loopback only; `default` and `bridge`: Docker's bridge network.
-        networks: match a.network_mode.as_str() {
-            "none" => Vec::new(),
-            _ => vec![portlayer::networks::BRIDGE.to_string()],
-        },
+        // `none`: loopback only; `default`: Docker's bridge network.
+        networks: a.networking.networks.clone(),
+        endpoint_requests: a.networking.requests.clone(),
         endpoints: Vec::new(),
         ports: Vec::new(),
         personality: json!({ "Config": config, "HostConfig": host_config, APPLIED_KEY: true }),
@@ -232,6 +230,7 @@ pub fn host_config_of(spec: &ContainerSpec) -> Value {
         dns_options: spec.dns_options.clone(),
         console_size: spec.process.console_size,
         network_mode: network_mode.to_string(),
+        networking: Default::default(),
         container_id_file: String::new(),
         log: LogOpts::default(),
         guest: Guest::of_spec(&spec.confinement, &spec.process.privileges),

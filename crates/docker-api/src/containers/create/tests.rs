@@ -59,6 +59,9 @@ fn refused(name: &str) -> String {
 /// Captured bodies vic applies in full (or discards with a warning, as dockerd does).
 const ACCEPTED: &[&str] = &[
     "create",
+    "ip",
+    "net_alias",
+    "link",
     "publish",
     "dockerpy_publish",
     "publish_all",
@@ -116,12 +119,9 @@ const REFUSED: &[(&str, &str)] = &[
     ),
     (
         "net_host",
-        "--network host is not supported by vic: container networks are not implemented yet",
+        "--network host is not supported by vic: a container is its own VM with its own network stack",
     ),
-    ("net_alias", "--network-alias is not supported by vic"),
-    ("ip", "--ip/--ip6 is not supported by vic"),
     ("mac", "--mac-address is not supported by vic"),
-    ("link", "--link is not supported by vic"),
     (
         "health",
         "--health-cmd is not supported by vic: health checks are not implemented yet",
@@ -202,15 +202,41 @@ fn each_option_vic_does_not_apply_is_refused_naming_its_flag() {
 #[test]
 fn every_refused_option_is_named_at_once() {
     let mut body: Value = serde_json::from_slice(&fixture("run_d")).expect("json");
-    body["HostConfig"]["Links"] = json!(["db:db"]);
+    body["HostConfig"]["NetworkMode"] = json!("container:db");
     body["HostConfig"]["OomScoreAdj"] = json!(100);
     body["HostConfig"]["RestartPolicy"]["Name"] = json!("always");
     let m = try_create(body.to_string().as_bytes())
         .expect_err("refused")
         .message;
-    for flag in ["--link", "--oom-score-adj", "--restart always"] {
+    for flag in [
+        "--network container:db",
+        "--oom-score-adj",
+        "--restart always",
+    ] {
         assert!(m.contains(flag), "{m}");
     }
+}
+
+#[test]
+fn network_options_become_endpoint_requests_the_port_layer_judges() {
+    let p = accepted("net_alias");
+    assert_eq!(p.spec.networks, ["foo"]);
+    assert_eq!(p.spec.endpoint_requests["foo"].aliases, ["foo"]);
+    let p = accepted("ip");
+    assert_eq!(p.spec.networks, ["bridge"]);
+    assert_eq!(
+        p.spec.endpoint_requests["bridge"].ip,
+        Some("10.0.0.5".parse().unwrap())
+    );
+    let p = accepted("link");
+    let link = &p.spec.endpoint_requests["bridge"].links[0];
+    assert_eq!(
+        (link.container.as_str(), link.alias.as_str()),
+        ("other", "o")
+    );
+    let p = accepted("net_bridge");
+    assert_eq!(p.spec.networks, ["bridge"]);
+    assert!(p.spec.endpoint_requests.is_empty());
 }
 
 #[test]

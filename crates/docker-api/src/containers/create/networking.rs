@@ -1,0 +1,274 @@
+//! The networks a create asks for: `--network` (`HostConfig.NetworkMode`) and the endpoints
+//! of `NetworkingConfig`, each with what it asks (`--ip`, `--network-alias`, `--link`).
+//! Which networks exist, and whether an address or alias fits one, the port layer decides
+//! when it hands out the endpoints.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use portlayer::networks::{EndpointRequest, Link, BRIDGE};
+
+use super::config::{EndpointSettings, NetworkingConfig};
+use super::host_config::HostConfig;
+use super::refusal::{Refusals, Refused};
+
+const OWN_STACK: &str =
+    "a container is its own VM with its own network stack, which it cannot share with the host or another container";
+
+/// The networks of a new container, its first network first, and what it asks of each.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Networking {
+    pub networks: Vec<String>,
+    pub requests: BTreeMap<String, EndpointRequest>,
+}
+
+/// `--network` as given, `default` when empty.
+pub fn mode(h: &HostConfig) -> String {
+    match h.network_mode.as_deref().unwrap_or_default() {
+        "" => "default".to_string(),
+        m => m.to_string(),
+    }
+}
+
+/// Options no network mode of vic can apply.
+pub fn refusals(r: &mut Refusals, h: &HostConfig, n: &NetworkingConfig) {
+    let mode = mode(h);
+    let shared = mode == "host" || mode.starts_with("container:");
+    r.check(shared, format!("--network {mode}"), OWN_STACK);
+    for (name, ep) in n.endpoints_config.iter().flatten() {
+        if let Some(ep) = ep {
+            endpoint_refusals(r, name, ep);
+        }
+    }
+}
+
+/// What one endpoint asks that vic does not do.
+fn endpoint_refusals(r: &mut Refusals, name: &str, ep: &EndpointSettings) {
+    {
+        let ipam = ep.ipam_config.as_ref();
+        let v6 = ipam.is_some_and(|i| !s(&i.ipv6_address).is_empty());
+        r.check(v6, "--ip6", "container networks are IPv4 only");
+        let link_local =
+            ipam.is_some_and(|i| i.link_local_ips.as_ref().is_some_and(|l| !l.is_empty()));
+        r.check(
+            link_local,
+            "--link-local-ip",
+            "container networks are IPv4 only",
+        );
+        r.check(
+            !s(&ep.mac_address).is_empty(),
+            "--mac-address",
+            "a container's MAC address follows from its IP address",
+        );
+        let opts = ep.driver_opts.as_ref().is_some_and(|o| !o.is_empty());
+        r.check(
+            opts,
+            format!("--network {name} driver-opt"),
+            "bridge endpoints take no options",
+        );
+        r.check(
+            ep.gw_priority.is_some_and(|p| p != 0),
+            format!("--network {name} gw-priority"),
+            "the first network carries the default route",
+        );
+        let names = ep.dns_names.as_ref().is_some_and(|d| !d.is_empty());
+        r.check(
+            names,
+            "EndpointSettings.DNSNames",
+            "it is set by the engine, not by a client",
+        );
+    }
+}
+
+fn s(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or_default()
+}
+
+/// What `docker network connect` asks of the endpoint on network `name`.
+pub fn connect_request(
+    name: &str,
+    ep: Option<&EndpointSettings>,
+) -> Result<EndpointRequest, Refused> {
+    let mut r = Refusals::default();
+    if let Some(ep) = ep {
+        endpoint_refusals(&mut r, name, ep);
+    }
+    r.finish()?;
+    request(ep)
+}
+
+/// The networks and endpoint requests of a create whose refusals were checked.
+pub fn plan(h: &HostConfig, n: &NetworkingConfig) -> Result<Networking, Refused> {
+    let mode = mode(h);
+    let first = match mode.as_str() {
+        "default" => BRIDGE.to_string(),
+        m => m.to_string(),
+    };
+    let endpoints = n.endpoints_config.clone().unwrap_or_default();
+    let is_first = |name: &str| name == first || (first == BRIDGE && name == "default");
+    if first == "none" {
+        if let Some(other) = endpoints.keys().find(|k| !is_first(k)) {
+            return Err(Refused::Invalid(format!(
+                "conflicting options: the container cannot be connected to network {other} and have no network (--network none)"
+            )));
+        }
+        if !h.links.as_ref().is_none_or(Vec::is_empty) {
+            return Err(Refused::Invalid(
+                "conflicting options: --link and no network (--network none)".into(),
+            ));
+        }
+        return Ok(Networking::default());
+    }
+    let mut out = Networking {
+        networks: vec![first.clone()],
+        requests: BTreeMap::new(),
+    };
+    let mut first_req = EndpointRequest::default();
+    for (name, ep) in &endpoints {
+        let req = request(ep.as_ref())?;
+        if is_first(name) {
+            first_req = req;
+        } else {
+            out.networks.push(name.clone());
+            out.requests.insert(name.clone(), req);
+        }
+    }
+    for l in h.links.iter().flatten() {
+        first_req.links.push(link(l)?);
+    }
+    if first_req != EndpointRequest::default() {
+        out.requests.insert(first, first_req);
+    }
+    Ok(out)
+}
+
+/// What one endpoint of `NetworkingConfig` asks.
+fn request(ep: Option<&EndpointSettings>) -> Result<EndpointRequest, Refused> {
+    let Some(ep) = ep else {
+        return Ok(EndpointRequest::default());
+    };
+    let ip = match ep.ipam_config.as_ref().map(|i| s(&i.ipv4_address)) {
+        None | Some("") => None,
+        Some(ip) => Some(
+            ip.parse::<Ipv4Addr>()
+                .map_err(|_| Refused::Invalid(format!("invalid IPv4 address: {ip}")))?,
+        ),
+    };
+    Ok(EndpointRequest {
+        ip,
+        aliases: ep.aliases.clone().unwrap_or_default(),
+        links: ep
+            .links
+            .iter()
+            .flatten()
+            .map(|l| link(l))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// `NAME[:ALIAS]` as `--link` gives it.
+fn link(l: &str) -> Result<Link, Refused> {
+    let (name, alias) = l.split_once(':').unwrap_or((l, l));
+    let name = name.trim_start_matches('/');
+    let alias = alias.trim_start_matches('/');
+    if name.is_empty() || alias.is_empty() {
+        return Err(Refused::Invalid(format!("invalid link format: {l}")));
+    }
+    Ok(Link {
+        container: name.to_string(),
+        alias: alias.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(v: serde_json::Value) -> (HostConfig, NetworkingConfig) {
+        let h = serde_json::from_value(v["HostConfig"].clone()).unwrap_or_default();
+        let n = serde_json::from_value(v["NetworkingConfig"].clone()).unwrap_or_default();
+        (h, n)
+    }
+
+    #[test]
+    fn the_default_network_is_bridge_with_its_links() {
+        let (h, n) = body(serde_json::json!({
+            "HostConfig": { "NetworkMode": "default", "Links": ["db:database", "cache"] },
+            "NetworkingConfig": { "EndpointsConfig": { "default": {} } },
+        }));
+        let p = plan(&h, &n).unwrap();
+        assert_eq!(p.networks, ["bridge"]);
+        let links = &p.requests["bridge"].links;
+        assert_eq!(
+            links[0],
+            Link {
+                container: "db".into(),
+                alias: "database".into()
+            }
+        );
+        assert_eq!(
+            links[1],
+            Link {
+                container: "cache".into(),
+                alias: "cache".into()
+            }
+        );
+    }
+
+    #[test]
+    fn user_networks_carry_address_aliases_and_come_first_when_named_by_mode() {
+        let (h, n) = body(serde_json::json!({
+            "HostConfig": { "NetworkMode": "front" },
+            "NetworkingConfig": { "EndpointsConfig": {
+                "back": { "Aliases": ["api"] },
+                "front": { "IPAMConfig": { "IPv4Address": "10.7.0.9" }, "Aliases": ["web"] },
+            } },
+        }));
+        let p = plan(&h, &n).unwrap();
+        assert_eq!(p.networks, ["front", "back"]);
+        assert_eq!(p.requests["front"].ip, Some("10.7.0.9".parse().unwrap()));
+        assert_eq!(p.requests["front"].aliases, ["web"]);
+        assert_eq!(p.requests["back"].aliases, ["api"]);
+    }
+
+    #[test]
+    fn none_is_no_network_and_takes_no_other() {
+        let (h, n) = body(serde_json::json!({ "HostConfig": { "NetworkMode": "none" } }));
+        assert_eq!(plan(&h, &n).unwrap(), Networking::default());
+        let (h, n) = body(serde_json::json!({
+            "HostConfig": { "NetworkMode": "none" },
+            "NetworkingConfig": { "EndpointsConfig": { "front": {} } },
+        }));
+        assert!(plan(&h, &n)
+            .unwrap_err()
+            .to_string()
+            .contains("network front"));
+    }
+
+    #[test]
+    fn bad_addresses_and_links_are_refused_and_shared_stacks_named() {
+        let (h, n) = body(serde_json::json!({
+            "HostConfig": { "NetworkMode": "front" },
+            "NetworkingConfig": { "EndpointsConfig": { "front": { "IPAMConfig": { "IPv4Address": "10.7.0" } } } },
+        }));
+        assert_eq!(
+            plan(&h, &n).unwrap_err().to_string(),
+            "invalid IPv4 address: 10.7.0"
+        );
+        let (h, n) = body(serde_json::json!({ "HostConfig": { "Links": [":x"] } }));
+        assert!(plan(&h, &n)
+            .unwrap_err()
+            .to_string()
+            .contains("invalid link format"));
+        for mode in ["host", "container:web"] {
+            let (h, n) = body(serde_json::json!({ "HostConfig": { "NetworkMode": mode } }));
+            let mut r = Refusals::default();
+            refusals(&mut r, &h, &n);
+            let msg = r.finish().unwrap_err().to_string();
+            assert!(
+                msg.starts_with(&format!("--network {mode} is not supported by vic")),
+                "{msg}"
+            );
+        }
+    }
+}

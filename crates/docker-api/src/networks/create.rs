@@ -1,0 +1,249 @@
+//! `POST /networks/create`'s body (`docker network create`), read into the port layer's
+//! request. What vic's bridge networks do not do is refused naming the flag: IPv6, other
+//! drivers and IPAM drivers, swarm's ingress and config-only networks, several subnets.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use portlayer::networks::{Cidr, NetworkRequest};
+use serde::Deserialize;
+
+use crate::ApiError;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CreateBody {
+    name: String,
+    driver: String,
+    scope: String,
+    #[serde(rename = "EnableIPv4")]
+    enable_ipv4: Option<bool>,
+    #[serde(rename = "EnableIPv6")]
+    enable_ipv6: Option<bool>,
+    #[serde(rename = "IPAM")]
+    ipam: Option<Ipam>,
+    internal: bool,
+    attachable: bool,
+    ingress: bool,
+    config_only: bool,
+    config_from: Option<ConfigFrom>,
+    options: Option<BTreeMap<String, String>>,
+    labels: Option<BTreeMap<String, String>>,
+    /// Deprecated; dockerd always checks.
+    check_duplicate: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct Ipam {
+    driver: String,
+    config: Option<Vec<IpamConfig>>,
+    options: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct IpamConfig {
+    subnet: String,
+    #[serde(rename = "IPRange")]
+    ip_range: String,
+    gateway: String,
+    auxiliary_addresses: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct ConfigFrom {
+    network: String,
+}
+
+fn unsupported(flag: &str, why: &str) -> ApiError {
+    ApiError::bad_request(format!("{flag} is not supported by vic: {why}"))
+}
+
+/// Parses and checks the body.
+pub fn request(bytes: &[u8]) -> Result<NetworkRequest, ApiError> {
+    let body: CreateBody = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    let _ = body.check_duplicate;
+    if body.name.is_empty() {
+        return Err(ApiError::bad_request("network name is empty"));
+    }
+    match body.driver.as_str() {
+        "" | "bridge" => {}
+        d => return Err(ApiError::not_found(format!("plugin \"{d}\" not found"))),
+    }
+    if !matches!(body.scope.as_str(), "" | "local") {
+        return Err(unsupported(
+            &format!("--scope {}", body.scope),
+            "a VCH's networks are its own",
+        ));
+    }
+    if body.enable_ipv6 == Some(true) {
+        return Err(unsupported("--ipv6", "container networks are IPv4 only"));
+    }
+    if body.enable_ipv4 == Some(false) {
+        return Err(unsupported(
+            "--ipv4=false",
+            "container networks are IPv4 only",
+        ));
+    }
+    if body.ingress {
+        return Err(unsupported("--ingress", "it is a swarm option"));
+    }
+    let from = body
+        .config_from
+        .as_ref()
+        .is_some_and(|c| !c.network.is_empty());
+    if body.config_only || from {
+        return Err(unsupported(
+            "--config-only/--config-from",
+            "networks are made from their own options",
+        ));
+    }
+    let mut req = NetworkRequest {
+        name: body.name,
+        internal: body.internal,
+        attachable: body.attachable,
+        labels: body.labels.unwrap_or_default(),
+        options: body.options.unwrap_or_default(),
+        ..Default::default()
+    };
+    if let Some(ipam) = body.ipam {
+        ipam_into(ipam, &mut req)?;
+    }
+    Ok(req)
+}
+
+fn ipam_into(ipam: Ipam, req: &mut NetworkRequest) -> Result<(), ApiError> {
+    if !matches!(ipam.driver.as_str(), "" | "default") {
+        return Err(unsupported(
+            &format!("--ipam-driver {}", ipam.driver),
+            "the VCH hands out addresses itself",
+        ));
+    }
+    if ipam.options.is_some_and(|o| !o.is_empty()) {
+        return Err(unsupported("--ipam-opt", "the VCH's IPAM takes no options"));
+    }
+    let configs = ipam.config.unwrap_or_default();
+    let [c] = configs.as_slice() else {
+        if configs.is_empty() {
+            return Ok(());
+        }
+        return Err(unsupported(
+            "more than one --subnet",
+            "a vic network has one IPv4 subnet",
+        ));
+    };
+    if c.subnet.is_empty() && (!c.gateway.is_empty() || !c.ip_range.is_empty()) {
+        return Err(ApiError::bad_request(
+            "gateway and ip-range need a subnet: give --subnet too",
+        ));
+    }
+    let cidr = |s: &str| {
+        Cidr::parse(s).ok_or_else(|| ApiError::bad_request(format!("invalid CIDR address: {s}")))
+    };
+    let addr = |what: &str, s: &str| {
+        s.parse::<Ipv4Addr>()
+            .map_err(|_| ApiError::bad_request(format!("invalid {what} address: {s}")))
+    };
+    if !c.subnet.is_empty() {
+        req.subnet = Some(cidr(&c.subnet)?);
+    }
+    if !c.ip_range.is_empty() {
+        req.ip_range = Some(cidr(&c.ip_range)?);
+    }
+    if !c.gateway.is_empty() {
+        req.gateway = Some(addr("gateway", &c.gateway)?);
+    }
+    for (k, v) in c.auxiliary_addresses.iter().flatten() {
+        req.aux_addresses.insert(k.clone(), addr("auxiliary", v)?);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(v: serde_json::Value) -> Result<NetworkRequest, String> {
+        request(v.to_string().as_bytes()).map_err(|e| e.message)
+    }
+
+    #[test]
+    fn the_clis_body_reads_into_a_request() {
+        // As `docker network create --subnet 10.7.0.0/16 --gateway 10.7.0.254
+        // --ip-range 10.7.1.0/24 --aux-address r=10.7.0.2 --internal --label a=b
+        // -o com.docker.network.bridge.enable_icc=false app` sends it.
+        let r = req(serde_json::json!({
+            "Name": "app", "Driver": "bridge", "Scope": "", "EnableIPv6": null,
+            "IPAM": { "Driver": "default", "Options": {}, "Config": [{
+                "Subnet": "10.7.0.0/16", "IPRange": "10.7.1.0/24", "Gateway": "10.7.0.254",
+                "AuxiliaryAddresses": { "r": "10.7.0.2" } }] },
+            "Internal": true, "Attachable": false, "Ingress": false, "ConfigOnly": false,
+            "ConfigFrom": null,
+            "Options": { "com.docker.network.bridge.enable_icc": "false" },
+            "Labels": { "a": "b" },
+        }))
+        .unwrap();
+        assert_eq!(r.name, "app");
+        assert_eq!(r.subnet.unwrap().to_string(), "10.7.0.0/16");
+        assert_eq!(r.ip_range.unwrap().to_string(), "10.7.1.0/24");
+        assert_eq!(r.gateway.unwrap().to_string(), "10.7.0.254");
+        assert_eq!(r.aux_addresses["r"].to_string(), "10.7.0.2");
+        assert!(r.internal);
+        assert_eq!(r.labels["a"], "b");
+        assert_eq!(r.options.len(), 1);
+    }
+
+    #[test]
+    fn what_bridge_networks_do_not_do_is_refused_by_flag() {
+        let cases = [
+            (
+                serde_json::json!({"Name": "n", "Driver": "overlay"}),
+                "plugin \"overlay\" not found",
+            ),
+            (
+                serde_json::json!({"Name": "n", "EnableIPv6": true}),
+                "--ipv6 is not supported",
+            ),
+            (
+                serde_json::json!({"Name": "n", "Ingress": true}),
+                "--ingress",
+            ),
+            (
+                serde_json::json!({"Name": "n", "Scope": "swarm"}),
+                "--scope swarm",
+            ),
+            (
+                serde_json::json!({"Name": "n", "ConfigOnly": true}),
+                "--config-only",
+            ),
+            (
+                serde_json::json!({"Name": "n", "IPAM": {"Driver": "x"}}),
+                "--ipam-driver x",
+            ),
+            (
+                serde_json::json!({"Name": "n", "IPAM": {"Options": {"a": "b"}}}),
+                "--ipam-opt",
+            ),
+            (
+                serde_json::json!({"Name": "n", "IPAM": {"Config": [{"Subnet": "10.1.0.0/16"}, {"Subnet": "10.2.0.0/16"}]}}),
+                "more than one --subnet",
+            ),
+            (
+                serde_json::json!({"Name": "n", "IPAM": {"Config": [{"Subnet": "10.1.0.0"}]}}),
+                "invalid CIDR address: 10.1.0.0",
+            ),
+            (
+                serde_json::json!({"Name": "n", "IPAM": {"Config": [{"Gateway": "10.1.0.1"}]}}),
+                "need a subnet",
+            ),
+            (serde_json::json!({"Name": ""}), "network name is empty"),
+        ];
+        for (body, want) in cases {
+            let got = req(body.clone()).unwrap_err();
+            assert!(got.contains(want), "{body}: {got}");
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Networks as Docker shows them (`GET /networks`, `GET /networks/{id}`): the port layer's
+//! networks, and Docker's `none`, which vic has too (a container with loopback only).
+
+use portlayer::{ContainerRecord, Network, Status};
+use serde_json::{json, Value};
+
+/// Docker's `none` network: no interface but loopback.
+pub const NONE: &str = "none";
+
+fn created(n: &Network) -> String {
+    n.created
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+        .unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
+}
+
+/// One network as `GET /networks/{id}` shows it; `containers` are the VCH's, of which those
+/// running with an endpoint on it are listed.
+pub fn network_json(n: &Network, containers: &[ContainerRecord]) -> Value {
+    let mut attached = serde_json::Map::new();
+    for c in containers
+        .iter()
+        .filter(|c| c.state.status == Status::Running)
+    {
+        for e in c.spec.endpoints.iter().filter(|e| e.network == n.name) {
+            attached.insert(
+                c.id.clone(),
+                json!({
+                    "Name": c.spec.name,
+                    "EndpointID": c.id,
+                    "MacAddress": e.mac,
+                    "IPv4Address": format!("{}/{}", e.ip, e.prefix_len),
+                    "IPv6Address": "",
+                }),
+            );
+        }
+    }
+    let mut config = json!({
+        "Subnet": n.subnet.to_string(),
+        "Gateway": n.gateway.to_string(),
+    });
+    if let Some(r) = n.ip_range {
+        config["IPRange"] = json!(r.to_string());
+    }
+    if !n.aux_addresses.is_empty() {
+        config["AuxiliaryAddresses"] = json!(n.aux_addresses);
+    }
+    json!({
+        "Name": n.name,
+        "Id": n.id,
+        "Created": created(n),
+        "Scope": "local",
+        "Driver": "bridge",
+        "EnableIPv4": true,
+        "EnableIPv6": false,
+        "IPAM": { "Driver": "default", "Options": {}, "Config": [config] },
+        "Internal": n.internal,
+        "Attachable": n.attachable,
+        "Ingress": false,
+        "ConfigFrom": { "Network": "" },
+        "ConfigOnly": false,
+        "Containers": attached,
+        "Options": n.options,
+        "Labels": n.labels,
+    })
+}
+
+pub fn none_json() -> Value {
+    json!({
+        "Name": NONE,
+        "Id": portlayer::networks::predefined_id(NONE),
+        "Created": "0001-01-01T00:00:00Z",
+        "Scope": "local",
+        "Driver": "null",
+        "EnableIPv4": false,
+        "EnableIPv6": false,
+        "IPAM": { "Driver": "default", "Options": null, "Config": [] },
+        "Internal": false,
+        "Attachable": false,
+        "Ingress": false,
+        "ConfigFrom": { "Network": "" },
+        "ConfigOnly": false,
+        "Containers": {},
+        "Options": {},
+        "Labels": {},
+    })
+}

@@ -1,0 +1,284 @@
+//! User networks through the docker CLI: `network create/ls/inspect/rm/prune`, containers
+//! reaching each other by name, alias and link through the VCH's DNS server, fixed
+//! addresses, isolation between networks and inside `enable_icc=false` ones, and a stopped
+//! container connected to a second network.
+
+mod common;
+mod machine;
+
+use std::time::Duration;
+
+use common::*;
+
+/// A shell loop (in a subshell of its own) that tries `cmd` for up to 20 s (a VM boots
+/// meanwhile); it fails the script when `cmd` never succeeds.
+fn retry(cmd: &str) -> String {
+    format!("(for i in $(seq 20); do {cmd} && exit 0; sleep 1; done; exit 1) || exit 1")
+}
+
+/// Runs a server in a container: answers every connection on 8080 with `reply`.
+fn server(client: &Client, image: &str, name: &str, net_args: &[&str], reply: &str) -> String {
+    let mut args = vec!["run", "-d", "--name", name];
+    args.extend_from_slice(net_args);
+    let script = format!("while true; do echo {reply} | nc -l -p 8080; done");
+    args.extend_from_slice(&[image, "sh", "-c", &script]);
+    let id = client.ok(&args).trim().to_string();
+    eventually("the server runs", Duration::from_secs(60), || {
+        let ip = client.ok(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            &id,
+        ]);
+        Some(ip.trim().to_string()).filter(|ip| !ip.is_empty())
+    });
+    id
+}
+
+#[test]
+#[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
+fn a_two_service_application_reaches_its_server_by_name_and_alias() {
+    let vch = OwnVch::create("unet", &[]);
+    let (client, image) = (&vch.client, vch.image.as_str());
+    let ns = backend_local::net::namespace_name(&machine::vch_dir(&vch.name));
+    let id = client
+        .ok(&["network", "create", "--label", "app=demo", "app"])
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    let ls = client.ok(&[
+        "network",
+        "ls",
+        "--filter",
+        "type=custom",
+        "--format",
+        "{{.Name}} {{.Driver}}",
+    ]);
+    assert_eq!(ls, "app bridge\n");
+    let subnet = client.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}} {{.Labels.app}}",
+        "app",
+    ]);
+    assert_eq!(subnet.trim(), "172.17.0.0/16 172.17.0.1 demo");
+    let bridge = format!("vic-n{}", &id[..10]);
+    assert!(netns_links(&ns).contains(&bridge), "{:?}", netns_links(&ns));
+
+    server(
+        client,
+        image,
+        "web",
+        &["--network", "app", "--network-alias", "www"],
+        "hello-from-web",
+    );
+    let got = client.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "app",
+        image,
+        "sh",
+        "-c",
+        &format!(
+            "cat /etc/resolv.conf; nslookup web; {}; {}",
+            retry("nc web 8080"),
+            retry("nc www 8080")
+        ),
+    ]);
+    assert!(got.contains("nameserver 172.17.0.1"), "{got}");
+    assert!(
+        got.contains("Address: 172.17.0.2"),
+        "nslookup answers the server's address: {got}"
+    );
+    assert_eq!(
+        got.matches("hello-from-web").count(),
+        2,
+        "by name and by alias: {got}"
+    );
+
+    // On the default bridge, names do not resolve (as in Docker) but links do.
+    let linked = client.ok(&[
+        "run",
+        "--rm",
+        image,
+        "sh",
+        "-c",
+        "nslookup web >/dev/null 2>&1 && echo resolved || echo unresolved",
+    ]);
+    assert_eq!(linked.trim(), "unresolved");
+
+    let busy = client.run(&["network", "rm", "app"]);
+    assert!(!busy.status.success());
+    assert!(
+        stderr(&busy).contains("has active endpoints"),
+        "{}",
+        stderr(&busy)
+    );
+    client.ok(&["rm", "-f", "web"]);
+    client.ok(&["network", "rm", "app"]);
+    assert!(
+        !netns_links(&ns).contains(&bridge),
+        "the bridge goes with the network"
+    );
+    let events = client.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &now_plus(1),
+        "--filter",
+        "type=network",
+        "--filter",
+        "network=app",
+        "--format",
+        "{{.Action}}",
+    ]);
+    // The server and the client each joined and left.
+    assert_eq!(
+        events,
+        "create\nconnect\nconnect\ndisconnect\ndisconnect\ndestroy\n"
+    );
+    vch.delete();
+}
+
+fn now_plus(secs: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    (now + secs).to_string()
+}
+
+#[test]
+#[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
+fn networks_are_isolated_addresses_fixed_links_resolved_and_stopped_containers_connected() {
+    let vch = OwnVch::create("unet2", &[]);
+    let (client, image) = (&vch.client, vch.image.as_str());
+    client.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.9.0.0/24",
+        "--gateway",
+        "10.9.0.254",
+        "front",
+    ]);
+    client.ok(&["network", "create", "back"]);
+    client.ok(&[
+        "network",
+        "create",
+        "-o",
+        "com.docker.network.bridge.enable_icc=false",
+        "closed",
+    ]);
+    let bad = client.run(&[
+        "network",
+        "create",
+        "-o",
+        "com.docker.network.driver.mtu=1400",
+        "mtu",
+    ]);
+    assert!(
+        stderr(&bad)
+            .contains("network option com.docker.network.driver.mtu is not supported by vic"),
+        "{}",
+        stderr(&bad)
+    );
+
+    server(
+        client,
+        image,
+        "api",
+        &["--network", "front", "--ip", "10.9.0.50"],
+        "hello-from-api",
+    );
+    // Another network reaches neither the name nor the address.
+    let other = client.ok(&[
+        "run", "--rm", "--network", "back", image, "sh", "-c",
+        "nslookup api >/dev/null 2>&1 && echo resolved; nc -w 2 10.9.0.50 8080 && echo reached; echo done",
+    ]);
+    assert_eq!(other.trim(), "done", "{other}");
+    // The fixed address, and the gateway the network was given.
+    let front = client.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "front",
+        image,
+        "sh",
+        "-c",
+        &format!("ip route; {}", retry("nc 10.9.0.50 8080")),
+    ]);
+    assert!(front.contains("default via 10.9.0.254"), "{front}");
+    assert!(front.contains("hello-from-api"), "{front}");
+
+    // A link on the default bridge: the linking container alone knows the name.
+    server(client, image, "db", &[], "hello-from-db");
+    let linked = client.ok(&[
+        "run",
+        "--rm",
+        "--link",
+        "db:database",
+        image,
+        "sh",
+        "-c",
+        &retry("nc database 8080"),
+    ]);
+    assert!(linked.contains("hello-from-db"), "{linked}");
+
+    // enable_icc=false: containers on the network do not reach each other.
+    server(
+        client,
+        image,
+        "lonely",
+        &["--network", "closed"],
+        "hello-from-lonely",
+    );
+    let closed = client.ok(&[
+        "run", "--rm", "--network", "closed", image, "sh", "-c",
+        "nslookup lonely >/dev/null && echo resolved; nc -w 2 lonely 8080 && echo reached; echo done",
+    ]);
+    assert_eq!(closed.trim(), "resolved\ndone", "{closed}");
+
+    // A stopped container connected to a second network has an interface on it when it starts.
+    let two = client
+        .ok(&[
+            "create",
+            "--network",
+            "back",
+            image,
+            "sh",
+            "-c",
+            &format!("ip -o -4 addr show eth1; {}", retry("nc api 8080")),
+        ])
+        .trim()
+        .to_string();
+    client.ok(&["network", "connect", "--alias", "second", "front", &two]);
+    let running = client.run(&["network", "connect", "front", "api"]);
+    assert!(
+        stderr(&running).contains("is running"),
+        "{}",
+        stderr(&running)
+    );
+    client.ok(&["start", &two]);
+    assert_eq!(
+        client.ok(&["wait", &two]).trim(),
+        "0",
+        "{}",
+        client.ok(&["logs", &two])
+    );
+    let out = client.ok(&["logs", &two]);
+    assert!(out.contains("inet 10.9.0."), "{out}");
+    assert!(out.contains("hello-from-api"), "{out}");
+    client.ok(&["network", "disconnect", "front", &two]);
+    let nets = client.ok(&[
+        "inspect",
+        "-f",
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+        &two,
+    ]);
+    assert_eq!(nets.trim(), "back");
+    vch.delete();
+}

@@ -1,0 +1,86 @@
+//! What the VCH's DNS server answers on a network: the running containers on it by name,
+//! short ID and `--network-alias` (user networks only, as in Docker), and each container's
+//! own links (on every network). Anything else is not a container name: the server
+//! forwards it.
+
+use std::net::Ipv4Addr;
+
+use super::{Endpoint, Network};
+use crate::container::{ContainerRecord, Status};
+
+/// The endpoint on `network` of each running container among `records`.
+fn running<'a>(
+    records: impl Iterator<Item = &'a ContainerRecord>,
+    network: &Network,
+) -> impl Iterator<Item = (&'a ContainerRecord, &'a Endpoint)> {
+    let name = network.name.clone();
+    records
+        .filter(|r| r.state.status == Status::Running)
+        .filter_map(move |r| {
+            let e = r.spec.endpoints.iter().find(|e| e.network == name)?;
+            Some((r, e))
+        })
+}
+
+/// The addresses `name` (lowercase) has for the container at `client` on `network` (the
+/// network the question came in on): a name on any of the networks the asking container is
+/// on, that network first, with the address on that network. `None` when it is no
+/// container's name for it, or `client` is not on the network.
+pub fn lookup<'a>(
+    records: impl Iterator<Item = &'a ContainerRecord> + Clone,
+    networks: &[Network],
+    network: &Network,
+    client: Ipv4Addr,
+    name: &str,
+) -> Option<Vec<Ipv4Addr>> {
+    let (asker, _) = running(records.clone(), network).find(|(_, e)| e.ip == client)?;
+    let mut ends: Vec<&Endpoint> = asker.spec.endpoints.iter().collect();
+    ends.sort_by_key(|e| e.network != network.name);
+    ends.into_iter().find_map(|e| {
+        let net = networks.iter().find(|n| n.name == e.network)?;
+        on_network(records.clone(), net, e, name)
+    })
+}
+
+/// `name` on `net` for a container whose endpoint there is `asking`.
+fn on_network<'a>(
+    records: impl Iterator<Item = &'a ContainerRecord> + Clone,
+    net: &Network,
+    asking: &Endpoint,
+    name: &str,
+) -> Option<Vec<Ipv4Addr>> {
+    let of_id = |id: &str| running(records.clone(), net).find(|(r, _)| r.id == id);
+    for link in &asking.links {
+        let target = of_id(&link.container);
+        let named = target.is_some_and(|(r, _)| r.spec.name.eq_ignore_ascii_case(name));
+        if link.alias.eq_ignore_ascii_case(name) || named {
+            return target.map(|(_, e)| vec![e.ip]);
+        }
+    }
+    if net.builtin {
+        return None;
+    }
+    let found: Vec<Ipv4Addr> = running(records.clone(), net)
+        .filter(|(r, e)| {
+            r.spec.name.eq_ignore_ascii_case(name)
+                || (name.len() == 12 && r.id.starts_with(name))
+                || e.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+        })
+        .map(|(_, e)| e.ip)
+        .collect();
+    (!found.is_empty()).then_some(found)
+}
+
+/// The name of the running container at `addr` on user network `network`.
+pub fn reverse<'a>(
+    records: impl Iterator<Item = &'a ContainerRecord>,
+    network: &Network,
+    addr: Ipv4Addr,
+) -> Option<String> {
+    if network.builtin {
+        return None;
+    }
+    running(records, network)
+        .find(|(_, e)| e.ip == addr)
+        .map(|(r, _)| r.spec.name.clone())
+}
