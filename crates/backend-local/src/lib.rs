@@ -31,6 +31,7 @@ mod jail;
 pub mod net;
 mod qemu;
 mod uids;
+pub mod uplink;
 mod vm;
 
 use std::collections::HashMap;

@@ -14,6 +14,8 @@
 //! so a dead VM leaves no device behind. The namespace itself is the VCH's: `vic-machine
 //! delete` removes it ([`delete_namespace`]).
 //!
+//! The way out of the namespace (the uplink and its NAT) is `uplink.rs`'s.
+//!
 //! Links, addresses and bridge membership are set with iproute2 (`ip -n NS …`), which makes
 //! the namespace's changes atomic enough per command and says what failed in its own words.
 
@@ -49,6 +51,7 @@ pub fn namespace_name(state_dir: &Path) -> String {
 
 /// Removes the namespace `name` if it exists (with every bridge and tap in it).
 pub fn delete_namespace(name: &str) -> Result<(), BackendError> {
+    crate::uplink::remove(name)?;
     if !Path::new(NETNS_DIR).join(name).exists() {
         return Ok(());
     }
@@ -99,6 +102,12 @@ impl VchNet {
             name: name.to_string(),
         };
         net.ip(&["link", "set", "lo", "up"])?;
+        if let Err(e) = crate::uplink::ensure(name) {
+            tracing::warn!(
+                namespace = name,
+                "the VCH's containers have no way out (egress): {e}"
+            );
+        }
         Ok(net)
     }
 
@@ -124,7 +133,21 @@ impl VchNet {
         }
         let cidr = format!("{}/{}", net.gateway, net.prefix_len);
         self.ip(&["addr", "replace", &cidr, "dev", &bridge])?;
-        self.ip(&["link", "set", "dev", &bridge, "up"])
+        self.ip(&["link", "set", "dev", &bridge, "up"])?;
+        self.forwarding(&bridge, true, !net.internal);
+        Ok(())
+    }
+
+    /// What the namespace forwards for `bridge` (see `uplink::set_forwarding`); without an
+    /// uplink the namespace forwards nothing and there is nothing to set.
+    fn forwarding(&self, bridge: &str, present: bool, out: bool) {
+        let uplink = self.ip(&["link", "show", "dev", crate::uplink::UPLINK]);
+        if uplink.is_err() {
+            return;
+        }
+        if let Err(e) = crate::uplink::set_forwarding(&self.name, bridge, present, out) {
+            tracing::warn!(%bridge, "setting the network's forwarding failed: {e}");
+        }
     }
 
     /// Removes network `name`'s bridge, if it is there.
@@ -133,6 +156,7 @@ impl VchNet {
         if self.ip(&["link", "show", "dev", &bridge]).is_err() {
             return Ok(());
         }
+        self.forwarding(&bridge, false, false);
         self.ip(&["link", "delete", "dev", &bridge])
     }
 

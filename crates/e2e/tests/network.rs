@@ -29,7 +29,7 @@ fn containers_on_the_bridge_reach_each_other_and_none_has_no_nic() {
         namespaces().contains(&ns),
         "the VCH's namespace {ns} exists"
     );
-    assert_eq!(netns_links(&ns), ["lo", "vic-bridge"]);
+    assert_eq!(netns_links(&ns), ["lo", "uplink", "vic-bridge"]);
 
     // A server: answers one connection on 8080, then exits.
     let srv = client
@@ -111,7 +111,7 @@ fn containers_on_the_bridge_reach_each_other_and_none_has_no_nic() {
     // Every VM has exited: no tap is left, the bridge stays.
     client.ok(&["wait", &srv]);
     eventually("the taps are gone", Duration::from_secs(20), || {
-        (netns_links(&ns) == ["lo", "vic-bridge"]).then_some(())
+        (netns_links(&ns) == ["lo", "uplink", "vic-bridge"]).then_some(())
     });
     let stopped = client.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &srv]);
     assert_eq!(stopped.trim(), "", "an exited container shows no address");

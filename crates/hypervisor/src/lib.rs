@@ -55,6 +55,8 @@ pub struct NetworkSpec {
     pub prefix_len: u8,
     /// VMs on it reach the gateway but not each other (Docker's `enable_icc=false`).
     pub isolated: bool,
+    /// No way out of the backend's networks from it (Docker's `--internal`).
+    pub internal: bool,
 }
 
 /// Where a container VM's guest finds its root filesystem: the backend decides how it

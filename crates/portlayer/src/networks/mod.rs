@@ -129,6 +129,7 @@ impl Network {
             gateway: self.gateway,
             prefix_len: self.subnet.prefix_len,
             isolated: !self.icc,
+            internal: self.internal,
         }
     }
 
