@@ -21,7 +21,8 @@ pub use create::create;
 use create::host_config_of;
 
 /// The keys `GET /containers/json` applies.
-const LIST_FILTERS: [&str; 10] = [
+const LIST_FILTERS: [&str; 11] = [
+    "network",
     "status",
     "name",
     "id",
@@ -34,10 +35,9 @@ const LIST_FILTERS: [&str; 10] = [
     "isolation",
 ];
 /// Keys Docker knows that vic does not apply yet.
-const LIST_FILTERS_NOT_YET: [(&str, &str); 6] = [
-    ("network", "container networks are not implemented yet"),
-    ("publish", "container networks are not implemented yet"),
-    ("expose", "container networks are not implemented yet"),
+const LIST_FILTERS_NOT_YET: [(&str, &str); 5] = [
+    ("publish", "port filters are not implemented yet"),
+    ("expose", "port filters are not implemented yet"),
     ("volume", "volumes are not implemented yet"),
     ("health", "health checks are not implemented yet"),
     ("is-task", "vic has no swarm tasks"),
@@ -72,6 +72,12 @@ fn list_filter(st: &AppState, filters: &Filters) -> ApiResult<impl Fn(&Container
                 not.is_empty() || !not.iter().all(|l| label_matches(&c.spec.labels, l))
             }
             && f.any("isolation", |v| v == "default")
+            // A network's name, or a prefix of its ID, as moby matches them.
+            && f.any("network", |v| {
+                c.spec.endpoints.iter().any(|e| {
+                    e.network == v || (!e.network_id.is_empty() && e.network_id.starts_with(v))
+                })
+            })
             && before.is_none_or(|b| c.created < b)
             && since.is_none_or(|s| c.created > s)
     })

@@ -88,7 +88,7 @@ mod tests {
         Filters::parse(
             Some(raw),
             &["label", "status"],
-            &[("network", "container networks are not implemented yet")],
+            &[("publish", "port filters are not implemented yet")],
         )
     }
 
@@ -103,10 +103,10 @@ mod tests {
         assert!(!a.any("status", |s| s == "exited"));
         let e = parse(r#"{"colour":["red"]}"#).unwrap_err();
         assert_eq!(e.message, "invalid filter 'colour'");
-        let e = parse(r#"{"network":["x"]}"#).unwrap_err();
+        let e = parse(r#"{"publish":["80"]}"#).unwrap_err();
         assert_eq!(
             e.message,
-            "--filter network is not supported by vic: container networks are not implemented yet"
+            "--filter publish is not supported by vic: port filters are not implemented yet"
         );
         assert!(parse("[1]").is_err());
         assert!(parse("{").is_err());

@@ -180,8 +180,8 @@ async fn an_unknown_filter_key_is_a_400_as_dockerd_words_it() {
     .await;
     vch.filter_refused(
         "/containers/json",
-        json!({ "network": ["x"] }),
-        "--filter network is not supported by vic: container networks are not implemented yet",
+        json!({ "publish": ["80"] }),
+        "--filter publish is not supported by vic: port filters are not implemented yet",
     )
     .await;
 }

@@ -146,6 +146,19 @@ async fn containers_get_addresses_on_user_networks_which_then_cannot_be_removed(
         .await;
     assert_eq!(taken.status, StatusCode::CONFLICT, "{taken:?}");
     assert_eq!(taken.message(), "Address already in use");
+    let on = |net: &str| {
+        let f = filters(json!({ "network": [net] }));
+        let vch = &vch;
+        async move {
+            super::names(
+                &vch.get(&format!("/containers/json?all=1&filters={f}"))
+                    .await
+                    .body,
+            )
+        }
+    };
+    assert_eq!(on("app").await, ["/web"]);
+    assert!(on("bridge").await.is_empty());
     let a = vch.get("/containers/web/json").await;
     let ep = &a.body["NetworkSettings"]["Networks"]["app"];
     assert_eq!(ep["Aliases"], json!(["api"]), "{ep}");
