@@ -24,6 +24,7 @@
 
 mod accel;
 mod cgroup;
+mod cmd;
 mod confine;
 mod disk;
 pub mod inventory;

@@ -60,18 +60,83 @@ pub fn delete_namespace(name: &str) -> Result<(), BackendError> {
 
 /// Runs `ip ARGS`; its own error on failure.
 fn ip(args: &[&str]) -> Result<(), BackendError> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| failed(format!("running ip (Debian's iproute2): {e}")))?;
+    tool("ip", args)
+}
+
+/// Runs iproute2's `prog ARGS` (bounded in time); its own error on failure.
+fn tool(prog: &str, args: &[&str]) -> Result<(), BackendError> {
+    let out = crate::cmd::output(Command::new(prog).args(args)).map_err(|e| {
+        failed(format!(
+            "running {prog} {} (Debian's iproute2): {e}",
+            args.join(" ")
+        ))
+    })?;
     if out.status.success() {
         return Ok(());
     }
     Err(failed(format!(
-        "ip {}: {}",
+        "{prog} {}: {}",
         args.join(" "),
         String::from_utf8_lossy(&out.stderr).trim()
     )))
+}
+
+/// A network as the VCH's namespace shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkView {
+    /// The network's name (the bridge's alias), or the device's name.
+    pub name: String,
+    pub device: String,
+    /// Its address, `A.B.C.D/N`.
+    pub address: String,
+}
+
+#[derive(serde::Deserialize)]
+struct IpLink {
+    ifname: String,
+    #[serde(default)]
+    ifalias: Option<String>,
+    #[serde(default)]
+    addr_info: Vec<IpAddr>,
+}
+
+#[derive(serde::Deserialize)]
+struct IpAddr {
+    family: String,
+    local: String,
+    prefixlen: u8,
+}
+
+/// The bridges and the uplink of namespace `ns`, with their addresses (none when the
+/// namespace is not there).
+pub fn networks(ns: &str) -> Result<Vec<NetworkView>, BackendError> {
+    if !Path::new(NETNS_DIR).join(ns).exists() {
+        return Ok(Vec::new());
+    }
+    let read = |what: &str| -> Result<Vec<IpLink>, BackendError> {
+        let out = crate::cmd::output(Command::new("ip").args(["-j", "-n", ns, what, "show"]))
+            .map_err(|e| failed(format!("running ip: {e}")))?;
+        serde_json::from_slice(&out.stdout)
+            .map_err(|e| failed(format!("reading `ip -j {what} show`: {e}")))
+    };
+    // `addr show` has the addresses, `link show` the aliases.
+    let aliases = read("link")?;
+    Ok(read("addr")?
+        .into_iter()
+        .filter(|l| l.ifname.starts_with("vic-") || l.ifname == crate::uplink::UPLINK)
+        .filter_map(|l| {
+            let a = l.addr_info.iter().find(|a| a.family == "inet")?;
+            let alias = aliases
+                .iter()
+                .find(|x| x.ifname == l.ifname)
+                .and_then(|x| x.ifalias.clone());
+            Some(NetworkView {
+                name: alias.unwrap_or_else(|| l.ifname.clone()),
+                address: format!("{}/{}", a.local, a.prefixlen),
+                device: l.ifname,
+            })
+        })
+        .collect())
 }
 
 /// The bridge device of network `name`.
@@ -134,6 +199,8 @@ impl VchNet {
         let cidr = format!("{}/{}", net.gateway, net.prefix_len);
         self.ip(&["addr", "replace", &cidr, "dev", &bridge])?;
         self.ip(&["link", "set", "dev", &bridge, "up"])?;
+        // The network's name on the bridge, for `vic-machine inspect`.
+        self.ip(&["link", "set", "dev", &bridge, "alias", &net.label])?;
         self.forwarding(&bridge, true, !net.internal);
         Ok(())
     }
@@ -202,18 +269,12 @@ impl VchNet {
             "up",
         ])?;
         if isolated {
-            let out = Command::new("bridge")
-                .args([
+            tool(
+                "bridge",
+                &[
                     "-n", &self.name, "link", "set", "dev", tap, "isolated", "on",
-                ])
-                .output()
-                .map_err(|e| failed(format!("running bridge (Debian's iproute2): {e}")))?;
-            if !out.status.success() {
-                return Err(failed(format!(
-                    "isolating {tap} on its bridge: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )));
-            }
+                ],
+            )?;
         }
         Ok(fd)
     }

@@ -31,10 +31,8 @@ fn failed(msg: String) -> BackendError {
 
 /// Runs `prog args`; its standard output, or its own error.
 fn run(prog: &str, args: &[&str]) -> Result<String, BackendError> {
-    let out = Command::new(prog)
-        .args(args)
-        .output()
-        .map_err(|e| failed(format!("running {prog}: {e}")))?;
+    let out = crate::cmd::output(Command::new(prog).args(args))
+        .map_err(|e| failed(format!("running {prog} {}: {e}", args.join(" "))))?;
     if out.status.success() {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }

@@ -66,6 +66,16 @@ fn a_two_service_application_reaches_its_server_by_name_and_alias() {
     let bridge = format!("vic-n{}", &id[..10]);
     assert!(netns_links(&ns).contains(&bridge), "{:?}", netns_links(&ns));
 
+    let shown = machine::machine_ok(&["inspect", "--target", "local", "--name", &vch.name]);
+    assert!(
+        shown.contains(&format!("  app: 172.17.0.1/16 on {bridge}")),
+        "vic-machine inspect lists the network: {shown}"
+    );
+    assert!(
+        shown.contains("  bridge: 172.16.0.1/16 on vic-bridge"),
+        "{shown}"
+    );
+    assert!(shown.contains("  uplink: 169.254."), "{shown}");
     server(
         client,
         image,

@@ -51,6 +51,8 @@ pub struct Nic {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkSpec {
     pub name: String,
+    /// What users call it (`docker network ls`), for the hypervisor's own inventory.
+    pub label: String,
     pub gateway: std::net::Ipv4Addr,
     pub prefix_len: u8,
     /// VMs on it reach the gateway but not each other (Docker's `enable_icc=false`).

@@ -150,6 +150,7 @@ pub fn inspect(layout: &Layout) -> anyhow::Result<()> {
             .as_deref()
             .unwrap_or("172.16.0.0/12 (default)")
     ));
+    networks(layout);
     info(format!("Image store: {}", c.image_store.display()));
     info(format!(
         "Debug level: {} ({})",
@@ -160,6 +161,21 @@ pub fn inspect(layout: &Layout) -> anyhow::Result<()> {
     info("");
     info("Completed successfully");
     Ok(())
+}
+
+/// The networks in the VCH's namespace, as the host sees them.
+fn networks(layout: &Layout) {
+    let ns = backend_local::net::namespace_name(&layout.dir);
+    match backend_local::net::networks(&ns) {
+        Ok(nets) if nets.is_empty() => info("Networks: none (the appliance has not made them)"),
+        Ok(nets) => {
+            info(format!("Networks (in network namespace {ns}):"));
+            for n in nets {
+                info(format!("  {}: {} on {}", n.name, n.address, n.device));
+            }
+        }
+        Err(e) => info(format!("Networks: cannot be read: {e}")),
+    }
 }
 
 /// `--flag=value`, single-quoted for a POSIX shell when the value needs it.

@@ -126,6 +126,7 @@ impl Network {
     pub fn spec(&self) -> hypervisor::NetworkSpec {
         hypervisor::NetworkSpec {
             name: self.backend_name(),
+            label: self.name.clone(),
             gateway: self.gateway,
             prefix_len: self.subnet.prefix_len,
             isolated: !self.icc,
