@@ -374,6 +374,10 @@ impl Backend for LocalBackend {
         Ok(())
     }
 
+    fn host_gateway(&self) -> Option<std::net::Ipv4Addr> {
+        self.net.as_ref().and_then(net::VchNet::host_gateway)
+    }
+
     async fn remove_network(&self, name: &str) -> Result<(), BackendError> {
         check_id("network", name)?;
         self.net()?.remove_bridge(name)?;

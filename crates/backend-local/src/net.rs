@@ -155,6 +155,8 @@ pub fn tap_of(id: &str, index: usize) -> String {
 #[derive(Debug, Clone)]
 pub struct VchNet {
     name: String,
+    /// The host's end of the uplink, when there is one.
+    host_gateway: Option<std::net::Ipv4Addr>,
 }
 
 impl VchNet {
@@ -163,21 +165,28 @@ impl VchNet {
         if !Path::new(NETNS_DIR).join(name).exists() {
             ip(&["netns", "add", name])?;
         }
-        let net = VchNet {
+        let mut net = VchNet {
             name: name.to_string(),
+            host_gateway: None,
         };
         net.ip(&["link", "set", "lo", "up"])?;
-        if let Err(e) = crate::uplink::ensure(name) {
-            tracing::warn!(
+        match crate::uplink::ensure(name) {
+            Ok(gw) => net.host_gateway = Some(gw),
+            Err(e) => tracing::warn!(
                 namespace = name,
                 "the VCH's containers have no way out (egress): {e}"
-            );
+            ),
         }
         Ok(net)
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The host's address at the other end of the uplink.
+    pub fn host_gateway(&self) -> Option<std::net::Ipv4Addr> {
+        self.host_gateway
     }
 
     fn path(&self) -> PathBuf {

@@ -68,11 +68,11 @@ fn candidates(ns: &str) -> impl Iterator<Item = [u8; 4]> {
         .filter(|a| a[2] != 169)
 }
 
-/// Namespace `ns`'s uplink, made with its NAT if it is not there yet. Its own error when the
-/// host lacks what it needs (iptables).
-pub fn ensure(ns: &str) -> Result<(), BackendError> {
+/// Namespace `ns`'s uplink, made with its NAT if it is not there yet; the host's address at
+/// its other end. Its own error when the host lacks what it needs (iptables).
+pub fn ensure(ns: &str) -> Result<std::net::Ipv4Addr, BackendError> {
     if run("ip", &["-n", ns, "link", "show", "dev", UPLINK]).is_ok() {
-        return Ok(());
+        return gateway(ns);
     }
     let held = run("ip", &["-4", "-o", "addr", "show"])?;
     let net = candidates(ns)
@@ -176,7 +176,22 @@ pub fn ensure(ns: &str) -> Result<(), BackendError> {
     .concat();
     run("iptables", &back)?;
     tracing::info!(namespace = ns, uplink = %own, host = %gw, "egress through {host}, masqueraded by the host");
-    Ok(())
+    gateway(ns)
+}
+
+/// The default route's gateway in namespace `ns`: the uplink's host end.
+fn gateway(ns: &str) -> Result<std::net::Ipv4Addr, BackendError> {
+    let out = run("ip", &["-n", ns, "-4", "route", "show", "default"])?;
+    // "default via 169.254.1.1 dev uplink"
+    out.split_whitespace()
+        .skip_while(|w| *w != "via")
+        .nth(1)
+        .and_then(|g| g.parse().ok())
+        .ok_or_else(|| {
+            failed(format!(
+                "no default route through the uplink in {ns}: {out:?}"
+            ))
+        })
 }
 
 /// Runs `cmd` inside namespace `ns`.

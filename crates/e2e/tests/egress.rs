@@ -126,6 +126,23 @@ fn containers_get_out_through_the_vchs_uplink_unless_their_network_is_internal()
         "the host's address toward the outside: {got}"
     );
 
+    // The host, as the container reaches it: Docker's host-gateway is the uplink's host end.
+    let gw = client.ok(&[
+        "run",
+        "--rm",
+        "--add-host",
+        "gw:host-gateway",
+        image,
+        "sh",
+        "-c",
+        "grep -w gw /etc/hosts; ping -c 1 -W 5 gw >/dev/null && echo answered",
+    ]);
+    assert!(gw.starts_with("169.254."), "{gw}");
+    assert!(
+        gw.trim_end().ends_with("answered"),
+        "the host answers at host-gateway: {gw}"
+    );
+
     client.ok(&["network", "create", "out"]);
     let got = client.ok(&["run", "--rm", "--network", "out", image, "sh", "-c", &reach]);
     assert!(got.starts_with("from 10.253."), "{got}");

@@ -275,7 +275,6 @@ fn refusals(vch: &OwnVch) {
     let cases: &[(&[&str], &str)] = &[
         (&["--cap-add", "FOO"], "unknown capability: \"CAP_FOO\""),
         (&["--tmpfs", "/run:colour=red"], "invalid tmpfs option [\"colour\" \"red\"]"),
-        (&["--add-host", "gw:host-gateway"], "--add-host gw:host-gateway is not supported by vic"),
         (&["--security-opt", "label=disable"], "--security-opt label is not supported by vic"),
         (&["--sysctl", "kernel.hostname=x"], "sysctl 'kernel.hostname=x' is not allowed"),
         (

@@ -115,6 +115,10 @@ impl Backend for FakeBackend {
     async fn ensure_network(&self, net: &crate::NetworkSpec) -> Result<(), BackendError> {
         self.call("ensure_network", &net.name)
     }
+    /// The fake's host is 192.0.2.1 (TEST-NET-1), never reached.
+    fn host_gateway(&self) -> Option<std::net::Ipv4Addr> {
+        Some(std::net::Ipv4Addr::new(192, 0, 2, 1))
+    }
     async fn remove_network(&self, name: &str) -> Result<(), BackendError> {
         self.call("remove_network", name)
     }

@@ -138,6 +138,10 @@ pub trait Backend: Send + Sync + 'static {
     /// Makes network `net` (idempotent): VMs created with a [`Nic`] on it are attached to it.
     async fn ensure_network(&self, net: &NetworkSpec) -> Result<(), BackendError>;
 
+    /// The host's address as VMs on the backend's networks reach it (Docker's
+    /// `host-gateway`), if there is a way to the host.
+    fn host_gateway(&self) -> Option<std::net::Ipv4Addr>;
+
     /// Drops network `name` (idempotent). The port layer detaches every VM first.
     async fn remove_network(&self, name: &str) -> Result<(), BackendError>;
 

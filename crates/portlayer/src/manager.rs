@@ -355,6 +355,7 @@ impl Containers {
             &rec.spec,
             self.inner.backend.root_disk(),
             &self.limits().dns_servers,
+            self.inner.backend.host_gateway(),
         )
         .map_err(Error::Start)?;
         live.wait_vm_off().await;

@@ -25,7 +25,13 @@ impl Launch {
     /// container name to the container's `--dns` servers or the VCH's; one without a network
     /// gets those servers themselves (`vch_dns` when it names none, as Docker does). Fails when the spec's
     /// privileges do not convert (an unknown capability in an older record).
-    pub fn of(spec: &ContainerSpec, root: RootDisk, vch_dns: &[String]) -> Result<Launch, String> {
+    /// `host_gateway` is what `--add-host NAME:host-gateway` resolves to.
+    pub fn of(
+        spec: &ContainerSpec,
+        root: RootDisk,
+        vch_dns: &[String],
+        host_gateway: Option<std::net::Ipv4Addr>,
+    ) -> Result<Launch, String> {
         let privileges = privileges(&spec.process.privileges).map_err(|e| e.to_string())?;
         let setup = Setup {
             hostname: spec.hostname.clone(),
@@ -41,7 +47,7 @@ impl Launch {
             },
             dns_search: spec.dns_search.clone(),
             dns_options: spec.dns_options.clone(),
-            confinement: confinement(&spec.confinement),
+            confinement: confinement(&spec.confinement, host_gateway)?,
             interfaces: spec
                 .endpoints
                 .iter()
@@ -102,7 +108,12 @@ fn rlimit(r: &Rlimit) -> wire::Rlimit {
     }
 }
 
-fn confinement(c: &Confinement) -> wire::Confinement {
+/// The confinement on the wire; `host-gateway` in an extra host is `host_gateway`, and
+/// without one the start fails saying so.
+fn confinement(
+    c: &Confinement,
+    host_gateway: Option<std::net::Ipv4Addr>,
+) -> Result<wire::Confinement, String> {
     let tmpfs = |t: &Tmpfs| wire::Tmpfs {
         path: t.path.clone(),
         options: t.options.clone(),
@@ -111,23 +122,35 @@ fn confinement(c: &Confinement) -> wire::Confinement {
         guest_path: d.guest_path.clone(),
         container_path: d.container_path.clone(),
     };
-    let host = |h: &HostEntry| wire::HostEntry {
-        name: h.name.clone(),
-        ip: h.ip.clone(),
+    let host = |h: &HostEntry| {
+        let ip = match (h.ip.as_str(), host_gateway) {
+            ("host-gateway", Some(gw)) => gw.to_string(),
+            ("host-gateway", None) => {
+                return Err(format!(
+                    "--add-host {}:host-gateway: the VCH has no way to the host (no uplink)",
+                    h.name
+                ))
+            }
+            (ip, _) => ip.to_string(),
+        };
+        Ok(wire::HostEntry {
+            name: h.name.clone(),
+            ip,
+        })
     };
-    wire::Confinement {
+    Ok(wire::Confinement {
         privileged: c.privileged,
         readonly_rootfs: c.readonly_rootfs,
         tmpfs: c.tmpfs.iter().map(tmpfs).collect(),
         shm_size: c.shm_size,
         sysctls: c.sysctls.clone(),
         devices: c.devices.iter().map(device).collect(),
-        extra_hosts: c.extra_hosts.iter().map(host).collect(),
+        extra_hosts: c.extra_hosts.iter().map(host).collect::<Result<_, _>>()?,
         domainname: c.domainname.clone(),
         pids_limit: c.pids_limit,
         masked_paths: c.masked_paths.clone(),
         readonly_paths: c.readonly_paths.clone(),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -164,7 +187,7 @@ mod tests {
     #[test]
     fn every_field_of_the_confinement_reaches_the_wire() {
         let c = full();
-        let w = confinement(&c);
+        let w = confinement(&c, None).unwrap();
         let as_record = serde_json::to_value(&c).unwrap();
         assert_eq!(serde_json::to_value(&w).unwrap(), as_record);
         let back: Confinement = serde_json::from_value(as_record).unwrap();
@@ -195,5 +218,20 @@ mod tests {
             ..PrivilegeSpec::default()
         };
         assert!(privileges(&bad).is_err());
+    }
+
+    #[test]
+    fn host_gateway_is_the_backends_address_or_the_start_fails() {
+        let mut c = full();
+        c.extra_hosts.push(HostEntry {
+            name: "gw".into(),
+            ip: "host-gateway".into(),
+        });
+        let gw = std::net::Ipv4Addr::new(169, 254, 7, 1);
+        let w = confinement(&c, Some(gw)).unwrap();
+        assert_eq!(w.extra_hosts[1].ip, "169.254.7.1");
+        assert_eq!(w.extra_hosts[0].ip, "10.0.0.5", "other entries stay");
+        let err = confinement(&c, None).unwrap_err();
+        assert!(err.contains("--add-host gw:host-gateway"), "{err}");
     }
 }

@@ -233,10 +233,6 @@ fn what_is_still_not_applied_is_refused_naming_its_flag() {
             "--security-opt apparmor is not supported by vic",
         ),
         (
-            json!({ "ExtraHosts": ["gw:host-gateway"] }),
-            "--add-host gw:host-gateway is not supported by vic",
-        ),
-        (
             json!({ "Devices": [{ "PathOnHost": "/dev/net/tun", "PathInContainer": "/dev/net/tun", "CgroupPermissions": "r" }] }),
             "--device /dev/net/tun:r is not supported by vic",
         ),
