@@ -336,8 +336,8 @@ fn errors_use_dockers_words_and_leave_nothing_behind() {
             "invalid filter 'colour'",
         ),
         (
-            &["ps", "--filter", "network=x"][..],
-            "--filter network is not supported by vic",
+            &["ps", "--filter", "publish=80"][..],
+            "--filter publish is not supported by vic",
         ),
         (
             &["images", "--filter", "colour=red"][..],

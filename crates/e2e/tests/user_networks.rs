@@ -83,6 +83,8 @@ fn a_two_service_application_reaches_its_server_by_name_and_alias() {
         &["--network", "app", "--network-alias", "www"],
         "hello-from-web",
     );
+    let on_app = client.ok(&["ps", "--filter", "network=app", "--format", "{{.Names}}"]);
+    assert_eq!(on_app, "web\n");
     let got = client.ok(&[
         "run",
         "--rm",
