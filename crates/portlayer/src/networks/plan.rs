@@ -9,6 +9,9 @@ use chrono::Utc;
 
 use super::{Cidr, Network, NetworkError};
 
+/// The most networks a VCH holds (each is a bridge, a DNS server and its sockets).
+pub const MAX_NETWORKS: usize = 256;
+
 /// The driver options vic applies; any other is refused.
 pub const ICC: &str = "com.docker.network.bridge.enable_icc";
 
@@ -41,6 +44,12 @@ pub fn plan(
     }
     if matches!(req.name.as_str(), "none" | "host") || existing.iter().any(|n| n.name == req.name) {
         return Err(NetworkError::Exists(req.name));
+    }
+    if existing.len() >= MAX_NETWORKS {
+        return Err(NetworkError::Forbidden(format!(
+            "the VCH has {} networks, the most it holds: remove one first",
+            existing.len()
+        )));
     }
     let icc = options(&req.options)?;
     let subnet = subnet(&req, existing, pools)?;

@@ -1,7 +1,8 @@
 //! What the VCH's DNS server answers on a network: the running containers on it by name,
 //! short ID and `--network-alias` (user networks only, as in Docker), and each container's
 //! own links (on every network). Anything else is not a container name: the server
-//! forwards it.
+//! forwards it. Several containers sharing an alias are answered in a new order each time
+//! (round robin, as Docker's embedded DNS does).
 
 use std::net::Ipv4Addr;
 
@@ -60,7 +61,7 @@ fn on_network<'a>(
     if net.builtin {
         return None;
     }
-    let found: Vec<Ipv4Addr> = running(records.clone(), net)
+    let mut found: Vec<Ipv4Addr> = running(records.clone(), net)
         .filter(|(r, e)| {
             r.spec.name.eq_ignore_ascii_case(name)
                 || (name.len() == 12 && r.id.starts_with(name))
@@ -68,6 +69,8 @@ fn on_network<'a>(
         })
         .map(|(_, e)| e.ip)
         .collect();
+    // In a new order each time, as Docker answers an alias several containers share.
+    rand::seq::SliceRandom::shuffle(found.as_mut_slice(), &mut rand::thread_rng());
     (!found.is_empty()).then_some(found)
 }
 

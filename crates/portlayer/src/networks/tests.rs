@@ -352,3 +352,51 @@ fn a_container_on_two_networks_resolves_names_on_both_asking_on_its_first() {
     let from_api = lookup(records.iter(), &nets, &front, ip("10.6.0.3"), "store");
     assert_eq!(from_api, None);
 }
+
+#[test]
+fn a_vch_holds_a_bounded_number_of_networks() {
+    let many: Vec<Network> = (0..plan::MAX_NETWORKS)
+        .map(|i| {
+            user(
+                &format!("n{i}"),
+                &format!("10.{}.{}.0/24", i / 256, i % 256),
+            )
+        })
+        .collect();
+    let req = NetworkRequest {
+        name: "one-more".into(),
+        subnet: Some(cidr("11.0.0.0/24")),
+        ..Default::default()
+    };
+    let err = plan(req, &many, &[]).unwrap_err();
+    assert!(err.to_string().contains("the most it holds"), "{err}");
+}
+
+#[test]
+fn an_alias_shared_by_several_containers_answers_all_of_them() {
+    let net = user("app", "10.3.0.0/24");
+    let shared = |ip_: &str| {
+        let mut e = net.endpoint(ip(ip_));
+        e.aliases = vec!["api".into()];
+        e
+    };
+    let records = [
+        running("a1", &"a".repeat(64), vec![shared("10.3.0.2")]),
+        running("a2", &"b".repeat(64), vec![shared("10.3.0.3")]),
+        running(
+            "client",
+            &"c".repeat(64),
+            vec![net.endpoint(ip("10.3.0.4"))],
+        ),
+    ];
+    let nets = [net.clone()];
+    let mut orders = std::collections::HashSet::new();
+    for _ in 0..64 {
+        let got = lookup(records.iter(), &nets, &net, ip("10.3.0.4"), "api").unwrap();
+        let mut sorted = got.clone();
+        sorted.sort();
+        assert_eq!(sorted, [ip("10.3.0.2"), ip("10.3.0.3")]);
+        orders.insert(got);
+    }
+    assert_eq!(orders.len(), 2, "both orders come up in 64 answers");
+}
