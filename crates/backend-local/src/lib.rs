@@ -151,7 +151,8 @@ impl LocalBackend {
             .ok_or_else(|| failed("this backend was started without a network namespace"))
     }
 
-    /// Opens the tap of each of VM `id`'s interfaces, attached to its network's bridge.
+    /// Opens the tap of each of VM `id`'s interfaces, attached to its network's bridge, and
+    /// of its spares (on no network); none for a VM without interfaces.
     fn open_taps(
         &self,
         id: &str,
@@ -161,17 +162,34 @@ impl LocalBackend {
             return Ok(Vec::new());
         }
         let net = self.net()?;
-        nics.iter()
-            .enumerate()
-            .map(|(i, nic)| {
-                let isolated = self
-                    .isolated
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .contains(&nic.network);
-                net.open_tap(&net::tap_of(id, i), &nic.network, isolated)
-            })
-            .collect()
+        let mut fds = Vec::new();
+        for (i, nic) in nics.iter().enumerate() {
+            let isolated = self.is_isolated(&nic.network);
+            fds.push(net.open_tap(&net::tap_of(id, i), Some(&nic.network), isolated)?);
+        }
+        for i in nics.len()..nics.len() + hypervisor::SPARE_NICS {
+            fds.push(net.open_tap(&net::tap_of(id, i), None, false)?);
+        }
+        Ok(fds)
+    }
+
+    fn is_isolated(&self, network: &str) -> bool {
+        self.isolated
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(network)
+    }
+
+    /// The MACs QEMU gives VM `id`'s interfaces: its networks', then its spares'.
+    fn macs(id: &str, nics: &[hypervisor::Nic]) -> Vec<String> {
+        let mut macs: Vec<String> = nics.iter().map(|n| n.mac.clone()).collect();
+        if !nics.is_empty() {
+            macs.extend(
+                (nics.len()..nics.len() + hypervisor::SPARE_NICS)
+                    .map(|i| hypervisor::spare_mac(id, i)),
+            );
+        }
+        macs
     }
 }
 
@@ -395,6 +413,19 @@ impl Backend for LocalBackend {
         self.net()?.listen(at)
     }
 
+    async fn attach_nic(&self, id: &str, index: usize, network: &str) -> Result<(), BackendError> {
+        check_id("VM", id)?;
+        check_id("network", network)?;
+        let isolated = self.is_isolated(network);
+        self.net()?
+            .attach(&net::tap_of(id, index), network, isolated)
+    }
+
+    async fn detach_nic(&self, id: &str, index: usize) -> Result<(), BackendError> {
+        check_id("VM", id)?;
+        self.net()?.detach(&net::tap_of(id, index))
+    }
+
     async fn set_nics(&self, id: &str, nics: &[hypervisor::Nic]) -> Result<(), BackendError> {
         check_id("VM", id)?;
         if let Some(bad) = nics.iter().find(|n| !qemu::valid_mac(&n.mac)) {
@@ -429,7 +460,7 @@ impl Backend for LocalBackend {
         let base = disk::base_path(&self.cfg.root, &spec.image_id);
         let taps = self.open_taps(id, &spec.nics)?;
         let launch = qemu::Launch {
-            macs: spec.nics.iter().map(|n| n.mac.clone()).collect(),
+            macs: Self::macs(id, &spec.nics),
             name: spec.display_name.clone(),
             accel: self.accel,
             tsc_khz: self.tsc_khz,

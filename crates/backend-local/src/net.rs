@@ -258,25 +258,27 @@ impl VchNet {
     }
 
     /// Opens a new tap device `tap` in the namespace, attached to network `network`'s bridge
-    /// and up (isolated from the bridge's other ports when `isolated`); the descriptor is
-    /// QEMU's to hold.
+    /// and up (see [`VchNet::attach`]), or on no network and down (a spare); the descriptor
+    /// is QEMU's to hold.
     pub fn open_tap(
         &self,
         tap: &str,
-        network: &str,
+        network: Option<&str>,
         isolated: bool,
     ) -> Result<OwnedFd, BackendError> {
         let name = tap.to_string();
         let fd = self.inside(&format!("opening tap {tap}"), move || open_tap(&name))?;
-        self.ip(&[
-            "link",
-            "set",
-            "dev",
-            tap,
-            "master",
-            &bridge_of(network),
-            "up",
-        ])?;
+        if let Some(network) = network {
+            self.attach(tap, network, isolated)?;
+        }
+        Ok(fd)
+    }
+
+    /// Attaches `tap` to network `network`'s bridge, up, isolated from the bridge's other
+    /// ports when `isolated`.
+    pub fn attach(&self, tap: &str, network: &str, isolated: bool) -> Result<(), BackendError> {
+        let bridge = bridge_of(network);
+        self.ip(&["link", "set", "dev", tap, "master", &bridge, "up"])?;
         if isolated {
             tool(
                 "bridge",
@@ -285,7 +287,12 @@ impl VchNet {
                 ],
             )?;
         }
-        Ok(fd)
+        Ok(())
+    }
+
+    /// Takes `tap` off its bridge, down.
+    pub fn detach(&self, tap: &str) -> Result<(), BackendError> {
+        self.ip(&["link", "set", "dev", tap, "nomaster", "down"])
     }
 
     /// A UDP socket and a TCP listener bound to `at` inside the namespace.

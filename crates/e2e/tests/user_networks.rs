@@ -268,12 +268,7 @@ fn networks_are_isolated_addresses_fixed_links_resolved_and_stopped_containers_c
         .trim()
         .to_string();
     client.ok(&["network", "connect", "--alias", "second", "front", &two]);
-    let running = client.run(&["network", "connect", "front", "api"]);
-    assert!(
-        stderr(&running).contains("is running"),
-        "{}",
-        stderr(&running)
-    );
+
     client.ok(&["start", &two]);
     assert_eq!(
         client.ok(&["wait", &two]).trim(),
@@ -292,5 +287,105 @@ fn networks_are_isolated_addresses_fixed_links_resolved_and_stopped_containers_c
         &two,
     ]);
     assert_eq!(nets.trim(), "back");
+    vch.delete();
+}
+
+/// The last line a container printed.
+fn last_line(client: &Client, id: &str) -> String {
+    client.ok(&["logs", "--tail", "1", id]).trim().to_string()
+}
+
+#[test]
+#[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
+fn a_running_container_is_connected_and_disconnected_without_a_restart() {
+    let vch = OwnVch::create("unet3", &[]);
+    let (client, image) = (&vch.client, vch.image.as_str());
+    client.ok(&["network", "create", "front"]);
+    client.ok(&["network", "create", "back"]);
+    server(
+        client,
+        image,
+        "api",
+        &["--network", "front"],
+        "hello-from-api",
+    );
+    // Says every half second whether it reaches `api` by name.
+    let roamer = client
+        .ok(&[
+            "run", "-d", "--network", "back", image, "sh", "-c",
+            "while true; do if nc -w 1 api 8080 >/dev/null 2>&1; then echo up; else echo down; fi; sleep 0.5; done",
+        ])
+        .trim()
+        .to_string();
+    eventually("the roamer runs, cut off", Duration::from_secs(60), || {
+        (last_line(client, &roamer) == "down").then_some(())
+    });
+    let t = std::time::Instant::now();
+    client.ok(&[
+        "network", "connect", "--alias", "wanderer", "front", &roamer,
+    ]);
+    let took = t.elapsed();
+    eventually("the roamer reaches api", Duration::from_secs(15), || {
+        (last_line(client, &roamer) == "up").then_some(())
+    });
+    eprintln!("network connect of a running container took {took:?}");
+    let nets = client.ok(&[
+        "inspect",
+        "-f",
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.IPAddress}} {{end}}",
+        &roamer,
+    ]);
+    assert!(
+        nets.contains("back=172.") && nets.contains("front=172."),
+        "{nets}"
+    );
+    // Its alias on front resolves for the others there.
+    let by_alias = client.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "front",
+        image,
+        "sh",
+        "-c",
+        "nslookup wanderer >/dev/null && echo resolved",
+    ]);
+    assert_eq!(by_alias.trim(), "resolved");
+    let first = client.run(&["network", "disconnect", "back", &roamer]);
+    assert!(
+        stderr(&first).contains("default route"),
+        "{}",
+        stderr(&first)
+    );
+    client.ok(&["network", "disconnect", "front", &roamer]);
+    eventually(
+        "the roamer is cut off again",
+        Duration::from_secs(15),
+        || (last_line(client, &roamer) == "down").then_some(()),
+    );
+    // The freed interface is taken again.
+    client.ok(&["network", "connect", "front", &roamer]);
+    eventually(
+        "the roamer reaches api again",
+        Duration::from_secs(15),
+        || (last_line(client, &roamer) == "up").then_some(()),
+    );
+    let events = client.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &now_plus(1),
+        "--filter",
+        "type=network",
+        "--filter",
+        &format!("container={roamer}"),
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}}",
+    ]);
+    assert_eq!(
+        events,
+        "connect back\nconnect front\ndisconnect front\nconnect front\n"
+    );
     vch.delete();
 }

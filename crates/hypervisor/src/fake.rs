@@ -133,6 +133,12 @@ impl Backend for FakeBackend {
         let tcp = std::net::TcpListener::bind("127.0.0.1:0").map_err(io)?;
         Ok((udp, tcp))
     }
+    async fn attach_nic(&self, id: &str, index: usize, network: &str) -> Result<(), BackendError> {
+        self.call("attach_nic", &format!("{} {index} {network}", short(id)))
+    }
+    async fn detach_nic(&self, id: &str, index: usize) -> Result<(), BackendError> {
+        self.call("detach_nic", &format!("{} {index}", short(id)))
+    }
     async fn set_nics(&self, id: &str, nics: &[crate::Nic]) -> Result<(), BackendError> {
         let nets: Vec<&str> = nics.iter().map(|n| n.network.as_str()).collect();
         self.call("set_nics", &format!("{} {}", short(id), nets.join(",")))

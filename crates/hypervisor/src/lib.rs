@@ -37,6 +37,17 @@ pub struct VmConfig {
     pub nics: Vec<Nic>,
 }
 
+/// Interfaces a VM with any gets beyond its networks', on no network: a network connected
+/// while the VM runs takes one (microvm has no hotplug).
+pub const SPARE_NICS: usize = 2;
+
+/// The MAC of VM `id`'s interface `index` while no network holds it: locally administered
+/// (`02:fe:`), three bytes of the ID and the index.
+pub fn spare_mac(id: &str, index: usize) -> String {
+    let b = |i: usize| id.get(i..i + 2).unwrap_or("00");
+    format!("02:fe:{}:{}:{}:{:02x}", b(0), b(2), b(4), index & 0xff)
+}
+
 /// A VM's network interface: on which of the backend's networks, with which address.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Nic {
@@ -151,6 +162,13 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         at: std::net::SocketAddrV4,
     ) -> Result<(std::net::UdpSocket, std::net::TcpListener), BackendError>;
+
+    /// Attaches running VM `id`'s interface `index` (one of its [`SPARE_NICS`], or one a
+    /// network left) to network `network`.
+    async fn attach_nic(&self, id: &str, index: usize, network: &str) -> Result<(), BackendError>;
+
+    /// Takes running VM `id`'s interface `index` off its network.
+    async fn detach_nic(&self, id: &str, index: usize) -> Result<(), BackendError>;
 
     /// Replaces the interfaces of VM `id`, which is powered off: they take effect at its next
     /// power-on (a stopped container connected to or disconnected from a network).

@@ -137,6 +137,9 @@ pub struct ContainerState {
     /// The published ports of the current run, with the host ports they got.
     #[serde(default)]
     pub ports: Vec<crate::ports::PortBinding>,
+    /// How many network interfaces the running VM has (its networks' and its spares').
+    #[serde(default)]
+    pub nics: u8,
 }
 
 impl Default for ContainerState {
@@ -151,6 +154,7 @@ impl Default for ContainerState {
             start_count: 0,
             log_base: 0,
             ports: Vec::new(),
+            nics: 0,
         }
     }
 }

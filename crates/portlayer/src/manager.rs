@@ -21,6 +21,7 @@ mod dns;
 mod error;
 mod images;
 mod live;
+mod live_net;
 mod networks;
 mod publish;
 mod reap;
@@ -416,6 +417,14 @@ impl Containers {
         let rec = self.update(&id, |r| {
             r.state.status = Status::Running;
             r.state.ports = ports;
+            // The VM's interfaces follow the endpoints' order, then its spares.
+            for (i, e) in r.spec.endpoints.iter_mut().enumerate() {
+                e.nic = Some(i as u8);
+            }
+            r.state.nics = match r.spec.endpoints.len() {
+                0 => 0,
+                n => (n + hypervisor::SPARE_NICS) as u8,
+            };
             r.state.pid = pid;
             r.state.exit_code = 0;
             r.state.error.clear();

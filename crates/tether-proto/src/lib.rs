@@ -55,7 +55,10 @@ pub mod guest;
 pub use guest::{Confinement, Privileges};
 
 /// Protocol version spoken by this build; sent in [`GuestMsg::Hello`].
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
+
+/// The first protocol version whose tether answers [`HostMsg::SetInterface`].
+pub const SET_INTERFACE_VERSION: u32 = 3;
 
 /// The first protocol version whose tether answers [`HostMsg::Resume`].
 pub const RESUME_VERSION: u32 = 2;
@@ -371,6 +374,16 @@ pub enum HostMsg {
         session: u32,
         from: u64,
     },
+    /// Takes the interface whose MAC is `find` down, gives it MAC `mac` and, with an
+    /// `address` (and prefix length), that address, up; without one it stays down with no
+    /// address (a network connected or disconnected while the container runs). Answered with
+    /// [`GuestMsg::InterfaceSet`] from version [`SET_INTERFACE_VERSION`] on.
+    SetInterface {
+        seq: u64,
+        find: String,
+        mac: String,
+        address: Option<(std::net::Ipv4Addr, u8)>,
+    },
 }
 
 /// Messages from guest to host.
@@ -414,6 +427,11 @@ pub enum GuestMsg {
     },
     Pong {
         seq: u64,
+    },
+    /// Answers [`HostMsg::SetInterface`] `seq`: done, or why not.
+    InterfaceSet {
+        seq: u64,
+        error: Option<String>,
     },
     /// Answers [`HostMsg::Resume`]: the output that follows starts at byte `from`; `lost`
     /// bytes before it were asked for but are no longer held (0 when nothing is missing).

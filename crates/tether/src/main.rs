@@ -201,5 +201,17 @@ fn handle(
         HostMsg::Ping { seq } => out.msg(&GuestMsg::Pong { seq }),
         HostMsg::Shutdown => power_off(sys, mounted),
         HostMsg::Resume { session, from } => out.resume(session, from),
+        HostMsg::SetInterface {
+            seq,
+            find,
+            mac,
+            address,
+        } => {
+            let done = netif::find_by_mac(&find).and_then(|name| netif::set(&name, &mac, address));
+            out.msg(&GuestMsg::InterfaceSet {
+                seq,
+                error: done.err().map(|e| e.to_string()),
+            });
+        }
     }
 }

@@ -127,6 +127,65 @@ pub fn configure(name: &str, iface: &Interface) -> io::Result<()> {
     Ok(())
 }
 
+/// Takes interface `name` down, sets its MAC to `mac` and, with an address, sets that and
+/// brings it up; without one, clears its address and leaves it down.
+pub fn set(name: &str, mac: &str, address: Option<(Ipv4Addr, u8)>) -> io::Result<()> {
+    let sock = socket()?;
+    let fd = sock.as_raw_fd();
+    let mut req = ifreq(name);
+    // SAFETY: SIOCGIFFLAGS fills the ifreq we own.
+    check(unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) })?;
+    // SAFETY: the union's flags member is what SIOCGIFFLAGS filled in.
+    unsafe {
+        req.ifr_ifru.ifru_flags &= !((libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short);
+    }
+    // SAFETY: SIOCSIFFLAGS reads the ifreq we own.
+    check(unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) })?;
+    let mut hw = ifreq(name);
+    let bytes = parse_mac(mac)?;
+    // SAFETY: the union's hwaddr member is a sockaddr we fill in before SIOCSIFHWADDR.
+    unsafe {
+        hw.ifr_ifru.ifru_hwaddr.sa_family = libc::ARPHRD_ETHER;
+        for (i, b) in bytes.iter().enumerate() {
+            hw.ifr_ifru.ifru_hwaddr.sa_data[i] = *b as libc::c_char;
+        }
+    }
+    // SAFETY: SIOCSIFHWADDR reads the ifreq we own.
+    check(unsafe { libc::ioctl(fd, libc::SIOCSIFHWADDR, &hw) })?;
+    match address {
+        Some((ip, prefix_len)) => configure(
+            name,
+            &Interface {
+                mac: mac.to_string(),
+                address: ip,
+                prefix_len,
+                gateway: None,
+            },
+        ),
+        None => {
+            let mut req = ifreq(name);
+            req.ifr_ifru.ifru_addr = sockaddr(Ipv4Addr::UNSPECIFIED);
+            // SAFETY: SIOCSIFADDR reads the ifreq we own; 0.0.0.0 removes the address.
+            check(unsafe { libc::ioctl(fd, libc::SIOCSIFADDR, &req) }).map(|_| ())
+        }
+    }
+}
+
+/// `xx:xx:xx:xx:xx:xx` as bytes.
+fn parse_mac(mac: &str) -> io::Result<[u8; 6]> {
+    let bad = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a MAC address: {mac}"),
+        )
+    };
+    let parts: Vec<u8> = mac
+        .split(':')
+        .map(|p| u8::from_str_radix(p, 16).map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    <[u8; 6]>::try_from(parts.as_slice()).map_err(|_| bad())
+}
+
 /// Adds the default route through `gateway`.
 pub fn default_route(gateway: Ipv4Addr) -> io::Result<()> {
     let sock = socket()?;
@@ -139,4 +198,25 @@ pub fn default_route(gateway: Ipv4Addr) -> io::Result<()> {
     // SAFETY: SIOCADDRT reads the rtentry we own.
     check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCADDRT, &rt) })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_parse_as_six_bytes_or_are_refused() {
+        assert_eq!(
+            parse_mac("02:42:AC:10:00:0a").unwrap(),
+            [2, 0x42, 0xac, 0x10, 0, 0x0a]
+        );
+        for bad in [
+            "02:42:ac:10:00",
+            "02:42:ac:10:00:0a:01",
+            "zz:42:ac:10:00:0a",
+            "",
+        ] {
+            assert!(parse_mac(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -2,8 +2,8 @@
 //! predefined network every container is on unless it asks for another or for `none`
 //! (Docker's null network: loopback only). User networks are bridge networks of the VCH
 //! (`docker network create`), each with its own subnet and DNS server (see the port layer's
-//! `networks/`). A stopped container can be connected and disconnected; a running one is
-//! refused, never accepted and dropped.
+//! `networks/`). Containers are connected and disconnected whether they run or not (see the
+//! port layer's `manager/live_net.rs`).
 
 mod create;
 mod view;
@@ -182,15 +182,14 @@ pub async fn connect(
     Ok(StatusCode::OK)
 }
 
-/// POST /networks/{id}/disconnect (`force` changes nothing: a stopped container's endpoint
-/// is only its record's).
+/// POST /networks/{id}/disconnect (`force`: a running container is taken off the network
+/// even when its guest does not answer).
 pub async fn disconnect(
     State(st): State<AppState>,
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> ApiResult<StatusCode> {
     let b: DisconnectBody = body(&bytes)?;
-    let _ = b.force;
-    st.containers.disconnect(&id, &b.container).await?;
+    st.containers.disconnect(&id, &b.container, b.force).await?;
     Ok(StatusCode::OK)
 }

@@ -13,6 +13,7 @@
 //!           ◄── SessionExit, output ──┘      protocol.rs: the host side's state machine
 //! ```
 
+mod control;
 pub(crate) mod launch;
 mod options;
 mod protocol;

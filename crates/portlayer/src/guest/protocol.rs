@@ -85,6 +85,11 @@ impl Protocol {
             GuestMsg::Exited { .. } => (self.hello && !self.exited_in_replay, "Exited"),
             GuestMsg::Resumed { .. } => (!self.start && self.hello && !self.resumed, "Resumed"),
             GuestMsg::Pong { .. } => (false, "Pong"),
+            // Which questions were asked, the session checks.
+            GuestMsg::InterfaceSet { .. } => (
+                (self.started || self.resumed) && !self.exited,
+                "InterfaceSet",
+            ),
         };
         if !allowed {
             return Err(format!(
@@ -100,7 +105,7 @@ impl Protocol {
             GuestMsg::SetupFailed { .. } | GuestMsg::SpawnFailed { .. } => self.failed = true,
             GuestMsg::Exited { .. } if self.start || self.resumed => self.exited = true,
             GuestMsg::Exited { .. } => self.exited_in_replay = true,
-            GuestMsg::Pong { .. } => {}
+            GuestMsg::Pong { .. } | GuestMsg::InterfaceSet { .. } => {}
         }
         Ok(())
     }
@@ -233,13 +238,14 @@ mod tests {
             GuestMsg::Exited { .. } => "Exited",
             GuestMsg::Resumed { .. } => "Resumed",
             GuestMsg::Pong { .. } => "Pong",
+            GuestMsg::InterfaceSet { .. } => "InterfaceSet",
         }
     }
 
     fn any_msg() -> impl Strategy<Value = GuestMsg> {
         // Mostly the main session, sometimes another.
         let session = prop::sample::select(vec![0u32, 0, 0, 1, 7]);
-        (0..8u8, session).prop_map(|(k, session)| match k {
+        (0..9u8, session).prop_map(|(k, session)| match k {
             0 => hello(),
             1 => GuestMsg::Ready,
             2 => GuestMsg::SetupFailed {
@@ -257,16 +263,50 @@ mod tests {
                 from: 0,
                 lost: 0,
             },
+            7 => GuestMsg::InterfaceSet {
+                seq: 1,
+                error: None,
+            },
             _ => GuestMsg::Pong { seq: 1 },
         })
     }
 
-    /// What the checker lets through, up to the first violation (which ends a session).
+    /// What the checker lets through, up to the first violation (which ends a session),
+    /// without the InterfaceSet answers it lets through while the process runs (checked in
+    /// `interface_answers_come_only_while_the_process_runs`).
     fn accepted(start: bool, msgs: &[GuestMsg]) -> Vec<&'static str> {
         let mut p = Protocol::new(start);
         msgs.iter()
             .map_while(|m| p.accept(m).ok().map(|()| name(m)))
+            .filter(|n| *n != "InterfaceSet")
             .collect()
+    }
+
+    #[test]
+    fn interface_answers_come_only_while_the_process_runs() {
+        let set = GuestMsg::InterfaceSet {
+            seq: 3,
+            error: None,
+        };
+        let mut p = Protocol::new(true);
+        p.accept(&hello()).unwrap();
+        assert!(p.accept(&set).is_err(), "before Started");
+        let mut p = Protocol::new(true);
+        for m in [
+            hello(),
+            GuestMsg::Ready,
+            GuestMsg::Started { session: 0, pid: 1 },
+        ] {
+            p.accept(&m).unwrap();
+        }
+        p.accept(&set).unwrap();
+        p.accept(&set).unwrap();
+        p.accept(&GuestMsg::Exited {
+            session: 0,
+            code: 0,
+        })
+        .unwrap();
+        assert!(p.accept(&set).is_err(), "after Exited");
     }
 
     fn prefix_of_one(trace: &[&str], paths: &[&[&str]]) -> bool {

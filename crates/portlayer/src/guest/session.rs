@@ -1,6 +1,8 @@
 //! Host side of the tether protocol for one powered-on VM: configures the guest, starts the
 //! main process, forwards stdin/signals/resizes, and reports output and the exit.
 
+use crate::guest::control::Asked;
+pub use crate::guest::control::{GuestControl, Undelivered};
 use crate::guest::protocol::Protocol;
 use crate::guest::Launch;
 use std::sync::Arc;
@@ -65,44 +67,6 @@ pub enum SessionExit {
     Exited(i32),
     /// The VM went away without reporting an exit (powered off from outside, crashed).
     Lost(String),
-}
-
-/// Why a control message did not reach the guest's queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Undelivered {
-    /// No session is running.
-    NotRunning,
-    /// The guest has not read [`CONTROL_QUEUE`] messages already queued.
-    NotReading,
-}
-
-/// Signals and resizes for a running session's main process, queued (bounded by
-/// [`CONTROL_QUEUE`]) and never waited for: a guest that has stopped reading is reported.
-#[derive(Debug, Clone)]
-pub struct GuestControl(mpsc::Sender<Frame>);
-
-impl GuestControl {
-    pub fn signal(&self, signal: i32) -> Result<(), Undelivered> {
-        self.send(&HostMsg::Signal {
-            session: MAIN_SESSION,
-            signal,
-        })
-    }
-
-    pub fn resize(&self, rows: u16, cols: u16) -> Result<(), Undelivered> {
-        self.send(&HostMsg::Resize {
-            session: MAIN_SESSION,
-            rows,
-            cols,
-        })
-    }
-
-    fn send(&self, msg: &HostMsg) -> Result<(), Undelivered> {
-        self.0.try_send(Frame::control(msg)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => Undelivered::NotReading,
-            mpsc::error::TrySendError::Closed(_) => Undelivered::NotRunning,
-        })
-    }
 }
 
 /// A running session.
@@ -206,6 +170,8 @@ async fn drive(
         }
     });
 
+    let asked = Arc::new(Asked::default());
+    let answers = asked.clone();
     let (started_tx, started_rx) = oneshot::channel::<Result<(), StartFailure>>();
     let (exit_tx, exit_rx) = oneshot::channel::<SessionExit>();
     let (off_tx, off_rx) = oneshot::channel::<String>();
@@ -290,6 +256,7 @@ async fn drive(
                             main_exit,
                         }) => {
                             tracing::debug!(version, kernel, configured, ?running, "tether hello");
+                            answers.hello(version);
                             match &mode {
                                 Mode::Start { setup, .. } => {
                                     send(HostMsg::Setup(Box::new(Launch::setup_now(setup))))
@@ -380,6 +347,12 @@ async fn drive(
                         // Said before the guest answered Resume: it says it again after the
                         // replay.
                         Ok(GuestMsg::Exited { .. }) if replaying => {}
+                        Ok(GuestMsg::InterfaceSet { seq, error }) => {
+                            if !answers.answer(seq, error) {
+                                let why = format!("InterfaceSet {seq}, which nobody asked for");
+                                break 'outer SessionExit::Lost(format!("{VIOLATION}: {why}"));
+                            }
+                        }
                         Ok(GuestMsg::Ready) => {
                             if let Mode::Start { process, .. } = &mode {
                                 send(HostMsg::Spawn {
@@ -465,7 +438,7 @@ async fn drive(
 
     match tokio::time::timeout(limit, started_rx).await {
         Ok(Ok(Ok(()))) => Ok(Session {
-            control: GuestControl(control_tx),
+            control: GuestControl::new(control_tx, asked),
             exit: exit_rx,
             vm_off: off_rx,
         }),

@@ -98,23 +98,29 @@ impl Containers {
         removed
     }
 
-    /// Attaches stopped container `ctr` to network `net` with what `req` asks (its links
-    /// naming containers); the interface is there from its next start.
+    /// Attaches container `ctr` to network `net` with what `req` asks (its links naming
+    /// containers): a stopped one from its next start, a running one at once (`live_net.rs`).
     pub async fn connect(&self, net: &str, ctr: &str, req: EndpointRequest) -> Result<(), Error> {
         let rec = self.get(ctr)?;
         let live = self
             .live(&rec.id)
             .ok_or_else(|| Error::NoSuchContainer(ctr.into()))?;
         let _op = live.op.lock().await;
-        let mut records = self.records();
         let net = self.network(net)?;
-        let rec = records
-            .get(&rec.id)
-            .ok_or_else(|| Error::NoSuchContainer(ctr.into()))?
-            .clone();
+        let rec = self.get(&rec.id)?;
         if rec.state.status == Status::Running {
-            return Err(running(&rec));
+            return self.connect_running(&live, rec, &net, req).await;
         }
+        self.connect_stopped(&rec.id, &net, req)
+    }
+
+    /// Records the endpoint of stopped container `id` on `net`.
+    fn connect_stopped(&self, id: &str, net: &Network, req: EndpointRequest) -> Result<(), Error> {
+        let mut records = self.records();
+        let rec = records
+            .get(id)
+            .ok_or_else(|| Error::NoSuchContainer(id.into()))?
+            .clone();
         if rec.spec.endpoints.iter().any(|e| e.network == net.name) {
             return Err(NetworkError::Forbidden(format!(
                 "endpoint with name {} already exists in network {}",
@@ -127,7 +133,7 @@ impl Containers {
             .values()
             .flat_map(|r| r.spec.endpoints.clone())
             .collect();
-        let ep = networks::endpoint(&net, &req, &taken)?;
+        let ep = networks::endpoint(net, &req, &taken)?;
         let mut updated = rec.clone();
         updated.spec.networks.push(net.name.clone());
         updated.spec.endpoint_requests.insert(net.name.clone(), req);
@@ -140,8 +146,9 @@ impl Containers {
         Ok(())
     }
 
-    /// Detaches stopped container `ctr` from network `net`.
-    pub async fn disconnect(&self, net: &str, ctr: &str) -> Result<(), Error> {
+    /// Detaches container `ctr` from network `net` (a running one at once; with `force`
+    /// even when its guest does not answer).
+    pub async fn disconnect(&self, net: &str, ctr: &str, force: bool) -> Result<(), Error> {
         let rec = self.get(ctr)?;
         let live = self
             .live(&rec.id)
@@ -149,15 +156,15 @@ impl Containers {
         let _op = live.op.lock().await;
         let net = self.network(net)?;
         let rec = self.get(&rec.id)?;
-        if rec.state.status == Status::Running {
-            return Err(running(&rec));
-        }
         if !rec.spec.endpoints.iter().any(|e| e.network == net.name) {
             return Err(NetworkError::Forbidden(format!(
                 "container {} is not connected to network {}",
                 rec.spec.name, net.name
             ))
             .into());
+        }
+        if rec.state.status == Status::Running {
+            return self.disconnect_running(&live, &rec, &net, force).await;
         }
         self.update(&rec.id, |r| {
             r.spec.networks.retain(|n| *n != net.name);
@@ -239,13 +246,6 @@ impl Containers {
     }
 }
 
-fn running(rec: &ContainerRecord) -> Error {
-    Error::Start(format!(
-        "container {} is running: vic connects and disconnects networks while a container is stopped",
-        rec.spec.name
-    ))
-}
-
 /// Refused for the predefined network and while a container is on it.
 fn check_removable<'a>(
     net: &Network,
@@ -267,7 +267,7 @@ fn check_removable<'a>(
 }
 
 /// `req` with each link's container (a name or ID as the user gave it) as a container ID.
-fn resolve_links<'a>(
+pub(super) fn resolve_links<'a>(
     mut req: EndpointRequest,
     records: impl Iterator<Item = &'a ContainerRecord> + Clone,
 ) -> Result<EndpointRequest, Error> {

@@ -166,6 +166,7 @@ impl Network {
             mac: mac_of(ip),
             aliases: Vec::new(),
             links: Vec::new(),
+            nic: None,
         }
     }
 }
@@ -187,6 +188,10 @@ pub struct Endpoint {
     /// Containers it reaches by another name (`--link`); only it sees these names.
     #[serde(default)]
     pub links: Vec<Link>,
+    /// Which of the running VM's interfaces carries it (set at start, and when it is
+    /// connected while the container runs).
+    #[serde(default)]
+    pub nic: Option<u8>,
 }
 
 /// A link: container `container` (an ID) is `alias` to the linking container.

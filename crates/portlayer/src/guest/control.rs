@@ -1,0 +1,142 @@
+//! What the host sends a running guest besides stdin: signals and resizes (queued, never
+//! waited for: a guest that has stopped reading is reported) and interface changes (a
+//! network connected or disconnected while the container runs), which the guest answers and
+//! the host waits for, bounded in number and in time.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tether_proto::{Frame, HostMsg, MAIN_SESSION, SET_INTERFACE_VERSION};
+use tokio::sync::{mpsc, oneshot};
+
+/// How long the guest may take to answer an interface change.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Interface changes waiting for the guest's answer at once.
+const MAX_ASKED: usize = 8;
+
+/// Why a control message did not reach the guest's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undelivered {
+    /// No session is running.
+    NotRunning,
+    /// The guest has not read [`super::session::CONTROL_QUEUE`] messages already queued.
+    NotReading,
+}
+
+/// The questions a session's guest has yet to answer, and the protocol version it speaks.
+#[derive(Debug, Default)]
+pub(crate) struct Asked {
+    pending: Mutex<HashMap<u64, oneshot::Sender<Option<String>>>>,
+    next: AtomicU64,
+    version: AtomicU32,
+}
+
+impl Asked {
+    /// The guest said Hello with `version`.
+    pub(crate) fn hello(&self, version: u32) {
+        self.version.store(version, Ordering::SeqCst);
+    }
+
+    /// Hands the guest's answer to question `seq` to whoever asked; false when nobody did
+    /// (a guest answering what it was not asked breaks the protocol).
+    pub(crate) fn answer(&self, seq: u64, error: Option<String>) -> bool {
+        let waiting = self.lock().remove(&seq);
+        match waiting {
+            Some(tx) => {
+                let _ = tx.send(error);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Option<String>>>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A running session's control: signals, resizes and interface changes.
+#[derive(Debug, Clone)]
+pub struct GuestControl {
+    tx: mpsc::Sender<Frame>,
+    asked: Arc<Asked>,
+}
+
+impl GuestControl {
+    pub(crate) fn new(tx: mpsc::Sender<Frame>, asked: Arc<Asked>) -> GuestControl {
+        GuestControl { tx, asked }
+    }
+
+    pub fn signal(&self, signal: i32) -> Result<(), Undelivered> {
+        self.send(&HostMsg::Signal {
+            session: MAIN_SESSION,
+            signal,
+        })
+    }
+
+    pub fn resize(&self, rows: u16, cols: u16) -> Result<(), Undelivered> {
+        self.send(&HostMsg::Resize {
+            session: MAIN_SESSION,
+            rows,
+            cols,
+        })
+    }
+
+    fn send(&self, msg: &HostMsg) -> Result<(), Undelivered> {
+        self.tx.try_send(Frame::control(msg)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => Undelivered::NotReading,
+            mpsc::error::TrySendError::Closed(_) => Undelivered::NotRunning,
+        })
+    }
+
+    /// Has the guest take the interface whose MAC is `find` down, give it MAC `mac` and,
+    /// with an `address`, that address, up; waits for its answer (at most
+    /// [`ANSWER_TIMEOUT`]).
+    pub async fn set_interface(
+        &self,
+        find: &str,
+        mac: &str,
+        address: Option<(Ipv4Addr, u8)>,
+    ) -> Result<(), String> {
+        let version = self.asked.version.load(Ordering::SeqCst);
+        if version < SET_INTERFACE_VERSION {
+            return Err(format!(
+                "the container's tether (protocol version {version}) cannot change its interfaces while it runs: restart the container first"
+            ));
+        }
+        let seq = self.asked.next.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = self.asked.lock();
+            if pending.len() >= MAX_ASKED {
+                return Err("too many interface changes under way in this container".into());
+            }
+            pending.insert(seq, tx);
+        }
+        let msg = HostMsg::SetInterface {
+            seq,
+            find: find.to_string(),
+            mac: mac.to_string(),
+            address,
+        };
+        if let Err(e) = self.send(&msg) {
+            self.asked.lock().remove(&seq);
+            return Err(format!("the guest cannot be told: {e:?}"));
+        }
+        match tokio::time::timeout(ANSWER_TIMEOUT, rx).await {
+            Ok(Ok(None)) => Ok(()),
+            Ok(Ok(Some(e))) => Err(format!("the guest could not set its interface: {e}")),
+            Ok(Err(_)) => Err("the container stopped before its guest answered".into()),
+            Err(_) => {
+                self.asked.lock().remove(&seq);
+                Err(format!(
+                    "the guest did not answer within {} s",
+                    ANSWER_TIMEOUT.as_secs()
+                ))
+            }
+        }
+    }
+}
