@@ -1,7 +1,8 @@
 //! SIGKILL of the appliance in the middle of network operations (`network create`, `network
-//! rm`, `network connect`, `run --network -p`) leaves nothing half done: no bridge without
-//! its network or network without its bridge, no address held twice, no tap or published
-//! port left behind; names resolve again afterwards.
+//! rm`, `network connect` of a stopped and of a running container, `run --network -p`)
+//! leaves nothing half done: no bridge without its network or network without its bridge, no
+//! address held twice, no tap or published port left behind, no endpoint of a running
+//! container that its guest does not have; names resolve again afterwards.
 
 mod common;
 
@@ -35,6 +36,21 @@ fn check_port(client: &Client, port: u16, when: &str) {
     );
 }
 
+/// A running container the record shows on `side` has that interface in its guest: it
+/// disconnects without --force (the guest finds the interface by the endpoint's MAC).
+fn check_live_endpoint(client: &Client, id: &str, when: &str) {
+    let nets = client.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+        id,
+    ]);
+    if nets.starts_with("running") && nets.contains("side") {
+        let o = client.run(&["network", "disconnect", "side", id]);
+        assert!(o.status.success(), "{when}: {}", stderr(&o));
+    }
+}
+
 #[test]
 #[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
 fn crashes_during_network_operations_leave_nothing_half_done() {
@@ -45,7 +61,13 @@ fn crashes_during_network_operations_leave_nothing_half_done() {
     let port = free_port();
 
     for delay_ms in [50u64, 400] {
-        for op in ["network create", "network rm", "connect", "run -p"] {
+        for op in [
+            "network create",
+            "network rm",
+            "connect",
+            "connect live",
+            "run -p",
+        ] {
             let made = format!("made-{delay_ms}");
             let doomed = format!("doomed-{delay_ms}");
             let stopped = match op {
@@ -57,13 +79,17 @@ fn crashes_during_network_operations_leave_nothing_half_done() {
                     .ok(&["create", "--network", "app", &image, "true"])
                     .trim()
                     .to_string(),
+                "connect live" => client
+                    .ok(&["run", "-d", "--network", "app", &image, "sleep", "300"])
+                    .trim()
+                    .to_string(),
                 _ => String::new(),
             };
             let published = format!("{port}:8080");
             let args: Vec<&str> = match op {
                 "network create" => vec!["network", "create", &made],
                 "network rm" => vec!["network", "rm", &doomed],
-                "connect" => vec!["network", "connect", "side", &stopped],
+                "connect" | "connect live" => vec!["network", "connect", "side", &stopped],
                 _ => vec![
                     "run",
                     "-d",
@@ -95,6 +121,9 @@ fn crashes_during_network_operations_leave_nothing_half_done() {
             let when = format!("{op} killed after {delay_ms} ms");
             check_invariants(&name, client, &when);
             check_port(client, port, &when);
+            if op == "connect live" {
+                check_live_endpoint(client, &stopped, &when);
+            }
         }
         for id in client.ok(&["ps", "-a", "-q"]).lines() {
             client.ok(&["rm", "-f", id]);

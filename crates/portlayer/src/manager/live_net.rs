@@ -139,6 +139,38 @@ impl Containers {
         Ok(())
     }
 
+    /// After a take-over: an endpoint of running container `rec` whose interface a crash
+    /// left unconfigured (a connect cut short) is attached and configured now; one the
+    /// guest already has is left alone (its interface no longer has the spare MAC).
+    pub(super) async fn heal_endpoints(&self, live: &Live, rec: &ContainerRecord) {
+        let Ok(control) = live.control() else {
+            return;
+        };
+        let nets = self.networks();
+        for (pos, ep) in rec.spec.endpoints.iter().enumerate().skip(1) {
+            let Some(net) = nets.iter().find(|n| n.name == ep.network) else {
+                continue;
+            };
+            let nic = usize::from(ep.nic.unwrap_or(pos as u8));
+            if let Err(e) = self
+                .inner
+                .backend
+                .attach_nic(&rec.id, nic, &net.backend_name())
+                .await
+            {
+                tracing::warn!(id = %rec.id, network = %net.name, "re-attaching an interface: {e}");
+                continue;
+            }
+            let spare = hypervisor::spare_mac(&rec.id, nic);
+            let healed = control
+                .set_interface(&spare, &ep.mac, Some((ep.ip, ep.prefix_len)))
+                .await;
+            if healed.is_ok() {
+                tracing::info!(id = %rec.id, network = %net.name, "an interface a crash left unconfigured is configured");
+            }
+        }
+    }
+
     /// Takes container `id`'s endpoint on network `name` out of its record.
     fn forget_endpoint(&self, id: &str, name: &str) -> Result<(), Error> {
         self.update(id, |r| {

@@ -100,6 +100,7 @@ impl Containers {
         }
         if let Ok(rec) = self.get(id) {
             self.republish(&live, &rec).await;
+            self.heal_endpoints(&live, &rec).await;
         }
         tracing::info!(%id, pid, "re-attached to a running container VM");
         let me = self.clone();
