@@ -309,11 +309,12 @@ fn a_running_container_is_connected_and_disconnected_without_a_restart() {
         &["--network", "front"],
         "hello-from-api",
     );
-    // Says every half second whether it reaches `api` by name.
+    // Says every half second whether it reaches `api` by name (a connection the disconnect
+    // cuts in the middle would wait for the server for ever: `timeout` ends it).
     let roamer = client
         .ok(&[
             "run", "-d", "--network", "back", image, "sh", "-c",
-            "while true; do if nc -w 1 api 8080 >/dev/null 2>&1; then echo up; else echo down; fi; sleep 0.5; done",
+            "while true; do if timeout 2 nc -w 1 api 8080 >/dev/null 2>&1; then echo up; else echo down; fi; sleep 0.5; done",
         ])
         .trim()
         .to_string();
