@@ -6,7 +6,20 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::qemu::PID_FILE;
-use crate::vm::is_our_qemu;
+
+/// Whether `pid` is a live process whose working directory is `dir` (our QEMU for this VM).
+pub(crate) fn is_our_qemu(pid: u32, dir: &Path) -> bool {
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"));
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // A zombie still has /proc entries but is no longer running.
+    let zombie = stat
+        .rsplit(')')
+        .next()
+        .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+    // A jailed QEMU's cwd reads as the path it was given (mirrored inside its jail).
+    let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    !zombie && cwd.is_ok_and(|c| c == canonical || c == dir)
+}
 
 /// The QEMU of the VM in `dir`, if it runs: the PID its `qemu.pid` names, running in that
 /// directory (or, as QEMUs of earlier versions were started, naming it on its command line).

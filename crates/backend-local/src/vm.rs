@@ -14,6 +14,7 @@ use tokio::net::UnixListener;
 use tokio::sync::watch;
 
 use crate::confine::Confinement;
+use crate::inventory::is_our_qemu;
 use crate::jail;
 use crate::qemu::{CONSOLE_LOG, PID_FILE, ROOT_DISK, TETHER_SOCK};
 use crate::uids::Claims;
@@ -70,20 +71,6 @@ fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join(" | ")
-}
-
-/// Whether `pid` is a live process whose working directory is `dir` (our QEMU for this VM).
-pub(crate) fn is_our_qemu(pid: u32, dir: &Path) -> bool {
-    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"));
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // A zombie still has /proc entries but is no longer running.
-    let zombie = stat
-        .rsplit(')')
-        .next()
-        .is_some_and(|rest| rest.trim_start().starts_with('Z'));
-    // A jailed QEMU's cwd reads as the path it was given (mirrored inside its jail).
-    let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    !zombie && cwd.is_ok_and(|c| c == canonical || c == dir)
 }
 
 fn kill(pid: u32) {
