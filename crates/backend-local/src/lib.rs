@@ -441,6 +441,13 @@ impl Backend for LocalBackend {
         self.net()?.dial(to).await
     }
 
+    async fn dial_udp(
+        &self,
+        to: std::net::SocketAddrV4,
+    ) -> Result<tokio::net::UdpSocket, BackendError> {
+        self.net()?.dial_udp(to)
+    }
+
     async fn create_vm(&self, vm: &VmConfig) -> Result<(), BackendError> {
         check_id("VM", &vm.id)?;
         if let Some(bad) = vm.nics.iter().find(|n| !qemu::valid_mac(&n.mac)) {

@@ -336,16 +336,15 @@ pub(crate) fn pass_fds(fds: &[i32]) -> std::io::Result<()> {
 }
 
 impl VchNet {
-    /// A TCP connection to `to` from inside the namespace: the socket is made there (by a
-    /// thread that enters it; a socket keeps the namespace it was made in) and connected from
-    /// the runtime, within [`DIAL_TIMEOUT`].
-    pub async fn dial(&self, to: SocketAddrV4) -> Result<tokio::net::TcpStream, BackendError> {
-        let fd = self.inside("making a socket", || {
+    /// A new non-blocking socket of `kind` (`SOCK_STREAM`, `SOCK_DGRAM`) made inside the
+    /// namespace, by a thread that enters it: a socket keeps the namespace it was made in.
+    fn socket_inside(&self, kind: libc::c_int) -> Result<OwnedFd, BackendError> {
+        self.inside("making a socket", move || {
             // SAFETY: socket(2) with constant arguments; the fd is owned right below.
             let fd = unsafe {
                 libc::socket(
                     libc::AF_INET,
-                    libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                    kind | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
                     0,
                 )
             };
@@ -354,7 +353,13 @@ impl VchNet {
             }
             // SAFETY: fd was just returned by socket(2) and is not owned elsewhere.
             Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-        })?;
+        })
+    }
+
+    /// A TCP connection to `to` from inside the namespace, connected from the runtime within
+    /// [`DIAL_TIMEOUT`].
+    pub async fn dial(&self, to: SocketAddrV4) -> Result<tokio::net::TcpStream, BackendError> {
+        let fd = self.socket_inside(libc::SOCK_STREAM)?;
         // SAFETY: `fd` is an unconnected, non-blocking TCP socket we own.
         let socket = unsafe { tokio::net::TcpSocket::from_raw_fd(fd.into_raw_fd()) };
         match tokio::time::timeout(DIAL_TIMEOUT, socket.connect(to.into())).await {
@@ -365,6 +370,18 @@ impl VchNet {
                 DIAL_TIMEOUT.as_secs()
             ))),
         }
+    }
+
+    /// A UDP socket inside the namespace, connected to `to` (it sends there and hears only
+    /// from there).
+    pub fn dial_udp(&self, to: SocketAddrV4) -> Result<tokio::net::UdpSocket, BackendError> {
+        let fd = self.socket_inside(libc::SOCK_DGRAM)?;
+        let socket = std::net::UdpSocket::from(fd);
+        socket
+            .connect(to)
+            .map_err(|e| failed(format!("addressing {to}: {e}")))?;
+        tokio::net::UdpSocket::from_std(socket)
+            .map_err(|e| failed(format!("registering a UDP socket: {e}")))
     }
 }
 

@@ -115,7 +115,7 @@ pub fn container_summary(c: &ContainerRecord, now: DateTime<Utc>) -> Value {
             "IP": p.host_ip.to_string(),
             "PrivatePort": p.container_port,
             "PublicPort": p.host_port,
-            "Type": "tcp",
+            "Type": p.proto.as_str(),
         })).collect::<Vec<_>>(),
         "Labels": c.spec.labels,
         "State": c.state.status.as_str(),
@@ -188,7 +188,7 @@ fn published(c: &ContainerRecord) -> Value {
     let mut out = serde_json::Map::new();
     for p in running_ports(c) {
         let entry = out
-            .entry(format!("{}/tcp", p.container_port))
+            .entry(format!("{}/{}", p.container_port, p.proto.as_str()))
             .or_insert_with(|| json!([]));
         if let Some(list) = entry.as_array_mut() {
             list.push(

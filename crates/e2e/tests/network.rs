@@ -206,6 +206,33 @@ fn read_published(port: u16) -> String {
     )
 }
 
+/// Sends `word` from a new socket to 127.0.0.1:`port` and returns the reply, trying for up to
+/// 30 s while the container's server comes up.
+fn ask_udp(port: u16, word: &str) -> String {
+    eventually(
+        "a reply on the published UDP port",
+        Duration::from_secs(30),
+        || {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+            s.send_to(word.as_bytes(), ("127.0.0.1", port)).ok()?;
+            let mut buf = [0u8; 256];
+            let n = s.recv(&mut buf).ok()?;
+            Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+        },
+    )
+}
+
+/// The host port `docker port CTR` maps `key` (`53/udp`) to on 127.0.0.1.
+fn mapped(client: &Client, ctr: &str, key: &str) -> u16 {
+    let mapping = client.ok(&["port", ctr, key]);
+    mapping
+        .trim()
+        .strip_prefix("127.0.0.1:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("docker port {key}: {mapping}"))
+}
+
 #[test]
 #[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
 fn published_ports_carry_connections_and_close_when_the_container_stops() {
@@ -231,8 +258,43 @@ fn published_ports_carry_connections_and_close_when_the_container_stops() {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("docker port: {mapping}"));
     assert_eq!(read_published(port).trim(), "hello-published");
-    let ps = client.ok(&["ps", "--format", "{{.Ports}}"]);
+    let ps = client.ok(&[
+        "ps",
+        "--format",
+        "{{.Ports}}",
+        "--filter",
+        &format!("id={web}"),
+    ]);
     assert_eq!(ps.trim(), format!("127.0.0.1:{port}->8080/tcp"));
+
+    // UDP: an echo server (Debian's socat) behind a published UDP port; two clients each get
+    // their own replies.
+    let socat = format!("{}/socat", registry());
+    let echo = client
+        .ok(&[
+            "run",
+            "-d",
+            "-p",
+            "127.0.0.1::53/udp",
+            &socat,
+            "socat",
+            "-T2",
+            "UDP4-RECVFROM:53,fork",
+            "EXEC:cat",
+        ])
+        .trim()
+        .to_string();
+    let udp = mapped(client, &echo, "53/udp");
+    assert_eq!(ask_udp(udp, "ping-a"), "ping-a");
+    assert_eq!(ask_udp(udp, "ping-b"), "ping-b");
+    let ps = client.ok(&[
+        "ps",
+        "--format",
+        "{{.Ports}}",
+        "--filter",
+        &format!("id={echo}"),
+    ]);
+    assert_eq!(ps.trim(), format!("127.0.0.1:{udp}->53/udp"));
 
     // A port that is taken fails the start in dockerd's words; the container is not running.
     let taken = client.run(&[
@@ -274,8 +336,15 @@ fn published_ports_carry_connections_and_close_when_the_container_stops() {
         (appliance_pid(&vch.name) != pid && client.run(&["version"]).status.success()).then_some(())
     });
     assert_eq!(read_published(port).trim(), "hello-published");
+    assert_eq!(mapped(client, &echo, "53/udp"), udp, "the same host port");
+    assert_eq!(ask_udp(udp, "ping-again"), "ping-again");
 
     // Stopped, the port is closed and the mapping gone.
+    client.ok(&["stop", "-t", "1", &echo]);
+    assert!(
+        std::net::UdpSocket::bind(("127.0.0.1", udp)).is_ok(),
+        "the UDP port is free once the container stops"
+    );
     client.ok(&["stop", "-t", "1", &web]);
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),

@@ -34,6 +34,8 @@ pub struct FakeBackend {
     report_on: AtomicBool,
     /// Call name (`"power_on"`) → the message its next call fails with.
     failures: Mutex<HashMap<&'static str, String>>,
+    /// Where `dial_udp` connects instead of the address asked (a stand-in for a container).
+    udp_peer: Mutex<Option<std::net::SocketAddr>>,
 }
 
 fn short(id: &str) -> &str {
@@ -48,6 +50,7 @@ impl FakeBackend {
             inventory: Mutex::default(),
             report_on: AtomicBool::new(false),
             failures: Mutex::default(),
+            udp_peer: Mutex::default(),
         }
     }
 
@@ -64,6 +67,11 @@ impl FakeBackend {
     /// Whether `power_state` reports VMs on (else off).
     pub fn report_on(&self, on: bool) {
         self.report_on.store(on, Ordering::SeqCst);
+    }
+
+    /// Makes `dial_udp` connect to `peer` (on this host) whatever address it is asked for.
+    pub fn dial_udp_to(&self, peer: std::net::SocketAddr) {
+        *self.udp_peer.lock().unwrap_or_else(|e| e.into_inner()) = Some(peer);
     }
 
     /// Makes the next call named `call` (`"create_vm"`, `"power_on"`, …) fail with `message`.
@@ -151,6 +159,24 @@ impl Backend for FakeBackend {
         Err(BackendError::Failed(
             "the fake backend has no network".into(),
         ))
+    }
+    async fn dial_udp(
+        &self,
+        to: std::net::SocketAddrV4,
+    ) -> Result<tokio::net::UdpSocket, BackendError> {
+        self.call("dial_udp", &to.to_string())?;
+        let peer = *self.udp_peer.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(peer) = peer else {
+            return Err(BackendError::Failed(
+                "the fake backend has no network".into(),
+            ));
+        };
+        let failed = |e: std::io::Error| BackendError::Failed(format!("a fake UDP socket: {e}"));
+        let s = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .map_err(failed)?;
+        s.connect(peer).await.map_err(failed)?;
+        Ok(s)
     }
     async fn create_vm(&self, vm: &VmConfig) -> Result<(), BackendError> {
         self.call("create_vm", short(&vm.id))

@@ -179,6 +179,13 @@ pub trait Backend: Send + Sync + 'static {
     async fn dial(&self, to: std::net::SocketAddrV4)
         -> Result<tokio::net::TcpStream, BackendError>;
 
+    /// A UDP socket on the backend's side of its networks, connected to `to` (published UDP
+    /// ports are relayed through it).
+    async fn dial_udp(
+        &self,
+        to: std::net::SocketAddrV4,
+    ) -> Result<tokio::net::UdpSocket, BackendError>;
+
     /// Creates the VM and its copy-on-write root disk. Does not power it on.
     async fn create_vm(&self, vm: &VmConfig) -> Result<(), BackendError>;
 

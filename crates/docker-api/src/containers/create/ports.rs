@@ -1,39 +1,42 @@
 //! `-p`/`--publish` and `-P`/`--publish-all`: Docker's `HostConfig.PortBindings` and
-//! `PublishAllPorts` turned into the port layer's TCP bindings, or refused in Docker's or
-//! VIC's words. Host port ranges are refused as VIC refuses them; UDP and IPv6 host
-//! addresses are refused until they are carried.
+//! `PublishAllPorts` turned into the port layer's TCP and UDP bindings, or refused in
+//! Docker's or VIC's words. Host port ranges are refused as VIC refuses them; SCTP and IPv6
+//! host addresses are refused until they are carried.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-use portlayer::ports::PortBinding;
+use portlayer::ports::{PortBinding, Proto};
 use serde_json::Value;
 
 use super::config::ContainerConfig;
 use super::host_config::HostConfig;
 use crate::ApiError;
 
-/// `PORT` or `PORT/PROTO` as Docker keys ports; only TCP is carried.
-fn container_port(key: &str) -> Result<u16, ApiError> {
+/// `PORT` or `PORT/PROTO` as Docker keys ports; TCP and UDP are carried.
+fn container_port(key: &str) -> Result<(u16, Proto), ApiError> {
     let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
-    match proto.to_ascii_lowercase().as_str() {
-        "tcp" => {}
-        "udp" | "sctp" => {
-            return Err(ApiError::bad_request(format!(
-                "publishing {proto} ports is not supported by vic yet: only tcp"
-            )))
+    let proto = match proto.to_ascii_lowercase().as_str() {
+        "tcp" => Proto::Tcp,
+        "udp" => Proto::Udp,
+        "sctp" => {
+            return Err(ApiError::bad_request(
+                "publishing sctp ports is not supported by vic yet: only tcp and udp",
+            ))
         }
         _ => return Err(ApiError::bad_request(format!("invalid proto: {proto}"))),
-    }
+    };
     if port.contains('-') {
         return Err(ApiError::bad_request(
             "host port ranges are not supported for port bindings",
         ));
     }
-    port.parse::<u16>()
+    let port = port
+        .parse::<u16>()
         .ok()
         .filter(|p| *p != 0)
-        .ok_or_else(|| ApiError::bad_request(format!("invalid containerPort: {port}")))
+        .ok_or_else(|| ApiError::bad_request(format!("invalid containerPort: {port}")))?;
+    Ok((port, proto))
 }
 
 fn host_port(s: &str) -> Result<u16, ApiError> {
@@ -60,7 +63,7 @@ fn host_ip(s: &str) -> Result<Ipv4Addr, ApiError> {
     })
 }
 
-/// The TCP ports the image and the create body expose (`-P` publishes each).
+/// The ports the image and the create body expose (`-P` publishes each).
 fn exposed(c: &ContainerConfig, image_config: &Value) -> Vec<String> {
     let mut keys: BTreeSet<String> = c
         .exposed_ports
@@ -101,10 +104,11 @@ pub fn bindings(
 ) -> Result<Vec<PortBinding>, ApiError> {
     let mut out = Vec::new();
     for (key, list) in h.port_bindings.iter().flatten() {
-        let container_port = container_port(key)?;
+        let (container_port, proto) = container_port(key)?;
         for b in list.iter().flatten() {
             out.push(PortBinding {
                 container_port,
+                proto,
                 host_ip: host_ip(b.host_ip.as_deref().unwrap_or(""))?,
                 host_port: host_port(b.host_port.as_deref().unwrap_or(""))?,
             });
@@ -112,6 +116,7 @@ pub fn bindings(
         if list.as_ref().is_none_or(|l| l.is_empty()) {
             out.push(PortBinding {
                 container_port,
+                proto,
                 host_ip: Ipv4Addr::UNSPECIFIED,
                 host_port: 0,
             });
@@ -119,13 +124,17 @@ pub fn bindings(
     }
     if h.publish_all_ports == Some(true) {
         for key in exposed(c, image_config) {
-            if key.ends_with("/udp") || key.ends_with("/sctp") {
+            if key.ends_with("/sctp") {
                 continue; // -P publishes what it can carry, as dockerd skips what it cannot
             }
-            let port = container_port(&key)?;
-            if !out.iter().any(|b| b.container_port == port) {
+            let (port, proto) = container_port(&key)?;
+            if !out
+                .iter()
+                .any(|b| b.container_port == port && b.proto == proto)
+            {
                 out.push(PortBinding {
                     container_port: port,
+                    proto,
                     host_ip: Ipv4Addr::UNSPECIFIED,
                     host_port: 0,
                 });
@@ -159,7 +168,8 @@ mod tests {
         let c = ContainerConfig::default();
         let h = hc(json!({ "PortBindings": {
             "80/tcp": [{ "HostIp": "127.0.0.1", "HostPort": "8080" }, { "HostPort": "" }],
-            "443": [{}]
+            "443": [{}],
+            "53/udp": [{ "HostPort": "5353" }]
         }}));
         let b = bindings(&h, &c, &json!({}), "default").unwrap();
         assert_eq!(
@@ -167,16 +177,25 @@ mod tests {
             [
                 PortBinding {
                     container_port: 443,
+                    proto: Proto::Tcp,
                     host_ip: Ipv4Addr::UNSPECIFIED,
                     host_port: 0
                 },
                 PortBinding {
+                    container_port: 53,
+                    proto: Proto::Udp,
+                    host_ip: Ipv4Addr::UNSPECIFIED,
+                    host_port: 5353
+                },
+                PortBinding {
                     container_port: 80,
+                    proto: Proto::Tcp,
                     host_ip: Ipv4Addr::LOCALHOST,
                     host_port: 8080
                 },
                 PortBinding {
                     container_port: 80,
+                    proto: Proto::Tcp,
                     host_ip: Ipv4Addr::UNSPECIFIED,
                     host_port: 0
                 },
@@ -185,14 +204,17 @@ mod tests {
     }
 
     #[test]
-    fn publish_all_takes_the_images_and_the_bodys_tcp_ports() {
+    fn publish_all_takes_the_images_and_the_bodys_ports() {
         let c: ContainerConfig =
             serde_json::from_value(json!({ "ExposedPorts": { "9000/tcp": {} } })).unwrap();
         let h = hc(json!({ "PublishAllPorts": true }));
-        let image = json!({ "ExposedPorts": { "80/tcp": {}, "53/udp": {} } });
+        let image = json!({ "ExposedPorts": { "80/tcp": {}, "53/udp": {}, "7/sctp": {} } });
         let b = bindings(&h, &c, &image, "bridge").unwrap();
-        let ports: Vec<u16> = b.iter().map(|b| b.container_port).collect();
-        assert_eq!(ports, [80, 9000]);
+        let ports: Vec<(u16, Proto)> = b.iter().map(|b| (b.container_port, b.proto)).collect();
+        assert_eq!(
+            ports,
+            [(53, Proto::Udp), (80, Proto::Tcp), (9000, Proto::Tcp)]
+        );
         assert!(b.iter().all(|b| b.host_port == 0));
     }
 
@@ -203,8 +225,8 @@ mod tests {
             err(range, "default"),
             "host port ranges are not supported for port bindings"
         );
-        let udp = json!({ "PortBindings": { "53/udp": [{ "HostPort": "53" }] } });
-        assert!(err(udp, "default").contains("publishing udp ports is not supported"));
+        let sctp = json!({ "PortBindings": { "7/sctp": [{ "HostPort": "7" }] } });
+        assert!(err(sctp, "default").contains("publishing sctp ports is not supported"));
         let v6 = json!({ "PortBindings": { "80/tcp": [{ "HostIp": "::", "HostPort": "1" }] } });
         assert!(err(v6, "default").contains("IPv4 addresses only"));
         let bad = json!({ "PortBindings": { "80/tcp": [{ "HostPort": "http" }] } });

@@ -1,5 +1,6 @@
 //! Published ports: a listener on the host per `-p` binding, each connection carried to the
-//! container's address on its network through the backend ([`hypervisor::Backend::dial`]).
+//! container's address on its network through the backend ([`hypervisor::Backend::dial`]);
+//! UDP ports are relayed datagram by datagram (see `udp.rs`).
 //!
 //! ```text
 //!   client ─► HOST_IP:HOST_PORT (listener, appliance) ─► backend.dial(CONTAINER_IP:PORT) ─► VM
@@ -15,20 +16,50 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 /// Connections one binding carries at once.
 pub const MAX_CONNECTIONS: usize = 256;
 
-/// One published TCP port: `host_ip:host_port` on the host to `container_port` in the
-/// container; `host_port` 0 asks for any free port.
+mod udp;
+
+/// The transport a binding carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    /// As Docker writes it after the port (`80/tcp`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+/// One published port: `host_ip:host_port` on the host to `container_port` in the container;
+/// `host_port` 0 asks for any free port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortBinding {
     pub container_port: u16,
+    /// Records written before UDP was carried have none: TCP.
+    #[serde(default)]
+    pub proto: Proto,
     pub host_ip: Ipv4Addr,
     pub host_port: u16,
+}
+
+/// A bound host socket of either transport.
+enum Listener {
+    Tcp(TcpListener),
+    Udp(UdpSocket),
 }
 
 /// A port that cannot be published, in dockerd's words.
@@ -42,7 +73,7 @@ pub struct PublishError {
 
 /// Listeners bound for a container, not yet serving.
 pub struct Bound {
-    listeners: Vec<(PortBinding, TcpListener)>,
+    listeners: Vec<(PortBinding, Listener)>,
 }
 
 impl Bound {
@@ -51,7 +82,7 @@ impl Bound {
         let mut listeners = Vec::new();
         for b in bindings {
             let addr = SocketAddrV4::new(b.host_ip, b.host_port);
-            let l = TcpListener::bind(addr).await.map_err(|e| PublishError {
+            let taken = |e: std::io::Error| PublishError {
                 name: name.to_string(),
                 addr,
                 why: if e.kind() == std::io::ErrorKind::AddrInUse {
@@ -59,8 +90,16 @@ impl Bound {
                 } else {
                     e.to_string()
                 },
-            })?;
-            let port = l.local_addr().map(|a| a.port()).unwrap_or(b.host_port);
+            };
+            let l = match b.proto {
+                Proto::Tcp => Listener::Tcp(TcpListener::bind(addr).await.map_err(taken)?),
+                Proto::Udp => Listener::Udp(UdpSocket::bind(addr).await.map_err(taken)?),
+            };
+            let port = match &l {
+                Listener::Tcp(l) => l.local_addr(),
+                Listener::Udp(l) => l.local_addr(),
+            };
+            let port = port.map(|a| a.port()).unwrap_or(b.host_port);
             listeners.push((
                 PortBinding {
                     host_port: port,
@@ -85,7 +124,10 @@ impl Bound {
             .into_iter()
             .map(|(b, l)| {
                 let to = SocketAddrV4::new(ip, b.container_port);
-                tokio::spawn(accept_loop(l, backend.clone(), to))
+                match l {
+                    Listener::Tcp(l) => tokio::spawn(accept_loop(l, backend.clone(), to)),
+                    Listener::Udp(s) => tokio::spawn(udp::relay(s, backend.clone(), to)),
+                }
             })
             .collect();
         Published { tasks }
@@ -144,6 +186,7 @@ mod tests {
     fn on(port: u16) -> PortBinding {
         PortBinding {
             container_port: 80,
+            proto: Proto::Tcp,
             host_ip: Ipv4Addr::LOCALHOST,
             host_port: port,
         }
