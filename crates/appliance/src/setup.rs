@@ -233,6 +233,8 @@ mod tests {
             source: "br0".into(),
             gateway: None,
             ip_range: None,
+            dns: Vec::new(),
+            firewall: vch_config::Firewall::Published,
         });
         let err = refuse_unsupported(&c).unwrap_err().to_string();
         assert!(

@@ -17,6 +17,7 @@
 //! refuses a newer one (an appliance never runs on settings it cannot read); unknown fields
 //! are refused too, so nothing vic-machine asks for is dropped silently.
 
+mod container_net;
 mod settings;
 
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use container_net::{check_container_networks, ContainerNetwork, Firewall};
 pub use settings::{
     check_name_convention, parse_bridge_range, parse_dns_server, parse_volume_store, BridgeRange,
     SettingError, Settings, VolumeStore, DEFAULT_BRIDGE_RANGE, MAX_VM_NAME_LEN, SHORT_ID_LEN,
@@ -52,9 +54,10 @@ pub struct ApplianceConfig {
     pub tls: Option<TlsFiles>,
     /// Registries, DNS, limits, volume stores, naming, debug level.
     pub settings: Settings,
-    /// Container networks (VIC's `--container-network`). An appliance refuses any it
-    /// cannot serve rather than run without them.
-    #[serde(default)]
+    /// Container networks (VIC's `--container-network`). Left out when there are none, so
+    /// that an appliance from before them still reads the document; one that cannot serve
+    /// them refuses to start rather than run without them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<ContainerNetwork>,
 }
 
@@ -83,22 +86,6 @@ pub struct TlsFiles {
     /// any client may connect.
     #[serde(default)]
     pub client_cas: Vec<PathBuf>,
-}
-
-/// A container network as VIC's `--container-network` names one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ContainerNetwork {
-    /// The name containers use (`docker run --net NAME`).
-    pub name: String,
-    /// The host-side network it is attached to.
-    pub source: String,
-    /// `GATEWAY/PREFIX`, when containers get addresses from the VCH.
-    #[serde(default)]
-    pub gateway: Option<String>,
-    /// Address range handed to containers, e.g. `10.0.0.10-10.0.0.99`.
-    #[serde(default)]
-    pub ip_range: Option<String>,
 }
 
 /// Why a document cannot be used.
@@ -201,6 +188,7 @@ impl ApplianceConfig {
             return Err(ConfigError::Relative(what));
         }
         self.settings.check()?;
+        check_container_networks(&self.networks)?;
         Ok(())
     }
 

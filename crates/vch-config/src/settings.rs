@@ -113,6 +113,8 @@ pub enum SettingError {
     Debug(u8),
     #[error("Invalid bridge network range {0}: it must be an IPv4 network of /16 or larger, e.g. 172.16.0.0/12")]
     BridgeRange(String),
+    #[error("{0}")]
+    ContainerNetwork(String),
 }
 
 /// VIC's longest VM name, and the length of the short ID `{id}` stands for.

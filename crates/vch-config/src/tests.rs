@@ -146,8 +146,72 @@ fn networks_default_to_none_and_round_trip() {
         source: "br0".into(),
         gateway: Some("10.1.0.1/24".into()),
         ip_range: None,
+        dns: vec!["10.1.0.53".parse().unwrap()],
+        firewall: Firewall::Outbound,
     });
     assert_eq!(load_value(&doc(&c)).unwrap(), c);
+}
+
+fn cn(source: &str, gateway: Option<&str>, range: Option<&str>) -> ContainerNetwork {
+    ContainerNetwork {
+        name: "routable".into(),
+        source: source.into(),
+        gateway: gateway.map(Into::into),
+        ip_range: range.map(Into::into),
+        dns: Vec::new(),
+        firewall: Firewall::default(),
+    }
+}
+
+#[test]
+fn container_networks_take_vics_forms_and_refuse_what_cannot_work() {
+    let ip = |s: &str| s.parse::<std::net::Ipv4Addr>().unwrap();
+    let whole = cn("br0", Some("10.9.0.1/24"), None);
+    assert_eq!(whole.ip_span().unwrap(), (ip("10.9.0.1"), ip("10.9.0.254")));
+    assert_eq!(whole.bridge(), (None, "br0"));
+    let dashed = cn(
+        "testns/br0",
+        Some("10.9.0.1/24"),
+        Some("10.9.0.100-10.9.0.120"),
+    );
+    assert_eq!(
+        dashed.ip_span().unwrap(),
+        (ip("10.9.0.100"), ip("10.9.0.120"))
+    );
+    assert_eq!(dashed.bridge(), (Some("testns"), "br0"));
+    let cidr = cn("br0", Some("10.9.0.1/24"), Some("10.9.0.128/25"));
+    assert_eq!(
+        cidr.ip_span().unwrap(),
+        (ip("10.9.0.128"), ip("10.9.0.254"))
+    );
+    assert_eq!(Firewall::default(), Firewall::Published, "VIC's default");
+    assert_eq!("peers".parse::<Firewall>().unwrap(), Firewall::Peers);
+    assert!("wide".parse::<Firewall>().is_err());
+
+    let no_gateway = cn("br0", None, None).check().unwrap_err().to_string();
+    assert!(
+        no_gateway.contains("--container-network-gateway br0:GATEWAY/PREFIX is required"),
+        "{no_gateway}"
+    );
+    let outside = cn("br0", Some("10.9.0.1/24"), Some("10.9.1.1-10.9.1.9")).check();
+    assert!(outside
+        .unwrap_err()
+        .to_string()
+        .contains("not inside the gateway's subnet"));
+    for bad in ["", "a/b/c", "way-too-long-bridge-name", "br 0"] {
+        assert!(
+            cn(bad, Some("10.9.0.1/24"), None).check().is_err(),
+            "{bad:?}"
+        );
+    }
+    let mut named = whole.clone();
+    named.name = "bridge".into();
+    assert!(named.check().is_err(), "Docker's own names are taken");
+    let twice = check_container_networks(&[whole.clone(), whole]);
+    assert!(twice
+        .unwrap_err()
+        .to_string()
+        .contains("share a name or a host network"));
 }
 
 #[test]
