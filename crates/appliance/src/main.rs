@@ -98,7 +98,6 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = vch_config::load_file(&args.config)?;
-    setup::refuse_unsupported(&config)?;
     // Checked first: a bad certificate stops the appliance before it starts anything.
     let tls = match &config.tls {
         Some(t) => Some(

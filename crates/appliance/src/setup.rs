@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use imagec::pull::RegistryOptions;
 use vch_config::{ApplianceConfig, BackendConfig};
 
@@ -33,20 +33,8 @@ pub fn backend(
     }
 }
 
-/// Refuses what the document asks for that this appliance cannot serve yet, before anything
-/// starts: nothing configured is dropped silently.
-pub fn refuse_unsupported(config: &ApplianceConfig) -> anyhow::Result<()> {
-    if let Some(n) = config.networks.first() {
-        bail!(
-            "container network {:?} is configured, but this appliance does not serve container networks yet",
-            n.name
-        );
-    }
-    Ok(())
-}
-
-/// The predefined network `bridge`, on the first /16 of the bridge range, and the /16s
-/// after it, which user networks take.
+/// The predefined network `bridge`, on the first /16 of the bridge range, the VCH's
+/// container networks, and the /16s after `bridge`'s, which user networks take.
 pub fn networks(
     config: &ApplianceConfig,
 ) -> anyhow::Result<(Vec<portlayer::Network>, Vec<portlayer::networks::Cidr>)> {
@@ -61,7 +49,11 @@ pub fn networks(
             prefix_len: 16,
         })
         .collect();
-    Ok((vec![portlayer::Network::bridge(subnet)], pools))
+    let mut nets = vec![portlayer::Network::bridge(subnet)];
+    for c in &config.networks {
+        nets.push(portlayer::Network::container_network(c)?);
+    }
+    Ok((nets, pools))
 }
 
 /// The port layer's limits.
@@ -214,7 +206,7 @@ mod tests {
     }
 
     #[test]
-    fn volume_stores_are_made_and_networks_refused() {
+    fn volume_stores_are_made_and_container_networks_served() {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().join("vols/default");
         let mut c = config(Settings {
@@ -227,19 +219,17 @@ mod tests {
         prepare_volume_stores(&c).unwrap();
         assert!(dir.is_dir());
         assert_eq!(storage(&c).volume_stores()[0].label, "default");
-        refuse_unsupported(&c).unwrap();
         c.networks.push(ContainerNetwork {
             name: "public".into(),
             source: "br0".into(),
-            gateway: None,
+            gateway: Some("10.9.0.1/24".into()),
             ip_range: None,
             dns: Vec::new(),
             firewall: vch_config::Firewall::Published,
         });
-        let err = refuse_unsupported(&c).unwrap_err().to_string();
-        assert!(
-            err.contains("does not serve container networks yet"),
-            "{err}"
-        );
+        let (nets, _) = networks(&c).unwrap();
+        let names: Vec<&str> = nets.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["bridge", "public"]);
+        assert!(nets[1].external.is_some());
     }
 }

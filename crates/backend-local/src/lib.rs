@@ -27,6 +27,7 @@ mod cgroup;
 mod cmd;
 mod confine;
 mod disk;
+mod external;
 pub mod inventory;
 mod jail;
 pub mod net;
@@ -108,8 +109,9 @@ pub struct LocalBackend {
     image_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     vms: vm::Vms,
     net: Option<net::VchNet>,
-    /// The networks made isolated (`NetworkSpec::isolated`): their taps are isolated ports.
-    isolated: Mutex<std::collections::HashSet<String>>,
+    /// The networks made, by name: whether their taps are isolated ports, whether they are
+    /// outside the VCH (container networks).
+    specs: Mutex<HashMap<String, NetworkSpec>>,
 }
 
 fn failed(msg: impl Into<String>) -> BackendError {
@@ -163,21 +165,40 @@ impl LocalBackend {
         }
         let net = self.net()?;
         let mut fds = Vec::new();
-        for (i, nic) in nics.iter().enumerate() {
-            let isolated = self.is_isolated(&nic.network);
-            fds.push(net.open_tap(&net::tap_of(id, i), Some(&nic.network), isolated)?);
-        }
-        for i in nics.len()..nics.len() + hypervisor::SPARE_NICS {
+        for i in 0..nics.len() + hypervisor::SPARE_NICS {
             fds.push(net.open_tap(&net::tap_of(id, i), None, false)?);
+            if let Some(nic) = nics.get(i) {
+                self.attach_tap(id, i, nic)?;
+            }
         }
         Ok(fds)
     }
 
-    fn is_isolated(&self, network: &str) -> bool {
-        self.isolated
+    /// Puts VM `id`'s tap `index` on `nic`'s network: an isolated port on an isolated
+    /// network, with the ports it publishes let in on a container network.
+    fn attach_tap(
+        &self,
+        id: &str,
+        index: usize,
+        nic: &hypervisor::Nic,
+    ) -> Result<(), BackendError> {
+        let spec = self
+            .specs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .contains(network)
+            .get(&nic.network)
+            .cloned();
+        let net = self.net()?;
+        let tap = net::tap_of(id, index);
+        net.attach(
+            &tap,
+            &nic.network,
+            spec.as_ref().is_some_and(|s| s.isolated),
+        )?;
+        if spec.is_some_and(|s| s.external.is_some()) {
+            external::open_ports(net.name(), &nic.network, &tap, &nic.open_ports)?;
+        }
+        Ok(())
     }
 
     /// The MACs QEMU gives VM `id`'s interfaces: its networks', then its spares'.
@@ -296,7 +317,7 @@ impl LocalBackend {
             tsc_khz,
             qemu_version,
             image_locks: Mutex::default(),
-            isolated: Mutex::default(),
+            specs: Mutex::default(),
         })
     }
 
@@ -382,13 +403,15 @@ impl Backend for LocalBackend {
 
     async fn ensure_network(&self, net: &NetworkSpec) -> Result<(), BackendError> {
         check_id("network", &net.name)?;
-        self.net()?.ensure_bridge(net)?;
-        let mut isolated = self.isolated.lock().unwrap_or_else(|e| e.into_inner());
-        if net.isolated {
-            isolated.insert(net.name.clone());
-        } else {
-            isolated.remove(&net.name);
+        let vch = self.net()?;
+        match &net.external {
+            Some(ext) => external::ensure(vch.name(), net, ext)?,
+            None => vch.ensure_bridge(net)?,
         }
+        self.specs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(net.name.clone(), net.clone());
         Ok(())
     }
 
@@ -398,12 +421,16 @@ impl Backend for LocalBackend {
 
     async fn remove_network(&self, name: &str) -> Result<(), BackendError> {
         check_id("network", name)?;
-        self.net()?.remove_bridge(name)?;
-        self.isolated
+        let vch = self.net()?;
+        let spec = self
+            .specs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
-        Ok(())
+        match spec.and_then(|s| s.external) {
+            Some(_) => external::remove(vch.name(), name),
+            None => vch.remove_bridge(name),
+        }
     }
 
     async fn listen(
@@ -413,17 +440,22 @@ impl Backend for LocalBackend {
         self.net()?.listen(at)
     }
 
-    async fn attach_nic(&self, id: &str, index: usize, network: &str) -> Result<(), BackendError> {
+    async fn attach_nic(
+        &self,
+        id: &str,
+        index: usize,
+        nic: &hypervisor::Nic,
+    ) -> Result<(), BackendError> {
         check_id("VM", id)?;
-        check_id("network", network)?;
-        let isolated = self.is_isolated(network);
-        self.net()?
-            .attach(&net::tap_of(id, index), network, isolated)
+        check_id("network", &nic.network)?;
+        self.attach_tap(id, index, nic)
     }
 
     async fn detach_nic(&self, id: &str, index: usize) -> Result<(), BackendError> {
         check_id("VM", id)?;
-        self.net()?.detach(&net::tap_of(id, index))
+        let (net, tap) = (self.net()?, net::tap_of(id, index));
+        external::forget(net.name(), |t| t == tap)?;
+        net.detach(&tap)
     }
 
     async fn set_nics(&self, id: &str, nics: &[hypervisor::Nic]) -> Result<(), BackendError> {
@@ -505,7 +537,12 @@ impl Backend for LocalBackend {
 
     async fn destroy_vm(&self, id: &str) -> Result<(), BackendError> {
         check_id("VM", id)?;
-        self.vms.destroy(id).await
+        self.vms.destroy(id).await?;
+        if let Some(net) = &self.net {
+            let suffix = net::tap_of(id, 0).split_off(2);
+            external::forget(net.name(), |t| t.ends_with(&suffix))?;
+        }
+        Ok(())
     }
 
     async fn power_state(&self, id: &str) -> PowerState {

@@ -12,6 +12,7 @@ fn vm_json_round_trips_and_rejects_unknown_fields() {
         nics: vec![hypervisor::Nic {
             network: "bridge".into(),
             mac: "02:42:ac:10:00:02".into(),
+            open_ports: Vec::new(),
         }],
     };
     let text = serde_json::to_string(&spec).unwrap();

@@ -141,8 +141,16 @@ impl Backend for FakeBackend {
         let tcp = std::net::TcpListener::bind("127.0.0.1:0").map_err(io)?;
         Ok((udp, tcp))
     }
-    async fn attach_nic(&self, id: &str, index: usize, network: &str) -> Result<(), BackendError> {
-        self.call("attach_nic", &format!("{} {index} {network}", short(id)))
+    async fn attach_nic(
+        &self,
+        id: &str,
+        index: usize,
+        nic: &crate::Nic,
+    ) -> Result<(), BackendError> {
+        self.call(
+            "attach_nic",
+            &format!("{} {index} {}", short(id), nic.network),
+        )
     }
     async fn detach_nic(&self, id: &str, index: usize) -> Result<(), BackendError> {
         self.call("detach_nic", &format!("{} {index}", short(id)))

@@ -55,6 +55,43 @@ pub struct Nic {
     pub network: String,
     /// The interface's MAC address, `xx:xx:xx:xx:xx:xx`.
     pub mac: String,
+    /// The ports the container publishes, which an external network's `published` firewall
+    /// lets in (ignored on the backend's own networks, where ports are forwarded instead).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub open_ports: Vec<OpenPort>,
+}
+
+/// A container port a firewall lets in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OpenPort {
+    pub port: u16,
+    pub udp: bool,
+}
+
+/// What an external network's firewall lets through, for each VM on it (VIC's trust levels
+/// of container networks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trust {
+    /// Nothing in or out.
+    Closed,
+    /// Connections the VM opens, and their replies.
+    Outbound,
+    /// VMs on the network with each other; nothing beyond.
+    Peers,
+    /// Outbound, and inbound to each VM's [`Nic::open_ports`].
+    Published,
+    /// Everything.
+    Open,
+}
+
+/// A network outside the backend that VMs join directly, without NAT: a host bridge locally,
+/// a port group on vSphere.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExternalNet {
+    /// The outside network: `BRIDGE` or `NETNS/BRIDGE` locally.
+    pub source: String,
+    pub trust: Trust,
 }
 
 /// A network the backend attaches VMs to: a bridge locally, a port group on vSphere. The
@@ -70,6 +107,9 @@ pub struct NetworkSpec {
     pub isolated: bool,
     /// No way out of the backend's networks from it (Docker's `--internal`).
     pub internal: bool,
+    /// Set when the network is outside the backend (a container network): the backend
+    /// holds no address on it, and `gateway` is the outside network's router.
+    pub external: Option<ExternalNet>,
 }
 
 /// Where a container VM's guest finds its root filesystem: the backend decides how it
@@ -164,8 +204,8 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<(std::net::UdpSocket, std::net::TcpListener), BackendError>;
 
     /// Attaches running VM `id`'s interface `index` (one of its [`SPARE_NICS`], or one a
-    /// network left) to network `network`.
-    async fn attach_nic(&self, id: &str, index: usize, network: &str) -> Result<(), BackendError>;
+    /// network left) to `nic`'s network (its MAC is the guest's to set).
+    async fn attach_nic(&self, id: &str, index: usize, nic: &Nic) -> Result<(), BackendError>;
 
     /// Takes running VM `id`'s interface `index` off its network.
     async fn detach_nic(&self, id: &str, index: usize) -> Result<(), BackendError>;

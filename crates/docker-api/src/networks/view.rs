@@ -41,6 +41,9 @@ pub fn network_json(n: &Network, containers: &[ContainerRecord]) -> Value {
     if let Some(r) = n.ip_range {
         config["IPRange"] = json!(r.to_string());
     }
+    if let Some((first, last)) = n.ip_span {
+        config["IPRange"] = json!(format!("{first}-{last}"));
+    }
     if !n.aux_addresses.is_empty() {
         config["AuxiliaryAddresses"] = json!(n.aux_addresses);
     }
@@ -49,7 +52,8 @@ pub fn network_json(n: &Network, containers: &[ContainerRecord]) -> Value {
         "Id": n.id,
         "Created": created(n),
         "Scope": "local",
-        "Driver": "bridge",
+        // VIC shows container networks as `external`; their options say what they are.
+        "Driver": if n.external.is_some() { "external" } else { "bridge" },
         "EnableIPv4": true,
         "EnableIPv6": false,
         "IPAM": { "Driver": "default", "Options": {}, "Config": [config] },
@@ -59,9 +63,24 @@ pub fn network_json(n: &Network, containers: &[ContainerRecord]) -> Value {
         "ConfigFrom": { "Network": "" },
         "ConfigOnly": false,
         "Containers": attached,
-        "Options": n.options,
+        "Options": options(n),
         "Labels": n.labels,
     })
+}
+
+/// The network's driver options; a container network's are its host network, firewall and
+/// DNS servers.
+fn options(n: &Network) -> Value {
+    let mut o = json!(n.options);
+    if let Some(ext) = &n.external {
+        o["vic.container-network"] = json!(ext.source);
+        o["vic.container-network-firewall"] = json!(ext.trust);
+        let dns: Vec<String> = n.dns.iter().map(|d| d.to_string()).collect();
+        if !dns.is_empty() {
+            o["vic.container-network-dns"] = json!(dns.join(","));
+        }
+    }
+    o
 }
 
 pub fn none_json() -> Value {

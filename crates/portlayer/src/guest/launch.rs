@@ -23,7 +23,9 @@ impl Launch {
     /// The launch of `spec` on a VM whose root disk is `root`. A container on a network asks
     /// the VCH's DNS server on its first network's gateway, which forwards what is not a
     /// container name to the container's `--dns` servers or the VCH's; one without a network
-    /// gets those servers themselves (`vch_dns` when it names none, as Docker does). Fails when the spec's
+    /// gets those servers themselves (`vch_dns` when it names none, as Docker does), and one
+    /// whose first network is a container network its `--dns` servers, else that network's,
+    /// else the VCH's. Fails when the spec's
     /// privileges do not convert (an unknown capability in an older record).
     /// `host_gateway` is what `--add-host NAME:host-gateway` resolves to.
     pub fn of(
@@ -41,9 +43,10 @@ impl Launch {
             clock_unix_nanos: 0,
             entropy: (0..32).map(|_| rand::random::<u8>()).collect(),
             dns_servers: match spec.endpoints.first() {
-                Some(e) => vec![e.gateway.to_string()],
-                None if spec.dns_servers.is_empty() => vch_dns.to_vec(),
-                None => spec.dns_servers.clone(),
+                Some(e) if !e.external => vec![e.gateway.to_string()],
+                _ if !spec.dns_servers.is_empty() => spec.dns_servers.clone(),
+                Some(e) if !e.dns.is_empty() => e.dns.iter().map(|d| d.to_string()).collect(),
+                _ => vch_dns.to_vec(),
             },
             dns_search: spec.dns_search.clone(),
             dns_options: spec.dns_options.clone(),

@@ -96,6 +96,9 @@ impl Containers {
     /// Starts `net`'s DNS server on its gateway; a server that cannot listen is logged (the
     /// containers on the network then resolve nothing).
     pub(super) async fn serve_dns(&self, net: &Network) {
+        if net.external.is_some() {
+            return; // the VCH has no address on a container network
+        }
         let at = SocketAddrV4::new(net.gateway, 53);
         let (udp, tcp) = match self.inner.backend.listen(at).await {
             Ok(s) => s,

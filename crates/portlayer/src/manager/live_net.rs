@@ -71,7 +71,11 @@ impl Containers {
         let attached = async {
             self.inner
                 .backend
-                .attach_nic(&rec.id, nic, &net.backend_name())
+                .attach_nic(
+                    &rec.id,
+                    nic,
+                    &super::networks::nic_of(std::slice::from_ref(net), &rec, &ep),
+                )
                 .await
                 .map_err(|e| e.to_string())?;
             let spare = hypervisor::spare_mac(&rec.id, nic);
@@ -155,7 +159,11 @@ impl Containers {
             if let Err(e) = self
                 .inner
                 .backend
-                .attach_nic(&rec.id, nic, &net.backend_name())
+                .attach_nic(
+                    &rec.id,
+                    nic,
+                    &super::networks::nic_of(std::slice::from_ref(net), rec, ep),
+                )
                 .await
             {
                 tracing::warn!(id = %rec.id, network = %net.name, "re-attaching an interface: {e}");

@@ -201,6 +201,15 @@ impl Containers {
             out.push(ep);
             requests.insert(net.name.clone(), req);
         }
+        if !out.is_empty() && out.iter().all(|e| e.external) {
+            let remapped = spec
+                .ports
+                .iter()
+                .find(|b| b.host_port != 0 && b.host_port != b.container_port);
+            if let Some(b) = remapped {
+                return Err(NetworkError::Invalid(crate::ports::remapped(b)).into());
+            }
+        }
         spec.networks = out.iter().map(|e| e.network.clone()).collect();
         spec.endpoints = out;
         spec.endpoint_requests = requests;
@@ -213,13 +222,7 @@ impl Containers {
         rec.spec
             .endpoints
             .iter()
-            .map(|e| hypervisor::Nic {
-                network: nets
-                    .iter()
-                    .find(|n| n.name == e.network)
-                    .map_or_else(|| e.network.clone(), Network::backend_name),
-                mac: e.mac.clone(),
-            })
+            .map(|e| nic_of(&nets, rec, e))
             .collect()
     }
 
@@ -246,7 +249,33 @@ impl Containers {
     }
 }
 
-/// Refused for the predefined network and while a container is on it.
+/// The backend's interface for `rec`'s endpoint `e`: on a container network it carries the
+/// ports the container publishes, which that network's firewall lets in.
+pub(super) fn nic_of(nets: &[Network], rec: &ContainerRecord, e: &Endpoint) -> hypervisor::Nic {
+    let open_ports = if e.external {
+        rec.spec
+            .ports
+            .iter()
+            .map(|p| hypervisor::OpenPort {
+                port: p.container_port,
+                udp: p.proto == crate::ports::Proto::Udp,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    hypervisor::Nic {
+        network: nets
+            .iter()
+            .find(|n| n.name == e.network)
+            .map_or_else(|| e.network.clone(), Network::backend_name),
+        mac: e.mac.clone(),
+        open_ports,
+    }
+}
+
+/// Refused for the predefined network, a container network (the VCH's configuration holds
+/// those), and while a container is on it.
 fn check_removable<'a>(
     net: &Network,
     mut records: impl Iterator<Item = &'a ContainerRecord>,
@@ -254,6 +283,12 @@ fn check_removable<'a>(
     if net.builtin {
         return Err(NetworkError::Forbidden(format!(
             "{} is a pre-defined network and cannot be removed",
+            net.name
+        )));
+    }
+    if net.external.is_some() {
+        return Err(NetworkError::Forbidden(format!(
+            "{} is a container network of the VCH and cannot be removed: vic-machine configures it",
             net.name
         )));
     }

@@ -18,17 +18,24 @@ impl Containers {
         if bindings.is_empty() {
             return Ok(None);
         }
-        if rec.spec.endpoints.is_empty() {
+        let Some(first) = rec.spec.endpoints.first() else {
             return Err(Error::Start(
                 "published ports need a network: the container has none".into(),
+            ));
+        };
+        if !rec.spec.endpoints.iter().any(|e| !e.external) {
+            return Ok(Some(
+                Bound::direct(first.ip, bindings).map_err(Error::Start)?,
             ));
         }
         Ok(Some(Bound::bind(&rec.spec.name, bindings).await?))
     }
 
-    /// Serves `bound` for `rec`'s first endpoint until the container stops.
+    /// Serves `bound` for `rec`'s first endpoint on one of the VCH's own networks until the
+    /// container stops (a container network's ports are its own address's).
     pub(super) fn serve_ports(&self, live: &Live, rec: &ContainerRecord, bound: Option<Bound>) {
-        let (Some(bound), Some(ep)) = (bound, rec.spec.endpoints.first()) else {
+        let ep = rec.spec.endpoints.iter().find(|e| !e.external);
+        let (Some(bound), Some(ep)) = (bound, ep) else {
             return;
         };
         let published = bound.serve(self.inner.backend.clone(), ep.ip);

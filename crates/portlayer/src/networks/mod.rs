@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 mod cidr;
+mod external;
 mod plan;
 mod resolve;
 mod store;
@@ -76,6 +77,16 @@ pub struct Network {
     /// The predefined `bridge`: it cannot be removed, and only links resolve on it.
     #[serde(default)]
     pub builtin: bool,
+    /// Set on a container network (VIC's `--container-network`): outside the VCH, which
+    /// holds no address on it; `gateway` is its router (see `external.rs`).
+    #[serde(default)]
+    pub external: Option<hypervisor::ExternalNet>,
+    /// The first and last addresses a container network hands out.
+    #[serde(default)]
+    pub ip_span: Option<(Ipv4Addr, Ipv4Addr)>,
+    /// A container network's DNS servers (`--container-network-dns`).
+    #[serde(default)]
+    pub dns: Vec<Ipv4Addr>,
 }
 
 fn yes() -> bool {
@@ -108,6 +119,9 @@ impl Network {
             options: BTreeMap::new(),
             created: None,
             builtin: true,
+            external: None,
+            ip_span: None,
+            dns: Vec::new(),
         }
     }
 
@@ -115,10 +129,13 @@ impl Network {
     /// the first 10 digits of the ID for the user's (short enough for a Linux bridge name,
     /// never reused by a network created later under the same name).
     pub fn backend_name(&self) -> String {
+        let digits = &self.id[..self.id.len().min(10)];
         if self.builtin {
             self.name.clone()
+        } else if self.external.is_some() {
+            format!("c{digits}")
         } else {
-            format!("n{}", &self.id[..self.id.len().min(10)])
+            format!("n{digits}")
         }
     }
 
@@ -131,6 +148,7 @@ impl Network {
             prefix_len: self.subnet.prefix_len,
             isolated: !self.icc,
             internal: self.internal,
+            external: self.external.clone(),
         }
     }
 
@@ -142,12 +160,18 @@ impl Network {
             && ip != self.subnet.broadcast()
             && ip != self.gateway
             && !self.aux_addresses.values().any(|a| *a == ip)
+            && self.ip_span.is_none_or(|(a, b)| (a..=b).contains(&ip))
     }
 
     /// The lowest assignable address of the pool (`--ip-range`, or the subnet) not in `used`.
     pub fn allocate(&self, used: &[Ipv4Addr]) -> Option<Ipv4Addr> {
-        let pool = self.ip_range.unwrap_or(self.subnet);
         let used: HashSet<Ipv4Addr> = used.iter().copied().collect();
+        if let Some((first, last)) = self.ip_span {
+            return (u32::from(first)..=u32::from(last))
+                .map(Ipv4Addr::from)
+                .find(|a| self.assignable(*a) && !used.contains(a));
+        }
+        let pool = self.ip_range.unwrap_or(self.subnet);
         // The range's own first and last addresses are skipped too (a `.0` is legal inside
         // a larger subnet, but many programs take it for a network's address).
         (u32::from(pool.network()) + 1..u32::from(pool.broadcast()))
@@ -167,6 +191,8 @@ impl Network {
             aliases: Vec::new(),
             links: Vec::new(),
             nic: None,
+            external: self.external.is_some(),
+            dns: self.dns.clone(),
         }
     }
 }
@@ -192,6 +218,12 @@ pub struct Endpoint {
     /// connected while the container runs).
     #[serde(default)]
     pub nic: Option<u8>,
+    /// On a container network: no VCH DNS server or port forwarding reaches it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub external: bool,
+    /// A container network's DNS servers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<Ipv4Addr>,
 }
 
 /// A link: container `container` (an ID) is `alias` to the linking container.

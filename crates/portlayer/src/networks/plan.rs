@@ -98,6 +98,9 @@ pub fn plan(
         options: req.options,
         created: Some(Utc::now()),
         builtin: false,
+        external: None,
+        ip_span: None,
+        dns: Vec::new(),
     })
 }
 

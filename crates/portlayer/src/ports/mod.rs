@@ -71,9 +71,11 @@ pub struct PublishError {
     pub why: String,
 }
 
-/// Listeners bound for a container, not yet serving.
+/// Listeners bound for a container, not yet serving; or, for a container only on container
+/// networks, the ports its own address publishes (nothing to listen for).
 pub struct Bound {
     listeners: Vec<(PortBinding, Listener)>,
+    direct: Vec<PortBinding>,
 }
 
 impl Bound {
@@ -108,12 +110,40 @@ impl Bound {
                 l,
             ));
         }
-        Ok(Bound { listeners })
+        Ok(Bound {
+            listeners,
+            direct: Vec::new(),
+        })
+    }
+
+    /// The bindings of a container reached at its own address `ip` on a container network:
+    /// each container port is published there as it is (the network's firewall lets it in),
+    /// so a binding may not ask for another port.
+    pub fn direct(ip: Ipv4Addr, bindings: &[PortBinding]) -> Result<Bound, String> {
+        if let Some(b) = bindings
+            .iter()
+            .find(|b| b.host_port != 0 && b.host_port != b.container_port)
+        {
+            return Err(remapped(b));
+        }
+        let direct = bindings
+            .iter()
+            .map(|b| PortBinding {
+                host_ip: ip,
+                host_port: b.container_port,
+                ..*b
+            })
+            .collect();
+        Ok(Bound {
+            listeners: Vec::new(),
+            direct,
+        })
     }
 
     /// The bindings with the host ports they got.
     pub fn bindings(&self) -> Vec<PortBinding> {
-        self.listeners.iter().map(|(b, _)| *b).collect()
+        let bound = self.listeners.iter().map(|(b, _)| *b);
+        bound.chain(self.direct.iter().copied()).collect()
     }
 
     /// Starts carrying connections to `ip` through `backend`; they stop when the returned
@@ -132,6 +162,19 @@ impl Bound {
             .collect();
         Published { tasks }
     }
+}
+
+/// Why `b` cannot be published on a container network.
+pub fn remapped(b: &PortBinding) -> String {
+    format!(
+        "port {}:{} cannot be published on a container network: the container's own address publishes its port {} (give -p {} or -p {}:{}), or connect it to a bridge network as well",
+        b.host_port,
+        b.container_port,
+        b.container_port,
+        b.container_port,
+        b.container_port,
+        b.container_port
+    )
 }
 
 /// Serving listeners; dropping it closes them and every connection they carry.
