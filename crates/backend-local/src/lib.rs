@@ -28,6 +28,7 @@ mod cmd;
 mod confine;
 mod disk;
 mod external;
+mod host_tools;
 pub mod inventory;
 mod jail;
 pub mod net;
@@ -42,6 +43,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use host_tools::{absolute, ensure_file, in_path, tool_version};
 use hypervisor::{Backend, BackendError, NetworkSpec, PowerState, PoweredOn, VmConfig};
 
 pub use accel::Accel;
@@ -116,34 +118,6 @@ pub struct LocalBackend {
 
 fn failed(msg: impl Into<String>) -> BackendError {
     BackendError::Failed(msg.into())
-}
-
-/// The first line of `prog --version`, or a one-line error with the fix.
-fn tool_version(prog: &Path, package: &str) -> Result<String, BackendError> {
-    let out = std::process::Command::new(prog)
-        .arg("--version")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| {
-            failed(format!(
-                "{} cannot be run ({e}); install Debian's {package}",
-                prog.display()
-            ))
-        })?;
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    Ok(text.lines().next().unwrap_or_default().trim().to_string())
-}
-
-fn ensure_file(path: &Path, what: &str) -> Result<(), BackendError> {
-    if path.is_file() {
-        Ok(())
-    } else {
-        Err(failed(format!(
-            "the {what} {} is missing; run `make` to build it",
-            path.display()
-        )))
-    }
 }
 
 impl LocalBackend {
@@ -551,26 +525,6 @@ impl Backend for LocalBackend {
         }
         self.vms.state(id)
     }
-}
-
-/// `prog` as an absolute path: looked up in `PATH` when it is a bare name (QEMU is started
-/// inside its jail, where the lookup would see another file system).
-fn in_path(prog: &Path) -> PathBuf {
-    if prog.components().count() == 1 {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        if let Some(found) = std::env::split_paths(&path)
-            .map(|d| d.join(prog))
-            .find(|p| p.is_file())
-        {
-            return found;
-        }
-        return prog.to_path_buf();
-    }
-    absolute(prog)
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 #[cfg(test)]
