@@ -150,6 +150,7 @@ fn create_inner(
         version,
         previous_version: None,
         upgraded: None,
+        container_networks: Vec::new(),
     };
     layout.save(&config)?;
     info("Starting the appliance");
