@@ -213,6 +213,11 @@ fn details(n: &ContainerNetwork) -> Vec<String> {
     d
 }
 
+/// `routable = br0 (gateway 10.9.0.1/24, firewall published)`, as `inspect` shows one.
+pub fn describe(n: &ContainerNetwork) -> String {
+    format!("{} = {} ({})", n.name, n.source, details(n).join(", "))
+}
+
 /// One line per network added or removed between `old` and `new` (configure adds; a
 /// rollback of it removes).
 pub fn changes(old: &[ContainerNetwork], new: &[ContainerNetwork]) -> Vec<String> {
@@ -227,6 +232,31 @@ pub fn changes(old: &[ContainerNetwork], new: &[ContainerNetwork]) -> Vec<String
         .map(|n| line(n, "removed"))
         .chain(added.map(|n| line(n, "added")))
         .collect()
+}
+
+/// The `create` flags that give `nets`, as (flag, value) pairs in VIC's form.
+pub fn flags(nets: &[ContainerNetwork]) -> Vec<(&'static str, String)> {
+    let mut f = Vec::new();
+    for n in nets {
+        let s = &n.source;
+        f.push(("container-network", format!("{s}:{}", n.name)));
+        if let Some(g) = &n.gateway {
+            f.push(("container-network-gateway", format!("{s}:{g}")));
+        }
+        if let Some(r) = &n.ip_range {
+            f.push(("container-network-ip-range", format!("{s}:{r}")));
+        }
+        for d in &n.dns {
+            f.push(("container-network-dns", format!("{s}:{d}")));
+        }
+        if n.firewall != Firewall::default() {
+            f.push((
+                "container-network-firewall",
+                format!("{s}:{}", n.firewall.as_str()),
+            ));
+        }
+    }
+    f
 }
 
 #[cfg(test)]

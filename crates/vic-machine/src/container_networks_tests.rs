@@ -249,3 +249,57 @@ fn configure_reports_each_network_it_adds_and_a_rollback_each_it_removes() {
     );
     assert!(changes(&[routable()], &[routable()]).is_empty());
 }
+
+#[test]
+fn inspect_describes_a_network_and_prints_the_flags_that_give_it() {
+    let full = ContainerNetwork {
+        ip_range: Some("10.9.0.100-10.9.0.120".into()),
+        dns: vec!["10.9.0.53".parse().unwrap()],
+        firewall: Firewall::Open,
+        ..routable()
+    };
+    assert_eq!(
+        describe(&full),
+        "routable = br0 (gateway 10.9.0.1/24, range 10.9.0.100-10.9.0.120, dns 10.9.0.53, firewall open)"
+    );
+    let f: Vec<String> = flags(&[full, routable()])
+        .into_iter()
+        .map(|(f, v)| format!("--{f}={v}"))
+        .collect();
+    assert_eq!(
+        f,
+        [
+            "--container-network=br0:routable",
+            "--container-network-gateway=br0:10.9.0.1/24",
+            "--container-network-ip-range=br0:10.9.0.100-10.9.0.120",
+            "--container-network-dns=br0:10.9.0.53",
+            "--container-network-firewall=br0:open",
+            "--container-network=br0:routable",
+            "--container-network-gateway=br0:10.9.0.1/24",
+        ]
+    );
+}
+
+#[test]
+fn the_flags_inspect_config_prints_give_the_same_networks() {
+    let before = vec![
+        ContainerNetwork {
+            source: "lab/br1".into(),
+            dns: vec!["10.9.0.53".parse().unwrap(), "10.9.0.54".parse().unwrap()],
+            firewall: Firewall::Closed,
+            ip_range: Some("10.9.0.0/25".into()),
+            ..routable()
+        },
+        ContainerNetwork {
+            name: "br0".into(),
+            gateway: Some("10.8.0.1/16".into()),
+            ..routable()
+        },
+    ];
+    let argv: Vec<String> = flags(&before)
+        .into_iter()
+        .map(|(f, v)| format!("--{f}={v}"))
+        .collect();
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    assert_eq!(nets(&argv).unwrap(), before);
+}
