@@ -1,5 +1,5 @@
-//! `configure` (change a VCH's settings and certificates, or `--rollback` to the ones before
-//! the last configure) and `debug` (change its log level). Each restarts the appliance
+//! `configure` (change a VCH's settings and certificates and add container networks, or
+//! `--rollback` to the configuration before the last configure) and `debug` (change its log level). Each restarts the appliance
 //! through [`appliance::restart`]: container VMs keep running, and if the appliance does not
 //! come up with the change, the previous record and files are put back.
 //!
@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail};
 
 use crate::appliance::{self, Change, RestartError};
+use crate::bridges::{check_bridges, IpBridges};
+use crate::container_networks::{self, ContainerNetworkArgs};
 use crate::layout::{Layout, VchConfig};
 use crate::output::info;
 use crate::progress;
@@ -28,6 +30,8 @@ use crate::tls::{self, TlsOptions, TlsRecord, TlsSetup, Writes};
 pub struct ConfigureOptions<'a> {
     pub settings: &'a SettingsArgs,
     pub tls: &'a TlsOptions,
+    /// Networks to add.
+    pub networks: &'a ContainerNetworkArgs,
     pub timeout: Duration,
 }
 
@@ -36,12 +40,16 @@ pub fn configure(layout: &Layout, opts: &ConfigureOptions<'_>) -> anyhow::Result
     let deadline = Instant::now() + opts.timeout;
     info("### Configuring VCH ####");
     let old = layout.load()?;
-    if !opts.settings.any() && !opts.tls.any() {
+    if !opts.settings.any() && !opts.tls.any() && !opts.networks.any() {
         bail!("Nothing to configure: give at least one setting to change (vic-machine configure --help lists them)");
     }
+    let given = opts.networks.networks()?;
     let _progress = progress::begin(layout, "Configure", "configure")?;
     let mut new = old.clone();
     new.settings = opts.settings.apply(&old.settings)?;
+    new.container_networks = container_networks::add(&old.container_networks, &given)?;
+    let added = &new.container_networks[old.container_networks.len()..];
+    check_bridges(&IpBridges::default(), added)?;
     let mut writes = Writes::default();
     let registry_ca_changed = registry_bundle(layout, opts.settings, &mut new, &mut writes)?;
     let tls = tls::reconfigure(
@@ -289,6 +297,9 @@ fn report_changes(old: &VchConfig, new: &VchConfig, ca_changed: bool) {
     line("Debug level", o.debug.to_string(), n.debug.to_string());
     if ca_changed {
         info("Registry CA bundle: replaced");
+    }
+    for change in container_networks::changes(&old.container_networks, &new.container_networks) {
+        info(change);
     }
 }
 

@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
+use vch_config::ContainerNetwork;
 
 use crate::appliance::{self, StartError};
+use crate::bridges::{check_bridges, IpBridges};
 use crate::delete::kill_vms;
 use crate::host;
 use crate::layout::{private_dir, Layout, VchConfig};
@@ -24,6 +26,8 @@ pub struct CreateOptions {
     pub bootstrap_dir: Option<PathBuf>,
     pub tls: TlsOptions,
     pub bridge_network_range: Option<String>,
+    /// Checked one by one and together (`ContainerNetworkArgs::networks`).
+    pub container_networks: Vec<ContainerNetwork>,
 }
 
 /// What create made, so that a failed create removes exactly that.
@@ -43,6 +47,7 @@ pub fn create(layout: &Layout, opts: &CreateOptions) -> anyhow::Result<()> {
             layout.name
         );
     }
+    check_bridges(&IpBridges::default(), &opts.container_networks)?;
     let parts = Parts::find(opts.bootstrap_dir.as_deref())?;
     // Every file the flags name is read and checked before anything is made.
     let tls = tls::plan(&opts.tls, &layout.name)?;
@@ -150,6 +155,7 @@ fn create_inner(
         version,
         previous_version: None,
         upgraded: None,
+        container_networks: opts.container_networks.clone(),
     };
     layout.save(&config)?;
     info("Starting the appliance");

@@ -35,7 +35,7 @@ pub fn appliance_config(layout: &Layout, config: &VchConfig) -> ApplianceConfig 
         },
         tls: tls::appliance_files(config.tls.mode, &layout.certs_dir()),
         settings: config.settings.clone(),
-        networks: Vec::new(),
+        networks: config.container_networks.clone(),
     }
 }
 

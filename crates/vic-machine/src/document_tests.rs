@@ -22,6 +22,7 @@ fn config(settings: Settings, tls: TlsMode) -> VchConfig {
         version: "0.1.0-x".into(),
         previous_version: None,
         upgraded: None,
+        container_networks: Vec::new(),
     }
 }
 
@@ -83,6 +84,24 @@ fn the_document_carries_every_setting_and_passes_its_own_checks() {
     );
     let plain = appliance_config(&layout, &config(Settings::default(), TlsMode::NoTls));
     assert_eq!(plain.tls, None);
+    assert!(plain.networks.is_empty());
+}
+
+#[test]
+fn the_document_carries_the_container_networks() {
+    let layout = Layout::new(Some("/s".into()), "v").unwrap();
+    let mut c = config(Settings::default(), TlsMode::NoTls);
+    c.container_networks = vec![vch_config::ContainerNetwork {
+        name: "routable".into(),
+        source: "br0".into(),
+        gateway: Some("10.9.0.1/24".into()),
+        ip_range: None,
+        dns: vec!["10.9.0.53".parse().unwrap()],
+        firewall: vch_config::Firewall::Peers,
+    }];
+    let doc = appliance_config(&layout, &c);
+    doc.check().unwrap();
+    assert_eq!(doc.networks, c.container_networks);
 }
 
 #[test]

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::appliance;
+use crate::container_networks;
 use crate::delete::running_containers;
 use crate::layout::{Layout, VchConfig};
 use crate::output::info;
@@ -150,6 +151,15 @@ pub fn inspect(layout: &Layout) -> anyhow::Result<()> {
             .as_deref()
             .unwrap_or("172.16.0.0/12 (default)")
     ));
+    if c.container_networks.is_empty() {
+        info("Container networks: none");
+    }
+    for n in &c.container_networks {
+        info(format!(
+            "Container network: {}",
+            container_networks::describe(n)
+        ));
+    }
     networks(layout);
     info(format!("Image store: {}", c.image_store.display()));
     info(format!(
@@ -196,7 +206,7 @@ fn path_opt(flag: &str, p: &Path) -> String {
 }
 
 /// The `create` options that reproduce `c` (under its name), in VIC's order: target,
-/// name, image store, container, volume stores, DNS, memory, CPU, storage quota, container
+/// name, image store, container, networks, volume stores, DNS, memory, CPU, storage quota, container
 /// count, TLS, registries; then this target's own (--port) and debug.
 pub fn create_options(layout: &Layout, c: &VchConfig) -> Vec<String> {
     let s = &c.settings;
@@ -209,6 +219,9 @@ pub fn create_options(layout: &Layout, c: &VchConfig) -> Vec<String> {
     }
     if let Some(r) = &s.bridge_network_range {
         o.push(opt("bridge-network-range", r));
+    }
+    for (flag, value) in container_networks::flags(&c.container_networks) {
+        o.push(opt(flag, value));
     }
     for v in &s.volume_stores {
         o.push(opt("volume-store", v.flag_value()));
@@ -328,12 +341,23 @@ mod tests {
         };
         c.tls.mode = TlsMode::NoTlsverify;
         c.tls.cert_path = Some("/w/elsewhere".into());
+        c.container_networks = vec![vch_config::ContainerNetwork {
+            name: "routable".into(),
+            source: "br0".into(),
+            gateway: Some("10.9.0.1/24".into()),
+            ip_range: None,
+            dns: Vec::new(),
+            firewall: vch_config::Firewall::Outbound,
+        }];
         assert_eq!(
             create_options(&layout, &c),
             [
                 "--target=local",
                 "--name=v",
                 "'--container-name-convention=vch-{name}-{id}'",
+                "--container-network=br0:routable",
+                "--container-network-gateway=br0:10.9.0.1/24",
+                "--container-network-firewall=br0:outbound",
                 "--volume-store=/vols:default",
                 "--dns-server=10.0.0.53",
                 "--memory=512",

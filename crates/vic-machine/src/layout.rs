@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!   <state_root>/vch/NAME/
-//!     vch.json              VchConfig: every setting, the version, the TLS mode
+//!     vch.json              VchConfig: every setting, the version, the TLS mode, the
+//!                           container networks
 //!     appliance.json        what the appliance reads (vch-config's ApplianceConfig), made
 //!                           from vch.json before each start
 //!     init.pid, appliance.pid, appliance.log, appliance.exit (vic-init: the last exit)
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
+use vch_config::ContainerNetwork;
 
 use crate::settings::Settings;
 use crate::tls::TlsRecord;
@@ -56,6 +58,9 @@ pub struct VchConfig {
     /// When the last upgrade or rollback happened.
     #[serde(default)]
     pub upgraded: Option<String>,
+    /// Networks outside the VCH that containers join directly (`--container-network`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub container_networks: Vec<ContainerNetwork>,
 }
 
 /// Where a VCH's files are.

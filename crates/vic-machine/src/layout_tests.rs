@@ -25,10 +25,36 @@ fn a_vch_json_from_before_settings_and_upgrades_still_loads() {
     assert_eq!(c.settings.debug, 0);
     assert_eq!(c.tls.mode, crate::tls::TlsMode::NoTls);
     assert_eq!(c.previous_version, None);
-    // Written back flat, as before.
+    assert!(c.container_networks.is_empty());
+    // Written back flat, as before, and without container networks when there are none.
     let v = serde_json::to_value(&c).unwrap();
     assert_eq!(v["insecure_registries"][0], "r:5000");
     assert!(v.get("settings").is_none());
+    assert!(v.get("container_networks").is_none());
+}
+
+#[test]
+fn container_networks_are_recorded_and_read_back() {
+    let mut c: VchConfig = serde_json::from_value(serde_json::json!({
+        "name": "v", "target": "local", "docker_host": "tcp://127.0.0.1:1", "port": 1,
+        "image_store": "/i", "external_image_store": false, "created": "", "version": "0.1.0"
+    }))
+    .unwrap();
+    c.container_networks = vec![vch_config::ContainerNetwork {
+        name: "routable".into(),
+        source: "lab/br0".into(),
+        gateway: Some("10.9.0.1/24".into()),
+        ip_range: Some("10.9.0.100-10.9.0.120".into()),
+        dns: vec!["10.9.0.53".parse().unwrap()],
+        firewall: vch_config::Firewall::Open,
+    }];
+    let raw = serde_json::to_string(&c).unwrap();
+    assert!(
+        raw.contains(r#""container_networks":[{"name":"routable""#),
+        "{raw}"
+    );
+    let back: VchConfig = serde_json::from_str(&raw).unwrap();
+    assert_eq!(back, c);
 }
 
 #[test]

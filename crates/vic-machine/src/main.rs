@@ -27,8 +27,10 @@
 //! modes and the files; `certs.rs` makes and checks the certificates).
 
 mod appliance;
+mod bridges;
 mod certs;
 mod configure;
+mod container_networks;
 mod create;
 mod delete;
 mod document;
@@ -51,6 +53,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::container_networks::ContainerNetworkArgs;
 use crate::create::CreateOptions;
 use crate::layout::Layout;
 use crate::settings::SettingsArgs;
@@ -169,6 +172,8 @@ struct CreateArgs {
     /// `bridge` network (VIC's --bridge-network-range) [default: 172.16.0.0/12].
     #[arg(long, visible_alias = "bnr", value_parser = parse_bridge_range)]
     bridge_network_range: Option<String>,
+    #[command(flatten)]
+    container_networks: ContainerNetworkArgs,
     /// Directory with vmlinux and initramfs.cpio (default: next to this binary).
     #[arg(long, env = "VIC_BOOTSTRAP_DIR")]
     bootstrap_dir: Option<PathBuf>,
@@ -223,8 +228,10 @@ struct ConfigureArgs {
     settings: SettingsArgs,
     #[command(flatten)]
     tls: ConfigureTlsArgs,
-    /// Roll back the VCH's configuration (settings and certificates) to before the last
-    /// configure, or one that was interrupted.
+    #[command(flatten)]
+    container_networks: ContainerNetworkArgs,
+    /// Roll back the VCH's configuration (settings, container networks and certificates) to
+    /// before the last configure, or one that was interrupted.
     #[arg(long)]
     rollback: bool,
     /// Reset the UpdateInProgress flag. Warning: do not reset it while another
@@ -240,7 +247,7 @@ impl ConfigureArgs {
     fn run(self) -> anyhow::Result<()> {
         let layout = layout(self.common)?;
         let tls = TlsOptions::from(self.tls);
-        let changes = self.settings.any() || tls.any();
+        let changes = self.settings.any() || tls.any() || self.container_networks.any();
         if self.reset_progress {
             if changes || self.rollback {
                 anyhow::bail!("--reset-progress only resets the UpdateInProgress flag: run configure again, without it, for the other changes");
@@ -258,6 +265,7 @@ impl ConfigureArgs {
             &configure::ConfigureOptions {
                 settings: &self.settings,
                 tls: &tls,
+                networks: &self.container_networks,
                 timeout: self.timeout,
             },
         )
@@ -312,8 +320,8 @@ enum Command {
     /// command that reproduces it).
     Inspect(InspectArgs),
     /// Change a running VCH's settings and certificates: registries, DNS servers, limits,
-    /// volume stores, debug level, TLS (--rollback: back to the configuration before the last
-    /// configure). The appliance restarts; containers keep running.
+    /// volume stores, debug level, TLS; add container networks (--rollback: back to the
+    /// configuration before the last configure). The appliance restarts; containers keep running.
     Configure(Box<ConfigureArgs>),
     /// Replace a VCH's appliance and bootstrap with this build's, keeping its containers,
     /// images and volumes (--rollback: back to the previous version).
@@ -414,12 +422,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 port,
                 bootstrap_dir,
                 bridge_network_range,
+                container_networks,
             } = *args;
             let layout = layout(common)?;
             let tls = TlsOptions::from(tls);
             tls.check()?;
             let opts = CreateOptions {
                 bridge_network_range,
+                container_networks: container_networks.networks()?,
                 settings,
                 image_store,
                 timeout,
@@ -522,6 +532,20 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn create_and_configure_both_take_the_container_network_flags() {
+        let flags = ["--cn", "br0:routable", "--cng", "br0:10.9.0.1/24"];
+        for cmd in ["create", "configure"] {
+            let argv = ["vic-machine", cmd].into_iter().chain(flags);
+            let nets = match Cli::try_parse_from(argv).unwrap().command {
+                Command::Create(a) => a.container_networks,
+                Command::Configure(a) => a.container_networks,
+                _ => panic!("not {cmd}"),
+            };
+            assert_eq!(nets.networks().unwrap()[0].name, "routable", "{cmd}");
+        }
     }
 
     #[test]

@@ -143,8 +143,8 @@ impl Snapshot {
         Ok(None)
     }
 
-    /// `current` with this snapshot's configuration (settings and TLS); what identifies the
-    /// VCH and its version (an upgrade since) stays as it is now.
+    /// `current` with this snapshot's configuration (settings, TLS, container networks); what
+    /// identifies the VCH and its version (an upgrade since) stays as it is now.
     pub fn configuration_over(&self, current: &VchConfig) -> anyhow::Result<VchConfig> {
         if self.record.name != current.name || self.record.port != current.port {
             bail!(
@@ -156,6 +156,7 @@ impl Snapshot {
         let mut c = current.clone();
         c.settings = self.record.settings.clone();
         c.tls = self.record.tls.clone();
+        c.container_networks = self.record.container_networks.clone();
         Ok(c)
     }
 }
@@ -221,8 +222,20 @@ mod tests {
         now.settings.containers = Some(9);
         now.tls.mode = TlsMode::NoTlsverify;
         now.version = "0.2.0-b".into();
+        now.container_networks = vec![vch_config::ContainerNetwork {
+            name: "routable".into(),
+            source: "br0".into(),
+            gateway: Some("10.9.0.1/24".into()),
+            ip_range: None,
+            dns: Vec::new(),
+            firewall: Default::default(),
+        }];
         let c = snap.configuration_over(&now).unwrap();
         assert_eq!(c.settings.containers, Some(3));
+        assert!(
+            c.container_networks.is_empty(),
+            "a network the configure added goes"
+        );
         assert_eq!(c.tls.mode, TlsMode::Tlsverify);
         assert_eq!(c.version, "0.2.0-b", "an upgrade since is kept");
         assert!(snap.configuration_over(&record("w")).is_err());
