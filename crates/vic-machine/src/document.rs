@@ -48,6 +48,15 @@ pub fn command_line(
 ) -> anyhow::Result<Vec<OsString>> {
     let doc = appliance_config(layout, config);
     if !takes_config(exe, PROBE_TIMEOUT)? {
+        // Flags carry no container networks: such an appliance would run without them.
+        if let Some(n) = doc.networks.first() {
+            anyhow::bail!(
+                "the appliance {} predates container networks and would run without {} ({}): upgrade the VCH",
+                exe.display(),
+                n.name,
+                n.source
+            );
+        }
         return Ok(legacy_args(&doc));
     }
     let path = layout.appliance_config();
