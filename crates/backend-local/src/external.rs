@@ -298,6 +298,22 @@ pub fn remove(ns: &str, name: &str) -> Result<(), BackendError> {
     Ok(())
 }
 
+/// Deletes the veths of every container network in namespace `ns` (each takes its outside
+/// end with it).
+pub fn remove_veths(ns: &str) -> Result<(), BackendError> {
+    let links = ip_in(Some(ns), &["-o", "link", "show"])?;
+    // "7: cx0123456789@if6: <…"
+    for dev in links
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|d| d.split('@').next().unwrap_or(d))
+        .filter(|d| d.starts_with("cx"))
+    {
+        ip_in(Some(ns), &["link", "delete", "dev", dev])?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,6 +55,9 @@ pub fn delete_namespace(name: &str) -> Result<(), BackendError> {
     if !Path::new(NETNS_DIR).join(name).exists() {
         return Ok(());
     }
+    // The kernel tears a namespace down after its last user has gone, in its own time: the
+    // veths onto operators' bridges go now, so that none is seen after delete returns.
+    crate::external::remove_veths(name)?;
     ip(&["netns", "delete", name])
 }
 

@@ -21,8 +21,8 @@ fn ip(args: &[&str]) {
 }
 
 /// The test's LAN: namespace `viccn-PID` with bridges `br0` (`10.77.N.1/24`, a server on
-/// port 9000 that answers each connection with the address it came from) and `br1`
-/// (`10.78.N.1/24`).
+/// port 9000 that answers each connection with the address it came from) to `br4`
+/// (`10.81.N.1/24`).
 struct Lan {
     ns: String,
     n: u32,
@@ -36,7 +36,13 @@ impl Lan {
         let _ = Command::new("ip").args(["netns", "delete", &ns]).output();
         ip(&["netns", "add", &ns]);
         ip(&["-n", &ns, "link", "set", "dev", "lo", "up"]);
-        for (br, net) in [("br0", 77), ("br1", 78)] {
+        for (br, net) in [
+            ("br0", 77),
+            ("br1", 78),
+            ("br2", 79),
+            ("br3", 80),
+            ("br4", 81),
+        ] {
             ip(&["-n", &ns, "link", "add", br, "type", "bridge"]);
             let addr = format!("10.{net}.{n}.1/24");
             ip(&["-n", &ns, "addr", "add", &addr, "dev", br]);
@@ -112,6 +118,8 @@ fn containers_join_the_operators_bridge_directly_behind_its_trust_level() {
         &format!("cn-missing-{}", std::process::id()),
         "--container-network",
         &format!("{}/br9:nowhere", lan.ns),
+        "--container-network-gateway",
+        &format!("{}/br9:{gw}", lan.ns),
     ]);
     assert!(missing.contains("no bridge br9"), "{missing}");
 
@@ -126,6 +134,25 @@ fn containers_join_the_operators_bridge_directly_behind_its_trust_level() {
             &flag(&range),
             "--container-network-firewall",
             &flag("published"),
+            // Three more, one per trust level, on br2 (10.79), br3 (10.80) and br4 (10.81).
+            "--cn",
+            &format!("{}/br2:out", lan.ns),
+            "--cng",
+            &format!("{}/br2:{}/24", lan.ns, lan.addr(79, 1)),
+            "--cnf",
+            &format!("{}/br2:outbound", lan.ns),
+            "--cn",
+            &format!("{}/br3:peers", lan.ns),
+            "--cng",
+            &format!("{}/br3:{}/24", lan.ns, lan.addr(80, 1)),
+            "--cnf",
+            &format!("{}/br3:peers", lan.ns),
+            "--cn",
+            &format!("{}/br4:open", lan.ns),
+            "--cng",
+            &format!("{}/br4:{}/24", lan.ns, lan.addr(81, 1)),
+            "--cnf",
+            &format!("{}/br4:open", lan.ns),
         ],
     );
     let (client, image) = (&vch.client, vch.image.as_str());
@@ -188,6 +215,56 @@ fn containers_join_the_operators_bridge_directly_behind_its_trust_level() {
     ]);
     assert_eq!(seen.trim(), format!("from {}", lan.addr(77, 101)));
 
+    // One listening container per other trust level, on a port none publishes.
+    let serve = |net: &str| {
+        let id = client
+            .ok(&[
+                "run",
+                "-d",
+                "--net",
+                net,
+                image,
+                "sh",
+                "-c",
+                "while true; do echo inside | nc -l -p 8081; done",
+            ])
+            .trim()
+            .to_string();
+        let f = format!("{{{{.NetworkSettings.Networks.{net}.IPAddress}}}}");
+        client.ok(&["inspect", "-f", &f, &id]).trim().to_string()
+    };
+    // Whether one ping from a container on `net` to `to` is answered; the container must
+    // have run either way (busybox prints its packet loss).
+    let ping = |net: &str, to: &str| {
+        let o = client.run(&[
+            "run", "--rm", "--net", net, image, "ping", "-c", "1", "-W", "3", to,
+        ]);
+        let text = stdout(&o);
+        assert!(text.contains("packet loss"), "{text}{}", stderr(&o));
+        text.contains(" 0% packet loss")
+    };
+    let (out, peers, open) = (serve("out"), serve("peers"), serve("open"));
+    let got = eventually(
+        "the open network's server from the LAN",
+        Duration::from_secs(30),
+        || Some(lan.read(&open, 8081)).filter(|g| !g.is_empty()),
+    );
+    assert_eq!(got, "inside", "open lets the LAN in to any port");
+    assert_eq!(lan.read(&out, 8081), "", "outbound lets nothing in");
+    assert!(
+        ping("out", &lan.addr(79, 1)),
+        "outbound lets a container out"
+    );
+    assert_eq!(lan.read(&peers, 8081), "", "peers keeps the LAN out");
+    assert!(
+        !ping("peers", &lan.addr(80, 1)),
+        "peers keeps containers in"
+    );
+    let peer = client.ok(&[
+        "run", "--rm", "--net", "peers", image, "nc", "-w", "5", &peers, "8081",
+    ]);
+    assert_eq!(peer.trim(), "inside", "peers reach each other");
+
     // What a container network cannot do is refused in words.
     let remap = client.run(&["create", "--net", "routable", "-p", "9090:80", image]);
     assert!(
@@ -220,13 +297,15 @@ fn containers_join_the_operators_bridge_directly_behind_its_trust_level() {
     assert!(out.contains("sealed"), "{out}");
     let ls = client.ok(&["network", "ls", "--format", "{{.Name}}"]);
     assert!(ls.lines().any(|l| l == "sealed"), "{ls}");
+    // Whether one ping from a container on `net` to `to` is answered; the container must
+    // have run either way (busybox prints its packet loss).
     let ping = |net: &str, to: &str| {
-        client
-            .run(&[
-                "run", "--rm", "--net", net, image, "ping", "-c", "1", "-W", "3", to,
-            ])
-            .status
-            .success()
+        let o = client.run(&[
+            "run", "--rm", "--net", net, image, "ping", "-c", "1", "-W", "3", to,
+        ]);
+        let text = stdout(&o);
+        assert!(text.contains("packet loss"), "{text}{}", stderr(&o));
+        text.contains(" 0% packet loss")
     };
     assert!(
         ping("routable", &lan.addr(77, 1)),
