@@ -19,7 +19,12 @@ fn compose(dir: &std::path::Path, host: &str, args: &[&str]) -> std::process::Ou
         .env_remove("DOCKER_CERT_PATH")
         .env("COMPOSE_HTTP_TIMEOUT", "120")
         .args(args);
-    run_limited(c, None, Duration::from_secs(300), &format!("docker-compose {args:?}"))
+    run_limited(
+        c,
+        None,
+        Duration::from_secs(300),
+        &format!("docker-compose {args:?}"),
+    )
 }
 
 #[test]
@@ -54,16 +59,26 @@ services:
     );
     let text = format!("{}{}", stdout(&up), stderr(&up));
     assert!(up.status.success(), "docker-compose up: {text}");
-    assert!(text.contains("vic test image"), "the client read the web page: {text}");
+    assert!(
+        text.contains("vic test image"),
+        "the client read the web page: {text}"
+    );
 
     // Compose's network and containers, as docker shows them.
     let nets = client.ok(&["network", "ls", "--format", "{{.Name}}"]);
     assert!(nets.lines().any(|n| n == "shop_default"), "{nets}");
     let ps = client.ok(&["ps", "-a", "--format", "{{.Names}}"]);
-    assert!(ps.contains("shop_web_1") && ps.contains("shop_client_1"), "{ps}");
+    assert!(
+        ps.contains("shop_web_1") && ps.contains("shop_client_1"),
+        "{ps}"
+    );
 
     let down = compose(&dir, &vch.client.host, &["-p", project, "down"]);
-    assert!(down.status.success(), "docker-compose down: {}", stderr(&down));
+    assert!(
+        down.status.success(),
+        "docker-compose down: {}",
+        stderr(&down)
+    );
     let ps = client.ok(&["ps", "-a", "--format", "{{.Names}}"]);
     assert!(ps.trim().is_empty(), "down removes the containers: {ps}");
     let nets = client.ok(&["network", "ls", "--format", "{{.Name}}"]);

@@ -1,6 +1,6 @@
 //! SIGKILL of the appliance in the middle of network operations (`network create`, `network
-//! rm`, `network connect` of a stopped and of a running container, `run --network -p`)
-//! leaves nothing half done: no bridge without its network or network without its bridge, no
+//! rm`, `network connect` of a stopped and of a running container, `network disconnect` of a
+//! running one, `run --network -p`) leaves nothing half done: no bridge without its network or network without its bridge, no
 //! address held twice, no tap or published port left behind, no endpoint of a running
 //! container that its guest does not have; names resolve again afterwards.
 
@@ -37,7 +37,8 @@ fn check_port(client: &Client, port: u16, when: &str) {
 }
 
 /// A running container the record shows on `side` has that interface in its guest: it
-/// disconnects without --force (the guest finds the interface by the endpoint's MAC).
+/// disconnects without --force (the guest finds the interface by the endpoint's MAC); one the
+/// record shows off `side` connects to it again and disconnects (its interface was freed).
 fn check_live_endpoint(client: &Client, id: &str, when: &str) {
     let nets = client.ok(&[
         "inspect",
@@ -46,6 +47,12 @@ fn check_live_endpoint(client: &Client, id: &str, when: &str) {
         id,
     ]);
     if nets.starts_with("running") && nets.contains("side") {
+        let o = client.run(&["network", "disconnect", "side", id]);
+        assert!(o.status.success(), "{when}: {}", stderr(&o));
+    } else if nets.starts_with("running") {
+        // Off `side` by the record: the interface it had is free for a connect again.
+        let o = client.run(&["network", "connect", "side", id]);
+        assert!(o.status.success(), "{when}: {}", stderr(&o));
         let o = client.run(&["network", "disconnect", "side", id]);
         assert!(o.status.success(), "{when}: {}", stderr(&o));
     }
@@ -66,6 +73,7 @@ fn crashes_during_network_operations_leave_nothing_half_done() {
             "network rm",
             "connect",
             "connect live",
+            "disconnect live",
             "run -p",
         ] {
             let made = format!("made-{delay_ms}");
@@ -83,6 +91,14 @@ fn crashes_during_network_operations_leave_nothing_half_done() {
                     .ok(&["run", "-d", "--network", "app", &image, "sleep", "300"])
                     .trim()
                     .to_string(),
+                "disconnect live" => {
+                    let id = client
+                        .ok(&["run", "-d", "--network", "app", &image, "sleep", "300"])
+                        .trim()
+                        .to_string();
+                    client.ok(&["network", "connect", "side", &id]);
+                    id
+                }
                 _ => String::new(),
             };
             let published = format!("{port}:8080");
@@ -90,6 +106,7 @@ fn crashes_during_network_operations_leave_nothing_half_done() {
                 "network create" => vec!["network", "create", &made],
                 "network rm" => vec!["network", "rm", &doomed],
                 "connect" | "connect live" => vec!["network", "connect", "side", &stopped],
+                "disconnect live" => vec!["network", "disconnect", "side", &stopped],
                 _ => vec![
                     "run",
                     "-d",
@@ -121,7 +138,7 @@ fn crashes_during_network_operations_leave_nothing_half_done() {
             let when = format!("{op} killed after {delay_ms} ms");
             check_invariants(&name, client, &when);
             check_port(client, port, &when);
-            if op == "connect live" {
+            if op == "connect live" || op == "disconnect live" {
                 check_live_endpoint(client, &stopped, &when);
             }
         }
