@@ -130,11 +130,12 @@ pub async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiR
     let c = st.containers.get(&id)?;
     let log = st.containers.log_path(&c.id);
     let host_config = host_config_of(&c.spec);
-    Ok(Json(container_json(
-        &c,
-        host_config,
-        &log.display().to_string(),
-    )))
+    let mut v = container_json(&c, host_config, &log.display().to_string());
+    let execs = st.containers.exec_ids(&c.id);
+    if !execs.is_empty() {
+        v["ExecIDs"] = serde_json::json!(execs);
+    }
+    Ok(Json(v))
 }
 
 /// POST /containers/{id}/start

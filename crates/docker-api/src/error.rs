@@ -58,6 +58,7 @@ impl From<PlError> for ApiError {
         let status = match &e {
             PlError::NoSuchContainer(_)
             | PlError::NoSuchImage(_)
+            | PlError::NoSuchExec(_)
             | PlError::Network(NetworkError::NoSuch(_)) => StatusCode::NOT_FOUND,
             PlError::Network(NetworkError::Full(_)) => StatusCode::SERVICE_UNAVAILABLE,
             PlError::Network(NetworkError::Exists(_) | NetworkError::AddressInUse) => {
@@ -68,10 +69,12 @@ impl From<PlError> for ApiError {
             PlError::NameConflict { .. }
             | PlError::NotRunning(_)
             | PlError::NotReading(_)
+            | PlError::ExecRan(_)
             | PlError::RemoveRunning(_) => StatusCode::CONFLICT,
             PlError::AlreadyRunning(_) => StatusCode::NOT_MODIFIED,
             PlError::InvalidSignal(_)
             | PlError::NoCommand
+            | PlError::NoExecCommand
             | PlError::InvalidName(_)
             | PlError::Ambiguous(_) => StatusCode::BAD_REQUEST,
             PlError::Spawn { .. } => StatusCode::BAD_REQUEST,

@@ -28,6 +28,7 @@ mod archive;
 mod containers;
 mod error;
 mod events;
+mod exec;
 mod filters;
 mod glob;
 mod guard;
@@ -134,6 +135,10 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/{id}/wait", post(streams::wait))
         .route("/containers/{id}/resize", post(containers::resize))
         .route("/containers/{id}/attach", post(streams::attach))
+        .route("/containers/{id}/exec", post(exec::create))
+        .route("/exec/{id}/start", post(exec::start))
+        .route("/exec/{id}/resize", post(exec::resize))
+        .route("/exec/{id}/json", get(exec::inspect))
         .route("/containers/{id}/logs", get(streams::logs))
         .route(
             "/containers/{id}",

@@ -20,6 +20,34 @@ use crate::{ApiError, ApiResult, AppState};
 const RAW: &str = "application/vnd.docker.raw-stream";
 const MUX: &str = "application/vnd.docker.multiplexed-stream";
 
+/// Refuses a request to hijack that does not ask for the connection upgrade (`what`: the
+/// endpoint, for the message).
+pub(crate) fn check_upgrade(req: &Request, what: &str) -> ApiResult<()> {
+    let upgrade = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    if upgrade.as_deref() != Some("tcp") {
+        return Err(ApiError::bad_request(format!(
+            "{what} needs a connection upgrade (Upgrade: tcp)"
+        )));
+    }
+    Ok(())
+}
+
+/// The response that hands the connection over: raw for a TTY, multiplexed otherwise.
+pub(crate) fn switching(tty: bool) -> ApiResult<Response> {
+    let ctype = if tty { RAW } else { MUX };
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONTENT_TYPE, ctype)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "tcp")
+        .body(Body::empty())
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
 /// The most of a container's log read into memory at once for `docker logs` (a record is at
 /// most a frame, 1 MiB, so a chunk always holds one).
 const LOG_CHUNK: u64 = 2 << 20;
@@ -67,7 +95,7 @@ pub async fn wait(
 }
 
 /// Encodes one entry for the client: raw for a TTY, else with the 8-byte stream header.
-fn frame(entry: &LogEntry, tty: bool, timestamps: bool) -> Bytes {
+pub(crate) fn frame(entry: &LogEntry, tty: bool, timestamps: bool) -> Bytes {
     let ts = timestamps.then(|| {
         format!(
             "{} ",
@@ -94,7 +122,7 @@ fn frame(entry: &LogEntry, tty: bool, timestamps: bool) -> Bytes {
 }
 
 /// How many bytes of ready output go to a client in one write.
-const BATCH: usize = 64 * 1024;
+pub(crate) const BATCH: usize = 64 * 1024;
 
 fn wanted(entry: &LogEntry, stdout: bool, stderr: bool) -> bool {
     wanted_stream(entry.stream, stdout, stderr)
@@ -126,16 +154,7 @@ pub async fn attach(
 ) -> ApiResult<Response> {
     let (want_stdout, want_stderr) = (q.stdout, q.stderr);
     let (rec, streams) = st.containers.attach(&id, q.stdin)?;
-    let upgrade = req
-        .headers()
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_ascii_lowercase);
-    if upgrade.as_deref() != Some("tcp") {
-        return Err(ApiError::bad_request(
-            "attach needs a connection upgrade (Upgrade: tcp)",
-        ));
-    }
+    check_upgrade(&req, "attach")?;
     let on_upgrade = hyper::upgrade::on(&mut req);
     let tty = streams.tty;
     tokio::spawn(async move {
@@ -197,14 +216,7 @@ pub async fn attach(
             t.abort();
         }
     });
-    let ctype = if tty { RAW } else { MUX };
-    Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(header::CONTENT_TYPE, ctype)
-        .header(header::CONNECTION, "Upgrade")
-        .header(header::UPGRADE, "tcp")
-        .body(Body::empty())
-        .map_err(|e| ApiError::internal(e.to_string()))
+    switching(tty)
 }
 
 /// `since`/`until` as the CLI sends them, `SECONDS[.NANOSECONDS]`, read exactly (through an

@@ -41,12 +41,14 @@ pub use container::{
     Rlimit, Status,
 };
 pub use events::{Event, EventBus};
+pub use guest::exec::{ExecConfig, ExecOutput};
 pub use guest::session::StdinMsg;
 pub use image_service::{ImageEvent, ImageService};
 pub use limits::Limits;
 pub use logs::{LogBounds, LogEntry, LogSet, LogStream};
 pub use manager::{
-    AttachStreams, Containers, ContainersConfig, Error, Images, Output, WaitCondition,
+    AttachStreams, Containers, ContainersConfig, Error, ExecInfo, ExecStdin, ExecStreams, Images,
+    Output, WaitCondition, MAX_EXECS,
 };
 pub use networks::{Endpoint, Network};
 pub use signals::parse_signal;

@@ -19,6 +19,7 @@ use crate::state::StateDir;
 
 mod dns;
 mod error;
+mod exec;
 mod images;
 mod live;
 mod live_net;
@@ -33,6 +34,7 @@ pub use streams::{AttachStreams, Output, WaitCondition};
 
 use error::io_err;
 pub use error::Error;
+pub use exec::{ExecInfo, ExecStdin, ExecStreams, MAX_EXECS};
 use live::Live;
 
 /// Where container root filesystems come from: the image store, seen from the port layer.
@@ -79,6 +81,7 @@ struct Inner {
     network_pools: Vec<Cidr>,
     /// The DNS server of each network, by network ID: dropping one stops it.
     dns: StdMutex<HashMap<String, dns::Server>>,
+    execs: exec::Execs,
 }
 
 /// The containers of one VCH.
@@ -128,6 +131,7 @@ impl Containers {
                 network_store,
                 network_pools: config.network_pools,
                 dns: StdMutex::default(),
+                execs: exec::Execs::default(),
             }),
         };
         for net in me.networks() {
@@ -508,6 +512,7 @@ impl Containers {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
+        self.forget_execs(&id);
         let code = rec.as_ref().map(|r| r.state.exit_code).unwrap_or(0);
         let _ = live.output.send(Output::Eof);
         live.removed.send_replace(Some(code));

@@ -55,7 +55,15 @@ pub mod guest;
 pub use guest::{Confinement, Privileges};
 
 /// Protocol version spoken by this build; sent in [`GuestMsg::Hello`].
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
+
+/// The first protocol version whose tether runs further sessions beside the main one
+/// (`docker exec`) and drops what it keeps of one on [`HostMsg::Forget`].
+pub const EXEC_VERSION: u32 = 4;
+
+/// Ended sessions whose output and exit a tether keeps for [`HostMsg::Resume`] until the host
+/// says [`HostMsg::Forget`]; beyond it the oldest are dropped.
+pub const MAX_ENDED_SESSIONS: usize = 64;
 
 /// The first protocol version whose tether answers [`HostMsg::SetInterface`].
 pub const SET_INTERFACE_VERSION: u32 = 3;
@@ -383,6 +391,11 @@ pub enum HostMsg {
         find: String,
         mac: String,
         address: Option<(std::net::Ipv4Addr, u8)>,
+    },
+    /// The host has all of ended session `session` (an exec): the tether drops the output and
+    /// exit it kept for a resume. From version [`EXEC_VERSION`] on.
+    Forget {
+        session: u32,
     },
 }
 

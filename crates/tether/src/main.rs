@@ -201,6 +201,7 @@ fn handle(
         HostMsg::Ping { seq } => out.msg(&GuestMsg::Pong { seq }),
         HostMsg::Shutdown => power_off(sys, mounted),
         HostMsg::Resume { session, from } => out.resume(session, from),
+        HostMsg::Forget { session } => out.forget(session),
         HostMsg::SetInterface {
             seq,
             find,

@@ -11,7 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use tether_proto::{encode, Frame, FrameDecoder, FrameKind, GuestMsg, PORT_NAME, REPLAY_WINDOW};
+use tether_proto::{
+    encode, Frame, FrameDecoder, FrameKind, GuestMsg, MAIN_SESSION, MAX_ENDED_SESSIONS, PORT_NAME,
+    REPLAY_WINDOW,
+};
 
 const VIRTIO_PORTS: &str = "/sys/class/virtio-ports";
 
@@ -141,11 +144,35 @@ impl Writer {
         true
     }
 
-    /// Records that a session ended and says so.
+    /// Records that a session ended and says so. Of the ended sessions other than the main
+    /// one, at most [`MAX_ENDED_SESSIONS`] are kept: a host that never says `Forget` costs the
+    /// guest a bounded amount of memory.
     pub fn exited(&self, session: u32, code: i32) {
         let mut shared = self.lock();
         shared.exits.insert(session, code);
+        let mut ended: Vec<u32> = shared
+            .exits
+            .keys()
+            .copied()
+            .filter(|s| *s != MAIN_SESSION)
+            .collect();
+        if ended.len() > MAX_ENDED_SESSIONS {
+            ended.sort_unstable();
+            for old in &ended[..ended.len() - MAX_ENDED_SESSIONS] {
+                shared.exits.remove(old);
+                shared.outputs.remove(old);
+            }
+        }
         shared.write(&Frame::control(&GuestMsg::Exited { session, code }));
+    }
+
+    /// Answers [`tether_proto::HostMsg::Forget`]: drops what is kept of `session` if it has
+    /// ended (a running session's output is still to be sent).
+    pub fn forget(&self, session: u32) {
+        let mut shared = self.lock();
+        if shared.exits.remove(&session).is_some() {
+            shared.outputs.remove(&session);
+        }
     }
 
     /// Answers [`tether_proto::HostMsg::Resume`]: says `Resumed`, resends the session's output
@@ -420,5 +447,45 @@ mod tests {
                 lost: 0
             }
         );
+    }
+
+    /// How many bytes of `session`'s output the writer keeps, and whether it holds its exit.
+    fn kept(w: &Writer, session: u32) -> (usize, bool) {
+        let shared = w.lock();
+        let held = shared.outputs.get(&session).map_or(0, |l| l.held);
+        (held, shared.exits.contains_key(&session))
+    }
+
+    #[test]
+    fn ended_sessions_are_forgotten_when_the_host_says_so_and_bounded_when_it_does_not() {
+        let file = tempfile::tempfile().unwrap();
+        let w = writer_to(&file);
+        let open = AtomicBool::new(false);
+        w.send_output(&open, FrameKind::Stdout, 7, b"exec output");
+        w.forget(7);
+        assert_eq!(
+            kept(&w, 7),
+            (11, false),
+            "a running session is not forgotten"
+        );
+        w.exited(7, 0);
+        w.forget(7);
+        assert_eq!(kept(&w, 7), (0, false), "an ended one is");
+
+        w.send_output(&open, FrameKind::Stdout, MAIN_SESSION, b"main");
+        w.exited(MAIN_SESSION, 3);
+        let last = MAX_ENDED_SESSIONS as u32 + 10;
+        for s in 1..=last {
+            w.send_output(&open, FrameKind::Stdout, s, b"x");
+            w.exited(s, 0);
+        }
+        let shared = w.lock();
+        assert_eq!(
+            shared.exits.len(),
+            MAX_ENDED_SESSIONS + 1,
+            "the newest, and main"
+        );
+        assert!(shared.exits.contains_key(&MAIN_SESSION) && shared.exits.contains_key(&last));
+        assert!(!shared.outputs.contains_key(&1), "the oldest went");
     }
 }

@@ -9,7 +9,13 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tether_proto::{Frame, HostMsg, MAIN_SESSION, SET_INTERFACE_VERSION};
+use bytes::Bytes;
+use tether_proto::{
+    Frame, FrameKind, HostMsg, Process, EXEC_VERSION, MAIN_SESSION, MAX_PAYLOAD,
+    SET_INTERFACE_VERSION,
+};
+
+use super::exec::{ExecHandle, Routes};
 use tokio::sync::{mpsc, oneshot};
 
 /// How long the guest may take to answer an interface change.
@@ -58,16 +64,93 @@ impl Asked {
     }
 }
 
-/// A running session's control: signals, resizes and interface changes.
-#[derive(Debug, Clone)]
+/// A running session's control: signals, resizes, interface changes and exec sessions.
+#[derive(Clone)]
 pub struct GuestControl {
     tx: mpsc::Sender<Frame>,
     asked: Arc<Asked>,
+    routes: Arc<Routes>,
+    /// The bounded queue of stdin frames (exec sessions' input shares it with the main one's).
+    stdin: mpsc::Sender<Frame>,
+}
+
+impl std::fmt::Debug for GuestControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestControl").finish_non_exhaustive()
+    }
 }
 
 impl GuestControl {
-    pub(crate) fn new(tx: mpsc::Sender<Frame>, asked: Arc<Asked>) -> GuestControl {
-        GuestControl { tx, asked }
+    pub(crate) fn new(
+        tx: mpsc::Sender<Frame>,
+        asked: Arc<Asked>,
+        routes: Arc<Routes>,
+        stdin: mpsc::Sender<Frame>,
+    ) -> GuestControl {
+        GuestControl {
+            tx,
+            asked,
+            routes,
+            stdin,
+        }
+    }
+
+    /// Starts `process` as a new session beside the main one (`docker exec`); its start, output
+    /// and exit come through the returned handle.
+    pub fn spawn(&self, process: Process) -> Result<ExecHandle, String> {
+        let version = self.asked.version.load(Ordering::SeqCst);
+        if version < EXEC_VERSION {
+            return Err(format!(
+                "the container's tether (protocol version {version}) cannot run another process: restart the container first"
+            ));
+        }
+        let handle = self.routes.open().ok_or_else(|| {
+            format!(
+                "{} exec sessions already run in this container",
+                super::exec::MAX_SESSIONS
+            )
+        })?;
+        let session = handle.session;
+        if let Err(e) = self.send(&HostMsg::Spawn { session, process }) {
+            self.routes.close(session);
+            return Err(format!("the guest cannot be told: {e:?}"));
+        }
+        Ok(handle)
+    }
+
+    /// Sends `data` to session `session`'s standard input, waiting while the queue is full.
+    pub async fn stdin(&self, session: u32, data: Bytes) -> Result<(), Undelivered> {
+        for chunk in data.chunks(MAX_PAYLOAD) {
+            let frame = Frame::data(FrameKind::Stdin, session, chunk.to_vec());
+            self.stdin
+                .send(frame)
+                .await
+                .map_err(|_| Undelivered::NotRunning)?;
+        }
+        Ok(())
+    }
+
+    /// Closes session `session`'s standard input.
+    pub async fn close_stdin(&self, session: u32) -> Result<(), Undelivered> {
+        let frame = Frame::data(FrameKind::StdinClosed, session, Vec::new());
+        self.stdin
+            .send(frame)
+            .await
+            .map_err(|_| Undelivered::NotRunning)
+    }
+
+    /// Resizes session `session`'s terminal.
+    pub fn resize_session(&self, session: u32, rows: u16, cols: u16) -> Result<(), Undelivered> {
+        self.send(&HostMsg::Resize {
+            session,
+            rows,
+            cols,
+        })
+    }
+
+    /// Tells the guest it may drop what it kept of ended session `session`.
+    pub fn forget(&self, session: u32) -> Result<(), Undelivered> {
+        self.send(&HostMsg::Forget { session })
     }
 
     pub fn signal(&self, signal: i32) -> Result<(), Undelivered> {

@@ -79,6 +79,42 @@ impl Launch {
         Ok(Launch { setup, process })
     }
 
+    /// The process of an exec in a container made from `spec`: its command, with the
+    /// container's environment (the exec's variables win), user and working directory unless
+    /// the exec names its own, and the container's privileges (all of them with
+    /// `--privileged`).
+    pub(crate) fn exec(
+        spec: &ContainerSpec,
+        exec: &super::exec::ExecConfig,
+    ) -> Result<Process, String> {
+        let p = &spec.process;
+        let mut privileges = privileges(&p.privileges).map_err(|e| e.to_string())?;
+        if exec.privileged {
+            privileges.capabilities =
+                Some(capability_mask(&super::options::CAPABILITIES).map_err(|e| e.to_string())?);
+        }
+        let key = |kv: &str| kv.split('=').next().unwrap_or_default().to_string();
+        let mut env: Vec<String> = p
+            .env
+            .iter()
+            .filter(|kv| !exec.env.iter().any(|e| key(e) == key(kv)))
+            .cloned()
+            .collect();
+        env.extend(exec.env.iter().cloned());
+        let or = |mine: &str, theirs: &str| if mine.is_empty() { theirs } else { mine }.to_string();
+        Ok(Process {
+            argv: exec.cmd.clone(),
+            env,
+            cwd: or(&exec.working_dir, &p.working_dir),
+            user: or(&exec.user, &p.user),
+            tty: exec.tty,
+            stdin: exec.attach_stdin,
+            rows: exec.console_size.0,
+            cols: exec.console_size.1,
+            privileges,
+        })
+    }
+
     /// The `Setup` to send now, with the host's clock as it is now.
     pub(crate) fn setup_now(setup: &Setup) -> Setup {
         Setup {

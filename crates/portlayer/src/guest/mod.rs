@@ -14,6 +14,7 @@
 //! ```
 
 mod control;
+pub mod exec;
 pub(crate) mod launch;
 mod options;
 mod protocol;

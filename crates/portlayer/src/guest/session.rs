@@ -3,6 +3,7 @@
 
 use crate::guest::control::Asked;
 pub use crate::guest::control::{GuestControl, Undelivered};
+use crate::guest::exec::{ExecOutput, Routes};
 use crate::guest::protocol::Protocol;
 use crate::guest::Launch;
 use std::sync::Arc;
@@ -172,6 +173,9 @@ async fn drive(
 
     let asked = Arc::new(Asked::default());
     let answers = asked.clone();
+    let routes = Arc::new(Routes::default());
+    let exec_routes = routes.clone();
+    let exec_stdin = stdin_tx.clone();
     let (started_tx, started_rx) = oneshot::channel::<Result<(), StartFailure>>();
     let (exit_tx, exit_rx) = oneshot::channel::<SessionExit>();
     let (off_tx, off_rx) = oneshot::channel::<String>();
@@ -238,6 +242,29 @@ async fn drive(
                 if let Some(Err(why)) = msg.as_ref().map(|m| protocol.accept(m)) {
                     break 'outer SessionExit::Lost(format!("{VIOLATION}: {why}"));
                 }
+                if frame.session != MAIN_SESSION && frame.kind != FrameKind::Control {
+                    let stream = match frame.kind {
+                        FrameKind::Stderr => LogStream::Stderr,
+                        _ => LogStream::Stdout,
+                    };
+                    match exec_routes.output(frame.session) {
+                        Ok(Some(tx)) => {
+                            let data = Bytes::from(frame.payload);
+                            let _ = tx.send(ExecOutput { stream, data }).await;
+                        }
+                        Ok(None) => {}
+                        Err(why) => break 'outer SessionExit::Lost(format!("{VIOLATION}: {why}")),
+                    }
+                    continue;
+                }
+                if let Some(m) = msg.as_ref().filter(|m| exec_session(m)) {
+                    match exec_routes.message(m) {
+                        Ok(Some(ended)) => send(HostMsg::Forget { session: ended }),
+                        Ok(None) => {}
+                        Err(why) => break 'outer SessionExit::Lost(format!("{VIOLATION}: {why}")),
+                    }
+                    continue;
+                }
                 match frame.kind {
                     // Sent before the guest answered Resume: the replay repeats it.
                     FrameKind::Stdout | FrameKind::Stderr if replaying => {}
@@ -257,6 +284,7 @@ async fn drive(
                         }) => {
                             tracing::debug!(version, kernel, configured, ?running, "tether hello");
                             answers.hello(version);
+                            exec_routes.hello(&running);
                             match &mode {
                                 Mode::Start { setup, .. } => {
                                     send(HostMsg::Setup(Box::new(Launch::setup_now(setup))))
@@ -414,6 +442,7 @@ async fn drive(
         if let Some(t) = stdin_task {
             t.abort();
         }
+        exec_routes.close_all();
         if let Some(tx) = started_tx.take() {
             let why = match &outcome {
                 SessionExit::Lost(why) => why.clone(),
@@ -438,7 +467,7 @@ async fn drive(
 
     match tokio::time::timeout(limit, started_rx).await {
         Ok(Ok(Ok(()))) => Ok(Session {
-            control: GuestControl::new(control_tx, asked),
+            control: GuestControl::new(control_tx, asked, routes, exec_stdin),
             exit: exit_rx,
             vm_off: off_rx,
         }),
@@ -450,6 +479,16 @@ async fn drive(
             "the container VM did not report its process within {} s",
             limit.as_secs()
         ))),
+    }
+}
+
+/// Whether `msg` is about an exec session rather than the main one.
+fn exec_session(msg: &GuestMsg) -> bool {
+    match msg {
+        GuestMsg::Started { session, .. }
+        | GuestMsg::SpawnFailed { session, .. }
+        | GuestMsg::Exited { session, .. } => *session != MAIN_SESSION,
+        _ => false,
     }
 }
 

@@ -39,6 +39,12 @@ pub enum Error {
     Spawn { message: String, code: i32 },
     #[error("{0}")]
     Start(String),
+    #[error("No exec command specified")]
+    NoExecCommand,
+    #[error("No such exec instance: {0}")]
+    NoSuchExec(String),
+    #[error("Error: Exec command {0} has already run")]
+    ExecRan(String),
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error(transparent)]

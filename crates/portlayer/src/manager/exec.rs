@@ -1,0 +1,301 @@
+//! `docker exec`: further processes in a running container's VM, each a session of its
+//! guest's tether beside the main one (see `guest/exec.rs`).
+//!
+//! An exec is created (its configuration kept), started once (the guest spawns it; its
+//! output goes to whoever started it, or nowhere with `-d`), and inspected until its
+//! container is removed. Its exit code is Docker's: the process's, 126/127 when it could not
+//! be run, 137 when its container's VM went first. Once an exec has ended, its guest is told
+//! to drop what it kept of it. At most [`MAX_EXECS`] execs are remembered per VCH: creating
+//! one more forgets the oldest that has ended.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::{Containers, Error};
+use crate::container::Status;
+use crate::guest::exec::{ExecConfig, ExecOutput};
+use crate::guest::session::{GuestControl, Undelivered};
+use crate::guest::Launch;
+
+/// Execs remembered at once.
+pub const MAX_EXECS: usize = 1024;
+/// How long a guest may take to say an exec started.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// The exit code of an exec whose VM went before it ended (killed with the container).
+const LOST_EXIT: i32 = 137;
+
+/// An exec as `GET /exec/{id}/json` shows it.
+#[derive(Debug, Clone)]
+pub struct ExecInfo {
+    pub id: String,
+    pub container_id: String,
+    pub config: ExecConfig,
+    pub running: bool,
+    /// Set once it has ended.
+    pub exit_code: Option<i32>,
+    pub pid: u32,
+    /// Whether it has been started (an exec runs once).
+    pub started: bool,
+}
+
+struct ExecEntry {
+    info: ExecInfo,
+    /// The guest session and its control while it runs.
+    session: Option<(u32, GuestControl)>,
+    /// Order of creation, for forgetting the oldest.
+    serial: u64,
+}
+
+/// The execs of a VCH.
+#[derive(Default)]
+pub(super) struct Execs {
+    map: std::sync::Mutex<HashMap<String, ExecEntry>>,
+    serial: std::sync::atomic::AtomicU64,
+}
+
+impl Execs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ExecEntry>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What the starter of an exec gets.
+pub struct ExecStreams {
+    /// The exec's output; ends when it exits.
+    pub output: mpsc::Receiver<ExecOutput>,
+    /// Its standard input, when it was asked for.
+    pub stdin: Option<ExecStdin>,
+    pub tty: bool,
+    /// Why the process did not run (its exit code is then 126 or 127).
+    pub failed: Option<String>,
+}
+
+/// An exec's standard input.
+pub struct ExecStdin {
+    control: GuestControl,
+    session: u32,
+}
+
+impl ExecStdin {
+    /// Sends `data`; false once the exec or its container has ended.
+    pub async fn send(&self, data: Bytes) -> bool {
+        self.control.stdin(self.session, data).await.is_ok()
+    }
+
+    /// Closes the exec's standard input.
+    pub async fn close(&self) {
+        let _ = self.control.close_stdin(self.session).await;
+    }
+}
+
+impl Containers {
+    /// Creates an exec in running container `key`; its ID.
+    pub fn create_exec(&self, key: &str, config: ExecConfig) -> Result<String, Error> {
+        let rec = self.get(key)?;
+        if rec.state.status != Status::Running {
+            return Err(Error::NotRunning(rec.id));
+        }
+        if config.cmd.is_empty() {
+            return Err(Error::NoExecCommand);
+        }
+        let id = hex::encode(rand::random::<[u8; 32]>());
+        let execs = &self.inner.execs;
+        let mut map = execs.lock();
+        if map.len() >= MAX_EXECS {
+            let oldest = map
+                .iter()
+                .filter(|(_, e)| !e.info.running && e.session.is_none())
+                .min_by_key(|(_, e)| e.serial)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => {
+                    map.remove(&k);
+                }
+                None => {
+                    return Err(Error::Start(format!(
+                        "{MAX_EXECS} execs are under way in this VCH"
+                    )))
+                }
+            }
+        }
+        let cmd = config.cmd.join(" ");
+        map.insert(
+            id.clone(),
+            ExecEntry {
+                info: ExecInfo {
+                    id: id.clone(),
+                    container_id: rec.id.clone(),
+                    config,
+                    running: false,
+                    exit_code: None,
+                    pid: 0,
+                    started: false,
+                },
+                session: None,
+                serial: execs
+                    .serial
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+            },
+        );
+        drop(map);
+        self.publish(
+            &format!("exec_create: {cmd}"),
+            &rec,
+            &[("execID", id.clone())],
+        );
+        Ok(id)
+    }
+
+    /// An exec's state.
+    pub fn exec_info(&self, id: &str) -> Result<ExecInfo, Error> {
+        let map = self.inner.execs.lock();
+        map.get(id)
+            .map(|e| e.info.clone())
+            .ok_or_else(|| Error::NoSuchExec(id.to_string()))
+    }
+
+    /// The IDs of container `id`'s execs, oldest first.
+    pub fn exec_ids(&self, container_id: &str) -> Vec<String> {
+        let map = self.inner.execs.lock();
+        let mut ids: Vec<(&u64, &String)> = map
+            .iter()
+            .filter(|(_, e)| e.info.container_id == container_id)
+            .map(|(k, e)| (&e.serial, k))
+            .collect();
+        ids.sort();
+        ids.into_iter().map(|(_, k)| k.clone()).collect()
+    }
+
+    /// Forgets the execs of a removed container.
+    pub(super) fn forget_execs(&self, container_id: &str) {
+        self.inner
+            .execs
+            .lock()
+            .retain(|_, e| e.info.container_id != container_id);
+    }
+
+    /// Resizes a running exec's terminal.
+    pub fn resize_exec(&self, id: &str, rows: u16, cols: u16) -> Result<(), Error> {
+        let (session, container) = {
+            let map = self.inner.execs.lock();
+            let e = map
+                .get(id)
+                .ok_or_else(|| Error::NoSuchExec(id.to_string()))?;
+            (e.session.clone(), e.info.container_id.clone())
+        };
+        let Some((session, control)) = session else {
+            return Err(Error::Start(format!("Exec {id} is not running")));
+        };
+        match control.resize_session(session, rows, cols) {
+            Ok(()) => Ok(()),
+            Err(Undelivered::NotRunning) => Err(Error::NotRunning(container)),
+            Err(Undelivered::NotReading) => Err(Error::NotReading(container)),
+        }
+    }
+
+    /// Starts exec `id`: the guest runs its process, whose output and exit come through the
+    /// returned streams (`detach`: its output is dropped).
+    pub async fn start_exec(&self, id: &str, detach: bool) -> Result<ExecStreams, Error> {
+        let (container_id, config) = {
+            let mut map = self.inner.execs.lock();
+            let e = map
+                .get_mut(id)
+                .ok_or_else(|| Error::NoSuchExec(id.to_string()))?;
+            if e.info.started {
+                return Err(Error::ExecRan(id.to_string()));
+            }
+            e.info.started = true;
+            (e.info.container_id.clone(), e.info.config.clone())
+        };
+        let rec = self.get(&container_id)?;
+        let live = self
+            .live(&rec.id)
+            .ok_or_else(|| Error::NoSuchContainer(container_id.clone()))?;
+        let control = live
+            .control()
+            .map_err(|_| Error::NotRunning(rec.id.clone()))?;
+        let process = Launch::exec(&rec.spec, &config).map_err(Error::Start)?;
+        let handle = control.spawn(process).map_err(Error::Start)?;
+        let session = handle.session;
+        let started = match tokio::time::timeout(START_TIMEOUT, handle.started).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(_)) => Err((
+                "the container stopped before the exec started".into(),
+                LOST_EXIT,
+            )),
+            Err(_) => Err((
+                format!(
+                    "the guest did not start the exec within {} s",
+                    START_TIMEOUT.as_secs()
+                ),
+                126,
+            )),
+        };
+        let cmd = config.cmd.join(" ");
+        let pid = match started {
+            Ok(pid) => pid,
+            Err((message, code)) => {
+                self.exec_ended(id, code);
+                let _ = control.forget(session);
+                return Ok(ExecStreams {
+                    output: mpsc::channel(1).1,
+                    stdin: None,
+                    tty: config.tty,
+                    failed: Some(message),
+                });
+            }
+        };
+        {
+            let mut map = self.inner.execs.lock();
+            if let Some(e) = map.get_mut(id) {
+                e.info.running = true;
+                e.info.pid = pid;
+                e.session = Some((session, control.clone()));
+            }
+        }
+        self.publish(
+            &format!("exec_start: {cmd}"),
+            &rec,
+            &[("execID", id.to_string())],
+        );
+        let me = self.clone();
+        let (exec_id, exit) = (id.to_string(), handle.exit);
+        let forget = control.clone();
+        tokio::spawn(async move {
+            let code = exit.await.unwrap_or(LOST_EXIT);
+            me.exec_ended(&exec_id, code);
+            let _ = forget.forget(session);
+            if let Ok(rec) = me.get(&rec.id) {
+                me.publish(
+                    "exec_die",
+                    &rec,
+                    &[("execID", exec_id.clone()), ("exitCode", code.to_string())],
+                );
+            }
+        });
+        let mut output = handle.output;
+        if detach {
+            output.close();
+        }
+        Ok(ExecStreams {
+            output,
+            stdin: config
+                .attach_stdin
+                .then_some(ExecStdin { control, session }),
+            tty: config.tty,
+            failed: None,
+        })
+    }
+
+    fn exec_ended(&self, id: &str, code: i32) {
+        let mut map = self.inner.execs.lock();
+        if let Some(e) = map.get_mut(id) {
+            e.info.running = false;
+            e.info.exit_code = Some(code);
+            e.session = None;
+        }
+    }
+}
