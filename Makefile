@@ -70,6 +70,7 @@ bench: deps build registry
 	target/release/vic-bench --bin-dir $(BIN) --registry "$$(cat $(REG_DIR)/registry.addr)" --docker $(DOCKER)
 	target/release/vic-bench-pull --bin-dir $(BIN) --registry-dir $(BUILD)/registry-big --docker $(DOCKER)
 	target/release/vic-bench-net --bin-dir $(BIN) --registry "$$(cat $(REG_DIR)/registry.addr)" --docker $(DOCKER)
+	target/release/vic-bench-verbs --bin-dir $(BIN) --registry "$$(cat $(REG_DIR)/registry.addr)" --docker $(DOCKER)
 
 clean:
 	-tests/fixtures/registry.sh stop $(REG_DIR)

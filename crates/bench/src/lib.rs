@@ -55,6 +55,19 @@ pub fn run_ok(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&o.stdout).to_string())
 }
 
+/// Prints one measurement, vic's and the peer's side by side, with their ratio.
+pub fn row(name: &str, vic: Option<Stats>, peer: Option<Stats>, unit: &str) {
+    let cell = |s: Option<Stats>| match s {
+        Some(s) => format!("{:.2} {unit} ({:.2}–{:.2})", s.median, s.min, s.max),
+        None => "n/a".to_string(),
+    };
+    let ratio = match (vic, peer) {
+        (Some(v), Some(p)) if p.median > 0.0 => format!("{:.2}x", v.median / p.median),
+        _ => "n/a".into(),
+    };
+    println!("{name:<40} {:<30} {:<30} {ratio}", cell(vic), cell(peer));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

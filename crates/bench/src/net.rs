@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use bench::dockerd::{Dockerd, DEFAULT_DOCKERD};
 use bench::vch::Vch;
-use bench::{run_ok, stats, Stats};
+use bench::{row, run_ok, stats};
 use clap::Parser;
 
 #[derive(Debug, Parser)]
@@ -215,18 +215,6 @@ fn measure(e: &Engine, a: &Args, image: &str) -> anyhow::Result<Figures> {
     let _ = d(&["rm", "-f", "sink", "echo", "peer"]);
     let _ = d(&["network", "rm", "benchnet"]);
     Ok(Figures { mib, conns, rtt })
-}
-
-fn row(name: &str, vic: Option<Stats>, peer: Option<Stats>, unit: &str) {
-    let cell = |s: Option<Stats>| match s {
-        Some(s) => format!("{:.2} {unit} ({:.2}–{:.2})", s.median, s.min, s.max),
-        None => "n/a".to_string(),
-    };
-    let ratio = match (vic, peer) {
-        (Some(v), Some(p)) if p.median > 0.0 => format!("{:.2}x", v.median / p.median),
-        _ => "n/a".into(),
-    };
-    println!("{name:<40} {:<30} {:<30} {ratio}", cell(vic), cell(peer));
 }
 
 fn main() -> anyhow::Result<()> {
