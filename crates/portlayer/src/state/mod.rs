@@ -295,8 +295,10 @@ fn lock_holder(path: &Path) -> Option<u32> {
     })
 }
 
+mod json_table;
 mod quarantine;
 
+pub(crate) use json_table::JsonTable;
 pub use quarantine::Quarantined;
 
 #[cfg(test)]
