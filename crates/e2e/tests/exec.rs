@@ -123,31 +123,39 @@ fn exec_runs_processes_beside_the_main_one_as_docker_does() {
         stderr(&stopped)
     );
 
-    // The appliance dies while an exec runs: the container and the exec's process go on;
-    // new execs work once it is back.
+    // The appliance dies while an exec runs: the container and the exec's process go on,
+    // and the restarted appliance knows the exec and records how it ends.
     let long = {
         let (host, config) = (client.host.clone(), client.config.clone());
         std::thread::spawn(move || {
-            Client::new(&host, config).run(&[
+            let c = Client::new(&host, config);
+            c.run(&[
                 "exec",
                 "box",
                 "sh",
                 "-c",
-                "sleep 4; touch /tmp/outlived",
+                "sleep 4; touch /tmp/outlived; exit 7",
             ])
         })
     };
-    std::thread::sleep(Duration::from_secs(1));
+    let long_id = eventually("the long exec to run", Duration::from_secs(20), || {
+        let ids = client.ok(&["inspect", "-f", "{{range .ExecIDs}}{{.}} {{end}}", "box"]);
+        let last = ids.split_whitespace().last()?.to_string();
+        (exec_json(&client.host, &last)["Running"] == true).then_some(last)
+    });
     crash(&vch.name, client);
     let _ = long.join();
-    eventually(
-        "the exec's process to finish",
-        Duration::from_secs(30),
-        || {
-            let o = client.run(&["exec", "box", "ls", "/tmp/outlived"]);
-            o.status.success().then_some(())
-        },
+    let after = exec_json(&client.host, &long_id);
+    assert_eq!(
+        after["Running"], true,
+        "still running after the crash: {after}"
     );
+    let ended = eventually("the adopted exec to end", Duration::from_secs(30), || {
+        let v = exec_json(&client.host, &long_id);
+        (v["Running"] == false).then_some(v)
+    });
+    assert_eq!(ended["ExitCode"], 7, "{ended}");
+    client.ok(&["exec", "box", "ls", "/tmp/outlived"]);
     let status = client.ok(&["inspect", "-f", "{{.State.Status}}", "box"]);
     assert_eq!(status.trim(), "running");
     vch.delete();

@@ -194,6 +194,7 @@ fn hello() -> GuestMsg {
         configured: false,
         running: Vec::new(),
         main_exit: None,
+        ended: vec![],
     }
 }
 

@@ -43,6 +43,7 @@ async fn fake_tether(mut io: DuplexStream, off: oneshot::Sender<()>) {
             configured: false,
             running: vec![],
             main_exit: None,
+            ended: vec![],
         }),
     )
     .await;

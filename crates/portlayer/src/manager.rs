@@ -112,6 +112,7 @@ impl Containers {
         }
         tracing::info!(containers = records.len(), "container state loaded");
         let network_store = NetworkStore::new(state.database());
+        let state_db = state.database();
         let mut networks = config.networks;
         networks.extend(
             network_store
@@ -131,7 +132,7 @@ impl Containers {
                 network_store,
                 network_pools: config.network_pools,
                 dns: StdMutex::default(),
-                execs: exec::Execs::default(),
+                execs: exec::Execs::open(state_db.clone()).map_err(io_err("loading the execs"))?,
             }),
         };
         for net in me.networks() {

@@ -40,6 +40,7 @@ fn hello() -> Frame {
         configured: true,
         running: vec![0],
         main_exit: None,
+        ended: vec![],
     })
 }
 

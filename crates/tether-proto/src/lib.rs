@@ -415,6 +415,10 @@ pub enum GuestMsg {
         running: Vec<u32>,
         #[serde(default)]
         main_exit: Option<i32>,
+        /// Sessions other than the main one that have ended and whose exit the tether still
+        /// holds, with their exit codes (from version [`EXEC_VERSION`] on).
+        #[serde(default)]
+        ended: Vec<(u32, i32)>,
     },
     /// Setup is done: the root filesystem is mounted.
     Ready,
@@ -518,6 +522,7 @@ mod tests {
             configured: true,
             running: vec![0],
             main_exit: None,
+            ended: vec![],
         });
         let after = Frame::data(FrameKind::Stdout, 0, b"next\n".to_vec());
         // The tail of a torn output frame (itself mentioning hello) precedes the Hello.

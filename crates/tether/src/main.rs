@@ -84,6 +84,7 @@ fn hello(
         configured,
         running: sessions.running(),
         main_exit: sessions.main_exit(),
+        ended: out.ended(),
     });
 }
 

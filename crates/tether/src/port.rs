@@ -166,6 +166,19 @@ impl Writer {
         shared.write(&Frame::control(&GuestMsg::Exited { session, code }));
     }
 
+    /// The ended sessions other than the main one whose exits are still held, in order.
+    pub fn ended(&self) -> Vec<(u32, i32)> {
+        let shared = self.lock();
+        let mut out: Vec<(u32, i32)> = shared
+            .exits
+            .iter()
+            .filter(|(s, _)| **s != MAIN_SESSION)
+            .map(|(s, c)| (*s, *c))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     /// Answers [`tether_proto::HostMsg::Forget`]: drops what is kept of `session` if it has
     /// ended (a running session's output is still to be sent).
     pub fn forget(&self, session: u32) {
@@ -469,7 +482,9 @@ mod tests {
             "a running session is not forgotten"
         );
         w.exited(7, 0);
+        assert_eq!(w.ended(), [(7, 0)]);
         w.forget(7);
+        assert!(w.ended().is_empty());
         assert_eq!(kept(&w, 7), (0, false), "an ended one is");
 
         w.send_output(&open, FrameKind::Stdout, MAIN_SESSION, b"main");

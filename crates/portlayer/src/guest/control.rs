@@ -15,7 +15,7 @@ use tether_proto::{
     SET_INTERFACE_VERSION,
 };
 
-use super::exec::{ExecHandle, Routes};
+use super::exec::{Adopted, ExecHandle, Routes};
 use tokio::sync::{mpsc, oneshot};
 
 /// How long the guest may take to answer an interface change.
@@ -146,6 +146,11 @@ impl GuestControl {
             rows,
             cols,
         })
+    }
+
+    /// What became of session `session`, which ran before this appliance took the VM over.
+    pub fn adopt(&self, session: u32) -> Adopted {
+        self.routes.adopt(session)
     }
 
     /// Tells the guest it may drop what it kept of ended session `session`.

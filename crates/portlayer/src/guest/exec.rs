@@ -8,9 +8,11 @@
 //! slowly holds back the channel of its VM (the main process's output included) rather than
 //! the appliance's memory. Output of a session whose reader is gone (`exec -d`) is dropped.
 //!
-//! Sessions the guest's Hello names as running when an appliance takes a VM over are
-//! *orphans*: execs of the appliance before, whose clients went with it. They run on; their
-//! output is dropped, and when they end the guest is told to forget them.
+//! Sessions the guest's Hello names as running, or as ended but still held, when an
+//! appliance takes a VM over are *orphans*: execs of the appliance before, whose clients went
+//! with it. They run on; their output is dropped; whoever knows them (the exec records) may
+//! [`Routes::adopt`] them to learn how they end, and the guest is told to forget them once
+//! they have ended.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -28,7 +30,8 @@ pub const OUTPUT_FRAMES: usize = 64;
 pub const MAX_SESSIONS: usize = 64;
 
 /// What `docker exec` asks for (Docker's exec create body, in the port layer's terms).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ExecConfig {
     pub cmd: Vec<String>,
     /// `KEY=value`, added to (and overriding) the container's environment.
@@ -80,7 +83,27 @@ pub(crate) struct Routes {
     map: Mutex<HashMap<u32, Route>>,
     /// The next session number; 0 until the guest's Hello says which run already.
     next: AtomicU32,
-    orphans: Mutex<HashSet<u32>>,
+    orphans: Mutex<Orphans>,
+}
+
+/// The sessions a take-over found.
+#[derive(Default)]
+struct Orphans {
+    running: HashSet<u32>,
+    /// Exit codes of those that have ended, until adopted (at most [`MAX_SESSIONS`]).
+    ended: HashMap<u32, i32>,
+    /// Who waits for the end of a running one.
+    adopted: HashMap<u32, oneshot::Sender<i32>>,
+}
+
+/// What became of an orphan session.
+#[derive(Debug)]
+pub enum Adopted {
+    Ended(i32),
+    /// Still running: resolves with its exit code (dropped if the VM goes first).
+    Running(oneshot::Receiver<i32>),
+    /// The guest knows nothing of it (it ended long ago, or the VM is another one).
+    Unknown,
 }
 
 impl Routes {
@@ -89,21 +112,38 @@ impl Routes {
     }
 
     /// The guest said Hello with these sessions running: new ones are numbered after them.
-    pub(crate) fn hello(&self, running: &[u32]) {
-        let after = running.iter().copied().max().unwrap_or(0) + 1;
-        self.next.fetch_max(after, Ordering::SeqCst);
-        let mut orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
-        orphans.extend(
-            running
-                .iter()
-                .copied()
-                .filter(|s| *s != tether_proto::MAIN_SESSION),
-        );
+    pub(crate) fn hello(&self, running: &[u32], ended: &[(u32, i32)]) {
+        let highest = running.iter().chain(ended.iter().map(|(s, _)| s)).max();
+        self.next
+            .fetch_max(highest.copied().unwrap_or(0) + 1, Ordering::SeqCst);
+        let mut o = self.orphans();
+        let main = tether_proto::MAIN_SESSION;
+        o.running
+            .extend(running.iter().copied().filter(|s| *s != main));
+        o.ended
+            .extend(ended.iter().copied().filter(|(s, _)| *s != main));
+    }
+
+    fn orphans(&self) -> std::sync::MutexGuard<'_, Orphans> {
+        self.orphans.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn is_orphan(&self, session: u32) -> bool {
-        let orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
-        orphans.contains(&session)
+        self.orphans().running.contains(&session)
+    }
+
+    /// What became of orphan `session`.
+    pub(crate) fn adopt(&self, session: u32) -> Adopted {
+        let mut o = self.orphans();
+        if let Some(code) = o.ended.remove(&session) {
+            return Adopted::Ended(code);
+        }
+        if !o.running.contains(&session) {
+            return Adopted::Unknown;
+        }
+        let (tx, rx) = oneshot::channel();
+        o.adopted.insert(session, tx);
+        Adopted::Running(rx)
     }
 
     /// Registers a new session; `None` when [`MAX_SESSIONS`] are under way.
@@ -163,13 +203,22 @@ impl Routes {
             _ => return Err("a message that names no session".into()),
         };
         if self.is_orphan(session) {
-            if name != "Exited" {
+            let GuestMsg::Exited { code, .. } = msg else {
                 return Err(format!(
                     "{name} for session {session}, which was running already"
                 ));
+            };
+            let mut o = self.orphans();
+            o.running.remove(&session);
+            match o.adopted.remove(&session) {
+                Some(tx) => {
+                    let _ = tx.send(*code);
+                }
+                None if o.ended.len() < MAX_SESSIONS => {
+                    o.ended.insert(session, *code);
+                }
+                None => {}
             }
-            let mut orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
-            orphans.remove(&session);
             return Ok(Some(session));
         }
         let mut map = self.lock();
@@ -209,6 +258,7 @@ impl Routes {
     /// The VM is gone: every session ends without an exit code.
     pub(crate) fn close_all(&self) {
         self.lock().clear();
+        self.orphans().adopted.clear();
     }
 }
 
@@ -219,7 +269,7 @@ mod tests {
     #[tokio::test]
     async fn a_session_goes_started_output_exited_and_nothing_else_is_allowed() {
         let routes = Routes::default();
-        routes.hello(&[0, 4]);
+        routes.hello(&[0, 4], &[]);
         let mut h = routes.open().unwrap();
         assert_eq!(h.session, 5, "numbered after the running ones");
         assert!(routes.output(5).is_err(), "output before Started");
@@ -263,7 +313,18 @@ mod tests {
     #[test]
     fn sessions_running_before_a_take_over_run_on_unheard_and_are_forgotten_at_their_end() {
         let routes = Routes::default();
-        routes.hello(&[0, 3]);
+        routes.hello(&[0, 3, 5], &[(6, 9)]);
+        assert!(matches!(routes.adopt(6), Adopted::Ended(9)), "ended before");
+        assert!(matches!(routes.adopt(2), Adopted::Unknown));
+        let Adopted::Running(mut five) = routes.adopt(5) else {
+            panic!("5 runs");
+        };
+        let five_ended = GuestMsg::Exited {
+            session: 5,
+            code: 4,
+        };
+        assert_eq!(routes.message(&five_ended).unwrap(), Some(5));
+        assert_eq!(five.try_recv().unwrap(), 4, "the adopter hears the end");
         assert!(
             routes.output(3).unwrap().is_none(),
             "an orphan's output goes nowhere"
@@ -276,7 +337,11 @@ mod tests {
         };
         assert_eq!(routes.message(&exited).unwrap(), Some(3));
         assert!(routes.output(3).is_err(), "an ended orphan is gone");
-        assert_eq!(routes.open().unwrap().session, 4);
+        assert!(
+            matches!(routes.adopt(3), Adopted::Ended(0)),
+            "kept for its adopter"
+        );
+        assert_eq!(routes.open().unwrap().session, 7);
     }
 
     #[test]

@@ -142,6 +142,7 @@ mod tests {
             configured: false,
             running: vec![],
             main_exit: None,
+            ended: vec![],
         }
     }
 

@@ -281,10 +281,14 @@ async fn drive(
                             configured,
                             running,
                             main_exit,
+                            ended,
                         }) => {
                             tracing::debug!(version, kernel, configured, ?running, "tether hello");
                             answers.hello(version);
-                            exec_routes.hello(&running);
+                            exec_routes.hello(&running, &ended);
+                            for (session, _) in &ended {
+                                send(HostMsg::Forget { session: *session });
+                            }
                             match &mode {
                                 Mode::Start { setup, .. } => {
                                     send(HostMsg::Setup(Box::new(Launch::setup_now(setup))))

@@ -30,6 +30,7 @@ fn hello(configured: bool, running: Vec<u32>, main_exit: Option<i32>) -> Frame {
         configured,
         running,
         main_exit,
+        ended: vec![],
     })
 }
 
@@ -168,6 +169,7 @@ fn vm_v2(
                 configured: true,
                 running: if exit.is_some() { vec![] } else { vec![0] },
                 main_exit: exit,
+                ended: vec![],
             }),
         )
         .await;

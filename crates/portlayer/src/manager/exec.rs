@@ -7,6 +7,10 @@
 //! be run, 137 when its container's VM went first. Once an exec has ended, its guest is told
 //! to drop what it kept of it. At most [`MAX_EXECS`] execs are remembered per VCH: creating
 //! one more forgets the oldest that has ended.
+//!
+//! Execs are kept in the state database (table `execs`), so a restarted appliance knows them:
+//! when it takes a container over, it adopts the execs that ran in it (their processes ran
+//! on) and records how they end; one whose container did not survive ended with it (137).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,9 +20,10 @@ use tokio::sync::mpsc;
 
 use super::{Containers, Error};
 use crate::container::Status;
-use crate::guest::exec::{ExecConfig, ExecOutput};
+use crate::guest::exec::{Adopted, ExecConfig, ExecOutput};
 use crate::guest::session::{GuestControl, Undelivered};
 use crate::guest::Launch;
+use crate::state::JsonTable;
 
 /// Execs remembered at once.
 pub const MAX_EXECS: usize = 1024;
@@ -28,7 +33,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 const LOST_EXIT: i32 = 137;
 
 /// An exec as `GET /exec/{id}/json` shows it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ExecInfo {
     pub id: String,
     pub container_id: String,
@@ -41,24 +46,72 @@ pub struct ExecInfo {
     pub started: bool,
 }
 
+/// An exec as it is kept.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct ExecEntry {
     info: ExecInfo,
-    /// The guest session and its control while it runs.
-    session: Option<(u32, GuestControl)>,
+    /// Its guest session, once started.
+    session: Option<u32>,
     /// Order of creation, for forgetting the oldest.
     serial: u64,
+    /// The guest's control while it runs under this appliance.
+    #[serde(skip)]
+    control: Option<GuestControl>,
 }
 
 /// The execs of a VCH.
-#[derive(Default)]
 pub(super) struct Execs {
     map: std::sync::Mutex<HashMap<String, ExecEntry>>,
     serial: std::sync::atomic::AtomicU64,
+    table: JsonTable<ExecEntry>,
 }
 
 impl Execs {
+    /// The execs kept in `db`.
+    pub(super) fn open(db: std::sync::Arc<redb::Database>) -> std::io::Result<Execs> {
+        let table = JsonTable::new(db, "execs");
+        let map: HashMap<String, ExecEntry> = table
+            .load_all()?
+            .into_iter()
+            .map(|e: ExecEntry| (e.info.id.clone(), e))
+            .collect();
+        let serial = map.values().map(|e| e.serial + 1).max().unwrap_or(0);
+        Ok(Execs {
+            map: std::sync::Mutex::new(map),
+            serial: serial.into(),
+            table,
+        })
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ExecEntry>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps `e` as it now is (a failure to is logged: the exec goes on in memory).
+    fn save(&self, e: &ExecEntry) {
+        if let Err(err) = self.table.save(&e.info.id, e) {
+            tracing::warn!(exec = %e.info.id, "saving an exec failed: {err}");
+        }
+    }
+
+    fn remove(&self, id: &str) {
+        if let Err(err) = self.table.remove(id) {
+            tracing::warn!(exec = %id, "removing an exec failed: {err}");
+        }
+    }
+
+    /// Changes exec `id` with `f` and keeps the result.
+    fn update(&self, id: &str, f: impl FnOnce(&mut ExecEntry)) {
+        let saved = {
+            let mut map = self.lock();
+            map.get_mut(id).map(|e| {
+                f(e);
+                e.clone()
+            })
+        };
+        if let Some(e) = saved {
+            self.save(&e);
+        }
     }
 }
 
@@ -107,12 +160,13 @@ impl Containers {
         if map.len() >= MAX_EXECS {
             let oldest = map
                 .iter()
-                .filter(|(_, e)| !e.info.running && e.session.is_none())
+                .filter(|(_, e)| !e.info.running)
                 .min_by_key(|(_, e)| e.serial)
                 .map(|(k, _)| k.clone());
             match oldest {
                 Some(k) => {
                     map.remove(&k);
+                    execs.remove(&k);
                 }
                 None => {
                     return Err(Error::Start(format!(
@@ -122,25 +176,25 @@ impl Containers {
             }
         }
         let cmd = config.cmd.join(" ");
-        map.insert(
-            id.clone(),
-            ExecEntry {
-                info: ExecInfo {
-                    id: id.clone(),
-                    container_id: rec.id.clone(),
-                    config,
-                    running: false,
-                    exit_code: None,
-                    pid: 0,
-                    started: false,
-                },
-                session: None,
-                serial: execs
-                    .serial
-                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+        let entry = ExecEntry {
+            info: ExecInfo {
+                id: id.clone(),
+                container_id: rec.id.clone(),
+                config,
+                running: false,
+                exit_code: None,
+                pid: 0,
+                started: false,
             },
-        );
+            session: None,
+            serial: execs
+                .serial
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+            control: None,
+        };
+        map.insert(id.clone(), entry.clone());
         drop(map);
+        execs.save(&entry);
         self.publish(
             &format!("exec_create: {cmd}"),
             &rec,
@@ -171,10 +225,20 @@ impl Containers {
 
     /// Forgets the execs of a removed container.
     pub(super) fn forget_execs(&self, container_id: &str) {
-        self.inner
-            .execs
-            .lock()
-            .retain(|_, e| e.info.container_id != container_id);
+        let execs = &self.inner.execs;
+        let gone: Vec<String> = {
+            let mut map = execs.lock();
+            let gone = map
+                .values()
+                .filter(|e| e.info.container_id == container_id)
+                .map(|e| e.info.id.clone())
+                .collect();
+            map.retain(|_, e| e.info.container_id != container_id);
+            gone
+        };
+        for id in gone {
+            execs.remove(&id);
+        }
     }
 
     /// Resizes a running exec's terminal.
@@ -184,7 +248,10 @@ impl Containers {
             let e = map
                 .get(id)
                 .ok_or_else(|| Error::NoSuchExec(id.to_string()))?;
-            (e.session.clone(), e.info.container_id.clone())
+            (
+                e.session.zip(e.control.clone()),
+                e.info.container_id.clone(),
+            )
         };
         let Some((session, control)) = session else {
             return Err(Error::Start(format!("Exec {id} is not running")));
@@ -238,7 +305,7 @@ impl Containers {
         let pid = match started {
             Ok(pid) => pid,
             Err((message, code)) => {
-                self.exec_ended(id, code);
+                self.exec_ended(id, Some(code));
                 let _ = control.forget(session);
                 return Ok(ExecStreams {
                     output: mpsc::channel(1).1,
@@ -248,34 +315,18 @@ impl Containers {
                 });
             }
         };
-        {
-            let mut map = self.inner.execs.lock();
-            if let Some(e) = map.get_mut(id) {
-                e.info.running = true;
-                e.info.pid = pid;
-                e.session = Some((session, control.clone()));
-            }
-        }
+        self.inner.execs.update(id, |e| {
+            e.info.running = true;
+            e.info.pid = pid;
+            e.session = Some(session);
+            e.control = Some(control.clone());
+        });
         self.publish(
             &format!("exec_start: {cmd}"),
             &rec,
             &[("execID", id.to_string())],
         );
-        let me = self.clone();
-        let (exec_id, exit) = (id.to_string(), handle.exit);
-        let forget = control.clone();
-        tokio::spawn(async move {
-            let code = exit.await.unwrap_or(LOST_EXIT);
-            me.exec_ended(&exec_id, code);
-            let _ = forget.forget(session);
-            if let Ok(rec) = me.get(&rec.id) {
-                me.publish(
-                    "exec_die",
-                    &rec,
-                    &[("execID", exec_id.clone()), ("exitCode", code.to_string())],
-                );
-            }
-        });
+        self.watch_exec(id, &rec.id, session, handle.exit, control.clone());
         let mut output = handle.output;
         if detach {
             output.close();
@@ -290,12 +341,77 @@ impl Containers {
         })
     }
 
-    fn exec_ended(&self, id: &str, code: i32) {
-        let mut map = self.inner.execs.lock();
-        if let Some(e) = map.get_mut(id) {
+    /// Records how exec `id` (session `session` of container `container`) ends, then has the
+    /// guest forget it.
+    fn watch_exec(
+        &self,
+        id: &str,
+        container: &str,
+        session: u32,
+        exit: tokio::sync::oneshot::Receiver<i32>,
+        control: GuestControl,
+    ) {
+        let me = self.clone();
+        let (exec_id, container) = (id.to_string(), container.to_string());
+        tokio::spawn(async move {
+            let code = exit.await.unwrap_or(LOST_EXIT);
+            me.exec_ended(&exec_id, Some(code));
+            let _ = control.forget(session);
+            if let Ok(rec) = me.get(&container) {
+                me.publish(
+                    "exec_die",
+                    &rec,
+                    &[("execID", exec_id.clone()), ("exitCode", code.to_string())],
+                );
+            }
+        });
+    }
+
+    fn exec_ended(&self, id: &str, code: Option<i32>) {
+        self.inner.execs.update(id, |e| {
             e.info.running = false;
-            e.info.exit_code = Some(code);
-            e.session = None;
+            e.info.exit_code = code;
+            e.control = None;
+        });
+    }
+
+    /// After a take-over of container `id` through `control`: its execs that were running
+    /// are adopted (their ends recorded as they come); those its guest no longer knows ended
+    /// unseen, their exit codes unknown.
+    pub(super) fn adopt_execs(&self, container: &str, control: &GuestControl) {
+        let running: Vec<(String, Option<u32>)> = {
+            let map = self.inner.execs.lock();
+            map.values()
+                .filter(|e| e.info.container_id == container && e.info.running)
+                .map(|e| (e.info.id.clone(), e.session))
+                .collect()
+        };
+        for (id, session) in running {
+            match session.map(|s| (s, control.adopt(s))) {
+                Some((s, Adopted::Running(exit))) => {
+                    self.inner
+                        .execs
+                        .update(&id, |e| e.control = Some(control.clone()));
+                    self.watch_exec(&id, container, s, exit, control.clone());
+                }
+                Some((_, Adopted::Ended(code))) => self.exec_ended(&id, Some(code)),
+                _ => self.exec_ended(&id, None),
+            }
+        }
+    }
+
+    /// After the take-overs: execs still marked running whose container was not taken over
+    /// ended with it.
+    pub(super) fn end_orphaned_execs(&self) {
+        let orphaned: Vec<String> = {
+            let map = self.inner.execs.lock();
+            map.values()
+                .filter(|e| e.info.running && e.control.is_none())
+                .map(|e| e.info.id.clone())
+                .collect()
+        };
+        for id in orphaned {
+            self.exec_ended(&id, Some(LOST_EXIT));
         }
     }
 }

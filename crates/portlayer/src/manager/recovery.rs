@@ -67,6 +67,7 @@ impl Containers {
             }
         });
         futures_util::future::join_all(work).await;
+        self.end_orphaned_execs();
     }
 
     /// Takes over the running VM of container `id`.
@@ -102,6 +103,7 @@ impl Containers {
             self.republish(&live, &rec).await;
             self.heal_endpoints(&live, &rec).await;
         }
+        self.adopt_execs(id, &session.control);
         tracing::info!(%id, pid, "re-attached to a running container VM");
         let me = self.clone();
         let exit = session.exit;
