@@ -509,6 +509,16 @@ impl Backend for LocalBackend {
         self.vms.power_off(id, grace).await
     }
 
+    async fn pause(&self, id: &str) -> Result<(), BackendError> {
+        check_id("VM", id)?;
+        self.vms.signal(id, libc::SIGSTOP)
+    }
+
+    async fn resume(&self, id: &str) -> Result<(), BackendError> {
+        check_id("VM", id)?;
+        self.vms.signal(id, libc::SIGCONT)
+    }
+
     async fn destroy_vm(&self, id: &str) -> Result<(), BackendError> {
         check_id("VM", id)?;
         self.vms.destroy(id).await?;

@@ -321,13 +321,18 @@ impl Vms {
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(log_err)
-            .process_group(0)
             .kill_on_drop(false);
         let tap_fds: Vec<i32> = taps.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
         // SAFETY: `pass_fds` and `Plan::apply` make only async-signal-safe system calls on data
         // prepared before the fork, and allocate nothing.
         unsafe {
             cmd.pre_exec(move || {
+                // A session of its own: no terminal's signals reach it, and when the
+                // appliance dies while the VM is paused (QEMU stopped), the kernel does not
+                // hang it up as it does a stopped process group orphaned in its session.
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 crate::net::pass_fds(&tap_fds)?;
                 match &plan {
                     Some(plan) => plan.apply(),
@@ -428,6 +433,22 @@ impl Vms {
         );
         let started = std::time::Instant::now();
         connect(id, &dir, &listener, rx, pid, limit, started, false).await
+    }
+
+    /// Sends `signal` to the VM's QEMU: SIGSTOP stops the whole VM (every vCPU and device
+    /// thread) and SIGCONT continues it.
+    pub fn signal(&self, id: &str, signal: i32) -> Result<(), BackendError> {
+        let pid = self
+            .live_pid(id)
+            .ok_or_else(|| failed(format!("VM {id} is not running")))?;
+        // SAFETY: kill(2) on the PID of a QEMU this backend started (checked by live_pid).
+        if unsafe { libc::kill(pid as i32, signal) } != 0 {
+            return Err(failed(format!(
+                "signalling QEMU (pid {pid}) of VM {id}: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        Ok(())
     }
 
     pub async fn power_off(&self, id: &str, grace: Duration) -> Result<(), BackendError> {

@@ -55,7 +55,7 @@ fn list_filter(st: &AppState, filters: &Filters) -> ApiResult<impl Fn(&Container
     let filters = filters.clone();
     Ok(move |c: &ContainerRecord| {
         let f = &filters;
-        f.any("status", |v| v == c.state.status.as_str())
+        f.any("status", |v| v == crate::inspect::state_word(c))
             && f.any("name", |v| c.spec.name.contains(v.trim_start_matches('/')))
             && f.any("id", |v| c.id.starts_with(v))
             && f.any("ancestor", |v| {
@@ -233,6 +233,38 @@ pub struct ResizeQuery {
     h: Option<u16>,
     #[serde(deserialize_with = "or_none")]
     w: Option<u16>,
+}
+
+/// POST /containers/{id}/pause
+pub async fn pause(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    st.containers.pause(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// POST /containers/{id}/unpause
+pub async fn unpause(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    st.containers.unpause(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What `POST /containers/{id}/rename` reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RenameQuery {
+    name: Option<String>,
+}
+
+/// POST /containers/{id}/rename?name=
+pub async fn rename(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    DockerQuery(q): DockerQuery<RenameQuery>,
+) -> ApiResult<StatusCode> {
+    let name = q.name.filter(|n| !n.is_empty());
+    let name =
+        name.ok_or_else(|| ApiError::bad_request("Neither old nor new names may be empty"))?;
+    st.containers.rename(&id, &name)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// POST /containers/{id}/resize?h=&w=

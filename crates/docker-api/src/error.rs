@@ -70,11 +70,15 @@ impl From<PlError> for ApiError {
             | PlError::NotRunning(_)
             | PlError::NotReading(_)
             | PlError::ExecRan(_)
+            | PlError::Paused(_)
+            | PlError::PausedFor { .. }
+            | PlError::NotPaused(_)
             | PlError::RemoveRunning(_) => StatusCode::CONFLICT,
             PlError::AlreadyRunning(_) => StatusCode::NOT_MODIFIED,
             PlError::InvalidSignal(_)
             | PlError::NoCommand
             | PlError::NoExecCommand
+            | PlError::SameName
             | PlError::InvalidName(_)
             | PlError::Ambiguous(_) => StatusCode::BAD_REQUEST,
             PlError::Spawn { .. } => StatusCode::BAD_REQUEST,

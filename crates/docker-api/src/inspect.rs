@@ -80,7 +80,8 @@ pub fn status_text(c: &ContainerRecord, now: DateTime<Utc>) -> String {
         Status::Created => "Created".into(),
         Status::Running => {
             let since = c.state.started_at.unwrap_or(c.created);
-            format!("Up {}", human_duration((now - since).num_seconds()))
+            let paused = if c.state.paused { " (Paused)" } else { "" };
+            format!("Up {}{paused}", human_duration((now - since).num_seconds()))
         }
         Status::Exited => match c.state.finished_at {
             Some(t) => format!(
@@ -90,6 +91,15 @@ pub fn status_text(c: &ContainerRecord, now: DateTime<Utc>) -> String {
             ),
             None => format!("Exited ({})", c.state.exit_code),
         },
+    }
+}
+
+/// Docker's word for the container's state: `paused` for a paused running one.
+pub fn state_word(c: &ContainerRecord) -> &'static str {
+    if c.state.paused && c.state.status == Status::Running {
+        "paused"
+    } else {
+        c.state.status.as_str()
     }
 }
 
@@ -118,7 +128,7 @@ pub fn container_summary(c: &ContainerRecord, now: DateTime<Utc>) -> Value {
             "Type": p.proto.as_str(),
         })).collect::<Vec<_>>(),
         "Labels": c.spec.labels,
-        "State": c.state.status.as_str(),
+        "State": state_word(c),
         "Status": status_text(c, now),
         "HostConfig": { "NetworkMode": "default" },
         "NetworkSettings": { "Networks": networks(c) },
@@ -234,9 +244,9 @@ pub fn container_json(c: &ContainerRecord, host_config: Value, log_path: &str) -
         "Path": argv.first().cloned().unwrap_or_default(),
         "Args": argv.iter().skip(1).collect::<Vec<_>>(),
         "State": {
-            "Status": c.state.status.as_str(),
+            "Status": state_word(c),
             "Running": running,
-            "Paused": false,
+            "Paused": c.state.paused,
             "Restarting": false,
             "OOMKilled": false,
             "Dead": false,

@@ -210,6 +210,12 @@ impl Backend for FakeBackend {
             "the fake backend's VM {id} has no tether to re-attach to"
         )))
     }
+    async fn pause(&self, id: &str) -> Result<(), BackendError> {
+        self.call("pause", short(id))
+    }
+    async fn resume(&self, id: &str) -> Result<(), BackendError> {
+        self.call("resume", short(id))
+    }
     async fn power_off(&self, id: &str, _grace: Duration) -> Result<(), BackendError> {
         self.call("power_off", short(id))
     }

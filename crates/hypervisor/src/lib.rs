@@ -229,6 +229,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Creates the VM and its copy-on-write root disk. Does not power it on.
     async fn create_vm(&self, vm: &VmConfig) -> Result<(), BackendError>;
 
+    /// Stops running VM `id` as a whole, its memory kept (`docker pause`); `resume` continues
+    /// it where it stood.
+    async fn pause(&self, id: &str) -> Result<(), BackendError>;
+
+    async fn resume(&self, id: &str) -> Result<(), BackendError>;
+
     /// Powers the VM on and returns once its tether has connected.
     async fn power_on(&self, id: &str) -> Result<PoweredOn, BackendError>;
 

@@ -140,6 +140,9 @@ pub struct ContainerState {
     /// How many network interfaces the running VM has (its networks' and its spares').
     #[serde(default)]
     pub nics: u8,
+    /// The running VM is stopped as a whole (`docker pause`).
+    #[serde(default)]
+    pub paused: bool,
 }
 
 impl Default for ContainerState {
@@ -155,6 +158,7 @@ impl Default for ContainerState {
             log_base: 0,
             ports: Vec::new(),
             nics: 0,
+            paused: false,
         }
     }
 }

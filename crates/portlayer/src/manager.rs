@@ -24,9 +24,11 @@ mod images;
 mod live;
 mod live_net;
 mod networks;
+mod pause;
 mod publish;
 mod reap;
 mod recovery;
+mod rename;
 mod signal;
 mod streams;
 
@@ -460,6 +462,7 @@ impl Containers {
         self.unpublish(&live);
         let rec = self.update(&id, |r| {
             r.state.status = Status::Exited;
+            r.state.paused = false;
             r.state.ports.clear();
             r.state.exit_code = code;
             r.state.error = error;

@@ -39,6 +39,14 @@ pub enum Error {
     Spawn { message: String, code: i32 },
     #[error("{0}")]
     Start(String),
+    #[error("Container {0} is already paused")]
+    Paused(String),
+    #[error("Container {id} is paused, unpause the container before {what}")]
+    PausedFor { id: String, what: String },
+    #[error("Container {0} is not paused")]
+    NotPaused(String),
+    #[error("Renaming a container with the same name as its current name")]
+    SameName,
     #[error("No exec command specified")]
     NoExecCommand,
     #[error("No such exec instance: {0}")]

@@ -151,6 +151,7 @@ impl Containers {
         if rec.state.status != Status::Running {
             return Err(Error::NotRunning(rec.id));
         }
+        self.refuse_paused(&rec, "exec")?;
         if config.cmd.is_empty() {
             return Err(Error::NoExecCommand);
         }

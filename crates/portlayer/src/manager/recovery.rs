@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::Utc;
 use hypervisor::PowerState;
 
+use super::live::Live;
 use super::{Containers, Output};
 use crate::container::Status;
 use crate::guest::session::{self, StartFailure};
@@ -73,6 +74,22 @@ impl Containers {
     /// Takes over the running VM of container `id`.
     async fn reattach(&self, id: &str) -> Result<(), String> {
         let live = self.live(id).ok_or("no runtime state")?;
+        // A paused VM's tether cannot answer: it runs while it is taken over, then pauses.
+        let paused = self.get(id).is_ok_and(|r| r.state.paused);
+        if paused {
+            let resumed = self.inner.backend.resume(id).await;
+            resumed.map_err(|e| format!("continuing the paused VM: {e}"))?;
+        }
+        self.take_over(id, &live).await?;
+        if paused {
+            let paused_again = self.inner.backend.pause(id).await;
+            paused_again.map_err(|e| format!("pausing the VM again: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Takes over the running VM of container `id`, whose runtime state is `live`.
+    async fn take_over(&self, id: &str, live: &Live) -> Result<(), String> {
         let powered = self
             .inner
             .backend
@@ -100,8 +117,8 @@ impl Containers {
             let _ = self.update(id, |r| r.state.pid = pid);
         }
         if let Ok(rec) = self.get(id) {
-            self.republish(&live, &rec).await;
-            self.heal_endpoints(&live, &rec).await;
+            self.republish(live, &rec).await;
+            self.heal_endpoints(live, &rec).await;
         }
         self.adopt_execs(id, &session.control);
         tracing::info!(%id, pid, "re-attached to a running container VM");
@@ -141,6 +158,7 @@ impl Containers {
         tracing::warn!(%id, "{why}");
         let rec = self.update(id, |r| {
             r.state.status = Status::Exited;
+            r.state.paused = false;
             r.state.exit_code = 137;
             r.state.pid = 0;
             r.state.ports.clear();

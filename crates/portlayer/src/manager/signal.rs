@@ -45,6 +45,7 @@ impl Containers {
         if rec.state.status != Status::Running {
             return Err(Error::NotRunning(rec.id));
         }
+        self.continue_vm(&rec).await?;
         let exits = live.exits.subscribe();
         let before = exits.borrow().0;
         if sig != 9 {
@@ -83,6 +84,7 @@ impl Containers {
             .unwrap_or_else(|| "SIGTERM".into());
         let sig = parse_signal(&sig_name).ok_or_else(|| Error::InvalidSignal(sig_name.clone()))?;
         let secs = timeout.or(rec.spec.stop_timeout).unwrap_or(10);
+        self.continue_vm(&rec).await?;
         let exits = live.exits.subscribe();
         let before = exits.borrow().0;
         // A guest that does not read its channel gets no grace.

@@ -1,0 +1,169 @@
+//! The container verbs beyond run, through the real docker CLI: `rename` (names on networks
+//! follow) and `pause`/`unpause` (the whole VM stopped: its QEMU, its output, across an
+//! appliance crash).
+
+mod common;
+mod machine;
+
+use std::time::Duration;
+
+use common::crash::crash;
+use common::*;
+
+/// The state letter of process `pid` (`T`: stopped).
+fn proc_state(pid: &str) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit(')')
+        .next()
+        .and_then(|rest| rest.trim_start().chars().next())
+        .unwrap_or('?')
+}
+
+#[test]
+#[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
+fn rename_and_pause_work_as_docker_does() {
+    let vch = OwnVch::create("verbs", &[]);
+    let (client, image) = (&vch.client, vch.image.as_str());
+
+    // rename: the new name answers on the container's network, the old one no longer does.
+    client.ok(&["network", "create", "app"]);
+    client.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "old",
+        "--network",
+        "app",
+        image,
+        "sh",
+        "-c",
+        "while true; do echo served | nc -l -p 8080; done",
+    ]);
+    client.ok(&["rename", "old", "new"]);
+    let names = client.ok(&["ps", "--format", "{{.Names}}"]);
+    assert_eq!(names.trim(), "new");
+    let reach = |name: &str| {
+        let script =
+            format!("for i in $(seq 10); do nc -w 2 {name} 8080 && exit 0; sleep 1; done; exit 1");
+        client.run(&[
+            "run",
+            "--rm",
+            "--network",
+            "app",
+            image,
+            "sh",
+            "-c",
+            &script,
+        ])
+    };
+    assert_eq!(stdout(&reach("new")).trim(), "served");
+    let lookup = client.run(&["run", "--rm", "--network", "app", image, "nslookup", "old"]);
+    assert!(
+        !lookup.status.success(),
+        "the old name is gone: {}",
+        stdout(&lookup)
+    );
+    client.ok(&["create", "--name", "other", image, "true"]);
+    let taken = client.run(&["rename", "new", "other"]);
+    assert!(
+        stderr(&taken).contains("is already in use"),
+        "{}",
+        stderr(&taken)
+    );
+    let same = client.run(&["rename", "new", "new"]);
+    assert!(
+        stderr(&same).contains("Renaming a container with the same name as its current name"),
+        "{}",
+        stderr(&same)
+    );
+    let bad = client.run(&["rename", "new", "bad name"]);
+    assert!(
+        stderr(&bad).contains("Invalid container name"),
+        "{}",
+        stderr(&bad)
+    );
+
+    // pause: the VM stops as a whole; nothing it prints arrives until it is continued.
+    let ticker = client
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "ticker",
+            image,
+            "sh",
+            "-c",
+            "i=0; while true; do i=$((i+1)); echo $i; sleep 0.2; done",
+        ])
+        .trim()
+        .to_string();
+    let lines = || client.ok(&["logs", &ticker]).lines().count();
+    eventually("the ticker to tick", Duration::from_secs(20), || {
+        (lines() > 2).then_some(())
+    });
+    client.ok(&["pause", &ticker]);
+    let pid = client.ok(&["inspect", "-f", "{{.State.Pid}}", &ticker]);
+    assert_eq!(proc_state(pid.trim()), 'T', "QEMU is stopped");
+    let state = client.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.Paused}}",
+        &ticker,
+    ]);
+    assert_eq!(state.trim(), "paused true");
+    let ps = client.ok(&[
+        "ps",
+        "--filter",
+        "status=paused",
+        "--format",
+        "{{.Names}} {{.Status}}",
+    ]);
+    assert!(
+        ps.starts_with("ticker Up") && ps.trim().ends_with("(Paused)"),
+        "{ps}"
+    );
+    let exec = client.run(&["exec", &ticker, "true"]);
+    assert!(
+        stderr(&exec).contains("is paused, unpause the container before exec"),
+        "{}",
+        stderr(&exec)
+    );
+    let again = client.run(&["pause", &ticker]);
+    assert!(
+        stderr(&again).contains("is already paused"),
+        "{}",
+        stderr(&again)
+    );
+    let before = lines();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(lines(), before, "a paused container prints nothing");
+
+    // Across an appliance crash it stays paused, then continues.
+    crash(&vch.name, client);
+    let state = client.ok(&["inspect", "-f", "{{.State.Status}}", &ticker]);
+    assert_eq!(state.trim(), "paused");
+    assert_eq!(
+        proc_state(pid.trim()),
+        'T',
+        "paused again after the take-over"
+    );
+    client.ok(&["unpause", &ticker]);
+    let before = lines();
+    eventually("the ticker to tick again", Duration::from_secs(20), || {
+        (lines() > before + 2).then_some(())
+    });
+    let not = client.run(&["unpause", &ticker]);
+    assert!(stderr(&not).contains("is not paused"), "{}", stderr(&not));
+
+    // A paused container stops.
+    client.ok(&["pause", &ticker]);
+    client.ok(&["stop", "-t", "1", &ticker]);
+    let state = client.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.Paused}}",
+        &ticker,
+    ]);
+    assert_eq!(state.trim(), "exited false");
+    vch.delete();
+}
