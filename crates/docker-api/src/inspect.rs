@@ -83,6 +83,14 @@ pub fn status_text(c: &ContainerRecord, now: DateTime<Utc>) -> String {
             let paused = if c.state.paused { " (Paused)" } else { "" };
             format!("Up {}{paused}", human_duration((now - since).num_seconds()))
         }
+        Status::Exited if c.state.restarting => {
+            let since = c.state.finished_at.unwrap_or(c.created);
+            format!(
+                "Restarting ({}) {} ago",
+                c.state.exit_code,
+                human_duration((now - since).num_seconds())
+            )
+        }
         Status::Exited => match c.state.finished_at {
             Some(t) => format!(
                 "Exited ({}) {} ago",
@@ -94,12 +102,13 @@ pub fn status_text(c: &ContainerRecord, now: DateTime<Utc>) -> String {
     }
 }
 
-/// Docker's word for the container's state: `paused` for a paused running one.
+/// Docker's word for the container's state: `paused` for a paused running one,
+/// `restarting` for one its policy is about to start again.
 pub fn state_word(c: &ContainerRecord) -> &'static str {
-    if c.state.paused && c.state.status == Status::Running {
-        "paused"
-    } else {
-        c.state.status.as_str()
+    match c.state.status {
+        Status::Running if c.state.paused => "paused",
+        Status::Exited if c.state.restarting => "restarting",
+        s => s.as_str(),
     }
 }
 
@@ -247,7 +256,7 @@ pub fn container_json(c: &ContainerRecord, host_config: Value, log_path: &str) -
             "Status": state_word(c),
             "Running": running,
             "Paused": c.state.paused,
-            "Restarting": false,
+            "Restarting": c.state.restarting && c.state.status == Status::Exited,
             "OOMKilled": false,
             "Dead": false,
             "Pid": c.state.pid,
@@ -262,7 +271,7 @@ pub fn container_json(c: &ContainerRecord, host_config: Value, log_path: &str) -
         "HostsPath": "",
         "LogPath": log_path,
         "Name": format!("/{}", c.spec.name),
-        "RestartCount": 0,
+        "RestartCount": c.state.restart_count,
         "Driver": "vic",
         "Platform": "linux",
         "MountLabel": "",

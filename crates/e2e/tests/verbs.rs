@@ -167,3 +167,113 @@ fn rename_and_pause_work_as_docker_does() {
     assert_eq!(state.trim(), "exited false");
     vch.delete();
 }
+
+#[test]
+#[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
+fn restart_policies_start_containers_again_as_docker_does() {
+    let vch = OwnVch::create("restart", &[]);
+    let (client, image) = (&vch.client, vch.image.as_str());
+    let state = |c: &str| {
+        client
+            .ok(&["inspect", "-f", "{{.State.Status}} {{.RestartCount}}", c])
+            .trim()
+            .to_string()
+    };
+    let bogus = client.run(&["create", "--restart", "sometimes", image, "true"]);
+    assert!(
+        stderr(&bogus).contains("unknown policy 'sometimes'"),
+        "{}",
+        stderr(&bogus)
+    );
+
+    // on-failure:2: two restarts after a failing exit, then it stays exited.
+    let failing = client
+        .ok(&[
+            "run",
+            "-d",
+            "--restart",
+            "on-failure:2",
+            image,
+            "sh",
+            "-c",
+            "exit 3",
+        ])
+        .trim()
+        .to_string();
+    eventually("two restarts", Duration::from_secs(60), || {
+        (state(&failing) == "exited 2").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(state(&failing), "exited 2", "no third restart");
+    let policy = client.ok(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}",
+        &failing,
+    ]);
+    assert_eq!(policy.trim(), "on-failure:2");
+
+    // always: after every exit, until the user stops it.
+    let always = client
+        .ok(&[
+            "run",
+            "-d",
+            "--restart",
+            "always",
+            image,
+            "sh",
+            "-c",
+            "sleep 1",
+        ])
+        .trim()
+        .to_string();
+    eventually("always to restart twice", Duration::from_secs(60), || {
+        let s = state(&always);
+        let count: u32 = s.split(' ').nth(1)?.parse().ok()?;
+        (count >= 2).then_some(())
+    });
+    client.ok(&["stop", "-t", "1", &always]);
+    let stopped = state(&always);
+    assert!(stopped.starts_with("exited"), "{stopped}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(state(&always), stopped, "a stopped container stays stopped");
+
+    // unless-stopped: back after its VM dies out of band; left alone once the user kills it.
+    let kept = client
+        .ok(&[
+            "run",
+            "-d",
+            "--restart",
+            "unless-stopped",
+            image,
+            "sleep",
+            "600",
+        ])
+        .trim()
+        .to_string();
+    let pid = client.ok(&["inspect", "-f", "{{.State.Pid}}", &kept]);
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    eventually(
+        "the VM's death to be answered by a restart",
+        Duration::from_secs(60),
+        || (state(&kept) == "running 1").then_some(()),
+    );
+    client.ok(&["kill", &kept]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(state(&kept).starts_with("exited"), "{}", state(&kept));
+
+    // The VCH comes back: `always` starts again although it was stopped, `unless-stopped`
+    // does not, as after a restart of dockerd.
+    crash(&vch.name, client);
+    eventually("always to be back", Duration::from_secs(60), || {
+        state(&always).starts_with("running").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(state(&kept).starts_with("exited"), "{}", state(&kept));
+    client.ok(&["rm", "-f", &always]);
+    vch.delete();
+}

@@ -61,6 +61,9 @@ pub struct ContainerSpec {
     pub stop_timeout: Option<i64>,
     /// Remove the container once it has exited.
     pub auto_remove: bool,
+    /// When it is started again after its process ends (`--restart`).
+    #[serde(default)]
+    pub restart: RestartPolicy,
     pub memory_mib: u32,
     pub cpus: u32,
     /// Name servers for the container's `/etc/resolv.conf`; empty means the VCH's.
@@ -143,6 +146,46 @@ pub struct ContainerState {
     /// The running VM is stopped as a whole (`docker pause`).
     #[serde(default)]
     pub paused: bool,
+    /// Starts by the restart policy since the user's last start.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// The user stopped or killed it (a policy then leaves it, see `restart.rs`).
+    #[serde(default)]
+    pub manually_stopped: bool,
+    /// A start by the restart policy is due.
+    #[serde(default)]
+    pub restarting: bool,
+}
+
+/// Docker's restart policies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartKind {
+    #[default]
+    No,
+    Always,
+    UnlessStopped,
+    OnFailure,
+}
+
+/// A restart policy: its kind, and for `on-failure` how many restarts at most (0: no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartPolicy {
+    pub kind: RestartKind,
+    #[serde(default)]
+    pub max_retries: u32,
+}
+
+impl RestartPolicy {
+    /// Docker's name for it.
+    pub fn name(&self) -> &'static str {
+        match self.kind {
+            RestartKind::No => "no",
+            RestartKind::Always => "always",
+            RestartKind::UnlessStopped => "unless-stopped",
+            RestartKind::OnFailure => "on-failure",
+        }
+    }
 }
 
 impl Default for ContainerState {
@@ -159,6 +202,9 @@ impl Default for ContainerState {
             ports: Vec::new(),
             nics: 0,
             paused: false,
+            restart_count: 0,
+            manually_stopped: false,
+            restarting: false,
         }
     }
 }

@@ -29,6 +29,7 @@ mod publish;
 mod reap;
 mod recovery;
 mod rename;
+mod restart;
 mod signal;
 mod streams;
 
@@ -346,8 +347,21 @@ impl Containers {
         Ok(rec)
     }
 
-    /// Powers the container's VM on and starts its process; returns once it runs.
+    /// Starts the container as its user does: the restart policy counts afresh from here.
     pub async fn start(&self, key: &str) -> Result<ContainerRecord, Error> {
+        let rec = self.get(key)?;
+        if rec.state.status != Status::Running {
+            self.update(&rec.id, |r| {
+                r.state.manually_stopped = false;
+                r.state.restart_count = 0;
+                r.state.restarting = false;
+            })?;
+        }
+        self.start_vm(&rec.id).await
+    }
+
+    /// Powers the container's VM on and starts its process; returns once it runs.
+    pub(super) async fn start_vm(&self, key: &str) -> Result<ContainerRecord, Error> {
         let rec = self.get(key)?;
         let live = self
             .live(&rec.id)
@@ -438,6 +452,7 @@ impl Containers {
             r.state.started_at = Some(Utc::now());
             r.state.start_count += 1;
             r.state.log_base = log_base;
+            r.state.restarting = false;
         })?;
         self.serve_ports(&live, &rec, bound);
         self.network_events("connect", &rec);
@@ -480,6 +495,7 @@ impl Containers {
         let Ok(rec) = rec else { return };
         self.publish("die", &rec, &[("exitCode", code.to_string())]);
         self.network_events("disconnect", &rec);
+        self.after_exit(&rec);
         if rec.spec.auto_remove {
             if let Err(e) = self.remove(&id, true).await {
                 tracing::warn!(%id, "auto-remove failed: {e}");

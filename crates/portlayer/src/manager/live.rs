@@ -31,6 +31,8 @@ pub(super) struct Live {
     pub(super) cursor: Arc<LogCursor>,
     /// The current run's published ports; dropping them closes them.
     pub(super) ports: StdMutex<Option<crate::ports::Published>>,
+    /// The delay before the last restart by the policy (see `restart.rs`).
+    pub(super) restart_delay: StdMutex<Option<std::time::Duration>>,
 }
 
 /// Messages a container's live output channel holds for slow followers; with entries of at
@@ -57,6 +59,7 @@ impl Live {
             vm_off: Mutex::new(None),
             cursor: Arc::default(),
             ports: StdMutex::new(None),
+            restart_delay: StdMutex::new(None),
         })
     }
 

@@ -69,6 +69,7 @@ impl Containers {
         });
         futures_util::future::join_all(work).await;
         self.end_orphaned_execs();
+        self.restart_on_vch_start();
     }
 
     /// Takes over the running VM of container `id`.
@@ -173,6 +174,7 @@ impl Containers {
         }
         if let Ok(rec) = rec {
             self.publish("die", &rec, &[("exitCode", "137".to_string())]);
+            self.after_exit(&rec);
         }
     }
 }

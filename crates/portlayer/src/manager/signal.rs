@@ -45,6 +45,8 @@ impl Containers {
         if rec.state.status != Status::Running {
             return Err(Error::NotRunning(rec.id));
         }
+        // The user ended it: its restart policy leaves it alone.
+        self.update(&rec.id, |r| r.state.manually_stopped = true)?;
         self.continue_vm(&rec).await?;
         let exits = live.exits.subscribe();
         let before = exits.borrow().0;
@@ -72,6 +74,8 @@ impl Containers {
         signal_name: Option<&str>,
     ) -> Result<bool, Error> {
         let rec = self.get(key)?;
+        // The user stops it: its restart policy leaves it alone (a restart due is called off).
+        let rec = self.update(&rec.id, |r| r.state.manually_stopped = true)?;
         if rec.state.status != Status::Running {
             return Ok(false);
         }

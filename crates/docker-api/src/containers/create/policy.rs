@@ -27,6 +27,8 @@
 
 use std::collections::BTreeMap;
 
+use portlayer::container::{RestartKind, RestartPolicy};
+
 use super::config::{ContainerConfig, NetworkingConfig};
 use super::guest::{self, Guest};
 use super::host_config::HostConfig;
@@ -57,6 +59,7 @@ pub struct Applied {
     pub memory_mib: u32,
     pub cpus: u32,
     pub auto_remove: bool,
+    pub restart: RestartPolicy,
     pub dns: Vec<String>,
     pub dns_search: Vec<String>,
     pub dns_options: Vec<String>,
@@ -106,7 +109,7 @@ pub fn apply(
     guest::refusals(&mut r, h);
     resources(&mut r, h);
     r.finish()?;
-    restart_retries(h)?;
+    let restart = restart_policy(h)?;
     let log = log_opts::settings(h)?;
     let guest = guest::apply(c, h)?;
     let mut warnings = discarded(h);
@@ -124,6 +127,7 @@ pub fn apply(
         memory_mib,
         cpus,
         auto_remove: yes(&h.auto_remove),
+        restart,
         dns: h.dns.clone().unwrap_or_default(),
         dns_search: h.dns_search.clone().unwrap_or_default(),
         dns_options: h.dns_options.clone().unwrap_or_default(),
@@ -188,28 +192,40 @@ fn namespaces(r: &mut Refusals, h: &HostConfig) {
     let runtime = "a container is a VM: there is no OCI runtime to choose";
     r.mode(&h.runtime, &["vic"], "--runtime", runtime);
     r.mode(&h.isolation, &["default"], "--isolation", WINDOWS);
-    let restart = h.restart_policy.as_ref();
-    let name = restart.map(|p| s(&p.name)).unwrap_or_default();
-    r.check(
-        !matches!(name, "" | "no"),
-        format!("--restart {name}"),
-        "restart policies are not implemented yet",
-    );
 }
 
-/// dockerd's own checks of the restart policy vic accepts (`no`).
-fn restart_retries(h: &HostConfig) -> Result<(), Refused> {
-    let retries = h
-        .restart_policy
-        .as_ref()
-        .and_then(|p| p.maximum_retry_count);
-    if retries.unwrap_or(0) != 0 {
+/// `--restart`, checked as dockerd checks it.
+fn restart_policy(h: &HostConfig) -> Result<RestartPolicy, Refused> {
+    let p = h.restart_policy.as_ref();
+    let name = p.map(|p| s(&p.name)).unwrap_or_default();
+    let retries = p.and_then(|p| p.maximum_retry_count).unwrap_or(0);
+    let invalid = |m: String| Err(Refused::Invalid(format!("invalid restart policy: {m}")));
+    let kind = match name {
+        "" | "no" => RestartKind::No,
+        "always" => RestartKind::Always,
+        "unless-stopped" => RestartKind::UnlessStopped,
+        "on-failure" => RestartKind::OnFailure,
+        other => {
+            return invalid(format!(
+                "unknown policy '{other}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
+            ))
+        }
+    };
+    if retries != 0 && kind != RestartKind::OnFailure {
+        return invalid("maximum retry count can only be used with 'on-failure'".into());
+    }
+    if retries < 0 {
+        return invalid("maximum retry count cannot be negative".into());
+    }
+    if kind != RestartKind::No && yes(&h.auto_remove) {
         return Err(Refused::Invalid(
-            "invalid restart policy: maximum retry count can only be used with 'on-failure'"
-                .to_string(),
+            "can't create 'AutoRemove' container with restart policy".into(),
         ));
     }
-    Ok(())
+    Ok(RestartPolicy {
+        kind,
+        max_retries: retries.min(i64::from(u32::MAX)) as u32,
+    })
 }
 
 fn resources(r: &mut Refusals, h: &HostConfig) {

@@ -69,6 +69,7 @@ const ACCEPTED: &[&str] = &[
     "run_rm",
     "run_d",
     "restart_no",
+    "restart",
     "mem_dns",
     "mem_small",
     "memswap",
@@ -113,10 +114,6 @@ const REFUSED: &[(&str, &str)] = &[
     ("anon_volume", "-v/--volume is not supported by vic"),
     ("mount", "--mount is not supported by vic"),
     ("volumes_from", "--volumes-from is not supported by vic"),
-    (
-        "restart",
-        "--restart always is not supported by vic: restart policies are not implemented yet",
-    ),
     (
         "net_host",
         "--network host is not supported by vic: a container is its own VM with its own network stack",
@@ -192,6 +189,43 @@ fn a_plain_docker_run_is_accepted_without_warnings() {
 }
 
 #[test]
+fn restart_policies_are_kept_and_checked_as_dockerd_checks_them() {
+    use portlayer::container::RestartKind;
+    let p = accepted("restart");
+    assert_eq!(p.spec.restart.kind, RestartKind::Always);
+    let mut body: Value = serde_json::from_slice(&fixture("run_d")).expect("json");
+    body["HostConfig"]["RestartPolicy"] = json!({"Name": "on-failure", "MaximumRetryCount": 3});
+    let p = try_create(body.to_string().as_bytes()).expect("on-failure:3");
+    assert_eq!(
+        (p.spec.restart.kind, p.spec.restart.max_retries),
+        (RestartKind::OnFailure, 3)
+    );
+    for (policy, want) in [
+        (json!({"Name": "sometimes"}), "unknown policy 'sometimes'"),
+        (
+            json!({"Name": "always", "MaximumRetryCount": 2}),
+            "can only be used with 'on-failure'",
+        ),
+        (
+            json!({"Name": "on-failure", "MaximumRetryCount": -1}),
+            "cannot be negative",
+        ),
+    ] {
+        body["HostConfig"]["RestartPolicy"] = policy;
+        let m = try_create(body.to_string().as_bytes())
+            .expect_err("refused")
+            .message;
+        assert!(m.contains(want), "{m}");
+    }
+    body["HostConfig"]["RestartPolicy"] = json!({"Name": "always"});
+    body["HostConfig"]["AutoRemove"] = json!(true);
+    let m = try_create(body.to_string().as_bytes())
+        .expect_err("refused")
+        .message;
+    assert!(m.contains("AutoRemove"), "{m}");
+}
+
+#[test]
 fn each_option_vic_does_not_apply_is_refused_naming_its_flag() {
     for (name, want) in REFUSED {
         let got = refused(name);
@@ -204,15 +238,10 @@ fn every_refused_option_is_named_at_once() {
     let mut body: Value = serde_json::from_slice(&fixture("run_d")).expect("json");
     body["HostConfig"]["NetworkMode"] = json!("container:db");
     body["HostConfig"]["OomScoreAdj"] = json!(100);
-    body["HostConfig"]["RestartPolicy"]["Name"] = json!("always");
     let m = try_create(body.to_string().as_bytes())
         .expect_err("refused")
         .message;
-    for flag in [
-        "--network container:db",
-        "--oom-score-adj",
-        "--restart always",
-    ] {
+    for flag in ["--network container:db", "--oom-score-adj"] {
         assert!(m.contains(flag), "{m}");
     }
 }
