@@ -36,6 +36,7 @@ mod qemu;
 mod uids;
 pub mod uplink;
 mod vm;
+mod vm_edit;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -438,6 +439,11 @@ impl Backend for LocalBackend {
             return Err(failed(format!("not a MAC address: {:?}", bad.mac)));
         }
         self.vms.set_nics(id, nics)
+    }
+
+    async fn set_size(&self, id: &str, memory_mib: u32, cpus: u32) -> Result<(), BackendError> {
+        check_id("VM", id)?;
+        self.vms.set_size(id, memory_mib, cpus)
     }
 
     async fn dial(

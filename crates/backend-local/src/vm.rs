@@ -160,7 +160,7 @@ impl Vms {
         result
     }
 
-    fn save(&self, spec: &VmSpec) -> Result<(), BackendError> {
+    pub(crate) fn save(&self, spec: &VmSpec) -> Result<(), BackendError> {
         let dir = self.dir(&spec.id);
         let json = serde_json::to_vec_pretty(spec)
             .map_err(|e| failed(format!("encoding {VM_JSON} failed: {e}")))?;
@@ -217,21 +217,6 @@ impl Vms {
         Ok(uid)
     }
 
-    /// Replaces the interfaces of VM `id`, which must be off (unchanged ones are not written).
-    pub fn set_nics(&self, id: &str, nics: &[hypervisor::Nic]) -> Result<(), BackendError> {
-        let mut spec = self.load(id)?;
-        if spec.nics == nics {
-            return Ok(());
-        }
-        if self.live_pid(id).is_some() {
-            return Err(failed(format!(
-                "VM {id} is running: its NICs change while off"
-            )));
-        }
-        spec.nics = nics.to_vec();
-        self.save(&spec)
-    }
-
     pub fn load(&self, id: &str) -> Result<VmSpec, BackendError> {
         let path = self.dir(id).join(VM_JSON);
         let text = match std::fs::read_to_string(&path) {
@@ -246,7 +231,7 @@ impl Vms {
     }
 
     /// The PID of the VM's QEMU if it is running (started by us or by an earlier appliance).
-    fn live_pid(&self, id: &str) -> Option<u32> {
+    pub(crate) fn live_pid(&self, id: &str) -> Option<u32> {
         if let Some(r) = self.running().get(id) {
             if r.exit.borrow().is_none() {
                 return Some(r.pid);
@@ -433,22 +418,6 @@ impl Vms {
         );
         let started = std::time::Instant::now();
         connect(id, &dir, &listener, rx, pid, limit, started, false).await
-    }
-
-    /// Sends `signal` to the VM's QEMU: SIGSTOP stops the whole VM (every vCPU and device
-    /// thread) and SIGCONT continues it.
-    pub fn signal(&self, id: &str, signal: i32) -> Result<(), BackendError> {
-        let pid = self
-            .live_pid(id)
-            .ok_or_else(|| failed(format!("VM {id} is not running")))?;
-        // SAFETY: kill(2) on the PID of a QEMU this backend started (checked by live_pid).
-        if unsafe { libc::kill(pid as i32, signal) } != 0 {
-            return Err(failed(format!(
-                "signalling QEMU (pid {pid}) of VM {id}: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
-        Ok(())
     }
 
     pub async fn power_off(&self, id: &str, grace: Duration) -> Result<(), BackendError> {

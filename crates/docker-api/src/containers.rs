@@ -19,6 +19,7 @@ use crate::{ApiError, ApiResult, AppState};
 
 pub use create::create;
 use create::host_config_of;
+pub use create::update::update;
 
 /// The keys `GET /containers/json` applies.
 const LIST_FILTERS: [&str; 11] = [

@@ -70,6 +70,7 @@ impl From<PlError> for ApiError {
             | PlError::NotRunning(_)
             | PlError::NotReading(_)
             | PlError::ExecRan(_)
+            | PlError::Update(_)
             | PlError::Paused(_)
             | PlError::PausedFor { .. }
             | PlError::NotPaused(_)

@@ -135,6 +135,7 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/{id}/wait", post(streams::wait))
         .route("/containers/{id}/resize", post(containers::resize))
         .route("/containers/{id}/rename", post(containers::rename))
+        .route("/containers/{id}/update", post(containers::update))
         .route("/containers/{id}/pause", post(containers::pause))
         .route("/containers/{id}/unpause", post(containers::unpause))
         .route("/containers/{id}/attach", post(streams::attach))

@@ -159,6 +159,9 @@ impl Backend for FakeBackend {
         let nets: Vec<&str> = nics.iter().map(|n| n.network.as_str()).collect();
         self.call("set_nics", &format!("{} {}", short(id), nets.join(",")))
     }
+    async fn set_size(&self, id: &str, memory_mib: u32, cpus: u32) -> Result<(), BackendError> {
+        self.call("set_size", &format!("{} {memory_mib} {cpus}", short(id)))
+    }
     async fn dial(
         &self,
         to: std::net::SocketAddrV4,

@@ -214,6 +214,10 @@ pub trait Backend: Send + Sync + 'static {
     /// power-on (a stopped container connected to or disconnected from a network).
     async fn set_nics(&self, id: &str, nics: &[Nic]) -> Result<(), BackendError>;
 
+    /// Sets the memory (MiB) and vCPUs of VM `id`, which is powered off: they take effect at
+    /// its next power-on (`docker update`).
+    async fn set_size(&self, id: &str, memory_mib: u32, cpus: u32) -> Result<(), BackendError>;
+
     /// A TCP connection to `to`, an address on one of the backend's networks, from the
     /// backend's side of them (published ports are forwarded through it).
     async fn dial(&self, to: std::net::SocketAddrV4)

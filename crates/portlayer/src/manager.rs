@@ -32,6 +32,7 @@ mod rename;
 mod restart;
 mod signal;
 mod streams;
+mod update;
 
 pub use streams::{AttachStreams, Output, WaitCondition};
 
@@ -389,6 +390,9 @@ impl Containers {
             .backend
             .set_nics(&id, &self.nics_of(&rec))
             .await?;
+        // So are its memory and vCPUs (`docker update` changes them while it is stopped).
+        let (memory, cpus) = (rec.spec.memory_mib, rec.spec.cpus);
+        self.inner.backend.set_size(&id, memory, cpus).await?;
         let powered = match self.inner.backend.power_on(&id).await {
             Ok(p) => p,
             Err(e) => {

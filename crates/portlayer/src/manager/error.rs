@@ -39,6 +39,8 @@ pub enum Error {
     Spawn { message: String, code: i32 },
     #[error("{0}")]
     Start(String),
+    #[error("{0}")]
+    Update(String),
     #[error("Container {0} is already paused")]
     Paused(String),
     #[error("Container {id} is paused, unpause the container before {what}")]

@@ -29,6 +29,7 @@ mod spec;
 #[cfg(test)]
 mod tests;
 mod tmpfs;
+pub mod update;
 
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -195,7 +195,7 @@ fn namespaces(r: &mut Refusals, h: &HostConfig) {
 }
 
 /// `--restart`, checked as dockerd checks it.
-fn restart_policy(h: &HostConfig) -> Result<RestartPolicy, Refused> {
+pub(crate) fn restart_policy(h: &HostConfig) -> Result<RestartPolicy, Refused> {
     let p = h.restart_policy.as_ref();
     let name = p.map(|p| s(&p.name)).unwrap_or_default();
     let retries = p.and_then(|p| p.maximum_retry_count).unwrap_or(0);
@@ -278,7 +278,7 @@ fn discarded(h: &HostConfig) -> Vec<String> {
 }
 
 /// `--memory` sizes the VM: dockerd's lower bound, then the VM's own.
-fn memory(memory: Option<i64>, warnings: &mut Vec<String>) -> Result<u32, Refused> {
+pub(crate) fn memory(memory: Option<i64>, warnings: &mut Vec<String>) -> Result<u32, Refused> {
     let bytes = memory.unwrap_or(0);
     if bytes == 0 {
         return Ok(DEFAULT_MEMORY_MIB);
@@ -299,7 +299,11 @@ fn memory(memory: Option<i64>, warnings: &mut Vec<String>) -> Result<u32, Refuse
 }
 
 /// `--cpus` (or the API's `CpuCount`) is the VM's vCPUs, rounded up to whole ones.
-fn cpus(nano: Option<i64>, count: Option<i64>, warnings: &mut Vec<String>) -> Result<u32, Refused> {
+pub(crate) fn cpus(
+    nano: Option<i64>,
+    count: Option<i64>,
+    warnings: &mut Vec<String>,
+) -> Result<u32, Refused> {
     let (nano, count) = (nano.unwrap_or(0), count.unwrap_or(0));
     if nano < 0 || count < 0 {
         return Err(Refused::Invalid(
