@@ -42,6 +42,7 @@ mod server;
 mod streams;
 mod system;
 mod tls;
+mod top;
 
 #[cfg(test)]
 mod handler_tests;
@@ -135,6 +136,7 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/{id}/wait", post(streams::wait))
         .route("/containers/{id}/resize", post(containers::resize))
         .route("/containers/{id}/rename", post(containers::rename))
+        .route("/containers/{id}/top", get(top::top))
         .route("/containers/{id}/update", post(containers::update))
         .route("/containers/{id}/pause", post(containers::pause))
         .route("/containers/{id}/unpause", post(containers::unpause))

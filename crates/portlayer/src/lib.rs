@@ -42,7 +42,7 @@ pub use container::{
 };
 pub use events::{Event, EventBus};
 pub use guest::exec::{ExecConfig, ExecOutput};
-pub use guest::session::StdinMsg;
+pub use guest::session::{GuestProcess, Processes, StdinMsg};
 pub use image_service::{ImageEvent, ImageService};
 pub use limits::Limits;
 pub use logs::{LogBounds, LogEntry, LogSet, LogStream};

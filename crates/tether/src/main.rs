@@ -29,6 +29,7 @@ mod plan;
 mod port;
 mod privs;
 mod process;
+mod procs;
 mod reaper;
 mod setup;
 mod stdio;
@@ -203,6 +204,13 @@ fn handle(
         HostMsg::Shutdown => power_off(sys, mounted),
         HostMsg::Resume { session, from } => out.resume(session, from),
         HostMsg::Forget { session } => out.forget(session),
+        HostMsg::ListProcesses { seq } => {
+            let m = mounted.lock().ok().and_then(|m| m.clone());
+            out.msg(&procs::answer(
+                seq,
+                m.as_deref().map(|m| m.rootfs.as_path()),
+            ));
+        }
         HostMsg::SetInterface {
             seq,
             find,

@@ -32,10 +32,66 @@ pub enum Undelivered {
     NotReading,
 }
 
+/// What a guest answers.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// To an interface change: done, or why not.
+    Interface(Option<String>),
+    /// To a question for its processes.
+    Processes(Processes),
+}
+
+/// The container's processes, as its guest lists them (`docker top`).
+#[derive(Debug, Clone)]
+pub struct Processes {
+    pub list: Vec<GuestProcess>,
+    /// The guest's boot, in seconds since the epoch, and its clock ticks per second.
+    pub boot_unix: u64,
+    pub hz: u64,
+    pub memory_kib: u64,
+}
+
+/// One of the container's processes (the wire's `ProcessInfo`, in the port layer's terms).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuestProcess {
+    pub pid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub user: String,
+    pub state: String,
+    /// CPU time in clock ticks, and its start in clock ticks after the guest's boot.
+    pub ticks: u64,
+    pub start_ticks: u64,
+    pub rss_kib: u64,
+    pub vsize_kib: u64,
+    pub tty: String,
+    pub comm: String,
+    pub args: Vec<String>,
+}
+
+impl From<tether_proto::ProcessInfo> for GuestProcess {
+    fn from(p: tether_proto::ProcessInfo) -> GuestProcess {
+        GuestProcess {
+            pid: p.pid,
+            ppid: p.ppid,
+            uid: p.uid,
+            user: p.user,
+            state: p.state,
+            ticks: p.ticks,
+            start_ticks: p.start_ticks,
+            rss_kib: p.rss_kib,
+            vsize_kib: p.vsize_kib,
+            tty: p.tty,
+            comm: p.comm,
+            args: p.args,
+        }
+    }
+}
+
 /// The questions a session's guest has yet to answer, and the protocol version it speaks.
 #[derive(Debug, Default)]
 pub(crate) struct Asked {
-    pending: Mutex<HashMap<u64, oneshot::Sender<Option<String>>>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
     next: AtomicU64,
     version: AtomicU32,
 }
@@ -48,18 +104,18 @@ impl Asked {
 
     /// Hands the guest's answer to question `seq` to whoever asked; false when nobody did
     /// (a guest answering what it was not asked breaks the protocol).
-    pub(crate) fn answer(&self, seq: u64, error: Option<String>) -> bool {
+    pub(crate) fn answer(&self, seq: u64, answer: Answer) -> bool {
         let waiting = self.lock().remove(&seq);
         match waiting {
             Some(tx) => {
-                let _ = tx.send(error);
+                let _ = tx.send(answer);
                 true
             }
             None => false,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Option<String>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Answer>>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -195,28 +251,53 @@ impl GuestControl {
                 "the container's tether (protocol version {version}) cannot change its interfaces while it runs: restart the container first"
             ));
         }
-        let seq = self.asked.next.fetch_add(1, Ordering::SeqCst);
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut pending = self.asked.lock();
-            if pending.len() >= MAX_ASKED {
-                return Err("too many interface changes under way in this container".into());
-            }
-            pending.insert(seq, tx);
-        }
-        let msg = HostMsg::SetInterface {
+        let msg = |seq| HostMsg::SetInterface {
             seq,
             find: find.to_string(),
             mac: mac.to_string(),
             address,
         };
-        if let Err(e) = self.send(&msg) {
+        match self.ask(msg).await? {
+            Answer::Interface(None) => Ok(()),
+            Answer::Interface(Some(e)) => {
+                Err(format!("the guest could not set its interface: {e}"))
+            }
+            Answer::Processes(_) => Err("the guest answered another question".into()),
+        }
+    }
+
+    /// The container's processes, as its guest lists them.
+    pub async fn processes(&self) -> Result<Processes, String> {
+        let version = self.asked.version.load(Ordering::SeqCst);
+        if version < EXEC_VERSION {
+            return Err(format!(
+                "the container's tether (protocol version {version}) cannot list its processes: restart the container first"
+            ));
+        }
+        match self.ask(|seq| HostMsg::ListProcesses { seq }).await? {
+            Answer::Processes(p) => Ok(p),
+            Answer::Interface(_) => Err("the guest answered another question".into()),
+        }
+    }
+
+    /// Sends the question `msg` makes of a sequence number and waits for the guest's answer
+    /// (at most [`ANSWER_TIMEOUT`]; at most [`MAX_ASKED`] questions wait at once).
+    async fn ask(&self, msg: impl FnOnce(u64) -> HostMsg) -> Result<Answer, String> {
+        let seq = self.asked.next.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = self.asked.lock();
+            if pending.len() >= MAX_ASKED {
+                return Err("too many questions to the guest under way in this container".into());
+            }
+            pending.insert(seq, tx);
+        }
+        if let Err(e) = self.send(&msg(seq)) {
             self.asked.lock().remove(&seq);
             return Err(format!("the guest cannot be told: {e:?}"));
         }
         match tokio::time::timeout(ANSWER_TIMEOUT, rx).await {
-            Ok(Ok(None)) => Ok(()),
-            Ok(Ok(Some(e))) => Err(format!("the guest could not set its interface: {e}")),
+            Ok(Ok(answer)) => Ok(answer),
             Ok(Err(_)) => Err("the container stopped before its guest answered".into()),
             Err(_) => {
                 self.asked.lock().remove(&seq);

@@ -93,6 +93,9 @@ impl Protocol {
                 (self.started || self.resumed) && !self.exited,
                 "InterfaceSet",
             ),
+            GuestMsg::Processes { .. } => {
+                ((self.started || self.resumed) && !self.exited, "Processes")
+            }
         };
         if !allowed {
             return Err(format!(
@@ -108,7 +111,7 @@ impl Protocol {
             GuestMsg::SetupFailed { .. } | GuestMsg::SpawnFailed { .. } => self.failed = true,
             GuestMsg::Exited { .. } if self.start || self.resumed => self.exited = true,
             GuestMsg::Exited { .. } => self.exited_in_replay = true,
-            GuestMsg::Pong { .. } | GuestMsg::InterfaceSet { .. } => {}
+            GuestMsg::Pong { .. } | GuestMsg::InterfaceSet { .. } | GuestMsg::Processes { .. } => {}
         }
         Ok(())
     }
@@ -244,6 +247,7 @@ mod tests {
             GuestMsg::Resumed { .. } => "Resumed",
             GuestMsg::Pong { .. } => "Pong",
             GuestMsg::InterfaceSet { .. } => "InterfaceSet",
+            GuestMsg::Processes { .. } => "Processes",
         }
     }
 
@@ -296,7 +300,7 @@ mod tests {
             .map_while(|m| p.accept(m).ok().map(|()| m))
             .filter(|m| !of_an_exec(m))
             .map(name)
-            .filter(|n| *n != "InterfaceSet")
+            .filter(|n| *n != "InterfaceSet" && *n != "Processes")
             .collect()
     }
 

@@ -1,8 +1,8 @@
 //! Host side of the tether protocol for one powered-on VM: configures the guest, starts the
 //! main process, forwards stdin/signals/resizes, and reports output and the exit.
 
-use crate::guest::control::Asked;
-pub use crate::guest::control::{GuestControl, Undelivered};
+use crate::guest::control::{Answer, Asked};
+pub use crate::guest::control::{GuestControl, GuestProcess, Processes, Undelivered};
 use crate::guest::exec::{ExecOutput, Routes};
 use crate::guest::protocol::Protocol;
 use crate::guest::Launch;
@@ -379,8 +379,26 @@ async fn drive(
                         // Said before the guest answered Resume: it says it again after the
                         // replay.
                         Ok(GuestMsg::Exited { .. }) if replaying => {}
+                        Ok(GuestMsg::Processes {
+                            seq,
+                            processes,
+                            boot_unix,
+                            hz,
+                            memory_kib,
+                        }) => {
+                            let answer = Answer::Processes(Processes {
+                                list: processes.into_iter().map(Into::into).collect(),
+                                boot_unix,
+                                hz,
+                                memory_kib,
+                            });
+                            if !answers.answer(seq, answer) {
+                                let why = format!("Processes {seq}, which nobody asked for");
+                                break 'outer SessionExit::Lost(format!("{VIOLATION}: {why}"));
+                            }
+                        }
                         Ok(GuestMsg::InterfaceSet { seq, error }) => {
-                            if !answers.answer(seq, error) {
+                            if !answers.answer(seq, Answer::Interface(error)) {
                                 let why = format!("InterfaceSet {seq}, which nobody asked for");
                                 break 'outer SessionExit::Lost(format!("{VIOLATION}: {why}"));
                             }

@@ -122,3 +122,21 @@ impl Containers {
         }
     }
 }
+
+impl Containers {
+    /// The running container's processes, as its guest lists them (`docker top`).
+    pub async fn top(&self, key: &str) -> Result<crate::guest::session::Processes, Error> {
+        let rec = self.get(key)?;
+        let live = self
+            .live(&rec.id)
+            .ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        if rec.state.status != Status::Running {
+            return Err(Error::NotRunning(rec.id));
+        }
+        self.refuse_paused(&rec, "top")?;
+        let control = live
+            .control()
+            .map_err(|_| Error::NotRunning(rec.id.clone()))?;
+        control.processes().await.map_err(Error::Start)
+    }
+}
