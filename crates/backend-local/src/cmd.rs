@@ -11,43 +11,58 @@ pub const LIMIT: Duration = Duration::from_secs(20);
 
 /// Runs `cmd` to its end (at most [`LIMIT`]) and returns what it printed.
 pub fn output(cmd: &mut Command) -> std::io::Result<Output> {
+    output_within(cmd, LIMIT)
+}
+
+/// Runs `prog args` (bounded); its standard output, or its own error.
+pub(crate) fn run(prog: &str, args: &[&str]) -> Result<String, hypervisor::BackendError> {
+    let failed = hypervisor::BackendError::Failed;
+    let out = output(Command::new(prog).args(args))
+        .map_err(|e| failed(format!("running {prog} {}: {e}", args.join(" "))))?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    Err(failed(format!(
+        "{prog} {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    )))
+}
+
+/// The most a command's output or error stream is read (the rest is left unread).
+const MAX_OUTPUT: u64 = 1 << 20;
+
+/// Runs `cmd` to its end and returns what it printed (at most [`MAX_OUTPUT`] bytes of each
+/// stream); a command still running after `limit` is killed and reported as hung.
+pub fn output_within(cmd: &mut Command, limit: Duration) -> std::io::Result<Output> {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
+    // Read on threads so that a full pipe cannot stall the command while it is waited for.
     let drain = |r: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
+            if let Some(r) = r {
+                let _ = r.take(MAX_OUTPUT).read_to_end(&mut buf);
             }
             buf
         })
     };
-    let out = drain(
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
-    let err = drain(
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
-    let deadline = Instant::now() + LIMIT;
+    let out = drain(child.stdout.take().map(|s| Box::new(s) as _));
+    let err = drain(child.stderr.take().map(|s| Box::new(s) as _));
+    let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
         }
-        if Instant::now() > deadline {
+        if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
             return Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
-                format!("it did not end within {} s and was killed", LIMIT.as_secs()),
+                format!("it did not end within {} s and was killed", limit.as_secs()),
             ));
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -64,10 +79,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn output_and_status_come_back() {
-        let o = output(Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"])).unwrap();
-        assert_eq!(o.stdout, b"out\n");
-        assert_eq!(o.stderr, b"err\n");
-        assert_eq!(o.status.code(), Some(3));
+    fn a_command_is_read_to_its_end_and_one_that_hangs_is_killed() {
+        let out = output_within(
+            Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(out.stdout, b"out\n");
+        assert_eq!(out.stderr, b"err\n");
+        assert_eq!(out.status.code(), Some(3));
+        let started = Instant::now();
+        let err = output_within(
+            Command::new("sh").args(["-c", "exec sleep 30"]),
+            Duration::from_millis(200),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 }

@@ -25,26 +25,11 @@
 //! goes when the VCH's namespace goes (deleting either end deletes both), so `vic-machine
 //! delete` leaves nothing on the operator's bridge.
 
-use std::process::Command;
-
+use crate::cmd::run;
 use hypervisor::{BackendError, ExternalNet, NetworkSpec, OpenPort, Trust};
 
 fn failed(msg: String) -> BackendError {
     BackendError::Failed(msg)
-}
-
-/// Runs `prog args`; its standard output, or its own error.
-fn run(prog: &str, args: &[&str]) -> Result<String, BackendError> {
-    let out = crate::cmd::output(Command::new(prog).args(args))
-        .map_err(|e| failed(format!("running {prog} {}: {e}", args.join(" "))))?;
-    if out.status.success() {
-        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
-    }
-    Err(failed(format!(
-        "{prog} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    )))
 }
 
 /// `ip` in namespace `ns` (`None`: this process's).

@@ -24,7 +24,7 @@
 
 mod accel;
 mod cgroup;
-mod cmd;
+pub mod cmd;
 mod confine;
 mod disk;
 mod external;

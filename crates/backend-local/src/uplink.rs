@@ -18,8 +18,7 @@
 //! log line. Without iptables the VCH has no egress, said once; containers still reach each
 //! other and their published ports.
 
-use std::process::Command;
-
+use crate::cmd::run;
 use hypervisor::BackendError;
 
 /// The uplink's name inside the VCH's namespace.
@@ -27,20 +26,6 @@ pub const UPLINK: &str = "uplink";
 
 fn failed(msg: String) -> BackendError {
     BackendError::Failed(msg)
-}
-
-/// Runs `prog args`; its standard output, or its own error.
-fn run(prog: &str, args: &[&str]) -> Result<String, BackendError> {
-    let out = crate::cmd::output(Command::new(prog).args(args))
-        .map_err(|e| failed(format!("running {prog} {}: {e}", args.join(" "))))?;
-    if out.status.success() {
-        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
-    }
-    Err(failed(format!(
-        "{prog} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    )))
 }
 
 /// The host end of namespace `ns`'s uplink (`vic-` + 12 digits → `vh-` + the digits).

@@ -11,15 +11,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The test's LAN: namespace `viccn-PID` with bridges `br0` (`10.77.N.1/24`, a server on
 /// port 9000 that answers each connection with the address it came from) to `br4`
 /// (`10.81.N.1/24`).

@@ -10,15 +10,6 @@ use std::process::{Child, Command};
 
 use common::*;
 
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A namespace of the test's own, beside the host: `10.253.N.2` inside, `.1` on the host.
 struct Outside {
     ns: String,

@@ -425,3 +425,13 @@ pub fn netns_links(ns: &str) -> Vec<String> {
         .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
         .collect()
 }
+
+/// Runs `ip ARGS` (iproute2), asserting that it works.
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
