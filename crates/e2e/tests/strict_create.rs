@@ -27,8 +27,8 @@ fn options_vic_does_not_apply_fail_the_run_and_leave_nothing() {
             "-v/--volume is not supported by vic: volumes are not implemented yet",
         ),
         (
-            &["--restart", "always"],
-            "--restart always is not supported by vic",
+            &["--restart", "sometimes"],
+            "invalid restart policy: unknown policy 'sometimes'",
         ),
         (
             &["--oom-score-adj", "100"],
