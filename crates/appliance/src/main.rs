@@ -148,6 +148,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             database: Some(db),
             networks,
             network_pools,
+            vch_name: config.name.clone(),
+            volume_stores: storage.volume_stores().to_vec(),
         },
         backend,
         images.clone(),

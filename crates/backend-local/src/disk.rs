@@ -157,6 +157,98 @@ pub async fn create_overlay(qemu_img: &Path, base: &Path, disk: &Path) -> Result
     .await
 }
 
+/// Makes a volume's disk at `path`: a sparse raw file of `capacity_mib` formatted ext4,
+/// holding a copy of `seed` when given; built beside `path` and renamed when complete.
+pub async fn create_volume(
+    mke2fs: &Path,
+    path: &Path,
+    capacity_mib: u64,
+    seed: Option<&Path>,
+) -> Result<(), BackendError> {
+    let io = |context: String| move |source| BackendError::Io { context, source };
+    if path.exists() {
+        return Err(BackendError::Failed(format!(
+            "{} exists already",
+            path.display()
+        )));
+    }
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let file = std::fs::File::create(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
+    file.set_len(capacity_mib * MIB)
+        .map_err(io(format!("sizing {}", tmp.display())))?;
+    drop(file);
+    let mut cmd = Command::new(mke2fs);
+    cmd.args(["-q", "-F", "-t", "ext4", "-m", "0", "-E", "root_owner=0:0"]);
+    if let Some(seed) = seed {
+        cmd.arg("-d").arg(seed);
+    }
+    let result = run(cmd.arg(&tmp), "mke2fs", Duration::from_secs(600))
+        .await
+        .map_err(|e| match (e, seed) {
+            (BackendError::Failed(m), Some(seed)) if m.contains("Could not allocate") => {
+                BackendError::Failed(format!(
+                    "the image's content at {} does not fit in {capacity_mib} MiB",
+                    seed.display()
+                ))
+            }
+            (e, _) => e,
+        });
+    // An empty volume is empty, as Docker's are: no `lost+found` for a database's init
+    // to trip over (e2fsck makes one again when it needs it).
+    let debugfs = mke2fs.with_file_name("debugfs");
+    let result = match result {
+        Ok(()) if seed.is_none_or(|s| !s.join("lost+found").exists()) => {
+            run(
+                Command::new(&debugfs)
+                    .args(["-w", "-R", "rmdir lost+found"])
+                    .arg(&tmp),
+                "debugfs",
+                Duration::from_secs(60),
+            )
+            .await
+        }
+        other => other,
+    };
+    let result = result.and_then(|()| {
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io(format!("syncing {}", tmp.display())))?;
+        std::fs::rename(&tmp, path).map_err(io(format!("renaming {}", tmp.display())))
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Opens the VM's data disks for QEMU, never through a symlink: read-write then read-only
+/// for a disk written to, read-only for one that is not (see `qemu::disk_fds`).
+pub fn open_disks(
+    disks: &[hypervisor::DataDisk],
+) -> Result<Vec<std::os::fd::OwnedFd>, BackendError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = |path: &Path, write: bool| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(write)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map(std::os::fd::OwnedFd::from)
+            .map_err(|source| BackendError::Io {
+                context: format!("opening the volume disk {}", path.display()),
+                source,
+            })
+    };
+    let mut fds = Vec::new();
+    for d in disks {
+        if !d.readonly {
+            fds.push(open(&d.path, true)?);
+        }
+        fds.push(open(&d.path, false)?);
+    }
+    Ok(fds)
+}
+
 /// Paths of one image's files under the backend root.
 pub fn base_path(root: &Path, image_id: &str) -> PathBuf {
     root.join("images").join(image_id).join("base.ext4")

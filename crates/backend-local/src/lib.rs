@@ -466,6 +466,19 @@ impl Backend for LocalBackend {
             return Err(failed(format!("not a MAC address: {:?}", bad.mac)));
         }
         check_id("image", &vm.image_id)?;
+        let interfaces = if vm.nics.is_empty() {
+            0
+        } else {
+            vm.nics.len() + hypervisor::SPARE_NICS
+        };
+        if !qemu::devices_fit(interfaces, vm.disks.len()) {
+            return Err(failed(format!(
+                "a container VM has {} device slots: {} volumes and {} networks do not fit",
+                qemu::MAX_DEVICES,
+                vm.disks.len(),
+                vm.nics.len()
+            )));
+        }
         let base = disk::base_path(&self.cfg.root, &vm.image_id);
         if !base.is_file() {
             return Err(BackendError::NoBaseDisk(vm.image_id.clone()));
@@ -473,12 +486,23 @@ impl Backend for LocalBackend {
         self.vms.create(vm, &base, &self.cfg.qemu_img).await
     }
 
+    async fn create_disk(
+        &self,
+        path: &Path,
+        capacity_mib: u64,
+        seed: Option<&Path>,
+    ) -> Result<(), BackendError> {
+        disk::create_volume(&self.cfg.mke2fs, path, capacity_mib, seed).await
+    }
+
     async fn power_on(&self, id: &str) -> Result<PoweredOn, BackendError> {
         check_id("VM", id)?;
         let spec = self.vms.load(id)?;
         let base = disk::base_path(&self.cfg.root, &spec.image_id);
-        let taps = self.open_taps(id, &spec.nics)?;
+        let mut fds = self.open_taps(id, &spec.nics)?;
+        fds.extend(disk::open_disks(&spec.disks)?);
         let launch = qemu::Launch {
+            disks: spec.disks.iter().map(|d| d.readonly).collect(),
             macs: Self::macs(id, &spec.nics),
             name: spec.display_name.clone(),
             accel: self.accel,
@@ -494,7 +518,7 @@ impl Backend for LocalBackend {
                 &base,
                 &self.cfg.qemu,
                 &qemu::args(&launch),
-                taps,
+                fds,
                 self.cfg.boot_timeout,
             )
             .await

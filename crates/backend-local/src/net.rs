@@ -317,7 +317,7 @@ impl VchNet {
 /// first moved above any target, so one cannot overwrite another. Async-signal-safe.
 pub(crate) fn pass_fds(fds: &[i32]) -> std::io::Result<()> {
     const HIGH: i32 = 256;
-    let mut moved = [0i32; 16];
+    let mut moved = [0i32; crate::qemu::MAX_FDS];
     if fds.len() > moved.len() {
         return Err(std::io::Error::from_raw_os_error(libc::EMFILE));
     }

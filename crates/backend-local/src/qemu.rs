@@ -26,6 +26,30 @@ pub struct Launch {
     /// MAC addresses of the VM's interfaces; interface `i` is the tap open as descriptor
     /// `3 + i` (see `vm::pass_fds`).
     pub macs: Vec<String>,
+    /// Its data disks, each whether read-only; their descriptors follow the taps', read-write
+    /// then read-only for each (see [`disk_fds`]).
+    pub disks: Vec<bool>,
+}
+
+/// The virtio-mmio transports of a microvm: every device (root disk, tether port,
+/// interfaces, data disks) takes one.
+pub const MAX_DEVICES: usize = 24;
+
+/// The descriptors a data disk is passed as: read-write and read-only, or read-only.
+pub fn disk_fds(readonly: bool) -> usize {
+    if readonly {
+        1
+    } else {
+        2
+    }
+}
+
+/// The most descriptors a VM is given: a tap per interface, two per disk.
+pub const MAX_FDS: usize = 2 * MAX_DEVICES;
+
+/// Whether a VM with `interfaces` and `disks` fits in a microvm's transports.
+pub fn devices_fit(interfaces: usize, disks: usize) -> bool {
+    2 + interfaces + disks <= MAX_DEVICES
 }
 
 /// Whether `mac` is `xx:xx:xx:xx:xx:xx` in hex, and nothing else can reach QEMU's options.
@@ -104,6 +128,31 @@ pub fn args(l: &Launch) -> Vec<String> {
             &format!("virtio-net-device,netdev=net{i},mac={mac}"),
         ]);
     }
+    // Data disks come as descriptors: QEMU never opens a path of a volume store. A disk
+    // written to has two in its set, read-write and read-only: QEMU opens the image
+    // read-only first and asks for write access once the device is attached.
+    let mut fd = 3 + l.macs.len();
+    for (i, readonly) in l.disks.iter().enumerate() {
+        let set = i + 1;
+        for _ in 0..disk_fds(*readonly) {
+            push(&["-add-fd", &format!("fd={fd},set={set}")]);
+            fd += 1;
+        }
+        let ro = if *readonly { "on" } else { "off" };
+        push(&[
+            "-drive",
+            &format!(
+                "id=vol{i},file=/dev/fdset/{set},format=raw,if=none,readonly={ro},discard=unmap"
+            ),
+        ]);
+        push(&[
+            "-device",
+            &format!(
+                "virtio-blk-device,drive=vol{i},serial={}",
+                hypervisor::disk_serial(i)
+            ),
+        ]);
+    }
     a
 }
 
@@ -121,7 +170,29 @@ mod tests {
             kernel: "/k/vmlinux".into(),
             initrd: "/k/initramfs.cpio".into(),
             macs: vec!["02:42:ac:10:00:02".into()],
+            disks: Vec::new(),
         }
+    }
+
+    #[test]
+    fn data_disks_are_descriptors_after_the_taps_with_serials() {
+        let mut l = launch(Accel::Tcg);
+        l.disks = vec![false, true];
+        let a = args(&l);
+        assert_eq!(
+            value_of(&a, "-add-fd"),
+            ["fd=4,set=1", "fd=5,set=1", "fd=6,set=2"]
+        );
+        assert_eq!(
+            value_of(&a, "-drive")[1..],
+            [
+                "id=vol0,file=/dev/fdset/1,format=raw,if=none,readonly=off,discard=unmap",
+                "id=vol1,file=/dev/fdset/2,format=raw,if=none,readonly=on,discard=unmap"
+            ]
+        );
+        let devices = value_of(&a, "-device");
+        assert!(devices.contains(&"virtio-blk-device,drive=vol1,serial=vic-vol1"));
+        assert!(devices_fit(3, 19) && !devices_fit(3, 20));
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct VmSpec {
     /// Its network interfaces (none in files of older versions).
     #[serde(default)]
     pub nics: Vec<hypervisor::Nic>,
+    /// Its data disks (volumes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disks: Vec<hypervisor::DataDisk>,
 }
 
 /// A QEMU process this backend started.
@@ -149,6 +152,7 @@ impl Vms {
                 cpus: vm.cpus,
                 uid: None,
                 nics: vm.nics.clone(),
+                disks: vm.disks.clone(),
             };
             spec.uid = Some(self.allocate_uid(&spec.id)?);
             self.save(&spec)
@@ -259,15 +263,15 @@ impl Vms {
 
     /// Starts the VM's QEMU (jailed when the backend confines VMs); `base` is the base disk
     /// of its image.
-    /// `taps` are the open tap devices of its interfaces, in order: QEMU gets them as
-    /// descriptors 3, 4, … (see `qemu::args`).
+    /// `fds` are the open tap devices of its interfaces then its data disks, in order: QEMU
+    /// gets them as descriptors 3, 4, … (see `qemu::args`).
     pub async fn power_on(
         &self,
         mut spec: VmSpec,
         base: &Path,
         qemu: &Path,
         args: &[String],
-        taps: Vec<std::os::fd::OwnedFd>,
+        fds: Vec<std::os::fd::OwnedFd>,
         boot_timeout: Duration,
     ) -> Result<PoweredOn, BackendError> {
         let id = spec.id.clone();
@@ -307,7 +311,7 @@ impl Vms {
             .stdout(log_file)
             .stderr(log_err)
             .kill_on_drop(false);
-        let tap_fds: Vec<i32> = taps.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
+        let raw_fds: Vec<i32> = fds.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
         // SAFETY: `pass_fds` and `Plan::apply` make only async-signal-safe system calls on data
         // prepared before the fork, and allocate nothing.
         unsafe {
@@ -318,7 +322,7 @@ impl Vms {
                 if libc::setsid() < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                crate::net::pass_fds(&tap_fds)?;
+                crate::net::pass_fds(&raw_fds)?;
                 match &plan {
                     Some(plan) => plan.apply(),
                     None => Ok(()),
@@ -326,8 +330,8 @@ impl Vms {
             })
         };
         let spawned = cmd.spawn();
-        // QEMU holds the taps now (or never will): ours close, so a tap goes with its QEMU.
-        drop(taps);
+        // QEMU holds them now (or never will): ours close, so a tap goes with its QEMU.
+        drop(fds);
         let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {

@@ -14,6 +14,10 @@ fn vm_json_round_trips_and_rejects_unknown_fields() {
             mac: "02:42:ac:10:00:02".into(),
             open_ports: Vec::new(),
         }],
+        disks: vec![hypervisor::DataDisk {
+            path: "/v/volumes/data/disk.img".into(),
+            readonly: true,
+        }],
     };
     let text = serde_json::to_string(&spec).unwrap();
     assert_eq!(serde_json::from_str::<VmSpec>(&text).unwrap(), spec);

@@ -173,6 +173,7 @@ async fn boot(backend: &LocalBackend, id: &str) -> Result<Booted> {
             memory_mib: 256,
             cpus: 1,
             nics: Vec::new(),
+            disks: Vec::new(),
         })
         .await?;
     let t = Instant::now();

@@ -22,8 +22,9 @@ use create::host_config_of;
 pub use create::update::update;
 
 /// The keys `GET /containers/json` applies.
-const LIST_FILTERS: [&str; 11] = [
+const LIST_FILTERS: [&str; 12] = [
     "network",
+    "volume",
     "status",
     "name",
     "id",
@@ -36,10 +37,9 @@ const LIST_FILTERS: [&str; 11] = [
     "isolation",
 ];
 /// Keys Docker knows that vic does not apply yet.
-const LIST_FILTERS_NOT_YET: [(&str, &str); 5] = [
+const LIST_FILTERS_NOT_YET: [(&str, &str); 4] = [
     ("publish", "port filters are not implemented yet"),
     ("expose", "port filters are not implemented yet"),
-    ("volume", "volumes are not implemented yet"),
     ("health", "health checks are not implemented yet"),
     ("is-task", "vic has no swarm tasks"),
 ];
@@ -59,6 +59,10 @@ fn list_filter(st: &AppState, filters: &Filters) -> ApiResult<impl Fn(&Container
         f.any("status", |v| v == crate::inspect::state_word(c))
             && f.any("name", |v| c.spec.name.contains(v.trim_start_matches('/')))
             && f.any("id", |v| c.id.starts_with(v))
+            // A volume's name, or where it is mounted (moby matches either).
+            && f.any("volume", |v| {
+                c.spec.mounts.iter().any(|m| m.name == v || m.target == v)
+            })
             && f.any("ancestor", |v| {
                 c.spec.image_ref == v || c.spec.image_id.contains(v)
             })
@@ -122,7 +126,13 @@ pub async fn list(
         list.truncate(n);
     }
     Ok(Json(Value::Array(
-        list.iter().map(|c| container_summary(c, now)).collect(),
+        list.iter()
+            .map(|c| {
+                let mut v = container_summary(c, now);
+                v["Mounts"] = crate::volumes::mounts_json(&st.containers, c);
+                v
+            })
+            .collect(),
     )))
 }
 
@@ -132,6 +142,7 @@ pub async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiR
     let log = st.containers.log_path(&c.id);
     let host_config = host_config_of(&c.spec);
     let mut v = container_json(&c, host_config, &log.display().to_string());
+    v["Mounts"] = crate::volumes::mounts_json(&st.containers, &c);
     let execs = st.containers.exec_ids(&c.id);
     if !execs.is_empty() {
         v["ExecIDs"] = serde_json::json!(execs);
@@ -147,7 +158,7 @@ pub async fn start(State(st): State<AppState>, Path(id): Path<String>) -> ApiRes
         Err(e) => {
             if let Ok(c) = st.containers.get(&id) {
                 if c.spec.auto_remove {
-                    let _ = st.containers.remove(&c.id, true).await;
+                    let _ = st.containers.remove(&c.id, true, true).await;
                 }
             }
             Err(e.into())
@@ -283,20 +294,22 @@ pub async fn resize(
     Ok(StatusCode::OK)
 }
 
-/// What `DELETE /containers/{id}` reads (`v`, volumes, has none to remove).
+/// What `DELETE /containers/{id}` reads.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct RemoveQuery {
     /// A running container too.
     force: bool,
+    /// Its anonymous volumes too (`docker rm -v`).
+    v: bool,
 }
 
-/// DELETE /containers/{id}?force=
+/// DELETE /containers/{id}?force=&v=
 pub async fn remove(
     State(st): State<AppState>,
     Path(id): Path<String>,
     DockerQuery(q): DockerQuery<RemoveQuery>,
 ) -> ApiResult<StatusCode> {
-    st.containers.remove(&id, q.force).await?;
+    st.containers.remove(&id, q.force, q.v).await?;
     Ok(StatusCode::NO_CONTENT)
 }

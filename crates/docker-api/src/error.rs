@@ -1,5 +1,6 @@
 //! The one place where errors become HTTP responses: Docker's status codes and its
-//! `{"message": …}` body, worded as Docker words them because scripts grep them.
+//! `{"message": …}` body, worded as Docker words them because
+//! scripts grep them.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -8,6 +9,7 @@ use imagec::archive::ArchiveError;
 use imagec::pull::PullError;
 use imagec::store::StoreError;
 use portlayer::networks::NetworkError;
+use portlayer::volumes::VolumeError;
 use portlayer::Error as PlError;
 
 /// An error as the Docker API returns it.
@@ -66,6 +68,12 @@ impl From<PlError> for ApiError {
             }
             PlError::Network(NetworkError::Invalid(_)) => StatusCode::BAD_REQUEST,
             PlError::Network(NetworkError::Forbidden(_)) => StatusCode::FORBIDDEN,
+            PlError::Volume(VolumeError::NoSuch(_) | VolumeError::NoStore(_)) => {
+                StatusCode::NOT_FOUND
+            }
+            PlError::Volume(VolumeError::InUse { .. }) => StatusCode::CONFLICT,
+            PlError::Volume(VolumeError::Invalid(_)) => StatusCode::BAD_REQUEST,
+            PlError::Volume(VolumeError::Io { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
             PlError::NameConflict { .. }
             | PlError::NotRunning(_)
             | PlError::NotReading(_)

@@ -43,6 +43,7 @@ mod streams;
 mod system;
 mod tls;
 mod top;
+mod volumes;
 
 #[cfg(test)]
 mod handler_tests;
@@ -146,6 +147,13 @@ pub fn router(state: AppState) -> Router {
         .route("/exec/{id}/resize", post(exec::resize))
         .route("/exec/{id}/json", get(exec::inspect))
         .route("/containers/{id}/logs", get(streams::logs))
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route(
+            "/volumes/{name}",
+            get(volumes::inspect).delete(volumes::remove),
+        )
         .route(
             "/containers/{id}",
             axum::routing::delete(containers::remove),

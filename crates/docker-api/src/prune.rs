@@ -148,7 +148,7 @@ pub async fn containers(
         }
         // As dockerd: a container that cannot be removed (started meanwhile, …) is kept
         // and the prune goes on.
-        match st.containers.remove(&c.id, false).await {
+        match st.containers.remove(&c.id, false, false).await {
             Ok(()) => deleted.push(c.id),
             Err(portlayer::Error::NoSuchContainer(_)) => {}
             Err(e) => tracing::warn!(id = %c.id, "prune: the container is kept: {e}"),

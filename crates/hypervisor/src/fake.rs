@@ -192,6 +192,23 @@ impl Backend for FakeBackend {
     async fn create_vm(&self, vm: &VmConfig) -> Result<(), BackendError> {
         self.call("create_vm", short(&vm.id))
     }
+    async fn create_disk(
+        &self,
+        path: &Path,
+        capacity_mib: u64,
+        _seed: Option<&Path>,
+    ) -> Result<(), BackendError> {
+        self.call("create_disk", &path.display().to_string())?;
+        let f = std::fs::File::create(path).map_err(|source| BackendError::Io {
+            context: format!("creating {}", path.display()),
+            source,
+        })?;
+        f.set_len(capacity_mib << 20)
+            .map_err(|source| BackendError::Io {
+                context: format!("sizing {}", path.display()),
+                source,
+            })
+    }
     async fn power_on(&self, id: &str) -> Result<PoweredOn, BackendError> {
         self.call("power_on", short(id))?;
         let (host, guest) = tokio::io::duplex(1 << 16);

@@ -35,6 +35,24 @@ pub struct VmConfig {
     pub cpus: u32,
     /// Its network interfaces, in the order the guest sees them (`eth0` first).
     pub nics: Vec<Nic>,
+    /// Disks of its own beside the root disk (volumes), in order: the guest finds disk `i`
+    /// by the serial [`disk_serial`]`(i)`.
+    pub disks: Vec<DataDisk>,
+}
+
+/// A disk attached to a VM beside its root disk: a volume's, made by
+/// [`Backend::create_disk`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DataDisk {
+    /// Where the disk is (a file on a volume store locally, a datastore path on vSphere).
+    pub path: std::path::PathBuf,
+    /// Attached read-only: the guest cannot write to it whatever it mounts.
+    pub readonly: bool,
+}
+
+/// The serial number of a VM's data disk `index`, by which the guest finds it.
+pub fn disk_serial(index: usize) -> String {
+    format!("vic-vol{index}")
 }
 
 /// Interfaces a VM with any gets beyond its networks', on no network: a network connected
@@ -232,6 +250,16 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Creates the VM and its copy-on-write root disk. Does not power it on.
     async fn create_vm(&self, vm: &VmConfig) -> Result<(), BackendError>;
+
+    /// Makes a disk for a volume at `path` (which must not exist): `capacity_mib` large,
+    /// formatted with the root disk's filesystem, holding a copy of the directory `seed`
+    /// when there is one. Nothing is left at `path` when it fails.
+    async fn create_disk(
+        &self,
+        path: &Path,
+        capacity_mib: u64,
+        seed: Option<&Path>,
+    ) -> Result<(), BackendError>;
 
     /// Stops running VM `id` as a whole, its memory kept (`docker pause`); `resume` continues
     /// it where it stood.

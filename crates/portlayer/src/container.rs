@@ -94,10 +94,36 @@ pub struct ContainerSpec {
     /// Its endpoint on each of them, given out at create or connect (see `networks/`).
     #[serde(default)]
     pub endpoints: Vec<crate::networks::Endpoint>,
+    /// The volumes it mounts: asked for at create (an empty name is a new anonymous
+    /// volume), named once made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<VolumeMount>,
     /// The API personality's own view of the container (e.g. Docker's Config and HostConfig),
     /// stored and returned untouched.
     #[serde(default)]
     pub personality: serde_json::Value,
+}
+
+/// A volume mounted in a container.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct VolumeMount {
+    /// The volume; empty asks for a new anonymous one.
+    pub name: String,
+    /// Absolute path inside the container.
+    pub target: String,
+    pub readonly: bool,
+    /// Copy what the image holds at `target` into a volume no container has used (Docker's
+    /// default; `nocopy` turns it off).
+    #[serde(default)]
+    pub copy: bool,
+    /// How to make the volume when it does not exist (`--mount`'s `volume-driver`,
+    /// `volume-opt`, `volume-label`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub driver: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Lifecycle status.

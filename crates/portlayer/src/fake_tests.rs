@@ -14,7 +14,8 @@ use tokio::sync::oneshot;
 
 use crate::*;
 
-const IMAGE: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000001";
+pub(crate) const IMAGE: &str =
+    "sha256:0000000000000000000000000000000000000000000000000000000000000001";
 
 struct FakeImages(PathBuf);
 impl Images for FakeImages {
@@ -24,7 +25,7 @@ impl Images for FakeImages {
 }
 
 /// The fake backend, its VMs running [`fake_tether`].
-fn fake_backend() -> FakeBackend {
+pub(crate) fn fake_backend() -> FakeBackend {
     FakeBackend::new(Arc::new(|io, off| fake_tether(io, off).boxed()))
 }
 
@@ -38,7 +39,7 @@ async fn fake_tether(mut io: DuplexStream, off: oneshot::Sender<()>) {
     send(
         &mut io,
         Frame::control(&GuestMsg::Hello {
-            version: 1,
+            version: tether_proto::DISKS_VERSION,
             kernel: "fake".into(),
             configured: false,
             running: vec![],
@@ -149,14 +150,14 @@ async fn fake_tether(mut io: DuplexStream, off: oneshot::Sender<()>) {
     let _ = off.send(());
 }
 
-async fn setup() -> (tempfile::TempDir, Containers, Arc<FakeBackend>) {
+pub(crate) async fn setup() -> (tempfile::TempDir, Containers, Arc<FakeBackend>) {
     let dir = tempfile::tempdir().unwrap();
     let backend = Arc::new(fake_backend());
     let c = open(dir.path(), backend.clone()).await;
     (dir, c, backend)
 }
 
-async fn open(dir: &Path, backend: Arc<FakeBackend>) -> Containers {
+pub(crate) async fn open(dir: &Path, backend: Arc<FakeBackend>) -> Containers {
     open_with(dir, backend, Limits::default()).await
 }
 
@@ -168,6 +169,11 @@ async fn open_with(dir: &Path, backend: Arc<FakeBackend>, limits: Limits) -> Con
             state_dir: dir.join("containers"),
             limits,
             database: None,
+            vch_name: "vch".into(),
+            volume_stores: vec![crate::VolumeStore {
+                label: "default".into(),
+                dir: dir.join("volumes"),
+            }],
         },
         backend,
         Arc::new(FakeImages(dir.join("rootfs"))),
@@ -177,7 +183,7 @@ async fn open_with(dir: &Path, backend: Arc<FakeBackend>, limits: Limits) -> Con
     .unwrap()
 }
 
-fn spec(name: &str, argv: &[&str]) -> ContainerSpec {
+pub(crate) fn spec(name: &str, argv: &[&str]) -> ContainerSpec {
     ContainerSpec {
         name: name.into(),
         image_ref: "busybox".into(),
@@ -363,7 +369,7 @@ async fn names_are_unique_and_records_survive_a_restart() {
     let again = open(d.path(), backend).await;
     assert_eq!(again.list().len(), 1);
     assert_eq!(again.get("web").unwrap().id, rec.id);
-    again.remove("web", false).await.unwrap();
+    again.remove("web", false, false).await.unwrap();
     assert!(again.list().is_empty());
 }
 
@@ -454,7 +460,7 @@ async fn the_container_limit_refuses_one_more_create_with_vics_words_and_leaves_
         1
     );
     // Removing one makes room again.
-    c.remove(&first.id, true).await.unwrap();
+    c.remove(&first.id, true, false).await.unwrap();
     c.create(spec("two", &["echo", "2"])).await.unwrap();
 }
 
@@ -548,7 +554,7 @@ async fn endpoints_get_addresses_no_other_record_holds_and_free_them_with_the_re
     let c = open(dir.path(), backend.clone()).await;
     let c2 = c.create(on_bridge("c")).await.unwrap();
     assert_eq!(ip(&c2), "172.16.0.4");
-    c.remove(&a.id, true).await.unwrap();
+    c.remove(&a.id, true, false).await.unwrap();
     let d = c.create(on_bridge("d")).await.unwrap();
     assert_eq!(ip(&d), "172.16.0.2", "a's address is free again");
 }

@@ -23,6 +23,8 @@ pub mod container;
 pub mod events;
 #[cfg(test)]
 mod fake_tests;
+#[cfg(test)]
+mod fake_volume_tests;
 pub mod follow;
 pub mod guest;
 mod image_service;
@@ -35,10 +37,11 @@ pub mod ports;
 mod signals;
 mod state;
 pub mod storage;
+pub mod volumes;
 
 pub use container::{
     Confinement, ContainerRecord, ContainerSpec, ContainerState, PrivilegeSpec, ProcessSpec,
-    Rlimit, Status,
+    Rlimit, Status, VolumeMount,
 };
 pub use events::{Event, EventBus};
 pub use guest::exec::{ExecConfig, ExecOutput};

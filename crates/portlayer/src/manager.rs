@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use hypervisor::{Backend, VmConfig};
+use hypervisor::Backend;
 use tokio::sync::oneshot;
 
-use crate::container::{ContainerRecord, ContainerSpec, ContainerState, Status};
+use crate::container::{ContainerRecord, Status};
 use crate::events::EventBus;
 use crate::guest::session::{self, SessionExit, StartFailure};
 use crate::guest::Launch;
@@ -17,6 +17,7 @@ use crate::limits::{Admission, Limits};
 use crate::networks::{Cidr, Network, NetworkStore};
 use crate::state::StateDir;
 
+mod create;
 mod dns;
 mod error;
 mod exec;
@@ -28,11 +29,13 @@ mod pause;
 mod publish;
 mod reap;
 mod recovery;
+mod remove;
 mod rename;
 mod restart;
 mod signal;
 mod streams;
 mod update;
+mod volumes;
 
 pub use streams::{AttachStreams, Output, WaitCondition};
 
@@ -69,6 +72,10 @@ pub struct ContainersConfig {
     /// The subnets user networks without one of their own take, in order (the /16s of the
     /// VCH's bridge range).
     pub network_pools: Vec<Cidr>,
+    /// The VCH's name: what its volumes say made them.
+    pub vch_name: String,
+    /// Where volumes live (`--volume-store`).
+    pub volume_stores: Vec<crate::VolumeStore>,
 }
 
 struct Inner {
@@ -86,6 +93,10 @@ struct Inner {
     /// The DNS server of each network, by network ID: dropping one stops it.
     dns: StdMutex<HashMap<String, dns::Server>>,
     execs: exec::Execs,
+    vch_name: String,
+    volumes: crate::volumes::Volumes,
+    /// Orders changes to which volumes exist against the records that name them.
+    volume_lock: tokio::sync::Mutex<()>,
 }
 
 /// The containers of one VCH.
@@ -137,8 +148,12 @@ impl Containers {
                 network_pools: config.network_pools,
                 dns: StdMutex::default(),
                 execs: exec::Execs::open(state_db.clone()).map_err(io_err("loading the execs"))?,
+                volumes: crate::volumes::Volumes::open(&config.vch_name, config.volume_stores),
+                vch_name: config.vch_name,
+                volume_lock: tokio::sync::Mutex::new(()),
             }),
         };
+        me.sweep_volumes();
         for net in me.networks() {
             me.inner.backend.ensure_network(&net.spec()).await?;
             me.serve_dns(&net).await;
@@ -257,97 +272,6 @@ impl Containers {
             .publish("container", action, &rec.id, attrs);
     }
 
-    /// Creates a container: its record and its VM with a copy-on-write root disk. Nothing is
-    /// left behind if any step fails.
-    pub async fn create(&self, mut spec: ContainerSpec) -> Result<ContainerRecord, Error> {
-        if spec.process.argv.is_empty() {
-            return Err(Error::NoCommand);
-        }
-        let rootfs = self
-            .inner
-            .images
-            .rootfs_of(&spec.image_id)
-            .ok_or_else(|| Error::NoSuchImage(spec.image_ref.clone()))?;
-        let image_id = spec.image_id.clone();
-        let id = new_id();
-        let rec = {
-            let mut records = self.records();
-            // Counted under the lock: a create under way holds its place in `records`.
-            self.inner
-                .admission
-                .limits
-                .check_count(records.len())
-                .map_err(|e| Error::Start(e.to_string()))?;
-            if spec.name.is_empty() {
-                spec.name =
-                    crate::names::random_name(|n| records.values().any(|r| r.spec.name == n));
-            } else {
-                spec.name = spec.name.trim_start_matches('/').to_string();
-                if !valid_name(&spec.name) {
-                    return Err(Error::InvalidName(spec.name.clone()));
-                }
-                if let Some(other) = records.values().find(|r| r.spec.name == spec.name) {
-                    return Err(Error::NameConflict {
-                        name: spec.name.clone(),
-                        id: other.id.clone(),
-                    });
-                }
-            }
-            if spec.hostname.is_empty() {
-                spec.hostname = id[..12].to_string();
-            }
-            self.allocate_endpoints(&mut spec, records.values())?;
-            if !spec.process.env.iter().any(|e| e.starts_with("HOSTNAME=")) {
-                spec.process.env.push(format!("HOSTNAME={}", spec.hostname));
-            }
-            let rec = ContainerRecord {
-                id: id.clone(),
-                created: Utc::now(),
-                spec,
-                state: ContainerState::default(),
-            };
-            // Reserve the name while the disks are made.
-            records.insert(id.clone(), rec.clone());
-            rec
-        };
-        let made = async {
-            self.inner.backend.prepare_image(&image_id, &rootfs).await?;
-            let nics = self.nics_of(&rec);
-            let vm = VmConfig {
-                id: id.clone(),
-                display_name: self
-                    .inner
-                    .admission
-                    .limits
-                    .display_name(&rec.spec.name, &id),
-                image_id: image_id.clone(),
-                memory_mib: rec.spec.memory_mib,
-                cpus: rec.spec.cpus,
-                nics,
-            };
-            self.inner.backend.create_vm(&vm).await?;
-            self.inner
-                .state
-                .save(&rec)
-                .map_err(io_err("saving a container record"))?;
-            Ok::<_, Error>(())
-        }
-        .await;
-        if let Err(e) = made {
-            self.records().remove(&id);
-            let _ = self.inner.backend.destroy_vm(&id).await;
-            let _ = self.inner.state.remove(&id);
-            return Err(e);
-        }
-        self.inner
-            .live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.clone(), Live::new(0));
-        self.publish("create", &rec, &[]);
-        Ok(rec)
-    }
-
     /// Starts the container as its user does: the restart policy counts afresh from here.
     pub async fn start(&self, key: &str) -> Result<ContainerRecord, Error> {
         let rec = self.get(key)?;
@@ -374,6 +298,7 @@ impl Containers {
         }
         // Held until the start is over: by then the record says running and counts itself.
         let _admitted = self.admit_start(&rec)?;
+        self.check_volumes_free(&rec)?;
         let launch = Launch::of(
             &rec.spec,
             self.inner.backend.root_disk(),
@@ -382,6 +307,7 @@ impl Containers {
         )
         .map_err(Error::Start)?;
         live.wait_vm_off().await;
+        self.wait_volumes_released(&rec).await?;
         // Bound first: a port that is taken fails the start before a VM is made.
         let bound = self.bind_ports(&rec, &rec.spec.ports).await?;
         let id = rec.id.clone();
@@ -501,61 +427,8 @@ impl Containers {
         self.network_events("disconnect", &rec);
         self.after_exit(&rec);
         if rec.spec.auto_remove {
-            if let Err(e) = self.remove(&id, true).await {
+            if let Err(e) = self.remove(&id, true, true).await {
                 tracing::warn!(%id, "auto-remove failed: {e}");
-            }
-        }
-    }
-
-    /// Removes the container, killing it first when `force`.
-    pub async fn remove(&self, key: &str, force: bool) -> Result<(), Error> {
-        let rec = self.get(key)?;
-        let id = rec.id.clone();
-        let live = self
-            .live(&id)
-            .ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
-        if rec.state.status == Status::Running {
-            if !force {
-                return Err(Error::RemoveRunning(id));
-            }
-            let _ = self.stop(&id, Some(0), Some("SIGKILL")).await;
-        }
-        let _op = live.op.lock().await;
-        if self.get(&id).is_err() {
-            return Ok(()); // removed meanwhile (auto-remove)
-        }
-        live.wait_vm_off().await;
-        self.inner.backend.destroy_vm(&id).await?;
-        self.inner
-            .state
-            .remove(&id)
-            .map_err(io_err("removing the container state"))?;
-        let rec = self.records().remove(&id);
-        self.inner
-            .live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
-        self.forget_execs(&id);
-        let code = rec.as_ref().map(|r| r.state.exit_code).unwrap_or(0);
-        let _ = live.output.send(Output::Eof);
-        live.removed.send_replace(Some(code));
-        if let Some(rec) = rec {
-            self.publish("destroy", &rec, &[]);
-        }
-        Ok(())
-    }
-
-    /// Powers off every running container VM (appliance shutdown).
-    pub async fn shutdown(&self, grace: Duration) {
-        let running: Vec<_> = self
-            .list()
-            .into_iter()
-            .filter(|r| r.state.status == Status::Running)
-            .collect();
-        for rec in running {
-            if let Err(e) = self.stop(&rec.id, Some(grace.as_secs() as i64), None).await {
-                tracing::warn!(id = %rec.id, "stopping at shutdown: {e}");
             }
         }
     }

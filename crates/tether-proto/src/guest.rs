@@ -163,6 +163,19 @@ pub struct Tmpfs {
     pub options: Vec<String>,
 }
 
+/// A disk of the VM's own (a volume) mounted in the container. The guest finds it by the
+/// serial number the host gave its virtio-blk device (`/sys/block/vdX/serial`), not by the
+/// order in which devices appear.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskMount {
+    pub serial: String,
+    /// Absolute path inside the container.
+    pub path: String,
+    /// Its filesystem, e.g. `ext4`.
+    pub fstype: String,
+    pub readonly: bool,
+}
+
 /// A device node of the guest made visible in the container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Device {
@@ -205,6 +218,10 @@ pub struct Confinement {
     pub masked_paths: Vec<String>,
     /// Paths the container sees read-only.
     pub readonly_paths: Vec<String>,
+    /// Volumes, mounted right after the root filesystem, shallowest path first (from
+    /// protocol version [`crate::DISKS_VERSION`] on).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub disks: Vec<DiskMount>,
 }
 
 /// What a process may do (part of [`crate::Process`]).

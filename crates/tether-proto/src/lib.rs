@@ -57,7 +57,10 @@ pub use guest::{Confinement, Privileges};
 pub use procs::{ProcessInfo, MAX_ARGS_BYTES, MAX_PROCESSES};
 
 /// Protocol version spoken by this build; sent in [`GuestMsg::Hello`].
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
+
+/// The first protocol version whose tether mounts [`guest::Confinement::disks`].
+pub const DISKS_VERSION: u32 = 5;
 
 /// The first protocol version whose tether runs further sessions beside the main one
 /// (`docker exec`) and drops what it keeps of one on [`HostMsg::Forget`].

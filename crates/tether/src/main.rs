@@ -20,6 +20,7 @@
 //! recording fake.
 
 mod confine;
+mod disks;
 mod exec;
 mod launch;
 mod log;

@@ -75,6 +75,11 @@ impl Vch {
                 state_dir: dir.path().join("containers"),
                 limits: Limits::default(),
                 database: Some(db),
+                vch_name: "vch".into(),
+                volume_stores: vec![portlayer::VolumeStore {
+                    label: "default".into(),
+                    dir: dir.path().join("volumes"),
+                }],
             },
             Arc::new(FakeBackend::new(silent)),
             images.clone(),

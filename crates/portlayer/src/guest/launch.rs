@@ -35,6 +35,16 @@ impl Launch {
         host_gateway: Option<std::net::Ipv4Addr>,
     ) -> Result<Launch, String> {
         let privileges = privileges(&spec.process.privileges).map_err(|e| e.to_string())?;
+        let mut confinement = confinement(&spec.confinement, host_gateway)?;
+        // The VM's data disks follow the mounts' order (see `manager/volumes.rs`).
+        confinement.disks = (spec.mounts.iter().enumerate())
+            .map(|(i, m)| wire::DiskMount {
+                serial: hypervisor::disk_serial(i),
+                path: m.target.clone(),
+                fstype: root.fstype.clone(),
+                readonly: m.readonly,
+            })
+            .collect();
         let setup = Setup {
             hostname: spec.hostname.clone(),
             root_device: root.device,
@@ -50,7 +60,7 @@ impl Launch {
             },
             dns_search: spec.dns_search.clone(),
             dns_options: spec.dns_options.clone(),
-            confinement: confinement(&spec.confinement, host_gateway)?,
+            confinement,
             interfaces: spec
                 .endpoints
                 .iter()
@@ -189,6 +199,7 @@ fn confinement(
         pids_limit: c.pids_limit,
         masked_paths: c.masked_paths.clone(),
         readonly_paths: c.readonly_paths.clone(),
+        disks: Vec::new(),
     })
 }
 
@@ -231,6 +242,38 @@ mod tests {
         assert_eq!(serde_json::to_value(&w).unwrap(), as_record);
         let back: Confinement = serde_json::from_value(as_record).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn volumes_become_disks_found_by_serial_in_mount_order() {
+        let spec = ContainerSpec {
+            mounts: vec![
+                crate::VolumeMount {
+                    name: "a".into(),
+                    target: "/a".into(),
+                    ..Default::default()
+                },
+                crate::VolumeMount {
+                    name: "b".into(),
+                    target: "/b".into(),
+                    readonly: true,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let root = RootDisk {
+            device: "/dev/vda".into(),
+            fstype: "ext4".into(),
+        };
+        let l = Launch::of(&spec, root, &[], None).unwrap();
+        let disks = &l.setup.confinement.disks;
+        assert_eq!(disks.len(), 2);
+        assert_eq!(
+            (disks[1].serial.as_str(), disks[1].path.as_str()),
+            ("vic-vol1", "/b")
+        );
+        assert!(disks[1].readonly && !disks[0].readonly && disks[0].fstype == "ext4");
     }
 
     #[test]

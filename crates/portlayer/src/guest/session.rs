@@ -12,8 +12,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use hypervisor::PoweredOn;
 use tether_proto::{
-    Frame, FrameDecoder, FrameKind, GuestMsg, HostMsg, Process, Setup, MAIN_SESSION, MAX_PAYLOAD,
-    RESUME_VERSION,
+    Frame, FrameDecoder, FrameKind, GuestMsg, HostMsg, Process, Setup, DISKS_VERSION, MAIN_SESSION,
+    MAX_PAYLOAD, RESUME_VERSION,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, Mutex};
@@ -290,6 +290,17 @@ async fn drive(
                                 send(HostMsg::Forget { session: *session });
                             }
                             match &mode {
+                                Mode::Start { setup, .. }
+                                    if version < DISKS_VERSION
+                                        && !setup.confinement.disks.is_empty() =>
+                                {
+                                    if let Some(tx) = started_tx.take() {
+                                        let _ = tx.send(Err(StartFailure::Other(format!(
+                                            "the container VM's tether speaks protocol {version}, which cannot mount volumes: upgrade the VCH"
+                                        ))));
+                                    }
+                                    continue;
+                                }
                                 Mode::Start { setup, .. } => {
                                     send(HostMsg::Setup(Box::new(Launch::setup_now(setup))))
                                 }

@@ -29,6 +29,8 @@ pub enum Error {
     #[error(transparent)]
     Network(#[from] NetworkError),
     #[error(transparent)]
+    Volume(#[from] crate::volumes::VolumeError),
+    #[error(transparent)]
     Publish(#[from] crate::ports::PublishError),
     #[error("Invalid container name ({0}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
     InvalidName(String),

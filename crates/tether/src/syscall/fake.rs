@@ -345,6 +345,12 @@ impl Syscall for RecordingSyscall {
         std::fs::read_to_string(self.host(path))
     }
 
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        std::fs::read_dir(self.host(path))?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect()
+    }
+
     fn write_file(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         self.record(Call::WriteFile {
             path: shown(path),

@@ -50,6 +50,12 @@ impl Syscall for LinuxSyscall {
         std::fs::read_to_string(path)
     }
 
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        std::fs::read_dir(path)?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect()
+    }
+
     fn write_file(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         std::fs::write(path, data)
     }

@@ -77,6 +77,8 @@ pub trait Syscall: Send + Sync {
     /// Whether `path` itself is a symlink.
     fn is_symlink(&self, path: &Path) -> bool;
     fn read_to_string(&self, path: &Path) -> io::Result<String>;
+    /// The names in directory `path`.
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<String>>;
     /// Creates or truncates `path` and writes `data`; the parent must exist.
     fn write_file(&self, path: &Path, data: &[u8]) -> io::Result<()>;
     fn remove_file(&self, path: &Path) -> io::Result<()>;

@@ -34,7 +34,7 @@ pub struct RestartPolicy {
 }
 
 /// One entry of `HostConfig.Mounts`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Mount {
     pub target: Option<String>,

@@ -20,6 +20,7 @@ mod config;
 #[allow(dead_code)]
 mod host_config;
 mod log_opts;
+mod mounts;
 mod networking;
 mod parse;
 mod policy;
@@ -57,19 +58,35 @@ pub struct Plan {
 
 /// Judges a parsed body against the image: what the container gets, or why it is refused.
 pub fn plan(body: CreateBody, name: String, image: &ImageRecord) -> Result<Plan, ApiError> {
-    let applied = policy::apply(&body.config, &body.host_config, &body.networking_config)?;
     let image_config = image.config.get("config").cloned().unwrap_or_default();
+    let applied = policy::apply(
+        &body.config,
+        &body.host_config,
+        &body.networking_config,
+        &image_config,
+    )?;
     let bindings = ports::bindings(
         &body.host_config,
         &body.config,
         &image_config,
         &applied.network_mode,
     )?;
+    let volumes = serde_json::json!(body.config.volumes);
     let mut plan = spec::build(body.config, applied, name, image);
     // As dockerd keeps them: the bindings as given, for inspect's HostConfig.
     if let Some(hc) = plan.spec.personality.get_mut("HostConfig") {
         hc["PortBindings"] = ports::as_given(&body.host_config);
         hc["PublishAllPorts"] = serde_json::json!(body.host_config.publish_all_ports == Some(true));
+        let h = &body.host_config;
+        hc["Binds"] = serde_json::json!(h.binds);
+        hc["VolumesFrom"] = serde_json::json!(h.volumes_from);
+        hc["VolumeDriver"] = serde_json::json!(h.volume_driver.clone().unwrap_or_default());
+        if h.mounts.as_ref().is_some_and(|m| !m.is_empty()) {
+            hc["Mounts"] = serde_json::json!(h.mounts);
+        }
+    }
+    if let Some(config) = plan.spec.personality.get_mut("Config") {
+        config["Volumes"] = volumes;
     }
     plan.spec.ports = bindings;
     Ok(plan)
@@ -147,7 +164,13 @@ pub async fn create(
     if let Some(wanted) = q.platform.as_deref().filter(|p| !p.is_empty()) {
         check_platform(wanted, &image_name, &image)?;
     }
-    let plan = plan(body, q.name, &image)?;
+    let from = body.host_config.volumes_from.clone().unwrap_or_default();
+    let mut plan = plan(body, q.name, &image)?;
+    mounts::volumes_from(&mut plan.spec.mounts, &from, |name| {
+        let rec = st.containers.get(name).map_err(|e| e.to_string())?;
+        Ok(rec.spec.mounts)
+    })
+    .map_err(ApiError::bad_request)?;
     // VIC refuses a create while the VCH's storage is over its quota.
     st.images.admit_container()?;
     let rec = st.containers.create(plan.spec).await?;

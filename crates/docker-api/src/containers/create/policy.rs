@@ -33,6 +33,7 @@ use super::config::{ContainerConfig, NetworkingConfig};
 use super::guest::{self, Guest};
 use super::host_config::HostConfig;
 use super::log_opts::{self, LogOpts};
+use super::mounts;
 use super::networking::{self, Networking};
 use super::refusal::{Refusals, Refused};
 
@@ -45,7 +46,6 @@ const DOCKER_MIN_MEMORY: i64 = 6 * 1024 * 1024;
 const MIB: i64 = 1 << 20;
 const NANO: i64 = 1_000_000_000;
 
-const NO_VOLUMES: &str = "volumes are not implemented yet";
 const OWN_VM: &str =
     "a container is its own VM and shares no namespace with the host or another container";
 const CGROUP_LIMITS: &str =
@@ -75,6 +75,8 @@ pub struct Applied {
     pub log: LogOpts,
     /// Capabilities, mounts, limits and devices applied inside the VM.
     pub guest: Guest,
+    /// The volumes it mounts (`mounts.rs`).
+    pub volumes: Vec<portlayer::VolumeMount>,
     /// Warnings for the create response (dockerd's `Warnings`).
     pub warnings: Vec<String>,
 }
@@ -100,18 +102,21 @@ pub fn apply(
     c: &ContainerConfig,
     h: &HostConfig,
     n: &NetworkingConfig,
+    image: &serde_json::Value,
 ) -> Result<Applied, Refused> {
     let mut r = Refusals::default();
     container(&mut r, c);
     networking::refusals(&mut r, h, n);
-    storage(&mut r, c, h);
+    storage(&mut r, h);
     namespaces(&mut r, h);
     guest::refusals(&mut r, h);
     resources(&mut r, h);
     r.finish()?;
     let restart = restart_policy(h)?;
     let log = log_opts::settings(h)?;
-    let guest = guest::apply(c, h)?;
+    let mut guest = guest::apply(c, h)?;
+    let mounts = mounts::plan(c, h, image).map_err(Refused::Invalid)?;
+    guest.tmpfs.extend(mounts.tmpfs);
     let mut warnings = discarded(h);
     let memory_mib = memory(h.memory, &mut warnings)?;
     let cpus = cpus(h.nano_cpus, h.cpu_count, &mut warnings)?;
@@ -137,6 +142,7 @@ pub fn apply(
         container_id_file: s(&h.container_id_file).to_string(),
         log,
         guest,
+        volumes: mounts.volumes,
         warnings,
     })
 }
@@ -155,17 +161,14 @@ fn container(r: &mut Refusals, c: &ContainerConfig) {
     );
 }
 
-fn storage(r: &mut Refusals, c: &ContainerConfig, h: &HostConfig) {
-    r.check(list(&h.binds), "-v/--volume", NO_VOLUMES);
-    r.check(map(&c.volumes), "-v/--volume", NO_VOLUMES);
-    r.check(list(&h.mounts), "--mount", NO_VOLUMES);
-    r.check(list(&h.volumes_from), "--volumes-from", NO_VOLUMES);
+fn storage(r: &mut Refusals, h: &HostConfig) {
+    // Volumes and mounts are read in `mounts.rs`; --tmpfs, --read-only and --shm-size are
+    // applied in the guest (`guest.rs`).
     r.check(
-        !s(&h.volume_driver).is_empty(),
+        !matches!(s(&h.volume_driver), "" | "vsphere" | "local"),
         "--volume-driver",
-        NO_VOLUMES,
+        "vic's volume drivers are vsphere and local",
     );
-    // --tmpfs, --read-only and --shm-size are applied in the guest (`guest.rs`).
     r.check(
         map(&h.storage_opt),
         "--storage-opt",

@@ -71,15 +71,6 @@ fn list_or_null(v: &[String]) -> Value {
 /// What the image asks for that vic does not do: said in the create's warnings.
 fn image_warnings(ic: &Value, health_disabled: bool) -> Vec<String> {
     let mut w = Vec::new();
-    if let Some(vols) = ic.get("Volumes").and_then(Value::as_object) {
-        if !vols.is_empty() {
-            let paths: Vec<&str> = vols.keys().map(String::as_str).collect();
-            w.push(format!(
-                "The image's volumes ({}) are not created by vic yet: they are part of the container's disk.",
-                paths.join(", ")
-            ));
-        }
-    }
     let test = str_vec(ic.pointer("/Healthcheck/Test"));
     if !health_disabled && !test.is_empty() && test[0] != "NONE" {
         w.push("The image's health check is not run by vic yet.".to_string());
@@ -195,6 +186,7 @@ pub fn build(c: ContainerConfig, a: Applied, name: String, image: &ImageRecord) 
         endpoint_requests: a.networking.requests.clone(),
         endpoints: Vec::new(),
         ports: Vec::new(),
+        mounts: a.volumes.clone(),
         personality: json!({ "Config": config, "HostConfig": host_config, APPLIED_KEY: true }),
     };
     Plan { spec, warnings }
@@ -236,6 +228,7 @@ pub fn host_config_of(spec: &ContainerSpec) -> Value {
         container_id_file: String::new(),
         log: LogOpts::default(),
         guest: Guest::of_spec(&spec.confinement, &spec.process.privileges),
+        volumes: spec.mounts.clone(),
         warnings: Vec::new(),
     })
 }

@@ -58,6 +58,10 @@ fn refused(name: &str) -> String {
 
 /// Captured bodies vic applies in full (or discards with a warning, as dockerd does).
 const ACCEPTED: &[&str] = &[
+    "volume",
+    "anon_volume",
+    "mount",
+    "volumes_from",
     "create",
     "ip",
     "net_alias",
@@ -108,12 +112,8 @@ const ACCEPTED: &[&str] = &[
 const REFUSED: &[(&str, &str)] = &[
     (
         "bind",
-        "-v/--volume is not supported by vic: volumes are not implemented yet",
+        "-v /x:/y: bind mounts of host paths are not supported by vic yet",
     ),
-    ("volume", "-v/--volume is not supported by vic"),
-    ("anon_volume", "-v/--volume is not supported by vic"),
-    ("mount", "--mount is not supported by vic"),
-    ("volumes_from", "--volumes-from is not supported by vic"),
     (
         "net_host",
         "--network host is not supported by vic: a container is its own VM with its own network stack",
@@ -399,6 +399,28 @@ fn what_is_discarded_or_changed_is_said_in_warnings() {
 }
 
 #[test]
+fn volumes_named_anonymous_and_the_images_become_mounts() {
+    let mut img = image();
+    img.config["config"]["Volumes"] = json!({ "/cache": {} });
+    for (name, want) in [
+        ("volume", vec![("data", "/db"), ("", "/cache")]),
+        ("anon_volume", vec![("", "/db"), ("", "/cache")]),
+        ("mount", vec![("data", "/db"), ("", "/cache")]),
+    ] {
+        let body = parse::body(&fixture(name)).expect("parsed");
+        let p = plan(body, "c".into(), &img).expect("accepted");
+        let got: Vec<(&str, &str)> = (p.spec.mounts.iter())
+            .map(|m| (m.name.as_str(), m.target.as_str()))
+            .collect();
+        assert_eq!(got, want, "{name}");
+        assert!(
+            p.spec.mounts.iter().all(|m| m.copy && !m.readonly),
+            "{name}"
+        );
+    }
+}
+
+#[test]
 fn what_the_image_asks_for_and_vic_does_not_do_is_a_warning() {
     let mut img = image();
     img.config["config"]["Volumes"] = json!({ "/data": {} });
@@ -408,10 +430,6 @@ fn what_the_image_asks_for_and_vic_does_not_do_is_a_warning() {
         .expect("accepted")
         .warnings
         .join("\n");
-    assert!(
-        w.contains("The image's volumes (/data) are not created by vic yet"),
-        "{w}"
-    );
     assert!(w.contains("health check is not run by vic yet"), "{w}");
     let body = parse::body(&fixture("no_healthcheck")).expect("parsed");
     let w = plan(body, "c".into(), &img)

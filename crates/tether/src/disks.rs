@@ -1,0 +1,132 @@
+//! Volumes: disks of the VM's own, each found by the serial number the host gave its
+//! virtio-blk device and mounted in the container, shallowest path first (so `/a` is under
+//! `/a/b`, as Docker orders mounts).
+
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use tether_proto::guest::DiskMount;
+
+use crate::confine::inside;
+use crate::mounts::Mounted;
+use crate::syscall::Syscall;
+
+/// How long a disk may take to appear after boot.
+const DISK_WAIT: Duration = Duration::from_secs(5);
+
+/// Mounts each of `disks` in the container's root filesystem.
+pub fn mount(sys: &dyn Syscall, m: &mut Mounted, disks: &[DiskMount]) -> Result<(), String> {
+    let mut order: Vec<&DiskMount> = disks.iter().collect();
+    order.sort_by_key(|d| Path::new(&d.path).components().count());
+    for d in order {
+        let device = find(sys, &d.serial, DISK_WAIT)?;
+        let target = inside(sys, &m.rootfs, &d.path)?;
+        let flags = if d.readonly { libc::MS_RDONLY } else { 0 };
+        let fstype = if d.fstype.is_empty() {
+            "ext4"
+        } else {
+            &d.fstype
+        };
+        m.mount_at(sys, &device.to_string_lossy(), &target, fstype, flags, "")
+            .map_err(|e| format!("volume at {}: {e}", d.path))?;
+    }
+    Ok(())
+}
+
+/// The `/dev` node of the block device whose serial is `serial`, waiting up to `timeout`
+/// for it to appear.
+fn find(sys: &dyn Syscall, serial: &str, timeout: Duration) -> Result<PathBuf, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(dev) = by_serial(sys, serial) {
+            if sys.exists(&dev) {
+                return Ok(dev);
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the volume disk with serial {serial} did not appear within {} s",
+                timeout.as_secs()
+            ));
+        }
+        sleep(Duration::from_millis(20));
+    }
+}
+
+fn by_serial(sys: &dyn Syscall, serial: &str) -> Option<PathBuf> {
+    let names = sys.read_dir(Path::new("/sys/block")).ok()?;
+    names.into_iter().find_map(|name| {
+        let path = Path::new("/sys/block").join(&name).join("serial");
+        let found = sys.read_to_string(&path).ok()?;
+        (found.trim() == serial).then(|| Path::new("/dev").join(&name))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syscall::fake::{Call, RecordingSyscall};
+
+    fn disk(serial: &str, path: &str, readonly: bool) -> DiskMount {
+        DiskMount {
+            serial: serial.into(),
+            path: path.into(),
+            fstype: "ext4".into(),
+            readonly,
+        }
+    }
+
+    #[test]
+    fn disks_are_found_by_serial_and_mounted_shallowest_first() {
+        let sys = RecordingSyscall::new();
+        sys.file("/sys/block/vda/serial", "");
+        sys.file("/sys/block/vdb/serial", "vic-vol0\n");
+        sys.file("/sys/block/vdc/serial", "vic-vol1");
+        sys.file("/dev/vdb", "");
+        sys.file("/dev/vdc", "");
+        sys.dir("/root-fs/data/logs");
+        let mut m = Mounted::new("/root-fs".into(), None);
+        let disks = [
+            disk("vic-vol0", "/data/logs", true),
+            disk("vic-vol1", "/data", false),
+        ];
+        mount(&sys, &mut m, &disks).unwrap();
+        let mounts: Vec<Call> = sys
+            .calls()
+            .into_iter()
+            .filter(|c| matches!(c, Call::Mount { .. }))
+            .collect();
+        assert_eq!(
+            mounts,
+            vec![
+                Call::mount("/dev/vdc", "/root-fs/data", "ext4", 0, ""),
+                Call::mount(
+                    "/dev/vdb",
+                    "/root-fs/data/logs",
+                    "ext4",
+                    libc::MS_RDONLY,
+                    ""
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_disk_or_a_symlinked_path_is_an_error_in_words() {
+        let sys = RecordingSyscall::new();
+        sys.file("/sys/block/vda/serial", "");
+        let mut m = Mounted::new("/root-fs".into(), None);
+        let err = find(&sys, "vic-vol0", Duration::from_millis(50)).unwrap_err();
+        assert_eq!(
+            err,
+            "the volume disk with serial vic-vol0 did not appear within 0 s"
+        );
+        sys.file("/sys/block/vdb/serial", "vic-vol0");
+        sys.file("/dev/vdb", "");
+        sys.dir("/root-fs/etc");
+        std::os::unix::fs::symlink("/etc", sys.host("/root-fs/data")).unwrap();
+        let err = mount(&sys, &mut m, &[disk("vic-vol0", "/data", false)]).unwrap_err();
+        assert_eq!(err, "/data is a symlink in the container's image");
+    }
+}
