@@ -188,6 +188,11 @@ pub fn plan(c: &ContainerConfig, h: &HostConfig, image: &Value) -> Result<Mounts
         }
         seen.push(t);
     }
+    // `--volume-driver`: the driver of the volumes `-v` makes.
+    let driver = h.volume_driver.clone().unwrap_or_default();
+    for v in out.volumes.iter_mut().filter(|v| v.driver.is_empty()) {
+        v.driver = driver.clone();
+    }
     // `-v /path` and the image's VOLUMEs: anonymous volumes where nothing else is mounted.
     let anonymous = (c.volumes.iter().flatten().map(|(k, _)| k.clone()))
         .chain(
@@ -208,6 +213,7 @@ pub fn plan(c: &ContainerConfig, h: &HostConfig, image: &Value) -> Result<Mounts
             out.volumes.push(VolumeMount {
                 target,
                 copy: true,
+                driver: driver.clone(),
                 ..VolumeMount::default()
             });
         }
