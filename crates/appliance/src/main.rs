@@ -150,6 +150,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             network_pools,
             vch_name: config.name.clone(),
             volume_stores: storage.volume_stores().to_vec(),
+            bind_paths: (config.settings.bind_paths.iter())
+                .map(|b| portlayer::binds::BindPath {
+                    dir: b.dir.clone(),
+                    readonly: b.readonly,
+                })
+                .collect(),
         },
         backend,
         images.clone(),

@@ -26,6 +26,7 @@ mod accel;
 mod cgroup;
 pub mod cmd;
 mod confine;
+mod devices;
 mod disk;
 mod external;
 mod host_tools;
@@ -33,6 +34,7 @@ pub mod inventory;
 mod jail;
 pub mod net;
 mod qemu;
+mod shares;
 mod uids;
 pub mod uplink;
 mod vm;
@@ -81,6 +83,8 @@ pub struct LocalConfig {
     /// The VCH's network namespace (`net.rs`), made if missing; `None`: VMs get no network
     /// interfaces, and asking for one is an error.
     pub netns: Option<String>,
+    /// The virtio-fs daemon that serves host shares (bind mounts).
+    pub virtiofsd: PathBuf,
 }
 
 impl Default for LocalConfig {
@@ -99,6 +103,7 @@ impl Default for LocalConfig {
             uid_claims: PathBuf::from(uids::DEFAULT_DIR),
             jail: true,
             netns: None,
+            virtiofsd: PathBuf::from("/usr/lib/qemu/virtiofsd"),
         }
     }
 }
@@ -126,66 +131,6 @@ impl LocalBackend {
         self.net
             .as_ref()
             .ok_or_else(|| failed("this backend was started without a network namespace"))
-    }
-
-    /// Opens the tap of each of VM `id`'s interfaces, attached to its network's bridge, and
-    /// of its spares (on no network); none for a VM without interfaces.
-    fn open_taps(
-        &self,
-        id: &str,
-        nics: &[hypervisor::Nic],
-    ) -> Result<Vec<std::os::fd::OwnedFd>, BackendError> {
-        if nics.is_empty() {
-            return Ok(Vec::new());
-        }
-        let net = self.net()?;
-        let mut fds = Vec::new();
-        for i in 0..nics.len() + hypervisor::SPARE_NICS {
-            fds.push(net.open_tap(&net::tap_of(id, i), None, false)?);
-            if let Some(nic) = nics.get(i) {
-                self.attach_tap(id, i, nic)?;
-            }
-        }
-        Ok(fds)
-    }
-
-    /// Puts VM `id`'s tap `index` on `nic`'s network: an isolated port on an isolated
-    /// network, with the ports it publishes let in on a container network.
-    fn attach_tap(
-        &self,
-        id: &str,
-        index: usize,
-        nic: &hypervisor::Nic,
-    ) -> Result<(), BackendError> {
-        let spec = self
-            .specs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&nic.network)
-            .cloned();
-        let net = self.net()?;
-        let tap = net::tap_of(id, index);
-        net.attach(
-            &tap,
-            &nic.network,
-            spec.as_ref().is_some_and(|s| s.isolated),
-        )?;
-        if spec.is_some_and(|s| s.external.is_some()) {
-            external::open_ports(net.name(), &nic.network, &tap, &nic.open_ports)?;
-        }
-        Ok(())
-    }
-
-    /// The MACs QEMU gives VM `id`'s interfaces: its networks', then its spares'.
-    fn macs(id: &str, nics: &[hypervisor::Nic]) -> Vec<String> {
-        let mut macs: Vec<String> = nics.iter().map(|n| n.mac.clone()).collect();
-        if !nics.is_empty() {
-            macs.extend(
-                (nics.len()..nics.len() + hypervisor::SPARE_NICS)
-                    .map(|i| hypervisor::spare_mac(id, i)),
-            );
-        }
-        macs
     }
 }
 
@@ -471,11 +416,11 @@ impl Backend for LocalBackend {
         } else {
             vm.nics.len() + hypervisor::SPARE_NICS
         };
-        if !qemu::devices_fit(interfaces, vm.disks.len()) {
+        let (disks, shares) = (vm.disks.len(), vm.shares.len());
+        if !qemu::devices_fit(interfaces, disks, shares) || shares > shares::MAX_SHARES {
             return Err(failed(format!(
-                "a container VM has {} device slots: {} volumes and {} networks do not fit",
+                "a container VM has {} device slots: {disks} volumes, {shares} bind mounts and {} networks do not fit",
                 qemu::MAX_DEVICES,
-                vm.disks.len(),
                 vm.nics.len()
             )));
         }
@@ -499,10 +444,10 @@ impl Backend for LocalBackend {
         check_id("VM", id)?;
         let spec = self.vms.load(id)?;
         let base = disk::base_path(&self.cfg.root, &spec.image_id);
-        let mut fds = self.open_taps(id, &spec.nics)?;
-        fds.extend(disk::open_disks(&spec.disks)?);
+        let fds = self.devices(id, &spec).await?;
         let launch = qemu::Launch {
             disks: spec.disks.iter().map(|d| d.readonly).collect(),
+            shares: spec.shares.len(),
             macs: Self::macs(id, &spec.nics),
             name: spec.display_name.clone(),
             accel: self.accel,
@@ -552,6 +497,7 @@ impl Backend for LocalBackend {
     async fn destroy_vm(&self, id: &str) -> Result<(), BackendError> {
         check_id("VM", id)?;
         self.vms.destroy(id).await?;
+        shares::stop(&self.vms.dir(id), 0);
         if let Some(net) = &self.net {
             let suffix = net::tap_of(id, 0).split_off(2);
             external::forget(net.name(), |t| t.ends_with(&suffix))?;

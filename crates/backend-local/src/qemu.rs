@@ -29,6 +29,9 @@ pub struct Launch {
     /// Its data disks, each whether read-only; their descriptors follow the taps', read-write
     /// then read-only for each (see [`disk_fds`]).
     pub disks: Vec<bool>,
+    /// How many host shares it has (virtio-fs, see `shares.rs`): share `i` is the daemon
+    /// listening on `shares::socket(i)`.
+    pub shares: usize,
 }
 
 /// The virtio-mmio transports of a microvm: every device (root disk, tether port,
@@ -47,9 +50,9 @@ pub fn disk_fds(readonly: bool) -> usize {
 /// The most descriptors a VM is given: a tap per interface, two per disk.
 pub const MAX_FDS: usize = 2 * MAX_DEVICES;
 
-/// Whether a VM with `interfaces` and `disks` fits in a microvm's transports.
-pub fn devices_fit(interfaces: usize, disks: usize) -> bool {
-    2 + interfaces + disks <= MAX_DEVICES
+/// Whether a VM with `interfaces`, `disks` and `shares` fits in a microvm's transports.
+pub fn devices_fit(interfaces: usize, disks: usize, shares: usize) -> bool {
+    2 + interfaces + disks + shares <= MAX_DEVICES
 }
 
 /// Whether `mac` is `xx:xx:xx:xx:xx:xx` in hex, and nothing else can reach QEMU's options.
@@ -87,7 +90,21 @@ pub fn args(l: &Launch) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
     push(&["-name", &opt(&l.name)]);
-    push(&["-M", "microvm,x-option-roms=off,rtc=on"]);
+    if l.shares == 0 {
+        push(&["-M", "microvm,x-option-roms=off,rtc=on"]);
+    } else {
+        // vhost-user devices need the guest's memory shared with their daemons, and the
+        // modern virtio-mmio transport (libvhost-user has no legacy one).
+        push(&["-M", "microvm,x-option-roms=off,rtc=on,memory-backend=mem"]);
+        push(&[
+            "-object",
+            &format!(
+                "memory-backend-memfd,id=mem,size={}M,share=on",
+                l.memory_mib.max(64)
+            ),
+        ]);
+        push(&["-global", "virtio-mmio.force-legacy=false"]);
+    }
     // TCG's translation cache would grow to 1/8 of host RAM; bounded, QEMU's overhead over
     // guest RAM stays within the cgroup's margin (cgroup.rs).
     let accel = match l.accel {
@@ -153,6 +170,17 @@ pub fn args(l: &Launch) -> Vec<String> {
             ),
         ]);
     }
+    for i in 0..l.shares {
+        let sock = crate::shares::socket(i);
+        push(&["-chardev", &format!("socket,id=vfs{i},path={sock}")]);
+        push(&[
+            "-device",
+            &format!(
+                "vhost-user-fs-device,chardev=vfs{i},tag={}",
+                hypervisor::share_tag(i)
+            ),
+        ]);
+    }
     a
 }
 
@@ -171,7 +199,29 @@ mod tests {
             initrd: "/k/initramfs.cpio".into(),
             macs: vec!["02:42:ac:10:00:02".into()],
             disks: Vec::new(),
+            shares: 0,
         }
+    }
+
+    #[test]
+    fn shares_are_vhost_user_fs_devices_over_shared_memory() {
+        let mut l = launch(Accel::Tcg);
+        assert!(!args(&l).iter().any(|a| a.contains("memory-backend")));
+        l.shares = 2;
+        let a = args(&l);
+        assert_eq!(
+            value_of(&a, "-M"),
+            ["microvm,x-option-roms=off,rtc=on,memory-backend=mem"]
+        );
+        assert_eq!(
+            value_of(&a, "-object"),
+            ["memory-backend-memfd,id=mem,size=256M,share=on"]
+        );
+        assert_eq!(value_of(&a, "-global"), ["virtio-mmio.force-legacy=false"]);
+        assert!(value_of(&a, "-chardev").contains(&"socket,id=vfs1,path=vfs1.sock"));
+        assert!(
+            value_of(&a, "-device").contains(&"vhost-user-fs-device,chardev=vfs1,tag=vic-share1")
+        );
     }
 
     #[test]
@@ -192,7 +242,7 @@ mod tests {
         );
         let devices = value_of(&a, "-device");
         assert!(devices.contains(&"virtio-blk-device,drive=vol1,serial=vic-vol1"));
-        assert!(devices_fit(3, 19) && !devices_fit(3, 20));
+        assert!(devices_fit(3, 19, 0) && !devices_fit(3, 19, 1));
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct VmSpec {
     /// Its data disks (volumes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub disks: Vec<hypervisor::DataDisk>,
+    /// Its host shares (bind mounts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shares: Vec<hypervisor::Share>,
 }
 
 /// A QEMU process this backend started.
@@ -90,6 +93,11 @@ impl Vms {
             claims,
             confine: confine.map(Arc::new),
         }
+    }
+
+    /// The uid a jailed QEMU of `spec` runs as; `None` when VMs are not jailed.
+    pub fn jailed_uid(&self, spec: &VmSpec) -> Option<u32> {
+        self.confine.as_ref().and(spec.uid)
     }
 
     pub fn dir(&self, id: &str) -> PathBuf {
@@ -153,6 +161,7 @@ impl Vms {
                 uid: None,
                 nics: vm.nics.clone(),
                 disks: vm.disks.clone(),
+                shares: vm.shares.clone(),
             };
             spec.uid = Some(self.allocate_uid(&spec.id)?);
             self.save(&spec)

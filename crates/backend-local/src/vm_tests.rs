@@ -18,6 +18,10 @@ fn vm_json_round_trips_and_rejects_unknown_fields() {
             path: "/v/volumes/data/disk.img".into(),
             readonly: true,
         }],
+        shares: vec![hypervisor::Share {
+            source: "/srv/site".into(),
+            readonly: false,
+        }],
     };
     let text = serde_json::to_string(&spec).unwrap();
     assert_eq!(serde_json::from_str::<VmSpec>(&text).unwrap(), spec);

@@ -174,6 +174,7 @@ async fn boot(backend: &LocalBackend, id: &str) -> Result<Booted> {
             cpus: 1,
             nics: Vec::new(),
             disks: Vec::new(),
+            shares: Vec::new(),
         })
         .await?;
     let t = Instant::now();

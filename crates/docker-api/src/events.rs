@@ -34,10 +34,17 @@ pub(crate) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 }
 
 /// The keys `GET /events` applies.
-const EVENT_FILTERS: [&str; 6] = ["type", "event", "container", "image", "label", "network"];
+const EVENT_FILTERS: [&str; 7] = [
+    "type",
+    "event",
+    "container",
+    "image",
+    "label",
+    "network",
+    "volume",
+];
 /// Keys Docker knows that vic has nothing to match yet.
-const EVENT_FILTERS_NOT_YET: [(&str, &str); 4] = [
-    ("volume", "volumes are not implemented yet"),
+const EVENT_FILTERS_NOT_YET: [(&str, &str); 3] = [
     ("plugin", "vic has no plugins"),
     ("daemon", "events are not labelled by daemon"),
     ("scope", "events are not labelled by scope"),
@@ -65,6 +72,7 @@ impl Admits for Filters {
             && self.any("network", |n| {
                 e.kind == "network" && (n == name || e.id.starts_with(n))
             })
+            && self.any("volume", |v| e.kind == "volume" && e.id == v)
             && self.any("image", |i| {
                 image == i
                     || (e.kind == "image" && (e.id == i || e.id.starts_with(&format!("{i}:"))))

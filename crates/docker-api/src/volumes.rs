@@ -40,6 +40,16 @@ pub fn volume_json(v: &Volume) -> Value {
 
 /// A container's `Mounts`, as inspect and `docker ps` show them.
 pub fn mounts_json(containers: &Containers, c: &ContainerRecord) -> Value {
+    let binds = c.spec.binds.iter().map(|b| {
+        json!({
+            "Type": "bind",
+            "Source": b.source,
+            "Destination": b.target,
+            "Mode": if b.readonly { "ro" } else { "" },
+            "RW": !b.readonly,
+            "Propagation": "rprivate",
+        })
+    });
     let mounts: Vec<Value> = (c.spec.mounts.iter())
         .map(|m| {
             let (source, driver) = match containers.volume(&m.name) {
@@ -57,6 +67,7 @@ pub fn mounts_json(containers: &Containers, c: &ContainerRecord) -> Value {
                 "Propagation": "",
             })
         })
+        .chain(binds)
         .collect();
     json!(mounts)
 }

@@ -24,7 +24,7 @@ fn options_vic_does_not_apply_fail_the_run_and_leave_nothing() {
         ),
         (
             &["-v", "/x:/y"],
-            "-v/--volume is not supported by vic: volumes are not implemented yet",
+            "bind mounts of host paths are not enabled on this VCH (mounting /x)",
         ),
         (
             &["--restart", "sometimes"],

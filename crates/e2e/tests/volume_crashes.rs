@@ -14,12 +14,19 @@ use common::*;
 
 /// What must hold for the volumes after any crash.
 fn check_volumes(client: &Client, store: &Path, when: &str) {
-    let names: Vec<String> = client.ok(&["volume", "ls", "-q"]).lines().map(str::to_string).collect();
+    let names: Vec<String> = client
+        .ok(&["volume", "ls", "-q"])
+        .lines()
+        .map(str::to_string)
+        .collect();
     let root = store.join("volumes");
     for e in std::fs::read_dir(&root).unwrap().flatten() {
         let n = e.file_name().to_string_lossy().into_owned();
         assert!(!n.starts_with('.'), "{when}: {n} is left on the store");
-        assert!(names.contains(&n), "{when}: {n} is on the store but not listed ({names:?})");
+        assert!(
+            names.contains(&n),
+            "{when}: {n} is on the store but not listed ({names:?})"
+        );
     }
     let mut mounted = Vec::new();
     for id in client.ok(&["ps", "-aq", "--no-trunc"]).lines() {
@@ -27,13 +34,22 @@ fn check_volumes(client: &Client, store: &Path, when: &str) {
         mounted.extend(m.split_whitespace().map(str::to_string));
     }
     for n in &names {
-        assert!(root.join(n).join("disk.img").is_file(), "{when}: {n} has its disk");
+        assert!(
+            root.join(n).join("disk.img").is_file(),
+            "{when}: {n} has its disk"
+        );
         if n.len() == 64 {
-            assert!(mounted.contains(n), "{when}: anonymous volume {n} has no container");
+            assert!(
+                mounted.contains(n),
+                "{when}: anonymous volume {n} has no container"
+            );
         }
     }
     for n in &mounted {
-        assert!(names.contains(n), "{when}: a container mounts {n}, which is gone");
+        assert!(
+            names.contains(n),
+            "{when}: a container mounts {n}, which is gone"
+        );
     }
 }
 
@@ -44,7 +60,16 @@ fn crashes_during_volume_operations_leave_volumes_whole_or_absent() {
     let vs = format!("{}:default", store.display());
     let vch = OwnVch::create("volcrash", &["--volume-store", &vs]);
     let (name, client, image) = (vch.name.clone(), &vch.client, vch.image.clone());
-    client.ok(&["run", "--rm", "-v", "precious:/p", &image, "sh", "-c", "echo intact > /p/data"]);
+    client.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "precious:/p",
+        &image,
+        "sh",
+        "-c",
+        "echo intact > /p/data",
+    ]);
 
     for delay_ms in [30u64, 300] {
         for op in ["volume create", "volume rm", "run -v", "rm -v"] {
@@ -55,19 +80,26 @@ fn crashes_during_volume_operations_leave_volumes_whole_or_absent() {
                     client.ok(&["volume", "create", &doomed]);
                     String::new()
                 }
-                "rm -v" => client.ok(&["create", "-v", "/scratch", &image, "true"]).trim().to_string(),
+                "rm -v" => client
+                    .ok(&["create", "-v", "/scratch", &image, "true"])
+                    .trim()
+                    .to_string(),
                 _ => String::new(),
             };
             let args: Vec<&str> = match op {
                 "volume create" => vec!["volume", "create", "--opt", "Capacity=2G", &made],
                 "volume rm" => vec!["volume", "rm", &doomed],
-                "run -v" => vec!["run", "-d", "-v", "/anon", "-v", &made, &image, "sleep", "300"],
+                "run -v" => vec![
+                    "run", "-d", "-v", "/anon", "-v", &made, &image, "sleep", "300",
+                ],
                 _ => vec!["rm", "-v", &victim],
             };
             let made_target;
             let args: Vec<&str> = if op == "run -v" {
                 made_target = format!("{made}:/made");
-                args.into_iter().map(|a| if a == made { made_target.as_str() } else { a }).collect()
+                args.into_iter()
+                    .map(|a| if a == made { made_target.as_str() } else { a })
+                    .collect()
             } else {
                 args
             };
@@ -82,7 +114,10 @@ fn crashes_during_volume_operations_leave_volumes_whole_or_absent() {
             crash(&name, client);
             let deadline = std::time::Instant::now() + Duration::from_secs(120);
             while child.try_wait().unwrap().is_none() {
-                assert!(std::time::Instant::now() < deadline, "docker {args:?} hung across the crash");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "docker {args:?} hung across the crash"
+                );
                 std::thread::sleep(Duration::from_millis(50));
             }
             let when = format!("{op} killed after {delay_ms} ms");
@@ -90,7 +125,15 @@ fn crashes_during_volume_operations_leave_volumes_whole_or_absent() {
             check_volumes(client, &store, &when);
             // A volume that made it is usable.
             if client.run(&["volume", "inspect", &made]).status.success() {
-                client.ok(&["run", "--rm", "-v", &format!("{made}:/m"), &image, "touch", "/m/ok"]);
+                client.ok(&[
+                    "run",
+                    "--rm",
+                    "-v",
+                    &format!("{made}:/m"),
+                    &image,
+                    "touch",
+                    "/m/ok",
+                ]);
             }
         }
         for id in client.ok(&["ps", "-aq"]).lines() {

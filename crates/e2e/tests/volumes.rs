@@ -34,6 +34,7 @@ fn volumes_are_disks_that_outlive_their_containers_and_their_vch() {
         &["--volume-store", &default, "--volume-store", &fast],
     );
     let (client, image) = (&vch.client, vch.image.as_str());
+    let since = unix_now().to_string();
 
     // A named volume: its capacity, store and driver as asked; empty at first (no
     // lost+found), written by one container and read by the next, read-only when asked.
@@ -186,7 +187,8 @@ fn volumes_are_disks_that_outlive_their_containers_and_their_vch() {
     );
     assert!(stores.join("fast/volumes/quick/disk.img").is_file());
 
-    // Refused in words: no such store, an unknown option, a host path.
+    // Refused in words: no such store, an unknown option, a host path (this VCH has no
+    // bind paths).
     fails_with(
         client,
         &["volume", "create", "--opt", "VolumeStore=nope", "x1"],
@@ -200,7 +202,7 @@ fn volumes_are_disks_that_outlive_their_containers_and_their_vch() {
     fails_with(
         client,
         &["run", "--rm", "-v", "/etc:/host-etc", image, "true"],
-        "bind mounts of host paths are not supported by vic yet",
+        "bind mounts of host paths are not enabled on this VCH",
     );
     fails_with(client, &["volume", "inspect", "nothing"], "no such volume");
 
@@ -223,6 +225,25 @@ fn volumes_are_disks_that_outlive_their_containers_and_their_vch() {
     client.ok(&["volume", "rm", "quick"]);
     assert!(!stores.join("fast/volumes/quick").exists());
 
+    // Volume events, found by `--filter volume=`.
+    let until = (unix_now() + 1).to_string();
+    let events = client.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "volume=quick",
+        "--format",
+        "{{.Type}} {{.Action}} {{.Actor.ID}}",
+    ]);
+    assert_eq!(
+        events.lines().collect::<Vec<_>>(),
+        ["volume create quick", "volume destroy quick"],
+        "{events}"
+    );
+
     // The VCH goes; its volumes stay on their store, and a new VCH finds them with their data.
     vch.delete();
     let vch = OwnVch::create("vols2", &["--volume-store", &default]);
@@ -240,4 +261,11 @@ fn volumes_are_disks_that_outlive_their_containers_and_their_vch() {
         .collect();
     assert!(left.is_empty(), "nothing left on the store: {left:?}");
     let _ = std::fs::remove_dir_all(&stores);
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }

@@ -38,6 +38,24 @@ pub struct VmConfig {
     /// Disks of its own beside the root disk (volumes), in order: the guest finds disk `i`
     /// by the serial [`disk_serial`]`(i)`.
     pub disks: Vec<DataDisk>,
+    /// Host files and directories shared into it (bind mounts), in order: the guest finds
+    /// share `i` by the tag [`share_tag`]`(i)`.
+    pub shares: Vec<Share>,
+}
+
+/// A host file or directory shared into a VM: its contents are the host's, read and written
+/// in place.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Share {
+    /// An absolute host path, symlinks already resolved.
+    pub source: std::path::PathBuf,
+    /// Shared read-only: enforced on the host, whatever the guest mounts.
+    pub readonly: bool,
+}
+
+/// The tag of a VM's share `index`, by which the guest mounts it.
+pub fn share_tag(index: usize) -> String {
+    format!("vic-share{index}")
 }
 
 /// A disk attached to a VM beside its root disk: a volume's, made by

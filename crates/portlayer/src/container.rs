@@ -98,10 +98,26 @@ pub struct ContainerSpec {
     /// volume), named once made.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<VolumeMount>,
+    /// Host paths it mounts (bind mounts), under the VCH's bind paths.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub binds: Vec<BindMount>,
     /// The API personality's own view of the container (e.g. Docker's Config and HostConfig),
     /// stored and returned untouched.
     #[serde(default)]
     pub personality: serde_json::Value,
+}
+
+/// A host file or directory mounted in a container.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BindMount {
+    /// The host path as the user gave it; resolved (symlinks followed) at create.
+    pub source: String,
+    /// Absolute path inside the container.
+    pub target: String,
+    pub readonly: bool,
+    /// Make a missing source directory (`-v`'s way; `--mount type=bind` refuses one).
+    #[serde(default)]
+    pub create: bool,
 }
 
 /// A volume mounted in a container.

@@ -174,6 +174,7 @@ async fn open_with(dir: &Path, backend: Arc<FakeBackend>, limits: Limits) -> Con
                 label: "default".into(),
                 dir: dir.join("volumes"),
             }],
+            bind_paths: Vec::new(),
         },
         backend,
         Arc::new(FakeImages(dir.join("rootfs"))),

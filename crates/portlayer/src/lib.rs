@@ -19,6 +19,7 @@
 //! to the log file first and then to live subscribers (attach, `logs -f`), and the exit is
 //! recorded before anyone waiting is told.
 
+pub mod binds;
 pub mod container;
 pub mod events;
 #[cfg(test)]
@@ -40,8 +41,8 @@ pub mod storage;
 pub mod volumes;
 
 pub use container::{
-    Confinement, ContainerRecord, ContainerSpec, ContainerState, PrivilegeSpec, ProcessSpec,
-    Rlimit, Status, VolumeMount,
+    BindMount, Confinement, ContainerRecord, ContainerSpec, ContainerState, PrivilegeSpec,
+    ProcessSpec, Rlimit, Status, VolumeMount,
 };
 pub use events::{Event, EventBus};
 pub use guest::exec::{ExecConfig, ExecOutput};

@@ -17,6 +17,7 @@ use crate::limits::{Admission, Limits};
 use crate::networks::{Cidr, Network, NetworkStore};
 use crate::state::StateDir;
 
+mod binds;
 mod create;
 mod dns;
 mod error;
@@ -76,6 +77,8 @@ pub struct ContainersConfig {
     pub vch_name: String,
     /// Where volumes live (`--volume-store`).
     pub volume_stores: Vec<crate::VolumeStore>,
+    /// What containers may bind-mount (`--bind-path`).
+    pub bind_paths: Vec<crate::binds::BindPath>,
 }
 
 struct Inner {
@@ -97,6 +100,7 @@ struct Inner {
     volumes: crate::volumes::Volumes,
     /// Orders changes to which volumes exist against the records that name them.
     volume_lock: tokio::sync::Mutex<()>,
+    bind_paths: Vec<crate::binds::BindPath>,
 }
 
 /// The containers of one VCH.
@@ -151,6 +155,7 @@ impl Containers {
                 volumes: crate::volumes::Volumes::open(&config.vch_name, config.volume_stores),
                 vch_name: config.vch_name,
                 volume_lock: tokio::sync::Mutex::new(()),
+                bind_paths: config.bind_paths,
             }),
         };
         me.sweep_volumes();

@@ -176,6 +176,16 @@ pub struct DiskMount {
     pub readonly: bool,
 }
 
+/// A host file or directory shared into the VM (a bind mount), mounted by its virtio-fs
+/// tag: the share holds `data`, which is what the container sees at `path`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareMount {
+    pub tag: String,
+    /// Absolute path inside the container.
+    pub path: String,
+    pub readonly: bool,
+}
+
 /// A device node of the guest made visible in the container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Device {
@@ -222,6 +232,9 @@ pub struct Confinement {
     /// protocol version [`crate::DISKS_VERSION`] on).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub disks: Vec<DiskMount>,
+    /// Bind mounts, in the same order as the volumes (from [`crate::DISKS_VERSION`] on).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shares: Vec<ShareMount>,
 }
 
 /// What a process may do (part of [`crate::Process`]).

@@ -1,12 +1,13 @@
-//! Volumes: disks of the VM's own, each found by the serial number the host gave its
-//! virtio-blk device and mounted in the container, shallowest path first (so `/a` is under
-//! `/a/b`, as Docker orders mounts).
+//! Volumes and bind mounts: disks of the VM's own, each found by the serial number the host
+//! gave its virtio-blk device, and host shares, each a virtio-fs mount by its tag whose
+//! `data` is bound on the container's path. All are mounted shallowest path first (so `/a`
+//! is under `/a/b`, as Docker orders mounts).
 
 use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use tether_proto::guest::DiskMount;
+use tether_proto::guest::{DiskMount, ShareMount};
 
 use crate::confine::inside;
 use crate::mounts::Mounted;
@@ -15,11 +16,42 @@ use crate::syscall::Syscall;
 /// How long a disk may take to appear after boot.
 const DISK_WAIT: Duration = Duration::from_secs(5);
 
-/// Mounts each of `disks` in the container's root filesystem.
-pub fn mount(sys: &dyn Syscall, m: &mut Mounted, disks: &[DiskMount]) -> Result<(), String> {
-    let mut order: Vec<&DiskMount> = disks.iter().collect();
-    order.sort_by_key(|d| Path::new(&d.path).components().count());
-    for d in order {
+/// Where shares are mounted in the initramfs, outside the container's root.
+const SHARES: &str = "/vic-shares";
+
+enum Item<'a> {
+    Disk(&'a DiskMount),
+    Share(usize, &'a ShareMount),
+}
+
+impl Item<'_> {
+    fn path(&self) -> &str {
+        match self {
+            Item::Disk(d) => &d.path,
+            Item::Share(_, s) => &s.path,
+        }
+    }
+}
+
+/// Mounts each of `disks` and `shares` in the container's root filesystem.
+pub fn mount(
+    sys: &dyn Syscall,
+    m: &mut Mounted,
+    disks: &[DiskMount],
+    shares: &[ShareMount],
+) -> Result<(), String> {
+    let mut order: Vec<Item> = (disks.iter().map(Item::Disk))
+        .chain(shares.iter().enumerate().map(|(i, s)| Item::Share(i, s)))
+        .collect();
+    order.sort_by_key(|d| Path::new(d.path()).components().count());
+    for item in order {
+        let d = match item {
+            Item::Disk(d) => d,
+            Item::Share(i, s) => {
+                share(sys, m, i, s)?;
+                continue;
+            }
+        };
         let device = find(sys, &d.serial, DISK_WAIT)?;
         let target = inside(sys, &m.rootfs, &d.path)?;
         let flags = if d.readonly { libc::MS_RDONLY } else { 0 };
@@ -30,6 +62,31 @@ pub fn mount(sys: &dyn Syscall, m: &mut Mounted, disks: &[DiskMount]) -> Result<
         };
         m.mount_at(sys, &device.to_string_lossy(), &target, fstype, flags, "")
             .map_err(|e| format!("volume at {}: {e}", d.path))?;
+    }
+    Ok(())
+}
+
+/// Mounts share `i` outside the container's root and binds its `data` on the container's
+/// path (a file or a directory, as the host's is).
+fn share(sys: &dyn Syscall, m: &mut Mounted, i: usize, s: &ShareMount) -> Result<(), String> {
+    let at = Path::new(SHARES).join(i.to_string());
+    sys.create_dir_all(&at)
+        .map_err(|e| format!("creating {} failed: {e}", at.display()))?;
+    let flags = if s.readonly { libc::MS_RDONLY } else { 0 };
+    m.mount_at(sys, &s.tag, &at, "virtiofs", flags, "")
+        .map_err(|e| format!("bind mount of {}: {e}", s.path))?;
+    let data = at.join("data");
+    let target = inside(sys, &m.rootfs, &s.path)?;
+    if sys.is_dir(&data) && !sys.exists(&target) {
+        sys.create_dir_all(&target)
+            .map_err(|e| format!("creating mount point {} failed: {e}", target.display()))?;
+    }
+    m.mount_at(sys, &data.to_string_lossy(), &target, "", libc::MS_BIND, "")
+        .map_err(|e| format!("bind mount of {}: {e}", s.path))?;
+    if s.readonly {
+        let ro = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
+        sys.mount("", &target, "", ro, "")
+            .map_err(|e| format!("making {} read-only failed: {e}", s.path))?;
     }
     Ok(())
 }
@@ -91,7 +148,13 @@ mod tests {
             disk("vic-vol0", "/data/logs", true),
             disk("vic-vol1", "/data", false),
         ];
-        mount(&sys, &mut m, &disks).unwrap();
+        let shares = [ShareMount {
+            tag: "vic-share0".into(),
+            path: "/data/site".into(),
+            readonly: true,
+        }];
+        sys.dir("/vic-shares/0/data");
+        mount(&sys, &mut m, &disks, &shares).unwrap();
         let mounts: Vec<Call> = sys
             .calls()
             .into_iter()
@@ -108,7 +171,32 @@ mod tests {
                     libc::MS_RDONLY,
                     ""
                 ),
+                Call::mount(
+                    "vic-share0",
+                    "/vic-shares/0",
+                    "virtiofs",
+                    libc::MS_RDONLY,
+                    ""
+                ),
+                Call::mount(
+                    "/vic-shares/0/data",
+                    "/root-fs/data/site",
+                    "",
+                    libc::MS_BIND,
+                    ""
+                ),
+                Call::mount(
+                    "",
+                    "/root-fs/data/site",
+                    "",
+                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                    ""
+                ),
             ]
+        );
+        assert!(
+            sys.host("/root-fs/data/site").is_dir(),
+            "a directory's mount point is one"
         );
     }
 
@@ -126,7 +214,7 @@ mod tests {
         sys.file("/dev/vdb", "");
         sys.dir("/root-fs/etc");
         std::os::unix::fs::symlink("/etc", sys.host("/root-fs/data")).unwrap();
-        let err = mount(&sys, &mut m, &[disk("vic-vol0", "/data", false)]).unwrap_err();
+        let err = mount(&sys, &mut m, &[disk("vic-vol0", "/data", false)], &[]).unwrap_err();
         assert_eq!(err, "/data is a symlink in the container's image");
     }
 }

@@ -49,7 +49,7 @@ pub fn apply(sys: &dyn Syscall, setup: &Setup) -> Result<Mounted, String> {
     };
     m.mount_at(sys, &setup.root_device, &rootfs, fstype, 0, "")?;
     write_etc(sys, &rootfs, setup);
-    crate::disks::mount(sys, &mut m, &conf.disks)?;
+    crate::disks::mount(sys, &mut m, &conf.disks, &conf.shares)?;
     let sys_flags = match conf.privileged {
         true => NOSUID_NODEV_NOEXEC,
         false => NOSUID_NODEV_NOEXEC | libc::MS_RDONLY,

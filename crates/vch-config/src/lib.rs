@@ -27,8 +27,9 @@ use serde::{Deserialize, Serialize};
 
 pub use container_net::{check_container_networks, ContainerNetwork, Firewall};
 pub use settings::{
-    check_name_convention, parse_bridge_range, parse_dns_server, parse_volume_store, BridgeRange,
-    SettingError, Settings, VolumeStore, DEFAULT_BRIDGE_RANGE, MAX_VM_NAME_LEN, SHORT_ID_LEN,
+    check_name_convention, parse_bind_path, parse_bridge_range, parse_dns_server,
+    parse_volume_store, BindPath, BridgeRange, SettingError, Settings, VolumeStore,
+    DEFAULT_BRIDGE_RANGE, MAX_VM_NAME_LEN, SHORT_ID_LEN,
 };
 
 /// The schema this build writes and reads. A later one adds an arm to [`load`]'s migration.

@@ -32,6 +32,8 @@ pub struct Settings {
     /// `--endpoint-memory`: recorded; the local appliance is a process, not a VM.
     pub endpoint_memory_mib: Option<u64>,
     pub volume_stores: Vec<VolumeStore>,
+    /// Host directories whose contents containers may bind-mount (`--bind-path`).
+    pub bind_paths: Vec<BindPath>,
     pub container_name_convention: Option<String>,
     /// 0: info; 1: debug for vic's own crates; 2: debug; 3: trace.
     pub debug: u8,
@@ -92,6 +94,41 @@ impl VolumeStore {
     }
 }
 
+/// A host directory containers may bind-mount from (`--bind-path DIR[:ro]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindPath {
+    pub dir: PathBuf,
+    /// Every bind from under it is read-only.
+    #[serde(default)]
+    pub readonly: bool,
+}
+
+impl BindPath {
+    /// As vic-machine takes it.
+    pub fn flag_value(&self) -> String {
+        match self.readonly {
+            true => format!("{}:ro", self.dir.display()),
+            false => self.dir.display().to_string(),
+        }
+    }
+}
+
+/// Parses `--bind-path DIR[:ro]`: the directory must exist (symlinks in it are resolved).
+pub fn parse_bind_path(s: &str, cwd: &std::path::Path) -> Result<BindPath, SettingError> {
+    let (dir, readonly) = match s.strip_suffix(":ro") {
+        Some(d) => (d, true),
+        None => (s.strip_suffix(":rw").unwrap_or(s), false),
+    };
+    let dir = std::fs::canonicalize(cwd.join(dir))
+        .ok()
+        .filter(|d| d.is_dir())
+        .ok_or_else(|| SettingError::BindPath(s.to_string()))?;
+    if dir == std::path::Path::new("/") {
+        return Err(SettingError::BindPathRoot);
+    }
+    Ok(BindPath { dir, readonly })
+}
+
 /// Why a setting is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingError {
@@ -115,6 +152,10 @@ pub enum SettingError {
     BridgeRange(String),
     #[error("{0}")]
     ContainerNetwork(String),
+    #[error("bind path {0} is not an existing directory")]
+    BindPath(String),
+    #[error("bind path / would give containers the whole host: name the directories to share")]
+    BindPathRoot,
 }
 
 /// VIC's longest VM name, and the length of the short ID `{id}` stands for.
@@ -187,6 +228,14 @@ impl Settings {
         }
         for d in &self.dns_servers {
             parse_dns_server(d)?;
+        }
+        for b in &self.bind_paths {
+            if !b.dir.is_absolute() {
+                return Err(SettingError::BindPath(b.dir.display().to_string()));
+            }
+            if b.dir == std::path::Path::new("/") {
+                return Err(SettingError::BindPathRoot);
+            }
         }
         if let Some(c) = &self.container_name_convention {
             check_name_convention(c)?;

@@ -41,6 +41,10 @@ fn every_setting() -> Settings {
             label: "default".into(),
             dir: "/vols".into(),
         }],
+        bind_paths: vec![vch_config::BindPath {
+            dir: "/srv".into(),
+            readonly: true,
+        }],
         container_name_convention: Some("vch-{name}-{id}".into()),
         debug: 3,
         bridge_network_range: Some("10.8.0.0/16".into()),

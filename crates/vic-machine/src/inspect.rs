@@ -139,6 +139,8 @@ pub fn inspect(layout: &Layout) -> anyhow::Result<()> {
         .map(|v| format!("{} ({})", v.label, v.dir.display()))
         .collect();
     info(format!("Volume stores: {}", or_none(&stores)));
+    let binds: Vec<String> = s.bind_paths.iter().map(|b| b.flag_value()).collect();
+    info(format!("Bind paths: {}", or_none(&binds)));
     info(format!(
         "Container name convention: {}",
         s.container_name_convention
@@ -225,6 +227,9 @@ pub fn create_options(layout: &Layout, c: &VchConfig) -> Vec<String> {
     }
     for v in &s.volume_stores {
         o.push(opt("volume-store", v.flag_value()));
+    }
+    for b in &s.bind_paths {
+        o.push(opt("bind-path", b.flag_value()));
     }
     for d in &s.dns_servers {
         o.push(opt("dns-server", d));

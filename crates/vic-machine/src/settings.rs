@@ -14,7 +14,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 
-pub use vch_config::{Settings, VolumeStore};
+pub use vch_config::{BindPath, Settings, VolumeStore};
+
+fn parse_bind_path(s: &str) -> Result<BindPath, String> {
+    let cwd = std::env::current_dir().map_err(|e| format!("resolving {s}: {e}"))?;
+    vch_config::parse_bind_path(s, &cwd).map_err(|e| e.to_string())
+}
 
 fn parse_volume_store(s: &str) -> Result<VolumeStore, String> {
     let cwd = std::env::current_dir().map_err(|e| format!("resolving {s}: {e}"))?;
@@ -43,6 +48,11 @@ pub struct SettingsArgs {
     /// adds stores; an existing label cannot move.
     #[arg(long = "volume-store", visible_alias = "vs", value_parser = parse_volume_store)]
     pub volume_stores: Vec<VolumeStore>,
+    /// Host directory whose contents containers may bind-mount (-v /host:/ctr),
+    /// DIR[:ro] (every bind from it read-only); repeatable. configure adds directories
+    /// (the same one again changes its :ro). Without one, no host path is shared.
+    #[arg(long = "bind-path", value_parser = parse_bind_path)]
+    pub bind_paths: Vec<BindPath>,
     /// DNS server for containers; repeatable. configure replaces the list.
     #[arg(long = "dns-server", value_parser = parse_dns_server)]
     pub dns_servers: Vec<IpAddr>,
@@ -93,6 +103,7 @@ impl SettingsArgs {
     pub fn any(&self) -> bool {
         self.container_name_convention.is_some()
             || !self.volume_stores.is_empty()
+            || !self.bind_paths.is_empty()
             || !self.dns_servers.is_empty()
             || self.memory.is_some()
             || self.endpoint_memory.is_some()
@@ -122,6 +133,10 @@ impl SettingsArgs {
                 ),
                 None => s.volume_stores.push(vs.clone()),
             }
+        }
+        for b in &self.bind_paths {
+            s.bind_paths.retain(|old| old.dir != b.dir);
+            s.bind_paths.push(b.clone());
         }
         if !self.dns_servers.is_empty() {
             s.dns_servers = self.dns_servers.iter().map(|ip| ip.to_string()).collect();

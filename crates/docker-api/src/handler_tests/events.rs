@@ -78,8 +78,8 @@ async fn an_unknown_filter_key_is_a_400() {
     .await;
     vch.filter_refused(
         "/events",
-        json!({ "volume": ["x"] }),
-        "--filter volume is not supported by vic: volumes are not implemented yet",
+        json!({ "plugin": ["x"] }),
+        "--filter plugin is not supported by vic: vic has no plugins",
     )
     .await;
     let a = vch.get("/events?filters=%7Bnope").await;

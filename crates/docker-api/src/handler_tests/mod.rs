@@ -80,6 +80,7 @@ impl Vch {
                     label: "default".into(),
                     dir: dir.path().join("volumes"),
                 }],
+                bind_paths: Vec::new(),
             },
             Arc::new(FakeBackend::new(silent)),
             images.clone(),

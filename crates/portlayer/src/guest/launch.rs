@@ -45,6 +45,13 @@ impl Launch {
                 readonly: m.readonly,
             })
             .collect();
+        confinement.shares = (spec.binds.iter().enumerate())
+            .map(|(i, b)| wire::ShareMount {
+                tag: hypervisor::share_tag(i),
+                path: b.target.clone(),
+                readonly: b.readonly,
+            })
+            .collect();
         let setup = Setup {
             hostname: spec.hostname.clone(),
             root_device: root.device,
@@ -200,6 +207,7 @@ fn confinement(
         masked_paths: c.masked_paths.clone(),
         readonly_paths: c.readonly_paths.clone(),
         disks: Vec::new(),
+        shares: Vec::new(),
     })
 }
 

@@ -292,7 +292,8 @@ async fn drive(
                             match &mode {
                                 Mode::Start { setup, .. }
                                     if version < DISKS_VERSION
-                                        && !setup.confinement.disks.is_empty() =>
+                                        && !(setup.confinement.disks.is_empty()
+                                            && setup.confinement.shares.is_empty()) =>
                                 {
                                     if let Some(tx) = started_tx.take() {
                                         let _ = tx.send(Err(StartFailure::Other(format!(

@@ -67,6 +67,7 @@ impl Containers {
             let disks = self
                 .attach_volumes(&mut rec, &rootfs, &mut made_volumes)
                 .await?;
+            let shares = self.attach_binds(&mut rec)?;
             self.inner.backend.prepare_image(&image_id, &rootfs).await?;
             let nics = self.nics_of(&rec);
             let vm = VmConfig {
@@ -81,6 +82,7 @@ impl Containers {
                 cpus: rec.spec.cpus,
                 nics,
                 disks,
+                shares,
             };
             self.inner.backend.create_vm(&vm).await?;
             self.inner

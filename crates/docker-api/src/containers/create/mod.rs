@@ -166,9 +166,10 @@ pub async fn create(
     }
     let from = body.host_config.volumes_from.clone().unwrap_or_default();
     let mut plan = plan(body, q.name, &image)?;
-    mounts::volumes_from(&mut plan.spec.mounts, &from, |name| {
+    let spec = &mut plan.spec;
+    mounts::volumes_from(&mut spec.mounts, &mut spec.binds, &from, |name| {
         let rec = st.containers.get(name).map_err(|e| e.to_string())?;
-        Ok(rec.spec.mounts)
+        Ok((rec.spec.mounts, rec.spec.binds))
     })
     .map_err(ApiError::bad_request)?;
     // VIC refuses a create while the VCH's storage is over its quota.

@@ -3,26 +3,63 @@
 //! (`HostConfig.Mounts`) and `--volumes-from`, read as dockerd reads them. Each volume
 //! becomes a disk of the container's VM; a `--mount type=tmpfs` joins `--tmpfs`'s mounts.
 //!
-//! A host path (`-v /host:/ctr`, `--mount type=bind`) is refused in words: a container VM
-//! does not share the host's filesystem.
+//! A host path (`-v /host:/ctr`, `--mount type=bind`) is a bind mount: shared into the VM
+//! from under the VCH's bind paths (the port layer's `binds.rs` decides which).
 
 use std::collections::BTreeMap;
 
 use portlayer::guest::Tmpfs;
-use portlayer::VolumeMount;
+use portlayer::{BindMount, VolumeMount};
 use serde_json::Value;
 
 use super::config::{ContainerConfig, Options};
 use super::host_config::{HostConfig, Mount};
 use super::tmpfs;
 
-const NO_BINDS: &str = "bind mounts of host paths are not supported by vic yet: a container VM sees only its own disks; use a volume";
+const PROPAGATION: &str =
+    "a host path is shared into a VM, which sees no mount made on the host later";
 
 /// What the create's mounts come to.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Mounts {
     pub volumes: Vec<VolumeMount>,
+    pub binds: Vec<BindMount>,
     pub tmpfs: Vec<Tmpfs>,
+}
+
+/// A bind's propagation: a VM's view is private to it.
+fn propagation(mode: &str) -> Result<(), String> {
+    match mode {
+        "" | "private" | "rprivate" => Ok(()),
+        "shared" | "rshared" | "slave" | "rslave" => Err(format!(
+            "bind propagation {mode} is not supported by vic: {PROPAGATION}"
+        )),
+        other => Err(format!("invalid mode: {other}")),
+    }
+}
+
+/// One `-v /host:/ctr[:MODES]`.
+fn host_bind(spec: &str, src: &str, target: &str, modes: &str) -> Result<BindMount, String> {
+    check_target(target, spec)?;
+    let mut b = BindMount {
+        source: src.to_string(),
+        target: target.trim_end_matches('/').to_string(),
+        readonly: false,
+        create: true,
+    };
+    for mode in modes.split(',').filter(|m| !m.is_empty()) {
+        match mode {
+            "ro" => b.readonly = true,
+            "rw" => b.readonly = false,
+            "z" | "Z" => {
+                return Err(format!(
+                    "-v {spec}: SELinux relabelling ({mode}) is not supported by vic: a container VM has no SELinux label"
+                ))
+            }
+            m => propagation(m)?,
+        }
+    }
+    Ok(b)
 }
 
 fn invalid(msg: String) -> String {
@@ -43,8 +80,8 @@ fn check_target(target: &str, spec: &str) -> Result<(), String> {
     }
 }
 
-/// One `-v` entry: `NAME:/path[:MODES]` or `/path`.
-fn bind(spec: &str) -> Result<VolumeMount, String> {
+/// One `-v` entry: `NAME:/path[:MODES]`, `/host:/path[:MODES]` or `/path`.
+fn bind(spec: &str) -> Result<Result<VolumeMount, BindMount>, String> {
     let parts: Vec<&str> = spec.split(':').collect();
     let (src, target, modes) = match parts.as_slice() {
         [t] => ("", *t, ""),
@@ -52,8 +89,13 @@ fn bind(spec: &str) -> Result<VolumeMount, String> {
         [s, t, m] => (*s, *t, *m),
         _ => return Err(format!("invalid volume specification: '{spec}'")),
     };
-    if src.starts_with('/') || src.starts_with('.') || src.starts_with('~') {
-        return Err(format!("-v {spec}: {NO_BINDS}"));
+    if src.starts_with('/') {
+        return host_bind(spec, src, target, modes).map(Err);
+    }
+    if src.starts_with('.') || src.starts_with('~') {
+        return Err(format!(
+            "-v {spec}: a relative host path is not a volume name: give an absolute path"
+        ));
     }
     check_target(target, spec)?;
     let mut m = VolumeMount {
@@ -75,7 +117,33 @@ fn bind(spec: &str) -> Result<VolumeMount, String> {
             _ => return Err(format!("invalid mode: {mode}")),
         }
     }
-    Ok(m)
+    Ok(Ok(m))
+}
+
+/// One `--mount` of type `bind`.
+fn bind_mount(mt: &Mount, target: &str) -> Result<BindMount, String> {
+    check_target(target, target)?;
+    let o = &mt.bind_options;
+    if let Some(p) = option(o, "Propagation").and_then(Value::as_str) {
+        propagation(p)?;
+    }
+    for key in [
+        "NonRecursive",
+        "ReadOnlyNonRecursive",
+        "ReadOnlyForceRecursive",
+    ] {
+        if option(o, key).and_then(Value::as_bool) == Some(true) {
+            return Err(invalid(format!(
+                "bind option {key} is not supported by vic"
+            )));
+        }
+    }
+    Ok(BindMount {
+        source: mt.source.clone().unwrap_or_default(),
+        target: target.trim_end_matches('/').to_string(),
+        readonly: mt.read_only == Some(true),
+        create: option(o, "CreateMountpoint").and_then(Value::as_bool) == Some(true),
+    })
 }
 
 fn strings(o: Option<&Value>) -> BTreeMap<String, String> {
@@ -150,7 +218,10 @@ fn tmpfs_mount(mt: &Mount, target: &str) -> Result<Tmpfs, String> {
 pub fn plan(c: &ContainerConfig, h: &HostConfig, image: &Value) -> Result<Mounts, String> {
     let mut out = Mounts::default();
     for spec in h.binds.iter().flatten() {
-        out.volumes.push(bind(spec)?);
+        match bind(spec)? {
+            Ok(v) => out.volumes.push(v),
+            Err(b) => out.binds.push(b),
+        }
     }
     for mt in h.mounts.iter().flatten() {
         let target = mt.target.clone().unwrap_or_default();
@@ -168,7 +239,7 @@ pub fn plan(c: &ContainerConfig, h: &HostConfig, image: &Value) -> Result<Mounts
                 out.volumes.push(volume_mount(mt, &target)?)
             }
             "tmpfs" => out.tmpfs.push(tmpfs_mount(mt, &target)?),
-            "bind" => return Err(format!("--mount type=bind: {NO_BINDS}")),
+            "bind" => out.binds.push(bind_mount(mt, &target)?),
             other => {
                 return Err(invalid(format!(
                     "mount type \"{other}\" is not supported by vic (volume and tmpfs are)"
@@ -207,6 +278,7 @@ pub fn plan(c: &ContainerConfig, h: &HostConfig, image: &Value) -> Result<Mounts
     for path in anonymous {
         let target = path.trim_end_matches('/').to_string();
         let taken = out.volumes.iter().any(|v| v.target == target)
+            || out.binds.iter().any(|b| b.target == target)
             || out.tmpfs.iter().any(|t| t.path == target);
         if !taken {
             check_target(&target, &path)?;
@@ -221,12 +293,13 @@ pub fn plan(c: &ContainerConfig, h: &HostConfig, image: &Value) -> Result<Mounts
     Ok(out)
 }
 
-/// `--volumes-from CONTAINER[:ro|rw]`: that container's volumes, where the create mounts
-/// nothing else; `mounts_of` finds a container's volumes.
+/// `--volumes-from CONTAINER[:ro|rw]`: that container's volumes and bind mounts, where the
+/// create mounts nothing else; `mounts_of` finds a container's.
 pub fn volumes_from(
     mounts: &mut Vec<VolumeMount>,
+    binds: &mut Vec<BindMount>,
     from: &[String],
-    mounts_of: impl Fn(&str) -> Result<Vec<VolumeMount>, String>,
+    mounts_of: impl Fn(&str) -> Result<(Vec<VolumeMount>, Vec<BindMount>), String>,
 ) -> Result<(), String> {
     for spec in from {
         let (name, mode) = match spec.rsplit_once(':') {
@@ -234,8 +307,12 @@ pub fn volumes_from(
             Some(_) => return Err(format!("invalid mode for volumes-from: {spec}")),
             None => (spec.as_str(), None),
         };
-        for mut m in mounts_of(name)? {
-            if mounts.iter().any(|v| v.target == m.target) {
+        let (theirs, their_binds) = mounts_of(name)?;
+        let taken = |t: &str, m: &[VolumeMount], b: &[BindMount]| {
+            m.iter().any(|v| v.target == t) || b.iter().any(|v| v.target == t)
+        };
+        for mut m in theirs {
+            if taken(&m.target, mounts, binds) {
                 continue;
             }
             if let Some(mode) = mode {
@@ -243,6 +320,16 @@ pub fn volumes_from(
             }
             m.copy = false;
             mounts.push(m);
+        }
+        for mut b in their_binds {
+            if taken(&b.target, mounts, binds) {
+                continue;
+            }
+            if let Some(mode) = mode {
+                b.readonly = mode == "ro";
+            }
+            b.create = false;
+            binds.push(b);
         }
     }
     Ok(())
@@ -258,21 +345,38 @@ mod tests {
     }
 
     #[test]
-    fn binds_name_volumes_with_modes_and_host_paths_are_refused() {
+    fn binds_name_volumes_or_host_paths_with_their_modes() {
         let h = host(json!({"Binds": ["data:/srv/data:ro,nocopy", "logs:/logs"]}));
         let m = plan(&ContainerConfig::default(), &h, &json!({})).unwrap();
         assert_eq!(m.volumes.len(), 2);
+        let h = host(json!({"Binds": ["/srv/site:/usr/share/html:ro,rprivate"]}));
+        let b = &plan(&ContainerConfig::default(), &h, &json!({}))
+            .unwrap()
+            .binds[0];
+        assert_eq!(
+            (b.source.as_str(), b.target.as_str(), b.readonly, b.create),
+            ("/srv/site", "/usr/share/html", true, true)
+        );
         let v = &m.volumes[0];
         assert_eq!(
             (v.name.as_str(), v.target.as_str(), v.readonly, v.copy),
             ("data", "/srv/data", true, false)
         );
         assert!(m.volumes[1].copy && !m.volumes[1].readonly);
+        let h = host(json!({"Binds": ["/srv/site:/usr/share/html:ro,rprivate"]}));
+        let b = &plan(&ContainerConfig::default(), &h, &json!({}))
+            .unwrap()
+            .binds[0];
+        assert_eq!(
+            (b.source.as_str(), b.target.as_str(), b.readonly, b.create),
+            ("/srv/site", "/usr/share/html", true, true)
+        );
         for (bad, want) in [
             (
-                "/etc:/x",
-                "bind mounts of host paths are not supported by vic yet",
+                "/etc:/x:rshared",
+                "bind propagation rshared is not supported by vic",
             ),
+            ("./rel:/x", "a relative host path is not a volume name"),
             ("data:relative", "mount path must be absolute"),
             ("data:/", "mount path must be absolute"),
             ("data:/x:zz", "invalid mode: zz"),
@@ -303,7 +407,7 @@ mod tests {
     }
 
     #[test]
-    fn mounts_of_type_volume_and_tmpfs_are_read_and_others_refused() {
+    fn mounts_of_type_volume_bind_and_tmpfs_are_read_and_others_refused() {
         let h = host(json!({"Mounts": [
             {"Type": "volume", "Source": "v1", "Target": "/a", "ReadOnly": true,
              "VolumeOptions": {"NoCopy": true, "Labels": {"k": "v"},
@@ -327,10 +431,18 @@ mod tests {
             "{:?}",
             m.tmpfs[0]
         );
-        let h = host(json!({"Mounts": [{"Type": "bind", "Source": "/etc", "Target": "/x"}]}));
-        assert!(plan(&ContainerConfig::default(), &h, &json!({}))
-            .unwrap_err()
-            .contains("--mount type=bind"));
+        let h = host(json!({"Mounts": [
+            {"Type": "bind", "Source": "/etc", "Target": "/x", "ReadOnly": true}
+        ]}));
+        let b = &plan(&ContainerConfig::default(), &h, &json!({}))
+            .unwrap()
+            .binds[0];
+        assert!(b.readonly && !b.create && b.source == "/etc");
+        let h = host(json!({"Mounts": [
+            {"Type": "bind", "Source": "/etc", "Target": "/x", "BindOptions": {"NonRecursive": true}}
+        ]}));
+        let e = plan(&ContainerConfig::default(), &h, &json!({})).unwrap_err();
+        assert!(e.contains("NonRecursive"), "{e}");
         let h = host(
             json!({"Binds": ["a:/x"], "Mounts": [{"Type": "volume", "Source": "b", "Target": "/x"}]}),
         );
@@ -360,14 +472,24 @@ mod tests {
             target: "/b".into(),
             ..Default::default()
         }];
-        volumes_from(&mut mine, &["c1:ro".into()], |n| {
+        let mut binds = Vec::new();
+        let bind = BindMount {
+            source: "/srv".into(),
+            target: "/srv".into(),
+            ..Default::default()
+        };
+        volumes_from(&mut mine, &mut binds, &["c1:ro".into()], |n| {
             assert_eq!(n, "c1");
-            Ok(theirs.clone())
+            Ok((theirs.clone(), vec![bind.clone()]))
         })
         .unwrap();
+        assert!(binds[0].readonly && binds[0].source == "/srv");
         assert_eq!(mine.len(), 2);
         assert!(mine[1].readonly && !mine[1].copy && mine[1].name == "a");
-        let e = volumes_from(&mut mine, &["c1:zz".into()], |_| Ok(vec![])).unwrap_err();
+        let e = volumes_from(&mut mine, &mut binds, &["c1:zz".into()], |_| {
+            Ok((vec![], vec![]))
+        })
+        .unwrap_err();
         assert_eq!(e, "invalid mode for volumes-from: c1:zz");
     }
 }

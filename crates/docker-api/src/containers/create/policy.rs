@@ -75,8 +75,9 @@ pub struct Applied {
     pub log: LogOpts,
     /// Capabilities, mounts, limits and devices applied inside the VM.
     pub guest: Guest,
-    /// The volumes it mounts (`mounts.rs`).
+    /// The volumes and host paths it mounts (`mounts.rs`).
     pub volumes: Vec<portlayer::VolumeMount>,
+    pub binds: Vec<portlayer::BindMount>,
     /// Warnings for the create response (dockerd's `Warnings`).
     pub warnings: Vec<String>,
 }
@@ -143,6 +144,7 @@ pub fn apply(
         log,
         guest,
         volumes: mounts.volumes,
+        binds: mounts.binds,
         warnings,
     })
 }

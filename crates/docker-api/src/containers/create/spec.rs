@@ -187,6 +187,7 @@ pub fn build(c: ContainerConfig, a: Applied, name: String, image: &ImageRecord) 
         endpoints: Vec::new(),
         ports: Vec::new(),
         mounts: a.volumes.clone(),
+        binds: a.binds.clone(),
         personality: json!({ "Config": config, "HostConfig": host_config, APPLIED_KEY: true }),
     };
     Plan { spec, warnings }
@@ -229,6 +230,7 @@ pub fn host_config_of(spec: &ContainerSpec) -> Value {
         log: LogOpts::default(),
         guest: Guest::of_spec(&spec.confinement, &spec.process.privileges),
         volumes: spec.mounts.clone(),
+        binds: spec.binds.clone(),
         warnings: Vec::new(),
     })
 }

@@ -58,6 +58,7 @@ fn refused(name: &str) -> String {
 
 /// Captured bodies vic applies in full (or discards with a warning, as dockerd does).
 const ACCEPTED: &[&str] = &[
+    "bind",
     "volume",
     "anon_volume",
     "mount",
@@ -110,10 +111,6 @@ const ACCEPTED: &[&str] = &[
 
 /// Captured bodies vic refuses, and the flag the message names.
 const REFUSED: &[(&str, &str)] = &[
-    (
-        "bind",
-        "-v /x:/y: bind mounts of host paths are not supported by vic yet",
-    ),
     (
         "net_host",
         "--network host is not supported by vic: a container is its own VM with its own network stack",
