@@ -28,6 +28,17 @@ impl Vch {
         registry: &str,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Vch> {
+        Self::create_with(bin_dir, prefix, registry, &[], env)
+    }
+
+    /// [`Vch::create_with_env`] with `extra` vic-machine create flags.
+    pub fn create_with(
+        bin_dir: &Path,
+        prefix: &str,
+        registry: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Vch> {
         let bin_dir = std::fs::canonicalize(bin_dir)
             .with_context(|| format!("no bin dir {}", bin_dir.display()))?;
         let mut vch = Vch {
@@ -39,7 +50,7 @@ impl Vch {
             host: String::new(),
         };
         let name = vch.name.clone();
-        let args = [
+        let mut args = vec![
             "create",
             "--target",
             "local",
@@ -49,6 +60,7 @@ impl Vch {
             "--insecure-registry",
             registry,
         ];
+        args.extend_from_slice(extra);
         // On failure the drop deletes whatever create left.
         let out = run_ok(
             vch.machine(&args).envs(env.iter().copied()),

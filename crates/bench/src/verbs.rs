@@ -1,7 +1,10 @@
 //! `vic-bench-verbs`: the container verbs beyond `run`, on a vic VCH and on dockerd side by
 //! side. `docker exec CTR true`: the whole round trip a user waits for (the CLI creates the
 //! exec, starts it on a hijacked connection, reads its end and inspects its exit code), in a
-//! container that keeps running.
+//! container that keeps running. Volumes and bind mounts: 256 MiB written sequentially
+//! (`dd … conv=fsync`) by one container and read back by the next, as `dd` inside the
+//! container times them (the container's start is not counted). A vic container's VM starts
+//! with a cold page cache; the host's may hold the file on either side.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -30,6 +33,58 @@ struct Args {
     /// dockerd binary for the peer column.
     #[arg(long, default_value = DEFAULT_DOCKERD)]
     dockerd: PathBuf,
+    /// Runs of each throughput measurement.
+    #[arg(long, default_value_t = 3)]
+    io_runs: usize,
+}
+
+/// MiB each throughput run moves.
+const IO_MIB: u64 = 256;
+
+/// Seconds busybox `dd` says it took (`… copied, 2.345 seconds, …`).
+fn dd_seconds(out: &str) -> Option<f64> {
+    let (_, rest) = out.split_once("copied, ")?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// MiB/s of writing then reading `IO_MIB` through the mount `-v mount`, `runs` times each.
+fn io_runs(a: &Args, host: &str, image: &str, mount: &str) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    let dd = |script: &str| -> anyhow::Result<f64> {
+        let out = Command::new(&a.docker)
+            .env("DOCKER_HOST", host)
+            .args(["run", "--rm", "-v", mount, image, "sh", "-c", script])
+            .stdin(Stdio::null())
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        anyhow::ensure!(out.status.success(), "dd through {mount} failed: {text}");
+        let secs = dd_seconds(&text).ok_or_else(|| anyhow::anyhow!("no dd timing in {text:?}"))?;
+        Ok(IO_MIB as f64 / secs)
+    };
+    let (mut w, mut r) = (Vec::new(), Vec::new());
+    for _ in 0..a.io_runs {
+        w.push(dd(&format!(
+            "dd if=/dev/zero of=/data/bench bs=1M count={IO_MIB} conv=fsync"
+        ))?);
+        r.push(dd("dd if=/data/bench of=/dev/null bs=1M; rm /data/bench")?);
+    }
+    Ok((w, r))
+}
+
+/// Throughput on a named volume and on a bind mount of `bind_dir`.
+fn mounts(
+    a: &Args,
+    host: &str,
+    image: &str,
+    bind_dir: &std::path::Path,
+) -> anyhow::Result<Vec<Vec<f64>>> {
+    let (vw, vr) = io_runs(a, host, image, "bench-volume:/data")?;
+    let (bw, br) = io_runs(a, host, image, &format!("{}:/data", bind_dir.display()))?;
+    let _ = run_ok(
+        docker(&a.docker, host).args(["volume", "rm", "bench-volume"]),
+        "volume rm",
+    );
+    Ok(vec![vw, vr, bw, br])
 }
 
 fn docker(bin: &str, host: &str) -> Command {
@@ -72,12 +127,29 @@ fn exec_runs(a: &Args, host: &str, image: &str) -> anyhow::Result<Vec<f64>> {
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let image = format!("{}/busybox", a.registry);
-    let vch = Vch::create(&a.bin_dir, "bench-verbs", &a.registry)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("vic-bench-verbs-")
+        .tempdir()?;
+    let (stores, binds) = (scratch.path().join("volumes"), scratch.path().join("binds"));
+    std::fs::create_dir_all(&binds)?;
+    let store = format!("{}:default", stores.display());
+    let bind = binds.display().to_string();
+    let extra = [
+        "--volume-store",
+        store.as_str(),
+        "--bind-path",
+        bind.as_str(),
+    ];
+    let vch = Vch::create_with(&a.bin_dir, "bench-verbs", &a.registry, &extra, &[])?;
     let v = exec_runs(&a, &vch.host, &image)?;
+    let v_io = mounts(&a, &vch.host, &image, &binds.join("vic"))?;
     drop(vch);
-    let p = match Dockerd::start_peer(&a.dockerd, &[&a.registry], &a.docker) {
-        Some(d) => Some(exec_runs(&a, d.host(), &image)?),
-        None => None,
+    let (p, p_io) = match Dockerd::start_peer(&a.dockerd, &[&a.registry], &a.docker) {
+        Some(d) => (
+            Some(exec_runs(&a, d.host(), &image)?),
+            Some(mounts(&a, d.host(), &image, &binds.join("dockerd"))?),
+        ),
+        None => (None, None),
     };
     println!(
         "\n{:<40} {:<30} {:<30} ratio",
@@ -89,5 +161,30 @@ fn main() -> anyhow::Result<()> {
         p.as_deref().and_then(stats),
         "ms",
     );
+    let names = [
+        "write 256 MiB to a volume",
+        "read 256 MiB from a volume",
+        "write 256 MiB to a bind mount",
+        "read 256 MiB from a bind mount",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let peer = p_io.as_ref().and_then(|p| stats(&p[i]));
+        row(
+            &format!("{name} ×{}", a.io_runs),
+            stats(&v_io[i]),
+            peer,
+            "MiB/s",
+        );
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn busybox_dd_says_how_long_it_took() {
+        let out = "256+0 records in\n256+0 records out\n268435456 bytes (256.0MB) copied, 2.345678 seconds, 109.1MB/s\n";
+        assert_eq!(super::dd_seconds(out), Some(2.345678));
+        assert_eq!(super::dd_seconds("dd: can't open"), None);
+    }
 }

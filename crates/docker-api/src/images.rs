@@ -334,7 +334,14 @@ pub async fn system_df(State(st): State<AppState>) -> Json<Value> {
         "LayersSize": layers_size,
         "Images": image_rows,
         "Containers": container_rows,
-        "Volumes": [],
+        "Volumes": st.containers.volumes().iter().map(|(v, users)| {
+            let mut j = crate::volumes::volume_json(v);
+            j["UsageData"] = json!({
+                "Size": portlayer::volumes::disk_bytes(&v.disk),
+                "RefCount": users.len(),
+            });
+            j
+        }).collect::<Vec<_>>(),
         "BuildCache": [],
     }))
 }

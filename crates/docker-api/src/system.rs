@@ -76,7 +76,7 @@ pub async fn info(State(st): State<AppState>) -> impl IntoResponse {
         "Images": images,
         "Driver": format!("vic-{}", st.containers.backend_name()),
         "DriverStatus": [["VCH", st.info.name], ["Backend", st.containers.backend_description()]],
-        "Plugins": { "Volume": [], "Network": [], "Authorization": null, "Log": ["json-file"] },
+        "Plugins": { "Volume": ["local", "vsphere"], "Network": [], "Authorization": null, "Log": ["json-file"] },
         "MemoryLimit": true,
         "SwapLimit": false,
         "CpuCfsPeriod": false,

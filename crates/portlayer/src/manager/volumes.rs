@@ -9,14 +9,13 @@
 //! names it.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use hypervisor::DataDisk;
 
 use super::{Containers, Error};
 use crate::container::{ContainerRecord, Status};
-use crate::volumes::{Volume, VolumeError, VolumeSpec};
+use crate::volumes::{disk_bytes, Volume, VolumeError, VolumeSpec};
 
 impl Containers {
     /// Makes or finds each volume `rec` asks for and names them in its record; returns the
@@ -313,13 +312,6 @@ impl Containers {
         }
         gone
     }
-}
-
-/// Bytes a disk holds on its store (its allocated blocks: disks are sparse).
-pub fn disk_bytes(disk: &Path) -> u64 {
-    std::fs::metadata(disk)
-        .map(|m| m.blocks() * 512)
-        .unwrap_or(0)
 }
 
 /// The image's directory at `target`, when it holds something to copy into a new volume.

@@ -321,6 +321,14 @@ fn scan(vch: &str, store: &VolumeStore) -> Vec<Volume> {
     out
 }
 
+/// Bytes a disk holds on its store (its allocated blocks: disks are sparse).
+pub fn disk_bytes(disk: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(disk)
+        .map(|m| m.blocks() * 512)
+        .unwrap_or(0)
+}
+
 fn read_meta(dir: &Path) -> io::Result<Volume> {
     let bytes = std::fs::read(dir.join(META))?;
     serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
