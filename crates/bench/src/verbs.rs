@@ -2,8 +2,8 @@
 //! side. `docker exec CTR true`: the whole round trip a user waits for (the CLI creates the
 //! exec, starts it on a hijacked connection, reads its end and inspects its exit code), in a
 //! container that keeps running. Volumes and bind mounts: 256 MiB written sequentially
-//! (`dd … conv=fsync`) by one container and read back by the next, as `dd` inside the
-//! container times them (the container's start is not counted). A vic container's VM starts
+//! (`dd … conv=fsync`) by one container and read back by the next, timed inside the
+//! container from `/proc/uptime` (the container's start is not counted). A vic container's VM starts
 //! with a cold page cache; the host's may hold the file on either side.
 
 use std::path::PathBuf;
@@ -41,10 +41,20 @@ struct Args {
 /// MiB each throughput run moves.
 const IO_MIB: u64 = 256;
 
-/// Seconds busybox `dd` says it took (`… copied, 2.345 seconds, …`).
-fn dd_seconds(out: &str) -> Option<f64> {
-    let (_, rest) = out.split_once("copied, ")?;
-    rest.split_whitespace().next()?.parse().ok()
+/// Wraps `cmd` so that it prints how long it took, read from `/proc/uptime` before and after
+/// (10 ms steps; busybox `dd` may be built without its timing line).
+fn timed(cmd: &str) -> String {
+    format!(
+        "a=$(cut -d' ' -f1 /proc/uptime); {cmd}; b=$(cut -d' ' -f1 /proc/uptime); echo \"elapsed $a $b\""
+    )
+}
+
+/// Seconds a [`timed`] script says it took.
+fn elapsed_seconds(out: &str) -> Option<f64> {
+    let line = out.lines().find_map(|l| l.strip_prefix("elapsed "))?;
+    let mut t = line.split_whitespace().map(|v| v.parse::<f64>().ok());
+    let (a, b) = (t.next()??, t.next()??);
+    (b >= a).then_some(b - a)
 }
 
 /// MiB/s of writing then reading `IO_MIB` through the mount `-v mount`, `runs` times each.
@@ -52,13 +62,24 @@ fn io_runs(a: &Args, host: &str, image: &str, mount: &str) -> anyhow::Result<(Ve
     let dd = |script: &str| -> anyhow::Result<f64> {
         let out = Command::new(&a.docker)
             .env("DOCKER_HOST", host)
-            .args(["run", "--rm", "-v", mount, image, "sh", "-c", script])
+            .args([
+                "run",
+                "--rm",
+                "-v",
+                mount,
+                image,
+                "sh",
+                "-c",
+                &timed(script),
+            ])
             .stdin(Stdio::null())
             .output()?;
         let text = String::from_utf8_lossy(&out.stderr).to_string()
             + &String::from_utf8_lossy(&out.stdout);
         anyhow::ensure!(out.status.success(), "dd through {mount} failed: {text}");
-        let secs = dd_seconds(&text).ok_or_else(|| anyhow::anyhow!("no dd timing in {text:?}"))?;
+        let secs = elapsed_seconds(&text)
+            .filter(|s| *s > 0.0)
+            .ok_or_else(|| anyhow::anyhow!("no timing in {text:?}"))?;
         Ok(IO_MIB as f64 / secs)
     };
     let (mut w, mut r) = (Vec::new(), Vec::new());
@@ -182,9 +203,12 @@ fn main() -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn busybox_dd_says_how_long_it_took() {
-        let out = "256+0 records in\n256+0 records out\n268435456 bytes (256.0MB) copied, 2.345678 seconds, 109.1MB/s\n";
-        assert_eq!(super::dd_seconds(out), Some(2.345678));
-        assert_eq!(super::dd_seconds("dd: can't open"), None);
+    fn a_timed_script_says_how_long_it_took() {
+        let out = "256+0 records in\n256+0 records out\nelapsed 103.25 105.60\n";
+        let secs = super::elapsed_seconds(out).unwrap();
+        assert!((secs - 2.35).abs() < 1e-9, "{secs}");
+        assert_eq!(super::elapsed_seconds("dd: can't open"), None);
+        assert_eq!(super::elapsed_seconds("elapsed 5.00 4.00"), None);
+        assert!(super::timed("true").ends_with("echo \"elapsed $a $b\""));
     }
 }

@@ -10,6 +10,7 @@ use imagec::pull::PullError;
 use imagec::store::StoreError;
 use portlayer::networks::NetworkError;
 use portlayer::volumes::VolumeError;
+use portlayer::CopyError;
 use portlayer::Error as PlError;
 
 /// An error as the Docker API returns it.
@@ -91,6 +92,12 @@ impl From<PlError> for ApiError {
             | PlError::InvalidName(_)
             | PlError::Ambiguous(_) => StatusCode::BAD_REQUEST,
             PlError::Spawn { .. } => StatusCode::BAD_REQUEST,
+            PlError::Copy(CopyError::NotFound(_)) => StatusCode::NOT_FOUND,
+            PlError::Copy(CopyError::NotDirectory(_) | CopyError::Invalid(_)) => {
+                StatusCode::BAD_REQUEST
+            }
+            PlError::Copy(CopyError::ReadOnly(_)) => StatusCode::FORBIDDEN,
+            PlError::Copy(CopyError::Failed(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             PlError::Store(imagec::store::StoreError::NoSuchImage(_)) => StatusCode::NOT_FOUND,
             PlError::Start(_)
             | PlError::Publish(_)

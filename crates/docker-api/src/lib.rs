@@ -26,6 +26,7 @@
 
 mod archive;
 mod containers;
+mod copy;
 mod error;
 mod events;
 mod exec;
@@ -138,6 +139,10 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/{id}/resize", post(containers::resize))
         .route("/containers/{id}/rename", post(containers::rename))
         .route("/containers/{id}/top", get(top::top))
+        .route(
+            "/containers/{id}/archive",
+            get(copy::get).head(copy::head).put(copy::put),
+        )
         .route("/containers/{id}/update", post(containers::update))
         .route("/containers/{id}/pause", post(containers::pause))
         .route("/containers/{id}/unpause", post(containers::unpause))

@@ -45,14 +45,16 @@ pub use container::{
     ProcessSpec, Rlimit, Status, VolumeMount,
 };
 pub use events::{Event, EventBus};
+pub use guest::copy::CopyIn;
 pub use guest::exec::{ExecConfig, ExecOutput};
 pub use guest::session::{GuestProcess, Processes, StdinMsg};
+pub use guest::transfer::{ContainerPath, CopyError};
 pub use image_service::{ImageEvent, ImageService};
 pub use limits::Limits;
 pub use logs::{LogBounds, LogEntry, LogSet, LogStream};
 pub use manager::{
-    AttachStreams, Containers, ContainersConfig, Error, ExecInfo, ExecStdin, ExecStreams, Images,
-    Output, WaitCondition, MAX_EXECS,
+    AttachStreams, Containers, ContainersConfig, CopyStream, Error, ExecInfo, ExecStdin,
+    ExecStreams, Images, Output, WaitCondition, MAX_EXECS,
 };
 pub use networks::{Endpoint, Network};
 pub use signals::parse_signal;

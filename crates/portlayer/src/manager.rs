@@ -18,6 +18,7 @@ use crate::networks::{Cidr, Network, NetworkStore};
 use crate::state::StateDir;
 
 mod binds;
+mod copy;
 mod create;
 mod dns;
 mod error;
@@ -38,6 +39,7 @@ mod streams;
 mod update;
 mod volumes;
 
+pub use copy::CopyStream;
 pub use streams::{AttachStreams, Output, WaitCondition};
 
 use error::io_err;

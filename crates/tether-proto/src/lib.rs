@@ -50,14 +50,19 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod archive;
 pub mod guest;
 mod procs;
 
+pub use archive::{PathError, PathErrorKind, PathStat, PutRequest};
 pub use guest::{Confinement, Privileges};
 pub use procs::{ProcessInfo, MAX_ARGS_BYTES, MAX_PROCESSES};
 
 /// Protocol version spoken by this build; sent in [`GuestMsg::Hello`].
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
+
+/// The first protocol version whose tether copies files in and out ([`archive`]).
+pub const ARCHIVE_VERSION: u32 = 6;
 
 /// The first protocol version whose tether mounts [`guest::Confinement::disks`].
 pub const DISKS_VERSION: u32 = 5;
@@ -407,6 +412,33 @@ pub enum HostMsg {
     ListProcesses {
         seq: u64,
     },
+    /// Asks what is at `path` in the container; answered with [`GuestMsg::PathStat`] from
+    /// version [`ARCHIVE_VERSION`] on.
+    StatPath {
+        seq: u64,
+        path: String,
+    },
+    /// Starts a transfer of `path` out of the container as a tar stream, with `window` bytes
+    /// of credit (see [`archive`]).
+    ArchiveGet {
+        session: u32,
+        path: String,
+        window: u64,
+    },
+    /// Starts a transfer of a tar stream into the container (see [`archive`]).
+    ArchivePut {
+        session: u32,
+        request: Box<PutRequest>,
+    },
+    /// The receiver of a transfer's data has room for `bytes` more.
+    Credit {
+        session: u32,
+        bytes: u64,
+    },
+    /// Ends a transfer early.
+    Cancel {
+        session: u32,
+    },
 }
 
 /// Messages from guest to host.
@@ -476,115 +508,32 @@ pub enum GuestMsg {
         from: u64,
         lost: u64,
     },
+    /// Answers [`HostMsg::StatPath`] `seq`.
+    PathStat {
+        seq: u64,
+        result: Result<PathStat, PathError>,
+    },
+    /// A transfer began (`stat` of what is copied out, or of the directory extracted into,
+    /// with the credit `window` the guest grants for data coming in) or could not.
+    Transfer {
+        session: u32,
+        stat: Result<PathStat, PathError>,
+        #[serde(default)]
+        window: u64,
+    },
+    /// The guest has room for `bytes` more of a transfer into it.
+    Credit {
+        session: u32,
+        bytes: u64,
+    },
+    /// A transfer is over: whole, or not, and why.
+    TransferDone {
+        session: u32,
+        error: Option<String>,
+    },
 }
 
 #[cfg(test)]
 mod campaign;
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frames_survive_arbitrary_splits() {
-        let frames = vec![
-            Frame::control(&HostMsg::Ping { seq: 7 }),
-            Frame::data(FrameKind::Stdout, 0, b"hello\n".to_vec()),
-            Frame::data(FrameKind::StdinClosed, 3, Vec::new()),
-        ];
-        let mut wire = Vec::new();
-        for f in &frames {
-            encode_into(f, &mut wire);
-        }
-        for chunk in [1, 2, 5, 9, 100] {
-            let mut dec = FrameDecoder::new();
-            let mut got = Vec::new();
-            for piece in wire.chunks(chunk) {
-                dec.push(piece);
-                while let Some(f) = dec.next_frame().unwrap() {
-                    got.push(f);
-                }
-            }
-            assert_eq!(got, frames, "chunk size {chunk}");
-        }
-    }
-
-    #[test]
-    fn control_messages_round_trip() {
-        let msg = HostMsg::Spawn {
-            session: 0,
-            process: Process {
-                argv: vec!["echo".into(), "hi".into()],
-                tty: true,
-                ..Default::default()
-            },
-        };
-        let f = Frame::control(&msg);
-        assert_eq!(f.parse_control::<HostMsg>().unwrap(), msg);
-        let g = Frame::control(&GuestMsg::Exited {
-            session: 0,
-            code: 3,
-        });
-        assert_eq!(
-            g.parse_control::<GuestMsg>().unwrap(),
-            GuestMsg::Exited {
-                session: 0,
-                code: 3
-            }
-        );
-    }
-
-    #[test]
-    fn a_host_taking_over_skips_to_hello() {
-        let hello = Frame::control(&GuestMsg::Hello {
-            version: PROTOCOL_VERSION,
-            kernel: "6.1".into(),
-            configured: true,
-            running: vec![0],
-            main_exit: None,
-            ended: vec![],
-        });
-        let after = Frame::data(FrameKind::Stdout, 0, b"next\n".to_vec());
-        // The tail of a torn output frame (itself mentioning hello) precedes the Hello.
-        let mut wire = br#"rn frame {"type":"hello" in the output"#.to_vec();
-        encode_into(&hello, &mut wire);
-        encode_into(&after, &mut wire);
-        for chunk in [1, 3, 7, 64, 1000] {
-            let mut dec = FrameDecoder::new();
-            let mut synced = false;
-            let mut got = Vec::new();
-            let mut skipped = Vec::new();
-            for piece in wire.chunks(chunk) {
-                dec.push(piece);
-                if !synced {
-                    synced = dec.skip_to_hello(&mut skipped);
-                    if !synced {
-                        continue;
-                    }
-                }
-                while let Some(f) = dec.next_frame().unwrap() {
-                    got.push(f);
-                }
-            }
-            assert_eq!(
-                got,
-                vec![hello.clone(), after.clone()],
-                "chunk size {chunk}"
-            );
-            assert_eq!(skipped, br#"rn frame {"type":"hello" in the output"#);
-        }
-        let mut dec = FrameDecoder::new();
-        dec.push(&[7; 10_000]);
-        assert!(!dec.skip_to_hello(&mut Vec::new()));
-        assert!(dec.buffered() < 64, "garbage before a Hello is not kept");
-    }
-
-    #[test]
-    fn oversized_and_unknown_frames_are_errors() {
-        let mut dec = FrameDecoder::new();
-        dec.push(&[9, 0, 0, 0, 0, 0, 0, 0, 0]);
-        assert!(matches!(dec.next_frame(), Err(ProtoError::UnknownKind(9))));
-        let mut dec = FrameDecoder::new();
-        dec.push(&[2, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
-        assert!(matches!(dec.next_frame(), Err(ProtoError::TooLarge(_))));
-    }
-}
+mod tests;

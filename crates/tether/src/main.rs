@@ -19,6 +19,7 @@
 //! [`syscall::Syscall`]; `main` makes the real one ([`syscall::LinuxSyscall`]) and tests a
 //! recording fake.
 
+mod archive;
 mod confine;
 mod disks;
 mod exec;
@@ -36,6 +37,7 @@ mod setup;
 mod stdio;
 mod sys;
 mod syscall;
+mod tarball;
 mod user;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,6 +46,7 @@ use std::time::Duration;
 
 use tether_proto::{FrameKind, GuestMsg, HostMsg, PROTOCOL_VERSION};
 
+use crate::archive::Transfers;
 use crate::mounts::Mounted;
 use crate::port::{Event, Writer};
 use crate::process::Sessions;
@@ -138,20 +141,28 @@ fn main() {
         })
     };
     let sessions = Sessions::new(sys.clone(), reaper, out.clone(), on_main_exit);
+    let transfers = Transfers::new(out.clone());
     hello(&*sys, &out, &sessions, &mounted);
     loop {
         let frame = match reader.next() {
             Event::Frame(f) => f,
             Event::Reconnected => {
+                transfers.cancel_all();
                 hello(&*sys, &out, &sessions, &mounted);
                 continue;
             }
         };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match frame.kind {
             FrameKind::Control => match frame.parse_control::<HostMsg>() {
-                Ok(msg) => handle(&*sys, msg, &out, &sessions, &mounted),
+                Ok(msg) => handle(&*sys, msg, &out, &sessions, &transfers, &mounted),
                 Err(e) => log!("ignoring control frame: {e}"),
             },
+            FrameKind::Stdin if transfers.has(frame.session) => {
+                transfers.data(frame.session, frame.payload)
+            }
+            FrameKind::StdinClosed if transfers.has(frame.session) => {
+                transfers.close(frame.session)
+            }
             FrameKind::Stdin => sessions.stdin(frame.session, frame.payload),
             FrameKind::StdinClosed => sessions.close_stdin(frame.session),
             FrameKind::Stdout | FrameKind::Stderr => log!("ignoring output frame from the host"),
@@ -167,8 +178,15 @@ fn handle(
     msg: HostMsg,
     out: &Writer,
     sessions: &Arc<Sessions>,
+    transfers: &Arc<Transfers>,
     mounted: &Mutex<Option<Arc<Mounted>>>,
 ) {
+    let rootfs = || {
+        mounted
+            .lock()
+            .ok()
+            .and_then(|m| m.as_ref().map(|m| m.rootfs.clone()))
+    };
     match msg {
         HostMsg::Setup(s) => {
             let mut m = match mounted.lock() {
@@ -224,5 +242,14 @@ fn handle(
                 error: done.err().map(|e| e.to_string()),
             });
         }
+        HostMsg::StatPath { seq, path } => transfers.stat(seq, rootfs(), path),
+        HostMsg::ArchiveGet {
+            session,
+            path,
+            window,
+        } => transfers.get(session, rootfs(), path, window),
+        HostMsg::ArchivePut { session, request } => transfers.put(session, rootfs(), *request),
+        HostMsg::Credit { session, bytes } => transfers.credit(session, bytes),
+        HostMsg::Cancel { session } => transfers.cancel(session),
     }
 }

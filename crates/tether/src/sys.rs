@@ -405,6 +405,23 @@ pub fn enter_root(root: &CStr) -> io::Result<()> {
     }
 }
 
+/// Gives the calling thread a root of its own: its filesystem attributes unshared from the
+/// rest of the process (`unshare(CLONE_FS)`), then chroot into `root`. The other threads,
+/// and the mount namespace, are untouched.
+pub fn enter_root_thread(root: &Path) -> io::Result<()> {
+    let root = cpath(root)?;
+    // SAFETY: plain syscalls on a live NUL-terminated path; CLONE_FS affects this thread only.
+    let failed = unsafe {
+        libc::unshare(libc::CLONE_FS) < 0
+            || libc::chroot(root.as_ptr()) < 0
+            || libc::chdir(c"/".as_ptr()) < 0
+    };
+    match failed {
+        true => Err(io::Error::last_os_error()),
+        false => Ok(()),
+    }
+}
+
 /// chdir(2).
 pub fn chdir(dir: &CStr) -> io::Result<()> {
     // SAFETY: `dir` is a live NUL-terminated string.

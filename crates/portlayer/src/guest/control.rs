@@ -39,6 +39,8 @@ pub(crate) enum Answer {
     Interface(Option<String>),
     /// To a question for its processes.
     Processes(Processes),
+    /// To a question for what is at a path.
+    PathStat(Result<super::transfer::ContainerPath, super::transfer::CopyError>),
 }
 
 /// The container's processes, as its guest lists them (`docker top`).
@@ -123,11 +125,13 @@ impl Asked {
 /// A running session's control: signals, resizes, interface changes and exec sessions.
 #[derive(Clone)]
 pub struct GuestControl {
-    tx: mpsc::Sender<Frame>,
-    asked: Arc<Asked>,
-    routes: Arc<Routes>,
-    /// The bounded queue of stdin frames (exec sessions' input shares it with the main one's).
-    stdin: mpsc::Sender<Frame>,
+    pub(super) tx: mpsc::Sender<Frame>,
+    pub(super) asked: Arc<Asked>,
+    pub(super) routes: Arc<Routes>,
+    pub(super) transfers: Arc<super::transfer::Transfers>,
+    /// The bounded queue of stdin frames (exec sessions' and copies' data share it with the
+    /// main one's).
+    pub(super) stdin: mpsc::Sender<Frame>,
 }
 
 impl std::fmt::Debug for GuestControl {
@@ -141,12 +145,14 @@ impl GuestControl {
         tx: mpsc::Sender<Frame>,
         asked: Arc<Asked>,
         routes: Arc<Routes>,
+        transfers: Arc<super::transfer::Transfers>,
         stdin: mpsc::Sender<Frame>,
     ) -> GuestControl {
         GuestControl {
             tx,
             asked,
             routes,
+            transfers,
             stdin,
         }
     }
@@ -214,6 +220,11 @@ impl GuestControl {
         self.send(&HostMsg::Forget { session })
     }
 
+    /// Has the guest sync, unmount and power off.
+    pub fn shutdown(&self) -> Result<(), Undelivered> {
+        self.send(&HostMsg::Shutdown)
+    }
+
     pub fn signal(&self, signal: i32) -> Result<(), Undelivered> {
         self.send(&HostMsg::Signal {
             session: MAIN_SESSION,
@@ -229,7 +240,12 @@ impl GuestControl {
         })
     }
 
-    fn send(&self, msg: &HostMsg) -> Result<(), Undelivered> {
+    /// The protocol version the guest said Hello with.
+    pub(super) fn version(&self) -> u32 {
+        self.asked.version.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn send(&self, msg: &HostMsg) -> Result<(), Undelivered> {
         self.tx.try_send(Frame::control(msg)).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => Undelivered::NotReading,
             mpsc::error::TrySendError::Closed(_) => Undelivered::NotRunning,
@@ -262,7 +278,7 @@ impl GuestControl {
             Answer::Interface(Some(e)) => {
                 Err(format!("the guest could not set its interface: {e}"))
             }
-            Answer::Processes(_) => Err("the guest answered another question".into()),
+            _ => Err("the guest answered another question".into()),
         }
     }
 
@@ -276,13 +292,13 @@ impl GuestControl {
         }
         match self.ask(|seq| HostMsg::ListProcesses { seq }).await? {
             Answer::Processes(p) => Ok(p),
-            Answer::Interface(_) => Err("the guest answered another question".into()),
+            _ => Err("the guest answered another question".into()),
         }
     }
 
     /// Sends the question `msg` makes of a sequence number and waits for the guest's answer
     /// (at most [`ANSWER_TIMEOUT`]; at most [`MAX_ASKED`] questions wait at once).
-    async fn ask(&self, msg: impl FnOnce(u64) -> HostMsg) -> Result<Answer, String> {
+    pub(super) async fn ask(&self, msg: impl FnOnce(u64) -> HostMsg) -> Result<Answer, String> {
         let seq = self.asked.next.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = oneshot::channel();
         {

@@ -146,6 +146,14 @@ impl Routes {
         Adopted::Running(rx)
     }
 
+    /// A fresh session number for a copy (numbered with the execs, so the guest never sees
+    /// one number for two things).
+    pub(crate) fn number(&self) -> u32 {
+        let session = self.next.fetch_add(1, Ordering::SeqCst).max(1);
+        self.next.fetch_max(session + 1, Ordering::SeqCst);
+        session
+    }
+
     /// Registers a new session; `None` when [`MAX_SESSIONS`] are under way.
     pub(crate) fn open(&self) -> Option<ExecHandle> {
         let mut map = self.lock();

@@ -20,6 +20,12 @@ pub struct Launch {
 }
 
 impl Launch {
+    /// The same launch on a VM with no network interfaces (booted to copy files).
+    pub fn without_network(mut self) -> Launch {
+        self.setup.interfaces.clear();
+        self
+    }
+
     /// The launch of `spec` on a VM whose root disk is `root`. A container on a network asks
     /// the VCH's DNS server on its first network's gateway, which forwards what is not a
     /// container name to the container's `--dns` servers or the VCH's; one without a network

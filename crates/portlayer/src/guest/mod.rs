@@ -14,6 +14,7 @@
 //! ```
 
 mod control;
+pub mod copy;
 pub mod exec;
 pub(crate) mod launch;
 mod options;
@@ -21,6 +22,7 @@ mod protocol;
 pub(crate) mod session;
 #[cfg(test)]
 mod session_tests;
+pub mod transfer;
 
 pub(crate) use launch::Launch;
 pub use options::{

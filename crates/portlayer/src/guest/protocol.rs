@@ -96,6 +96,12 @@ impl Protocol {
             GuestMsg::Processes { .. } => {
                 ((self.started || self.resumed) && !self.exited, "Processes")
             }
+            // Copies run in a configured guest, with or without a process (which copies,
+            // `transfer.rs` checks).
+            GuestMsg::PathStat { .. } => (self.configured(), "PathStat"),
+            GuestMsg::Transfer { .. } => (self.configured(), "Transfer"),
+            GuestMsg::Credit { .. } => (self.configured(), "Credit"),
+            GuestMsg::TransferDone { .. } => (self.configured(), "TransferDone"),
         };
         if !allowed {
             return Err(format!(
@@ -111,9 +117,14 @@ impl Protocol {
             GuestMsg::SetupFailed { .. } | GuestMsg::SpawnFailed { .. } => self.failed = true,
             GuestMsg::Exited { .. } if self.start || self.resumed => self.exited = true,
             GuestMsg::Exited { .. } => self.exited_in_replay = true,
-            GuestMsg::Pong { .. } | GuestMsg::InterfaceSet { .. } | GuestMsg::Processes { .. } => {}
+            _ => {}
         }
         Ok(())
+    }
+
+    /// Whether the guest is set up and has not ended.
+    fn configured(&self) -> bool {
+        (self.ready && !self.failed || self.resumed) && !self.exited
     }
 
     /// Where the conversation stands, in words, for a violation's message (which users see
@@ -248,6 +259,10 @@ mod tests {
             GuestMsg::Pong { .. } => "Pong",
             GuestMsg::InterfaceSet { .. } => "InterfaceSet",
             GuestMsg::Processes { .. } => "Processes",
+            GuestMsg::PathStat { .. } => "PathStat",
+            GuestMsg::Transfer { .. } => "Transfer",
+            GuestMsg::Credit { .. } => "Credit",
+            GuestMsg::TransferDone { .. } => "TransferDone",
         }
     }
 

@@ -5,6 +5,7 @@ use crate::guest::control::{Answer, Asked};
 pub use crate::guest::control::{GuestControl, GuestProcess, Processes, Undelivered};
 use crate::guest::exec::{ExecOutput, Routes};
 use crate::guest::protocol::Protocol;
+use crate::guest::transfer::Transfers;
 use crate::guest::Launch;
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,10 +86,11 @@ pub const REATTACH_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What the driver does when the tether says Hello.
 enum Mode {
-    /// A fresh VM: configure it and start the main process.
+    /// A fresh VM: configure it and start the main process (with none, configure it only:
+    /// a VM booted to copy files in or out of a stopped container).
     Start {
         setup: Box<Setup>,
-        process: Box<Process>,
+        process: Option<Box<Process>>,
     },
     /// A VM that kept running while the appliance restarted: take over its main process.
     /// `stored` is how many bytes of its output this run's log already holds.
@@ -107,10 +109,35 @@ pub async fn start(
         powered,
         Mode::Start {
             setup: Box::new(launch.setup),
-            process: Box::new(launch.process),
+            process: Some(Box::new(launch.process)),
         },
         sink,
         stdin,
+        START_TIMEOUT,
+    )
+    .await
+}
+
+/// Configures a VM booted for its files alone: the container's root and volumes mounted,
+/// no process run. Returns once the guest is ready; its [`Session::control`] copies files,
+/// and `Shutdown` (see [`GuestControl::shutdown`]) powers it off.
+pub async fn start_without_process(
+    powered: PoweredOn,
+    launch: Launch,
+) -> Result<Session, StartFailure> {
+    struct Nowhere;
+    impl SessionSink for Nowhere {
+        fn output(&mut self, _: LogStream, _: &[u8]) {}
+    }
+    let (_tx, rx) = mpsc::channel(1);
+    drive(
+        powered,
+        Mode::Start {
+            setup: Box::new(launch.setup),
+            process: None,
+        },
+        Nowhere,
+        Arc::new(Mutex::new(rx)),
         START_TIMEOUT,
     )
     .await
@@ -175,6 +202,8 @@ async fn drive(
     let answers = asked.clone();
     let routes = Arc::new(Routes::default());
     let exec_routes = routes.clone();
+    let transfers = Arc::new(Transfers::default());
+    let guest_transfers = transfers.clone();
     let exec_stdin = stdin_tx.clone();
     let (started_tx, started_rx) = oneshot::channel::<Result<(), StartFailure>>();
     let (exit_tx, exit_rx) = oneshot::channel::<SessionExit>();
@@ -242,6 +271,15 @@ async fn drive(
                 if let Some(Err(why)) = msg.as_ref().map(|m| protocol.accept(m)) {
                     break 'outer SessionExit::Lost(format!("{VIOLATION}: {why}"));
                 }
+                if frame.session != MAIN_SESSION
+                    && frame.kind != FrameKind::Control
+                    && guest_transfers.owns(frame.session)
+                {
+                    match guest_transfers.data(frame.session, frame.payload) {
+                        Ok(_) => continue,
+                        Err(why) => break 'outer SessionExit::Lost(format!("{VIOLATION}: {why}")),
+                    }
+                }
                 if frame.session != MAIN_SESSION && frame.kind != FrameKind::Control {
                     let stream = match frame.kind {
                         FrameKind::Stderr => LogStream::Stderr,
@@ -256,6 +294,12 @@ async fn drive(
                         Err(why) => break 'outer SessionExit::Lost(format!("{VIOLATION}: {why}")),
                     }
                     continue;
+                }
+                if let Some(m) = msg.as_ref().filter(|m| Transfers::is_transfer_msg(m)) {
+                    match guest_transfers.message(m.clone()) {
+                        Ok(()) => continue,
+                        Err(why) => break 'outer SessionExit::Lost(format!("{VIOLATION}: {why}")),
+                    }
                 }
                 if let Some(m) = msg.as_ref().filter(|m| exec_session(m)) {
                     match exec_routes.message(m) {
@@ -409,20 +453,35 @@ async fn drive(
                                 break 'outer SessionExit::Lost(format!("{VIOLATION}: {why}"));
                             }
                         }
+                        Ok(GuestMsg::PathStat { seq, result }) => {
+                            let answer =
+                                Answer::PathStat(result.map(Into::into).map_err(Into::into));
+                            if !answers.answer(seq, answer) {
+                                let why = format!("PathStat {seq}, which nobody asked for");
+                                break 'outer SessionExit::Lost(format!("{VIOLATION}: {why}"));
+                            }
+                        }
                         Ok(GuestMsg::InterfaceSet { seq, error }) => {
                             if !answers.answer(seq, Answer::Interface(error)) {
                                 let why = format!("InterfaceSet {seq}, which nobody asked for");
                                 break 'outer SessionExit::Lost(format!("{VIOLATION}: {why}"));
                             }
                         }
-                        Ok(GuestMsg::Ready) => {
-                            if let Mode::Start { process, .. } = &mode {
-                                send(HostMsg::Spawn {
-                                    session: MAIN_SESSION,
-                                    process: (**process).clone(),
-                                });
+                        Ok(GuestMsg::Ready) => match &mode {
+                            Mode::Start {
+                                process: Some(process),
+                                ..
+                            } => send(HostMsg::Spawn {
+                                session: MAIN_SESSION,
+                                process: (**process).clone(),
+                            }),
+                            Mode::Start { process: None, .. } => {
+                                if let Some(tx) = started_tx.take() {
+                                    let _ = tx.send(Ok(()));
+                                }
                             }
-                        }
+                            Mode::Reattach { .. } => {}
+                        },
                         Ok(GuestMsg::SetupFailed { message }) => {
                             if let Some(tx) = started_tx.take() {
                                 let _ = tx.send(Err(StartFailure::Other(format!(
@@ -477,6 +536,7 @@ async fn drive(
             t.abort();
         }
         exec_routes.close_all();
+        guest_transfers.close_all();
         if let Some(tx) = started_tx.take() {
             let why = match &outcome {
                 SessionExit::Lost(why) => why.clone(),
@@ -501,7 +561,7 @@ async fn drive(
 
     match tokio::time::timeout(limit, started_rx).await {
         Ok(Ok(Ok(()))) => Ok(Session {
-            control: GuestControl::new(control_tx, asked, routes, exec_stdin),
+            control: GuestControl::new(control_tx, asked, routes, transfers, exec_stdin),
             exit: exit_rx,
             vm_off: off_rx,
         }),

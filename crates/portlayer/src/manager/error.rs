@@ -58,6 +58,8 @@ pub enum Error {
     #[error("Error: Exec command {0} has already run")]
     ExecRan(String),
     #[error(transparent)]
+    Copy(#[from] crate::guest::transfer::CopyError),
+    #[error(transparent)]
     Backend(#[from] BackendError),
     #[error(transparent)]
     Store(#[from] imagec::store::StoreError),

@@ -24,7 +24,7 @@ pub(super) struct Live {
     /// The running session's signals and resizes.
     pub(super) control: StdMutex<Option<GuestControl>>,
     /// Serialises start, stop and remove of this container.
-    pub(super) op: Mutex<()>,
+    pub(super) op: Arc<Mutex<()>>,
     /// Resolves when the last run's VM is off.
     pub(super) vm_off: Mutex<Option<oneshot::Receiver<String>>>,
     /// Where the log stands, for followers that fall behind.
@@ -55,7 +55,7 @@ impl Live {
             stdin_tx,
             stdin_rx: Arc::new(Mutex::new(stdin_rx)),
             control: StdMutex::new(None),
-            op: Mutex::new(()),
+            op: Arc::new(Mutex::new(())),
             vm_off: Mutex::new(None),
             cursor: Arc::default(),
             ports: StdMutex::new(None),
