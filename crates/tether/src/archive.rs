@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -92,6 +93,26 @@ enum Entry {
 pub struct Transfers {
     out: Writer,
     map: Mutex<HashMap<u32, Entry>>,
+    /// Set when the host that asked for the copies under way has gone: nothing more is
+    /// said of them (a host taking over never asked for them). Replaced by a fresh one then.
+    gone: Mutex<Arc<AtomicBool>>,
+}
+
+/// How a copy's thread speaks to the host that asked for it, and to no other.
+#[derive(Clone)]
+struct To {
+    out: Writer,
+    gone: Arc<AtomicBool>,
+}
+
+impl To {
+    fn msg(&self, msg: &GuestMsg) {
+        self.out.send_unless(&self.gone, &Frame::control(msg));
+    }
+
+    fn frame(&self, frame: &Frame) {
+        self.out.send_unless(&self.gone, frame);
+    }
 }
 
 impl Transfers {
@@ -99,7 +120,17 @@ impl Transfers {
         Arc::new(Transfers {
             out,
             map: Mutex::new(HashMap::new()),
+            gone: Mutex::new(Arc::default()),
         })
+    }
+
+    /// The host that asks now.
+    fn to(&self) -> To {
+        let gone = self.gone.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        To {
+            out: self.out.clone(),
+            gone,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Entry>> {
@@ -113,13 +144,13 @@ impl Transfers {
 
     /// Answers a `StatPath`.
     pub fn stat(self: &Arc<Self>, seq: u64, rootfs: Option<PathBuf>, path: String) {
-        let me = self.clone();
+        let to = self.to();
         self.in_root(rootfs, move |root| {
             let result = root
                 .and_then(|root| tarball::name(root, &path).map(|n| (root, n)))
                 .and_then(|(root, named)| tarball::stat(root, &named))
                 .map(|(st, _)| st);
-            me.out.msg(&GuestMsg::PathStat { seq, result });
+            to.msg(&GuestMsg::PathStat { seq, result });
         });
     }
 
@@ -130,11 +161,11 @@ impl Transfers {
         if !self.register(session, Entry::Get(credit.clone())) {
             return;
         }
-        let me = self.clone();
+        let (me, to) = (self.clone(), self.to());
         self.in_root(rootfs, move |root| {
             let root = match root {
                 Ok(r) => r,
-                Err(e) => return me.failed(session, e),
+                Err(e) => return me.failed(&to, session, e),
             };
             let began = tarball::name(root, &path).and_then(|n| {
                 let (st, meta) = tarball::stat(root, &n)?;
@@ -142,22 +173,22 @@ impl Transfers {
             });
             let (named, st, meta) = match began {
                 Ok(b) => b,
-                Err(e) => return me.failed(session, e),
+                Err(e) => return me.failed(&to, session, e),
             };
-            me.out.msg(&GuestMsg::Transfer {
+            to.msg(&GuestMsg::Transfer {
                 session,
                 stat: Ok(st.clone()),
                 window: 0,
             });
             let sink = Frames {
-                out: &me.out,
+                to: &to,
                 session,
                 credit: &credit,
                 buf: Vec::with_capacity(TRANSFER_FRAME),
             };
             let done =
                 tarball::write_tar(&named, &meta, &st.name, sink).and_then(|mut sink| sink.flush());
-            me.done(session, done.err().map(|e| e.to_string()));
+            me.done(&to, session, done.err().map(|e| e.to_string()));
         });
     }
 
@@ -172,11 +203,11 @@ impl Transfers {
         if !self.register(session, entry) {
             return;
         }
-        let me = self.clone();
+        let (me, to) = (self.clone(), self.to());
         self.in_root(rootfs, move |root| {
             let root = match root {
                 Ok(r) => r,
-                Err(e) => return me.failed(session, e),
+                Err(e) => return me.failed(&to, session, e),
             };
             let began = tarball::name(root, &req.path).and_then(|n| {
                 let (st, meta) = tarball::stat(root, &n)?;
@@ -184,20 +215,20 @@ impl Transfers {
             });
             let (named, st, meta) = match began {
                 Ok(b) => b,
-                Err(e) => return me.failed(session, e),
+                Err(e) => return me.failed(&to, session, e),
             };
             if let Err(e) = writable_dir(root, &named.at, &meta) {
-                return me.failed(session, e);
+                return me.failed(&to, session, e);
             }
             let opts = match owner(root, req.owner.as_deref()) {
                 Ok(owner) => Extract {
                     no_overwrite_dir_non_dir: req.no_overwrite_dir_non_dir,
                     owner,
                 },
-                Err(e) => return me.failed(session, e),
+                Err(e) => return me.failed(&to, session, e),
             };
             credit.grant(TRANSFER_WINDOW);
-            me.out.msg(&GuestMsg::Transfer {
+            to.msg(&GuestMsg::Transfer {
                 session,
                 stat: Ok(st),
                 window: TRANSFER_WINDOW,
@@ -205,14 +236,14 @@ impl Transfers {
             let input = Incoming {
                 rx,
                 credit: &credit,
-                out: &me.out,
+                to: &to,
                 session,
                 chunk: Vec::new(),
                 at: 0,
                 consumed: 0,
             };
             let done = tarball::extract(&named.at, &named.abs, input, &opts);
-            me.done(session, done.err().map(|e| e.to_string()));
+            me.done(&to, session, done.err().map(|e| e.to_string()));
         });
     }
 
@@ -265,8 +296,13 @@ impl Transfers {
         }
     }
 
-    /// The host went away: its transfers go with it.
+    /// The host went away: its transfers go with it, and nothing more is said of them.
     pub fn cancel_all(&self) {
+        {
+            let mut gone = self.gone.lock().unwrap_or_else(|e| e.into_inner());
+            gone.store(true, Ordering::SeqCst);
+            *gone = Arc::default();
+        }
         let sessions: Vec<u32> = self.lock().keys().copied().collect();
         for s in sessions {
             self.cancel(s);
@@ -295,18 +331,18 @@ impl Transfers {
         false
     }
 
-    fn failed(&self, session: u32, e: PathError) {
+    fn failed(&self, to: &To, session: u32, e: PathError) {
         self.lock().remove(&session);
-        self.out.msg(&GuestMsg::Transfer {
+        to.msg(&GuestMsg::Transfer {
             session,
             stat: Err(e),
             window: 0,
         });
     }
 
-    fn done(&self, session: u32, error: Option<String>) {
+    fn done(&self, to: &To, session: u32, error: Option<String>) {
         self.lock().remove(&session);
-        self.out.msg(&GuestMsg::TransferDone { session, error });
+        to.msg(&GuestMsg::TransferDone { session, error });
     }
 
     /// Runs `f` in a thread whose root is the container's `rootfs` (the tether's own view
@@ -385,7 +421,7 @@ fn owner(root: &Path, user: Option<&str>) -> Result<Option<(u32, u32)>, PathErro
 /// A transfer's data leaving the guest: frames of [`TRANSFER_FRAME`] bytes, each sent once
 /// the host has granted credit for it.
 struct Frames<'a> {
-    out: &'a Writer,
+    to: &'a To,
     session: u32,
     credit: &'a Credit,
     buf: Vec<u8>,
@@ -397,8 +433,8 @@ impl Frames<'_> {
         while at < self.buf.len() {
             let n = self.credit.take((self.buf.len() - at) as u64)? as usize;
             let data = self.buf[at..at + n].to_vec();
-            self.out
-                .send(&Frame::data(FrameKind::Stdout, self.session, data));
+            self.to
+                .frame(&Frame::data(FrameKind::Stdout, self.session, data));
             at += n;
         }
         self.buf.clear();
@@ -426,7 +462,7 @@ impl Write for Frames<'_> {
 struct Incoming<'a> {
     rx: mpsc::Receiver<Vec<u8>>,
     credit: &'a Credit,
-    out: &'a Writer,
+    to: &'a To,
     session: u32,
     chunk: Vec<u8>,
     at: usize,
@@ -438,7 +474,7 @@ impl Read for Incoming<'_> {
         while self.at == self.chunk.len() {
             if self.consumed >= TRANSFER_WINDOW / 4 {
                 self.credit.grant(self.consumed);
-                self.out.msg(&GuestMsg::Credit {
+                self.to.msg(&GuestMsg::Credit {
                     session: self.session,
                     bytes: self.consumed,
                 });

@@ -121,6 +121,15 @@ impl Writer {
         self.lock().write(frame);
     }
 
+    /// Sends `frame` unless `gone` is set, checked under the port lock: once whoever set it
+    /// has sent something after setting it, nothing more is sent.
+    pub fn send_unless(&self, gone: &AtomicBool, frame: &Frame) {
+        let mut shared = self.lock();
+        if !gone.load(Ordering::SeqCst) {
+            shared.write(frame);
+        }
+    }
+
     /// Sends a session's output unless `closed` is set, checked under the port lock so that
     /// nothing is sent after whoever set it sent its last message. The bytes are counted and
     /// kept for [`Writer::resume`]. Returns false when closed.

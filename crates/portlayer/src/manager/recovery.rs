@@ -61,7 +61,7 @@ impl Containers {
                 ),
                 (false, PowerState::On) => {
                     // Rolled back at once: nobody was told this start happened.
-                    tracing::info!(id = %rec.id, "powering off a VM whose start was cut short");
+                    tracing::info!(id = %rec.id, "powering off a VM whose start or copy was cut short");
                     let _ = self.inner.backend.power_off(&rec.id, Duration::ZERO).await;
                 }
                 (false, _) => {}
