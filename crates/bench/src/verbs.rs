@@ -4,9 +4,11 @@
 //! container that keeps running. Volumes and bind mounts: 256 MiB written sequentially
 //! (`dd … conv=fsync`) by one container and read back by the next, timed inside the
 //! container from `/proc/uptime` (the container's start is not counted). A vic container's VM starts
-//! with a cold page cache; the host's may hold the file on either side.
+//! with a cold page cache; the host's may hold the file on either side. `docker cp`: a 100 MB
+//! file into and out of a running container, and a small file into a stopped one (on vic
+//! its VM boots for the copy), timed around the CLI.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -145,6 +147,63 @@ fn exec_runs(a: &Args, host: &str, image: &str) -> anyhow::Result<Vec<f64>> {
     result
 }
 
+/// Bytes of the file `docker cp` moves.
+const CP_BYTES: usize = 100_000_000;
+
+/// Seconds of `docker cp` of a 100 MB file into and out of a running container, and of a
+/// small file into a stopped one, `io_runs` times each.
+fn cp_runs(a: &Args, host: &str, image: &str, dir: &Path) -> anyhow::Result<Vec<Vec<f64>>> {
+    std::fs::create_dir_all(dir)?;
+    let big = dir.join("big");
+    let data: Vec<u8> = (0..CP_BYTES).map(|i| (i * 7 + i / 4096) as u8).collect();
+    std::fs::write(&big, &data)?;
+    let small = dir.join("small");
+    std::fs::write(&small, b"small\n")?;
+    let timed = |args: &[&str], what: &str| -> anyhow::Result<f64> {
+        let t = Instant::now();
+        run_ok(docker(&a.docker, host).args(args), what)?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let id = run_ok(
+        docker(&a.docker, host).args(["run", "-d", image, "sleep", "600"]),
+        "docker run -d",
+    )?;
+    let id = id.trim().to_string();
+    let stopped = run_ok(
+        docker(&a.docker, host).args(["create", image, "true"]),
+        "docker create",
+    )?;
+    let stopped = stopped.trim().to_string();
+    let result = (|| {
+        let (mut cp_in, mut cp_out, mut cold) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..a.io_runs {
+            let to = format!("{id}:/big");
+            cp_in.push(timed(
+                &["cp", big.to_str().unwrap_or_default(), &to],
+                "cp in",
+            )?);
+            let back = dir.join(format!("back{i}"));
+            cp_out.push(timed(
+                &["cp", &to, back.to_str().unwrap_or_default()],
+                "cp out",
+            )?);
+            anyhow::ensure!(std::fs::read(&back)? == data, "the copy came back whole");
+            std::fs::remove_file(&back)?;
+            let into = format!("{stopped}:/tmp/");
+            cold.push(timed(
+                &["cp", small.to_str().unwrap_or_default(), &into],
+                "cp stopped",
+            )?);
+        }
+        Ok(vec![cp_in, cp_out, cold])
+    })();
+    run_ok(
+        docker(&a.docker, host).args(["rm", "-f", &id, &stopped]),
+        "docker rm -f",
+    )?;
+    result
+}
+
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let image = format!("{}/busybox", a.registry);
@@ -164,13 +223,15 @@ fn main() -> anyhow::Result<()> {
     let vch = Vch::create_with(&a.bin_dir, "bench-verbs", &a.registry, &extra, &[])?;
     let v = exec_runs(&a, &vch.host, &image)?;
     let v_io = mounts(&a, &vch.host, &image, &binds.join("vic"))?;
+    let v_cp = cp_runs(&a, &vch.host, &image, &scratch.path().join("cp"))?;
     drop(vch);
-    let (p, p_io) = match Dockerd::start_peer(&a.dockerd, &[&a.registry], &a.docker) {
+    let (p, p_io, p_cp) = match Dockerd::start_peer(&a.dockerd, &[&a.registry], &a.docker) {
         Some(d) => (
             Some(exec_runs(&a, d.host(), &image)?),
             Some(mounts(&a, d.host(), &image, &binds.join("dockerd"))?),
+            Some(cp_runs(&a, d.host(), &image, &scratch.path().join("cp"))?),
         ),
-        None => (None, None),
+        None => (None, None, None),
     };
     println!(
         "\n{:<40} {:<30} {:<30} ratio",
@@ -195,6 +256,21 @@ fn main() -> anyhow::Result<()> {
             stats(&v_io[i]),
             peer,
             "MiB/s",
+        );
+    }
+    let names = [
+        "docker cp 100 MB into a running ctr",
+        "docker cp 100 MB out of a running ctr",
+        "docker cp 6 B into a stopped ctr",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let ms = |v: &[f64]| v.iter().map(|s| s * 1000.0).collect::<Vec<_>>();
+        let peer = p_cp.as_ref().and_then(|p| stats(&ms(&p[i])));
+        row(
+            &format!("{name} ×{}", a.io_runs),
+            stats(&ms(&v_cp[i])),
+            peer,
+            "ms",
         );
     }
     Ok(())
