@@ -100,6 +100,7 @@ impl From<PlError> for ApiError {
             PlError::Copy(CopyError::Failed(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             PlError::Store(imagec::store::StoreError::NoSuchImage(_)) => StatusCode::NOT_FOUND,
             PlError::Start(_)
+            | PlError::Guest(_)
             | PlError::Publish(_)
             | PlError::Backend(_)
             | PlError::Store(_)

@@ -40,6 +40,7 @@ mod prune;
 mod pull;
 mod query;
 mod server;
+mod stats;
 mod streams;
 mod system;
 mod tls;
@@ -139,6 +140,7 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/{id}/resize", post(containers::resize))
         .route("/containers/{id}/rename", post(containers::rename))
         .route("/containers/{id}/top", get(top::top))
+        .route("/containers/{id}/stats", get(stats::stats))
         .route(
             "/containers/{id}/archive",
             get(copy::get).head(copy::head).put(copy::put),

@@ -48,6 +48,7 @@ pub use events::{Event, EventBus};
 pub use guest::copy::CopyIn;
 pub use guest::exec::{ExecConfig, ExecOutput};
 pub use guest::session::{GuestProcess, Processes, StdinMsg};
+pub use guest::stats::{ContainerStats, DiskStats, NetStats};
 pub use guest::transfer::{ContainerPath, CopyError};
 pub use image_service::{ImageEvent, ImageService};
 pub use limits::Limits;

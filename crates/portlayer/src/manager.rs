@@ -35,6 +35,7 @@ mod remove;
 mod rename;
 mod restart;
 mod signal;
+mod stats;
 mod streams;
 mod update;
 mod volumes;

@@ -56,7 +56,10 @@ mod procs;
 
 pub use archive::{PathError, PathErrorKind, PathStat, PutRequest};
 pub use guest::{Confinement, Privileges};
-pub use procs::{ProcessInfo, MAX_ARGS_BYTES, MAX_PROCESSES};
+pub use procs::{
+    DiskCounters, GuestStats, NetCounters, ProcessInfo, MAX_ARGS_BYTES, MAX_PROCESSES,
+    MAX_STAT_DEVICES,
+};
 
 /// Protocol version spoken by this build; sent in [`GuestMsg::Hello`].
 pub const PROTOCOL_VERSION: u32 = 6;
@@ -439,6 +442,11 @@ pub enum HostMsg {
     Cancel {
         session: u32,
     },
+    /// Asks for the VM's counters (`docker stats`); answered with [`GuestMsg::Stats`] from
+    /// version [`ARCHIVE_VERSION`] on.
+    Stats {
+        seq: u64,
+    },
 }
 
 /// Messages from guest to host.
@@ -530,6 +538,11 @@ pub enum GuestMsg {
     TransferDone {
         session: u32,
         error: Option<String>,
+    },
+    /// Answers [`HostMsg::Stats`] `seq`.
+    Stats {
+        seq: u64,
+        stats: Box<GuestStats>,
     },
 }
 

@@ -34,6 +34,7 @@ mod process;
 mod procs;
 mod reaper;
 mod setup;
+mod stats;
 mod stdio;
 mod sys;
 mod syscall;
@@ -251,5 +252,6 @@ fn handle(
         HostMsg::ArchivePut { session, request } => transfers.put(session, rootfs(), *request),
         HostMsg::Credit { session, bytes } => transfers.credit(session, bytes),
         HostMsg::Cancel { session } => transfers.cancel(session),
+        HostMsg::Stats { seq } => out.msg(&stats::answer(seq)),
     }
 }

@@ -39,6 +39,8 @@ pub(crate) enum Answer {
     Interface(Option<String>),
     /// To a question for its processes.
     Processes(Processes),
+    /// To a question for the VM's counters.
+    Stats(Box<super::stats::ContainerStats>),
     /// To a question for what is at a path.
     PathStat(Result<super::transfer::ContainerPath, super::transfer::CopyError>),
 }

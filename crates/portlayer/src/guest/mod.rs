@@ -22,6 +22,7 @@ mod protocol;
 pub(crate) mod session;
 #[cfg(test)]
 mod session_tests;
+pub mod stats;
 pub mod transfer;
 
 pub(crate) use launch::Launch;

@@ -98,6 +98,7 @@ impl Protocol {
             }
             // Copies run in a configured guest, with or without a process (which copies,
             // `transfer.rs` checks).
+            GuestMsg::Stats { .. } => ((self.started || self.resumed) && !self.exited, "Stats"),
             GuestMsg::PathStat { .. } => (self.configured(), "PathStat"),
             GuestMsg::Transfer { .. } => (self.configured(), "Transfer"),
             GuestMsg::Credit { .. } => (self.configured(), "Credit"),
@@ -260,6 +261,7 @@ mod tests {
             GuestMsg::InterfaceSet { .. } => "InterfaceSet",
             GuestMsg::Processes { .. } => "Processes",
             GuestMsg::PathStat { .. } => "PathStat",
+            GuestMsg::Stats { .. } => "Stats",
             GuestMsg::Transfer { .. } => "Transfer",
             GuestMsg::Credit { .. } => "Credit",
             GuestMsg::TransferDone { .. } => "TransferDone",

@@ -453,6 +453,13 @@ async fn drive(
                                 break 'outer SessionExit::Lost(format!("{VIOLATION}: {why}"));
                             }
                         }
+                        Ok(GuestMsg::Stats { seq, stats }) => {
+                            let answer = Answer::Stats(Box::new((*stats).into()));
+                            if !answers.answer(seq, answer) {
+                                let why = format!("Stats {seq}, which nobody asked for");
+                                break 'outer SessionExit::Lost(format!("{VIOLATION}: {why}"));
+                            }
+                        }
                         Ok(GuestMsg::PathStat { seq, result }) => {
                             let answer =
                                 Answer::PathStat(result.map(Into::into).map_err(Into::into));

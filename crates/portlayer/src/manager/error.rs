@@ -43,6 +43,9 @@ pub enum Error {
     Start(String),
     #[error("{0}")]
     Update(String),
+    /// The guest could not answer a question (a timeout, a broken channel).
+    #[error("{0}")]
+    Guest(String),
     #[error("Container {0} is already paused")]
     Paused(String),
     #[error("Container {id} is paused, unpause the container before {what}")]
