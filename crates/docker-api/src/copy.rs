@@ -1,7 +1,8 @@
 //! `docker cp`: `HEAD`, `GET` and `PUT /containers/{id}/archive?path=`. What is at the path
 //! travels in the `X-Docker-Container-Path-Stat` header (base64 of JSON, its mode in Go's
 //! `os.FileMode` bits, as the CLI reads it); the files as an uncompressed tar stream, never
-//! whole in memory on the way (see `portlayer::Containers::copy_out` and `copy_in`).
+//! whole in memory on the way (see `portlayer::Containers::copy_out` and `copy_in`). And
+//! `docker export`: `GET /containers/{id}/export`, the container's root filesystem.
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -111,6 +112,28 @@ pub async fn get(
     DockerQuery(q): DockerQuery<ArchiveQuery>,
 ) -> ApiResult<Response> {
     let (stat, out) = st.containers.copy_out(&id, q.path()?).await?;
+    Ok((
+        [
+            (PATH_STAT_HEADER, stat_header(&stat)),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-tar"),
+            ),
+        ],
+        tar_body(out),
+    )
+        .into_response())
+}
+
+/// GET /containers/{id}/export
+pub async fn export(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let out = st.containers.export(&id).await?;
+    let tar = HeaderValue::from_static("application/x-tar");
+    Ok(([(header::CONTENT_TYPE, tar)], tar_body(out)).into_response())
+}
+
+/// A tar stream out of a container as a response body.
+fn tar_body(out: portlayer::CopyStream) -> Body {
     // A failure after the status has gone can only cut the stream short: that is how the
     // client hears of it.
     let stream = futures_util::stream::unfold(Some(out), |out| async move {
@@ -123,17 +146,7 @@ pub async fn get(
             }
         }
     });
-    Ok((
-        [
-            (PATH_STAT_HEADER, stat_header(&stat)),
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/x-tar"),
-            ),
-        ],
-        Body::from_stream(stream),
-    )
-        .into_response())
+    Body::from_stream(stream)
 }
 
 /// PUT /containers/{id}/archive?path=&noOverwriteDirNonDir=&copyUIDGID=

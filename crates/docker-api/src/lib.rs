@@ -141,6 +141,7 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/{id}/rename", post(containers::rename))
         .route("/containers/{id}/top", get(top::top))
         .route("/containers/{id}/stats", get(stats::stats))
+        .route("/containers/{id}/export", get(copy::export))
         .route(
             "/containers/{id}/archive",
             get(copy::get).head(copy::head).put(copy::put),

@@ -162,6 +162,24 @@ fn cp_copies_both_ways_in_running_and_stopped_containers() {
     // Into a volume: the copy lands on the volume's disk, which another container sees.
     client.ok(&["cp", src.join("file.txt").to_str().unwrap(), "cp1:/data/"]);
 
+    // Export: the root filesystem, not what is mounted on it; importable as an image.
+    let exported = w.join("export.tar");
+    client.ok(&["export", "-o", exported.to_str().unwrap(), "cp1"]);
+    let names = listing(&std::fs::read(&exported).unwrap());
+    let has = |n: &str| names.iter().any(|l| l.split_whitespace().nth(4) == Some(n));
+    assert!(
+        has("bin/busybox") && has("tmp/src/file.txt") && has("data"),
+        "{names:?}"
+    );
+    assert!(
+        !has("data/file.txt"),
+        "a volume's files are not the container's"
+    );
+    assert!(!names.iter().any(|l| l.contains(" proc/")), "nor /proc's");
+    client.ok(&["import", exported.to_str().unwrap(), "exported-cp1"]);
+    let again = client.ok(&["run", "--rm", "exported-cp1", "cat", "/tmp/src/file.txt"]);
+    assert_eq!(again, "hello\n");
+
     // Paths are the container's: `..` stops at its root.
     let name_file = w.join("hostname");
     client.ok(&[

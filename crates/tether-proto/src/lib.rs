@@ -427,6 +427,10 @@ pub enum HostMsg {
         session: u32,
         path: String,
         window: u64,
+        /// `docker export`: the container's root filesystem alone (`path` is `/`), entries
+        /// named from it without a leading `./`, nothing under a mount point.
+        #[serde(default)]
+        export: bool,
     },
     /// Starts a transfer of a tar stream into the container (see [`archive`]).
     ArchivePut {

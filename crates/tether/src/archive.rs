@@ -155,7 +155,14 @@ impl Transfers {
     }
 
     /// Starts an `ArchiveGet`.
-    pub fn get(self: &Arc<Self>, session: u32, rootfs: Option<PathBuf>, path: String, window: u64) {
+    pub fn get(
+        self: &Arc<Self>,
+        session: u32,
+        rootfs: Option<PathBuf>,
+        path: String,
+        window: u64,
+        export: bool,
+    ) {
         let credit = Arc::new(Credit::default());
         credit.grant(window);
         if !self.register(session, Entry::Get(credit.clone())) {
@@ -186,8 +193,11 @@ impl Transfers {
                 credit: &credit,
                 buf: Vec::with_capacity(TRANSFER_FRAME),
             };
-            let done =
-                tarball::write_tar(&named, &meta, &st.name, sink).and_then(|mut sink| sink.flush());
+            let done = match export {
+                true => tarball::write_export(&named.at, &meta, sink),
+                false => tarball::write_tar(&named, &meta, &st.name, sink),
+            };
+            let done = done.and_then(|mut sink| sink.flush());
             me.done(&to, session, done.err().map(|e| e.to_string()));
         });
     }

@@ -171,6 +171,7 @@ pub fn write_tar<W: Write>(
     let mut walk = Walk {
         builder,
         links: HashMap::new(),
+        within: None,
     };
     walk.entry(&named.at, meta, stat_name)?;
     if meta.is_dir() {
@@ -179,10 +180,26 @@ pub fn write_tar<W: Write>(
     walk.builder.into_inner()
 }
 
+/// Writes a tar stream of the filesystem at `root` (stat'ed as `meta`) to `out`, as `docker
+/// export` does: entries named from the root without a leading `./`, and what other
+/// filesystems mounted on it hold (volumes, bind mounts, tmpfs, `/proc`) left out; their
+/// mount points are kept.
+pub fn write_export<W: Write>(root: &Path, meta: &Metadata, out: W) -> io::Result<W> {
+    let mut walk = Walk {
+        builder: tar::Builder::new(out),
+        links: HashMap::new(),
+        within: Some(meta.dev()),
+    };
+    walk.dir(root, "")?;
+    walk.builder.into_inner()
+}
+
 struct Walk<W: Write> {
     builder: tar::Builder<W>,
     /// The first name of each file with several links: (device, inode) → name.
     links: HashMap<(u64, u64), String>,
+    /// Only what is on this device (`docker export`); everything when `None`.
+    within: Option<u64>,
 }
 
 impl<W: Write> Walk<W> {
@@ -204,8 +221,13 @@ impl<W: Write> Walk<W> {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
+            let elsewhere = self.within.is_some_and(|dev| dev != meta.dev());
+            if elsewhere && !meta.is_dir() {
+                // A file bind-mounted over the root's: neither is the container's own.
+                continue;
+            }
             self.entry(&path, &meta, &child_name)?;
-            if meta.is_dir() {
+            if meta.is_dir() && !elsewhere {
                 self.dir(&path, &child_name)?;
             }
         }
@@ -298,7 +320,9 @@ impl<W: Write> Walk<W> {
 }
 
 fn join_name(parent: &str, child: &str) -> String {
-    if parent.ends_with('/') {
+    if parent.is_empty() {
+        child.to_string()
+    } else if parent.ends_with('/') {
         format!("{parent}{child}")
     } else {
         format!("{parent}/{child}")

@@ -192,3 +192,14 @@ fn long_names_and_link_targets_survive() {
         Path::new(&"l".repeat(120))
     );
 }
+
+#[test]
+fn an_export_names_entries_from_the_root() {
+    let r = root();
+    fs::create_dir_all(r.path().join("etc")).unwrap();
+    fs::write(r.path().join("etc/passwd"), b"root").unwrap();
+    fs::write(r.path().join(".dockerenv"), b"").unwrap();
+    let meta = fs::metadata(r.path()).unwrap();
+    let bytes = write_export(r.path(), &meta, Vec::new()).unwrap();
+    assert_eq!(names(&bytes), [".dockerenv", "etc/", "etc/passwd"]);
+}

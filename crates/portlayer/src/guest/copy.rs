@@ -59,7 +59,13 @@ impl GuestControl {
     }
 
     /// Starts a tar stream of `path` out of the container.
-    pub async fn copy_out(&self, path: &str) -> Result<(ContainerPath, CopyOut), CopyError> {
+    /// `export`: the container's root filesystem alone, as `docker export` has it (`path` is
+    /// `/`).
+    pub async fn copy_out(
+        &self,
+        path: &str,
+        export: bool,
+    ) -> Result<(ContainerPath, CopyOut), CopyError> {
         self.check_copies()?;
         let session = self.routes.number();
         let began = self.transfers.open(session, true);
@@ -67,6 +73,7 @@ impl GuestControl {
             session,
             path: path.to_string(),
             window: TRANSFER_WINDOW,
+            export,
         };
         let mut out = CopyOut {
             control: self.clone(),

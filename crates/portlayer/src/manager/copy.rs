@@ -96,8 +96,16 @@ impl Containers {
         path: &str,
     ) -> Result<(ContainerPath, CopyStream), Error> {
         let (control, vm) = self.files_of(key).await?;
-        let (stat, out) = control.copy_out(path).await.map_err(|e| copy_err(e, key))?;
+        let (stat, out) = (control.copy_out(path, false).await).map_err(|e| copy_err(e, key))?;
         Ok((stat, CopyStream { out, _vm: vm }))
+    }
+
+    /// A tar stream of container `key`'s root filesystem (`docker export`): what its image
+    /// and its processes put there, not its volumes, bind mounts or tmpfs.
+    pub async fn export(&self, key: &str) -> Result<CopyStream, Error> {
+        let (control, vm) = self.files_of(key).await?;
+        let (_, out) = (control.copy_out("/", true).await).map_err(|e| copy_err(e, key))?;
+        Ok(CopyStream { out, _vm: vm })
     }
 
     /// Extracts the tar stream `body` into directory `req.path` of container `key`. With
