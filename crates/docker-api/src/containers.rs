@@ -22,7 +22,7 @@ use create::host_config_of;
 pub use create::update::update;
 
 /// The keys `GET /containers/json` applies.
-const LIST_FILTERS: [&str; 12] = [
+const LIST_FILTERS: [&str; 13] = [
     "network",
     "volume",
     "status",
@@ -35,12 +35,12 @@ const LIST_FILTERS: [&str; 12] = [
     "before",
     "since",
     "isolation",
+    "health",
 ];
 /// Keys Docker knows that vic does not apply yet.
-const LIST_FILTERS_NOT_YET: [(&str, &str); 4] = [
+const LIST_FILTERS_NOT_YET: [(&str, &str); 3] = [
     ("publish", "port filters are not implemented yet"),
     ("expose", "port filters are not implemented yet"),
-    ("health", "health checks are not implemented yet"),
     ("is-task", "vic has no swarm tasks"),
 ];
 
@@ -57,6 +57,11 @@ fn list_filter(st: &AppState, filters: &Filters) -> ApiResult<impl Fn(&Container
     Ok(move |c: &ContainerRecord| {
         let f = &filters;
         f.any("status", |v| v == crate::inspect::state_word(c))
+            && f.any("health", |v| {
+                let running = c.state.status == portlayer::container::Status::Running;
+                let h = c.state.health.as_ref().filter(|_| running);
+                v == h.map_or("none", |h| h.status.word())
+            })
             && f.any("name", |v| c.spec.name.contains(v.trim_start_matches('/')))
             && f.any("id", |v| c.id.starts_with(v))
             // A volume's name, or where it is mounted (moby matches either).

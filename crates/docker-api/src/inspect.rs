@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use imagec::store::ImageRecord;
+use portlayer::health::{Health, HealthStatus};
 use portlayer::{ContainerRecord, Status};
 use serde_json::{json, Value};
 
@@ -81,7 +82,14 @@ pub fn status_text(c: &ContainerRecord, now: DateTime<Utc>) -> String {
         Status::Running => {
             let since = c.state.started_at.unwrap_or(c.created);
             let paused = if c.state.paused { " (Paused)" } else { "" };
-            format!("Up {}{paused}", human_duration((now - since).num_seconds()))
+            let health = match c.state.health.as_ref().map(|h| h.status) {
+                Some(HealthStatus::Starting) => " (health: starting)",
+                Some(HealthStatus::Healthy) => " (healthy)",
+                Some(HealthStatus::Unhealthy) => " (unhealthy)",
+                None => "",
+            };
+            let up = human_duration((now - since).num_seconds());
+            format!("Up {up}{paused}{health}")
         }
         Status::Exited if c.state.restarting => {
             let since = c.state.finished_at.unwrap_or(c.created);
@@ -100,6 +108,20 @@ pub fn status_text(c: &ContainerRecord, now: DateTime<Utc>) -> String {
             None => format!("Exited ({})", c.state.exit_code),
         },
     }
+}
+
+/// `State.Health` as dockerd shows it.
+fn health_json(h: &Health) -> Value {
+    json!({
+        "Status": h.status.word(),
+        "FailingStreak": h.failing_streak,
+        "Log": h.log.iter().map(|r| json!({
+            "Start": rfc3339(Some(r.start)),
+            "End": rfc3339(Some(r.end)),
+            "ExitCode": r.exit_code,
+            "Output": r.output,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 /// Docker's word for the container's state: `paused` for a paused running one,
@@ -264,6 +286,7 @@ pub fn container_json(c: &ContainerRecord, host_config: Value, log_path: &str) -
             "Error": c.state.error,
             "StartedAt": rfc3339(c.state.started_at),
             "FinishedAt": rfc3339(c.state.finished_at),
+            "Health": c.state.health.as_ref().map(health_json),
         },
         "Image": c.spec.image_id,
         "ResolvConfPath": "",

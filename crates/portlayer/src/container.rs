@@ -101,6 +101,9 @@ pub struct ContainerSpec {
     /// Host paths it mounts (bind mounts), under the VCH's bind paths.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub binds: Vec<BindMount>,
+    /// Its health check, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<crate::health::HealthCheck>,
     /// The API personality's own view of the container (e.g. Docker's Config and HostConfig),
     /// stored and returned untouched.
     #[serde(default)]
@@ -197,6 +200,9 @@ pub struct ContainerState {
     /// A start by the restart policy is due.
     #[serde(default)]
     pub restarting: bool,
+    /// What its health check says, once it has run with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::Health>,
 }
 
 /// Docker's restart policies.
@@ -247,6 +253,7 @@ impl Default for ContainerState {
             restart_count: 0,
             manually_stopped: false,
             restarting: false,
+            health: None,
         }
     }
 }

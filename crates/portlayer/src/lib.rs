@@ -28,6 +28,7 @@ mod fake_tests;
 mod fake_volume_tests;
 pub mod follow;
 pub mod guest;
+pub mod health;
 mod image_service;
 pub mod limits;
 pub mod logs;

@@ -222,6 +222,11 @@ impl GuestControl {
         self.send(&HostMsg::Forget { session })
     }
 
+    /// Sends `signal` to session `session`'s process (an exec's).
+    pub fn signal_session(&self, session: u32, signal: i32) -> Result<(), Undelivered> {
+        self.send(&HostMsg::Signal { session, signal })
+    }
+
     /// Has the guest sync, unmount and power off.
     pub fn shutdown(&self) -> Result<(), Undelivered> {
         self.send(&HostMsg::Shutdown)

@@ -120,6 +120,7 @@ impl Containers {
         if let Ok(rec) = self.get(id) {
             self.republish(live, &rec).await;
             self.heal_endpoints(live, &rec).await;
+            self.monitor_health(&rec);
         }
         self.adopt_execs(id, &session.control);
         tracing::info!(%id, pid, "re-attached to a running container VM");

@@ -45,7 +45,7 @@ impl<'de> Deserialize<'de> for StrSlice {
 }
 
 /// `Config.Healthcheck`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct HealthConfig {
     pub test: Option<Vec<String>>,

@@ -13,6 +13,7 @@ mod casefold;
 mod guest;
 #[cfg(test)]
 mod guest_tests;
+mod health;
 // Every field of Docker's types is parsed, so that a mistyped one is refused; the policy
 // reads only those that matter (a field vic refuses need only be told from its default).
 #[allow(dead_code)]
@@ -59,6 +60,7 @@ pub struct Plan {
 /// Judges a parsed body against the image: what the container gets, or why it is refused.
 pub fn plan(body: CreateBody, name: String, image: &ImageRecord) -> Result<Plan, ApiError> {
     let image_config = image.config.get("config").cloned().unwrap_or_default();
+    health::validate(body.config.healthcheck.as_ref())?;
     let applied = policy::apply(
         &body.config,
         &body.host_config,

@@ -150,12 +150,6 @@ pub fn apply(
 }
 
 fn container(r: &mut Refusals, c: &ContainerConfig) {
-    let health = c.healthcheck.as_ref().is_some_and(|h| h.is_set());
-    r.check(
-        health,
-        "--health-cmd",
-        "health checks are not implemented yet",
-    );
     r.check(
         !s(&c.mac_address).is_empty(),
         "--mac-address",

@@ -68,16 +68,6 @@ fn list_or_null(v: &[String]) -> Value {
     }
 }
 
-/// What the image asks for that vic does not do: said in the create's warnings.
-fn image_warnings(ic: &Value, health_disabled: bool) -> Vec<String> {
-    let mut w = Vec::new();
-    let test = str_vec(ic.pointer("/Healthcheck/Test"));
-    if !health_disabled && !test.is_empty() && test[0] != "NONE" {
-        w.push("The image's health check is not run by vic yet.".to_string());
-    }
-    w
-}
-
 /// The port layer's spec and inspect's view of a container the policy admitted.
 pub fn build(c: ContainerConfig, a: Applied, name: String, image: &ImageRecord) -> Plan {
     let ic = image
@@ -117,12 +107,7 @@ pub fn build(c: ContainerConfig, a: Applied, name: String, image: &ImageRecord) 
     let image_ref = c.image.unwrap_or_default();
     let (open_stdin, stdin_once) = (c.open_stdin.unwrap_or(false), c.stdin_once.unwrap_or(false));
     let exposed = c.exposed_ports.filter(|p| !p.is_empty());
-    // `--no-healthcheck` (Test: ["NONE"]) turns the image's check off.
-    let health_disabled = c
-        .healthcheck
-        .as_ref()
-        .and_then(|h| h.test.as_ref())
-        .is_some_and(|t| t.first().map(String::as_str) == Some("NONE"));
+    let (healthcheck, health_shown) = super::health::resolve(c.healthcheck.as_ref(), &ic);
     let mut config = json!({
         "Hostname": hostname,
         "Domainname": a.guest.domainname,
@@ -144,6 +129,9 @@ pub fn build(c: ContainerConfig, a: Applied, name: String, image: &ImageRecord) 
         "StopSignal": stop_signal,
         "StopTimeout": c.stop_timeout,
     });
+    if !health_shown.is_null() {
+        config["Healthcheck"] = health_shown;
+    }
     if let Some(p) = exposed {
         config["ExposedPorts"] = json!(p
             .keys()
@@ -151,8 +139,7 @@ pub fn build(c: ContainerConfig, a: Applied, name: String, image: &ImageRecord) 
             .collect::<BTreeMap<_, _>>());
     }
     let host_config = host_config_json(&a);
-    let mut warnings = a.warnings;
-    warnings.extend(image_warnings(&ic, health_disabled));
+    let warnings = a.warnings;
     let spec = ContainerSpec {
         name,
         image_ref,
@@ -188,6 +175,7 @@ pub fn build(c: ContainerConfig, a: Applied, name: String, image: &ImageRecord) 
         ports: Vec::new(),
         mounts: a.volumes.clone(),
         binds: a.binds.clone(),
+        healthcheck,
         personality: json!({ "Config": config, "HostConfig": host_config, APPLIED_KEY: true }),
     };
     Plan { spec, warnings }

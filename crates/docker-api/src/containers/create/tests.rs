@@ -85,6 +85,7 @@ const ACCEPTED: &[&str] = &[
     "env_label",
     "expose",
     "no_healthcheck",
+    "health",
     "cidfile",
     "platform",
     "log_json",
@@ -116,10 +117,6 @@ const REFUSED: &[(&str, &str)] = &[
         "--network host is not supported by vic: a container is its own VM with its own network stack",
     ),
     ("mac", "--mac-address is not supported by vic"),
-    (
-        "health",
-        "--health-cmd is not supported by vic: health checks are not implemented yet",
-    ),
     ("dev_rule", "--device-cgroup-rule is not supported by vic"),
     ("gpus", "--gpus is not supported by vic"),
     (
@@ -418,25 +415,20 @@ fn volumes_named_anonymous_and_the_images_become_mounts() {
 }
 
 #[test]
-fn what_the_image_asks_for_and_vic_does_not_do_is_a_warning() {
+fn a_health_check_comes_from_the_image_unless_the_container_turns_it_off() {
     let mut img = image();
-    img.config["config"]["Volumes"] = json!({ "/data": {} });
     img.config["config"]["Healthcheck"] = json!({ "Test": ["CMD", "true"] });
-    let body = parse::body(&fixture("run_d")).expect("parsed");
-    let w = plan(body, "c".into(), &img)
-        .expect("accepted")
-        .warnings
-        .join("\n");
-    assert!(w.contains("health check is not run by vic yet"), "{w}");
-    let body = parse::body(&fixture("no_healthcheck")).expect("parsed");
-    let w = plan(body, "c".into(), &img)
-        .expect("accepted")
-        .warnings
-        .join("\n");
-    assert!(
-        !w.contains("health check"),
-        "--no-healthcheck turns it off: {w}"
-    );
+    let plan_of = |fixture_name: &str| {
+        let body = parse::body(&fixture(fixture_name)).expect("parsed");
+        plan(body, "c".into(), &img).expect("accepted")
+    };
+    let p = plan_of("run_d");
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    let check = p.spec.healthcheck.expect("the image's check");
+    assert_eq!(check.test, ["CMD", "true"]);
+    assert!(plan_of("no_healthcheck").spec.healthcheck.is_none());
+    let own = plan_of("health").spec.healthcheck.expect("--health-cmd");
+    assert_eq!(own.test, ["CMD-SHELL", "true"]);
 }
 
 #[test]
