@@ -2,7 +2,8 @@
 //! travels in the `X-Docker-Container-Path-Stat` header (base64 of JSON, its mode in Go's
 //! `os.FileMode` bits, as the CLI reads it); the files as an uncompressed tar stream, never
 //! whole in memory on the way (see `portlayer::Containers::copy_out` and `copy_in`). And
-//! `docker export`: `GET /containers/{id}/export`, the container's root filesystem.
+//! `docker export`: `GET /containers/{id}/export`, the container's root filesystem; and
+//! `docker diff`: `GET /containers/{id}/changes` (see `portlayer::changes`).
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -123,6 +124,19 @@ pub async fn get(
         tar_body(out),
     )
         .into_response())
+}
+
+/// GET /containers/{id}/changes (`docker diff`)
+pub async fn changes(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let changes = st.containers.changes(&id).await?;
+    let list: Vec<serde_json::Value> = changes
+        .iter()
+        .map(|c| json!({ "Path": c.path, "Kind": c.kind as u8 }))
+        .collect();
+    Ok(axum::Json(json!(list)))
 }
 
 /// GET /containers/{id}/export

@@ -142,6 +142,7 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/{id}/top", get(top::top))
         .route("/containers/{id}/stats", get(stats::stats))
         .route("/containers/{id}/export", get(copy::export))
+        .route("/containers/{id}/changes", get(copy::changes))
         .route(
             "/containers/{id}/archive",
             get(copy::get).head(copy::head).put(copy::put),

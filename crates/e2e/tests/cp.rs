@@ -432,3 +432,77 @@ fn a_large_copy_leaves_the_containers_output_flowing() {
     let _ = std::fs::remove_dir_all(&w);
     vch.delete();
 }
+
+/// `docker diff` names what the container changed, as dockerd does, running or stopped.
+#[test]
+#[ignore = "needs QEMU, dockerd, the test registry and the docker CLI: make test runs it"]
+fn diff_names_what_the_container_changed_as_dockerd_does() {
+    let vch = OwnVch::create("cpdiff", &[]);
+    let d = Dockerd::start(Path::new(DEFAULT_DOCKERD), &[&registry()], &docker_bin())
+        .expect("starting a private dockerd");
+    let image = vch.image.clone();
+    let script = "mkdir -p /tmp/made/deep && echo x > /tmp/made/deep/f && \
+                  echo more >> /etc/passwd && rm -rf /home && rm /bin/true && \
+                  chmod 700 /root && touch /ready && sleep 600";
+    let run = [
+        "run",
+        "-d",
+        "--name",
+        "changed",
+        image.as_str(),
+        "sh",
+        "-c",
+        script,
+    ];
+    let theirs = |args: &[&str]| {
+        let mut c = d.docker(&docker_bin());
+        c.args(args);
+        c.output().unwrap()
+    };
+    assert!(theirs(&["pull", "-q", &image]).status.success());
+    assert!(theirs(&run).status.success());
+    vch.client.ok(&run);
+    eventually("the script to have run", Duration::from_secs(30), || {
+        let a = vch
+            .client
+            .run(&["exec", "changed", "ls", "/ready"])
+            .status
+            .success();
+        let b = theirs(&["exec", "changed", "ls", "/ready"])
+            .status
+            .success();
+        (a && b).then_some(())
+    });
+    let ours = vch.client.ok(&["diff", "changed"]);
+    let dockerd = String::from_utf8_lossy(&theirs(&["diff", "changed"]).stdout).to_string();
+    // dockerd also lists what it mounts into every container's root.
+    let own_mounts = [
+        "/etc/hostname",
+        "/etc/hosts",
+        "/etc/resolv.conf",
+        "/.dockerenv",
+    ];
+    let mut dockerd: Vec<&str> = dockerd
+        .lines()
+        .filter(|l| !own_mounts.iter().any(|m| l.ends_with(m)))
+        .collect();
+    dockerd.sort_unstable_by_key(|l| l.get(2..).unwrap_or_default().to_string());
+    // dockerd lists in its filesystem's order, vic by path.
+    assert_eq!(ours.lines().collect::<Vec<_>>(), dockerd, "docker diff");
+    assert!(
+        ours.contains("A /tmp/made/deep/f") && ours.contains("D /home"),
+        "{ours}"
+    );
+    // Stopped, the same.
+    vch.client.ok(&["stop", "-t", "1", "changed"]);
+    assert_eq!(vch.client.ok(&["diff", "changed"]), ours);
+    let fresh = vch.client.ok(&["create", &image, "true"]);
+    assert_eq!(
+        vch.client.ok(&["diff", fresh.trim()]),
+        "",
+        "a new container changed nothing"
+    );
+    let _ = theirs(&["rm", "-f", "changed"]);
+    drop(d);
+    vch.delete();
+}

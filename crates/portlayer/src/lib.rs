@@ -20,6 +20,7 @@
 //! recorded before anyone waiting is told.
 
 pub mod binds;
+pub mod changes;
 pub mod container;
 pub mod events;
 #[cfg(test)]

@@ -68,6 +68,42 @@ pub struct PathError {
     pub message: String,
 }
 
+/// What an `ArchiveGet` sends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GetMode {
+    /// A tar stream of the path, as `docker cp` names its entries.
+    #[default]
+    Copy,
+    /// `docker export`: a tar stream of the container's root filesystem alone (the path is
+    /// `/`), entries named from it without a leading `./`, nothing under a mount point.
+    Export,
+    /// What `docker diff` and `commit` compare: one JSON [`ManifestEntry`] a line for
+    /// everything on the root filesystem alone, nothing's contents.
+    Manifest,
+}
+
+/// One entry of a [`GetMode::Manifest`] stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// The path from the root, without a leading `/`.
+    pub p: String,
+    /// `st_mode`, owner, size, modification time (seconds), device number.
+    pub m: u32,
+    pub u: u32,
+    pub g: u32,
+    pub s: u64,
+    pub t: i64,
+    #[serde(default)]
+    pub r: u64,
+    /// A symbolic link's target.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub l: String,
+}
+
+/// Longest line of a manifest stream: a path of at most 4,096 bytes, escaped, and the rest.
+pub const MAX_MANIFEST_LINE: usize = 3 * 4096 + 512;
+
 /// What the host asks to extract into the container.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PutRequest {

@@ -54,7 +54,7 @@ pub mod archive;
 pub mod guest;
 mod procs;
 
-pub use archive::{PathError, PathErrorKind, PathStat, PutRequest};
+pub use archive::{GetMode, ManifestEntry, PathError, PathErrorKind, PathStat, PutRequest};
 pub use guest::{Confinement, Privileges};
 pub use procs::{
     DiskCounters, GuestStats, NetCounters, ProcessInfo, MAX_ARGS_BYTES, MAX_PROCESSES,
@@ -427,10 +427,8 @@ pub enum HostMsg {
         session: u32,
         path: String,
         window: u64,
-        /// `docker export`: the container's root filesystem alone (`path` is `/`), entries
-        /// named from it without a leading `./`, nothing under a mount point.
         #[serde(default)]
-        export: bool,
+        mode: archive::GetMode,
     },
     /// Starts a transfer of a tar stream into the container (see [`archive`]).
     ArchivePut {

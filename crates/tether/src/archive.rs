@@ -15,7 +15,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use tether_proto::archive::{MAX_TRANSFERS, TRANSFER_FRAME, TRANSFER_WINDOW};
-use tether_proto::{Frame, FrameKind, GuestMsg, PathError, PathErrorKind, PutRequest};
+use tether_proto::{Frame, FrameKind, GetMode, GuestMsg, PathError, PathErrorKind, PutRequest};
 
 use crate::port::Writer;
 use crate::tarball::{self, Extract};
@@ -161,7 +161,7 @@ impl Transfers {
         rootfs: Option<PathBuf>,
         path: String,
         window: u64,
-        export: bool,
+        mode: GetMode,
     ) {
         let credit = Arc::new(Credit::default());
         credit.grant(window);
@@ -193,9 +193,10 @@ impl Transfers {
                 credit: &credit,
                 buf: Vec::with_capacity(TRANSFER_FRAME),
             };
-            let done = match export {
-                true => tarball::write_export(&named.at, &meta, sink),
-                false => tarball::write_tar(&named, &meta, &st.name, sink),
+            let done = match mode {
+                GetMode::Copy => tarball::write_tar(&named, &meta, &st.name, sink),
+                GetMode::Export => tarball::write_export(&named.at, &meta, sink),
+                GetMode::Manifest => tarball::write_manifest(&named.at, &meta, sink),
             };
             let done = done.and_then(|mut sink| sink.flush());
             me.done(&to, session, done.err().map(|e| e.to_string()));

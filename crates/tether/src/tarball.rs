@@ -12,7 +12,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
-use tether_proto::{PathError, PathErrorKind, PathStat};
+use tether_proto::{ManifestEntry, PathError, PathErrorKind, PathStat};
 
 /// Longest path a client may name.
 const MAX_PATH: usize = 4096;
@@ -204,34 +204,10 @@ struct Walk<W: Write> {
 
 impl<W: Write> Walk<W> {
     fn dir(&mut self, dir: &Path, name: &str) -> io::Result<()> {
-        if is_pseudo(dir) {
-            return Ok(());
-        }
-        let mut children: Vec<_> = fs::read_dir(dir)?
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        children.sort();
-        for child in children {
-            let path = dir.join(&child);
-            let child_name = join_name(name, &child.to_string_lossy());
-            let meta = match fs::symlink_metadata(&path) {
-                Ok(m) => m,
-                // Gone since the listing: a running container changes its files.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            let elsewhere = self.within.is_some_and(|dev| dev != meta.dev());
-            if elsewhere && !meta.is_dir() {
-                // A file bind-mounted over the root's: neither is the container's own.
-                continue;
-            }
-            self.entry(&path, &meta, &child_name)?;
-            if meta.is_dir() && !elsewhere {
-                self.dir(&path, &child_name)?;
-            }
-        }
-        Ok(())
+        let within = self.within;
+        walk(dir, name, within, &mut |path, meta, name| {
+            self.entry(path, meta, name)
+        })
     }
 
     fn entry(&mut self, path: &Path, meta: &Metadata, name: &str) -> io::Result<()> {
@@ -317,6 +293,69 @@ impl<W: Write> Walk<W> {
         header.set_cksum();
         self.builder.append(header, data)
     }
+}
+
+/// Visits what `dir` (named `name`) holds, depth first in name order, each entry before what
+/// it holds; with `within`, only what is on that device (mount points are visited, what
+/// they hold is not). Pseudo filesystems are not entered.
+fn walk(
+    dir: &Path,
+    name: &str,
+    within: Option<u64>,
+    visit: &mut dyn FnMut(&Path, &Metadata, &str) -> io::Result<()>,
+) -> io::Result<()> {
+    if is_pseudo(dir) {
+        return Ok(());
+    }
+    let mut children: Vec<_> = fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    children.sort();
+    for child in children {
+        let path = dir.join(&child);
+        let child_name = join_name(name, &child.to_string_lossy());
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            // Gone since the listing: a running container changes its files.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let elsewhere = within.is_some_and(|dev| dev != meta.dev());
+        if elsewhere && !meta.is_dir() {
+            // A file bind-mounted over the root's: neither is the container's own.
+            continue;
+        }
+        visit(&path, &meta, &child_name)?;
+        if meta.is_dir() && !elsewhere {
+            walk(&path, &child_name, within, visit)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes one JSON [`ManifestEntry`] a line for what the filesystem at `root` (stat'ed as
+/// `meta`) holds, not what is mounted on it: what `docker diff` and `commit` compare.
+pub fn write_manifest<W: Write>(root: &Path, meta: &Metadata, mut out: W) -> io::Result<W> {
+    walk(root, "", Some(meta.dev()), &mut |path, meta, name| {
+        let link = match meta.file_type().is_symlink() {
+            true => fs::read_link(path)?.to_string_lossy().into_owned(),
+            false => String::new(),
+        };
+        let entry = ManifestEntry {
+            p: name.to_string(),
+            m: meta.mode(),
+            u: meta.uid(),
+            g: meta.gid(),
+            s: meta.size(),
+            t: meta.mtime(),
+            r: meta.rdev(),
+            l: link,
+        };
+        serde_json::to_writer(&mut out, &entry)?;
+        out.write_all(b"\n")
+    })?;
+    Ok(out)
 }
 
 fn join_name(parent: &str, child: &str) -> String {

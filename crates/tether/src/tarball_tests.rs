@@ -203,3 +203,23 @@ fn an_export_names_entries_from_the_root() {
     let bytes = write_export(r.path(), &meta, Vec::new()).unwrap();
     assert_eq!(names(&bytes), [".dockerenv", "etc/", "etc/passwd"]);
 }
+
+#[test]
+fn a_manifest_lists_each_entry_once_with_its_attributes() {
+    let r = root();
+    fs::create_dir_all(r.path().join("etc")).unwrap();
+    fs::write(r.path().join("etc/passwd"), b"root").unwrap();
+    symlink("passwd", r.path().join("etc/pw")).unwrap();
+    let meta = fs::metadata(r.path()).unwrap();
+    let bytes = write_manifest(r.path(), &meta, Vec::new()).unwrap();
+    let entries: Vec<ManifestEntry> = String::from_utf8(bytes)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = entries.iter().map(|e| e.p.as_str()).collect();
+    assert_eq!(names, ["etc", "etc/passwd", "etc/pw"]);
+    assert_eq!(entries[1].s, 4);
+    assert_eq!(entries[2].l, "passwd");
+    assert_eq!(entries[0].m & libc::S_IFMT, libc::S_IFDIR);
+}

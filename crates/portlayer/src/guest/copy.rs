@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tether_proto::archive::{TRANSFER_FRAME, TRANSFER_WINDOW};
-use tether_proto::{Frame, FrameKind, HostMsg, PutRequest, ARCHIVE_VERSION};
+use tether_proto::{Frame, FrameKind, GetMode, HostMsg, PutRequest, ARCHIVE_VERSION};
 use tokio::sync::{mpsc, oneshot};
 
 use super::control::{Answer, GuestControl};
@@ -17,6 +17,18 @@ use super::transfer::{ContainerPath, CopyError};
 const BEGIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a copy may go without data or credit moving.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What a copy out of the container sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyMode {
+    /// A tar stream of the path, as `docker cp` names its entries.
+    Copy,
+    /// `docker export`: a tar stream of the root filesystem alone (the path is `/`).
+    Export,
+    /// One JSON [`tether_proto::ManifestEntry`] a line for everything on the root filesystem
+    /// alone (the path is `/`): what `docker diff` compares.
+    Manifest,
+}
 
 /// What a copy into the container asks for.
 #[derive(Debug, Clone, Default)]
@@ -59,12 +71,11 @@ impl GuestControl {
     }
 
     /// Starts a tar stream of `path` out of the container.
-    /// `export`: the container's root filesystem alone, as `docker export` has it (`path` is
-    /// `/`).
+    /// What comes out is `mode`'s (see [`CopyMode`]).
     pub async fn copy_out(
         &self,
         path: &str,
-        export: bool,
+        mode: CopyMode,
     ) -> Result<(ContainerPath, CopyOut), CopyError> {
         self.check_copies()?;
         let session = self.routes.number();
@@ -73,7 +84,11 @@ impl GuestControl {
             session,
             path: path.to_string(),
             window: TRANSFER_WINDOW,
-            export,
+            mode: match mode {
+                CopyMode::Copy => GetMode::Copy,
+                CopyMode::Export => GetMode::Export,
+                CopyMode::Manifest => GetMode::Manifest,
+            },
         };
         let mut out = CopyOut {
             control: self.clone(),

@@ -15,9 +15,10 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::sync::OwnedMutexGuard;
 
-use super::{Containers, Error};
+use super::{io_err, Containers, Error};
+use crate::changes::{self, Change, ManifestReader};
 use crate::container::{ContainerRecord, Status};
-use crate::guest::copy::{CopyIn, CopyOut};
+use crate::guest::copy::{CopyIn, CopyMode, CopyOut};
 use crate::guest::session::{self, GuestControl, StartFailure};
 use crate::guest::transfer::{ContainerPath, CopyError};
 use crate::guest::Launch;
@@ -96,15 +97,40 @@ impl Containers {
         path: &str,
     ) -> Result<(ContainerPath, CopyStream), Error> {
         let (control, vm) = self.files_of(key).await?;
-        let (stat, out) = (control.copy_out(path, false).await).map_err(|e| copy_err(e, key))?;
+        let (stat, out) =
+            (control.copy_out(path, CopyMode::Copy).await).map_err(|e| copy_err(e, key))?;
         Ok((stat, CopyStream { out, _vm: vm }))
+    }
+
+    /// What container `key` changed in its root filesystem from its image (`docker diff`),
+    /// sorted by path.
+    pub async fn changes(&self, key: &str) -> Result<Vec<Change>, Error> {
+        let rec = self.get(key)?;
+        let rootfs = (self.inner.images.rootfs_of(&rec.spec.image_id))
+            .ok_or_else(|| Error::NoSuchImage(rec.spec.image_id.clone()))?;
+        let (control, _vm) = self.files_of(key).await?;
+        let (_, mut out) =
+            (control.copy_out("/", CopyMode::Manifest).await).map_err(|e| copy_err(e, key))?;
+        let mut reader = ManifestReader::default();
+        while let Some(piece) = out.next().await {
+            let piece = piece.map_err(|e| copy_err(e, key))?;
+            reader
+                .push(&piece)
+                .map_err(|e| Error::Copy(CopyError::Failed(e)))?;
+        }
+        let image = tokio::task::spawn_blocking(move || changes::list_dir(&rootfs))
+            .await
+            .map_err(|e| Error::Copy(CopyError::Failed(e.to_string())))?
+            .map_err(io_err("listing the image's files"))?;
+        Ok(changes::compare(&image, &reader.listing))
     }
 
     /// A tar stream of container `key`'s root filesystem (`docker export`): what its image
     /// and its processes put there, not its volumes, bind mounts or tmpfs.
     pub async fn export(&self, key: &str) -> Result<CopyStream, Error> {
         let (control, vm) = self.files_of(key).await?;
-        let (_, out) = (control.copy_out("/", true).await).map_err(|e| copy_err(e, key))?;
+        let (_, out) =
+            (control.copy_out("/", CopyMode::Export).await).map_err(|e| copy_err(e, key))?;
         Ok(CopyStream { out, _vm: vm })
     }
 
