@@ -25,6 +25,7 @@
 #![recursion_limit = "256"]
 
 mod archive;
+mod commit;
 mod containers;
 mod copy;
 mod error;
@@ -128,6 +129,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(images::delete),
         )
         .route("/system/df", get(images::system_df))
+        .route("/commit", post(commit::commit))
         .route("/containers/create", post(containers::create))
         .route("/containers/json", get(containers::list))
         .route("/containers/prune", post(prune::containers))

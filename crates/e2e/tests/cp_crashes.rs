@@ -1,6 +1,7 @@
 //! SIGKILL of the appliance in the middle of `docker cp`, into a running container and into a
-//! stopped one (whose VM was booted for the copy): afterwards the running container runs on
-//! and copies again, the stopped one's VM is off, it starts, and nothing else changed.
+//! stopped one (whose VM was booted for the copy), and of `docker commit`: afterwards the
+//! running container runs on and copies again, the stopped one's VM is off, it starts, no
+//! image came of the cut commit, and nothing else changed.
 
 mod common;
 
@@ -21,11 +22,12 @@ fn cp_in_background(client: &Client, src: &str, dst: &str) -> Child {
 }
 
 /// Waits for a background copy to end either way (its server went away under it).
-fn reap(mut child: Child) {
+fn reap(mut child: Child) -> std::process::ExitStatus {
     let done = eventually("the cut copy to end", Duration::from_secs(60), || {
         child.try_wait().unwrap()
     });
     eprintln!("the cut copy ended: {done}");
+    done
 }
 
 #[test]
@@ -61,6 +63,36 @@ fn crashes_during_copies_leave_containers_as_they_were() {
         client.ok(&["exec", "live", "cat", "/tmp/small"]),
         "after the crash\n"
     );
+
+    // During a commit: no image, nothing half made in the store; a commit after it works.
+    client.ok(&[
+        "exec",
+        "live",
+        "dd",
+        "if=/dev/zero",
+        "of=/bigc",
+        "bs=1M",
+        "count=160",
+    ]);
+    let images_before = client.ok(&["images", "-aq"]);
+    let mut c = docker_at(&client.host);
+    c.env("DOCKER_CONFIG", &client.config)
+        .args(["commit", "live", "cut-short"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let commit = c.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    crash(&vch.name, client);
+    assert!(!reap(commit).success(), "the commit was cut short");
+    check_invariants(&vch.name, client, "after a crash during a commit");
+    assert_eq!(
+        client.ok(&["images", "-aq"]),
+        images_before,
+        "no image came of it"
+    );
+    client.ok(&["commit", "live", "after-crash"]);
+    let seen = client.ok(&["run", "--rm", "after-crash", "cat", "/tmp/small"]);
+    assert_eq!(seen, "after the crash\n");
 
     // Into a stopped one: the VM booted for the copy goes with the appliance.
     let stopped = client.ok(&["create", "--name", "cold", image, "cat", "/tmp/small"]);

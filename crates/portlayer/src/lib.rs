@@ -57,7 +57,7 @@ pub use limits::Limits;
 pub use logs::{LogBounds, LogEntry, LogSet, LogStream};
 pub use manager::{
     AttachStreams, Containers, ContainersConfig, CopyStream, Error, ExecInfo, ExecStdin,
-    ExecStreams, Images, Output, WaitCondition, MAX_EXECS,
+    ExecStreams, Images, LayerStream, Output, WaitCondition, MAX_EXECS,
 };
 pub use networks::{Endpoint, Network};
 pub use signals::parse_signal;

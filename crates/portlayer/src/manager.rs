@@ -18,6 +18,7 @@ use crate::networks::{Cidr, Network, NetworkStore};
 use crate::state::StateDir;
 
 mod binds;
+mod commit;
 mod copy;
 mod create;
 mod dns;
@@ -41,6 +42,7 @@ mod streams;
 mod update;
 mod volumes;
 
+pub use commit::LayerStream;
 pub use copy::CopyStream;
 pub use streams::{AttachStreams, Output, WaitCondition};
 

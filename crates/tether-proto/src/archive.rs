@@ -81,7 +81,13 @@ pub enum GetMode {
     /// What `docker diff` and `commit` compare: one JSON [`ManifestEntry`] a line for
     /// everything on the root filesystem alone, nothing's contents.
     Manifest,
+    /// `docker commit`: a tar stream of the listed paths of the root filesystem (each alone,
+    /// not what a directory holds), named from the root; a path gone meanwhile is left out.
+    Layer,
 }
+
+/// Bytes of paths one `Layer` request lists at most (more go in further requests).
+pub const MAX_LAYER_PATHS_BYTES: usize = 512 * 1024;
 
 /// One entry of a [`GetMode::Manifest`] stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

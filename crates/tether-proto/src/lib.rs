@@ -429,6 +429,13 @@ pub enum HostMsg {
         window: u64,
         #[serde(default)]
         mode: archive::GetMode,
+        /// For [`archive::GetMode::Layer`]: the paths, from the root.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        paths: Vec<String>,
+        /// Stop the container's processes while the stream is made (`docker commit`'s
+        /// `--pause`), and continue them after.
+        #[serde(default)]
+        pause: bool,
     },
     /// Starts a transfer of a tar stream into the container (see [`archive`]).
     ArchivePut {

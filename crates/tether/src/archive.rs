@@ -89,6 +89,17 @@ enum Entry {
     },
 }
 
+/// What an `ArchiveGet` asks for.
+pub struct Get {
+    pub path: String,
+    pub window: u64,
+    pub mode: GetMode,
+    /// For [`GetMode::Layer`].
+    pub paths: Vec<String>,
+    /// Stop the container's processes while the stream is made.
+    pub pause: bool,
+}
+
 /// The transfers under way in this guest.
 pub struct Transfers {
     out: Writer,
@@ -155,14 +166,14 @@ impl Transfers {
     }
 
     /// Starts an `ArchiveGet`.
-    pub fn get(
-        self: &Arc<Self>,
-        session: u32,
-        rootfs: Option<PathBuf>,
-        path: String,
-        window: u64,
-        mode: GetMode,
-    ) {
+    pub fn get(self: &Arc<Self>, session: u32, rootfs: Option<PathBuf>, get: Get) {
+        let Get {
+            path,
+            window,
+            mode,
+            paths,
+            pause,
+        } = get;
         let credit = Arc::new(Credit::default());
         credit.grant(window);
         if !self.register(session, Entry::Get(credit.clone())) {
@@ -193,11 +204,17 @@ impl Transfers {
                 credit: &credit,
                 buf: Vec::with_capacity(TRANSFER_FRAME),
             };
+            let stopped = match pause {
+                true => crate::stats::stop_container(),
+                false => Vec::new(),
+            };
             let done = match mode {
                 GetMode::Copy => tarball::write_tar(&named, &meta, &st.name, sink),
                 GetMode::Export => tarball::write_export(&named.at, &meta, sink),
                 GetMode::Manifest => tarball::write_manifest(&named.at, &meta, sink),
+                GetMode::Layer => tarball::write_layer(root, &paths, sink),
             };
+            crate::stats::continue_container(&stopped);
             let done = done.and_then(|mut sink| sink.flush());
             me.done(&to, session, done.err().map(|e| e.to_string()));
         });

@@ -249,7 +249,18 @@ fn handle(
             path,
             window,
             mode,
-        } => transfers.get(session, rootfs(), path, window, mode),
+            paths,
+            pause,
+        } => {
+            let get = archive::Get {
+                path,
+                window,
+                mode,
+                paths,
+                pause,
+            };
+            transfers.get(session, rootfs(), get)
+        }
         HostMsg::ArchivePut { session, request } => transfers.put(session, rootfs(), *request),
         HostMsg::Credit { session, bytes } => transfers.credit(session, bytes),
         HostMsg::Cancel { session } => transfers.cancel(session),

@@ -67,11 +67,32 @@ fn memory(text: &str, out: &mut GuestStats) {
     out.mem_inactive_file_kib = kib("Inactive(file):");
 }
 
+/// Stops every process of the container (SIGSTOP): `docker commit`'s pause, while the guest
+/// copies its files. Returns them, for [`continue_container`].
+pub fn stop_container() -> Vec<u32> {
+    let pids = container_pid_list(Path::new("/proc"));
+    for pid in &pids {
+        let _ = crate::sys::kill(*pid as i32, libc::SIGSTOP);
+    }
+    pids
+}
+
+/// Continues the processes [`stop_container`] stopped.
+pub fn continue_container(pids: &[u32]) {
+    for pid in pids {
+        let _ = crate::sys::kill(*pid as i32, libc::SIGCONT);
+    }
+}
+
+fn container_pids(proc_dir: &Path) -> u64 {
+    container_pid_list(proc_dir).len() as u64
+}
+
 /// The container's processes: every PID but the tether's (1) and kernel threads (kthreadd,
 /// 2, and its children).
-fn container_pids(proc_dir: &Path) -> u64 {
+fn container_pid_list(proc_dir: &Path) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir(proc_dir) else {
-        return 0;
+        return Vec::new();
     };
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
@@ -84,7 +105,7 @@ fn container_pids(proc_dir: &Path) -> u64 {
             });
             matches!(ppid, Some(p) if p != 2)
         })
-        .count() as u64
+        .collect()
 }
 
 fn networks(text: &str) -> Vec<NetCounters> {

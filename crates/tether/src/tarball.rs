@@ -358,6 +358,32 @@ pub fn write_manifest<W: Write>(root: &Path, meta: &Metadata, mut out: W) -> io:
     Ok(out)
 }
 
+/// Writes a tar stream of each of `paths` (from `root`; each alone, not what a directory
+/// holds) to `out`, named as given: the entries of a `docker commit` layer. A path gone
+/// meanwhile is left out; one that leads out of the root through `..` is refused.
+pub fn write_layer<W: Write>(root: &Path, paths: &[String], out: W) -> io::Result<W> {
+    let mut walk = Walk {
+        builder: tar::Builder::new(out),
+        links: HashMap::new(),
+        within: None,
+    };
+    for p in paths {
+        let rel = inside(p)
+            .filter(|r| !r.as_os_str().is_empty())
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("bad path {p:?}"))
+            })?;
+        let at = root.join(&rel);
+        let meta = match fs::symlink_metadata(&at) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        walk.entry(&at, &meta, &rel.to_string_lossy())?;
+    }
+    walk.builder.into_inner()
+}
+
 fn join_name(parent: &str, child: &str) -> String {
     if parent.is_empty() {
         child.to_string()

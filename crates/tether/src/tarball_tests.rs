@@ -223,3 +223,15 @@ fn a_manifest_lists_each_entry_once_with_its_attributes() {
     assert_eq!(entries[2].l, "passwd");
     assert_eq!(entries[0].m & libc::S_IFMT, libc::S_IFDIR);
 }
+
+#[test]
+fn a_layer_holds_the_paths_asked_for_alone() {
+    let r = root();
+    fs::create_dir_all(r.path().join("etc/sub")).unwrap();
+    fs::write(r.path().join("etc/sub/f"), b"data").unwrap();
+    fs::write(r.path().join("etc/other"), b"no").unwrap();
+    let paths = ["etc".to_string(), "etc/sub/f".into(), "gone".into()];
+    let bytes = write_layer(r.path(), &paths, Vec::new()).unwrap();
+    assert_eq!(names(&bytes), ["etc/", "etc/sub/f"]);
+    assert!(write_layer(r.path(), &["../x".to_string()], Vec::new()).is_err());
+}

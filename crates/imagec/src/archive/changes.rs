@@ -223,7 +223,11 @@ pub(super) fn port_keys(spec: &str) -> Result<Vec<String>, String> {
 /// The container configuration an import starts from (every field empty), with `changes`
 /// applied as dockerd applies them.
 pub(super) fn container_config(changes: &[String]) -> Result<Value, ArchiveError> {
-    let mut c = empty_container_config();
+    apply_changes(empty_container_config(), changes)
+}
+
+/// `changes` applied to the container configuration `c` (`docker commit --change`).
+pub(super) fn apply_changes(mut c: Value, changes: &[String]) -> Result<Value, ArchiveError> {
     let mut cmd_set = false;
     // Docker joins the changes into one Dockerfile; a trailing backslash continues a line.
     let joined = changes.join("\n").replace("\\\n", " ");

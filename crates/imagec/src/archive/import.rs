@@ -17,9 +17,9 @@ pub struct ImportOptions {
 
 /// The layer an import received: the blob as stored, its digest and its diff ID.
 pub(super) struct Received {
-    path: PathBuf,
-    digest: String,
-    diff_id: String,
+    pub(super) path: PathBuf,
+    pub(super) digest: String,
+    pub(super) diff_id: String,
 }
 
 /// Checks the tar stream `r` entry by entry and reads it to its end; returns the digest of

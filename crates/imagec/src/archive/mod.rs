@@ -9,6 +9,8 @@
 //!           checked against its diff ID ─► pull's build_image (apply, move blobs, commit)
 //!   import: rootfs tar ─► one layer blob (kept as it came: plain, gzip or zstd), a fresh
 //!           configuration with the --change instructions applied ─► build_image
+//!   commit: a container's changes (tar, whiteouts) ─► one more layer on its image, the
+//!           container's configuration with the --change instructions applied ─► build_image
 //! ```
 //!
 //! Whatever fails, the work directory under the store's `tmp/` goes, and an image is only
@@ -199,6 +201,7 @@ fn uncompressed_digest(blob: &Path) -> io::Result<(String, u64)> {
 }
 
 mod changes;
+mod commit;
 mod import;
 mod load;
 mod save;
@@ -209,6 +212,7 @@ use changes::*;
 use load::*;
 use save::*;
 
+pub use commit::{check_commit_changes, commit, CommitOptions};
 pub use import::{check_changes, import, ImportOptions};
 pub use load::{load, LoadEvent, LoadedImage};
 pub use save::{plan_save, write_save, SavePlan};

@@ -19,7 +19,7 @@ const BEGIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What a copy out of the container sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CopyMode {
     /// A tar stream of the path, as `docker cp` names its entries.
     Copy,
@@ -28,6 +28,9 @@ pub enum CopyMode {
     /// One JSON [`tether_proto::ManifestEntry`] a line for everything on the root filesystem
     /// alone (the path is `/`): what `docker diff` compares.
     Manifest,
+    /// `docker commit`: a tar stream of these paths of the root filesystem (each alone),
+    /// the container's processes stopped meanwhile with `pause`.
+    Layer { paths: Vec<String>, pause: bool },
 }
 
 /// What a copy into the container asks for.
@@ -80,15 +83,19 @@ impl GuestControl {
         self.check_copies()?;
         let session = self.routes.number();
         let began = self.transfers.open(session, true);
+        let (mode, paths, pause) = match mode {
+            CopyMode::Copy => (GetMode::Copy, Vec::new(), false),
+            CopyMode::Export => (GetMode::Export, Vec::new(), false),
+            CopyMode::Manifest => (GetMode::Manifest, Vec::new(), false),
+            CopyMode::Layer { paths, pause } => (GetMode::Layer, paths, pause),
+        };
         let msg = HostMsg::ArchiveGet {
             session,
             path: path.to_string(),
             window: TRANSFER_WINDOW,
-            mode: match mode {
-                CopyMode::Copy => GetMode::Copy,
-                CopyMode::Export => GetMode::Export,
-                CopyMode::Manifest => GetMode::Manifest,
-            },
+            mode,
+            paths,
+            pause,
         };
         let mut out = CopyOut {
             control: self.clone(),

@@ -42,7 +42,7 @@ impl CopyStream {
 
 /// A stopped container's VM, booted for its files: told to power off when dropped, and
 /// holding the container's operation lock until it is off.
-struct FilesVm {
+pub(super) struct FilesVm {
     control: GuestControl,
     id: String,
     containers: Containers,
@@ -61,11 +61,10 @@ impl Drop for FilesVm {
         );
         tokio::spawn(async move {
             let _op = op;
-            let went = match off {
-                Some(off) => tokio::time::timeout(OFF_GRACE, off).await.is_ok(),
-                None => false,
-            };
-            if !went {
+            if let Some(off) = off {
+                let _ = tokio::time::timeout(OFF_GRACE, off).await;
+            }
+            if me.inner.backend.power_state(&id).await == hypervisor::PowerState::On {
                 tracing::warn!(%id, "the VM booted for a copy did not power off: powering it off");
                 let _ = me.inner.backend.power_off(&id, Duration::ZERO).await;
             }
@@ -106,9 +105,19 @@ impl Containers {
     /// sorted by path.
     pub async fn changes(&self, key: &str) -> Result<Vec<Change>, Error> {
         let rec = self.get(key)?;
+        let (control, _vm) = self.files_of(key).await?;
+        self.changes_in(key, &rec, &control).await
+    }
+
+    /// [`Containers::changes`] of `rec` (named `key`), whose files `control` serves.
+    pub(super) async fn changes_in(
+        &self,
+        key: &str,
+        rec: &ContainerRecord,
+        control: &GuestControl,
+    ) -> Result<Vec<Change>, Error> {
         let rootfs = (self.inner.images.rootfs_of(&rec.spec.image_id))
             .ok_or_else(|| Error::NoSuchImage(rec.spec.image_id.clone()))?;
-        let (control, _vm) = self.files_of(key).await?;
         let (_, mut out) =
             (control.copy_out("/", CopyMode::Manifest).await).map_err(|e| copy_err(e, key))?;
         let mut reader = ManifestReader::default();
@@ -160,7 +169,10 @@ impl Containers {
 
     /// The guest that serves copies of container `key`: its running one, or a VM booted for
     /// its files.
-    async fn files_of(&self, key: &str) -> Result<(GuestControl, Option<FilesVm>), Error> {
+    pub(super) async fn files_of(
+        &self,
+        key: &str,
+    ) -> Result<(GuestControl, Option<FilesVm>), Error> {
         let rec = self.get(key)?;
         let live = self
             .live(&rec.id)
