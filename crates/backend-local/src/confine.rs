@@ -148,3 +148,29 @@ impl Confinement {
         self.cgroups.remove(id, CGROUP_RELEASE_WAIT).await;
     }
 }
+
+/// The affinity mask of `cpus` (none: `None`, QEMU runs where the host puts it), made before
+/// the fork so that [`pin`] only makes a system call.
+pub fn cpu_set(cpus: &[u32]) -> Option<libc::cpu_set_t> {
+    if cpus.is_empty() {
+        return None;
+    }
+    // SAFETY: an all-zero cpu_set_t is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for c in cpus {
+        // SAFETY: CPU_SET bounds-checks against the set's size.
+        unsafe { libc::CPU_SET(*c as usize, &mut set) };
+    }
+    Some(set)
+}
+
+/// Pins the calling process (a forked QEMU, before exec) to `set` (`--cpuset-cpus`).
+pub fn pin(set: &Option<libc::cpu_set_t>) -> std::io::Result<()> {
+    let Some(set) = set else { return Ok(()) };
+    // SAFETY: sched_setaffinity reads a cpu_set_t of the size given; async-signal-safe.
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -45,6 +45,9 @@ pub struct VmSpec {
     /// Its host shares (bind mounts).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shares: Vec<hypervisor::Share>,
+    /// The host CPUs its QEMU runs on; empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_cpus: Vec<u32>,
 }
 
 /// A QEMU process this backend started.
@@ -162,6 +165,7 @@ impl Vms {
                 nics: vm.nics.clone(),
                 disks: vm.disks.clone(),
                 shares: vm.shares.clone(),
+                host_cpus: vm.host_cpus.clone(),
             };
             spec.uid = Some(self.allocate_uid(&spec.id)?);
             self.save(&spec)
@@ -321,6 +325,7 @@ impl Vms {
             .stderr(log_err)
             .kill_on_drop(false);
         let raw_fds: Vec<i32> = fds.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
+        let cpus = crate::confine::cpu_set(&spec.host_cpus);
         // SAFETY: `pass_fds` and `Plan::apply` make only async-signal-safe system calls on data
         // prepared before the fork, and allocate nothing.
         unsafe {
@@ -332,6 +337,7 @@ impl Vms {
                     return Err(std::io::Error::last_os_error());
                 }
                 crate::net::pass_fds(&raw_fds)?;
+                crate::confine::pin(&cpus)?;
                 match &plan {
                     Some(plan) => plan.apply(),
                     None => Ok(()),

@@ -22,6 +22,7 @@ fn vm_json_round_trips_and_rejects_unknown_fields() {
             source: "/srv/site".into(),
             readonly: false,
         }],
+        host_cpus: vec![1],
     };
     let text = serde_json::to_string(&spec).unwrap();
     assert_eq!(serde_json::from_str::<VmSpec>(&text).unwrap(), spec);

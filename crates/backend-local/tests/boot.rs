@@ -175,6 +175,7 @@ async fn boot(backend: &LocalBackend, id: &str) -> Result<Booted> {
             nics: Vec::new(),
             disks: Vec::new(),
             shares: Vec::new(),
+            host_cpus: Vec::new(),
         })
         .await?;
     let t = Instant::now();

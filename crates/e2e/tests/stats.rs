@@ -1,6 +1,6 @@
 //! `docker stats` through the real docker CLI: a busy container's CPU, the memory the guest
 //! sees against the VM's, its processes, traffic and disk writes; a stream that keeps
-//! coming; a stopped container's zeros.
+//! coming; a stopped container's zeros; `--cpuset-cpus` pinning the VM.
 
 mod common;
 
@@ -130,6 +130,37 @@ fn stats_say_what_the_guest_sees() {
         .read_to_string(&mut seen)
         .unwrap();
     assert!(seen.matches("idle ").count() >= 2, "{seen:?}");
+
+    // --cpuset-cpus: the VM's QEMU runs on those host CPUs, with a vCPU for each.
+    client.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "pinned",
+        "--cpuset-cpus",
+        "1",
+        image,
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(client.ok(&["exec", "pinned", "nproc"]), "1\n");
+    let pid = client.ok(&["inspect", "-f", "{{.State.Pid}}", "pinned"]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+    let allowed = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(str::trim);
+    assert_eq!(allowed, Some("1"), "QEMU's affinity");
+    let shown = client.ok(&["inspect", "-f", "{{.HostConfig.CpusetCpus}}", "pinned"]);
+    assert_eq!(shown.trim(), "1");
+    let o = client.run(&["run", "--rm", "--cpuset-cpus", "0-4095", image, "true"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("Requested CPUs are not available - requested 0-4095"),
+        "{}",
+        stderr(&o)
+    );
+    client.ok(&["rm", "-f", "pinned"]);
 
     // Stopped: zeros.
     client.ok(&["stop", "-t", "1", "idle"]);

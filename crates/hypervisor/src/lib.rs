@@ -41,6 +41,8 @@ pub struct VmConfig {
     /// Host files and directories shared into it (bind mounts), in order: the guest finds
     /// share `i` by the tag [`share_tag`]`(i)`.
     pub shares: Vec<Share>,
+    /// The host CPUs its vCPUs run on (`--cpuset-cpus`); empty: any.
+    pub host_cpus: Vec<u32>,
 }
 
 /// A host file or directory shared into a VM: its contents are the host's, read and written

@@ -101,6 +101,9 @@ pub struct ContainerSpec {
     /// Host paths it mounts (bind mounts), under the VCH's bind paths.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub binds: Vec<BindMount>,
+    /// The host CPUs its vCPUs run on (`--cpuset-cpus`); empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_cpus: Vec<u32>,
     /// Its health check, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<crate::health::HealthCheck>,

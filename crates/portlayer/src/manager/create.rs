@@ -83,6 +83,7 @@ impl Containers {
                 nics,
                 disks,
                 shares,
+                host_cpus: rec.spec.host_cpus.clone(),
             };
             self.inner.backend.create_vm(&vm).await?;
             self.inner

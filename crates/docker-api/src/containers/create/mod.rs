@@ -10,6 +10,7 @@
 //! ```
 
 mod casefold;
+mod cpuset;
 mod guest;
 #[cfg(test)]
 mod guest_tests;

@@ -58,6 +58,8 @@ const WINDOWS: &str = "it is a Windows option";
 pub struct Applied {
     pub memory_mib: u32,
     pub cpus: u32,
+    /// `--cpuset-cpus`: the host CPUs the VM runs on; empty: any.
+    pub host_cpus: Vec<u32>,
     pub auto_remove: bool,
     pub restart: RestartPolicy,
     pub dns: Vec<String>,
@@ -120,7 +122,19 @@ pub fn apply(
     guest.tmpfs.extend(mounts.tmpfs);
     let mut warnings = discarded(h);
     let memory_mib = memory(h.memory, &mut warnings)?;
-    let cpus = cpus(h.nano_cpus, h.cpu_count, &mut warnings)?;
+    let host_cpus = match s(&h.cpuset_cpus) {
+        "" => Vec::new(),
+        set => super::cpuset::resolve(set, &super::cpuset::host_cpus())?,
+    };
+    let cpus = match (
+        host_cpus.len(),
+        h.nano_cpus.unwrap_or(0),
+        h.cpu_count.unwrap_or(0),
+    ) {
+        // The set alone sizes the VM: a vCPU for each of its CPUs.
+        (n, 0, 0) if n > 0 => n as u32,
+        _ => cpus(h.nano_cpus, h.cpu_count, &mut warnings)?,
+    };
     let console = h.console_size.as_deref().unwrap_or_default();
     let dim = |i: usize| {
         console
@@ -132,6 +146,7 @@ pub fn apply(
     Ok(Applied {
         memory_mib,
         cpus,
+        host_cpus,
         auto_remove: yes(&h.auto_remove),
         restart,
         dns: h.dns.clone().unwrap_or_default(),
@@ -228,13 +243,12 @@ pub(crate) fn restart_policy(h: &HostConfig) -> Result<RestartPolicy, Refused> {
 }
 
 fn resources(r: &mut Refusals, h: &HostConfig) {
-    let pairs: [(bool, &str); 16] = [
+    let pairs: [(bool, &str); 15] = [
         (num(&h.cpu_shares), "-c/--cpu-shares"),
         (num(&h.cpu_period), "--cpu-period"),
         (num(&h.cpu_quota), "--cpu-quota"),
         (num(&h.cpu_realtime_period), "--cpu-rt-period"),
         (num(&h.cpu_realtime_runtime), "--cpu-rt-runtime"),
-        (!s(&h.cpuset_cpus).is_empty(), "--cpuset-cpus"),
         (!s(&h.cpuset_mems).is_empty(), "--cpuset-mems"),
         (num(&h.blkio_weight), "--blkio-weight"),
         (list(&h.blkio_weight_device), "--blkio-weight-device"),
