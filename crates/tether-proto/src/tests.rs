@@ -104,3 +104,58 @@ fn oversized_and_unknown_frames_are_errors() {
     dec.push(&[2, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
     assert!(matches!(dec.next_frame(), Err(ProtoError::TooLarge(_))));
 }
+
+#[test]
+fn copy_messages_round_trip() {
+    let msgs = [
+        GuestMsg::PathStat {
+            seq: 1,
+            result: Err(PathError {
+                kind: PathErrorKind::NotFound,
+                message: "Could not find the file /x".into(),
+            }),
+        },
+        GuestMsg::Transfer {
+            session: 4,
+            stat: Ok(PathStat {
+                name: "x".into(),
+                size: 3,
+                mode: 0o100644,
+                ..Default::default()
+            }),
+            window: archive::TRANSFER_WINDOW,
+        },
+        GuestMsg::TransferDone {
+            session: 4,
+            error: Some("cancelled".into()),
+        },
+    ];
+    for m in msgs {
+        let f = Frame::control(&m);
+        assert_eq!(f.parse_control::<GuestMsg>().unwrap(), m);
+    }
+    let get = HostMsg::ArchiveGet {
+        session: 2,
+        path: "/".into(),
+        window: 1,
+        mode: GetMode::Layer,
+        paths: vec!["etc/passwd".into()],
+        pause: true,
+    };
+    assert_eq!(
+        Frame::control(&get).parse_control::<HostMsg>().unwrap(),
+        get
+    );
+    // A host before modes sent none: a copy.
+    let old: HostMsg =
+        serde_json::from_str(r#"{"type":"archive_get","session":1,"path":"/x","window":5}"#)
+            .unwrap();
+    assert!(matches!(
+        old,
+        HostMsg::ArchiveGet {
+            mode: GetMode::Copy,
+            pause: false,
+            ..
+        }
+    ));
+}

@@ -191,6 +191,36 @@ mod tests {
     }
 
     #[test]
+    fn copies_need_a_configured_guest_and_stats_a_running_one() {
+        let transfer = GuestMsg::TransferDone {
+            session: 3,
+            error: None,
+        };
+        let stats = GuestMsg::Stats {
+            seq: 1,
+            stats: Box::default(),
+        };
+        let mut p = Protocol::new(true);
+        assert!(p.accept(&transfer).is_err(), "before Hello");
+        p.accept(&hello()).unwrap();
+        assert!(p.accept(&transfer).is_err(), "before setup");
+        p.accept(&GuestMsg::Ready).unwrap();
+        p.accept(&transfer).unwrap();
+        assert!(
+            p.accept(&stats).is_err(),
+            "a VM booted for its files runs nothing"
+        );
+        p.accept(&GuestMsg::Started { session: 0, pid: 1 }).unwrap();
+        p.accept(&stats).unwrap();
+        p.accept(&GuestMsg::Exited {
+            session: 0,
+            code: 0,
+        })
+        .unwrap();
+        assert!(p.accept(&transfer).is_err(), "after Exited");
+    }
+
+    #[test]
     fn a_violation_says_where_the_conversation_stood() {
         let mut p = Protocol::new(true);
         assert_eq!(
