@@ -7,7 +7,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::{Bytes, BytesMut};
-use chrono::Utc;
 use hyper_util::rt::TokioIo;
 use portlayer::logs::{LogEntry, LogStream};
 use portlayer::ExecConfig;
@@ -183,11 +182,7 @@ pub async fn start(
 }
 
 fn entry(stream: LogStream, data: Bytes) -> LogEntry {
-    LogEntry {
-        stream,
-        time: Utc::now(),
-        data,
-    }
+    LogEntry::now(stream, data)
 }
 
 /// What `POST /exec/{id}/resize` reads.

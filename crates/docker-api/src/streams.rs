@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use hyper_util::rt::TokioIo;
-use portlayer::logs::{LogEntry, LogStream};
+use portlayer::logs::{LineFilter, LogEntry, LogStream};
 use portlayer::{Status, WaitCondition};
 use serde::Deserialize;
 use serde_json::json;
@@ -95,8 +95,9 @@ pub async fn wait(
 }
 
 /// Encodes one entry for the client: raw for a TTY, else with the 8-byte stream header.
+/// An entry as the client reads it; with `timestamps`, a line is stamped at its first piece.
 pub(crate) fn frame(entry: &LogEntry, tty: bool, timestamps: bool) -> Bytes {
-    let ts = timestamps.then(|| {
+    let ts = (timestamps && !entry.continues).then(|| {
         format!(
             "{} ",
             entry
@@ -280,14 +281,18 @@ pub async fn logs(
             && since.is_none_or(|s| time >= s)
             && until.is_none_or(|u| time <= u)
     };
-    let keep = move |e: &LogEntry| keep_at(e.stream, e.time);
     // Where to start and where the log ends now, from the records' headers alone, across
     // its segments (the view opened above stays whole whatever rotation does meanwhile).
+    // `--tail` counts lines: the starts of the last ones wanted.
     let (log, start, log_end) = tokio::task::spawn_blocking(move || {
         let mut last = std::collections::VecDeque::new();
+        let mut lines = LineFilter::new(keep_at);
         let end = log.scan(log.start(), |h| {
-            if let Some(n) = tail.filter(|_| keep_at(h.stream, h.time)) {
-                last.push_back(h.start);
+            let starts_line = !h.continues;
+            if let Some(n) = tail.filter(|_| lines.wants(h.stream, h.continues, h.time)) {
+                if starts_line {
+                    last.push_back(h.start);
+                }
                 if last.len() > n {
                     last.pop_front();
                 }
@@ -302,9 +307,19 @@ pub async fn logs(
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?
     .map_err(|e: std::io::Error| ApiError::internal(format!("reading the container log: {e}")))?;
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(match tail {
+        Some(_) => LineFilter::from_line_start(keep_at),
+        None => LineFilter::new(keep_at),
+    }));
+    let keep = move |lines: &std::sync::Mutex<LineFilter<_>>, e: &LogEntry| {
+        let mut lines = lines.lock().unwrap_or_else(|p| p.into_inner());
+        lines.wants(e.stream, e.continues, e.time)
+    };
+    let live_lines = lines.clone();
     // The log up to `log_end`, read and sent a chunk at a time.
     let head = futures_util::stream::unfold(start, move |pos| {
         let log = log.clone();
+        let lines = lines.clone();
         async move {
             if pos >= log_end {
                 return None;
@@ -318,7 +333,7 @@ pub async fn logs(
                 return None;
             }
             let mut buf = BytesMut::new();
-            for (e, _) in chunk.entries.iter().filter(|(e, _)| keep(e)) {
+            for (e, _) in chunk.entries.iter().filter(|(e, _)| keep(&lines, e)) {
                 buf.extend_from_slice(&frame(e, tty, timestamps));
             }
             Some((Ok::<_, std::io::Error>(buf.freeze()), chunk.next))
@@ -329,25 +344,28 @@ pub async fn logs(
         None => Body::from_stream(head),
         Some(mut follower) => {
             follower.start_at(log_end);
-            let rest = futures_util::stream::unfold(follower, move |mut f| async move {
-                let mut buf = BytesMut::new();
-                while let Some(e) = f.next().await {
-                    let mut next = Some(e);
-                    while let Some(e) = next {
-                        if keep(&e) {
-                            buf.extend_from_slice(&frame(&e, tty, timestamps));
+            let rest = futures_util::stream::unfold(follower, move |mut f| {
+                let lines = live_lines.clone();
+                async move {
+                    let mut buf = BytesMut::new();
+                    while let Some(e) = f.next().await {
+                        let mut next = Some(e);
+                        while let Some(e) = next {
+                            if keep(&lines, &e) {
+                                buf.extend_from_slice(&frame(&e, tty, timestamps));
+                            }
+                            next = if buf.len() < BATCH {
+                                f.try_next()
+                            } else {
+                                None
+                            };
                         }
-                        next = if buf.len() < BATCH {
-                            f.try_next()
-                        } else {
-                            None
-                        };
+                        if !buf.is_empty() {
+                            return Some((Ok::<_, std::io::Error>(buf.freeze()), f));
+                        }
                     }
-                    if !buf.is_empty() {
-                        return Some((Ok::<_, std::io::Error>(buf.freeze()), f));
-                    }
+                    None
                 }
-                None
             });
             Body::from_stream(futures_util::StreamExt::chain(head, rest))
         }

@@ -9,12 +9,17 @@
 //!   <dir>/container.log.1    the one before it, … up to container.log.<max-file − 1>
 //! ```
 //!
-//! A segment is a sequence of records, one a line of output (a final partial line is a record
-//! of its own):
+//! A segment is a sequence of records, one a line of output as it arrived (a line the guest
+//! sent in pieces is a record a piece):
 //!
 //! ```text
-//!   stream u8 (1 stdout, 2 stderr) | time i64 ns since epoch, BE | length u32 BE | bytes
+//!   stream u8 (1 stdout, 2 stderr; | 0x40 when it continues that stream's line) |
+//!   time i64 ns since epoch, BE | length u32 BE | bytes
 //! ```
+//!
+//! A record that continues a line carries the flag so that readers place, filter, count and
+//! stamp the line by its first piece, as Docker does with whole lines: `--since`, `--until`
+//! and `--tail` see lines, and `-t` stamps each once.
 //!
 //! and begins with a *segment header*, a record of stream 0x80 whose 16 bytes say where it
 //! lies in the whole log: `base u64 BE | data u64 BE`. Offsets run on across segments: a
@@ -48,6 +53,8 @@ pub use writer::LogWriter;
 const HEADER: usize = 13;
 /// The stream byte of a segment header.
 const SEGMENT: u8 = 0x80;
+/// Set in a record's stream byte when it continues the line of that stream's record before.
+const CONTINUES: u8 = 0x40;
 /// A segment header's payload: base and data, two u64.
 const SEGMENT_PAYLOAD: usize = 16;
 /// The bytes a segment header takes.
@@ -94,12 +101,81 @@ pub enum LogStream {
     Stderr = 2,
 }
 
-/// One line (or trailing partial line) of output.
+/// One line of output, or a piece of one as it arrived.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogEntry {
     pub stream: LogStream,
     pub time: DateTime<Utc>,
     pub data: Bytes,
+    /// The entry goes on with the line of the stream's entry before it (which did not end
+    /// with a newline).
+    pub continues: bool,
+}
+
+impl LogEntry {
+    /// An entry that starts a line, written now.
+    pub fn now(stream: LogStream, data: Bytes) -> LogEntry {
+        LogEntry {
+            stream,
+            time: Utc::now(),
+            data,
+            continues: false,
+        }
+    }
+}
+
+/// Decides, for the entries of one read of a log in order, which are wanted, a line at a
+/// time: an entry that continues a line goes with the line's first piece, whose stream and
+/// time `want` judges.
+pub struct LineFilter<F> {
+    want: F,
+    /// Per stream: whether its current line is wanted (`None`: its start was not seen).
+    line: [Option<bool>; 2],
+}
+
+impl<F: FnMut(LogStream, DateTime<Utc>) -> bool> LineFilter<F> {
+    /// A filter for a read from the log's start: a line whose start was rotated away is
+    /// judged by its first piece still kept.
+    pub fn new(want: F) -> Self {
+        LineFilter {
+            want,
+            line: [None; 2],
+        }
+    }
+
+    /// A filter for a read from a line's start (`--tail`): pieces of lines begun earlier are
+    /// not wanted.
+    pub fn from_line_start(want: F) -> Self {
+        LineFilter {
+            want,
+            line: [Some(false); 2],
+        }
+    }
+
+    /// Whether the entry (its stream, whether it continues a line, its time) is wanted.
+    pub fn wants(&mut self, stream: LogStream, continues: bool, time: DateTime<Utc>) -> bool {
+        let line = &mut self.line[stream as usize - 1];
+        match *line {
+            Some(wanted) if continues => wanted,
+            _ => {
+                let wanted = (self.want)(stream, time);
+                *line = Some(wanted);
+                wanted
+            }
+        }
+    }
+}
+
+/// A record's stream byte: which stream, whether it continues a line; `None` for a segment
+/// header, `Err` for a byte no writer writes.
+fn stream_byte(b: u8) -> Result<Option<(LogStream, bool)>, ()> {
+    let continues = b & CONTINUES != 0;
+    match b & !CONTINUES {
+        1 => Ok(Some((LogStream::Stdout, continues))),
+        2 => Ok(Some((LogStream::Stderr, continues))),
+        SEGMENT if !continues => Ok(None),
+        _ => Err(()),
+    }
 }
 
 fn split_lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -111,9 +187,9 @@ pub fn record_len(e: &LogEntry) -> u64 {
     (HEADER + e.data.len()) as u64
 }
 
-/// Appends the record of one line to `buf`.
-fn encode_record(buf: &mut Vec<u8>, stream: LogStream, nanos: i64, line: &[u8]) {
-    buf.push(stream as u8);
+/// Appends the record of one line (or piece of one) to `buf`.
+fn encode_record(buf: &mut Vec<u8>, stream: LogStream, continues: bool, nanos: i64, line: &[u8]) {
+    buf.push(stream as u8 | if continues { CONTINUES } else { 0 });
     buf.extend_from_slice(&nanos.to_be_bytes());
     buf.extend_from_slice(&(line.len() as u32).to_be_bytes());
     buf.extend_from_slice(line);
@@ -166,7 +242,7 @@ fn file_kind(file: &File) -> io::Result<FileKind> {
             base: u64_at(HEADER),
             data: u64_at(HEADER + 8),
         },
-        Some(1 | 2) if got > 0 => FileKind::Legacy,
+        Some(&b) if got > 0 && matches!(stream_byte(b), Ok(Some(_))) => FileKind::Legacy,
         _ => FileKind::Unplaced,
     })
 }
@@ -175,6 +251,8 @@ fn file_kind(file: &File) -> io::Result<FileKind> {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RecordHeader {
     pub stream: LogStream,
+    /// The record continues the stream's line before it.
+    pub continues: bool,
     pub time: DateTime<Utc>,
     pub start: u64,
     pub end: u64,
@@ -193,11 +271,8 @@ fn scan_file(file: &File, from: u64, mut f: impl FnMut(RecordHeader)) -> io::Res
     let mut header = [0u8; HEADER];
     while len.saturating_sub(pos) >= HEADER as u64 {
         r.read_exact(&mut header)?;
-        let stream = match header[0] {
-            1 => Some(LogStream::Stdout),
-            2 => Some(LogStream::Stderr),
-            SEGMENT => None,
-            _ => break,
+        let Ok(stream) = stream_byte(header[0]) else {
+            break;
         };
         let nanos = i64::from_be_bytes(header[1..9].try_into().unwrap_or_default());
         let data = u64::from(u32::from_be_bytes(
@@ -207,9 +282,10 @@ fn scan_file(file: &File, from: u64, mut f: impl FnMut(RecordHeader)) -> io::Res
         if end > len {
             break;
         }
-        if let Some(stream) = stream {
+        if let Some((stream, continues)) = stream {
             f(RecordHeader {
                 stream,
+                continues,
                 time: Utc.timestamp_nanos(nanos),
                 start: pos,
                 end,
@@ -244,11 +320,8 @@ fn parse(raw: &[u8]) -> (Vec<(LogEntry, u64)>, u64) {
     let mut entries = Vec::new();
     let mut pos = 0usize;
     while raw.len() - pos >= HEADER {
-        let stream = match raw[pos] {
-            1 => Some(LogStream::Stdout),
-            2 => Some(LogStream::Stderr),
-            SEGMENT => None,
-            _ => break,
+        let Ok(stream) = stream_byte(raw[pos]) else {
+            break;
         };
         let mut nanos = [0u8; 8];
         nanos.copy_from_slice(&raw[pos + 1..pos + 9]);
@@ -260,10 +333,16 @@ fn parse(raw: &[u8]) -> (Vec<(LogEntry, u64)>, u64) {
         }
         let start = pos + HEADER;
         pos = start + len;
-        if let Some(stream) = stream {
+        if let Some((stream, continues)) = stream {
             let data = Bytes::copy_from_slice(&raw[start..pos]);
             let time = Utc.timestamp_nanos(i64::from_be_bytes(nanos));
-            entries.push((LogEntry { stream, time, data }, pos as u64));
+            let entry = LogEntry {
+                stream,
+                time,
+                data,
+                continues,
+            };
+            entries.push((entry, pos as u64));
         }
     }
     (entries, pos as u64)

@@ -197,6 +197,7 @@ fn a_log_written_before_rotation_is_read_and_rotated_on() {
         encode_record(
             &mut raw,
             LogStream::Stdout,
+            false,
             1,
             format!("{i:06}\n").as_bytes(),
         );
@@ -338,4 +339,59 @@ fn bounds_of_records_written_before_them_are_the_default() {
         serde_json::from_str::<LogBounds>(&unlimited).unwrap(),
         LogBounds::UNLIMITED
     );
+}
+
+#[test]
+fn a_line_sent_in_pieces_is_marked_and_filtered_by_its_first_piece() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_in(&dir);
+    let mut w = LogWriter::open(&path, LogBounds::UNLIMITED).unwrap();
+    let pieces: [(LogStream, &[u8]); 5] = [
+        (LogStream::Stdout, b"one\ntw"),
+        (LogStream::Stderr, b"err\n"),
+        (LogStream::Stdout, b"o\nthr"),
+        (LogStream::Stdout, b"ee"),
+        (LogStream::Stdout, b"\n"),
+    ];
+    for (stream, data) in pieces {
+        w.append(stream, data).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let entries = read_all(&path).unwrap().0;
+    let got: Vec<(&[u8], bool)> = entries.iter().map(|e| (&e.data[..], e.continues)).collect();
+    let expected: [(&[u8], bool); 7] = [
+        (b"one\n", false),
+        (b"tw", false),
+        (b"err\n", false),
+        (b"o\n", true),
+        (b"thr", false),
+        (b"ee", true),
+        (b"\n", true),
+    ];
+    assert_eq!(got, expected);
+    // Since the time of "o\n": "two" began before it, so none of it; "three" whole.
+    let since = entries[3].time;
+    let mut filter = LineFilter::new(|_, t| t >= since);
+    assert_eq!(kept(&entries, &mut filter), b"three\n");
+    // Until the time of "err": "two" whole (its end is later), "three" not at all.
+    let until = entries[2].time;
+    let mut filter = LineFilter::new(|_, t| t <= until);
+    assert_eq!(kept(&entries, &mut filter), b"one\ntwerr\no\n");
+    // From a line's start (a tail), pieces of lines begun before it are dropped …
+    let mut filter = LineFilter::from_line_start(|_, _| true);
+    assert_eq!(kept(&entries[2..], &mut filter), b"err\nthree\n");
+    // … but from the log's start, a piece whose line was rotated away is kept.
+    let mut filter = LineFilter::new(|_, _| true);
+    assert_eq!(kept(&entries[3..], &mut filter), b"o\nthree\n");
+}
+
+/// The output of `entries` that `filter` wants, in order.
+fn kept<F>(entries: &[LogEntry], filter: &mut LineFilter<F>) -> Vec<u8>
+where
+    F: FnMut(LogStream, chrono::DateTime<chrono::Utc>) -> bool,
+{
+    let wanted = entries
+        .iter()
+        .filter(|e| filter.wants(e.stream, e.continues, e.time));
+    wanted.flat_map(|e| e.data.to_vec()).collect()
 }

@@ -48,6 +48,10 @@ pub struct LogWriter {
     /// without their headers; rotated-away output included).
     data: u64,
     rotations: u64,
+    /// Per stream (stdout, stderr): its last record did not end a line, so its next one
+    /// continues it. A writer starts with whole lines: after an appliance restart, a line the
+    /// guest was in the middle of shows as two.
+    open_line: [bool; 2],
     /// Tests stop a rotation after this many file operations, as a crash would.
     #[cfg(test)]
     pub(super) crash_after: Option<usize>,
@@ -109,6 +113,7 @@ impl LogWriter {
             head,
             data,
             rotations: 0,
+            open_line: [false; 2],
             #[cfg(test)]
             crash_after: None,
         })
@@ -128,6 +133,11 @@ impl LogWriter {
         let mut buf = Vec::with_capacity(data.len() + HEADER * 2);
         let mut pending = 0u64;
         let mut entries = Vec::new();
+        let open = &mut self.open_line[stream as usize - 1];
+        let mut continues = std::mem::replace(open, data.last().is_some_and(|b| *b != b'\n'));
+        if data.is_empty() {
+            *open = continues;
+        }
         for line in split_lines(data) {
             if self.must_rotate(buf.len() as u64, (HEADER + line.len()) as u64) {
                 self.flush(&mut buf, &mut pending)?;
@@ -135,15 +145,17 @@ impl LogWriter {
                     tracing::warn!(log = %self.path.display(), "rotating the log: {e}");
                 }
             }
-            encode_record(&mut buf, stream, nanos, line);
+            encode_record(&mut buf, stream, continues, nanos, line);
             pending += line.len() as u64;
             let end = self.offset() + buf.len() as u64;
             let entry = LogEntry {
                 stream,
                 time,
                 data: Bytes::copy_from_slice(line),
+                continues,
             };
             entries.push((entry, end));
+            continues = false;
         }
         self.flush(&mut buf, &mut pending)?;
         Ok(entries)
@@ -176,9 +188,10 @@ impl LogWriter {
         match self.rotate_files() {
             Ok(()) => Ok(()),
             Err(e) => {
-                let rotations = self.rotations + 1;
+                let (rotations, open_line) = (self.rotations + 1, self.open_line);
                 *self = LogWriter::open(&self.path, self.bounds)?;
                 self.rotations = rotations;
+                self.open_line = open_line;
                 Err(e)
             }
         }
