@@ -10,12 +10,16 @@ HOSTILE := $(CURDIR)/target/static/$(STATIC_TARGET)/release/hostile-guest
 REG_DIR := $(BUILD)/registry
 DOCKER ?= $(shell [ -x /usr/local/bin/docker ] && echo /usr/local/bin/docker || echo docker)
 
-.PHONY: all deps build kernel initramfs binaries demo demo-clean test unit-test fuzz lint bench registry clean
+.PHONY: all deps vcsim build kernel initramfs binaries demo demo-clean test unit-test fuzz lint bench registry clean
 
 all: build
 
 deps:
 	@bash scripts/deps.sh
+
+# vcsim and govc for the vSphere tests (not needed by the local target, so not by `make demo`).
+vcsim:
+	@bash scripts/vcsim.sh
 
 build: binaries kernel initramfs
 
@@ -62,7 +66,7 @@ fuzz:
 
 # The whole suite: unit tests, then the tests that need real parts (QEMU VMs, the registry,
 # the docker CLI), which are #[ignore]d in a plain `cargo test`.
-test: deps build registry
+test: deps vcsim build registry
 	@bash scripts/test.sh "$(BUILD)" "$$(cat $(REG_DIR)/registry.addr)" "$(DOCKER)"
 
 bench: deps build registry

@@ -10,6 +10,9 @@ export VIC_INITRD=$build/bootstrap/initramfs.cpio
 # The initramfs whose PID 1 breaks the tether protocol (crates/hostile-guest, built by make initramfs).
 export VIC_HOSTILE_INITRD=$build/bootstrap/hostile-initramfs.cpio
 export VIC_STATE_ROOT=$build/test-state
+# govmomi's vSphere simulator and CLI (scripts/vcsim.sh); each test starts its own vcsim.
+govmomi=${VIC_CACHE:-/var/cache/vic}/govmomi-0.24.2/bin
+export VIC_VCSIM=$govmomi/vcsim VIC_GOVC=$govmomi/govc
 
 # Registries that want credentials or a private CA (tests/fixtures/registry.sh).
 fixture() { # fixture DIR FLAGS… → the KEY=VALUE lines it prints

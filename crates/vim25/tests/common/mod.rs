@@ -1,0 +1,117 @@
+//! vcsim for tests: govmomi's simulator started on 127.0.0.1 with a P-256 certificate made
+//! here (its own is RSA-1024, which rustls refuses), stopped by its PID when dropped; and govc,
+//! the second client every result is checked with.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const USER: &str = "vic";
+pub const PASSWORD: &str = "s3cret&<pw>";
+
+pub struct Vcsim {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    pub host: String,
+    /// The DER of its certificate.
+    pub cert_der: Vec<u8>,
+    _dir: tempfile::TempDir,
+}
+
+fn tool(var: &str) -> PathBuf {
+    let path = std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("{var} names the binary (make test sets it: scripts/vcsim.sh)"));
+    assert!(path.exists(), "{var}={} does not exist", path.display());
+    path
+}
+
+impl Vcsim {
+    /// A vCenter (`esx` false: one datacenter DC0 with a host, a cluster, VMs) or an ESX host.
+    pub fn start(esx: bool) -> Vcsim {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        let mut cmd = Command::new(tool("VIC_VCSIM"));
+        cmd.args([
+            "-l",
+            "127.0.0.1:0",
+            "-username",
+            USER,
+            "-password",
+            PASSWORD,
+        ])
+        .arg("-tlscert")
+        .arg(&cert_path)
+        .arg("-tlskey")
+        .arg(&key_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+        if esx {
+            cmd.arg("-esx");
+        }
+        let mut child = cmd.spawn().expect("starting vcsim");
+        let mut first = String::new();
+        let stdout = child.stdout.take().unwrap();
+        let started = Instant::now();
+        BufReader::new(stdout).read_line(&mut first).unwrap();
+        // export GOVC_URL=https://user:pass@127.0.0.1:PORT/sdk GOVC_SIM_PID=…
+        let host = first
+            .split('@')
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .unwrap_or_else(|| panic!("vcsim said {first:?}"))
+            .to_string();
+        eprintln!("vcsim on {host} in {:?}", started.elapsed());
+        Vcsim {
+            child,
+            host,
+            cert_der: cert.der().to_vec(),
+            _dir: dir,
+        }
+    }
+
+    /// Runs govc with `args` against this simulator; its stdout, failing on an error.
+    pub fn govc(&self, args: &[&str]) -> String {
+        let out = Command::new(tool("VIC_GOVC"))
+            .args(args)
+            .env("GOVC_URL", format!("https://{}/sdk", self.host))
+            .env("GOVC_USERNAME", USER)
+            .env("GOVC_PASSWORD", PASSWORD)
+            .env("GOVC_INSECURE", "1")
+            .output()
+            .expect("running govc");
+        assert!(
+            out.status.success(),
+            "govc {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// govc's JSON answer.
+    pub fn govc_json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.govc(args)).unwrap()
+    }
+}
+
+impl Drop for Vcsim {
+    fn drop(&mut self) {
+        // SIGTERM lets vcsim remove its temporary datastores.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
