@@ -11,6 +11,10 @@
 //!     ├─ property.rs   RetrievePropertiesEx/Continue, ContainerView, SearchIndex
 //!     ├─ task.rs       waiting on a task, its fault typed
 //!     ├─ datastore.rs  files: /folder uploads and downloads, FileManager
+//!     ├─ pool.rs       resource pools and vApps
+//!     ├─ updates.rs    WaitForUpdatesEx watches
+//!     ├─ events.rs     the event history (EventHistoryCollector)
+//!     ├─ options.rs    OptionManager, VirtualDiskManager
 //!     └─ vm.rs         CreateVM, ReconfigVM, power, Destroy
 //! ```
 //!
@@ -19,10 +23,15 @@
 
 mod client;
 pub mod datastore;
+pub mod devices;
+pub mod events;
+mod options;
+pub mod pool;
 pub mod property;
 mod soap;
 pub mod task;
 pub mod tls;
+pub mod updates;
 pub mod vm;
 pub mod xml;
 

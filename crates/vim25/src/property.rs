@@ -94,22 +94,31 @@ impl Client {
         container: &MoRef,
         kinds: &[(&str, &[&str])],
     ) -> Result<Vec<ObjectContent>, Error> {
-        let mut req = Request::new("CreateContainerView", &self.content().view_manager);
-        req.moref("container", container);
-        for (kind, _) in kinds {
-            req.text("type", kind);
-        }
-        req.text("recursive", "true");
-        let view = self
-            .call_returning(&req)
-            .await?
-            .and_then(|n| n.moref())
-            .ok_or_else(|| Error::Protocol("CreateContainerView returned no view".into()))?;
+        let types: Vec<&str> = kinds.iter().map(|(k, _)| *k).collect();
+        let view = self.container_view(container, &types).await?;
         let found = self.retrieve_from(Start::View(&view), kinds).await;
         let destroyed = self.call(&Request::new("DestroyView", &view)).await;
         let found = found?;
         destroyed?;
         Ok(found)
+    }
+
+    /// A view of every object of `kinds` below `container`; `DestroyView` ends it.
+    pub(crate) async fn container_view(
+        &self,
+        container: &MoRef,
+        kinds: &[&str],
+    ) -> Result<MoRef, Error> {
+        let mut req = Request::new("CreateContainerView", &self.content().view_manager);
+        req.moref("container", container);
+        for kind in kinds {
+            req.text("type", kind);
+        }
+        req.text("recursive", "true");
+        self.call_returning(&req)
+            .await?
+            .and_then(|n| n.moref())
+            .ok_or_else(|| Error::Protocol("CreateContainerView returned no view".into()))
     }
 
     async fn retrieve_from(
@@ -133,17 +142,7 @@ impl Client {
                     req.open("objectSet").moref("obj", o).close();
                 }
             }
-            Start::View(view) => {
-                req.open("objectSet")
-                    .moref("obj", view)
-                    .text("skip", "true")
-                    .open_typed("selectSet", "TraversalSpec")
-                    .text("type", "ContainerView")
-                    .text("path", "view")
-                    .text("skip", "false")
-                    .close()
-                    .close();
-            }
+            Start::View(view) => view_object_set(&mut req, view),
         }
         req.close();
         req.open("options")
@@ -171,4 +170,17 @@ impl Client {
         req.text("inventoryPath", path);
         Ok(self.call_returning(&req).await?.and_then(|n| n.moref()))
     }
+}
+
+/// The `objectSet` that reaches every object a container view holds (not the view itself).
+pub(crate) fn view_object_set(req: &mut Request, view: &MoRef) {
+    req.open("objectSet")
+        .moref("obj", view)
+        .text("skip", "true")
+        .open_typed("selectSet", "TraversalSpec")
+        .text("type", "ContainerView")
+        .text("path", "view")
+        .text("skip", "false")
+        .close()
+        .close();
 }

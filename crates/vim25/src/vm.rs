@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use crate::xml::Request;
+use crate::devices::{add_devices, Device};
+use crate::xml::{Node, Request};
 use crate::{Client, Error, MoRef};
 
 /// What a new VM is (the fields vic sets of a `VirtualMachineConfigSpec`).
@@ -18,6 +19,8 @@ pub struct VmSpec {
     pub annotation: Option<String>,
     /// `extraConfig` keys and values (guestinfo and the like).
     pub extra_config: Vec<(String, String)>,
+    /// Devices beside vSphere's defaults.
+    pub devices: Vec<Device>,
 }
 
 /// A VM's power state, as vSphere reports it.
@@ -70,6 +73,7 @@ impl Client {
         req.open("files").text("vmPathName", &spec.files).close();
         req.text("numCPUs", &spec.cpus.to_string())
             .text("memoryMB", &spec.memory_mib.to_string());
+        add_devices(&mut req, &spec.devices);
         extra_config(&mut req, &spec.extra_config);
         req.close();
         req.moref("pool", pool);
@@ -112,6 +116,15 @@ impl Client {
             }
         }
         Ok(out)
+    }
+
+    /// The VM's devices (`config.hardware.device`), each its type and node.
+    pub async fn devices(&self, vm: &MoRef) -> Result<Vec<Node>, Error> {
+        let props = self.properties(vm, &["config.hardware.device"]).await?;
+        Ok(props
+            .prop("config.hardware.device")
+            .map(|l| l.children.clone())
+            .unwrap_or_default())
     }
 
     pub async fn power_on(&self, vm: &MoRef, timeout: Duration) -> Result<(), Error> {

@@ -175,6 +175,7 @@ async fn a_vm_is_created_configured_powered_and_destroyed() {
         cpus: 2,
         annotation: Some("made by the vim25 tests".into()),
         extra_config: vec![("guestinfo.vice./common/id".into(), "abc & <def>".into())],
+        devices: Vec::new(),
     };
     let vm = c.create_vm(&folder, &pool, None, &spec, T).await.unwrap();
     let arg = moref_arg(&vm);

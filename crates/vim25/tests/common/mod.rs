@@ -95,6 +95,7 @@ impl Vcsim {
     }
 
     /// govc's JSON answer.
+    #[allow(dead_code)] // Not every test file reads JSON.
     pub fn govc_json(&self, args: &[&str]) -> serde_json::Value {
         serde_json::from_str(&self.govc(args)).unwrap()
     }

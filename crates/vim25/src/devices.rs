@@ -1,0 +1,219 @@
+//! The devices vic gives a VM beside vSphere's defaults: NICs on port groups, a serial port
+//! that dials the appliance (the tether's channel), disks (a child delta of an image's disk,
+//! or a volume's) on a paravirtual SCSI controller, and an ISO in the CD-ROM.
+
+use crate::datastore::DatastorePath;
+use crate::xml::Request;
+
+/// The key of IDE controller 0, which vSphere gives every new VM.
+const IDE0: i32 = 200;
+
+/// A device to add.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Device {
+    /// A vmxnet3 NIC on the standard port group `network`, with a MAC or one vSphere makes.
+    Nic {
+        network: String,
+        mac: Option<String>,
+    },
+    /// A serial port backed by a network URI (`tcp://HOST:PORT`): the VM connects to it
+    /// when `client`, else it listens.
+    SerialUri { uri: String, client: bool },
+    /// A CD-ROM holding an ISO file.
+    Cdrom { iso: DatastorePath },
+    /// A disk: made anew at `path` (`capacity_kib` large, thin) when `create`, else the file
+    /// there; with a `parent`, a child delta over that disk (copy on write).
+    Disk {
+        path: DatastorePath,
+        capacity_kib: u64,
+        parent: Option<DatastorePath>,
+        create: bool,
+    },
+}
+
+/// Writes the `deviceChange` entries adding `devices` (a SCSI controller first when there
+/// is a disk).
+pub fn add_devices(req: &mut Request, devices: &[Device]) {
+    let mut key = -1;
+    let mut next_key = || {
+        key -= 1;
+        key
+    };
+    let scsi = devices
+        .iter()
+        .any(|d| matches!(d, Device::Disk { .. }))
+        .then(|| {
+            let k = next_key();
+            add_scsi_controller(req, k);
+            k
+        });
+    let mut disk_unit = 0;
+    for d in devices {
+        let k = next_key();
+        match d {
+            Device::Nic { network, mac } => add_nic(req, k, network, mac.as_deref()),
+            Device::SerialUri { uri, client } => add_serial(req, k, uri, *client),
+            Device::Cdrom { iso } => add_cdrom(req, k, iso),
+            Device::Disk {
+                path,
+                capacity_kib,
+                parent,
+                create,
+            } => {
+                // Unit 7 is the controller's own.
+                if disk_unit == 7 {
+                    disk_unit += 1;
+                }
+                let disk = DiskAt {
+                    key: k,
+                    controller: scsi.unwrap_or(-1),
+                    unit: disk_unit,
+                };
+                add_disk(req, disk, path, *capacity_kib, parent.as_ref(), *create);
+                disk_unit += 1;
+            }
+        }
+    }
+}
+
+fn connectable(req: &mut Request) {
+    req.open("connectable")
+        .text("startConnected", "true")
+        .text("allowGuestControl", "true")
+        .text("connected", "true")
+        .close();
+}
+
+fn add_scsi_controller(req: &mut Request, key: i32) {
+    req.open("deviceChange")
+        .text("operation", "add")
+        .open_typed("device", "ParaVirtualSCSIController")
+        .text("key", &key.to_string())
+        .text("busNumber", "0")
+        .text("sharedBus", "noSharing")
+        .close()
+        .close();
+}
+
+fn add_nic(req: &mut Request, key: i32, network: &str, mac: Option<&str>) {
+    req.open("deviceChange")
+        .text("operation", "add")
+        .open_typed("device", "VirtualVmxnet3")
+        .text("key", &key.to_string())
+        .open_typed("backing", "VirtualEthernetCardNetworkBackingInfo")
+        .text("deviceName", network)
+        .close();
+    connectable(req);
+    match mac {
+        Some(mac) => req.text("addressType", "manual").text("macAddress", mac),
+        None => req.text("addressType", "generated"),
+    };
+    req.close().close();
+}
+
+fn add_serial(req: &mut Request, key: i32, uri: &str, client: bool) {
+    req.open("deviceChange")
+        .text("operation", "add")
+        .open_typed("device", "VirtualSerialPort")
+        .text("key", &key.to_string())
+        .open_typed("backing", "VirtualSerialPortURIBackingInfo")
+        .text("serviceURI", uri)
+        .text("direction", if client { "client" } else { "server" })
+        .close();
+    connectable(req);
+    req.text("yieldOnPoll", "true").close().close();
+}
+
+fn add_cdrom(req: &mut Request, key: i32, iso: &DatastorePath) {
+    req.open("deviceChange")
+        .text("operation", "add")
+        .open_typed("device", "VirtualCdrom")
+        .text("key", &key.to_string())
+        .open_typed("backing", "VirtualCdromIsoBackingInfo")
+        .text("fileName", &iso.to_string())
+        .close();
+    connectable(req);
+    req.text("controllerKey", &IDE0.to_string())
+        .text("unitNumber", "0")
+        .close()
+        .close();
+}
+
+/// Where a disk goes: its key, its controller's key and its unit on it.
+#[derive(Clone, Copy)]
+struct DiskAt {
+    key: i32,
+    controller: i32,
+    unit: i32,
+}
+
+fn add_disk(
+    req: &mut Request,
+    at: DiskAt,
+    path: &DatastorePath,
+    capacity_kib: u64,
+    parent: Option<&DatastorePath>,
+    create: bool,
+) {
+    req.open("deviceChange").text("operation", "add");
+    if create {
+        req.text("fileOperation", "create");
+    }
+    req.open_typed("device", "VirtualDisk")
+        .text("key", &at.key.to_string())
+        .open_typed("backing", "VirtualDiskFlatVer2BackingInfo")
+        .text("fileName", &path.to_string())
+        .text("diskMode", "persistent")
+        .text("thinProvisioned", "true");
+    if let Some(parent) = parent {
+        req.open("parent")
+            .text("fileName", &parent.to_string())
+            .text("diskMode", "persistent")
+            .close();
+    }
+    req.close()
+        .text("controllerKey", &at.controller.to_string())
+        .text("unitNumber", &at.unit.to_string())
+        .text("capacityInKB", &capacity_kib.to_string())
+        .close()
+        .close();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xml::parse;
+    use crate::MoRef;
+
+    #[test]
+    fn disks_go_on_a_controller_added_first_and_skip_its_unit() {
+        let mut req = Request::new("ReconfigVM_Task", &MoRef::new("VirtualMachine", "vm-1"));
+        req.open("spec");
+        let disk = |n: u32| Device::Disk {
+            path: DatastorePath::new("ds", &format!("d{n}.vmdk")),
+            capacity_kib: 1024,
+            parent: None,
+            create: true,
+        };
+        let disks: Vec<Device> = (0..9).map(disk).collect();
+        add_devices(&mut req, &disks);
+        let doc = parse(req.envelope().as_bytes()).unwrap();
+        let spec = doc.at(&["Body", "ReconfigVM_Task", "spec"]).unwrap();
+        let changes: Vec<_> = spec.all("deviceChange").collect();
+        assert_eq!(changes.len(), 10);
+        let controller = changes[0].child("device").unwrap();
+        assert_eq!(
+            controller.xsi_type.as_deref(),
+            Some("ParaVirtualSCSIController")
+        );
+        let ckey = controller.text_at(&["key"]).unwrap();
+        let units: Vec<&str> = changes[1..]
+            .iter()
+            .map(|c| {
+                assert_eq!(c.text_at(&["device", "controllerKey"]), Some(ckey));
+                c.text_at(&["device", "unitNumber"]).unwrap()
+            })
+            .collect();
+        assert_eq!(units, ["0", "1", "2", "3", "4", "5", "6", "8", "9"]);
+    }
+}
