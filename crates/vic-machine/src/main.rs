@@ -29,6 +29,7 @@
 mod appliance;
 mod bridges;
 mod certs;
+mod cli_tls;
 mod configure;
 mod container_networks;
 mod create;
@@ -46,6 +47,7 @@ mod settings;
 mod snapshot;
 mod tls;
 mod upgrade;
+mod vsphere;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +55,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::cli_tls::{ConfigureTlsArgs, TlsArgs};
 use crate::container_networks::ContainerNetworkArgs;
 use crate::create::CreateOptions;
 use crate::layout::Layout;
@@ -72,7 +75,8 @@ struct Cli {
 
 #[derive(Debug, Args)]
 struct Common {
-    /// Where VCHs live: `local` (this host's QEMU). vSphere targets come later.
+    /// Where VCHs live: `local` (this host's QEMU), or a vCenter or ESX host:
+    /// `https://[USER[:PASSWORD]@]HOST[:PORT][/DATACENTER]` (so far `create` validates it).
     #[arg(long, env = "VIC_MACHINE_TARGET")]
     target: Option<String>,
     /// Name of the VCH (at most 31 characters).
@@ -106,50 +110,6 @@ struct Credentials {
     thumbprint: Option<String>,
 }
 
-/// How the Docker API is secured. The default is mutual TLS (tlsverify): `create` makes a
-/// CA, server and client certificates in the certificate directory.
-#[derive(Debug, Args)]
-struct TlsArgs {
-    /// Serve the Docker API without TLS (plain HTTP: anyone who reaches the port is in).
-    #[arg(long)]
-    no_tls: bool,
-    /// Serve TLS without client authentication (clients use `docker --tls`).
-    #[arg(long = "no-tlsverify", visible_alias = "kv")]
-    no_tlsverify: bool,
-    /// Extra name (FQDN or IP) for the generated server certificate, which is always valid
-    /// for 127.0.0.1 and localhost.
-    #[arg(long)]
-    tls_cname: Option<String>,
-    /// PEM certificate authority that client certificates must chain to, instead of a
-    /// generated one (no client certificate is generated then); repeatable.
-    #[arg(long = "tls-ca")]
-    tls_cas: Vec<PathBuf>,
-    /// PEM server certificate to use instead of a generated one (with --tls-server-key).
-    #[arg(long)]
-    tls_server_cert: Option<PathBuf>,
-    /// PEM private key of --tls-server-cert.
-    #[arg(long)]
-    tls_server_key: Option<PathBuf>,
-    /// Directory for the certificates and NAME.env; certificates an earlier create left
-    /// there are reused when still valid [default: ./NAME].
-    #[arg(long)]
-    tls_cert_path: Option<PathBuf>,
-}
-
-impl From<TlsArgs> for TlsOptions {
-    fn from(a: TlsArgs) -> Self {
-        TlsOptions {
-            no_tls: a.no_tls,
-            no_tlsverify: a.no_tlsverify,
-            cname: a.tls_cname,
-            client_cas: a.tls_cas,
-            server_cert: a.tls_server_cert,
-            server_key: a.tls_server_key,
-            cert_path: a.tls_cert_path,
-        }
-    }
-}
-
 /// The options of `create`.
 #[derive(Debug, Args)]
 struct CreateArgs {
@@ -177,46 +137,8 @@ struct CreateArgs {
     /// Directory with vmlinux and initramfs.cpio (default: next to this binary).
     #[arg(long, env = "VIC_BOOTSTRAP_DIR")]
     bootstrap_dir: Option<PathBuf>,
-}
-
-/// The TLS flags of `configure`: each changes only what it names (see `tls/reconfigure.rs`).
-#[derive(Debug, Args)]
-struct ConfigureTlsArgs {
-    /// PEM server certificate to serve from now on (with --tls-server-key).
-    #[arg(long)]
-    tls_server_cert: Option<PathBuf>,
-    /// PEM private key of --tls-server-cert.
-    #[arg(long)]
-    tls_server_key: Option<PathBuf>,
-    /// Generate a new server certificate from the VCH's CA, valid for 127.0.0.1, localhost
-    /// and this name (FQDN, IP or *.domain).
-    #[arg(long)]
-    tls_cname: Option<String>,
-    /// Stop checking client certificates: any client may connect over TLS.
-    #[arg(long = "no-tlsverify", visible_alias = "kv")]
-    no_tlsverify: bool,
-    /// PEM certificate authority that client certificates must chain to from now on,
-    /// replacing the current ones; repeatable.
-    #[arg(long = "tls-ca")]
-    tls_cas: Vec<PathBuf>,
-    /// New directory (absent or empty) for the certificates and NAME.env; the VCH's files
-    /// are copied there.
-    #[arg(long)]
-    tls_cert_path: Option<PathBuf>,
-}
-
-impl From<ConfigureTlsArgs> for TlsOptions {
-    fn from(a: ConfigureTlsArgs) -> Self {
-        TlsOptions {
-            no_tls: false,
-            no_tlsverify: a.no_tlsverify,
-            cname: a.tls_cname,
-            client_cas: a.tls_cas,
-            server_cert: a.tls_server_cert,
-            server_key: a.tls_server_key,
-            cert_path: a.tls_cert_path,
-        }
-    }
+    #[command(flatten)]
+    vsphere: vsphere::VsphereArgs,
 }
 
 /// The options of `configure`.
@@ -379,9 +301,27 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// Where a command works: this host, or a vSphere target.
+enum Place {
+    Local,
+    Vsphere(vsphere::Target),
+}
+
+fn place(target: &Option<String>, credentials: &Credentials) -> anyhow::Result<Place> {
+    match target.as_deref() {
+        Some("local") | None => check_target(target, credentials).map(|_| Place::Local),
+        Some(t) => vsphere::Target::parse(
+            t,
+            credentials.user.as_deref(),
+            credentials.password.as_deref(),
+        )
+        .map(Place::Vsphere),
+    }
+}
+
 fn check_target(target: &Option<String>, credentials: &Credentials) -> anyhow::Result<()> {
     match target.as_deref() {
-        None => anyhow::bail!("--target is required (local)"),
+        None => anyhow::bail!("--target is required (local, or https://HOST for vSphere)"),
         Some("local") => {
             let given: Vec<&str> = [
                 ("--user", credentials.user.is_some()),
@@ -399,7 +339,9 @@ fn check_target(target: &Option<String>, credentials: &Credentials) -> anyhow::R
             }
             Ok(())
         }
-        Some(other) => anyhow::bail!("target {other:?} is not supported yet: use --target local"),
+        Some(other) => anyhow::bail!(
+            "{other}: on a vSphere target only `create` (which validates the target) works so far"
+        ),
     }
 }
 
@@ -423,7 +365,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 bootstrap_dir,
                 bridge_network_range,
                 container_networks,
+                vsphere,
             } = *args;
+            if let Place::Vsphere(target) = place(&common.target, &common.credentials)? {
+                layout::validate_name(&common.name)?;
+                let wanted = vsphere.wanted(&target, image_store.as_deref(), &settings)?;
+                let thumbprint = common.credentials.thumbprint.as_deref();
+                return vsphere::create(&target, thumbprint, &common.name, &wanted);
+            }
+            vsphere.refuse_on_local()?;
             let layout = layout(common)?;
             let tls = TlsOptions::from(tls);
             tls.check()?;

@@ -65,6 +65,9 @@ pub enum Trust {
     Thumbprint(Thumbprint),
     /// Certificates these CAs signed for the host's name (PEM).
     Ca(Vec<CertificateDer<'static>>),
+    /// Nothing yet: the connection is refused, and the error shows the server's thumbprint
+    /// (what an operator checks and then passes as `--thumbprint`).
+    Nothing,
 }
 
 impl Trust {
@@ -93,7 +96,7 @@ pub(crate) fn client_config(
 ) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let webpki = match trust {
-        Trust::Thumbprint(_) => None,
+        Trust::Thumbprint(_) | Trust::Nothing => None,
         Trust::Ca(certs) => {
             let mut roots = rustls::RootCertStore::empty();
             for c in certs {
@@ -110,7 +113,7 @@ pub(crate) fn client_config(
     let verifier = Verifier {
         pinned: match trust {
             Trust::Thumbprint(t) => Some(t.clone()),
-            Trust::Ca(_) => None,
+            Trust::Ca(_) | Trust::Nothing => None,
         },
         webpki,
         provider: provider.clone(),

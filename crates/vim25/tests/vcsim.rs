@@ -1,11 +1,9 @@
 //! The client against vcsim, each result checked with govc (a second, independent client).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{Vcsim, PASSWORD, USER};
+use vcsim::{Vcsim, PASSWORD, USER};
 use vim25::datastore::DatastorePath;
 use vim25::vm::{PowerState, VmSpec};
 use vim25::{Client, Error, MoRef, Thumbprint, Trust};

@@ -2,11 +2,9 @@
 //! checked with govc. Changes made by govc (another client, as an operator would) must reach
 //! a watch and the event history.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Vcsim, PASSWORD, USER};
+use vcsim::{Vcsim, PASSWORD, USER};
 use vim25::datastore::DatastorePath;
 use vim25::devices::Device;
 use vim25::events::{EventCollector, VM_EVENTS};

@@ -1,4 +1,4 @@
-//! vcsim for tests: govmomi's simulator started on 127.0.0.1 with a P-256 certificate made
+//! vcsim for tests (the vim25 client's, vic-machine's, the vSphere backend's): govmomi's simulator started on 127.0.0.1 with a P-256 certificate made
 //! here (its own is RSA-1024, which rustls refuses), stopped by its PID when dropped; and govc,
 //! the second client every result is checked with.
 
@@ -95,7 +95,6 @@ impl Vcsim {
     }
 
     /// govc's JSON answer.
-    #[allow(dead_code)] // Not every test file reads JSON.
     pub fn govc_json(&self, args: &[&str]) -> serde_json::Value {
         serde_json::from_str(&self.govc(args)).unwrap()
     }

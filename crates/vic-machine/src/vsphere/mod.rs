@@ -1,0 +1,209 @@
+//! The vSphere target: `--target https://[USER[:PASSWORD]@]HOST[/DATACENTER]`, a vCenter or an
+//! ESX host, reached with the `vim25` client.
+//!
+//! What is here: the target and its credentials (`target.rs`), trust by thumbprint as VIC
+//! does it, and the validation `create` runs first (`validate.rs`): the datacenter, compute
+//! resource, datastores and networks the flags name, each problem reported with the values
+//! that would do, nothing made on the target. Deploying the appliance VM comes after.
+
+mod target;
+mod validate;
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use vim25::{Client, Thumbprint, Trust};
+
+use crate::output::info;
+pub use target::Target;
+pub use validate::{Problem, Wanted};
+
+/// The flags of `create` that only a vSphere target takes.
+#[derive(Debug, clap::Args)]
+pub struct VsphereArgs {
+    /// vSphere: the cluster or host (and resource pool in it, CLUSTER/POOL) the VCH goes in
+    /// [default: the only one].
+    #[arg(long, short = 'r')]
+    compute_resource: Option<String>,
+    /// vSphere: the port group of the VCH's containers' bridge network (required on vCenter).
+    #[arg(long, short = 'b')]
+    bridge_network: Option<String>,
+    /// vSphere: the port group the VCH's appliance reaches the world on [default: VM Network].
+    #[arg(long)]
+    public_network: Option<String>,
+}
+
+impl VsphereArgs {
+    fn given(&self) -> Vec<&'static str> {
+        [
+            ("--compute-resource", self.compute_resource.is_some()),
+            ("--bridge-network", self.bridge_network.is_some()),
+            ("--public-network", self.public_network.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, set)| set.then_some(flag))
+        .collect()
+    }
+
+    /// Refuses the flags on the local target, where they mean nothing.
+    pub fn refuse_on_local(&self) -> anyhow::Result<()> {
+        match self.given().as_slice() {
+            [] => Ok(()),
+            flags => bail!(
+                "{} {} only to a vSphere target (--target https://HOST)",
+                flags.join(", "),
+                if flags.len() == 1 { "applies" } else { "apply" }
+            ),
+        }
+    }
+
+    /// What the flags ask of `target`: `image_store` and the volume stores are datastore paths
+    /// there (`DATASTORE[/path]`), read as they were written.
+    pub fn wanted(
+        &self,
+        target: &Target,
+        image_store: Option<&std::path::Path>,
+        settings: &crate::settings::SettingsArgs,
+    ) -> anyhow::Result<Wanted> {
+        // The volume-store flag's parser made its directory absolute (the local target's
+        // reading): take the cwd back off to get what was written.
+        let cwd = std::env::current_dir().context("reading the working directory")?;
+        let volume_stores = settings
+            .volume_stores
+            .iter()
+            .map(|v| {
+                let written = v.dir.strip_prefix(&cwd).unwrap_or(&v.dir);
+                format!("{}:{}", written.display(), v.label)
+            })
+            .collect();
+        Ok(Wanted {
+            datacenter: target.datacenter.clone(),
+            compute_resource: self.compute_resource.clone(),
+            image_store: image_store.map(|p| p.display().to_string()),
+            volume_stores,
+            bridge_network: self.bridge_network.clone(),
+            public_network: self.public_network.clone(),
+        })
+    }
+}
+
+/// How long connecting and logging in may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs `f` on a runtime of its own: vic-machine is synchronous, vim25 is not.
+pub fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the vSphere client's runtime")?
+        .block_on(f)
+}
+
+/// Connects to the target and logs in. Without `thumbprint` the server is not trusted:
+/// the error shows its thumbprint, for the operator to check and pass, as VIC does.
+pub async fn connect(target: &Target, thumbprint: Option<&str>) -> anyhow::Result<Client> {
+    let trust = match thumbprint {
+        Some(t) => Trust::Thumbprint(
+            t.parse::<Thumbprint>()
+                .map_err(|e| anyhow::anyhow!("--thumbprint: {e}"))?,
+        ),
+        None => Trust::Nothing,
+    };
+    let client = tokio::time::timeout(CONNECT_TIMEOUT, Client::connect(&target.host, &trust))
+        .await
+        .map_err(|_| anyhow::anyhow!("{}: no answer within {CONNECT_TIMEOUT:?}", target.host))?
+        .map_err(|e| match e {
+            vim25::Error::Untrusted { .. } if thumbprint.is_none() => anyhow::anyhow!(
+                "{e}\nIf the thumbprint is the target's, run again with --thumbprint={}",
+                untrusted_thumbprint(&e)
+            ),
+            e => anyhow::Error::new(e),
+        })?;
+    let (Some(user), Some(password)) = (&target.user, &target.password) else {
+        bail!("the target needs a user and a password: give --user and --password (VIC_MACHINE_USER, VIC_MACHINE_PASSWORD) or put them in --target");
+    };
+    client
+        .login(user, password)
+        .await
+        .map_err(|e| match e.fault() {
+            Some("InvalidLogin") => anyhow::anyhow!(
+                "Failed to log in to {} as {user}: the user name or password is wrong",
+                target.host
+            ),
+            _ => anyhow::Error::new(e),
+        })?;
+    let about = client.content();
+    info(format!(
+        "Connected to {} ({}, API {})",
+        target.host, about.full_name, about.api_version
+    ));
+    Ok(client)
+}
+
+fn untrusted_thumbprint(e: &vim25::Error) -> String {
+    match e {
+        vim25::Error::Untrusted { thumbprint, .. } => thumbprint.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// Prints the problems validation found as VIC does (each, then the values that would do)
+/// and fails.
+pub fn report(problems: &[Problem]) -> anyhow::Error {
+    for p in problems {
+        println!("ERROR {}", p.message);
+        if let Some((flag, values)) = &p.suggest {
+            if values.is_empty() {
+                info(format!("No values found for {flag}"));
+            } else {
+                info(format!("Suggested values for {flag}:"));
+                for v in values {
+                    info(format!("  {v:?}"));
+                }
+            }
+        }
+    }
+    anyhow::anyhow!("validation of configuration failed")
+}
+
+/// `vic-machine create` on a vSphere target: validates the target and the flags.
+pub fn create(
+    target: &Target,
+    thumbprint: Option<&str>,
+    name: &str,
+    wanted: &Wanted,
+) -> anyhow::Result<()> {
+    block_on(async {
+        info("### Installing VCH ####");
+        let client = connect(target, thumbprint).await?;
+        let placement = match validate::validate(&client, wanted).await? {
+            Ok(p) => p,
+            Err(problems) => {
+                let _ = client.logout().await;
+                return Err(report(&problems));
+            }
+        };
+        info(format!(
+            "Validated {}: datacenter {}, {} in {}, image store {}, public network {:?}{}",
+            target.display(),
+            placement.dc_path,
+            if placement.vcenter {
+                "a vApp"
+            } else {
+                "a resource pool"
+            },
+            placement.pool.value,
+            placement.image_store,
+            placement.public_network,
+            placement
+                .bridge_network
+                .as_ref()
+                .map(|b| format!(", bridge network {b:?}"))
+                .unwrap_or_default()
+        ));
+        let _ = client.logout().await;
+        bail!(
+            "VCH {name} was not created: deploying the appliance VM on vSphere is not implemented yet (the target and the flags validated; nothing was made on the target)"
+        )
+    })
+}

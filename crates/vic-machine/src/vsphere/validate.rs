@@ -1,0 +1,342 @@
+//! Validation of a vSphere target before anything is made: the datacenter, the compute
+//! resource, the datastores and the networks the flags name are found, or every problem is
+//! reported at once with the values that would do (VIC's "Suggested values for …").
+
+use vim25::datastore::DatastorePath;
+use vim25::{Client, MoRef};
+
+/// What the flags ask for on the target.
+#[derive(Debug, Clone, Default)]
+pub struct Wanted {
+    /// The datacenter's inventory path from `--target`.
+    pub datacenter: Option<String>,
+    /// `--compute-resource`: a cluster or host, optionally `/` a resource pool path in it.
+    pub compute_resource: Option<String>,
+    /// `--image-store DATASTORE[/path]`.
+    pub image_store: Option<String>,
+    /// `--volume-store DATASTORE/path:LABEL`, each.
+    pub volume_stores: Vec<String>,
+    pub bridge_network: Option<String>,
+    /// Default "VM Network".
+    pub public_network: Option<String>,
+}
+
+/// Where the VCH goes, all of it found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub datacenter: MoRef,
+    /// The datacenter's inventory path (for `/folder` transfers and inventory paths).
+    pub dc_path: String,
+    pub vm_folder: MoRef,
+    /// The pool the VCH's vApp or pool is made in.
+    pub pool: MoRef,
+    /// A vCenter (a vApp is made) or an ESX host (a resource pool).
+    pub vcenter: bool,
+    /// The image store: a datastore and a folder in it (the VCH's files go below).
+    pub image_store: DatastorePath,
+    pub volume_stores: Vec<(String, DatastorePath)>,
+    pub bridge_network: Option<String>,
+    pub public_network: String,
+}
+
+/// A problem with the flags, and the values that would do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub message: String,
+    /// `(flag, values)`: printed as "Suggested values for FLAG:" and the values.
+    pub suggest: Option<(String, Vec<String>)>,
+}
+
+impl Problem {
+    fn new(message: String) -> Problem {
+        Problem {
+            message,
+            suggest: None,
+        }
+    }
+
+    fn suggesting(message: String, flag: &str, values: Vec<String>) -> Problem {
+        Problem {
+            message,
+            suggest: Some((flag.to_string(), values)),
+        }
+    }
+}
+
+/// Names of the objects of `kind` below `container`, with their references.
+async fn named(
+    client: &Client,
+    container: &MoRef,
+    kind: &str,
+) -> anyhow::Result<Vec<(String, MoRef)>> {
+    let found = client.find_all(container, &[(kind, &["name"])]).await?;
+    let mut out: Vec<(String, MoRef)> = found
+        .into_iter()
+        .filter_map(|o| Some((o.text("name")?.to_string(), o.obj)))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Finds everything `wanted` names; the problems when anything is missing.
+pub async fn validate(
+    client: &Client,
+    wanted: &Wanted,
+) -> anyhow::Result<Result<Placement, Vec<Problem>>> {
+    let root = client.content().root_folder.clone();
+    let dcs = named(client, &root, "Datacenter").await?;
+    let (datacenter, dc_path) = match choose_datacenter(client, &dcs, wanted).await? {
+        Ok(found) => found,
+        Err(p) => return Ok(Err(vec![p])),
+    };
+    let dc_props = client
+        .properties(&datacenter, &["vmFolder", "hostFolder"])
+        .await?;
+    let folder_of = |name: &str| dc_props.prop(name).and_then(|n| n.moref());
+    let (Some(vm_folder), Some(host_folder)) = (folder_of("vmFolder"), folder_of("hostFolder"))
+    else {
+        anyhow::bail!("datacenter {dc_path} has no VM or host folder");
+    };
+    let mut problems = Vec::new();
+    let pool = match choose_pool(client, &dc_path, &host_folder, wanted).await? {
+        Ok(p) => Some(p),
+        Err(p) => {
+            problems.push(p);
+            None
+        }
+    };
+    let datastores: Vec<String> = named(client, &datacenter, "Datastore")
+        .await?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let image_store = match &wanted.image_store {
+        None => {
+            problems.push(Problem::suggesting(
+                "--image-store must be specified".into(),
+                "--image-store",
+                datastores.clone(),
+            ));
+            None
+        }
+        Some(s) => match datastore_path(s, &datastores) {
+            Ok(p) => Some(p),
+            Err(p) => {
+                problems.push(p);
+                None
+            }
+        },
+    };
+    let mut volume_stores = Vec::new();
+    for v in &wanted.volume_stores {
+        match volume_store(v, &datastores) {
+            Ok(found) => volume_stores.push(found),
+            Err(p) => problems.push(p),
+        }
+    }
+    let mut networks: Vec<String> = Vec::new();
+    for kind in ["Network", "DistributedVirtualPortgroup"] {
+        for (name, _) in named(client, &datacenter, kind).await? {
+            if !networks.contains(&name) {
+                networks.push(name);
+            }
+        }
+    }
+    networks.sort();
+    let vcenter = client.content().is_vcenter();
+    let public = wanted
+        .public_network
+        .clone()
+        .unwrap_or_else(|| "VM Network".to_string());
+    check_network(&public, "--public-network", &networks, &mut problems);
+    match &wanted.bridge_network {
+        Some(b) => {
+            check_network(b, "--bridge-network", &networks, &mut problems);
+            if *b == public {
+                problems.push(Problem::new(format!(
+                    "the bridge network must not be shared with another network role: {b:?} is also the public network"
+                )));
+            }
+        }
+        None if vcenter => problems.push(Problem::suggesting(
+            "--bridge-network must be specified on a vCenter: a distributed port group of its own for the VCH's containers".into(),
+            "--bridge-network",
+            networks.iter().filter(|n| **n != public).cloned().collect(),
+        )),
+        None => {}
+    }
+    if !problems.is_empty() {
+        return Ok(Err(problems));
+    }
+    let (Some(pool), Some(image_store)) = (pool, image_store) else {
+        unreachable!("a missing pool or image store is a problem")
+    };
+    Ok(Ok(Placement {
+        datacenter,
+        dc_path,
+        vm_folder,
+        pool,
+        vcenter,
+        image_store,
+        volume_stores,
+        bridge_network: wanted.bridge_network.clone(),
+        public_network: public,
+    }))
+}
+
+async fn choose_datacenter(
+    client: &Client,
+    dcs: &[(String, MoRef)],
+    wanted: &Wanted,
+) -> anyhow::Result<Result<(MoRef, String), Problem>> {
+    let names: Vec<String> = dcs.iter().map(|(n, _)| n.clone()).collect();
+    match &wanted.datacenter {
+        Some(path) => match client.find_by_inventory_path(path).await? {
+            Some(dc) if dc.kind == "Datacenter" => Ok(Ok((dc, path.clone()))),
+            _ => Ok(Err(Problem::suggesting(
+                format!("Datacenter {path:?} in --target is not found"),
+                "datacenter in --target",
+                names,
+            ))),
+        },
+        None => match dcs {
+            [(name, dc)] => Ok(Ok((dc.clone(), name.clone()))),
+            [] => Ok(Err(Problem::new("the target has no datacenter".into()))),
+            _ => Ok(Err(Problem::suggesting(
+                "There is more than one datacenter: specify one in --target (HOST/DATACENTER)"
+                    .into(),
+                "datacenter in --target",
+                names,
+            ))),
+        },
+    }
+}
+
+/// The resource pool `--compute-resource` names (a cluster's or host's root pool, or a
+/// pool in it), or the only compute resource's when there is one.
+async fn choose_pool(
+    client: &Client,
+    dc_path: &str,
+    host_folder: &MoRef,
+    wanted: &Wanted,
+) -> anyhow::Result<Result<MoRef, Problem>> {
+    let mut computes = named(client, host_folder, "ComputeResource").await?;
+    computes.dedup();
+    let names: Vec<String> = computes.iter().map(|(n, _)| n.clone()).collect();
+    let root_pool = |c: MoRef| async move {
+        let props = client.properties(&c, &["resourcePool"]).await?;
+        props
+            .prop("resourcePool")
+            .and_then(|n| n.moref())
+            .ok_or_else(|| anyhow::anyhow!("{c} has no resource pool"))
+    };
+    let Some(path) = wanted.compute_resource.as_deref() else {
+        return Ok(match computes.as_slice() {
+            [(_, only)] => Ok(root_pool(only.clone()).await?),
+            _ => Err(Problem::suggesting(
+                "--compute-resource must be specified when there is more than one compute resource"
+                    .into(),
+                "--compute-resource",
+                names,
+            )),
+        });
+    };
+    let path = path.trim_matches('/');
+    let (compute, rest) = path.split_once('/').unwrap_or((path, ""));
+    let found = client
+        .find_by_inventory_path(&format!("{dc_path}/host/{compute}"))
+        .await?;
+    let pool = match found {
+        Some(c) if c.kind.ends_with("ComputeResource") => {
+            let root = root_pool(c).await?;
+            if rest.is_empty() {
+                Some(root)
+            } else {
+                let p = format!("{dc_path}/host/{compute}/Resources/{rest}");
+                client.find_by_inventory_path(&p).await?
+            }
+        }
+        _ => None,
+    };
+    Ok(pool.filter(|p| p.kind == "ResourcePool").ok_or_else(|| {
+        Problem::suggesting(
+            format!("resource pool '{path}' not found"),
+            "--compute-resource",
+            names,
+        )
+    }))
+}
+
+/// `DATASTORE[/path]` on one of `datastores`.
+fn datastore_path(s: &str, datastores: &[String]) -> Result<DatastorePath, Problem> {
+    let s = s.strip_prefix("ds://").unwrap_or(s);
+    let (ds, path) = s.split_once('/').unwrap_or((s, ""));
+    if datastores.iter().any(|d| d == ds) {
+        Ok(DatastorePath::new(ds, path.trim_matches('/')))
+    } else {
+        Err(Problem::suggesting(
+            format!("datastore {ds:?} not found"),
+            "--image-store",
+            datastores.to_vec(),
+        ))
+    }
+}
+
+/// `DATASTORE/path:LABEL`.
+fn volume_store(s: &str, datastores: &[String]) -> Result<(String, DatastorePath), Problem> {
+    let Some((store, label)) = s.rsplit_once(':').filter(|(_, l)| !l.is_empty()) else {
+        return Err(Problem::new(format!(
+            "--volume-store {s:?}: use DATASTORE/path:LABEL (a label is required)"
+        )));
+    };
+    let mut path = datastore_path(store, datastores).map_err(|mut p| {
+        if let Some(s) = &mut p.suggest {
+            s.0 = "--volume-store".into();
+        }
+        p
+    })?;
+    if path.path.is_empty() {
+        path.path = "volumes".into();
+    }
+    Ok((label.to_string(), path))
+}
+
+fn check_network(name: &str, flag: &str, networks: &[String], problems: &mut Vec<Problem>) {
+    if !networks.iter().any(|n| n == name) {
+        problems.push(Problem::suggesting(
+            format!("{flag}: network {name:?} not found"),
+            flag,
+            networks.to_vec(),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stores_name_a_datastore_and_a_path() {
+        let ds = ["LocalDS_0".to_string(), "shared".to_string()];
+        assert_eq!(
+            datastore_path("shared/vic/images", &ds).unwrap(),
+            DatastorePath::new("shared", "vic/images")
+        );
+        assert_eq!(
+            datastore_path("ds://LocalDS_0", &ds).unwrap(),
+            DatastorePath::new("LocalDS_0", "")
+        );
+        let p = datastore_path("nope/x", &ds).unwrap_err();
+        assert_eq!(p.message, "datastore \"nope\" not found");
+        assert_eq!(p.suggest.unwrap().1, ds);
+        let (label, path) = volume_store("shared/vols:default", &ds).unwrap();
+        assert_eq!(
+            (label.as_str(), path.to_string().as_str()),
+            ("default", "[shared] vols")
+        );
+        assert_eq!(volume_store("shared:fast", &ds).unwrap().1.path, "volumes");
+        assert!(volume_store("shared/vols", &ds).is_err());
+        let p = volume_store("nope/v:x", &ds).unwrap_err();
+        assert_eq!(p.suggest.unwrap().0, "--volume-store");
+    }
+}
