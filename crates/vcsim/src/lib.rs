@@ -12,6 +12,8 @@ pub const PASSWORD: &str = "s3cret&<pw>";
 
 pub struct Vcsim {
     child: Child,
+    /// Where the stand-in docker keeps its guests' PIDs, when VMs get real guests.
+    guests: Option<PathBuf>,
     /// `127.0.0.1:PORT`.
     pub host: String,
     /// The DER of its certificate.
@@ -30,6 +32,42 @@ fn tool(var: &str) -> PathBuf {
 impl Vcsim {
     /// A vCenter (`esx` false: one datacenter DC0 with a host, a cluster, VMs) or an ESX host.
     pub fn start(esx: bool) -> Vcsim {
+        Vcsim::start_inner(esx, false)
+    }
+
+    /// As [`Vcsim::start`], and a VM whose extraConfig has `RUN.container` gets a real guest
+    /// when powered on: the stand-in `docker` (tests/fixtures/vcsim/docker) runs the command
+    /// it names, with the VM's guestinfo in its environment; [`Vcsim::guest_launcher`] is the
+    /// one that boots vic's bootstrap in a QEMU microvm.
+    pub fn start_with_guests(esx: bool) -> Vcsim {
+        Vcsim::start_inner(esx, true)
+    }
+
+    /// The command that boots a VM's guest (tests/fixtures/vcsim/guest).
+    pub fn guest_launcher() -> PathBuf {
+        fixtures().join("guest")
+    }
+
+    /// The PIDs of the guests running now.
+    pub fn guest_pids(&self) -> Vec<i32> {
+        let Some(dir) = &self.guests else {
+            return Vec::new();
+        };
+        let mut pids = Vec::new();
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.path().extension().is_some_and(|x| x == "pid") {
+                let pid = std::fs::read_to_string(e.path()).unwrap_or_default();
+                if let Ok(pid) = pid.trim().parse::<i32>() {
+                    if unsafe { libc::kill(pid, 0) } == 0 {
+                        pids.push(pid);
+                    }
+                }
+            }
+        }
+        pids
+    }
+
+    fn start_inner(esx: bool, guests: bool) -> Vcsim {
         let dir = tempfile::tempdir().unwrap();
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
@@ -55,6 +93,16 @@ impl Vcsim {
         if esx {
             cmd.arg("-esx");
         }
+        let guests = guests.then(|| {
+            let guests = dir.path().join("guests");
+            std::fs::create_dir(&guests).unwrap();
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let mut paths = vec![fixtures()];
+            paths.extend(std::env::split_paths(&path));
+            cmd.env("PATH", std::env::join_paths(paths).unwrap())
+                .env("VCSIM_GUESTS", &guests);
+            guests
+        });
         let mut child = cmd.spawn().expect("starting vcsim");
         let mut first = String::new();
         let stdout = child.stdout.take().unwrap();
@@ -70,6 +118,7 @@ impl Vcsim {
         eprintln!("vcsim on {host} in {:?}", started.elapsed());
         Vcsim {
             child,
+            guests,
             host,
             cert_der: cert.der().to_vec(),
             _dir: dir,
@@ -102,6 +151,10 @@ impl Vcsim {
 
 impl Drop for Vcsim {
     fn drop(&mut self) {
+        // The guests the stand-in started, by the PIDs it recorded.
+        for pid in self.guest_pids() {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
         // SIGTERM lets vcsim remove its temporary datastores.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -114,4 +167,9 @@ impl Drop for Vcsim {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// tests/fixtures/vcsim: the stand-in docker and the guest launcher.
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/vcsim")
 }
