@@ -195,6 +195,7 @@ fn hello() -> GuestMsg {
         running: Vec::new(),
         main_exit: None,
         ended: vec![],
+        identity: None,
     }
 }
 

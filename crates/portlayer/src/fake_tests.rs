@@ -45,6 +45,7 @@ async fn fake_tether(mut io: DuplexStream, off: oneshot::Sender<()>) {
             running: vec![],
             main_exit: None,
             ended: vec![],
+            identity: None,
         }),
     )
     .await;

@@ -41,6 +41,7 @@ fn hello() -> Frame {
         running: vec![0],
         main_exit: None,
         ended: vec![],
+        identity: None,
     })
 }
 

@@ -210,7 +210,7 @@ const HELLO_PREFIX: &[u8] = br#"{"type":"hello""#;
 /// when they are at least half the buffer, so a read holding thousands of tiny frames (a
 /// guest may send them) costs time linear in its size. A caller that takes every frame after
 /// each push holds at most one partial frame ([`HEADER_LEN`] + [`MAX_PAYLOAD`]) plus a push.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct FrameDecoder {
     buf: Vec<u8>,
     /// Where the next frame begins in `buf`.
@@ -238,6 +238,12 @@ impl FrameDecoder {
 
     fn pending(&self) -> &[u8] {
         &self.buf[self.start..]
+    }
+
+    /// The bytes pushed and not taken as frames, for whoever reads the stream next.
+    pub fn into_pending(mut self) -> Vec<u8> {
+        self.buf.drain(..self.start);
+        self.buf
     }
 
     /// Drops everything before the first `Hello` frame and returns true once one is at the
@@ -365,6 +371,13 @@ pub struct Process {
     pub privileges: Privileges,
 }
 
+/// A VM's claim to be a container's: its ID and the secret its configuration gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub id: String,
+    pub token: String,
+}
+
 /// Messages from host to guest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -388,6 +401,9 @@ pub enum HostMsg {
     },
     /// Kill what still runs, sync, unmount and power the VM off.
     Shutdown,
+    /// Say [`GuestMsg::Hello`] again: a host that connected to a channel with no hang-up of
+    /// its own (a serial line) asks what a reconnection tells the guest elsewhere.
+    Resync,
     /// Say [`GuestMsg::Resumed`], resend the session's output from byte `from` on (the bytes
     /// the host has stored) and, if the session has ended, [`GuestMsg::Exited`] again.
     /// Answered from version [`RESUME_VERSION`] on.
@@ -478,6 +494,10 @@ pub enum GuestMsg {
         /// holds, with their exit codes (from version [`EXEC_VERSION`] on).
         #[serde(default)]
         ended: Vec<(u32, i32)>,
+        /// Which container's VM this is, where one listener serves many VMs (vSphere's
+        /// network serial ports): the host checks the token before it trusts the channel.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        identity: Option<Identity>,
     },
     /// Setup is done: the root filesystem is mounted.
     Ready,

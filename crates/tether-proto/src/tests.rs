@@ -59,6 +59,7 @@ fn a_host_taking_over_skips_to_hello() {
         running: vec![0],
         main_exit: None,
         ended: vec![],
+        identity: None,
     });
     let after = Frame::data(FrameKind::Stdout, 0, b"next\n".to_vec());
     // The tail of a torn output frame (itself mentioning hello) precedes the Hello.

@@ -45,7 +45,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tether_proto::{FrameKind, GuestMsg, HostMsg, PROTOCOL_VERSION};
+use tether_proto::{FrameKind, GuestMsg, HostMsg, Identity, PROTOCOL_VERSION};
 
 use crate::archive::Transfers;
 use crate::mounts::Mounted;
@@ -74,6 +74,24 @@ fn kernel_release(sys: &dyn Syscall) -> String {
         .unwrap_or_default()
 }
 
+/// The VM's identity, where its channel shares a listener with others (vSphere): `vic.id=`
+/// and `vic.token=` on the kernel command line, as the VM's configuration puts them there.
+fn identity(sys: &dyn Syscall) -> Option<Identity> {
+    let cmdline = sys
+        .read_to_string(std::path::Path::new("/proc/cmdline"))
+        .unwrap_or_default();
+    let value = |key: &str| {
+        cmdline
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .map(str::to_string)
+    };
+    Some(Identity {
+        id: value("vic.id=")?,
+        token: value("vic.token=")?,
+    })
+}
+
 fn hello(
     sys: &dyn Syscall,
     out: &Writer,
@@ -91,6 +109,7 @@ fn hello(
         running: sessions.running(),
         main_exit: sessions.main_exit(),
         ended: out.ended(),
+        identity: identity(sys),
     });
 }
 
@@ -189,6 +208,11 @@ fn handle(
             .and_then(|m| m.as_ref().map(|m| m.rootfs.clone()))
     };
     match msg {
+        HostMsg::Resync => {
+            // A new host on a line without hang-ups: as after a reconnection.
+            transfers.cancel_all();
+            hello(sys, out, sessions, mounted)
+        }
         HostMsg::Setup(s) => {
             let mut m = match mounted.lock() {
                 Ok(m) => m,

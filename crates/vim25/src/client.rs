@@ -29,6 +29,8 @@ pub struct ServiceContent {
     /// `VirtualCenter` or `HostAgent` (ESX).
     pub api_type: String,
     pub api_version: String,
+    /// The product's name, e.g. "VMware vCenter Server (govmomi simulator)".
+    pub name: String,
     /// The product's full name, e.g. "VMware vCenter Server 6.5.0 build-5973321".
     pub full_name: String,
     pub instance_uuid: String,
@@ -55,9 +57,15 @@ impl ServiceContent {
             setting: opt("setting"),
             api_type: about("apiType"),
             api_version: about("apiVersion"),
+            name: about("name"),
             full_name: about("fullName"),
             instance_uuid: about("instanceUuid"),
         })
+    }
+
+    /// Whether the server is govmomi's simulator, vcsim (its VMs have no guest of their own).
+    pub fn is_simulator(&self) -> bool {
+        self.name.contains("govmomi simulator")
     }
 
     /// Whether the server is a vCenter (else an ESX host managed directly).

@@ -158,6 +158,7 @@ mod tests {
             running: vec![],
             main_exit: None,
             ended: vec![],
+            identity: None,
         }
     }
 

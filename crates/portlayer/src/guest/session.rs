@@ -326,6 +326,7 @@ async fn drive(
                             running,
                             main_exit,
                             ended,
+                            ..
                         }) => {
                             tracing::debug!(version, kernel, configured, ?running, "tether hello");
                             answers.hello(version);

@@ -31,6 +31,7 @@ fn hello(configured: bool, running: Vec<u32>, main_exit: Option<i32>) -> Frame {
         running,
         main_exit,
         ended: vec![],
+        identity: None,
     })
 }
 
@@ -170,6 +171,7 @@ fn vm_v2(
                 running: if exit.is_some() { vec![] } else { vec![0] },
                 main_exit: exit,
                 ended: vec![],
+                identity: None,
             }),
         )
         .await;

@@ -1,0 +1,357 @@
+//! The tether channels of a VCH's container VMs: one TCP listener that every VM's network
+//! serial port dials. A connection is a VM's once its tether's `Hello` names the container
+//! and proves it with the token the VM's configuration holds; until then it is a stranger,
+//! bounded in time and bytes, and closed if it proves nothing.
+//!
+//! A serial line has no hang-up: a guest cannot tell that a new host is on the line. So a
+//! connection that says nothing for [`RESYNC_AFTER`] is sent `Resync`, which a tether answers
+//! with its `Hello`. (A virtio port does tell, and its tether says `Hello` unasked.)
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tether_proto::{encode, Frame, FrameDecoder, FrameKind, GuestMsg, HostMsg};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, Semaphore};
+
+/// How long a connection may take to identify itself.
+pub const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(15);
+/// Silence after which a connection is asked to say `Hello`.
+pub const RESYNC_AFTER: Duration = Duration::from_secs(2);
+/// The most a connection may send before its `Hello` is complete.
+const MAX_PREAMBLE: usize = 256 * 1024;
+/// Connections identifying themselves at once; more wait to be read.
+const MAX_IDENTIFYING: usize = 64;
+
+/// A VM's channel: the bytes read while it identified itself (from its `Hello` on), then the
+/// connection.
+pub struct Channel {
+    prefix: Vec<u8>,
+    at: usize,
+    stream: TcpStream,
+}
+
+impl AsyncRead for Channel {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.at < self.prefix.len() {
+            let n = buf.remaining().min(self.prefix.len() - self.at);
+            let at = self.at;
+            buf.put_slice(&self.prefix[at..at + n]);
+            self.at += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Channel {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Who is awaited: a VM's token and where its channel goes.
+struct Waiter {
+    token: String,
+    tx: oneshot::Sender<Channel>,
+}
+
+type Waiters = Arc<Mutex<HashMap<String, Waiter>>>;
+
+/// The listener and the VMs awaited on it.
+pub struct Channels {
+    addr: SocketAddr,
+    waiters: Waiters,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Channels {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+impl Channels {
+    /// Listens on `addr` (the address VMs' serial ports dial).
+    pub async fn bind(addr: SocketAddr) -> io::Result<Channels> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let waiters: Waiters = Arc::default();
+        let accept = tokio::spawn(accept_loop(listener, waiters.clone()));
+        Ok(Channels {
+            addr,
+            waiters,
+            accept,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The URI a VM's serial port dials.
+    pub fn uri(&self) -> String {
+        format!("tcp://{}", self.addr)
+    }
+
+    /// Awaits VM `id`, which proves itself with `token`; its channel arrives on the receiver.
+    /// Awaiting it again replaces the earlier wait.
+    pub fn expect(&self, id: &str, token: &str) -> oneshot::Receiver<Channel> {
+        let (tx, rx) = oneshot::channel();
+        let waiter = Waiter {
+            token: token.to_string(),
+            tx,
+        };
+        lock(&self.waiters).insert(id.to_string(), waiter);
+        rx
+    }
+
+    /// Stops awaiting VM `id`.
+    pub fn forget(&self, id: &str) {
+        lock(&self.waiters).remove(id);
+    }
+}
+
+fn lock(w: &Waiters) -> std::sync::MutexGuard<'_, HashMap<String, Waiter>> {
+    w.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn accept_loop(listener: TcpListener, waiters: Waiters) {
+    let slots = Arc::new(Semaphore::new(MAX_IDENTIFYING));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("tether channel listener: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let waiters = waiters.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tokio::time::timeout(IDENTIFY_TIMEOUT, identify(stream)).await {
+                Ok(Ok((id, token, channel))) => hand_over(&waiters, &id, &token, channel, peer),
+                Ok(Err(e)) => tracing::warn!(%peer, "tether channel closed: {e}"),
+                Err(_) => tracing::warn!(
+                    %peer,
+                    "tether channel closed: no Hello naming a container within {IDENTIFY_TIMEOUT:?}"
+                ),
+            }
+        });
+    }
+}
+
+/// Gives `channel` to whoever awaits `id`, if `token` is the one it awaits.
+fn hand_over(waiters: &Waiters, id: &str, token: &str, channel: Channel, peer: SocketAddr) {
+    let mut w = lock(waiters);
+    match w.get(id) {
+        Some(waiter) if same(waiter.token.as_bytes(), token.as_bytes()) => {
+            let waiter = w.remove(id).expect("present");
+            let _ = waiter.tx.send(channel);
+        }
+        Some(_) => tracing::warn!(%peer, id, "tether channel closed: the token is not the VM's"),
+        None => tracing::warn!(%peer, id, "tether channel closed: no VM of that ID is awaited"),
+    }
+}
+
+/// Compares in time that does not depend on where the inputs differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Reads until the tether's `Hello` (asking for it after a silence), within
+/// [`MAX_PREAMBLE`] bytes; its identity and the channel from the `Hello` on.
+async fn identify(mut stream: TcpStream) -> io::Result<(String, String, Channel)> {
+    let mut dec = FrameDecoder::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut read = 0usize;
+    let mut asked = false;
+    loop {
+        let mut skipped = Vec::new();
+        if dec.skip_to_hello(&mut skipped) {
+            let mut probe = dec.clone();
+            if let Some(frame) = probe.next_frame().map_err(io::Error::other)? {
+                let hello = hello_identity(&frame)?;
+                let channel = Channel {
+                    prefix: dec.into_pending(),
+                    at: 0,
+                    stream,
+                };
+                return Ok((hello.0, hello.1, channel));
+            }
+        }
+        let n = if asked {
+            stream.read(&mut buf).await?
+        } else {
+            match tokio::time::timeout(RESYNC_AFTER, stream.read(&mut buf)).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    asked = true;
+                    stream
+                        .write_all(&encode(&Frame::control(&HostMsg::Resync)))
+                        .await?;
+                    continue;
+                }
+            }
+        };
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "closed before its Hello",
+            ));
+        }
+        read += n;
+        if read > MAX_PREAMBLE {
+            return Err(io::Error::other(format!(
+                "{MAX_PREAMBLE} bytes without a Hello"
+            )));
+        }
+        dec.push(&buf[..n]);
+    }
+}
+
+/// The container ID and token a `Hello` frame claims.
+fn hello_identity(frame: &Frame) -> io::Result<(String, String)> {
+    if frame.kind != FrameKind::Control {
+        return Err(io::Error::other("not a control frame"));
+    }
+    match frame
+        .parse_control::<GuestMsg>()
+        .map_err(io::Error::other)?
+    {
+        GuestMsg::Hello {
+            identity: Some(i), ..
+        } => Ok((i.id, i.token)),
+        GuestMsg::Hello { identity: None, .. } => {
+            Err(io::Error::other("its Hello names no container"))
+        }
+        _ => Err(io::Error::other("not a Hello")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tether_proto::Identity;
+
+    fn hello(id: &str, token: &str) -> Vec<u8> {
+        encode(&Frame::control(&GuestMsg::Hello {
+            version: tether_proto::PROTOCOL_VERSION,
+            kernel: "6.1".into(),
+            configured: false,
+            running: vec![],
+            main_exit: None,
+            ended: vec![],
+            identity: Some(Identity {
+                id: id.into(),
+                token: token.into(),
+            }),
+        }))
+    }
+
+    /// The first frame's message, and the bytes read after it.
+    async fn read_hello(ch: &mut Channel) -> (GuestMsg, Vec<u8>) {
+        let mut dec = FrameDecoder::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            if let Some(f) = dec.next_frame().unwrap() {
+                return (f.parse_control().unwrap(), dec.into_pending());
+            }
+            let n = ch.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            dec.push(&buf[..n]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_vm_is_known_by_its_token_and_a_silent_line_is_asked_to_resync() {
+        let ch = Channels::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let rx = ch.expect("c1", "secret");
+        // A stranger claiming c1 with another token is closed; c1 is still awaited.
+        let mut bad = TcpStream::connect(ch.addr()).await.unwrap();
+        bad.write_all(&hello("c1", "guess")).await.unwrap();
+        let mut sink = [0u8; 16];
+        assert_eq!(bad.read(&mut sink).await.unwrap(), 0, "closed");
+        // Noise, then silence: asked to resync; then the right Hello.
+        let mut vm = TcpStream::connect(ch.addr()).await.unwrap();
+        vm.write_all(b"\x00\x01 torn frame").await.unwrap();
+        let mut asked = vec![0u8; 64];
+        let n = vm.read(&mut asked).await.unwrap();
+        let mut dec = FrameDecoder::new();
+        dec.push(&asked[..n]);
+        let frame = dec.next_frame().unwrap().unwrap();
+        assert_eq!(frame.parse_control::<HostMsg>().unwrap(), HostMsg::Resync);
+        vm.write_all(&hello("c1", "secret")).await.unwrap();
+        vm.write_all(b"after").await.unwrap();
+        let mut channel = rx.await.unwrap();
+        // The channel starts at the Hello, and what followed it is there.
+        let (msg, mut rest) = read_hello(&mut channel).await;
+        assert!(matches!(msg, GuestMsg::Hello { .. }));
+        while rest.len() < 5 {
+            let mut more = [0u8; 5];
+            let n = channel.read(&mut more).await.unwrap();
+            assert!(n > 0);
+            rest.extend_from_slice(&more[..n]);
+        }
+        assert_eq!(rest, b"after");
+        // Both ways: what the host writes reaches the VM.
+        channel.write_all(b"to vm").await.unwrap();
+        let mut got = [0u8; 5];
+        vm.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"to vm");
+        // Nobody awaits c2: its Hello is refused.
+        let mut c2 = TcpStream::connect(ch.addr()).await.unwrap();
+        c2.write_all(&hello("c2", "x")).await.unwrap();
+        assert_eq!(c2.read(&mut sink).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_floods_before_its_hello_is_closed() {
+        let ch = Channels::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let mut s = TcpStream::connect(ch.addr()).await.unwrap();
+        let junk = vec![0x41u8; 64 * 1024];
+        let mut closed = false;
+        for _ in 0..64 {
+            if s.write_all(&junk).await.is_err() {
+                closed = true;
+                break;
+            }
+        }
+        if !closed {
+            let mut sink = [0u8; 64];
+            let r = tokio::time::timeout(Duration::from_secs(5), s.read(&mut sink)).await;
+            closed = matches!(r, Ok(Ok(0)) | Ok(Err(_)));
+        }
+        assert!(closed, "4 MiB without a Hello and still open");
+    }
+}

@@ -1,0 +1,202 @@
+//! The vSphere backend against vcsim with real guests: a container's VM is made in the VCH's
+//! pool, powered on, and its tether's channel reaches the backend over the one listener,
+//! proven by the VM's token; a restarted backend takes a running VM over; a power-off made
+//! with govc ends the VM's run; destroy leaves nothing. Checked with govc.
+
+use std::time::{Duration, Instant};
+
+use backend_vsphere::{Channels, VsphereBackend, VsphereConfig};
+use hypervisor::{Backend, PowerState, VmConfig};
+use tether_proto::{FrameDecoder, GuestMsg};
+use tokio::io::AsyncReadExt;
+use vcsim::{Vcsim, PASSWORD, USER};
+use vim25::{Client, Thumbprint, Trust};
+
+async fn backend(sim: &Vcsim, channels: Channels) -> VsphereBackend {
+    let trust = Trust::Thumbprint(Thumbprint::sha1_of(&sim.cert_der));
+    let client = Client::connect(&sim.host, &trust).await.unwrap();
+    client.login(USER, PASSWORD).await.unwrap();
+    let dc = client.find_by_inventory_path("DC0").await.unwrap().unwrap();
+    let folder = client.properties(&dc, &["vmFolder"]).await.unwrap();
+    let folder = folder.prop("vmFolder").unwrap().moref().unwrap();
+    let pool = match client
+        .find_by_inventory_path("DC0/host/DC0_C0/Resources/vch")
+        .await
+    {
+        Ok(Some(p)) => p,
+        _ => {
+            let cluster = client.find_by_inventory_path("DC0/host/DC0_C0").await;
+            let cluster = cluster.unwrap().unwrap();
+            let root = client
+                .properties(&cluster, &["resourcePool"])
+                .await
+                .unwrap();
+            let root = root.prop("resourcePool").unwrap().moref().unwrap();
+            let alloc = vim25::pool::Allocation::default();
+            client
+                .create_resource_pool(&root, "vch", alloc)
+                .await
+                .unwrap()
+        }
+    };
+    let cfg = VsphereConfig {
+        client,
+        folder,
+        pool,
+        datastore: "LocalDS_0".into(),
+        simulator_guest: Some(Vcsim::guest_launcher().canonicalize().unwrap()),
+        boot_timeout: Duration::from_secs(60),
+    };
+    VsphereBackend::new(cfg, channels)
+}
+
+fn config(id: &str) -> VmConfig {
+    VmConfig {
+        id: id.into(),
+        display_name: format!("web-{}", &id[..12]),
+        image_id: "busybox".into(),
+        memory_mib: 128,
+        cpus: 1,
+        nics: vec![],
+        disks: vec![],
+        shares: vec![],
+        host_cpus: vec![],
+    }
+}
+
+/// The first message on a channel (its tether's Hello).
+async fn first_message(ch: &mut Box<dyn hypervisor::TetherChannel>) -> GuestMsg {
+    let mut dec = FrameDecoder::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(f) = dec.next_frame().unwrap() {
+            return f.parse_control().unwrap();
+        }
+        let n = tokio::time::timeout(Duration::from_secs(30), ch.read(&mut buf))
+            .await
+            .expect("a Hello within 30 s")
+            .unwrap();
+        assert!(n > 0, "the channel closed");
+        dec.push(&buf[..n]);
+    }
+}
+
+fn vm_of(sim: &Vcsim, name: &str) -> String {
+    sim.govc(&["ls", "-i", &format!("/DC0/vm/{name}")])
+        .trim()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs vcsim, govc and QEMU: make test runs it"]
+async fn a_container_vm_runs_on_vcsim_and_its_channel_proves_whose_it_is() {
+    let sim = Vcsim::start_with_guests(false);
+    let channels = Channels::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = channels.addr();
+    let b = backend(&sim, channels).await;
+    assert_eq!(b.name(), "vsphere");
+    let id = "3f9c2a7be1d04c5aa1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718";
+    b.create_vm(&config(id)).await.unwrap();
+    let vm = vm_of(&sim, "web-3f9c2a7be1d0");
+    assert!(vm.starts_with("VirtualMachine:"), "{vm}");
+    let extra = sim.govc_json(&["object.collect", "-json", &vm, "config.extraConfig"]);
+    let extra = extra[0]["Val"]["OptionValue"].as_array().unwrap().clone();
+    let value = |k: &str| {
+        extra
+            .iter()
+            .rev()
+            .find(|o| o["Key"] == k)
+            .and_then(|o| o["Value"].as_str())
+            .map(str::to_string)
+    };
+    assert_eq!(value("guestinfo.vic.id").as_deref(), Some(id));
+    assert_eq!(
+        value("guestinfo.vic.channel"),
+        Some(format!("tcp://{addr}"))
+    );
+    assert_eq!(value("guestinfo.vic.token").map(|t| t.len()), Some(64));
+    let serial = sim.govc(&[
+        "device.info",
+        "-vm",
+        "/DC0/vm/web-3f9c2a7be1d0",
+        "serialport-*",
+    ]);
+    assert!(serial.contains(&format!("tcp://{addr}")), "{serial}");
+    assert_eq!(b.list_vms().await.unwrap(), [id.to_string()]);
+    assert_eq!(b.power_state(id).await, PowerState::Off);
+    // Power on: the guest boots and its channel, proven by its token, reaches the backend.
+    let started = Instant::now();
+    let mut on = b.power_on(id).await.unwrap();
+    eprintln!(
+        "power_on returned the channel after {:?}",
+        started.elapsed()
+    );
+    match first_message(&mut on.channel).await {
+        GuestMsg::Hello {
+            identity,
+            configured,
+            ..
+        } => {
+            assert_eq!(identity.map(|i| i.id).as_deref(), Some(id));
+            assert!(!configured);
+        }
+        other => panic!("first message {other:?}"),
+    }
+    assert_eq!(b.power_state(id).await, PowerState::On);
+    // The appliance restarts: a new backend on the same address takes the running VM over
+    // (QEMU's serial connection dials again; the tether says Hello again).
+    drop(on);
+    drop(b);
+    // The old listener goes when its task is cancelled, at the runtime's next turn.
+    let started = Instant::now();
+    let channels = loop {
+        match Channels::bind(addr).await {
+            Ok(c) => break c,
+            Err(e) if started.elapsed() < Duration::from_secs(5) => {
+                eprintln!("binding {addr} again: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("binding {addr} again: {e}"),
+        }
+    };
+    let b = backend(&sim, channels).await;
+    assert_eq!(b.list_vms().await.unwrap(), [id.to_string()]);
+    let started = Instant::now();
+    let mut again = b.reattach(id).await.unwrap();
+    eprintln!(
+        "reattach returned the channel after {:?}",
+        started.elapsed()
+    );
+    assert!(matches!(
+        first_message(&mut again.channel).await,
+        GuestMsg::Hello { .. }
+    ));
+    // Powered off with govc, as an operator would: the run ends.
+    sim.govc(&["vm.power", "-off", "/DC0/vm/web-3f9c2a7be1d0"]);
+    let exit = tokio::time::timeout(Duration::from_secs(10), again.exited)
+        .await
+        .expect("the power-off was seen within 10 s");
+    assert!(exit.detail.contains("poweredOff"), "{}", exit.detail);
+    assert_eq!(b.power_state(id).await, PowerState::Off);
+    assert!(sim.guest_pids().is_empty(), "the guest outlived power-off");
+    // Destroyed: gone from vSphere and from the backend's inventory.
+    b.destroy_vm(id).await.unwrap();
+    assert_eq!(b.power_state(id).await, PowerState::Absent);
+    assert!(b.list_vms().await.unwrap().is_empty());
+    let all = sim.govc(&["find", "-i", "/", "-type", "m"]);
+    assert!(!all.contains(&vm), "{all}");
+    // What is not there yet says so.
+    let mut with_net = config(id);
+    with_net.nics.push(hypervisor::Nic {
+        network: "bridge".into(),
+        mac: "02:42:ac:11:00:02".into(),
+        open_ports: vec![],
+    });
+    let e = b.create_vm(&with_net).await.unwrap_err().to_string();
+    assert!(
+        e.contains("not implemented on the vSphere backend yet"),
+        "{e}"
+    );
+}
