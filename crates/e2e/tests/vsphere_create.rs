@@ -62,7 +62,11 @@ fn an_untrusted_target_or_a_wrong_password_is_refused_in_words() {
     assert!(err.contains(&format!("--thumbprint={tp}")), "{err}");
     let other = "00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33";
     let o = create(&sim, "", Some(other), &[]);
-    assert!(stderr(&o).contains(&expected), "{}", stderr(&o));
+    let mismatch = format!(
+        "Failed to connect to {h}: Host \"{h}\" thumbprint does not match \"{other}\" (the host's is {tp})",
+        h = sim.host
+    );
+    assert!(stderr(&o).contains(&mismatch), "{}", stderr(&o));
     let mut cmd = vic_machine();
     cmd.args(["create", "--name", "vch1", "--thumbprint", &tp, "--target"])
         .arg(format!("https://{USER}:wrong@{}", sim.host));
@@ -84,15 +88,15 @@ fn every_flag_is_validated_against_a_vcenter_and_nothing_is_made() {
     assert!(!o.status.success());
     let out = stdout(&o);
     for line in [
-        "ERROR --compute-resource must be specified when there is more than one compute resource",
+        "ERROR No unambiguous default compute resource available: --compute-resource must be specified",
         "INFO  Suggested values for --compute-resource:",
         "INFO    \"DC0_C0\"",
         "INFO    \"DC0_H0\"",
-        "ERROR --image-store must be specified",
-        "INFO  Suggested values for --image-store:",
-        "INFO    \"LocalDS_0\"",
-        "ERROR --bridge-network must be specified on a vCenter",
+        "INFO  Using default datastore: LocalDS_0",
+        "ERROR An existing distributed port group or opaque network must be specified for bridge network on vCenter: network 'vch1' not found",
+        "INFO  Suggested values for --bridge-network:",
         "INFO    \"DC0_DVPG0\"",
+        "ERROR Create cannot continue: configuration validation failed",
     ] {
         assert!(out.contains(line), "{line:?} missing from\n{out}");
     }
@@ -118,21 +122,28 @@ fn every_flag_is_validated_against_a_vcenter_and_nothing_is_made() {
     let out = stdout(&o);
     for line in [
         "ERROR resource pool 'DC0_C0/nope' not found",
-        "ERROR datastore \"NoDS\" not found",
-        "ERROR datastore \"Other\" not found",
+        "ERROR datastore 'NoDS' not found",
+        "ERROR datastore 'Other' not found",
         "INFO  Suggested values for --volume-store:",
-        "ERROR --public-network: network \"Nowhere\" not found",
+        "ERROR Error checking network for --public-network: network 'Nowhere' not found",
         "INFO  Suggested values for --public-network:",
+        "ERROR An existing distributed port group or opaque network must be specified for bridge network on vCenter: \"VM Network\" is not a Distributed Port Group or an Opaque Network",
     ] {
         assert!(out.contains(line), "{line:?} missing from\n{out}");
     }
     let o = create(&sim, "/DCX", Some(&tp), &[]);
     let out = stdout(&o);
-    assert!(
-        out.contains("ERROR Datacenter \"DCX\" in --target is not found"),
-        "{out}"
-    );
-    assert!(out.contains("INFO    \"DC0\""), "{out}");
+    for line in [
+        "ERROR Datacenter \"DCX\" in --target is not found",
+        "INFO  Suggesting valid values for datacenter in --target",
+        "INFO  Suggested datacenters:",
+        "INFO    \"DC0\"",
+    ] {
+        assert!(out.contains(line), "{line:?} missing from\n{out}");
+    }
+    // A compute resource that is not there at all.
+    let o = create(&sim, "/DC0", Some(&tp), &["-r", "Nope", "-b", "DC0_DVPG0"]);
+    assert!(stdout(&o).contains("ERROR compute resource 'Nope' not found"));
     // The bridge network may not be the public one.
     let o = create(
         &sim,
@@ -140,7 +151,9 @@ fn every_flag_is_validated_against_a_vcenter_and_nothing_is_made() {
         Some(&tp),
         &["-r", "DC0_C0", "-i", "LocalDS_0", "-b", "VM Network"],
     );
-    assert!(stdout(&o).contains("the bridge network must not be shared"));
+    let out = stdout(&o);
+    let shared = "the bridge network must not be shared with another network role - public also uses \"VM Network\"";
+    assert!(out.contains(shared), "{out}");
     // Everything found: validated, and then refused, since the appliance VM is not
     // deployed yet; the target is as it was.
     let o = create(

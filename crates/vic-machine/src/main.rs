@@ -369,7 +369,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } = *args;
             if let Place::Vsphere(target) = place(&common.target, &common.credentials)? {
                 layout::validate_name(&common.name)?;
-                let wanted = vsphere.wanted(&target, image_store.as_deref(), &settings)?;
+                let wanted =
+                    vsphere.wanted(&common.name, &target, image_store.as_deref(), &settings)?;
                 let thumbprint = common.credentials.thumbprint.as_deref();
                 return vsphere::create(&target, thumbprint, &common.name, &wanted);
             }

@@ -61,6 +61,7 @@ impl VsphereArgs {
     /// there (`DATASTORE[/path]`), read as they were written.
     pub fn wanted(
         &self,
+        name: &str,
         target: &Target,
         image_store: Option<&std::path::Path>,
         settings: &crate::settings::SettingsArgs,
@@ -77,6 +78,7 @@ impl VsphereArgs {
             })
             .collect();
         Ok(Wanted {
+            vch_name: name.to_string(),
             datacenter: target.datacenter.clone(),
             compute_resource: self.compute_resource.clone(),
             image_store: image_store.map(|p| p.display().to_string()),
@@ -112,12 +114,15 @@ pub async fn connect(target: &Target, thumbprint: Option<&str>) -> anyhow::Resul
     let client = tokio::time::timeout(CONNECT_TIMEOUT, Client::connect(&target.host, &trust))
         .await
         .map_err(|_| anyhow::anyhow!("{}: no answer within {CONNECT_TIMEOUT:?}", target.host))?
-        .map_err(|e| match e {
-            vim25::Error::Untrusted { .. } if thumbprint.is_none() => anyhow::anyhow!(
+        .map_err(|e| match (&e, thumbprint) {
+            (vim25::Error::Untrusted { .. }, None) => anyhow::anyhow!(
                 "{e}\nIf the thumbprint is the target's, run again with --thumbprint={}",
                 untrusted_thumbprint(&e)
             ),
-            e => anyhow::Error::new(e),
+            (vim25::Error::Untrusted { host, thumbprint: seen }, Some(given)) => anyhow::anyhow!(
+                "Failed to connect to {host}: Host {host:?} thumbprint does not match {given:?} (the host's is {seen})"
+            ),
+            _ => anyhow::Error::new(e),
         })?;
     let (Some(user), Some(password)) = (&target.user, &target.password) else {
         bail!("the target needs a user and a password: give --user and --password (VIC_MACHINE_USER, VIC_MACHINE_PASSWORD) or put them in --target");
@@ -150,19 +155,31 @@ fn untrusted_thumbprint(e: &vim25::Error) -> String {
 /// Prints the problems validation found as VIC does (each, then the values that would do)
 /// and fails.
 pub fn report(problems: &[Problem]) -> anyhow::Error {
+    println!("ERROR --------------------");
     for p in problems {
         println!("ERROR {}", p.message);
-        if let Some((flag, values)) = &p.suggest {
-            if values.is_empty() {
-                info(format!("No values found for {flag}"));
-            } else {
-                info(format!("Suggested values for {flag}:"));
-                for v in values {
-                    info(format!("  {v:?}"));
+        match &p.suggest {
+            Some((flag, values)) if flag == validate::DATACENTERS => {
+                info("Suggesting valid values for datacenter in --target");
+                if values.is_empty() {
+                    info("No datacenters found");
+                } else {
+                    info("Suggested datacenters:");
                 }
+                values.iter().for_each(|v| info(format!("  {v:?}")));
             }
+            Some((flag, values)) => {
+                if values.is_empty() {
+                    info(format!("No values found for {flag}"));
+                } else {
+                    info(format!("Suggested values for {flag}:"));
+                }
+                values.iter().for_each(|v| info(format!("  {v:?}")));
+            }
+            None => {}
         }
     }
+    println!("ERROR Create cannot continue: configuration validation failed");
     anyhow::anyhow!("validation of configuration failed")
 }
 

@@ -8,6 +8,8 @@ use vim25::{Client, MoRef};
 /// What the flags ask for on the target.
 #[derive(Debug, Clone, Default)]
 pub struct Wanted {
+    /// The VCH's name (a vCenter's bridge network is named so unless `--bridge-network`).
+    pub vch_name: String,
     /// The datacenter's inventory path from `--target`.
     pub datacenter: Option<String>,
     /// `--compute-resource`: a cluster or host, optionally `/` a resource pool path in it.
@@ -63,6 +65,9 @@ impl Problem {
     }
 }
 
+/// The suggestion "flag" of datacenters, which VIC words its own way.
+pub const DATACENTERS: &str = "datacenter in --target";
+
 /// Names of the objects of `kind` below `container`, with their references.
 async fn named(
     client: &Client,
@@ -110,16 +115,20 @@ pub async fn validate(
         .into_iter()
         .map(|(n, _)| n)
         .collect();
-    let image_store = match &wanted.image_store {
-        None => {
+    let image_store = match (&wanted.image_store, datastores.as_slice()) {
+        (None, [only]) => {
+            crate::output::info(format!("Using default datastore: {only}"));
+            Some(DatastorePath::new(only, ""))
+        }
+        (None, _) => {
             problems.push(Problem::suggesting(
-                "--image-store must be specified".into(),
+                "datastore empty: --image-store must be specified".into(),
                 "--image-store",
                 datastores.clone(),
             ));
             None
         }
-        Some(s) => match datastore_path(s, &datastores) {
+        (Some(s), _) => match datastore_path(s, &datastores) {
             Ok(p) => Some(p),
             Err(p) => {
                 problems.push(p);
@@ -135,35 +144,56 @@ pub async fn validate(
         }
     }
     let mut networks: Vec<String> = Vec::new();
-    for kind in ["Network", "DistributedVirtualPortgroup"] {
+    let mut port_groups: Vec<String> = Vec::new();
+    for kind in ["Network", "DistributedVirtualPortgroup", "OpaqueNetwork"] {
         for (name, _) in named(client, &datacenter, kind).await? {
+            if kind != "Network" && !port_groups.contains(&name) {
+                port_groups.push(name.clone());
+            }
             if !networks.contains(&name) {
                 networks.push(name);
             }
         }
     }
     networks.sort();
+    port_groups.sort();
     let vcenter = client.content().is_vcenter();
     let public = wanted
         .public_network
         .clone()
         .unwrap_or_else(|| "VM Network".to_string());
     check_network(&public, "--public-network", &networks, &mut problems);
-    match &wanted.bridge_network {
-        Some(b) => {
-            check_network(b, "--bridge-network", &networks, &mut problems);
-            if *b == public {
-                problems.push(Problem::new(format!(
-                    "the bridge network must not be shared with another network role: {b:?} is also the public network"
-                )));
-            }
+    // On a vCenter the bridge network is a distributed port group (or opaque network) of
+    // the VCH's own; VIC's default is the VCH's name.
+    let bridge = match (&wanted.bridge_network, vcenter) {
+        (Some(b), _) => Some(b.clone()),
+        (None, true) => Some(wanted.vch_name.clone()),
+        (None, false) => None,
+    };
+    if let Some(b) = &bridge {
+        let why = if !networks.contains(b) {
+            Some(format!("network '{b}' not found"))
+        } else if vcenter && !port_groups.contains(b) {
+            Some(format!(
+                "{b:?} is not a Distributed Port Group or an Opaque Network"
+            ))
+        } else {
+            None
+        };
+        match why {
+            Some(why) if vcenter => problems.push(Problem::suggesting(
+                format!("An existing distributed port group or opaque network must be specified for bridge network on vCenter: {why}"),
+                "--bridge-network",
+                port_groups.clone(),
+            )),
+            Some(_) => check_network(b, "--bridge-network", &networks, &mut problems),
+            None => {}
         }
-        None if vcenter => problems.push(Problem::suggesting(
-            "--bridge-network must be specified on a vCenter: a distributed port group of its own for the VCH's containers".into(),
-            "--bridge-network",
-            networks.iter().filter(|n| **n != public).cloned().collect(),
-        )),
-        None => {}
+        if *b == public {
+            problems.push(Problem::new(format!(
+                "the bridge network must not be shared with another network role - public also uses {b:?}"
+            )));
+        }
     }
     if !problems.is_empty() {
         return Ok(Err(problems));
@@ -179,7 +209,7 @@ pub async fn validate(
         vcenter,
         image_store,
         volume_stores,
-        bridge_network: wanted.bridge_network.clone(),
+        bridge_network: bridge,
         public_network: public,
     }))
 }
@@ -195,7 +225,7 @@ async fn choose_datacenter(
             Some(dc) if dc.kind == "Datacenter" => Ok(Ok((dc, path.clone()))),
             _ => Ok(Err(Problem::suggesting(
                 format!("Datacenter {path:?} in --target is not found"),
-                "datacenter in --target",
+                DATACENTERS,
                 names,
             ))),
         },
@@ -203,9 +233,8 @@ async fn choose_datacenter(
             [(name, dc)] => Ok(Ok((dc.clone(), name.clone()))),
             [] => Ok(Err(Problem::new("the target has no datacenter".into()))),
             _ => Ok(Err(Problem::suggesting(
-                "There is more than one datacenter: specify one in --target (HOST/DATACENTER)"
-                    .into(),
-                "datacenter in --target",
+                "Datacenter must be specified in --target (e.g. https://addr/datacenter)".into(),
+                DATACENTERS,
                 names,
             ))),
         },
@@ -232,10 +261,8 @@ async fn choose_pool(
     };
     let Some(path) = wanted.compute_resource.as_deref() else {
         return Ok(match computes.as_slice() {
-            [(_, only)] => Ok(root_pool(only.clone()).await?),
-            _ => Err(Problem::suggesting(
-                "--compute-resource must be specified when there is more than one compute resource"
-                    .into(),
+            [(_, only)] => Ok(root_pool(only.clone()).await?),            _ => Err(Problem::suggesting(
+                "No unambiguous default compute resource available: --compute-resource must be specified".into(),
                 "--compute-resource",
                 names,
             )),
@@ -246,25 +273,25 @@ async fn choose_pool(
     let found = client
         .find_by_inventory_path(&format!("{dc_path}/host/{compute}"))
         .await?;
-    let pool = match found {
-        Some(c) if c.kind.ends_with("ComputeResource") => {
-            let root = root_pool(c).await?;
-            if rest.is_empty() {
-                Some(root)
-            } else {
-                let p = format!("{dc_path}/host/{compute}/Resources/{rest}");
-                client.find_by_inventory_path(&p).await?
-            }
-        }
-        _ => None,
-    };
-    Ok(pool.filter(|p| p.kind == "ResourcePool").ok_or_else(|| {
-        Problem::suggesting(
-            format!("resource pool '{path}' not found"),
+    let missing = |what: &str| {
+        Err(Problem::suggesting(
+            format!("{what} '{path}' not found"),
             "--compute-resource",
-            names,
-        )
-    }))
+            names.clone(),
+        ))
+    };
+    let Some(c) = found.filter(|c| c.kind.ends_with("ComputeResource")) else {
+        return Ok(missing("compute resource"));
+    };
+    let root = root_pool(c).await?;
+    if rest.is_empty() {
+        return Ok(Ok(root));
+    }
+    let p = format!("{dc_path}/host/{compute}/Resources/{rest}");
+    Ok(match client.find_by_inventory_path(&p).await? {
+        Some(pool) if pool.kind == "ResourcePool" || pool.kind == "VirtualApp" => Ok(pool),
+        _ => missing("resource pool"),
+    })
 }
 
 /// `DATASTORE[/path]` on one of `datastores`.
@@ -275,7 +302,7 @@ fn datastore_path(s: &str, datastores: &[String]) -> Result<DatastorePath, Probl
         Ok(DatastorePath::new(ds, path.trim_matches('/')))
     } else {
         Err(Problem::suggesting(
-            format!("datastore {ds:?} not found"),
+            format!("datastore '{ds}' not found"),
             "--image-store",
             datastores.to_vec(),
         ))
@@ -304,7 +331,7 @@ fn volume_store(s: &str, datastores: &[String]) -> Result<(String, DatastorePath
 fn check_network(name: &str, flag: &str, networks: &[String], problems: &mut Vec<Problem>) {
     if !networks.iter().any(|n| n == name) {
         problems.push(Problem::suggesting(
-            format!("{flag}: network {name:?} not found"),
+            format!("Error checking network for {flag}: network '{name}' not found"),
             flag,
             networks.to_vec(),
         ));
@@ -327,7 +354,7 @@ mod tests {
             DatastorePath::new("LocalDS_0", "")
         );
         let p = datastore_path("nope/x", &ds).unwrap_err();
-        assert_eq!(p.message, "datastore \"nope\" not found");
+        assert_eq!(p.message, "datastore 'nope' not found");
         assert_eq!(p.suggest.unwrap().1, ds);
         let (label, path) = volume_store("shared/vols:default", &ds).unwrap();
         assert_eq!(
