@@ -9,34 +9,21 @@ use backend_vsphere::{Channels, VsphereBackend, VsphereConfig};
 use hypervisor::{Backend, PowerState, VmConfig};
 use tether_proto::{FrameDecoder, GuestMsg};
 use tokio::io::AsyncReadExt;
-use vcsim::{Vcsim, PASSWORD, USER};
-use vim25::{Client, Thumbprint, Trust};
+use vcsim::Vcsim;
 
 async fn backend(sim: &Vcsim, channels: Channels) -> VsphereBackend {
-    let trust = Trust::Thumbprint(Thumbprint::sha1_of(&sim.cert_der));
-    let client = Client::connect(&sim.host, &trust).await.unwrap();
-    client.login(USER, PASSWORD).await.unwrap();
-    let dc = client.find_by_inventory_path("DC0").await.unwrap().unwrap();
-    let folder = client.properties(&dc, &["vmFolder"]).await.unwrap();
-    let folder = folder.prop("vmFolder").unwrap().moref().unwrap();
+    let client = vcsim::logged_in(sim).await;
+    let (_, folder, root) = vcsim::placement(&client).await;
+    // The VCH's pool: made by the first backend, found by the next.
     let pool = match client
         .find_by_inventory_path("DC0/host/DC0_C0/Resources/vch")
         .await
     {
         Ok(Some(p)) => p,
         _ => {
-            let cluster = client.find_by_inventory_path("DC0/host/DC0_C0").await;
-            let cluster = cluster.unwrap().unwrap();
-            let root = client
-                .properties(&cluster, &["resourcePool"])
-                .await
-                .unwrap();
-            let root = root.prop("resourcePool").unwrap().moref().unwrap();
             let alloc = vim25::pool::Allocation::default();
-            client
-                .create_resource_pool(&root, "vch", alloc)
-                .await
-                .unwrap()
+            let made = client.create_resource_pool(&root, "vch", alloc).await;
+            made.unwrap()
         }
     };
     let cfg = VsphereConfig {

@@ -9,9 +9,9 @@ use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use tether_proto::{FrameDecoder, FrameKind, GuestMsg, PROTOCOL_VERSION};
-use vcsim::{Vcsim, PASSWORD, USER};
+use vcsim::Vcsim;
 use vim25::vm::VmSpec;
-use vim25::{Client, MoRef, Thumbprint, Trust};
+use vim25::MoRef;
 
 const T: Duration = Duration::from_secs(30);
 
@@ -73,19 +73,8 @@ fn closes(mut stream: TcpStream, limit: Duration) -> bool {
 #[ignore = "needs vcsim, govc and QEMU: make test runs it"]
 async fn a_vcsim_vm_boots_the_tether_whose_channel_dials_the_host() {
     let sim = Vcsim::start_with_guests(false);
-    let trust = Trust::Thumbprint(Thumbprint::sha1_of(&sim.cert_der));
-    let c = Client::connect(&sim.host, &trust).await.unwrap();
-    c.login(USER, PASSWORD).await.unwrap();
-    let dc = c.find_by_inventory_path("DC0").await.unwrap().unwrap();
-    let folder = c.properties(&dc, &["vmFolder"]).await.unwrap();
-    let folder = folder.prop("vmFolder").unwrap().moref().unwrap();
-    let cluster = c
-        .find_by_inventory_path("DC0/host/DC0_C0")
-        .await
-        .unwrap()
-        .unwrap();
-    let pool = c.properties(&cluster, &["resourcePool"]).await.unwrap();
-    let pool = pool.prop("resourcePool").unwrap().moref().unwrap();
+    let c = vcsim::logged_in(&sim).await;
+    let (_, folder, pool) = vcsim::placement(&c).await;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let channel = format!("tcp://{}", listener.local_addr().unwrap());
     let launcher = Vcsim::guest_launcher().canonicalize().unwrap();

@@ -173,3 +173,24 @@ impl Drop for Vcsim {
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/vcsim")
 }
+
+/// A client of `sim`, trusting its certificate by thumbprint, logged in.
+pub async fn logged_in(sim: &Vcsim) -> vim25::Client {
+    let trust = vim25::Trust::Thumbprint(vim25::Thumbprint::sha1_of(&sim.cert_der));
+    let c = vim25::Client::connect(&sim.host, &trust).await.unwrap();
+    c.login(USER, PASSWORD).await.unwrap();
+    c
+}
+
+/// Where the vCenter model puts things: its datacenter DC0, DC0's VM folder, and the root
+/// resource pool of its cluster DC0_C0.
+pub async fn placement(c: &vim25::Client) -> (vim25::MoRef, vim25::MoRef, vim25::MoRef) {
+    let dc = c.find_by_inventory_path("DC0").await.unwrap().unwrap();
+    let props = c.properties(&dc, &["vmFolder"]).await.unwrap();
+    let folder = props.prop("vmFolder").unwrap().moref().unwrap();
+    let cluster = c.find_by_inventory_path("DC0/host/DC0_C0").await;
+    let cluster = cluster.unwrap().unwrap();
+    let props = c.properties(&cluster, &["resourcePool"]).await.unwrap();
+    let pool = props.prop("resourcePool").unwrap().moref().unwrap();
+    (dc, folder, pool)
+}

@@ -3,22 +3,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use vcsim::{Vcsim, PASSWORD, USER};
+use vcsim::{logged_in, placement, Vcsim, PASSWORD, USER};
 use vim25::datastore::DatastorePath;
 use vim25::vm::{PowerState, VmSpec};
 use vim25::{Client, Error, MoRef, Thumbprint, Trust};
 
 const T: Duration = Duration::from_secs(30);
-
-fn pinned(sim: &Vcsim) -> Trust {
-    Trust::Thumbprint(Thumbprint::sha1_of(&sim.cert_der))
-}
-
-async fn logged_in(sim: &Vcsim) -> Client {
-    let c = Client::connect(&sim.host, &pinned(sim)).await.unwrap();
-    c.login(USER, PASSWORD).await.unwrap();
-    c
-}
 
 /// govc's `TYPE:ID` lines as references.
 fn morefs(lines: &str) -> BTreeSet<MoRef> {
@@ -142,21 +132,6 @@ async fn the_inventory_reads_as_govc_reads_it() {
     let gone = MoRef::new("VirtualMachine", "vm-999999");
     let e = c.properties(&gone, &["name"]).await.unwrap_err();
     assert_eq!(e.fault(), Some("ManagedObjectNotFound"), "{e}");
-}
-
-/// The datacenter, its VM folder, and the cluster's root resource pool.
-async fn placement(c: &Client) -> (MoRef, MoRef, MoRef) {
-    let dc = c.find_by_inventory_path("DC0").await.unwrap().unwrap();
-    let props = c.properties(&dc, &["vmFolder"]).await.unwrap();
-    let folder = props.prop("vmFolder").unwrap().moref().unwrap();
-    let cluster = c
-        .find_by_inventory_path("DC0/host/DC0_C0")
-        .await
-        .unwrap()
-        .unwrap();
-    let props = c.properties(&cluster, &["resourcePool"]).await.unwrap();
-    let pool = props.prop("resourcePool").unwrap().moref().unwrap();
-    (dc, folder, pool)
 }
 
 #[tokio::test]

@@ -4,44 +4,19 @@
 
 use std::time::{Duration, Instant};
 
-use vcsim::{Vcsim, PASSWORD, USER};
+use vcsim::{logged_in, placement, Vcsim};
 use vim25::datastore::DatastorePath;
 use vim25::devices::Device;
 use vim25::events::{EventCollector, VM_EVENTS};
 use vim25::pool::Allocation;
 use vim25::updates::{UpdateKind, Watch};
 use vim25::vm::VmSpec;
-use vim25::{Client, MoRef, Thumbprint, Trust};
+use vim25::MoRef;
 
 const T: Duration = Duration::from_secs(30);
 
-async fn logged_in(sim: &Vcsim) -> Client {
-    let trust = Trust::Thumbprint(Thumbprint::sha1_of(&sim.cert_der));
-    let c = Client::connect(&sim.host, &trust).await.unwrap();
-    c.login(USER, PASSWORD).await.unwrap();
-    c
-}
-
 fn arg(r: &MoRef) -> String {
     format!("{}:{}", r.kind, r.value)
-}
-
-/// DC0, its VM folder and the cluster's root pool.
-async fn placement(c: &Client) -> (MoRef, MoRef, MoRef) {
-    let dc = c.find_by_inventory_path("DC0").await.unwrap().unwrap();
-    let folder = c.properties(&dc, &["vmFolder"]).await.unwrap();
-    let folder = folder.prop("vmFolder").unwrap().moref().unwrap();
-    let cluster = c
-        .find_by_inventory_path("DC0/host/DC0_C0")
-        .await
-        .unwrap()
-        .unwrap();
-    let pool = c.properties(&cluster, &["resourcePool"]).await.unwrap();
-    (
-        dc,
-        folder,
-        pool.prop("resourcePool").unwrap().moref().unwrap(),
-    )
 }
 
 fn spec(name: &str, devices: Vec<Device>) -> VmSpec {
