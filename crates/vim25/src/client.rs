@@ -37,7 +37,7 @@ pub struct ServiceContent {
 }
 
 impl ServiceContent {
-    fn read(n: &Node) -> Result<ServiceContent, Error> {
+    pub(crate) fn read(n: &Node) -> Result<ServiceContent, Error> {
         let need = |name: &str| {
             n.child(name)
                 .and_then(Node::moref)

@@ -28,6 +28,8 @@ pub mod events;
 mod options;
 pub mod pool;
 pub mod property;
+#[cfg(test)]
+mod recorded_tests;
 mod soap;
 pub mod task;
 pub mod tls;

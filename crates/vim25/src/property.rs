@@ -18,7 +18,7 @@ pub struct ObjectContent {
 }
 
 impl ObjectContent {
-    fn read(n: &Node) -> Result<ObjectContent, Error> {
+    pub(crate) fn read(n: &Node) -> Result<ObjectContent, Error> {
         let obj = n
             .child("obj")
             .and_then(Node::moref)
