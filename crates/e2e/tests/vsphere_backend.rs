@@ -162,9 +162,19 @@ async fn a_container_vm_runs_on_vcsim_and_its_channel_proves_whose_it_is() {
     ));
     // Powered off with govc, as an operator would: the run ends.
     sim.govc(&["vm.power", "-off", "/DC0/vm/web-3f9c2a7be1d0"]);
+    let asked = Instant::now();
     let exit = tokio::time::timeout(Duration::from_secs(10), again.exited)
         .await
         .expect("the power-off was seen within 10 s");
+    eprintln!(
+        "power-off by govc seen {:?} after govc returned",
+        asked.elapsed()
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
     assert!(exit.detail.contains("poweredOff"), "{}", exit.detail);
     assert_eq!(b.power_state(id).await, PowerState::Off);
     assert!(sim.guest_pids().is_empty(), "the guest outlived power-off");
