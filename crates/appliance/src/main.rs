@@ -13,6 +13,7 @@ use imagec::store::ImageStore;
 use portlayer::{Containers, ContainersConfig, EventBus, ImageService};
 
 mod setup;
+mod vsphere;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -137,7 +138,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("opening the image store {}", config.image_store.display()))?
             .with_budget(storage.clone()),
     );
-    let backend = setup::backend(&config, !args.api.bench_no_vm_jail)?;
+    let backend = setup::backend(&config, !args.api.bench_no_vm_jail).await?;
     tracing::info!(vch = %config.name, backend = %backend.describe(), "appliance starting");
     let events = Arc::new(EventBus::new());
     let (networks, network_pools) = setup::networks(&config)?;

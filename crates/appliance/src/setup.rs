@@ -12,7 +12,7 @@ use vch_config::{ApplianceConfig, BackendConfig};
 
 /// The VCH's backend, as its document chooses. `jail: false` only measures what the jail
 /// costs (`make bench`).
-pub fn backend(
+pub async fn backend(
     config: &ApplianceConfig,
     jail: bool,
 ) -> anyhow::Result<Arc<dyn hypervisor::Backend>> {
@@ -30,6 +30,9 @@ pub fn backend(
             .context("starting the local backend")?;
             Ok(Arc::new(local))
         }
+        BackendConfig::Vsphere(v) => crate::vsphere::backend(v)
+            .await
+            .context("starting the vSphere backend"),
     }
 }
 

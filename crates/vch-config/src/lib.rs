@@ -73,6 +73,31 @@ pub enum BackendConfig {
         /// The initramfs holding the tether.
         initrd: PathBuf,
     },
+    /// Container VMs are VMs of a vCenter or ESX host (`backend-vsphere`).
+    Vsphere(VsphereBackend),
+}
+
+/// Where a vSphere VCH's container VMs go, and how the appliance reaches vSphere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VsphereBackend {
+    /// `HOST[:PORT]` of the vCenter or ESX host.
+    pub host: String,
+    /// The SHA-1 (or SHA-256) thumbprint of its certificate.
+    pub thumbprint: String,
+    pub user: String,
+    /// A file holding the password (readable by the appliance alone): never in the document.
+    pub password_file: PathBuf,
+    /// The VM folder (`Folder:group-v3`) and the VCH's pool or vApp (`ResourcePool:resgroup-9`).
+    pub folder: String,
+    pub pool: String,
+    /// The datastore the VMs' files go on.
+    pub datastore: String,
+    /// Where the appliance listens for the VMs' tether channels (their serial ports dial it).
+    pub channel: std::net::SocketAddr,
+    /// On vcsim only: the command vcsim starts as a VM's guest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulator_guest: Option<PathBuf>,
 }
 
 /// The Docker API's TLS files (PEM).
@@ -176,6 +201,14 @@ impl ApplianceConfig {
         match &self.backend {
             BackendConfig::Local { kernel, initrd } => {
                 paths.extend([("backend.kernel", kernel), ("backend.initrd", initrd)])
+            }
+            BackendConfig::Vsphere(v) => {
+                paths.push(("backend.password_file", &v.password_file));
+                paths.extend(
+                    v.simulator_guest
+                        .iter()
+                        .map(|g| ("backend.simulator_guest", g)),
+                );
             }
         }
         if let Some(t) = &self.tls {

@@ -110,9 +110,12 @@ fn legacy_args(doc: &ApplianceConfig) -> Vec<OsString> {
     flag("--state-dir", doc.state_dir.clone().into());
     flag("--listen", doc.listen.to_string().into());
     flag("--image-store", doc.image_store.clone().into());
-    let BackendConfig::Local { kernel, initrd } = &doc.backend;
-    flag("--kernel", kernel.clone().into());
-    flag("--initrd", initrd.clone().into());
+    // An appliance from before the document knows the local backend alone (and vic-machine
+    // writes documents for local VCHs only).
+    if let BackendConfig::Local { kernel, initrd } = &doc.backend {
+        flag("--kernel", kernel.clone().into());
+        flag("--initrd", initrd.clone().into());
+    }
     let each = |v: &[String]| v.iter().map(OsString::from).collect::<Vec<_>>();
     let path = |p: &PathBuf| OsString::from(p);
     for r in each(&s.insecure_registries) {
