@@ -57,9 +57,26 @@ fn the_backend_is_tagged_by_kind() {
     let v = doc(&sample());
     assert_eq!(v["backend"]["kind"], "local");
     let mut other = v.clone();
+    other["backend"] = serde_json::json!({"kind": "hyperv", "url": "https://hv"});
+    let err = load_value(&other).unwrap_err().to_string();
+    assert!(err.contains("unknown variant `hyperv`"), "{err}");
+    // A vSphere backend's fields are checked like every other's.
     other["backend"] = serde_json::json!({"kind": "vsphere", "url": "https://vc"});
     let err = load_value(&other).unwrap_err().to_string();
-    assert!(err.contains("unknown variant `vsphere`"), "{err}");
+    assert!(err.contains("unknown field `url`"), "{err}");
+    other["backend"] = serde_json::json!({
+        "kind": "vsphere", "host": "vc:443", "thumbprint": "AB", "user": "u",
+        "password_file": "pw", "folder": "Folder:f", "pool": "ResourcePool:p",
+        "datastore": "ds", "channel": "10.0.0.2:2377",
+    });
+    let err = load_value(&other).unwrap_err().to_string();
+    assert!(
+        err.contains("backend.password_file must be an absolute path"),
+        "{err}"
+    );
+    other["backend"]["password_file"] = "/run/vic/pw".into();
+    let config = load_value(&other).unwrap();
+    assert!(matches!(config.backend, BackendConfig::Vsphere(ref b) if b.channel.port() == 2377));
 }
 
 #[test]
