@@ -132,6 +132,17 @@ impl OwnVch {
 
 impl Drop for OwnVch {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The test failed: what the appliance said is gone with the VCH, so show its end.
+            let log = Path::new(&env("VIC_STATE_ROOT"))
+                .join("vch")
+                .join(&self.name)
+                .join("appliance.log");
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(80)..].join("\n");
+            eprintln!("--- the last lines of {} ---\n{tail}", log.display());
+        }
         if !self.deleted {
             let _ = vic_machine()
                 .args([
