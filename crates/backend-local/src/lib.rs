@@ -38,6 +38,7 @@ mod shares;
 mod uids;
 pub mod uplink;
 mod vm;
+mod vm_channel;
 mod vm_edit;
 
 use std::collections::HashMap;

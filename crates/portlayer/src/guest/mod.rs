@@ -23,6 +23,7 @@ pub(crate) mod session;
 #[cfg(test)]
 mod session_tests;
 pub mod stats;
+mod stdin;
 pub mod transfer;
 
 pub(crate) use launch::Launch;

@@ -5,6 +5,8 @@ use crate::guest::control::{Answer, Asked};
 pub use crate::guest::control::{GuestControl, GuestProcess, Processes, Undelivered};
 use crate::guest::exec::{ExecOutput, Routes};
 use crate::guest::protocol::Protocol;
+use crate::guest::stdin::forward_stdin;
+pub use crate::guest::stdin::{StdinMsg, STDIN_FRAMES, STDIN_QUEUE};
 use crate::guest::transfer::Transfers;
 use crate::guest::Launch;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use bytes::Bytes;
 use hypervisor::PoweredOn;
 use tether_proto::{
     Frame, FrameDecoder, FrameKind, GuestMsg, HostMsg, Process, Setup, DISKS_VERSION, MAIN_SESSION,
-    MAX_PAYLOAD, RESUME_VERSION,
+    RESUME_VERSION,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, Mutex};
@@ -30,19 +32,6 @@ pub const POWER_OFF_GRACE: Duration = Duration::from_secs(10);
 /// them. The protocol lets the driver send each of its messages once, so only a guest that
 /// stops reading while signals keep coming fills it; senders are then told so at once.
 pub const CONTROL_QUEUE: usize = 64;
-/// Stdin frames waiting for the guest to read them (at most [`MAX_PAYLOAD`] each; attach
-/// reads 32 KiB at a time). A full queue holds back the client that writes stdin.
-pub const STDIN_FRAMES: usize = 16;
-/// Stdin messages waiting for a run to forward them: what a client may write ahead of the
-/// process (attach reads 32 KiB at a time, so about 2 MiB).
-pub const STDIN_QUEUE: usize = 64;
-
-/// Data for the main process's standard input.
-#[derive(Debug)]
-pub enum StdinMsg {
-    Data(Bytes),
-    Close,
-}
 
 /// Where a session's output and exit go.
 pub trait SessionSink: Send + 'static {
@@ -599,28 +588,4 @@ fn whole_frames(raw: &[u8]) -> Vec<Frame> {
     let mut dec = FrameDecoder::new();
     dec.push(raw);
     std::iter::from_fn(|| dec.next_frame().ok().flatten()).collect()
-}
-
-async fn forward_stdin(stdin: Arc<Mutex<mpsc::Receiver<StdinMsg>>>, to_guest: mpsc::Sender<Frame>) {
-    let mut rx = stdin.lock().await;
-    while let Some(msg) = rx.recv().await {
-        let frame = match msg {
-            StdinMsg::Data(data) => {
-                for chunk in data.chunks(MAX_PAYLOAD) {
-                    if to_guest
-                        .send(Frame::data(FrameKind::Stdin, MAIN_SESSION, chunk.to_vec()))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                continue;
-            }
-            StdinMsg::Close => Frame::data(FrameKind::StdinClosed, MAIN_SESSION, Vec::new()),
-        };
-        if to_guest.send(frame).await.is_err() {
-            return;
-        }
-    }
 }
