@@ -30,7 +30,7 @@ pub async fn backend(
             .context("starting the local backend")?;
             Ok(Arc::new(local))
         }
-        BackendConfig::Vsphere(v) => crate::vsphere::backend(v)
+        BackendConfig::Vsphere(v) => crate::vsphere::backend(v, &config.state_dir)
             .await
             .context("starting the vSphere backend"),
     }

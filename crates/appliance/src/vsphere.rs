@@ -2,12 +2,14 @@
 //! vCenter or ESX host (trusted by thumbprint, kept alive), and the listener its container
 //! VMs' serial ports dial.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use backend_vsphere::{Channels, VsphereBackend, VsphereConfig};
 use vch_config::VsphereBackend as Doc;
+use vim25::datastore::DatastorePath;
 use vim25::{Client, MoRef, Thumbprint, Trust};
 
 /// How often the session is kept alive.
@@ -24,7 +26,7 @@ fn moref(what: &str, s: &str) -> anyhow::Result<MoRef> {
     Ok(MoRef::new(kind, value))
 }
 
-pub async fn backend(doc: &Doc) -> anyhow::Result<Arc<dyn hypervisor::Backend>> {
+pub async fn backend(doc: &Doc, state_dir: &Path) -> anyhow::Result<Arc<dyn hypervisor::Backend>> {
     let thumbprint: Thumbprint = doc
         .thumbprint
         .parse()
@@ -42,11 +44,28 @@ pub async fn backend(doc: &Doc) -> anyhow::Result<Arc<dyn hypervisor::Backend>> 
     let channels = Channels::bind(doc.channel)
         .await
         .with_context(|| format!("listening for container VMs on {}", doc.channel))?;
+    let datacenter = client
+        .find_by_inventory_path(&doc.datacenter)
+        .await
+        .with_context(|| format!("finding the datacenter {}", doc.datacenter))?
+        .with_context(|| format!("the datacenter {} does not exist", doc.datacenter))?;
+    let image_store = DatastorePath::parse(&doc.image_store).with_context(|| {
+        format!(
+            "backend.image_store {:?} is not [DATASTORE] path",
+            doc.image_store
+        )
+    })?;
     let cfg = VsphereConfig {
         client,
         folder: moref("folder", &doc.folder)?,
         pool: moref("pool", &doc.pool)?,
         datastore: doc.datastore.clone(),
+        datacenter,
+        datacenter_name: doc.datacenter.clone(),
+        image_store,
+        work_dir: state_dir.join("vsphere-disks"),
+        mke2fs: "mke2fs".into(),
+        bridge_network: doc.bridge_network.clone(),
         simulator_guest: doc.simulator_guest.clone(),
         boot_timeout: BOOT_TIMEOUT,
     };

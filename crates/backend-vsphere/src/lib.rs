@@ -14,11 +14,13 @@
 //! the command vcsim starts as the VM's guest (said in one log line).
 //!
 //! Done so far: the VM's lifecycle (create, power on with its channel, power off, destroy,
-//! power state, the inventory, take-over after an appliance restart). Images' base disks,
-//! root disks, networks, volumes, pause and resizing answer that they are not implemented
-//! on vSphere yet.
+//! power state, the inventory, take-over after an appliance restart), images' base disks on
+//! the image datastore and each VM's root disk as a child delta of its image's ([`disks`]).
+//! Networks, volumes, pause and resizing answer that they are not implemented on vSphere yet.
 
 pub mod channels;
+pub mod disks;
+mod nics;
 mod vms;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -29,6 +31,7 @@ use async_trait::async_trait;
 use hypervisor::{
     Backend, BackendError, NetworkSpec, Nic, PowerState, PoweredOn, RootDisk, VmConfig,
 };
+use vim25::datastore::DatastorePath;
 use vim25::{Client, MoRef};
 
 pub use channels::Channels;
@@ -42,6 +45,17 @@ pub struct VsphereConfig {
     pub pool: MoRef,
     /// The datastore the VMs' files go on.
     pub datastore: String,
+    /// The VCH's datacenter, and its inventory path (the datastores' `/folder` URLs name it).
+    pub datacenter: MoRef,
+    pub datacenter_name: String,
+    /// The directory images' base disks go in (`[datastore] path`).
+    pub image_store: DatastorePath,
+    /// A local directory base disks are built in before their upload.
+    pub work_dir: PathBuf,
+    /// e2fsprogs' `mke2fs`, which builds them.
+    pub mke2fs: PathBuf,
+    /// The port group of the VCH's bridge network (`--bridge-network`).
+    pub bridge_network: Option<String>,
     /// On vcsim: the command that boots a VM's guest (vcsim's `RUN.container`).
     pub simulator_guest: Option<PathBuf>,
     /// How long a VM may take from power-on to its tether's `Hello`.
@@ -53,6 +67,8 @@ pub struct VsphereBackend {
     cfg: VsphereConfig,
     channels: Channels,
     vms: vms::Known,
+    images: disks::ImageLocks,
+    port_groups: nics::PortGroups,
 }
 
 impl VsphereBackend {
@@ -73,6 +89,8 @@ impl VsphereBackend {
             cfg,
             channels,
             vms: vms::Known::default(),
+            images: disks::ImageLocks::default(),
+            port_groups: nics::PortGroups::default(),
         }
     }
 
@@ -109,23 +127,18 @@ impl Backend for VsphereBackend {
         }
     }
 
-    async fn prepare_image(&self, _image_id: &str, _rootfs: &Path) -> Result<(), BackendError> {
-        Err(not_yet("an image's base disk"))
+    async fn prepare_image(&self, image_id: &str, rootfs: &Path) -> Result<(), BackendError> {
+        self.prepare(image_id, rootfs).await
     }
 
-    async fn remove_image(&self, _image_id: &str) -> Result<(), BackendError> {
-        Err(not_yet("an image's base disk"))
+    async fn remove_image(&self, image_id: &str) -> Result<(), BackendError> {
+        self.remove_base(image_id).await
     }
 
-    /// The default bridge network is the VCH's bridge port group, which vic-machine checked;
-    /// a VM is not attached to it yet (`create_vm` refuses NICs). Other networks are not
-    /// made on vSphere yet.
+    /// The default bridge network is the VCH's bridge port group, which vic-machine checked.
+    /// Other networks are not made on vSphere yet.
     async fn ensure_network(&self, net: &NetworkSpec) -> Result<(), BackendError> {
-        if net.label == "bridge" && net.external.is_none() {
-            tracing::info!("the bridge network is the VCH's bridge port group on vSphere");
-            return Ok(());
-        }
-        Err(not_yet(&format!("network {}", net.label)))
+        self.note_network(net)
     }
 
     fn host_gateway(&self) -> Option<Ipv4Addr> {
@@ -151,12 +164,12 @@ impl Backend for VsphereBackend {
         Err(not_yet("disconnecting a running VM from a network"))
     }
 
-    async fn set_nics(&self, _id: &str, _nics: &[Nic]) -> Result<(), BackendError> {
-        Err(not_yet("a VM's networks"))
+    async fn set_nics(&self, id: &str, nics: &[Nic]) -> Result<(), BackendError> {
+        self.check_nics(id, nics).await
     }
 
-    async fn set_size(&self, _id: &str, _memory_mib: u32, _cpus: u32) -> Result<(), BackendError> {
-        Err(not_yet("resizing a VM"))
+    async fn set_size(&self, id: &str, memory_mib: u32, cpus: u32) -> Result<(), BackendError> {
+        self.resize(id, memory_mib, cpus.max(1)).await
     }
 
     async fn dial(&self, _to: SocketAddrV4) -> Result<tokio::net::TcpStream, BackendError> {

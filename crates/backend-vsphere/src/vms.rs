@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use hypervisor::{BackendError, PowerState, PoweredOn, VmConfig, VmExit};
+use vim25::datastore::DatastorePath;
 use vim25::devices::Device;
 use vim25::updates::{UpdateKind, Watch};
 use vim25::vm::{PowerState as VsPower, VmSpec};
@@ -22,6 +23,9 @@ const REATTACH_TIMEOUT: Duration = Duration::from_secs(30);
 pub const KEY_ID: &str = "guestinfo.vic.id";
 pub const KEY_TOKEN: &str = "guestinfo.vic.token";
 pub const KEY_CHANNEL: &str = "guestinfo.vic.channel";
+/// The image whose base disk the VM's root disk is a child of (not guestinfo: the guest has
+/// no use for it).
+pub const KEY_IMAGE: &str = "vic.image";
 /// vcsim's key: the command it starts as the VM's guest.
 const KEY_SIM_RUN: &str = "RUN.container";
 
@@ -30,6 +34,7 @@ const KEY_SIM_RUN: &str = "RUN.container";
 pub struct Vm {
     pub moref: MoRef,
     pub token: String,
+    pub image: Option<String>,
 }
 
 /// The VMs found so far, by container ID.
@@ -44,9 +49,6 @@ impl Known {
 
 impl VsphereBackend {
     pub(crate) async fn create(&self, vm: &VmConfig) -> Result<(), BackendError> {
-        if !vm.nics.is_empty() {
-            return Err(not_yet("a VM on a network"));
-        }
         if !vm.disks.is_empty() || !vm.shares.is_empty() {
             return Err(not_yet("a VM with volumes or bind mounts"));
         }
@@ -59,11 +61,20 @@ impl VsphereBackend {
                 vm.id
             )));
         }
+        let nics = self.nic_devices(&vm.nics).await?;
+        let base = self.base_disk(&vm.image_id)?;
+        let Some(capacity) = self.base_capacity(&vm.image_id).await? else {
+            return Err(BackendError::Failed(format!(
+                "the image {} has no base disk on the datastore ({base})",
+                vm.image_id
+            )));
+        };
         let token = hex::encode(rand::random::<[u8; 32]>());
         let mut extra = vec![
             (KEY_ID.to_string(), vm.id.clone()),
             (KEY_TOKEN.to_string(), token.clone()),
             (KEY_CHANNEL.to_string(), self.channels.uri()),
+            (KEY_IMAGE.to_string(), vm.image_id.clone()),
         ];
         let client = &self.cfg.client;
         if client.content().is_simulator() {
@@ -80,16 +91,36 @@ impl VsphereBackend {
             cpus: vm.cpus.max(1),
             annotation: Some(format!("vic container {}", vm.id)),
             extra_config: extra,
-            devices: vec![Device::SerialUri {
-                uri: self.channels.uri(),
-                client: true,
-            }],
+            devices: [
+                Device::SerialUri {
+                    uri: self.channels.uri(),
+                    client: true,
+                },
+                // The root disk: a child delta of the image's, in the VM's own directory.
+                Device::Disk {
+                    path: DatastorePath::new(&self.cfg.datastore, ""),
+                    capacity_kib: capacity / 1024,
+                    parent: Some(base),
+                    create: true,
+                },
+            ]
+            .into_iter()
+            .chain(nics)
+            .collect(),
         };
         let moref = client
             .create_vm(&self.cfg.folder, &self.cfg.pool, None, &spec, TASK_TIMEOUT)
             .await
             .map_err(vsphere_err("creating the VM"))?;
-        self.vms.lock().insert(vm.id.clone(), Vm { moref, token });
+        let image = Some(vm.image_id.clone());
+        self.vms.lock().insert(
+            vm.id.clone(),
+            Vm {
+                moref,
+                token,
+                image,
+            },
+        );
         Ok(())
     }
 
@@ -101,7 +132,7 @@ impl VsphereBackend {
         Ok(self.inventory().await?.remove(id))
     }
 
-    async fn known(&self, id: &str) -> Result<Vm, BackendError> {
+    pub(crate) async fn known(&self, id: &str) -> Result<Vm, BackendError> {
         self.find(id)
             .await?
             .ok_or_else(|| BackendError::NoSuchVm(id.to_string()))
@@ -134,11 +165,13 @@ impl VsphereBackend {
                     .map(str::to_string)
             };
             if let (Some(id), Some(token)) = (value(KEY_ID), value(KEY_TOKEN)) {
+                let image = value(KEY_IMAGE);
                 out.insert(
                     id,
                     Vm {
                         moref: o.obj,
                         token,
+                        image,
                     },
                 );
             }
@@ -151,6 +184,16 @@ impl VsphereBackend {
 
     pub(crate) async fn start(&self, id: &str) -> Result<PoweredOn, BackendError> {
         let vm = self.known(id).await?;
+        // The port layer starts a container that is not running: a VM still on is what is
+        // left of its last run (a guest that did not power off, or one vSphere has not seen
+        // power off yet).
+        if self.vs_state(&vm).await? == VsPower::PoweredOn {
+            tracing::info!(
+                id,
+                "the VM is still on from its last run: powering it off first"
+            );
+            self.stop(id, Duration::ZERO).await?;
+        }
         let rx = self.channels.expect(id, &vm.token);
         if let Err(e) = self.cfg.client.power_on(&vm.moref, TASK_TIMEOUT).await {
             self.channels.forget(id);
@@ -221,6 +264,24 @@ impl VsphereBackend {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         Ok(())
+    }
+
+    /// Sets VM `id`'s memory and vCPUs when they differ (vSphere refuses while it runs).
+    pub(crate) async fn resize(
+        &self,
+        id: &str,
+        memory_mib: u32,
+        cpus: u32,
+    ) -> Result<(), BackendError> {
+        let vm = self.known(id).await?;
+        let client = &self.cfg.client;
+        let now = (client.size(&vm.moref).await).map_err(vsphere_err("reading the VM's size"))?;
+        if now == (memory_mib, cpus) {
+            return Ok(());
+        }
+        (client.set_size(&vm.moref, memory_mib, cpus, TASK_TIMEOUT))
+            .await
+            .map_err(vsphere_err("resizing the VM"))
     }
 
     pub(crate) async fn destroy(&self, id: &str) -> Result<(), BackendError> {

@@ -1,8 +1,10 @@
 //! The vSphere backend against vcsim with real guests: a container's VM is made in the VCH's
 //! pool, powered on, and its tether's channel reaches the backend over the one listener,
-//! proven by the VM's token; a restarted backend takes a running VM over; a power-off made
-//! with govc ends the VM's run; destroy leaves nothing. Checked with govc.
+//! proven by the VM's token; its root disk is a child delta of its image's base disk on the
+//! datastore; a restarted backend takes a running VM over; a power-off made with govc ends
+//! the VM's run; destroy leaves nothing. Checked with govc.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use backend_vsphere::{Channels, VsphereBackend, VsphereConfig};
@@ -10,10 +12,11 @@ use hypervisor::{Backend, PowerState, VmConfig};
 use tether_proto::{FrameDecoder, GuestMsg};
 use tokio::io::AsyncReadExt;
 use vcsim::Vcsim;
+use vim25::datastore::DatastorePath;
 
-async fn backend(sim: &Vcsim, channels: Channels) -> VsphereBackend {
+async fn backend(sim: &Vcsim, channels: Channels, work: &Path) -> VsphereBackend {
     let client = vcsim::logged_in(sim).await;
-    let (_, folder, root) = vcsim::placement(&client).await;
+    let (dc, folder, root) = vcsim::placement(&client).await;
     // The VCH's pool: made by the first backend, found by the next.
     let pool = match client
         .find_by_inventory_path("DC0/host/DC0_C0/Resources/vch")
@@ -31,6 +34,12 @@ async fn backend(sim: &Vcsim, channels: Channels) -> VsphereBackend {
         folder,
         pool,
         datastore: "LocalDS_0".into(),
+        datacenter: dc,
+        datacenter_name: "DC0".into(),
+        image_store: DatastorePath::new("LocalDS_0", "vch/images"),
+        work_dir: work.to_path_buf(),
+        mke2fs: "mke2fs".into(),
+        bridge_network: Some("DC0_DVPG0".into()),
         simulator_guest: Some(Vcsim::guest_launcher().canonicalize().unwrap()),
         boot_timeout: Duration::from_secs(60),
     };
@@ -82,9 +91,31 @@ async fn a_container_vm_runs_on_vcsim_and_its_channel_proves_whose_it_is() {
         .await
         .unwrap();
     let addr = channels.addr();
-    let b = backend(&sim, channels).await;
+    let work = tempfile::tempdir().unwrap();
+    let b = backend(&sim, channels, work.path()).await;
     assert_eq!(b.name(), "vsphere");
     let id = "3f9c2a7be1d04c5aa1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718";
+    // No base disk yet: the VM is refused, and nothing is made.
+    let e = b.create_vm(&config(id)).await.unwrap_err().to_string();
+    assert!(e.contains("has no base disk on the datastore"), "{e}");
+    assert!(b.list_vms().await.unwrap().is_empty());
+    // The image's base disk: built from its tree and uploaded, descriptor and extent.
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tree.path().join("etc")).unwrap();
+    std::fs::write(tree.path().join("etc/motd"), "from the base disk\n").unwrap();
+    let started = Instant::now();
+    b.prepare_image("busybox", tree.path()).await.unwrap();
+    eprintln!("base disk built and uploaded in {:?}", started.elapsed());
+    let files = sim.govc(&["datastore.ls", "-ds", "LocalDS_0", "vch/images/busybox"]);
+    let mut files: Vec<&str> = files.lines().collect();
+    files.sort();
+    assert_eq!(files, ["busybox-flat.vmdk", "busybox.vmdk"]);
+    assert_eq!(
+        std::fs::read_dir(work.path()).unwrap().count(),
+        0,
+        "the local copy was kept"
+    );
+    b.prepare_image("busybox", tree.path()).await.unwrap();
     b.create_vm(&config(id)).await.unwrap();
     let vm = vm_of(&sim, "web-3f9c2a7be1d0");
     assert!(vm.starts_with("VirtualMachine:"), "{vm}");
@@ -111,6 +142,32 @@ async fn a_container_vm_runs_on_vcsim_and_its_channel_proves_whose_it_is() {
         "serialport-*",
     ]);
     assert!(serial.contains(&format!("tcp://{addr}")), "{serial}");
+    // The root disk: in the VM's directory, a child of the image's base disk.
+    let disks = sim.govc_json(&[
+        "device.info",
+        "-json",
+        "-vm",
+        "/DC0/vm/web-3f9c2a7be1d0",
+        "disk-*",
+    ]);
+    let disks = disks["Devices"].as_array().unwrap();
+    assert_eq!(disks.len(), 1, "{disks:?}");
+    let backing = &disks[0]["Backing"];
+    assert_eq!(
+        backing["FileName"],
+        "[LocalDS_0] web-3f9c2a7be1d0/web-3f9c2a7be1d0.vmdk"
+    );
+    assert_eq!(
+        backing["Parent"]["FileName"],
+        "[LocalDS_0] vch/images/busybox/busybox.vmdk"
+    );
+    assert!(
+        disks[0]["CapacityInKB"].as_u64().unwrap() >= 1 << 20,
+        "{disks:?}"
+    );
+    // An image a VM uses stays.
+    let e = b.remove_image("busybox").await.unwrap_err().to_string();
+    assert!(e.contains("in use by VM"), "{e}");
     assert_eq!(b.list_vms().await.unwrap(), [id.to_string()]);
     assert_eq!(b.power_state(id).await, PowerState::Off);
     // Power on: the guest boots and its channel, proven by its token, reaches the backend.
@@ -148,7 +205,7 @@ async fn a_container_vm_runs_on_vcsim_and_its_channel_proves_whose_it_is() {
             Err(e) => panic!("binding {addr} again: {e}"),
         }
     };
-    let b = backend(&sim, channels).await;
+    let b = backend(&sim, channels, work.path()).await;
     assert_eq!(b.list_vms().await.unwrap(), [id.to_string()]);
     let started = Instant::now();
     let mut again = b.reattach(id).await.unwrap();
@@ -184,16 +241,23 @@ async fn a_container_vm_runs_on_vcsim_and_its_channel_proves_whose_it_is() {
     assert!(b.list_vms().await.unwrap().is_empty());
     let all = sim.govc(&["find", "-i", "/", "-type", "m"]);
     assert!(!all.contains(&vm), "{all}");
+    // The image's base disk goes when no VM uses it.
+    b.remove_image("busybox").await.unwrap();
+    let left = sim.govc(&["datastore.ls", "-ds", "LocalDS_0", "vch/images"]);
+    assert_eq!(left.trim(), "", "{left}");
     // What is not there yet says so.
-    let mut with_net = config(id);
-    with_net.nics.push(hypervisor::Nic {
-        network: "bridge".into(),
-        mac: "02:42:ac:11:00:02".into(),
-        open_ports: vec![],
-    });
-    let e = b.create_vm(&with_net).await.unwrap_err().to_string();
+    let net = hypervisor::NetworkSpec {
+        name: "n1".into(),
+        label: "mynet".into(),
+        gateway: "172.20.0.1".parse().unwrap(),
+        prefix_len: 16,
+        isolated: false,
+        internal: false,
+        external: None,
+    };
+    let e = b.ensure_network(&net).await.unwrap_err().to_string();
     assert!(
-        e.contains("not implemented on the vSphere backend yet"),
+        e.contains("network mynet is not implemented on the vSphere backend yet"),
         "{e}"
     );
 }

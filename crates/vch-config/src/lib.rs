@@ -74,7 +74,7 @@ pub enum BackendConfig {
         initrd: PathBuf,
     },
     /// Container VMs are VMs of a vCenter or ESX host (`backend-vsphere`).
-    Vsphere(VsphereBackend),
+    Vsphere(Box<VsphereBackend>),
 }
 
 /// Where a vSphere VCH's container VMs go, and how the appliance reaches vSphere.
@@ -91,8 +91,15 @@ pub struct VsphereBackend {
     /// The VM folder (`Folder:group-v3`) and the VCH's pool or vApp (`ResourcePool:resgroup-9`).
     pub folder: String,
     pub pool: String,
+    /// The datacenter (its inventory path, e.g. `DC0`; ESX: `ha-datacenter`).
+    pub datacenter: String,
     /// The datastore the VMs' files go on.
     pub datastore: String,
+    /// The directory images' base disks go in: `[DATASTORE] path`.
+    pub image_store: String,
+    /// The port group of the containers' bridge network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge_network: Option<String>,
     /// Where the appliance listens for the VMs' tether channels (their serial ports dial it).
     pub channel: std::net::SocketAddr,
     /// On vcsim only: the command vcsim starts as a VM's guest.

@@ -67,7 +67,8 @@ fn the_backend_is_tagged_by_kind() {
     other["backend"] = serde_json::json!({
         "kind": "vsphere", "host": "vc:443", "thumbprint": "AB", "user": "u",
         "password_file": "pw", "folder": "Folder:f", "pool": "ResourcePool:p",
-        "datastore": "ds", "channel": "10.0.0.2:2377",
+        "datacenter": "DC0", "datastore": "ds", "image_store": "[ds] vch/images",
+        "channel": "10.0.0.2:2377",
     });
     let err = load_value(&other).unwrap_err().to_string();
     assert!(

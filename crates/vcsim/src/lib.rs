@@ -116,6 +116,13 @@ impl Vcsim {
             .unwrap_or_else(|| panic!("vcsim said {first:?}"))
             .to_string();
         eprintln!("vcsim on {host} in {:?}", started.elapsed());
+        if let Some(guests) = &guests {
+            // For the guest launcher's vm-devices, which reads a VM's devices with govc.
+            let env = format!(
+                "GOVC_URL=https://{host}/sdk\nGOVC_USERNAME={USER}\nGOVC_PASSWORD='{PASSWORD}'\nGOVC_INSECURE=1\n"
+            );
+            std::fs::write(guests.join("govc.env"), env).unwrap();
+        }
         Vcsim {
             child,
             guests,

@@ -34,7 +34,11 @@ impl DatastorePath {
 
 impl std::fmt::Display for DatastorePath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "[{}] {}", self.datastore, self.path)
+        match self.path.as_str() {
+            // The datastore alone: vSphere picks the file's place (a new disk in its VM's directory).
+            "" => write!(f, "[{}]", self.datastore),
+            path => write!(f, "[{}] {path}", self.datastore),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 use crate::datastore::DatastorePath;
 use crate::xml::Request;
+use crate::{Client, Error};
 
 /// The key of IDE controller 0, which vSphere gives every new VM.
 const IDE0: i32 = 200;
@@ -11,9 +12,9 @@ const IDE0: i32 = 200;
 /// A device to add.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Device {
-    /// A vmxnet3 NIC on the standard port group `network`, with a MAC or one vSphere makes.
+    /// A vmxnet3 NIC on a port group, with a MAC or one vSphere makes.
     Nic {
-        network: String,
+        network: NicBacking,
         mac: Option<String>,
     },
     /// A serial port backed by a network URI (`tcp://HOST:PORT`): the VM connects to it
@@ -29,6 +30,49 @@ pub enum Device {
         parent: Option<DatastorePath>,
         create: bool,
     },
+}
+
+/// What a NIC is connected to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NicBacking {
+    /// A standard port group (or any network named so on the host).
+    Network(String),
+    /// A distributed port group: its key on its switch, and the switch's UUID.
+    Distributed {
+        switch_uuid: String,
+        portgroup_key: String,
+    },
+}
+
+impl Client {
+    /// The backing of a NIC on network `name` of datacenter `datacenter` (its inventory
+    /// path): a distributed port group's switch and key, or a standard port group's name.
+    pub async fn nic_backing(&self, datacenter: &str, name: &str) -> Result<NicBacking, Error> {
+        let path = format!("{datacenter}/network/{name}");
+        let Some(net) = self.find_by_inventory_path(&path).await? else {
+            return Err(Error::Fault {
+                fault: "NotFound".into(),
+                message: format!("network '{name}' not found"),
+            });
+        };
+        if net.kind != "DistributedVirtualPortgroup" {
+            return Ok(NicBacking::Network(name.to_string()));
+        }
+        let pg = self
+            .properties(&net, &["key", "config.distributedVirtualSwitch"])
+            .await?;
+        let missing = |what: &str| Error::Protocol(format!("the port group {name} has no {what}"));
+        let key = pg.text("key").ok_or_else(|| missing("key"))?.to_string();
+        let switch = (pg.prop("config.distributedVirtualSwitch"))
+            .and_then(|n| n.moref())
+            .ok_or_else(|| missing("switch"))?;
+        let dvs = self.properties(&switch, &["uuid"]).await?;
+        let uuid = dvs.text("uuid").ok_or_else(|| missing("switch UUID"))?;
+        Ok(NicBacking::Distributed {
+            switch_uuid: uuid.to_string(),
+            portgroup_key: key,
+        })
+    }
 }
 
 /// Writes the `deviceChange` entries adding `devices` (a SCSI controller first when there
@@ -95,14 +139,30 @@ fn add_scsi_controller(req: &mut Request, key: i32) {
         .close();
 }
 
-fn add_nic(req: &mut Request, key: i32, network: &str, mac: Option<&str>) {
+fn add_nic(req: &mut Request, key: i32, network: &NicBacking, mac: Option<&str>) {
     req.open("deviceChange")
         .text("operation", "add")
         .open_typed("device", "VirtualVmxnet3")
-        .text("key", &key.to_string())
-        .open_typed("backing", "VirtualEthernetCardNetworkBackingInfo")
-        .text("deviceName", network)
-        .close();
+        .text("key", &key.to_string());
+    match network {
+        NicBacking::Network(name) => req
+            .open_typed("backing", "VirtualEthernetCardNetworkBackingInfo")
+            .text("deviceName", name)
+            .close(),
+        NicBacking::Distributed {
+            switch_uuid,
+            portgroup_key,
+        } => req
+            .open_typed(
+                "backing",
+                "VirtualEthernetCardDistributedVirtualPortBackingInfo",
+            )
+            .open("port")
+            .text("switchUuid", switch_uuid)
+            .text("portgroupKey", portgroup_key)
+            .close()
+            .close(),
+    };
     connectable(req);
     match mac {
         Some(mac) => req.text("addressType", "manual").text("macAddress", mac),

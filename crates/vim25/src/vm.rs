@@ -100,6 +100,38 @@ impl Client {
         self.run_task(&req, timeout).await.map(|_| ())
     }
 
+    /// The VM's memory (MiB) and vCPUs, as configured.
+    pub async fn size(&self, vm: &MoRef) -> Result<(u32, u32), Error> {
+        let props =
+            (self.properties(vm, &["config.hardware.memoryMB", "config.hardware.numCPU"])).await?;
+        let read = |path: &str| {
+            props
+                .text(path)
+                .and_then(|t| t.parse::<u32>().ok())
+                .ok_or_else(|| Error::Protocol(format!("the VM has no {path}")))
+        };
+        Ok((
+            read("config.hardware.memoryMB")?,
+            read("config.hardware.numCPU")?,
+        ))
+    }
+
+    /// Sets the VM's memory (MiB) and vCPUs (the VM is off, or its guest hot-adds them).
+    pub async fn set_size(
+        &self,
+        vm: &MoRef,
+        memory_mib: u32,
+        cpus: u32,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let mut req = Request::new("ReconfigVM_Task", vm);
+        req.open("spec")
+            .text("numCPUs", &cpus.to_string())
+            .text("memoryMB", &memory_mib.to_string())
+            .close();
+        self.run_task(&req, timeout).await.map(|_| ())
+    }
+
     /// The VM's `extraConfig`, the last value of each key (a simulator may keep earlier ones).
     pub async fn extra_config(&self, vm: &MoRef) -> Result<Vec<(String, String)>, Error> {
         let props = self.properties(vm, &["config.extraConfig"]).await?;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use vcsim::{logged_in, placement, Vcsim};
 use vim25::datastore::DatastorePath;
-use vim25::devices::Device;
+use vim25::devices::{Device, NicBacking};
 use vim25::events::{EventCollector, VM_EVENTS};
 use vim25::pool::Allocation;
 use vim25::updates::{UpdateKind, Watch};
@@ -83,10 +83,35 @@ async fn a_vapp_and_a_pool_hold_vms_with_the_devices_asked_for() {
         .await
         .unwrap();
     c.upload("DC0", iso.path(), &iso_path, T).await.unwrap();
+    // A standard port group, and a distributed one (by its switch's UUID and its key).
+    let standard = c.nic_backing("DC0", "VM Network").await.unwrap();
+    assert_eq!(standard, NicBacking::Network("VM Network".into()));
+    let distributed = c.nic_backing("DC0", "DC0_DVPG0").await.unwrap();
+    let NicBacking::Distributed {
+        switch_uuid,
+        portgroup_key,
+    } = &distributed
+    else {
+        panic!("DC0_DVPG0 is {distributed:?}");
+    };
+    let govc_key = sim.govc(&["object.collect", "-s", "/DC0/network/DC0_DVPG0", "key"]);
+    assert_eq!(portgroup_key, govc_key.trim());
+    let govc_uuid = sim.govc(&["object.collect", "-s", "/DC0/network/DVS0", "uuid"]);
+    assert_eq!(switch_uuid, govc_uuid.trim());
+    let e = c.nic_backing("DC0", "no such network").await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("network 'no such network' not found"),
+        "{e}"
+    );
     let devices = vec![
         Device::Nic {
-            network: "VM Network".into(),
+            network: standard,
             mac: Some("00:50:56:aa:bb:01".into()),
+        },
+        Device::Nic {
+            network: distributed.clone(),
+            mac: Some("00:50:56:aa:bb:02".into()),
         },
         Device::SerialUri {
             uri: "tcp://127.0.0.1:2377".into(),
@@ -126,6 +151,11 @@ async fn a_vapp_and_a_pool_hold_vms_with_the_devices_asked_for() {
         .find(|d| d.value_type() == "VirtualVmxnet3")
         .and_then(|d| d.text_at(&["macAddress"]));
     assert_eq!(mac, Some("00:50:56:aa:bb:01"));
+    let on_dvpg = ours
+        .iter()
+        .filter(|d| d.value_type() == "VirtualVmxnet3")
+        .find_map(|d| d.text_at(&["backing", "port", "portgroupKey"]));
+    assert_eq!(on_dvpg, Some(portgroup_key.as_str()));
     let uri = ours
         .iter()
         .find(|d| d.value_type() == "VirtualSerialPort")
