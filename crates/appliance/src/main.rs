@@ -12,6 +12,7 @@ use imagec::pull::Puller;
 use imagec::store::ImageStore;
 use portlayer::{Containers, ContainersConfig, EventBus, ImageService};
 
+mod guestinfo;
 mod setup;
 mod vsphere;
 
@@ -24,8 +25,20 @@ mod vsphere;
 struct Args {
     /// The VCH's configuration document (vch-config's ApplianceConfig, JSON), which
     /// vic-machine writes before each start.
-    #[arg(long)]
-    config: PathBuf,
+    #[arg(
+        long,
+        required_unless_present = "guestinfo",
+        conflicts_with = "guestinfo"
+    )]
+    config: Option<PathBuf>,
+    /// On vSphere: read the configuration from the VM's guestinfo, opening its secrets with
+    /// the key on this image (the VM's CD-ROM).
+    #[arg(long, value_name = "KEY_IMAGE")]
+    guestinfo: Option<PathBuf>,
+    /// With --guestinfo: keep the state and the images here rather than where the document
+    /// says (a guest whose disk is mounted elsewhere).
+    #[arg(long, requires = "guestinfo")]
+    state_dir: Option<PathBuf>,
     /// Write the image metadata the way earlier versions keep it (record.json files and
     /// repositories.json) and exit, serving nothing: done before a rollback to one of them.
     #[arg(long)]
@@ -98,7 +111,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let config = vch_config::load_file(&args.config)?;
+    let config = match (&args.config, &args.guestinfo) {
+        (Some(file), _) => vch_config::load_file(file)?,
+        (None, Some(key)) => guestinfo::load(key, args.state_dir.as_deref())?,
+        (None, None) => anyhow::bail!("--config or --guestinfo is required"),
+    };
     // Checked first: a bad certificate stops the appliance before it starts anything.
     let tls = match &config.tls {
         Some(t) => Some(

@@ -1,6 +1,7 @@
 //! `vic-machine create` against a vSphere target (vcsim, both models): trust by thumbprint,
-//! the login, and the validation of every flag, with nothing made on the target (checked with
-//! govc before and after).
+//! the login, the validation of every flag, and the refusal of what a vSphere VCH does not
+//! take yet, with nothing made on the target (checked with govc before and after). A VCH made
+//! whole is `vsphere_vch.rs`'s.
 
 mod common;
 
@@ -154,8 +155,8 @@ fn every_flag_is_validated_against_a_vcenter_and_nothing_is_made() {
     let out = stdout(&o);
     let shared = "the bridge network must not be shared with another network role - public also uses \"VM Network\"";
     assert!(out.contains(shared), "{out}");
-    // Everything found: validated, and then refused, since the appliance VM is not
-    // deployed yet; the target is as it was.
+    // Everything found: validated, and then refused, since volume stores on vSphere are not
+    // made yet; the target is as it was.
     let o = create(
         &sim,
         "/DC0",
@@ -179,7 +180,7 @@ fn every_flag_is_validated_against_a_vcenter_and_nothing_is_made() {
     );
     assert!(out.contains("image store [LocalDS_0] vic"), "{out}");
     assert!(
-        stderr(&o).contains("deploying the appliance VM on vSphere is not implemented yet"),
+        stderr(&o).contains("--volume-store on a vSphere target is not implemented yet"),
         "{}",
         stderr(&o)
     );
@@ -200,7 +201,13 @@ fn an_esx_host_needs_no_compute_resource_nor_bridge_network() {
         out.contains("datacenter ha-datacenter, a resource pool in"),
         "{out}"
     );
-    assert!(stderr(&o).contains("not implemented yet"), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(
+            "making the bridge port group (a VCH without --bridge-network) is not implemented yet"
+        ),
+        "{err}"
+    );
     // A local-only flag set is refused, and vSphere flags on the local target too.
     let mut cmd = vic_machine();
     cmd.args(["create", "--target", "local", "--name", "x", "-b", "pg"]);

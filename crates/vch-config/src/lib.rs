@@ -18,6 +18,7 @@
 //! are refused too, so nothing vic-machine asks for is dropped silently.
 
 mod container_net;
+pub mod guestinfo;
 mod settings;
 
 use std::net::SocketAddr;

@@ -339,9 +339,9 @@ fn check_target(target: &Option<String>, credentials: &Credentials) -> anyhow::R
             }
             Ok(())
         }
-        Some(other) => anyhow::bail!(
-            "{other}: on a vSphere target only `create` (which validates the target) works so far"
-        ),
+        Some(other) => {
+            anyhow::bail!("{other}: on a vSphere target only `create` and `delete` work so far")
+        }
     }
 }
 
@@ -372,7 +372,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let wanted =
                     vsphere.wanted(&common.name, &target, image_store.as_deref(), &settings)?;
                 let thumbprint = common.credentials.thumbprint.as_deref();
-                return vsphere::create(&target, thumbprint, &common.name, &wanted);
+                let tls = TlsOptions::from(tls);
+                tls.check()?;
+                let not_yet = [
+                    ("--volume-store", !settings.volume_stores.is_empty()),
+                    ("--bind-path", !settings.bind_paths.is_empty()),
+                    (
+                        "--container-network",
+                        !container_networks.networks()?.is_empty(),
+                    ),
+                    ("--port", port.is_some()),
+                    ("--bootstrap-dir", bootstrap_dir.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(flag, given)| given.then_some(flag))
+                .collect();
+                let mut applied = settings.apply(&settings::Settings::default())?;
+                applied.bridge_network_range = bridge_network_range;
+                let opts = vsphere::CreateOptions {
+                    settings: applied,
+                    tls: tls::plan(&tls, &common.name)?,
+                    timeout,
+                    not_yet,
+                };
+                return vsphere::create(&target, thumbprint, &common.name, &wanted, &opts);
             }
             vsphere.refuse_on_local()?;
             let layout = layout(common)?;
@@ -394,7 +417,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             common,
             force,
             timeout,
-        } => delete::delete(&layout(common)?, force, timeout),
+        } => {
+            if let Place::Vsphere(target) = place(&common.target, &common.credentials)? {
+                let thumbprint = common.credentials.thumbprint.as_deref();
+                return vsphere::delete(&target, thumbprint, &common.name, force);
+            }
+            delete::delete(&layout(common)?, force, timeout)
+        }
         Command::Ls {
             target,
             state_root,

@@ -2,10 +2,13 @@
 //! ESX host, reached with the `vim25` client.
 //!
 //! What is here: the target and its credentials (`target.rs`), trust by thumbprint as VIC
-//! does it, and the validation `create` runs first (`validate.rs`): the datacenter, compute
+//! does it, the validation `create` runs first (`validate.rs`: the datacenter, compute
 //! resource, datastores and networks the flags name, each problem reported with the values
-//! that would do, nothing made on the target. Deploying the appliance VM comes after.
+//! that would do, nothing made on the target), the deployment of the VCH (`deploy.rs`) and its
+//! removal (`remove.rs`).
 
+mod deploy;
+mod remove;
 mod target;
 mod validate;
 
@@ -183,12 +186,23 @@ pub fn report(problems: &[Problem]) -> anyhow::Error {
     anyhow::anyhow!("validation of configuration failed")
 }
 
-/// `vic-machine create` on a vSphere target: validates the target and the flags.
+/// What `create` takes beside the placement.
+pub struct CreateOptions {
+    pub settings: vch_config::Settings,
+    pub tls: crate::tls::TlsPlan,
+    pub timeout: Duration,
+    /// Flags given that a vSphere VCH does not take yet, refused before anything is made.
+    pub not_yet: Vec<&'static str>,
+}
+
+/// `vic-machine create` on a vSphere target: validates the target and the flags, then
+/// deploys the VCH.
 pub fn create(
     target: &Target,
     thumbprint: Option<&str>,
     name: &str,
     wanted: &Wanted,
+    opts: &CreateOptions,
 ) -> anyhow::Result<()> {
     block_on(async {
         info("### Installing VCH ####");
@@ -218,9 +232,56 @@ pub fn create(
                 .map(|b| format!(", bridge network {b:?}"))
                 .unwrap_or_default()
         ));
+        if placement.bridge_network.is_none() {
+            let _ = client.logout().await;
+            bail!(
+                "VCH {name} was not created: making the bridge port group (a VCH without --bridge-network) is not implemented yet (the target and the flags validated; nothing was made on the target)"
+            );
+        }
+        if let Some(flag) = opts.not_yet.first() {
+            let _ = client.logout().await;
+            bail!(
+                "VCH {name} was not created: {flag} on a vSphere target is not implemented yet (the target and the flags validated; nothing was made on the target)"
+            );
+        }
+        let req = deploy::Request {
+            name,
+            target,
+            thumbprint: thumbprint.context("--thumbprint")?,
+            settings: opts.settings.clone(),
+            tls: &opts.tls,
+            timeout: opts.timeout,
+        };
+        let result = deploy::deploy(&client, &placement, &req).await;
         let _ = client.logout().await;
-        bail!(
-            "VCH {name} was not created: deploying the appliance VM on vSphere is not implemented yet (the target and the flags validated; nothing was made on the target)"
-        )
+        let api = result?;
+        info(format!("VCH {name} is at {api}"));
+        info("Installer completed successfully");
+        Ok(())
+    })
+}
+
+/// `vic-machine delete` on a vSphere target.
+pub fn delete(
+    target: &Target,
+    thumbprint: Option<&str>,
+    name: &str,
+    force: bool,
+) -> anyhow::Result<()> {
+    block_on(async {
+        info("### Removing VCH ####");
+        let client = connect(target, thumbprint).await?;
+        let result = async {
+            let dc = validate::datacenter(&client, target.datacenter.as_deref()).await?;
+            let Some(found) = remove::find(&client, &dc, name).await? else {
+                bail!("VCH {name} was not found on {}", target.display());
+            };
+            remove::remove(&client, &found, force).await
+        }
+        .await;
+        let _ = client.logout().await;
+        result?;
+        info("Completed successfully");
+        Ok(())
     })
 }

@@ -214,6 +214,20 @@ pub async fn validate(
     }))
 }
 
+/// The datacenter `path` names, or the target's only one.
+pub async fn datacenter(client: &Client, path: Option<&str>) -> anyhow::Result<MoRef> {
+    let root = client.content().root_folder.clone();
+    let dcs = named(client, &root, "Datacenter").await?;
+    let wanted = Wanted {
+        datacenter: path.map(str::to_string),
+        ..Wanted::default()
+    };
+    match choose_datacenter(client, &dcs, &wanted).await? {
+        Ok((dc, _)) => Ok(dc),
+        Err(p) => anyhow::bail!("{}", p.message),
+    }
+}
+
 async fn choose_datacenter(
     client: &Client,
     dcs: &[(String, MoRef)],
