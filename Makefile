@@ -17,9 +17,11 @@ all: build
 deps:
 	@bash scripts/deps.sh
 
-# vcsim and govc for the vSphere tests (not needed by the local target, so not by `make demo`).
+# vcsim and govc for the vSphere tests, and pyvmomi, their second client (not needed by the
+# local target, so not by `make demo`).
 vcsim:
 	@bash scripts/vcsim.sh
+	@bash scripts/pyvmomi.sh
 
 build: binaries kernel initramfs
 

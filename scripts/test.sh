@@ -13,6 +13,8 @@ export VIC_STATE_ROOT=$build/test-state
 # govmomi's vSphere simulator and CLI (scripts/vcsim.sh); each test starts its own vcsim.
 govmomi=${VIC_CACHE:-/var/cache/vic}/govmomi-0.24.2/bin
 export VIC_VCSIM=$govmomi/vcsim VIC_GOVC=$govmomi/govc
+# pyvmomi, the second client every vSphere result is checked with (scripts/pyvmomi.sh).
+export VIC_PYVMOMI=${VIC_CACHE:-/var/cache/vic}/pyvmomi-9.1.1.0/bin/python
 
 # Registries that want credentials or a private CA (tests/fixtures/registry.sh).
 fixture() { # fixture DIR FLAGS… → the KEY=VALUE lines it prints

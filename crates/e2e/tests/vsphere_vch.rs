@@ -133,17 +133,93 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
     let o = docker(&env, &["run", "--rm", &image, "echo", "hello from vSphere"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "hello from vSphere\n");
-    let o = docker(
-        &env,
-        &["run", "-d", "--name", "sleeper", &image, "sleep", "600"],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    let mut ids = Vec::new();
+    for name in ["sleeper", "sleeper2"] {
+        let o = docker(&env, &["run", "-d", "--name", name, &image, "sleep", "600"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        ids.push(stdout(&o).trim().to_string());
+    }
     let vms = sim.govc_json(&["object.collect", "-json", vapp.trim(), "vm"]);
     let vms = vms[0]["Val"]["ManagedObjectReference"]
         .as_array()
         .unwrap()
         .len();
-    assert_eq!(vms, 2, "the appliance and the container in the vApp");
+    assert_eq!(vms, 3, "the appliance and the containers in the vApp");
+    // pyvmomi, a second client, sees the VCH as vic made it: the appliance VM with its
+    // document and its key's CD-ROM, each container's VM on, its root disk a child of the
+    // image's disk, its NIC on the bridge port group, its identity in guestinfo.
+    let seen = sim.pyvmomi("vch1");
+    let vms = seen["vms"].as_array().unwrap();
+    assert_eq!(vms.len(), 3, "{seen}");
+    let appliance = vms
+        .iter()
+        .find(|v| v["name"] == "vch1")
+        .expect("the appliance VM");
+    assert_eq!(appliance["power"], "poweredOn");
+    assert!(
+        appliance["guestinfo"]["guestinfo.vic.config"].is_string(),
+        "{appliance}"
+    );
+    assert_eq!(appliance["cdroms"][0], "[LocalDS_0] vch1/appliance-key.img");
+    let dvpg = sim.govc(&["object.collect", "-s", "/DC0/network/DC0_DVPG0", "key"]);
+    for id in &ids {
+        let vm = (vms.iter())
+            .find(|v| v["guestinfo"]["guestinfo.vic.id"] == id.as_str())
+            .unwrap_or_else(|| panic!("no VM of {id}: {seen}"));
+        assert_eq!(vm["power"], "poweredOn", "{vm}");
+        let parent = vm["disks"][0]["parent"].as_str().unwrap_or_default();
+        assert!(parent.starts_with("[LocalDS_0] vch1/images/"), "{vm}");
+        assert_eq!(
+            vm["nics"][0]["portgroup_key"].as_str(),
+            Some(dvpg.trim()),
+            "{vm}"
+        );
+    }
+    // Powered off with govc, as an operator would: docker sees the container exit.
+    let vm_name = (vms.iter())
+        .find(|v| v["guestinfo"]["guestinfo.vic.id"] == ids[0].as_str())
+        .and_then(|v| v["name"].as_str())
+        .unwrap()
+        .to_string();
+    let since = chrono::Utc::now().timestamp().to_string();
+    sim.govc(&["vm.power", "-off", "-force", &format!("/DC0/vm/{vm_name}")]);
+    let off = Instant::now();
+    loop {
+        let o = docker(&env, &["inspect", "-f", "{{.State.Status}}", "sleeper"]);
+        if stdout(&o).trim() == "exited" {
+            break;
+        }
+        assert!(
+            off.elapsed() < Duration::from_secs(10),
+            "docker inspect still says {}",
+            stdout(&o)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "a govc power-off seen by docker inspect after {:?}",
+        off.elapsed()
+    );
+    let until = (chrono::Utc::now().timestamp() + 1).to_string();
+    let o = docker(
+        &env,
+        &[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--filter",
+            "container=sleeper",
+            "--format",
+            "{{.Action}}",
+        ],
+    );
+    assert!(
+        stdout(&o).lines().any(|a| a == "die"),
+        "docker events: {}",
+        stdout(&o)
+    );
     // A second VCH of the name is refused, and nothing changes.
     let during = inventory(&sim);
     let o = create(&[]);

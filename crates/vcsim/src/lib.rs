@@ -150,6 +150,33 @@ impl Vcsim {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// What pyvmomi, VMware's Python SDK (the second client), reads of the VMs in the
+    /// resource pool or vApp named `pool` (tests/fixtures/vcsim/pyvmomi-check).
+    pub fn pyvmomi(&self, pool: &str) -> serde_json::Value {
+        use std::io::Write;
+        let mut child = Command::new(tool("VIC_PYVMOMI"))
+            .arg(fixtures().join("pyvmomi-check"))
+            .args([self.host.as_str(), USER, pool])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running pyvmomi-check");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(PASSWORD.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "pyvmomi-check: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     /// govc's JSON answer.
     pub fn govc_json(&self, args: &[&str]) -> serde_json::Value {
         serde_json::from_str(&self.govc(args)).unwrap()
