@@ -25,7 +25,11 @@ fn fixtures() -> String {
 /// `vic-machine COMMAND --target … --name vch1 ARGS` against `sim`.
 fn machine(sim: &Vcsim, command: &str, args: &[&str]) -> Output {
     let mut cmd = vic_machine();
-    cmd.args([command, "--name", "vch1", "--target"])
+    cmd.arg(command);
+    if command != "ls" {
+        cmd.args(["--name", "vch1"]);
+    }
+    cmd.arg("--target")
         .arg(format!("https://{}/DC0", sim.host))
         .args(["--user", USER, "--password", PASSWORD, "--thumbprint"])
         .arg(Thumbprint::sha1_of(&sim.cert_der).to_string())
@@ -220,6 +224,31 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
         "docker events: {}",
         stdout(&o)
     );
+    // ls and inspect find it by its appliance VM.
+    let o = machine(&sim, "ls", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let listed = stdout(&o);
+    let row = (listed.lines())
+        .find(|l| l.split_whitespace().nth(2) == Some("vch1"))
+        .unwrap_or_else(|| panic!("vch1 not listed:\n{listed}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(format!("VirtualMachine:{}", cols[0]), vm, "{row}");
+    assert_eq!(cols[1], "/DC0/host/DC0_C0/Resources", "{row}");
+    assert!(row.ends_with("Up to date"), "{row}");
+    let o = machine(&sim, "inspect", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = stdout(&o);
+    for line in [
+        "VCH name: vch1",
+        "Appliance VM: poweredOn",
+        "Running containers: 1",
+        "VCH upgrade status: Up to date",
+        "VCH directory: [LocalDS_0] vch1",
+        "(TLS with client verification (tlsverify))",
+        "Bridge network: DC0_DVPG0",
+    ] {
+        assert!(report.contains(line), "{line:?} missing from\n{report}");
+    }
     // A second VCH of the name is refused, and nothing changes.
     let during = inventory(&sim);
     let o = create(&[]);

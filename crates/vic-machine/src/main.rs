@@ -340,7 +340,9 @@ fn check_target(target: &Option<String>, credentials: &Credentials) -> anyhow::R
             Ok(())
         }
         Some(other) => {
-            anyhow::bail!("{other}: on a vSphere target only `create` and `delete` work so far")
+            anyhow::bail!(
+                "{other}: on a vSphere target only `create`, `delete`, `ls` and `inspect` work so far"
+            )
         }
     }
 }
@@ -429,11 +431,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             state_root,
             credentials,
         } => {
+            if let Place::Vsphere(t) = place(&target, &credentials)? {
+                return vsphere::ls(&t, credentials.thumbprint.as_deref());
+            }
             check_target(&target, &credentials)?;
             list::list(state_root)
         }
         Command::Inspect(args) => match args.command {
-            None => inspect::inspect(&layout(args.common)?),
+            None => {
+                let common = args.common;
+                if let Place::Vsphere(t) = place(&common.target, &common.credentials)? {
+                    let thumbprint = common.credentials.thumbprint.as_deref();
+                    return vsphere::inspect(&t, thumbprint, &common.name);
+                }
+                inspect::inspect(&layout(common)?)
+            }
             Some(InspectCommand::Config { common, format }) => {
                 inspect::config(&layout(common)?, format)
             }

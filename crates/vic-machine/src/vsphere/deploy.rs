@@ -232,7 +232,13 @@ async fn deploy_inner(
         networks: vec![],
     };
     doc.check().context("the appliance's configuration")?;
-    let mut extra = vec![(gi::CONFIG.to_string(), gi::encode_config(&doc))];
+    let mut extra = vec![
+        (gi::CONFIG.to_string(), gi::encode_config(&doc)),
+        (
+            super::found::VERSION.into(),
+            crate::parts::installer_version(),
+        ),
+    ];
     let password = req.target.password.clone().unwrap_or_default();
     extra.push((
         gi::PASSWORD.into(),

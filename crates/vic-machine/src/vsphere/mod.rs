@@ -8,6 +8,8 @@
 //! removal (`remove.rs`).
 
 mod deploy;
+mod found;
+mod list;
 mod remove;
 mod target;
 mod validate;
@@ -273,7 +275,7 @@ pub fn delete(
         let client = connect(target, thumbprint).await?;
         let result = async {
             let dc = validate::datacenter(&client, target.datacenter.as_deref()).await?;
-            let Some(found) = remove::find(&client, &dc, name).await? else {
+            let Some(found) = found::find(&client, &dc, name).await? else {
                 bail!("VCH {name} was not found on {}", target.display());
             };
             remove::remove(&client, &found, force).await
@@ -283,5 +285,36 @@ pub fn delete(
         result?;
         info("Completed successfully");
         Ok(())
+    })
+}
+
+/// `vic-machine ls` on a vSphere target: the VCHs of its datacenter.
+pub fn ls(target: &Target, thumbprint: Option<&str>) -> anyhow::Result<()> {
+    block_on(async {
+        let client = connect(target, thumbprint).await?;
+        let result = async {
+            let dc = validate::datacenter(&client, target.datacenter.as_deref()).await?;
+            list::ls(&client, &dc).await
+        }
+        .await;
+        let _ = client.logout().await;
+        result
+    })
+}
+
+/// `vic-machine inspect` on a vSphere target.
+pub fn inspect(target: &Target, thumbprint: Option<&str>, name: &str) -> anyhow::Result<()> {
+    block_on(async {
+        let client = connect(target, thumbprint).await?;
+        let result = async {
+            let dc = validate::datacenter(&client, target.datacenter.as_deref()).await?;
+            let Some(found) = found::find(&client, &dc, name).await? else {
+                bail!("VCH {name} was not found on {}", target.display());
+            };
+            list::inspect(&client, &found).await
+        }
+        .await;
+        let _ = client.logout().await;
+        result
     })
 }

@@ -1,80 +1,17 @@
-//! `vic-machine delete` on vSphere: the VCH is found by its appliance VM (a VM of that name
-//! whose guestinfo holds a VCH's configuration); its container VMs, the appliance VM, its
-//! vApp or pool and its directory on the image datastore (images, the key image) go.
+//! `vic-machine delete` on vSphere: the VCH found by its appliance VM ([`super::found`]), its
+//! container VMs, the appliance VM, its vApp or pool and its directory on the image datastore
+//! (images, the key image) go.
 
 use std::time::Duration;
 
 use anyhow::Context;
-use vch_config::guestinfo as gi;
-use vch_config::BackendConfig;
-use vim25::datastore::DatastorePath;
 use vim25::vm::PowerState;
 use vim25::{Client, MoRef};
 
+use super::found::Found;
 use crate::output::info;
 
 const TASK: Duration = Duration::from_secs(120);
-
-/// A VCH found on the target.
-pub struct Found {
-    pub appliance: MoRef,
-    pub pool: MoRef,
-    pub datacenter: MoRef,
-    /// The VCH's directory on the image datastore (the parent of its images' directory).
-    pub dir: Option<DatastorePath>,
-}
-
-/// The VCH `name` in datacenter `dc`, by its appliance VM.
-pub async fn find(client: &Client, dc: &MoRef, name: &str) -> anyhow::Result<Option<Found>> {
-    let vms = client
-        .find_all(
-            dc,
-            &[(
-                "VirtualMachine",
-                &["name", "resourcePool", "config.extraConfig"],
-            )],
-        )
-        .await
-        .context("listing the datacenter's VMs")?;
-    for vm in vms {
-        if vm.text("name") != Some(name) {
-            continue;
-        }
-        let Some(list) = vm.prop("config.extraConfig") else {
-            continue;
-        };
-        let config = (list.children.iter().rev())
-            .find(|c| c.text_at(&["key"]) == Some(gi::CONFIG))
-            .and_then(|c| c.text_at(&["value"]));
-        let Some(config) = config else { continue };
-        let Some(pool) = vm.prop("resourcePool").and_then(|p| p.moref()) else {
-            continue;
-        };
-        let dir = match gi::decode_config(config) {
-            Ok(doc) => match doc.backend {
-                // Never the datastore's root: a VCH's directory has a name.
-                BackendConfig::Vsphere(v) => DatastorePath::parse(&v.image_store).and_then(|p| {
-                    let (parent, _) = p.path.rsplit_once('/')?;
-                    (!parent.is_empty()).then(|| DatastorePath::new(&p.datastore, parent))
-                }),
-                BackendConfig::Local { .. } => None,
-            },
-            Err(e) => {
-                info(format!(
-                    "The appliance VM's configuration does not read: {e}"
-                ));
-                None
-            }
-        };
-        return Ok(Some(Found {
-            appliance: vm.obj,
-            pool,
-            datacenter: dc.clone(),
-            dir,
-        }));
-    }
-    Ok(None)
-}
 
 /// Powers off and destroys every VM in `pool`, then the pool (or vApp).
 pub async fn empty_and_destroy(client: &Client, pool: &MoRef) -> anyhow::Result<()> {
