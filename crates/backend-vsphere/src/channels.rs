@@ -18,7 +18,7 @@ use std::time::Duration;
 use tether_proto::{encode, Frame, FrameDecoder, FrameKind, GuestMsg, HostMsg};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 /// How long a connection may take to identify itself.
 pub const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -80,11 +80,27 @@ struct Waiter {
 
 type Waiters = Arc<Mutex<HashMap<String, Waiter>>>;
 
+/// A channel that arrived when no VM of its container was awaited (a VM powered on from
+/// vSphere, or one that dialled again before the appliance awaited it): the token it gave,
+/// and the channel, its Hello still unread. The next wait for its container takes it.
+struct Unclaimed {
+    token: String,
+    channel: Channel,
+}
+
+type Pending = Arc<Mutex<HashMap<String, Unclaimed>>>;
+
+/// How many unclaimed channels are kept; more are closed.
+const MAX_UNCLAIMED: usize = 16;
+
 /// The listener and the VMs awaited on it.
 pub struct Channels {
     addr: SocketAddr,
     waiters: Waiters,
+    pending: Pending,
     accept: tokio::task::JoinHandle<()>,
+    /// The containers whose channels became pending, in order.
+    arrivals: tokio::sync::Mutex<mpsc::Receiver<String>>,
 }
 
 impl Drop for Channels {
@@ -99,12 +115,43 @@ impl Channels {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let waiters: Waiters = Arc::default();
-        let accept = tokio::spawn(accept_loop(listener, waiters.clone()));
+        let pending: Pending = Arc::default();
+        let (tx, rx) = mpsc::channel(MAX_UNCLAIMED);
+        let shared = Shared {
+            waiters: waiters.clone(),
+            pending: pending.clone(),
+            arrivals: tx,
+        };
+        let accept = tokio::spawn(accept_loop(listener, shared));
         Ok(Channels {
             addr,
             waiters,
+            pending,
             accept,
+            arrivals: tokio::sync::Mutex::new(rx),
         })
+    }
+
+    /// The next container an unclaimed channel arrived for, with the token it gave, while
+    /// that channel is still unclaimed.
+    pub async fn next_unclaimed(&self) -> Option<(String, String)> {
+        let mut arrivals = self.arrivals.lock().await;
+        loop {
+            let id = arrivals.recv().await?;
+            if let Some(u) = lock(&self.pending).get(&id) {
+                return Some((id, u.token.clone()));
+            }
+        }
+    }
+
+    /// Whether an unclaimed channel of container `id` is waiting.
+    pub fn has_unclaimed(&self, id: &str) -> bool {
+        lock(&self.pending).contains_key(id)
+    }
+
+    /// Closes the unclaimed channel of container `id` (a stranger's, or a VM's gone).
+    pub fn close_unclaimed(&self, id: &str) {
+        lock(&self.pending).remove(id);
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -120,6 +167,14 @@ impl Channels {
     /// Awaiting it again replaces the earlier wait.
     pub fn expect(&self, id: &str, token: &str) -> oneshot::Receiver<Channel> {
         let (tx, rx) = oneshot::channel();
+        let unclaimed = lock(&self.pending).remove(id);
+        if let Some(u) = unclaimed {
+            if same(u.token.as_bytes(), token.as_bytes()) {
+                let _ = tx.send(u.channel);
+                return rx;
+            }
+            tracing::warn!(id, "tether channel closed: the token is not the VM's");
+        }
         let waiter = Waiter {
             token: token.to_string(),
             tx,
@@ -134,11 +189,19 @@ impl Channels {
     }
 }
 
-fn lock(w: &Waiters) -> std::sync::MutexGuard<'_, HashMap<String, Waiter>> {
+/// What the accept loop shares with the [`Channels`].
+struct Shared {
+    waiters: Waiters,
+    pending: Pending,
+    arrivals: mpsc::Sender<String>,
+}
+
+fn lock<T>(w: &Mutex<HashMap<String, T>>) -> std::sync::MutexGuard<'_, HashMap<String, T>> {
     w.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-async fn accept_loop(listener: TcpListener, waiters: Waiters) {
+async fn accept_loop(listener: TcpListener, shared: Shared) {
+    let shared = Arc::new(shared);
     let slots = Arc::new(Semaphore::new(MAX_IDENTIFYING));
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -152,11 +215,15 @@ async fn accept_loop(listener: TcpListener, waiters: Waiters) {
                 continue;
             }
         };
-        let waiters = waiters.clone();
+        let shared = shared.clone();
         tokio::spawn(async move {
             let _permit = permit;
             match tokio::time::timeout(IDENTIFY_TIMEOUT, identify(stream)).await {
-                Ok(Ok((id, token, channel))) => hand_over(&waiters, &id, &token, channel, peer),
+                Ok(Ok((id, token, channel))) => {
+                    if let Some(u) = hand_over(&shared.waiters, &id, token, channel, peer) {
+                        keep_unclaimed(&shared, id, u, peer);
+                    }
+                }
                 Ok(Err(e)) => tracing::warn!(%peer, "tether channel closed: {e}"),
                 Err(_) => tracing::warn!(
                     %peer,
@@ -167,21 +234,45 @@ async fn accept_loop(listener: TcpListener, waiters: Waiters) {
     }
 }
 
-/// Gives `channel` to whoever awaits `id`, if `token` is the one it awaits.
-fn hand_over(waiters: &Waiters, id: &str, token: &str, channel: Channel, peer: SocketAddr) {
+/// Gives `channel` to whoever awaits `id`, if `token` is the one it awaits; a channel no one
+/// awaits is handed back, unclaimed.
+fn hand_over(
+    waiters: &Waiters,
+    id: &str,
+    token: String,
+    channel: Channel,
+    peer: SocketAddr,
+) -> Option<Unclaimed> {
     let mut w = lock(waiters);
     match w.get(id) {
         Some(waiter) if same(waiter.token.as_bytes(), token.as_bytes()) => {
             let waiter = w.remove(id).expect("present");
             let _ = waiter.tx.send(channel);
+            None
         }
-        Some(_) => tracing::warn!(%peer, id, "tether channel closed: the token is not the VM's"),
-        None => tracing::warn!(%peer, id, "tether channel closed: no VM of that ID is awaited"),
+        Some(_) => {
+            tracing::warn!(%peer, id, "tether channel closed: the token is not the VM's");
+            None
+        }
+        None => Some(Unclaimed { token, channel }),
     }
 }
 
+/// Keeps an unclaimed channel for the next wait for its container (a newer one of the same
+/// container replaces it), and says it arrived.
+fn keep_unclaimed(shared: &Shared, id: String, u: Unclaimed, peer: SocketAddr) {
+    let mut pending = lock(&shared.pending);
+    if pending.len() >= MAX_UNCLAIMED && !pending.contains_key(&id) {
+        tracing::warn!(%peer, id, "tether channel closed: too many unclaimed channels");
+        return;
+    }
+    pending.insert(id.clone(), u);
+    drop(pending);
+    let _ = shared.arrivals.try_send(id);
+}
+
 /// Compares in time that does not depend on where the inputs differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -327,10 +418,29 @@ mod tests {
         let mut got = [0u8; 5];
         vm.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"to vm");
-        // Nobody awaits c2: its Hello is refused.
+        // Nobody awaits c2 (a VM powered on from vSphere): its channel is kept, said to have
+        // arrived, and the next wait for c2 with its token takes it at once.
         let mut c2 = TcpStream::connect(ch.addr()).await.unwrap();
         c2.write_all(&hello("c2", "x")).await.unwrap();
-        assert_eq!(c2.read(&mut sink).await.unwrap(), 0);
+        let arrived = tokio::time::timeout(Duration::from_secs(10), ch.next_unclaimed()).await;
+        assert_eq!(arrived.unwrap(), Some(("c2".to_string(), "x".to_string())));
+        assert!(ch.has_unclaimed("c2"));
+        let mut taken = tokio::time::timeout(Duration::from_secs(1), ch.expect("c2", "x"))
+            .await
+            .expect("at once")
+            .unwrap();
+        assert!(matches!(
+            read_hello(&mut taken).await.0,
+            GuestMsg::Hello { .. }
+        ));
+        assert!(!ch.has_unclaimed("c2"));
+        // One that proves nothing is closed when told so.
+        let mut c3 = TcpStream::connect(ch.addr()).await.unwrap();
+        c3.write_all(&hello("c3", "y")).await.unwrap();
+        let arrived = tokio::time::timeout(Duration::from_secs(10), ch.next_unclaimed()).await;
+        assert_eq!(arrived.unwrap().map(|(id, _)| id).as_deref(), Some("c3"));
+        ch.close_unclaimed("c3");
+        assert_eq!(c3.read(&mut sink).await.unwrap(), 0);
     }
 
     #[tokio::test]

@@ -205,6 +205,10 @@ impl Backend for VsphereBackend {
         self.start(id).await
     }
 
+    async fn started_outside(&self) -> Option<String> {
+        self.next_started_outside().await
+    }
+
     async fn reattach(&self, id: &str) -> Result<PoweredOn, BackendError> {
         self.take_over(id).await
     }

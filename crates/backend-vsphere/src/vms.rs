@@ -184,6 +184,14 @@ impl VsphereBackend {
 
     pub(crate) async fn start(&self, id: &str) -> Result<PoweredOn, BackendError> {
         let vm = self.known(id).await?;
+        if self.channels.has_unclaimed(id) && self.vs_state(&vm).await? == VsPower::PoweredOn {
+            tracing::info!(
+                id,
+                "the VM was powered on from vSphere: the container starts on it"
+            );
+            let rx = self.channels.expect(id, &vm.token);
+            return self.channel_of(id, &vm, rx, REATTACH_TIMEOUT).await;
+        }
         // The port layer starts a container that is not running: a VM still on is what is
         // left of its last run (a guest that did not power off, or one vSphere has not seen
         // power off yet).
@@ -200,6 +208,38 @@ impl VsphereBackend {
             return Err(BackendError::Failed(format!("powering the VM on: {e}")));
         }
         self.channel_of(id, &vm, rx, self.cfg.boot_timeout).await
+    }
+
+    /// The next container whose VM's guest dialled in unawaited (its VM powered on from
+    /// vSphere) and proved itself with the VM's token; its channel waits for
+    /// [`VsphereBackend::start`]. Strangers' channels are closed.
+    pub(crate) async fn next_started_outside(&self) -> Option<String> {
+        loop {
+            let (id, token) = self.channels.next_unclaimed().await?;
+            let vm = match self.find(&id).await {
+                Ok(Some(vm)) => vm,
+                Ok(None) => {
+                    tracing::warn!(id, "tether channel closed: no VM of that container");
+                    self.channels.close_unclaimed(&id);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(id, "tether channel closed: {e}");
+                    self.channels.close_unclaimed(&id);
+                    continue;
+                }
+            };
+            if !crate::channels::same(vm.token.as_bytes(), token.as_bytes()) {
+                tracing::warn!(id, "tether channel closed: the token is not the VM's");
+                self.channels.close_unclaimed(&id);
+                continue;
+            }
+            tracing::info!(
+                id,
+                "a VM's guest dialled in unawaited: powered on from vSphere"
+            );
+            return Some(id);
+        }
     }
 
     pub(crate) async fn take_over(&self, id: &str) -> Result<PoweredOn, BackendError> {

@@ -224,6 +224,53 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
         "docker events: {}",
         stdout(&o)
     );
+    // Powered on again with govc: the container starts on its VM, as `docker start` would.
+    let since = chrono::Utc::now().timestamp().to_string();
+    sim.govc(&["vm.power", "-on", &format!("/DC0/vm/{vm_name}")]);
+    let on = Instant::now();
+    loop {
+        let o = docker(&env, &["inspect", "-f", "{{.State.Status}}", "sleeper"]);
+        if stdout(&o).trim() == "running" {
+            break;
+        }
+        assert!(
+            on.elapsed() < Duration::from_secs(30),
+            "docker inspect still says {}",
+            stdout(&o)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "a govc power-on ran the container again after {:?}",
+        on.elapsed()
+    );
+    let o = docker(&env, &["top", "sleeper"]);
+    assert!(
+        stdout(&o).contains("sleep 600"),
+        "docker top: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let until = (chrono::Utc::now().timestamp() + 1).to_string();
+    let o = docker(
+        &env,
+        &[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--filter",
+            "container=sleeper",
+            "--format",
+            "{{.Action}}",
+        ],
+    );
+    assert!(
+        stdout(&o).lines().any(|a| a == "start"),
+        "docker events: {}",
+        stdout(&o)
+    );
     // ls and inspect find it by its appliance VM.
     let o = machine(&sim, "ls", &[]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -241,7 +288,7 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
     for line in [
         "VCH name: vch1",
         "Appliance VM: poweredOn",
-        "Running containers: 1",
+        "Running containers: 2",
         "VCH upgrade status: Up to date",
         "VCH directory: [LocalDS_0] vch1",
         "(TLS with client verification (tlsverify))",

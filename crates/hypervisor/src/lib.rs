@@ -268,6 +268,13 @@ pub trait Backend: Send + Sync + 'static {
         to: std::net::SocketAddrV4,
     ) -> Result<tokio::net::UdpSocket, BackendError>;
 
+    /// The next container whose VM was powered on from outside vic (the hypervisor's own
+    /// client): its guest is up, and [`Backend::power_on`] hands its channel over rather than
+    /// powering the VM on. Never, for a backend whose VMs cannot be started elsewhere.
+    async fn started_outside(&self) -> Option<String> {
+        std::future::pending().await
+    }
+
     /// Creates the VM and its copy-on-write root disk. Does not power it on.
     async fn create_vm(&self, vm: &VmConfig) -> Result<(), BackendError>;
 

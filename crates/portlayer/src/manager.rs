@@ -170,6 +170,7 @@ impl Containers {
             me.serve_dns(&net).await;
         }
         me.recover().await;
+        me.follow_outside_starts();
         Ok(me)
     }
 

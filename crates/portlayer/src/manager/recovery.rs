@@ -179,3 +179,34 @@ impl Containers {
         }
     }
 }
+
+impl Containers {
+    /// Starts, for as long as the backend runs, each container whose VM is powered on from
+    /// outside vic (the hypervisor's own client), as `docker start` would: vSphere's
+    /// operators restart a container by powering its VM on.
+    pub(super) fn follow_outside_starts(&self) {
+        // Weak: the containers' state is not kept open by this watch once they are dropped.
+        let weak = std::sync::Arc::downgrade(&self.inner);
+        let backend = self.inner.backend.clone();
+        tokio::spawn(async move {
+            while let Some(id) = backend.started_outside().await {
+                let Some(inner) = weak.upgrade() else { return };
+                let me = Containers { inner };
+                match me.get(&id) {
+                    Ok(rec) if rec.state.status == Status::Running => {
+                        tracing::info!(%id, "its VM dialled in again while it runs: left as it is");
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(_) => continue,
+                }
+                match me.start(&id).await {
+                    Ok(_) => tracing::info!(%id, "started: its VM was powered on from outside"),
+                    Err(e) => {
+                        tracing::warn!(%id, "starting it on its VM powered on from outside: {e}")
+                    }
+                }
+            }
+        });
+    }
+}
