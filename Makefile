@@ -8,6 +8,8 @@ TETHER := $(CURDIR)/target/static/$(STATIC_TARGET)/release/tether
 # A test fixture: a PID 1 that breaks the tether protocol (crates/hostile-guest).
 HOSTILE := $(CURDIR)/target/static/$(STATIC_TARGET)/release/hostile-guest
 REG_DIR := $(BUILD)/registry
+# vcsim and govc, built by scripts/vcsim.sh.
+GOVMOMI := $(or $(VIC_CACHE),/var/cache/vic)/govmomi-0.24.2/bin
 DOCKER ?= $(shell [ -x /usr/local/bin/docker ] && echo /usr/local/bin/docker || echo docker)
 
 .PHONY: all deps vcsim build kernel initramfs binaries demo demo-clean test unit-test fuzz lint bench registry clean
@@ -71,12 +73,15 @@ fuzz:
 test: deps vcsim build registry
 	@bash scripts/test.sh "$(BUILD)" "$$(cat $(REG_DIR)/registry.addr)" "$(DOCKER)"
 
-bench: deps build registry
+bench: deps vcsim build registry
 	cargo build --release -p bench
 	target/release/vic-bench --bin-dir $(BIN) --registry "$$(cat $(REG_DIR)/registry.addr)" --docker $(DOCKER)
 	target/release/vic-bench-pull --bin-dir $(BIN) --registry-dir $(BUILD)/registry-big --docker $(DOCKER)
 	target/release/vic-bench-net --bin-dir $(BIN) --registry "$$(cat $(REG_DIR)/registry.addr)" --docker $(DOCKER)
 	target/release/vic-bench-verbs --bin-dir $(BIN) --registry "$$(cat $(REG_DIR)/registry.addr)" --docker $(DOCKER)
+	VIC_VCSIM=$(GOVMOMI)/vcsim VIC_GOVC=$(GOVMOMI)/govc VIC_BUILD_DIR=$(BUILD) \
+	VIC_KERNEL=$(BOOT)/vmlinux VIC_INITRD=$(BOOT)/initramfs.cpio \
+	target/release/vic-bench-vsphere --bin-dir $(BIN) --registry "$$(cat $(REG_DIR)/registry.addr)" --docker $(DOCKER)
 
 clean:
 	-tests/fixtures/registry.sh stop $(REG_DIR)
