@@ -22,15 +22,20 @@ fn fixtures() -> String {
     dir.canonicalize().unwrap().display().to_string()
 }
 
-/// `vic-machine COMMAND --target … --name vch1 ARGS` against `sim`.
+/// `vic-machine COMMAND --target https://HOST/DC0 --name vch1 ARGS` against `sim`.
 fn machine(sim: &Vcsim, command: &str, args: &[&str]) -> Output {
+    machine_at(sim, "/DC0", command, args)
+}
+
+/// `vic-machine COMMAND --target https://HOST{path} … ARGS` against `sim`.
+fn machine_at(sim: &Vcsim, path: &str, command: &str, args: &[&str]) -> Output {
     let mut cmd = vic_machine();
     cmd.arg(command);
     if command != "ls" {
         cmd.args(["--name", "vch1"]);
     }
     cmd.arg("--target")
-        .arg(format!("https://{}/DC0", sim.host))
+        .arg(format!("https://{}{path}", sim.host))
         .args(["--user", USER, "--password", PASSWORD, "--thumbprint"])
         .arg(Thumbprint::sha1_of(&sim.cert_der).to_string())
         .args(args)
@@ -38,6 +43,69 @@ fn machine(sim: &Vcsim, command: &str, args: &[&str]) -> Output {
     let out = run_limited(cmd, None, LIMIT, "vic-machine");
     eprintln!("{}{}", stdout(&out), stderr(&out));
     out
+}
+
+/// On an ESX host: the VCH is a resource pool, and its containers' NICs are on a standard
+/// port group.
+#[test]
+#[ignore = "needs vcsim, govc, QEMU, the test registry and the docker CLI: make test runs it"]
+fn an_esx_host_gets_a_vch_in_a_resource_pool() {
+    let sim = Vcsim::start_with_guests(true);
+    sim.govc(&["host.portgroup.add", "-vswitch", "vSwitch0", "vch-bridge"]);
+    let before = inventory(&sim);
+    let certs = tempfile::tempdir().unwrap();
+    let cert_path = certs.path().join("vch1");
+    let reg = registry();
+    let o = machine_at(
+        &sim,
+        "",
+        "create",
+        &[
+            "--image-store",
+            "LocalDS_0",
+            "--bridge-network",
+            "vch-bridge",
+            "--no-tlsverify",
+            "--insecure-registry",
+            &reg,
+            "--tls-cert-path",
+            cert_path.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("Creating resource pool \"vch1\""),
+        "{}",
+        stdout(&o)
+    );
+    let pool = sim.govc(&[
+        "find",
+        "-i",
+        "/ha-datacenter/host",
+        "-type",
+        "p",
+        "-name",
+        "vch1",
+    ]);
+    assert!(pool.trim().starts_with("ResourcePool:"), "{pool}");
+    let env = cert_path.join("vch1.env");
+    let image = format!("{reg}/busybox");
+    let o = docker(
+        &env,
+        &["--tls", "run", "-d", "--name", "c1", &image, "sleep", "600"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o).trim().to_string();
+    let seen = sim.pyvmomi("vch1");
+    let vm = (seen["vms"].as_array().unwrap().iter())
+        .find(|v| v["guestinfo"]["guestinfo.vic.id"] == id.as_str())
+        .unwrap_or_else(|| panic!("no VM of {id}: {seen}"))
+        .clone();
+    assert_eq!(vm["power"], "poweredOn", "{vm}");
+    assert_eq!(vm["nics"][0]["network"], "vch-bridge", "{vm}");
+    let o = machine_at(&sim, "", "delete", &["--force"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(inventory(&sim), before, "delete left something");
 }
 
 /// What the target holds: its inventory and the datastore's files.
