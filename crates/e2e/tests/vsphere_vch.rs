@@ -364,6 +364,54 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
     ] {
         assert!(report.contains(line), "{line:?} missing from\n{report}");
     }
+    // configure: the new setting reaches the appliance (restarted), the containers' VMs keep
+    // running, and the restarted appliance takes them over.
+    let o = machine(
+        &sim,
+        "configure",
+        &["--insecure-registry", "registry.example:5000"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = docker(
+        &env,
+        &["info", "--format", "{{json .RegistryConfig.IndexConfigs}}"],
+    );
+    assert!(
+        stdout(&o).contains("registry.example:5000"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let o = docker(&env, &["inspect", "-f", "{{.State.Status}}", "sleeper2"]);
+    assert_eq!(stdout(&o).trim(), "running", "{}", stderr(&o));
+    // Once in five runs (beside a CI build) an exec right after the restart said the session
+    // had ended; its cause is not found yet: a few tries, and the guests' logs if none works.
+    let mut last = String::new();
+    let reached = (0..10).any(|_| {
+        let o = docker(&env, &["exec", "sleeper2", "echo", "still here"]);
+        last = format!("{}{}", stdout(&o), stderr(&o));
+        let ok = stdout(&o) == "still here\n";
+        if !ok {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        ok
+    });
+    assert!(
+        reached,
+        "exec after the restart: {last}\n{}",
+        sim.guest_logs(60)
+    );
+    let o = machine(
+        &sim,
+        "configure",
+        &["--volume-store", "LocalDS_0/v:default"],
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--volume-store on a vSphere target is not implemented yet"),
+        "{}",
+        stderr(&o)
+    );
     // A second VCH of the name is refused, and nothing changes.
     let during = inventory(&sim);
     let o = create(&[]);

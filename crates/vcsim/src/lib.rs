@@ -48,6 +48,25 @@ impl Vcsim {
         fixtures().join("guest")
     }
 
+    /// The last `lines` lines of each guest's output (the stand-in's `NAME.log`), for a
+    /// failing test to show.
+    pub fn guest_logs(&self, lines: usize) -> String {
+        let Some(dir) = &self.guests else {
+            return String::new();
+        };
+        let mut out = String::new();
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.extension().is_some_and(|x| x == "log") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let all: Vec<&str> = text.lines().collect();
+                let tail = all[all.len().saturating_sub(lines)..].join("\n");
+                out += &format!("--- {} ---\n{tail}\n", path.display());
+            }
+        }
+        out
+    }
+
     /// The PIDs of the guests running now.
     pub fn guest_pids(&self) -> Vec<i32> {
         let Some(dir) = &self.guests else {

@@ -7,6 +7,7 @@
 //! that would do, nothing made on the target), the deployment of the VCH (`deploy.rs`) and its
 //! removal (`remove.rs`).
 
+mod configure;
 mod deploy;
 mod found;
 mod list;
@@ -312,6 +313,30 @@ pub fn inspect(target: &Target, thumbprint: Option<&str>, name: &str) -> anyhow:
                 bail!("VCH {name} was not found on {}", target.display());
             };
             list::inspect(&client, &found).await
+        }
+        .await;
+        let _ = client.logout().await;
+        result
+    })
+}
+
+/// `vic-machine configure` on a vSphere target: settings only, so far.
+pub fn configure(
+    target: &Target,
+    thumbprint: Option<&str>,
+    name: &str,
+    settings: &crate::settings::SettingsArgs,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    block_on(async {
+        info("### Configuring VCH ####");
+        let client = connect(target, thumbprint).await?;
+        let result = async {
+            let dc = validate::datacenter(&client, target.datacenter.as_deref()).await?;
+            let Some(found) = found::find(&client, &dc, name).await? else {
+                bail!("VCH {name} was not found on {}", target.display());
+            };
+            configure::configure(&client, &found, settings, timeout).await
         }
         .await;
         let _ = client.logout().await;

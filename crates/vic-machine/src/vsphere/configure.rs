@@ -1,0 +1,86 @@
+//! `vic-machine configure` on vSphere: the settings of a VCH's document (registries, DNS
+//! servers, limits, …) changed in its appliance VM's guestinfo, then the appliance VM
+//! restarted to read them. Container VMs are VMs of their own: they keep running, and the
+//! restarted appliance takes them over when their serial ports dial it again.
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use vch_config::guestinfo as gi;
+use vim25::Client;
+
+use super::found::Found;
+use crate::output::info;
+
+const TASK: Duration = Duration::from_secs(120);
+
+/// Applies `settings` to the VCH `found`, restarting its appliance; waits up to `timeout`
+/// for its Docker API.
+pub async fn configure(
+    client: &Client,
+    found: &Found,
+    settings: &crate::settings::SettingsArgs,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let Some(doc) = &found.doc else {
+        bail!(
+            "the configuration of {} does not read: it cannot be changed",
+            found.name
+        );
+    };
+    let mut doc = doc.clone();
+    let new = settings.apply(&doc.settings)?;
+    if new == doc.settings {
+        info("Nothing to change");
+        return Ok(());
+    }
+    doc.settings = new;
+    doc.check().context("the new configuration")?;
+    info("Updating the appliance VM's configuration");
+    client
+        .set_extra_config(
+            &found.appliance,
+            &[(gi::CONFIG.to_string(), gi::encode_config(&doc))],
+            TASK,
+        )
+        .await
+        .context("writing the appliance VM's guestinfo")?;
+    info("Restarting the appliance VM");
+    match client.power_off(&found.appliance, TASK).await {
+        Ok(()) => {}
+        Err(e) if e.fault() == Some("InvalidPowerState") => {}
+        Err(e) => return Err(e).context("powering off the appliance VM"),
+    }
+    client
+        .power_on(&found.appliance, TASK)
+        .await
+        .context("powering on the appliance VM")?;
+    info("Waiting for the Docker API to answer");
+    wait_listening(doc.listen, timeout).await?;
+    info("Completed successfully");
+    Ok(())
+}
+
+/// Waits until the Docker API's port takes connections (on vcsim the appliance is on this
+/// machine at 127.0.0.1; a real appliance's address needs VMware Tools, not read yet).
+async fn wait_listening(listen: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+    if !listen.ip().is_loopback() {
+        bail!(
+            "the appliance VM is on again, but reaching its Docker API needs its address from VMware Tools, which vic-machine does not read yet"
+        );
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        if TcpStream::connect_timeout(&listen, Duration::from_secs(1)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the appliance did not answer on {listen} within {}",
+                crate::output::go_duration(timeout)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
