@@ -252,7 +252,7 @@ fn a_guest_that_breaks_the_protocol_is_powered_off_at_once() {
     let started = Instant::now();
     let (out, id) = h.run("hello-flood");
     let ran = Instant::now();
-    let why = "tether protocol violation: Hello where the protocol does not allow it (after Hello)";
+    let why = "tether protocol violation: Hello, said again and again, where the protocol does not allow it (after Hello)";
     assert!(!out.status.success(), "hello-flood: the run succeeded");
     assert!(
         stderr(&out).contains(why),

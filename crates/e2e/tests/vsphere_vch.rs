@@ -384,21 +384,14 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
     );
     let o = docker(&env, &["inspect", "-f", "{{.State.Status}}", "sleeper2"]);
     assert_eq!(stdout(&o).trim(), "running", "{}", stderr(&o));
-    // Once in five runs (beside a CI build) an exec right after the restart said the session
-    // had ended; its cause is not found yet: a few tries, and the guests' logs if none works.
-    let mut last = String::new();
-    let reached = (0..10).any(|_| {
-        let o = docker(&env, &["exec", "sleeper2", "echo", "still here"]);
-        last = format!("{}{}", stdout(&o), stderr(&o));
-        let ok = stdout(&o) == "still here\n";
-        if !ok {
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        ok
-    });
-    assert!(
-        reached,
-        "exec after the restart: {last}\n{}",
+    // Right after the restart the guest may say Hello twice (its line came back, and it was
+    // asked to resync), which once orphaned an exec started in between.
+    let o = docker(&env, &["exec", "sleeper2", "echo", "still here"]);
+    assert_eq!(
+        stdout(&o),
+        "still here\n",
+        "{}{}",
+        stderr(&o),
         sim.guest_logs(60)
     );
     let o = machine(

@@ -112,16 +112,18 @@ impl Routes {
     }
 
     /// The guest said Hello with these sessions running: new ones are numbered after them.
+    /// A Hello can come again in the middle of a session (the guest saw its line come back,
+    /// or was asked to resync): sessions this host opened are its own, not orphans.
     pub(crate) fn hello(&self, running: &[u32], ended: &[(u32, i32)]) {
         let highest = running.iter().chain(ended.iter().map(|(s, _)| s)).max();
         self.next
             .fetch_max(highest.copied().unwrap_or(0) + 1, Ordering::SeqCst);
+        let ours: HashSet<u32> = self.lock().keys().copied().collect();
         let mut o = self.orphans();
-        let main = tether_proto::MAIN_SESSION;
-        o.running
-            .extend(running.iter().copied().filter(|s| *s != main));
+        let theirs = |s: &u32| *s != tether_proto::MAIN_SESSION && !ours.contains(s);
+        o.running.extend(running.iter().copied().filter(theirs));
         o.ended
-            .extend(ended.iter().copied().filter(|(s, _)| *s != main));
+            .extend(ended.iter().copied().filter(|(s, _)| theirs(s)));
     }
 
     fn orphans(&self) -> std::sync::MutexGuard<'_, Orphans> {
@@ -350,6 +352,29 @@ mod tests {
             "kept for its adopter"
         );
         assert_eq!(routes.open().unwrap().session, 7);
+    }
+
+    #[test]
+    fn a_hello_again_mid_session_leaves_this_hosts_own_sessions_alone() {
+        let routes = Routes::default();
+        routes.hello(&[0], &[]);
+        let mut h = routes.open().unwrap();
+        // The line came back (or a resync): the guest says Hello again, the new exec running.
+        routes.hello(&[0, h.session], &[]);
+        let started = GuestMsg::Started {
+            session: h.session,
+            pid: 7,
+        };
+        assert!(routes.message(&started).is_ok());
+        assert_eq!(
+            h.started.try_recv().unwrap(),
+            Ok(7),
+            "its start reaches its caller"
+        );
+        assert!(
+            matches!(routes.adopt(h.session), Adopted::Unknown),
+            "not an orphan"
+        );
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! What a guest may say, and when. The tether runs as root inside a VM that runs whatever
 //! image a user pulled, so everything it sends is checked against the protocol before it is
 //! acted on: each message is accepted only where the protocol allows it, and once. A guest
-//! that says anything else (a second Hello, a Started nobody asked for, an unsolicited Pong,
-//! output for a session that does not exist, a control message that does not parse) has
-//! broken the protocol: the session ends as lost, which records why on the container and
-//! powers the VM off.
+//! that says anything else (a Started nobody asked for, an unsolicited Pong, output for a
+//! session that does not exist, a control message that does not parse, a Hello with another
+//! protocol version) has broken the protocol: the session ends as lost, which records why on
+//! the container and powers the VM off. Hello alone may come again, in the same version and a
+//! few times ([`MAX_HELLOS`]): a guest says it when its line comes back and when it is asked
+//! to resync, and a host may connect after the guest's first Hello was written, so it can
+//! find both.
 //!
 //! ```text
 //!   start:     Hello → Ready → Started → Exited        (SetupFailed after Hello,
@@ -15,11 +18,17 @@
 
 use tether_proto::{Frame, FrameKind, GuestMsg, MAIN_SESSION};
 
+/// How many Hellos one session takes (the first, and the few a line coming back or a resync
+/// make the guest say again).
+pub(crate) const MAX_HELLOS: u32 = 16;
+
 /// The checker of one session's guest messages.
 #[derive(Debug)]
 pub(crate) struct Protocol {
     start: bool,
-    hello: bool,
+    /// The protocol version of the first Hello, once it came.
+    hello: Option<u32>,
+    hellos: u32,
     ready: bool,
     started: bool,
     resumed: bool,
@@ -35,7 +44,8 @@ impl Protocol {
     pub(crate) fn new(start: bool) -> Protocol {
         Protocol {
             start,
-            hello: false,
+            hello: None,
+            hellos: 0,
             ready: false,
             started: false,
             resumed: false,
@@ -75,18 +85,22 @@ impl Protocol {
             };
         }
         let fresh = self.start && !self.failed;
+        let said_hello = self.hello.is_some();
         let (allowed, name) = match msg {
-            GuestMsg::Hello { .. } => (!self.hello, "Hello"),
-            GuestMsg::Ready => (fresh && self.hello && !self.ready, "Ready"),
-            GuestMsg::SetupFailed { .. } => (fresh && self.hello && !self.ready, "SetupFailed"),
+            GuestMsg::Hello { version, .. } if self.hello.is_some_and(|v| v != *version) => {
+                (false, "Hello in another version")
+            }
+            GuestMsg::Hello { .. } => (self.hellos < MAX_HELLOS, "Hello, said again and again,"),
+            GuestMsg::Ready => (fresh && said_hello && !self.ready, "Ready"),
+            GuestMsg::SetupFailed { .. } => (fresh && said_hello && !self.ready, "SetupFailed"),
             GuestMsg::Started { .. } => (fresh && self.ready && !self.started, "Started"),
             GuestMsg::SpawnFailed { .. } => (fresh && self.ready && !self.started, "SpawnFailed"),
             GuestMsg::Exited { .. } if self.start => {
                 (fresh && self.started && !self.exited, "Exited")
             }
             GuestMsg::Exited { .. } if self.resumed => (!self.exited, "Exited"),
-            GuestMsg::Exited { .. } => (self.hello && !self.exited_in_replay, "Exited"),
-            GuestMsg::Resumed { .. } => (!self.start && self.hello && !self.resumed, "Resumed"),
+            GuestMsg::Exited { .. } => (said_hello && !self.exited_in_replay, "Exited"),
+            GuestMsg::Resumed { .. } => (!self.start && said_hello && !self.resumed, "Resumed"),
             GuestMsg::Pong { .. } => (false, "Pong"),
             // Which questions were asked, the session checks.
             GuestMsg::InterfaceSet { .. } => (
@@ -111,7 +125,10 @@ impl Protocol {
             ));
         }
         match msg {
-            GuestMsg::Hello { .. } => self.hello = true,
+            GuestMsg::Hello { version, .. } => {
+                self.hello = Some(*version);
+                self.hellos += 1;
+            }
             GuestMsg::Ready => self.ready = true,
             GuestMsg::Started { .. } => self.started = true,
             GuestMsg::Resumed { .. } => self.resumed = true,
@@ -131,7 +148,7 @@ impl Protocol {
     /// Where the conversation stands, in words, for a violation's message (which users see
     /// in `docker inspect` and in a failed start's error).
     fn stage(&self) -> &'static str {
-        match (self.start, self.hello) {
+        match (self.start, self.hello.is_some()) {
             (_, false) => "before Hello",
             (true, _) if self.failed => "after the guest reported a failure",
             (true, _) if self.exited => "after Exited",
@@ -172,7 +189,18 @@ mod tests {
         };
         assert!(p.accept(&GuestMsg::Ready).is_err(), "Ready before Hello");
         p.accept(&hello()).unwrap();
-        assert!(p.accept(&hello()).is_err(), "a second Hello");
+        p.accept(&hello()).unwrap();
+        for _ in 2..MAX_HELLOS {
+            p.accept(&hello()).unwrap();
+        }
+        assert!(p.accept(&hello()).is_err(), "one Hello too many");
+        let mut p = Protocol::new(true);
+        p.accept(&hello()).unwrap();
+        let mut newer = hello();
+        if let GuestMsg::Hello { version, .. } = &mut newer {
+            *version += 1;
+        }
+        assert!(p.accept(&newer).is_err(), "a Hello in another version");
         assert!(p.accept(&started).is_err(), "Started before Ready");
         p.accept(&GuestMsg::Ready).unwrap();
         assert!(p.accept(&exited).is_err(), "Exited before Started");
@@ -229,9 +257,13 @@ mod tests {
             "Ready where the protocol does not allow it (before Hello)"
         );
         p.accept(&hello()).unwrap();
+        let mut newer = hello();
+        if let GuestMsg::Hello { version, .. } = &mut newer {
+            *version += 1;
+        }
         assert_eq!(
-            p.accept(&hello()).unwrap_err(),
-            "Hello where the protocol does not allow it (after Hello)"
+            p.accept(&newer).unwrap_err(),
+            "Hello in another version where the protocol does not allow it (after Hello)"
         );
         p.accept(&GuestMsg::Ready).unwrap();
         let started = GuestMsg::Started { session: 0, pid: 1 };
@@ -340,15 +372,17 @@ mod tests {
 
     /// What the checker lets through, up to the first violation (which ends a session),
     /// without the InterfaceSet answers it lets through while the process runs (checked in
-    /// `interface_answers_come_only_while_the_process_runs`) and the messages of exec
-    /// sessions, which leave the main session's state as it was.
+    /// `interface_answers_come_only_while_the_process_runs`), the messages of exec sessions
+    /// and the Hellos said again, which leave the main session's state as it was.
     fn accepted(start: bool, msgs: &[GuestMsg]) -> Vec<&'static str> {
         let mut p = Protocol::new(start);
+        let mut said_hello = false;
         msgs.iter()
             .map_while(|m| p.accept(m).ok().map(|()| m))
             .filter(|m| !of_an_exec(m))
             .map(name)
             .filter(|n| *n != "InterfaceSet" && *n != "Processes")
+            .filter(|n| *n != "Hello" || !std::mem::replace(&mut said_hello, true))
             .collect()
     }
 

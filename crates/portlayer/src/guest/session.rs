@@ -211,6 +211,7 @@ async fn drive(
         let mut replaying = false;
         // What the Hello said of the main process: running, or ended.
         let mut main_running = false;
+        let mut said_hello = false;
         let mut protocol = Protocol::new(matches!(mode, Mode::Start { .. }));
         // Each of these is sent once per session (the protocol checker sees to it), so the
         // queue has room unless the guest has stopped reading; then the reaper ends it anyway.
@@ -309,6 +310,16 @@ async fn drive(
                     }
                     FrameKind::Control => match msg.ok_or(()) {
                         Ok(GuestMsg::Hello {
+                            configured,
+                            running,
+                            ..
+                        }) if said_hello => {
+                            // Said again (its line came back, or it was asked to resync):
+                            // what it reports is known, and nothing is asked twice.
+                            tracing::debug!(configured, ?running, "tether hello again");
+                            exec_routes.hello(&running, &[]);
+                        }
+                        Ok(GuestMsg::Hello {
                             version,
                             kernel,
                             configured,
@@ -317,6 +328,7 @@ async fn drive(
                             ended,
                             ..
                         }) => {
+                            said_hello = true;
                             tracing::debug!(version, kernel, configured, ?running, "tether hello");
                             answers.hello(version);
                             exec_routes.hello(&running, &ended);
