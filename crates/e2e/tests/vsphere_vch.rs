@@ -46,66 +46,71 @@ fn machine_at(sim: &Vcsim, path: &str, command: &str, args: &[&str]) -> Output {
 }
 
 /// On an ESX host: the VCH is a resource pool, and its containers' NICs are on a standard
-/// port group.
+/// port group, the one given or one made for the VCH (and removed with it).
 #[test]
 #[ignore = "needs vcsim, govc, QEMU, the test registry and the docker CLI: make test runs it"]
 fn an_esx_host_gets_a_vch_in_a_resource_pool() {
     let sim = Vcsim::start_with_guests(true);
     sim.govc(&["host.portgroup.add", "-vswitch", "vSwitch0", "vch-bridge"]);
     let before = inventory(&sim);
-    let certs = tempfile::tempdir().unwrap();
-    let cert_path = certs.path().join("vch1");
     let reg = registry();
-    let o = machine_at(
-        &sim,
-        "",
-        "create",
-        &[
+    for bridge in [Some("vch-bridge"), None] {
+        let certs = tempfile::tempdir().unwrap();
+        let cert_path = certs.path().join("vch1");
+        let mut args = vec![
             "--image-store",
             "LocalDS_0",
-            "--bridge-network",
-            "vch-bridge",
             "--no-tlsverify",
             "--insecure-registry",
             &reg,
             "--tls-cert-path",
             cert_path.to_str().unwrap(),
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stdout(&o).contains("Creating resource pool \"vch1\""),
-        "{}",
-        stdout(&o)
-    );
-    let pool = sim.govc(&[
-        "find",
-        "-i",
-        "/ha-datacenter/host",
-        "-type",
-        "p",
-        "-name",
-        "vch1",
-    ]);
-    assert!(pool.trim().starts_with("ResourcePool:"), "{pool}");
-    let env = cert_path.join("vch1.env");
-    let image = format!("{reg}/busybox");
-    let o = docker(
-        &env,
-        &["--tls", "run", "-d", "--name", "c1", &image, "sleep", "600"],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let id = stdout(&o).trim().to_string();
-    let seen = sim.pyvmomi("vch1");
-    let vm = (seen["vms"].as_array().unwrap().iter())
-        .find(|v| v["guestinfo"]["guestinfo.vic.id"] == id.as_str())
-        .unwrap_or_else(|| panic!("no VM of {id}: {seen}"))
-        .clone();
-    assert_eq!(vm["power"], "poweredOn", "{vm}");
-    assert_eq!(vm["nics"][0]["network"], "vch-bridge", "{vm}");
-    let o = machine_at(&sim, "", "delete", &["--force"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(inventory(&sim), before, "delete left something");
+        ];
+        if let Some(b) = bridge {
+            args.extend(["--bridge-network", b]);
+        }
+        let o = machine_at(&sim, "", "create", &args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = stdout(&o);
+        assert!(out.contains("Creating resource pool \"vch1\""), "{out}");
+        let pool = sim.govc(&[
+            "find",
+            "-i",
+            "/ha-datacenter/host",
+            "-type",
+            "p",
+            "-name",
+            "vch1",
+        ]);
+        assert!(pool.trim().starts_with("ResourcePool:"), "{pool}");
+        let expected = bridge.unwrap_or("vch1");
+        if bridge.is_none() {
+            assert!(
+                out.contains("Creating virtual switch and port group \"vch1\""),
+                "{out}"
+            );
+            let groups = sim.govc(&["host.portgroup.info"]);
+            assert!(groups.contains("vch1"), "{groups}");
+        }
+        let env = cert_path.join("vch1.env");
+        let image = format!("{reg}/busybox");
+        let o = docker(
+            &env,
+            &["--tls", "run", "-d", "--name", "c1", &image, "sleep", "600"],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let id = stdout(&o).trim().to_string();
+        let seen = sim.pyvmomi("vch1");
+        let vm = (seen["vms"].as_array().unwrap().iter())
+            .find(|v| v["guestinfo"]["guestinfo.vic.id"] == id.as_str())
+            .unwrap_or_else(|| panic!("no VM of {id}: {seen}"))
+            .clone();
+        assert_eq!(vm["power"], "poweredOn", "{vm}");
+        assert_eq!(vm["nics"][0]["network"], expected, "{vm}");
+        let o = machine_at(&sim, "", "delete", &["--force"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(inventory(&sim), before, "delete left something");
+    }
 }
 
 /// What the target holds: its inventory and the datastore's files.

@@ -25,6 +25,7 @@ mod client;
 pub mod datastore;
 pub mod devices;
 pub mod events;
+mod hostnet;
 mod options;
 pub mod pool;
 pub mod property;

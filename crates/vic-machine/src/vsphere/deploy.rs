@@ -58,10 +58,16 @@ pub struct Request<'a> {
 /// What create made so far, undone in reverse when it fails.
 #[derive(Default)]
 struct Made {
+    /// The host's network system, with the virtual switch and port group made on it.
+    bridge: Option<MoRef>,
     pool: Option<MoRef>,
     dir: Option<DatastorePath>,
     vm: Option<MoRef>,
 }
+
+/// The extraConfig key naming the port group (and virtual switch) create made for the VCH's
+/// bridge network, which delete removes.
+pub const MADE_BRIDGE: &str = "vic.made.bridge";
 
 /// The launchers of the guests on vcsim: `appliance` and `guest`.
 fn simulator_guests(client: &Client) -> anyhow::Result<Option<PathBuf>> {
@@ -113,12 +119,12 @@ pub async fn deploy(
     if let Err(e) = &result {
         info(format!("Create failed: {e:#}"));
         info("Removing what create made");
-        undo(client, placement, &made).await;
+        undo(client, placement, &made, req.name).await;
     }
     result
 }
 
-async fn undo(client: &Client, placement: &Placement, made: &Made) {
+async fn undo(client: &Client, placement: &Placement, made: &Made, name: &str) {
     if let Some(vm) = &made.vm {
         let _ = client.power_off(vm, TASK).await;
         if let Err(e) = client.destroy(vm, TASK).await {
@@ -138,6 +144,45 @@ async fn undo(client: &Client, placement: &Placement, made: &Made) {
             info(format!("Removing {dir}: {e}"));
         }
     }
+    if let Some(ns) = &made.bridge {
+        if let Err(e) = remove_bridge(client, ns, name).await {
+            info(format!("Removing the bridge port group {name}: {e:#}"));
+        }
+    }
+}
+
+/// On an ESX host not given `--bridge-network`: a virtual switch of the VCH's name, without
+/// uplinks, and a port group of that name on it, as VIC makes.
+async fn make_bridge(client: &Client, placement: &Placement, name: &str) -> anyhow::Result<MoRef> {
+    let hosts = client
+        .find_all(&placement.datacenter, &[("HostSystem", &["name"])])
+        .await?;
+    let [host] = hosts.as_slice() else {
+        bail!(
+            "the target has {} hosts: give --bridge-network",
+            hosts.len()
+        );
+    };
+    let ns = client.network_system(&host.obj).await?;
+    info(format!(
+        "Creating virtual switch and port group {name:?} for the bridge network"
+    ));
+    client
+        .add_virtual_switch(&ns, name, 1024)
+        .await
+        .context("creating the bridge network's virtual switch")?;
+    if let Err(e) = client.add_port_group(&ns, name, name).await {
+        let _ = client.remove_virtual_switch(&ns, name).await;
+        return Err(e).context("creating the bridge network's port group");
+    }
+    Ok(ns)
+}
+
+/// Removes what [`make_bridge`] made.
+pub async fn remove_bridge(client: &Client, ns: &MoRef, name: &str) -> anyhow::Result<()> {
+    client.remove_port_group(ns, name).await?;
+    client.remove_virtual_switch(ns, name).await?;
+    Ok(())
 }
 
 async fn deploy_inner(
@@ -149,6 +194,14 @@ async fn deploy_inner(
 ) -> anyhow::Result<String> {
     let deadline = Instant::now() + req.timeout;
     let name = req.name;
+    // The bridge network: the one given, or one made for the VCH (ESX; a vCenter's was
+    // required by validation).
+    let mut placement = placement.clone();
+    if placement.bridge_network.is_none() {
+        made.bridge = Some(make_bridge(client, &placement, name).await?);
+        placement.bridge_network = Some(name.to_string());
+    }
+    let placement = &placement;
     // The VCH's pool.
     let alloc = Allocation::default();
     let pool = if placement.vcenter {
@@ -239,6 +292,9 @@ async fn deploy_inner(
             crate::parts::installer_version(),
         ),
     ];
+    if made.bridge.is_some() {
+        extra.push((MADE_BRIDGE.into(), name.to_string()));
+    }
     let password = req.target.password.clone().unwrap_or_default();
     extra.push((
         gi::PASSWORD.into(),

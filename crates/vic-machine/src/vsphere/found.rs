@@ -25,6 +25,8 @@ pub struct Found {
     pub doc: Option<ApplianceConfig>,
     /// The VCH's directory on the image datastore (the parent of its images' directory).
     pub dir: Option<DatastorePath>,
+    /// The port group and virtual switch create made for its bridge network (ESX).
+    pub made_bridge: Option<String>,
 }
 
 /// Every VCH in datacenter `dc`, by name.
@@ -71,6 +73,7 @@ pub async fn all(client: &Client, dc: &MoRef) -> anyhow::Result<Vec<Found>> {
                 .unwrap_or_default()
                 .to_string(),
             version: value(VERSION),
+            made_bridge: value(super::deploy::MADE_BRIDGE),
             name,
             appliance: vm.obj,
             pool,

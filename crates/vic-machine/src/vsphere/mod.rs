@@ -235,12 +235,6 @@ pub fn create(
                 .map(|b| format!(", bridge network {b:?}"))
                 .unwrap_or_default()
         ));
-        if placement.bridge_network.is_none() {
-            let _ = client.logout().await;
-            bail!(
-                "VCH {name} was not created: making the bridge port group (a VCH without --bridge-network) is not implemented yet (the target and the flags validated; nothing was made on the target)"
-            );
-        }
         if let Some(flag) = opts.not_yet.first() {
             let _ = client.logout().await;
             bail!(

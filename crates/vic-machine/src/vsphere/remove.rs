@@ -77,5 +77,15 @@ pub async fn remove(client: &Client, found: &Found, force: bool) -> anyhow::Resu
             Err(e) => return Err(e).with_context(|| format!("removing {dir}")),
         }
     }
+    if let Some(pg) = &found.made_bridge {
+        info(format!("Removing virtual switch and port group {pg:?}"));
+        let hosts = client
+            .find_all(&found.datacenter, &[("HostSystem", &["name"])])
+            .await?;
+        for host in hosts {
+            let ns = client.network_system(&host.obj).await?;
+            super::deploy::remove_bridge(client, &ns, pg).await?;
+        }
+    }
     Ok(())
 }
