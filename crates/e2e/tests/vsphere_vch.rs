@@ -130,6 +130,43 @@ fn docker(env_file: &Path, args: &[&str]) -> Output {
     run_limited(cmd, None, LIMIT, "docker")
 }
 
+/// Waits up to `limit` for `docker inspect` to say container `name` is `status`; how long
+/// that took.
+fn wait_status(env: &Path, name: &str, status: &str, limit: Duration) -> Duration {
+    let t = Instant::now();
+    loop {
+        let o = docker(env, &["inspect", "-f", "{{.State.Status}}", name]);
+        if stdout(&o).trim() == status {
+            return t.elapsed();
+        }
+        assert!(
+            t.elapsed() < limit,
+            "docker inspect still says {}",
+            stdout(&o)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The actions `docker events` reports for container `name` since `since` (unix seconds).
+fn actions(env: &Path, name: &str, since: &str) -> Vec<String> {
+    let until = (chrono::Utc::now().timestamp() + 1).to_string();
+    let filter = format!("container={name}");
+    let args = [
+        "events",
+        "--since",
+        since,
+        "--until",
+        &until,
+        "--filter",
+        &filter,
+        "--format",
+        "{{.Action}}",
+    ];
+    let o = docker(env, &args);
+    stdout(&o).lines().map(str::to_string).collect()
+}
+
 #[test]
 #[ignore = "needs vcsim, govc, QEMU, the test registry and the docker CLI: make test runs it"]
 fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() {
@@ -260,63 +297,15 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
         .to_string();
     let since = chrono::Utc::now().timestamp().to_string();
     sim.govc(&["vm.power", "-off", "-force", &format!("/DC0/vm/{vm_name}")]);
-    let off = Instant::now();
-    loop {
-        let o = docker(&env, &["inspect", "-f", "{{.State.Status}}", "sleeper"]);
-        if stdout(&o).trim() == "exited" {
-            break;
-        }
-        assert!(
-            off.elapsed() < Duration::from_secs(10),
-            "docker inspect still says {}",
-            stdout(&o)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    eprintln!(
-        "a govc power-off seen by docker inspect after {:?}",
-        off.elapsed()
-    );
-    let until = (chrono::Utc::now().timestamp() + 1).to_string();
-    let o = docker(
-        &env,
-        &[
-            "events",
-            "--since",
-            &since,
-            "--until",
-            &until,
-            "--filter",
-            "container=sleeper",
-            "--format",
-            "{{.Action}}",
-        ],
-    );
-    assert!(
-        stdout(&o).lines().any(|a| a == "die"),
-        "docker events: {}",
-        stdout(&o)
-    );
+    let took = wait_status(&env, "sleeper", "exited", Duration::from_secs(10));
+    eprintln!("a govc power-off seen by docker inspect after {took:?}");
+    let seen = actions(&env, "sleeper", &since);
+    assert!(seen.iter().any(|a| a == "die"), "docker events: {seen:?}");
     // Powered on again with govc: the container starts on its VM, as `docker start` would.
     let since = chrono::Utc::now().timestamp().to_string();
     sim.govc(&["vm.power", "-on", &format!("/DC0/vm/{vm_name}")]);
-    let on = Instant::now();
-    loop {
-        let o = docker(&env, &["inspect", "-f", "{{.State.Status}}", "sleeper"]);
-        if stdout(&o).trim() == "running" {
-            break;
-        }
-        assert!(
-            on.elapsed() < Duration::from_secs(30),
-            "docker inspect still says {}",
-            stdout(&o)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    eprintln!(
-        "a govc power-on ran the container again after {:?}",
-        on.elapsed()
-    );
+    let took = wait_status(&env, "sleeper", "running", Duration::from_secs(30));
+    eprintln!("a govc power-on ran the container again after {took:?}");
     let o = docker(&env, &["top", "sleeper"]);
     assert!(
         stdout(&o).contains("sleep 600"),
@@ -324,26 +313,8 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
         stdout(&o),
         stderr(&o)
     );
-    let until = (chrono::Utc::now().timestamp() + 1).to_string();
-    let o = docker(
-        &env,
-        &[
-            "events",
-            "--since",
-            &since,
-            "--until",
-            &until,
-            "--filter",
-            "container=sleeper",
-            "--format",
-            "{{.Action}}",
-        ],
-    );
-    assert!(
-        stdout(&o).lines().any(|a| a == "start"),
-        "docker events: {}",
-        stdout(&o)
-    );
+    let seen = actions(&env, "sleeper", &since);
+    assert!(seen.iter().any(|a| a == "start"), "docker events: {seen:?}");
     // ls and inspect find it by its appliance VM.
     let o = machine(&sim, "ls", &[]);
     assert!(o.status.success(), "{}", stderr(&o));

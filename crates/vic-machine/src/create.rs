@@ -161,26 +161,22 @@ fn create_inner(
     info("Starting the appliance");
     info("Waiting for the Docker API to answer");
     appliance::start(layout, &config, &|p| tls.ping(p), deadline).map_err(|e| match e {
-        StartError::TimedOut => anyhow!(
-            "Creating VCH exceeded time limit of {}. Please increase the timeout using --timeout to accommodate for a busy host",
-            go_duration(opts.timeout)
-        ),
+        StartError::TimedOut => time_limit_exceeded(opts.timeout),
         other => anyhow!(other),
     })?;
-    let env = tls.env(&config.docker_host);
-    let env_file = tls.dir.join(format!("{}.env", layout.name));
-    fs::write(&env_file, env.join("\n") + "\n")
-        .with_context(|| format!("writing {}", env_file.display()))?;
-    info("Initialization of appliance successful");
-    info("Docker environment variables:");
-    for line in &env {
-        println!("{line}");
-    }
-    info(format!("Environment saved in {}", env_file.display()));
+    tls.save_env(&layout.name, &config.docker_host)?;
     info("Connect to docker:");
     for line in tls.docker_lines(port) {
         info(line);
     }
     info("Installer completed successfully");
     Ok(())
+}
+
+/// VIC's words for a create that ran out of `--timeout`.
+pub fn time_limit_exceeded(timeout: Duration) -> anyhow::Error {
+    anyhow!(
+        "Creating VCH exceeded time limit of {}. Please increase the timeout using --timeout to accommodate for a busy host",
+        go_duration(timeout)
+    )
 }

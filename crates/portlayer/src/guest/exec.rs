@@ -62,6 +62,16 @@ pub struct ExecOutput {
 /// code for that (126: cannot be run, 127: not found).
 pub type Started = Result<u32, (String, i32)>;
 
+/// Whether `msg` is about an exec session rather than the main one.
+pub(crate) fn is_exec_msg(msg: &GuestMsg) -> bool {
+    match msg {
+        GuestMsg::Started { session, .. }
+        | GuestMsg::SpawnFailed { session, .. }
+        | GuestMsg::Exited { session, .. } => *session != tether_proto::MAIN_SESSION,
+        _ => false,
+    }
+}
+
 /// What a caller holds of a spawned exec session.
 pub struct ExecHandle {
     pub session: u32,

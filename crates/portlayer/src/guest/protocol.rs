@@ -360,16 +360,6 @@ mod tests {
         })
     }
 
-    /// Whether `m` is about an exec session, which the session's routes check (`exec.rs`).
-    fn of_an_exec(m: &GuestMsg) -> bool {
-        match m {
-            GuestMsg::Started { session, .. }
-            | GuestMsg::SpawnFailed { session, .. }
-            | GuestMsg::Exited { session, .. } => *session != MAIN_SESSION,
-            _ => false,
-        }
-    }
-
     /// What the checker lets through, up to the first violation (which ends a session),
     /// without the InterfaceSet answers it lets through while the process runs (checked in
     /// `interface_answers_come_only_while_the_process_runs`), the messages of exec sessions
@@ -379,7 +369,7 @@ mod tests {
         let mut said_hello = false;
         msgs.iter()
             .map_while(|m| p.accept(m).ok().map(|()| m))
-            .filter(|m| !of_an_exec(m))
+            .filter(|m| !crate::guest::exec::is_exec_msg(m))
             .map(name)
             .filter(|n| *n != "InterfaceSet" && *n != "Processes")
             .filter(|n| *n != "Hello" || !std::mem::replace(&mut said_hello, true))

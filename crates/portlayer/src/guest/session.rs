@@ -291,7 +291,7 @@ async fn drive(
                         Err(why) => break 'outer SessionExit::Lost(format!("{VIOLATION}: {why}")),
                     }
                 }
-                if let Some(m) = msg.as_ref().filter(|m| exec_session(m)) {
+                if let Some(m) = msg.as_ref().filter(|m| super::exec::is_exec_msg(m)) {
                     match exec_routes.message(m) {
                         Ok(Some(ended)) => send(HostMsg::Forget { session: ended }),
                         Ok(None) => {}
@@ -582,16 +582,6 @@ async fn drive(
             "the container VM did not report its process within {} s",
             limit.as_secs()
         ))),
-    }
-}
-
-/// Whether `msg` is about an exec session rather than the main one.
-fn exec_session(msg: &GuestMsg) -> bool {
-    match msg {
-        GuestMsg::Started { session, .. }
-        | GuestMsg::SpawnFailed { session, .. }
-        | GuestMsg::Exited { session, .. } => *session != MAIN_SESSION,
-        _ => false,
     }
 }
 

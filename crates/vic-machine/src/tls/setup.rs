@@ -166,6 +166,22 @@ impl TlsSetup {
         lines
     }
 
+    /// Writes NAME.env for `docker_host` into the certificate directory and prints it, as
+    /// create ends.
+    pub fn save_env(&self, name: &str, docker_host: &str) -> anyhow::Result<()> {
+        let env = self.env(docker_host);
+        let env_file = self.dir.join(format!("{name}.env"));
+        fs::write(&env_file, env.join("\n") + "\n")
+            .with_context(|| format!("writing {}", env_file.display()))?;
+        info("Initialization of appliance successful");
+        info("Docker environment variables:");
+        for line in &env {
+            println!("{line}");
+        }
+        info(format!("Environment saved in {}", env_file.display()));
+        Ok(())
+    }
+
     /// How to reach the VCH with the docker CLI, then notes when the user must supply files.
     pub fn docker_lines(&self, port: u16) -> Vec<String> {
         let host = format!("docker -H 127.0.0.1:{port}");

@@ -366,23 +366,11 @@ async fn deploy_inner(
     };
     while !tls.ping(port) {
         if Instant::now() >= deadline {
-            bail!(
-                "Creating VCH exceeded time limit of {}. Please increase the timeout using --timeout to accommodate for a busy host",
-                crate::output::go_duration(req.timeout)
-            );
+            return Err(crate::create::time_limit_exceeded(req.timeout));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let env = tls.env(&format!("tcp://{host}:{port}"));
-    let env_file = tls.dir.join(format!("{name}.env"));
-    std::fs::write(&env_file, env.join("\n") + "\n")
-        .with_context(|| format!("writing {}", env_file.display()))?;
-    info("Initialization of appliance successful");
-    info("Docker environment variables:");
-    for line in &env {
-        println!("{line}");
-    }
-    info(format!("Environment saved in {}", env_file.display()));
+    tls.save_env(name, &format!("tcp://{host}:{port}"))?;
     drop(certs);
     Ok(format!("{host}:{port}"))
 }

@@ -258,6 +258,15 @@ pub fn create(
     })
 }
 
+/// The VCH `name` in the target's datacenter, or an error saying it is not there.
+async fn find_vch(client: &Client, target: &Target, name: &str) -> anyhow::Result<found::Found> {
+    let dc = validate::datacenter(client, target.datacenter.as_deref()).await?;
+    match found::find(client, &dc, name).await? {
+        Some(f) => Ok(f),
+        None => bail!("VCH {name} was not found on {}", target.display()),
+    }
+}
+
 /// `vic-machine delete` on a vSphere target.
 pub fn delete(
     target: &Target,
@@ -269,10 +278,7 @@ pub fn delete(
         info("### Removing VCH ####");
         let client = connect(target, thumbprint).await?;
         let result = async {
-            let dc = validate::datacenter(&client, target.datacenter.as_deref()).await?;
-            let Some(found) = found::find(&client, &dc, name).await? else {
-                bail!("VCH {name} was not found on {}", target.display());
-            };
+            let found = find_vch(&client, target, name).await?;
             remove::remove(&client, &found, force).await
         }
         .await;
@@ -302,10 +308,7 @@ pub fn inspect(target: &Target, thumbprint: Option<&str>, name: &str) -> anyhow:
     block_on(async {
         let client = connect(target, thumbprint).await?;
         let result = async {
-            let dc = validate::datacenter(&client, target.datacenter.as_deref()).await?;
-            let Some(found) = found::find(&client, &dc, name).await? else {
-                bail!("VCH {name} was not found on {}", target.display());
-            };
+            let found = find_vch(&client, target, name).await?;
             list::inspect(&client, &found).await
         }
         .await;
@@ -326,10 +329,7 @@ pub fn configure(
         info("### Configuring VCH ####");
         let client = connect(target, thumbprint).await?;
         let result = async {
-            let dc = validate::datacenter(&client, target.datacenter.as_deref()).await?;
-            let Some(found) = found::find(&client, &dc, name).await? else {
-                bail!("VCH {name} was not found on {}", target.display());
-            };
+            let found = find_vch(&client, target, name).await?;
             configure::configure(&client, &found, settings, timeout).await
         }
         .await;
