@@ -167,6 +167,58 @@ fn actions(env: &Path, name: &str, since: &str) -> Vec<String> {
     stdout(&o).lines().map(str::to_string).collect()
 }
 
+/// The name of container `id`'s VM, among the VMs pyvmomi saw.
+fn vm_name_of(vms: &[serde_json::Value], id: &str) -> String {
+    (vms.iter())
+        .find(|v| v["guestinfo"]["guestinfo.vic.id"] == id)
+        .and_then(|v| v["name"].as_str())
+        .unwrap_or_else(|| panic!("no VM of {id}"))
+        .to_string()
+}
+
+fn inspect(env: &Path, name: &str, format: &str) -> String {
+    let o = docker(env, &["inspect", "-f", format, name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o).trim().to_string()
+}
+
+/// A guest shutdown asked from vSphere (the vSphere client's "Shut Down Guest OS") gives the
+/// trapper's process its STOPSIGNAL, as the user's stop: `always` leaves it stopped. A reset
+/// from vSphere runs the sleeper again on its VM.
+fn guest_shutdown_and_reset(sim: &Vcsim, env: &Path, trapper_vm: &str, sleeper_vm: &str) {
+    let since = chrono::Utc::now().timestamp().to_string();
+    let t = Instant::now();
+    sim.govc(&["vm.power", "-s", &format!("/DC0/vm/{trapper_vm}")]);
+    let call = t.elapsed();
+    let took = wait_status(env, "trapper", "exited", Duration::from_secs(20));
+    eprintln!("a guest shutdown from vSphere: govc returned after {call:?} (vcsim waits for the stand-in's stop), docker inspect said exited {took:?} later");
+    assert_eq!(inspect(env, "trapper", "{{.State.ExitCode}}"), "42");
+    let o = docker(env, &["logs", "trapper"]);
+    assert!(stdout(&o).contains("got USR1"), "{}", stdout(&o));
+    let seen = actions(env, "trapper", &since);
+    assert!(seen.iter().any(|a| a == "die"), "docker events: {seen:?}");
+    std::thread::sleep(Duration::from_secs(3));
+    let state = inspect(env, "trapper", "{{.State.Status}} {{.RestartCount}}");
+    assert_eq!(state, "exited 0", "a stop of the user's is not restarted");
+    let before = inspect(env, "sleeper", "{{.State.StartedAt}}");
+    sim.govc(&["vm.power", "-reset", &format!("/DC0/vm/{sleeper_vm}")]);
+    let t = Instant::now();
+    while inspect(env, "sleeper", "{{.State.Status}} {{.State.StartedAt}}")
+        == format!("running {before}")
+        || inspect(env, "sleeper", "{{.State.Status}}") != "running"
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(40),
+            "the reset did not run it again"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "a reset from vSphere ran the container again after {:?}",
+        t.elapsed()
+    );
+}
+
 #[test]
 #[ignore = "needs vcsim, govc, QEMU, the test registry and the docker CLI: make test runs it"]
 fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() {
@@ -248,11 +300,33 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "hello from vSphere\n");
     let mut ids = Vec::new();
-    for name in ["sleeper", "sleeper2"] {
-        let o = docker(&env, &["run", "-d", "--name", name, &image, "sleep", "600"]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        ids.push(stdout(&o).trim().to_string());
-    }
+    let o = docker(
+        &env,
+        &["run", "-d", "--name", "sleeper", &image, "sleep", "600"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    ids.push(stdout(&o).trim().to_string());
+    // One that says what its STOPSIGNAL did, and that `always` would start again after a crash.
+    let trap = "trap 'echo got USR1; exit 42' USR1; while :; do sleep 0.2; done";
+    let o = docker(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "trapper",
+            "--stop-signal",
+            "SIGUSR1",
+            "--restart",
+            "always",
+            &image,
+            "sh",
+            "-c",
+            trap,
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    ids.push(stdout(&o).trim().to_string());
     let vms = sim.govc_json(&["object.collect", "-json", vapp.trim(), "vm"]);
     let vms = vms[0]["Val"]["ManagedObjectReference"]
         .as_array()
@@ -290,11 +364,7 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
         );
     }
     // Powered off with govc, as an operator would: docker sees the container exit.
-    let vm_name = (vms.iter())
-        .find(|v| v["guestinfo"]["guestinfo.vic.id"] == ids[0].as_str())
-        .and_then(|v| v["name"].as_str())
-        .unwrap()
-        .to_string();
+    let vm_name = vm_name_of(vms, &ids[0]);
     let since = chrono::Utc::now().timestamp().to_string();
     sim.govc(&["vm.power", "-off", "-force", &format!("/DC0/vm/{vm_name}")]);
     let took = wait_status(&env, "sleeper", "exited", Duration::from_secs(10));
@@ -315,6 +385,7 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
     );
     let seen = actions(&env, "sleeper", &since);
     assert!(seen.iter().any(|a| a == "start"), "docker events: {seen:?}");
+    guest_shutdown_and_reset(&sim, &env, &vm_name_of(vms, &ids[1]), &vm_name);
     // ls and inspect find it by its appliance VM.
     let o = machine(&sim, "ls", &[]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -332,7 +403,7 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
     for line in [
         "VCH name: vch1",
         "Appliance VM: poweredOn",
-        "Running containers: 2",
+        "Running containers: 1",
         "VCH upgrade status: Up to date",
         "VCH directory: [LocalDS_0] vch1",
         "(TLS with client verification (tlsverify))",
@@ -358,11 +429,11 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
         stdout(&o),
         stderr(&o)
     );
-    let o = docker(&env, &["inspect", "-f", "{{.State.Status}}", "sleeper2"]);
+    let o = docker(&env, &["inspect", "-f", "{{.State.Status}}", "sleeper"]);
     assert_eq!(stdout(&o).trim(), "running", "{}", stderr(&o));
     // Right after the restart the guest may say Hello twice (its line came back, and it was
     // asked to resync), which once orphaned an exec started in between.
-    let o = docker(&env, &["exec", "sleeper2", "echo", "still here"]);
+    let o = docker(&env, &["exec", "sleeper", "echo", "still here"]);
     assert_eq!(
         stdout(&o),
         "still here\n",

@@ -34,12 +34,13 @@ pub(crate) async fn send(io: &mut DuplexStream, frame: Frame) {
 }
 
 /// A tether in miniature. Commands: `echo ARGS…`, `exit N`, `nosuch`, `wait-signal`, `cat`,
-/// and `rogue`, which says Started twice.
+/// `rogue`, which says Started twice, and `shut-down`, whose VM is asked to shut down once it
+/// runs (then it waits for a signal).
 async fn fake_tether(mut io: DuplexStream, off: oneshot::Sender<()>) {
     send(
         &mut io,
         Frame::control(&GuestMsg::Hello {
-            version: tether_proto::DISKS_VERSION,
+            version: tether_proto::SHUTDOWN_VERSION,
             kernel: "fake".into(),
             configured: false,
             running: vec![],
@@ -91,6 +92,11 @@ async fn fake_tether(mut io: DuplexStream, off: oneshot::Sender<()>) {
                         )
                         .await;
                         match argv[0].as_str() {
+                            "shut-down" => {
+                                let by = "the power button".to_string();
+                                let ask = GuestMsg::ShutdownAsked { by };
+                                send(&mut io, Frame::control(&ask)).await;
+                            }
                             "rogue" => {
                                 let again = GuestMsg::Started { session: 0, pid: 8 };
                                 send(&mut io, Frame::control(&again)).await;
@@ -117,7 +123,9 @@ async fn fake_tether(mut io: DuplexStream, off: oneshot::Sender<()>) {
                             _ => {}
                         }
                     }
-                    HostMsg::Signal { signal, .. } if argv[0] == "wait-signal" => {
+                    HostMsg::Signal { signal, .. }
+                        if argv[0] == "wait-signal" || argv[0] == "shut-down" =>
+                    {
                         send(&mut io, out(&format!("got {signal}\n"))).await;
                         let msg = GuestMsg::Exited {
                             session: 0,
@@ -306,6 +314,34 @@ async fn stop_sends_the_stop_signal_and_kill_needs_a_running_container() {
         c.kill("sig", "NOPE").await,
         Err(Error::InvalidSignal(_))
     ));
+}
+
+#[tokio::test]
+async fn a_shutdown_asked_of_the_vm_stops_the_container_as_the_users_stop() {
+    let (_d, c, _) = setup().await;
+    let mut s = spec("down", &["shut-down"]);
+    s.stop_signal = Some("SIGUSR1".into());
+    s.restart = crate::container::RestartPolicy {
+        kind: crate::container::RestartKind::Always,
+        max_retries: 0,
+    };
+    c.create(s).await.unwrap();
+    c.start("down").await.unwrap();
+    let code = tokio::time::timeout(
+        Duration::from_secs(10),
+        c.wait("down", WaitCondition::NotRunning),
+    )
+    .await
+    .expect("the container stopped")
+    .unwrap();
+    assert_eq!(code, 128 + 10, "its STOPSIGNAL ended it");
+    let rec = c.get("down").unwrap();
+    assert!(rec.state.manually_stopped, "a stop of the user's");
+    // `always` leaves a container the user stopped alone.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rec = c.get("down").unwrap();
+    assert_eq!(rec.state.status, Status::Exited);
+    assert_eq!(rec.state.restart_count, 0);
 }
 
 #[tokio::test]

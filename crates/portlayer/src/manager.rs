@@ -401,6 +401,7 @@ impl Containers {
         self.network_events("connect", &rec);
         self.publish("start", &rec, &[]);
         self.monitor_health(&rec);
+        self.follow_shutdown_asks(&id, session.shutdown_asked);
         let me = self.clone();
         let exit = session.exit;
         tokio::spawn(async move { me.on_exit(id, exit).await });

@@ -62,7 +62,11 @@ pub use procs::{
 };
 
 /// Protocol version spoken by this build; sent in [`GuestMsg::Hello`].
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
+
+/// The first protocol version whose tether passes on a shutdown asked of its VM
+/// ([`GuestMsg::ShutdownAsked`]).
+pub const SHUTDOWN_VERSION: u32 = 7;
 
 /// The first protocol version whose tether copies files in and out ([`archive`]).
 pub const ARCHIVE_VERSION: u32 = 6;
@@ -572,6 +576,13 @@ pub enum GuestMsg {
     Stats {
         seq: u64,
         stats: Box<GuestStats>,
+    },
+    /// Someone outside the VM asked its guest to shut down (the ACPI power button; VMware
+    /// Tools' halt on ESX), `by` says how. The host stops the container as `docker stop`
+    /// does (its STOPSIGNAL, then SIGKILL after its stop timeout): the request is the
+    /// user's, so restart policies leave the container stopped.
+    ShutdownAsked {
+        by: String,
     },
 }
 

@@ -29,6 +29,7 @@ mod mounts;
 mod netif;
 mod plan;
 mod port;
+mod power_button;
 mod privs;
 mod process;
 mod procs;
@@ -45,7 +46,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tether_proto::{FrameKind, GuestMsg, HostMsg, Identity, PROTOCOL_VERSION};
+use tether_proto::{FrameKind, GuestMsg, HostMsg, Identity, MAIN_SESSION, PROTOCOL_VERSION};
 
 use crate::archive::Transfers;
 use crate::mounts::Mounted;
@@ -162,6 +163,7 @@ fn main() {
     };
     let sessions = Sessions::new(sys.clone(), reaper, out.clone(), on_main_exit);
     let transfers = Transfers::new(out.clone());
+    watch_power_button(&out, &sessions);
     hello(&*sys, &out, &sessions, &mounted);
     loop {
         let frame = match reader.next() {
@@ -190,6 +192,31 @@ fn main() {
         if result.is_err() {
             log!("recovered from a panic while handling a frame");
         }
+    }
+}
+
+/// Passes each press of the VM's power button on to the host, which stops the container.
+fn watch_power_button(out: &Writer, sessions: &Arc<Sessions>) {
+    let (out, sessions) = (out.clone(), sessions.clone());
+    let watcher = move || {
+        let pressed = || {
+            if sessions.running().contains(&MAIN_SESSION) {
+                log!("the power button was pressed: asking the host to stop the container");
+                let by = "the VM's power button (ACPI)".to_string();
+                out.msg(&GuestMsg::ShutdownAsked { by });
+            } else {
+                log!("the power button was pressed while no process runs: nothing to stop");
+            }
+        };
+        if let Err(e) = power_button::watch(pressed) {
+            log!("the power button is not watched: {e}");
+        }
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("power-button".into())
+        .spawn(watcher)
+    {
+        log!("starting the power button's watcher failed: {e}");
     }
 }
 

@@ -22,6 +22,10 @@ use tether_proto::{Frame, FrameKind, GuestMsg, MAIN_SESSION};
 /// make the guest say again).
 pub(crate) const MAX_HELLOS: u32 = 16;
 
+/// How many shutdown requests one session takes (a power button pressed again and again is
+/// a guest flooding its host).
+pub(crate) const MAX_SHUTDOWN_ASKS: u32 = 16;
+
 /// The checker of one session's guest messages.
 #[derive(Debug)]
 pub(crate) struct Protocol {
@@ -29,6 +33,7 @@ pub(crate) struct Protocol {
     /// The protocol version of the first Hello, once it came.
     hello: Option<u32>,
     hellos: u32,
+    shutdown_asks: u32,
     ready: bool,
     started: bool,
     resumed: bool,
@@ -46,6 +51,7 @@ impl Protocol {
             start,
             hello: None,
             hellos: 0,
+            shutdown_asks: 0,
             ready: false,
             started: false,
             resumed: false,
@@ -117,6 +123,12 @@ impl Protocol {
             GuestMsg::Transfer { .. } => (self.configured(), "Transfer"),
             GuestMsg::Credit { .. } => (self.configured(), "Credit"),
             GuestMsg::TransferDone { .. } => (self.configured(), "TransferDone"),
+            GuestMsg::ShutdownAsked { .. } => (
+                said_hello
+                    && self.hello >= Some(tether_proto::SHUTDOWN_VERSION)
+                    && self.shutdown_asks < MAX_SHUTDOWN_ASKS,
+                "ShutdownAsked",
+            ),
         };
         if !allowed {
             return Err(format!(
@@ -130,6 +142,7 @@ impl Protocol {
                 self.hellos += 1;
             }
             GuestMsg::Ready => self.ready = true,
+            GuestMsg::ShutdownAsked { .. } => self.shutdown_asks += 1,
             GuestMsg::Started { .. } => self.started = true,
             GuestMsg::Resumed { .. } => self.resumed = true,
             GuestMsg::SetupFailed { .. } | GuestMsg::SpawnFailed { .. } => self.failed = true,
@@ -328,6 +341,7 @@ mod tests {
             GuestMsg::Transfer { .. } => "Transfer",
             GuestMsg::Credit { .. } => "Credit",
             GuestMsg::TransferDone { .. } => "TransferDone",
+            GuestMsg::ShutdownAsked { .. } => "ShutdownAsked",
         }
     }
 
@@ -401,6 +415,31 @@ mod tests {
         })
         .unwrap();
         assert!(p.accept(&set).is_err(), "after Exited");
+    }
+
+    #[test]
+    fn shutdown_asks_come_from_tethers_that_know_them_a_few_times() {
+        let ask = GuestMsg::ShutdownAsked {
+            by: "the power button".into(),
+        };
+        let mut p = Protocol::new(true);
+        assert!(p.accept(&ask).is_err(), "before Hello");
+        p.accept(&hello()).unwrap();
+        assert!(
+            p.accept(&ask).is_err(),
+            "a version 2 tether does not say it"
+        );
+        let mut p = Protocol::new(false);
+        let mut newer = hello();
+        if let GuestMsg::Hello { version, .. } = &mut newer {
+            *version = tether_proto::SHUTDOWN_VERSION;
+        }
+        p.accept(&newer).unwrap();
+        for _ in 0..MAX_SHUTDOWN_ASKS {
+            p.accept(&ask).unwrap();
+        }
+        let err = p.accept(&ask).unwrap_err();
+        assert!(err.contains("ShutdownAsked where"), "{err}");
     }
 
     fn prefix_of_one(trace: &[&str], paths: &[&[&str]]) -> bool {

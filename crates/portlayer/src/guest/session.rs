@@ -68,6 +68,8 @@ pub struct Session {
     pub exit: oneshot::Receiver<SessionExit>,
     /// Resolves when the VM is off (after `exit`).
     pub vm_off: oneshot::Receiver<String>,
+    /// Shutdowns asked of the VM from outside (how, in words), as the guest passes them on.
+    pub shutdown_asked: mpsc::Receiver<String>,
 }
 
 /// How long a re-attached tether may take to say Hello.
@@ -197,6 +199,7 @@ async fn drive(
     let (started_tx, started_rx) = oneshot::channel::<Result<(), StartFailure>>();
     let (exit_tx, exit_rx) = oneshot::channel::<SessionExit>();
     let (off_tx, off_rx) = oneshot::channel::<String>();
+    let (ask_tx, ask_rx) = mpsc::channel::<String>(1);
     let to_guest = control_tx.clone();
 
     tokio::spawn(async move {
@@ -534,6 +537,10 @@ async fn drive(
                             send(HostMsg::Shutdown);
                             break 'outer SessionExit::Exited(code);
                         }
+                        Ok(GuestMsg::ShutdownAsked { by }) => {
+                            // One at a time: asks while one is handled change nothing.
+                            let _ = ask_tx.try_send(by);
+                        }
                         Ok(other) => tracing::debug!(?other, "tether message ignored"),
                         Err(()) => {}
                     },
@@ -573,6 +580,7 @@ async fn drive(
             control: GuestControl::new(control_tx, asked, routes, transfers, exec_stdin),
             exit: exit_rx,
             vm_off: off_rx,
+            shutdown_asked: ask_rx,
         }),
         Ok(Ok(Err(failure))) => Err(failure),
         Ok(Err(_)) => Err(StartFailure::Other(

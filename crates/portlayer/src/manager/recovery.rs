@@ -123,6 +123,7 @@ impl Containers {
             self.monitor_health(&rec);
         }
         self.adopt_execs(id, &session.control);
+        self.follow_shutdown_asks(id, session.shutdown_asked);
         tracing::info!(%id, pid, "re-attached to a running container VM");
         let me = self.clone();
         let exit = session.exit;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::live::Live;
 use super::{Containers, Error};
@@ -105,6 +105,21 @@ impl Containers {
         }
         self.end_run(&rec.id, &live, &exits, before).await?;
         Ok(true)
+    }
+
+    /// Follows the shutdowns a container's guest passes on (its VM's power button, VMware
+    /// Tools' halt, asked from vSphere): each stops the container as `docker stop` does, as
+    /// the user's stop, until the session ends.
+    pub(super) fn follow_shutdown_asks(&self, id: &str, mut asks: mpsc::Receiver<String>) {
+        let (me, id) = (self.clone(), id.to_string());
+        tokio::spawn(async move {
+            while let Some(by) = asks.recv().await {
+                tracing::info!(%id, "the container VM was asked to shut down ({by}): stopping the container");
+                if let Err(e) = me.stop(&id, None, None).await {
+                    tracing::warn!(%id, "stopping it failed: {e}");
+                }
+            }
+        });
     }
 
     /// SIGKILL, and the run has ended when this returns: a guest that does not report the
