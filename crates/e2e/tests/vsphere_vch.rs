@@ -441,6 +441,14 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
         stderr(&o),
         sim.guest_logs(60)
     );
+    // debug: the log level, changed as configure changes settings.
+    let o = machine(&sim, "debug", &["--debug", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("Debug level: 0 -> 2"), "{}", stdout(&o));
+    let o = machine(&sim, "inspect", &[]);
+    assert!(stdout(&o).contains("Debug level: 2 ("), "{}", stdout(&o));
+    let o = docker(&env, &["inspect", "-f", "{{.State.Status}}", "sleeper"]);
+    assert_eq!(stdout(&o).trim(), "running", "{}", stderr(&o));
     let o = machine(
         &sim,
         "configure",

@@ -217,7 +217,7 @@ impl ConfigureArgs {
             target,
             thumbprint,
             &self.common.name,
-            &self.settings,
+            vsphere::Change::Settings(&self.settings),
             self.timeout,
         )
     }
@@ -370,7 +370,7 @@ fn check_target(target: &Option<String>, credentials: &Credentials) -> anyhow::R
         }
         Some(other) => {
             anyhow::bail!(
-                "{other}: on a vSphere target only `create`, `delete`, `ls`, `inspect` and `configure` work so far"
+                "{other}: on a vSphere target only `create`, `delete`, `ls`, `inspect`, `configure` and `debug` work so far"
             )
         }
     }
@@ -508,6 +508,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             reset_progress,
             timeout,
         } => {
+            if let Place::Vsphere(target) = place(&common.target, &common.credentials)? {
+                if reset_progress {
+                    anyhow::bail!("--reset-progress on a vSphere target is not implemented yet: nothing was changed");
+                }
+                let thumbprint = common.credentials.thumbprint.as_deref();
+                let change = vsphere::Change::Debug(debug);
+                return vsphere::configure(&target, thumbprint, &common.name, change, timeout);
+            }
             let layout = layout(common)?;
             if reset_progress {
                 return progress::reset(&layout, "Debug");

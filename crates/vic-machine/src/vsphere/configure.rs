@@ -1,5 +1,5 @@
-//! `vic-machine configure` on vSphere: the settings of a VCH's document (registries, DNS
-//! servers, limits, …) changed in its appliance VM's guestinfo, then the appliance VM
+//! `vic-machine configure` and `debug` on vSphere: the settings of a VCH's document
+//! (registries, DNS servers, limits, the log level, …) changed in its appliance VM's guestinfo, then the appliance VM
 //! restarted to read them. Container VMs are VMs of their own: they keep running, and the
 //! restarted appliance takes them over when their serial ports dial it again.
 
@@ -15,12 +15,20 @@ use crate::output::info;
 
 const TASK: Duration = Duration::from_secs(120);
 
-/// Applies `settings` to the VCH `found`, restarting its appliance; waits up to `timeout`
-/// for its Docker API.
+/// What a configure on vSphere changes.
+pub enum Change<'a> {
+    /// `configure`'s settings.
+    Settings(&'a crate::settings::SettingsArgs),
+    /// `debug`'s log level.
+    Debug(u8),
+}
+
+/// Applies `change` to the VCH `found`, restarting its appliance; waits up to `timeout` for
+/// its Docker API.
 pub async fn configure(
     client: &Client,
     found: &Found,
-    settings: &crate::settings::SettingsArgs,
+    change: Change<'_>,
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let Some(doc) = &found.doc else {
@@ -30,7 +38,19 @@ pub async fn configure(
         );
     };
     let mut doc = doc.clone();
-    let new = settings.apply(&doc.settings)?;
+    let new = match change {
+        Change::Settings(settings) => settings.apply(&doc.settings)?,
+        Change::Debug(level) => {
+            info(format!(
+                "Debug level: {} -> {level} ({})",
+                doc.settings.debug,
+                crate::settings::debug_label(level)
+            ));
+            let mut new = doc.settings.clone();
+            new.debug = level;
+            new
+        }
+    };
     if new == doc.settings {
         info("Nothing to change");
         return Ok(());

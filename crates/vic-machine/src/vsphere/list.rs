@@ -98,4 +98,9 @@ fn report(doc: &ApplianceConfig) {
         "Registry whitelist: {}",
         list(&s.whitelist_registries)
     ));
+    info(format!(
+        "Debug level: {} ({})",
+        s.debug,
+        crate::settings::debug_label(s.debug)
+    ));
 }

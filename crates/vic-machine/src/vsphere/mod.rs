@@ -21,6 +21,7 @@ use anyhow::{bail, Context};
 use vim25::{Client, Thumbprint, Trust};
 
 use crate::output::info;
+pub use configure::Change;
 pub use target::Target;
 pub use validate::{Problem, Wanted};
 
@@ -322,15 +323,18 @@ pub fn configure(
     target: &Target,
     thumbprint: Option<&str>,
     name: &str,
-    settings: &crate::settings::SettingsArgs,
+    change: configure::Change<'_>,
     timeout: Duration,
 ) -> anyhow::Result<()> {
     block_on(async {
-        info("### Configuring VCH ####");
+        info(match change {
+            configure::Change::Settings(_) => "### Configuring VCH ####",
+            configure::Change::Debug(_) => "### Configuring VCH for debug ####",
+        });
         let client = connect(target, thumbprint).await?;
         let result = async {
             let found = find_vch(&client, target, name).await?;
-            configure::configure(&client, &found, settings, timeout).await
+            configure::configure(&client, &found, change, timeout).await
         }
         .await;
         let _ = client.logout().await;
