@@ -16,7 +16,8 @@
 //! Done so far: the VM's lifecycle (create, power on with its channel, power off, destroy,
 //! power state, the inventory, take-over after an appliance restart), images' base disks on
 //! the image datastore and each VM's root disk as a child delta of its image's ([`disks`]).
-//! Networks, volumes, pause and resizing answer that they are not implemented on vSphere yet.
+//! NICs on the VCH's bridge port group and on container networks' port groups (`nics.rs`).
+//! User networks, volumes and pause answer that they are not implemented on vSphere yet.
 
 pub mod channels;
 pub mod disks;

@@ -1,11 +1,12 @@
 //! Container VMs' NICs: a vmxnet3 with the MAC the port layer chose, on the port group of its
 //! network. The VCH's bridge network is its bridge port group (a distributed port group on a
-//! vCenter); the port group is looked up by name when a VM is made.
+//! vCenter), a container network its own port group; the port group is looked up by name
+//! when a VM is made.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use hypervisor::{BackendError, NetworkSpec, Nic};
+use hypervisor::{BackendError, NetworkSpec, Nic, Trust};
 use vim25::devices::Device;
 
 use crate::{not_yet, vsphere_err, VsphereBackend};
@@ -22,9 +23,21 @@ impl PortGroups {
 
 impl VsphereBackend {
     /// Records the port group of network `net`: the VCH's bridge port group for the default
-    /// bridge network; other networks are not made on vSphere yet.
+    /// bridge network, its own port group for a container network (`--container-network`,
+    /// open: no firewall is made for it on vSphere); user networks are not made on vSphere yet.
     pub(crate) fn note_network(&self, net: &NetworkSpec) -> Result<(), BackendError> {
-        if net.label != "bridge" || net.external.is_some() {
+        if let Some(ext) = &net.external {
+            if ext.trust != Trust::Open {
+                return Err(not_yet(&format!(
+                    "a firewall ({:?}) on container network {}",
+                    ext.trust, net.label
+                )));
+            }
+            tracing::info!(network = %net.label, port_group = %ext.source, "a container network is its port group on vSphere");
+            (self.port_groups.lock()).insert(net.name.clone(), ext.source.clone());
+            return Ok(());
+        }
+        if net.label != "bridge" {
             return Err(not_yet(&format!("network {}", net.label)));
         }
         let Some(pg) = &self.cfg.bridge_network else {

@@ -118,6 +118,10 @@ fn every_flag_is_validated_against_a_vcenter_and_nothing_is_made() {
             "VM Network",
             "--public-network",
             "Nowhere",
+            "--container-network",
+            "Elsewhere:public",
+            "--container-network-gateway",
+            "Elsewhere:10.9.0.1/24",
         ],
     );
     let out = stdout(&o);
@@ -127,6 +131,7 @@ fn every_flag_is_validated_against_a_vcenter_and_nothing_is_made() {
         "ERROR datastore 'Other' not found",
         "INFO  Suggested values for --volume-store:",
         "ERROR Error checking network for --public-network: network 'Nowhere' not found",
+        "ERROR Error checking network for --container-network: network 'Elsewhere' not found",
         "INFO  Suggested values for --public-network:",
         "ERROR An existing distributed port group or opaque network must be specified for bridge network on vCenter: \"VM Network\" is not a Distributed Port Group or an Opaque Network",
     ] {

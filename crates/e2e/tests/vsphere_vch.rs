@@ -182,6 +182,36 @@ fn inspect(env: &Path, name: &str, format: &str) -> String {
     stdout(&o).trim().to_string()
 }
 
+/// A container on the container network: its VM's NIC on the network's port group, its
+/// address from the network's range.
+fn container_network(sim: &Vcsim, env: &Path, image: &str) {
+    let o = docker(env, &["network", "ls", "--format", "{{.Name}}"]);
+    assert!(stdout(&o).lines().any(|l| l == "public"), "{}", stdout(&o));
+    let args = [
+        "run", "-d", "--name", "pub", "--net", "public", image, "sleep", "600",
+    ];
+    let o = docker(env, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o).trim().to_string();
+    let o = docker(env, &["exec", "pub", "ip", "-4", "-o", "addr"]);
+    assert!(
+        stdout(&o).contains("inet 10.9.0.100/24"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let key = sim.govc(&["object.collect", "-s", "/DC0/network/routable", "key"]);
+    let seen = sim.pyvmomi("vch1");
+    let vm = (seen["vms"].as_array().unwrap().iter())
+        .find(|v| v["guestinfo"]["guestinfo.vic.id"] == id.as_str())
+        .unwrap_or_else(|| panic!("no VM of {id}: {seen}"));
+    assert_eq!(
+        vm["nics"][0]["portgroup_key"].as_str(),
+        Some(key.trim()),
+        "{vm}"
+    );
+}
+
 /// A guest shutdown asked from vSphere (the vSphere client's "Shut Down Guest OS") gives the
 /// trapper's process its STOPSIGNAL, as the user's stop: `always` leaves it stopped. A reset
 /// from vSphere runs the sleeper again on its VM.
@@ -209,7 +239,8 @@ fn guest_shutdown_and_reset(sim: &Vcsim, env: &Path, trapper_vm: &str, sleeper_v
     {
         assert!(
             t.elapsed() < Duration::from_secs(40),
-            "the reset did not run it again"
+            "the reset did not run it again: {}",
+            sim.guest_logs(60)
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -223,6 +254,8 @@ fn guest_shutdown_and_reset(sim: &Vcsim, env: &Path, trapper_vm: &str, sleeper_v
 #[ignore = "needs vcsim, govc, QEMU, the test registry and the docker CLI: make test runs it"]
 fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() {
     let sim = Vcsim::start_with_guests(false);
+    // The operator's port group for a container network.
+    sim.govc(&["dvs.portgroup.add", "-dvs", "DVS0", "routable"]);
     let before = inventory(&sim);
     let certs = tempfile::tempdir().unwrap();
     let cert_path = certs.path().join("vch1");
@@ -239,6 +272,12 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
             &reg,
             "--tls-cert-path",
             cert_path.to_str().unwrap(),
+            "--container-network",
+            "routable:public",
+            "--container-network-gateway",
+            "routable:10.9.0.1/24",
+            "--container-network-ip-range",
+            "routable:10.9.0.100-10.9.0.110",
         ];
         args.extend_from_slice(extra);
         machine(&sim, "create", &args)
@@ -258,6 +297,11 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
     let o = create(&[]);
     assert!(o.status.success(), "{}", stderr(&o));
     eprintln!("vic-machine create on vcsim: {:?}", started.elapsed());
+    assert!(
+        stdout(&o).contains("Container network public (routable) is open"),
+        "{}",
+        stdout(&o)
+    );
     let vapp = sim.govc(&["find", "-i", "/DC0", "-type", "a", "-name", "vch1"]);
     assert!(vapp.trim().starts_with("VirtualApp:"), "{vapp}");
     let vm = sim.govc(&["find", "-i", "/DC0", "-type", "m", "-name", "vch1"]);
@@ -386,6 +430,7 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
     let seen = actions(&env, "sleeper", &since);
     assert!(seen.iter().any(|a| a == "start"), "docker events: {seen:?}");
     guest_shutdown_and_reset(&sim, &env, &vm_name_of(vms, &ids[1]), &vm_name);
+    container_network(&sim, &env, &image);
     // ls and inspect find it by its appliance VM.
     let o = machine(&sim, "ls", &[]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -403,11 +448,12 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
     for line in [
         "VCH name: vch1",
         "Appliance VM: poweredOn",
-        "Running containers: 1",
+        "Running containers: 2",
         "VCH upgrade status: Up to date",
         "VCH directory: [LocalDS_0] vch1",
         "(TLS with client verification (tlsverify))",
         "Bridge network: DC0_DVPG0",
+        "Container network: public = routable (",
     ] {
         assert!(report.contains(line), "{line:?} missing from\n{report}");
     }

@@ -163,9 +163,9 @@ impl ContainerNetwork {
         Ok((Ipv4Addr::from(first), Ipv4Addr::from(last)))
     }
 
-    /// Checks what serde cannot: a usable name and source, a gateway, a range inside its
-    /// subnet, IPv4 DNS servers.
-    pub fn check(&self) -> Result<(), SettingError> {
+    /// Checks what serde cannot: a usable name and source (of the kind `sources` says), a
+    /// gateway, a range inside its subnet, IPv4 DNS servers.
+    pub fn check(&self, sources: Sources) -> Result<(), SettingError> {
         let name_ok = |s: &str| {
             !s.is_empty()
                 && s.len() <= 64
@@ -181,13 +181,26 @@ impl ContainerNetwork {
                 self.name
             )));
         }
-        let (ns, br) = self.bridge();
-        let dev_ok = |s: &str| !s.is_empty() && s.len() <= 15 && name_ok(s);
-        if !dev_ok(br) || ns.is_some_and(|n| !name_ok(n)) {
-            return Err(bad(format!(
-                "container network {}: {:?} is not BRIDGE or NETNS/BRIDGE",
-                self.name, self.source
-            )));
+        match sources {
+            Sources::HostBridges => {
+                let (ns, br) = self.bridge();
+                let dev_ok = |s: &str| !s.is_empty() && s.len() <= 15 && name_ok(s);
+                if !dev_ok(br) || ns.is_some_and(|n| !name_ok(n)) {
+                    return Err(bad(format!(
+                        "container network {}: {:?} is not BRIDGE or NETNS/BRIDGE",
+                        self.name, self.source
+                    )));
+                }
+            }
+            Sources::PortGroups => {
+                let s = &self.source;
+                if s.is_empty() || s.chars().count() > 80 || s.chars().any(char::is_control) {
+                    return Err(bad(format!(
+                        "container network {}: {s:?} is not a port group's name",
+                        self.name
+                    )));
+                }
+            }
         }
         self.ip_span()?;
         if let Some(v6) = self.dns.iter().find(|d| d.is_ipv6()) {
@@ -200,11 +213,23 @@ impl ContainerNetwork {
     }
 }
 
+/// What a container network's source names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sources {
+    /// A bridge on the VCH's host, `BRIDGE` or `NETNS/BRIDGE` (the local target).
+    HostBridges,
+    /// A port group (vSphere).
+    PortGroups,
+}
+
 /// Checks a VCH's container networks together: each as [`ContainerNetwork::check`], and no
 /// name or source twice.
-pub fn check_container_networks(nets: &[ContainerNetwork]) -> Result<(), SettingError> {
+pub fn check_container_networks(
+    nets: &[ContainerNetwork],
+    sources: Sources,
+) -> Result<(), SettingError> {
     for (i, n) in nets.iter().enumerate() {
-        n.check()?;
+        n.check(sources)?;
         if let Some(o) = nets[..i]
             .iter()
             .find(|o| o.name == n.name || o.source == n.source)

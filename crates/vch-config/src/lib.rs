@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use container_net::{check_container_networks, ContainerNetwork, Firewall};
+pub use container_net::{check_container_networks, ContainerNetwork, Firewall, Sources};
 pub use settings::{
     check_name_convention, parse_bind_path, parse_bridge_range, parse_dns_server,
     parse_volume_store, BindPath, BridgeRange, SettingError, Settings, VolumeStore,
@@ -230,7 +230,11 @@ impl ApplianceConfig {
             return Err(ConfigError::Relative(what));
         }
         self.settings.check()?;
-        check_container_networks(&self.networks)?;
+        let sources = match &self.backend {
+            BackendConfig::Local { .. } => Sources::HostBridges,
+            BackendConfig::Vsphere(_) => Sources::PortGroups,
+        };
+        check_container_networks(&self.networks, sources)?;
         Ok(())
     }
 

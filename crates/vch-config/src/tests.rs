@@ -206,26 +206,35 @@ fn container_networks_take_vics_forms_and_refuse_what_cannot_work() {
     assert_eq!("peers".parse::<Firewall>().unwrap(), Firewall::Peers);
     assert!("wide".parse::<Firewall>().is_err());
 
-    let no_gateway = cn("br0", None, None).check().unwrap_err().to_string();
+    let no_gateway = cn("br0", None, None)
+        .check(Sources::HostBridges)
+        .unwrap_err()
+        .to_string();
     assert!(
         no_gateway.contains("--container-network-gateway br0:GATEWAY/PREFIX is required"),
         "{no_gateway}"
     );
-    let outside = cn("br0", Some("10.9.0.1/24"), Some("10.9.1.1-10.9.1.9")).check();
+    let outside =
+        cn("br0", Some("10.9.0.1/24"), Some("10.9.1.1-10.9.1.9")).check(Sources::HostBridges);
     assert!(outside
         .unwrap_err()
         .to_string()
         .contains("not inside the gateway's subnet"));
     for bad in ["", "a/b/c", "way-too-long-bridge-name", "br 0"] {
         assert!(
-            cn(bad, Some("10.9.0.1/24"), None).check().is_err(),
+            cn(bad, Some("10.9.0.1/24"), None)
+                .check(Sources::HostBridges)
+                .is_err(),
             "{bad:?}"
         );
     }
     let mut named = whole.clone();
     named.name = "bridge".into();
-    assert!(named.check().is_err(), "Docker's own names are taken");
-    let twice = check_container_networks(&[whole.clone(), whole]);
+    assert!(
+        named.check(Sources::HostBridges).is_err(),
+        "Docker's own names are taken"
+    );
+    let twice = check_container_networks(&[whole.clone(), whole], Sources::HostBridges);
     assert!(twice
         .unwrap_err()
         .to_string()

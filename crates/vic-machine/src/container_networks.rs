@@ -15,7 +15,9 @@ use std::net::IpAddr;
 
 use anyhow::bail;
 use clap::Args;
-use vch_config::{check_container_networks, ContainerNetwork, Firewall};
+use vch_config::{check_container_networks, ContainerNetwork, Firewall, Sources};
+
+use crate::output::info;
 
 /// `HOSTNET[:ALIAS]` of `--container-network`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,8 +127,13 @@ impl ContainerNetworkArgs {
             || !self.firewalls.is_empty()
     }
 
-    /// The networks the flags describe, checked one by one and together.
+    /// The networks the flags describe, checked one by one and together, their sources
+    /// bridges on the VCH's host.
     pub fn networks(&self) -> anyhow::Result<Vec<ContainerNetwork>> {
+        self.parsed(Sources::HostBridges)
+    }
+
+    fn parsed(&self, sources: Sources) -> anyhow::Result<Vec<ContainerNetwork>> {
         let mut nets: Vec<ContainerNetwork> = self
             .networks
             .iter()
@@ -166,7 +173,33 @@ impl ContainerNetworkArgs {
             }
             nets[i].firewall = f.value;
         }
-        check_container_networks(&nets)?;
+        check_container_networks(&nets, sources)?;
+        Ok(nets)
+    }
+}
+
+impl ContainerNetworkArgs {
+    /// The networks the flags describe, for a vSphere target, whose sources are port groups.
+    /// Their firewalls are not made there yet: a network is open (said in one line), and a
+    /// `--container-network-firewall` other than `open` is refused.
+    pub fn on_vsphere(&self) -> anyhow::Result<Vec<ContainerNetwork>> {
+        let mut nets = self.parsed(Sources::PortGroups)?;
+        if let Some(f) = self.firewalls.iter().find(|f| f.value != Firewall::Open) {
+            anyhow::bail!(
+                "--container-network-firewall {}:{} on a vSphere target is not implemented yet (container VMs join port groups directly; only open is): nothing was made",
+                f.hostnet,
+                f.value.as_str()
+            );
+        }
+        for n in &mut nets {
+            if n.firewall != Firewall::Open {
+                info(format!(
+                    "Container network {} ({}) is open: a firewall for container networks is not implemented on vSphere yet",
+                    n.name, n.source
+                ));
+            }
+            n.firewall = Firewall::Open;
+        }
         Ok(nets)
     }
 }
@@ -192,7 +225,7 @@ pub fn add(
             None => all.push(g.clone()),
         }
     }
-    check_container_networks(&all)?;
+    check_container_networks(&all, Sources::HostBridges)?;
     Ok(all)
 }
 

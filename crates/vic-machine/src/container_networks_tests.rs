@@ -174,10 +174,13 @@ fn a_flag_naming_a_network_no_container_network_gives_is_refused() {
 #[test]
 fn the_checks_of_vch_config_are_shown_as_they_are() {
     let err = nets(&["--cn", "br0:routable"]).unwrap_err();
-    let check = check_container_networks(&[ContainerNetwork {
-        gateway: None,
-        ..routable()
-    }])
+    let check = check_container_networks(
+        &[ContainerNetwork {
+            gateway: None,
+            ..routable()
+        }],
+        Sources::HostBridges,
+    )
     .unwrap_err();
     assert_eq!(err.to_string(), check.to_string());
     let err = nets(&[
@@ -302,4 +305,27 @@ fn the_flags_inspect_config_prints_give_the_same_networks() {
         .collect();
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     assert_eq!(nets(&argv).unwrap(), before);
+}
+
+#[test]
+fn on_vsphere_a_network_is_open_and_another_firewall_is_refused() {
+    let base = [
+        "--container-network",
+        "VM Network:public",
+        "--container-network-gateway",
+        "VM Network:10.9.0.1/24",
+    ];
+    let open = args(&base).on_vsphere().unwrap();
+    assert_eq!(open[0].firewall, Firewall::Open);
+    assert_eq!(open[0].source, "VM Network");
+    let mut given = base.to_vec();
+    given.extend(["--container-network-firewall", "VM Network:open"]);
+    assert_eq!(args(&given).on_vsphere().unwrap(), open);
+    let mut closed = base.to_vec();
+    closed.extend(["--container-network-firewall", "VM Network:closed"]);
+    let err = args(&closed).on_vsphere().unwrap_err().to_string();
+    assert!(
+        err.contains("--container-network-firewall VM Network:closed on a vSphere target is not implemented yet"),
+        "{err}"
+    );
 }

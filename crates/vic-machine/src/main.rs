@@ -400,18 +400,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } = *args;
             if let Place::Vsphere(target) = place(&common.target, &common.credentials)? {
                 layout::validate_name(&common.name)?;
-                let wanted =
-                    vsphere.wanted(&common.name, &target, image_store.as_deref(), &settings)?;
+                let networks = container_networks.on_vsphere()?;
+                let wanted = vsphere.wanted(
+                    &common.name,
+                    &target,
+                    image_store.as_deref(),
+                    &settings,
+                    &networks,
+                )?;
                 let thumbprint = common.credentials.thumbprint.as_deref();
                 let tls = TlsOptions::from(tls);
                 tls.check()?;
                 let not_yet = [
                     ("--volume-store", !settings.volume_stores.is_empty()),
                     ("--bind-path", !settings.bind_paths.is_empty()),
-                    (
-                        "--container-network",
-                        !container_networks.networks()?.is_empty(),
-                    ),
                     ("--port", port.is_some()),
                     ("--bootstrap-dir", bootstrap_dir.is_some()),
                 ]
@@ -425,6 +427,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     tls: tls::plan(&tls, &common.name)?,
                     timeout,
                     not_yet,
+                    networks,
                 };
                 return vsphere::create(&target, thumbprint, &common.name, &wanted, &opts);
             }

@@ -53,6 +53,8 @@ pub struct Request<'a> {
     pub settings: Settings,
     pub tls: &'a tls::TlsPlan,
     pub timeout: Duration,
+    /// Container networks: port groups container VMs join directly.
+    pub networks: Vec<vch_config::ContainerNetwork>,
 }
 
 /// What create made so far, undone in reverse when it fails.
@@ -282,7 +284,7 @@ async fn deploy_inner(
             client_cas: f.client_cas,
         }),
         settings: req.settings.clone(),
-        networks: vec![],
+        networks: req.networks.clone(),
     };
     doc.check().context("the appliance's configuration")?;
     let mut extra = vec![

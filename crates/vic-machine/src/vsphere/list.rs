@@ -82,6 +82,12 @@ fn report(doc: &ApplianceConfig) {
         ));
         info(format!("Target: {} as {}", b.host, b.user));
     }
+    for n in &doc.networks {
+        info(format!(
+            "Container network: {}",
+            crate::container_networks::describe(n)
+        ));
+    }
     let s = &doc.settings;
     let list = |v: &[String]| {
         if v.is_empty() {

@@ -72,6 +72,7 @@ impl VsphereArgs {
         target: &Target,
         image_store: Option<&std::path::Path>,
         settings: &crate::settings::SettingsArgs,
+        networks: &[vch_config::ContainerNetwork],
     ) -> anyhow::Result<Wanted> {
         // The volume-store flag's parser made its directory absolute (the local target's
         // reading): take the cwd back off to get what was written.
@@ -92,6 +93,7 @@ impl VsphereArgs {
             volume_stores,
             bridge_network: self.bridge_network.clone(),
             public_network: self.public_network.clone(),
+            container_networks: networks.iter().map(|n| n.source.clone()).collect(),
         })
     }
 }
@@ -197,6 +199,8 @@ pub struct CreateOptions {
     pub timeout: Duration,
     /// Flags given that a vSphere VCH does not take yet, refused before anything is made.
     pub not_yet: Vec<&'static str>,
+    /// `--container-network`s: their port groups, which validation found.
+    pub networks: Vec<vch_config::ContainerNetwork>,
 }
 
 /// `vic-machine create` on a vSphere target: validates the target and the flags, then
@@ -249,6 +253,7 @@ pub fn create(
             settings: opts.settings.clone(),
             tls: &opts.tls,
             timeout: opts.timeout,
+            networks: opts.networks.clone(),
         };
         let result = deploy::deploy(&client, &placement, &req).await;
         let _ = client.logout().await;

@@ -21,6 +21,8 @@ pub struct Wanted {
     pub bridge_network: Option<String>,
     /// Default "VM Network".
     pub public_network: Option<String>,
+    /// The port groups of `--container-network PORTGROUP:ALIAS`, each.
+    pub container_networks: Vec<String>,
 }
 
 /// Where the VCH goes, all of it found.
@@ -192,6 +194,14 @@ pub async fn validate(
         if *b == public {
             problems.push(Problem::new(format!(
                 "the bridge network must not be shared with another network role - public also uses {b:?}"
+            )));
+        }
+    }
+    for c in &wanted.container_networks {
+        check_network(c, "--container-network", &networks, &mut problems);
+        if bridge.as_ref() == Some(c) {
+            problems.push(Problem::new(format!(
+                "the bridge network must not be shared with another network role - container also uses {c:?}"
             )));
         }
     }
