@@ -4,8 +4,11 @@
 //! bounded in time and bytes, and closed if it proves nothing.
 //!
 //! A serial line has no hang-up: a guest cannot tell that a new host is on the line. So a
-//! connection that says nothing for [`RESYNC_AFTER`] is sent `Resync`, which a tether answers
-//! with its `Hello`. (A virtio port does tell, and its tether says `Hello` unasked.)
+//! connection is sent `Resync` as it is accepted and again every [`RESYNC_AFTER`] until its
+//! `Hello` comes, however busy the guest is (its output may be all the line carries); a tether
+//! answers with its `Hello`. Once it has come, one more `Resync` is the first frame the guest
+//! reads: a tether on a serial line reads from a `Resync` on, since what precedes it may be
+//! the tail of a frame. (A virtio port does tell, and its tether says `Hello` unasked.)
 
 use std::collections::HashMap;
 use std::io;
@@ -276,19 +279,25 @@ pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Reads until the tether's `Hello` (asking for it after a silence), within
+/// Reads until the tether's `Hello` (asking for it at once and every [`RESYNC_AFTER`]), within
 /// [`MAX_PREAMBLE`] bytes; its identity and the channel from the `Hello` on.
 async fn identify(mut stream: TcpStream) -> io::Result<(String, String, Channel)> {
     let mut dec = FrameDecoder::new();
     let mut buf = vec![0u8; 16 * 1024];
     let mut read = 0usize;
-    let mut asked = false;
+    let mut next_resync = tokio::time::Instant::now();
     loop {
         let mut skipped = Vec::new();
         if dec.skip_to_hello(&mut skipped) {
             let mut probe = dec.clone();
             if let Some(frame) = probe.next_frame().map_err(io::Error::other)? {
                 let hello = hello_identity(&frame)?;
+                // A tether on a serial line reads from a Resync on: whatever it said
+                // unasked, the host's first frame after the Hello is one (a virtio tether
+                // answers it with a Hello more, which the protocol allows).
+                stream
+                    .write_all(&encode(&Frame::control(&HostMsg::Resync)))
+                    .await?;
                 let channel = Channel {
                     prefix: dec.into_pending(),
                     at: 0,
@@ -297,19 +306,15 @@ async fn identify(mut stream: TcpStream) -> io::Result<(String, String, Channel)
                 return Ok((hello.0, hello.1, channel));
             }
         }
-        let n = if asked {
-            stream.read(&mut buf).await?
-        } else {
-            match tokio::time::timeout(RESYNC_AFTER, stream.read(&mut buf)).await {
-                Ok(r) => r?,
-                Err(_) => {
-                    asked = true;
-                    stream
-                        .write_all(&encode(&Frame::control(&HostMsg::Resync)))
-                        .await?;
-                    continue;
-                }
-            }
+        if tokio::time::Instant::now() >= next_resync {
+            stream
+                .write_all(&encode(&Frame::control(&HostMsg::Resync)))
+                .await?;
+            next_resync = tokio::time::Instant::now() + RESYNC_AFTER;
+        }
+        let n = match tokio::time::timeout_at(next_resync, stream.read(&mut buf)).await {
+            Ok(r) => r?,
+            Err(_) => continue,
         };
         if n == 0 {
             return Err(io::Error::new(
@@ -380,8 +385,28 @@ mod tests {
         }
     }
 
+    /// How many `Resync` frames `bytes` holds.
+    fn resyncs(bytes: &[u8]) -> usize {
+        let mut dec = FrameDecoder::new();
+        dec.push(bytes);
+        std::iter::from_fn(|| dec.next_frame().ok().flatten())
+            .filter(|f| f.parse_control::<HostMsg>().ok() == Some(HostMsg::Resync))
+            .count()
+    }
+
+    /// Whether `s` ends within 5 s having said nothing but `Resync`.
+    async fn closed_after_resyncs(s: &mut TcpStream) -> bool {
+        let mut got = Vec::new();
+        let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
+        let mut dec = FrameDecoder::new();
+        dec.push(&got);
+        let only_resyncs = std::iter::from_fn(|| dec.next_frame().ok().flatten())
+            .all(|f| f.parse_control::<HostMsg>().ok() == Some(HostMsg::Resync));
+        matches!(r, Ok(Ok(_)) | Ok(Err(_))) && only_resyncs && dec.buffered() == 0
+    }
+
     #[tokio::test]
-    async fn a_vm_is_known_by_its_token_and_a_silent_line_is_asked_to_resync() {
+    async fn a_vm_is_known_by_its_token_and_a_line_is_asked_to_resync_until_it_says_hello() {
         let ch = Channels::bind("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
@@ -389,17 +414,31 @@ mod tests {
         // A stranger claiming c1 with another token is closed; c1 is still awaited.
         let mut bad = TcpStream::connect(ch.addr()).await.unwrap();
         bad.write_all(&hello("c1", "guess")).await.unwrap();
-        let mut sink = [0u8; 16];
-        assert_eq!(bad.read(&mut sink).await.unwrap(), 0, "closed");
-        // Noise, then silence: asked to resync; then the right Hello.
+        let mut sink = Vec::new();
+        bad.read_to_end(&mut sink).await.unwrap();
+        assert_eq!(
+            resyncs(&sink),
+            2,
+            "asked as it came and after its Hello, then closed"
+        );
+        // Asked at once, and again while it sends nothing but noise; then the right Hello.
         let mut vm = TcpStream::connect(ch.addr()).await.unwrap();
-        vm.write_all(b"\x00\x01 torn frame").await.unwrap();
-        let mut asked = vec![0u8; 64];
-        let n = vm.read(&mut asked).await.unwrap();
-        let mut dec = FrameDecoder::new();
-        dec.push(&asked[..n]);
-        let frame = dec.next_frame().unwrap().unwrap();
-        assert_eq!(frame.parse_control::<HostMsg>().unwrap(), HostMsg::Resync);
+        let mut asked = Vec::new();
+        let t = std::time::Instant::now();
+        while resyncs(&asked) < 2 {
+            assert!(
+                t.elapsed() < RESYNC_AFTER * 2,
+                "asked {} times",
+                resyncs(&asked)
+            );
+            vm.write_all(b"\x00\x01 torn frame").await.unwrap();
+            let mut more = [0u8; 64];
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_millis(200), vm.read(&mut more)).await
+            {
+                asked.extend_from_slice(&more[..n]);
+            }
+        }
         vm.write_all(&hello("c1", "secret")).await.unwrap();
         vm.write_all(b"after").await.unwrap();
         let mut channel = rx.await.unwrap();
@@ -413,11 +452,22 @@ mod tests {
             rest.extend_from_slice(&more[..n]);
         }
         assert_eq!(rest, b"after");
-        // Both ways: what the host writes reaches the VM.
+        // Both ways: what the host writes reaches the VM, after the Resync the Hello got
+        // (a guest on a serial line reads from it on).
         channel.write_all(b"to vm").await.unwrap();
-        let mut got = [0u8; 5];
-        vm.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got, b"to vm");
+        let mut got = Vec::new();
+        while !got.ends_with(b"to vm") {
+            let mut more = [0u8; 64];
+            let n = vm.read(&mut more).await.unwrap();
+            assert!(n > 0, "closed");
+            got.extend_from_slice(&more[..n]);
+        }
+        let before = &got[..got.len() - 5];
+        assert!(resyncs(before) >= 1, "a Resync after the Hello");
+        assert_eq!(
+            before.len() % encode(&Frame::control(&HostMsg::Resync)).len(),
+            0
+        );
         // Nobody awaits c2 (a VM powered on from vSphere): its channel is kept, said to have
         // arrived, and the next wait for c2 with its token takes it at once.
         let mut c2 = TcpStream::connect(ch.addr()).await.unwrap();
@@ -440,7 +490,7 @@ mod tests {
         let arrived = tokio::time::timeout(Duration::from_secs(10), ch.next_unclaimed()).await;
         assert_eq!(arrived.unwrap().map(|(id, _)| id).as_deref(), Some("c3"));
         ch.close_unclaimed("c3");
-        assert_eq!(c3.read(&mut sink).await.unwrap(), 0);
+        assert!(closed_after_resyncs(&mut c3).await, "c3 still open");
     }
 
     #[tokio::test]
@@ -458,9 +508,7 @@ mod tests {
             }
         }
         if !closed {
-            let mut sink = [0u8; 64];
-            let r = tokio::time::timeout(Duration::from_secs(5), s.read(&mut sink)).await;
-            closed = matches!(r, Ok(Ok(0)) | Ok(Err(_)));
+            closed = closed_after_resyncs(&mut s).await;
         }
         assert!(closed, "4 MiB without a Hello and still open");
     }

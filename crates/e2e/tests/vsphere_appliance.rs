@@ -148,7 +148,7 @@ async fn an_appliance_on_vcsim_runs_containers_as_vms_and_refuses_what_vsphere_c
         ],
     );
     eprintln!("docker run --rm on vcsim: {:?}", started.elapsed());
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.status.success(), "{}{}", stderr(&o), sim.guest_logs(40));
     let out = stdout(&o);
     assert!(out.starts_with("hello\n/dev/sda / ext4 "), "{out}");
     let base = sim.govc(&["datastore.ls", "-ds", "LocalDS_0", "vs1/images"]);

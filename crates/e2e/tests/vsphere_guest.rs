@@ -1,22 +1,23 @@
 //! A VM on vcsim with a real guest: powered on through the vSphere API, it boots vic's
-//! bootstrap (kernel and tether) in a QEMU microvm whose tether port dials a listener here
-//! over TCP, as a container VM's network serial port dials the appliance. Powered off, the
+//! bootstrap (kernel and tether) in a QEMU microvm whose serial line dials a listener here
+//! over TCP, as a container VM's network serial port dials the appliance; asked with
+//! `Resync`, as a host on a serial line asks, its tether says Hello. Powered off, the
 //! guest goes and the channel closes; powered on again, it boots again; destroyed, nothing of
 //! it is left.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use tether_proto::{FrameDecoder, FrameKind, GuestMsg, PROTOCOL_VERSION};
+use tether_proto::{Frame, FrameDecoder, FrameKind, GuestMsg, HostMsg, PROTOCOL_VERSION};
 use vcsim::Vcsim;
 use vim25::vm::VmSpec;
 use vim25::MoRef;
 
 const T: Duration = Duration::from_secs(30);
 
-/// Accepts the guest's connection and reads until its tether says Hello; the stream, and
-/// how long that took.
+/// Accepts the guest's connection and, sending `Resync` every second, reads until its tether
+/// says Hello; the stream, and how long that took.
 fn hello(listener: &TcpListener, limit: Duration) -> (TcpStream, GuestMsg, Duration) {
     let started = Instant::now();
     listener.set_nonblocking(true).unwrap();
@@ -34,14 +35,28 @@ fn hello(listener: &TcpListener, limit: Duration) -> (TcpStream, GuestMsg, Durat
         }
     };
     stream.set_nonblocking(false).unwrap();
-    stream.set_read_timeout(Some(limit)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
     let mut dec = FrameDecoder::new();
     let mut buf = [0u8; 4096];
     let mut reader = stream.try_clone().unwrap();
+    let resync = tether_proto::encode(&Frame::control(&HostMsg::Resync));
     loop {
-        let n = reader.read(&mut buf).expect("reading the guest's channel");
+        assert!(started.elapsed() < limit, "no Hello within {limit:?}");
+        (&stream).write_all(&resync).unwrap();
+        let n = match reader.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => panic!("reading the guest's channel: {e}"),
+        };
         assert!(n > 0, "the guest closed its channel before saying Hello");
         dec.push(&buf[..n]);
+        // What a serial line carried before the tether set it raw is not a frame (its echo
+        // of bytes the host sent early): as the appliance does, read from the Hello on.
+        if !dec.skip_to_hello(&mut Vec::new()) {
+            continue;
+        }
         while let Some(frame) = dec.next_frame().expect("a frame") {
             if frame.kind == FrameKind::Control {
                 let msg: GuestMsg = frame.parse_control().expect("a guest message");

@@ -431,7 +431,11 @@ impl Containers {
         });
         // Recorded as ended first: the reaper leaves a VM alone while its container runs.
         let (me, vm) = (self.clone(), id.clone());
-        tokio::spawn(async move { me.reap_vm(&vm, grace).await });
+        let run = rec
+            .as_ref()
+            .map(|r| r.state.start_count)
+            .unwrap_or_default();
+        tokio::spawn(async move { me.reap_vm(&vm, grace, run).await });
         let _ = live.output.send(Output::Eof);
         live.exits.send_modify(|(n, c)| {
             *n += 1;

@@ -207,6 +207,8 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
 
 /// What every `Hello` control frame's payload starts with (serde writes the tag first).
 const HELLO_PREFIX: &[u8] = br#"{"type":"hello""#;
+/// What a `Resync` control frame's payload starts with.
+const RESYNC_PREFIX: &[u8] = br#"{"type":"resync""#;
 
 /// Incremental decoder: push bytes as they arrive, pull whole frames out.
 ///
@@ -257,19 +259,30 @@ impl FrameDecoder {
     /// dropped is appended to `skipped` (a tether older than [`RESUME_VERSION`] cannot resend
     /// it, so its host makes what it can of it).
     pub fn skip_to_hello(&mut self, skipped: &mut Vec<u8>) -> bool {
+        self.skip_to(HELLO_PREFIX, skipped)
+    }
+
+    /// Drops everything before the first `Resync` frame and returns true once one is at the
+    /// front: where a guest on a serial line, which has no hang-up, finds a new host's first
+    /// whole frame (what came before may be the tail of a frame the line cut).
+    pub fn skip_to_resync(&mut self) -> bool {
+        self.skip_to(RESYNC_PREFIX, &mut Vec::new())
+    }
+
+    fn skip_to(&mut self, prefix: &[u8], skipped: &mut Vec<u8>) -> bool {
         let at = self
             .pending()
-            .windows(HEADER_LEN + HELLO_PREFIX.len())
+            .windows(HEADER_LEN + prefix.len())
             .position(|w| {
                 w[0] == FrameKind::Control as u8
                     && w[1..5] == MAIN_SESSION.to_be_bytes()
                     && u32::from_be_bytes([w[5], w[6], w[7], w[8]]) as usize <= MAX_PAYLOAD
-                    && &w[HEADER_LEN..] == HELLO_PREFIX
+                    && &w[HEADER_LEN..] == prefix
             });
         let (cut, found) = match at {
             Some(at) => (at, true),
             None => {
-                let keep = HEADER_LEN + HELLO_PREFIX.len() - 1;
+                let keep = HEADER_LEN + prefix.len() - 1;
                 (self.buffered().saturating_sub(keep), false)
             }
         };

@@ -97,6 +97,35 @@ fn a_host_taking_over_skips_to_hello() {
 }
 
 #[test]
+fn a_serial_line_is_read_from_the_first_resync_on() {
+    let resync = Frame::control(&HostMsg::Resync);
+    let setup = Frame::control(&HostMsg::Ping { seq: 3 });
+    // The tail of a Resync the UART's FIFO lost the start of, then whole frames.
+    let whole = encode(&resync);
+    let mut wire = whole[whole.len() - 10..].to_vec();
+    encode_into(&resync, &mut wire);
+    encode_into(&setup, &mut wire);
+    for chunk in [1, 2, 5, 64] {
+        let mut dec = FrameDecoder::new();
+        let (mut synced, mut got) = (false, Vec::new());
+        for piece in wire.chunks(chunk) {
+            dec.push(piece);
+            synced = synced || dec.skip_to_resync();
+            if synced {
+                while let Some(f) = dec.next_frame().unwrap() {
+                    got.push(f);
+                }
+            }
+        }
+        assert_eq!(
+            got,
+            vec![resync.clone(), setup.clone()],
+            "chunk size {chunk}"
+        );
+    }
+}
+
+#[test]
 fn oversized_and_unknown_frames_are_errors() {
     let mut dec = FrameDecoder::new();
     dec.push(&[9, 0, 0, 0, 0, 0, 0, 0, 0]);

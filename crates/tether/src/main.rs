@@ -1,7 +1,8 @@
 //! tether: PID 1 inside every container VM.
 //!
 //! It mounts the initramfs' API filesystems, finds the virtio-serial port named
-//! [`tether_proto::PORT_NAME`], says `Hello`, and then serves the host: `Setup` mounts the
+//! [`tether_proto::PORT_NAME`] (or opens the serial line `vic.channel=` names: `uart.rs`), says
+//! `Hello`, and then serves the host: `Setup` mounts the
 //! container's root disk and confines it (`confine.rs`: /dev, tmpfs, masked paths, read-only
 //! root, sysctls, pids cgroup), `Spawn` runs processes in it (own mount namespace and root,
 //! user, groups, capabilities, rlimits, cwd, env, pty or pipes),
@@ -40,6 +41,7 @@ mod stdio;
 mod sys;
 mod syscall;
 mod tarball;
+mod uart;
 mod user;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -122,14 +124,24 @@ fn main() {
     if std::process::id() != 1 {
         log!("not running as PID 1; orphans will not be reaped here");
     }
-    let path = loop {
-        match port::find(Duration::from_secs(10)) {
-            Ok(p) => break p,
-            Err(e) => log!("{e}; still looking"),
+    let cmdline = sys
+        .read_to_string(std::path::Path::new("/proc/cmdline"))
+        .unwrap_or_default();
+    let uart = uart::from_cmdline(&cmdline);
+    let path = match &uart {
+        Some(p) => {
+            log!("the channel is the serial line {}", p.display());
+            p.clone()
         }
+        None => loop {
+            match port::find(Duration::from_secs(10)) {
+                Ok(p) => break p,
+                Err(e) => log!("{e}; still looking"),
+            }
+        },
     };
     let (mut reader, out) = loop {
-        match port::connect(&path) {
+        match port::connect(&path, uart.is_some()) {
             Ok(c) => break c,
             Err(e) => {
                 log!("opening {} failed: {e}", path.display());
@@ -163,7 +175,7 @@ fn main() {
     };
     let sessions = Sessions::new(sys.clone(), reaper, out.clone(), on_main_exit);
     let transfers = Transfers::new(out.clone());
-    watch_power_button(&out, &sessions);
+    watch_power_button(&sys, &out, &sessions, &mounted);
     hello(&*sys, &out, &sessions, &mounted);
     loop {
         let frame = match reader.next() {
@@ -195,9 +207,16 @@ fn main() {
     }
 }
 
-/// Passes each press of the VM's power button on to the host, which stops the container.
-fn watch_power_button(out: &Writer, sessions: &Arc<Sessions>) {
-    let (out, sessions) = (out.clone(), sessions.clone());
+/// Passes each press of the VM's power button on to the host, which stops the container;
+/// with no process running, powers the VM off, as any system does.
+fn watch_power_button(
+    sys: &Arc<dyn Syscall>,
+    out: &Writer,
+    sessions: &Arc<Sessions>,
+    mounted: &Arc<Mutex<Option<Arc<Mounted>>>>,
+) {
+    let (sys, out, sessions, mounted) =
+        (sys.clone(), out.clone(), sessions.clone(), mounted.clone());
     let watcher = move || {
         let pressed = || {
             if sessions.running().contains(&MAIN_SESSION) {
@@ -205,7 +224,8 @@ fn watch_power_button(out: &Writer, sessions: &Arc<Sessions>) {
                 let by = "the VM's power button (ACPI)".to_string();
                 out.msg(&GuestMsg::ShutdownAsked { by });
             } else {
-                log!("the power button was pressed while no process runs: nothing to stop");
+                log!("the power button was pressed while no process runs: powering off");
+                power_off(&*sys, &mounted);
             }
         };
         if let Err(e) = power_button::watch(pressed) {

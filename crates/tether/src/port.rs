@@ -1,5 +1,6 @@
-//! The virtio-serial port that carries the tether protocol: finding it, reading frames from it
-//! (surviving the host going away and coming back) and writing frames to it from many threads.
+//! The port that carries the tether protocol (a virtio-serial port, or a serial line: see
+//! `uart.rs`): finding it, reading frames from it (surviving the host going away and coming
+//! back) and writing frames to it from many threads.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -51,7 +52,10 @@ fn scan(dir: &Path) -> io::Result<Option<PathBuf>> {
     Ok(None)
 }
 
-fn open(path: &Path) -> io::Result<File> {
+fn open(path: &Path, uart: bool) -> io::Result<File> {
+    if uart {
+        return crate::uart::open(path);
+    }
     OpenOptions::new().read(true).write(true).open(path)
 }
 
@@ -261,15 +265,21 @@ pub enum Event {
 /// The receiving half, owned by the main loop.
 pub struct Reader {
     path: PathBuf,
+    /// A serial line: no hang-ups, read from a `Resync` on, and a frame left half written
+    /// dropped after silence.
+    uart: bool,
+    /// On a serial line: a `Resync` has put the reader in step with the host's frames.
+    synced: bool,
     file: File,
     writer: Writer,
     decoder: FrameDecoder,
     buf: Vec<u8>,
 }
 
-/// Opens the port at `path`, returning its reading and writing halves.
-pub fn connect(path: &Path) -> io::Result<(Reader, Writer)> {
-    let file = open(path)?;
+/// Opens the port at `path` (a serial line when `uart`), returning its reading and writing
+/// halves.
+pub fn connect(path: &Path, uart: bool) -> io::Result<(Reader, Writer)> {
+    let file = open(path, uart)?;
     let writer = Writer {
         shared: Arc::new(Mutex::new(Shared {
             file: file.try_clone()?,
@@ -279,6 +289,8 @@ pub fn connect(path: &Path) -> io::Result<(Reader, Writer)> {
     };
     let reader = Reader {
         path: path.to_path_buf(),
+        uart,
+        synced: false,
         file,
         writer: writer.clone(),
         decoder: FrameDecoder::new(),
@@ -293,13 +305,29 @@ impl Reader {
     pub fn next(&mut self) -> Event {
         let mut errors = 0u32;
         loop {
-            match self.decoder.next_frame() {
-                Ok(Some(f)) => return Event::Frame(f),
-                Ok(None) => {}
-                Err(e) => {
-                    crate::log!("dropping undecodable input from the host: {e}");
-                    self.decoder = FrameDecoder::new();
+            if self.uart && !self.synced && self.decoder.skip_to_resync() {
+                self.synced = true;
+            }
+            if self.synced || !self.uart {
+                match self.decoder.next_frame() {
+                    Ok(Some(f)) => return Event::Frame(f),
+                    Ok(None) => {}
+                    Err(e) => {
+                        crate::log!("dropping undecodable input from the host: {e}");
+                        self.unsync();
+                    }
                 }
+            }
+            if self.uart
+                && self.decoder.buffered() > 0
+                && !crate::uart::readable_within(&self.file, crate::uart::STALE_PARTIAL)
+            {
+                crate::log!(
+                    "dropping {} bytes the serial line stopped in",
+                    self.decoder.buffered()
+                );
+                self.unsync();
+                continue;
             }
             match self.file.read(&mut self.buf) {
                 Ok(0) => {
@@ -323,6 +351,15 @@ impl Reader {
                 }
             }
         }
+    }
+
+    /// Starts afresh; on a serial line, reads nothing more until the host's next `Resync`.
+    fn unsync(&mut self) {
+        self.decoder = FrameDecoder::new();
+        if self.uart && self.synced {
+            crate::log!("waiting for the host's Resync on the serial line");
+        }
+        self.synced = false;
     }
 
     /// Waits until the host side is connected again (virtio-serial reports POLLHUP meanwhile).
@@ -356,7 +393,7 @@ impl Reader {
             if let Ok(p) = File::open("/dev/null") {
                 self.file = p;
             }
-            match open(&self.path).and_then(|f| Ok((f.try_clone()?, f))) {
+            match open(&self.path, self.uart).and_then(|f| Ok((f.try_clone()?, f))) {
                 Ok((w, r)) => {
                     shared.file = w;
                     self.file = r;

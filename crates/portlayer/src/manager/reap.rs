@@ -13,18 +13,20 @@ use crate::container::Status;
 use crate::guest::session::POWER_OFF_GRACE;
 
 impl Containers {
-    /// Powers off container `id`'s VM once its run has ended: after `grace` if the guest has
-    /// not done so itself, unless the container was started again meanwhile. It waits for
-    /// the container's operations (a start, a VM booted to copy files): a VM they power on
-    /// is theirs, not the ended run's.
-    pub(super) async fn reap_vm(&self, id: &str, grace: Duration) {
+    /// Powers off container `id`'s VM once its run `run` (its start count) has ended: after
+    /// `grace` if the guest has not done so itself, unless the container was started again
+    /// meanwhile (a VM powered on from vSphere and taken as a start is the next run's, even
+    /// if that run has ended too: its own reaper sees to it). It waits for the container's
+    /// operations (a start, a VM booted to copy files): a VM they power on is theirs, not the
+    /// ended run's.
+    pub(super) async fn reap_vm(&self, id: &str, grace: Duration, run: u64) {
         if !grace.is_zero() {
             tokio::time::sleep(grace).await;
         }
         let Some(live) = self.live(id) else { return };
         let _op = live.op.lock().await;
         let Ok(rec) = self.get(id) else { return };
-        if rec.state.status == Status::Running {
+        if rec.state.status == Status::Running || rec.state.start_count != run {
             return; // a new run has the VM
         }
         if self.inner.backend.power_state(id).await != PowerState::On {

@@ -28,18 +28,30 @@ pub async fn empty_and_destroy(client: &Client, pool: &MoRef) -> anyhow::Result<
         .with_context(|| format!("removing the VCH's pool {}", pool.value))
 }
 
+/// Powers `vm` off and destroys it. A VM powered on again in between (a container the
+/// still-running appliance restarts by its restart policy) is powered off again, a few times.
 async fn remove_vm(client: &Client, vm: &MoRef) -> anyhow::Result<()> {
-    if client.power_state(vm).await? == PowerState::PoweredOn {
-        match client.power_off(vm, TASK).await {
-            Ok(()) => {}
-            Err(e) if e.fault() == Some("InvalidPowerState") => {}
-            Err(e) => return Err(e).with_context(|| format!("powering off {}", vm.value)),
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        if client.power_state(vm).await? == PowerState::PoweredOn {
+            match client.power_off(vm, TASK).await {
+                Ok(()) => {}
+                Err(e) if e.fault() == Some("InvalidPowerState") => {}
+                Err(e) => return Err(e).with_context(|| format!("powering off {}", vm.value)),
+            }
+        }
+        match client.destroy(vm, TASK).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.fault() == Some("InvalidPowerState") && tries < 3 => {
+                info(format!(
+                    "{} was powered on again: powering it off",
+                    vm.value
+                ));
+            }
+            Err(e) => return Err(e).with_context(|| format!("removing the VM {}", vm.value)),
         }
     }
-    client
-        .destroy(vm, TASK)
-        .await
-        .with_context(|| format!("removing the VM {}", vm.value))
 }
 
 /// Removes the VCH: container VMs first, then the appliance VM, the pool, the directory.
