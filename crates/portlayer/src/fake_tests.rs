@@ -304,8 +304,15 @@ async fn stop_sends_the_stop_signal_and_kill_needs_a_running_container() {
         c.start("sig").await,
         Err(Error::AlreadyRunning(_))
     ));
+    let mut events = c.events().subscribe();
     assert!(c.stop("sig", Some(5), None).await.unwrap());
     assert_eq!(c.get("sig").unwrap().state.exit_code, 128 + 10);
+    // As dockerd says it: the signal, the run's end, the stop.
+    let mut seen = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        seen.push(e.action);
+    }
+    assert_eq!(seen, ["kill", "die", "stop"]);
     assert!(
         !c.stop("sig", Some(5), None).await.unwrap(),
         "stopping a stopped container is a no-op"

@@ -437,12 +437,15 @@ impl Containers {
             .unwrap_or_default();
         tokio::spawn(async move { me.reap_vm(&vm, grace, run).await });
         let _ = live.output.send(Output::Eof);
+        // `die` before the run counts as ended: a stop waiting for it says `stop` after.
+        if let Ok(rec) = &rec {
+            self.publish("die", rec, &[("exitCode", code.to_string())]);
+        }
         live.exits.send_modify(|(n, c)| {
             *n += 1;
             *c = code;
         });
         let Ok(rec) = rec else { return };
-        self.publish("die", &rec, &[("exitCode", code.to_string())]);
         self.network_events("disconnect", &rec);
         self.after_exit(&rec);
         if rec.spec.auto_remove {

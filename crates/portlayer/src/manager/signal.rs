@@ -66,7 +66,8 @@ impl Containers {
     }
 
     /// Stops the container: its stop signal, then SIGKILL after `timeout`, then a hard power
-    /// off. Returns `Ok(false)` when it was not running.
+    /// off. Returns `Ok(false)` when it was not running. As dockerd, `docker events` shows a
+    /// `kill` for each signal, the run's `die`, then `stop`.
     pub async fn stop(
         &self,
         key: &str,
@@ -93,18 +94,28 @@ impl Containers {
         let before = exits.borrow().0;
         // A guest that does not read its channel gets no grace.
         if live.control().and_then(|c| c.signal(sig)).is_ok() {
+            self.publish("kill", &rec, &[("signal", sig.to_string())]);
             let grace = if secs < 0 {
                 Duration::from_secs(3600 * 24)
             } else {
                 Duration::from_secs(secs as u64)
             };
             if ended(&exits, before, grace).await {
+                self.publish_stopped(&rec.id);
                 return Ok(true);
             }
             tracing::info!(id = %rec.id, "container did not stop within {secs} s of {sig_name}: killing it");
         }
+        self.publish("kill", &rec, &[("signal", "9".into())]);
         self.end_run(&rec.id, &live, &exits, before).await?;
+        self.publish_stopped(&rec.id);
         Ok(true)
+    }
+
+    fn publish_stopped(&self, id: &str) {
+        if let Ok(rec) = self.get(id) {
+            self.publish("stop", &rec, &[]);
+        }
     }
 
     /// Follows the shutdowns a container's guest passes on (its VM's power button, VMware
