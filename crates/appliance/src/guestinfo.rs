@@ -14,8 +14,11 @@ use anyhow::{bail, Context};
 use vch_config::guestinfo::{self as gi, Key};
 use vch_config::{ApplianceConfig, BackendConfig};
 
-/// The longest guestinfo value read (the document with its certificates is a few KiB).
+/// The longest guestinfo value read (the document with its certificates is a few KiB); it is
+/// also the most that `backend_local::cmd` reads of a command's output.
 const MAX_VALUE: usize = 1 << 20;
+/// How long VMware Tools may take to answer.
+const RPCTOOL_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn env_name(key: &str) -> String {
     format!("VMX_{}", key.to_ascii_uppercase().replace('.', "_"))
@@ -32,16 +35,19 @@ fn get(key: &str) -> anyhow::Result<Option<String>> {
         }
         return Ok(Some(v));
     }
-    let out = match std::process::Command::new("vmware-rpctool")
-        .arg(format!("info-get {key}"))
-        .stdin(std::process::Stdio::null())
-        .output()
-    {
+    // Bounded as every command the appliance runs: in time, and in what is read of it (a
+    // value as long as the bound is taken as cut off).
+    let mut rpctool = std::process::Command::new("vmware-rpctool");
+    rpctool.arg(format!("info-get {key}"));
+    let out = match backend_local::cmd::output_within(&mut rpctool, RPCTOOL_LIMIT) {
         Ok(out) => out,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).context("running vmware-rpctool"),
     };
-    if !out.status.success() || out.stdout.len() > MAX_VALUE {
+    if out.stdout.len() >= MAX_VALUE {
+        bail!("{key} is {MAX_VALUE} bytes or longer");
+    }
+    if !out.status.success() {
         return Ok(None);
     }
     Ok(Some(
