@@ -257,8 +257,9 @@ fn guest_shutdown_and_reset(sim: &Vcsim, env: &Path, trapper_vm: &str, sleeper_v
 #[ignore = "needs vcsim, govc, QEMU, the test registry and the docker CLI: make test runs it"]
 fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() {
     let sim = Vcsim::start_with_guests(false);
-    // The operator's port group for a container network.
+    // The operator's port groups for container networks.
     sim.govc(&["dvs.portgroup.add", "-dvs", "DVS0", "routable"]);
+    sim.govc(&["dvs.portgroup.add", "-dvs", "DVS0", "labs"]);
     let before = inventory(&sim);
     let certs = tempfile::tempdir().unwrap();
     let cert_path = certs.path().join("vch1");
@@ -489,6 +490,37 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
         "{}{}",
         stderr(&o),
         sim.guest_logs(60)
+    );
+    // configure adds a container network on an existing port group, and refuses one that is
+    // not there, changing nothing.
+    let o = machine(
+        &sim,
+        "configure",
+        &[
+            "--container-network",
+            "labs:lab",
+            "--container-network-gateway",
+            "labs:10.10.0.1/24",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = docker(&env, &["network", "ls", "--format", "{{.Name}}"]);
+    assert!(stdout(&o).lines().any(|l| l == "lab"), "{}", stdout(&o));
+    let o = machine(
+        &sim,
+        "configure",
+        &[
+            "--container-network",
+            "nowhere:x",
+            "--container-network-gateway",
+            "nowhere:10.11.0.1/24",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("network 'nowhere' not found: nothing was changed"),
+        "{}",
+        stderr(&o)
     );
     // debug: the log level, changed as configure changes settings.
     let o = machine(&sim, "debug", &["--debug", "2"]);

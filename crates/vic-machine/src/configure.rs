@@ -47,7 +47,11 @@ pub fn configure(layout: &Layout, opts: &ConfigureOptions<'_>) -> anyhow::Result
     let _progress = progress::begin(layout, "Configure", "configure")?;
     let mut new = old.clone();
     new.settings = opts.settings.apply(&old.settings)?;
-    new.container_networks = container_networks::add(&old.container_networks, &given)?;
+    new.container_networks = container_networks::add(
+        &old.container_networks,
+        &given,
+        vch_config::Sources::HostBridges,
+    )?;
     let added = &new.container_networks[old.container_networks.len()..];
     check_bridges(&IpBridges::default(), added)?;
     let mut writes = Writes::default();

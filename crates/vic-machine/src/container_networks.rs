@@ -209,6 +209,7 @@ impl ContainerNetworkArgs {
 pub fn add(
     has: &[ContainerNetwork],
     given: &[ContainerNetwork],
+    sources: Sources,
 ) -> anyhow::Result<Vec<ContainerNetwork>> {
     let mut all = has.to_vec();
     for g in given {
@@ -225,7 +226,7 @@ pub fn add(
             None => all.push(g.clone()),
         }
     }
-    check_container_networks(&all, Sources::HostBridges)?;
+    check_container_networks(&all, sources)?;
     Ok(all)
 }
 

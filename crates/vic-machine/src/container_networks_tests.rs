@@ -203,7 +203,7 @@ fn the_checks_of_vch_config_are_shown_as_they_are() {
 fn configure_keeps_a_network_given_as_it_is_and_adds_a_new_one() {
     let has = vec![routable()];
     assert_eq!(
-        add(&has, &[routable()]).unwrap(),
+        add(&has, &[routable()], Sources::HostBridges).unwrap(),
         has,
         "identical: no change"
     );
@@ -213,7 +213,7 @@ fn configure_keeps_a_network_given_as_it_is_and_adds_a_new_one() {
         ..routable()
     };
     assert_eq!(
-        add(&has, &[routable(), lab.clone()]).unwrap(),
+        add(&has, &[routable(), lab.clone()], Sources::HostBridges).unwrap(),
         [routable(), lab]
     );
 }
@@ -236,7 +236,12 @@ fn configure_refuses_to_change_a_network_the_vch_has() {
         ..routable()
     };
     for given in [other_firewall, other_alias, other_bridge] {
-        assert_eq!(add(&has, &[given]).unwrap_err().to_string(), want);
+        assert_eq!(
+            add(&has, &[given], Sources::HostBridges)
+                .unwrap_err()
+                .to_string(),
+            want
+        );
     }
 }
 

@@ -58,10 +58,23 @@ fn strings(a: Vec<OsString>) -> Vec<String> {
 }
 
 /// A stand-in appliance binary: a script that prints `help`.
+/// A stand-in `vic-appliance` printing `help`. Written by a child process: a file this test
+/// process held open for writing could leak into a child another test forks meanwhile, and
+/// running it would then fail with "Text file busy".
 fn binary(dir: &Path, help: &str) -> PathBuf {
     let exe = dir.join("vic-appliance");
-    std::fs::write(&exe, format!("#!/bin/sh\necho '{help}'\n")).unwrap();
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = format!("#!/bin/sh\necho '{help}'\n");
+    let written = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "printf '%s' \"$1\" > \"$2\" && chmod 755 \"$2\"",
+            "sh",
+        ])
+        .arg(&script)
+        .arg(&exe)
+        .status()
+        .unwrap();
+    assert!(written.success());
     exe
 }
 

@@ -203,7 +203,6 @@ impl ConfigureArgs {
         let tls = TlsOptions::from(self.tls);
         let not_yet = [
             ("TLS changes", tls.any()),
-            ("--container-network", self.container_networks.any()),
             ("--volume-store", !self.settings.volume_stores.is_empty()),
             ("--bind-path", !self.settings.bind_paths.is_empty()),
             ("--rollback", self.rollback),
@@ -217,7 +216,10 @@ impl ConfigureArgs {
             target,
             thumbprint,
             &self.common.name,
-            vsphere::Change::Settings(&self.settings),
+            vsphere::Change::Settings {
+                settings: &self.settings,
+                networks: self.container_networks.on_vsphere()?,
+            },
             self.timeout,
         )
     }

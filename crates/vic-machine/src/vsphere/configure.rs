@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use vch_config::guestinfo as gi;
+use vch_config::{ContainerNetwork, Sources};
 use vim25::Client;
 
 use super::found::Found;
@@ -17,8 +18,11 @@ const TASK: Duration = Duration::from_secs(120);
 
 /// What a configure on vSphere changes.
 pub enum Change<'a> {
-    /// `configure`'s settings.
-    Settings(&'a crate::settings::SettingsArgs),
+    /// `configure`'s settings, and container networks to add (their port groups).
+    Settings {
+        settings: &'a crate::settings::SettingsArgs,
+        networks: Vec<ContainerNetwork>,
+    },
     /// `debug`'s log level.
     Debug(u8),
 }
@@ -38,8 +42,14 @@ pub async fn configure(
         );
     };
     let mut doc = doc.clone();
+    let mut nets = doc.networks.clone();
     let new = match change {
-        Change::Settings(settings) => settings.apply(&doc.settings)?,
+        Change::Settings { settings, networks } => {
+            if !networks.is_empty() {
+                nets = add_networks(client, found, &doc, &networks).await?;
+            }
+            settings.apply(&doc.settings)?
+        }
         Change::Debug(level) => {
             info(format!(
                 "Debug level: {} -> {level} ({})",
@@ -51,11 +61,15 @@ pub async fn configure(
             new
         }
     };
-    if new == doc.settings {
+    if new == doc.settings && nets == doc.networks {
         info("Nothing to change");
         return Ok(());
     }
+    for change in crate::container_networks::changes(&doc.networks, &nets) {
+        info(change);
+    }
     doc.settings = new;
+    doc.networks = nets;
     doc.check().context("the new configuration")?;
     info("Updating the appliance VM's configuration");
     client
@@ -80,6 +94,37 @@ pub async fn configure(
     wait_listening(doc.listen, timeout).await?;
     info("Completed successfully");
     Ok(())
+}
+
+/// The VCH's container networks with `given` added, their port groups found on the target
+/// and none of them the bridge network.
+async fn add_networks(
+    client: &Client,
+    found: &Found,
+    doc: &vch_config::ApplianceConfig,
+    given: &[ContainerNetwork],
+) -> anyhow::Result<Vec<ContainerNetwork>> {
+    let all = crate::container_networks::add(&doc.networks, given, Sources::PortGroups)?;
+    let (networks, _) = super::validate::network_names(client, &found.datacenter).await?;
+    let bridge = match &doc.backend {
+        vch_config::BackendConfig::Vsphere(b) => b.bridge_network.clone(),
+        vch_config::BackendConfig::Local { .. } => None,
+    };
+    for n in given {
+        if !networks.contains(&n.source) {
+            bail!(
+                "Error checking network for --container-network: network '{}' not found: nothing was changed",
+                n.source
+            );
+        }
+        if bridge.as_ref() == Some(&n.source) {
+            bail!(
+                "the bridge network must not be shared with another network role - container also uses {:?}: nothing was changed",
+                n.source
+            );
+        }
+    }
+    Ok(all)
 }
 
 /// Waits until the Docker API's port takes connections (on vcsim the appliance is on this

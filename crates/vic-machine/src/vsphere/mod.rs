@@ -333,7 +333,7 @@ pub fn configure(
 ) -> anyhow::Result<()> {
     block_on(async {
         info(match change {
-            configure::Change::Settings(_) => "### Configuring VCH ####",
+            configure::Change::Settings { .. } => "### Configuring VCH ####",
             configure::Change::Debug(_) => "### Configuring VCH for debug ####",
         });
         let client = connect(target, thumbprint).await?;

@@ -85,6 +85,29 @@ async fn named(
     Ok(out)
 }
 
+/// The names of `datacenter`'s networks, and of those that are distributed port groups or
+/// opaque networks, sorted.
+pub async fn network_names(
+    client: &Client,
+    datacenter: &MoRef,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let mut networks: Vec<String> = Vec::new();
+    let mut port_groups: Vec<String> = Vec::new();
+    for kind in ["Network", "DistributedVirtualPortgroup", "OpaqueNetwork"] {
+        for (name, _) in named(client, datacenter, kind).await? {
+            if kind != "Network" && !port_groups.contains(&name) {
+                port_groups.push(name.clone());
+            }
+            if !networks.contains(&name) {
+                networks.push(name);
+            }
+        }
+    }
+    networks.sort();
+    port_groups.sort();
+    Ok((networks, port_groups))
+}
+
 /// Finds everything `wanted` names; the problems when anything is missing.
 pub async fn validate(
     client: &Client,
@@ -145,20 +168,7 @@ pub async fn validate(
             Err(p) => problems.push(p),
         }
     }
-    let mut networks: Vec<String> = Vec::new();
-    let mut port_groups: Vec<String> = Vec::new();
-    for kind in ["Network", "DistributedVirtualPortgroup", "OpaqueNetwork"] {
-        for (name, _) in named(client, &datacenter, kind).await? {
-            if kind != "Network" && !port_groups.contains(&name) {
-                port_groups.push(name.clone());
-            }
-            if !networks.contains(&name) {
-                networks.push(name);
-            }
-        }
-    }
-    networks.sort();
-    port_groups.sort();
+    let (networks, port_groups) = network_names(client, &datacenter).await?;
     let vcenter = client.content().is_vcenter();
     let public = wanted
         .public_network
