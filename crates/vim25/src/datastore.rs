@@ -163,6 +163,24 @@ impl Client {
         self.call(&req).await.map(|_| ())
     }
 
+    /// Moves (renames) a file or a directory within datacenter `datacenter`, never over one
+    /// that exists (`FileAlreadyExists`): what makes a thing whole under its name at once.
+    pub async fn move_datastore_file(
+        &self,
+        datacenter: &MoRef,
+        from: &DatastorePath,
+        to: &DatastorePath,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let mut req = Request::new("MoveDatastoreFile_Task", &self.file_manager()?);
+        req.text("sourceName", &from.to_string())
+            .moref("sourceDatacenter", datacenter)
+            .text("destinationName", &to.to_string())
+            .moref("destinationDatacenter", datacenter)
+            .text("force", "false");
+        self.run_task(&req, timeout).await.map(|_| ())
+    }
+
     /// Deletes a file or a directory with all it holds.
     pub async fn delete_datastore_file(
         &self,

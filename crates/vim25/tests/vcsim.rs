@@ -234,6 +234,16 @@ async fn files_go_to_a_datastore_and_come_back() {
         c.download("DC0", &file, 1 << 20, T).await,
         Err(Error::Protocol(_))
     ));
+    // A directory moves whole under another name, never over one that exists.
+    let moved = DatastorePath::new("LocalDS_0", "vic-test/moved");
+    c.move_datastore_file(&dc, &dir, &moved, T).await.unwrap();
+    let listed = sim.govc(&["datastore.ls", "-ds", "LocalDS_0", "vic-test/moved"]);
+    assert_eq!(listed.trim(), "blob.bin");
+    c.make_directory(&dc, &dir).await.unwrap();
+    let e = (c.move_datastore_file(&dc, &moved, &dir, T).await).unwrap_err();
+    assert_eq!(e.fault(), Some("FileAlreadyExists"), "{e}");
+    let file = DatastorePath::new("LocalDS_0", "vic-test/moved/blob.bin");
+    assert_eq!(c.download("DC0", &file, 8 << 20, T).await.unwrap(), data);
     c.delete_datastore_file(&dc, &DatastorePath::new("LocalDS_0", "vic-test"), T)
         .await
         .unwrap();
