@@ -48,6 +48,7 @@ mod snapshot;
 mod tls;
 mod upgrade;
 mod vsphere;
+mod vsphere_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -193,34 +194,6 @@ impl ConfigureArgs {
                 networks: &self.container_networks,
                 timeout: self.timeout,
             },
-        )
-    }
-}
-
-impl ConfigureArgs {
-    /// On vSphere: settings only; what else configure changes is refused before anything is.
-    fn run_vsphere(self, target: &vsphere::Target) -> anyhow::Result<()> {
-        let tls = TlsOptions::from(self.tls);
-        let not_yet = [
-            ("TLS changes", tls.any()),
-            ("--volume-store", !self.settings.volume_stores.is_empty()),
-            ("--bind-path", !self.settings.bind_paths.is_empty()),
-            ("--rollback", self.rollback),
-            ("--reset-progress", self.reset_progress),
-        ];
-        if let Some((what, _)) = not_yet.iter().find(|(_, given)| *given) {
-            anyhow::bail!("{what} on a vSphere target is not implemented yet: nothing was changed");
-        }
-        let thumbprint = self.common.credentials.thumbprint.as_deref();
-        vsphere::configure(
-            target,
-            thumbprint,
-            &self.common.name,
-            vsphere::Change::Settings {
-                settings: &self.settings,
-                networks: self.container_networks.on_vsphere()?,
-            },
-            self.timeout,
         )
     }
 }
@@ -388,6 +361,9 @@ fn layout(common: Common) -> anyhow::Result<Layout> {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Create(args) => {
+            if let Place::Vsphere(target) = place(&args.common.target, &args.common.credentials)? {
+                return args.run_vsphere(&target);
+            }
             let CreateArgs {
                 common,
                 image_store,
@@ -400,39 +376,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 container_networks,
                 vsphere,
             } = *args;
-            if let Place::Vsphere(target) = place(&common.target, &common.credentials)? {
-                layout::validate_name(&common.name)?;
-                let networks = container_networks.on_vsphere()?;
-                let wanted = vsphere.wanted(
-                    &common.name,
-                    &target,
-                    image_store.as_deref(),
-                    &settings,
-                    &networks,
-                )?;
-                let thumbprint = common.credentials.thumbprint.as_deref();
-                let tls = TlsOptions::from(tls);
-                tls.check()?;
-                let not_yet = [
-                    ("--volume-store", !settings.volume_stores.is_empty()),
-                    ("--bind-path", !settings.bind_paths.is_empty()),
-                    ("--port", port.is_some()),
-                    ("--bootstrap-dir", bootstrap_dir.is_some()),
-                ]
-                .into_iter()
-                .filter_map(|(flag, given)| given.then_some(flag))
-                .collect();
-                let mut applied = settings.apply(&settings::Settings::default())?;
-                applied.bridge_network_range = bridge_network_range;
-                let opts = vsphere::CreateOptions {
-                    settings: applied,
-                    tls: tls::plan(&tls, &common.name)?,
-                    timeout,
-                    not_yet,
-                    networks,
-                };
-                return vsphere::create(&target, thumbprint, &common.name, &wanted, &opts);
-            }
             vsphere.refuse_on_local()?;
             let layout = layout(common)?;
             let tls = TlsOptions::from(tls);

@@ -1,0 +1,82 @@
+//! The vSphere paths of vic-machine's commands: which flags apply there, and what is refused
+//! before anything is made or changed.
+
+use super::*;
+
+impl CreateArgs {
+    /// `create` on a vSphere target.
+    pub(super) fn run_vsphere(self, target: &vsphere::Target) -> anyhow::Result<()> {
+        let CreateArgs {
+            common,
+            image_store,
+            settings,
+            tls,
+            timeout,
+            port,
+            bootstrap_dir,
+            bridge_network_range,
+            container_networks,
+            vsphere,
+        } = self;
+        layout::validate_name(&common.name)?;
+        let networks = container_networks.on_vsphere()?;
+        let wanted = vsphere.wanted(
+            &common.name,
+            target,
+            image_store.as_deref(),
+            &settings,
+            &networks,
+        )?;
+        let thumbprint = common.credentials.thumbprint.as_deref();
+        let tls = TlsOptions::from(tls);
+        tls.check()?;
+        let not_yet = [
+            ("--volume-store", !settings.volume_stores.is_empty()),
+            ("--bind-path", !settings.bind_paths.is_empty()),
+            ("--port", port.is_some()),
+            ("--bootstrap-dir", bootstrap_dir.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, given)| given.then_some(flag))
+        .collect();
+        let mut applied = settings.apply(&settings::Settings::default())?;
+        applied.bridge_network_range = bridge_network_range;
+        let opts = vsphere::CreateOptions {
+            settings: applied,
+            tls: tls::plan(&tls, &common.name)?,
+            timeout,
+            not_yet,
+            networks,
+        };
+        vsphere::create(target, thumbprint, &common.name, &wanted, &opts)
+    }
+}
+
+impl ConfigureArgs {
+    /// `configure` on a vSphere target: settings and container networks; what else configure
+    /// changes is refused before anything is.
+    pub(super) fn run_vsphere(self, target: &vsphere::Target) -> anyhow::Result<()> {
+        let tls = TlsOptions::from(self.tls);
+        let not_yet = [
+            ("TLS changes", tls.any()),
+            ("--volume-store", !self.settings.volume_stores.is_empty()),
+            ("--bind-path", !self.settings.bind_paths.is_empty()),
+            ("--rollback", self.rollback),
+            ("--reset-progress", self.reset_progress),
+        ];
+        if let Some((what, _)) = not_yet.iter().find(|(_, given)| *given) {
+            anyhow::bail!("{what} on a vSphere target is not implemented yet: nothing was changed");
+        }
+        let thumbprint = self.common.credentials.thumbprint.as_deref();
+        vsphere::configure(
+            target,
+            thumbprint,
+            &self.common.name,
+            vsphere::Change::Settings {
+                settings: &self.settings,
+                networks: self.container_networks.on_vsphere()?,
+            },
+            self.timeout,
+        )
+    }
+}
