@@ -324,34 +324,6 @@ async fn stop_sends_the_stop_signal_and_kill_needs_a_running_container() {
 }
 
 #[tokio::test]
-async fn a_shutdown_asked_of_the_vm_stops_the_container_as_the_users_stop() {
-    let (_d, c, _) = setup().await;
-    let mut s = spec("down", &["shut-down"]);
-    s.stop_signal = Some("SIGUSR1".into());
-    s.restart = crate::container::RestartPolicy {
-        kind: crate::container::RestartKind::Always,
-        max_retries: 0,
-    };
-    c.create(s).await.unwrap();
-    c.start("down").await.unwrap();
-    let code = tokio::time::timeout(
-        Duration::from_secs(10),
-        c.wait("down", WaitCondition::NotRunning),
-    )
-    .await
-    .expect("the container stopped")
-    .unwrap();
-    assert_eq!(code, 128 + 10, "its STOPSIGNAL ended it");
-    let rec = c.get("down").unwrap();
-    assert!(rec.state.manually_stopped, "a stop of the user's");
-    // `always` leaves a container the user stopped alone.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let rec = c.get("down").unwrap();
-    assert_eq!(rec.state.status, Status::Exited);
-    assert_eq!(rec.state.restart_count, 0);
-}
-
-#[tokio::test]
 async fn stdin_reaches_the_guest_and_close_ends_it() {
     let (_d, c, _) = setup().await;
     let mut s = spec("cat", &["cat"]);

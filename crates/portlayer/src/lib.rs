@@ -24,6 +24,8 @@ pub mod changes;
 pub mod container;
 pub mod events;
 #[cfg(test)]
+mod fake_stop_tests;
+#[cfg(test)]
 mod fake_tests;
 #[cfg(test)]
 mod fake_volume_tests;

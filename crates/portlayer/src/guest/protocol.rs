@@ -175,6 +175,13 @@ impl Protocol {
     }
 }
 
+/// The frames `raw` holds from its start, up to the first that does not decode.
+pub(crate) fn whole_frames(raw: &[u8]) -> Vec<Frame> {
+    let mut dec = tether_proto::FrameDecoder::new();
+    dec.push(raw);
+    std::iter::from_fn(|| dec.next_frame().ok().flatten()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -376,7 +376,9 @@ async fn drive(
                                 Mode::Reattach { .. } => {
                                     // An older tether cannot resend: keep what whole frames
                                     // arrived before its Hello.
-                                    for f in whole_frames(&std::mem::take(&mut before_hello)) {
+                                    for f in super::protocol::whole_frames(&std::mem::take(
+                                        &mut before_hello,
+                                    )) {
                                         match f.kind {
                                             FrameKind::Stdout if f.session == MAIN_SESSION => {
                                                 sink.output(LogStream::Stdout, &f.payload)
@@ -591,11 +593,4 @@ async fn drive(
             limit.as_secs()
         ))),
     }
-}
-
-/// The frames `raw` holds from its start, up to the first that does not decode.
-fn whole_frames(raw: &[u8]) -> Vec<Frame> {
-    let mut dec = FrameDecoder::new();
-    dec.push(raw);
-    std::iter::from_fn(|| dec.next_frame().ok().flatten()).collect()
 }
