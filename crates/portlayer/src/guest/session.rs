@@ -540,8 +540,9 @@ async fn drive(
                             break 'outer SessionExit::Exited(code);
                         }
                         Ok(GuestMsg::ShutdownAsked { by }) => {
-                            // One at a time: asks while one is handled change nothing.
-                            let _ = ask_tx.try_send(by);
+                            // One at a time: asks while one is handled change nothing. What
+                            // the guest says of it is logged: 80 characters at most.
+                            let _ = ask_tx.try_send(by.chars().take(80).collect());
                         }
                         Ok(other) => tracing::debug!(?other, "tether message ignored"),
                         Err(()) => {}
