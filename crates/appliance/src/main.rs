@@ -137,7 +137,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tracing::info!(images = n, "image metadata written for an earlier version");
         return Ok(());
     }
-    setup::prepare_volume_stores(&config)?;
     let limits = setup::limits(&config)?;
     tracing::info!(
         max_containers = ?limits.max_containers,
@@ -156,6 +155,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .with_budget(storage.clone()),
     );
     let backend = setup::backend(&config, !args.api.bench_no_vm_jail).await?;
+    setup::prepare_volume_stores(&config, backend.store_files().as_ref()).await?;
     tracing::info!(vch = %config.name, backend = %backend.describe(), "appliance starting");
     let events = Arc::new(EventBus::new());
     let (networks, network_pools) = setup::networks(&config)?;

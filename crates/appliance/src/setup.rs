@@ -93,10 +93,14 @@ pub fn storage(config: &ApplianceConfig) -> portlayer::Storage {
     )
 }
 
-/// Makes each volume store's directory (so a bad one stops the appliance at start).
-pub fn prepare_volume_stores(config: &ApplianceConfig) -> anyhow::Result<()> {
+/// Makes each volume store's directory, on the host or on a datastore as the backend keeps
+/// them (so a bad one stops the appliance at start).
+pub async fn prepare_volume_stores(
+    config: &ApplianceConfig,
+    files: &dyn hypervisor::StoreFiles,
+) -> anyhow::Result<()> {
     for v in &config.settings.volume_stores {
-        std::fs::create_dir_all(&v.dir)
+        (files.make_dir(&v.dir).await)
             .with_context(|| format!("creating volume store {} at {}", v.label, v.dir.display()))?;
         tracing::info!(label = v.label, dir = %v.dir.display(), "volume store");
     }
@@ -208,8 +212,8 @@ mod tests {
         assert!(err.contains("reading registry CA"), "{err}");
     }
 
-    #[test]
-    fn volume_stores_are_made_and_container_networks_served() {
+    #[tokio::test]
+    async fn volume_stores_are_made_and_container_networks_served() {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().join("vols/default");
         let mut c = config(Settings {
@@ -219,7 +223,9 @@ mod tests {
             }],
             ..Settings::default()
         });
-        prepare_volume_stores(&c).unwrap();
+        prepare_volume_stores(&c, &hypervisor::LocalFiles)
+            .await
+            .unwrap();
         assert!(dir.is_dir());
         assert_eq!(storage(&c).volume_stores()[0].label, "default");
         c.networks.push(ContainerNetwork {

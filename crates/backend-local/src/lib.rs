@@ -276,6 +276,7 @@ impl Backend for LocalBackend {
         hypervisor::RootDisk {
             device: "/dev/vda".into(),
             fstype: "ext4".into(),
+            data_disks: hypervisor::DataDisks::BySerial,
         }
     }
 
@@ -430,6 +431,10 @@ impl Backend for LocalBackend {
             return Err(BackendError::NoBaseDisk(vm.image_id.clone()));
         }
         self.vms.create(vm, &base, &self.cfg.qemu_img).await
+    }
+
+    fn store_files(&self) -> std::sync::Arc<dyn hypervisor::StoreFiles> {
+        std::sync::Arc::new(hypervisor::LocalFiles)
     }
 
     async fn create_disk(

@@ -173,19 +173,32 @@ impl VsphereBackend {
 
     /// Uploads the base disk built at `local` as `<name>-flat.vmdk`, then its descriptor.
     async fn upload_base(&self, name: &str, local: &Path) -> Result<(), BackendError> {
-        let client = &self.cfg.client;
-        let dc = &self.cfg.datacenter_name;
         let dir = self.image_dir(name);
-        client
+        (self.cfg.client)
             .make_directory(&self.cfg.datacenter, &dir)
             .await
             .map_err(vsphere_err("making the image's directory"))?;
-        let extent = format!("{name}-flat.vmdk");
-        let at = |file: &str| DatastorePath::new(&dir.datastore, &format!("{}/{file}", dir.path));
-        client
-            .upload(dc, local, &at(&extent), UPLOAD_TIMEOUT)
+        let at = DatastorePath::new(&dir.datastore, &format!("{}/{name}.vmdk", dir.path));
+        self.upload_flat(local, &at, &format!("{name}-flat.vmdk"))
             .await
-            .map_err(vsphere_err("uploading the image's disk"))?;
+    }
+
+    /// Uploads the raw disk at `local` as the extent `extent` beside `at`, then `at`, its
+    /// descriptor: a disk whose descriptor is there is whole.
+    async fn upload_flat(
+        &self,
+        local: &Path,
+        at: &DatastorePath,
+        extent: &str,
+    ) -> Result<(), BackendError> {
+        let client = &self.cfg.client;
+        let dc = &self.cfg.datacenter_name;
+        let dir = at.path.rsplit_once('/').map_or("", |(d, _)| d);
+        let extent_at = DatastorePath::new(&at.datastore, &format!("{dir}/{extent}"));
+        client
+            .upload(dc, local, &extent_at, UPLOAD_TIMEOUT)
+            .await
+            .map_err(vsphere_err("uploading a disk"))?;
         let bytes = std::fs::metadata(local)
             .map_err(|source| BackendError::Io {
                 context: format!("reading {}", local.display()),
@@ -193,17 +206,45 @@ impl VsphereBackend {
             })?
             .len();
         let desc = local.with_extension("descriptor");
-        std::fs::write(&desc, descriptor(&extent, bytes, rand::random())).map_err(|source| {
+        std::fs::write(&desc, descriptor(extent, bytes, rand::random())).map_err(|source| {
             BackendError::Io {
                 context: format!("writing {}", desc.display()),
                 source,
             }
         })?;
         let result = client
-            .upload(dc, &desc, &at(&format!("{name}.vmdk")), FILE_TIMEOUT)
+            .upload(dc, &desc, at, FILE_TIMEOUT)
             .await
-            .map_err(vsphere_err("uploading the image's disk descriptor"));
+            .map_err(vsphere_err("uploading a disk's descriptor"));
         let _ = std::fs::remove_file(&desc);
+        result
+    }
+
+    /// A volume's disk at `path` (`[ds] …/disk.vmdk`): built here (ext4, `capacity_mib`,
+    /// holding `seed`), then uploaded as a flat disk (`disk-flat.vmdk` beside it).
+    pub(crate) async fn create_volume_disk(
+        &self,
+        path: &Path,
+        capacity_mib: u64,
+        seed: Option<&Path>,
+    ) -> Result<(), BackendError> {
+        let at = (path.to_str())
+            .and_then(DatastorePath::parse)
+            .filter(|p| p.path.ends_with(".vmdk"))
+            .ok_or_else(|| {
+                BackendError::Failed(format!("{} is not a disk on a datastore", path.display()))
+            })?;
+        let stem = at.path.rsplit('/').next().unwrap_or_default();
+        let stem = stem.trim_end_matches(".vmdk");
+        let work = &self.cfg.work_dir;
+        std::fs::create_dir_all(work).map_err(|source| BackendError::Io {
+            context: format!("creating {}", work.display()),
+            source,
+        })?;
+        let local = work.join(format!("volume-{:016x}.raw", rand::random::<u64>()));
+        ext4_image::create_volume(&self.cfg.mke2fs, &local, capacity_mib, seed).await?;
+        let result = (self.upload_flat(&local, &at, &format!("{stem}-flat.vmdk"))).await;
+        let _ = std::fs::remove_file(&local);
         result
     }
 

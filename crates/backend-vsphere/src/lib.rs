@@ -17,11 +17,14 @@
 //! power state, the inventory, take-over after an appliance restart), images' base disks on
 //! the image datastore and each VM's root disk as a child delta of its image's ([`disks`]).
 //! NICs on the VCH's bridge port group and on container networks' port groups (`nics.rs`).
-//! User networks, volumes and pause answer that they are not implemented on vSphere yet.
+//! Volumes: disks on the datastores of the VCH's volume stores ([`store`]), attached to a
+//! container's VM beside its root disk. User networks and pause answer that they are not
+//! implemented on vSphere yet.
 
 pub mod channels;
 pub mod disks;
 mod nics;
+pub mod store;
 mod vms;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -70,6 +73,7 @@ pub struct VsphereBackend {
     vms: vms::Known,
     images: disks::ImageLocks,
     port_groups: nics::PortGroups,
+    files: std::sync::Arc<store::DatastoreFiles>,
 }
 
 impl VsphereBackend {
@@ -86,7 +90,14 @@ impl VsphereBackend {
                 ),
             }
         }
+        let files = std::sync::Arc::new(store::DatastoreFiles::new(
+            cfg.client.clone(),
+            cfg.datacenter.clone(),
+            cfg.datacenter_name.clone(),
+            cfg.work_dir.clone(),
+        ));
         VsphereBackend {
+            files,
             cfg,
             channels,
             vms: vms::Known::default(),
@@ -125,6 +136,7 @@ impl Backend for VsphereBackend {
         RootDisk {
             device: "/dev/sda".into(),
             fstype: "ext4".into(),
+            data_disks: hypervisor::DataDisks::ByScsiUnit,
         }
     }
 
@@ -185,13 +197,17 @@ impl Backend for VsphereBackend {
         self.create(vm).await
     }
 
+    fn store_files(&self) -> std::sync::Arc<dyn hypervisor::StoreFiles> {
+        self.files.clone()
+    }
+
     async fn create_disk(
         &self,
-        _path: &Path,
-        _capacity_mib: u64,
-        _seed: Option<&Path>,
+        path: &Path,
+        capacity_mib: u64,
+        seed: Option<&Path>,
     ) -> Result<(), BackendError> {
-        Err(not_yet("a volume's disk"))
+        self.create_volume_disk(path, capacity_mib, seed).await
     }
 
     async fn pause(&self, _id: &str) -> Result<(), BackendError> {

@@ -6,12 +6,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use hypervisor::{BackendError, PowerState, PoweredOn, VmConfig, VmExit};
+use hypervisor::{BackendError, DataDisk, PowerState, PoweredOn, VmConfig, VmExit};
 use vim25::datastore::DatastorePath;
-use vim25::devices::Device;
+use vim25::devices::{Device, DiskMode};
 use vim25::updates::{UpdateKind, Watch};
 use vim25::vm::{PowerState as VsPower, VmSpec};
 use vim25::MoRef;
+
+use hypervisor::StoreFiles;
 
 use crate::{not_yet, vsphere_err, VsphereBackend};
 
@@ -49,8 +51,8 @@ impl Known {
 
 impl VsphereBackend {
     pub(crate) async fn create(&self, vm: &VmConfig) -> Result<(), BackendError> {
-        if !vm.disks.is_empty() || !vm.shares.is_empty() {
-            return Err(not_yet("a VM with volumes or bind mounts"));
+        if !vm.shares.is_empty() {
+            return Err(not_yet("a VM with bind mounts"));
         }
         if !vm.host_cpus.is_empty() {
             return Err(not_yet("pinning a VM to host CPUs"));
@@ -62,6 +64,7 @@ impl VsphereBackend {
             )));
         }
         let nics = self.nic_devices(&vm.nics).await?;
+        let volumes = self.volume_devices(&vm.disks).await?;
         let base = self.base_disk(&vm.image_id)?;
         let Some(capacity) = self.base_capacity(&vm.image_id).await? else {
             return Err(BackendError::Failed(format!(
@@ -102,9 +105,11 @@ impl VsphereBackend {
                     capacity_kib: capacity / 1024,
                     parent: Some(base),
                     create: true,
+                    mode: DiskMode::Persistent,
                 },
             ]
             .into_iter()
+            .chain(volumes)
             .chain(nics)
             .collect(),
         };
@@ -122,6 +127,46 @@ impl VsphereBackend {
             },
         );
         Ok(())
+    }
+
+    /// The disks of volumes `disks`, at SCSI units 1… in their order (the guest finds disk
+    /// `i` at [`hypervisor::scsi_unit`]`(i)`): independent of the VM's snapshots, and a
+    /// read-only one's writes dropped at power-off.
+    async fn volume_devices(&self, disks: &[DataDisk]) -> Result<Vec<Device>, BackendError> {
+        if disks.len() > hypervisor::MAX_SCSI_DATA_DISKS {
+            return Err(BackendError::Failed(format!(
+                "a container VM on vSphere takes at most {} volumes ({} asked)",
+                hypervisor::MAX_SCSI_DATA_DISKS,
+                disks.len()
+            )));
+        }
+        let mut out = Vec::new();
+        for d in disks {
+            let path = (d.path.to_str())
+                .and_then(DatastorePath::parse)
+                .ok_or_else(|| {
+                    BackendError::Failed(format!(
+                        "{} is not a disk on a datastore",
+                        d.path.display()
+                    ))
+                })?;
+            let Some(bytes) = self.files.disk_bytes(&d.path).await else {
+                return Err(BackendError::Failed(format!(
+                    "the volume's disk {path} is not there"
+                )));
+            };
+            out.push(Device::Disk {
+                path,
+                capacity_kib: bytes / 1024,
+                parent: None,
+                create: false,
+                mode: match d.readonly {
+                    true => DiskMode::IndependentNonpersistent,
+                    false => DiskMode::IndependentPersistent,
+                },
+            });
+        }
+        Ok(out)
     }
 
     /// The VM of container `id`, from what is known or from the pool's inventory.
@@ -332,6 +377,11 @@ impl VsphereBackend {
         if self.vs_state(&vm).await? != VsPower::PoweredOff {
             self.stop(id, Duration::ZERO).await?;
         }
+        // Destroying a VM deletes every disk it has: volumes are taken off first.
+        (self.cfg.client)
+            .detach_data_disks(&vm.moref, TASK_TIMEOUT)
+            .await
+            .map_err(vsphere_err("taking the volumes off the VM"))?;
         self.cfg
             .client
             .destroy(&vm.moref, TASK_TIMEOUT)

@@ -330,18 +330,20 @@ pub async fn system_df(State(st): State<AppState>) -> Json<Value> {
             v
         })
         .collect();
+    let mut volume_rows = Vec::new();
+    for (v, users) in st.containers.volumes() {
+        let mut j = crate::volumes::volume_json(&v);
+        j["UsageData"] = json!({
+            "Size": st.containers.volume_bytes(&v).await,
+            "RefCount": users.len(),
+        });
+        volume_rows.push(j);
+    }
     Json(json!({
         "LayersSize": layers_size,
         "Images": image_rows,
         "Containers": container_rows,
-        "Volumes": st.containers.volumes().iter().map(|(v, users)| {
-            let mut j = crate::volumes::volume_json(v);
-            j["UsageData"] = json!({
-                "Size": portlayer::volumes::disk_bytes(&v.disk),
-                "RefCount": users.len(),
-            });
-            j
-        }).collect::<Vec<_>>(),
+        "Volumes": volume_rows,
         "BuildCache": [],
     }))
 }

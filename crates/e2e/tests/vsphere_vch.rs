@@ -11,38 +11,18 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::{registry, run_limited, stderr, stdout, vic_machine};
-use vcsim::{Vcsim, PASSWORD, USER};
-use vim25::Thumbprint;
-
-const LIMIT: Duration = Duration::from_secs(180);
-
-fn fixtures() -> String {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/vcsim");
-    dir.canonicalize().unwrap().display().to_string()
-}
+use common::vsphere::{self, docker, inspect, inventory, wait_status};
+use common::{registry, stderr, stdout};
+use vcsim::{Vcsim, PASSWORD};
 
 /// `vic-machine COMMAND --target https://HOST/DC0 --name vch1 ARGS` against `sim`.
 fn machine(sim: &Vcsim, command: &str, args: &[&str]) -> Output {
     machine_at(sim, "/DC0", command, args)
 }
 
-/// `vic-machine COMMAND --target https://HOST{path} … ARGS` against `sim`.
+/// `vic-machine COMMAND --target https://HOST{path} --name vch1 ARGS` against `sim`.
 fn machine_at(sim: &Vcsim, path: &str, command: &str, args: &[&str]) -> Output {
-    let mut cmd = vic_machine();
-    cmd.arg(command);
-    if command != "ls" {
-        cmd.args(["--name", "vch1"]);
-    }
-    cmd.arg("--target")
-        .arg(format!("https://{}{path}", sim.host))
-        .args(["--user", USER, "--password", PASSWORD, "--thumbprint"])
-        .arg(Thumbprint::sha1_of(&sim.cert_der).to_string())
-        .args(args)
-        .env("VIC_MACHINE_SIMULATOR_GUESTS", fixtures());
-    let out = run_limited(cmd, None, LIMIT, "vic-machine");
-    eprintln!("{}{}", stdout(&out), stderr(&out));
-    out
+    vsphere::machine_at(sim, "vch1", path, command, args)
 }
 
 /// On an ESX host: the VCH is a resource pool, and its containers' NICs are on a standard
@@ -114,40 +94,6 @@ fn an_esx_host_gets_a_vch_in_a_resource_pool() {
 }
 
 /// What the target holds: its inventory and the datastore's files.
-fn inventory(sim: &Vcsim) -> String {
-    let objects = sim.govc(&["find", "-i", "/"]);
-    let files = sim.govc(&["datastore.ls", "-ds", "LocalDS_0", "-R"]);
-    format!("{objects}\n{files}")
-}
-
-fn docker(env_file: &Path, args: &[&str]) -> Output {
-    let mut cmd = std::process::Command::new(common::docker_cmd().get_program());
-    for line in std::fs::read_to_string(env_file).unwrap().lines() {
-        let (k, v) = line.split_once('=').unwrap();
-        cmd.env(k, v);
-    }
-    cmd.args(args);
-    run_limited(cmd, None, LIMIT, "docker")
-}
-
-/// Waits up to `limit` for `docker inspect` to say container `name` is `status`; how long
-/// that took.
-fn wait_status(env: &Path, name: &str, status: &str, limit: Duration) -> Duration {
-    let t = Instant::now();
-    loop {
-        let o = docker(env, &["inspect", "-f", "{{.State.Status}}", name]);
-        if stdout(&o).trim() == status {
-            return t.elapsed();
-        }
-        assert!(
-            t.elapsed() < limit,
-            "docker inspect still says {}",
-            stdout(&o)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// The actions `docker events` reports for container `name` since `since` (unix seconds).
 fn actions(env: &Path, name: &str, since: &str) -> Vec<String> {
     let until = (chrono::Utc::now().timestamp() + 1).to_string();
@@ -174,12 +120,6 @@ fn vm_name_of(vms: &[serde_json::Value], id: &str) -> String {
         .and_then(|v| v["name"].as_str())
         .unwrap_or_else(|| panic!("no VM of {id}"))
         .to_string()
-}
-
-fn inspect(env: &Path, name: &str, format: &str) -> String {
-    let o = docker(env, &["inspect", "-f", format, name]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    stdout(&o).trim().to_string()
 }
 
 /// A container on the container network: its VM's NIC on the network's port group, its

@@ -112,6 +112,7 @@ impl Backend for FakeBackend {
         RootDisk {
             device: FAKE_ROOT_DEVICE.into(),
             fstype: FAKE_ROOT_FSTYPE.into(),
+            data_disks: crate::DataDisks::BySerial,
         }
     }
     async fn prepare_image(&self, image_id: &str, _rootfs: &Path) -> Result<(), BackendError> {
@@ -192,6 +193,10 @@ impl Backend for FakeBackend {
     async fn create_vm(&self, vm: &VmConfig) -> Result<(), BackendError> {
         self.call("create_vm", short(&vm.id))
     }
+    fn store_files(&self) -> std::sync::Arc<dyn crate::StoreFiles> {
+        std::sync::Arc::new(crate::LocalFiles)
+    }
+
     async fn create_disk(
         &self,
         path: &Path,

@@ -17,6 +17,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 #[cfg(feature = "fake")]
 pub mod fake;
+pub mod store;
+
+pub use store::{LocalFiles, StoreFiles};
 
 /// A byte stream to a VM's tether (virtio-serial locally, a network serial port on vSphere).
 pub trait TetherChannel: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -70,9 +73,32 @@ pub struct DataDisk {
     pub readonly: bool,
 }
 
-/// The serial number of a VM's data disk `index`, by which the guest finds it.
+/// The serial number of a VM's data disk `index`, by which the guest finds it on a virtio
+/// bus ([`DataDisks::BySerial`]).
 pub fn disk_serial(index: usize) -> String {
     format!("vic-vol{index}")
+}
+
+/// The SCSI unit (target) of a VM's data disk `index` on the root disk's controller
+/// ([`DataDisks::ByScsiUnit`]): 1 on, the root disk being 0 and 7 the controller's own.
+pub fn scsi_unit(index: usize) -> u32 {
+    match index as u32 + 1 {
+        u if u >= 7 => u + 1,
+        u => u,
+    }
+}
+
+/// The most data disks one SCSI controller takes beside the root disk (units 1–15 but 7).
+pub const MAX_SCSI_DATA_DISKS: usize = 14;
+
+/// How a guest finds its data disks: the backend decides how it attaches them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataDisks {
+    /// virtio-blk devices, disk `i` with serial [`disk_serial`]`(i)`.
+    BySerial,
+    /// SCSI disks on the root disk's controller, disk `i` at unit [`scsi_unit`]`(i)` (a
+    /// paravirtual SCSI disk has no serial the host sets).
+    ByScsiUnit,
 }
 
 /// Interfaces a VM with any gets beyond its networks', on no network: a network connected
@@ -158,6 +184,8 @@ pub struct RootDisk {
     pub device: String,
     /// Its filesystem, e.g. `ext4`.
     pub fstype: String,
+    /// How it finds the VM's data disks (volumes).
+    pub data_disks: DataDisks,
 }
 
 /// A VM that has been powered on.
@@ -287,6 +315,10 @@ pub trait Backend: Send + Sync + 'static {
         capacity_mib: u64,
         seed: Option<&Path>,
     ) -> Result<(), BackendError>;
+
+    /// The files of the volume stores, where [`Backend::create_disk`] makes disks and the
+    /// port layer keeps the volumes' descriptions.
+    fn store_files(&self) -> std::sync::Arc<dyn StoreFiles>;
 
     /// Stops running VM `id` as a whole, its memory kept (`docker pause`); `resume` continues
     /// it where it stood.

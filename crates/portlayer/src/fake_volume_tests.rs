@@ -101,18 +101,21 @@ async fn anonymous_volumes_of_containers_never_stored_are_swept_by_their_own_vch
         label: "default".into(),
         dir: dir.path().join("volumes"),
     }];
-    let make = |vch: &str, container: Option<&str>, named: &str| {
-        let vols = Volumes::open(vch, stores.clone());
-        let mut spec = VolumeSpec::anonymous();
-        spec.name = named.to_string();
-        let p = vols.begin(&spec, container).unwrap();
-        std::fs::write(p.disk(), b"").unwrap();
-        vols.commit(p).unwrap().unwrap()
+    let make = |vch: &'static str, container: Option<&'static str>, named: &'static str| {
+        let stores = stores.clone();
+        async move {
+            let vols = Volumes::open(vch, stores, Arc::new(hypervisor::LocalFiles)).await;
+            let mut spec = VolumeSpec::anonymous();
+            spec.name = named.to_string();
+            let p = vols.begin(&spec, container).await.unwrap();
+            std::fs::write(p.disk(), b"").unwrap();
+            vols.commit(p).await.unwrap().unwrap()
+        }
     };
-    let orphan = make("vch", Some("gone"), "");
-    let theirs = make("other", Some("gone"), "");
-    let released = make("vch", None, "");
-    let named = make("vch", None, "named");
+    let orphan = make("vch", Some("gone"), "").await;
+    let theirs = make("other", Some("gone"), "").await;
+    let released = make("vch", None, "").await;
+    let named = make("vch", None, "named").await;
     let c = open(dir.path(), Arc::new(fake_backend())).await;
     let names: Vec<String> = c.volumes().into_iter().map(|(v, _)| v.name).collect();
     assert!(!names.contains(&orphan.name));

@@ -144,6 +144,7 @@ impl Containers {
                 .load_all()
                 .map_err(io_err("loading the networks"))?,
         );
+        let store_files = backend.store_files();
         let me = Containers {
             inner: Arc::new(Inner {
                 records: StdMutex::new(records),
@@ -158,13 +159,18 @@ impl Containers {
                 network_pools: config.network_pools,
                 dns: StdMutex::default(),
                 execs: exec::Execs::open(state_db.clone()).map_err(io_err("loading the execs"))?,
-                volumes: crate::volumes::Volumes::open(&config.vch_name, config.volume_stores),
+                volumes: crate::volumes::Volumes::open(
+                    &config.vch_name,
+                    config.volume_stores,
+                    store_files,
+                )
+                .await,
                 vch_name: config.vch_name,
                 volume_lock: tokio::sync::Mutex::new(()),
                 bind_paths: config.bind_paths,
             }),
         };
-        me.sweep_volumes();
+        me.sweep_volumes().await;
         for net in me.networks() {
             me.inner.backend.ensure_network(&net.spec()).await?;
             me.serve_dns(&net).await;

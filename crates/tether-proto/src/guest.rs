@@ -169,6 +169,10 @@ pub struct Tmpfs {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiskMount {
     pub serial: String,
+    /// Where the disk is instead when set: this SCSI unit (target) on the VM's SCSI
+    /// controller (a paravirtual SCSI disk on vSphere has no serial the host sets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scsi_unit: Option<u32>,
     /// Absolute path inside the container.
     pub path: String,
     /// Its filesystem, e.g. `ext4`.

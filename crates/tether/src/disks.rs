@@ -1,5 +1,6 @@
 //! Volumes and bind mounts: disks of the VM's own, each found by the serial number the host
-//! gave its virtio-blk device, and host shares, each a virtio-fs mount by its tag whose
+//! gave its virtio-blk device (or, on a SCSI controller, by its unit: `/sys/class/scsi_disk`
+//! names each disk `HOST:CHANNEL:TARGET:LUN`), and host shares, each a virtio-fs mount by its tag whose
 //! `data` is bound on the container's path. All are mounted shallowest path first (so `/a`
 //! is under `/a/b`, as Docker orders mounts).
 
@@ -52,7 +53,7 @@ pub fn mount(
                 continue;
             }
         };
-        let device = find(sys, &d.serial, DISK_WAIT)?;
+        let device = find(sys, &Locator::of(d), DISK_WAIT)?;
         let target = inside(sys, &m.rootfs, &d.path)?;
         let flags = if d.readonly { libc::MS_RDONLY } else { 0 };
         let fstype = if d.fstype.is_empty() {
@@ -91,24 +92,67 @@ fn share(sys: &dyn Syscall, m: &mut Mounted, i: usize, s: &ShareMount) -> Result
     Ok(())
 }
 
-/// The `/dev` node of the block device whose serial is `serial`, waiting up to `timeout`
-/// for it to appear.
-fn find(sys: &dyn Syscall, serial: &str, timeout: Duration) -> Result<PathBuf, String> {
+/// How a disk is found.
+enum Locator<'a> {
+    Serial(&'a str),
+    ScsiUnit(u32),
+}
+
+impl<'a> Locator<'a> {
+    fn of(d: &'a DiskMount) -> Locator<'a> {
+        match d.scsi_unit {
+            Some(unit) => Locator::ScsiUnit(unit),
+            None => Locator::Serial(&d.serial),
+        }
+    }
+}
+
+impl std::fmt::Display for Locator<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Locator::Serial(s) => write!(f, "with serial {s}"),
+            Locator::ScsiUnit(u) => write!(f, "at SCSI unit {u}"),
+        }
+    }
+}
+
+/// The `/dev` node of the block device `at` names, waiting up to `timeout` for it to appear.
+fn find(sys: &dyn Syscall, at: &Locator, timeout: Duration) -> Result<PathBuf, String> {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(dev) = by_serial(sys, serial) {
+        let found = match at {
+            Locator::Serial(serial) => by_serial(sys, serial),
+            Locator::ScsiUnit(unit) => by_scsi_unit(sys, *unit),
+        };
+        if let Some(dev) = found {
             if sys.exists(&dev) {
                 return Ok(dev);
             }
         }
         if Instant::now() >= deadline {
             return Err(format!(
-                "the volume disk with serial {serial} did not appear within {} s",
+                "the volume disk {at} did not appear within {} s",
                 timeout.as_secs()
             ));
         }
         sleep(Duration::from_millis(20));
     }
+}
+
+/// The disk at target `unit`, LUN 0, of the VM's one SCSI controller (whatever its host
+/// and channel numbers).
+fn by_scsi_unit(sys: &dyn Syscall, unit: u32) -> Option<PathBuf> {
+    let class = Path::new("/sys/class/scsi_disk");
+    let addrs = sys.read_dir(class).ok()?;
+    let addr = addrs.into_iter().find(|a| {
+        let parts: Vec<&str> = a.split(':').collect();
+        parts.len() == 4 && parts[2] == unit.to_string() && parts[3] == "0"
+    })?;
+    let block = sys.read_dir(&class.join(addr).join("device/block")).ok()?;
+    block
+        .into_iter()
+        .next()
+        .map(|name| Path::new("/dev").join(name))
 }
 
 fn by_serial(sys: &dyn Syscall, serial: &str) -> Option<PathBuf> {
@@ -128,6 +172,7 @@ mod tests {
     fn disk(serial: &str, path: &str, readonly: bool) -> DiskMount {
         DiskMount {
             serial: serial.into(),
+            scsi_unit: None,
             path: path.into(),
             fstype: "ext4".into(),
             readonly,
@@ -201,11 +246,46 @@ mod tests {
     }
 
     #[test]
+    fn scsi_disks_are_found_by_their_unit_whatever_the_host_number() {
+        let sys = RecordingSyscall::new();
+        sys.dir("/sys/class/scsi_disk/2:0:0:0/device/block/sda");
+        sys.dir("/sys/class/scsi_disk/2:0:1:0/device/block/sdc");
+        sys.dir("/sys/class/scsi_disk/2:0:8:0/device/block/sdb");
+        sys.file("/dev/sdb", "");
+        sys.file("/dev/sdc", "");
+        let at = |unit| Locator::ScsiUnit(unit);
+        let found = find(&sys, &at(1), Duration::ZERO).unwrap();
+        assert_eq!(found, Path::new("/dev/sdc"));
+        let found = find(&sys, &at(8), Duration::ZERO).unwrap();
+        assert_eq!(found, Path::new("/dev/sdb"));
+        let err = find(&sys, &at(2), Duration::ZERO).unwrap_err();
+        assert_eq!(
+            err,
+            "the volume disk at SCSI unit 2 did not appear within 0 s"
+        );
+        let mut m = Mounted::new("/root-fs".into(), None);
+        sys.dir("/root-fs/data");
+        let d = DiskMount {
+            scsi_unit: Some(1),
+            ..disk("vic-vol0", "/data", false)
+        };
+        mount(&sys, &mut m, &[d], &[]).unwrap();
+        assert!(sys
+            .calls()
+            .contains(&Call::mount("/dev/sdc", "/root-fs/data", "ext4", 0, "")));
+    }
+
+    #[test]
     fn a_missing_disk_or_a_symlinked_path_is_an_error_in_words() {
         let sys = RecordingSyscall::new();
         sys.file("/sys/block/vda/serial", "");
         let mut m = Mounted::new("/root-fs".into(), None);
-        let err = find(&sys, "vic-vol0", Duration::from_millis(50)).unwrap_err();
+        let err = find(
+            &sys,
+            &Locator::Serial("vic-vol0"),
+            Duration::from_millis(50),
+        )
+        .unwrap_err();
         assert_eq!(
             err,
             "the volume disk with serial vic-vol0 did not appear within 0 s"

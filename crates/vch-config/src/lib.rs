@@ -230,10 +230,23 @@ impl ApplianceConfig {
             return Err(ConfigError::Relative(what));
         }
         self.settings.check()?;
-        let sources = match &self.backend {
-            BackendConfig::Local { .. } => Sources::HostBridges,
-            BackendConfig::Vsphere(_) => Sources::PortGroups,
+        let (sources, on_datastores) = match &self.backend {
+            BackendConfig::Local { .. } => (Sources::HostBridges, false),
+            BackendConfig::Vsphere(_) => (Sources::PortGroups, true),
         };
+        if let Some(vs) =
+            (self.settings.volume_stores.iter()).find(|v| v.on_datastore() != on_datastores)
+        {
+            return Err(SettingError::VolumeStoreKind {
+                label: vs.label.clone(),
+                dir: vs.dir.display().to_string(),
+                want: match on_datastores {
+                    true => "datastore path ([DATASTORE] path) on a vSphere target",
+                    false => "directory of the VCH's host",
+                },
+            }
+            .into());
+        }
         check_container_networks(&self.networks, sources)?;
         Ok(())
     }

@@ -90,8 +90,23 @@ pub struct VolumeStore {
 impl VolumeStore {
     /// As vic-machine takes it: `DIR:LABEL` (VIC's `datastore/path:label`).
     pub fn flag_value(&self) -> String {
-        format!("{}:{}", self.dir.display(), self.label)
+        let dir = self.dir.display().to_string();
+        match datastore_path(&dir) {
+            Some((ds, path)) => format!("{ds}/{path}:{}", self.label),
+            None => format!("{dir}:{}", self.label),
+        }
     }
+
+    /// Its directory is a datastore's (`[DATASTORE] path`, on a vSphere target), not a host's.
+    pub fn on_datastore(&self) -> bool {
+        self.dir.to_str().and_then(datastore_path).is_some()
+    }
+}
+
+/// `[DATASTORE] path` read as (datastore, path).
+fn datastore_path(s: &str) -> Option<(&str, &str)> {
+    let (ds, path) = s.strip_prefix('[')?.split_once(']')?;
+    (!ds.is_empty() && !ds.contains('/')).then_some((ds, path.trim_start()))
 }
 
 /// A host directory containers may bind-mount from (`--bind-path DIR[:ro]`).
@@ -136,6 +151,12 @@ pub enum SettingError {
     VolumeStoreFormat,
     #[error("volume store {label}: the directory {dir} is not absolute")]
     VolumeStoreRelative { label: String, dir: String },
+    #[error("volume store {label}: {dir} is not a {want}")]
+    VolumeStoreKind {
+        label: String,
+        dir: String,
+        want: &'static str,
+    },
     #[error("volume store {0} is given twice")]
     VolumeStoreTwice(String),
     #[error("Invalid DNS server specified: {0}")]
@@ -216,7 +237,7 @@ impl Settings {
             if !label_ok(&vs.label) {
                 return Err(SettingError::VolumeStoreFormat);
             }
-            if !vs.dir.is_absolute() {
+            if !vs.dir.is_absolute() && !vs.on_datastore() {
                 return Err(SettingError::VolumeStoreRelative {
                     label: vs.label.clone(),
                     dir: vs.dir.display().to_string(),

@@ -76,8 +76,29 @@ fn the_backend_is_tagged_by_kind() {
         "{err}"
     );
     other["backend"]["password_file"] = "/run/vic/pw".into();
+    other["settings"]["volume_stores"] = serde_json::json!([]);
     let config = load_value(&other).unwrap();
     assert!(matches!(config.backend, BackendConfig::Vsphere(ref b) if b.channel.port() == 2377));
+    // Volume stores are datastore paths on vSphere, host directories locally.
+    other["settings"]["volume_stores"] = serde_json::json!([{"label": "default", "dir": "/vols"}]);
+    let err = load_value(&other).unwrap_err().to_string();
+    assert!(
+        err.contains("volume store default: /vols is not a datastore path ([DATASTORE] path) on a vSphere target"),
+        "{err}"
+    );
+    other["settings"]["volume_stores"][0]["dir"] = "[ds] vch/vols".into();
+    let config = load_value(&other).unwrap();
+    assert_eq!(
+        config.settings.volume_stores[0].flag_value(),
+        "ds/vch/vols:default"
+    );
+    let mut local = doc(&sample());
+    local["settings"]["volume_stores"][0]["dir"] = "[ds] vch/vols".into();
+    let err = load_value(&local).unwrap_err().to_string();
+    assert!(
+        err.contains("volume store default: [ds] vch/vols is not a directory of the VCH's host"),
+        "{err}"
+    );
 }
 
 #[test]

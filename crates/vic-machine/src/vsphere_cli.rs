@@ -31,7 +31,6 @@ impl CreateArgs {
         let tls = TlsOptions::from(tls);
         tls.check()?;
         let not_yet = [
-            ("--volume-store", !settings.volume_stores.is_empty()),
             ("--bind-path", !settings.bind_paths.is_empty()),
             ("--port", port.is_some()),
             ("--bootstrap-dir", bootstrap_dir.is_some()),

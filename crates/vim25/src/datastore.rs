@@ -181,6 +181,43 @@ impl Client {
         self.run_task(&req, timeout).await.map(|_| ())
     }
 
+    /// The browser of datastore `name` in datacenter `dc` (its inventory path).
+    pub async fn datastore_browser(&self, dc: &str, name: &str) -> Result<MoRef, Error> {
+        let path = format!("{dc}/datastore/{name}");
+        let Some(ds) = self.find_by_inventory_path(&path).await? else {
+            return Err(Error::Fault {
+                fault: "NotFound".into(),
+                message: format!("datastore '{name}' not found"),
+            });
+        };
+        let props = self.properties(&ds, &["browser"]).await?;
+        (props.prop("browser").and_then(|n| n.moref()))
+            .ok_or_else(|| Error::Protocol(format!("datastore {name} has no browser")))
+    }
+
+    /// The names of the files and directories in directory `dir`, through `browser` (the
+    /// datastore's): `FileNotFound` when it is not there.
+    pub async fn list_directory(
+        &self,
+        browser: &MoRef,
+        dir: &DatastorePath,
+        timeout: Duration,
+    ) -> Result<Vec<String>, Error> {
+        let mut req = Request::new("SearchDatastore_Task", browser);
+        req.text("datastorePath", &dir.to_string())
+            .open_typed("searchSpec", "HostDatastoreBrowserSearchSpec")
+            .text("matchPattern", "*")
+            .close();
+        let Some(result) = self.run_task(&req, timeout).await? else {
+            return Ok(Vec::new());
+        };
+        Ok(result
+            .all("file")
+            .filter_map(|f| f.text_at(&["path"]))
+            .map(str::to_string)
+            .collect())
+    }
+
     /// Deletes a file or a directory with all it holds.
     pub async fn delete_datastore_file(
         &self,

@@ -29,7 +29,29 @@ pub enum Device {
         capacity_kib: u64,
         parent: Option<DatastorePath>,
         create: bool,
+        mode: DiskMode,
     },
+}
+
+/// How a disk takes writes (vSphere's `diskMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskMode {
+    /// Written through, and in the VM's snapshots (a root disk).
+    Persistent,
+    /// Written through, outside the VM's snapshots (a volume).
+    IndependentPersistent,
+    /// Writes are dropped at power-off: the file is never changed (a read-only volume).
+    IndependentNonpersistent,
+}
+
+impl DiskMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiskMode::Persistent => "persistent",
+            DiskMode::IndependentPersistent => "independent_persistent",
+            DiskMode::IndependentNonpersistent => "independent_nonpersistent",
+        }
+    }
 }
 
 /// What a NIC is connected to.
@@ -103,6 +125,7 @@ pub fn add_devices(req: &mut Request, devices: &[Device]) {
                 capacity_kib,
                 parent,
                 create,
+                mode,
             } => {
                 // Unit 7 is the controller's own.
                 if disk_unit == 7 {
@@ -113,7 +136,13 @@ pub fn add_devices(req: &mut Request, devices: &[Device]) {
                     controller: scsi.unwrap_or(-1),
                     unit: disk_unit,
                 };
-                add_disk(req, disk, path, *capacity_kib, parent.as_ref(), *create);
+                let file = DiskFile {
+                    path,
+                    parent: parent.as_ref(),
+                    create: *create,
+                    mode: *mode,
+                };
+                add_disk(req, disk, &file, *capacity_kib);
                 disk_unit += 1;
             }
         }
@@ -207,25 +236,26 @@ struct DiskAt {
     unit: i32,
 }
 
-fn add_disk(
-    req: &mut Request,
-    at: DiskAt,
-    path: &DatastorePath,
-    capacity_kib: u64,
-    parent: Option<&DatastorePath>,
+/// A disk's file and how it is used.
+struct DiskFile<'a> {
+    path: &'a DatastorePath,
+    parent: Option<&'a DatastorePath>,
     create: bool,
-) {
+    mode: DiskMode,
+}
+
+fn add_disk(req: &mut Request, at: DiskAt, file: &DiskFile, capacity_kib: u64) {
     req.open("deviceChange").text("operation", "add");
-    if create {
+    if file.create {
         req.text("fileOperation", "create");
     }
     req.open_typed("device", "VirtualDisk")
         .text("key", &at.key.to_string())
         .open_typed("backing", "VirtualDiskFlatVer2BackingInfo")
-        .text("fileName", &path.to_string())
-        .text("diskMode", "persistent")
+        .text("fileName", &file.path.to_string())
+        .text("diskMode", file.mode.as_str())
         .text("thinProvisioned", "true");
-    if let Some(parent) = parent {
+    if let Some(parent) = file.parent {
         req.open("parent")
             .text("fileName", &parent.to_string())
             .text("diskMode", "persistent")
@@ -254,6 +284,7 @@ mod tests {
             capacity_kib: 1024,
             parent: None,
             create: true,
+            mode: DiskMode::Persistent,
         };
         let disks: Vec<Device> = (0..9).map(disk).collect();
         add_devices(&mut req, &disks);

@@ -68,6 +68,24 @@ impl Client {
         self.run_task(&req, timeout).await.map(|_| ())
     }
 
+    /// Moves the virtual disk at `from` (its descriptor and extents) to `to`, replacing the
+    /// disk there.
+    pub async fn replace_virtual_disk(
+        &self,
+        datacenter: &MoRef,
+        from: &DatastorePath,
+        to: &DatastorePath,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let mut req = Request::new("MoveVirtualDisk_Task", &self.disk_manager()?);
+        req.text("sourceName", &from.to_string())
+            .moref("sourceDatacenter", datacenter)
+            .text("destName", &to.to_string())
+            .moref("destDatacenter", datacenter)
+            .text("force", "true");
+        self.run_task(&req, timeout).await.map(|_| ())
+    }
+
     /// Deletes the virtual disk at `path`.
     pub async fn delete_virtual_disk(
         &self,

@@ -176,6 +176,34 @@ impl Client {
             .map(|_| ())
     }
 
+    /// Takes the disks at SCSI units other than 0 (the root disk) off VM `vm`, their files
+    /// kept: what a VM had attached that is not its own (volumes), before the VM is destroyed
+    /// with its files.
+    pub async fn detach_data_disks(&self, vm: &MoRef, timeout: Duration) -> Result<usize, Error> {
+        let keys: Vec<String> = (self.devices(vm).await?.iter())
+            .filter(|d| d.value_type() == "VirtualDisk")
+            .filter(|d| d.text_at(&["unitNumber"]).is_some_and(|u| u != "0"))
+            .filter_map(|d| d.text_at(&["key"]).map(str::to_string))
+            .collect();
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let mut req = Request::new("ReconfigVM_Task", vm);
+        req.open_typed("spec", "VirtualMachineConfigSpec");
+        for key in &keys {
+            req.open("deviceChange")
+                .text("operation", "remove")
+                .open_typed("device", "VirtualDisk")
+                .text("key", key)
+                .text("capacityInKB", "0")
+                .close()
+                .close();
+        }
+        req.close();
+        self.run_task(&req, timeout).await?;
+        Ok(keys.len())
+    }
+
     /// Deletes the VM and its files; it must be powered off.
     pub async fn destroy(&self, obj: &MoRef, timeout: Duration) -> Result<(), Error> {
         let req = Request::new("Destroy_Task", obj);

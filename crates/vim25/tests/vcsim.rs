@@ -242,6 +242,20 @@ async fn files_go_to_a_datastore_and_come_back() {
     c.make_directory(&dc, &dir).await.unwrap();
     let e = (c.move_datastore_file(&dc, &moved, &dir, T).await).unwrap_err();
     assert_eq!(e.fault(), Some("FileAlreadyExists"), "{e}");
+    // A directory lists as govc lists it; one that is not there is FileNotFound.
+    let browser = c.datastore_browser("DC0", "LocalDS_0").await.unwrap();
+    let top = DatastorePath::new("LocalDS_0", "vic-test");
+    let mut names = c.list_directory(&browser, &top, T).await.unwrap();
+    names.sort();
+    assert_eq!(names, ["moved", "sub dir"]);
+    let listed = sim.govc(&["datastore.ls", "-ds", "LocalDS_0", "vic-test"]);
+    assert_eq!(
+        listed.lines().collect::<BTreeSet<_>>(),
+        names.iter().map(String::as_str).collect()
+    );
+    let none = DatastorePath::new("LocalDS_0", "vic-test/none");
+    let e = c.list_directory(&browser, &none, T).await.unwrap_err();
+    assert_eq!(e.fault(), Some("FileNotFound"), "{e}");
     let file = DatastorePath::new("LocalDS_0", "vic-test/moved/blob.bin");
     assert_eq!(c.download("DC0", &file, 8 << 20, T).await.unwrap(), data);
     c.delete_datastore_file(&dc, &DatastorePath::new("LocalDS_0", "vic-test"), T)

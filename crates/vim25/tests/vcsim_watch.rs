@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use vcsim::{logged_in, placement, Vcsim};
 use vim25::datastore::DatastorePath;
-use vim25::devices::{Device, NicBacking};
+use vim25::devices::{Device, DiskMode, NicBacking};
 use vim25::events::{EventCollector, VM_EVENTS};
 use vim25::pool::Allocation;
 use vim25::updates::{UpdateKind, Watch};
@@ -125,6 +125,14 @@ async fn a_vapp_and_a_pool_hold_vms_with_the_devices_asked_for() {
             capacity_kib: 1 << 20,
             parent: None,
             create: true,
+            mode: DiskMode::Persistent,
+        },
+        Device::Disk {
+            path: DatastorePath::new("LocalDS_0", "vch1/c1-data.vmdk"),
+            capacity_kib: 1 << 10,
+            parent: None,
+            create: true,
+            mode: DiskMode::IndependentNonpersistent,
         },
     ];
     let vm = c
@@ -161,6 +169,27 @@ async fn a_vapp_and_a_pool_hold_vms_with_the_devices_asked_for() {
         .find(|d| d.value_type() == "VirtualSerialPort")
         .and_then(|d| d.text_at(&["backing", "serviceURI"]));
     assert_eq!(uri, Some("tcp://127.0.0.1:2377"));
+    let modes: Vec<(&str, &str)> = (ours.iter())
+        .filter(|d| d.value_type() == "VirtualDisk")
+        .filter_map(|d| {
+            Some((
+                d.text_at(&["unitNumber"])?,
+                d.text_at(&["backing", "diskMode"])?,
+            ))
+        })
+        .collect();
+    assert_eq!(
+        modes,
+        [("0", "persistent"), ("1", "independent_nonpersistent")]
+    );
+    // Disks other than the root disk come off the VM, their files kept.
+    assert_eq!(c.detach_data_disks(&vm, T).await.unwrap(), 1);
+    let disks = (c.devices(&vm).await.unwrap().iter())
+        .filter(|d| d.value_type() == "VirtualDisk")
+        .count();
+    assert_eq!(disks, 1);
+    let files = sim.govc(&["datastore.ls", "-ds", "LocalDS_0", "vch1"]);
+    assert!(files.contains("c1-data.vmdk"), "{files}");
     let parent = c.properties(&vm, &["resourcePool"]).await.unwrap();
     assert_eq!(
         parent.prop("resourcePool").and_then(|p| p.moref()),

@@ -2,7 +2,7 @@
 //! nowhere else, into the tether's `Setup` (the machine) and `Process` (the main process).
 
 use chrono::Utc;
-use hypervisor::RootDisk;
+use hypervisor::{DataDisks, RootDisk};
 use tether_proto::guest as wire;
 use tether_proto::{Privileges, Process, Setup};
 
@@ -46,6 +46,10 @@ impl Launch {
         confinement.disks = (spec.mounts.iter().enumerate())
             .map(|(i, m)| wire::DiskMount {
                 serial: hypervisor::disk_serial(i),
+                scsi_unit: match root.data_disks {
+                    DataDisks::BySerial => None,
+                    DataDisks::ByScsiUnit => Some(hypervisor::scsi_unit(i)),
+                },
                 path: m.target.clone(),
                 fstype: root.fstype.clone(),
                 readonly: m.readonly,
@@ -279,14 +283,25 @@ mod tests {
         let root = RootDisk {
             device: "/dev/vda".into(),
             fstype: "ext4".into(),
+            data_disks: hypervisor::DataDisks::BySerial,
         };
-        let l = Launch::of(&spec, root, &[], None).unwrap();
+        let l = Launch::of(&spec, root.clone(), &[], None).unwrap();
         let disks = &l.setup.confinement.disks;
         assert_eq!(disks.len(), 2);
         assert_eq!(
             (disks[1].serial.as_str(), disks[1].path.as_str()),
             ("vic-vol1", "/b")
         );
+        assert_eq!(disks[1].scsi_unit, None);
+        let scsi = RootDisk {
+            data_disks: DataDisks::ByScsiUnit,
+            ..root
+        };
+        let l = Launch::of(&spec, scsi, &[], None).unwrap();
+        let units: Vec<_> = (l.setup.confinement.disks.iter())
+            .map(|d| d.scsi_unit)
+            .collect();
+        assert_eq!(units, [Some(1), Some(2)]);
         assert!(disks[1].readonly && !disks[0].readonly && disks[0].fstype == "ext4");
     }
 

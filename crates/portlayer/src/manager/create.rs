@@ -97,7 +97,7 @@ impl Containers {
             self.records().remove(&id);
             let _ = self.inner.backend.destroy_vm(&id).await;
             let _ = self.inner.state.remove(&id);
-            self.drop_volumes(&made_volumes);
+            self.drop_volumes(&made_volumes).await;
             return Err(e);
         }
         self.inner

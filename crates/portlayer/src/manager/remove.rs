@@ -29,7 +29,7 @@ impl Containers {
         self.inner.backend.destroy_vm(&id).await?;
         // Kept volumes are released first: a crash after the record goes leaves none that
         // the next start would take for a crash's leftover.
-        self.release_volumes(&rec, volumes)?;
+        self.release_volumes(&rec, volumes).await?;
         self.inner
             .state
             .remove(&id)

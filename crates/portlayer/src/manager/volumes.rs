@@ -15,7 +15,7 @@ use hypervisor::DataDisk;
 
 use super::{Containers, Error};
 use crate::container::{ContainerRecord, Status};
-use crate::volumes::{disk_bytes, Volume, VolumeError, VolumeSpec};
+use crate::volumes::{Volume, VolumeError, VolumeSpec};
 
 impl Containers {
     /// Makes or finds each volume `rec` asks for and names them in its record; returns the
@@ -59,7 +59,10 @@ impl Containers {
                 }
             };
             m.name = vol.name.clone();
-            self.inner.volumes.update(&vol.name, |v| v.used = true)?;
+            self.inner
+                .volumes
+                .update(&vol.name, |v| v.used = true)
+                .await?;
             disks.push(DataDisk {
                 path: vol.disk,
                 readonly: m.readonly,
@@ -80,16 +83,16 @@ impl Containers {
         seed: Option<&Path>,
     ) -> Result<Volume, Error> {
         let vols = &self.inner.volumes;
-        let pending = vols.begin(spec, container)?;
+        let pending = vols.begin(spec, container).await?;
         let disk = pending.disk();
         if let Err(e) = (self.inner.backend)
             .create_disk(&disk, spec.capacity_mib, seed)
             .await
         {
-            vols.abandon(pending);
+            vols.abandon(pending).await;
             return Err(e.into());
         }
-        match vols.commit(pending)? {
+        match vols.commit(pending).await? {
             Some(v) => {
                 self.volume_event("create", &v);
                 Ok(v)
@@ -101,19 +104,19 @@ impl Containers {
     /// Fills a volume no container has used with the image's content at its mount point: a
     /// new disk made beside the empty one, renamed over it.
     async fn reseed(&self, v: &Volume, seed: &Path) -> Result<(), Error> {
-        let fresh = v.disk.with_file_name("disk.img.seeded");
-        let _ = std::fs::remove_file(&fresh);
+        let vols = &self.inner.volumes;
+        vols.begin_fresh_disk(v).await?;
         (self.inner.backend)
-            .create_disk(&fresh, v.capacity_mib, Some(seed))
+            .create_disk(&vols.fresh_disk(v), v.capacity_mib, Some(seed))
             .await?;
-        self.inner.volumes.replace_disk(&v.name, &fresh)?;
+        vols.replace_disk(&v.name).await?;
         Ok(())
     }
 
     /// Removes the volumes a failed create made.
-    pub(super) fn drop_volumes(&self, names: &[String]) {
+    pub(super) async fn drop_volumes(&self, names: &[String]) {
         for name in names {
-            if let Err(e) = self.inner.volumes.remove(name) {
+            if let Err(e) = self.inner.volumes.remove(name).await {
                 tracing::warn!(volume = name, "removing a volume of a failed create: {e}");
             }
         }
@@ -178,7 +181,7 @@ impl Containers {
 
     /// Before `rec`'s record goes: its anonymous volumes that stay (not `removing`, or used
     /// by another container) are no longer held by it.
-    pub(super) fn release_volumes(
+    pub(super) async fn release_volumes(
         &self,
         rec: &ContainerRecord,
         removing: bool,
@@ -189,7 +192,9 @@ impl Containers {
             };
             let held = v.container.as_deref() == Some(rec.id.as_str());
             if held && (!removing || !self.users_of(&m.name, Some(&rec.id)).is_empty()) {
-                self.inner.volumes.update(&m.name, |v| v.container = None)?;
+                (self.inner.volumes)
+                    .update(&m.name, |v| v.container = None)
+                    .await?;
             }
         }
         Ok(())
@@ -202,7 +207,7 @@ impl Containers {
         for m in &rec.spec.mounts {
             let anonymous = self.inner.volumes.get(&m.name).is_ok_and(|v| v.anonymous);
             if anonymous && self.users_of(&m.name, None).is_empty() {
-                match self.inner.volumes.remove(&m.name) {
+                match self.inner.volumes.remove(&m.name).await {
                     Ok(v) => self.volume_event("destroy", &v),
                     Err(e) => tracing::warn!(volume = m.name, "removing the volume: {e}"),
                 }
@@ -212,7 +217,7 @@ impl Containers {
 
     /// At open: anonymous volumes this VCH made for a container that was never stored, or
     /// whose removal a crash cut short.
-    pub(super) fn sweep_volumes(&self) {
+    pub(super) async fn sweep_volumes(&self) {
         let vch = self.inner.vch_name.clone();
         for v in self.inner.volumes.list() {
             let Some(owner) = &v.container else { continue };
@@ -226,7 +231,7 @@ impl Containers {
                     container = owner,
                     "removing an anonymous volume whose container is gone"
                 );
-                if let Err(e) = self.inner.volumes.remove(&v.name) {
+                if let Err(e) = self.inner.volumes.remove(&v.name).await {
                     tracing::warn!(volume = v.name, "removing it failed: {e}");
                 }
             }
@@ -262,6 +267,11 @@ impl Containers {
         Ok((v, users))
     }
 
+    /// Bytes volume `v`'s disk holds on its store (0 where the store cannot say).
+    pub async fn volume_bytes(&self, v: &Volume) -> u64 {
+        self.inner.volumes.disk_bytes(v).await
+    }
+
     /// Every volume, with the containers that mount it.
     pub fn volumes(&self) -> Vec<(Volume, Vec<String>)> {
         (self.inner.volumes.list().into_iter())
@@ -287,7 +297,7 @@ impl Containers {
             }
             .into());
         }
-        let v = self.inner.volumes.remove(name)?;
+        let v = self.inner.volumes.remove(name).await?;
         self.volume_event("destroy", &v);
         Ok(())
     }
@@ -301,8 +311,8 @@ impl Containers {
             if keep(&v) || !self.users_of(&v.name, None).is_empty() {
                 continue;
             }
-            let bytes = disk_bytes(&v.disk);
-            match self.inner.volumes.remove(&v.name) {
+            let bytes = self.inner.volumes.disk_bytes(&v).await;
+            match self.inner.volumes.remove(&v.name).await {
                 Ok(v) => {
                     self.volume_event("destroy", &v);
                     gone.push((v.name, bytes));

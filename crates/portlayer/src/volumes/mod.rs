@@ -4,14 +4,20 @@
 //! itself (a new VCH given the same store finds its volumes).
 //!
 //! ```text
-//!  <store>/volumes/<name>/disk.img       the volume's disk (backend-made: ext4, sparse)
+//!  <store>/volumes/<name>/disk.img       the volume's disk (backend-made ext4: a sparse file
+//!                                        locally, disk.vmdk on a datastore)
 //!  <store>/volumes/<name>/volume.json    what `docker volume inspect` shows, and who made it
+//!  <store>/volumes/<name>/.seeding/      a disk filled from an image, before it replaces the
+//!                                        empty one (a volume's first use)
 //!  <store>/volumes/.new-<vch>-<rand>/    a volume being made: renamed to <name> when whole
 //!  <store>/volumes/.gone-<vch>-<rand>/   a volume being removed
 //! ```
 //!
 //! Both renames are atomic, so a crash leaves either a whole volume or a dot-directory, which
 //! the VCH that made it sweeps when it next starts (another VCH sharing the store leaves it).
+//! The store's files are the backend's ([`hypervisor::StoreFiles`]): host directories on the
+//! local target, datastore directories on vSphere, where the renames are `MoveDatastoreFile`s
+//! that never replace what is there.
 //!
 //! A shared store (NFS-style, VIC's `nfs://` volume stores) would fit here as a second kind
 //! of store whose volumes are directories the backend shares into the VM instead of disks:
@@ -20,9 +26,10 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+use hypervisor::StoreFiles;
 use serde::{Deserialize, Serialize};
 
 use crate::storage::VolumeStore;
@@ -33,9 +40,11 @@ mod tests;
 
 pub use spec::{parse_capacity, VolumeSpec, DEFAULT_CAPACITY_MIB, DEFAULT_STORE};
 
-/// The disk's file name in a volume's directory.
-pub const DISK: &str = "disk.img";
 const META: &str = "volume.json";
+/// Where a volume's disk is made anew before it replaces the old one.
+const SEEDING: &str = ".seeding";
+/// The most a volume's description may hold (it is read from a store others can write).
+const META_MAX: usize = 256 << 10;
 
 /// A volume, as its store describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,13 +108,14 @@ fn io_err(context: String) -> impl FnOnce(io::Error) -> VolumeError {
 #[derive(Debug)]
 pub struct Pending {
     dir: PathBuf,
+    disk_name: &'static str,
     pub volume: Volume,
 }
 
 impl Pending {
     /// Where the backend makes the disk.
     pub fn disk(&self) -> PathBuf {
-        self.dir.join(DISK)
+        self.dir.join(self.disk_name)
     }
 }
 
@@ -113,16 +123,19 @@ impl Pending {
 pub struct Volumes {
     vch: String,
     stores: Vec<VolumeStore>,
+    files: Arc<dyn StoreFiles>,
     index: Mutex<BTreeMap<String, Volume>>,
+    /// Orders changes to a volume's description (read, change, write).
+    writes: tokio::sync::Mutex<()>,
 }
 
 impl Volumes {
     /// Reads every store, sweeping what a crash of this VCH left half made or half removed.
     /// A volume whose description cannot be read is left where it is, with a log line.
-    pub fn open(vch: &str, stores: Vec<VolumeStore>) -> Volumes {
+    pub async fn open(vch: &str, stores: Vec<VolumeStore>, files: Arc<dyn StoreFiles>) -> Volumes {
         let mut index = BTreeMap::new();
         for store in &stores {
-            for v in scan(vch, store) {
+            for v in scan(vch, store, files.as_ref()).await {
                 if let Some(other) = index.get(&v.name) {
                     let other: &Volume = other;
                     tracing::warn!(
@@ -139,7 +152,9 @@ impl Volumes {
         Volumes {
             vch: vch.to_string(),
             stores,
+            files,
             index: Mutex::new(index),
+            writes: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -159,10 +174,15 @@ impl Volumes {
         self.index().values().cloned().collect()
     }
 
+    /// Bytes a volume's disk holds on its store (0 where the store cannot say).
+    pub async fn disk_bytes(&self, v: &Volume) -> u64 {
+        self.files.disk_bytes(&v.disk).await.unwrap_or(0)
+    }
+
     /// Starts making the volume `spec` describes (named, or anonymous for `container`): its
     /// directory on the store, with its description; the caller makes the disk in it, then
     /// commits or abandons it.
-    pub fn begin(
+    pub async fn begin(
         &self,
         spec: &VolumeSpec,
         container: Option<&str>,
@@ -179,9 +199,9 @@ impl Volumes {
             spec.name.clone()
         };
         let root = store.dir.join("volumes");
-        std::fs::create_dir_all(&root).map_err(io_err(format!("creating {}", root.display())))?;
         let dir = root.join(format!(".new-{}-{}", self.vch, random_hex(8)));
-        std::fs::create_dir(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        (self.files.make_dir(&dir).await).map_err(io_err(format!("creating {}", dir.display())))?;
+        let disk_name = self.files.disk_name();
         let volume = Volume {
             name: name.clone(),
             driver: spec.driver.clone(),
@@ -194,166 +214,173 @@ impl Volumes {
             vch: self.vch.clone(),
             container: container.filter(|_| anonymous).map(str::to_string),
             used: false,
-            disk: root.join(&name).join(DISK),
+            disk: root.join(&name).join(disk_name),
         };
-        if let Err(e) = write_meta(&dir, &volume) {
-            let _ = std::fs::remove_dir_all(&dir);
+        if let Err(e) = self.write_meta(&dir, &volume).await {
+            self.remove_quietly(&dir).await;
             return Err(e);
         }
-        Ok(Pending { dir, volume })
+        Ok(Pending {
+            dir,
+            disk_name,
+            volume,
+        })
     }
 
     /// Names a volume whose disk is made; `None` when another of its name was made first
     /// (this one is removed).
-    pub fn commit(&self, p: Pending) -> Result<Option<Volume>, VolumeError> {
-        let target = p
-            .volume
-            .disk
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        sync_dir(&p.dir);
-        match std::fs::rename(&p.dir, &target) {
+    pub async fn commit(&self, p: Pending) -> Result<Option<Volume>, VolumeError> {
+        let target = dir_of(&p.volume);
+        match self.files.rename_dir(&p.dir, &target).await {
             Ok(()) => {}
-            Err(e) if target.exists() => {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 tracing::debug!("volume {} was made meanwhile: {e}", p.volume.name);
-                let _ = std::fs::remove_dir_all(&p.dir);
+                self.remove_quietly(&p.dir).await;
                 return Ok(None);
             }
             Err(e) => {
-                let _ = std::fs::remove_dir_all(&p.dir);
+                self.remove_quietly(&p.dir).await;
                 return Err(io_err(format!("naming {}", target.display()))(e));
             }
-        }
-        if let Some(root) = target.parent() {
-            sync_dir(root);
         }
         self.index().insert(p.volume.name.clone(), p.volume.clone());
         Ok(Some(p.volume))
     }
 
     /// Drops a volume whose disk could not be made.
-    pub fn abandon(&self, p: Pending) {
-        let _ = std::fs::remove_dir_all(&p.dir);
+    pub async fn abandon(&self, p: Pending) {
+        self.remove_quietly(&p.dir).await;
     }
 
     /// Records a change to `name`'s description (`used`, `container`).
-    pub fn update(&self, name: &str, f: impl FnOnce(&mut Volume)) -> Result<Volume, VolumeError> {
-        let mut index = self.index();
-        let v = index
-            .get_mut(name)
-            .ok_or_else(|| VolumeError::NoSuch(name.to_string()))?;
+    pub async fn update(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut Volume),
+    ) -> Result<Volume, VolumeError> {
+        let _write = self.writes.lock().await;
+        let v = self.get(name)?;
         let mut changed = v.clone();
         f(&mut changed);
-        if changed != *v {
-            let dir = changed
-                .disk
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_default();
-            write_meta(&dir, &changed)?;
-            *v = changed;
+        if changed != v {
+            self.write_meta(&dir_of(&changed), &changed).await?;
+            self.index().insert(name.to_string(), changed.clone());
         }
-        Ok(v.clone())
+        Ok(changed)
     }
 
-    /// Replaces `name`'s disk with `disk` (made beside it), as one rename.
-    pub fn replace_disk(&self, name: &str, disk: &Path) -> Result<(), VolumeError> {
+    /// Where a new disk for `v` is made before [`Volumes::replace_disk`] puts it in place:
+    /// under the disk's own file name (a disk's extents are named after it), in the volume's
+    /// `.seeding` directory.
+    pub fn fresh_disk(&self, v: &Volume) -> PathBuf {
+        dir_of(v).join(SEEDING).join(self.files.disk_name())
+    }
+
+    /// Empties the directory of [`Volumes::fresh_disk`], whatever an earlier reseed a crash
+    /// cut short left there.
+    pub async fn begin_fresh_disk(&self, v: &Volume) -> Result<(), VolumeError> {
+        let dir = dir_of(v).join(SEEDING);
+        let io = || io_err(format!("emptying {}", dir.display()));
+        self.files.remove_dir(&dir).await.map_err(io())?;
+        self.files.make_dir(&dir).await.map_err(io())
+    }
+
+    /// Replaces `name`'s disk with the one made at [`Volumes::fresh_disk`].
+    pub async fn replace_disk(&self, name: &str) -> Result<(), VolumeError> {
         let v = self.get(name)?;
-        std::fs::rename(disk, &v.disk).map_err(io_err(format!("replacing {}", v.disk.display())))
+        let fresh = self.fresh_disk(&v);
+        (self.files.replace_disk(&fresh, &v.disk).await)
+            .map_err(io_err(format!("replacing {}", v.disk.display())))?;
+        self.remove_quietly(&dir_of(&v).join(SEEDING)).await;
+        Ok(())
     }
 
     /// Removes the volume and its disk: out of sight at once (one rename), then deleted.
-    pub fn remove(&self, name: &str) -> Result<Volume, VolumeError> {
+    pub async fn remove(&self, name: &str) -> Result<Volume, VolumeError> {
         let v = self.get(name)?;
-        let dir = v.disk.parent().map(Path::to_path_buf).unwrap_or_default();
+        let dir = dir_of(&v);
         let gone = dir.with_file_name(format!(".gone-{}-{}", self.vch, random_hex(8)));
-        std::fs::rename(&dir, &gone).map_err(io_err(format!("removing {}", dir.display())))?;
+        (self.files.rename_dir(&dir, &gone).await)
+            .map_err(io_err(format!("removing {}", dir.display())))?;
         self.index().remove(name);
-        if let Some(root) = gone.parent() {
-            sync_dir(root);
-        }
-        if let Err(e) = std::fs::remove_dir_all(&gone) {
+        if let Err(e) = self.files.remove_dir(&gone).await {
             tracing::warn!("removing {} failed: {e}", gone.display());
         }
         Ok(v)
     }
+
+    async fn remove_quietly(&self, dir: &Path) {
+        if let Err(e) = self.files.remove_dir(dir).await {
+            tracing::warn!("removing {} failed: {e}", dir.display());
+        }
+    }
+
+    /// Writes the description whole.
+    async fn write_meta(&self, dir: &Path, v: &Volume) -> Result<(), VolumeError> {
+        let json = serde_json::to_vec_pretty(v).map_err(|e| VolumeError::Invalid(e.to_string()))?;
+        let file = dir.join(META);
+        (self.files.write(&file, &json).await)
+            .map_err(io_err(format!("writing {}", file.display())))
+    }
+}
+
+/// A volume's directory on its store.
+fn dir_of(v: &Volume) -> PathBuf {
+    v.disk.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 /// The volumes of one store; dot-directories of `vch` are swept.
-fn scan(vch: &str, store: &VolumeStore) -> Vec<Volume> {
+async fn scan(vch: &str, store: &VolumeStore, files: &dyn StoreFiles) -> Vec<Volume> {
     let root = store.dir.join("volumes");
-    let Ok(entries) = std::fs::read_dir(&root) else {
-        return Vec::new();
+    let names = match files.list(&root).await {
+        Ok(names) => names,
+        Err(e) => {
+            tracing::warn!(
+                store = store.label,
+                "listing {} failed: {e}",
+                root.display()
+            );
+            return Vec::new();
+        }
     };
     let mine = [format!(".new-{vch}-"), format!(".gone-{vch}-")];
     let mut out = Vec::new();
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
+    for name in names {
+        let dir = root.join(&name);
         if name.starts_with('.') {
             if mine.iter().any(|p| name.starts_with(p)) {
                 tracing::info!(
                     store = store.label,
                     "removing {name}, which a crash left behind"
                 );
-                if let Err(err) = std::fs::remove_dir_all(e.path()) {
-                    tracing::warn!("removing {} failed: {err}", e.path().display());
+                if let Err(err) = files.remove_dir(&dir).await {
+                    tracing::warn!("removing {} failed: {err}", dir.display());
                 }
             }
             continue;
         }
-        match read_meta(&e.path()) {
+        match read_meta(files, &dir).await {
             Ok(mut v) if v.name == name => {
-                v.disk = e.path().join(DISK);
+                v.disk = dir.join(files.disk_name());
                 v.store = store.label.clone();
                 out.push(v);
             }
             Ok(v) => tracing::warn!(
                 "{} describes a volume named {}: left alone",
-                e.path().display(),
+                dir.display(),
                 v.name
             ),
             Err(err) => {
-                tracing::warn!("{} is not a volume ({err}): left alone", e.path().display())
+                tracing::warn!("{} is not a volume ({err}): left alone", dir.display())
             }
         }
     }
     out
 }
 
-/// Bytes a disk holds on its store (its allocated blocks: disks are sparse).
-pub fn disk_bytes(disk: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(disk)
-        .map(|m| m.blocks() * 512)
-        .unwrap_or(0)
-}
-
-fn read_meta(dir: &Path) -> io::Result<Volume> {
-    let bytes = std::fs::read(dir.join(META))?;
+async fn read_meta(files: &dyn StoreFiles, dir: &Path) -> io::Result<Volume> {
+    let bytes = files.read(&dir.join(META), META_MAX).await?;
     serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-}
-
-/// Writes the description durably: a new file renamed over the old.
-fn write_meta(dir: &Path, v: &Volume) -> Result<(), VolumeError> {
-    let tmp = dir.join(format!("{META}.tmp"));
-    let json = serde_json::to_vec_pretty(v).map_err(|e| VolumeError::Invalid(e.to_string()))?;
-    let write = || -> io::Result<()> {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&json)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, dir.join(META))
-    };
-    write().map_err(io_err(format!("writing {}", dir.join(META).display())))?;
-    sync_dir(dir);
-    Ok(())
-}
-
-fn sync_dir(dir: &Path) {
-    if let Err(e) = std::fs::File::open(dir).and_then(|f| f.sync_all()) {
-        tracing::warn!("syncing {} failed: {e}", dir.display());
-    }
 }
 
 fn random_hex(bytes: usize) -> String {

@@ -104,6 +104,10 @@ fn report(doc: &ApplianceConfig) {
         "Registry whitelist: {}",
         list(&s.whitelist_registries)
     ));
+    let stores: Vec<String> = (s.volume_stores.iter())
+        .map(|v| format!("{} ({})", v.label, v.dir.display()))
+        .collect();
+    info(format!("Volume stores: {}", list(&stores)));
     info(format!(
         "Debug level: {} ({})",
         s.debug,

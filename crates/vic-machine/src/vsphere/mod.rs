@@ -18,6 +18,7 @@ mod validate;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use vim25::datastore::DatastorePath;
 use vim25::{Client, Thumbprint, Trust};
 
 use crate::output::info;
@@ -246,11 +247,28 @@ pub fn create(
                 "VCH {name} was not created: {flag} on a vSphere target is not implemented yet (the target and the flags validated; nothing was made on the target)"
             );
         }
+        let vch_dir = deploy::vch_dir(&placement, name);
+        if let Some((label, dir)) =
+            (placement.volume_stores.iter()).find(|(_, d)| holds(&vch_dir, d))
+        {
+            let _ = client.logout().await;
+            bail!(
+                "VCH {name} was not created: volume store {label} ({dir}) is inside the VCH's directory {vch_dir}, which goes with the VCH (and with its appliance VM): give the store a path of its own"
+            );
+        }
+        let mut settings = opts.settings.clone();
+        // The stores validation found on the target's datastores.
+        settings.volume_stores = (placement.volume_stores.iter())
+            .map(|(label, dir)| vch_config::VolumeStore {
+                label: label.clone(),
+                dir: dir.to_string().into(),
+            })
+            .collect();
         let req = deploy::Request {
             name,
             target,
             thumbprint: thumbprint.context("--thumbprint")?,
-            settings: opts.settings.clone(),
+            settings,
             tls: &opts.tls,
             timeout: opts.timeout,
             networks: opts.networks.clone(),
@@ -262,6 +280,12 @@ pub fn create(
         info("Installer completed successfully");
         Ok(())
     })
+}
+
+/// `inner` is `dir` or lies under it.
+fn holds(dir: &DatastorePath, inner: &DatastorePath) -> bool {
+    let (d, i) = (dir.path.trim_matches('/'), inner.path.trim_matches('/'));
+    dir.datastore == inner.datastore && (i == d || i.starts_with(&format!("{d}/")))
 }
 
 /// The VCH `name` in the target's datacenter, or an error saying it is not there.
@@ -345,4 +369,18 @@ pub fn configure(
         let _ = client.logout().await;
         result
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_is_held_by_the_directories_above_it_only() {
+        let dir = DatastorePath::new("ds", "vch1");
+        assert!(holds(&dir, &DatastorePath::new("ds", "vch1/vols")));
+        assert!(holds(&dir, &dir));
+        assert!(!holds(&dir, &DatastorePath::new("ds", "vch10/vols")));
+        assert!(!holds(&dir, &DatastorePath::new("other", "vch1/vols")));
+    }
 }

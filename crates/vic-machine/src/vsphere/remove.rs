@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use vim25::datastore::DatastorePath;
 use vim25::vm::PowerState;
 use vim25::{Client, MoRef};
 
@@ -41,6 +42,9 @@ async fn remove_vm(client: &Client, vm: &MoRef) -> anyhow::Result<()> {
                 Err(e) => return Err(e).with_context(|| format!("powering off {}", vm.value)),
             }
         }
+        // Destroying a VM deletes every disk it has: volumes are taken off first.
+        (client.detach_data_disks(vm, TASK).await)
+            .with_context(|| format!("taking the volumes off {}", vm.value))?;
         match client.destroy(vm, TASK).await {
             Ok(()) => return Ok(()),
             Err(e) if e.fault() == Some("InvalidPowerState") && tries < 3 => {
@@ -78,16 +82,22 @@ pub async fn remove(client: &Client, found: &Found, force: bool) -> anyhow::Resu
     info("Removing appliance VM");
     remove_vm(client, &found.appliance).await?;
     empty_and_destroy(client, &found.pool).await?;
-    if let Some(dir) = &found.dir {
-        info(format!("Removing images and the VCH's files in {dir}"));
-        match client
-            .delete_datastore_file(&found.datacenter, dir, TASK)
-            .await
-        {
-            Ok(()) => {}
-            Err(e) if e.fault() == Some("FileNotFound") => {}
-            Err(e) => return Err(e).with_context(|| format!("removing {dir}")),
+    let stores = volume_stores(found);
+    for (label, store) in &stores {
+        match force {
+            true => {
+                info(format!("Removing volume store {label} ({store})"));
+                delete(client, found, &within(store, "volumes")).await?;
+            }
+            false => info(format!(
+                "Volume store {label} ({store}) is kept with its volumes (delete --force removes them)"
+            )),
         }
+    }
+    if let Some(dir) = &found.dir {
+        // No volume store is inside it: create refuses one there.
+        info(format!("Removing images and the VCH's files in {dir}"));
+        delete(client, found, dir).await?;
     }
     if let Some(pg) = &found.made_bridge {
         info(format!("Removing virtual switch and port group {pg:?}"));
@@ -100,4 +110,30 @@ pub async fn remove(client: &Client, found: &Found, force: bool) -> anyhow::Resu
         }
     }
     Ok(())
+}
+
+/// The VCH's volume stores, by label, from its document.
+fn volume_stores(found: &Found) -> Vec<(String, DatastorePath)> {
+    let stores = found
+        .doc
+        .iter()
+        .flat_map(|d| d.settings.volume_stores.iter());
+    stores
+        .filter_map(|v| Some((v.label.clone(), DatastorePath::parse(v.dir.to_str()?)?)))
+        .collect()
+}
+
+fn within(dir: &DatastorePath, name: &str) -> DatastorePath {
+    DatastorePath::new(&dir.datastore, &format!("{}/{name}", dir.path))
+}
+
+async fn delete(client: &Client, found: &Found, file: &DatastorePath) -> anyhow::Result<()> {
+    match client
+        .delete_datastore_file(&found.datacenter, file, TASK)
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(e) if e.fault() == Some("FileNotFound") => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {file}")),
+    }
 }

@@ -357,7 +357,8 @@ fn volume_store(s: &str, datastores: &[String]) -> Result<(String, DatastorePath
         p
     })?;
     if path.path.is_empty() {
-        path.path = "volumes".into();
+        // VIC's folder for a store given as a datastore alone.
+        path.path = "VIC".into();
     }
     Ok((label.to_string(), path))
 }
@@ -395,7 +396,7 @@ mod tests {
             (label.as_str(), path.to_string().as_str()),
             ("default", "[shared] vols")
         );
-        assert_eq!(volume_store("shared:fast", &ds).unwrap().1.path, "volumes");
+        assert_eq!(volume_store("shared:fast", &ds).unwrap().1.path, "VIC");
         assert!(volume_store("shared/vols", &ds).is_err());
         let p = volume_store("nope/v:x", &ds).unwrap_err();
         assert_eq!(p.suggest.unwrap().0, "--volume-store");

@@ -1,0 +1,81 @@
+//! Helpers of the vSphere tests: vic-machine against a vcsim, the docker CLI against the VCH
+//! it made, what the simulator holds.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use vcsim::{Vcsim, PASSWORD, USER};
+use vim25::Thumbprint;
+
+use super::{run_limited, stderr, stdout, vic_machine};
+
+pub const LIMIT: Duration = Duration::from_secs(180);
+
+pub fn fixtures() -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/vcsim");
+    dir.canonicalize().unwrap().display().to_string()
+}
+
+/// `vic-machine COMMAND --target https://HOST{path} [--name VCH] ARGS` against `sim`
+/// (`ls` takes no name).
+pub fn machine_at(sim: &Vcsim, vch: &str, path: &str, command: &str, args: &[&str]) -> Output {
+    let mut cmd = vic_machine();
+    cmd.arg(command);
+    if command != "ls" {
+        cmd.args(["--name", vch]);
+    }
+    cmd.arg("--target")
+        .arg(format!("https://{}{path}", sim.host))
+        .args(["--user", USER, "--password", PASSWORD, "--thumbprint"])
+        .arg(Thumbprint::sha1_of(&sim.cert_der).to_string())
+        .args(args)
+        .env("VIC_MACHINE_SIMULATOR_GUESTS", fixtures());
+    let out = run_limited(cmd, None, LIMIT, "vic-machine");
+    eprintln!("{}{}", stdout(&out), stderr(&out));
+    out
+}
+
+/// The simulator's inventory and the files of its first datastore.
+pub fn inventory(sim: &Vcsim) -> String {
+    let objects = sim.govc(&["find", "-i", "/"]);
+    let files = sim.govc(&["datastore.ls", "-ds", "LocalDS_0", "-R"]);
+    format!("{objects}\n{files}")
+}
+
+/// The docker CLI with the environment of a VCH's env file.
+pub fn docker(env_file: &Path, args: &[&str]) -> Output {
+    let mut cmd = std::process::Command::new(super::docker_cmd().get_program());
+    for line in std::fs::read_to_string(env_file).unwrap().lines() {
+        let (k, v) = line.split_once('=').unwrap();
+        cmd.env(k, v);
+    }
+    cmd.args(args);
+    run_limited(cmd, None, LIMIT, "docker")
+}
+
+/// Waits up to `limit` for `docker inspect` to say container `name` is `status`; how long
+/// that took.
+pub fn wait_status(env: &Path, name: &str, status: &str, limit: Duration) -> Duration {
+    let t = Instant::now();
+    loop {
+        let o = docker(env, &["inspect", "-f", "{{.State.Status}}", name]);
+        if stdout(&o).trim() == status {
+            return t.elapsed();
+        }
+        assert!(
+            t.elapsed() < limit,
+            "docker inspect still says {}",
+            stdout(&o)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `docker inspect -f FORMAT NAME`, which must succeed.
+pub fn inspect(env: &Path, name: &str, format: &str) -> String {
+    let o = docker(env, &["inspect", "-f", format, name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o).trim().to_string()
+}
