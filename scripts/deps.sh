@@ -6,6 +6,7 @@ set -euo pipefail
 pkgs=(qemu-system-x86 qemu-utils linux-source-6.1 build-essential flex bison bc libelf-dev
       docker-registry skopeo busybox-static e2fsprogs cpio tmux python3 python3-venv curl apache2-utils
       python3-cryptography openssl iproute2 util-linux iptables procps socat docker-compose
+      xorriso  # vcsim's stand-in VMs read their boot media (ISO images) with it
       docker.io)  # the peer dockerd of the round-trip tests and benchmarks (in its own namespaces)
 missing=()
 for p in "${pkgs[@]}"; do

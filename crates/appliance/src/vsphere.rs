@@ -55,6 +55,13 @@ pub async fn backend(doc: &Doc, state_dir: &Path) -> anyhow::Result<Arc<dyn hype
             doc.image_store
         )
     })?;
+    let bootstrap_iso =
+        match &doc.bootstrap_iso {
+            Some(iso) => Some(DatastorePath::parse(iso).with_context(|| {
+                format!("backend.bootstrap_iso {iso:?} is not [DATASTORE] path")
+            })?),
+            None => None,
+        };
     let cfg = VsphereConfig {
         client,
         folder: moref("folder", &doc.folder)?,
@@ -67,6 +74,7 @@ pub async fn backend(doc: &Doc, state_dir: &Path) -> anyhow::Result<Arc<dyn hype
         mke2fs: "mke2fs".into(),
         bridge_network: doc.bridge_network.clone(),
         simulator_guest: doc.simulator_guest.clone(),
+        bootstrap_iso,
         boot_timeout: BOOT_TIMEOUT,
     };
     Ok(Arc::new(VsphereBackend::new(cfg, channels)))

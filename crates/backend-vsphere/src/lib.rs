@@ -62,6 +62,8 @@ pub struct VsphereConfig {
     pub bridge_network: Option<String>,
     /// On vcsim: the command that boots a VM's guest (vcsim's `RUN.container`).
     pub simulator_guest: Option<PathBuf>,
+    /// The container VMs' boot media (the kernel and initramfs), on each one's CD-ROM.
+    pub bootstrap_iso: Option<DatastorePath>,
     /// How long a VM may take from power-on to its tether's `Hello`.
     pub boot_timeout: Duration,
 }

@@ -111,6 +111,7 @@ impl VsphereBackend {
             .into_iter()
             .chain(volumes)
             .chain(nics)
+            .chain((self.cfg.bootstrap_iso.clone()).map(|iso| Device::Cdrom { iso }))
             .collect(),
         };
         let moref = client

@@ -95,6 +95,8 @@ async fn an_appliance_on_vcsim_runs_containers_as_vms_and_refuses_what_vsphere_c
             bridge_network: Some("DC0_DVPG0".into()),
             channel: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
             simulator_guest: Some(Vcsim::guest_launcher().canonicalize().unwrap()),
+            // The guests boot this build's kernel (the stand-in's VIC_KERNEL): no ISO here.
+            bootstrap_iso: None,
         })),
         tls: None,
         settings: Settings {
@@ -202,6 +204,7 @@ async fn an_appliance_on_vcsim_runs_containers_as_vms_and_refuses_what_vsphere_c
     assert_eq!(stdout(&o), format!("kept\n{mac}\n"));
     let o = docker(&host, &["rm", "keep"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    verbs(&host, &image);
     // What the backend cannot do yet is refused in words, and leaves no VM behind.
     let args = ["network", "create", "mynet"];
     let o = docker(&host, &args);
@@ -219,4 +222,48 @@ async fn an_appliance_on_vcsim_runs_containers_as_vms_and_refuses_what_vsphere_c
         log_text.contains("the bridge network is the VCH's bridge port group on vSphere"),
         "{log_text}"
     );
+}
+
+/// `kill` with a signal, `wait` for the exit code, `logs`, and `attach` to a running
+/// container's streams, on container VMs.
+fn verbs(host: &str, image: &str) {
+    let trap = "trap 'echo got usr1; exit 3' USR1; echo ready; while :; do sleep 0.1; done";
+    let o = docker(host, &["run", "-d", "--name", "w", image, "sh", "-c", trap]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let deadline = Instant::now() + LIMIT;
+    while !stdout(&docker(host, &["logs", "w"])).contains("ready") {
+        assert!(Instant::now() < deadline, "the container never said ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = docker(host, &["kill", "-s", "USR1", "w"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = docker(host, &["wait", "w"]);
+    assert_eq!(stdout(&o).trim(), "3", "{}", stderr(&o));
+    let o = docker(host, &["logs", "w"]);
+    assert_eq!(stdout(&o), "ready\ngot usr1\n");
+    // attach: what is written to its stdin reaches it, what it says comes back, and its end
+    // is ours.
+    let script = "read line; echo \"got: $line\"";
+    let o = docker(
+        host,
+        &["run", "-d", "-i", "--name", "a", image, "sh", "-c", script],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut cmd = docker_at(host);
+    cmd.args(["attach", "a"]);
+    let o = run_limited(cmd, Some("through the VM\n"), LIMIT, "docker attach");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "got: through the VM\n");
+    let o = docker(
+        host,
+        &[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "a",
+        ],
+    );
+    assert_eq!(stdout(&o).trim(), "exited 0", "{}", stderr(&o));
+    let o = docker(host, &["rm", "w", "a"]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }

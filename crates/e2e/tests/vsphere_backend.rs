@@ -41,6 +41,7 @@ async fn backend(sim: &Vcsim, channels: Channels, work: &Path) -> VsphereBackend
         mke2fs: "mke2fs".into(),
         bridge_network: Some("DC0_DVPG0".into()),
         simulator_guest: Some(Vcsim::guest_launcher().canonicalize().unwrap()),
+        bootstrap_iso: None,
         boot_timeout: Duration::from_secs(60),
     };
     VsphereBackend::new(cfg, channels)

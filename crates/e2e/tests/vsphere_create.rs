@@ -160,8 +160,8 @@ fn every_flag_is_validated_against_a_vcenter_and_nothing_is_made() {
     let out = stdout(&o);
     let shared = "the bridge network must not be shared with another network role - public also uses \"VM Network\"";
     assert!(out.contains(shared), "{out}");
-    // Everything found: validated, and then refused, since volume stores on vSphere are not
-    // made yet; the target is as it was.
+    // Everything found: validated, and then refused, since bind paths on vSphere are not
+    // there yet; the target is as it was.
     let o = create(
         &sim,
         "/DC0",
@@ -175,6 +175,8 @@ fn every_flag_is_validated_against_a_vcenter_and_nothing_is_made() {
             "LocalDS_0/volumes:default",
             "--bridge-network",
             "DC0_DVPG0",
+            "--bind-path",
+            "/tmp",
         ],
     );
     assert!(!o.status.success());
@@ -185,7 +187,7 @@ fn every_flag_is_validated_against_a_vcenter_and_nothing_is_made() {
     );
     assert!(out.contains("image store [LocalDS_0] vic"), "{out}");
     assert!(
-        stderr(&o).contains("--volume-store on a vSphere target is not implemented yet"),
+        stderr(&o).contains("--bind-path on a vSphere target is not implemented yet"),
         "{}",
         stderr(&o)
     );

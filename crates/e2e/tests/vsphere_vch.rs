@@ -206,16 +206,6 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
     let reg = registry();
     let create = |extra: &[&str]| {
         let mut args = vec![
-            "--compute-resource",
-            "DC0_C0",
-            "--image-store",
-            "LocalDS_0",
-            "--bridge-network",
-            "DC0_DVPG0",
-            "--insecure-registry",
-            &reg,
-            "--tls-cert-path",
-            cert_path.to_str().unwrap(),
             "--container-network",
             "routable:public",
             "--container-network-gateway",
@@ -224,6 +214,8 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
             "routable:10.9.0.100-10.9.0.110",
         ];
         args.extend_from_slice(extra);
+        let args = vsphere::create_args(&reg, &cert_path, &args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         machine(&sim, "create", &args)
     };
     // A create that cannot finish in time is undone whole.
@@ -337,6 +329,19 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
         "{appliance}"
     );
     assert_eq!(appliance["cdroms"][0], "[LocalDS_0] vch1/appliance-key.img");
+    // The boot media create uploaded: the appliance's on its VM, the bootstrap on each
+    // container's; the stand-in VMs run what is on them.
+    let appliance_iso = appliance["cdroms"][1].as_str().unwrap_or_default();
+    assert!(
+        appliance_iso.starts_with("[LocalDS_0] vch1/appliance-") && appliance_iso.ends_with(".iso"),
+        "{appliance}"
+    );
+    let logs = sim.guest_logs(100_000);
+    assert!(
+        logs.contains("appliance: vic-appliance from appliance-"),
+        "{logs}"
+    );
+    assert!(logs.contains("guest: booting from bootstrap-"), "{logs}");
     let dvpg = sim.govc(&["object.collect", "-s", "/DC0/network/DC0_DVPG0", "key"]);
     for id in &ids {
         let vm = (vms.iter())
@@ -345,6 +350,8 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
         assert_eq!(vm["power"], "poweredOn", "{vm}");
         let parent = vm["disks"][0]["parent"].as_str().unwrap_or_default();
         assert!(parent.starts_with("[LocalDS_0] vch1/images/"), "{vm}");
+        let iso = vm["cdroms"][0].as_str().unwrap_or_default();
+        assert!(iso.starts_with("[LocalDS_0] vch1/bootstrap-"), "{vm}");
         assert_eq!(
             vm["nics"][0]["portgroup_key"].as_str(),
             Some(dvpg.trim()),
@@ -470,14 +477,10 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
     assert!(stdout(&o).contains("Debug level: 2 ("), "{}", stdout(&o));
     let o = docker(&env, &["inspect", "-f", "{{.State.Status}}", "sleeper"]);
     assert_eq!(stdout(&o).trim(), "running", "{}", stderr(&o));
-    let o = machine(
-        &sim,
-        "configure",
-        &["--volume-store", "LocalDS_0/v:default"],
-    );
+    let o = machine(&sim, "configure", &["--bind-path", "/tmp"]);
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("--volume-store on a vSphere target is not implemented yet"),
+        stderr(&o).contains("--bind-path on a vSphere target is not implemented yet"),
         "{}",
         stderr(&o)
     );

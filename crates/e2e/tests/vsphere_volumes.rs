@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Output;
 
-use common::vsphere::{docker, inventory, machine_at};
+use common::vsphere::{create_args, docker, inventory, machine_at};
 use common::{registry, stderr, stdout};
 use vcsim::Vcsim;
 
@@ -36,20 +36,8 @@ fn volumes_live_on_a_datastore_and_outlive_their_vch() {
     let cert_path = certs.path().join("vol1");
     let reg = registry();
     let create_with = |store: &str| {
-        let args = [
-            "--compute-resource",
-            "DC0_C0",
-            "--image-store",
-            "LocalDS_0",
-            "--bridge-network",
-            "DC0_DVPG0",
-            "--volume-store",
-            store,
-            "--insecure-registry",
-            &reg,
-            "--tls-cert-path",
-            cert_path.to_str().unwrap(),
-        ];
+        let args = create_args(&reg, &cert_path, &["--volume-store", store]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         machine(&sim, "create", &args)
     };
     let create = || {
@@ -66,13 +54,56 @@ fn volumes_live_on_a_datastore_and_outlive_their_vch() {
     );
     assert_eq!(inventory(&sim), before);
     create();
+    let env = cert_path.join("vol1.env");
+    // configure adds a store; a store's label cannot move, nor a store go inside the VCH's
+    // directory: both refused with nothing changed.
+    let o = machine(
+        &sim,
+        "configure",
+        &["--volume-store", "LocalDS_0/vol1-fast:fast"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = machine(
+        &sim,
+        "configure",
+        &["--volume-store", "LocalDS_0/elsewhere:fast"],
+    );
+    assert!(
+        stderr(&o).contains(
+            "volume store fast is already at [LocalDS_0] vol1-fast: a volume store cannot move"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    let o = machine(&sim, "configure", &["--volume-store", "LocalDS_0/vol1/x:x"]);
+    assert!(
+        stderr(&o).contains("volume store x ([LocalDS_0] vol1/x) is inside the VCH's directory"),
+        "{}",
+        stderr(&o)
+    );
     let o = machine(&sim, "inspect", &[]);
     assert!(
-        stdout(&o).contains("Volume stores: default ([LocalDS_0] vol1-vols)"),
+        stdout(&o).contains(
+            "Volume stores: default ([LocalDS_0] vol1-vols), fast ([LocalDS_0] vol1-fast)"
+        ),
         "{}",
         stdout(&o)
     );
-    let env = cert_path.join("vol1.env");
+    let opts = [
+        "volume",
+        "create",
+        "--opt",
+        "VolumeStore=fast",
+        "--opt",
+        "Capacity=32M",
+        "quick",
+    ];
+    let o = docker(&env, &opts);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let quick = sim.govc(&["datastore.ls", "-ds", "LocalDS_0", "vol1-fast/volumes"]);
+    assert_eq!(quick.trim(), "quick");
+    let o = docker(&env, &["volume", "rm", "quick"]);
+    assert!(o.status.success(), "{}", stderr(&o));
     let image = format!("{reg}/busybox");
     // A named volume: its directory on the datastore, its disk a flat VMDK.
     let t = std::time::Instant::now();
@@ -214,6 +245,9 @@ fn volumes_live_on_a_datastore_and_outlive_their_vch() {
     assert!(o.status.success(), "{}", stderr(&o));
     let left = sim.govc(&["datastore.ls", "-ds", "LocalDS_0", "-R", STORE]);
     assert_eq!(left.trim(), "", "{left}");
-    sim.govc(&["datastore.rm", "-ds", "LocalDS_0", STORE]);
+    // (The second VCH was not given the store `fast`: that one is the operator's to remove.)
+    for store in [STORE, "vol1-fast"] {
+        sim.govc(&["datastore.rm", "-ds", "LocalDS_0", store]);
+    }
     assert_eq!(inventory(&sim), before, "delete --force left something");
 }

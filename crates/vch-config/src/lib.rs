@@ -106,6 +106,9 @@ pub struct VsphereBackend {
     /// On vcsim only: the command vcsim starts as a VM's guest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub simulator_guest: Option<PathBuf>,
+    /// The container VMs' boot media (`[DATASTORE] path`), on each one's CD-ROM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_iso: Option<String>,
 }
 
 /// The Docker API's TLS files (PEM).

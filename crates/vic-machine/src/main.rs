@@ -436,6 +436,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             timeout,
             bootstrap_dir,
         } => {
+            if let Place::Vsphere(target) = place(&common.target, &common.credentials)? {
+                if reset_progress {
+                    anyhow::bail!("--reset-progress on a vSphere target is not implemented yet: nothing was changed");
+                }
+                let thumbprint = common.credentials.thumbprint.as_deref();
+                let opts = vsphere::UpgradeOptions {
+                    force,
+                    rollback,
+                    timeout,
+                };
+                return vsphere::upgrade(
+                    &target,
+                    thumbprint,
+                    &common.name,
+                    bootstrap_dir.as_deref(),
+                    &opts,
+                );
+            }
             let layout = layout(common)?;
             if reset_progress {
                 return progress::reset(&layout, "Upgrade");

@@ -67,6 +67,13 @@ impl Parts {
         }
     }
 
+    /// Each file, by its name in a VCH's appliance directory.
+    pub fn files(&self) -> impl Iterator<Item = (&'static str, &Path)> {
+        FILES
+            .into_iter()
+            .zip(self.paths.iter().map(PathBuf::as_path))
+    }
+
     /// Copies the four files into `dir` (made if missing).
     pub fn install(&self, dir: &Path) -> anyhow::Result<()> {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

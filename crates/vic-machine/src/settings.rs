@@ -93,6 +93,23 @@ pub struct SettingsArgs {
     pub debug: Option<u8>,
 }
 
+/// Adds `given` to the stores `have`: a store's label cannot move to another directory (its
+/// volumes are there); the same one again changes nothing.
+pub fn add_volume_stores(have: &mut Vec<VolumeStore>, given: &[VolumeStore]) -> anyhow::Result<()> {
+    for vs in given {
+        match have.iter().find(|v| v.label == vs.label) {
+            Some(old) if old.dir == vs.dir => {}
+            Some(old) => bail!(
+                "volume store {} is already at {}: a volume store cannot move (give the same directory, or a new label)",
+                old.label,
+                old.dir.display()
+            ),
+            None => have.push(vs.clone()),
+        }
+    }
+    Ok(())
+}
+
 /// 0 on the command line means unlimited.
 fn limit<T: PartialEq + Default>(v: T) -> Option<T> {
     (v != T::default()).then_some(v)
@@ -123,17 +140,7 @@ impl SettingsArgs {
         if let Some(c) = &self.container_name_convention {
             s.container_name_convention = Some(c.clone());
         }
-        for vs in &self.volume_stores {
-            match s.volume_stores.iter().find(|v| v.label == vs.label) {
-                Some(old) if old.dir == vs.dir => {}
-                Some(old) => bail!(
-                    "volume store {} is already at {}: a volume store cannot move (give the same directory, or a new label)",
-                    old.label,
-                    old.dir.display()
-                ),
-                None => s.volume_stores.push(vs.clone()),
-            }
-        }
+        add_volume_stores(&mut s.volume_stores, &self.volume_stores)?;
         for b in &self.bind_paths {
             s.bind_paths.retain(|old| old.dir != b.dir);
             s.bind_paths.push(b.clone());

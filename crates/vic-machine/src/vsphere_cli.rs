@@ -33,7 +33,6 @@ impl CreateArgs {
         let not_yet = [
             ("--bind-path", !settings.bind_paths.is_empty()),
             ("--port", port.is_some()),
-            ("--bootstrap-dir", bootstrap_dir.is_some()),
         ]
         .into_iter()
         .filter_map(|(flag, given)| given.then_some(flag))
@@ -46,6 +45,7 @@ impl CreateArgs {
             timeout,
             not_yet,
             networks,
+            bootstrap_dir,
         };
         vsphere::create(target, thumbprint, &common.name, &wanted, &opts)
     }
@@ -58,7 +58,6 @@ impl ConfigureArgs {
         let tls = TlsOptions::from(self.tls);
         let not_yet = [
             ("TLS changes", tls.any()),
-            ("--volume-store", !self.settings.volume_stores.is_empty()),
             ("--bind-path", !self.settings.bind_paths.is_empty()),
             ("--rollback", self.rollback),
             ("--reset-progress", self.reset_progress),

@@ -4,9 +4,10 @@
 
 use crate::datastore::DatastorePath;
 use crate::xml::Request;
-use crate::{Client, Error};
+use crate::{Client, Error, MoRef};
 
-/// The key of IDE controller 0, which vSphere gives every new VM.
+/// The key of IDE controller 0, which vSphere gives every new VM (with IDE 1, 201): a CD-ROM
+/// goes on one of their two units each.
 const IDE0: i32 = 200;
 
 /// A device to add.
@@ -97,6 +98,58 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Puts ISO `to` in the CD-ROM of VM `vm` that holds `from` (the VM powered off or on,
+    /// as vSphere allows); `NotFound` when no CD-ROM holds it.
+    pub async fn change_cdrom(
+        &self,
+        vm: &MoRef,
+        from: &DatastorePath,
+        to: &DatastorePath,
+        timeout: std::time::Duration,
+    ) -> Result<(), Error> {
+        let devices = self.devices(vm).await?;
+        let held = from.to_string();
+        let cdrom = (devices.iter())
+            .filter(|d| d.value_type() == "VirtualCdrom")
+            .find(|d| d.text_at(&["backing", "fileName"]) == Some(held.as_str()));
+        let field_at = |path: &[&str]| cdrom.and_then(|d| d.text_at(path));
+        let field = |name: &str| field_at(&[name]);
+        let (Some(key), Some(controller), Some(unit)) =
+            (field("key"), field("controllerKey"), field("unitNumber"))
+        else {
+            return Err(Error::Fault {
+                fault: "NotFound".into(),
+                message: format!("{vm} has no CD-ROM holding {from}"),
+            });
+        };
+        let mut req = Request::new("ReconfigVM_Task", vm);
+        req.open_typed("spec", "VirtualMachineConfigSpec")
+            .open("deviceChange")
+            .text("operation", "edit")
+            .open_typed("device", "VirtualCdrom")
+            .text("key", key)
+            // The device as the server described it (vcsim needs one to edit a device).
+            .open("deviceInfo")
+            .text(
+                "label",
+                field_at(&["deviceInfo", "label"]).unwrap_or("CD/DVD drive"),
+            )
+            .text("summary", &format!("ISO {to}"))
+            .close()
+            .open_typed("backing", "VirtualCdromIsoBackingInfo")
+            .text("fileName", &to.to_string())
+            .close();
+        connectable(&mut req);
+        req.text("controllerKey", controller)
+            .text("unitNumber", unit)
+            .close()
+            .close()
+            .close();
+        self.run_task(&req, timeout).await.map(|_| ())
+    }
+}
+
 /// Writes the `deviceChange` entries adding `devices` (a SCSI controller first when there
 /// is a disk).
 pub fn add_devices(req: &mut Request, devices: &[Device]) {
@@ -114,12 +167,16 @@ pub fn add_devices(req: &mut Request, devices: &[Device]) {
             k
         });
     let mut disk_unit = 0;
+    let mut cdroms = 0;
     for d in devices {
         let k = next_key();
         match d {
             Device::Nic { network, mac } => add_nic(req, k, network, mac.as_deref()),
             Device::SerialUri { uri, client } => add_serial(req, k, uri, *client),
-            Device::Cdrom { iso } => add_cdrom(req, k, iso),
+            Device::Cdrom { iso } => {
+                add_cdrom(req, k, iso, cdroms);
+                cdroms += 1;
+            }
             Device::Disk {
                 path,
                 capacity_kib,
@@ -213,7 +270,8 @@ fn add_serial(req: &mut Request, key: i32, uri: &str, client: bool) {
     req.text("yieldOnPoll", "true").close().close();
 }
 
-fn add_cdrom(req: &mut Request, key: i32, iso: &DatastorePath) {
+/// CD-ROM `n` of the VM: IDE 0 master, slave, then IDE 1's.
+fn add_cdrom(req: &mut Request, key: i32, iso: &DatastorePath, n: i32) {
     req.open("deviceChange")
         .text("operation", "add")
         .open_typed("device", "VirtualCdrom")
@@ -222,8 +280,8 @@ fn add_cdrom(req: &mut Request, key: i32, iso: &DatastorePath) {
         .text("fileName", &iso.to_string())
         .close();
     connectable(req);
-    req.text("controllerKey", &IDE0.to_string())
-        .text("unitNumber", "0")
+    req.text("controllerKey", &(IDE0 + n / 2).to_string())
+        .text("unitNumber", &(n % 2).to_string())
         .close()
         .close();
 }
@@ -274,6 +332,30 @@ mod tests {
     use super::*;
     use crate::xml::parse;
     use crate::MoRef;
+
+    #[test]
+    fn cdroms_take_the_ide_controllers_units_in_turn() {
+        let mut req = Request::new("CreateVM_Task", &MoRef::new("Folder", "group-v3"));
+        req.open("spec");
+        let isos: Vec<Device> = (0..3)
+            .map(|n| Device::Cdrom {
+                iso: DatastorePath::new("ds", &format!("m{n}.iso")),
+            })
+            .collect();
+        add_devices(&mut req, &isos);
+        let doc = parse(req.envelope().as_bytes()).unwrap();
+        let spec = doc.at(&["Body", "CreateVM_Task", "spec"]).unwrap();
+        let at: Vec<(&str, &str)> = (spec.all("deviceChange"))
+            .map(|c| {
+                let d = c.child("device").unwrap();
+                (
+                    d.text_at(&["controllerKey"]).unwrap(),
+                    d.text_at(&["unitNumber"]).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(at, [("200", "0"), ("200", "1"), ("201", "0")]);
+    }
 
     #[test]
     fn disks_go_on_a_controller_added_first_and_skip_its_unit() {

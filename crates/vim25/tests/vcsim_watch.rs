@@ -182,6 +182,19 @@ async fn a_vapp_and_a_pool_hold_vms_with_the_devices_asked_for() {
         modes,
         [("0", "persistent"), ("1", "independent_nonpersistent")]
     );
+    // Its ISO changed for another, as an upgrade changes the appliance's boot medium.
+    let other_iso = DatastorePath::new("LocalDS_0", "vch1/other.iso");
+    c.change_cdrom(&vm, &iso_path, &other_iso, T).await.unwrap();
+    let isos: Vec<String> = (c.devices(&vm).await.unwrap().iter())
+        .filter(|d| d.value_type() == "VirtualCdrom")
+        .filter_map(|d| d.text_at(&["backing", "fileName"]).map(str::to_string))
+        .collect();
+    assert_eq!(isos, [other_iso.to_string()]);
+    let e = c
+        .change_cdrom(&vm, &iso_path, &other_iso, T)
+        .await
+        .unwrap_err();
+    assert_eq!(e.fault(), Some("NotFound"), "{e}");
     // Disks other than the root disk come off the VM, their files kept.
     assert_eq!(c.detach_data_disks(&vm, T).await.unwrap(), 1);
     let disks = (c.devices(&vm).await.unwrap().iter())

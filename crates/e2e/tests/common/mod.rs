@@ -447,3 +447,31 @@ pub fn ip(args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A copy of this build whose appliance binary differs by trailing bytes: a real, working
+/// build with another version. Returns its vic-machine.
+pub fn another_build(dir: &Path, broken: bool) -> PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for f in ["vic-machine", "vic-appliance", "vic-init"] {
+        std::fs::copy(build_dir().join("bin").join(f), bin.join(f)).unwrap();
+    }
+    let appliance = bin.join("vic-appliance");
+    if broken {
+        std::fs::write(
+            &appliance,
+            "#!/bin/sh\necho 'vic-appliance: this build is broken' >&2\nexit 1\n",
+        )
+        .unwrap();
+    } else {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&appliance)
+            .unwrap();
+        f.write_all(b"\nvic e2e: build 2\n").unwrap();
+    }
+    let _ = std::fs::remove_file(dir.join("bootstrap"));
+    std::os::unix::fs::symlink(build_dir().join("bootstrap"), dir.join("bootstrap")).unwrap();
+    bin.join("vic-machine")
+}

@@ -21,7 +21,18 @@ pub fn fixtures() -> String {
 /// `vic-machine COMMAND --target https://HOST{path} [--name VCH] ARGS` against `sim`
 /// (`ls` takes no name).
 pub fn machine_at(sim: &Vcsim, vch: &str, path: &str, command: &str, args: &[&str]) -> Output {
-    let mut cmd = vic_machine();
+    machine_of(sim, vic_machine(), vch, path, command, args)
+}
+
+/// [`machine_at`] with another installation's vic-machine (`exe`).
+pub fn machine_of(
+    sim: &Vcsim,
+    mut cmd: std::process::Command,
+    vch: &str,
+    path: &str,
+    command: &str,
+    args: &[&str],
+) -> Output {
     cmd.arg(command);
     if command != "ls" {
         cmd.args(["--name", vch]);
@@ -78,4 +89,26 @@ pub fn inspect(env: &Path, name: &str, format: &str) -> String {
     let o = docker(env, &["inspect", "-f", format, name]);
     assert!(o.status.success(), "{}", stderr(&o));
     stdout(&o).trim().to_string()
+}
+
+/// `create`'s flags for a VCH on vcsim's vCenter model: its cluster, the first datastore, the
+/// distributed port group as the bridge network, the test registry, certificates in
+/// `cert_path`; then `extra`.
+pub fn create_args(reg: &str, cert_path: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--compute-resource",
+        "DC0_C0",
+        "--image-store",
+        "LocalDS_0",
+        "--bridge-network",
+        "DC0_DVPG0",
+        "--insecure-registry",
+        reg,
+        "--tls-cert-path",
+    ]
+    .map(str::to_string)
+    .into();
+    args.push(cert_path.display().to_string());
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
 }

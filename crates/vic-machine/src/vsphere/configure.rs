@@ -1,5 +1,5 @@
 //! `vic-machine configure` and `debug` on vSphere: the settings of a VCH's document
-//! (registries, DNS servers, limits, the log level, …) changed in its appliance VM's guestinfo, then the appliance VM
+//! (registries, DNS servers, limits, volume stores, the log level, …) changed in its appliance VM's guestinfo, then the appliance VM
 //! restarted to read them. Container VMs are VMs of their own: they keep running, and the
 //! restarted appliance takes them over when their serial ports dial it again.
 
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use vch_config::guestinfo as gi;
-use vch_config::{ContainerNetwork, Sources};
+use vch_config::{ContainerNetwork, Sources, VolumeStore};
 use vim25::Client;
 
 use super::found::Found;
@@ -48,7 +48,15 @@ pub async fn configure(
             if !networks.is_empty() {
                 nets = add_networks(client, found, &doc, &networks).await?;
             }
-            settings.apply(&doc.settings)?
+            let stores = volume_stores(client, found, settings).await?;
+            let mut applied = settings.apply(&vch_config::Settings {
+                volume_stores: Vec::new(),
+                ..doc.settings.clone()
+            })?;
+            applied.volume_stores = doc.settings.volume_stores.clone();
+            crate::settings::add_volume_stores(&mut applied.volume_stores, &stores)
+                .map_err(|e| anyhow::anyhow!("{e}: nothing was changed"))?;
+            applied
         }
         Change::Debug(level) => {
             info(format!(
@@ -96,6 +104,31 @@ pub async fn configure(
     Ok(())
 }
 
+/// The `--volume-store`s of `settings` found on the target's datastores, none inside the
+/// VCH's directory.
+async fn volume_stores(
+    client: &Client,
+    found: &Found,
+    settings: &crate::settings::SettingsArgs,
+) -> anyhow::Result<Vec<VolumeStore>> {
+    let written = super::written_volume_stores(settings)?;
+    if written.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stores = super::validate::volume_stores(client, &found.datacenter, &written)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}: nothing was changed"))?;
+    if let Some((label, dir)) = (found.dir.as_ref()).and_then(|d| super::store_inside(d, &stores)) {
+        bail!("volume store {label} ({dir}) is inside the VCH's directory, which goes with the VCH: nothing was changed");
+    }
+    Ok((stores.into_iter())
+        .map(|(label, dir)| VolumeStore {
+            label,
+            dir: dir.to_string().into(),
+        })
+        .collect())
+}
+
 /// The VCH's container networks with `given` added, their port groups found on the target
 /// and none of them the bridge network.
 async fn add_networks(
@@ -129,7 +162,7 @@ async fn add_networks(
 
 /// Waits until the Docker API's port takes connections (on vcsim the appliance is on this
 /// machine at 127.0.0.1; a real appliance's address needs VMware Tools, not read yet).
-async fn wait_listening(listen: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+pub(super) async fn wait_listening(listen: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
     if !listen.ip().is_loopback() {
         bail!(
             "the appliance VM is on again, but reaching its Docker API needs its address from VMware Tools, which vic-machine does not read yet"

@@ -46,6 +46,8 @@ const APPLIANCE_CPUS: u32 = 1;
 
 /// What create asks for beside the placement.
 pub struct Request<'a> {
+    /// Where this installation's bootstrap is (`--bootstrap-dir`).
+    pub bootstrap_dir: Option<&'a std::path::Path>,
     pub name: &'a str,
     pub target: &'a Target,
     /// The thumbprint the target was trusted by (the appliance trusts it by the same).
@@ -237,6 +239,10 @@ async fn deploy_inner(
         .upload(&placement.dc_path, key_file.path(), &key_image, TASK)
         .await
         .context("uploading the key image")?;
+    // The boot media: this installation's appliance and bootstrap.
+    let parts = crate::parts::Parts::find(req.bootstrap_dir)?;
+    info("Uploading the appliance and bootstrap media");
+    let media = super::media::upload(client, &placement.dc_path, &parts, &dir).await?;
     // The appliance's configuration.
     let certs = tempfile::tempdir().context("making a directory for the certificates")?;
     let tls = tls::setup(req.tls, certs.path())?;
@@ -277,6 +283,7 @@ async fn deploy_inner(
             bridge_network: placement.bridge_network.clone(),
             channel,
             simulator_guest: guests.map(|g| g.join("guest")),
+            bootstrap_iso: Some(media.bootstrap.to_string()),
         })),
         tls: tls::appliance_files(tls.mode, certs.path()).map(|f| TlsFiles {
             cert: PathBuf::from(PLACEHOLDER).join("cert.pem"),
@@ -289,10 +296,7 @@ async fn deploy_inner(
     doc.check().context("the appliance's configuration")?;
     let mut extra = vec![
         (gi::CONFIG.to_string(), gi::encode_config(&doc)),
-        (
-            super::found::VERSION.into(),
-            crate::parts::installer_version(),
-        ),
+        (super::found::VERSION.into(), parts.version()?),
     ];
     if made.bridge.is_some() {
         extra.push((MADE_BRIDGE.into(), name.to_string()));
@@ -338,6 +342,9 @@ async fn deploy_inner(
         });
     }
     devices.push(Device::Cdrom { iso: key_image });
+    devices.push(Device::Cdrom {
+        iso: media.appliance,
+    });
     let spec = VmSpec {
         name: name.to_string(),
         guest_id: "otherLinux64Guest".into(),

@@ -11,8 +11,10 @@ mod configure;
 mod deploy;
 mod found;
 mod list;
+mod media;
 mod remove;
 mod target;
+mod upgrade;
 mod validate;
 
 use std::time::Duration;
@@ -24,6 +26,7 @@ use vim25::{Client, Thumbprint, Trust};
 use crate::output::info;
 pub use configure::Change;
 pub use target::Target;
+pub use upgrade::Options as UpgradeOptions;
 pub use validate::{Problem, Wanted};
 
 /// The flags of `create` that only a vSphere target takes.
@@ -75,17 +78,7 @@ impl VsphereArgs {
         settings: &crate::settings::SettingsArgs,
         networks: &[vch_config::ContainerNetwork],
     ) -> anyhow::Result<Wanted> {
-        // The volume-store flag's parser made its directory absolute (the local target's
-        // reading): take the cwd back off to get what was written.
-        let cwd = std::env::current_dir().context("reading the working directory")?;
-        let volume_stores = settings
-            .volume_stores
-            .iter()
-            .map(|v| {
-                let written = v.dir.strip_prefix(&cwd).unwrap_or(&v.dir);
-                format!("{}:{}", written.display(), v.label)
-            })
-            .collect();
+        let volume_stores = written_volume_stores(settings)?;
         Ok(Wanted {
             vch_name: name.to_string(),
             datacenter: target.datacenter.clone(),
@@ -202,6 +195,8 @@ pub struct CreateOptions {
     pub not_yet: Vec<&'static str>,
     /// `--container-network`s: their port groups, which validation found.
     pub networks: Vec<vch_config::ContainerNetwork>,
+    /// Where the bootstrap is (`--bootstrap-dir`; default: beside this installation).
+    pub bootstrap_dir: Option<std::path::PathBuf>,
 }
 
 /// `vic-machine create` on a vSphere target: validates the target and the flags, then
@@ -248,9 +243,7 @@ pub fn create(
             );
         }
         let vch_dir = deploy::vch_dir(&placement, name);
-        if let Some((label, dir)) =
-            (placement.volume_stores.iter()).find(|(_, d)| holds(&vch_dir, d))
-        {
+        if let Some((label, dir)) = store_inside(&vch_dir, &placement.volume_stores) {
             let _ = client.logout().await;
             bail!(
                 "VCH {name} was not created: volume store {label} ({dir}) is inside the VCH's directory {vch_dir}, which goes with the VCH (and with its appliance VM): give the store a path of its own"
@@ -267,6 +260,7 @@ pub fn create(
         let req = deploy::Request {
             name,
             target,
+            bootstrap_dir: opts.bootstrap_dir.as_deref(),
             thumbprint: thumbprint.context("--thumbprint")?,
             settings,
             tls: &opts.tls,
@@ -280,6 +274,29 @@ pub fn create(
         info("Installer completed successfully");
         Ok(())
     })
+}
+
+/// The `--volume-store` values as they were written (`DATASTORE/path:LABEL`): the flag's
+/// parser made each directory absolute (the local target's reading), so the working
+/// directory is taken back off.
+pub fn written_volume_stores(
+    settings: &crate::settings::SettingsArgs,
+) -> anyhow::Result<Vec<String>> {
+    let cwd = std::env::current_dir().context("reading the working directory")?;
+    Ok((settings.volume_stores.iter())
+        .map(|v| {
+            let written = v.dir.strip_prefix(&cwd).unwrap_or(&v.dir);
+            format!("{}:{}", written.display(), v.label)
+        })
+        .collect())
+}
+
+/// The volume store of `stores` inside `vch_dir` (which goes with the VCH), if one is.
+pub fn store_inside<'a>(
+    vch_dir: &DatastorePath,
+    stores: &'a [(String, DatastorePath)],
+) -> Option<&'a (String, DatastorePath)> {
+    stores.iter().find(|(_, d)| holds(vch_dir, d))
 }
 
 /// `inner` is `dir` or lies under it.
@@ -364,6 +381,31 @@ pub fn configure(
         let result = async {
             let found = find_vch(&client, target, name).await?;
             configure::configure(&client, &found, change, timeout).await
+        }
+        .await;
+        let _ = client.logout().await;
+        result
+    })
+}
+
+/// `vic-machine upgrade [--rollback]` on a vSphere target.
+pub fn upgrade(
+    target: &Target,
+    thumbprint: Option<&str>,
+    name: &str,
+    bootstrap_dir: Option<&std::path::Path>,
+    opts: &upgrade::Options,
+) -> anyhow::Result<()> {
+    let parts = crate::parts::Parts::find(bootstrap_dir)?;
+    block_on(async {
+        info(match opts.rollback {
+            true => "### Rolling back VCH ####",
+            false => "### Upgrading VCH ####",
+        });
+        let client = connect(target, thumbprint).await?;
+        let result = async {
+            let found = find_vch(&client, target, name).await?;
+            upgrade::upgrade(&client, &found, &parts, opts).await
         }
         .await;
         let _ = client.logout().await;

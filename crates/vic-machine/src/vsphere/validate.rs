@@ -108,6 +108,23 @@ pub async fn network_names(
     Ok((networks, port_groups))
 }
 
+/// `--volume-store` values (as written, `DATASTORE/path:LABEL`) read against `datacenter`'s
+/// datastores: the stores' labels and directories, or the first problem in VIC's words.
+pub async fn volume_stores(
+    client: &Client,
+    datacenter: &MoRef,
+    given: &[String],
+) -> anyhow::Result<Vec<(String, DatastorePath)>> {
+    let datastores: Vec<String> = (named(client, datacenter, "Datastore").await?)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    given
+        .iter()
+        .map(|v| volume_store(v, &datastores).map_err(|p| anyhow::anyhow!("{}", p.message)))
+        .collect()
+}
+
 /// Finds everything `wanted` names; the problems when anything is missing.
 pub async fn validate(
     client: &Client,

@@ -1,0 +1,249 @@
+//! `vic-machine upgrade [--rollback]` on vSphere. What an appliance VM runs is a release:
+//! its version (`vic.version`), its boot medium (the appliance ISO on its CD-ROM) and its
+//! document (`guestinfo.vic.config`, which names the container VMs' bootstrap ISO). An
+//! upgrade uploads this installation's media beside the VCH's, keeps the release it replaces
+//! in the VM's `vic.previous.*` keys, and restarts the appliance VM on the new one; if the
+//! Docker API does not answer in time, the old release is put back and started again.
+//! `--rollback` swaps the two releases, so a second rollback undoes the first. Container VMs
+//! keep running throughout and keep the bootstrap they booted (new ones get the new one); the
+//! restarted appliance takes them over.
+//!
+//! ```text
+//!   upload appliance-NEW.iso, bootstrap-NEW.iso     (while the old appliance still serves)
+//!   power off the appliance VM
+//!   CD-ROM → appliance-NEW.iso; config, version ← new; vic.previous.* ← old
+//!   power on, wait for the Docker API   ── fails? ──► old release put back, powered on again
+//! ```
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use vch_config::guestinfo as gi;
+use vim25::datastore::DatastorePath;
+use vim25::{Client, MoRef};
+
+use super::found::{Found, VERSION};
+use super::media;
+use crate::output::info;
+use crate::parts::{upgrade_status, Parts, UpgradeStatus};
+
+const TASK: Duration = Duration::from_secs(120);
+const PREV_VERSION: &str = "vic.previous.version";
+const PREV_APPLIANCE: &str = "vic.previous.appliance_iso";
+const PREV_CONFIG: &str = "vic.previous.config";
+
+/// What an appliance VM runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Release {
+    version: String,
+    appliance_iso: DatastorePath,
+    /// The document, as guestinfo holds it.
+    config: String,
+}
+
+/// `upgrade`'s options.
+pub struct Options {
+    pub force: bool,
+    pub rollback: bool,
+    pub timeout: Duration,
+}
+
+/// The release VM `vm` runs now, and the one before it (if it was upgraded).
+async fn releases(client: &Client, vm: &MoRef) -> anyhow::Result<(Release, Option<Release>)> {
+    let extra = client.extra_config(vm).await?;
+    let get = |k: &str| {
+        (extra.iter())
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    let iso_of = |v: Option<String>| v.as_deref().and_then(DatastorePath::parse);
+    let devices = client.devices(vm).await?;
+    let current_iso = (devices.iter())
+        .filter(|d| d.value_type() == "VirtualCdrom")
+        .filter_map(|d| d.text_at(&["backing", "fileName"]))
+        .find(|f| f.contains("/appliance-") && f.ends_with(".iso"))
+        .map(str::to_string);
+    let current = Release {
+        version: get(VERSION).unwrap_or_default(),
+        appliance_iso: iso_of(current_iso)
+            .context("the appliance VM has no appliance ISO on a CD-ROM: it cannot be upgraded")?,
+        config: get(gi::CONFIG).context("the appliance VM has no configuration")?,
+    };
+    let previous = match (
+        get(PREV_VERSION),
+        iso_of(get(PREV_APPLIANCE)),
+        get(PREV_CONFIG),
+    ) {
+        (Some(version), Some(appliance_iso), Some(config)) if !version.is_empty() => {
+            Some(Release {
+                version,
+                appliance_iso,
+                config,
+            })
+        }
+        _ => None,
+    };
+    Ok((current, previous))
+}
+
+/// Upgrades (or rolls back) the VCH `found` with this installation's `parts`.
+pub async fn upgrade(
+    client: &Client,
+    found: &Found,
+    parts: &Parts,
+    opts: &Options,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + opts.timeout;
+    let Some(doc) = &found.doc else {
+        bail!(
+            "the configuration of {} does not read: it cannot be upgraded",
+            found.name
+        );
+    };
+    let (current, previous) = releases(client, &found.appliance).await?;
+    let previous_before = previous.clone();
+    let (target, what) = match opts.rollback {
+        true => {
+            let Some(previous) = previous else {
+                bail!(
+                    "Rollback failed: VCH {} has no previous version to roll back to (it has not been upgraded)",
+                    found.name
+                );
+            };
+            info(format!(
+                "Rolling back VCH {} from {} to {}",
+                found.name, current.version, previous.version
+            ));
+            (previous, "Rollback")
+        }
+        false => {
+            let installer = parts.version()?;
+            info(format!("Installer version: {installer}"));
+            info(format!("VCH version: {}", current.version));
+            if !opts.force
+                && upgrade_status(&installer, &current.version) != UpgradeStatus::Upgradeable
+            {
+                bail!(
+                    "{:?} has same or newer version {} than installer version {}. No upgrade is available. (--force upgrades anyway)",
+                    found.name,
+                    current.version,
+                    installer
+                );
+            }
+            let dir = found
+                .dir
+                .as_ref()
+                .context("the VCH has no directory on a datastore")?;
+            info("Uploading this installation's appliance and bootstrap media");
+            let dc = super::found::inventory_path(client, &found.datacenter).await?;
+            let uploaded = media::upload(client, dc.trim_start_matches('/'), parts, dir).await?;
+            let mut new_doc = doc.clone();
+            if let vch_config::BackendConfig::Vsphere(b) = &mut new_doc.backend {
+                b.bootstrap_iso = Some(uploaded.bootstrap.to_string());
+            }
+            info(format!("Upgrading VCH {} to {installer}", found.name));
+            let release = Release {
+                version: installer,
+                appliance_iso: uploaded.appliance,
+                config: gi::encode_config(&new_doc),
+            };
+            (release, "Upgrade")
+        }
+    };
+    let started = Instant::now();
+    let vm = &found.appliance;
+    let (mounted, listen) = (&current.appliance_iso, doc.listen);
+    let result = switch(
+        client,
+        vm,
+        mounted,
+        &target,
+        Some(&current),
+        listen,
+        deadline,
+    )
+    .await;
+    if let Err(e) = result {
+        info(format!(
+            "{what} did not come up ({e:#}): putting {} back",
+            current.version
+        ));
+        let back = Instant::now() + opts.timeout;
+        let mounted = &target.appliance_iso;
+        switch(
+            client,
+            vm,
+            mounted,
+            &current,
+            previous_before.as_ref(),
+            listen,
+            back,
+        )
+        .await
+        .context("putting the release back also failed")?;
+        bail!(
+            "{what} failed: {e:#}; VCH {} runs {} again",
+            found.name,
+            current.version
+        );
+    }
+    info(format!(
+        "VCH {} now runs {} (was {}); the Docker API was unavailable for {:.1}s, container VMs kept running",
+        found.name,
+        target.version,
+        current.version,
+        started.elapsed().as_secs_f64()
+    ));
+    info("Completed successfully");
+    Ok(())
+}
+
+/// Restarts the appliance VM, whose CD-ROM holds `mounted`, on release `to`, recording `prev`
+/// as the one before it (none: no rollback), and waits for the Docker API at `listen` until
+/// `deadline`.
+async fn switch(
+    client: &Client,
+    vm: &MoRef,
+    mounted: &DatastorePath,
+    to: &Release,
+    prev: Option<&Release>,
+    listen: std::net::SocketAddr,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    info("Powering off the appliance VM");
+    match client.power_off(vm, TASK).await {
+        Ok(()) => {}
+        Err(e) if e.fault() == Some("InvalidPowerState") => {}
+        Err(e) => return Err(e).context("powering off the appliance VM"),
+    }
+    if *mounted != to.appliance_iso {
+        client
+            .change_cdrom(vm, mounted, &to.appliance_iso, TASK)
+            .await
+            .context("changing the appliance VM's boot medium")?;
+    }
+    // An empty value removes a key.
+    let prev_iso = prev
+        .map(|p| p.appliance_iso.to_string())
+        .unwrap_or_default();
+    let entries = [
+        (gi::CONFIG, to.config.as_str()),
+        (VERSION, &to.version),
+        (PREV_VERSION, prev.map_or("", |p| &p.version)),
+        (PREV_APPLIANCE, &prev_iso),
+        (PREV_CONFIG, prev.map_or("", |p| &p.config)),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    client
+        .set_extra_config(vm, &entries, TASK)
+        .await
+        .context("writing the appliance VM's configuration")?;
+    info("Powering on the appliance VM");
+    client
+        .power_on(vm, TASK)
+        .await
+        .context("powering on the appliance VM")?;
+    info("Waiting for the Docker API to answer");
+    let left = deadline.saturating_duration_since(Instant::now());
+    super::configure::wait_listening(listen, left).await
+}
