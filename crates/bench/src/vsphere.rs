@@ -72,6 +72,21 @@ fn verbs(t: &Target, image: &str, runs: usize) -> anyhow::Result<Vec<Vec<f64>>> 
     Ok(times)
 }
 
+/// The volume verbs' times on `t`: `volume create` (256 MiB), a run with it mounted, and
+/// `volume rm`, each `runs` times.
+fn volume_verbs(t: &Target, image: &str, runs: usize) -> anyhow::Result<Vec<Vec<f64>>> {
+    let mut times = vec![Vec::new(); 3];
+    for i in 0..runs {
+        let name = format!("benchvol-{}-{i}", std::process::id());
+        let create = ["volume", "create", "--opt", "Capacity=256M", &name];
+        times[0].push(t.timed(&create)?);
+        let mount = format!("{name}:/data");
+        times[1].push(t.timed(&["run", "--rm", "-v", &mount, image, "true"])?);
+        times[2].push(t.timed(&["volume", "rm", &name])?);
+    }
+    Ok(times)
+}
+
 fn cell(s: Option<Stats>) -> String {
     match s {
         Some(s) => format!("{:.0} ms ({:.0}–{:.0})", s.median, s.min, s.max),
@@ -113,6 +128,7 @@ fn create_on_vcsim(
             ])
             .args(["--compute-resource", "DC0_C0", "--image-store", "LocalDS_0"])
             .args(["--bridge-network", "DC0_DVPG0", "--no-tls"])
+            .args(["--volume-store", "LocalDS_0/bench-volumes:default"])
             .args(["--insecure-registry", &a.registry]),
         "vic-machine create on vcsim",
     )?;
@@ -139,14 +155,18 @@ fn main() -> anyhow::Result<()> {
         host,
     };
     let vs_times = verbs(&vs, &image, a.runs)?;
+    let vs_volumes = volume_verbs(&vs, &image, a.runs)?;
     let t = Instant::now();
-    let local_vch = Vch::create(&a.bin_dir, "bench-local", &a.registry)?;
+    let store = format!("{}:default", work.path().join("volumes").display());
+    let extra = ["--volume-store", store.as_str()];
+    let local_vch = Vch::create_with(&a.bin_dir, "bench-local", &a.registry, &extra, &[])?;
     let create_local = t.elapsed().as_secs_f64() * 1000.0;
     let local = Target {
         docker: &a.docker,
         host: local_vch.host.clone(),
     };
     let local_times = verbs(&local, &image, a.runs)?;
+    let local_volumes = volume_verbs(&local, &image, a.runs)?;
     println!(
         "vic on vSphere (vcsim 0.24.2, real guests) beside vic local, medians of {} (min–max)",
         a.runs
@@ -162,6 +182,14 @@ fn main() -> anyhow::Result<()> {
     ];
     for (i, name) in names.iter().enumerate() {
         print_row(name, &vs_times[i], &local_times[i]);
+    }
+    let names = [
+        "docker volume create (256M)",
+        "docker run --rm -v VOL busybox",
+        "docker volume rm",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        print_row(name, &vs_volumes[i], &local_volumes[i]);
     }
     drop(local_vch);
     run_ok(

@@ -86,6 +86,23 @@ fn upgrade_and_rollback_swap_the_appliance_media_and_keep_containers() {
         stderr(&o)
     );
     assert_eq!(release(&sim), (v1.clone(), iso1.clone()));
+    // The failed upgrade's media are removed again; only this release's are left.
+    let isos = |sim: &Vcsim| {
+        let files = sim.govc(&["datastore.ls", "-ds", "LocalDS_0", "up1"]);
+        let mut isos: Vec<String> = (files.lines())
+            .filter(|f| f.ends_with(".iso"))
+            .map(str::to_string)
+            .collect();
+        isos.sort();
+        isos
+    };
+    assert_eq!(
+        isos(&sim),
+        [
+            format!("appliance-{build1}.iso"),
+            format!("bootstrap-{build1}.iso")
+        ]
+    );
     assert!(
         sim.guest_logs(100_000)
             .contains("vic-appliance: this build is broken"),
@@ -100,15 +117,14 @@ fn upgrade_and_rollback_swap_the_appliance_media_and_keep_containers() {
     assert_ne!(v2, v1);
     let b2 = v2.rsplit('-').next().unwrap();
     assert_eq!(iso2, format!("[LocalDS_0] up1/appliance-{b2}.iso"));
-    let files = sim.govc(&["datastore.ls", "-ds", "LocalDS_0", "up1"]);
-    for f in [
+    let mut want = [
         format!("appliance-{build1}.iso"),
         format!("bootstrap-{build1}.iso"),
         format!("appliance-{b2}.iso"),
         format!("bootstrap-{b2}.iso"),
-    ] {
-        assert!(files.lines().any(|l| l == f), "{f} missing from {files}");
-    }
+    ];
+    want.sort();
+    assert_eq!(isos(&sim), want, "both releases' media");
     assert_eq!(inspect(&env, "keeper", "{{.State.Status}}"), "running");
     let o = docker(&env, &["exec", "keeper", "echo", "still here"]);
     assert_eq!(stdout(&o), "still here\n", "{}", stderr(&o));

@@ -48,6 +48,57 @@ impl Media {
     }
 }
 
+/// Removes the media in the VCH's directory `dir` that nothing uses: not in `keep` (the
+/// releases the appliance VM can run) and in no CD-ROM of the VMs in `pool` (a container VM
+/// keeps the bootstrap it was made with). Returns their names.
+pub async fn sweep(
+    client: &Client,
+    dc_path: &str,
+    datacenter: &vim25::MoRef,
+    pool: &vim25::MoRef,
+    dir: &DatastorePath,
+    keep: &[String],
+) -> anyhow::Result<Vec<String>> {
+    let mut used: Vec<String> = keep.to_vec();
+    let vms = client
+        .find_all(pool, &[("VirtualMachine", &["name"])])
+        .await?;
+    for vm in &vms {
+        let devices = client.devices(&vm.obj).await?;
+        used.extend(
+            (devices.iter())
+                .filter(|d| d.value_type() == "VirtualCdrom")
+                .filter_map(|d| d.text_at(&["backing", "fileName"]))
+                .map(str::to_string),
+        );
+    }
+    let browser = client.datastore_browser(dc_path, &dir.datastore).await?;
+    let names = client.list_directory(&browser, dir, UPLOAD).await?;
+    let mut gone = Vec::new();
+    for name in names.into_iter().filter(|n| is_medium(n)) {
+        let file = DatastorePath::new(&dir.datastore, &format!("{}/{name}", dir.path));
+        if used.contains(&file.to_string()) {
+            continue;
+        }
+        client
+            .delete_datastore_file(datacenter, &file, UPLOAD)
+            .await
+            .with_context(|| format!("removing {file}"))?;
+        gone.push(name);
+    }
+    Ok(gone)
+}
+
+/// `appliance-BUILD.iso` or `bootstrap-BUILD.iso`.
+fn is_medium(name: &str) -> bool {
+    (name.strip_suffix(".iso"))
+        .and_then(|n| {
+            n.strip_prefix("appliance-")
+                .or_else(|| n.strip_prefix("bootstrap-"))
+        })
+        .is_some_and(|build| !build.is_empty() && build.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
 /// Builds this installation's media and uploads them to the VCH's directory `dir`.
 pub async fn upload(
     client: &Client,
@@ -123,6 +174,20 @@ mod tests {
         let m = Media::of(&dir, "0.1.0-0a1b2c3d");
         assert_eq!(m.appliance.to_string(), "[ds1] vch1/appliance-0a1b2c3d.iso");
         assert_eq!(m.bootstrap.to_string(), "[ds1] vch1/bootstrap-0a1b2c3d.iso");
+    }
+
+    #[test]
+    fn only_media_names_are_swept() {
+        assert!(is_medium("appliance-0a1b2c3d.iso") && is_medium("bootstrap-ff.iso"));
+        for other in [
+            "appliance-key.img",
+            "appliance-.iso",
+            "bootstrap-x1.iso",
+            "vch1.vmx",
+            "images",
+        ] {
+            assert!(!is_medium(other), "{other}");
+        }
     }
 
     #[test]

@@ -151,42 +151,17 @@ pub async fn upgrade(
         }
     };
     let started = Instant::now();
-    let vm = &found.appliance;
-    let (mounted, listen) = (&current.appliance_iso, doc.listen);
-    let result = switch(
+    let outcome = run(
         client,
-        vm,
-        mounted,
-        &target,
-        Some(&current),
-        listen,
+        found,
+        (&current, &target),
+        previous_before.as_ref(),
+        opts,
         deadline,
     )
     .await;
-    if let Err(e) = result {
-        info(format!(
-            "{what} did not come up ({e:#}): putting {} back",
-            current.version
-        ));
-        let back = Instant::now() + opts.timeout;
-        let mounted = &target.appliance_iso;
-        switch(
-            client,
-            vm,
-            mounted,
-            &current,
-            previous_before.as_ref(),
-            listen,
-            back,
-        )
-        .await
-        .context("putting the release back also failed")?;
-        bail!(
-            "{what} failed: {e:#}; VCH {} runs {} again",
-            found.name,
-            current.version
-        );
-    }
+    sweep(client, found).await;
+    outcome.map_err(|e| anyhow::anyhow!("{what} failed: {e:#}"))?;
     info(format!(
         "VCH {} now runs {} (was {}); the Docker API was unavailable for {:.1}s, container VMs kept running",
         found.name,
@@ -195,6 +170,71 @@ pub async fn upgrade(
         started.elapsed().as_secs_f64()
     ));
     info("Completed successfully");
+    Ok(())
+}
+
+/// Removes the media no release of the VCH and no VM uses (a failed upgrade's, the release
+/// before the previous one's); a failure here is reported, not the upgrade's.
+async fn sweep(client: &Client, found: &Found) {
+    let Some(dir) = &found.dir else { return };
+    let swept = async {
+        let (current, previous) = releases(client, &found.appliance).await?;
+        let mut keep = Vec::new();
+        for r in std::iter::once(&current).chain(previous.as_ref()) {
+            keep.push(r.appliance_iso.to_string());
+            let doc = gi::decode_config(&r.config).ok();
+            if let Some(vch_config::BackendConfig::Vsphere(b)) = doc.map(|d| d.backend) {
+                keep.extend(b.bootstrap_iso);
+            }
+        }
+        let dc = super::found::inventory_path(client, &found.datacenter).await?;
+        let dc = dc.trim_start_matches('/');
+        media::sweep(client, dc, &found.datacenter, &found.pool, dir, &keep).await
+    };
+    match swept.await {
+        Ok(gone) if !gone.is_empty() => {
+            info(format!("Removed media no longer used: {}", gone.join(", ")))
+        }
+        Ok(_) => {}
+        Err(e) => info(format!("Removing media no longer used failed: {e:#}")),
+    }
+}
+
+/// Switches the appliance VM from release `from` to `to` (`previous` being the release
+/// before `from`), and puts `from` back when `to` does not come up.
+async fn run(
+    client: &Client,
+    found: &Found,
+    (from, to): (&Release, &Release),
+    previous: Option<&Release>,
+    opts: &Options,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    let vm = &found.appliance;
+    let listen = (found.doc.as_ref())
+        .map(|d| d.listen)
+        .context("the VCH's configuration does not read")?;
+    let result = switch(
+        client,
+        vm,
+        &from.appliance_iso,
+        to,
+        Some(from),
+        listen,
+        deadline,
+    )
+    .await;
+    if let Err(e) = result {
+        info(format!(
+            "{} did not come up ({e:#}): putting {} back",
+            to.version, from.version
+        ));
+        let back = Instant::now() + opts.timeout;
+        switch(client, vm, &to.appliance_iso, from, previous, listen, back)
+            .await
+            .context("putting the release back also failed")?;
+        bail!("{e:#}; VCH {} runs {} again", found.name, from.version);
+    }
     Ok(())
 }
 
