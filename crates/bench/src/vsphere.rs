@@ -185,7 +185,7 @@ fn main() -> anyhow::Result<()> {
     }
     let names = [
         "docker volume create (256M)",
-        "docker run --rm -v VOL busybox",
+        "docker run --rm -v VOL true",
         "docker volume rm",
     ];
     for (i, name) in names.iter().enumerate() {
