@@ -168,6 +168,24 @@ fn upgrade_and_rollback_swap_the_appliance_media_and_keep_containers() {
         "{}",
         stdout(&o)
     );
+    // An operation that was cut short leaves the UpdateInProgress flag: refused until reset.
+    let flag = "vic.update_in_progress=Upgrade on elsewhere (pid 7) at 2026-12-04T00:00:00Z";
+    sim.govc(&["vm.change", "-vm", "/DC0/vm/up1", "-e", flag]);
+    let o = machine(&sim, &this, "upgrade", &["--rollback"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("Rollback failed: another upgrade/configure operation is in progress")
+            && err.contains("use --reset-progress")
+            && err.contains("set by vic-machine Upgrade on elsewhere (pid 7)"),
+        "{err}"
+    );
+    assert_eq!(release(&sim).0, v1, "nothing changed");
+    let o = machine(&sim, &this, "upgrade", &["--reset-progress"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("Cleared the flag set by vic-machine Upgrade on elsewhere"));
+    let o = machine(&sim, &this, "debug", &["--debug", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
     let o = machine(&sim, &this, "delete", &["--force"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(inventory(&sim), before, "delete left something");

@@ -437,10 +437,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             bootstrap_dir,
         } => {
             if let Place::Vsphere(target) = place(&common.target, &common.credentials)? {
-                if reset_progress {
-                    anyhow::bail!("--reset-progress on a vSphere target is not implemented yet: nothing was changed");
-                }
                 let thumbprint = common.credentials.thumbprint.as_deref();
+                if reset_progress {
+                    return vsphere::reset_progress(&target, thumbprint, &common.name);
+                }
                 let opts = vsphere::UpgradeOptions {
                     force,
                     rollback,
@@ -475,10 +475,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             timeout,
         } => {
             if let Place::Vsphere(target) = place(&common.target, &common.credentials)? {
-                if reset_progress {
-                    anyhow::bail!("--reset-progress on a vSphere target is not implemented yet: nothing was changed");
-                }
                 let thumbprint = common.credentials.thumbprint.as_deref();
+                if reset_progress {
+                    return vsphere::reset_progress(&target, thumbprint, &common.name);
+                }
                 let change = vsphere::Change::Debug(debug);
                 return vsphere::configure(&target, thumbprint, &common.name, change, timeout);
             }

@@ -60,12 +60,14 @@ impl ConfigureArgs {
             ("TLS changes", tls.any()),
             ("--bind-path", !self.settings.bind_paths.is_empty()),
             ("--rollback", self.rollback),
-            ("--reset-progress", self.reset_progress),
         ];
         if let Some((what, _)) = not_yet.iter().find(|(_, given)| *given) {
             anyhow::bail!("{what} on a vSphere target is not implemented yet: nothing was changed");
         }
         let thumbprint = self.common.credentials.thumbprint.as_deref();
+        if self.reset_progress {
+            return vsphere::reset_progress(target, thumbprint, &self.common.name);
+        }
         vsphere::configure(
             target,
             thumbprint,

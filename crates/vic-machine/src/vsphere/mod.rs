@@ -12,6 +12,7 @@ mod deploy;
 mod found;
 mod list;
 mod media;
+mod progress;
 mod remove;
 mod target;
 mod upgrade;
@@ -378,9 +379,30 @@ pub fn configure(
             configure::Change::Debug(_) => "### Configuring VCH for debug ####",
         });
         let client = connect(target, thumbprint).await?;
+        let op = match change {
+            configure::Change::Settings { .. } => "Configure",
+            configure::Change::Debug(_) => "Debug",
+        };
         let result = async {
             let found = find_vch(&client, target, name).await?;
-            configure::configure(&client, &found, change, timeout).await
+            progress::begin(&client, &found.appliance, op).await?;
+            let r = configure::configure(&client, &found, change, timeout).await;
+            progress::end(&client, &found.appliance).await;
+            r
+        }
+        .await;
+        let _ = client.logout().await;
+        result
+    })
+}
+
+/// `--reset-progress` of configure, debug or upgrade on a vSphere target.
+pub fn reset_progress(target: &Target, thumbprint: Option<&str>, name: &str) -> anyhow::Result<()> {
+    block_on(async {
+        let client = connect(target, thumbprint).await?;
+        let result = async {
+            let found = find_vch(&client, target, name).await?;
+            progress::reset(&client, &found.appliance).await
         }
         .await;
         let _ = client.logout().await;
@@ -403,9 +425,13 @@ pub fn upgrade(
             false => "### Upgrading VCH ####",
         });
         let client = connect(target, thumbprint).await?;
+        let op = if opts.rollback { "Rollback" } else { "Upgrade" };
         let result = async {
             let found = find_vch(&client, target, name).await?;
-            upgrade::upgrade(&client, &found, &parts, opts).await
+            progress::begin(&client, &found.appliance, op).await?;
+            let r = upgrade::upgrade(&client, &found, &parts, opts).await;
+            progress::end(&client, &found.appliance).await;
+            r
         }
         .await;
         let _ = client.logout().await;
