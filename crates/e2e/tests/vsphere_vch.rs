@@ -475,6 +475,17 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
     assert!(stdout(&o).contains("Debug level: 0 -> 2"), "{}", stdout(&o));
     let o = machine(&sim, "inspect", &[]);
     assert!(stdout(&o).contains("Debug level: 2 ("), "{}", stdout(&o));
+    // configure --rollback: the configuration from before the last change, once.
+    let o = machine(&sim, "configure", &["--rollback"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = machine(&sim, "inspect", &[]);
+    assert!(stdout(&o).contains("Debug level: 0 ("), "{}", stdout(&o));
+    let o = machine(&sim, "configure", &["--rollback"]);
+    assert!(
+        stderr(&o).contains("could not be found") && !o.status.success(),
+        "{}",
+        stderr(&o)
+    );
     let o = docker(&env, &["inspect", "-f", "{{.State.Status}}", "sleeper"]);
     assert_eq!(stdout(&o).trim(), "running", "{}", stderr(&o));
     let o = machine(&sim, "configure", &["--bind-path", "/tmp"]);

@@ -166,6 +166,17 @@ struct ConfigureArgs {
     timeout: Duration,
 }
 
+/// configure's `--reset-progress` and `--rollback` each come alone.
+fn alone(reset_progress: bool, rollback: bool, changes: bool) -> anyhow::Result<()> {
+    if reset_progress && (changes || rollback) {
+        anyhow::bail!("--reset-progress only resets the UpdateInProgress flag: run configure again, without it, for the other changes");
+    }
+    if rollback && changes {
+        anyhow::bail!("--rollback restores the configuration from before the last configure: give it without settings to change");
+    }
+    Ok(())
+}
+
 impl ConfigureArgs {
     fn run(self) -> anyhow::Result<()> {
         if let Place::Vsphere(t) = place(&self.common.target, &self.common.credentials)? {
@@ -174,16 +185,11 @@ impl ConfigureArgs {
         let layout = layout(self.common)?;
         let tls = TlsOptions::from(self.tls);
         let changes = self.settings.any() || tls.any() || self.container_networks.any();
+        alone(self.reset_progress, self.rollback, changes)?;
         if self.reset_progress {
-            if changes || self.rollback {
-                anyhow::bail!("--reset-progress only resets the UpdateInProgress flag: run configure again, without it, for the other changes");
-            }
             return progress::reset(&layout, "Configure");
         }
         if self.rollback {
-            if changes {
-                anyhow::bail!("--rollback restores the configuration from before the last configure: give it without settings to change");
-            }
             return configure::rollback(&layout, self.timeout);
         }
         configure::configure(

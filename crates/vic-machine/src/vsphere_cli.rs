@@ -59,14 +59,19 @@ impl ConfigureArgs {
         let not_yet = [
             ("TLS changes", tls.any()),
             ("--bind-path", !self.settings.bind_paths.is_empty()),
-            ("--rollback", self.rollback),
         ];
         if let Some((what, _)) = not_yet.iter().find(|(_, given)| *given) {
             anyhow::bail!("{what} on a vSphere target is not implemented yet: nothing was changed");
         }
         let thumbprint = self.common.credentials.thumbprint.as_deref();
+        let changes = self.settings.any() || self.container_networks.any();
+        alone(self.reset_progress, self.rollback, changes)?;
         if self.reset_progress {
             return vsphere::reset_progress(target, thumbprint, &self.common.name);
+        }
+        if self.rollback {
+            let change = vsphere::Change::Rollback;
+            return vsphere::configure(target, thumbprint, &self.common.name, change, self.timeout);
         }
         vsphere::configure(
             target,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use vch_config::guestinfo as gi;
-use vch_config::{ContainerNetwork, Sources, VolumeStore};
+use vch_config::{ApplianceConfig, ContainerNetwork, Sources, VolumeStore};
 use vim25::Client;
 
 use super::found::Found;
@@ -25,7 +25,12 @@ pub enum Change<'a> {
     },
     /// `debug`'s log level.
     Debug(u8),
+    /// `configure --rollback`: the configuration from before the last configure or debug.
+    Rollback,
 }
+
+/// The appliance VM's key keeping the configuration a configure replaced, for `--rollback`.
+pub(super) const PREVIOUS: &str = "vic.configure.previous";
 
 /// Applies `change` to the VCH `found`, restarting its appliance; waits up to `timeout` for
 /// its Docker API.
@@ -41,9 +46,28 @@ pub async fn configure(
             found.name
         );
     };
+    let before = doc.clone();
     let mut doc = doc.clone();
     let mut nets = doc.networks.clone();
     let new = match change {
+        Change::Rollback => {
+            let extra = client.extra_config(&found.appliance).await?;
+            let saved = (extra.into_iter())
+                .find(|(k, v)| k == PREVIOUS && !v.is_empty())
+                .map(|(_, v)| v);
+            let Some(saved) = saved else {
+                bail!(
+                    "Configure failed: a VCH configuration from before the last configure could not be found: VCH {} has not been configured since it was created or upgraded, or that configuration was rolled back already",
+                    found.name
+                );
+            };
+            let saved = gi::decode_config(&saved).context("the saved configuration")?;
+            info("Restoring the configuration from before the last configure");
+            for change in crate::container_networks::changes(&doc.networks, &saved.networks) {
+                info(change);
+            }
+            return apply(client, found, &before, &saved, timeout, "").await;
+        }
         Change::Settings { settings, networks } => {
             if !networks.is_empty() {
                 nets = add_networks(client, found, &doc, &networks).await?;
@@ -79,29 +103,73 @@ pub async fn configure(
     doc.settings = new;
     doc.networks = nets;
     doc.check().context("the new configuration")?;
-    info("Updating the appliance VM's configuration");
+    apply(
+        client,
+        found,
+        &before,
+        &doc,
+        timeout,
+        &gi::encode_config(&before),
+    )
+    .await
+}
+
+/// Restarts the appliance VM with configuration `after` and keeps `saved` for `--rollback`
+/// (empty: none); if the appliance does not come up with it, restarts it with `before`.
+async fn apply(
+    client: &Client,
+    found: &Found,
+    before: &ApplianceConfig,
+    after: &ApplianceConfig,
+    timeout: Duration,
+    saved: &str,
+) -> anyhow::Result<()> {
+    let vm = &found.appliance;
+    if let Err(e) = restart_with(client, vm, after, timeout).await {
+        info(format!(
+            "The appliance did not come up with the new configuration ({e:#}): putting the one before back"
+        ));
+        restart_with(client, vm, before, timeout)
+            .await
+            .context("putting the configuration back also failed")?;
+        bail!(
+            "Configure failed: {e:#}; VCH {} runs with the configuration from before again",
+            found.name
+        );
+    }
     client
-        .set_extra_config(
-            &found.appliance,
-            &[(gi::CONFIG.to_string(), gi::encode_config(&doc))],
-            TASK,
-        )
+        .set_extra_config(vm, &[(PREVIOUS.to_string(), saved.to_string())], TASK)
+        .await
+        .context("keeping the configuration before for --rollback")?;
+    info("Completed successfully");
+    Ok(())
+}
+
+/// Writes `doc` to the appliance VM's guestinfo, restarts the VM, and waits for the Docker API.
+async fn restart_with(
+    client: &Client,
+    vm: &vim25::MoRef,
+    doc: &ApplianceConfig,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    info("Updating the appliance VM's configuration");
+    let config = [(gi::CONFIG.to_string(), gi::encode_config(doc))];
+    client
+        .set_extra_config(vm, &config, TASK)
         .await
         .context("writing the appliance VM's guestinfo")?;
     info("Restarting the appliance VM");
-    match client.power_off(&found.appliance, TASK).await {
+    match client.power_off(vm, TASK).await {
         Ok(()) => {}
         Err(e) if e.fault() == Some("InvalidPowerState") => {}
         Err(e) => return Err(e).context("powering off the appliance VM"),
     }
     client
-        .power_on(&found.appliance, TASK)
+        .power_on(vm, TASK)
         .await
         .context("powering on the appliance VM")?;
     info("Waiting for the Docker API to answer");
-    wait_listening(doc.listen, timeout).await?;
-    info("Completed successfully");
-    Ok(())
+    wait_listening(doc.listen, timeout).await
 }
 
 /// The `--volume-store`s of `settings` found on the target's datastores, none inside the

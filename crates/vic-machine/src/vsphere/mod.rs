@@ -377,11 +377,13 @@ pub fn configure(
         info(match change {
             configure::Change::Settings { .. } => "### Configuring VCH ####",
             configure::Change::Debug(_) => "### Configuring VCH for debug ####",
+            configure::Change::Rollback => "### Rolling back VCH configuration ####",
         });
         let client = connect(target, thumbprint).await?;
         let op = match change {
             configure::Change::Settings { .. } => "Configure",
             configure::Change::Debug(_) => "Debug",
+            configure::Change::Rollback => "Configure",
         };
         let result = async {
             let found = find_vch(&client, target, name).await?;

@@ -272,6 +272,8 @@ async fn switch(
         (PREV_VERSION, prev.map_or("", |p| &p.version)),
         (PREV_APPLIANCE, &prev_iso),
         (PREV_CONFIG, prev.map_or("", |p| &p.config)),
+        // A configure's rollback does not reach across a release.
+        (super::configure::PREVIOUS, ""),
     ]
     .map(|(k, v)| (k.to_string(), v.to_string()));
     client
