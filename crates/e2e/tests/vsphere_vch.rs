@@ -40,6 +40,8 @@ fn an_esx_host_gets_a_vch_in_a_resource_pool() {
         let mut args = vec![
             "--image-store",
             "LocalDS_0",
+            "--volume-store",
+            "LocalDS_0/esx-vols:default",
             "--no-tlsverify",
             "--insecure-registry",
             &reg,
@@ -87,9 +89,54 @@ fn an_esx_host_gets_a_vch_in_a_resource_pool() {
             .clone();
         assert_eq!(vm["power"], "poweredOn", "{vm}");
         assert_eq!(vm["nics"][0]["network"], expected, "{vm}");
+        if bridge.is_some() {
+            esx_lifecycle(&sim, &env, &image);
+        }
         let o = machine_at(&sim, "", "delete", &["--force"]);
         assert!(o.status.success(), "{}", stderr(&o));
+        sim.govc(&["datastore.rm", "-ds", "LocalDS_0", "esx-vols"]);
         assert_eq!(inventory(&sim), before, "delete left something");
+    }
+}
+
+/// On the ESX model too: a volume on the store, `ls`, `inspect`, `debug` (configure's path),
+/// `upgrade --force` and `--rollback`, the container running throughout.
+fn esx_lifecycle(sim: &Vcsim, env: &Path, image: &str) {
+    let o = docker(
+        env,
+        &["--tls", "volume", "create", "--opt", "Capacity=32M", "v1"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let script = "echo on-esx > /d/f && cat /d/f";
+    let o = docker(
+        env,
+        &[
+            "--tls", "run", "--rm", "-v", "v1:/d", image, "sh", "-c", script,
+        ],
+    );
+    assert_eq!(stdout(&o), "on-esx\n", "{}", stderr(&o));
+    let o = machine_at(sim, "", "ls", &[]);
+    assert!(stdout(&o).contains("vch1"), "{}", stdout(&o));
+    let o = machine_at(sim, "", "inspect", &[]);
+    assert!(
+        stdout(&o).contains("Volume stores: default ([LocalDS_0] esx-vols)"),
+        "{}",
+        stdout(&o)
+    );
+    for args in [
+        &["debug", "--debug", "1"][..],
+        &["upgrade", "--force"],
+        &["upgrade", "--rollback"],
+    ] {
+        let o = machine_at(sim, "", args[0], &args[1..]);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        let o = docker(env, &["--tls", "inspect", "-f", "{{.State.Status}}", "c1"]);
+        assert_eq!(
+            stdout(&o).trim(),
+            "running",
+            "after {args:?}: {}",
+            stderr(&o)
+        );
     }
 }
 
