@@ -75,6 +75,11 @@ pub struct Session {
 /// How long a re-attached tether may take to say Hello.
 pub const REATTACH_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How often a re-attached tether that has not said Hello is asked to (`Resync`): one that
+/// did not see its line go and come back (the new host connected before it looked) says
+/// nothing of its own.
+const RESYNC_EVERY: Duration = Duration::from_secs(1);
+
 /// What the driver does when the tether says Hello.
 enum Mode {
     /// A fresh VM: configure it and start the main process (with none, configure it only:
@@ -201,6 +206,10 @@ async fn drive(
     let (off_tx, off_rx) = oneshot::channel::<String>();
     let (ask_tx, ask_rx) = mpsc::channel::<String>(1);
     let to_guest = control_tx.clone();
+    let hello_seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if matches!(mode, Mode::Reattach { .. }) {
+        tokio::spawn(resync_until_hello(control_tx.clone(), hello_seen.clone()));
+    }
 
     tokio::spawn(async move {
         let mut started_tx = Some(started_tx);
@@ -332,6 +341,7 @@ async fn drive(
                             ..
                         }) => {
                             said_hello = true;
+                            hello_seen.store(true, std::sync::atomic::Ordering::Relaxed);
                             tracing::debug!(version, kernel, configured, ?running, "tether hello");
                             answers.hello(version);
                             exec_routes.hello(&running, &ended);
@@ -593,5 +603,25 @@ async fn drive(
             "the container VM did not report its process within {} s",
             limit.as_secs()
         ))),
+    }
+}
+
+/// Sends `Resync` every [`RESYNC_EVERY`] until the tether's Hello has come, the channel has
+/// gone, or [`REATTACH_TIMEOUT`] has passed.
+async fn resync_until_hello(
+    to_guest: mpsc::Sender<Frame>,
+    hello: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let deadline = tokio::time::Instant::now() + REATTACH_TIMEOUT;
+    loop {
+        tokio::time::sleep(RESYNC_EVERY).await;
+        if hello.load(std::sync::atomic::Ordering::Relaxed)
+            || tokio::time::Instant::now() >= deadline
+            || to_guest.is_closed()
+        {
+            return;
+        }
+        tracing::debug!("no Hello from the re-attached tether yet: asking it to resync");
+        let _ = to_guest.try_send(Frame::control(&HostMsg::Resync));
     }
 }

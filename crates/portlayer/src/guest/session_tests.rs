@@ -122,6 +122,32 @@ async fn a_running_process_is_taken_over_and_its_exit_reported() {
 }
 
 #[tokio::test]
+async fn a_tether_that_missed_the_reconnection_is_asked_to_say_hello() {
+    // The new host connected before the tether saw its line go: it says nothing until
+    // asked.
+    let (host, mut guest) = tokio::io::duplex(1 << 16);
+    let task = tokio::spawn(async move {
+        let mut host = HostSays::default();
+        let first = host.next(&mut guest).await;
+        send(&mut guest, hello(true, vec![0], None)).await;
+        send(
+            &mut guest,
+            Frame::control(&GuestMsg::Exited {
+                session: 0,
+                code: 5,
+            }),
+        )
+        .await;
+        first
+    });
+    let s = session::reattach(powered(host), 0, Collect::default(), stdin())
+        .await
+        .expect("re-attached once asked");
+    assert_eq!(task.await.unwrap(), Some(HostMsg::Resync));
+    assert_eq!(s.exit.await.unwrap(), SessionExit::Exited(5));
+}
+
+#[tokio::test]
 async fn output_and_exit_held_while_away_arrive_before_hello() {
     let out = Collect::default();
     let (powered, _guest) = vm(vec![
