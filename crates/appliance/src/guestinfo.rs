@@ -24,8 +24,12 @@ fn env_name(key: &str) -> String {
     format!("VMX_{}", key.to_ascii_uppercase().replace('.', "_"))
 }
 
-/// The value of guestinfo `key`, if the VM has one.
+/// The value of guestinfo `key`, if the VM has one (vSphere removes a key set to nothing).
 fn get(key: &str) -> anyhow::Result<Option<String>> {
+    Ok(read(key)?.filter(|v| !v.is_empty()))
+}
+
+fn read(key: &str) -> anyhow::Result<Option<String>> {
     if let Some(v) = std::env::var_os(env_name(key)) {
         let v = v
             .into_string()
@@ -112,6 +116,14 @@ pub fn load(key_image: &Path, state_dir: Option<&Path>) -> anyhow::Result<Applia
         let password = key.open(gi::PASSWORD, &required(gi::PASSWORD)?)?;
         v.password_file = put(&dir, "password", &password)?;
     }
+    config.settings.registry_ca = match get(gi::REGISTRY_CA)? {
+        Some(v) => Some(put(
+            &dir,
+            "registry-ca.pem",
+            &gi::decode(gi::REGISTRY_CA, &v)?,
+        )?),
+        None => None,
+    };
     if let Some(tls) = &mut config.tls {
         let cert = gi::decode(gi::TLS_CERT, &required(gi::TLS_CERT)?)?;
         tls.cert = put(&dir, "server-cert.pem", &cert)?;

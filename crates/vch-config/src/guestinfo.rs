@@ -25,6 +25,8 @@ pub const PASSWORD: &str = "guestinfo.vic.secret.password";
 pub const TLS_CERT: &str = "guestinfo.vic.tls.cert";
 pub const TLS_CLIENT_CAS: &str = "guestinfo.vic.tls.client_cas";
 pub const TLS_KEY: &str = "guestinfo.vic.secret.tls_key";
+/// The CAs the appliance trusts registries by (`--registry-ca`; clear).
+pub const REGISTRY_CA: &str = "guestinfo.vic.registry_ca";
 
 /// The size of the key image: one CD-ROM sector.
 pub const KEY_IMAGE_LEN: usize = 2048;

@@ -24,7 +24,7 @@ use crate::output::info;
 use crate::progress;
 use crate::settings::{self, debug_label, SettingsArgs};
 use crate::snapshot::Snapshot;
-use crate::tls::{self, TlsOptions, TlsRecord, TlsSetup, Writes};
+use crate::tls::{self, TlsOptions, TlsRecord, Writes};
 
 /// What `configure` was asked.
 pub struct ConfigureOptions<'a> {
@@ -116,7 +116,7 @@ pub fn configure(layout: &Layout, opts: &ConfigureOptions<'_>) -> anyhow::Result
         down.as_secs_f64()
     ));
     if let Some(t) = tls.as_ref().filter(|_| new.tls != old.tls) {
-        connect_lines(&new, &t.setup);
+        t.setup.print_connect(&new.name, &new.docker_host, new.port);
     }
     info("Completed successfully");
     Ok(())
@@ -142,22 +142,6 @@ fn registry_bundle(
     }
     new.settings.registry_ca = Some(path);
     Ok(changed)
-}
-
-/// How to connect after a TLS change (as `create` prints it).
-fn connect_lines(c: &VchConfig, setup: &TlsSetup) {
-    info("Docker environment variables:");
-    for line in setup.env(&c.docker_host) {
-        println!("{line}");
-    }
-    info(format!(
-        "Environment saved in {}",
-        c.tls.dir(&c.name).join(format!("{}.env", c.name)).display()
-    ));
-    info("Connect to docker:");
-    for line in setup.docker_lines(c.port) {
-        info(line);
-    }
 }
 
 /// `vic-machine configure --rollback`: back to the configuration from before the last
@@ -208,7 +192,7 @@ pub fn rollback(layout: &Layout, timeout: Duration) -> anyhow::Result<()> {
         down.as_secs_f64()
     ));
     if new.tls != current.tls {
-        connect_lines(&new, &new.tls.described(&new.name));
+        (new.tls.described(&new.name)).print_connect(&new.name, &new.docker_host, new.port);
     }
     info("Completed successfully");
     Ok(())

@@ -46,25 +46,24 @@ impl CreateArgs {
             not_yet,
             networks,
             bootstrap_dir,
+            registry_ca: vsphere::registry_ca(&settings.registry_cas)?,
         };
         vsphere::create(target, thumbprint, &common.name, &wanted, &opts)
     }
 }
 
 impl ConfigureArgs {
-    /// `configure` on a vSphere target: settings and container networks; what else configure
-    /// changes is refused before anything is.
+    /// `configure` on a vSphere target: settings, container networks and certificates; what
+    /// else configure changes is refused before anything is.
     pub(super) fn run_vsphere(self, target: &vsphere::Target) -> anyhow::Result<()> {
         let tls = TlsOptions::from(self.tls);
-        let not_yet = [
-            ("TLS changes", tls.any()),
-            ("--bind-path", !self.settings.bind_paths.is_empty()),
-        ];
-        if let Some((what, _)) = not_yet.iter().find(|(_, given)| *given) {
-            anyhow::bail!("{what} on a vSphere target is not implemented yet: nothing was changed");
+        if !self.settings.bind_paths.is_empty() {
+            anyhow::bail!(
+                "--bind-path on a vSphere target is not implemented yet: nothing was changed"
+            );
         }
         let thumbprint = self.common.credentials.thumbprint.as_deref();
-        let changes = self.settings.any() || self.container_networks.any();
+        let changes = self.settings.any() || self.container_networks.any() || tls.any();
         alone(self.reset_progress, self.rollback, changes)?;
         if self.reset_progress {
             return vsphere::reset_progress(target, thumbprint, &self.common.name);
@@ -80,6 +79,7 @@ impl ConfigureArgs {
             vsphere::Change::Settings {
                 settings: &self.settings,
                 networks: self.container_networks.on_vsphere()?,
+                tls: &tls,
             },
             self.timeout,
         )

@@ -38,6 +38,11 @@ impl Writes {
         self.0.iter().map(|(p, _)| p.as_path())
     }
 
+    /// Each path and what it will hold (None: removed), in order.
+    pub fn entries(&self) -> impl Iterator<Item = (&Path, Option<&str>)> {
+        self.0.iter().map(|(p, c)| (p.as_path(), c.as_deref()))
+    }
+
     /// What `path` will hold: None when it is not touched, Some(None) when it is removed.
     pub fn pending(&self, path: &Path) -> Option<Option<&str>> {
         self.0

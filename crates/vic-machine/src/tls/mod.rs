@@ -101,6 +101,17 @@ pub struct TlsRecord {
 }
 
 impl TlsRecord {
+    /// What `create` made: `plan` carried out as `setup`.
+    pub fn created(plan: &TlsPlan, setup: &TlsSetup) -> TlsRecord {
+        TlsRecord {
+            mode: setup.mode,
+            cert_path: Some(setup.dir.clone()),
+            tls_cname: plan.cname().map(str::to_string),
+            tls_user_client_cas: plan.user_client_cas(),
+            tls_own_server_cert: plan.own_server_cert(),
+        }
+    }
+
     /// The certificate directory (`./NAME` for records from before it was kept).
     pub fn dir(&self, name: &str) -> PathBuf {
         self.cert_path

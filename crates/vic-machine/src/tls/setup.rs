@@ -182,6 +182,23 @@ impl TlsSetup {
         Ok(())
     }
 
+    /// How to connect after a TLS change (as `create` prints it): NAME.env's lines, where
+    /// it is, and the docker command line.
+    pub fn print_connect(&self, name: &str, docker_host: &str, port: u16) {
+        info("Docker environment variables:");
+        for line in self.env(docker_host) {
+            println!("{line}");
+        }
+        info(format!(
+            "Environment saved in {}",
+            self.dir.join(format!("{name}.env")).display()
+        ));
+        info("Connect to docker:");
+        for line in self.docker_lines(port) {
+            info(line);
+        }
+    }
+
     /// How to reach the VCH with the docker CLI, then notes when the user must supply files.
     pub fn docker_lines(&self, port: u16) -> Vec<String> {
         let host = format!("docker -H 127.0.0.1:{port}");

@@ -13,15 +13,17 @@ use vim25::Client;
 
 use super::found::Found;
 use crate::output::info;
+use crate::tls::TlsOptions;
 
 const TASK: Duration = Duration::from_secs(120);
 
 /// What a configure on vSphere changes.
 pub enum Change<'a> {
-    /// `configure`'s settings, and container networks to add (their port groups).
+    /// `configure`'s settings, container networks to add (their port groups), and TLS flags.
     Settings {
         settings: &'a crate::settings::SettingsArgs,
         networks: Vec<ContainerNetwork>,
+        tls: &'a TlsOptions,
     },
     /// `debug`'s log level.
     Debug(u8),
@@ -31,6 +33,25 @@ pub enum Change<'a> {
 
 /// The appliance VM's key keeping the configuration a configure replaced, for `--rollback`.
 pub(super) const PREVIOUS: &str = "vic.configure.previous";
+
+/// The appliance VM's key keeping the registry CA bundle a configure replaced (with
+/// [`PREVIOUS`]; empty: there was none).
+pub(super) const PREVIOUS_REGISTRY_CA: &str = "vic.configure.previous.registry_ca";
+
+/// One side of a configure: a document and the guestinfo beside it that goes with it (keys
+/// not named keep what the VM has).
+struct Side<'a> {
+    doc: &'a ApplianceConfig,
+    beside: Vec<(String, String)>,
+}
+
+/// The value of `key` in `extra` (empty: none).
+fn value_of(extra: &[(String, String)], key: &str) -> String {
+    (extra.iter().rev())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
 
 /// Applies `change` to the VCH `found`, restarting its appliance; waits up to `timeout` for
 /// its Docker API.
@@ -46,29 +67,20 @@ pub async fn configure(
             found.name
         );
     };
+    let extra = client.extra_config(&found.appliance).await?;
     let before = doc.clone();
     let mut doc = doc.clone();
     let mut nets = doc.networks.clone();
+    let mut tls_change = None;
+    let registry_ca = value_of(&extra, gi::REGISTRY_CA);
+    let mut new_registry_ca = registry_ca.clone();
     let new = match change {
-        Change::Rollback => {
-            let extra = client.extra_config(&found.appliance).await?;
-            let saved = (extra.into_iter())
-                .find(|(k, v)| k == PREVIOUS && !v.is_empty())
-                .map(|(_, v)| v);
-            let Some(saved) = saved else {
-                bail!(
-                    "Configure failed: a VCH configuration from before the last configure could not be found: VCH {} has not been configured since it was created or upgraded, or that configuration was rolled back already",
-                    found.name
-                );
-            };
-            let saved = gi::decode_config(&saved).context("the saved configuration")?;
-            info("Restoring the configuration from before the last configure");
-            for change in crate::container_networks::changes(&doc.networks, &saved.networks) {
-                info(change);
-            }
-            return apply(client, found, &before, &saved, timeout, "").await;
-        }
-        Change::Settings { settings, networks } => {
+        Change::Rollback => return rollback(client, found, &before, &extra, timeout).await,
+        Change::Settings {
+            settings,
+            networks,
+            tls,
+        } => {
             if !networks.is_empty() {
                 nets = add_networks(client, found, &doc, &networks).await?;
             }
@@ -80,6 +92,17 @@ pub async fn configure(
             applied.volume_stores = doc.settings.volume_stores.clone();
             crate::settings::add_volume_stores(&mut applied.volume_stores, &stores)
                 .map_err(|e| anyhow::anyhow!("{e}: nothing was changed"))?;
+            if let Some(bundle) = super::registry_ca(&settings.registry_cas)? {
+                applied.registry_ca = Some(super::deploy::registry_ca_path());
+                if bundle != registry_ca {
+                    info("Registry CA: replaced by --registry-ca");
+                    new_registry_ca = bundle;
+                }
+            }
+            if tls.any() {
+                let key = super::tls::key(client, found).await?;
+                tls_change = super::tls::decide(found, &doc, &extra, &key, tls)?;
+            }
             applied
         }
         Change::Debug(level) => {
@@ -93,7 +116,11 @@ pub async fn configure(
             new
         }
     };
-    if new == doc.settings && nets == doc.networks {
+    if new == doc.settings
+        && nets == doc.networks
+        && tls_change.is_none()
+        && new_registry_ca == registry_ca
+    {
         info("Nothing to change");
         return Ok(());
     }
@@ -102,34 +129,139 @@ pub async fn configure(
     }
     doc.settings = new;
     doc.networks = nets;
+    let mut keep = vec![
+        (PREVIOUS.to_string(), gi::encode_config(&before)),
+        (PREVIOUS_REGISTRY_CA.to_string(), registry_ca.clone()),
+    ];
+    let ca = |v: &str| (gi::REGISTRY_CA.to_string(), v.to_string());
+    let mut before = Side {
+        doc: &before,
+        beside: vec![ca(&registry_ca)],
+    };
+    let mut after_beside = vec![ca(&new_registry_ca)];
+    let files = match &tls_change {
+        Some(t) => {
+            t.lines.iter().for_each(info);
+            doc.tls = t.doc_tls.clone();
+            let saved = serde_json::to_string(&t.saved).context("keeping the TLS before")?;
+            keep.push((super::tls::PREVIOUS.to_string(), saved));
+            before.beside.extend(t.saved.guestinfo.iter().cloned());
+            after_beside.extend(t.guestinfo.iter().cloned());
+            Some(&t.files)
+        }
+        // A rollback after this configure leaves TLS as it is.
+        None => {
+            keep.push((super::tls::PREVIOUS.to_string(), String::new()));
+            None
+        }
+    };
     doc.check().context("the new configuration")?;
-    apply(
-        client,
-        found,
-        &before,
-        &doc,
-        timeout,
-        &gi::encode_config(&before),
-    )
-    .await
+    let after = Side {
+        doc: &doc,
+        beside: after_beside,
+    };
+    apply(client, found, before, after, files, timeout, &keep).await?;
+    if let Some(t) = &tls_change {
+        let host = format!("tcp://{}", doc.listen);
+        t.setup.print_connect(&found.name, &host, doc.listen.port());
+    }
+    info("Completed successfully");
+    Ok(())
 }
 
-/// Restarts the appliance VM with configuration `after` and keeps `saved` for `--rollback`
-/// (empty: none); if the appliance does not come up with it, restarts it with `before`.
+/// `configure --rollback`: the document (and TLS, with its files) a configure kept.
+async fn rollback(
+    client: &Client,
+    found: &Found,
+    now: &ApplianceConfig,
+    extra: &[(String, String)],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let saved = (extra.iter())
+        .find(|(k, v)| k == PREVIOUS && !v.is_empty())
+        .map(|(_, v)| v);
+    let Some(saved) = saved else {
+        bail!(
+            "Configure failed: a VCH configuration from before the last configure could not be found: VCH {} has not been configured since it was created or upgraded, or that configuration was rolled back already",
+            found.name
+        );
+    };
+    let saved = gi::decode_config(saved).context("the saved configuration")?;
+    info("Restoring the configuration from before the last configure");
+    for change in crate::container_networks::changes(&now.networks, &saved.networks) {
+        info(change);
+    }
+    let tls = super::tls::saved(extra)?;
+    let current = super::tls::values(extra);
+    let files = match &tls {
+        Some(t) => {
+            let key = super::tls::key(client, found).await?;
+            info("Restoring the TLS configuration and certificate files from before it");
+            let (from, to) = (
+                super::tls::record(extra, now.tls.as_ref()),
+                super::tls::saved_record(t),
+            );
+            if let Some(to) = to.filter(|to| to.mode != from.mode) {
+                info(format!(
+                    "Docker API TLS: {} -> {}",
+                    from.mode.label(),
+                    to.mode.label()
+                ));
+            }
+            Some(super::tls::Swap::of(t.files(&key)?)?)
+        }
+        None => None,
+    };
+    let ca = |v: String| (gi::REGISTRY_CA.to_string(), v);
+    let mut before = Side {
+        doc: now,
+        beside: vec![ca(value_of(extra, gi::REGISTRY_CA))],
+    };
+    let mut after = Side {
+        doc: &saved,
+        beside: vec![ca(value_of(extra, PREVIOUS_REGISTRY_CA))],
+    };
+    if let Some(t) = &tls {
+        before.beside.extend(current);
+        after.beside.extend(t.guestinfo.iter().cloned());
+    }
+    let keep = [PREVIOUS, PREVIOUS_REGISTRY_CA, super::tls::PREVIOUS]
+        .map(|k| (k.to_string(), String::new()));
+    apply(client, found, before, after, files.as_ref(), timeout, &keep).await?;
+    if let Some(record) = tls.as_ref().and_then(super::tls::saved_record) {
+        let host = format!("tcp://{}", saved.listen);
+        (record.described(&found.name)).print_connect(&found.name, &host, saved.listen.port());
+    }
+    info("Completed successfully");
+    Ok(())
+}
+
+/// Restarts the appliance VM as `after` (its files written first) and then sets `keep`;
+/// if the appliance does not come up, puts `before` back (the files too) and restarts it.
 async fn apply(
     client: &Client,
     found: &Found,
-    before: &ApplianceConfig,
-    after: &ApplianceConfig,
+    before: Side<'_>,
+    after: Side<'_>,
+    files: Option<&super::tls::Swap>,
     timeout: Duration,
-    saved: &str,
+    keep: &[(String, String)],
 ) -> anyhow::Result<()> {
     let vm = &found.appliance;
-    if let Err(e) = restart_with(client, vm, after, timeout).await {
+    if let Some(f) = files {
+        if let Err(e) = f.apply() {
+            let _ = f.undo();
+            bail!("Configure failed: {e:#}: nothing was changed on the VCH");
+        }
+    }
+    if let Err(e) = restart_with(client, vm, &after, timeout).await {
         info(format!(
             "The appliance did not come up with the new configuration ({e:#}): putting the one before back"
         ));
-        restart_with(client, vm, before, timeout)
+        if let Some(f) = files {
+            f.undo().context("putting the certificate files back")?;
+        }
+        restart_with(client, vm, &before, timeout)
             .await
             .context("putting the configuration back also failed")?;
         bail!(
@@ -138,22 +270,23 @@ async fn apply(
         );
     }
     client
-        .set_extra_config(vm, &[(PREVIOUS.to_string(), saved.to_string())], TASK)
+        .set_extra_config(vm, keep, TASK)
         .await
         .context("keeping the configuration before for --rollback")?;
-    info("Completed successfully");
     Ok(())
 }
 
-/// Writes `doc` to the appliance VM's guestinfo, restarts the VM, and waits for the Docker API.
+/// Writes `side` to the appliance VM's guestinfo, restarts the VM, and waits for the Docker
+/// API.
 async fn restart_with(
     client: &Client,
     vm: &vim25::MoRef,
-    doc: &ApplianceConfig,
+    side: &Side<'_>,
     timeout: Duration,
 ) -> anyhow::Result<()> {
     info("Updating the appliance VM's configuration");
-    let config = [(gi::CONFIG.to_string(), gi::encode_config(doc))];
+    let mut config = vec![(gi::CONFIG.to_string(), gi::encode_config(side.doc))];
+    config.extend(side.beside.iter().cloned());
     client
         .set_extra_config(vm, &config, TASK)
         .await
@@ -169,7 +302,7 @@ async fn restart_with(
         .await
         .context("powering on the appliance VM")?;
     info("Waiting for the Docker API to answer");
-    wait_listening(doc.listen, timeout).await
+    wait_listening(side.doc.listen, timeout).await
 }
 
 /// The `--volume-store`s of `settings` found on the target's datastores, none inside the

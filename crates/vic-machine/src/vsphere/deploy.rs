@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use vch_config::guestinfo::{self as gi, Key};
-use vch_config::{ApplianceConfig, BackendConfig, Settings, TlsFiles, VsphereBackend, SCHEMA};
+use vch_config::{ApplianceConfig, BackendConfig, Settings, VsphereBackend, SCHEMA};
 use vim25::datastore::DatastorePath;
 use vim25::devices::Device;
 use vim25::pool::Allocation;
@@ -39,7 +39,7 @@ pub const SIMULATOR_GUESTS: &str = "VIC_MACHINE_SIMULATOR_GUESTS";
 /// Where the appliance VM keeps its state (its disk) and the placeholder paths the
 /// appliance replaces with the secrets it opens from guestinfo.
 const STATE_DIR: &str = "/var/lib/vic";
-const PLACEHOLDER: &str = "/run/vic/from-guestinfo";
+pub(super) const PLACEHOLDER: &str = "/run/vic/from-guestinfo";
 /// The appliance VM's size.
 const APPLIANCE_MEMORY_MIB: u32 = 2048;
 const APPLIANCE_CPUS: u32 = 1;
@@ -57,6 +57,14 @@ pub struct Request<'a> {
     pub timeout: Duration,
     /// Container networks: port groups container VMs join directly.
     pub networks: Vec<vch_config::ContainerNetwork>,
+    /// `--registry-ca`'s bundle, as guestinfo holds it.
+    pub registry_ca: Option<String>,
+}
+
+/// The path the document names the registry CA bundle by; the appliance writes the bundle
+/// there from guestinfo.
+pub(super) fn registry_ca_path() -> PathBuf {
+    PathBuf::from(PLACEHOLDER).join("registry-ca.pem")
 }
 
 /// What create made so far, undone in reverse when it fails.
@@ -285,12 +293,11 @@ async fn deploy_inner(
             simulator_guest: guests.map(|g| g.join("guest")),
             bootstrap_iso: Some(media.bootstrap.to_string()),
         })),
-        tls: tls::appliance_files(tls.mode, certs.path()).map(|f| TlsFiles {
-            cert: PathBuf::from(PLACEHOLDER).join("cert.pem"),
-            key: PathBuf::from(PLACEHOLDER).join("key.pem"),
-            client_cas: f.client_cas,
-        }),
-        settings: req.settings.clone(),
+        tls: super::tls::doc_tls(tls.mode),
+        settings: Settings {
+            registry_ca: req.registry_ca.as_ref().map(|_| registry_ca_path()),
+            ..req.settings.clone()
+        },
         networks: req.networks.clone(),
     };
     doc.check().context("the appliance's configuration")?;
@@ -301,6 +308,14 @@ async fn deploy_inner(
     if made.bridge.is_some() {
         extra.push((MADE_BRIDGE.into(), name.to_string()));
     }
+    if let Some(bundle) = &req.registry_ca {
+        extra.push((gi::REGISTRY_CA.into(), bundle.clone()));
+    }
+    let record = crate::tls::TlsRecord::created(req.tls, &tls);
+    extra.push((
+        super::tls::RECORD.into(),
+        serde_json::to_string(&record).context("writing the TLS record")?,
+    ));
     let password = req.target.password.clone().unwrap_or_default();
     extra.push((
         gi::PASSWORD.into(),

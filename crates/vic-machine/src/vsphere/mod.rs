@@ -15,6 +15,7 @@ mod media;
 mod progress;
 mod remove;
 mod target;
+mod tls;
 mod upgrade;
 mod validate;
 
@@ -198,6 +199,17 @@ pub struct CreateOptions {
     pub networks: Vec<vch_config::ContainerNetwork>,
     /// Where the bootstrap is (`--bootstrap-dir`; default: beside this installation).
     pub bootstrap_dir: Option<std::path::PathBuf>,
+    /// `--registry-ca`'s bundle, as guestinfo holds it.
+    pub registry_ca: Option<String>,
+}
+
+/// The `--registry-ca` files as one bundle, as guestinfo holds it (None: none given).
+pub fn registry_ca(files: &[std::path::PathBuf]) -> anyhow::Result<Option<String>> {
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let bundle = crate::settings::registry_ca_bundle(files)?;
+    Ok(Some(vch_config::guestinfo::encode(&bundle)))
 }
 
 /// `vic-machine create` on a vSphere target: validates the target and the flags, then
@@ -267,6 +279,7 @@ pub fn create(
             tls: &opts.tls,
             timeout: opts.timeout,
             networks: opts.networks.clone(),
+            registry_ca: opts.registry_ca.clone(),
         };
         let result = deploy::deploy(&client, &placement, &req).await;
         let _ = client.logout().await;

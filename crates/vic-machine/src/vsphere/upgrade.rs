@@ -274,6 +274,8 @@ async fn switch(
         (PREV_CONFIG, prev.map_or("", |p| &p.config)),
         // A configure's rollback does not reach across a release.
         (super::configure::PREVIOUS, ""),
+        (super::configure::PREVIOUS_REGISTRY_CA, ""),
+        (super::tls::PREVIOUS, ""),
     ]
     .map(|(k, v)| (k.to_string(), v.to_string()));
     client
