@@ -82,7 +82,10 @@ fn tls_changes_reach_the_appliance_vm_and_roll_back() {
 
     // A registry whose certificate a private CA signed: refused, trusted once configure
     // gives the CA, refused again after the rollback.
-    let (private, ca) = (var("VIC_TEST_REGISTRY_TLS"), var("VIC_TEST_REGISTRY_TLS_CA"));
+    let (private, ca) = (
+        var("VIC_TEST_REGISTRY_TLS"),
+        var("VIC_TEST_REGISTRY_TLS_CA"),
+    );
     let private_image = format!("{private}/busybox");
     let pull = || docker(&env, &["pull", &private_image]);
     let unknown = "x509: certificate signed by unknown authority";
@@ -91,7 +94,10 @@ fn tls_changes_reach_the_appliance_vm_and_roll_back() {
         &machine(&sim, "configure", &["--registry-ca", &ca]),
         "configure --registry-ca",
     );
-    assert!(out.contains("Registry CA: replaced by --registry-ca"), "{out}");
+    assert!(
+        out.contains("Registry CA: replaced by --registry-ca"),
+        "{out}"
+    );
     assert!(guestinfo(&sim, "guestinfo.vic.registry_ca").contains("BEGIN CERTIFICATE"));
     ok(&pull(), "a pull trusting the private CA");
     ok(&machine(&sim, "configure", &["--rollback"]), "rollback");
@@ -102,7 +108,10 @@ fn tls_changes_reach_the_appliance_vm_and_roll_back() {
     let dir2 = work.path().join("tls2");
     let args = create_args(&reg, &dir2, &["--registry-ca", &ca]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    ok(&machine_at(&sim, "tls2", "/DC0", "create", &args), "create tls2");
+    ok(
+        &machine_at(&sim, "tls2", "/DC0", "create", &args),
+        "create tls2",
+    );
     let o = docker(&dir2.join("tls2.env"), &["pull", &private_image]);
     ok(&o, "a pull from a VCH created with --registry-ca");
     let o = machine_at(&sim, "tls2", "/DC0", "delete", &["--force"]);

@@ -455,14 +455,36 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
     ] {
         assert!(report.contains(line), "{line:?} missing from\n{report}");
     }
-    // configure: the new setting reaches the appliance (restarted), the containers' VMs keep
-    // running, and the restarted appliance takes them over.
+    assert!(
+        report.contains("Appliance VM: poweredOn (2048 MiB, 1 vCPU)"),
+        "{report}"
+    );
+    // configure: the new settings reach the appliance (restarted) and its VM, the
+    // containers' VMs keep running, and the restarted appliance takes them over.
+    let o = machine(&sim, "configure", &["--endpoint-memory", "256"]);
+    assert!(
+        stderr(&o).contains("the appliance VM needs at least 512 MiB: nothing was changed"),
+        "{}",
+        stderr(&o)
+    );
     let o = machine(
         &sim,
         "configure",
-        &["--insecure-registry", "registry.example:5000"],
+        &[
+            "--insecure-registry",
+            "registry.example:5000",
+            "--endpoint-memory",
+            "1024",
+        ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("Appliance VM memory: 2048 -> 1024 MiB"),
+        "{}",
+        stdout(&o)
+    );
+    let memory = sim.govc(&["object.collect", "-s", &vm, "config.hardware.memoryMB"]);
+    assert_eq!(memory.trim(), "1024");
     let o = docker(
         &env,
         &["info", "--format", "{{json .RegistryConfig.IndexConfigs}}"],
@@ -527,6 +549,8 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
     assert!(o.status.success(), "{}", stderr(&o));
     let o = machine(&sim, "inspect", &[]);
     assert!(stdout(&o).contains("Debug level: 0 ("), "{}", stdout(&o));
+    // The rollback undid the debug level only: the memory stays.
+    assert!(stdout(&o).contains("(1024 MiB, 1 vCPU)"), "{}", stdout(&o));
     let o = machine(&sim, "configure", &["--rollback"]);
     assert!(
         stderr(&o).contains("could not be found") && !o.status.success(),
@@ -539,6 +563,14 @@ fn vic_machine_makes_a_vch_on_vcsim_that_runs_containers_and_removes_it_whole() 
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("--bind-path on a vSphere target is not implemented yet"),
+        "{}",
+        stderr(&o)
+    );
+    let o = machine(&sim, "configure", &["--storage-quota", "10"]);
+    assert!(
+        stderr(&o).contains(
+            "--storage-quota on a vSphere target is not implemented yet: nothing was changed"
+        ),
         "{}",
         stderr(&o)
     );

@@ -60,8 +60,8 @@ pub struct SettingsArgs {
     /// (unlimited=0). VIC's is MB of a resource pool.
     #[arg(long, visible_alias = "mem")]
     pub memory: Option<u64>,
-    /// Memory of the VCH endpoint in MiB. Recorded only: the local appliance is a host
-    /// process, not a VM.
+    /// Memory of the VCH endpoint in MiB: the appliance VM's on vSphere (default 2048, at
+    /// least 512). Recorded only on the local target, whose appliance is a host process.
     #[arg(long)]
     pub endpoint_memory: Option<u64>,
     /// vCPU limit of the VCH: the total of its running container VMs (unlimited=0). VIC's

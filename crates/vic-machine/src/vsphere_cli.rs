@@ -33,12 +33,18 @@ impl CreateArgs {
         let not_yet = [
             ("--bind-path", !settings.bind_paths.is_empty()),
             ("--port", port.is_some()),
+            // Container disks and volumes on datastores are not counted yet.
+            (
+                "--storage-quota",
+                settings.storage_quota.is_some_and(|q| q > 0),
+            ),
         ]
         .into_iter()
         .filter_map(|(flag, given)| given.then_some(flag))
         .collect();
         let mut applied = settings.apply(&settings::Settings::default())?;
         applied.bridge_network_range = bridge_network_range;
+        vsphere::appliance_memory_mib(&applied)?;
         let opts = vsphere::CreateOptions {
             settings: applied,
             tls: tls::plan(&tls, &common.name)?,
@@ -57,10 +63,15 @@ impl ConfigureArgs {
     /// else configure changes is refused before anything is.
     pub(super) fn run_vsphere(self, target: &vsphere::Target) -> anyhow::Result<()> {
         let tls = TlsOptions::from(self.tls);
-        if !self.settings.bind_paths.is_empty() {
-            anyhow::bail!(
-                "--bind-path on a vSphere target is not implemented yet: nothing was changed"
-            );
+        let not_yet = [
+            ("--bind-path", !self.settings.bind_paths.is_empty()),
+            (
+                "--storage-quota",
+                self.settings.storage_quota.is_some_and(|q| q > 0),
+            ),
+        ];
+        if let Some((flag, _)) = not_yet.iter().find(|(_, given)| *given) {
+            anyhow::bail!("{flag} on a vSphere target is not implemented yet: nothing was changed");
         }
         let thumbprint = self.common.credentials.thumbprint.as_deref();
         let changes = self.settings.any() || self.container_networks.any() || tls.any();

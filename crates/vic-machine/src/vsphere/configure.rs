@@ -156,6 +156,8 @@ pub async fn configure(
         }
     };
     doc.check().context("the new configuration")?;
+    super::deploy::appliance_memory_mib(&doc.settings)
+        .map_err(|e| anyhow::anyhow!("{e}: nothing was changed"))?;
     let after = Side {
         doc: &doc,
         beside: after_beside,
@@ -296,6 +298,15 @@ async fn restart_with(
         Ok(()) => {}
         Err(e) if e.fault() == Some("InvalidPowerState") => {}
         Err(e) => return Err(e).context("powering off the appliance VM"),
+    }
+    let memory = super::deploy::appliance_memory_mib(&side.doc.settings)?;
+    let (now, cpus) = client.size(vm).await?;
+    if now != memory {
+        info(format!("Appliance VM memory: {now} -> {memory} MiB"));
+        client
+            .set_size(vm, memory, cpus, TASK)
+            .await
+            .context("changing the appliance VM's memory")?;
     }
     client
         .power_on(vm, TASK)

@@ -41,7 +41,10 @@ pub const SIMULATOR_GUESTS: &str = "VIC_MACHINE_SIMULATOR_GUESTS";
 const STATE_DIR: &str = "/var/lib/vic";
 pub(super) const PLACEHOLDER: &str = "/run/vic/from-guestinfo";
 /// The appliance VM's size.
+/// The appliance VM's memory unless `--endpoint-memory` says otherwise (VIC's default), and
+/// the least it may be given.
 const APPLIANCE_MEMORY_MIB: u32 = 2048;
+const APPLIANCE_MEMORY_MIN_MIB: u64 = 512;
 const APPLIANCE_CPUS: u32 = 1;
 
 /// What create asks for beside the placement.
@@ -59,6 +62,16 @@ pub struct Request<'a> {
     pub networks: Vec<vch_config::ContainerNetwork>,
     /// `--registry-ca`'s bundle, as guestinfo holds it.
     pub registry_ca: Option<String>,
+}
+
+/// The appliance VM's memory for `settings` (`--endpoint-memory`, or VIC's default).
+pub fn appliance_memory_mib(settings: &Settings) -> anyhow::Result<u32> {
+    let mib = (settings.endpoint_memory_mib).unwrap_or(APPLIANCE_MEMORY_MIB.into());
+    if mib < APPLIANCE_MEMORY_MIN_MIB {
+        bail!("--endpoint-memory {mib}: the appliance VM needs at least {APPLIANCE_MEMORY_MIN_MIB} MiB");
+    }
+    u32::try_from(mib)
+        .map_err(|_| anyhow::anyhow!("--endpoint-memory {mib}: more than a VM can have"))
 }
 
 /// The path the document names the registry CA bundle by; the appliance writes the bundle
@@ -364,7 +377,7 @@ async fn deploy_inner(
         name: name.to_string(),
         guest_id: "otherLinux64Guest".into(),
         files: at(&dir, &format!("{name}.vmx")).to_string(),
-        memory_mib: APPLIANCE_MEMORY_MIB,
+        memory_mib: appliance_memory_mib(&req.settings)?,
         cpus: APPLIANCE_CPUS,
         annotation: Some(format!("vic VCH {name}")),
         extra_config: extra,

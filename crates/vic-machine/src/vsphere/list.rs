@@ -41,7 +41,11 @@ pub async fn inspect(client: &Client, v: &Found) -> anyhow::Result<()> {
         "VCH path: {}",
         found::inventory_path(client, &v.pool).await?
     ));
-    info(format!("Appliance VM: {}", v.power));
+    let (memory, cpus) = client.size(&v.appliance).await?;
+    info(format!(
+        "Appliance VM: {} ({memory} MiB, {cpus} vCPU)",
+        v.power
+    ));
     let running = client
         .find_all(&v.pool, &[("VirtualMachine", &["runtime.powerState"])])
         .await?

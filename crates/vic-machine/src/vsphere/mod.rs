@@ -27,6 +27,7 @@ use vim25::{Client, Thumbprint, Trust};
 
 use crate::output::info;
 pub use configure::Change;
+pub use deploy::appliance_memory_mib;
 pub use target::Target;
 pub use upgrade::Options as UpgradeOptions;
 pub use validate::{Problem, Wanted};
