@@ -63,24 +63,23 @@ fn volumes_live_on_a_datastore_and_outlive_their_vch() {
         &["--volume-store", "LocalDS_0/vol1-fast:fast"],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = machine(
-        &sim,
-        "configure",
-        &["--volume-store", "LocalDS_0/elsewhere:fast"],
-    );
-    assert!(
-        stderr(&o).contains(
-            "volume store fast is already at [LocalDS_0] vol1-fast: a volume store cannot move"
+    for (store, refused) in [
+        (
+            "LocalDS_0/elsewhere:fast",
+            "volume store fast is already at [LocalDS_0] vol1-fast: a volume store cannot move",
         ),
-        "{}",
-        stderr(&o)
-    );
-    let o = machine(&sim, "configure", &["--volume-store", "LocalDS_0/vol1/x:x"]);
-    assert!(
-        stderr(&o).contains("volume store x ([LocalDS_0] vol1/x) is inside the VCH's directory"),
-        "{}",
-        stderr(&o)
-    );
+        (
+            "LocalDS_0/vol1/x:x",
+            "volume store x ([LocalDS_0] vol1/x) is inside the VCH's directory",
+        ),
+    ] {
+        let o = machine(&sim, "configure", &["--volume-store", store]);
+        assert!(
+            !o.status.success() && stderr(&o).contains(refused),
+            "{}",
+            stderr(&o)
+        );
+    }
     let o = machine(&sim, "inspect", &[]);
     assert!(
         stdout(&o).contains(
