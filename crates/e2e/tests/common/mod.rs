@@ -167,13 +167,34 @@ pub fn appliance_pid(name: &str) -> String {
         .to_string()
 }
 
-/// The test binary's VCH, created on first use (deleted by `make test` afterwards).
+/// The test binary's VCH, created on first use and deleted once the binary has ended.
 pub fn vch() -> &'static Vch {
     VCH.get_or_init(|| {
         let name = format!("e2e-{}", std::process::id());
         let docker_host = create_vch(&name, &std::env::temp_dir().join(&name));
+        delete_when_done(&name);
         Vch { name, docker_host }
     })
+}
+
+/// Deletes VCH `name` once this test process has ended, however it ended (the harness has no
+/// teardown): a shell that waits for the process, then runs `vic-machine delete --force`.
+fn delete_when_done(name: &str) {
+    let mut delete = vic_machine();
+    delete.args(["delete", "--target", "local", "--name", name, "--force"]);
+    let mut reaper = Command::new("sh");
+    reaper
+        .args(["-c", r#"while kill -0 "$0" 2>/dev/null; do sleep 1; done; exec "$@""#])
+        .arg(std::process::id().to_string())
+        .arg(delete.get_program())
+        .args(delete.get_args())
+        .envs(delete.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Err(e) = reaper.spawn() {
+        eprintln!("VCH {name} will not be deleted after the tests: {e}");
+    }
 }
 
 pub fn docker_cmd() -> Command {
