@@ -184,7 +184,10 @@ fn delete_when_done(name: &str) {
     delete.args(["delete", "--target", "local", "--name", name, "--force"]);
     let mut reaper = Command::new("sh");
     reaper
-        .args(["-c", r#"while kill -0 "$0" 2>/dev/null; do sleep 1; done; exec "$@""#])
+        .args([
+            "-c",
+            r#"while kill -0 "$0" 2>/dev/null; do sleep 1; done; exec "$@""#,
+        ])
         .arg(std::process::id().to_string())
         .arg(delete.get_program())
         .args(delete.get_args())
