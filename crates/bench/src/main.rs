@@ -1,9 +1,10 @@
 //! `vic-bench`: `docker run --rm busybox true` on a vic VCH and on dockerd, side by side.
 //!
 //! Prints medians (and min/max) of N runs, the ratio, the time from `start` to the first byte
-//! of container output, the time of a run printing a million lines (output throughput), and
-//! the resident memory of one container VM, and what QEMU's jail costs per start (the same
-//! runs on a second VCH whose appliance runs QEMU unjailed). dockerd is started by
+//! of container output, the time of a run printing a million lines (output throughput), the
+//! resident memory of one container VM, what idle containers cost (CPU and PSS per container,
+//! see `idle.rs`), and what QEMU's jail costs per start (the same runs on a second VCH whose
+//! appliance runs QEMU unjailed). dockerd is started by
 //! the benchmark itself (its own data root and socket) when it is installed; otherwise its
 //! column says so.
 
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bench::dockerd::{Dockerd, DEFAULT_DOCKERD};
+use bench::idle::{qemu_pid_of, runc_pids_of, Idle};
 use bench::vch::Vch;
 use bench::{run_ok, stats, Stats};
 use clap::Parser;
@@ -39,6 +41,88 @@ struct Args {
     /// Measure vic alone (e.g. to compare two vic builds), without the dockerd column.
     #[arg(long)]
     no_peer: bool,
+    /// Idle containers run at once for the idle CPU and memory rows.
+    #[arg(long, default_value_t = 4)]
+    idle: usize,
+    /// Only the idle rows (CPU and memory of idle containers).
+    #[arg(long)]
+    idle_only: bool,
+}
+
+/// How long idle containers run before they are measured, and over how long.
+const IDLE_SETTLE: Duration = Duration::from_secs(5);
+const IDLE_WINDOW: Duration = Duration::from_secs(10);
+
+fn idle(ep: &Endpoint, args: &Args, image: &str, vm: bool) -> anyhow::Result<Idle> {
+    let docker = || ep.docker(&args.docker);
+    let pids_of = |id: &str| match vm {
+        true => qemu_pid_of(id).into_iter().collect(),
+        false => runc_pids_of(&docker, id),
+    };
+    bench::idle::measure(
+        &docker,
+        image,
+        args.idle,
+        &pids_of,
+        IDLE_SETTLE,
+        IDLE_WINDOW,
+    )
+}
+
+/// `--idle-only`: the idle rows alone.
+fn idle_alone(args: &Args, vic: &Endpoint, image: &str) -> anyhow::Result<()> {
+    let v_idle = idle(vic, args, image, true)?;
+    let dockerd = match args.no_peer {
+        true => None,
+        false => Dockerd::start_peer(&args.dockerd, &[&args.registry], &args.docker),
+    };
+    let p_idle = match dockerd {
+        Some(d) => {
+            let ep = Endpoint {
+                label: "dockerd",
+                host: d.host().to_string(),
+            };
+            run_ok(
+                ep.docker(&args.docker).args(["pull", image]),
+                "pull on dockerd",
+            )?;
+            Some(idle(&ep, args, image, false)?)
+        }
+        None => None,
+    };
+    println!(
+        "\n{:<34} {:<28} {:<28} ratio",
+        "metric", vic.label, "dockerd"
+    );
+    idle_rows(args.idle, Some(&v_idle), p_idle.as_ref());
+    Ok(())
+}
+
+/// The idle rows: CPU and PSS per container, and how many such containers 16 GiB holds.
+fn idle_rows(n: usize, vic: Option<&Idle>, peer: Option<&Idle>) {
+    let cpu = |i: Option<&Idle>| i.and_then(|i| stats(&i.cpu_percent));
+    let pss = |i: Option<&Idle>| i.and_then(|i| stats(&i.pss_mib));
+    row(
+        &format!("idle container CPU (% of a CPU) ×{n}"),
+        cpu(vic).as_ref(),
+        cpu(peer).as_ref(),
+        "%",
+    );
+    row(
+        &format!("idle container PSS (MiB) ×{n}"),
+        pss(vic).as_ref(),
+        pss(peer).as_ref(),
+        "",
+    );
+    let fit = |i: Option<&Idle>| {
+        pss(i).map_or("n/a".to_string(), |s| format!("{:.0}", 16384.0 / s.median))
+    };
+    println!(
+        "{:<34} {:<28} {:<28} (PSS alone)",
+        "  idle containers in 16 GiB",
+        fit(vic),
+        fit(peer)
+    );
 }
 
 /// A docker endpoint under test.
@@ -165,15 +249,6 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-fn qemu_pid_of(id: &str) -> Option<u32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: u32 = e.file_name().to_string_lossy().parse().ok()?;
-        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-        let cmd = String::from_utf8_lossy(&cmd);
-        (cmd.split('\0').next()?.contains("qemu-system") && cmd.contains(id)).then_some(pid)
-    })
-}
-
 fn vm_rss(ep: &Endpoint, docker: &str, image: &str) -> anyhow::Result<Option<u64>> {
     let id = run_ok(
         ep.docker(docker).args(["run", "-d", image, "sleep", "60"]),
@@ -181,7 +256,7 @@ fn vm_rss(ep: &Endpoint, docker: &str, image: &str) -> anyhow::Result<Option<u64
     )?;
     let id = id.trim().to_string();
     std::thread::sleep(Duration::from_secs(2));
-    let rss = qemu_pid_of(&id[..12.min(id.len())]).and_then(rss_kib);
+    let rss = qemu_pid_of(&id).and_then(rss_kib);
     run_ok(ep.docker(docker).args(["rm", "-f", &id]), "docker rm -f")?;
     Ok(rss)
 }
@@ -237,11 +312,15 @@ fn main() -> anyhow::Result<()> {
             vic.docker(&args.docker).args(["pull", &image]),
             "pull on vic",
         )?;
+        if args.idle_only {
+            return idle_alone(&args, &vic, &image);
+        }
         let v_run = stats(&time_runs(&vic, &args.docker, &image, args.runs, true)?);
         let v_first = stats(&first_output(&vic, &args.docker, &image, args.runs.min(5))?);
         let v_rss = vm_rss(&vic, &args.docker, &image)?;
         let v_out = stats(&output_runs(&vic, &args.docker, &image, args.runs.min(5))?);
         let (jailed, unjailed) = jail_pairs(&args, &vic, &image)?;
+        let v_idle = idle(&vic, &args, &image, true)?;
         let (jailed, unjailed) = (stats(&jailed), stats(&unjailed));
 
         let dockerd = if args.no_peer {
@@ -262,12 +341,16 @@ fn main() -> anyhow::Result<()> {
                 let run = stats(&time_runs(&ep, &args.docker, &image, args.runs, true)?);
                 let first = stats(&first_output(&ep, &args.docker, &image, args.runs.min(5))?);
                 let out = stats(&output_runs(&ep, &args.docker, &image, args.runs.min(5))?);
+                let idle = idle(&ep, &args, &image, false)?;
                 drop(d);
-                Some((run, first, out))
+                Some((run, first, out, idle))
             }
             None => None,
         };
-        let (p_run, p_first, p_out) = peer.unwrap_or((None, None, None));
+        let (p_run, p_first, p_out, p_idle) = match peer {
+            Some((run, first, out, idle)) => (run, first, out, Some(idle)),
+            None => (None, None, None, None),
+        };
         println!(
             "\n{:<34} {:<28} {:<28} ratio",
             "metric (seconds; median (min–max))", vic.label, "dockerd"
@@ -312,6 +395,7 @@ fn main() -> anyhow::Result<()> {
                 j.median - u.median
             );
         }
+        idle_rows(args.idle, Some(&v_idle), p_idle.as_ref());
         match v_rss {
             Some(kib) => println!(
                 "{:<34} {:<28} {:<28}",
