@@ -11,8 +11,8 @@ use std::sync::Once;
 use std::time::Duration;
 
 /// QEMU's own memory on top of the guest's RAM, with a margin. Measured under TCG (QEMU 7.2,
-/// `tb-size=64`): a 256 MiB guest that filled its RAM (200 MiB in a tmpfs) had QEMU at 340 MiB
-/// RSS, the cgroup charged 306 MiB: 50–84 MiB over guest RAM. An idle busybox VM: 139 MiB RSS.
+/// `tb-size=64`, before it was 16): a 256 MiB guest that filled its RAM (200 MiB in a tmpfs)
+/// had QEMU at 340 MiB RSS, the cgroup charged 306 MiB: 50–84 MiB over guest RAM.
 pub const QEMU_OVERHEAD_MIB: u64 = 256;
 /// Processes and threads a QEMU may have (it uses a dozen or so: vCPU, I/O, RCU threads).
 pub const PIDS_MAX: u32 = 256;

@@ -335,6 +335,12 @@ impl Vms {
                 if libc::setsid() < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+                // No transparent huge pages (kept across exec): QEMU asks for them on guest
+                // RAM, and a guest touching a few bytes of a 2 MiB range would cost the host
+                // all of it. An idle VM's PSS is measured by `make bench`.
+                if libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 crate::net::pass_fds(&raw_fds)?;
                 crate::confine::pin(&cpus)?;
                 match &plan {
