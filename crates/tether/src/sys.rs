@@ -123,9 +123,13 @@ pub fn chown(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
     Ok(())
 }
 
-/// Credits `bytes` to the kernel's entropy pool with RNDADDENTROPY on `/dev/urandom`.
+/// Credits `bytes` to the kernel's entropy pool with RNDADDENTROPY on `/dev/urandom`, then
+/// reseeds the CRNG from it (RNDRESEEDCRNG): a guest restored from a snapshot, or cloned from
+/// a template, holds the CRNG state of the moment it was saved, and added entropy alone does
+/// not reach `/dev/urandom` until the next scheduled reseed (two clones read the same bytes).
 pub fn add_entropy(bytes: &[u8]) -> io::Result<()> {
     const RNDADDENTROPY: libc::c_ulong = 0x4008_5203;
+    const RNDRESEEDCRNG: libc::c_ulong = 0x5207;
     if bytes.is_empty() {
         return Ok(());
     }
@@ -139,6 +143,8 @@ pub fn add_entropy(bytes: &[u8]) -> io::Result<()> {
     req.extend_from_slice(bytes);
     // SAFETY: `req` is laid out as struct rand_pool_info with `buf_size` bytes of data after it.
     check(unsafe { libc::ioctl(f.as_raw_fd(), RNDADDENTROPY, req.as_ptr()) })?;
+    // SAFETY: RNDRESEEDCRNG takes no argument.
+    check(unsafe { libc::ioctl(f.as_raw_fd(), RNDRESEEDCRNG) })?;
     Ok(())
 }
 
