@@ -362,7 +362,9 @@ impl Reader {
         self.synced = false;
     }
 
-    /// Waits until the host side is connected again (virtio-serial reports POLLHUP meanwhile).
+    /// Waits until the host side is connected again (virtio-serial reports POLLHUP meanwhile),
+    /// or has sent something: a guest restored from a snapshot may never be told its new host
+    /// connected, and reads what that host sends (its `Resync`) all the same.
     fn wait_for_host(&mut self) {
         crate::log!("host disconnected; waiting for it to come back");
         loop {
@@ -374,7 +376,7 @@ impl Reader {
             };
             // SAFETY: one valid pollfd, zero timeout.
             let n = unsafe { libc::poll(&mut pfd, 1, 0) };
-            if n > 0 && pfd.revents & libc::POLLHUP == 0 {
+            if n > 0 && (pfd.revents & libc::POLLHUP == 0 || pfd.revents & libc::POLLIN != 0) {
                 crate::log!("host reconnected");
                 return;
             }
