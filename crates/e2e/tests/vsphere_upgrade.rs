@@ -157,9 +157,52 @@ fn upgrade_and_rollback_swap_the_appliance_media_and_keep_containers() {
     );
     let o = docker(&env, &["rm", "-f", "fresh"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // A configure under the second release: another certificate, another memory. The
+    // rollback returns to the first release as it was, both included.
+    let vm = || {
+        let cert = sim.govc(&["vm.info", "-e", "/DC0/vm/up1"]);
+        let memory = sim.govc(&[
+            "object.collect",
+            "-s",
+            "/DC0/vm/up1",
+            "config.hardware.memoryMB",
+        ]);
+        // vcsim keeps every value a key was set to: the last one is the key's.
+        let line = (cert.lines())
+            .filter(|l| l.contains("guestinfo.vic.tls.cert"))
+            .last()
+            .map(str::to_string);
+        (line, memory.trim().to_string())
+    };
+    let before_configure = vm();
+    let o = machine(
+        &sim,
+        &this,
+        "configure",
+        &[
+            "--tls-cname",
+            "up.example.test",
+            "--endpoint-memory",
+            "1024",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let configured = vm();
+    assert_ne!(configured.0, before_configure.0, "a new certificate");
+    assert_eq!(configured.1, "1024");
     // Rollback: the first release again; a second rollback would return to the second.
     let o = machine(&sim, &this, "upgrade", &["--rollback"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        vm(),
+        before_configure,
+        "the first release's certificate and memory"
+    );
+    assert!(
+        stdout(&o).contains(&format!("The Docker API's certificates are those {v1} had")),
+        "{}",
+        stdout(&o)
+    );
     assert_eq!(release(&sim), (v1.clone(), iso1));
     assert_eq!(inspect(&env, "keeper", "{{.State.Status}}"), "running");
     let o = machine(&sim, &this, "inspect", &[]);

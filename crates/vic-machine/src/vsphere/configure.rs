@@ -299,7 +299,22 @@ async fn restart_with(
         Err(e) if e.fault() == Some("InvalidPowerState") => {}
         Err(e) => return Err(e).context("powering off the appliance VM"),
     }
-    let memory = super::deploy::appliance_memory_mib(&side.doc.settings)?;
+    fit_memory(client, vm, side.doc).await?;
+    client
+        .power_on(vm, TASK)
+        .await
+        .context("powering on the appliance VM")?;
+    info("Waiting for the Docker API to answer");
+    wait_listening(side.doc.listen, timeout).await
+}
+
+/// Gives the powered-off appliance VM `vm` the memory document `doc` asks for.
+pub(super) async fn fit_memory(
+    client: &Client,
+    vm: &vim25::MoRef,
+    doc: &ApplianceConfig,
+) -> anyhow::Result<()> {
+    let memory = super::deploy::appliance_memory_mib(&doc.settings)?;
     let (now, cpus) = client.size(vm).await?;
     if now != memory {
         info(format!("Appliance VM memory: {now} -> {memory} MiB"));
@@ -308,12 +323,17 @@ async fn restart_with(
             .await
             .context("changing the appliance VM's memory")?;
     }
-    client
-        .power_on(vm, TASK)
-        .await
-        .context("powering on the appliance VM")?;
-    info("Waiting for the Docker API to answer");
-    wait_listening(side.doc.listen, timeout).await
+    Ok(())
+}
+
+/// The guestinfo beside the document that goes with it: the TLS keys and the registry CAs.
+pub(super) fn beside(extra: &[(String, String)]) -> Vec<(String, String)> {
+    let mut out = super::tls::values(extra);
+    out.push((
+        gi::REGISTRY_CA.to_string(),
+        value_of(extra, gi::REGISTRY_CA),
+    ));
+    out
 }
 
 /// The `--volume-store`s of `settings` found on the target's datastores, none inside the

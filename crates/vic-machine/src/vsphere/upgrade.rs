@@ -31,6 +31,7 @@ const TASK: Duration = Duration::from_secs(120);
 const PREV_VERSION: &str = "vic.previous.version";
 const PREV_APPLIANCE: &str = "vic.previous.appliance_iso";
 const PREV_CONFIG: &str = "vic.previous.config";
+const PREV_BESIDE: &str = "vic.previous.beside";
 
 /// What an appliance VM runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +40,9 @@ struct Release {
     appliance_iso: DatastorePath,
     /// The document, as guestinfo holds it.
     config: String,
+    /// The guestinfo beside it (certificates, keys sealed, registry CAs) as JSON; empty for a
+    /// release kept before they were (what the VM has then stays).
+    beside: String,
 }
 
 /// `upgrade`'s options.
@@ -68,6 +72,7 @@ async fn releases(client: &Client, vm: &MoRef) -> anyhow::Result<(Release, Optio
         appliance_iso: iso_of(current_iso)
             .context("the appliance VM has no appliance ISO on a CD-ROM: it cannot be upgraded")?,
         config: get(gi::CONFIG).context("the appliance VM has no configuration")?,
+        beside: serde_json::to_string(&super::configure::beside(&extra))?,
     };
     let previous = match (
         get(PREV_VERSION),
@@ -79,6 +84,7 @@ async fn releases(client: &Client, vm: &MoRef) -> anyhow::Result<(Release, Optio
                 version,
                 appliance_iso,
                 config,
+                beside: get(PREV_BESIDE).unwrap_or_default(),
             })
         }
         _ => None,
@@ -146,6 +152,7 @@ pub async fn upgrade(
                 version: installer,
                 appliance_iso: uploaded.appliance,
                 config: gi::encode_config(&new_doc),
+                beside: current.beside.clone(),
             };
             (release, "Upgrade")
         }
@@ -162,6 +169,16 @@ pub async fn upgrade(
     .await;
     sweep(client, found).await;
     outcome.map_err(|e| anyhow::anyhow!("{what} failed: {e:#}"))?;
+    let record = |r: &Release| -> Option<String> {
+        let beside: Vec<(String, String)> = serde_json::from_str(&r.beside).ok()?;
+        (beside.into_iter()).find_map(|(k, v)| (k == super::tls::RECORD).then_some(v))
+    };
+    if !target.beside.is_empty() && record(&target) != record(&current) {
+        info(format!(
+            "The Docker API's certificates are those {} had; the certificate directory on this machine is as the last configure left it: `configure` with the TLS flags makes them agree",
+            target.version
+        ));
+    }
     info(format!(
         "VCH {} now runs {} (was {}); the Docker API was unavailable for {:.1}s, container VMs kept running",
         found.name,
@@ -266,18 +283,27 @@ async fn switch(
     let prev_iso = prev
         .map(|p| p.appliance_iso.to_string())
         .unwrap_or_default();
-    let entries = [
+    let doc = gi::decode_config(&to.config).context("the release's configuration")?;
+    super::configure::fit_memory(client, vm, &doc).await?;
+    let mut entries: Vec<(String, String)> = [
         (gi::CONFIG, to.config.as_str()),
         (VERSION, &to.version),
         (PREV_VERSION, prev.map_or("", |p| &p.version)),
         (PREV_APPLIANCE, &prev_iso),
         (PREV_CONFIG, prev.map_or("", |p| &p.config)),
+        (PREV_BESIDE, prev.map_or("", |p| &p.beside)),
         // A configure's rollback does not reach across a release.
         (super::configure::PREVIOUS, ""),
         (super::configure::PREVIOUS_REGISTRY_CA, ""),
         (super::tls::PREVIOUS, ""),
     ]
-    .map(|(k, v)| (k.to_string(), v.to_string()));
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .into();
+    if !to.beside.is_empty() {
+        let beside: Vec<(String, String)> =
+            serde_json::from_str(&to.beside).context("the release's certificates")?;
+        entries.extend(beside);
+    }
     client
         .set_extra_config(vm, &entries, TASK)
         .await
