@@ -168,9 +168,8 @@ fn upgrade_and_rollback_swap_the_appliance_media_and_keep_containers() {
             "config.hardware.memoryMB",
         ]);
         // vcsim keeps every value a key was set to: the last one is the key's.
-        let line = (cert.lines())
-            .filter(|l| l.contains("guestinfo.vic.tls.cert"))
-            .last()
+        let line = (cert.lines().rev())
+            .find(|l| l.contains("guestinfo.vic.tls.cert"))
             .map(str::to_string);
         (line, memory.trim().to_string())
     };
