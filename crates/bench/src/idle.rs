@@ -18,9 +18,19 @@ pub struct Idle {
 
 /// Proportional set size of `pid`, in KiB.
 pub fn pss_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    proc_kib(pid, "smaps_rollup", "Pss:")
+}
+
+/// Resident set size of `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    proc_kib(pid, "status", "VmRSS:")
+}
+
+/// The KiB figure of line `field` in `/proc/PID/file`.
+fn proc_kib(pid: u32, file: &str, field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
     s.lines()
-        .find(|l| l.starts_with("Pss:"))?
+        .find(|l| l.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bench::dockerd::{Dockerd, DEFAULT_DOCKERD};
-use bench::idle::{qemu_pid_of, runc_pids_of, Idle};
+use bench::idle::{qemu_pid_of, rss_kib, runc_pids_of, Idle};
 use bench::vch::Vch;
 use bench::{run_ok, stats, Stats};
 use clap::Parser;
@@ -69,25 +69,31 @@ fn idle(ep: &Endpoint, args: &Args, image: &str, vm: bool) -> anyhow::Result<Idl
     )
 }
 
+/// The peer: a dockerd of its own with `image` pulled (none with `--no-peer`, or when dockerd
+/// is not installed).
+fn peer(args: &Args, image: &str) -> anyhow::Result<Option<(Dockerd, Endpoint)>> {
+    if args.no_peer {
+        return Ok(None);
+    }
+    let Some(d) = Dockerd::start_peer(&args.dockerd, &[&args.registry], &args.docker) else {
+        return Ok(None);
+    };
+    let ep = Endpoint {
+        label: "dockerd",
+        host: d.host().to_string(),
+    };
+    run_ok(
+        ep.docker(&args.docker).args(["pull", image]),
+        "pull on dockerd",
+    )?;
+    Ok(Some((d, ep)))
+}
+
 /// `--idle-only`: the idle rows alone.
 fn idle_alone(args: &Args, vic: &Endpoint, image: &str) -> anyhow::Result<()> {
     let v_idle = idle(vic, args, image, true)?;
-    let dockerd = match args.no_peer {
-        true => None,
-        false => Dockerd::start_peer(&args.dockerd, &[&args.registry], &args.docker),
-    };
-    let p_idle = match dockerd {
-        Some(d) => {
-            let ep = Endpoint {
-                label: "dockerd",
-                host: d.host().to_string(),
-            };
-            run_ok(
-                ep.docker(&args.docker).args(["pull", image]),
-                "pull on dockerd",
-            )?;
-            Some(idle(&ep, args, image, false)?)
-        }
+    let p_idle = match peer(args, image)? {
+        Some((_dockerd, ep)) => Some(idle(&ep, args, image, false)?),
         None => None,
     };
     println!(
@@ -239,16 +245,6 @@ fn output_runs(ep: &Endpoint, docker: &str, image: &str, runs: usize) -> anyhow:
     Ok(out)
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 fn vm_rss(ep: &Endpoint, docker: &str, image: &str) -> anyhow::Result<Option<u64>> {
     let id = run_ok(
         ep.docker(docker).args(["run", "-d", image, "sleep", "60"]),
@@ -323,21 +319,8 @@ fn main() -> anyhow::Result<()> {
         let v_idle = idle(&vic, &args, &image, true)?;
         let (jailed, unjailed) = (stats(&jailed), stats(&unjailed));
 
-        let dockerd = if args.no_peer {
-            None
-        } else {
-            Dockerd::start_peer(&args.dockerd, &[&args.registry], &args.docker)
-        };
-        let peer = match dockerd {
-            Some(d) => {
-                let ep = Endpoint {
-                    label: "dockerd",
-                    host: d.host().to_string(),
-                };
-                run_ok(
-                    ep.docker(&args.docker).args(["pull", &image]),
-                    "pull on dockerd",
-                )?;
+        let peer = match peer(&args, &image)? {
+            Some((d, ep)) => {
                 let run = stats(&time_runs(&ep, &args.docker, &image, args.runs, true)?);
                 let first = stats(&first_output(&ep, &args.docker, &image, args.runs.min(5))?);
                 let out = stats(&output_runs(&ep, &args.docker, &image, args.runs.min(5))?);
