@@ -4,6 +4,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context};
 
+pub mod burst;
 pub mod dockerd;
 pub mod idle;
 pub mod netns;

@@ -3,7 +3,8 @@
 //! Prints medians (and min/max) of N runs, the ratio, the time from `start` to the first byte
 //! of container output, the time of a run printing a million lines (output throughput), the
 //! resident memory of one container VM, what idle containers cost (CPU and PSS per container,
-//! see `idle.rs`), and what QEMU's jail costs per start (the same runs on a second VCH whose
+//! see `idle.rs`), 50 containers started at once (`burst.rs`), and what QEMU's jail costs per
+//! start (the same runs on a second VCH whose
 //! appliance runs QEMU unjailed). dockerd is started by
 //! the benchmark itself (its own data root and socket) when it is installed; otherwise its
 //! column says so.
@@ -14,6 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use bench::burst::Burst;
 use bench::dockerd::{Dockerd, DEFAULT_DOCKERD};
 use bench::idle::{qemu_pid_of, rss_kib, runc_pids_of, Idle};
 use bench::vch::Vch;
@@ -47,6 +49,49 @@ struct Args {
     /// Only the idle rows (CPU and memory of idle containers).
     #[arg(long)]
     idle_only: bool,
+    /// Containers started at once for the burst rows (0: none).
+    #[arg(long, default_value_t = 50)]
+    burst: usize,
+}
+
+/// `docker run -d` of `args.burst` containers at once on `ep`.
+fn burst(ep: &Endpoint, args: &Args, image: &str) -> anyhow::Result<Option<Burst>> {
+    if args.burst == 0 {
+        return Ok(None);
+    }
+    let docker = || ep.docker(&args.docker);
+    bench::burst::run_parallel(&docker, image, args.burst).map(Some)
+}
+
+/// The burst rows: the whole burst, and each container's p50 and p99.
+fn burst_rows(n: usize, vic: Option<&Burst>, peer: Option<&Burst>) {
+    let one = |b: &Burst| Stats {
+        median: b.total,
+        min: b.total,
+        max: b.total,
+    };
+    row(
+        &format!("run -d ×{n} at once: all running"),
+        vic.map(one).as_ref(),
+        peer.map(one).as_ref(),
+        "s",
+    );
+    for p in [50.0, 99.0] {
+        let at = |b: &Burst| {
+            let v = b.percentile(p);
+            Stats {
+                median: v,
+                min: v,
+                max: v,
+            }
+        };
+        row(
+            &format!("  each run -d, p{p:.0}"),
+            vic.map(at).as_ref(),
+            peer.map(at).as_ref(),
+            "s",
+        );
+    }
 }
 
 /// How long idle containers run before they are measured, and over how long.
@@ -317,6 +362,7 @@ fn main() -> anyhow::Result<()> {
         let v_out = stats(&output_runs(&vic, &args.docker, &image, args.runs.min(5))?);
         let (jailed, unjailed) = jail_pairs(&args, &vic, &image)?;
         let v_idle = idle(&vic, &args, &image, true)?;
+        let v_burst = burst(&vic, &args, &image)?;
         let (jailed, unjailed) = (stats(&jailed), stats(&unjailed));
 
         let peer = match peer(&args, &image)? {
@@ -325,14 +371,15 @@ fn main() -> anyhow::Result<()> {
                 let first = stats(&first_output(&ep, &args.docker, &image, args.runs.min(5))?);
                 let out = stats(&output_runs(&ep, &args.docker, &image, args.runs.min(5))?);
                 let idle = idle(&ep, &args, &image, false)?;
+                let burst = burst(&ep, &args, &image)?;
                 drop(d);
-                Some((run, first, out, idle))
+                Some((run, first, out, idle, burst))
             }
             None => None,
         };
-        let (p_run, p_first, p_out, p_idle) = match peer {
-            Some((run, first, out, idle)) => (run, first, out, Some(idle)),
-            None => (None, None, None, None),
+        let (p_run, p_first, p_out, p_idle, p_burst) = match peer {
+            Some((run, first, out, idle, burst)) => (run, first, out, Some(idle), burst),
+            None => (None, None, None, None, None),
         };
         println!(
             "\n{:<34} {:<28} {:<28} ratio",
@@ -379,6 +426,7 @@ fn main() -> anyhow::Result<()> {
             );
         }
         idle_rows(args.idle, Some(&v_idle), p_idle.as_ref());
+        burst_rows(args.burst, v_burst.as_ref(), p_burst.as_ref());
         match v_rss {
             Some(kib) => println!(
                 "{:<34} {:<28} {:<28}",
