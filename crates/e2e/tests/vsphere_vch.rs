@@ -11,7 +11,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::vsphere::{self, docker, inspect, inventory, wait_status};
+use common::vsphere::{self, actions, docker, inspect, inventory, vm_name_of, wait_status};
 use common::{registry, stderr, stdout};
 use vcsim::{Vcsim, PASSWORD};
 
@@ -138,35 +138,6 @@ fn esx_lifecycle(sim: &Vcsim, env: &Path, image: &str) {
             stderr(&o)
         );
     }
-}
-
-/// What the target holds: its inventory and the datastore's files.
-/// The actions `docker events` reports for container `name` since `since` (unix seconds).
-fn actions(env: &Path, name: &str, since: &str) -> Vec<String> {
-    let until = (chrono::Utc::now().timestamp() + 1).to_string();
-    let filter = format!("container={name}");
-    let args = [
-        "events",
-        "--since",
-        since,
-        "--until",
-        &until,
-        "--filter",
-        &filter,
-        "--format",
-        "{{.Action}}",
-    ];
-    let o = docker(env, &args);
-    stdout(&o).lines().map(str::to_string).collect()
-}
-
-/// The name of container `id`'s VM, among the VMs pyvmomi saw.
-fn vm_name_of(vms: &[serde_json::Value], id: &str) -> String {
-    (vms.iter())
-        .find(|v| v["guestinfo"]["guestinfo.vic.id"] == id)
-        .and_then(|v| v["name"].as_str())
-        .unwrap_or_else(|| panic!("no VM of {id}"))
-        .to_string()
 }
 
 /// A container on the container network: its VM's NIC on the network's port group, its

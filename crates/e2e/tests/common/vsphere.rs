@@ -112,3 +112,31 @@ pub fn create_args(reg: &str, cert_path: &Path, extra: &[&str]) -> Vec<String> {
     args.extend(extra.iter().map(|a| a.to_string()));
     args
 }
+
+/// The actions `docker events` reports for container `name` since `since` (unix seconds).
+pub fn actions(env: &Path, name: &str, since: &str) -> Vec<String> {
+    let until = (chrono::Utc::now().timestamp() + 1).to_string();
+    let filter = format!("container={name}");
+    let args = [
+        "events",
+        "--since",
+        since,
+        "--until",
+        &until,
+        "--filter",
+        &filter,
+        "--format",
+        "{{.Action}}",
+    ];
+    let o = docker(env, &args);
+    stdout(&o).lines().map(str::to_string).collect()
+}
+
+/// The name of container `id`'s VM, among the VMs pyvmomi saw.
+pub fn vm_name_of(vms: &[serde_json::Value], id: &str) -> String {
+    (vms.iter())
+        .find(|v| v["guestinfo"]["guestinfo.vic.id"] == id)
+        .and_then(|v| v["name"].as_str())
+        .unwrap_or_else(|| panic!("no VM of {id}"))
+        .to_string()
+}

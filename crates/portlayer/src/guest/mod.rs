@@ -18,7 +18,9 @@ pub mod copy;
 pub mod exec;
 pub(crate) mod launch;
 mod options;
+mod outcome;
 mod protocol;
+mod resync;
 pub(crate) mod session;
 #[cfg(test)]
 mod session_tests;

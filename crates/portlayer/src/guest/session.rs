@@ -4,6 +4,7 @@
 use crate::guest::control::{Answer, Asked};
 pub use crate::guest::control::{GuestControl, GuestProcess, Processes, Undelivered};
 use crate::guest::exec::{ExecOutput, Routes};
+pub use crate::guest::outcome::{SessionExit, StartFailure};
 use crate::guest::protocol::Protocol;
 use crate::guest::stdin::forward_stdin;
 pub use crate::guest::stdin::{StdinMsg, STDIN_FRAMES, STDIN_QUEUE};
@@ -41,25 +42,6 @@ pub trait SessionSink: Send + 'static {
 /// How a session lost for a protocol violation says so (see `protocol.rs`).
 const VIOLATION: &str = "tether protocol violation";
 
-/// Why a start failed.
-#[derive(Debug)]
-pub enum StartFailure {
-    /// The process could not be executed (Docker exit code 126/127 semantics).
-    Spawn { message: String, code: i32 },
-    /// The guest broke the protocol: its VM is not to be trusted with powering itself off.
-    Violation(String),
-    /// Anything else: guest setup, a broken channel, a timeout.
-    Other(String),
-}
-
-/// How the main process ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SessionExit {
-    Exited(i32),
-    /// The VM went away without reporting an exit (powered off from outside, crashed).
-    Lost(String),
-}
-
 /// A running session.
 pub struct Session {
     /// Signals and resizes for the main process.
@@ -74,11 +56,6 @@ pub struct Session {
 
 /// How long a re-attached tether may take to say Hello.
 pub const REATTACH_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// How often a re-attached tether that has not said Hello is asked to (`Resync`): one that
-/// did not see its line go and come back (the new host connected before it looked) says
-/// nothing of its own.
-const RESYNC_EVERY: Duration = Duration::from_secs(1);
 
 /// What the driver does when the tether says Hello.
 enum Mode {
@@ -208,7 +185,10 @@ async fn drive(
     let to_guest = control_tx.clone();
     let hello_seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if matches!(mode, Mode::Reattach { .. }) {
-        tokio::spawn(resync_until_hello(control_tx.clone(), hello_seen.clone()));
+        tokio::spawn(super::resync::until_hello(
+            control_tx.clone(),
+            hello_seen.clone(),
+        ));
     }
 
     tokio::spawn(async move {
@@ -603,25 +583,5 @@ async fn drive(
             "the container VM did not report its process within {} s",
             limit.as_secs()
         ))),
-    }
-}
-
-/// Sends `Resync` every [`RESYNC_EVERY`] until the tether's Hello has come, the channel has
-/// gone, or [`REATTACH_TIMEOUT`] has passed.
-async fn resync_until_hello(
-    to_guest: mpsc::Sender<Frame>,
-    hello: Arc<std::sync::atomic::AtomicBool>,
-) {
-    let deadline = tokio::time::Instant::now() + REATTACH_TIMEOUT;
-    loop {
-        tokio::time::sleep(RESYNC_EVERY).await;
-        if hello.load(std::sync::atomic::Ordering::Relaxed)
-            || tokio::time::Instant::now() >= deadline
-            || to_guest.is_closed()
-        {
-            return;
-        }
-        tracing::debug!("no Hello from the re-attached tether yet: asking it to resync");
-        let _ = to_guest.try_send(Frame::control(&HostMsg::Resync));
     }
 }
