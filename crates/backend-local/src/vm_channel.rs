@@ -75,6 +75,7 @@ pub(crate) async fn connect(
         channel: Box::new(stream),
         pid: Some(pid),
         exited,
+        restored: None,
     })
 }
 

@@ -183,6 +183,7 @@ async fn boot(backend: &LocalBackend, id: &str) -> Result<Booted> {
         channel,
         pid,
         exited,
+        ..
     } = backend.power_on(id).await?;
     let mut guest = Guest {
         ch: channel,

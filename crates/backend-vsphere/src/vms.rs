@@ -323,6 +323,7 @@ impl VsphereBackend {
             channel: Box::new(channel),
             pid: None,
             exited,
+            restored: None,
         })
     }
 

@@ -222,6 +222,7 @@ impl Backend for FakeBackend {
         Ok(PoweredOn {
             channel: Box::new(host),
             pid: Some(4242),
+            restored: None,
             exited: off_rx
                 .map(|_| VmExit {
                     detail: "fake VM off".into(),

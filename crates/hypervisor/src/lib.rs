@@ -196,6 +196,17 @@ pub struct PoweredOn {
     pub pid: Option<u32>,
     /// Resolves when the VM has powered off, for whatever reason.
     pub exited: BoxFuture<'static, VmExit>,
+    /// Set when the VM was restored from a booted template instead of booting: its guest
+    /// must be asked to say Hello, and must change what it kept from the template.
+    pub restored: Option<Restored>,
+}
+
+/// What a VM restored from a booted template kept from it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// Its network interfaces carry the template's MAC addresses: each is given the VM's own
+    /// (template's, VM's), before the guest configures any.
+    pub macs: Vec<(String, String)>,
 }
 
 /// How a VM's power-off was observed.
@@ -244,6 +255,11 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Where the guest of every VM this backend creates finds its root filesystem.
     fn root_disk(&self) -> RootDisk;
+
+    /// How a container VM starts, for `docker info`: booted, or restored from a template.
+    fn start_path(&self) -> String {
+        "cold boot".into()
+    }
 
     /// Makes the image's read-only base disk from its unpacked root filesystem. Idempotent:
     /// a second call for the same image returns at once.

@@ -237,6 +237,24 @@ pub struct Setup {
     /// none leaves loopback alone.
     #[serde(default)]
     pub interfaces: Vec<Interface>,
+    /// Set for a VM restored from a booted template rather than booted: what it kept from
+    /// the template and changes first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored: Option<Restored>,
+}
+
+/// What a guest restored from a booted template changes before anything else.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restored {
+    /// Its interfaces carry the template's MACs: each one found by `from` gets `to`.
+    pub macs: Vec<MacChange>,
+}
+
+/// An interface's MAC address, changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MacChange {
+    pub from: String,
+    pub to: String,
 }
 
 /// One network interface of the guest.

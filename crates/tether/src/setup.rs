@@ -91,7 +91,25 @@ fn machine(sys: &dyn Syscall, setup: &Setup) -> Result<(), String> {
     if let Err(e) = sys.loopback_up() {
         crate::log!("bringing up the loopback interface failed: {e}");
     }
+    restored(sys, setup)?;
     network(sys, setup)
+}
+
+/// What a guest restored from a template kept of it and must not: its interfaces' MACs (the
+/// clock and the entropy were renewed above, as on every start).
+fn restored(sys: &dyn Syscall, setup: &Setup) -> Result<(), String> {
+    let Some(r) = &setup.restored else {
+        return Ok(());
+    };
+    for m in &r.macs {
+        sys.change_mac(&m.from, &m.to).map_err(|e| {
+            format!(
+                "giving the interface {} its MAC {} failed: {e}",
+                m.from, m.to
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// The container's network interfaces and default route; a container is never started with
@@ -302,6 +320,43 @@ mod tests {
                 Call::LoopbackUp,
             ]
         );
+    }
+
+    #[test]
+    fn a_restored_guest_gives_its_interfaces_their_macs_before_configuring_them() {
+        let sys = guest();
+        let mut s = setup(Default::default());
+        s.interfaces = vec![tether_proto::Interface {
+            mac: "02:42:ac:10:00:02".into(),
+            address: "172.16.0.2".parse().unwrap(),
+            prefix_len: 16,
+            gateway: None,
+        }];
+        s.restored = Some(tether_proto::Restored {
+            macs: vec![tether_proto::MacChange {
+                from: "02:00:00:00:00:00".into(),
+                to: "02:42:ac:10:00:02".into(),
+            }],
+        });
+        apply(&sys, &s).unwrap();
+        assert_eq!(
+            sys.calls()[3..6],
+            [
+                Call::LoopbackUp,
+                Call::ChangeMac {
+                    from: "02:00:00:00:00:00".into(),
+                    to: "02:42:ac:10:00:02".into(),
+                },
+                Call::ConfigureInterface {
+                    mac: "02:42:ac:10:00:02".into(),
+                    address: "172.16.0.2/16".into(),
+                },
+            ]
+        );
+        let sys = guest();
+        sys.fail(libc::ENODEV, |c| matches!(c, Call::ChangeMac { .. }));
+        let err = apply(&sys, &s).unwrap_err();
+        assert!(err.contains("02:00:00:00:00:00") && err.contains("failed"), "{err}");
     }
 
     #[test]

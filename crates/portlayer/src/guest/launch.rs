@@ -90,6 +90,8 @@ impl Launch {
                     gateway: (i == 0).then_some(e.gateway),
                 })
                 .collect(),
+            // Set when it is sent to a VM restored from a template (see `session.rs`).
+            restored: None,
         };
         let p = &spec.process;
         let process = Process {

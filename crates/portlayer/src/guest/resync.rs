@@ -10,18 +10,36 @@ use tokio::sync::mpsc;
 
 use super::session::REATTACH_TIMEOUT;
 
-/// How often a tether that has not said Hello is sent `Resync`.
-const RESYNC_EVERY: Duration = Duration::from_secs(1);
+/// When a tether that has not said Hello is first sent `Resync`, and how often after that.
+pub(super) struct Pace {
+    first: Duration,
+    every: Duration,
+}
 
-/// Sends `Resync` every [`RESYNC_EVERY`] until the tether's Hello has come, the channel has
-/// gone, or [`REATTACH_TIMEOUT`] has passed.
+/// A re-attached tether usually says Hello by itself: it is asked after a second.
+pub(super) const REATTACHED: Pace = Pace {
+    first: Duration::from_secs(1),
+    every: Duration::from_secs(1),
+};
+
+/// A restored tether never does: it is asked at once, and again while its VM resumes.
+pub(super) const RESTORED: Pace = Pace {
+    first: Duration::ZERO,
+    every: Duration::from_millis(250),
+};
+
+/// Sends `Resync` at `pace` until the tether's Hello has come, the channel has gone, or
+/// [`REATTACH_TIMEOUT`] has passed.
 pub(super) async fn until_hello(
     to_guest: mpsc::Sender<Frame>,
     hello: Arc<std::sync::atomic::AtomicBool>,
+    pace: Pace,
 ) {
     let deadline = tokio::time::Instant::now() + REATTACH_TIMEOUT;
+    let mut wait = pace.first;
     loop {
-        tokio::time::sleep(RESYNC_EVERY).await;
+        tokio::time::sleep(wait).await;
+        wait = pace.every;
         if hello.load(std::sync::atomic::Ordering::Relaxed)
             || tokio::time::Instant::now() >= deadline
             || to_guest.is_closed()

@@ -145,7 +145,10 @@ async fn drive(
     limit: Duration,
 ) -> Result<Session, StartFailure> {
     let PoweredOn {
-        channel, exited, ..
+        channel,
+        exited,
+        restored,
+        ..
     } = powered;
     let (mut reader, mut writer) = tokio::io::split(channel);
     let (control_tx, mut control_rx) = mpsc::channel::<Frame>(CONTROL_QUEUE);
@@ -184,12 +187,27 @@ async fn drive(
     let (ask_tx, ask_rx) = mpsc::channel::<String>(1);
     let to_guest = control_tx.clone();
     let hello_seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    if matches!(mode, Mode::Reattach { .. }) {
+    // A re-attached tether may have missed its line coming back; a restored one is never
+    // told its new host is there.
+    let pace = match (&mode, &restored) {
+        (Mode::Reattach { .. }, _) => Some(super::resync::REATTACHED),
+        (Mode::Start { .. }, Some(_)) => Some(super::resync::RESTORED),
+        (Mode::Start { .. }, None) => None,
+    };
+    if let Some(pace) = pace {
         tokio::spawn(super::resync::until_hello(
             control_tx.clone(),
             hello_seen.clone(),
+            pace,
         ));
     }
+    let restored = restored.map(|r| tether_proto::Restored {
+        macs: r
+            .macs
+            .into_iter()
+            .map(|(from, to)| tether_proto::MacChange { from, to })
+            .collect(),
+    });
 
     tokio::spawn(async move {
         let mut started_tx = Some(started_tx);
@@ -342,7 +360,9 @@ async fn drive(
                                     continue;
                                 }
                                 Mode::Start { setup, .. } => {
-                                    send(HostMsg::Setup(Box::new(Launch::setup_now(setup))))
+                                    let mut setup = Launch::setup_now(setup);
+                                    setup.restored = restored.clone();
+                                    send(HostMsg::Setup(Box::new(setup)))
                                 }
                                 Mode::Reattach { stored } if version >= RESUME_VERSION => {
                                     if !configured

@@ -41,6 +41,7 @@ fn powered(host: DuplexStream) -> PoweredOn {
         channel: Box::new(host),
         pid: Some(99),
         exited: futures_util::future::pending().boxed(),
+        restored: None,
     }
 }
 
@@ -145,6 +146,51 @@ async fn a_tether_that_missed_the_reconnection_is_asked_to_say_hello() {
         .expect("re-attached once asked");
     assert_eq!(task.await.unwrap(), Some(HostMsg::Resync));
     assert_eq!(s.exit.await.unwrap(), SessionExit::Exited(5));
+}
+
+#[tokio::test]
+async fn a_restored_vm_is_asked_to_say_hello_and_told_its_macs() {
+    // A guest restored from a template waits for its old host: it says nothing until asked,
+    // and its setup says which MACs it kept.
+    let (host, mut guest) = tokio::io::duplex(1 << 16);
+    let task = tokio::spawn(async move {
+        let mut host = HostSays::default();
+        let first = host.next(&mut guest).await;
+        send(&mut guest, hello(false, vec![], None)).await;
+        let setup = loop {
+            match host.next(&mut guest).await {
+                Some(HostMsg::Resync) => continue,
+                other => break other,
+            }
+        };
+        send(&mut guest, Frame::control(&GuestMsg::Ready)).await;
+        assert!(matches!(
+            host.next(&mut guest).await,
+            Some(HostMsg::Spawn { .. })
+        ));
+        let started = GuestMsg::Started { session: 0, pid: 7 };
+        send(&mut guest, Frame::control(&started)).await;
+        (first, setup)
+    });
+    let mut powered = powered(host);
+    powered.restored = Some(hypervisor::Restored {
+        macs: vec![("02:00:00:00:00:00".into(), "02:42:ac:10:00:02".into())],
+    });
+    let _s = session::start(powered, Default::default(), Collect::default(), stdin())
+        .await
+        .expect("started once asked");
+    let (first, setup) = task.await.unwrap();
+    assert_eq!(first, Some(HostMsg::Resync));
+    let Some(HostMsg::Setup(setup)) = setup else {
+        panic!("{setup:?}")
+    };
+    assert_eq!(
+        setup.restored.unwrap().macs,
+        [tether_proto::MacChange {
+            from: "02:00:00:00:00:00".into(),
+            to: "02:42:ac:10:00:02".into()
+        }]
+    );
 }
 
 #[tokio::test]

@@ -71,6 +71,10 @@ pub enum Call {
         mac: String,
         address: String,
     },
+    ChangeMac {
+        from: String,
+        to: String,
+    },
     DefaultRoute(String),
     Reboot,
     Kill {
@@ -441,6 +445,13 @@ impl Syscall for RecordingSyscall {
             address: format!("{}/{}", iface.address, iface.prefix_len),
         })?;
         Ok("eth0".into())
+    }
+
+    fn change_mac(&self, from: &str, to: &str) -> io::Result<()> {
+        self.record(Call::ChangeMac {
+            from: from.into(),
+            to: to.into(),
+        })
     }
 
     fn default_route(&self, gateway: std::net::Ipv4Addr) -> io::Result<()> {

@@ -120,6 +120,11 @@ impl Syscall for LinuxSyscall {
         Ok(name)
     }
 
+    fn change_mac(&self, from: &str, to: &str) -> io::Result<()> {
+        let name = crate::netif::find_by_mac(from)?;
+        crate::netif::set(&name, to, None)
+    }
+
     fn default_route(&self, gateway: std::net::Ipv4Addr) -> io::Result<()> {
         crate::netif::default_route(gateway)
     }

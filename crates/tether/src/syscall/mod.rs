@@ -105,6 +105,8 @@ pub trait Syscall: Send + Sync {
     /// Finds the interface with `iface.mac`, gives it its address and brings it up; returns
     /// its name.
     fn configure_interface(&self, iface: &tether_proto::Interface) -> io::Result<String>;
+    /// Gives the interface whose MAC is `from` the MAC `to`, leaving it down.
+    fn change_mac(&self, from: &str, to: &str) -> io::Result<()>;
     /// Adds the default route through `gateway`.
     fn default_route(&self, gateway: std::net::Ipv4Addr) -> io::Result<()>;
     /// Reboots (which ends the VM); returns only when that failed.
