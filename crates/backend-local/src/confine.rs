@@ -99,22 +99,31 @@ impl Confinement {
 
     /// Lets QEMU connect to the host's tether listener.
     pub fn give_socket(&self, dir: &Path, uid: u32) -> Result<(), BackendError> {
-        chown(&dir.join(TETHER_SOCK), uid, uid, 0o600)
+        self.give(&dir.join(TETHER_SOCK), uid)
+    }
+
+    /// Gives QEMU one more file of its directory (a socket it connects to).
+    pub fn give(&self, path: &Path, uid: u32) -> Result<(), BackendError> {
+        chown(path, uid, uid, 0o600)
     }
 
     /// Creates the VM's cgroup and the plan of its jail; `base` is its image's base disk.
+    /// `own_proc` gives the jail a procfs of its own (for RAM passed as a memfd).
+    #[allow(clippy::too_many_arguments)]
     pub fn plan(
         &self,
         id: &str,
         dir: &Path,
-        base: &Path,
+        base: Option<&Path>,
         uid: u32,
         memory_mib: u32,
         cpus: u32,
+        own_proc: bool,
     ) -> Result<Plan, BackendError> {
         // The base disk is shared read-only by the image's VMs; its directory stays private.
-        if let Ok(m) = std::fs::metadata(base) {
-            if m.permissions().mode() & 0o004 == 0 {
+        if let Some(base) = base {
+            let mode = std::fs::metadata(base).map(|m| m.permissions().mode());
+            if mode.is_ok_and(|m| m & 0o004 == 0) {
                 std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o644))
                     .map_err(io_err(format!("setting the mode of {}", base.display())))?;
             }
@@ -136,8 +145,11 @@ impl Confinement {
             path: dir.to_path_buf(),
             writable: true,
         });
-        entries.push(Entry::File(base.to_path_buf()));
+        entries.extend(base.map(|b| Entry::File(b.to_path_buf())));
         entries.extend(self.boot_files.iter().cloned().map(Entry::File));
+        if own_proc {
+            entries.push(Entry::Proc("/proc".into()));
+        }
         Plan::new(&self.mountpoint, &entries, dir, uid, &procs)
             .and_then(|p| p.with_pid_file(&dir.join(crate::qemu::PID_FILE)))
             .map_err(|e| BackendError::Failed(format!("preparing the jail of VM {id}: {e}")))

@@ -82,3 +82,48 @@ impl LocalBackend {
         macs
     }
 }
+
+impl LocalBackend {
+    /// Restores VM `spec` from its shape's template when there is one; `None` when it is to
+    /// boot cold (one log line says why), with `fds` (its taps) ready for that boot. A clone
+    /// that fails to restore drops its template and boots cold.
+    pub(crate) async fn restore(
+        &self,
+        spec: &VmSpec,
+        base: &std::path::Path,
+        macs: &[String],
+        fds: &mut Vec<OwnedFd>,
+    ) -> Result<Option<hypervisor::PoweredOn>, BackendError> {
+        let id = spec.id.as_str();
+        let shape = crate::templates::shape_of(spec, macs.len(), base);
+        let template = match self.maker.templates.pick(shape.clone()) {
+            crate::templates::Pick::Clone(t) => t,
+            crate::templates::Pick::Cold { build, why } => {
+                tracing::info!(vm = id, "boots cold: {why}");
+                if let Some(shape) = build {
+                    tokio::spawn(self.maker.clone().make(shape));
+                }
+                return Ok(None);
+            }
+        };
+        let taps = std::mem::take(fds);
+        let maker = &self.maker;
+        match maker
+            .restore(&self.vms, spec.clone(), &template, taps, macs, base)
+            .await
+        {
+            Ok(p) => Ok(Some(p)),
+            Err(e) => {
+                tracing::warn!(
+                    vm = id,
+                    "restoring it from its template failed ({e}): it boots cold"
+                );
+                if let Ok(shape) = shape {
+                    maker.templates.discard(shape, &e);
+                }
+                *fds = self.devices(id, spec).await?;
+                Ok(None)
+            }
+        }
+    }
+}

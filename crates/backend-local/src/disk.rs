@@ -29,17 +29,23 @@ pub fn sweep_partial_bases(images: &Path) {
     }
 }
 
-/// Creates the VM's copy-on-write root disk over `base`.
-pub async fn create_overlay(qemu_img: &Path, base: &Path, disk: &Path) -> Result<(), BackendError> {
-    run(
-        Command::new(qemu_img)
-            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-            .arg(base)
-            .arg(disk),
-        "qemu-img create",
-        Duration::from_secs(30),
-    )
-    .await
+/// What a VM's root disk is made of.
+pub enum Root<'a> {
+    /// A copy-on-write child of its image's base disk.
+    Overlay(&'a Path),
+    /// Empty, of this many GiB (a template's: its guest never mounts it).
+    Blank { gib: u64 },
+}
+
+/// Creates the VM's root disk.
+pub async fn create_root(qemu_img: &Path, root: Root<'_>, disk: &Path) -> Result<(), BackendError> {
+    let mut cmd = Command::new(qemu_img);
+    cmd.args(["create", "-q", "-f", "qcow2"]);
+    match root {
+        Root::Overlay(base) => cmd.args(["-F", "raw", "-b"]).arg(base).arg(disk),
+        Root::Blank { gib } => cmd.arg(disk).arg(format!("{gib}G")),
+    };
+    run(&mut cmd, "qemu-img create", Duration::from_secs(30)).await
 }
 
 /// Opens the VM's data disks for QEMU, never through a symlink: read-write then read-only

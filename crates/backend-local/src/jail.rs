@@ -64,6 +64,9 @@ pub enum Entry {
     Device { path: PathBuf, private: bool },
     /// A symbolic link, e.g. merged-usr `/lib -> usr/lib`.
     Symlink { path: PathBuf, target: PathBuf },
+    /// A procfs of the jail's own at `path`, showing only processes (no system files) and of
+    /// those only its uid's: what QEMU needs to open a passed memfd as `/proc/self/fd/N`.
+    Proc(PathBuf),
 }
 
 /// The system entries QEMU needs to run: `/usr`, the `/lib*`, `/bin`, `/sbin` links or
@@ -134,6 +137,8 @@ enum Op {
         dst: CString,
         remount: libc::c_ulong,
     },
+    /// Mounts a procfs of processes only, each visible to its own uid only.
+    Proc(CString),
     /// `mknod` a character device; `owned` gives it to the VM's uid.
     Mknod {
         path: CString,
@@ -236,6 +241,11 @@ impl Plan {
                         target: cstr(target)?,
                         link: cstr(&inside(path)?)?,
                     });
+                }
+                Entry::Proc(path) => {
+                    mkdirs(path, &mut ops)?;
+                    ops.push(Op::Mkdir(cstr(&inside(path)?)?));
+                    ops.push(Op::Proc(cstr(&inside(path)?)?));
                 }
             }
         }
@@ -345,6 +355,16 @@ impl Plan {
                     Op::Symlink { target, link } => {
                         check(libc::symlink(target.as_ptr(), link.as_ptr()).into())?
                     }
+                    Op::Proc(dst) => check(
+                        libc::mount(
+                            c"proc".as_ptr(),
+                            dst.as_ptr(),
+                            c"proc".as_ptr(),
+                            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                            c"hidepid=invisible,subset=pid".as_ptr().cast(),
+                        )
+                        .into(),
+                    )?,
                     Op::Bind { src, dst, remount } => {
                         let flags = libc::MS_BIND | libc::MS_REC;
                         check(

@@ -11,6 +11,7 @@
 //!  root/vms/<id>/qemu.pid, qemu.log  the QEMU process and its own messages
 //!  root/jail/                        empty: each QEMU's jail root is mounted here, in its own
 //!                                    mount namespace only
+//!  root/templates/<shape>/           a template VM while it is made (see `templates.rs`)
 //! ```
 //!
 //! QEMU runs in its own process group with the VM directory as its working directory (which
@@ -34,7 +35,10 @@ pub mod inventory;
 mod jail;
 pub mod net;
 mod qemu;
+mod qmp;
 mod shares;
+mod template_vm;
+mod templates;
 mod uids;
 pub mod uplink;
 mod vm;
@@ -86,6 +90,9 @@ pub struct LocalConfig {
     pub netns: Option<String>,
     /// The virtio-fs daemon that serves host shares (bind mounts).
     pub virtiofsd: PathBuf,
+    /// Whether container VMs are restored from booted templates (`templates.rs`) rather
+    /// than booted each.
+    pub templates: bool,
 }
 
 impl Default for LocalConfig {
@@ -105,6 +112,7 @@ impl Default for LocalConfig {
             jail: true,
             netns: None,
             virtiofsd: PathBuf::from("/usr/lib/qemu/virtiofsd"),
+            templates: true,
         }
     }
 }
@@ -117,6 +125,8 @@ pub struct LocalBackend {
     qemu_version: String,
     image_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     vms: vm::Vms,
+    /// Templates, and the VMs they are made with.
+    maker: Arc<template_vm::Maker>,
     net: Option<net::VchNet>,
     /// The networks made, by name: whether their taps are isolated ports, whether they are
     /// outside the VCH (container networks).
@@ -190,7 +200,7 @@ impl LocalBackend {
             }
             Accel::Kvm => None,
         };
-        for sub in ["images", "vms"] {
+        for sub in ["images", "vms", "templates"] {
             let dir = cfg.root.join(sub);
             std::fs::create_dir_all(&dir).map_err(|e| BackendError::Io {
                 context: format!("creating {}", dir.display()),
@@ -220,19 +230,44 @@ impl LocalBackend {
                 "container networks live in the VCH's network namespace"
             );
         }
+        // Unconfined (not root), QEMU runs as the appliance's user: no uid to claim host-wide,
+        // and no right to write where the claims live.
+        let claims = uids::Claims::new(if confine.is_some() {
+            cfg.uid_claims.clone()
+        } else {
+            cfg.root.join("uids")
+        });
+        let confine = confine.map(Arc::new);
+        let (kernel, initrd) = (absolute(&cfg.kernel), absolute(&cfg.initrd));
+        let templates_dir = absolute(&cfg.root.join("templates"));
+        let machine = qemu::Launch {
+            name: String::new(),
+            accel,
+            tsc_khz,
+            memory_mib: 0,
+            cpus: 0,
+            kernel: kernel.clone(),
+            initrd: initrd.clone(),
+            macs: Vec::new(),
+            disks: Vec::new(),
+            shares: 0,
+            role: None,
+        };
+        let maker = template_vm::Maker::new(
+            templates::Templates::new(cfg.templates, vec![kernel, initrd]),
+            vm::Vms::new(templates_dir, claims.clone(), confine.clone()),
+            machine,
+            cfg.qemu.clone(),
+            cfg.qemu_img.clone(),
+            cfg.boot_timeout,
+        );
+        if !cfg.templates {
+            tracing::info!("container VMs boot cold: templates are off for this VCH");
+        }
         Ok(Self {
             net,
-            vms: vm::Vms::new(
-                absolute(&vms_root),
-                // Unconfined (not root), QEMU runs as the appliance's user: no uid to claim
-                // host-wide, and no right to write where the claims live.
-                uids::Claims::new(if confine.is_some() {
-                    cfg.uid_claims.clone()
-                } else {
-                    cfg.root.join("uids")
-                }),
-                confine,
-            ),
+            vms: vm::Vms::new(absolute(&vms_root), claims, confine),
+            maker: Arc::new(maker),
             cfg,
             accel,
             tsc_khz,
@@ -430,7 +465,9 @@ impl Backend for LocalBackend {
         if !base.is_file() {
             return Err(BackendError::NoBaseDisk(vm.image_id.clone()));
         }
-        self.vms.create(vm, &base, &self.cfg.qemu_img).await
+        self.vms
+            .create(vm, disk::Root::Overlay(&base), &self.cfg.qemu_img)
+            .await
     }
 
     fn store_files(&self) -> std::sync::Arc<dyn hypervisor::StoreFiles> {
@@ -450,11 +487,15 @@ impl Backend for LocalBackend {
         check_id("VM", id)?;
         let spec = self.vms.load(id)?;
         let base = disk::base_path(&self.cfg.root, &spec.image_id);
-        let fds = self.devices(id, &spec).await?;
+        let mut fds = self.devices(id, &spec).await?;
+        let macs = Self::macs(id, &spec.nics);
+        if let Some(restored) = self.restore(&spec, &base, &macs, &mut fds).await? {
+            return Ok(restored);
+        }
         let launch = qemu::Launch {
             disks: spec.disks.iter().map(|d| d.readonly).collect(),
             shares: spec.shares.len(),
-            macs: Self::macs(id, &spec.nics),
+            macs,
             name: spec.display_name.clone(),
             accel: self.accel,
             tsc_khz: self.tsc_khz,
@@ -462,17 +503,21 @@ impl Backend for LocalBackend {
             cpus: spec.cpus,
             kernel: absolute(&self.cfg.kernel),
             initrd: absolute(&self.cfg.initrd),
+            role: None,
         };
-        self.vms
-            .power_on(
-                spec,
-                &base,
-                &self.cfg.qemu,
-                &qemu::args(&launch),
-                fds,
-                self.cfg.boot_timeout,
-            )
-            .await
+        let spawn = vm::Spawn {
+            base: Some(&base),
+            qemu: &self.cfg.qemu,
+            args: qemu::args(&launch),
+            fds,
+            boot_timeout: self.cfg.boot_timeout,
+            qmp: false,
+        };
+        Ok(self.vms.power_on(spec, spawn).await?.0)
+    }
+
+    fn start_path(&self) -> String {
+        self.maker.templates.describe()
     }
 
     async fn list_vms(&self) -> Result<Vec<String>, BackendError> {

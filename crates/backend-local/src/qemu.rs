@@ -10,6 +10,8 @@ pub const TETHER_SOCK: &str = "tether.sock";
 pub const CONSOLE_LOG: &str = "console.log";
 /// QEMU's PID, written by QEMU itself (`-pidfile`).
 pub const PID_FILE: &str = "qemu.pid";
+/// Where a template's or a clone's QEMU connects its monitor (`qmp.rs`).
+pub const QMP_SOCK: &str = "qmp.sock";
 /// TCG's translation cache, in MiB. A booted guest's translations stay resident in it, so it
 /// is most of an idle VM's own memory: 16 MiB against 64 took an idle VM from 107 to 82 MiB
 /// PSS, with no slower boots or busybox workloads measured (`make bench`).
@@ -34,6 +36,30 @@ pub struct Launch {
     /// How many host shares it has (virtio-fs, see `shares.rs`): share `i` is the daemon
     /// listening on `shares::socket(i)`.
     pub shares: usize,
+    /// Its part in templating, if any (`templates.rs`).
+    pub role: Option<Role>,
+}
+
+/// A VM's part in templating (`templates.rs`). Either way its RAM is a template's memfd,
+/// passed as the descriptor after the taps and disks (see [`ram_fd`]), and its QEMU
+/// connects a monitor to [`QMP_SOCK`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Booted to become a template: its RAM is written to the memfd (shared), and its
+    /// interfaces lead nowhere (nothing is sent before a container's setup brings them up).
+    Template,
+    /// Restored from a template: its RAM maps the template's privately (copy on write), and
+    /// QEMU waits for the template's device state (`-incoming defer`).
+    Clone,
+}
+
+/// The descriptor a template's or clone's RAM is passed as: the first for a template (its
+/// interfaces have no taps), the one after the taps and disks for a clone.
+pub fn ram_fd(l: &Launch) -> usize {
+    match l.role {
+        Some(Role::Template) => 3,
+        _ => 3 + l.macs.len() + l.disks.iter().map(|r| disk_fds(*r)).sum::<usize>(),
+    }
 }
 
 /// The virtio-mmio transports of a microvm: every device (root disk, tether port,
@@ -92,7 +118,20 @@ pub fn args(l: &Launch) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
     push(&["-name", &opt(&l.name)]);
-    if l.shares == 0 {
+    if let Some(role) = l.role {
+        // Only RAM is in the template's memfd: x-ignore-shared leaves it out of the saved
+        // state, and a clone's private mapping starts from the template's pages.
+        let share = if role == Role::Template { "on" } else { "off" };
+        push(&["-M", "microvm,x-option-roms=off,rtc=on,memory-backend=mem"]);
+        push(&[
+            "-object",
+            &format!(
+                "memory-backend-file,id=mem,size={}M,mem-path=/proc/self/fd/{},share={share}",
+                l.memory_mib.max(64),
+                ram_fd(l)
+            ),
+        ]);
+    } else if l.shares == 0 {
         push(&["-M", "microvm,x-option-roms=off,rtc=on"]);
     } else {
         // vhost-user devices need the guest's memory shared with their daemons, and the
@@ -141,7 +180,10 @@ pub fn args(l: &Launch) -> Vec<String> {
         ),
     ]);
     for (i, mac) in l.macs.iter().enumerate() {
-        push(&["-netdev", &format!("tap,id=net{i},fd={}", 3 + i)]);
+        match l.role {
+            Some(Role::Template) => push(&["-netdev", &format!("hubport,id=net{i},hubid={i}")]),
+            _ => push(&["-netdev", &format!("tap,id=net{i},fd={}", 3 + i)]),
+        }
         push(&[
             "-device",
             &format!("virtio-net-device,netdev=net{i},mac={mac}"),
@@ -183,6 +225,12 @@ pub fn args(l: &Launch) -> Vec<String> {
             ),
         ]);
     }
+    if let Some(role) = l.role {
+        a.extend(crate::qmp::args(QMP_SOCK));
+        if role == Role::Clone {
+            a.extend(["-incoming".to_string(), "defer".to_string()]);
+        }
+    }
     a
 }
 
@@ -202,7 +250,46 @@ mod tests {
             macs: vec!["02:42:ac:10:00:02".into()],
             disks: Vec::new(),
             shares: 0,
+            role: None,
         }
+    }
+
+    #[test]
+    fn a_template_writes_its_memfd_and_a_clone_maps_it_privately_and_waits_for_its_state() {
+        let mut l = launch(Accel::Tcg);
+        assert!(!args(&l).iter().any(|a| a == "-incoming" || a == "-mon"));
+        l.role = Some(Role::Template);
+        let t = args(&l);
+        assert_eq!(
+            value_of(&t, "-object"),
+            ["memory-backend-file,id=mem,size=256M,mem-path=/proc/self/fd/3,share=on"]
+        );
+        assert_eq!(value_of(&t, "-netdev"), ["hubport,id=net0,hubid=0"]);
+        assert_eq!(value_of(&t, "-mon"), ["chardev=qmp,mode=control"]);
+        assert!(value_of(&t, "-chardev").contains(&"socket,id=qmp,path=qmp.sock"));
+        assert!(!t.iter().any(|a| a == "-incoming"));
+        l.role = Some(Role::Clone);
+        let c = args(&l);
+        assert_eq!(
+            value_of(&c, "-object"),
+            ["memory-backend-file,id=mem,size=256M,mem-path=/proc/self/fd/4,share=off"]
+        );
+        assert_eq!(value_of(&c, "-netdev"), ["tap,id=net0,fd=3"]);
+        assert_eq!(value_of(&c, "-incoming"), ["defer"]);
+        assert_eq!(
+            value_of(&c, "-M"),
+            ["microvm,x-option-roms=off,rtc=on,memory-backend=mem"]
+        );
+        // Everything else is the template's: a clone's devices must be the ones saved.
+        let strip = |a: &[String]| -> Vec<String> {
+            a.iter()
+                .filter(|s| !s.starts_with("memory-backend-file") && !s.starts_with("tap,"))
+                .filter(|s| !s.starts_with("hubport,"))
+                .cloned()
+                .collect()
+        };
+        let (c, t) = (strip(&c), strip(&t));
+        assert_eq!(c[..c.len() - 2], t[..]);
     }
 
     #[test]

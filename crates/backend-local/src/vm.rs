@@ -49,6 +49,22 @@ pub struct VmSpec {
     pub host_cpus: Vec<u32>,
 }
 
+/// How to start one VM's QEMU.
+pub struct Spawn<'a> {
+    /// The base disk of its image (shown read-only in its jail); a template has none.
+    pub base: Option<&'a Path>,
+    pub qemu: &'a Path,
+    pub args: Vec<String>,
+    /// The open tap devices of its interfaces, then its data disks, then (for a template or
+    /// a clone) its RAM and its saved state, in order: QEMU gets them as descriptors 3, 4, …
+    /// (see `qemu::args`).
+    pub fds: Vec<std::os::fd::OwnedFd>,
+    pub boot_timeout: Duration,
+    /// Whether QEMU connects a monitor to `qmp.sock` (a template or a clone): the connection
+    /// is returned, and the jail gets a procfs of its own for its RAM's memfd.
+    pub qmp: bool,
+}
+
 /// A QEMU process this backend started.
 struct Running {
     pid: u32,
@@ -87,13 +103,38 @@ pub(crate) fn kill(pid: u32) {
 }
 
 impl Vms {
-    pub fn new(root: PathBuf, claims: Claims, confine: Option<Confinement>) -> Self {
+    pub fn new(root: PathBuf, claims: Claims, confine: Option<Arc<Confinement>>) -> Self {
         Self {
             root,
             running: Mutex::default(),
             uids: Mutex::default(),
             claims,
-            confine: confine.map(Arc::new),
+            confine,
+        }
+    }
+
+    /// Gives VM `id`'s jailed QEMU one more file of its directory (a socket it connects to).
+    pub fn give(&self, id: &str, path: &Path) -> Result<(), BackendError> {
+        match (&self.confine, self.load(id)?.uid) {
+            (Some(c), Some(uid)) => c.give(path, uid),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes every VM directory, killing the QEMU of any (what an earlier appliance left
+    /// half made; never a container's).
+    pub fn forget_all(&self) {
+        for id in self.list().unwrap_or_default() {
+            if let Some(pid) = self.live_pid(&id) {
+                kill(pid);
+            }
+            let dir = self.dir(&id);
+            if let Some(uid) = self.load(&id).ok().and_then(|s| s.uid) {
+                let _ = self.claims.release(&dir, uid);
+            }
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!("removing {} failed: {e}", dir.display());
+            }
         }
     }
 
@@ -141,7 +182,7 @@ impl Vms {
     pub async fn create(
         &self,
         vm: &VmConfig,
-        base: &Path,
+        root: crate::disk::Root<'_>,
         qemu_img: &Path,
     ) -> Result<(), BackendError> {
         let dir = self.dir(&vm.id);
@@ -153,7 +194,7 @@ impl Vms {
             Err(e) => return Err(io_err(format!("creating {}", dir.display()))(e)),
         }
         let result = async {
-            crate::disk::create_overlay(qemu_img, base, &dir.join(ROOT_DISK)).await?;
+            crate::disk::create_root(qemu_img, root, &dir.join(ROOT_DISK)).await?;
             let mut spec = VmSpec {
                 id: vm.id.clone(),
                 display_name: vm.display_name.clone(),
@@ -273,19 +314,21 @@ impl Vms {
         }
     }
 
-    /// Starts the VM's QEMU (jailed when the backend confines VMs); `base` is the base disk
-    /// of its image.
-    /// `fds` are the open tap devices of its interfaces then its data disks, in order: QEMU
-    /// gets them as descriptors 3, 4, … (see `qemu::args`).
+    /// Starts the VM's QEMU (jailed when the backend confines VMs) and waits for it to
+    /// connect its tether channel (and its monitor, when asked for).
     pub async fn power_on(
         &self,
         mut spec: VmSpec,
-        base: &Path,
-        qemu: &Path,
-        args: &[String],
-        fds: Vec<std::os::fd::OwnedFd>,
-        boot_timeout: Duration,
-    ) -> Result<PoweredOn, BackendError> {
+        how: Spawn<'_>,
+    ) -> Result<(PoweredOn, Option<tokio::net::UnixStream>), BackendError> {
+        let Spawn {
+            base,
+            qemu,
+            args,
+            fds,
+            boot_timeout,
+            qmp,
+        } = how;
         let id = spec.id.clone();
         let id = id.as_str();
         if let Some(pid) = self.live_pid(id) {
@@ -297,12 +340,19 @@ impl Vms {
         let sock = dir.join(TETHER_SOCK);
         let _ = std::fs::remove_file(&sock);
         let listener = bind(&dir, &sock)?;
+        let qmp_sock = dir.join(crate::qemu::QMP_SOCK);
+        let _ = std::fs::remove_file(&qmp_sock);
+        let monitor = qmp.then(|| bind(&dir, &qmp_sock)).transpose()?;
         let plan = match &self.confine {
             Some(c) => {
                 let uid = self.uid_of(&mut spec)?;
                 c.give_files(&dir, uid)?;
                 c.give_socket(&dir, uid)?;
-                Some(c.plan(id, &dir, base, uid, spec.memory_mib, spec.cpus)?)
+                if qmp {
+                    c.give(&qmp_sock, uid)?;
+                }
+                let (memory, cpus) = (spec.memory_mib, spec.cpus);
+                Some(c.plan(id, &dir, base, uid, memory, cpus, qmp)?)
             }
             None => {
                 let _ = std::fs::remove_file(dir.join(CONSOLE_LOG));
@@ -317,7 +367,7 @@ impl Vms {
             .map_err(io_err(format!("opening {}", log.display())))?;
         let started = std::time::Instant::now();
         let mut cmd = tokio::process::Command::new(qemu);
-        cmd.args(args)
+        cmd.args(&args)
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(log_file)
@@ -391,7 +441,26 @@ impl Vms {
                 exit: rx.clone(),
             },
         );
-        connect(id, &dir, &listener, rx, pid, boot_timeout, started, true).await
+        let powered = connect(id, &dir, &listener, rx, pid, boot_timeout, started, true).await?;
+        let Some(monitor) = monitor else {
+            return Ok((powered, None));
+        };
+        // QEMU connected its monitor before its tether (both at start-up).
+        let accepted = tokio::time::timeout(boot_timeout, monitor.accept()).await;
+        let _ = std::fs::remove_file(&qmp_sock);
+        match accepted {
+            Ok(Ok((stream, _))) => Ok((powered, Some(stream))),
+            Ok(Err(e)) => {
+                kill(pid);
+                Err(io_err(format!("accepting the monitor of VM {id}"))(e))
+            }
+            Err(_) => {
+                kill(pid);
+                Err(failed(format!(
+                    "QEMU of VM {id} did not connect its monitor"
+                )))
+            }
+        }
     }
 
     /// Listens on the tether socket of a VM whose QEMU outlived the appliance that started

@@ -79,7 +79,7 @@ pub(crate) async fn connect(
     })
 }
 
-/// Binds the tether socket. Unix socket paths are limited to 108 bytes, so a long state
+/// Binds a socket of a VM's directory (its tether's, its monitor's). Unix socket paths are limited to 108 bytes, so a long state
 /// directory is reached through `/proc/self/fd/N` of an open handle on it.
 pub(crate) fn bind(dir: &Path, sock: &Path) -> Result<UnixListener, BackendError> {
     let context = || format!("listening on {}", sock.display());
@@ -88,7 +88,12 @@ pub(crate) fn bind(dir: &Path, sock: &Path) -> Result<UnixListener, BackendError
     }
     let handle = std::fs::File::open(dir).map_err(io_err(format!("opening {}", dir.display())))?;
     use std::os::fd::AsRawFd;
-    let short = format!("/proc/self/fd/{}/{TETHER_SOCK}", handle.as_raw_fd());
+    let name = sock.file_name().unwrap_or(TETHER_SOCK.as_ref());
+    let short = format!(
+        "/proc/self/fd/{}/{}",
+        handle.as_raw_fd(),
+        name.to_string_lossy()
+    );
     let listener = UnixListener::bind(&short).map_err(io_err(context()))?;
     drop(handle);
     Ok(listener)

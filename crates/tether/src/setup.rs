@@ -356,7 +356,10 @@ mod tests {
         let sys = guest();
         sys.fail(libc::ENODEV, |c| matches!(c, Call::ChangeMac { .. }));
         let err = apply(&sys, &s).unwrap_err();
-        assert!(err.contains("02:00:00:00:00:00") && err.contains("failed"), "{err}");
+        assert!(
+            err.contains("02:00:00:00:00:00") && err.contains("failed"),
+            "{err}"
+        );
     }
 
     #[test]

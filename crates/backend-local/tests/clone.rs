@@ -1,0 +1,143 @@
+//! Container VMs restored from a booted template: made on first need, restored instead of
+//! booted, each its own machine (boot ID, RNG, clock, hostname), jailed like any VM, and made
+//! again when the kernel changes. `make test` runs it.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use backend_local::{LocalBackend, LocalConfig};
+use hypervisor::Backend;
+
+mod common;
+use common::*;
+
+/// Waits until the backend says `n` templates are ready.
+async fn templates_ready(backend: &LocalBackend, n: usize) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let want = format!("({n} ready");
+    while !backend.start_path().contains(&want) {
+        if Instant::now() >= deadline {
+            bail!("no template after 90 s: {}", backend.start_path());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// What tells one machine from another, and its clock, as the guest sees them.
+async fn identity(b: &mut Booted) -> Result<Vec<String>> {
+    let o = b
+        .guest
+        .run(
+            1,
+            sh("cat /proc/sys/kernel/random/boot_id; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; hostname; date +%s"),
+        )
+        .await?;
+    assert_eq!(o.code, Some(0), "{o:?}");
+    Ok(o.stdout.lines().map(str::to_string).collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "boots real QEMU VMs; make test runs it"]
+async fn clones_of_a_booted_template_are_machines_of_their_own() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let rootfs = tmp.path().join("rootfs");
+    busybox_rootfs(&rootfs)?;
+    // A kernel of its own, so the test can change it.
+    let kernel = tmp.path().join("vmlinux");
+    std::fs::copy(from_env("VIC_KERNEL", "build/vmlinux"), &kernel)?;
+    let backend = LocalBackend::new(LocalConfig {
+        root: tmp.path().join("state"),
+        kernel: kernel.clone(),
+        initrd: from_env("VIC_INITRD", "build/initramfs.cpio"),
+        ..LocalConfig::default()
+    })?;
+    backend.prepare_image(IMAGE, &rootfs).await?;
+    assert!(
+        backend.start_path().contains("0 ready"),
+        "{}",
+        backend.start_path()
+    );
+
+    // The first VM of its shape boots, and its template is made meanwhile.
+    let cold = boot(&backend, "cold1").await?;
+    assert!(!cold.restored, "no template yet: it boots");
+    templates_ready(&backend, 1).await?;
+    assert!(
+        !std::fs::read_dir(tmp.path().join("state/templates"))?.any(|_| true),
+        "the template VM is gone once saved"
+    );
+
+    let mut a = boot(&backend, "clone1").await?;
+    let mut b = boot(&backend, "clone2").await?;
+    assert!(
+        a.restored && b.restored,
+        "restored from the template: {}",
+        backend.start_path()
+    );
+    eprintln!(
+        "cold boot → Hello {:?}; clones {:?} and {:?}",
+        cold.boot_to_hello, a.boot_to_hello, b.boot_to_hello
+    );
+    let (ia, ib) = (identity(&mut a).await?, identity(&mut b).await?);
+    eprintln!("clone1 {ia:?}\nclone2 {ib:?}");
+    assert_eq!(ia.len(), 4, "{ia:?}");
+    assert_ne!(ia[0], ib[0], "the same boot_id");
+    assert_ne!(ia[1], ib[1], "the same /dev/urandom bytes");
+    assert_eq!(
+        (ia[2].as_str(), ib[2].as_str()),
+        ("host-clone1", "host-clone2")
+    );
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    for clock in [&ia[3], &ib[3]] {
+        let secs: u64 = clock.parse()?;
+        assert!(
+            secs.abs_diff(now.as_secs()) <= 5,
+            "clock {secs}, host {now:?}"
+        );
+    }
+    // A clone runs jailed like a booted VM: its QEMU's own uid, its procfs shows only it.
+    let uid = |pid: u32| -> String {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .unwrap_or("")
+            .to_string()
+    };
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        assert_ne!(uid(a.pid), uid(b.pid), "clones share a uid");
+        assert!(!uid(a.pid).contains("\t0\t"), "{}", uid(a.pid));
+    }
+    // Writes in one clone are its own.
+    let w = a
+        .guest
+        .run(2, sh("echo mine > /tmp/x && cat /tmp/x"))
+        .await?;
+    assert_eq!(w.stdout, "mine\n");
+    let r = b.guest.run(2, sh("cat /tmp/x 2>&1; true")).await?;
+    assert!(r.stdout.contains("No such file"), "{r:?}");
+
+    // A new kernel makes the template stale: the next VM boots, and a new one is made.
+    std::fs::write(
+        &kernel,
+        std::fs::read(from_env("VIC_KERNEL", "build/vmlinux"))?,
+    )?;
+    let after = boot(&backend, "cold2").await?;
+    assert!(!after.restored, "restored from a stale template");
+    templates_ready(&backend, 1).await?;
+    let again = boot(&backend, "clone3").await?;
+    assert!(again.restored);
+
+    for (id, vm) in [
+        ("cold1", cold),
+        ("clone1", a),
+        ("clone2", b),
+        ("cold2", after),
+        ("clone3", again),
+    ] {
+        shutdown_and_check_gone(&backend, id, vm).await?;
+    }
+    Ok(())
+}
