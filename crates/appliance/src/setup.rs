@@ -25,6 +25,7 @@ pub async fn backend(
                 cgroup_parent: Path::new("vic").join(&config.name),
                 jail,
                 netns: Some(backend_local::net::namespace_name(&config.state_dir)),
+                templates: !config.settings.cold_boot,
                 ..backend_local::LocalConfig::default()
             })
             .context("starting the local backend")?;

@@ -75,7 +75,11 @@ pub async fn info(State(st): State<AppState>) -> impl IntoResponse {
         "ContainersStopped": all.len() - running,
         "Images": images,
         "Driver": format!("vic-{}", st.containers.backend_name()),
-        "DriverStatus": [["VCH", st.info.name], ["Backend", st.containers.backend_description()]],
+        "DriverStatus": [
+            ["VCH", st.info.name],
+            ["Backend", st.containers.backend_description()],
+            ["Container start", st.containers.start_path()],
+        ],
         "Plugins": { "Volume": ["local", "vsphere"], "Network": [], "Authorization": null, "Log": ["json-file"] },
         "MemoryLimit": true,
         "SwapLimit": false,

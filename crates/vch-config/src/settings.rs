@@ -40,6 +40,9 @@ pub struct Settings {
     /// VIC's `--bridge-network-range`: the IPv4 range bridge networks are carved from, a /16
     /// each, the first for `bridge`; `None` is VIC's default, [`DEFAULT_BRIDGE_RANGE`].
     pub bridge_network_range: Option<String>,
+    /// `--container-start cold`: every container VM boots its kernel, none is restored from
+    /// a booted template (the local target's default; vSphere VMs always boot).
+    pub cold_boot: bool,
 }
 
 /// VIC's default bridge network range.

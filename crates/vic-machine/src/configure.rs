@@ -283,6 +283,11 @@ fn report_changes(old: &VchConfig, new: &VchConfig, ca_changed: bool) {
         n.container_name_convention.clone().unwrap_or_default(),
     );
     line("Debug level", o.debug.to_string(), n.debug.to_string());
+    line(
+        "Container start",
+        crate::inspect::container_start(o).into(),
+        crate::inspect::container_start(n).into(),
+    );
     if ca_changed {
         info("Registry CA bundle: replaced");
     }

@@ -48,6 +48,7 @@ fn every_setting() -> Settings {
         container_name_convention: Some("vch-{name}-{id}".into()),
         debug: 3,
         bridge_network_range: Some("10.8.0.0/16".into()),
+        cold_boot: true,
     }
 }
 

@@ -10,7 +10,7 @@ use crate::layout::{Layout, VchConfig};
 use crate::output::info;
 use crate::parts;
 use crate::progress;
-use crate::settings::debug_label;
+use crate::settings::{debug_label, Settings};
 use crate::tls::{TlsMode, CLIENT_CA, SERVER_CERT, SERVER_KEY};
 
 /// `inspect config --format`.
@@ -169,6 +169,7 @@ pub fn inspect(layout: &Layout) -> anyhow::Result<()> {
         s.debug,
         debug_label(s.debug)
     ));
+    info(format!("Container start: {}", container_start(s)));
     info(format!("Appliance log: {}", layout.log().display()));
     info("");
     info("Completed successfully");
@@ -205,6 +206,15 @@ fn opt(flag: &str, value: impl AsRef<str>) -> String {
 
 fn path_opt(flag: &str, p: &Path) -> String {
     opt(flag, p.display().to_string())
+}
+
+/// How container VMs start, as `--container-start` says it.
+pub fn container_start(s: &Settings) -> &'static str {
+    if s.cold_boot {
+        "cold"
+    } else {
+        "template"
+    }
 }
 
 /// The `create` options that reproduce `c` (under its name), in VIC's order: target,
@@ -286,6 +296,9 @@ pub fn create_options(layout: &Layout, c: &VchConfig) -> Vec<String> {
     }
     if s.debug > 0 {
         o.push(opt("debug", s.debug.to_string()));
+    }
+    if s.cold_boot {
+        o.push(opt("container-start", "cold"));
     }
     o
 }

@@ -91,6 +91,10 @@ pub struct SettingsArgs {
     /// (everything), 3 trace.
     #[arg(long, short = 'v', value_parser = clap::value_parser!(u8).range(0..=3))]
     pub debug: Option<u8>,
+    /// How container VMs start: restored from a booted template of their shape (template,
+    /// the local target's default), or each booting its kernel (cold).
+    #[arg(long, value_parser = ["template", "cold"])]
+    pub container_start: Option<String>,
 }
 
 /// Adds `given` to the stores `have`: a store's label cannot move to another directory (its
@@ -131,6 +135,7 @@ impl SettingsArgs {
             || !self.insecure_registries.is_empty()
             || !self.whitelist_registries.is_empty()
             || self.debug.is_some()
+            || self.container_start.is_some()
     }
 
     /// `base` with the given flags applied. The registry CA files are not read here: the
@@ -171,6 +176,9 @@ impl SettingsArgs {
         }
         if let Some(d) = self.debug {
             s.debug = d;
+        }
+        if let Some(how) = &self.container_start {
+            s.cold_boot = how == "cold";
         }
         Ok(s)
     }

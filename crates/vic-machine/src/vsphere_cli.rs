@@ -33,6 +33,11 @@ impl CreateArgs {
         let not_yet = [
             ("--bind-path", !settings.bind_paths.is_empty()),
             ("--port", port.is_some()),
+            // vSphere container VMs boot; instant clones are not made yet.
+            (
+                "--container-start template",
+                settings.container_start.as_deref() == Some("template"),
+            ),
             // Container disks and volumes on datastores are not counted yet.
             (
                 "--storage-quota",
@@ -65,6 +70,10 @@ impl ConfigureArgs {
         let tls = TlsOptions::from(self.tls);
         let not_yet = [
             ("--bind-path", !self.settings.bind_paths.is_empty()),
+            (
+                "--container-start template",
+                self.settings.container_start.as_deref() == Some("template"),
+            ),
             (
                 "--storage-quota",
                 self.settings.storage_quota.is_some_and(|q| q > 0),

@@ -30,4 +30,9 @@ impl Containers {
     pub fn backend_description(&self) -> String {
         self.inner.backend.describe()
     }
+
+    /// How its container VMs start (booted, or restored from templates).
+    pub fn start_path(&self) -> String {
+        self.inner.backend.start_path()
+    }
 }
