@@ -229,7 +229,9 @@ impl Maker {
             boot_timeout: self.limit,
             qmp: true,
         };
+        let started = Instant::now();
         let (mut powered, monitor) = vms.power_on(spec, spawn).await?;
+        let connected = started.elapsed();
         let restored = async {
             let monitor = monitor.ok_or_else(|| failed("the clone has no monitor".into()))?;
             let mut q = Qmp::open(monitor, self.limit).await?;
@@ -245,6 +247,12 @@ impl Maker {
             let log = crate::vm::tail(&vms.dir(&id).join(crate::vm::QEMU_LOG), 3);
             return Err(failed(format!("{e}; QEMU said: {log}")));
         }
+        tracing::debug!(
+            vm = %id,
+            ?connected,
+            restored = ?started.elapsed(),
+            "restored from its template (QEMU connected its channels, then loaded its state)"
+        );
         powered.restored = Some(Restored {
             macs: t.macs.iter().cloned().zip(macs.iter().cloned()).collect(),
         });

@@ -38,6 +38,14 @@ pub const ROOT_GIB: u64 = 64;
 /// How long a template that failed is not tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(300);
 
+/// The most templates a VCH holds at once (each keeps what its guest touched booting, some
+/// 30 MiB, in the appliance's memfds): a new shape past it replaces the one least recently
+/// used. Containers of many sizes cannot make the appliance hold many templates.
+pub const MAX_TEMPLATES: usize = 8;
+
+/// The most shapes remembered (failures included).
+const MAX_SLOTS: usize = 64;
+
 /// What a template is made for: VMs of one size and number of interfaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Shape {
@@ -119,8 +127,12 @@ impl FileId {
 
 enum Slot {
     Building,
-    Ready(Arc<Template>),
-    Failed { why: String, at: Instant },
+    /// Made, and when a clone last came from it.
+    Ready(Arc<Template>, Instant),
+    Failed {
+        why: String,
+        at: Instant,
+    },
 }
 
 /// How a VM starts.
@@ -171,12 +183,14 @@ impl Templates {
             Ok(s) => s,
             Err(why) => return Pick::Cold { build: None, why },
         };
+        let inputs = self.inputs();
         let mut slots = self.slots();
-        let why = match slots.get(&shape) {
-            Some(Slot::Ready(t)) if t.made_from == self.inputs() => {
+        let why = match slots.get_mut(&shape) {
+            Some(Slot::Ready(t, used)) if t.made_from == inputs => {
+                *used = Instant::now();
                 return Pick::Clone(t.clone());
             }
-            Some(Slot::Ready(_)) => "its template is stale (the kernel or initramfs changed)",
+            Some(Slot::Ready(..)) => "its template is stale (the kernel or initramfs changed)",
             Some(Slot::Building) => {
                 return Pick::Cold {
                     build: None,
@@ -192,6 +206,12 @@ impl Templates {
             Some(Slot::Failed { .. }) => "its template failed a while ago: trying again",
             None => "no template for its shape yet",
         };
+        if !make_room(&mut slots, shape) {
+            return Pick::Cold {
+                build: None,
+                why: format!("{MAX_TEMPLATES} templates are being made"),
+            };
+        }
         slots.insert(shape, Slot::Building);
         Pick::Cold {
             build: Some(shape),
@@ -202,7 +222,7 @@ impl Templates {
     /// Records a template made, or why it could not be.
     pub fn made(&self, shape: Shape, made: Result<Template, BackendError>) {
         let slot = match made {
-            Ok(t) => Slot::Ready(Arc::new(t)),
+            Ok(t) => Slot::Ready(Arc::new(t), Instant::now()),
             Err(e) => Slot::Failed {
                 why: e.to_string(),
                 at: Instant::now(),
@@ -231,7 +251,7 @@ impl Templates {
         let slots = self.slots();
         let ready = slots
             .values()
-            .filter(|s| matches!(s, Slot::Ready(_)))
+            .filter(|s| matches!(s, Slot::Ready(..)))
             .count();
         let failed = slots.values().find_map(|s| match s {
             Slot::Failed { why, .. } => Some(why.as_str()),
@@ -243,6 +263,41 @@ impl Templates {
             ),
             None => format!("restored from booted templates ({ready} ready; cold boot until one is)"),
         }
+    }
+}
+
+/// Makes room for `shape`'s template: past [`MAX_TEMPLATES`] the least recently used one is
+/// dropped (its clones keep their mappings); `false` when every one is still being made.
+fn make_room(slots: &mut HashMap<Shape, Slot>, shape: Shape) -> bool {
+    if slots.len() >= MAX_SLOTS {
+        slots.retain(|_, s| !matches!(s, Slot::Failed { .. }));
+    }
+    let held = |s: &Slot| matches!(s, Slot::Ready(..) | Slot::Building);
+    let others = slots
+        .iter()
+        .filter(|(k, s)| **k != shape && held(s))
+        .count();
+    if others < MAX_TEMPLATES {
+        return true;
+    }
+    let lru = slots
+        .iter()
+        .filter_map(|(k, s)| match s {
+            Slot::Ready(_, used) if *k != shape => Some((*k, *used)),
+            _ => None,
+        })
+        .min_by_key(|(_, used)| *used)
+        .map(|(k, _)| k);
+    match lru {
+        Some(k) => {
+            tracing::info!(
+                template = k.name(),
+                "dropping the template least recently used: {MAX_TEMPLATES} are the most kept"
+            );
+            slots.remove(&k);
+            true
+        }
+        None => false,
     }
 }
 
@@ -360,6 +415,48 @@ mod tests {
             Pick::Cold { build: None, .. }
         ));
         assert!(off.describe().contains("off"));
+    }
+
+    #[test]
+    fn many_shapes_keep_at_most_the_templates_last_used() {
+        let t = Templates::new(true, vec![]);
+        let shape = |m: u32| Shape {
+            memory_mib: m,
+            cpus: 1,
+            nics: 0,
+        };
+        for m in 0..MAX_TEMPLATES as u32 {
+            assert!(matches!(
+                t.pick(Ok(shape(m))),
+                Pick::Cold { build: Some(_), .. }
+            ));
+        }
+        // All being made: a new shape boots and makes none.
+        assert!(matches!(
+            t.pick(Ok(shape(99))),
+            Pick::Cold { build: None, .. }
+        ));
+        for m in 0..MAX_TEMPLATES as u32 {
+            t.made(shape(m), Ok(template(&t)));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+        for m in 1..MAX_TEMPLATES as u32 {
+            assert!(matches!(t.pick(Ok(shape(m))), Pick::Clone(_)));
+        }
+        // Shape 0 was used least recently: it goes for the new one.
+        assert!(matches!(
+            t.pick(Ok(shape(99))),
+            Pick::Cold { build: Some(_), .. }
+        ));
+        let last = MAX_TEMPLATES as u32 - 1;
+        assert!(matches!(t.pick(Ok(shape(last))), Pick::Clone(_)));
+        assert_eq!(
+            t.slots()
+                .values()
+                .filter(|s| !matches!(s, Slot::Failed { .. }))
+                .count(),
+            MAX_TEMPLATES
+        );
     }
 
     #[test]

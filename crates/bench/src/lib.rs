@@ -11,12 +11,25 @@ pub mod netns;
 pub mod procfs;
 pub mod vch;
 
-/// Median, minimum and maximum of a set of measurements.
+/// Median, minimum, maximum and 99th percentile (nearest rank) of a set of measurements.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Stats {
     pub median: f64,
     pub min: f64,
     pub max: f64,
+    pub p99: f64,
+}
+
+impl Stats {
+    /// One figure as a [`Stats`].
+    pub fn one(v: f64) -> Self {
+        Self {
+            median: v,
+            min: v,
+            max: v,
+            p99: v,
+        }
+    }
 }
 
 /// The [`Stats`] of `v`; `None` when there is nothing to summarise.
@@ -32,10 +45,12 @@ pub fn stats(v: &[f64]) -> Option<Stats> {
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     };
+    let rank = ((n as f64) * 0.99).ceil() as usize;
     Some(Stats {
         median,
         min: v[0],
         max: v[n - 1],
+        p99: v[rank.clamp(1, n) - 1],
     })
 }
 
@@ -80,5 +95,9 @@ mod tests {
         let s = stats(&[3.0, 1.0, 2.0]).unwrap();
         assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
         assert_eq!(stats(&[4.0, 1.0, 2.0, 3.0]).unwrap().median, 2.5);
+        let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(stats(&hundred).unwrap().p99, 99.0);
+        assert_eq!(stats(&hundred[..20]).unwrap().p99, 20.0);
+        assert_eq!(stats(&[5.0]).unwrap().p99, 5.0);
     }
 }

@@ -1,13 +1,14 @@
 //! `vic-bench`: `docker run --rm busybox true` on a vic VCH and on dockerd, side by side.
 //!
-//! Prints medians (and min/max) of N runs, the ratio, the time from `start` to the first byte
-//! of container output, the time of a run printing a million lines (output throughput), the
-//! resident memory of one container VM, what idle containers cost (CPU and PSS per container,
-//! see `idle.rs`), 50 containers started at once (`burst.rs`), and what QEMU's jail costs per
-//! start (the same runs on a second VCH whose
-//! appliance runs QEMU unjailed). dockerd is started by
-//! the benchmark itself (its own data root and socket) when it is installed; otherwise its
-//! column says so.
+//! Prints the median and 99th percentile of N runs and their ratio to dockerd's: `run --rm`,
+//! the time from `start -a` to the first byte of container output, a run printing a million
+//! lines (output throughput), the resident memory of one container VM, what idle containers
+//! cost (CPU and PSS per container, see `idle.rs`), 50 containers started at once
+//! (`burst.rs`), and what QEMU's jail costs per start (the same runs on a second VCH whose
+//! appliance runs QEMU unjailed). The VCH under test restores its container VMs from booted
+//! templates (its default); a third VCH, `--container-start cold`, gives the cold-boot rows.
+//! dockerd is started by the benchmark itself (its own data root and socket) when it is
+//! installed; otherwise its column says so.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -35,7 +36,7 @@ struct Args {
     #[arg(long, default_value = "docker")]
     docker: String,
     /// Runs per measurement.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 20)]
     runs: usize,
     /// dockerd binary for the peer column.
     #[arg(long, default_value = DEFAULT_DOCKERD)]
@@ -65,11 +66,7 @@ fn burst(ep: &Endpoint, args: &Args, image: &str) -> anyhow::Result<Option<Burst
 
 /// The burst rows: the whole burst, and each container's p50 and p99.
 fn burst_rows(n: usize, vic: Option<&Burst>, peer: Option<&Burst>) {
-    let one = |b: &Burst| Stats {
-        median: b.total,
-        min: b.total,
-        max: b.total,
-    };
+    let one = |b: &Burst| Stats::one(b.total);
     row(
         &format!("run -d ×{n} at once: all running"),
         vic.map(one).as_ref(),
@@ -77,14 +74,7 @@ fn burst_rows(n: usize, vic: Option<&Burst>, peer: Option<&Burst>) {
         "s",
     );
     for p in [50.0, 99.0] {
-        let at = |b: &Burst| {
-            let v = b.percentile(p);
-            Stats {
-                median: v,
-                min: v,
-                max: v,
-            }
-        };
+        let at = |b: &Burst| Stats::one(b.percentile(p));
         row(
             &format!("  each run -d, p{p:.0}"),
             vic.map(at).as_ref(),
@@ -136,6 +126,8 @@ fn peer(args: &Args, image: &str) -> anyhow::Result<Option<(Dockerd, Endpoint)>>
 
 /// `--idle-only`: the idle rows alone.
 fn idle_alone(args: &Args, vic: &Endpoint, image: &str) -> anyhow::Result<()> {
+    time_runs(vic, &args.docker, image, 0, true)?;
+    template_ready(vic, &args.docker)?;
     let v_idle = idle(vic, args, image, true)?;
     let p_idle = match peer(args, image)? {
         Some((_dockerd, ep)) => Some(idle(&ep, args, image, false)?),
@@ -145,22 +137,22 @@ fn idle_alone(args: &Args, vic: &Endpoint, image: &str) -> anyhow::Result<()> {
         "\n{:<34} {:<28} {:<28} ratio",
         "metric", vic.label, "dockerd"
     );
-    idle_rows(args.idle, Some(&v_idle), p_idle.as_ref());
+    idle_rows("", args.idle, Some(&v_idle), p_idle.as_ref());
     Ok(())
 }
 
 /// The idle rows: CPU and PSS per container, and how many such containers 16 GiB holds.
-fn idle_rows(n: usize, vic: Option<&Idle>, peer: Option<&Idle>) {
+fn idle_rows(what: &str, n: usize, vic: Option<&Idle>, peer: Option<&Idle>) {
     let cpu = |i: Option<&Idle>| i.and_then(|i| stats(&i.cpu_percent));
     let pss = |i: Option<&Idle>| i.and_then(|i| stats(&i.pss_mib));
     row(
-        &format!("idle container CPU (% of a CPU) ×{n}"),
+        &format!("{what}idle container CPU (%) ×{n}"),
         cpu(vic).as_ref(),
         cpu(peer).as_ref(),
         "%",
     );
     row(
-        &format!("idle container PSS (MiB) ×{n}"),
+        &format!("{what}idle container PSS (MiB) ×{n}"),
         pss(vic).as_ref(),
         pss(peer).as_ref(),
         "",
@@ -170,7 +162,7 @@ fn idle_rows(n: usize, vic: Option<&Idle>, peer: Option<&Idle>) {
     };
     println!(
         "{:<34} {:<28} {:<28} (PSS alone)",
-        "  idle containers in 16 GiB",
+        format!("  {what}idle containers in 16 GiB"),
         fit(vic),
         fit(peer)
     );
@@ -304,7 +296,7 @@ fn vm_rss(ep: &Endpoint, docker: &str, image: &str) -> anyhow::Result<Option<u64
 
 fn row(name: &str, vic: Option<&Stats>, peer: Option<&Stats>, unit: &str) {
     let cell = |s: Option<&Stats>| match s {
-        Some(s) => format!("{:.3}{unit} ({:.3}–{:.3})", s.median, s.min, s.max),
+        Some(s) => format!("{:.3}{unit} (p99 {:.3})", s.median, s.p99),
         None => "n/a".to_string(),
     };
     let ratio = match (vic, peer) {
@@ -340,6 +332,56 @@ fn jail_pairs(args: &Args, vic: &Endpoint, image: &str) -> anyhow::Result<(Vec<f
     Ok((jailed_times, unjailed_times))
 }
 
+/// Waits until the VCH says it has a template (made by the first container of a shape).
+fn template_ready(ep: &Endpoint, docker: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let info = run_ok(
+            ep.docker(docker)
+                .args(["info", "--format", "{{json .DriverStatus}}"]),
+            "docker info",
+        )?;
+        if info.contains("ready") && !info.contains("(0 ready") {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!("no template after 120 s: {info}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Every container VM boots on this VCH (`--container-start cold`): the rows templates are
+/// measured against.
+struct Cold {
+    run: Option<Stats>,
+    first: Option<Stats>,
+    idle: Idle,
+}
+
+fn cold(args: &Args, image: &str) -> anyhow::Result<Cold> {
+    let vch = Vch::create_with(
+        &args.bin_dir,
+        "bench-cold",
+        &args.registry,
+        &["--container-start", "cold"],
+        &[],
+    )?;
+    let ep = Endpoint {
+        label: "vic (cold boot)",
+        host: vch.host.clone(),
+    };
+    run_ok(
+        ep.docker(&args.docker).args(["pull", image]),
+        "pull on the cold VCH",
+    )?;
+    Ok(Cold {
+        run: stats(&time_runs(&ep, &args.docker, image, args.runs, true)?),
+        first: stats(&first_output(&ep, &args.docker, image, args.runs)?),
+        idle: idle(&ep, args, image, true)?,
+    })
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let image = format!("{}/busybox", args.registry);
@@ -356,19 +398,23 @@ fn main() -> anyhow::Result<()> {
         if args.idle_only {
             return idle_alone(&args, &vic, &image);
         }
-        let v_run = stats(&time_runs(&vic, &args.docker, &image, args.runs, true)?);
-        let v_first = stats(&first_output(&vic, &args.docker, &image, args.runs.min(5))?);
+        // The first container boots and makes the template the others are restored from.
+        time_runs(&vic, &args.docker, &image, 0, true)?;
+        template_ready(&vic, &args.docker)?;
+        let v_run = stats(&time_runs(&vic, &args.docker, &image, args.runs, false)?);
+        let v_first = stats(&first_output(&vic, &args.docker, &image, args.runs)?);
         let v_rss = vm_rss(&vic, &args.docker, &image)?;
         let v_out = stats(&output_runs(&vic, &args.docker, &image, args.runs.min(5))?);
         let (jailed, unjailed) = jail_pairs(&args, &vic, &image)?;
         let v_idle = idle(&vic, &args, &image, true)?;
         let v_burst = burst(&vic, &args, &image)?;
         let (jailed, unjailed) = (stats(&jailed), stats(&unjailed));
+        let cold = cold(&args, &image)?;
 
         let peer = match peer(&args, &image)? {
             Some((d, ep)) => {
                 let run = stats(&time_runs(&ep, &args.docker, &image, args.runs, true)?);
-                let first = stats(&first_output(&ep, &args.docker, &image, args.runs.min(5))?);
+                let first = stats(&first_output(&ep, &args.docker, &image, args.runs)?);
                 let out = stats(&output_runs(&ep, &args.docker, &image, args.runs.min(5))?);
                 let idle = idle(&ep, &args, &image, false)?;
                 let burst = burst(&ep, &args, &image)?;
@@ -383,7 +429,7 @@ fn main() -> anyhow::Result<()> {
         };
         println!(
             "\n{:<34} {:<28} {:<28} ratio",
-            "metric (seconds; median (min–max))", vic.label, "dockerd"
+            "metric (seconds; median (p99))", "vic (templates)", "dockerd"
         );
         row(
             &format!("docker run --rm busybox true ×{}", args.runs),
@@ -391,12 +437,14 @@ fn main() -> anyhow::Result<()> {
             p_run.as_ref(),
             "s",
         );
+        row("  cold boot", cold.run.as_ref(), p_run.as_ref(), "s");
         row(
-            "start -a → first output byte",
+            &format!("start -a → first output byte ×{}", args.runs),
             v_first.as_ref(),
             p_first.as_ref(),
             "s",
         );
+        row("  cold boot", cold.first.as_ref(), p_first.as_ref(), "s");
         row(
             &format!(
                 "run seq 1 {SEQ_LINES} ({:.1} MB)",
@@ -425,7 +473,8 @@ fn main() -> anyhow::Result<()> {
                 j.median - u.median
             );
         }
-        idle_rows(args.idle, Some(&v_idle), p_idle.as_ref());
+        idle_rows("", args.idle, Some(&v_idle), p_idle.as_ref());
+        idle_rows("cold boot: ", args.idle, Some(&cold.idle), p_idle.as_ref());
         burst_rows(args.burst, v_burst.as_ref(), p_burst.as_ref());
         match v_rss {
             Some(kib) => println!(
