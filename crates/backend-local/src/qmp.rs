@@ -116,3 +116,65 @@ impl Qmp {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A QEMU that greets, then answers each line with the next of `answers`.
+    async fn qemu(answers: Vec<&'static str>) -> UnixStream {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        tokio::spawn(async move {
+            let greeting = b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n";
+            theirs.write_all(greeting).await.unwrap();
+            let mut lines = BufReader::new(theirs);
+            for a in answers {
+                let mut line = String::new();
+                if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                lines.get_mut().write_all(a.as_bytes()).await.unwrap();
+            }
+            let _ = lines.read_line(&mut String::new()).await;
+        });
+        ours
+    }
+
+    const OK: &str = "{\"return\": {}}\n";
+
+    #[tokio::test]
+    async fn answers_errors_and_events() {
+        let s = qemu(vec![
+            OK,
+            "{\"event\": \"RESUME\"}\n{\"return\": {\"status\": \"running\"}}\n",
+            "{\"error\": {\"class\": \"GenericError\", \"desc\": \"no such fd\"}}\n",
+        ])
+        .await;
+        let mut q = Qmp::open(s, Duration::from_secs(5)).await.unwrap();
+        let r = q.execute("query-status", json!({})).await.unwrap();
+        assert_eq!(r["status"], "running");
+        let e = q.execute("migrate-incoming", json!({})).await.unwrap_err();
+        assert!(e.to_string().contains("no such fd"), "{e}");
+        // Seen while waiting for an answer: waiting for it returns at once.
+        q.event("RESUME").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_silent_or_babbling_qemu_is_an_error_not_a_hang() {
+        let s = qemu(vec![OK]).await;
+        let mut q = Qmp::open(s, Duration::from_millis(200)).await.unwrap();
+        let e = q.event("RESUME").await.unwrap_err();
+        assert!(e.to_string().contains("said nothing"), "{e}");
+
+        let long: &'static str = Box::leak(format!("{}\n", "x".repeat(MAX_LINE + 10)).into());
+        let s = qemu(vec![OK, long]).await;
+        let mut q = Qmp::open(s, Duration::from_secs(5)).await.unwrap();
+        let e = q.execute("query-status", json!({})).await.unwrap_err();
+        assert!(e.to_string().contains("over"), "{e}");
+
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        drop(theirs);
+        let e = Qmp::open(ours, Duration::from_secs(5)).await.err().unwrap();
+        assert!(e.to_string().contains("closed"), "{e}");
+    }
+}

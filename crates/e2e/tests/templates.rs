@@ -64,6 +64,16 @@ fn containers_are_restored_from_a_booted_template_each_a_machine_of_its_own() {
     let a = run_d(client, &["--name", "a", &image, "sleep", "600"]);
     let b = run_d(client, &["--name", "b", &image, "sleep", "600"]);
     assert!(restored(&a) && restored(&b), "restored from the template");
+    // A clone's jail has a procfs of its own to open the template's memory: processes only,
+    // none of the kernel's files.
+    let proc = std::path::PathBuf::from(format!("/proc/{}/root/proc", vm_processes(&a)[0]));
+    assert!(proc.join("self").exists(), "no procfs in the clone's jail");
+    for hidden in ["sys", "kcore", "meminfo", "cmdline"] {
+        assert!(
+            !proc.join(hidden).exists(),
+            "/proc/{hidden} in the clone's jail"
+        );
+    }
     let (ia, ib) = (identity(client, &a), identity(client, &b));
     assert_eq!(ia.len(), 4, "{ia:?}");
     assert_ne!(ia[0], ib[0], "two clones with one boot_id");
