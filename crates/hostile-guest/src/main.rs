@@ -91,6 +91,8 @@ fn main() {
     let setup = loop {
         match port.next_msg() {
             HostMsg::Setup(s) => break s,
+            // As the tether does: a guest restored from a template is asked to say Hello.
+            HostMsg::Resync => port.msg(&hello()),
             other => log!("ignoring {other:?} while waiting for Setup"),
         }
     };
