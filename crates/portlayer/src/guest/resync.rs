@@ -50,3 +50,14 @@ pub(super) async fn until_hello(
         let _ = to_guest.try_send(Frame::control(&HostMsg::Resync));
     }
 }
+
+/// What a restored guest is told to change, in the tether's terms.
+pub(super) fn restored(r: hypervisor::Restored) -> tether_proto::Restored {
+    tether_proto::Restored {
+        macs: r
+            .macs
+            .into_iter()
+            .map(|(from, to)| tether_proto::MacChange { from, to })
+            .collect(),
+    }
+}

@@ -187,8 +187,7 @@ async fn drive(
     let (ask_tx, ask_rx) = mpsc::channel::<String>(1);
     let to_guest = control_tx.clone();
     let hello_seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // A re-attached tether may have missed its line coming back; a restored one is never
-    // told its new host is there.
+    // Asked to say Hello: a re-attached tether that missed its line, a restored one always.
     let pace = match (&mode, &restored) {
         (Mode::Reattach { .. }, _) => Some(super::resync::REATTACHED),
         (Mode::Start { .. }, Some(_)) => Some(super::resync::RESTORED),
@@ -201,13 +200,7 @@ async fn drive(
             pace,
         ));
     }
-    let restored = restored.map(|r| tether_proto::Restored {
-        macs: r
-            .macs
-            .into_iter()
-            .map(|(from, to)| tether_proto::MacChange { from, to })
-            .collect(),
-    });
+    let restored = restored.map(super::resync::restored);
 
     tokio::spawn(async move {
         let mut started_tx = Some(started_tx);
