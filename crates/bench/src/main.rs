@@ -310,20 +310,8 @@ fn row(name: &str, vic: Option<&Stats>, peer: Option<&Stats>, unit: &str) {
 /// test and on a VCH of its own whose appliance runs QEMU without its jail, so that both see
 /// the same load on the machine. Returns (jailed, unjailed) times.
 fn jail_pairs(args: &Args, vic: &Endpoint, image: &str) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
-    let vch = Vch::create_with_env(
-        &args.bin_dir,
-        "bench-nojail",
-        &args.registry,
-        &[("VIC_BENCH_NO_VM_JAIL", "true")],
-    )?;
-    let unjailed = Endpoint {
-        label: "vic (QEMU not jailed)",
-        host: vch.host.clone(),
-    };
-    run_ok(
-        unjailed.docker(&args.docker).args(["pull", image]),
-        "pull on the unjailed VCH",
-    )?;
+    let no_jail = [("VIC_BENCH_NO_VM_JAIL", "true")];
+    let (_vch, unjailed) = side_vch(args, image, "bench-nojail", &[], &no_jail)?;
     let (mut jailed_times, mut unjailed_times) = (Vec::new(), Vec::new());
     for _ in 0..args.runs {
         jailed_times.extend(time_runs(vic, &args.docker, image, 1, false)?);
@@ -359,24 +347,38 @@ struct Cold {
     idle: Idle,
 }
 
+/// A VCH beside the one under test (`extra` create flags, `env` for its appliance), with
+/// `image` pulled and, unless it boots cold, its first template made.
+fn side_vch(
+    args: &Args,
+    image: &str,
+    prefix: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<(Vch, Endpoint)> {
+    let vch = Vch::create_with(&args.bin_dir, prefix, &args.registry, extra, env)?;
+    let ep = Endpoint {
+        label: "vic",
+        host: vch.host.clone(),
+    };
+    run_ok(ep.docker(&args.docker).args(["pull", image]), "pull")?;
+    time_runs(&ep, &args.docker, image, 0, true)?;
+    if !extra.contains(&"cold") {
+        template_ready(&ep, &args.docker)?;
+    }
+    Ok((vch, ep))
+}
+
 fn cold(args: &Args, image: &str) -> anyhow::Result<Cold> {
-    let vch = Vch::create_with(
-        &args.bin_dir,
+    let (_vch, ep) = side_vch(
+        args,
+        image,
         "bench-cold",
-        &args.registry,
         &["--container-start", "cold"],
         &[],
     )?;
-    let ep = Endpoint {
-        label: "vic (cold boot)",
-        host: vch.host.clone(),
-    };
-    run_ok(
-        ep.docker(&args.docker).args(["pull", image]),
-        "pull on the cold VCH",
-    )?;
     Ok(Cold {
-        run: stats(&time_runs(&ep, &args.docker, image, args.runs, true)?),
+        run: stats(&time_runs(&ep, &args.docker, image, args.runs, false)?),
         first: stats(&first_output(&ep, &args.docker, image, args.runs)?),
         idle: idle(&ep, args, image, true)?,
     })
