@@ -1,6 +1,7 @@
 //! Container VMs restored from a booted template: made on first need, restored instead of
 //! booted, each its own machine (boot ID, RNG, clock, hostname), jailed like any VM, and made
-//! again when the kernel changes. `make test` runs it.
+//! again when the kernel changes; a clone that fails to restore boots instead, and the
+//! backend says why. `make test` runs it.
 
 use std::time::{Duration, Instant};
 
@@ -137,6 +138,59 @@ async fn clones_of_a_booted_template_are_machines_of_their_own() -> Result<()> {
         ("cold2", after),
         ("clone3", again),
     ] {
+        shutdown_and_check_gone(&backend, id, vm).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "boots real QEMU VMs; make test runs it"]
+async fn a_clone_that_fails_to_restore_boots_and_says_why() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let rootfs = tmp.path().join("rootfs");
+    busybox_rootfs(&rootfs)?;
+    // QEMU as a script that, once told to, fails every restore (a QEMU that dies at start).
+    let broken = tmp.path().join("broken");
+    let qemu = tmp.path().join("qemu");
+    std::fs::write(
+        &qemu,
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *' -incoming '*) [ -e {} ] && exit 1;; esac\nexec qemu-system-x86_64 \"$@\"\n",
+            broken.display()
+        ),
+    )?;
+    std::fs::set_permissions(&qemu, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let backend = LocalBackend::new(LocalConfig {
+        root: tmp.path().join("state"),
+        kernel: from_env("VIC_KERNEL", "build/vmlinux"),
+        initrd: from_env("VIC_INITRD", "build/initramfs.cpio"),
+        qemu: qemu.clone(),
+        // A script outside /usr cannot be run in the jail (its files are shown noexec).
+        jail: false,
+        ..LocalConfig::default()
+    })?;
+    backend.prepare_image(IMAGE, &rootfs).await?;
+    let first = boot(&backend, "first").await?;
+    templates_ready(&backend, 1).await?;
+    std::fs::write(&broken, b"")?;
+    let fell_back = boot(&backend, "fallback").await?;
+    assert!(!fell_back.restored, "restored by a QEMU that exits");
+    let said = backend.start_path();
+    assert!(
+        said.contains("one failed: a clone could not be restored"),
+        "{said}"
+    );
+    // It runs like any booted VM, and its shape boots until the template is made again.
+    let mut fell_back = fell_back;
+    let o = fell_back.guest.run(1, sh("echo up")).await?;
+    assert_eq!(o.stdout, "up\n");
+    std::fs::remove_file(&broken)?;
+    let next = boot(&backend, "next").await?;
+    assert!(
+        !next.restored,
+        "a failed template is not used again at once"
+    );
+    for (id, vm) in [("first", first), ("fallback", fell_back), ("next", next)] {
         shutdown_and_check_gone(&backend, id, vm).await?;
     }
     Ok(())
