@@ -25,7 +25,11 @@ impl Containers {
         if self.get(&id).is_err() {
             return Ok(()); // removed meanwhile (auto-remove)
         }
-        live.wait_vm_off().await;
+        // Its guest powers off in order (sync, unmount) for the disks that outlive it; with
+        // none (no volume, no bind mount: the root disk goes now), it need not be waited for.
+        if !rec.spec.mounts.is_empty() || !rec.spec.binds.is_empty() {
+            live.wait_vm_off().await;
+        }
         self.inner.backend.destroy_vm(&id).await?;
         // Kept volumes are released first: a crash after the record goes leaves none that
         // the next start would take for a crash's leftover.
