@@ -37,6 +37,7 @@ pub mod net;
 mod qemu;
 mod qmp;
 mod shares;
+mod template_store;
 mod template_vm;
 mod templates;
 mod uids;
@@ -254,7 +255,7 @@ impl LocalBackend {
             role: None,
         };
         let maker = template_vm::Maker::new(
-            templates::Templates::new(cfg.templates, vec![kernel, initrd]),
+            templates::Templates::new(cfg.templates, vec![kernel, initrd, cfg.qemu.clone()]),
             vm::Vms::new(templates_dir, claims.clone(), confine.clone()),
             machine,
             cfg.qemu.clone(),

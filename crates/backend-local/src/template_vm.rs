@@ -14,19 +14,19 @@ use tokio::io::AsyncReadExt;
 use crate::disk::Root;
 use crate::qemu::{self, Launch, Role};
 use crate::qmp::Qmp;
-use crate::templates::{memfd, seal, Shape, Template, Templates, ROOT_GIB};
+use crate::template_store::Store;
+use crate::templates::{memfd, seal, Shape, Template, Templates, MAX_STATE, ROOT_GIB};
 use crate::vm::{failed, io_err, Spawn, VmSpec, Vms};
 use crate::vm_channel::bind;
-
-/// The most device state a template may save (QEMU's is some 70 KB).
-const MAX_STATE: u64 = 16 << 20;
 
 /// Where a template's QEMU sends its state.
 const STATE_SOCK: &str = "state.sock";
 
 /// Makes templates and restores clones from them.
 pub struct Maker {
-    pub templates: Templates,
+    pub templates: Arc<Templates>,
+    /// The templates kept in the VCH's state for the next appliance.
+    store: Arc<Store>,
     /// The template VMs, while they are made.
     vms: Vms,
     /// A VM's launch without its own parts (accelerator, kernel, initramfs).
@@ -45,9 +45,15 @@ impl Maker {
         qemu_img: PathBuf,
         limit: Duration,
     ) -> Self {
-        // Whatever an earlier appliance was making went with its memfds.
+        // What an earlier appliance was making went with its memfds; what it made and saved
+        // is loaded (in the background: the shapes wait for it, they do not boot meanwhile).
         vms.forget_all();
+        let templates = Arc::new(templates);
+        let fingerprint = format!("{} tsc_khz={:?}", machine.accel, machine.tsc_khz);
+        let store = Arc::new(Store::new(vms.dir(".saved"), fingerprint));
+        load_saved(&templates, &store);
         Self {
+            store,
             templates,
             vms,
             machine,
@@ -88,6 +94,17 @@ impl Maker {
         }
         if let Err(e) = self.vms.destroy(&shape.name()).await {
             tracing::warn!(template = shape.name(), "removing the template VM: {e}");
+        }
+        let made = made.map(Arc::new);
+        if let Ok(t) = &made {
+            let (store, t) = (self.store.clone(), t.clone());
+            let saved = tokio::task::spawn_blocking(move || store.save(shape, &t)).await;
+            if let Ok(Err(e)) | Err(e) = saved.map_err(std::io::Error::other) {
+                tracing::warn!(
+                    template = shape.name(),
+                    "keeping the template in the VCH's state failed: {e}"
+                );
+            }
         }
         self.templates.made(shape, made);
     }
@@ -296,4 +313,37 @@ async fn hello(channel: &mut Box<dyn TetherChannel>, limit: Duration) -> Result<
             "the template's tether did not say Hello within {limit:?}"
         ))
     })?
+}
+
+/// Loads the templates an earlier appliance saved, in a thread of its own; their shapes are
+/// marked as being made until then.
+fn load_saved(templates: &Arc<Templates>, store: &Arc<Store>) {
+    let shapes = store.usable(&templates.inputs());
+    if shapes.is_empty() {
+        return;
+    }
+    for s in &shapes {
+        templates.loading(*s);
+    }
+    let (templates, store) = (templates.clone(), store.clone());
+    std::thread::spawn(move || {
+        for shape in shapes {
+            match store.load(shape) {
+                Ok(t) => {
+                    tracing::info!(
+                        template = shape.name(),
+                        "template loaded from the VCH's state"
+                    );
+                    templates.made(shape, Ok(Arc::new(t)));
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        template = shape.name(),
+                        "loading a saved template failed ({e}): it is made again"
+                    );
+                    templates.forget(shape);
+                }
+            }
+        }
+    });
 }

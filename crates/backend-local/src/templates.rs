@@ -12,12 +12,14 @@
 //! interfaces' MACs (see `hypervisor::Restored`), its hostname; nothing of a container is in
 //! a template, which is saved before any setup.
 //!
-//! Templates live as long as the appliance (a memfd does not outlive its holder); the next
-//! appliance makes them again. A template whose kernel or initramfs changed is made again.
-//! A VM with volumes or bind mounts boots cold: their devices are not in templates.
+//! A template is also kept in the VCH's state (`template_store.rs`): the next appliance
+//! loads it into memfds of its own instead of making it again. A template whose kernel,
+//! initramfs or QEMU changed is made again. A VM with volumes or bind mounts boots cold:
+//! their devices are not in templates.
 //!
 //! ```text
 //!  root/templates/<shape>/     the template VM while it boots and is saved (removed after)
+//!  root/templates/.saved/      the templates kept for the next appliance
 //! ```
 
 use std::collections::HashMap;
@@ -46,8 +48,12 @@ pub const MAX_TEMPLATES: usize = 8;
 /// The most shapes remembered (failures included).
 const MAX_SLOTS: usize = 64;
 
+/// The most device state a template may save (QEMU's is some 70 KB).
+pub const MAX_STATE: u64 = 16 << 20;
+
 /// What a template is made for: VMs of one size and number of interfaces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Shape {
     pub memory_mib: u32,
     pub cpus: u32,
@@ -89,6 +95,21 @@ impl Template {
         }
     }
 
+    /// Its RAM, as the appliance holds it.
+    pub fn ram_fd(&self) -> &OwnedFd {
+        &self.ram
+    }
+
+    /// Its device state, as the appliance holds it.
+    pub fn state_fd(&self) -> &OwnedFd {
+        &self.state
+    }
+
+    /// What it was made from.
+    pub fn made_from(&self) -> &[FileId] {
+        &self.made_from
+    }
+
     /// A descriptor of its RAM for a clone's QEMU.
     pub fn ram(&self) -> Result<OwnedFd, BackendError> {
         self.ram
@@ -106,7 +127,8 @@ impl Template {
 }
 
 /// A file as a template saw it: a change of any part is a new file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FileId {
     len: u64,
     modified: Option<SystemTime>,
@@ -220,15 +242,25 @@ impl Templates {
     }
 
     /// Records a template made, or why it could not be.
-    pub fn made(&self, shape: Shape, made: Result<Template, BackendError>) {
+    pub fn made(&self, shape: Shape, made: Result<Arc<Template>, BackendError>) {
         let slot = match made {
-            Ok(t) => Slot::Ready(Arc::new(t), Instant::now()),
+            Ok(t) => Slot::Ready(t, Instant::now()),
             Err(e) => Slot::Failed {
                 why: e.to_string(),
                 at: Instant::now(),
             },
         };
         self.slots().insert(shape, slot);
+    }
+
+    /// Marks `shape`'s template as being made (loaded from the VCH's state).
+    pub fn loading(&self, shape: Shape) {
+        self.slots().insert(shape, Slot::Building);
+    }
+
+    /// Forgets `shape`: the next VM of it makes its template.
+    pub fn forget(&self, shape: Shape) {
+        self.slots().remove(&shape);
     }
 
     /// Drops a template a clone could not be restored from; VMs of its shape boot cold
@@ -384,7 +416,7 @@ mod tests {
             t.pick(Ok(shape())),
             Pick::Cold { build: None, .. }
         ));
-        t.made(s, Ok(template(&t)));
+        t.made(s, Ok(Arc::new(template(&t))));
         assert!(matches!(t.pick(Ok(shape())), Pick::Clone(_)));
         std::fs::write(&kernel, b"a new kernel").unwrap();
         match t.pick(Ok(shape())) {
@@ -437,7 +469,7 @@ mod tests {
             Pick::Cold { build: None, .. }
         ));
         for m in 0..MAX_TEMPLATES as u32 {
-            t.made(shape(m), Ok(template(&t)));
+            t.made(shape(m), Ok(Arc::new(template(&t))));
         }
         std::thread::sleep(Duration::from_millis(2));
         for m in 1..MAX_TEMPLATES as u32 {

@@ -64,10 +64,16 @@ async fn clones_of_a_booted_template_are_machines_of_their_own() -> Result<()> {
     let cold = boot(&backend, "cold1").await?;
     assert!(!cold.restored, "no template yet: it boots");
     templates_ready(&backend, 1).await?;
-    assert!(
-        !std::fs::read_dir(tmp.path().join("state/templates"))?.any(|_| true),
-        "the template VM is gone once saved"
-    );
+    let templates = tmp.path().join("state/templates");
+    let left: Vec<_> = std::fs::read_dir(&templates)?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(left, [".saved"], "the template VM is gone once saved");
+    let saved = templates.join(".saved/t-256m-1c-0n");
+    for f in ["meta.json", "ram", "state"] {
+        assert!(saved.join(f).is_file(), "{f} of the saved template");
+    }
 
     let mut a = boot(&backend, "clone1").await?;
     let mut b = boot(&backend, "clone2").await?;
@@ -119,6 +125,19 @@ async fn clones_of_a_booted_template_are_machines_of_their_own() -> Result<()> {
     assert_eq!(w.stdout, "mine\n");
     let r = b.guest.run(2, sh("cat /tmp/x 2>&1; true")).await?;
     assert!(r.stdout.contains("No such file"), "{r:?}");
+
+    // The next appliance finds the template in the VCH's state: its first VM is restored.
+    let next = LocalBackend::new(LocalConfig {
+        root: tmp.path().join("state"),
+        kernel: kernel.clone(),
+        initrd: from_env("VIC_INITRD", "build/initramfs.cpio"),
+        ..LocalConfig::default()
+    })?;
+    templates_ready(&next, 1).await?;
+    let after_restart = boot(&next, "clone4").await?;
+    assert!(after_restart.restored, "the saved template was not used");
+    shutdown_and_check_gone(&next, "clone4", after_restart).await?;
+    drop(next);
 
     // A new kernel makes the template stale: the next VM boots, and a new one is made.
     std::fs::write(

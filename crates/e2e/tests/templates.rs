@@ -1,8 +1,9 @@
 //! Container VMs restored from booted templates, through the docker CLI: the first container
 //! of a shape boots while its template is made, the next ones are restored from it, each a
 //! machine of its own (boot ID, RNG, MAC, hostname) on its networks; they are taken over
-//! when the appliance dies; a container with a volume boots; `--container-start cold` turns
-//! templates off.
+//! when the appliance dies, and the next appliance restores from the template kept in the
+//! VCH's state; a container with a volume boots; `--container-start cold` turns templates
+//! off.
 
 mod common;
 
@@ -123,14 +124,19 @@ fn containers_are_restored_from_a_booted_template_each_a_machine_of_its_own() {
         ia[0],
         "the same machine after the take-over"
     );
-    // The new appliance makes its own templates (the old one's went with it).
-    let e = run_d(client, &[&image, "sleep", "600"]);
-    assert!(!restored(&e), "a template outlived its appliance");
-    eventually("a template again", Duration::from_secs(120), || {
+    // The new appliance finds the template in the VCH's state: its first container is
+    // restored.
+    eventually("the saved template", Duration::from_secs(60), || {
         start_path(client).contains("(1 ready").then_some(())
     });
     let f = run_d(client, &[&image, "sleep", "600"]);
-    assert!(restored(&f));
+    assert!(restored(&f), "the saved template was not used");
+    let saved = vch_dir(&vch.name).join("vms/templates/.saved");
+    assert!(
+        saved.join("t-256m-1c-3n/ram").is_file(),
+        "{}",
+        saved.display()
+    );
 
     // Stopped and started again: restored again.
     client.ok(&["stop", "-t", "1", &a]);
