@@ -119,7 +119,7 @@ impl LocalBackend {
                     "restoring it from its template failed ({e}): it boots cold"
                 );
                 if let Ok(shape) = shape {
-                    maker.templates.discard(shape, &e);
+                    maker.discard(shape, &e);
                 }
                 *fds = self.devices(id, spec).await?;
                 Ok(None)

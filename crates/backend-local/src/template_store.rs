@@ -62,6 +62,16 @@ impl Store {
         std::fs::rename(&tmp, &dest)
     }
 
+    /// Removes the saved template of `shape`, if any.
+    pub fn remove(&self, shape: Shape) {
+        let dir = self.dir.join(shape.name());
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => tracing::info!(template = shape.name(), "saved template removed"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("removing {}: {e}", dir.display()),
+        }
+    }
+
     /// The shapes of the saved templates made from `inputs` on this machine; the others
     /// (and half-written ones) are removed.
     pub fn usable(&self, inputs: &[FileId]) -> Vec<Shape> {
@@ -207,6 +217,8 @@ mod tests {
         );
 
         assert_eq!(store.usable(&inputs), [shape]);
+        store.save(shape, &t).unwrap();
+        assert_eq!(store.usable(&inputs), [shape], "saved again over itself");
         let back = store.load(shape).unwrap();
         let mut b = [0u8; 4];
         as_file(back.ram_fd())

@@ -79,6 +79,9 @@ impl Maker {
 
     /// Makes the template of `shape` and records it, or why it could not be made.
     pub async fn make(self: Arc<Self>, shape: Shape) {
+        for dropped in self.templates.take_evicted() {
+            self.store.remove(dropped);
+        }
         let started = Instant::now();
         let made = self.build(shape).await;
         match &made {
@@ -218,6 +221,12 @@ impl Maker {
         }
     }
 
+    /// Drops a template a clone could not be restored from, and its saved copy.
+    pub fn discard(&self, shape: Shape, why: &BackendError) {
+        self.templates.discard(shape, why);
+        self.store.remove(shape);
+    }
+
     /// Starts VM `spec` restored from `t`: `fds` are its taps, `macs` its interfaces' MACs.
     pub async fn restore(
         &self,
@@ -318,9 +327,13 @@ async fn hello(channel: &mut Box<dyn TetherChannel>, limit: Duration) -> Result<
 /// Loads the templates an earlier appliance saved, in a thread of its own; their shapes are
 /// marked as being made until then.
 fn load_saved(templates: &Arc<Templates>, store: &Arc<Store>) {
-    let shapes = store.usable(&templates.inputs());
+    let mut shapes = store.usable(&templates.inputs());
     if shapes.is_empty() {
         return;
+    }
+    // No more than are held at once.
+    for extra in shapes.split_off(shapes.len().min(crate::templates::MAX_TEMPLATES)) {
+        store.remove(extra);
     }
     for s in &shapes {
         templates.loading(*s);

@@ -171,6 +171,8 @@ pub struct Templates {
     /// The kernel and initramfs templates are made from.
     inputs: Vec<PathBuf>,
     slots: Mutex<HashMap<Shape, Slot>>,
+    /// Templates dropped to make room, whose saved copies are to go too.
+    evicted: Mutex<Vec<Shape>>,
 }
 
 impl Templates {
@@ -179,6 +181,7 @@ impl Templates {
             enabled,
             inputs,
             slots: Mutex::default(),
+            evicted: Mutex::default(),
         }
     }
 
@@ -228,11 +231,19 @@ impl Templates {
             Some(Slot::Failed { .. }) => "its template failed a while ago: trying again",
             None => "no template for its shape yet",
         };
-        if !make_room(&mut slots, shape) {
-            return Pick::Cold {
-                build: None,
-                why: format!("{MAX_TEMPLATES} templates are being made"),
-            };
+        match make_room(&mut slots, shape) {
+            None => {
+                return Pick::Cold {
+                    build: None,
+                    why: format!("{MAX_TEMPLATES} templates are being made"),
+                }
+            }
+            Some(Some(dropped)) => self
+                .evicted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(dropped),
+            Some(None) => {}
         }
         slots.insert(shape, Slot::Building);
         Pick::Cold {
@@ -251,6 +262,11 @@ impl Templates {
             },
         };
         self.slots().insert(shape, slot);
+    }
+
+    /// The templates dropped to make room since the last call.
+    pub fn take_evicted(&self) -> Vec<Shape> {
+        std::mem::take(&mut *self.evicted.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Marks `shape`'s template as being made (loaded from the VCH's state).
@@ -299,8 +315,9 @@ impl Templates {
 }
 
 /// Makes room for `shape`'s template: past [`MAX_TEMPLATES`] the least recently used one is
-/// dropped (its clones keep their mappings); `false` when every one is still being made.
-fn make_room(slots: &mut HashMap<Shape, Slot>, shape: Shape) -> bool {
+/// dropped (its clones keep their mappings) and returned; `None` when every one is still
+/// being made.
+fn make_room(slots: &mut HashMap<Shape, Slot>, shape: Shape) -> Option<Option<Shape>> {
     if slots.len() >= MAX_SLOTS {
         slots.retain(|_, s| !matches!(s, Slot::Failed { .. }));
     }
@@ -310,7 +327,7 @@ fn make_room(slots: &mut HashMap<Shape, Slot>, shape: Shape) -> bool {
         .filter(|(k, s)| **k != shape && held(s))
         .count();
     if others < MAX_TEMPLATES {
-        return true;
+        return Some(None);
     }
     let lru = slots
         .iter()
@@ -327,9 +344,9 @@ fn make_room(slots: &mut HashMap<Shape, Slot>, shape: Shape) -> bool {
                 "dropping the template least recently used: {MAX_TEMPLATES} are the most kept"
             );
             slots.remove(&k);
-            true
+            Some(Some(k))
         }
-        None => false,
+        None => None,
     }
 }
 
@@ -480,6 +497,8 @@ mod tests {
             t.pick(Ok(shape(99))),
             Pick::Cold { build: Some(_), .. }
         ));
+        assert_eq!(t.take_evicted(), [shape(0)]);
+        assert!(t.take_evicted().is_empty());
         let last = MAX_TEMPLATES as u32 - 1;
         assert!(matches!(t.pick(Ok(shape(last))), Pick::Clone(_)));
         assert_eq!(

@@ -199,6 +199,11 @@ async fn a_clone_that_fails_to_restore_boots_and_says_why() -> Result<()> {
         said.contains("one failed: a clone could not be restored"),
         "{said}"
     );
+    let saved = tmp.path().join("state/templates/.saved/t-256m-1c-0n");
+    assert!(
+        !saved.exists(),
+        "a template that failed is kept for the next appliance"
+    );
     // It runs like any booted VM, and its shape boots until the template is made again.
     let mut fell_back = fell_back;
     let o = fell_back.guest.run(1, sh("echo up")).await?;
