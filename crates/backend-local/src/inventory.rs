@@ -7,6 +7,12 @@ use std::time::{Duration, Instant};
 
 use crate::qemu::PID_FILE;
 
+/// Whether process `pid` has a command line naming VM `id` (QEMU's `-name` does).
+pub(crate) fn names_vm(pid: u32, id: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(id))
+}
+
 /// Whether `pid` is a live process whose working directory is `dir` (our QEMU for this VM).
 pub(crate) fn is_our_qemu(pid: u32, dir: &Path) -> bool {
     let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"));

@@ -286,6 +286,14 @@ impl Maker {
     }
 }
 
+impl Drop for Maker {
+    /// A template being made when its backend goes (the appliance stops, a build task is
+    /// cancelled) is not left running: its QEMU is killed and its directory removed.
+    fn drop(&mut self) {
+        self.vms.forget_all();
+    }
+}
+
 /// RAM in a shared memory backend (the template's memfd) stays out of the stream.
 fn ignore_shared() -> serde_json::Value {
     json!({ "capabilities": [{ "capability": "x-ignore-shared", "state": true }] })

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::confine::Confinement;
-use crate::inventory::is_our_qemu;
+use crate::inventory::{is_our_qemu, names_vm};
 use crate::jail;
 use crate::qemu::{CONSOLE_LOG, PID_FILE, ROOT_DISK, TETHER_SOCK};
 use crate::uids::Claims;
@@ -121,9 +121,14 @@ impl Vms {
         }
     }
 
-    /// Removes every VM directory, killing the QEMU of any (what an earlier appliance left
-    /// half made; never a container's).
+    /// Kills the QEMUs this one started that still run (their directory may be gone), and
+    /// removes every VM directory, killing its QEMU (what an earlier appliance left half made).
     pub fn forget_all(&self) {
+        for (id, r) in self.running().iter() {
+            if r.exit.borrow().is_none() && names_vm(r.pid, id) {
+                kill(r.pid);
+            }
+        }
         for id in self.list().unwrap_or_default() {
             if let Some(pid) = self.live_pid(&id) {
                 kill(pid);
