@@ -16,6 +16,7 @@ use common::*;
 #[ignore = "boots real QEMU VMs; make test runs it"]
 async fn container_vms_run_processes_like_docker() -> Result<()> {
     let tmp = tempfile::tempdir()?;
+    let _reaper = Reaper(tmp.path().to_path_buf());
     let rootfs = tmp.path().join("rootfs");
     busybox_rootfs(&rootfs)?;
     let backend = LocalBackend::new(LocalConfig {
@@ -196,6 +197,7 @@ async fn container_vms_run_processes_like_docker() -> Result<()> {
 #[ignore = "boots real QEMU VMs; make test runs it"]
 async fn power_off_kills_a_vm_that_does_not_stop() -> Result<()> {
     let tmp = tempfile::tempdir()?;
+    let _reaper = Reaper(tmp.path().to_path_buf());
     let rootfs = tmp.path().join("rootfs");
     busybox_rootfs(&rootfs)?;
     let backend = LocalBackend::new(LocalConfig {
@@ -243,6 +245,7 @@ fn names(dir: &Path) -> Vec<String> {
 #[ignore = "boots real QEMU VMs; make test runs it"]
 async fn qemu_runs_jailed_with_its_own_uid_namespace_and_cgroup() -> Result<()> {
     let tmp = tempfile::tempdir()?;
+    let _reaper = Reaper(tmp.path().to_path_buf());
     let rootfs = tmp.path().join("rootfs");
     busybox_rootfs(&rootfs)?;
     let state = tmp.path().join("state");

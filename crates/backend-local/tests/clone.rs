@@ -42,6 +42,7 @@ async fn identity(b: &mut Booted) -> Result<Vec<String>> {
 #[ignore = "boots real QEMU VMs; make test runs it"]
 async fn clones_of_a_booted_template_are_machines_of_their_own() -> Result<()> {
     let tmp = tempfile::tempdir()?;
+    let _reaper = Reaper(tmp.path().to_path_buf());
     let rootfs = tmp.path().join("rootfs");
     busybox_rootfs(&rootfs)?;
     // A kernel of its own, so the test can change it.
@@ -166,6 +167,7 @@ async fn clones_of_a_booted_template_are_machines_of_their_own() -> Result<()> {
 #[ignore = "boots real QEMU VMs; make test runs it"]
 async fn a_clone_that_fails_to_restore_boots_and_says_why() -> Result<()> {
     let tmp = tempfile::tempdir()?;
+    let _reaper = Reaper(tmp.path().to_path_buf());
     let rootfs = tmp.path().join("rootfs");
     busybox_rootfs(&rootfs)?;
     // QEMU as a script that, once told to, fails every restore (a QEMU that dies at start).

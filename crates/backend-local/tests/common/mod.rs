@@ -277,3 +277,27 @@ pub async fn shutdown_and_check_gone(backend: &LocalBackend, id: &str, b: Booted
     assert!(!Path::new(&format!("/proc/{}", b.pid)).exists() || rss_kib(b.pid) == 0);
     Ok(())
 }
+
+/// Kills, when dropped, every process working in `dir` (the QEMUs of a test's VMs): container
+/// VMs outlive their backend by design, so a test that fails half-way would leave them.
+pub struct Reaper(pub PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let dir = std::fs::canonicalize(&self.0).unwrap_or_else(|_| self.0.clone());
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for p in procs.flatten() {
+            let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let inside =
+                std::fs::read_link(p.path().join("cwd")).is_ok_and(|c| c.starts_with(&dir));
+            if inside && pid as u32 != std::process::id() {
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
