@@ -147,6 +147,25 @@ impl Sessions {
         drop(guard);
         drop(stdio.child);
 
+        let stdin = stdio.stdin.map(|f| {
+            let (tx, rx) = mpsc::channel::<Vec<u8>>();
+            spawn_thread("stdin", move || stdio::write_stdin(f, rx));
+            tx
+        });
+        lock(&self.map).insert(
+            session,
+            Session {
+                pid,
+                stdin,
+                tty: stdio.tty,
+            },
+        );
+        // Sent before anything reads the process's output: the host takes output for a
+        // session it has not seen start as a protocol violation.
+        self.out.msg(&GuestMsg::Started {
+            session,
+            pid: pid as u32,
+        });
         let closed = Arc::new(AtomicBool::new(false));
         let (done_tx, done_rx) = mpsc::channel();
         let mut outputs = 0;
@@ -161,23 +180,6 @@ impl Sessions {
         if let Some(err) = stdio.stderr {
             pump(err, FrameKind::Stderr);
         }
-        let stdin = stdio.stdin.map(|f| {
-            let (tx, rx) = mpsc::channel::<Vec<u8>>();
-            spawn_thread("stdin", move || stdio::write_stdin(f, rx));
-            tx
-        });
-        lock(&self.map).insert(
-            session,
-            Session {
-                pid,
-                stdin,
-                tty: stdio.tty,
-            },
-        );
-        self.out.msg(&GuestMsg::Started {
-            session,
-            pid: pid as u32,
-        });
         let me = self.clone();
         spawn_thread("waiter", move || {
             me.wait(session, status_rx, done_rx, outputs, &closed)
@@ -520,6 +522,44 @@ mod tests {
                 signal: libc::SIGTERM
             }]
         );
+    }
+
+    #[test]
+    fn a_session_is_reported_started_before_any_of_its_output() {
+        let g = guest();
+        g.sys.child_writes(b"at once\n");
+        let sessions = 1..=20u32;
+        for s in sessions.clone() {
+            g.spawn(s, sh(""), &root());
+        }
+        let frames = || {
+            let mut dec = FrameDecoder::new();
+            dec.push(&std::fs::read(g.sent.path()).unwrap());
+            std::iter::from_fn(|| dec.next_frame().unwrap()).collect::<Vec<_>>()
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut all = frames();
+        while all.iter().filter(|f| f.kind == FrameKind::Stdout).count() < 20 {
+            assert!(Instant::now() < deadline, "not every session's output came");
+            std::thread::sleep(Duration::from_millis(10));
+            all = frames();
+        }
+        for s in sessions {
+            let started = all.iter().position(|f| {
+                f.parse_control::<GuestMsg>().ok()
+                    == Some(GuestMsg::Started {
+                        session: s,
+                        pid: 99 + s,
+                    })
+            });
+            let output = all
+                .iter()
+                .position(|f| f.kind == FrameKind::Stdout && f.session == s);
+            assert!(
+                matches!((started, output), (Some(a), Some(b)) if a < b),
+                "session {s}: Started at {started:?}, output at {output:?}"
+            );
+        }
     }
 
     #[test]

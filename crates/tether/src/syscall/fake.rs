@@ -218,6 +218,8 @@ pub struct RecordingSyscall {
     rules: Mutex<Vec<Rule>>,
     devices: Mutex<HashMap<PathBuf, Node>>,
     next_pid: AtomicI32,
+    /// What each spawned child writes to its stdout at once.
+    child_output: Mutex<Vec<u8>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -243,6 +245,7 @@ impl RecordingSyscall {
             rules: Mutex::default(),
             devices: Mutex::default(),
             next_pid: AtomicI32::new(100),
+            child_output: Mutex::default(),
         };
         for (name, major, minor) in [
             ("null", 1, 3),
@@ -255,6 +258,11 @@ impl RecordingSyscall {
             me.device(&format!("/dev/{name}"), char_device(major, minor));
         }
         me
+    }
+
+    /// Makes every child spawned from now on write `bytes` to its stdout as it starts.
+    pub fn child_writes(&self, bytes: &[u8]) {
+        *lock(&self.child_output) = bytes.to_vec();
     }
 
     /// Where the VM's `path` is in the temporary directory.
@@ -468,7 +476,17 @@ impl Syscall for RecordingSyscall {
 
     fn spawn(&self, plan: &ChildPlan, main: ChildMain) -> io::Result<Result<i32, ChildFailure>> {
         self.record(Call::Spawn(Spawned::from(plan)))?;
-        Ok(main(self, plan).map(|()| self.next_pid.fetch_add(1, Ordering::SeqCst)))
+        let spawned = main(self, plan).map(|()| self.next_pid.fetch_add(1, Ordering::SeqCst));
+        let output = lock(&self.child_output).clone();
+        if spawned.is_ok() && !output.is_empty() {
+            // SAFETY: the plan's stdout is a descriptor its maker holds open until after the
+            // spawn; writing a buffer we own to it.
+            let n = unsafe { libc::write(plan.stdio[1], output.as_ptr().cast(), output.len()) };
+            if n != output.len() as isize {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(spawned)
     }
 
     fn open_pty(&self, ptmx: &Path) -> io::Result<Pty> {
