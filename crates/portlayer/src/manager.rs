@@ -422,6 +422,9 @@ impl Containers {
             }
             Err(_) => (137, "the session ended without an exit status".to_string()),
         };
+        if !error.is_empty() {
+            tracing::warn!(%id, "{error}");
+        }
         let grace = reap::grace_after(!error.is_empty());
         let Some(live) = self.live(&id) else { return };
         *live.control.lock().unwrap_or_else(|e| e.into_inner()) = None;
