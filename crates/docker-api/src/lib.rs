@@ -68,8 +68,10 @@ use tower::ServiceExt;
 pub use error::{ApiError, ApiResult};
 pub use glob::MAX_PATTERN_LEN;
 pub use guard::MAX_JSON_BODY;
-pub use server::{ServerLimits, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_HEAD_BYTES};
-pub use tls::{serve_tls, server_config, TlsConfig, TlsError, HANDSHAKE_TIMEOUT};
+pub use server::{accept_loop, ServerLimits, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_HEAD_BYTES};
+pub use tls::{
+    optional_client_config, serve_tls, server_config, TlsConfig, TlsError, HANDSHAKE_TIMEOUT,
+};
 
 /// Highest Docker Engine API version served (what the docker 28 CLI negotiates).
 pub const API_VERSION: &str = "1.50";

@@ -77,7 +77,7 @@ pub(crate) fn busy_reply() -> Vec<u8> {
 /// own, at most `limits.max_connections` at once. A connection over the cap gets `refusal`
 /// (only what the socket takes without waiting) and is closed; the loop never waits for a
 /// connection to end, and pauses briefly after a failed accept instead of spinning.
-pub(crate) async fn accept_loop<F, Fut>(
+pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
     limits: &ServerLimits,
     shutdown: impl Future<Output = ()>,

@@ -115,6 +115,11 @@ impl TlsConfig {
     pub fn verifies_clients(&self) -> bool {
         self.verifies_clients
     }
+
+    /// The rustls configuration, for a listener of the VCH's other than the Docker API's.
+    pub fn rustls(&self) -> Arc<ServerConfig> {
+        self.server.clone()
+    }
 }
 
 /// Builds the server configuration from PEM files: `cert` (the server certificate, then its
@@ -125,6 +130,26 @@ pub fn server_config(
     cert: &Path,
     key: &Path,
     client_cas: &[PathBuf],
+) -> Result<TlsConfig, TlsError> {
+    build(cert, key, client_cas, false)
+}
+
+/// [`server_config`] for a listener where a client certificate is one way in among others
+/// (the admin pages): a client may present none, and one it presents must chain to an
+/// authority of `client_cas`.
+pub fn optional_client_config(
+    cert: &Path,
+    key: &Path,
+    client_cas: &[PathBuf],
+) -> Result<TlsConfig, TlsError> {
+    build(cert, key, client_cas, true)
+}
+
+fn build(
+    cert: &Path,
+    key: &Path,
+    client_cas: &[PathBuf],
+    optional: bool,
 ) -> Result<TlsConfig, TlsError> {
     let chain = certificates(cert)?;
     let key_pem = read(key)?;
@@ -147,8 +172,11 @@ pub fn server_config(
                 })?;
             }
         }
-        let verifier =
-            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build()?;
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+        let verifier = match optional {
+            true => verifier.allow_unauthenticated().build()?,
+            false => verifier.build()?,
+        };
         builder.with_client_cert_verifier(verifier)
     };
     let config = builder
