@@ -70,6 +70,25 @@ pub fn running(root: &Path) -> Vec<(String, u32)> {
     out
 }
 
+/// The console log of each container VM of the backend rooted at `root`, by VM ID (a
+/// template's is not a container's), sorted.
+pub fn console_logs(root: &Path) -> Vec<(String, std::path::PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(root.join("vms")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<_> = entries
+        .flatten()
+        .filter_map(|e| {
+            let id = e.file_name().to_string_lossy().to_string();
+            let log = e.path().join(crate::qemu::CONSOLE_LOG);
+            let container = crate::check_id("VM", &id).is_ok() && id != "templates";
+            (container && log.is_file()).then_some((id, log))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// SIGKILLs every running QEMU of the backend rooted at `root` and waits up to `wait` for
 /// each to go. Returns the PIDs that were killed.
 pub fn kill_all(root: &Path, wait: Duration) -> Vec<u32> {
@@ -118,5 +137,20 @@ mod tests {
         );
         let _ = child.wait();
         assert!(running(root.path()).is_empty());
+    }
+
+    #[test]
+    fn console_logs_are_the_containers_only() {
+        let root = tempfile::tempdir().unwrap();
+        let vms = root.path().join("vms");
+        for d in ["a1", "b2", "templates/t-256m-1c-3n", ".jail"] {
+            std::fs::create_dir_all(vms.join(d)).unwrap();
+            std::fs::write(vms.join(d).join("console.log"), "x").unwrap();
+        }
+        std::fs::create_dir_all(vms.join("c3")).unwrap();
+        let logs = console_logs(root.path());
+        let ids: Vec<&str> = logs.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["a1", "b2"]);
+        assert_eq!(logs[0].1, vms.join("a1/console.log"));
     }
 }

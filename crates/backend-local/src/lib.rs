@@ -521,6 +521,11 @@ impl Backend for LocalBackend {
         self.maker.templates.describe()
     }
 
+    fn console_log(&self, id: &str) -> Option<PathBuf> {
+        check_id("VM", id).ok()?;
+        Some(self.vms.dir(id).join(qemu::CONSOLE_LOG)).filter(|p| p.is_file())
+    }
+
     async fn list_vms(&self) -> Result<Vec<String>, BackendError> {
         self.vms.list()
     }

@@ -261,6 +261,12 @@ pub trait Backend: Send + Sync + 'static {
         "cold boot".into()
     }
 
+    /// The file VM `id`'s console is written to, where the backend keeps one on the
+    /// appliance's file system (the admin pages show it).
+    fn console_log(&self, _id: &str) -> Option<std::path::PathBuf> {
+        None
+    }
+
     /// Makes the image's read-only base disk from its unpacked root filesystem. Idempotent:
     /// a second call for the same image returns at once.
     async fn prepare_image(&self, image_id: &str, rootfs: &Path) -> Result<(), BackendError>;

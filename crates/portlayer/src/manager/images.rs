@@ -35,4 +35,9 @@ impl Containers {
     pub fn start_path(&self) -> String {
         self.inner.backend.start_path()
     }
+
+    /// Where container `id`'s VM console is written, if the backend keeps it in a file.
+    pub fn console_log(&self, id: &str) -> Option<std::path::PathBuf> {
+        self.inner.backend.console_log(id)
+    }
 }
