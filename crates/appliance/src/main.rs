@@ -12,6 +12,7 @@ use imagec::pull::Puller;
 use imagec::store::ImageStore;
 use portlayer::{Containers, ContainersConfig, EventBus, ImageService};
 
+mod admin;
 mod guestinfo;
 mod setup;
 mod vsphere;
@@ -181,9 +182,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     )
     .await?;
     let puller = Arc::new(Puller::new(setup::registry_options(&config)?));
+    let image_service = ImageService::new(images, containers.clone(), storage);
+    admin::start(&config, containers.clone(), image_service.clone()).await?;
     let state = AppState {
         containers: containers.clone(),
-        images: ImageService::new(images, containers.clone(), storage),
+        images: image_service,
         puller,
         info: Arc::new(VchInfo {
             name: config.name.clone(),

@@ -43,6 +43,13 @@ pub struct Settings {
     /// `--container-start cold`: every container VM boots its kernel, none is restored from
     /// a booted template (the local target's default; vSphere VMs always boot).
     pub cold_boot: bool,
+    /// The port of the VCH's admin pages (vicadmin, HTTPS), on the Docker API's address;
+    /// `None` for a VCH made before them.
+    pub admin_port: Option<u16>,
+    /// `--ops-user`: who may log in to the admin pages with a password.
+    pub ops_user: Option<String>,
+    /// The salted PBKDF2 hash of `--ops-password`; the password itself is kept nowhere.
+    pub ops_password_hash: Option<String>,
 }
 
 /// VIC's default bridge network range.

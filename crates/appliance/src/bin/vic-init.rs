@@ -10,6 +10,9 @@
 //! A restarted appliance takes over the container VMs that kept running (see the port
 //! layer's recovery), so a restart loses nothing.
 //!
+//! With `VIC_INIT_LOG` set, vic-init's own lines also go to that file (the admin pages show
+//! it as vic-init's log; the appliance's log keeps them too).
+//!
 //! With `VIC_INIT_STATUS_FILE` set, every exit of the appliance that vic-init did not ask for
 //! is written there (one line, replacing the last: `exit status 1 after 0.1 s`), so
 //! `vic-machine` notices a start that failed at once instead of when vic-init gives up. (An
@@ -40,11 +43,24 @@ const MAX_QUICK_CRASHES: u32 = 5;
 /// How long the appliance may take to stop after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(60);
 
+/// Where vic-init's own lines also go (the admin pages' vic-init log), besides stderr.
+const LOG_FILE: &str = "VIC_INIT_LOG";
+
 fn log(msg: &str) {
-    eprintln!(
+    let line = format!(
         "{} vic-init: {msg}",
         chrono_like_now().unwrap_or_else(|| "-".into())
     );
+    eprintln!("{line}");
+    if let Some(path) = std::env::var_os(LOG_FILE) {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path);
+        if let Ok(mut f) = file {
+            let _ = std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes());
+        }
+    }
 }
 
 /// An RFC 3339 UTC timestamp, like the appliance's log lines, without a date crate.
@@ -105,6 +121,7 @@ fn spawn(program: &[String]) -> std::io::Result<Child> {
     Command::new(&program[0])
         .args(&program[1..])
         .env_remove(STATUS_FILE)
+        .env_remove(LOG_FILE)
         .spawn()
 }
 
@@ -212,11 +229,12 @@ fn main() {
                 continue;
             }
         };
-        if restarts > 0 {
-            log(&format!(
-                "appliance restarted (pid {}, restart {restarts})",
+        match restarts {
+            0 => log(&format!("appliance started (pid {})", child.id())),
+            n => log(&format!(
+                "appliance restarted (pid {}, restart {n})",
                 child.id()
-            ));
+            )),
         }
         let Some(status) = wait(&mut child) else {
             stop(&mut child, STOP.load(Ordering::SeqCst));
