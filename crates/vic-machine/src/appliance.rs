@@ -123,6 +123,7 @@ fn command(layout: &Layout, config: &VchConfig) -> anyhow::Result<Command> {
         .args(args)
         .env("VIC_LOG", log_filter(config.settings.debug))
         .env("VIC_INIT_STATUS_FILE", layout.exit_file())
+        .env("VIC_INIT_LOG", layout.init_log())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);

@@ -12,9 +12,10 @@
 //! ```
 
 use std::fs;
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail};
+use anyhow::{anyhow, bail, Context};
 
 use crate::appliance::{self, Change, RestartError};
 use crate::bridges::{check_bridges, IpBridges};
@@ -288,12 +289,49 @@ fn report_changes(old: &VchConfig, new: &VchConfig, ca_changed: bool) {
         crate::inspect::container_start(o).into(),
         crate::inspect::container_start(n).into(),
     );
+    line(
+        "Operations user",
+        o.ops_user.clone().unwrap_or_default(),
+        n.ops_user.clone().unwrap_or_default(),
+    );
+    if o.ops_password_hash.is_some() && o.ops_password_hash != n.ops_password_hash {
+        info("Operations password: changed");
+    }
     if ca_changed {
         info("Registry CA bundle: replaced");
     }
     for change in container_networks::changes(&old.container_networks, &new.container_networks) {
         info(change);
     }
+}
+
+/// `vic-machine debug --bundle FILE`: the VCH's log bundle, as its admin pages give it,
+/// made from its directory (so also when the appliance is down).
+pub fn bundle(layout: &Layout, file: &std::path::Path) -> anyhow::Result<()> {
+    layout.load()?;
+    let sources = vicadmin::bundle::Sources {
+        vch_dir: layout.dir.clone(),
+        consoles: backend_local::inventory::console_logs(&layout.dir),
+    };
+    let out = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(file)
+        .with_context(|| format!("creating {}", file.display()))?;
+    let mut out = std::io::BufWriter::new(out);
+    vicadmin::bundle::write(&sources, &mut out)
+        .and_then(|()| std::io::Write::flush(&mut out))
+        .with_context(|| format!("writing the log bundle to {}", file.display()))?;
+    let len = std::fs::metadata(file).map(|m| m.len()).unwrap_or_default();
+    info(format!(
+        "Log bundle of VCH {} written to {} ({len} bytes, {} container consoles)",
+        layout.name,
+        file.display(),
+        sources.consoles.len().min(vicadmin::bundle::MAX_CONSOLES)
+    ));
+    Ok(())
 }
 
 /// `vic-machine debug`: sets the appliance's log level (VIC's `debug` enables debug mode).

@@ -14,7 +14,7 @@ use crate::host;
 use crate::layout::{private_dir, Layout, VchConfig};
 use crate::output::{go_duration, info};
 use crate::parts::Parts;
-use crate::process::free_port;
+use crate::process::free_ports;
 use crate::settings::{self, Settings, SettingsArgs};
 use crate::tls::{self, TlsOptions, TlsRecord};
 
@@ -116,10 +116,14 @@ fn create_inner(
     info(format!("Creating appliance in {}", layout.dir.display()));
     parts.install(&layout.appliance_dir())?;
     let version = Parts::in_dir(&layout.appliance_dir()).version()?;
-    let port = match opts.port {
-        Some(p) => p,
-        None => free_port()?,
+    let (port, admin_port) = match opts.port {
+        Some(p) => (p, free_ports()?.0),
+        None => free_ports()?,
     };
+    if admin_port == port {
+        anyhow::bail!("no free port for the admin pages besides {port}: try again");
+    }
+    settings.admin_port = Some(admin_port);
     if let Some(bundle) = registry_ca {
         let path = settings::registry_ca_path(&layout.dir);
         fs::write(&path, bundle).with_context(|| format!("writing {}", path.display()))?;
@@ -159,6 +163,7 @@ fn create_inner(
         other => anyhow!(other),
     })?;
     tls.save_env(&layout.name, &config.docker_host)?;
+    crate::inspect::admin_portal(&config.settings);
     info("Connect to docker:");
     for line in tls.docker_lines(port) {
         info(line);

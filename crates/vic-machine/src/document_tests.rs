@@ -49,6 +49,9 @@ fn every_setting() -> Settings {
         debug: 3,
         bridge_network_range: Some("10.8.0.0/16".into()),
         cold_boot: true,
+        admin_port: Some(2378),
+        ops_user: Some("ops".into()),
+        ops_password_hash: Some("pbkdf2-sha256$1$00$00".into()),
     }
 }
 

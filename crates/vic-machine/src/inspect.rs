@@ -170,6 +170,13 @@ pub fn inspect(layout: &Layout) -> anyhow::Result<()> {
         debug_label(s.debug)
     ));
     info(format!("Container start: {}", container_start(s)));
+    admin_portal(s);
+    info(format!(
+        "Operations user: {}",
+        s.ops_user
+            .as_deref()
+            .unwrap_or("none (VCH Admin takes client certificates only)")
+    ));
     info(format!("Appliance log: {}", layout.log().display()));
     info("");
     info("Completed successfully");
@@ -206,6 +213,17 @@ fn opt(flag: &str, value: impl AsRef<str>) -> String {
 
 fn path_opt(flag: &str, p: &Path) -> String {
     opt(flag, p.display().to_string())
+}
+
+/// Where the VCH's admin pages are, as VIC printed it.
+pub fn admin_portal(s: &Settings) {
+    match s.admin_port {
+        Some(port) => {
+            info("VCH Admin Portal:");
+            info(format!("https://127.0.0.1:{port}"));
+        }
+        None => info("VCH Admin Portal: none (the VCH was made before it)"),
+    }
 }
 
 /// How container VMs start, as `--container-start` says it.
@@ -299,6 +317,11 @@ pub fn create_options(layout: &Layout, c: &VchConfig) -> Vec<String> {
     }
     if s.cold_boot {
         o.push(opt("container-start", "cold"));
+    }
+    // The password is kept only as a hash: it cannot be given back.
+    if let Some(u) = &s.ops_user {
+        o.push(opt("ops-user", u));
+        o.push("--ops-password=PASSWORD".into());
     }
     o
 }

@@ -100,6 +100,10 @@ impl Layout {
     pub fn log(&self) -> PathBuf {
         self.dir.join("appliance.log")
     }
+    /// vic-init's own lines (also in the appliance's log).
+    pub fn init_log(&self) -> PathBuf {
+        self.dir.join("init.log")
+    }
     /// Where vic-init reports each exit of the appliance it did not ask for.
     pub fn exit_file(&self) -> PathBuf {
         self.dir.join("appliance.exit")

@@ -281,9 +281,14 @@ enum Command {
     Debug {
         #[command(flatten)]
         common: Common,
-        /// 0 info, 1 debug (vic's own components), 2 debug (everything), 3 trace.
-        #[arg(long, short = 'v', default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=3))]
-        debug: u8,
+        /// 0 info, 1 debug (vic's own components), 2 debug (everything), 3 trace; 1 when
+        /// neither this nor --bundle is given.
+        #[arg(long, short = 'v', value_parser = clap::value_parser!(u8).range(0..=3))]
+        debug: Option<u8>,
+        /// Write the VCH's log bundle (what its admin page's log bundle holds: logs and the
+        /// configuration, secrets redacted) to FILE, .tar.gz; the appliance need not run.
+        #[arg(long, value_name = "FILE")]
+        bundle: Option<PathBuf>,
         /// Reset the UpdateInProgress flag an interrupted upgrade/configure/debug left.
         #[arg(long)]
         reset_progress: bool,
@@ -477,10 +482,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Debug {
             common,
             debug,
+            bundle,
             reset_progress,
             timeout,
         } => {
+            let debug = match (debug, &bundle) {
+                (None, None) => Some(1),
+                (d, _) => d,
+            };
             if let Place::Vsphere(target) = place(&common.target, &common.credentials)? {
+                if bundle.is_some() {
+                    anyhow::bail!(
+                        "--bundle on a vSphere target is not implemented yet: nothing was changed"
+                    );
+                }
+                let debug = debug.unwrap_or(1);
                 let thumbprint = common.credentials.thumbprint.as_deref();
                 if reset_progress {
                     return vsphere::reset_progress(&target, thumbprint, &common.name);
@@ -492,7 +508,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if reset_progress {
                 return progress::reset(&layout, "Debug");
             }
-            configure::debug(&layout, debug, timeout)
+            if let Some(file) = &bundle {
+                configure::bundle(&layout, file)?;
+            }
+            match debug {
+                Some(level) => configure::debug(&layout, level, timeout),
+                None => Ok(()),
+            }
         }
         Command::Version => {
             println!("vic-machine version {}", parts::installer_version());

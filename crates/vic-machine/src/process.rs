@@ -14,6 +14,13 @@ pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
+/// Two different free ports (the Docker API's and the admin pages').
+pub(crate) fn free_ports() -> anyhow::Result<(u16, u16)> {
+    let a = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    let b = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok((a.local_addr()?.port(), b.local_addr()?.port()))
+}
+
 /// One `GET /_ping` over plain HTTP; true when the appliance answers OK.
 pub(crate) fn ping(port: u16) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));

@@ -95,6 +95,24 @@ pub struct SettingsArgs {
     /// the local target's default), or each booting its kernel (cold).
     #[arg(long, value_parser = ["template", "cold"])]
     pub container_start: Option<String>,
+    /// The user who may log in to the VCH Admin pages with a password (with --ops-password).
+    #[arg(long, value_parser = ops_user)]
+    pub ops_user: Option<String>,
+    /// The password of --ops-user for the VCH Admin pages (kept only as a salted hash).
+    #[arg(long)]
+    pub ops_password: Option<String>,
+}
+
+/// `--ops-user`: a plain name (no spaces or control characters), 1–64 bytes.
+fn ops_user(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_graphic() || (c.is_alphanumeric() && !c.is_control()));
+    match ok {
+        true => Ok(s.to_string()),
+        false => Err("a user name of 1 to 64 characters, without spaces".into()),
+    }
 }
 
 /// Adds `given` to the stores `have`: a store's label cannot move to another directory (its
@@ -136,6 +154,8 @@ impl SettingsArgs {
             || !self.whitelist_registries.is_empty()
             || self.debug.is_some()
             || self.container_start.is_some()
+            || self.ops_user.is_some()
+            || self.ops_password.is_some()
     }
 
     /// `base` with the given flags applied. The registry CA files are not read here: the
@@ -180,7 +200,30 @@ impl SettingsArgs {
         if let Some(how) = &self.container_start {
             s.cold_boot = how == "cold";
         }
+        self.apply_ops(&mut s)?;
         Ok(s)
+    }
+
+    /// `--ops-user` and `--ops-password`: a new user needs a password; a password alone
+    /// changes the present user's.
+    fn apply_ops(&self, s: &mut Settings) -> anyhow::Result<()> {
+        match (&self.ops_user, &self.ops_password) {
+            (None, None) => {}
+            (Some(_), Some(p)) | (None, Some(p)) if p.is_empty() => {
+                bail!("--ops-password cannot be empty")
+            }
+            (Some(u), Some(p)) => {
+                s.ops_user = Some(u.clone());
+                s.ops_password_hash = Some(vicadmin::hash_password(p));
+            }
+            (Some(u), None) if s.ops_user.as_ref() == Some(u) => {}
+            (Some(u), None) => bail!("--ops-password is required with --ops-user {u}"),
+            (None, Some(p)) => match s.ops_user {
+                Some(_) => s.ops_password_hash = Some(vicadmin::hash_password(p)),
+                None => bail!("--ops-password needs --ops-user: this VCH has no operations user"),
+            },
+        }
+        Ok(())
     }
 }
 

@@ -43,6 +43,11 @@ impl CreateArgs {
                 "--storage-quota",
                 settings.storage_quota.is_some_and(|q| q > 0),
             ),
+            // The admin pages are served by the local target's appliance only, so far.
+            (
+                "--ops-user",
+                settings.ops_user.is_some() || settings.ops_password.is_some(),
+            ),
         ]
         .into_iter()
         .filter_map(|(flag, given)| given.then_some(flag))
@@ -77,6 +82,10 @@ impl ConfigureArgs {
             (
                 "--storage-quota",
                 self.settings.storage_quota.is_some_and(|q| q > 0),
+            ),
+            (
+                "--ops-user",
+                self.settings.ops_user.is_some() || self.settings.ops_password.is_some(),
             ),
         ];
         if let Some((flag, _)) = not_yet.iter().find(|(_, given)| *given) {
