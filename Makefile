@@ -12,7 +12,7 @@ REG_DIR := $(BUILD)/registry
 GOVMOMI := $(or $(VIC_CACHE),/var/cache/vic)/govmomi-0.24.2/bin
 DOCKER ?= $(shell [ -x /usr/local/bin/docker ] && echo /usr/local/bin/docker || echo docker)
 
-.PHONY: all deps vcsim build kernel initramfs binaries demo demo-clean test unit-test fuzz lint bench registry clean
+.PHONY: all deps vcsim browser build kernel initramfs binaries demo demo-clean test unit-test fuzz lint bench registry clean
 
 all: build
 
@@ -24,6 +24,10 @@ deps:
 vcsim:
 	@bash scripts/vcsim.sh
 	@bash scripts/pyvmomi.sh
+
+# Headless Chromium and chromedriver for the admin pages' browser tests.
+browser:
+	@bash scripts/browser.sh
 
 build: binaries kernel initramfs
 
@@ -70,7 +74,7 @@ fuzz:
 
 # The whole suite: unit tests, then the tests that need real parts (QEMU VMs, the registry,
 # the docker CLI), which are #[ignore]d in a plain `cargo test`.
-test: deps vcsim build registry
+test: deps vcsim browser build registry
 	@bash scripts/test.sh "$(BUILD)" "$$(cat $(REG_DIR)/registry.addr)" "$(DOCKER)"
 
 bench: deps vcsim build registry

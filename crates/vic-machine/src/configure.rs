@@ -291,8 +291,8 @@ fn report_changes(old: &VchConfig, new: &VchConfig, ca_changed: bool) {
     );
     line(
         "Operations user",
-        o.ops_user.clone().unwrap_or_default(),
-        n.ops_user.clone().unwrap_or_default(),
+        o.ops_user.clone().unwrap_or_else(|| "none".into()),
+        n.ops_user.clone().unwrap_or_else(|| "none".into()),
     );
     if o.ops_password_hash.is_some() && o.ops_password_hash != n.ops_password_hash {
         info("Operations password: changed");
@@ -311,7 +311,7 @@ pub fn bundle(layout: &Layout, file: &std::path::Path) -> anyhow::Result<()> {
     layout.load()?;
     let sources = vicadmin::bundle::Sources {
         vch_dir: layout.dir.clone(),
-        consoles: backend_local::inventory::console_logs(&layout.dir),
+        consoles: backend_local::inventory::console_logs(&layout.backend_root()),
     };
     let out = std::fs::OpenOptions::new()
         .write(true)

@@ -318,10 +318,9 @@ pub fn create_options(layout: &Layout, c: &VchConfig) -> Vec<String> {
     if s.cold_boot {
         o.push(opt("container-start", "cold"));
     }
-    // The password is kept only as a hash: it cannot be given back.
+    // The password is kept only as a hash and cannot be given back: create asks for it.
     if let Some(u) = &s.ops_user {
         o.push(opt("ops-user", u));
-        o.push("--ops-password=PASSWORD".into());
     }
     o
 }

@@ -358,6 +358,43 @@ mod tests {
     }
 
     #[test]
+    fn an_operations_user_needs_a_password_kept_as_a_hash() {
+        let ops = |user: Option<&str>, password: Option<&str>| SettingsArgs {
+            ops_user: user.map(String::from),
+            ops_password: password.map(String::from),
+            ..SettingsArgs::default()
+        };
+        let err = |a: SettingsArgs, base: &Settings| a.apply(base).unwrap_err().to_string();
+        let none = Settings::default();
+        assert_eq!(
+            err(ops(Some("ops"), None), &none),
+            "--ops-password is required with --ops-user ops"
+        );
+        assert_eq!(
+            err(ops(None, Some("pw")), &none),
+            "--ops-password needs --ops-user: this VCH has no operations user"
+        );
+        assert_eq!(
+            err(ops(Some("ops"), Some("")), &none),
+            "--ops-password cannot be empty"
+        );
+        let a = ops(Some("ops"), Some("pw"));
+        assert!(a.any());
+        let s = a.apply(&none).unwrap();
+        assert_eq!(s.ops_user.as_deref(), Some("ops"));
+        let hash = s.ops_password_hash.clone().unwrap();
+        assert!(vicadmin::auth::verify_password(&hash, "pw") && !hash.contains("pw"));
+        // The same user again changes nothing; a password alone changes the user's.
+        assert_eq!(ops(Some("ops"), None).apply(&s).unwrap(), s);
+        let s2 = ops(None, Some("new")).apply(&s).unwrap();
+        assert!(vicadmin::auth::verify_password(
+            s2.ops_password_hash.as_deref().unwrap(),
+            "new"
+        ));
+        assert!(ops_user("a b").is_err() && ops_user("").is_err() && ops_user("ops-1").is_ok());
+    }
+
+    #[test]
     fn a_vch_json_without_settings_loads_with_defaults() {
         let s: Settings = serde_json::from_str("{}").unwrap();
         assert_eq!(s, Settings::default());

@@ -8,7 +8,8 @@
 //!   POST /logout
 //!   GET  /                 summary: version, uptime, Docker API, registries, storage,
 //!                          container VMs, networks
-//!   GET  /logs             the logs: appliance, vic-init, each container VM's console
+//!   GET  /logs             the logs: appliance, vic-init, each container's output and
+//!                          its VM's console
 //!   GET  /logs/NAME        one log, followed live by the page's script
 //!   GET  /logs/NAME/raw    text; ?follow=1 streams what is appended
 //!   GET  /logs.tar.gz      the log bundle (`bundle.rs`), also `vic-machine debug --bundle`
@@ -21,6 +22,7 @@
 pub mod auth;
 pub mod bundle;
 pub mod logs;
+mod output;
 pub mod pages;
 mod routes;
 pub mod server;
@@ -100,19 +102,36 @@ impl Admin {
         .map(|(name, title, f)| logs::Log {
             name: name.into(),
             title: title.into(),
-            path: dir.join(f),
+            source: logs::Source::File(dir.join(f)),
         })
         .collect();
         for c in self.containers.list() {
+            let what = format!("Container {} ({})", c.spec.name, c.short_id());
+            out.push(logs::Log {
+                name: format!("output-{}", c.id),
+                title: format!("{what} output"),
+                source: logs::Source::Output(c.id.clone()),
+            });
             if let Some(path) = self.containers.console_log(&c.id) {
                 out.push(logs::Log {
-                    name: logs::container_log_name(&c.id),
-                    title: format!("Container {} ({}) console", c.spec.name, c.short_id()),
-                    path,
+                    name: format!("console-{}", c.id),
+                    title: format!("{what} VM console"),
+                    source: logs::Source::File(path),
                 });
             }
         }
         out
+    }
+
+    /// How log `log` is read.
+    fn reader(&self, log: &logs::Log) -> logs::Reader {
+        match &log.source {
+            logs::Source::File(path) => logs::file_reader(path.clone()),
+            logs::Source::Output(id) => {
+                let (containers, id) = (self.containers.clone(), id.clone());
+                Arc::new(move |from| output::read(&containers, &id, from))
+            }
+        }
     }
 
     /// What a log bundle of this VCH holds.

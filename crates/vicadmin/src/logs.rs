@@ -23,16 +23,33 @@ pub const FOLLOW_FOR: Duration = Duration::from_secs(3600);
 /// One log the pages offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Log {
-    /// Its name in URLs: `appliance`, `vic-init`, `container-<id>`.
+    /// Its name in URLs: `appliance`, `vic-init`, `console-<id>`, `output-<id>`.
     pub name: String,
     /// What the page calls it.
     pub title: String,
-    pub path: PathBuf,
+    pub source: Source,
 }
 
-/// The name a container's console log has in URLs.
-pub fn container_log_name(id: &str) -> String {
-    format!("container-{id}")
+/// Where a log's text comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A text file (the appliance's log, a VM's console).
+    File(PathBuf),
+    /// What container `id`'s process wrote (`docker logs`).
+    Output(String),
+}
+
+/// How a log is read: with `None`, its last [`TAIL`] bytes or so; with `Some(offset)`, what
+/// follows that offset, at most [`CHUNK`] bytes; and the offset to go on from.
+pub type Reader =
+    std::sync::Arc<dyn Fn(Option<u64>) -> std::io::Result<(Vec<u8>, u64)> + Send + Sync>;
+
+/// The reader of text file `path`.
+pub fn file_reader(path: PathBuf) -> Reader {
+    std::sync::Arc::new(move |from| match from {
+        None => tail(&path, TAIL),
+        Some(offset) => appended(&path, offset),
+    })
 }
 
 /// Whether `name` could name a log (letters, digits, `-`, `_`, `.`; no path).
@@ -81,31 +98,28 @@ fn appended(path: &Path, offset: u64) -> std::io::Result<(Vec<u8>, u64)> {
 /// The log's last [`TAIL`] bytes, then what is appended to it, as a byte stream, for
 /// [`FOLLOW_FOR`] or until the client goes; `permit` is held as long as the stream lives.
 pub fn follow(
-    path: PathBuf,
+    reader: Reader,
     permit: OwnedSemaphorePermit,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send {
-    let state = (path, None::<u64>, tokio::time::Instant::now(), permit);
-    futures_util::stream::unfold(state, |(path, offset, started, permit)| async move {
+    let state = (reader, None::<u64>, tokio::time::Instant::now(), permit);
+    futures_util::stream::unfold(state, |(reader, offset, started, permit)| async move {
         loop {
             if started.elapsed() >= FOLLOW_FOR {
                 return None;
             }
-            let p = path.clone();
-            let read = tokio::task::spawn_blocking(move || match offset {
-                None => tail(&p, TAIL),
-                Some(o) => appended(&p, o),
-            })
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            let r = reader.clone();
+            let read = tokio::task::spawn_blocking(move || r(offset))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
             match read {
                 Ok((bytes, next)) if !bytes.is_empty() || offset.is_none() => {
                     let item = Ok(Bytes::from(bytes));
-                    return Some((item, (path, Some(next), started, permit)));
+                    return Some((item, (reader, Some(next), started, permit)));
                 }
                 Ok(_) => {}
                 // Not there (yet, or any more): look again, as `tail -F` does.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Some((Err(e), (path, offset, started, permit))),
+                Err(e) => return Some((Err(e), (reader, offset, started, permit))),
             }
             tokio::time::sleep(POLL).await;
         }
@@ -131,7 +145,7 @@ mod tests {
 
     #[test]
     fn names_are_plain() {
-        for ok in ["appliance", "vic-init", "container-3fb32c039b8b"] {
+        for ok in ["appliance", "vic-init", "console-3fb32c039b8b"] {
             assert!(valid_name(ok), "{ok}");
         }
         for bad in [
@@ -154,7 +168,7 @@ mod tests {
         let permit = std::sync::Arc::new(tokio::sync::Semaphore::new(1))
             .try_acquire_owned()
             .unwrap();
-        let mut s = Box::pin(follow(p.clone(), permit));
+        let mut s = Box::pin(follow(file_reader(p.clone()), permit));
         assert_eq!(&s.next().await.unwrap().unwrap()[..], b"old\n");
         let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
         f.write_all(b"new line\n").unwrap();

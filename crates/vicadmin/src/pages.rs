@@ -149,7 +149,7 @@ pub fn logs_index(vch: &str, logs: &[Log]) -> String {
 pub fn log_view(vch: &str, log: &Log, tail: &str) -> String {
     let body = format!(
         r#"<h2>{title}</h2>
-<p><label><input type="checkbox" id="follow" checked> Follow</label> <span id="state"></span></p>
+<p><label><input type="checkbox" id="follow" checked> Follow</label> <span id="state" class="state"></span></p>
 <pre id="log" data-raw="/logs/{name}/raw">{tail}</pre>"#,
         title = esc(&log.title),
         name = esc(&log.name),
@@ -170,9 +170,9 @@ mod tests {
     #[test]
     fn whatever_comes_from_outside_is_escaped() {
         let log = Log {
-            name: "container-x".into(),
+            name: "console-x".into(),
             title: "<b>".into(),
-            path: "/x".into(),
+            source: crate::logs::Source::File("/x".into()),
         };
         let html = log_view("v<", &log, "<script>alert(1)</script>&\"'");
         assert!(!html.contains("<script>alert"), "{html}");

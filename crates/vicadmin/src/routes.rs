@@ -256,8 +256,8 @@ async fn log_page(State(admin): State<Arc<Admin>>, Path(name): Path<String>) -> 
     let Some(log) = find_log(&admin, &name) else {
         return no_such_log(&admin, &name);
     };
-    let path = log.path.clone();
-    let tail = tokio::task::spawn_blocking(move || logs::tail(&path, logs::TAIL))
+    let reader = admin.reader(&log);
+    let tail = tokio::task::spawn_blocking(move || reader(None))
         .await
         .map_err(std::io::Error::other)
         .and_then(|r| r);
@@ -294,11 +294,11 @@ async fn log_raw(
             );
             return (StatusCode::SERVICE_UNAVAILABLE, text, busy).into_response();
         };
-        let stream = logs::follow(log.path, permit);
+        let stream = logs::follow(admin.reader(&log), permit);
         return (StatusCode::OK, text, Body::from_stream(stream)).into_response();
     }
-    let path = log.path.clone();
-    match tokio::task::spawn_blocking(move || logs::tail(&path, logs::TAIL)).await {
+    let reader = admin.reader(&log);
+    match tokio::task::spawn_blocking(move || reader(None)).await {
         Ok(Ok((bytes, _))) => (StatusCode::OK, text, bytes).into_response(),
         Ok(Err(e)) => (
             StatusCode::INTERNAL_SERVER_ERROR,
