@@ -128,9 +128,32 @@ fn upgrade_and_rollback_keep_the_container_running() {
     assert!(ends_with_marker(&prev.join("vic-appliance")));
     assert_survived(&host, &id, &qemu, lines, "after rollback");
     assert_eq!(images(&host), images_after, "images kept by the rollback");
-    // --force upgrades to the same version.
-    machine_ok(&["upgrade", "--target", "local", "--name", &name, "--force"]);
+    // --force upgrades to the same version; a VCH recorded without admin pages (made
+    // before them) gets them.
+    let path = vch_dir(&name).join("vch.json");
+    let mut r = record(&name);
+    r.as_object_mut().unwrap().remove("admin_port");
+    std::fs::write(&path, serde_json::to_vec_pretty(&r).unwrap()).unwrap();
+    let out = machine_ok(&["upgrade", "--target", "local", "--name", &name, "--force"]);
     assert_eq!(record(&name)["previous_version"], v1.as_str());
+    let port = record(&name)["admin_port"].as_u64().expect("an admin port");
+    let url = format!("https://127.0.0.1:{port}/authentication");
+    assert!(
+        out.contains(&format!(
+            "INFO  {}",
+            url.trim_end_matches("/authentication")
+        )),
+        "{out}"
+    );
+    let page = std::process::Command::new("curl")
+        .args(["-sk", "--max-time", "20", &url])
+        .output()
+        .unwrap();
+    let page = String::from_utf8_lossy(&page.stdout);
+    assert!(
+        page.contains("Log in"),
+        "the admin pages answer after the upgrade: {page}"
+    );
 }
 
 #[test]

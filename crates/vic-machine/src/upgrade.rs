@@ -95,6 +95,11 @@ pub fn upgrade(layout: &Layout, opts: &UpgradeOptions) -> anyhow::Result<()> {
     new.previous_version = Some(old.version.clone());
     new.version = installer.clone();
     new.upgraded = Some(chrono::Utc::now().to_rfc3339());
+    // A VCH made before the admin pages gets them with the build that serves them.
+    if new.settings.admin_port.is_none() {
+        let (a, b) = crate::process::free_ports()?;
+        new.settings.admin_port = Some(if a == new.port { b } else { a });
+    }
     let moves = Moves::default();
     let mut apply = || -> anyhow::Result<()> {
         if prev.exists() {
@@ -126,6 +131,9 @@ pub fn upgrade(layout: &Layout, opts: &UpgradeOptions) -> anyhow::Result<()> {
         old.version,
         down.as_secs_f64()
     ));
+    if old.settings.admin_port.is_none() {
+        crate::inspect::admin_portal(&new.settings);
+    }
     info("Completed successfully");
     Ok(())
 }
