@@ -12,7 +12,7 @@ REG_DIR := $(BUILD)/registry
 GOVMOMI := $(or $(VIC_CACHE),/var/cache/vic)/govmomi-0.24.2/bin
 DOCKER ?= $(shell [ -x /usr/local/bin/docker ] && echo /usr/local/bin/docker || echo docker)
 
-.PHONY: all deps vcsim browser build kernel initramfs binaries demo demo-clean test unit-test fuzz lint bench registry clean
+.PHONY: all deps vcsim browser build kernel initramfs binaries demo demo-clean test unit-test fuzz lint bench conformance registry clean
 
 all: build
 
@@ -76,6 +76,11 @@ fuzz:
 # the docker CLI), which are #[ignore]d in a plain `cargo test`.
 test: deps vcsim browser build registry
 	@bash scripts/test.sh "$(BUILD)" "$$(cat $(REG_DIR)/registry.addr)" "$(DOCKER)"
+
+# docker-py's own integration suite against a VCH and against dockerd, side by side
+# (long: not part of `make test`; .ci/run runs a representative part).
+conformance: deps build registry
+	@bash scripts/conformance.sh "$(BUILD)" "$$(cat $(REG_DIR)/registry.addr)" "$(DOCKER)"
 
 bench: deps vcsim build registry
 	cargo build --release -p bench

@@ -31,6 +31,18 @@ impl Dockerd {
         insecure_registries: &[&str],
         docker: &str,
     ) -> anyhow::Result<Dockerd> {
+        Self::start_networked(bin, insecure_registries, docker, false)
+    }
+
+    /// [`Dockerd::start`]; with `bridged`, dockerd makes its default bridge, NAT and
+    /// forwarding as it does on a host, all of it inside its own network namespace (a
+    /// conformance run compares MAC addresses, published ports and network statistics).
+    pub fn start_networked(
+        bin: &Path,
+        insecure_registries: &[&str],
+        docker: &str,
+        bridged: bool,
+    ) -> anyhow::Result<Dockerd> {
         let root = std::env::temp_dir().join(format!(
             "vic-dockerd-{}-{:08x}",
             std::process::id(),
@@ -54,8 +66,10 @@ impl Dockerd {
             .arg(root.join("dockerd.pid"))
             .arg("-H")
             .arg(format!("unix://{}", sock.display()))
-            .args(["--iptables=false", "--ip-forward=false", "--bridge=none"])
             .arg(format!("--cgroup-parent=/{cgroup_parent}"));
+        if !bridged {
+            cmd.args(["--iptables=false", "--ip-forward=false", "--bridge=none"]);
+        }
         for r in insecure_registries {
             cmd.args(["--insecure-registry", r]);
         }

@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 pub mod burst;
 pub mod dockerd;
 pub mod idle;
+pub mod junit;
 pub mod netns;
 pub mod procfs;
 pub mod vch;
