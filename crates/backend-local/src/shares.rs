@@ -20,6 +20,10 @@
 //!  <vm>/vfs<i>.sock       the daemon listens, QEMU connects
 //!  <vm>/virtiofsd<i>.pid  the daemon, for ending it when QEMU did not
 //! ```
+//!
+//! `virtiofsd` also locks a PID file of its own, `/run/virtiofsd/<socket path>.pid`, the
+//! same name for share `i` of every VM: each daemon gets a private tmpfs there in its
+//! namespace, so two VMs' shares never contend for it and nothing is left on the host.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -32,6 +36,8 @@ use hypervisor::{BackendError, Share};
 
 /// How long a daemon may take to listen.
 const LISTEN_WAIT: Duration = Duration::from_secs(5);
+/// Where `virtiofsd` puts its PID file.
+const PID_DIR: &str = "/run/virtiofsd";
 
 fn io_err(context: String) -> impl FnOnce(std::io::Error) -> BackendError {
     move |source| BackendError::Io { context, source }
@@ -60,6 +66,8 @@ pub async fn start(
     uid: Option<u32>,
 ) -> Result<(), BackendError> {
     stop(dir, shares.len());
+    // The mount point of each daemon's private PID directory (see the module's docs).
+    std::fs::create_dir_all(PID_DIR).map_err(io_err(format!("creating {PID_DIR}")))?;
     for (i, share) in shares.iter().enumerate() {
         let meta = std::fs::metadata(&share.source).map_err(io_err(format!(
             "bind source path {}",
@@ -144,6 +152,13 @@ fn stage_mount(source: &CString, target: &CString, readonly: bool) -> std::io::R
             std::ptr::null(),
             libc::MS_REC | libc::MS_PRIVATE,
             std::ptr::null(),
+        ))?;
+        check(libc::mount(
+            c"tmpfs".as_ptr(),
+            c"/run/virtiofsd".as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            c"size=64k,mode=0700".as_ptr().cast(),
         ))?;
         let bind = libc::MS_BIND | libc::MS_REC;
         check(libc::mount(

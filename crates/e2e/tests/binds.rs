@@ -167,6 +167,28 @@ fn bind_mounts_share_host_paths_under_the_bind_paths_only() {
         );
     }
 
+    // Two containers with bind mounts at once: each share's daemon keeps its PID file in a
+    // directory of its own, none on the host's /run/virtiofsd.
+    let started = std::time::SystemTime::now();
+    let a = client.ok(&["run", "-d", "-v", &site, image, "sleep", "600"]);
+    let b = client.ok(&["run", "-d", "-v", &site, image, "sleep", "600"]);
+    for c in [a.trim(), b.trim()] {
+        let seen = client.ok(&["exec", c, "cat", "/www/index.html"]);
+        assert_eq!(seen.trim(), "from the host");
+    }
+    client.ok(&["rm", "-f", a.trim(), b.trim()]);
+    let host_pid_files: Vec<_> = std::fs::read_dir("/run/virtiofsd")
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    for f in host_pid_files {
+        let modified = f.metadata().unwrap().modified().unwrap();
+        assert!(
+            modified < started,
+            "{} written on the host",
+            f.path().display()
+        );
+    }
+
     // The daemons end with their containers; vic-machine inspect names the bind paths.
     let dir = vch_dir(&vch.name);
     let pids = daemons_of(&dir);
