@@ -43,6 +43,7 @@ mod query;
 mod server;
 mod stats;
 mod streams;
+mod swarm;
 mod system;
 mod tls;
 mod top;
@@ -170,7 +171,8 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/containers/{id}",
             axum::routing::delete(containers::remove),
-        );
+        )
+        .merge(swarm::routes());
     with_docker_manners(routes).with_state(state)
 }
 
