@@ -259,6 +259,27 @@ fn client_certificates_of_the_vchs_authority_get_in_and_the_operator_set_by_conf
         "{page}"
     );
 
+    // ls and inspect as JSON: where the pages are, who may log in, never the password.
+    let j: serde_json::Value =
+        serde_json::from_str(&vch.machine_ok("inspect", &["--output", "json"])).unwrap();
+    assert_eq!(j["name"], vch.name.as_str());
+    assert_eq!(j["admin_portal"], base.as_str());
+    assert_eq!(
+        (j["tls"].as_str(), j["ops_user"].as_str()),
+        (Some("tlsverify"), Some("ops"))
+    );
+    assert!(!j.to_string().contains("pbkdf2"), "{j}");
+    let ls: serde_json::Value = serde_json::from_str(&machine_ok(&[
+        "ls", "--target", "local", "--output", "json",
+    ]))
+    .unwrap();
+    let mine = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == vch.name.as_str());
+    assert_eq!(mine.expect("the VCH in ls")["state"], "running", "{ls}");
+
     // vic-machine debug --bundle: the same bundle from the command line.
     let image = format!("{}/busybox", registry());
     let tls = [

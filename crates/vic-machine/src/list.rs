@@ -3,46 +3,39 @@
 use std::fs;
 use std::path::PathBuf;
 
-use crate::appliance;
 use crate::layout::{default_state_root, Layout};
+use crate::report::{self, Output, Summary};
 
-pub fn list(state_root: Option<PathBuf>) -> anyhow::Result<()> {
+pub fn list(state_root: Option<PathBuf>, output: Output) -> anyhow::Result<()> {
     let root = state_root.unwrap_or_else(default_state_root);
     let installer = crate::parts::installer_version();
+    let mut names: Vec<_> = fs::read_dir(root.join("vch"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    let mut vchs: Vec<Summary> = Vec::new();
+    for name in names {
+        let layout = Layout::new(Some(root.clone()), &name)?;
+        if let Ok(cfg) = layout.load() {
+            vchs.push(report::summary(&layout, &cfg, &installer));
+        }
+    }
+    if output == Output::Json {
+        return report::print(&vchs);
+    }
     println!(
         "{:<32} {:<28} {:<10} {:<10} {:<18} UPGRADE STATUS",
         "NAME", "DOCKER_HOST", "TLS", "STATE", "VERSION"
     );
-    let Ok(entries) = fs::read_dir(root.join("vch")) else {
-        return Ok(());
-    };
-    let mut names: Vec<_> = entries
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .collect();
-    names.sort();
-    for name in names {
-        let layout = Layout::new(Some(root.clone()), &name)?;
-        let Ok(cfg) = layout.load() else {
-            continue;
-        };
-        let state = if appliance::alive(&layout) {
-            "running"
-        } else {
-            "stopped"
-        };
+    for v in vchs {
         println!(
             "{:<32} {:<28} {:<10} {:<10} {:<18} {}",
-            cfg.name,
-            cfg.docker_host,
-            cfg.tls.mode.label(),
-            state,
-            cfg.version,
-            if crate::progress::marker(&layout).is_some() {
-                "Upgrade/configure in progress".to_string()
-            } else {
-                crate::parts::upgrade_status_short(&installer, &cfg.version)
-            }
+            v.name, v.docker_host, v.tls, v.state, v.version, v.upgrade_status
         );
     }
     Ok(())

@@ -16,8 +16,18 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long chromedriver may take to listen.
 const DRIVER_START: Duration = Duration::from_secs(30);
 
+/// chromedriver, killed when dropped (also when starting the session fails).
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub struct Browser {
-    driver: Child,
+    driver: Driver,
     port: u16,
     session: String,
     _profile: tempfile::TempDir,
@@ -89,12 +99,14 @@ impl Browser {
     /// downloads without asking.
     pub fn start() -> Browser {
         let port = free_port();
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting chromedriver (scripts/browser.sh installs it)");
+        let driver = Driver(
+            Command::new("chromedriver")
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting chromedriver (scripts/browser.sh installs it)"),
+        );
         let deadline = Instant::now() + DRIVER_START;
         while http(port, "GET", "/status", None)
             .map(|v| v["value"]["ready"] != true)
@@ -242,7 +254,6 @@ impl Drop for Browser {
     fn drop(&mut self) {
         let path = format!("/session/{}", self.session);
         let _ = http(self.port, "DELETE", &path, None);
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        // chromedriver goes with `driver`, after the session.
     }
 }
