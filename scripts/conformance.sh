@@ -11,15 +11,7 @@ mkdir -p "$work"
 # pytest and what docker-py's tests import, from Debian.
 pkgs=(python3-pytest python3-pytest-timeout python3-paramiko python3-packaging python3-requests
       python3-websocket python3-urllib3 python3-pip skopeo busybox-static)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+bash "$here/scripts/apt-missing.sh" conformance "${pkgs[@]}"
 
 # docker-py's source release, which ships its tests (7.1 and later do not); checked.
 sdist=docker-7.0.0.tar.gz
