@@ -14,8 +14,9 @@
 //! Left out, for both, with the reason: swarm, services, secrets, configs, plugins and build
 //! (not what a VCH does), the client-side credential and context tests, and a pull by a
 //! Docker Hub digest (no network here). The suite's own pulls of `alpine`/`hello-world` go to
-//! Docker Hub on both engines and fail alike. With `--require-parity` (CI's representative
-//! part) the run fails when a test passes on dockerd and not on vic.
+//! Docker Hub on both engines and fail alike. Then a Compose application's life on each
+//! engine, step by step (`bench::compose`). With `--require-parity` (CI's representative
+//! part) the run fails when a test or a step passes on dockerd and not on vic.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -141,25 +142,38 @@ fn main() -> anyhow::Result<()> {
     let tmp = out.join("tmp");
     std::fs::create_dir_all(&tmp)?;
     let tmp_flag = tmp.display().to_string();
+    // Named volumes need a volume store, as on VIC.
+    let store = format!("{}:default", out.join("volumes").display());
     let vch = Vch::create_with(
         &a.bin_dir,
         "conform",
         &a.registry,
-        &["--bind-path", &tmp_flag],
+        &["--bind-path", &tmp_flag, "--volume-store", &store],
         &[],
     )?;
     let dockerd = Dockerd::start_networked(&a.dockerd, &[&a.registry], &a.docker, true)?;
     let mut runs = Vec::new();
+    let mut composed = Vec::new();
     for (name, host) in [("vic", vch.host.as_str()), ("dockerd", dockerd.host())] {
         provide_images(&a.docker, host, &a.registry)?;
         runs.push(run_suite(&a, &out, name, host)?);
+        eprintln!("a Compose application on {name} …");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let dir = out.join(format!("compose-{name}"));
+        composed.push(bench::compose::run(&dir, host, "busybox:latest", port));
     }
-    let report = report(&runs);
+    let mut report = report(&runs);
+    let compose_gaps = compose_report(&mut report, &composed[0], &composed[1]);
     print!("{report}");
     std::fs::write(out.join("report.md"), &report)?;
     let missing = parity_gaps(&runs[0], &runs[1]);
-    if a.require_parity && !missing.is_empty() {
-        bail!("{} tests pass on dockerd and not on vic", missing.len());
+    if a.require_parity && (!missing.is_empty() || compose_gaps > 0) {
+        bail!(
+            "{} tests and {compose_gaps} Compose steps pass on dockerd and not on vic",
+            missing.len()
+        );
     }
     Ok(())
 }
@@ -243,6 +257,40 @@ fn run_suite(a: &Args, out: &Path, name: &'static str, host: &str) -> anyhow::Re
         outcomes: outcomes(&text),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Adds the Compose steps side by side to `r`; how many held on dockerd and not on vic.
+fn compose_report(
+    r: &mut String,
+    vic: &[bench::compose::Step],
+    peer: &[bench::compose::Step],
+) -> usize {
+    let word = |s: Option<&bench::compose::Step>| match s.map(|s| &s.result) {
+        Some(Ok(())) => "ok",
+        Some(Err(_)) => "failed",
+        None => "not run",
+    };
+    let _ = writeln!(
+        r,
+        "\n## Compose (Debian's docker-compose)\n\n| step | vic | dockerd |\n|---|---|---|"
+    );
+    let mut gaps = 0;
+    for (i, s) in vic.iter().enumerate() {
+        let p = peer.get(i);
+        let _ = writeln!(r, "| {} | {} | {} |", s.name, word(Some(s)), word(p));
+        if s.result.is_err() && p.is_some_and(|p| p.result.is_ok()) {
+            gaps += 1;
+        }
+    }
+    for (engine, steps) in [("vic", vic), ("dockerd", peer)] {
+        for s in steps {
+            if let Err(e) = &s.result {
+                let first = e.lines().next().unwrap_or_default();
+                let _ = writeln!(r, "\n- {engine}, {}: {first}", s.name);
+            }
+        }
+    }
+    gaps
 }
 
 /// The tests that pass on `peer` and not on `vic`.

@@ -5,6 +5,7 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context};
 
 pub mod burst;
+pub mod compose;
 pub mod dockerd;
 pub mod idle;
 pub mod junit;

@@ -120,7 +120,8 @@ pub async fn inspect(
 #[serde(rename_all = "PascalCase", default, deny_unknown_fields)]
 struct CreateBody {
     name: String,
-    driver: String,
+    /// `null` (docker-py, Compose) is the default driver, as when left out.
+    driver: Option<String>,
     driver_opts: Option<BTreeMap<String, String>>,
     labels: Option<BTreeMap<String, String>>,
     cluster_volume_spec: Option<Value>,
@@ -138,7 +139,7 @@ pub async fn create(State(st): State<AppState>, body: Bytes) -> ApiResult<Respon
     }
     let spec = VolumeSpec::parse(
         &b.name,
-        &b.driver,
+        b.driver.as_deref().unwrap_or_default(),
         &b.driver_opts.unwrap_or_default(),
         &b.labels.unwrap_or_default(),
     )
@@ -195,4 +196,19 @@ pub async fn prune(
     Ok(Json(
         json!({ "VolumesDeleted": names, "SpaceReclaimed": space }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_create_body_with_nulls_is_the_default_driver() {
+        let b: CreateBody = serde_json::from_str(
+            r#"{"Name":"site","Driver":null,"DriverOpts":null,"Labels":{"com.docker.compose.project":"p"}}"#,
+        )
+        .unwrap();
+        assert_eq!((b.name.as_str(), b.driver), ("site", None));
+        assert!(serde_json::from_str::<CreateBody>(r#"{"Name":"x","Drive":"local"}"#).is_err());
+    }
 }

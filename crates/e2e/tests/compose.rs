@@ -86,3 +86,30 @@ services:
     let _ = std::fs::remove_dir_all(&dir);
     vch.delete();
 }
+
+/// The application `make conformance` runs on vic and on dockerd (`bench::compose`): a web
+/// server with a published port and a named volume and a worker that reaches it by its
+/// service name; up, ps, logs, exec, port, scale, down -v.
+#[test]
+#[ignore = "needs QEMU, the test registry, the docker CLI and docker-compose: make test runs it"]
+fn the_conformance_application_lives_its_whole_life() {
+    let dir = std::env::temp_dir().join(format!("vic-compose-life-{}", std::process::id()));
+    // Named volumes need a volume store, as on VIC.
+    let store = format!("{}:default", dir.join("volumes").display());
+    let vch = OwnVch::create("compose-life", &["--volume-store", &store]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let steps = bench::compose::run(&dir, &vch.client.host, &vch.image, port);
+    let failed: Vec<String> = (steps.iter())
+        .filter_map(|s| s.result.as_ref().err().map(|e| format!("{}: {e}", s.name)))
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    assert_eq!(steps.len(), 7);
+    let volumes = vch.client.ok(&["volume", "ls", "-q"]);
+    assert!(!volumes.contains("conform_site"), "down -v: {volumes}");
+    let _ = std::fs::remove_dir_all(&dir);
+    vch.delete();
+}
