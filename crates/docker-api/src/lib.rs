@@ -28,6 +28,7 @@ mod archive;
 mod commit;
 mod containers;
 mod copy;
+mod detach;
 mod error;
 mod events;
 mod exec;

@@ -144,6 +144,10 @@ pub struct AttachQuery {
     stdin: bool,
     stdout: bool,
     stderr: bool,
+    /// The sequence that detaches the client (`--detach-keys`, the config file's
+    /// `detachKeys`); Docker's `ctrl-p,ctrl-q` when none.
+    #[serde(rename = "detachKeys")]
+    detach_keys: Option<String>,
 }
 
 /// POST /containers/{id}/attach?stream=&stdin=&stdout=&stderr=
@@ -154,6 +158,9 @@ pub async fn attach(
     mut req: Request,
 ) -> ApiResult<Response> {
     let (want_stdout, want_stderr) = (q.stdout, q.stderr);
+    let keys = q.detach_keys.as_deref().filter(|k| !k.is_empty());
+    let keys = crate::detach::parse(keys.unwrap_or(crate::detach::DEFAULT))
+        .map_err(ApiError::bad_request)?;
     let (rec, streams) = st.containers.attach(&id, q.stdin)?;
     check_upgrade(&req, "attach")?;
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -167,23 +174,32 @@ pub async fn attach(
             }
         };
         let (mut rd, mut wr) = tokio::io::split(TokioIo::new(upgraded));
+        // The detach sequence ends the attach: the output stops and the connection closes;
+        // the container runs on, its stdin open.
+        let (detached_tx, mut detached) = tokio::sync::oneshot::channel::<()>();
         let stdin_task = streams.stdin.map(|tx| {
             let once = streams.stdin_once;
+            let mut scanner = crate::detach::Scanner::new(keys);
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 32 * 1024];
                 loop {
-                    match rd.read(&mut buf).await {
+                    let n = match rd.read(&mut buf).await {
                         Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            // Bounded: a container that does not read holds back this client.
-                            if tx
-                                .send(portlayer::StdinMsg::Data(Bytes::copy_from_slice(&buf[..n])))
-                                .await
-                                .is_err()
-                            {
-                                return;
-                            }
-                        }
+                        Ok(n) => n,
+                    };
+                    let (data, detach) = scanner.feed(&buf[..n]);
+                    // Bounded: a container that does not read holds back this client.
+                    if !data.is_empty()
+                        && tx
+                            .send(portlayer::StdinMsg::Data(Bytes::from(data)))
+                            .await
+                            .is_err()
+                    {
+                        return;
+                    }
+                    if detach {
+                        let _ = detached_tx.send(());
+                        return;
                     }
                 }
                 if once {
@@ -193,7 +209,15 @@ pub async fn attach(
         });
         let mut output = streams.output;
         let mut buf = BytesMut::new();
-        while let Some(entry) = output.next().await {
+        loop {
+            let entry = tokio::select! {
+                e = output.next() => e,
+                Ok(()) = &mut detached => {
+                    tracing::debug!(id = %rec.id, "attach detached by its key sequence");
+                    break;
+                }
+            };
+            let Some(entry) = entry else { break };
             // What is ready goes out in one write: one system call per line would make
             // the client, not the container, set the pace.
             let mut next = Some(entry);

@@ -117,3 +117,52 @@ fn the_console_size_given_at_create_is_the_terminals_from_the_start() {
     assert_eq!(ok(&["logs", &id]).trim(), "12 34");
     ok(&["rm", &id]);
 }
+
+/// Docker's detach keys on an attach with stdin: the sequence (`ctrl-p,ctrl-q`, or the
+/// request's `detachKeys`) closes the connection, never reaches the container, and the
+/// container runs on.
+#[test]
+#[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
+fn detach_keys_end_an_attach_and_the_container_runs_on() {
+    use std::io::{Read, Write};
+    let image = busybox();
+    let id = docker(&["run", "-d", "-i", "-t", &image, "sh"]);
+    let id = String::from_utf8_lossy(&id.stdout).trim().to_string();
+    let addr = vch().docker_host.trim_start_matches("tcp://").to_string();
+    for (query, keys) in [("", &b"\x10\x11"[..]), ("&detachKeys=ctrl-x", &b"\x18"[..])] {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let req = format!(
+            "POST /containers/{id}/attach?stream=1&stdin=1&stdout=1&stderr=1{query} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        s.write_all(b"echo attached-$((40+2))\n").unwrap();
+        while !String::from_utf8_lossy(&seen).contains("attached-42") {
+            let n = s.read(&mut buf).expect("the shell answers");
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(keys).unwrap();
+        // The connection closes: reads end (what was on its way may come first).
+        let closed = (0..100).any(|_| matches!(s.read(&mut buf), Ok(0) | Err(_)));
+        assert!(closed, "detach keys {keys:?} did not end the attach");
+        let running = docker(&["inspect", "-f", "{{.State.Running}}", &id]);
+        assert_eq!(String::from_utf8_lossy(&running.stdout).trim(), "true");
+    }
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let req = format!(
+        "POST /containers/{id}/attach?stream=1&stdin=1&detachKeys=ctrl-1 HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 400")
+            && answer.contains("Invalid detach keys (ctrl-1) provided"),
+        "{answer}"
+    );
+    docker(&["rm", "-f", &id]);
+}
