@@ -83,6 +83,45 @@ fn reference(q: &CommitQuery) -> ApiResult<Option<Reference>> {
 }
 
 /// POST /commit
+/// The container's changes as a layer on `parent`: the image made.
+async fn layer_image(
+    st: &AppState,
+    parent: &imagec::store::ImageRecord,
+    id: &str,
+    opts: &CommitOptions,
+    pause: bool,
+) -> ApiResult<(portlayer::ContainerRecord, imagec::store::ImageRecord)> {
+    let (rec, mut layer) = st.containers.commit_layer(id, pause).await?;
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let feed = tokio::spawn(async move {
+        while let Some(piece) = layer.next().await {
+            let failed = piece.is_err();
+            if tx.send(piece.map_err(|e| e.to_string())).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    let reader = LayerReader {
+        rx,
+        cur: Bytes::new(),
+    };
+    let made = archive::commit(st.images.store(), parent, reader, opts).await;
+    feed.abort();
+    Ok((rec, made?))
+}
+
+/// Whether container `id` is, or within 5 s is, no longer running.
+async fn ended(st: &AppState, id: &str) -> bool {
+    for _ in 0..50 {
+        match st.containers.get(id) {
+            Ok(r) if r.state.status == portlayer::Status::Running => {}
+            _ => return true,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
 pub async fn commit(
     State(st): State<AppState>,
     DockerQuery(q): DockerQuery<CommitQuery>,
@@ -108,23 +147,18 @@ pub async fn commit(
     archive::check_commit_changes(&opts).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let parent = (st.images.store().get(&rec.spec.image_id))
         .ok_or_else(|| ApiError::not_found(format!("No such image: {}", rec.spec.image_id)))?;
-    let (rec, mut layer) = st.containers.commit_layer(&rec.id, q.pause).await?;
-    let (tx, rx) = mpsc::channel(QUEUE);
-    let feed = tokio::spawn(async move {
-        while let Some(piece) = layer.next().await {
-            let failed = piece.is_err();
-            if tx.send(piece.map_err(|e| e.to_string())).await.is_err() || failed {
-                break;
-            }
+    let was_running = rec.state.status == portlayer::Status::Running;
+    let (rec, img) = match layer_image(&st, &parent, &rec.id, &opts, q.pause).await {
+        Ok(made) => made,
+        // Its process ended while its files were read from the running VM (a command that
+        // ends at once, committed right after its start): they are read again, from the
+        // stopped container's disk.
+        Err(e) if was_running && ended(&st, &rec.id).await => {
+            tracing::info!(id = %rec.id, "the container stopped during its commit ({}): reading its files again", e.message);
+            layer_image(&st, &parent, &rec.id, &opts, q.pause).await?
         }
-    });
-    let reader = LayerReader {
-        rx,
-        cur: Bytes::new(),
+        Err(e) => return Err(e),
     };
-    let made = archive::commit(st.images.store(), &parent, reader, &opts).await;
-    feed.abort();
-    let img = made?;
     let shown = reference.map(|r| r.to_string()).unwrap_or_default();
     st.containers.committed(&rec, &img.id, &shown);
     Ok((StatusCode::CREATED, Json(json!({ "Id": img.id }))))

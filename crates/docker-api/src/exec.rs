@@ -35,6 +35,8 @@ struct CreateBody {
     working_dir: Option<String>,
     /// Sent by older clients; what start says wins.
     detach: bool,
+    /// Sent by docker-py: the container the path names (another one is refused).
+    container: Option<String>,
 }
 
 /// Docker's exec start body.
@@ -85,11 +87,14 @@ pub async fn create(
     };
     // `Detach` at create is what older clients send; whether the exec detaches is start's.
     let _ = b.detach;
-    if !config.detach_keys.is_empty() {
-        return Err(ApiError::bad_request(
-            "--detach-keys is not supported by vic yet: detach by closing the client",
-        ));
+    if let Some(other) = b.container.filter(|c| c != &id) {
+        if st.containers.get(&other)?.id != st.containers.get(&id)?.id {
+            return Err(ApiError::bad_request(format!(
+                "the body names container {other}, the path container {id}"
+            )));
+        }
     }
+    keys(&config.detach_keys)?;
     let exec = st.containers.create_exec(&id, config)?;
     Ok((StatusCode::CREATED, Json(json!({ "Id": exec }))).into_response())
 }
@@ -121,6 +126,7 @@ pub async fn start(
         let _ = st.containers.resize_exec(&id, h, w);
     }
     let (want_out, want_err) = (info.config.attach_stdout, info.config.attach_stderr);
+    let detach_keys = keys(&info.config.detach_keys)?;
     let tty = streams.tty;
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
@@ -134,17 +140,24 @@ pub async fn start(
             let _ = wr.shutdown().await;
             return;
         }
+        // The detach sequence ends the client's attach; the process runs on.
+        let (detached_tx, mut detached) = tokio::sync::oneshot::channel::<()>();
         let stdin_task = streams.stdin.map(|stdin| {
+            let mut scanner = crate::detach::Scanner::new(detach_keys);
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 32 * 1024];
                 loop {
-                    match rd.read(&mut buf).await {
+                    let n = match rd.read(&mut buf).await {
                         Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if !stdin.send(Bytes::copy_from_slice(&buf[..n])).await {
-                                return;
-                            }
-                        }
+                        Ok(n) => n,
+                    };
+                    let (data, detach) = scanner.feed(&buf[..n]);
+                    if !data.is_empty() && !stdin.send(Bytes::from(data)).await {
+                        return;
+                    }
+                    if detach {
+                        let _ = detached_tx.send(());
+                        return;
                     }
                 }
                 stdin.close().await;
@@ -152,7 +165,12 @@ pub async fn start(
         });
         let mut output = streams.output;
         let mut buf = BytesMut::new();
-        while let Some(first) = output.recv().await {
+        loop {
+            let first = tokio::select! {
+                o = output.recv() => o,
+                Ok(()) = &mut detached => break,
+            };
+            let Some(first) = first else { break };
             let mut next = Some(first);
             while let Some(o) = next {
                 let wanted = match o.stream {
@@ -179,6 +197,12 @@ pub async fn start(
         }
     });
     switching(tty)
+}
+
+/// The detach sequence of an exec (`DetachKeys` at create; Docker's default when none).
+fn keys(given: &str) -> ApiResult<Vec<u8>> {
+    let given = Some(given).filter(|k| !k.is_empty());
+    crate::detach::parse(given.unwrap_or(crate::detach::DEFAULT)).map_err(ApiError::bad_request)
 }
 
 fn entry(stream: LogStream, data: Bytes) -> LogEntry {

@@ -136,14 +136,17 @@ fn wanted_stream(stream: LogStream, stdout: bool, stderr: bool) -> bool {
     }
 }
 
-/// What `POST /containers/{id}/attach` reads: the streams wanted (`stream` and `logs` are
-/// what vic does anyway: the live streams, no replay).
+/// What `POST /containers/{id}/attach` reads: the streams wanted; with `stream`, the live
+/// streams (a replay of the log before them, `logs` with `stream`, is not made yet); without
+/// it, the log (`logs`) and nothing more, as Docker answers.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct AttachQuery {
     stdin: bool,
     stdout: bool,
     stderr: bool,
+    stream: bool,
+    logs: bool,
     /// The sequence that detaches the client (`--detach-keys`, the config file's
     /// `detachKeys`); Docker's `ctrl-p,ctrl-q` when none.
     #[serde(rename = "detachKeys")]
@@ -158,6 +161,9 @@ pub async fn attach(
     mut req: Request,
 ) -> ApiResult<Response> {
     let (want_stdout, want_stderr) = (q.stdout, q.stderr);
+    if !q.stream {
+        return attach_log(st, &id, q, req);
+    }
     let keys = q.detach_keys.as_deref().filter(|k| !k.is_empty());
     let keys = crate::detach::parse(keys.unwrap_or(crate::detach::DEFAULT))
         .map_err(ApiError::bad_request)?;
@@ -240,6 +246,50 @@ pub async fn attach(
         if let Some(t) = stdin_task {
             t.abort();
         }
+    });
+    switching(tty)
+}
+
+/// An attach without `stream`: the container's log so far when `logs` asks for it (all of
+/// it, a chunk at a time), then the connection closes.
+fn attach_log(st: AppState, id: &str, q: AttachQuery, mut req: Request) -> ApiResult<Response> {
+    let rec = st.containers.get(id)?;
+    check_upgrade(&req, "attach")?;
+    let log = match q.logs {
+        true => Some(std::sync::Arc::new(st.containers.open_log(&rec.id)?)),
+        false => None,
+    };
+    let tty = rec.spec.process.tty;
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let mut io = TokioIo::new(upgraded);
+        if let Some(log) = log {
+            let mut pos = log.start();
+            loop {
+                let l = log.clone();
+                let read = tokio::task::spawn_blocking(move || l.read_range(pos, u64::MAX)).await;
+                let Ok(Ok(chunk)) = read else { break };
+                if chunk.next <= pos {
+                    break;
+                }
+                let mut buf = BytesMut::new();
+                for (e, _) in chunk
+                    .entries
+                    .iter()
+                    .filter(|(e, _)| wanted(e, q.stdout, q.stderr))
+                {
+                    buf.extend_from_slice(&frame(e, tty, false));
+                }
+                if io.write_all(&buf).await.is_err() {
+                    return;
+                }
+                pos = chunk.next;
+            }
+        }
+        let _ = io.shutdown().await;
     });
     switching(tty)
 }
