@@ -206,6 +206,8 @@ fn networks(c: &ContainerRecord) -> Value {
                 "MacAddress": mac,
                 "Aliases": if e.aliases.is_empty() { Value::Null } else { json!(e.aliases) },
                 "Links": if links.is_empty() { Value::Null } else { json!(links) },
+                // Endpoint driver options are refused at create and connect: none are set.
+                "DriverOpts": Value::Null,
                 "DNSNames": if running { json!(dns_names) } else { Value::Null },
             }),
         );

@@ -78,6 +78,17 @@ where
     Ok(Option::<String>::deserialize(d)?.and_then(|v| v.parse().ok()))
 }
 
+/// For `#[serde(deserialize_with = "null_default")]` in a request body: a JSON `null` is
+/// the field's default, as Go's decoder (dockerd's) leaves a field alone on `null`
+/// (docker-py sends `null` for what it was not given).
+pub(crate) fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// A query that cannot be read: the message a client gets with the 400.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -13,8 +13,11 @@ use crate::ApiError;
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct CreateBody {
+    #[serde(deserialize_with = "crate::query::null_default")]
     name: String,
+    #[serde(deserialize_with = "crate::query::null_default")]
     driver: String,
+    #[serde(deserialize_with = "crate::query::null_default")]
     scope: String,
     #[serde(rename = "EnableIPv4")]
     enable_ipv4: Option<bool>,
@@ -22,9 +25,13 @@ pub struct CreateBody {
     enable_ipv6: Option<bool>,
     #[serde(rename = "IPAM")]
     ipam: Option<Ipam>,
+    #[serde(deserialize_with = "crate::query::null_default")]
     internal: bool,
+    #[serde(deserialize_with = "crate::query::null_default")]
     attachable: bool,
+    #[serde(deserialize_with = "crate::query::null_default")]
     ingress: bool,
+    #[serde(deserialize_with = "crate::query::null_default")]
     config_only: bool,
     config_from: Option<ConfigFrom>,
     options: Option<BTreeMap<String, String>>,
@@ -36,6 +43,7 @@ pub struct CreateBody {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct Ipam {
+    #[serde(deserialize_with = "crate::query::null_default")]
     driver: String,
     config: Option<Vec<IpamConfig>>,
     options: Option<BTreeMap<String, String>>,
@@ -44,9 +52,12 @@ struct Ipam {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct IpamConfig {
+    #[serde(deserialize_with = "crate::query::null_default")]
     subnet: String,
     #[serde(rename = "IPRange")]
+    #[serde(deserialize_with = "crate::query::null_default")]
     ip_range: String,
+    #[serde(deserialize_with = "crate::query::null_default")]
     gateway: String,
     auxiliary_addresses: Option<BTreeMap<String, String>>,
 }
@@ -54,6 +65,7 @@ struct IpamConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct ConfigFrom {
+    #[serde(deserialize_with = "crate::query::null_default")]
     network: String,
 }
 
@@ -168,6 +180,18 @@ mod tests {
 
     fn req(v: serde_json::Value) -> Result<NetworkRequest, String> {
         request(v.to_string().as_bytes()).map_err(|e| e.message)
+    }
+
+    #[test]
+    fn nulls_are_defaults_as_for_dockerd() {
+        // As docker-py sends a network with one IPAM pool and nothing else given.
+        let r = req(serde_json::json!({
+            "Name": "py", "Driver": null, "Options": null, "Internal": false,
+            "IPAM": { "Driver": "default", "Config": [{ "Subnet": "10.9.0.0/16",
+                "IPRange": null, "Gateway": null, "AuxiliaryAddresses": null }], "Options": null },
+            "CheckDuplicate": null, "Labels": null, "Attachable": null, "Scope": null,
+        }));
+        assert!(r.is_ok(), "{r:?}");
     }
 
     #[test]
