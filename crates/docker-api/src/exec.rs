@@ -25,6 +25,8 @@ struct CreateBody {
     attach_stdin: bool,
     attach_stdout: bool,
     attach_stderr: bool,
+    /// `detachKeys` is how docker-py sends the config file's.
+    #[serde(alias = "detachKeys")]
     detach_keys: Option<String>,
     tty: bool,
     console_size: Option<[u16; 2]>,
@@ -110,12 +112,10 @@ pub async fn start(
         .map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
     let b: StartBody = body(&bytes)?;
     let info = st.containers.exec_info(&id)?;
-    if b.tty != info.config.tty {
-        return Err(ApiError::bad_request(format!(
-            "exec start asks for Tty {}, but the exec was created with Tty {}",
-            b.tty, info.config.tty
-        )));
-    }
+    // Whether the exec has a terminal was set at create; start's `Tty` only tells the
+    // client how to read the stream (docker-py sends `false` for a terminal exec), and
+    // dockerd answers by the exec's own, as here.
+    let _ = b.tty;
     if b.detach {
         st.containers.start_exec(&id, true).await?;
         return Ok(StatusCode::OK.into_response());
@@ -141,7 +141,8 @@ pub async fn start(
             return;
         }
         // The detach sequence ends the client's attach; the process runs on.
-        let (detached_tx, mut detached) = tokio::sync::oneshot::channel::<()>();
+        let detached = tokio_util::sync::CancellationToken::new();
+        let detach = detached.clone();
         let stdin_task = streams.stdin.map(|stdin| {
             let mut scanner = crate::detach::Scanner::new(detach_keys);
             tokio::spawn(async move {
@@ -151,12 +152,12 @@ pub async fn start(
                         Ok(0) | Err(_) => break,
                         Ok(n) => n,
                     };
-                    let (data, detach) = scanner.feed(&buf[..n]);
+                    let (data, detach_now) = scanner.feed(&buf[..n]);
                     if !data.is_empty() && !stdin.send(Bytes::from(data)).await {
                         return;
                     }
-                    if detach {
-                        let _ = detached_tx.send(());
+                    if detach_now {
+                        detach.cancel();
                         return;
                     }
                 }
@@ -168,7 +169,7 @@ pub async fn start(
         loop {
             let first = tokio::select! {
                 o = output.recv() => o,
-                Ok(()) = &mut detached => break,
+                _ = detached.cancelled() => break,
             };
             let Some(first) = first else { break };
             let mut next = Some(first);

@@ -43,6 +43,8 @@ pub fn image_json(img: &ImageRecord) -> Value {
         "Parent": "",
         "Comment": img.config.get("comment").cloned().unwrap_or(json!("")),
         "Created": img.created,
+        // The container a commit made it from (the image config's `container`).
+        "Container": img.config.get("container").cloned().unwrap_or(json!("")),
         "DockerVersion": img.config.get("docker_version").cloned().unwrap_or(json!("")),
         "Author": img.config.get("author").cloned().unwrap_or(json!("")),
         "Config": img.config.get("config").cloned().unwrap_or(json!({})),

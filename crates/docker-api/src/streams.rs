@@ -182,7 +182,8 @@ pub async fn attach(
         let (mut rd, mut wr) = tokio::io::split(TokioIo::new(upgraded));
         // The detach sequence ends the attach: the output stops and the connection closes;
         // the container runs on, its stdin open.
-        let (detached_tx, mut detached) = tokio::sync::oneshot::channel::<()>();
+        let detached = tokio_util::sync::CancellationToken::new();
+        let detach = detached.clone();
         let stdin_task = streams.stdin.map(|tx| {
             let once = streams.stdin_once;
             let mut scanner = crate::detach::Scanner::new(keys);
@@ -193,7 +194,7 @@ pub async fn attach(
                         Ok(0) | Err(_) => break,
                         Ok(n) => n,
                     };
-                    let (data, detach) = scanner.feed(&buf[..n]);
+                    let (data, detach_now) = scanner.feed(&buf[..n]);
                     // Bounded: a container that does not read holds back this client.
                     if !data.is_empty()
                         && tx
@@ -203,8 +204,8 @@ pub async fn attach(
                     {
                         return;
                     }
-                    if detach {
-                        let _ = detached_tx.send(());
+                    if detach_now {
+                        detach.cancel();
                         return;
                     }
                 }
@@ -218,7 +219,7 @@ pub async fn attach(
         loop {
             let entry = tokio::select! {
                 e = output.next() => e,
-                Ok(()) = &mut detached => {
+                _ = detached.cancelled() => {
                     tracing::debug!(id = %rec.id, "attach detached by its key sequence");
                     break;
                 }
@@ -267,10 +268,16 @@ fn attach_log(st: AppState, id: &str, q: AttachQuery, mut req: Request) -> ApiRe
         };
         let mut io = TokioIo::new(upgraded);
         if let Some(log) = log {
+            let l = log.clone();
+            let end = tokio::task::spawn_blocking(move || l.scan(l.start(), |_| {})).await;
+            let Ok(Ok(end)) = end else {
+                let _ = io.shutdown().await;
+                return;
+            };
             let mut pos = log.start();
-            loop {
-                let l = log.clone();
-                let read = tokio::task::spawn_blocking(move || l.read_range(pos, u64::MAX)).await;
+            while pos < end {
+                let (l, to) = (log.clone(), end.min(pos + LOG_CHUNK));
+                let read = tokio::task::spawn_blocking(move || l.read_range(pos, to)).await;
                 let Ok(Ok(chunk)) = read else { break };
                 if chunk.next <= pos {
                     break;
