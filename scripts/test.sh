@@ -44,3 +44,13 @@ stop_fixtures() {
 trap 'cleanup; stop_fixtures' EXIT
 cleanup
 cargo test --workspace --no-fail-fast -- --include-ignored --test-threads=2
+status=$?
+# A part of `make conformance` (README: Conformance): docker-py's test classes that pass on
+# both engines, each of whose tests must pass on vic wherever it passes on dockerd, and the
+# Compose application's steps.
+sample="ArchiveTest or DiffTest or KillTest or LogsTest or WaitTest or StartContainerTest"
+sample+=" or StopTest or RemoveContainerTest or PortTest or PauseTest or RenameContainerTest"
+sample+=" or HealthcheckTest or NetworkCollectionTest or VolumesTest or TestRegressions"
+bash scripts/conformance.sh "$build" "$reg" "$docker" --select "$sample" --require-parity \
+  --minutes 20 || status=1
+exit $status
