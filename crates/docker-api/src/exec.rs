@@ -112,10 +112,10 @@ pub async fn start(
         .map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
     let b: StartBody = body(&bytes)?;
     let info = st.containers.exec_info(&id)?;
-    // Whether the exec has a terminal was set at create; start's `Tty` only tells the
-    // client how to read the stream (docker-py sends `false` for a terminal exec), and
-    // dockerd answers by the exec's own, as here.
-    let _ = b.tty;
+    // Whether the process has a terminal was set at create; start's `Tty` says how the
+    // stream is framed, as dockerd frames it: raw, or multiplexed (docker-py starts a
+    // terminal exec with `false` and reads the frames).
+    let framed_raw = b.tty;
     if b.detach {
         st.containers.start_exec(&id, true).await?;
         return Ok(StatusCode::OK.into_response());
@@ -127,7 +127,7 @@ pub async fn start(
     }
     let (want_out, want_err) = (info.config.attach_stdout, info.config.attach_stderr);
     let detach_keys = keys(&info.config.detach_keys)?;
-    let tty = streams.tty;
+    let tty = framed_raw;
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
