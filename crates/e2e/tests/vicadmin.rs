@@ -180,9 +180,13 @@ fn curl(args: &[&str], url: &str) -> (u32, String) {
 fn client_certificates_of_the_vchs_authority_get_in_and_the_operator_set_by_configure_too() {
     let vch = TestVch::create("admin-tls", &["--insecure-registry", &registry()]);
     let base = admin_url(&vch.name);
+    let messages: Vec<&str> = (vch.stdout.lines())
+        .filter_map(|l| Some(vic_log_line(l)?.1))
+        .collect();
     assert!(
-        vch.stdout
-            .contains(&format!("VCH Admin Portal:\nINFO  {base}")),
+        messages
+            .windows(2)
+            .any(|w| w == ["VCH Admin Portal:", base.as_str()]),
         "{}",
         vch.stdout
     );

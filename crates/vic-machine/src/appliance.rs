@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::document;
 use crate::layout::{Layout, VchConfig};
-use crate::output::info;
+use crate::output::{info, step};
 use crate::process::{owned_pid, signal, wait_gone};
 use crate::settings::log_filter;
 use crate::tls::Readiness;
@@ -167,7 +167,7 @@ pub fn start(
             stop(layout, Duration::from_secs(10));
             let text = log_since(&layout.log(), from);
             info(format!("The end of {log}:"));
-            println!("{}", tail(&text, 20));
+            crate::output::raw(tail(&text, 20));
             return Err(StartError::Failed {
                 status: status.trim().to_string(),
                 message: appliance_error(&text)
@@ -180,7 +180,7 @@ pub fn start(
         }
         if let Ok(Some(status)) = child.try_wait() {
             info(format!("The end of {log}:"));
-            println!("{}", tail(&log_since(&layout.log(), from), 20));
+            crate::output::raw(tail(&log_since(&layout.log(), from), 20));
             return Err(StartError::Exited {
                 status: status.to_string(),
                 log,
@@ -312,20 +312,23 @@ pub fn restart(
     timeout: Duration,
 ) -> Result<Duration, RestartError> {
     let down = Instant::now();
-    info("Stopping the appliance (container VMs keep running)");
+    let stopping = step("Stopping the appliance (container VMs keep running)");
     stop(layout, STOP_TIMEOUT);
+    stopping.done();
     let attempt = (|| -> Result<(), String> {
         (change.apply)().map_err(|e| format!("{e:#}"))?;
         layout.save(new).map_err(|e| format!("{e:#}"))?;
         let ready = Readiness::for_mode(new.tls.mode).map_err(|e| format!("{e:#}"))?;
-        info("Starting the appliance");
+        let starting = step("Starting the appliance and waiting for the Docker API");
         start(layout, new, &|p| ready.ping(p), deadline).map_err(|e| match e {
             StartError::TimedOut => format!(
                 "{what} VCH exceeded time limit of {}. Please increase the timeout using --timeout to accommodate for a busy host",
                 crate::output::go_duration(timeout)
             ),
             other => other.to_string(),
-        })
+        })?;
+        starting.done();
+        Ok(())
     })();
     let cause = match attempt {
         Ok(()) => return Ok(down.elapsed()),

@@ -12,7 +12,7 @@ use crate::bridges::{check_bridges, IpBridges};
 use crate::delete::kill_vms;
 use crate::host;
 use crate::layout::{private_dir, Layout, VchConfig};
-use crate::output::{go_duration, info};
+use crate::output::{go_duration, info, step};
 use crate::parts::Parts;
 use crate::process::free_ports;
 use crate::settings::{self, Settings, SettingsArgs};
@@ -113,8 +113,9 @@ fn create_inner(
     for dir in [&layout.root, &layout.root.join("vch"), &layout.dir] {
         private_dir(dir)?;
     }
-    info(format!("Creating appliance in {}", layout.dir.display()));
+    let copying = step(format!("Creating appliance in {}", layout.dir.display()));
     parts.install(&layout.appliance_dir())?;
+    copying.done();
     let version = Parts::in_dir(&layout.appliance_dir()).version()?;
     let (port, admin_port) = match opts.port {
         Some(p) => (p, free_ports()?.0),
@@ -157,11 +158,12 @@ fn create_inner(
     };
     layout.save(&config)?;
     info("Starting the appliance");
-    info("Waiting for the Docker API to answer");
+    let waiting = step("Waiting for the Docker API to answer");
     appliance::start(layout, &config, &|p| tls.ping(p), deadline).map_err(|e| match e {
         StartError::TimedOut => time_limit_exceeded(opts.timeout),
         other => anyhow!(other),
     })?;
+    waiting.done();
     tls.save_env(&layout.name, &config.docker_host)?;
     crate::inspect::admin_portal(&config.settings);
     info("Connect to docker:");

@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use crate::appliance;
 use crate::host;
 use crate::layout::Layout;
-use crate::output::info;
+use crate::output::{info, step};
 
 /// Kills container VM processes the appliance left behind (it was killed, or crashed).
 pub(crate) fn kill_vms(layout: &Layout) {
@@ -38,18 +38,22 @@ pub fn delete(layout: &Layout, force: bool, timeout: Duration) -> anyhow::Result
         );
     }
     info(format!("### Removing VCH {} ####", layout.name));
+    let stopping = step("Stopping the appliance and the container VMs");
     appliance::stop(layout, timeout);
     kill_vms(layout);
+    stopping.done();
     host::remove_cgroups(Path::new("/sys/fs/cgroup"), &layout.name);
     host::release_uid_claims(Path::new(host::UID_CLAIMS), &layout.dir);
     let netns = backend_local::net::namespace_name(&layout.dir);
     backend_local::net::delete_namespace(&netns)
         .with_context(|| format!("removing the VCH's network namespace {netns}"))?;
+    let removing = step(format!("Removing {}", layout.dir.display()));
     fs::remove_dir_all(&layout.dir)
         .with_context(|| format!("removing {}", layout.dir.display()))?;
     if config.external_image_store {
         let _ = fs::remove_dir_all(&config.image_store);
     }
+    removing.done();
     info("Completed successfully");
     Ok(())
 }

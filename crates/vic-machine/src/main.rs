@@ -380,10 +380,10 @@ fn check_target(target: &Option<String>, credentials: &Credentials) -> anyhow::R
             .filter_map(|(flag, set)| set.then_some(flag))
             .collect();
             if !given.is_empty() {
-                println!(
-                    "WARN  {} (or VIC_MACHINE_USER/PASSWORD/THUMBPRINT) do not apply to the local target: ignored",
+                output::warn(format!(
+                    "{} (or VIC_MACHINE_USER/PASSWORD/THUMBPRINT) do not apply to the local target: ignored",
                     given.join(", ")
-                );
+                ));
             }
             Ok(())
         }

@@ -22,7 +22,7 @@ use anyhow::{bail, Context};
 
 use crate::appliance::{self, Change};
 use crate::layout::Layout;
-use crate::output::info;
+use crate::output::{info, step};
 use crate::parts::{upgrade_status, Parts, UpgradeStatus};
 use crate::progress;
 
@@ -89,8 +89,9 @@ pub fn upgrade(layout: &Layout, opts: &UpgradeOptions) -> anyhow::Result<()> {
     let old_prev = layout.dir.join("appliance.old-prev");
     let _ = fs::remove_dir_all(&staged);
     let _ = fs::remove_dir_all(&old_prev);
-    info("Copying this build's appliance and bootstrap into the VCH");
+    let copying = step("Copying this build's appliance and bootstrap into the VCH");
     parts.install(&staged)?;
+    copying.done();
     let mut new = old.clone();
     new.previous_version = Some(old.version.clone());
     new.version = installer.clone();

@@ -74,6 +74,12 @@ pub fn create_vch_with_env(
         stdout.contains("Installer completed successfully"),
         "{stdout}"
     );
+    for line in stdout.lines() {
+        assert!(
+            vic_log_line(line).is_some() || line.starts_with("DOCKER_HOST="),
+            "not a log line as VIC prints them: {line:?} in\n{stdout}"
+        );
+    }
     let docker_host = stdout
         .lines()
         .find_map(|l| l.strip_prefix("DOCKER_HOST="))
@@ -83,6 +89,31 @@ pub fn create_vch_with_env(
         .expect("NAME/NAME.env");
     assert_eq!(env_file.trim(), format!("DOCKER_HOST={docker_host}"));
     docker_host
+}
+
+/// The level and message of a line of vic-machine's log, as VIC printed them: Go's
+/// `Jan _2 2006 15:04:05.000Z07:00` stamp, the level in five columns, the message
+/// (`Dec  5 2026 05:23:33.123Z INFO  Installer completed successfully`).
+pub fn vic_log_line(line: &str) -> Option<(&str, &str)> {
+    let (date, rest) = (line.get(..11)?, line.get(11..)?);
+    let months = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec";
+    let mut d = date.split_whitespace();
+    let month = d.next()?;
+    let month_ok = months.split(' ').any(|m| m == month);
+    let day_ok = d.next()?.parse::<u8>().is_ok_and(|n| (1..=31).contains(&n));
+    let year_ok = d.next()?.len() == 4;
+    let (time, rest) = rest.strip_prefix(' ')?.split_once(' ')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let clock = time.get(..12)?;
+    let clock_ok = clock.split([':', '.']).map(digits).filter(|ok| *ok).count() == 4;
+    let zone = time.get(12..)?;
+    let zone_ok =
+        zone == "Z" || (zone.len() == 6 && (zone.starts_with('+') || zone.starts_with('-')));
+    let level = ["INFO  ", "WARN  ", "ERROR "]
+        .into_iter()
+        .find(|l| rest.starts_with(l))?;
+    (month_ok && day_ok && year_ok && clock_ok && zone_ok)
+        .then(|| (level.trim_end(), &rest[level.len()..]))
 }
 
 /// A VCH of one test's own (plain HTTP, `--insecure-registry` for the test registry plus

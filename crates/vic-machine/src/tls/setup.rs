@@ -176,7 +176,7 @@ impl TlsSetup {
         info("Initialization of appliance successful");
         info("Docker environment variables:");
         for line in &env {
-            println!("{line}");
+            crate::output::raw(line);
         }
         info(format!("Environment saved in {}", env_file.display()));
         Ok(())
@@ -187,7 +187,7 @@ impl TlsSetup {
     pub fn print_connect(&self, name: &str, docker_host: &str, port: u16) {
         info("Docker environment variables:");
         for line in self.env(docker_host) {
-            println!("{line}");
+            crate::output::raw(line);
         }
         info(format!(
             "Environment saved in {}",

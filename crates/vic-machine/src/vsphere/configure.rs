@@ -12,7 +12,7 @@ use vch_config::{ApplianceConfig, ContainerNetwork, Sources, VolumeStore};
 use vim25::Client;
 
 use super::found::Found;
-use crate::output::info;
+use crate::output::{info, step};
 use crate::tls::TlsOptions;
 
 const TASK: Duration = Duration::from_secs(120);
@@ -293,7 +293,7 @@ async fn restart_with(
         .set_extra_config(vm, &config, TASK)
         .await
         .context("writing the appliance VM's guestinfo")?;
-    info("Restarting the appliance VM");
+    let restarting = step("Restarting the appliance VM");
     match client.power_off(vm, TASK).await {
         Ok(()) => {}
         Err(e) if e.fault() == Some("InvalidPowerState") => {}
@@ -304,8 +304,11 @@ async fn restart_with(
         .power_on(vm, TASK)
         .await
         .context("powering on the appliance VM")?;
-    info("Waiting for the Docker API to answer");
-    wait_listening(side.doc.listen, timeout).await
+    restarting.done();
+    let waiting = step("Waiting for the Docker API to answer");
+    wait_listening(side.doc.listen, timeout).await?;
+    waiting.done();
+    Ok(())
 }
 
 /// Gives the powered-off appliance VM `vm` the memory document `doc` asks for.

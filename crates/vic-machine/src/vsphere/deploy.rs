@@ -29,7 +29,7 @@ use vim25::{Client, MoRef};
 
 use super::validate::Placement;
 use super::Target;
-use crate::output::info;
+use crate::output::{info, step};
 use crate::tls::{self, TlsMode};
 
 /// How long one vSphere task of create may take.
@@ -262,8 +262,9 @@ async fn deploy_inner(
         .context("uploading the key image")?;
     // The boot media: this installation's appliance and bootstrap.
     let parts = crate::parts::Parts::find(req.bootstrap_dir)?;
-    info("Uploading the appliance and bootstrap media");
+    let uploading = step("Uploading the appliance and bootstrap media");
     let media = super::media::upload(client, &placement.dc_path, &parts, &dir).await?;
+    uploading.done();
     // The appliance's configuration.
     let certs = tempfile::tempdir().context("making a directory for the certificates")?;
     let tls = tls::setup(req.tls, certs.path())?;
@@ -383,18 +384,20 @@ async fn deploy_inner(
         extra_config: extra,
         devices,
     };
-    info("Creating the appliance VM");
+    let creating = step("Creating the appliance VM");
     let vm = client
         .create_vm(&placement.vm_folder, &pool, None, &spec, TASK)
         .await
         .context("creating the appliance VM")?;
     made.vm = Some(vm.clone());
-    info("Powering on the appliance VM");
+    creating.done();
+    let powering = step("Powering on the appliance VM");
     client
         .power_on(&vm, TASK)
         .await
         .context("powering on the appliance VM")?;
-    info("Waiting for the Docker API to answer");
+    powering.done();
+    let waiting = step("Waiting for the Docker API to answer");
     let host = match guests {
         Some(_) => "127.0.0.1".to_string(),
         None => bail!(
@@ -407,6 +410,7 @@ async fn deploy_inner(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    waiting.done();
     tls.save_env(name, &format!("tcp://{host}:{port}"))?;
     drop(certs);
     Ok(format!("{host}:{port}"))

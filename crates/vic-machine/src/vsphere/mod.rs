@@ -161,9 +161,9 @@ fn untrusted_thumbprint(e: &vim25::Error) -> String {
 /// Prints the problems validation found as VIC does (each, then the values that would do)
 /// and fails.
 pub fn report(problems: &[Problem]) -> anyhow::Error {
-    println!("ERROR --------------------");
+    crate::output::error("--------------------");
     for p in problems {
-        println!("ERROR {}", p.message);
+        crate::output::error(&p.message);
         match &p.suggest {
             Some((flag, values)) if flag == validate::DATACENTERS => {
                 info("Suggesting valid values for datacenter in --target");
@@ -185,7 +185,7 @@ pub fn report(problems: &[Problem]) -> anyhow::Error {
             None => {}
         }
     }
-    println!("ERROR Create cannot continue: configuration validation failed");
+    crate::output::error("Create cannot continue: configuration validation failed");
     anyhow::anyhow!("validation of configuration failed")
 }
 

@@ -10,7 +10,7 @@ use vim25::vm::PowerState;
 use vim25::{Client, MoRef};
 
 use super::found::Found;
-use crate::output::info;
+use crate::output::{info, step};
 
 const TASK: Duration = Duration::from_secs(120);
 
@@ -75,12 +75,14 @@ pub async fn remove(client: &Client, found: &Found, force: bool) -> anyhow::Resu
     if running > 0 && !force {
         anyhow::bail!("There are {running} running container VMs, please use --force to delete");
     }
-    info("Removing VMs");
+    let removing = step("Removing VMs");
     for vm in containers {
         remove_vm(client, &vm.obj).await?;
     }
-    info("Removing appliance VM");
+    removing.done();
+    let removing = step("Removing appliance VM");
     remove_vm(client, &found.appliance).await?;
+    removing.done();
     empty_and_destroy(client, &found.pool).await?;
     let stores = volume_stores(found);
     for (label, store) in &stores {
@@ -96,8 +98,9 @@ pub async fn remove(client: &Client, found: &Found, force: bool) -> anyhow::Resu
     }
     if let Some(dir) = &found.dir {
         // No volume store is inside it: create refuses one there.
-        info(format!("Removing images and the VCH's files in {dir}"));
+        let removing = step(format!("Removing images and the VCH's files in {dir}"));
         delete(client, found, dir).await?;
+        removing.done();
     }
     if let Some(pg) = &found.made_bridge {
         info(format!("Removing virtual switch and port group {pg:?}"));

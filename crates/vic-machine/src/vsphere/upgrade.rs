@@ -24,7 +24,7 @@ use vim25::{Client, MoRef};
 
 use super::found::{Found, VERSION};
 use super::media;
-use crate::output::info;
+use crate::output::{info, step};
 use crate::parts::{upgrade_status, Parts, UpgradeStatus};
 
 const TASK: Duration = Duration::from_secs(120);
@@ -140,9 +140,10 @@ pub async fn upgrade(
                 .dir
                 .as_ref()
                 .context("the VCH has no directory on a datastore")?;
-            info("Uploading this installation's appliance and bootstrap media");
+            let uploading = step("Uploading this installation's appliance and bootstrap media");
             let dc = super::found::inventory_path(client, &found.datacenter).await?;
             let uploaded = media::upload(client, dc.trim_start_matches('/'), parts, dir).await?;
+            uploading.done();
             let mut new_doc = doc.clone();
             if let vch_config::BackendConfig::Vsphere(b) = &mut new_doc.backend {
                 b.bootstrap_iso = Some(uploaded.bootstrap.to_string());
@@ -267,12 +268,13 @@ async fn switch(
     listen: std::net::SocketAddr,
     deadline: Instant,
 ) -> anyhow::Result<()> {
-    info("Powering off the appliance VM");
+    let powering_off = step("Powering off the appliance VM");
     match client.power_off(vm, TASK).await {
         Ok(()) => {}
         Err(e) if e.fault() == Some("InvalidPowerState") => {}
         Err(e) => return Err(e).context("powering off the appliance VM"),
     }
+    powering_off.done();
     if *mounted != to.appliance_iso {
         client
             .change_cdrom(vm, mounted, &to.appliance_iso, TASK)
@@ -308,12 +310,15 @@ async fn switch(
         .set_extra_config(vm, &entries, TASK)
         .await
         .context("writing the appliance VM's configuration")?;
-    info("Powering on the appliance VM");
+    let powering_on = step("Powering on the appliance VM");
     client
         .power_on(vm, TASK)
         .await
         .context("powering on the appliance VM")?;
-    info("Waiting for the Docker API to answer");
+    powering_on.done();
+    let waiting = step("Waiting for the Docker API to answer");
     let left = deadline.saturating_duration_since(Instant::now());
-    super::configure::wait_listening(listen, left).await
+    super::configure::wait_listening(listen, left).await?;
+    waiting.done();
+    Ok(())
 }
