@@ -1,5 +1,5 @@
 //! `docker exec`: further processes in a running container VM, through the real docker CLI:
-//! output and exit codes (126 and 127 as Docker's), `-e`, `-w`, `-u`, `--privileged`, `-i`,
+//! output and exit codes (126 for one that cannot be started, as dockerd), `-e`, `-w`, `-u`, `--privileged`, `-i`,
 //! `-t`, `-d`, several at once, exec inspect, and an appliance crash while one runs.
 
 mod common;
@@ -32,8 +32,9 @@ fn exec_runs_processes_beside_the_main_one_as_docker_does() {
 
     assert_eq!(client.ok(&["exec", "box", "echo", "hi"]), "hi\n");
     assert_eq!(code(&["exec", "box", "sh", "-c", "exit 3"]), Some(3));
+    // dockerd's code for an exec it could not start, found or not (`run` says 127).
     let missing = client.run(&["exec", "box", "no-such-program"]);
-    assert_eq!(missing.status.code(), Some(127));
+    assert_eq!(missing.status.code(), Some(126));
     assert!(
         stdout(&missing).contains("not found"),
         "{}",
@@ -110,7 +111,7 @@ fn exec_runs_processes_beside_the_main_one_as_docker_does() {
     let ids: Vec<&str> = ids.split_whitespace().collect();
     assert!(ids.len() >= 14, "{ids:?}");
     let failed = exec_json(&client.host, ids[2]);
-    assert_eq!(failed["ExitCode"], 127, "{failed}");
+    assert_eq!(failed["ExitCode"], 126, "{failed}");
     assert_eq!(failed["Running"], false);
     assert_eq!(failed["ProcessConfig"]["entrypoint"], "no-such-program");
 

@@ -3,8 +3,9 @@
 //!
 //! An exec is created (its configuration kept), started once (the guest spawns it; its
 //! output goes to whoever started it, or nowhere with `-d`), and inspected until its
-//! container is removed. Its exit code is Docker's: the process's, 126/127 when it could not
-//! be run, 137 when its container's VM went first. Once an exec has ended, its guest is told
+//! container is removed. Its exit code is Docker's: the process's, 126 when it could not be
+//! run (not found or not executable: dockerd says 126 for any exec it could not start, where
+//! a container's own command not found is 127), 137 when its container's VM went first. Once an exec has ended, its guest is told
 //! to drop what it kept of it. At most [`MAX_EXECS`] execs are remembered per VCH: creating
 //! one more forgets the oldest that has ended.
 //!
@@ -29,6 +30,15 @@ use crate::state::JsonTable;
 pub const MAX_EXECS: usize = 1024;
 /// How long a guest may take to say an exec started.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// The exit code of an exec that did not start, from the guest's (126 cannot be run, 127
+/// not found): dockerd's 126 for both; the container stopping first stays `LOST_EXIT`.
+fn not_started_code(guest: i32) -> i32 {
+    match guest {
+        127 => 126,
+        other => other,
+    }
+}
+
 /// The exit code of an exec whose VM went before it ended (killed with the container).
 const LOST_EXIT: i32 = 137;
 
@@ -122,7 +132,7 @@ pub struct ExecStreams {
     /// Its standard input, when it was asked for.
     pub stdin: Option<ExecStdin>,
     pub tty: bool,
-    /// Why the process did not run (its exit code is then 126 or 127).
+    /// Why the process did not run (its exit code is then 126).
     pub failed: Option<String>,
 }
 
@@ -306,7 +316,7 @@ impl Containers {
         let pid = match started {
             Ok(pid) => pid,
             Err((message, code)) => {
-                self.exec_ended(id, Some(code));
+                self.exec_ended(id, Some(not_started_code(code)));
                 let _ = control.forget(session);
                 return Ok(ExecStreams {
                     output: mpsc::channel(1).1,
