@@ -70,6 +70,33 @@ fn options(h: &HostConfig) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// The log drivers dockerd has on Linux: another name is no driver at all.
+const DRIVERS: [&str; 11] = [
+    "awslogs",
+    "fluentd",
+    "gcplogs",
+    "gelf",
+    "journald",
+    "json-file",
+    "local",
+    "logentries",
+    "none",
+    "splunk",
+    "syslog",
+];
+
+/// A driver no dockerd has, refused in moby's words (before anything else: it is not an
+/// option vic leaves out but a name that means nothing).
+pub fn registered(h: &HostConfig) -> Result<(), Refused> {
+    match driver(h) {
+        "" => Ok(()),
+        name if DRIVERS.contains(&name) => Ok(()),
+        name => Err(Refused::Invalid(format!(
+            "logger: no log driver named '{name}' is registered"
+        ))),
+    }
+}
+
 /// The log settings vic does not apply, each naming its flag: another driver, or json-file
 /// options that would need attributes or compression.
 pub fn unsupported(h: &HostConfig) -> Vec<Unsupported> {
@@ -360,5 +387,20 @@ mod tests {
             flags(&host("syslog", &[("syslog-address", "udp://x")])),
             ["--log-driver syslog"]
         );
+    }
+
+    #[test]
+    fn a_driver_no_dockerd_has_is_refused_in_mobys_words() {
+        let message = |h: &HostConfig| match registered(h) {
+            Err(Refused::Invalid(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            message(&host("asdf", &[])),
+            "logger: no log driver named 'asdf' is registered"
+        );
+        for known in ["", "json-file", "syslog", "none", "local"] {
+            assert!(registered(&host(known, &[])).is_ok(), "{known}");
+        }
     }
 }

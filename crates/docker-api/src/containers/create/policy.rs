@@ -73,6 +73,8 @@ pub struct Applied {
     pub networking: Networking,
     /// The CLI writes this file itself; kept for inspect.
     pub container_id_file: String,
+    /// `--isolation`: empty or `default` (the only one on Linux), read back as given.
+    pub isolation: String,
     /// What the container's log keeps on disk (`--log-opt max-size/max-file`, or the default).
     pub log: LogOpts,
     /// Capabilities, mounts, limits and devices applied inside the VM.
@@ -107,6 +109,7 @@ pub fn apply(
     n: &NetworkingConfig,
     image: &serde_json::Value,
 ) -> Result<Applied, Refused> {
+    log_opts::registered(h)?;
     let mut r = Refusals::default();
     container(&mut r, c);
     networking::refusals(&mut r, h, n);
@@ -156,6 +159,7 @@ pub fn apply(
         network_mode,
         networking,
         container_id_file: s(&h.container_id_file).to_string(),
+        isolation: s(&h.isolation).to_string(),
         log,
         guest,
         volumes: mounts.volumes,

@@ -217,6 +217,11 @@ pub fn host_config_of(spec: &ContainerSpec) -> Value {
         network_mode: network_mode.to_string(),
         networking: Default::default(),
         container_id_file: String::new(),
+        isolation: stored
+            .and_then(|h| h.get("Isolation"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
         log: LogOpts::default(),
         guest: Guest::of_spec(&spec.confinement, &spec.process.privileges),
         volumes: spec.mounts.clone(),
@@ -269,7 +274,7 @@ fn host_config_json(a: &Applied) -> Value {
         "UsernsMode": "",
         "ShmSize": 0,
         "Runtime": "vic",
-        "Isolation": "",
+        "Isolation": a.isolation,
         "CpuShares": 0,
         "Memory": i64::from(a.memory_mib) << 20,
         "NanoCpus": i64::from(a.cpus) * 1_000_000_000,

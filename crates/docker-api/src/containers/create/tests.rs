@@ -293,6 +293,16 @@ fn applied_options_are_what_inspect_shows() {
 }
 
 #[test]
+fn isolation_is_read_back_as_given() {
+    let hc = |name: &str| accepted(name).spec.personality["HostConfig"]["Isolation"].clone();
+    assert_eq!(hc("isolation"), json!("default"));
+    assert_eq!(hc("create"), json!(""));
+    let mut spec = accepted("isolation").spec;
+    spec.personality.as_object_mut().unwrap().remove("Applied");
+    assert_eq!(super::host_config_of(&spec)["Isolation"], json!("default"));
+}
+
+#[test]
 fn the_log_keeps_what_max_size_says_or_the_default_and_inspect_shows_it() {
     let p = accepted("log_opt");
     assert_eq!(
