@@ -45,6 +45,9 @@ pub fn image_json(img: &ImageRecord) -> Value {
         "Created": img.created,
         // The container a commit made it from (the image config's `container`).
         "Container": img.config.get("container").cloned().unwrap_or(json!("")),
+        // That container's configuration; an image from a registry that has none shows
+        // moby's empty one.
+        "ContainerConfig": img.config.get("container_config").cloned().unwrap_or_else(empty_config),
         "DockerVersion": img.config.get("docker_version").cloned().unwrap_or(json!("")),
         "Author": img.config.get("author").cloned().unwrap_or(json!("")),
         "Config": img.config.get("config").cloned().unwrap_or(json!({})),
@@ -55,6 +58,17 @@ pub fn image_json(img: &ImageRecord) -> Value {
         "GraphDriver": { "Name": "vic", "Data": null },
         "RootFS": { "Type": "layers", "Layers": img.diff_ids },
         "Metadata": { "LastTagTime": ZERO_TIME },
+    })
+}
+
+/// moby's `container.Config` with nothing set.
+fn empty_config() -> Value {
+    json!({
+        "Hostname": "", "Domainname": "", "User": "",
+        "AttachStdin": false, "AttachStdout": false, "AttachStderr": false,
+        "Tty": false, "OpenStdin": false, "StdinOnce": false,
+        "Env": null, "Cmd": null, "Image": "", "Volumes": null, "WorkingDir": "",
+        "Entrypoint": null, "OnBuild": null, "Labels": null,
     })
 }
 

@@ -64,6 +64,17 @@ fn commit_makes_an_image_of_a_containers_changes() {
     assert_eq!(seen, "removed\n1\npage\nmore\n");
     let meta = client.ok(&["inspect", "-f", "{{.Author}}|{{.Comment}}", &tag]);
     assert_eq!(meta.trim(), "an author|a message");
+    // Where it came from, as dockerd keeps it: the container, and its configuration before
+    // the changes (its image as given, not the committed CMD).
+    let source = client.ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{.Container}}|{{.ContainerConfig.Image}}|{{index .ContainerConfig.Cmd 0}}",
+        &tag,
+    ]);
+    let c_id = client.ok(&["inspect", "-f", "{{.Id}}", "c"]);
+    assert_eq!(source.trim(), format!("{}|{image}|sh", c_id.trim()));
     let history = client.ok(&["history", "-q", &tag]);
     let base = client.ok(&["history", "-q", image]);
     assert_eq!(

@@ -69,6 +69,8 @@ async fn commit_in<R: Read + Send + 'static>(
     let mut config = parent.config.clone();
     config["config"] = container;
     config["container"] = json!(opts.container);
+    // The container's own configuration, before `--change`, as moby keeps it.
+    config["container_config"] = opts.config.clone();
     config["created"] = json!(created);
     let mut history = json!({ "created": created, "created_by": opts.created_by });
     for (key, value) in [("author", &opts.author), ("comment", &opts.comment)] {
