@@ -148,6 +148,10 @@ pub async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiR
     let host_config = host_config_of(&c.spec);
     let mut v = container_json(&c, host_config, &log.display().to_string());
     v["Mounts"] = crate::volumes::mounts_json(&st.containers, &c);
+    let links = st.containers.links_shown(&c);
+    if !links.is_empty() {
+        v["HostConfig"]["Links"] = serde_json::json!(links);
+    }
     let execs = st.containers.exec_ids(&c.id);
     if !execs.is_empty() {
         v["ExecIDs"] = serde_json::json!(execs);
@@ -307,14 +311,36 @@ pub struct RemoveQuery {
     force: bool,
     /// Its anonymous volumes too (`docker rm -v`).
     v: bool,
+    /// Not a container but a link of one (`docker rm --link PARENT/ALIAS`).
+    link: bool,
 }
 
-/// DELETE /containers/{id}?force=&v=
+/// DELETE /containers/{id}?force=&v=&link=
 pub async fn remove(
     State(st): State<AppState>,
     Path(id): Path<String>,
     DockerQuery(q): DockerQuery<RemoveQuery>,
 ) -> ApiResult<StatusCode> {
-    st.containers.remove(&id, q.force, q.v).await?;
+    if q.link {
+        // A name without its parent: moby's conflict, never the container removed.
+        st.containers.remove_link(&id)?;
+    } else {
+        st.containers.remove(&id, q.force, q.v).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// DELETE /containers/{parent}/{alias}?link=1: a link's name holds a slash. Without `link`
+/// it names no container.
+pub async fn remove_link(
+    State(st): State<AppState>,
+    Path((parent, alias)): Path<(String, String)>,
+    DockerQuery(q): DockerQuery<RemoveQuery>,
+) -> ApiResult<StatusCode> {
+    let name = format!("{parent}/{alias}");
+    if !q.link {
+        return Err(portlayer::Error::NoSuchContainer(name).into());
+    }
+    st.containers.remove_link(&name)?;
     Ok(StatusCode::NO_CONTENT)
 }

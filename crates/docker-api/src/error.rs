@@ -83,7 +83,9 @@ impl From<PlError> for ApiError {
             | PlError::Paused(_)
             | PlError::PausedFor { .. }
             | PlError::NotPaused(_)
-            | PlError::RemoveRunning(_) => StatusCode::CONFLICT,
+            | PlError::RemoveRunning(_)
+            | PlError::RemoveRestarting(_)
+            | PlError::DefaultLinkName => StatusCode::CONFLICT,
             PlError::AlreadyRunning(_) => StatusCode::NOT_MODIFIED,
             PlError::InvalidSignal(_)
             | PlError::NoCommand

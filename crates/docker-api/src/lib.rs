@@ -173,6 +173,10 @@ pub fn router(state: AppState) -> Router {
             "/containers/{id}",
             axum::routing::delete(containers::remove),
         )
+        .route(
+            "/containers/{id}/{alias}",
+            axum::routing::delete(containers::remove_link),
+        )
         .merge(swarm::routes());
     with_docker_manners(routes).with_state(state)
 }

@@ -227,7 +227,8 @@ fn networks_are_isolated_addresses_fixed_links_resolved_and_stopped_containers_c
     assert!(front.contains("hello-from-api"), "{front}");
 
     // A link on the default bridge: the linking container alone knows the name.
-    server(client, image, "db", &[], "hello-from-db");
+    let db_args = ["--expose", "8080", "-e", "ROLE=db"];
+    server(client, image, "db", &db_args, "hello-from-db");
     let linked = client.ok(&[
         "run",
         "--rm",
@@ -239,6 +240,43 @@ fn networks_are_isolated_addresses_fixed_links_resolved_and_stopped_containers_c
         &retry("nc database 8080"),
     ]);
     assert!(linked.contains("hello-from-db"), "{linked}");
+    // moby's link variables, made at the start from the linked container as it runs.
+    let env = client.ok(&["run", "--rm", "--link", "db:database", image, "env"]);
+    let db_ip = client.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "db"]);
+    let db_ip = db_ip.trim();
+    for want in [
+        format!("DATABASE_PORT=tcp://{db_ip}:8080"),
+        format!("DATABASE_PORT_8080_TCP_ADDR={db_ip}"),
+        "DATABASE_PORT_8080_TCP_PROTO=tcp".to_string(),
+        "DATABASE_ENV_ROLE=db".to_string(),
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} missing from\n{env}");
+    }
+    assert!(env.contains("DATABASE_NAME=/"), "{env}");
+    // Inspect shows the link; `rm --link` takes it away and removes no container (a name
+    // without its parent is refused, as dockerd refuses it, not taken for the container).
+    client.ok(&[
+        "create",
+        "--name",
+        "app",
+        "--link",
+        "db:database",
+        image,
+        "true",
+    ]);
+    let links = || client.ok(&["inspect", "-f", "{{json .HostConfig.Links}}", "app"]);
+    assert_eq!(links().trim(), r#"["/db:/app/database"]"#);
+    let refused = client.run(&["rm", "--link", "app"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("Conflict, cannot remove the default link name of the container"),
+        "{}",
+        stderr(&refused)
+    );
+    client.ok(&["rm", "--link", "app/database"]);
+    assert_eq!(links().trim(), "null");
+    client.ok(&["inspect", "-f", "{{.Id}}", "db"]);
+    client.ok(&["rm", "app"]);
 
     // enable_icc=false: containers on the network do not reach each other.
     server(

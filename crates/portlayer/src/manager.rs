@@ -26,6 +26,7 @@ mod error;
 mod exec;
 mod health;
 mod images;
+mod links;
 mod live;
 mod live_net;
 mod networks;
@@ -317,8 +318,13 @@ impl Containers {
         // Held until the start is over: by then the record says running and counts itself.
         let _admitted = self.admit_start(&rec)?;
         self.check_volumes_free(&rec)?;
+        // Its links' variables, from the linked containers as they are now, before its own.
+        let mut spec = rec.spec.clone();
+        let mut env = links::link_env(&rec, &self.list());
+        env.append(&mut spec.process.env);
+        spec.process.env = env;
         let launch = Launch::of(
-            &rec.spec,
+            &spec,
             self.inner.backend.root_disk(),
             &self.limits().dns_servers,
             self.inner.backend.host_gateway(),
@@ -437,6 +443,9 @@ impl Containers {
             r.state.error = error;
             r.state.pid = 0;
             r.state.finished_at = Some(Utc::now());
+            // Restarting from the moment it is seen ended, so that no one who waited for
+            // the exit can remove it before its policy starts it again.
+            r.state.restarting = restart::wants_restart(r);
         });
         // Recorded as ended first: the reaper leaves a VM alone while its container runs.
         let (me, vm) = (self.clone(), id.clone());

@@ -19,6 +19,12 @@ pub enum Error {
     AlreadyRunning(String),
     #[error("You cannot remove a running container {0}. Stop the container before attempting removal or force remove")]
     RemoveRunning(String),
+    /// Between two runs of its restart policy: dockerd's words for it.
+    #[error("You cannot remove a restarting container {0}. Stop the container before attempting removal or force remove")]
+    RemoveRestarting(String),
+    /// `docker rm --link NAME` without a parent: moby's words.
+    #[error("Conflict, cannot remove the default link name of the container")]
+    DefaultLinkName,
     /// The guest has stopped reading what the host sends it.
     #[error("container {0} does not read what is sent to it: its VM can only be powered off (docker kill)")]
     NotReading(String),

@@ -20,6 +20,12 @@ impl Containers {
                 return Err(Error::RemoveRunning(id));
             }
             let _ = self.stop(&id, Some(0), Some("SIGKILL")).await;
+        } else if rec.state.restarting {
+            // Exited, its policy about to start it again.
+            if !force {
+                return Err(Error::RemoveRestarting(id));
+            }
+            let _ = self.update(&id, |r| r.state.restarting = false);
         }
         let _op = live.op.lock().await;
         if self.get(&id).is_err() {
