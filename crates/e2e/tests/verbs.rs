@@ -277,3 +277,66 @@ fn restart_policies_start_containers_again_as_docker_does() {
     client.ok(&["rm", "-f", &always]);
     vch.delete();
 }
+
+#[test]
+#[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
+fn update_changes_the_policy_at_once_and_the_vms_size_at_its_next_start() {
+    let vch = OwnVch::create("update", &[]);
+    let (client, image) = (&vch.client, vch.image.as_str());
+    let shown = |format: &str| {
+        client
+            .ok(&["inspect", "-f", format, "upd"])
+            .trim()
+            .to_string()
+    };
+    client.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "upd",
+        "--restart",
+        "always",
+        "-m",
+        "256m",
+        image,
+        "sleep",
+        "600",
+    ]);
+    // The restart policy, while it runs.
+    client.ok(&["update", "--restart", "on-failure:42", "upd"]);
+    assert_eq!(
+        shown("{{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}"),
+        "on-failure:42"
+    );
+    // Memory and vCPUs: refused while its VM runs, saying why; nothing changes.
+    let refused = client.run(&["update", "-m", "300m", "upd"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("cannot change"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(shown("{{.HostConfig.Memory}}"), (256u64 << 20).to_string());
+    // Stopped: taken, shown at once, and the VM has them at its next start.
+    client.ok(&["stop", "-t", "1", "upd"]);
+    client.ok(&["update", "-m", "300m", "--cpus", "2", "upd"]);
+    assert_eq!(
+        shown("{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}"),
+        format!("{} 2000000000", 300u64 << 20)
+    );
+    client.ok(&["start", "upd"]);
+    assert_eq!(client.ok(&["exec", "upd", "nproc"]).trim(), "2");
+    let meminfo = client.ok(&["exec", "upd", "cat", "/proc/meminfo"]);
+    let total_kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("MemTotal");
+    // The guest's kernel keeps some of the VM's memory for itself: more than 256 MiB's worth
+    // shows that the new size was taken.
+    assert!(
+        total_kib > 256 * 1024 && total_kib <= 300 * 1024,
+        "MemTotal {total_kib} KiB"
+    );
+    vch.delete();
+}

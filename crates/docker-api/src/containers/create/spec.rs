@@ -195,6 +195,10 @@ pub fn host_config_of(spec: &ContainerSpec) -> Value {
             if opts.is_none_or(|o| o.is_empty()) {
                 hc["LogConfig"] = log_config_json(&LogOpts::default());
             }
+            // What `docker update` changes since: the record says it.
+            hc["Memory"] = json!(i64::from(spec.memory_mib) << 20);
+            hc["NanoCpus"] = json!(i64::from(spec.cpus) * 1_000_000_000);
+            hc["RestartPolicy"] = restart_json(&spec.restart);
             return hc;
         }
     }
@@ -230,6 +234,11 @@ pub fn host_config_of(spec: &ContainerSpec) -> Value {
     })
 }
 
+/// Docker's `RestartPolicy`.
+fn restart_json(p: &portlayer::container::RestartPolicy) -> Value {
+    json!({ "Name": p.name(), "MaximumRetryCount": p.max_retries })
+}
+
 /// Docker's `LogConfig` holding the options in effect.
 fn log_config_json(log: &LogOpts) -> Value {
     json!({ "Type": "json-file", "Config": log.shown })
@@ -245,10 +254,7 @@ fn host_config_json(a: &Applied) -> Value {
         "LogConfig": log_config_json(&a.log),
         "NetworkMode": a.network_mode,
         "PortBindings": {},
-        "RestartPolicy": {
-            "Name": a.restart.name(),
-            "MaximumRetryCount": a.restart.max_retries,
-        },
+        "RestartPolicy": restart_json(&a.restart),
         "AutoRemove": a.auto_remove,
         "VolumeDriver": "",
         "VolumesFrom": null,
