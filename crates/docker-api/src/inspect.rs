@@ -40,7 +40,7 @@ pub fn image_json(img: &ImageRecord) -> Value {
         "Id": img.id,
         "RepoTags": img.repo_tags,
         "RepoDigests": img.repo_digests,
-        "Parent": "",
+        "Parent": img.parent,
         "Comment": img.config.get("comment").cloned().unwrap_or(json!("")),
         "Created": img.created,
         // The container a commit made it from (the image config's `container`).
@@ -203,7 +203,14 @@ fn networks(c: &ContainerRecord) -> Value {
         let ipam = asked
             .and_then(|r| r.ip)
             .map(|ip| json!({ "IPv4Address": ip.to_string() }));
-        let links: Vec<String> = e.links.iter().map(|l| l.alias.clone()).collect();
+        // As given (`name:alias`) on a user network; the default bridge's are legacy links,
+        // which inspect shows in `HostConfig.Links`.
+        let links: Vec<String> = match e.network.as_str() {
+            portlayer::networks::BRIDGE => Vec::new(),
+            _ => (e.links.iter())
+                .map(|l| format!("{}:{}", l.container, l.alias))
+                .collect(),
+        };
         let id = match e.network_id.as_str() {
             "" => portlayer::networks::predefined_id(&e.network),
             id => id.to_string(),

@@ -70,11 +70,18 @@ fn commit_makes_an_image_of_a_containers_changes() {
         "image",
         "inspect",
         "-f",
-        "{{.Container}}|{{.ContainerConfig.Image}}|{{index .ContainerConfig.Cmd 0}}",
+        "{{.Container}}|{{.ContainerConfig.Image}}|{{index .ContainerConfig.Cmd 0}}|{{.Parent}}",
         &tag,
     ]);
     let c_id = client.ok(&["inspect", "-f", "{{.Id}}", "c"]);
-    assert_eq!(source.trim(), format!("{}|{image}|sh", c_id.trim()));
+    let image_id = client.ok(&["image", "inspect", "-f", "{{.Id}}", image]);
+    assert_eq!(
+        source.trim(),
+        format!("{}|{image}|sh|{}", c_id.trim(), image_id.trim())
+    );
+    // An image from a registry has no local parent, as dockerd shows it.
+    let pulled = client.ok(&["image", "inspect", "-f", "{{.Parent}}", image]);
+    assert_eq!(pulled.trim(), "");
     let history = client.ok(&["history", "-q", &tag]);
     let base = client.ok(&["history", "-q", image]);
     assert_eq!(

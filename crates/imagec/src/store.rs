@@ -74,6 +74,10 @@ pub struct ImageRecord {
     /// Uncompressed size of each layer, bottom first (for `docker history`).
     #[serde(default)]
     pub layer_sizes: Vec<u64>,
+    /// The local image a commit made it from (inspect's `Parent`); empty for an image
+    /// from a registry, a load or an import, as dockerd shows them.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub parent: String,
 }
 
 /// Errors of the image store.

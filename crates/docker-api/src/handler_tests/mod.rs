@@ -122,6 +122,7 @@ impl Vch {
             diff_ids: Vec::new(),
             layers: Vec::new(),
             layer_sizes: Vec::new(),
+            parent: String::new(),
         };
         let rootfs = self
             .state

@@ -111,6 +111,7 @@ async fn commit_in<R: Read + Send + 'static>(
             .filter_map(Reference::tagged)
             .collect(),
         repo_digests: Vec::new(),
+        parent: parent.id.clone(),
         incoming,
     };
     Ok(build_image(store, new, &|_, _| {}).await?)

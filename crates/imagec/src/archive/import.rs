@@ -189,6 +189,7 @@ pub(super) async fn import_in<R: Read + Send + 'static>(
         diff_ids: vec![layer.diff_id],
         repo_tags: tags,
         repo_digests: Vec::new(),
+        parent: String::new(),
         incoming,
     };
     Ok(build_image(store, new, &|_, _| {}).await?)

@@ -383,6 +383,7 @@ pub(super) async fn load_in<R: Read + Send + 'static>(
                 diff_ids: c.diff_ids,
                 repo_tags: tags.clone(),
                 repo_digests: Vec::new(),
+                parent: String::new(),
                 incoming,
             };
             build_image(store, new, &|i, applied| {

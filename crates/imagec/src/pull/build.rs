@@ -27,6 +27,8 @@ pub(crate) struct NewImage {
     pub diff_ids: Vec<String>,
     pub repo_tags: Vec<String>,
     pub repo_digests: Vec<String>,
+    /// The local image it was made from (a commit's); empty for one from elsewhere.
+    pub parent: String,
     /// Blobs not in the store yet (digest → verified file under the store's `tmp/`): layers
     /// are applied from there, and the files are moved into the store once every layer
     /// applied, before the record is written.
@@ -141,6 +143,7 @@ async fn build_in(
         layers: img.layers,
         layer_sizes,
         config: img.config,
+        parent: img.parent,
     };
     Ok(store.commit(record, &rootfs)?)
 }

@@ -346,6 +346,7 @@ impl Puller {
             diff_ids,
             repo_tags: reference.tagged().into_iter().collect(),
             repo_digests: digest_ref.into_iter().collect(),
+            parent: String::new(),
             incoming: HashMap::new(),
         };
         let on_layer = |i: usize, applied: Option<u64>| {

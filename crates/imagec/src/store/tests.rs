@@ -16,6 +16,7 @@ pub(super) fn record(hex: char, tags: &[&str]) -> ImageRecord {
         diff_ids: vec![],
         layers: vec![format!("sha256:{}", "9".repeat(64))],
         layer_sizes: vec![1],
+        parent: String::new(),
     }
 }
 

@@ -35,6 +35,7 @@ pub(super) fn image() -> ImageRecord {
         diff_ids: Vec::new(),
         layers: Vec::new(),
         layer_sizes: Vec::new(),
+        parent: String::new(),
     }
 }
 
@@ -290,6 +291,24 @@ fn applied_options_are_what_inspect_shows() {
     assert_eq!(c["Entrypoint"], json!(["sh"]));
     assert_eq!(c["User"], json!("1000"));
     assert_eq!(p.spec.stop_signal.as_deref(), Some("SIGINT"));
+}
+
+#[test]
+fn inspect_shows_what_docker_update_changed_since_create() {
+    let mut spec = accepted("create").spec;
+    spec.memory_mib = 300;
+    spec.cpus = 2;
+    spec.restart = portlayer::container::RestartPolicy {
+        kind: portlayer::container::RestartKind::OnFailure,
+        max_retries: 42,
+    };
+    let hc = super::host_config_of(&spec);
+    assert_eq!(hc["Memory"], json!(300 << 20));
+    assert_eq!(hc["NanoCpus"], json!(2_000_000_000_i64));
+    assert_eq!(
+        hc["RestartPolicy"],
+        json!({ "Name": "on-failure", "MaximumRetryCount": 42 })
+    );
 }
 
 #[test]
