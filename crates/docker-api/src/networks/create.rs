@@ -134,9 +134,10 @@ fn ipam_into(ipam: Ipam, req: &mut NetworkRequest) -> Result<(), ApiError> {
             "the VCH hands out addresses itself",
         ));
     }
-    if ipam.options.is_some_and(|o| !o.is_empty()) {
+    if ipam.options.as_ref().is_some_and(|o| !o.is_empty()) {
         return Err(unsupported("--ipam-opt", "the VCH's IPAM takes no options"));
     }
+    req.ipam_options = ipam.options.is_some();
     let configs = ipam.config.unwrap_or_default();
     let [c] = configs.as_slice() else {
         if configs.is_empty() {
@@ -191,7 +192,7 @@ mod tests {
                 "IPRange": null, "Gateway": null, "AuxiliaryAddresses": null }], "Options": null },
             "CheckDuplicate": null, "Labels": null, "Attachable": null, "Scope": null,
         }));
-        assert!(r.is_ok(), "{r:?}");
+        assert!(!r.unwrap().ipam_options, "null: inspect says null");
     }
 
     #[test]
@@ -211,6 +212,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(r.name, "app");
+        assert!(r.ipam_options, "{{}}: inspect says {{}}");
         assert_eq!(r.subnet.unwrap().to_string(), "10.7.0.0/16");
         assert_eq!(r.ip_range.unwrap().to_string(), "10.7.1.0/24");
         assert_eq!(r.gateway.unwrap().to_string(), "10.7.0.254");

@@ -56,7 +56,11 @@ pub fn network_json(n: &Network, containers: &[ContainerRecord]) -> Value {
         "Driver": if n.external.is_some() { "external" } else { "bridge" },
         "EnableIPv4": true,
         "EnableIPv6": false,
-        "IPAM": { "Driver": "default", "Options": {}, "Config": [config] },
+        "IPAM": {
+            "Driver": "default",
+            "Options": if n.ipam_options { json!({}) } else { Value::Null },
+            "Config": [config],
+        },
         "Internal": n.internal,
         "Attachable": n.attachable,
         "Ingress": false,

@@ -87,6 +87,10 @@ pub struct Network {
     /// A container network's DNS servers (`--container-network-dns`).
     #[serde(default)]
     pub dns: Vec<Ipv4Addr>,
+    /// Whether its create gave IPAM options (empty: the VCH's IPAM takes none): inspect
+    /// shows `{}` then and `null` otherwise, as dockerd shows what it was given.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ipam_options: bool,
 }
 
 fn yes() -> bool {
@@ -122,6 +126,7 @@ impl Network {
             external: None,
             ip_span: None,
             dns: Vec::new(),
+            ipam_options: false,
         }
     }
 

@@ -27,6 +27,8 @@ pub struct NetworkRequest {
     pub attachable: bool,
     pub labels: BTreeMap<String, String>,
     pub options: BTreeMap<String, String>,
+    /// IPAM options were given (an empty set; see [`Network::ipam_options`]).
+    pub ipam_options: bool,
 }
 
 /// The network `req` describes, given the `existing` ones and the /16s user networks may
@@ -38,7 +40,7 @@ pub fn plan(
 ) -> Result<Network, NetworkError> {
     if !valid_name(&req.name) {
         return Err(NetworkError::Invalid(format!(
-            "invalid network name \"{}\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
+            "invalid network name \"{}\": a network's name must not be blank, longer than 128 bytes, or hold a slash or a control character",
             req.name
         )));
     }
@@ -101,6 +103,7 @@ pub fn plan(
         external: None,
         ip_span: None,
         dns: Vec::new(),
+        ipam_options: req.ipam_options,
     })
 }
 
@@ -162,10 +165,11 @@ fn options(opts: &BTreeMap<String, String>) -> Result<bool, NetworkError> {
     Ok(icc)
 }
 
-/// Docker's rule for network names.
+/// libnetwork's rule for network names (not blank: `test 01` is a name), bounded: a name
+/// is a path segment of the API (no slash) and is shown in logs and pages (no control
+/// characters).
 fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+    !name.trim().is_empty()
         && name.len() <= 128
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        && !name.chars().any(|c| c == '/' || c.is_control())
 }

@@ -50,7 +50,11 @@ fn on_network<'a>(
     asking: &Endpoint,
     name: &str,
 ) -> Option<Vec<Ipv4Addr>> {
-    let of_id = |id: &str| running(records.clone(), net).find(|(r, _)| r.id == id);
+    // A link names its container by ID (the default bridge) or by name (user networks).
+    let of_id = |id: &str| {
+        running(records.clone(), net)
+            .find(|(r, _)| r.id == id || r.spec.name.trim_start_matches('/') == id)
+    };
     for link in &asking.links {
         let target = of_id(&link.container);
         let named = target.is_some_and(|(r, _)| r.spec.name.eq_ignore_ascii_case(name));

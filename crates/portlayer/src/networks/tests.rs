@@ -185,7 +185,14 @@ fn plans_check_subnet_gateway_range_and_options() {
         r.aux_addresses.insert("x".into(), ip("10.9.0.1"));
     }))
     .contains("aux-address x=10.9.0.1"));
-    assert!(err_text(with(&|r| r.name = "bad name".into())).contains("invalid network name"));
+    for bad in ["  ", "a/b", "bell\u{7}", &"n".repeat(129)] {
+        let e = err_text(with(&|r| r.name = bad.into()));
+        assert!(e.contains("invalid network name"), "{bad:?}: {e}");
+    }
+    assert!(
+        with(&|r| r.name = "test 01".into()).is_ok(),
+        "a space, as dockerd"
+    );
     assert!(err_text(with(&|r| {
         r.options
             .insert("com.docker.network.driver.mtu".into(), "1400".into());
@@ -321,6 +328,35 @@ fn links_resolve_for_the_linking_container_only_and_on_the_default_bridge() {
         "bridge names do not resolve"
     );
     assert_eq!(reverse(records.iter(), &bridge, ip("172.16.0.2")), None);
+}
+
+#[test]
+fn on_a_user_network_a_link_names_whichever_container_has_the_name_now() {
+    let net = user("app", "10.7.0.0/24");
+    let mut asking = net.endpoint(ip("10.7.0.3"));
+    asking.links = vec![Link {
+        container: "upstream".into(),
+        alias: "bar".into(),
+    }];
+    let nets = [net.clone()];
+    let alone = [running("client", &"b".repeat(64), vec![asking.clone()])];
+    assert_eq!(
+        lookup(alone.iter(), &nets, &net, ip("10.7.0.3"), "bar"),
+        None,
+        "no container has the name yet"
+    );
+    let records = [
+        running("client", &"b".repeat(64), vec![asking]),
+        running(
+            "upstream",
+            &"a".repeat(64),
+            vec![net.endpoint(ip("10.7.0.9"))],
+        ),
+    ];
+    assert_eq!(
+        lookup(records.iter(), &nets, &net, ip("10.7.0.3"), "bar"),
+        Some(vec![ip("10.7.0.9")])
+    );
 }
 
 #[test]
