@@ -49,7 +49,7 @@ impl Containers {
                     cur.spec.name, cur.state.nics
                 ))
             })?;
-            let req = resolve_links(req, records.values())?;
+            let req = resolve_links(req, net, records.values())?;
             let taken: Vec<Endpoint> = records
                 .values()
                 .flat_map(|r| r.spec.endpoints.clone())

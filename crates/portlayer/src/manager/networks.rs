@@ -128,7 +128,7 @@ impl Containers {
             ))
             .into());
         }
-        let req = resolve_links(req, records.values())?;
+        let req = resolve_links(req, net, records.values())?;
         let taken: Vec<Endpoint> = records
             .values()
             .flat_map(|r| r.spec.endpoints.clone())
@@ -195,7 +195,7 @@ impl Containers {
                 .get(name)
                 .cloned()
                 .unwrap_or_default();
-            let req = resolve_links(req, records.clone())?;
+            let req = resolve_links(req, net, records.clone())?;
             let ep = networks::endpoint(net, &req, &taken)?;
             taken.push(ep.clone());
             out.push(ep);
@@ -301,13 +301,21 @@ fn check_removable<'a>(
     Ok(())
 }
 
-/// `req` with each link's container (a name or ID as the user gave it) as a container ID.
+/// `req` for network `net` with each link's container (a name or ID as the user gave it)
+/// as a container ID on the default bridge, where a link names a container that exists.
+/// On a user network a link keeps the name, as Docker keeps it: the container may come
+/// later, and the name finds whichever container has it when it is asked for.
 pub(super) fn resolve_links<'a>(
     mut req: EndpointRequest,
+    net: &Network,
     records: impl Iterator<Item = &'a ContainerRecord> + Clone,
 ) -> Result<EndpointRequest, Error> {
     for Link { container, .. } in &mut req.links {
         let key = container.trim_start_matches('/');
+        if !net.builtin {
+            *container = key.to_string();
+            continue;
+        }
         let found = records
             .clone()
             .find(|r| {
