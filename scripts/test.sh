@@ -51,6 +51,7 @@ status=$?
 sample="ArchiveTest or DiffTest or KillTest or LogsTest or WaitTest or StartContainerTest"
 sample+=" or StopTest or RemoveContainerTest or PortTest or PauseTest or RenameContainerTest"
 sample+=" or HealthcheckTest or NetworkCollectionTest or VolumesTest or TestRegressions"
+sample+=" or ExecTest or ExecDemuxTest or LinkTest or CommitTest"
 bash scripts/conformance.sh "$build" "$reg" "$docker" --select "$sample" --require-parity \
   --minutes 20 || status=1
 exit $status

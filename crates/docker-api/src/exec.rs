@@ -121,19 +121,30 @@ pub async fn start(
         return Ok(StatusCode::OK.into_response());
     }
     check_upgrade(&req, "exec start")?;
-    let streams = st.containers.start_exec(&id, false).await?;
-    if let Some([h, w]) = b.console_size.filter(|_| info.config.tty) {
-        let _ = st.containers.resize_exec(&id, h, w);
-    }
+    // Refused here with its status; run once the stream is switched (see `claim_exec`).
+    let claim = st.containers.claim_exec(&id)?;
     let (want_out, want_err) = (info.config.attach_stdout, info.config.attach_stderr);
     let detach_keys = keys(&info.config.detach_keys)?;
     let tty = framed_raw;
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
+            tracing::warn!(exec = %id, "the client left before its exec's stream was switched: the exec is not run");
             return;
         };
         let (mut rd, mut wr) = tokio::io::split(TokioIo::new(upgraded));
+        let streams = match st.containers.run_exec(claim, false).await {
+            Ok(s) => s,
+            Err(e) => {
+                let entry = entry(LogStream::Stderr, Bytes::from(format!("{e}\r\n")));
+                let _ = wr.write_all(&frame(&entry, tty, false)).await;
+                let _ = wr.shutdown().await;
+                return;
+            }
+        };
+        if let Some([h, w]) = b.console_size.filter(|_| info.config.tty) {
+            let _ = st.containers.resize_exec(&id, h, w);
+        }
         if let Some(why) = streams.failed {
             let entry = entry(LogStream::Stdout, Bytes::from(format!("{why}\r\n")));
             let _ = wr.write_all(&frame(&entry, tty, false)).await;

@@ -58,7 +58,7 @@ pub use image_service::{ImageEvent, ImageService};
 pub use limits::Limits;
 pub use logs::{LogBounds, LogEntry, LogSet, LogStream};
 pub use manager::{
-    AttachStreams, Containers, ContainersConfig, CopyStream, Error, ExecInfo, ExecStdin,
+    AttachStreams, Containers, ContainersConfig, CopyStream, Error, ExecClaim, ExecInfo, ExecStdin,
     ExecStreams, Images, LayerStream, Output, WaitCondition, MAX_EXECS,
 };
 pub use networks::{Endpoint, Network};

@@ -49,7 +49,7 @@ pub use streams::{AttachStreams, Output, WaitCondition};
 
 use error::io_err;
 pub use error::Error;
-pub use exec::{ExecInfo, ExecStdin, ExecStreams, MAX_EXECS};
+pub use exec::{ExecClaim, ExecInfo, ExecStdin, ExecStreams, MAX_EXECS};
 use live::Live;
 
 /// Where container root filesystems come from: the image store, seen from the port layer.

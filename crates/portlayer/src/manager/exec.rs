@@ -136,6 +136,15 @@ pub struct ExecStreams {
     pub failed: Option<String>,
 }
 
+/// An exec that may start, not running yet ([`Containers::claim_exec`]).
+pub struct ExecClaim {
+    id: String,
+    rec: crate::container::ContainerRecord,
+    control: GuestControl,
+    config: ExecConfig,
+    process: tether_proto::Process,
+}
+
 /// An exec's standard input.
 pub struct ExecStdin {
     control: GuestControl,
@@ -277,6 +286,16 @@ impl Containers {
     /// Starts exec `id`: the guest runs its process, whose output and exit come through the
     /// returned streams (`detach`: its output is dropped).
     pub async fn start_exec(&self, id: &str, detach: bool) -> Result<ExecStreams, Error> {
+        let claim = self.claim_exec(id)?;
+        self.run_exec(claim, detach).await
+    }
+
+    /// The first half of [`Containers::start_exec`]: exec `id` may start (it exists, has
+    /// not started, its container runs) and is marked started; nothing runs yet. An API
+    /// that streams the output answers with this, then runs it, as dockerd starts an exec
+    /// once its stream is switched: a client that reads the switch's answer through a
+    /// buffer (docker-py's `socket=True`) would otherwise find the first output inside it.
+    pub fn claim_exec(&self, id: &str) -> Result<ExecClaim, Error> {
         let (container_id, config) = {
             let mut map = self.inner.execs.lock();
             let e = map
@@ -296,6 +315,25 @@ impl Containers {
             .control()
             .map_err(|_| Error::NotRunning(rec.id.clone()))?;
         let process = Launch::exec(&rec.spec, &config).map_err(Error::Start)?;
+        Ok(ExecClaim {
+            id: id.to_string(),
+            rec,
+            control,
+            config,
+            process,
+        })
+    }
+
+    /// The second half of [`Containers::start_exec`]: runs the claimed exec.
+    pub async fn run_exec(&self, claim: ExecClaim, detach: bool) -> Result<ExecStreams, Error> {
+        let ExecClaim {
+            id,
+            rec,
+            control,
+            config,
+            process,
+        } = claim;
+        let id = id.as_str();
         let handle = control.spawn(process).map_err(Error::Start)?;
         let session = handle.session;
         let started = match tokio::time::timeout(START_TIMEOUT, handle.started).await {
