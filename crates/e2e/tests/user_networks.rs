@@ -390,20 +390,57 @@ fn a_running_container_is_connected_and_disconnected_without_a_restart() {
         "nslookup wanderer >/dev/null && echo resolved",
     ]);
     assert_eq!(by_alias.trim(), "resolved");
-    let first = client.run(&["network", "disconnect", "back", &roamer]);
+    let gateway = |net: &str| {
+        let g = client.ok(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{(index .IPAM.Config 0).Gateway}}",
+            net,
+        ]);
+        g.trim().to_string()
+    };
+    let route = || client.ok(&["exec", &roamer, "ip", "route", "show", "default"]);
     assert!(
-        stderr(&first).contains("default route"),
+        route().contains(&format!("via {}", gateway("back"))),
         "{}",
-        stderr(&first)
+        route()
     );
+    // Its first network, which carries its default route: the route moves to front, as
+    // Docker moves it, and api is still reached.
+    client.ok(&["network", "disconnect", "back", &roamer]);
+    assert!(
+        route().contains(&format!("via {}", gateway("front"))),
+        "{}",
+        route()
+    );
+    // By name: it asks the DNS server it started with, on back's gateway, still answered.
+    let reaches_api = || {
+        let o = client.run(&[
+            "exec", &roamer, "timeout", "3", "nc", "-w", "1", "api", "8080",
+        ]);
+        stdout(&o).contains("hello-from-api").then_some(())
+    };
+    eventually(
+        "the roamer reaches api through front",
+        Duration::from_secs(15),
+        reaches_api,
+    );
+    // Its only network: no route out, nothing reached.
     client.ok(&["network", "disconnect", "front", &roamer]);
+    assert_eq!(route().trim(), "");
     eventually(
         "the roamer is cut off again",
         Duration::from_secs(15),
         || (last_line(client, &roamer) == "down").then_some(()),
     );
-    // The freed interface is taken again.
+    // The freed interface is taken again, with the default route.
     client.ok(&["network", "connect", "front", &roamer]);
+    assert!(
+        route().contains(&format!("via {}", gateway("front"))),
+        "{}",
+        route()
+    );
     eventually(
         "the roamer reaches api again",
         Duration::from_secs(15),
@@ -424,7 +461,7 @@ fn a_running_container_is_connected_and_disconnected_without_a_restart() {
     ]);
     assert_eq!(
         events,
-        "connect back\nconnect front\ndisconnect front\nconnect front\n"
+        "connect back\nconnect front\ndisconnect back\ndisconnect front\nconnect front\n"
     );
     vch.delete();
 }

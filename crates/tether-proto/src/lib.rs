@@ -335,13 +335,18 @@ pub enum HostMsg {
     },
     /// Takes the interface whose MAC is `find` down, gives it MAC `mac` and, with an
     /// `address` (and prefix length), that address, up; without one it stays down with no
-    /// address (a network connected or disconnected while the container runs). Answered with
-    /// [`GuestMsg::InterfaceSet`] from version [`SET_INTERFACE_VERSION`] on.
+    /// address (a network connected or disconnected while the container runs). With a
+    /// `gateway` too, the default route goes through it (the network that carries it now:
+    /// the first one connected, or the one it moves to when its network is disconnected;
+    /// a tether before it was sent ignores it). Answered with [`GuestMsg::InterfaceSet`]
+    /// from version [`SET_INTERFACE_VERSION`] on.
     SetInterface {
         seq: u64,
         find: String,
         mac: String,
         address: Option<(std::net::Ipv4Addr, u8)>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gateway: Option<std::net::Ipv4Addr>,
     },
     /// The host has all of ended session `session` (an exec): the tether drops the output and
     /// exit it kept for a resume. From version [`EXEC_VERSION`] on.

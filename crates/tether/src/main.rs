@@ -307,8 +307,11 @@ fn handle(
             find,
             mac,
             address,
+            gateway,
         } => {
-            let done = netif::find_by_mac(&find).and_then(|name| netif::set(&name, &mac, address));
+            let done = netif::find_by_mac(&find)
+                .and_then(|name| netif::set(&name, &mac, address))
+                .and_then(|()| gateway.map_or(Ok(()), netif::replace_default_route));
             out.msg(&GuestMsg::InterfaceSet {
                 seq,
                 error: done.err().map(|e| e.to_string()),

@@ -200,6 +200,28 @@ pub fn default_route(gateway: Ipv4Addr) -> io::Result<()> {
     Ok(())
 }
 
+/// Makes `gateway` the only default route: any other is removed first (the interface that
+/// carried it may still be up).
+pub fn replace_default_route(gateway: Ipv4Addr) -> io::Result<()> {
+    let sock = socket()?;
+    // A handful at most: one per interface that ever had a gateway.
+    for _ in 0..16 {
+        // SAFETY: rtentry is plain old data; all-zero is a valid value.
+        let mut rt: libc::rtentry = unsafe { std::mem::zeroed() };
+        rt.rt_dst = sockaddr(Ipv4Addr::UNSPECIFIED);
+        rt.rt_genmask = sockaddr(Ipv4Addr::UNSPECIFIED);
+        // SAFETY: SIOCDELRT reads the rtentry we own.
+        if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCDELRT, &rt) } != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ESRCH) {
+                break;
+            }
+            return Err(e);
+        }
+    }
+    default_route(gateway)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -260,13 +260,14 @@ impl GuestControl {
     }
 
     /// Has the guest take the interface whose MAC is `find` down, give it MAC `mac` and,
-    /// with an `address`, that address, up; waits for its answer (at most
-    /// [`ANSWER_TIMEOUT`]).
+    /// with an `address`, that address, up, and with a `gateway` its default route through
+    /// it; waits for its answer (at most [`ANSWER_TIMEOUT`]).
     pub async fn set_interface(
         &self,
         find: &str,
         mac: &str,
         address: Option<(Ipv4Addr, u8)>,
+        gateway: Option<Ipv4Addr>,
     ) -> Result<(), String> {
         let version = self.asked.version.load(Ordering::SeqCst);
         if version < SET_INTERFACE_VERSION {
@@ -279,6 +280,7 @@ impl GuestControl {
             find: find.to_string(),
             mac: mac.to_string(),
             address,
+            gateway,
         };
         match self.ask(msg).await? {
             Answer::Interface(None) => Ok(()),

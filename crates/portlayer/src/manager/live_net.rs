@@ -68,6 +68,8 @@ impl Containers {
             ep
         };
         let nic = usize::from(ep.nic.unwrap_or_default());
+        // On no other network: this one carries its default route now.
+        let gateway = rec.spec.endpoints.is_empty().then_some(ep.gateway);
         let attached = async {
             self.inner
                 .backend
@@ -80,7 +82,7 @@ impl Containers {
                 .map_err(|e| e.to_string())?;
             let spare = hypervisor::spare_mac(&rec.id, nic);
             control
-                .set_interface(&spare, &ep.mac, Some((ep.ip, ep.prefix_len)))
+                .set_interface(&spare, &ep.mac, Some((ep.ip, ep.prefix_len)), gateway)
                 .await
         }
         .await;
@@ -97,8 +99,10 @@ impl Containers {
     }
 
     /// Disconnects running container `rec` from `net` (with `force`, even when its guest
-    /// does not answer). Its first network, which carries its default route and its DNS
-    /// server, stays until it stops.
+    /// does not answer). When `net` carried its default route (its first network), the
+    /// route moves to the next network it is on, as Docker moves its gateway; on none, it
+    /// has no route out until it is connected again. Its DNS server stays the one it
+    /// started with (the VCH's, which answers on every network's gateway).
     pub(super) async fn disconnect_running(
         &self,
         live: &Live,
@@ -113,16 +117,10 @@ impl Containers {
             .enumerate()
             .find(|(_, e)| e.network == net.name)
             .ok_or_else(|| Error::NoSuchContainer(rec.id.clone()))?;
-        if pos == 0 {
-            return Err(refused(format!(
-                "network {} carries container {}'s default route and DNS: it is disconnected while the container is stopped",
-                net.name, rec.spec.name
-            )));
-        }
         let nic = usize::from(ep.nic.unwrap_or(pos as u8));
         let spare = hypervisor::spare_mac(&rec.id, nic);
         let told = match live.control() {
-            Ok(control) => control.set_interface(&ep.mac, &spare, None).await,
+            Ok(control) => control.set_interface(&ep.mac, &spare, None, None).await,
             Err(_) => Err("the container's guest cannot be reached".to_string()),
         };
         match told {
@@ -140,7 +138,32 @@ impl Containers {
         self.inner.backend.detach_nic(&rec.id, nic).await?;
         self.forget_endpoint(&rec.id, &net.name)?;
         self.network_event("disconnect", net, Some(&rec.id));
+        if pos == 0 {
+            self.move_default_route(live, &rec.id).await;
+        }
         Ok(())
+    }
+
+    /// Gives the default route of running container `id` to its first network, after the
+    /// one that carried it was disconnected (the interface is set again, with its gateway).
+    async fn move_default_route(&self, live: &Live, id: &str) {
+        let Ok(rec) = self.get(id) else { return };
+        let Some(ep) = rec.spec.endpoints.first() else {
+            return;
+        };
+        let moved = match live.control() {
+            Ok(control) => {
+                let address = Some((ep.ip, ep.prefix_len));
+                (control.set_interface(&ep.mac, &ep.mac, address, Some(ep.gateway))).await
+            }
+            Err(_) => Err("the container's guest cannot be reached".to_string()),
+        };
+        match moved {
+            Ok(()) => tracing::info!(%id, network = %ep.network, "the default route moved"),
+            Err(why) => {
+                tracing::warn!(%id, network = %ep.network, "moving the default route: {why}")
+            }
+        }
     }
 
     /// After a take-over: an endpoint of running container `rec` whose interface a crash
@@ -171,7 +194,7 @@ impl Containers {
             }
             let spare = hypervisor::spare_mac(&rec.id, nic);
             let healed = control
-                .set_interface(&spare, &ep.mac, Some((ep.ip, ep.prefix_len)))
+                .set_interface(&spare, &ep.mac, Some((ep.ip, ep.prefix_len)), None)
                 .await;
             if healed.is_ok() {
                 tracing::info!(id = %rec.id, network = %net.name, "an interface a crash left unconfigured is configured");

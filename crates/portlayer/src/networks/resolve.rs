@@ -25,8 +25,11 @@ fn running<'a>(
 
 /// The addresses `name` (lowercase) has for the container at `client` on `network` (the
 /// network the question came in on): a name on any of the networks the asking container is
-/// on, that network first, with the address on that network. `None` when it is no
-/// container's name for it, or `client` is not on the network.
+/// on, that network first, with the address on that network. A container asks the gateway
+/// of the network it started on, and may since have left it (disconnected while it runs,
+/// its default route moved): it is then found by its address on its other networks
+/// (container networks never overlap). `None` when it is no container's name for it, or
+/// `client` is no running container.
 pub fn lookup<'a>(
     records: impl Iterator<Item = &'a ContainerRecord> + Clone,
     networks: &[Network],
@@ -34,7 +37,12 @@ pub fn lookup<'a>(
     client: Ipv4Addr,
     name: &str,
 ) -> Option<Vec<Ipv4Addr>> {
-    let (asker, _) = running(records.clone(), network).find(|(_, e)| e.ip == client)?;
+    let asker = |net: &Network| {
+        running(records.clone(), net)
+            .find(|(_, e)| e.ip == client)
+            .map(|(r, _)| r)
+    };
+    let asker = asker(network).or_else(|| networks.iter().find_map(asker))?;
     let mut ends: Vec<&Endpoint> = asker.spec.endpoints.iter().collect();
     ends.sort_by_key(|e| e.network != network.name);
     ends.into_iter().find_map(|e| {

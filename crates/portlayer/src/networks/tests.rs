@@ -360,6 +360,37 @@ fn on_a_user_network_a_link_names_whichever_container_has_the_name_now() {
 }
 
 #[test]
+fn a_container_that_left_the_network_it_asks_on_is_answered_for_its_others() {
+    let back = user("back", "10.5.0.0/24");
+    let front = user("front", "10.6.0.0/24");
+    // Started on back (its DNS server is back's gateway), then moved to front only.
+    let records = [
+        running(
+            "roamer",
+            &"a".repeat(64),
+            vec![front.endpoint(ip("10.6.0.2"))],
+        ),
+        running("api", &"b".repeat(64), vec![front.endpoint(ip("10.6.0.3"))]),
+        running("db", &"c".repeat(64), vec![back.endpoint(ip("10.5.0.3"))]),
+    ];
+    let nets = [back.clone(), front.clone()];
+    assert_eq!(
+        lookup(records.iter(), &nets, &back, ip("10.6.0.2"), "api"),
+        Some(vec![ip("10.6.0.3")])
+    );
+    assert_eq!(
+        lookup(records.iter(), &nets, &back, ip("10.6.0.2"), "db"),
+        None,
+        "back's names are not its own any more"
+    );
+    assert_eq!(
+        lookup(records.iter(), &nets, &back, ip("10.6.0.9"), "api"),
+        None,
+        "no container at that address"
+    );
+}
+
+#[test]
 fn a_container_on_two_networks_resolves_names_on_both_asking_on_its_first() {
     let back = user("back", "10.5.0.0/24");
     let front = user("front", "10.6.0.0/24");
