@@ -60,6 +60,8 @@ pub struct Applied {
     pub cpus: u32,
     /// `--cpuset-cpus`: the host CPUs the VM runs on; empty: any.
     pub host_cpus: Vec<u32>,
+    /// `--cpuset-cpus` as given (`0,1` or `0-1`), which inspect shows as dockerd does.
+    pub cpuset_cpus: String,
     pub auto_remove: bool,
     pub restart: RestartPolicy,
     pub dns: Vec<String>,
@@ -150,6 +152,7 @@ pub fn apply(
         memory_mib,
         cpus,
         host_cpus,
+        cpuset_cpus: s(&h.cpuset_cpus).to_string(),
         auto_remove: yes(&h.auto_remove),
         restart,
         dns: h.dns.clone().unwrap_or_default(),

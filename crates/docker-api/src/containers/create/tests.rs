@@ -312,6 +312,15 @@ fn inspect_shows_what_docker_update_changed_since_create() {
 }
 
 #[test]
+fn cpuset_cpus_is_read_back_as_given() {
+    let mut b: Value = serde_json::from_slice(&fixture("cpuset")).unwrap();
+    b["HostConfig"]["CpusetCpus"] = json!("0-0");
+    let p = try_create(&serde_json::to_vec(&b).unwrap()).unwrap();
+    assert_eq!(p.spec.host_cpus, [0]);
+    assert_eq!(p.spec.personality["HostConfig"]["CpusetCpus"], json!("0-0"));
+}
+
+#[test]
 fn isolation_is_read_back_as_given() {
     let hc = |name: &str| accepted(name).spec.personality["HostConfig"]["Isolation"].clone();
     assert_eq!(hc("isolation"), json!("default"));
