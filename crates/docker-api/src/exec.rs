@@ -126,6 +126,7 @@ pub async fn start(
     let (want_out, want_err) = (info.config.attach_stdout, info.config.attach_stderr);
     let detach_keys = keys(&info.config.detach_keys)?;
     let tty = framed_raw;
+    let process_tty = info.config.tty;
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
@@ -172,7 +173,15 @@ pub async fn start(
                         return;
                     }
                 }
-                stdin.close().await;
+                // The client's input ended, as dockerd takes it: without a terminal the
+                // process's input is closed; with one the client's attach ends there, the
+                // process running on (how the docker CLI over TCP leaves with ctrl-p ctrl-q:
+                // it keeps the keys and closes its side).
+                if process_tty {
+                    detach.cancel();
+                } else {
+                    stdin.close().await;
+                }
             })
         });
         let mut output = streams.output;

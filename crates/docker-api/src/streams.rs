@@ -209,8 +209,15 @@ pub async fn attach(
                         return;
                     }
                 }
-                if once {
+                // The client's input ended, as dockerd takes it: a container that reads
+                // its input once (`docker run -i`) without a terminal has it closed; any
+                // other attach ends there, the container running on (the docker CLI over
+                // TCP ends its `-it` session with ctrl-p ctrl-q this way: it keeps the keys
+                // and closes its side).
+                if once && !tty {
                     let _ = tx.send(portlayer::StdinMsg::Close).await;
+                } else {
+                    detach.cancel();
                 }
             })
         });

@@ -151,6 +151,20 @@ fn detach_keys_end_an_attach_and_the_container_runs_on() {
         let running = docker(&["inspect", "-f", "{{.State.Running}}", &id]);
         assert_eq!(String::from_utf8_lossy(&running.stdout).trim(), "true");
     }
+    // A client that closes its side of a terminal's attach has left, as dockerd takes it
+    // (the docker CLI over plain TCP ends `-it` with ctrl-p ctrl-q this way): the output
+    // ends, the shell keeps its terminal and runs on.
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let req = format!(
+        "POST /containers/{id}/attach?stream=1&stdin=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).expect("the attach ends");
+    let running = docker(&["inspect", "-f", "{{.State.Running}}", &id]);
+    assert_eq!(String::from_utf8_lossy(&running.stdout).trim(), "true");
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let req = format!(
