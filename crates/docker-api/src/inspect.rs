@@ -47,7 +47,7 @@ pub fn image_json(img: &ImageRecord) -> Value {
         "Container": img.config.get("container").cloned().unwrap_or(json!("")),
         // That container's configuration; an image from a registry that has none shows
         // moby's empty one.
-        "ContainerConfig": img.config.get("container_config").cloned().unwrap_or_else(empty_config),
+        "ContainerConfig": img.config.get("container_config").cloned().unwrap_or_else(imagec::archive::empty_container_config),
         "DockerVersion": img.config.get("docker_version").cloned().unwrap_or(json!("")),
         "Author": img.config.get("author").cloned().unwrap_or(json!("")),
         "Config": img.config.get("config").cloned().unwrap_or(json!({})),
@@ -58,17 +58,6 @@ pub fn image_json(img: &ImageRecord) -> Value {
         "GraphDriver": { "Name": "vic", "Data": null },
         "RootFS": { "Type": "layers", "Layers": img.diff_ids },
         "Metadata": { "LastTagTime": ZERO_TIME },
-    })
-}
-
-/// moby's `container.Config` with nothing set.
-fn empty_config() -> Value {
-    json!({
-        "Hostname": "", "Domainname": "", "User": "",
-        "AttachStdin": false, "AttachStdout": false, "AttachStderr": false,
-        "Tty": false, "OpenStdin": false, "StdinOnce": false,
-        "Env": null, "Cmd": null, "Image": "", "Volumes": null, "WorkingDir": "",
-        "Entrypoint": null, "OnBuild": null, "Labels": null,
     })
 }
 

@@ -71,12 +71,7 @@ fn stats_say_what_the_guest_sees() {
     // Memory: the limit is the memory the guest has, as its own /proc/meminfo says.
     let usage = stat(client, "busy", "MemUsage");
     let (used, limit) = usage.split_once(" / ").expect("USAGE / LIMIT");
-    let meminfo = client.ok(&["exec", "busy", "cat", "/proc/meminfo"]);
-    let total_kib: f64 = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("MemTotal");
+    let total_kib = mem_total_kib(client, "busy") as f64;
     let limit = bytes(limit);
     assert!(
         (limit - total_kib * 1024.0).abs() < 0.1 * 1024.0 * 1024.0,

@@ -326,12 +326,7 @@ fn update_changes_the_policy_at_once_and_the_vms_size_at_its_next_start() {
     );
     client.ok(&["start", "upd"]);
     assert_eq!(client.ok(&["exec", "upd", "nproc"]).trim(), "2");
-    let meminfo = client.ok(&["exec", "upd", "cat", "/proc/meminfo"]);
-    let total_kib: u64 = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("MemTotal");
+    let total_kib = mem_total_kib(client, "upd");
     // The guest's kernel keeps some of the VM's memory for itself: more than 256 MiB's worth
     // shows that the new size was taken.
     assert!(

@@ -116,6 +116,16 @@ pub fn vic_log_line(line: &str) -> Option<(&str, &str)> {
         .then(|| (level.trim_end(), &rest[level.len()..]))
 }
 
+/// The memory the guest of running container `ctr` has, in KiB (its `/proc/meminfo`).
+pub fn mem_total_kib(client: &Client, ctr: &str) -> u64 {
+    let meminfo = client.ok(&["exec", ctr, "cat", "/proc/meminfo"]);
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("MemTotal")
+}
+
 /// A VCH of one test's own (plain HTTP, `--insecure-registry` for the test registry plus
 /// `extra`), a docker client for it, and the test registry's busybox pulled into it. Deleted
 /// with [`OwnVch::delete`]; if the test fails first, when dropped.

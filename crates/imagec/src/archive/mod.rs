@@ -215,4 +215,4 @@ use save::*;
 pub use commit::{check_commit_changes, commit, CommitOptions};
 pub use import::{check_changes, import, ImportOptions};
 pub use load::{load, LoadEvent, LoadedImage};
-pub use save::{plan_save, write_save, SavePlan};
+pub use save::{empty_container_config, plan_save, write_save, SavePlan};

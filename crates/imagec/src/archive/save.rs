@@ -137,8 +137,9 @@ pub(super) const V1_FIELDS: &[&str] = &[
     "variant",
 ];
 
-/// The `container_config` a pre-1.10 layer carries: every field empty.
-pub(super) fn empty_container_config() -> Value {
+/// moby's `container.Config` with every field empty: the `container_config` a pre-1.10
+/// layer carries, and image inspect's `ContainerConfig` of an image that has none.
+pub fn empty_container_config() -> Value {
     json!({
         "Hostname": "", "Domainname": "", "User": "",
         "AttachStdin": false, "AttachStdout": false, "AttachStderr": false,
