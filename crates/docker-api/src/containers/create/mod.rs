@@ -27,6 +27,8 @@ mod networking;
 mod parse;
 mod policy;
 mod ports;
+#[cfg(test)]
+mod readback_tests;
 mod refusal;
 mod spec;
 #[cfg(test)]
