@@ -209,15 +209,15 @@ pub async fn attach(
                         return;
                     }
                 }
-                // The client's input ended, as dockerd takes it: a container that reads
-                // its input once (`docker run -i`) without a terminal has it closed; any
-                // other attach ends there, the container running on (the docker CLI over
-                // TCP ends its `-it` session with ctrl-p ctrl-q this way: it keeps the keys
-                // and closes its side).
-                if once && !tty {
-                    let _ = tx.send(portlayer::StdinMsg::Close).await;
-                } else {
+                // The client's input ended: a terminal's attach ends there, as dockerd
+                // ends it, the container running on (the docker CLI over TCP ends its `-it`
+                // session with ctrl-p ctrl-q this way: it keeps the keys and closes its
+                // side); a container that reads its input once (`docker run -i`) has it
+                // closed; another keeps its input open and its output coming.
+                if tty {
                     detach.cancel();
+                } else if once {
+                    let _ = tx.send(portlayer::StdinMsg::Close).await;
                 }
             })
         });
