@@ -79,13 +79,16 @@ fn bridge_links(rec: &ContainerRecord) -> Vec<(String, String)> {
     out
 }
 
-/// The environment `rec`'s links give it at a start, from `records` as they are now; a
-/// variable its own environment sets is left to it.
-pub(super) fn link_env(rec: &ContainerRecord, records: &[ContainerRecord]) -> Vec<String> {
+/// The environment `rec`'s links give it at a start, from the linked containers as `find`
+/// (by ID) has them now; a variable its own environment sets is left to it.
+pub(super) fn link_env(
+    rec: &ContainerRecord,
+    find: impl Fn(&str) -> Option<ContainerRecord>,
+) -> Vec<String> {
     let own = |k: &str| (rec.spec.process.env.iter()).any(|v| v.split('=').next() == Some(k));
     let mut env = Vec::new();
     for (id, alias) in bridge_links(rec) {
-        let Some(target) = records.iter().find(|r| r.id == id) else {
+        let Some(target) = find(&id) else {
             continue;
         };
         let ip = (target.spec.endpoints.iter()).find(|e| e.network == BRIDGE);
@@ -97,7 +100,7 @@ pub(super) fn link_env(rec: &ContainerRecord, records: &[ContainerRecord]) -> Ve
             &alias,
             &name,
             ip.ip,
-            &exposed(target),
+            &exposed(&target),
             &target.spec.process.env,
         );
         env.extend(
