@@ -18,6 +18,9 @@ pub const QEMU_OVERHEAD_MIB: u64 = 256;
 pub const PIDS_MAX: u32 = 256;
 /// The CFS period the CPU quota is counted in.
 const CFS_PERIOD_US: u64 = 100_000;
+/// The kernel's bounds of a v1 `cpu.shares` (it clamps what is outside them).
+const SHARES_MIN: u64 = 2;
+const SHARES_MAX: u64 = 262_144;
 
 /// The limits of one VM's cgroup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +28,9 @@ pub struct Limits {
     pub memory_bytes: u64,
     pub cpu_quota_us: u64,
     pub pids: u32,
+    /// The VM's CPU weight against its VCH's other VMs, as Docker's `--cpu-shares` (v1
+    /// `cpu.shares`; each VM has 1024 when none is given).
+    pub cpu_shares: Option<u64>,
 }
 
 impl Limits {
@@ -34,8 +40,28 @@ impl Limits {
             memory_bytes: (u64::from(memory_mib.max(64)) + QEMU_OVERHEAD_MIB) << 20,
             cpu_quota_us: u64::from(cpus.max(1)) * CFS_PERIOD_US,
             pids: PIDS_MAX,
+            cpu_shares: None,
         }
     }
+
+    /// These limits with a CPU weight (`--cpu-shares`).
+    pub fn with_cpu_shares(self, shares: Option<u64>) -> Self {
+        Self {
+            cpu_shares: shares,
+            ..self
+        }
+    }
+}
+
+/// A v1 `cpu.shares` value within the kernel's bounds.
+fn v1_shares(shares: u64) -> u64 {
+    shares.clamp(SHARES_MIN, SHARES_MAX)
+}
+
+/// The v2 `cpu.weight` (1–10000, 100 by default) of a v1 `cpu.shares` (2–262144, 1024 by
+/// default), as runc converts it.
+fn v2_weight(shares: u64) -> u64 {
+    1 + (v1_shares(shares) - SHARES_MIN) * 9999 / (SHARES_MAX - SHARES_MIN)
 }
 
 /// The layout of the host's cgroup filesystem.
@@ -138,6 +164,9 @@ impl Cgroups {
                 set(&dir, "memory.max", &limits.memory_bytes.to_string());
                 set(&dir, "memory.swap.max", "0");
                 set(&dir, "cpu.max", &cpu);
+                if let Some(s) = limits.cpu_shares {
+                    set(&dir, "cpu.weight", &v2_weight(s).to_string());
+                }
                 set(&dir, "pids.max", &limits.pids.to_string());
                 Ok(vec![dir.join("cgroup.procs")])
             }
@@ -155,6 +184,9 @@ impl Cgroups {
                         "cpu" => {
                             set(&dir, "cpu.cfs_period_us", &CFS_PERIOD_US.to_string());
                             set(&dir, "cpu.cfs_quota_us", &limits.cpu_quota_us.to_string());
+                            if let Some(s) = limits.cpu_shares {
+                                set(&dir, "cpu.shares", &v1_shares(s).to_string());
+                            }
                         }
                         _ => set(&dir, "pids.max", &limits.pids.to_string()),
                     }
@@ -163,6 +195,30 @@ impl Cgroups {
                 Ok(procs)
             }
         }
+    }
+
+    /// Sets the CPU weight of the VM's cgroup, which exists (its QEMU runs); `None` gives the
+    /// default back. Without a cpu controller there is nothing to set.
+    pub fn set_cpu_shares(&self, vm: &str, shares: Option<u64>) -> std::io::Result<()> {
+        let rel = self.parent.join(vm);
+        let (path, value) = match &self.layout {
+            Layout::V2 => (
+                self.root.join(rel).join("cpu.weight"),
+                v2_weight(shares.unwrap_or(1024)),
+            ),
+            Layout::V1(present) if present.contains(&"cpu") => (
+                self.root.join("cpu").join(rel).join("cpu.shares"),
+                v1_shares(shares.unwrap_or(1024)),
+            ),
+            _ => return Ok(()),
+        };
+        if !path.parent().is_some_and(Path::is_dir) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("the VM's cgroup {} does not exist", path.display()),
+            ));
+        }
+        write(&path, &value.to_string())
     }
 
     /// v2 only: a controller is usable in a cgroup once every ancestor enables it for its
@@ -281,7 +337,45 @@ mod tests {
         assert_eq!(vm("cpu", "cpu.cfs_quota_us"), "100000");
         assert_eq!(vm("cpu", "cpu.cfs_period_us"), "100000");
         assert_eq!(vm("pids", "pids.max"), "256");
+        assert!(tmp
+            .path()
+            .join("cpu/vic/demo/c1/cpu.shares")
+            .metadata()
+            .is_err());
         assert_eq!(procs[0], tmp.path().join("memory/vic/demo/c1/cgroup.procs"));
+    }
+
+    #[test]
+    fn cpu_shares_are_written_at_creation_and_changed_in_place() {
+        let tmp = tempfile::tempdir().unwrap();
+        fake_v1(tmp.path(), &["memory", "cpu", "pids"]);
+        let cg = Cgroups::new(tmp.path(), Path::new("vic/demo"));
+        let shares = tmp.path().join("cpu/vic/demo/c1/cpu.shares");
+        assert!(cg.set_cpu_shares("c1", Some(512)).is_err(), "no cgroup yet");
+        let limits = Limits::for_vm(256, 1).with_cpu_shares(Some(512));
+        cg.create("c1", limits).unwrap();
+        assert_eq!(std::fs::read_to_string(&shares).unwrap(), "512");
+        cg.set_cpu_shares("c1", Some(1)).unwrap();
+        assert_eq!(std::fs::read_to_string(&shares).unwrap(), "2");
+        cg.set_cpu_shares("c1", None).unwrap();
+        assert_eq!(std::fs::read_to_string(&shares).unwrap(), "1024");
+    }
+
+    #[test]
+    fn v2_weights_follow_runcs_conversion_of_shares() {
+        assert_eq!(v2_weight(2), 1);
+        assert_eq!(v2_weight(1024), 39);
+        assert_eq!(v2_weight(262_144), 10_000);
+        assert_eq!(v2_weight(u64::MAX), 10_000);
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("cgroup.controllers"), "cpu memory pids").unwrap();
+        let cg = Cgroups::new(tmp.path(), Path::new("vic/demo"));
+        cg.create("c1", Limits::for_vm(128, 1).with_cpu_shares(Some(2)))
+            .unwrap();
+        let weight = tmp.path().join("vic/demo/c1/cpu.weight");
+        assert_eq!(std::fs::read_to_string(&weight).unwrap(), "1");
+        cg.set_cpu_shares("c1", Some(262_144)).unwrap();
+        assert_eq!(std::fs::read_to_string(&weight).unwrap(), "10000");
     }
 
     #[test]

@@ -116,8 +116,7 @@ impl Confinement {
         dir: &Path,
         base: Option<&Path>,
         uid: u32,
-        memory_mib: u32,
-        cpus: u32,
+        limits: Limits,
         own_proc: bool,
     ) -> Result<Plan, BackendError> {
         // The base disk is shared read-only by the image's VMs; its directory stays private.
@@ -128,7 +127,7 @@ impl Confinement {
                     .map_err(io_err(format!("setting the mode of {}", base.display())))?;
             }
         }
-        let procs = match self.cgroups.create(id, Limits::for_vm(memory_mib, cpus)) {
+        let procs = match self.cgroups.create(id, limits) {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(
@@ -153,6 +152,12 @@ impl Confinement {
         Plan::new(&self.mountpoint, &entries, dir, uid, &procs)
             .and_then(|p| p.with_pid_file(&dir.join(crate::qemu::PID_FILE)))
             .map_err(|e| BackendError::Failed(format!("preparing the jail of VM {id}: {e}")))
+    }
+
+    /// Changes the CPU weight of a running VM (its cgroup's).
+    pub fn set_cpu_shares(&self, id: &str, shares: Option<u64>) -> Result<(), BackendError> {
+        (self.cgroups.set_cpu_shares(id, shares))
+            .map_err(io_err(format!("setting the CPU shares of VM {id}")))
     }
 
     /// Removes the VM's cgroup once its QEMU is gone.

@@ -429,6 +429,11 @@ impl Backend for LocalBackend {
         self.vms.set_size(id, memory_mib, cpus)
     }
 
+    async fn set_cpu_shares(&self, id: &str, shares: Option<u32>) -> Result<(), BackendError> {
+        check_id("VM", id)?;
+        self.vms.set_cpu_shares(id, shares)
+    }
+
     async fn dial(
         &self,
         to: std::net::SocketAddrV4,

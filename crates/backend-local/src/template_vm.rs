@@ -126,6 +126,7 @@ impl Maker {
             disks: Vec::new(),
             shares: Vec::new(),
             host_cpus: Vec::new(),
+            cpu_shares: None,
         };
         self.vms
             .create(&vm, Root::Blank { gib: ROOT_GIB }, &self.qemu_img)

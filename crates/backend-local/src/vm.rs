@@ -11,6 +11,7 @@ use hypervisor::{BackendError, PowerState, PoweredOn, VmConfig, VmExit};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::cgroup::Limits;
 use crate::confine::Confinement;
 use crate::inventory::{is_our_qemu, names_vm};
 use crate::jail;
@@ -47,6 +48,9 @@ pub struct VmSpec {
     /// The host CPUs its QEMU runs on; empty: any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_cpus: Vec<u32>,
+    /// Its CPU weight against the VCH's other VMs (`--cpu-shares`); none: the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_shares: Option<u32>,
 }
 
 /// How to start one VM's QEMU.
@@ -79,7 +83,7 @@ pub struct Vms {
     uids: Mutex<()>,
     /// Host-wide uid claims, across VCHs.
     claims: Claims,
-    confine: Option<Arc<Confinement>>,
+    pub(crate) confine: Option<Arc<Confinement>>,
 }
 
 pub(crate) fn io_err(context: String) -> impl FnOnce(std::io::Error) -> BackendError {
@@ -190,6 +194,9 @@ impl Vms {
         root: crate::disk::Root<'_>,
         qemu_img: &Path,
     ) -> Result<(), BackendError> {
+        if vm.cpu_shares.is_some() && self.confine.is_none() {
+            return Err(crate::vm_edit::unconfined());
+        }
         let dir = self.dir(&vm.id);
         match std::fs::create_dir(&dir) {
             Ok(()) => {}
@@ -211,6 +218,7 @@ impl Vms {
                 disks: vm.disks.clone(),
                 shares: vm.shares.clone(),
                 host_cpus: vm.host_cpus.clone(),
+                cpu_shares: vm.cpu_shares,
             };
             spec.uid = Some(self.allocate_uid(&spec.id)?);
             self.save(&spec)
@@ -356,8 +364,9 @@ impl Vms {
                 if qmp {
                     c.give(&qmp_sock, uid)?;
                 }
-                let (memory, cpus) = (spec.memory_mib, spec.cpus);
-                Some(c.plan(id, &dir, base, uid, memory, cpus, qmp)?)
+                let limits = Limits::for_vm(spec.memory_mib, spec.cpus)
+                    .with_cpu_shares(spec.cpu_shares.map(u64::from));
+                Some(c.plan(id, &dir, base, uid, limits, qmp)?)
             }
             None => {
                 let _ = std::fs::remove_file(dir.join(CONSOLE_LOG));

@@ -9,6 +9,15 @@ fn failed(msg: String) -> BackendError {
     BackendError::Failed(msg)
 }
 
+/// A CPU weight asked of a VM without a cgroup.
+pub(crate) fn unconfined() -> BackendError {
+    failed(
+        "CPU shares are a weight of the VM's cgroup, and this VCH's VMs have none: its appliance \
+         does not run as root"
+            .into(),
+    )
+}
+
 impl Vms {
     /// Replaces the interfaces of VM `id`, which must be off (unchanged ones are not written).
     pub fn set_nics(&self, id: &str, nics: &[hypervisor::Nic]) -> Result<(), BackendError> {
@@ -39,6 +48,26 @@ impl Vms {
         spec.memory_mib = memory_mib;
         spec.cpus = cpus;
         self.save(&spec)
+    }
+
+    /// Sets the CPU weight of VM `id`: kept for its next power-on, and given to its cgroup at
+    /// once when it runs. Only a confined VM has a cgroup: an unconfined one refuses a weight.
+    pub fn set_cpu_shares(&self, id: &str, shares: Option<u32>) -> Result<(), BackendError> {
+        let mut spec = self.load(id)?;
+        let Some(confine) = &self.confine else {
+            return match shares {
+                Some(_) => Err(unconfined()),
+                None => Ok(()),
+            };
+        };
+        if spec.cpu_shares != shares {
+            spec.cpu_shares = shares;
+            self.save(&spec)?;
+        }
+        if self.live_pid(id).is_some() {
+            confine.set_cpu_shares(id, shares.map(u64::from))?;
+        }
+        Ok(())
     }
 
     /// Sends `signal` to the VM's QEMU: SIGSTOP stops the whole VM (every vCPU and device

@@ -23,6 +23,7 @@ fn vm_json_round_trips_and_rejects_unknown_fields() {
             readonly: false,
         }],
         host_cpus: vec![1],
+        cpu_shares: Some(512),
     };
     let text = serde_json::to_string(&spec).unwrap();
     assert_eq!(serde_json::from_str::<VmSpec>(&text).unwrap(), spec);

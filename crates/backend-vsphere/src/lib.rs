@@ -187,6 +187,10 @@ impl Backend for VsphereBackend {
         self.resize(id, memory_mib, cpus.max(1)).await
     }
 
+    async fn set_cpu_shares(&self, id: &str, shares: Option<u32>) -> Result<(), BackendError> {
+        self.reweigh(id, shares).await
+    }
+
     async fn dial(&self, _to: SocketAddrV4) -> Result<tokio::net::TcpStream, BackendError> {
         Err(not_yet("a published port"))
     }

@@ -49,6 +49,13 @@ impl Known {
     }
 }
 
+/// vSphere's custom CPU shares for Docker's `--cpu-shares` of a VM with `cpus` vCPUs: 1024
+/// is vSphere's `normal` level (1000 shares a vCPU), other weights in proportion.
+pub(crate) fn custom_shares(docker: u32, cpus: u32) -> u32 {
+    let n = u64::from(docker) * 1000 * u64::from(cpus.max(1)) / 1024;
+    n.clamp(1, 1_000_000) as u32
+}
+
 impl VsphereBackend {
     pub(crate) async fn create(&self, vm: &VmConfig) -> Result<(), BackendError> {
         if !vm.shares.is_empty() {
@@ -92,6 +99,7 @@ impl VsphereBackend {
             files: format!("[{}]", self.cfg.datastore),
             memory_mib: vm.memory_mib,
             cpus: vm.cpus.max(1),
+            cpu_shares: vm.cpu_shares.map(|s| custom_shares(s, vm.cpus)),
             annotation: Some(format!("vic container {}", vm.id)),
             extra_config: extra,
             devices: [
@@ -369,6 +377,23 @@ impl VsphereBackend {
         (client.set_size(&vm.moref, memory_mib, cpus, TASK_TIMEOUT))
             .await
             .map_err(vsphere_err("resizing the VM"))
+    }
+
+    /// Sets VM `id`'s CPU shares when they differ (a running VM takes them at once).
+    pub(crate) async fn reweigh(&self, id: &str, shares: Option<u32>) -> Result<(), BackendError> {
+        let vm = self.known(id).await?;
+        let client = &self.cfg.client;
+        let (_, cpus) =
+            (client.size(&vm.moref).await).map_err(vsphere_err("reading the VM's size"))?;
+        let want = shares.map(|s| custom_shares(s, cpus));
+        let now = (client.cpu_shares(&vm.moref).await)
+            .map_err(vsphere_err("reading the VM's CPU shares"))?;
+        if now == want {
+            return Ok(());
+        }
+        (client.set_cpu_shares(&vm.moref, want, TASK_TIMEOUT))
+            .await
+            .map_err(vsphere_err("setting the VM's CPU shares"))
     }
 
     pub(crate) async fn destroy(&self, id: &str) -> Result<(), BackendError> {

@@ -69,9 +69,9 @@ impl From<PlError> for ApiError {
             }
             PlError::Network(NetworkError::Invalid(_)) => StatusCode::BAD_REQUEST,
             PlError::Network(NetworkError::Forbidden(_)) => StatusCode::FORBIDDEN,
-            PlError::Volume(VolumeError::NoSuch(_) | VolumeError::NoStore(_)) => {
-                StatusCode::NOT_FOUND
-            }
+            PlError::Volume(
+                VolumeError::NoSuch(_) | VolumeError::NoStore(_) | VolumeError::NoPlugin(_),
+            ) => StatusCode::NOT_FOUND,
             PlError::Volume(VolumeError::InUse { .. }) => StatusCode::CONFLICT,
             PlError::Volume(VolumeError::Invalid(_)) => StatusCode::BAD_REQUEST,
             PlError::Volume(VolumeError::Io { .. }) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -258,13 +258,27 @@ pub async fn attach(
     switching(tty)
 }
 
+/// A container made with `--log-driver none` has no log to read back, as dockerd answers.
+fn readable(rec: &portlayer::ContainerRecord) -> ApiResult<()> {
+    if rec.spec.no_log {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "configured logging driver does not support reading",
+        ));
+    }
+    Ok(())
+}
+
 /// An attach without `stream`: the container's log so far when `logs` asks for it (all of
 /// it, a chunk at a time), then the connection closes.
 fn attach_log(st: AppState, id: &str, q: AttachQuery, mut req: Request) -> ApiResult<Response> {
     let rec = st.containers.get(id)?;
     check_upgrade(&req, "attach")?;
     let log = match q.logs {
-        true => Some(std::sync::Arc::new(st.containers.open_log(&rec.id)?)),
+        true => {
+            readable(&rec)?;
+            Some(std::sync::Arc::new(st.containers.open_log(&rec.id)?))
+        }
         false => None,
     };
     let tty = rec.spec.process.tty;
@@ -355,6 +369,7 @@ pub async fn logs(
     let until = parse_time(q.until.as_deref());
     let tail: Option<usize> = q.tail.filter(|t| *t >= 0).map(|t| t as usize);
     let c = st.containers.get(&id)?;
+    readable(&c)?;
     // Follow before reading the file, so nothing falls between the two.
     let live = if follow {
         Some(st.containers.follow(&c.id)?)

@@ -85,7 +85,7 @@ pub async fn info(State(st): State<AppState>) -> impl IntoResponse {
         "SwapLimit": false,
         "CpuCfsPeriod": false,
         "CpuCfsQuota": false,
-        "CPUShares": false,
+        "CPUShares": true,
         "CPUSet": false,
         "PidsLimit": false,
         "IPv4Forwarding": false,

@@ -217,3 +217,97 @@ fn container_qemu_runs_jailed_in_its_cgroup() {
     let vch_cg = dir.parent().expect("a parent");
     assert!(!vch_cg.exists(), "the VCH's cgroup goes with the VCH");
 }
+
+/// The CPU time (user and system, in clock ticks) of process `pid` and all its threads.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = read(PathBuf::from(format!("/proc/{pid}/stat")));
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // After the command: state is field 3, utime 14 and stime 15.
+    field(11) + field(12)
+}
+
+/// The host CPU time two QEMUs get over the same ten seconds.
+fn cpu_split(a: u32, b: u32) -> (u64, u64) {
+    let (a0, b0) = (cpu_ticks(a), cpu_ticks(b));
+    std::thread::sleep(Duration::from_secs(10));
+    (cpu_ticks(a) - a0, cpu_ticks(b) - b0)
+}
+
+#[test]
+#[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
+fn cpu_shares_weigh_a_vchs_vms_against_each_other() {
+    let vch = OwnVch::create("shares", &[]);
+    let (name, client, image) = (vch.name.clone(), &vch.client, vch.image.clone());
+    // Two busy VMs on one host CPU, weighed 256 and 1024.
+    let hog = |shares: &str| {
+        let args = [
+            "run",
+            "-d",
+            "--cpuset-cpus",
+            "0",
+            "--cpu-shares",
+            shares,
+            &image,
+            "sh",
+            "-c",
+            "while :; do :; done",
+        ];
+        client.ok(&args).trim().to_string()
+    };
+    let (light, heavy) = (hog("256"), hog("1024"));
+    let (light_pid, heavy_pid) = (only_vm(&light), only_vm(&heavy));
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").is_file();
+    let weight = |id: &str| {
+        let (dir, file) = if v2 {
+            ("", "cpu.weight")
+        } else {
+            ("cpu", "cpu.shares")
+        };
+        let base = Path::new("/sys/fs/cgroup").join(dir);
+        read(base.join(format!("vic/{name}/{id}")).join(file))
+    };
+    let (w256, w1024, w4096) = if v2 {
+        ("10", "39", "157")
+    } else {
+        ("256", "1024", "4096")
+    };
+    assert_eq!(
+        (weight(&light).as_str(), weight(&heavy).as_str()),
+        (w256, w1024)
+    );
+    let (l, h) = cpu_split(light_pid, heavy_pid);
+    eprintln!("over 10 s on one host CPU: 256 shares {l} ticks, 1024 shares {h} ticks");
+    assert!(
+        h > 2 * l,
+        "the VM weighed 1024 got {h} ticks, the one weighed 256 {l}: about four times as many expected"
+    );
+
+    // Changed while both run: the VM's cgroup has it at once, inspect shows it.
+    client.ok(&["update", "--cpu-shares", "4096", &light]);
+    assert_eq!(weight(&light), w4096);
+    let shown = client.ok(&["inspect", "-f", "{{.HostConfig.CpuShares}}", &light]);
+    assert_eq!(shown.trim(), "4096");
+    let (l, h) = cpu_split(light_pid, heavy_pid);
+    eprintln!("over 10 s on one host CPU: 4096 shares {l} ticks, 1024 shares {h} ticks");
+    assert!(
+        l > 2 * h,
+        "the VM weighed 4096 got {l} ticks, the one weighed 1024 {h}: about four times as many expected"
+    );
+
+    // Kept for the next start.
+    client.ok(&["stop", "-t", "0", &light]);
+    client.ok(&["start", &light]);
+    only_vm(&light);
+    assert_eq!(weight(&light), w4096);
+    client.ok(&["rm", "-f", &light, &heavy]);
+    vch.delete();
+}

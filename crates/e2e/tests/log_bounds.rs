@@ -192,6 +192,48 @@ fn check_reads(vch: &OwnVch, attached: &str, followed: &str) {
 }
 
 /// A container without options that writes 120 MB keeps at most 5 files of 20 MB.
+/// `--log-driver none`: the attached client gets all of the flood through a buffer of two
+/// megabytes on disk, and no log is read back, as dockerd answers.
+fn check_no_log(vch: &OwnVch, flood: &str) {
+    let run = read_on(spawn(
+        vch,
+        &[
+            "run",
+            "--name",
+            "quiet",
+            "--log-driver",
+            "none",
+            &vch.image,
+            "sh",
+            "-c",
+            flood,
+        ],
+    ));
+    let attached = finish(run, "docker run quiet");
+    assert_eq!(
+        contiguous_suffix("attached, no log", &attached),
+        (0, LINES as usize)
+    );
+    let id = vch.client.ok(&["inspect", "-f", "{{.Id}}", "quiet"]);
+    let files = log_files(&vch.name, id.trim());
+    let held: u64 = files.iter().map(|(_, len)| len).sum();
+    assert!(
+        held <= 3 << 20,
+        "without a log {held} bytes are held: {files:?}"
+    );
+    let o = vch.client.run(&["logs", "quiet"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("configured logging driver does not support reading"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        log_config(vch, "quiet"),
+        serde_json::json!({ "Type": "none", "Config": {} })
+    );
+}
+
 fn check_default_cap(vch: &OwnVch) {
     let started = Instant::now();
     let script =
@@ -340,6 +382,7 @@ fn a_flood_keeps_within_max_size_times_max_file_and_reads_as_one_log() {
     );
     // Without options the default cap applies, and inspect says so.
     check_default_cap(&vch);
+    check_no_log(&vch, &script);
     check_crash_while_rotating(&vch);
     refused_with(&vch, "max-file=0", "max-file cannot be less than 1");
     refused_with(&vch, "max-size=1x", "invalid suffix: 'x'");

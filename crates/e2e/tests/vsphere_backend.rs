@@ -58,6 +58,7 @@ fn config(id: &str) -> VmConfig {
         disks: vec![],
         shares: vec![],
         host_cpus: vec![],
+        cpu_shares: None,
     }
 }
 
@@ -117,9 +118,21 @@ async fn a_container_vm_runs_on_vcsim_and_its_channel_proves_whose_it_is() {
         "the local copy was kept"
     );
     b.prepare_image("busybox", tree.path()).await.unwrap();
-    b.create_vm(&config(id)).await.unwrap();
+    let weighed = VmConfig {
+        cpu_shares: Some(512),
+        ..config(id)
+    };
+    b.create_vm(&weighed).await.unwrap();
     let vm = vm_of(&sim, "web-3f9c2a7be1d0");
     assert!(vm.starts_with("VirtualMachine:"), "{vm}");
+    // `--cpu-shares 512` of a one-vCPU VM: half of vSphere's normal 1000 shares.
+    let shares = |sim: &Vcsim| {
+        let path = "config.cpuAllocation.shares";
+        let level = sim.govc(&["object.collect", "-s", &vm, &format!("{path}.level")]);
+        let count = sim.govc(&["object.collect", "-s", &vm, &format!("{path}.shares")]);
+        format!("{} {}", level.trim(), count.trim())
+    };
+    assert_eq!(shares(&sim), "custom 500");
     let extra = sim.govc_json(&["object.collect", "-json", &vm, "config.extraConfig"]);
     let extra = extra[0]["Val"]["OptionValue"].as_array().unwrap().clone();
     let value = |k: &str| {
@@ -190,6 +203,9 @@ async fn a_container_vm_runs_on_vcsim_and_its_channel_proves_whose_it_is() {
         other => panic!("first message {other:?}"),
     }
     assert_eq!(b.power_state(id).await, PowerState::On);
+    // A running VM takes new shares at once (`docker update --cpu-shares`).
+    b.set_cpu_shares(id, Some(2048)).await.unwrap();
+    assert_eq!(shares(&sim), "custom 2000");
     // The appliance restarts: a new backend on the same address takes the running VM over
     // (QEMU's serial connection dials again; the tether says Hello again).
     drop(on);

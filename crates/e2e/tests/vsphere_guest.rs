@@ -100,6 +100,7 @@ async fn a_vcsim_vm_boots_the_tether_whose_channel_dials_the_host() {
         files: "[LocalDS_0]".into(),
         memory_mib: 128,
         cpus: 1,
+        cpu_shares: None,
         annotation: None,
         extra_config: vec![
             ("RUN.container".into(), run),

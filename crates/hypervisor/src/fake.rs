@@ -163,6 +163,9 @@ impl Backend for FakeBackend {
     async fn set_size(&self, id: &str, memory_mib: u32, cpus: u32) -> Result<(), BackendError> {
         self.call("set_size", &format!("{} {memory_mib} {cpus}", short(id)))
     }
+    async fn set_cpu_shares(&self, id: &str, shares: Option<u32>) -> Result<(), BackendError> {
+        self.call("set_cpu_shares", &format!("{} {shares:?}", short(id)))
+    }
     async fn dial(
         &self,
         to: std::net::SocketAddrV4,

@@ -46,6 +46,9 @@ pub struct VmConfig {
     pub shares: Vec<Share>,
     /// The host CPUs its vCPUs run on (`--cpuset-cpus`); empty: any.
     pub host_cpus: Vec<u32>,
+    /// Its CPU weight against the VCH's other VMs when the host's CPUs are all busy, as
+    /// Docker's `--cpu-shares` (each has 1024 when none is given).
+    pub cpu_shares: Option<u32>,
 }
 
 /// A host file or directory shared into a VM: its contents are the host's, read and written
@@ -305,6 +308,10 @@ pub trait Backend: Send + Sync + 'static {
     /// Sets the memory (MiB) and vCPUs of VM `id`, which is powered off: they take effect at
     /// its next power-on (`docker update`).
     async fn set_size(&self, id: &str, memory_mib: u32, cpus: u32) -> Result<(), BackendError>;
+
+    /// Sets VM `id`'s CPU weight ([`VmConfig::cpu_shares`]): at once when it runs, and at
+    /// each power-on.
+    async fn set_cpu_shares(&self, id: &str, shares: Option<u32>) -> Result<(), BackendError>;
 
     /// A TCP connection to `to`, an address on one of the backend's networks, from the
     /// backend's side of them (published ports are forwarded through it).

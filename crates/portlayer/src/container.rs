@@ -77,6 +77,9 @@ pub struct ContainerSpec {
     /// logs were bounded get the default bounds.
     #[serde(default)]
     pub log: LogBounds,
+    /// `--log-driver none`: its output goes to attached clients, and no log is read back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_log: bool,
     /// Devices, mounts, kernel settings and limits inside the container's VM.
     #[serde(default)]
     pub confinement: Confinement,
@@ -104,6 +107,9 @@ pub struct ContainerSpec {
     /// The host CPUs its vCPUs run on (`--cpuset-cpus`); empty: any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_cpus: Vec<u32>,
+    /// Its CPU weight against the VCH's other VMs (`--cpu-shares`); none: the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_shares: Option<u32>,
     /// Its health check, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<crate::health::HealthCheck>,

@@ -28,6 +28,8 @@ mod fake_stop_tests;
 #[cfg(test)]
 mod fake_tests;
 #[cfg(test)]
+mod fake_update_tests;
+#[cfg(test)]
 mod fake_volume_tests;
 pub mod follow;
 pub mod guest;
@@ -59,7 +61,7 @@ pub use limits::Limits;
 pub use logs::{LogBounds, LogEntry, LogSet, LogStream};
 pub use manager::{
     AttachStreams, Containers, ContainersConfig, CopyStream, Error, ExecClaim, ExecInfo, ExecStdin,
-    ExecStreams, Images, LayerStream, Output, WaitCondition, MAX_EXECS,
+    ExecStreams, Images, LayerStream, Output, Resize, WaitCondition, MAX_EXECS,
 };
 pub use networks::{Endpoint, Network};
 pub use signals::parse_signal;

@@ -46,6 +46,7 @@ mod volumes;
 pub use commit::LayerStream;
 pub use copy::CopyStream;
 pub use streams::{AttachStreams, Output, WaitCondition};
+pub use update::Resize;
 
 use error::io_err;
 pub use error::Error;
@@ -343,6 +344,9 @@ impl Containers {
         // So are its memory and vCPUs (`docker update` changes them while it is stopped).
         let (memory, cpus) = (rec.spec.memory_mib, rec.spec.cpus);
         self.inner.backend.set_size(&id, memory, cpus).await?;
+        // And its CPU weight, as the record has it now (`docker update` changes it any time).
+        let shares = self.get(&id)?.spec.cpu_shares;
+        self.inner.backend.set_cpu_shares(&id, shares).await?;
         let powered = match self.inner.backend.power_on(&id).await {
             Ok(p) => p,
             Err(e) => {

@@ -16,6 +16,8 @@ pub struct VmSpec {
     pub files: String,
     pub memory_mib: u32,
     pub cpus: u32,
+    /// Its CPU shares (`cpuAllocation`, level `custom`); none: vSphere's `normal`.
+    pub cpu_shares: Option<u32>,
     pub annotation: Option<String>,
     /// `extraConfig` keys and values (guestinfo and the like).
     pub extra_config: Vec<(String, String)>,
@@ -40,6 +42,20 @@ impl PowerState {
             _ => None,
         }
     }
+}
+
+/// Writes the `cpuAllocation` of a config spec: `shares` custom shares, or the `normal` level.
+fn cpu_allocation(req: &mut Request, shares: Option<u32>) {
+    let (count, level) = match shares {
+        Some(n) => (n, "custom"),
+        None => (0, "normal"),
+    };
+    req.open("cpuAllocation")
+        .open("shares")
+        .text("shares", &count.to_string())
+        .text("level", level)
+        .close()
+        .close();
 }
 
 /// Writes the `extraConfig` entries of a config spec.
@@ -74,6 +90,9 @@ impl Client {
         req.text("numCPUs", &spec.cpus.to_string())
             .text("memoryMB", &spec.memory_mib.to_string());
         add_devices(&mut req, &spec.devices);
+        if spec.cpu_shares.is_some() {
+            cpu_allocation(&mut req, spec.cpu_shares);
+        }
         extra_config(&mut req, &spec.extra_config);
         req.close();
         req.moref("pool", pool);
@@ -129,6 +148,34 @@ impl Client {
             .text("numCPUs", &cpus.to_string())
             .text("memoryMB", &memory_mib.to_string())
             .close();
+        self.run_task(&req, timeout).await.map(|_| ())
+    }
+
+    /// The VM's custom CPU shares; none when its level is another (`normal` and the like).
+    pub async fn cpu_shares(&self, vm: &MoRef) -> Result<Option<u32>, Error> {
+        let level = "config.cpuAllocation.shares.level";
+        let count = "config.cpuAllocation.shares.shares";
+        let props = self.properties(vm, &[level, count]).await?;
+        if props.text(level) != Some("custom") {
+            return Ok(None);
+        }
+        let n = props.text(count).and_then(|t| t.parse::<u32>().ok());
+        n.map(Some)
+            .ok_or_else(|| Error::Protocol(format!("the VM has no {count}")))
+    }
+
+    /// Sets the VM's CPU shares (custom), or gives it the `normal` level; a running VM takes
+    /// them at once.
+    pub async fn set_cpu_shares(
+        &self,
+        vm: &MoRef,
+        shares: Option<u32>,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let mut req = Request::new("ReconfigVM_Task", vm);
+        req.open("spec");
+        cpu_allocation(&mut req, shares);
+        req.close();
         self.run_task(&req, timeout).await.map(|_| ())
     }
 

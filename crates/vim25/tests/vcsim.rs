@@ -146,6 +146,7 @@ async fn a_vm_is_created_configured_powered_and_destroyed() {
         files: "[LocalDS_0]".into(),
         memory_mib: 512,
         cpus: 2,
+        cpu_shares: Some(3000),
         annotation: Some("made by the vim25 tests".into()),
         extra_config: vec![("guestinfo.vice./common/id".into(), "abc & <def>".into())],
         devices: Vec::new(),
@@ -161,6 +162,19 @@ async fn a_vm_is_created_configured_powered_and_destroyed() {
     assert_eq!(hw.trim(), "512");
     let cpus = sim.govc(&["object.collect", "-s", &arg, "config.hardware.numCPU"]);
     assert_eq!(cpus.trim(), "2");
+    // CPU shares: custom as made, read by govc and by us, then back to vSphere's normal.
+    let shares = sim.govc(&[
+        "object.collect",
+        "-s",
+        &arg,
+        "config.cpuAllocation.shares.shares",
+    ]);
+    assert_eq!(shares.trim(), "3000");
+    assert_eq!(c.cpu_shares(&vm).await.unwrap(), Some(3000));
+    c.set_cpu_shares(&vm, Some(500), T).await.unwrap();
+    assert_eq!(c.cpu_shares(&vm).await.unwrap(), Some(500));
+    c.set_cpu_shares(&vm, None, T).await.unwrap();
+    assert_eq!(c.cpu_shares(&vm).await.unwrap(), None);
     // extraConfig as govc reads it, then changed and read back by both.
     let extra = |sim: &Vcsim| -> Vec<(String, String)> {
         let v = sim.govc_json(&["object.collect", "-json", &arg, "config.extraConfig"]);

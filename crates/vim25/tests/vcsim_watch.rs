@@ -26,6 +26,7 @@ fn spec(name: &str, devices: Vec<Device>) -> VmSpec {
         files: "[LocalDS_0]".into(),
         memory_mib: 256,
         cpus: 1,
+        cpu_shares: None,
         annotation: None,
         extra_config: Vec::new(),
         devices,

@@ -179,6 +179,7 @@ pub async fn boot(backend: &LocalBackend, id: &str) -> Result<Booted> {
             disks: Vec::new(),
             shares: Vec::new(),
             host_cpus: Vec::new(),
+            cpu_shares: None,
         })
         .await?;
     let t = Instant::now();

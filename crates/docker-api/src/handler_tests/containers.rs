@@ -88,7 +88,7 @@ async fn options_vic_does_not_apply_are_refused_naming_every_flag() {
     assert_eq!(
         a.message(),
         "--network host is not supported by vic: a container is its own VM with its own network stack, which it cannot share with the host or another container; \
-         --log-driver syslog is not supported by vic: only the json-file log driver is available"
+         --log-driver syslog is not supported by vic: only the json-file and none log drivers are available"
     );
     let a = vch
         .post("/containers/create", r#"{"Image":"busybox"}"#)
@@ -322,6 +322,28 @@ async fn bad_wait_resize_and_logs_parameters_are_400s() {
     assert_eq!(
         a.message(),
         "Bad parameters: you must choose at least one stream"
+    );
+}
+
+#[tokio::test]
+async fn a_container_without_a_log_refuses_logs_as_dockerd_does() {
+    let vch = with_busybox().await;
+    let body = json!({
+        "Image": "busybox",
+        "Cmd": ["echo", "hi"],
+        "HostConfig": { "LogConfig": { "Type": "none", "Config": {} } },
+    });
+    let a = vch
+        .post("/containers/create?name=quiet", &body.to_string())
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{a:?}");
+    let a = vch.get("/containers/quiet/json").await;
+    assert_eq!(a.body["HostConfig"]["LogConfig"]["Type"], "none");
+    let a = vch.get("/containers/quiet/logs?stdout=1").await;
+    assert_eq!(a.status, StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(
+        a.message(),
+        "configured logging driver does not support reading"
     );
 }
 

@@ -92,6 +92,13 @@ impl LogBounds {
         max_size: None,
         max_file: 1,
     };
+
+    /// What a container without a log (`--log-driver none`) keeps of its output: the last
+    /// megabyte or two, which its attached clients read as it comes.
+    pub const PASS_THROUGH: LogBounds = LogBounds {
+        max_size: Some(1 << 20),
+        max_file: 2,
+    };
 }
 
 /// Which output stream an entry came from.

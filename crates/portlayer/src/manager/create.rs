@@ -84,6 +84,7 @@ impl Containers {
                 disks,
                 shares,
                 host_cpus: rec.spec.host_cpus.clone(),
+                cpu_shares: rec.spec.cpu_shares,
             };
             self.inner.backend.create_vm(&vm).await?;
             self.inner

@@ -1,20 +1,30 @@
-//! `docker update`: the restart policy at any time, the VM's memory and vCPUs while it is
-//! stopped (taken at its next start; a running microvm can change neither).
+//! `docker update`: the restart policy and the VM's CPU shares at any time (a running VM
+//! takes its shares at once), its memory and vCPUs while it is stopped (taken at its next
+//! start; a running microvm can change neither).
 
 use super::{Containers, Error};
 use crate::container::{ContainerRecord, RestartKind, RestartPolicy, Status};
 
+/// The sizes `docker update` changes; each left alone when `None`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resize {
+    /// Memory in MiB.
+    pub memory_mib: Option<u32>,
+    pub cpus: Option<u32>,
+    /// The VM's CPU weight (`--cpu-shares`).
+    pub cpu_shares: Option<u32>,
+}
+
 impl Containers {
-    /// Changes what is given of container `key`'s memory (MiB), vCPUs and restart policy.
-    pub fn update_settings(
+    /// Changes what is given of container `key`'s sizes and restart policy.
+    pub async fn update_settings(
         &self,
         key: &str,
-        memory_mib: Option<u32>,
-        cpus: Option<u32>,
+        resize: Resize,
         restart: Option<RestartPolicy>,
     ) -> Result<ContainerRecord, Error> {
         let rec = self.get(key)?;
-        let sizes = memory_mib.is_some() || cpus.is_some();
+        let sizes = resize.memory_mib.is_some() || resize.cpus.is_some();
         if sizes && rec.state.status == Status::Running {
             return Err(Error::Update(format!(
                 "Cannot update container {}: a running container VM's memory and vCPUs cannot change (it has no memory balloon or CPU hotplug): stop it, update it, start it",
@@ -27,12 +37,20 @@ impl Containers {
                     .into(),
             ));
         }
+        // The VM first: a weight it refuses leaves the record as it was.
+        if let Some(shares) = resize.cpu_shares {
+            let backend = &self.inner.backend;
+            backend.set_cpu_shares(&rec.id, Some(shares)).await?;
+        }
         let rec = self.update(&rec.id, |r| {
-            if let Some(m) = memory_mib {
+            if let Some(m) = resize.memory_mib {
                 r.spec.memory_mib = m;
             }
-            if let Some(c) = cpus {
+            if let Some(c) = resize.cpus {
                 r.spec.cpus = c;
+            }
+            if let Some(s) = resize.cpu_shares {
+                r.spec.cpu_shares = Some(s);
             }
             if let Some(p) = restart {
                 r.spec.restart = p;

@@ -90,6 +90,11 @@ pub enum VolumeError {
     InUse { name: String, ids: Vec<String> },
     #[error("No volume store named ({0}) exists")]
     NoStore(String),
+    /// A driver vic does not have: not found, as dockerd finds no plugin of that name.
+    #[error(
+        "error looking up volume plugin {0}: plugin \"{0}\" not found (vic's drivers are vsphere and local)"
+    )]
+    NoPlugin(String),
     #[error("{0}")]
     Invalid(String),
     #[error("{context}: {source}")]

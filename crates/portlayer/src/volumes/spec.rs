@@ -53,11 +53,7 @@ impl VolumeSpec {
         let driver = match driver {
             "" | "vsphere" => "vsphere",
             "local" => "local",
-            other => {
-                return Err(VolumeError::Invalid(format!(
-                    "error looking up volume plugin {other}: plugin \"{other}\" not found (vic's drivers are vsphere and local)"
-                )))
-            }
+            other => return Err(VolumeError::NoPlugin(other.to_string())),
         };
         let mut spec = VolumeSpec {
             name: name.to_string(),

@@ -98,6 +98,7 @@ fn names_drivers_options_and_capacities_are_checked() {
         );
     }
     let e = VolumeSpec::parse("ok", "nfs", &none, &none).unwrap_err();
+    assert!(matches!(&e, VolumeError::NoPlugin(d) if d == "nfs"), "{e}");
     assert!(e.to_string().contains("plugin \"nfs\" not found"), "{e}");
     let opt = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
     let e = VolumeSpec::parse("ok", "local", &opt("type", "nfs"), &none).unwrap_err();

@@ -380,6 +380,7 @@ async fn deploy_inner(
         files: at(&dir, &format!("{name}.vmx")).to_string(),
         memory_mib: appliance_memory_mib(&req.settings)?,
         cpus: APPLIANCE_CPUS,
+        cpu_shares: None,
         annotation: Some(format!("vic VCH {name}")),
         extra_config: extra,
         devices,

@@ -10,6 +10,10 @@
 //! | `labels`, `labels-regex`, `env`, `env-regex`, `tag` | refused when set: vic's log records carry no attributes |
 //! | anything else | refused: `unknown log opt 'x' for json-file log driver` |
 //!
+//! `--log-driver none` keeps no log: `docker logs` is refused as dockerd refuses it, and the
+//! output passes to attached clients through [`LogBounds::PASS_THROUGH`]. Options given with
+//! it are refused, as the docker CLI refuses them.
+//!
 //! With neither `max-size` nor `max-file` the default applies, [`DEFAULT_MAX_SIZE`] (`20m`) ×
 //! [`DEFAULT_MAX_FILE`] (5), the defaults of Docker's bounded `local` driver; `max-file` alone
 //! takes the default `max-size` (moby's needs a `max-size` to have an effect; vic always has
@@ -35,6 +39,8 @@ pub struct LogOpts {
     pub bounds: LogBounds,
     /// `LogConfig.Config` in effect: the options given, `max-size` and `max-file` filled in.
     pub shown: BTreeMap<String, String>,
+    /// `--log-driver none`.
+    pub none: bool,
 }
 
 impl Default for LogOpts {
@@ -42,6 +48,27 @@ impl Default for LogOpts {
         LogOpts {
             bounds: LogBounds::default(),
             shown: shown_with(BTreeMap::new(), DEFAULT_MAX_SIZE_SHOWN, DEFAULT_MAX_FILE),
+            none: false,
+        }
+    }
+}
+
+impl LogOpts {
+    /// `--log-driver none`.
+    fn none() -> Self {
+        LogOpts {
+            bounds: LogBounds::PASS_THROUGH,
+            shown: BTreeMap::new(),
+            none: true,
+        }
+    }
+
+    /// The driver inspect names.
+    pub fn driver(&self) -> &'static str {
+        if self.none {
+            "none"
+        } else {
+            "json-file"
         }
     }
 }
@@ -105,10 +132,15 @@ pub fn unsupported(h: &HostConfig) -> Vec<Unsupported> {
         flag,
         why: why.to_string(),
     };
+    if kind == "none" {
+        return (options(h).into_keys())
+            .map(|k| refuse(format!("--log-opt {k}"), "the none log driver keeps no log"))
+            .collect();
+    }
     if !kind.is_empty() && kind != "json-file" {
         return vec![refuse(
             format!("--log-driver {kind}"),
-            "only the json-file log driver is available",
+            "only the json-file and none log drivers are available",
         )];
     }
     let mut out = Vec::new();
@@ -129,8 +161,10 @@ pub fn unsupported(h: &HostConfig) -> Vec<Unsupported> {
 
 /// The bounds the options set, or why moby would refuse them, in its words.
 pub fn settings(h: &HostConfig) -> Result<LogOpts, Refused> {
-    if !matches!(driver(h), "" | "json-file") {
-        return Ok(LogOpts::default());
+    match driver(h) {
+        "" | "json-file" => {}
+        "none" => return Ok(LogOpts::none()),
+        _ => return Ok(LogOpts::default()),
     }
     let opts = options(h);
     let invalid = |m: String| Refused::Invalid(m);
@@ -191,7 +225,11 @@ pub fn settings(h: &HostConfig) -> Result<LogOpts, Refused> {
         ),
     };
     let shown = shown_with(opts, &size_shown, bounds.max_file);
-    Ok(LogOpts { bounds, shown })
+    Ok(LogOpts {
+        bounds,
+        shown,
+        none: false,
+    })
 }
 
 /// Go's `strconv.ParseBool`, with its error words.

@@ -48,8 +48,8 @@ const NANO: i64 = 1_000_000_000;
 
 const OWN_VM: &str =
     "a container is its own VM and shares no namespace with the host or another container";
-const CGROUP_LIMITS: &str =
-    "only --memory and --cpus size a container VM; limits inside it are not applied yet";
+const CGROUP_LIMITS: &str = "only --memory, --cpus, --cpuset-cpus and --cpu-shares apply to a \
+     container VM; limits inside it are not applied yet";
 const GPUS: &str = "host devices are not passed to container VMs";
 const WINDOWS: &str = "it is a Windows option";
 
@@ -62,6 +62,8 @@ pub struct Applied {
     pub host_cpus: Vec<u32>,
     /// `--cpuset-cpus` as given (`0,1` or `0-1`), which inspect shows as dockerd does.
     pub cpuset_cpus: String,
+    /// `-c/--cpu-shares`: the VM's CPU weight against the VCH's other VMs; none: 1024.
+    pub cpu_shares: Option<u32>,
     pub auto_remove: bool,
     pub restart: RestartPolicy,
     pub dns: Vec<String>,
@@ -153,6 +155,7 @@ pub fn apply(
         cpus,
         host_cpus,
         cpuset_cpus: s(&h.cpuset_cpus).to_string(),
+        cpu_shares: cpu_shares(h.cpu_shares)?,
         auto_remove: yes(&h.auto_remove),
         restart,
         dns: h.dns.clone().unwrap_or_default(),
@@ -250,8 +253,7 @@ pub(crate) fn restart_policy(h: &HostConfig) -> Result<RestartPolicy, Refused> {
 }
 
 fn resources(r: &mut Refusals, h: &HostConfig) {
-    let pairs: [(bool, &str); 15] = [
-        (num(&h.cpu_shares), "-c/--cpu-shares"),
+    let pairs: [(bool, &str); 14] = [
         (num(&h.cpu_period), "--cpu-period"),
         (num(&h.cpu_quota), "--cpu-quota"),
         (num(&h.cpu_realtime_period), "--cpu-rt-period"),
@@ -316,6 +318,16 @@ pub(crate) fn memory(memory: Option<i64>, warnings: &mut Vec<String>) -> Result<
         return Ok(MIN_MEMORY_MIB);
     }
     Ok(mib)
+}
+
+/// `-c/--cpu-shares` weighs the VM's QEMU (its cgroup) or its vSphere VM against the VCH's
+/// others; 0 is none given. The kernel keeps a weight within 2–262144, as under dockerd.
+pub(crate) fn cpu_shares(shares: Option<i64>) -> Result<Option<u32>, Refused> {
+    match shares.unwrap_or(0) {
+        0 => Ok(None),
+        n if n < 0 => Err(Refused::Invalid("shares: invalid argument".into())),
+        n => Ok(Some(u32::try_from(n).unwrap_or(u32::MAX))),
+    }
 }
 
 /// `--cpus` (or the API's `CpuCount`) is the VM's vCPUs, rounded up to whole ones.

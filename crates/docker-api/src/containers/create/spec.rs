@@ -164,10 +164,12 @@ pub fn build(c: ContainerConfig, a: Applied, name: String, image: &ImageRecord) 
         memory_mib: a.memory_mib,
         cpus: a.cpus,
         host_cpus: a.host_cpus.clone(),
+        cpu_shares: a.cpu_shares,
         dns_servers: a.dns,
         dns_search: a.dns_search,
         dns_options: a.dns_options,
         log: a.log.bounds,
+        no_log: a.log.none,
         confinement: a.guest.confinement(),
         // `none`: loopback only; `default`: Docker's bridge network.
         networks: a.networking.networks.clone(),
@@ -192,12 +194,13 @@ pub fn host_config_of(spec: &ContainerSpec) -> Value {
             let mut hc = hc.clone();
             // Made before logs were bounded: the default bounds are in effect.
             let opts = hc.pointer("/LogConfig/Config").and_then(Value::as_object);
-            if opts.is_none_or(|o| o.is_empty()) {
+            if !spec.no_log && opts.is_none_or(|o| o.is_empty()) {
                 hc["LogConfig"] = log_config_json(&LogOpts::default());
             }
             // What `docker update` changes since: the record says it.
             hc["Memory"] = json!(i64::from(spec.memory_mib) << 20);
             hc["NanoCpus"] = json!(i64::from(spec.cpus) * 1_000_000_000);
+            hc["CpuShares"] = json!(spec.cpu_shares.unwrap_or(0));
             hc["RestartPolicy"] = restart_json(&spec.restart);
             return hc;
         }
@@ -213,6 +216,7 @@ pub fn host_config_of(spec: &ContainerSpec) -> Value {
         cpus: spec.cpus,
         host_cpus: spec.host_cpus.clone(),
         cpuset_cpus: super::cpuset::format(&spec.host_cpus),
+        cpu_shares: spec.cpu_shares,
         auto_remove: spec.auto_remove,
         restart: spec.restart,
         dns: spec.dns_servers.clone(),
@@ -242,7 +246,7 @@ fn restart_json(p: &portlayer::container::RestartPolicy) -> Value {
 
 /// Docker's `LogConfig` holding the options in effect.
 fn log_config_json(log: &LogOpts) -> Value {
-    json!({ "Type": "json-file", "Config": log.shown })
+    json!({ "Type": log.driver(), "Config": log.shown })
 }
 
 /// Docker's `HostConfig` shape holding what is in effect: the applied values, and every
@@ -282,7 +286,7 @@ fn host_config_json(a: &Applied) -> Value {
         "ShmSize": 0,
         "Runtime": "vic",
         "Isolation": a.isolation,
-        "CpuShares": 0,
+        "CpuShares": a.cpu_shares.unwrap_or(0),
         "Memory": i64::from(a.memory_mib) << 20,
         "NanoCpus": i64::from(a.cpus) * 1_000_000_000,
         "CgroupParent": "",

@@ -1,5 +1,5 @@
-//! `POST /containers/{id}/update` (`docker update`): the restart policy, and the VM's memory
-//! and vCPUs while it is stopped (they take effect at its next start: microvm has neither a
+//! `POST /containers/{id}/update` (`docker update`): the restart policy and the VM's CPU
+//! shares at any time, and the VM's memory and vCPUs while it is stopped (they take effect at its next start: microvm has neither a
 //! memory balloon nor CPU hotplug, so a running VM's are refused in words). Every other
 //! resource the body sets is refused naming its flag; the zero values the CLI sends for what
 //! it was not given are nothing set.
@@ -14,12 +14,17 @@ use super::policy;
 use crate::{ApiError, ApiResult, AppState};
 
 /// The fields of Docker's update body vic applies.
-const APPLIED: &[&str] = &["Memory", "NanoCpus", "CpuCount", "RestartPolicy"];
+const APPLIED: &[&str] = &[
+    "Memory",
+    "NanoCpus",
+    "CpuCount",
+    "CpuShares",
+    "RestartPolicy",
+];
 
 /// The flag that sets each resource field vic does not change.
 fn flag(field: &str) -> String {
     let known = [
-        ("CpuShares", "--cpu-shares"),
         ("CpuPeriod", "--cpu-period"),
         ("CpuQuota", "--cpu-quota"),
         ("CpuRealtimePeriod", "--cpu-rt-period"),
@@ -65,7 +70,7 @@ pub async fn update(
         .collect();
     if !refused.is_empty() {
         return Err(ApiError::bad_request(format!(
-            "{} cannot be updated by vic: only --memory, --cpus and --restart are applied",
+            "{} cannot be updated by vic: only --memory, --cpus, --cpu-shares and --restart are applied",
             refused.join(", ")
         )));
     }
@@ -78,6 +83,7 @@ pub async fn update(
     let cpus = (nano.is_some() || count.is_some())
         .then(|| policy::cpus(nano, count, &mut warnings))
         .transpose()?;
+    let cpu_shares = policy::cpu_shares(int("CpuShares"))?;
     let restart = match body.get("RestartPolicy").filter(|v| !unset(v)) {
         Some(v) => {
             let p: RestartPolicy = serde_json::from_value(v.clone())
@@ -90,6 +96,11 @@ pub async fn update(
         }
         None => None,
     };
-    st.containers.update_settings(&id, memory, cpus, restart)?;
+    let sizes = portlayer::Resize {
+        memory_mib: memory,
+        cpus,
+        cpu_shares,
+    };
+    st.containers.update_settings(&id, sizes, restart).await?;
     Ok(Json(json!({ "Warnings": warnings })))
 }
