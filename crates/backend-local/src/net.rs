@@ -202,7 +202,8 @@ impl VchNet {
         ip(&all)
     }
 
-    /// Makes network `net`'s bridge with its gateway address, up (idempotent).
+    /// Makes network `net`'s bridge with its gateway address (and IPv6 one), up (idempotent).
+    /// The IPv6 gateway skips duplicate address detection: the VCH gives it to nobody else.
     pub fn ensure_bridge(&self, net: &NetworkSpec) -> Result<(), BackendError> {
         let bridge = bridge_of(&net.name);
         if self.ip(&["link", "show", "dev", &bridge]).is_err() {
@@ -210,6 +211,10 @@ impl VchNet {
         }
         let cidr = format!("{}/{}", net.gateway, net.prefix_len);
         self.ip(&["addr", "replace", &cidr, "dev", &bridge])?;
+        if let Some((gw, len)) = net.ipv6 {
+            let cidr = format!("{gw}/{len}");
+            self.ip(&["-6", "addr", "replace", &cidr, "dev", &bridge, "nodad"])?;
+        }
         self.ip(&["link", "set", "dev", &bridge, "up"])?;
         // The network's name on the bridge, for `vic-machine inspect`.
         self.ip(&["link", "set", "dev", &bridge, "alias", &net.label])?;

@@ -188,10 +188,24 @@ fn networks(c: &ContainerRecord) -> Value {
         } else {
             Default::default()
         };
+        let (ip6, prefix6, gw6) = match e.ipv6.filter(|_| running) {
+            Some(v) => (v.ip.to_string(), v.prefix_len, v.gateway.to_string()),
+            None => Default::default(),
+        };
         let asked = c.spec.endpoint_requests.get(&e.network);
+        // As moby's `EndpointIPAMConfig`: what was asked, empty fields left out.
         let ipam = asked
-            .and_then(|r| r.ip)
-            .map(|ip| json!({ "IPv4Address": ip.to_string() }));
+            .filter(|r| r.ip.is_some() || r.ipv6.is_some())
+            .map(|r| {
+                let mut m = serde_json::Map::new();
+                if let Some(ip) = r.ip {
+                    m.insert("IPv4Address".into(), json!(ip.to_string()));
+                }
+                if let Some(ip) = r.ipv6 {
+                    m.insert("IPv6Address".into(), json!(ip.to_string()));
+                }
+                Value::Object(m)
+            });
         // As given (`name:alias`) on a user network; the default bridge's are legacy links,
         // which inspect shows in `HostConfig.Links`.
         let links: Vec<String> = match e.network.as_str() {
@@ -215,6 +229,9 @@ fn networks(c: &ContainerRecord) -> Value {
                 "Gateway": gw,
                 "IPAddress": ip,
                 "IPPrefixLen": prefix,
+                "IPv6Gateway": gw6,
+                "GlobalIPv6Address": ip6,
+                "GlobalIPv6PrefixLen": prefix6,
                 "MacAddress": mac,
                 "Aliases": if e.aliases.is_empty() { Value::Null } else { json!(e.aliases) },
                 "Links": if links.is_empty() { Value::Null } else { json!(links) },
@@ -268,6 +285,9 @@ fn network_settings(c: &ContainerRecord) -> Value {
         "Gateway": field("Gateway"),
         "IPAddress": field("IPAddress"),
         "IPPrefixLen": bridge.get("IPPrefixLen").cloned().unwrap_or(json!(0)),
+        "IPv6Gateway": field("IPv6Gateway"),
+        "GlobalIPv6Address": field("GlobalIPv6Address"),
+        "GlobalIPv6PrefixLen": bridge.get("GlobalIPv6PrefixLen").cloned().unwrap_or(json!(0)),
         "MacAddress": field("MacAddress"),
         "Networks": nets,
     })

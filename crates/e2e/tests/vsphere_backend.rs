@@ -271,6 +271,7 @@ async fn a_container_vm_runs_on_vcsim_and_its_channel_proves_whose_it_is() {
         isolated: false,
         internal: false,
         external: None,
+        ipv6: None,
     };
     let e = b.ensure_network(&net).await.unwrap_err().to_string();
     assert!(

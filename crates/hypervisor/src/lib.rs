@@ -177,6 +177,8 @@ pub struct NetworkSpec {
     /// Set when the network is outside the backend (a container network): the backend
     /// holds no address on it, and `gateway` is the outside network's router.
     pub external: Option<ExternalNet>,
+    /// Its IPv6 gateway and prefix length, when it has IPv6.
+    pub ipv6: Option<(std::net::Ipv6Addr, u8)>,
 }
 
 /// Where a container VM's guest finds its root filesystem: the backend decides how it

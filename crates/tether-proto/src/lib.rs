@@ -64,7 +64,11 @@ pub use procs::{
 };
 
 /// Protocol version spoken by this build; sent in [`GuestMsg::Hello`].
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
+
+/// The first protocol version whose tether gives interfaces their IPv6 side
+/// ([`Interface::ipv6`], [`HostMsg::SetInterface`]'s `ipv6`).
+pub const IPV6_VERSION: u32 = 8;
 
 /// The first protocol version whose tether passes on a shutdown asked of its VM
 /// ([`GuestMsg::ShutdownAsked`]).
@@ -266,6 +270,18 @@ pub struct Interface {
     pub prefix_len: u8,
     /// The default route goes through it (only the first interface's is used).
     pub gateway: Option<std::net::Ipv4Addr>,
+    /// Its IPv6 address on a network with IPv6 (from version [`IPV6_VERSION`] on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Config>,
+}
+
+/// An interface's IPv6 address and prefix length, and the gateway of the IPv6 default route
+/// when this interface carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv6Config {
+    pub address: std::net::Ipv6Addr,
+    pub prefix_len: u8,
+    pub gateway: Option<std::net::Ipv6Addr>,
 }
 
 /// A process to run in the container.
@@ -347,6 +363,9 @@ pub enum HostMsg {
         address: Option<(std::net::Ipv4Addr, u8)>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         gateway: Option<std::net::Ipv4Addr>,
+        /// Its IPv6 side (set only with an `address`; from version [`IPV6_VERSION`] on).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ipv6: Option<Ipv6Config>,
     },
     /// The host has all of ended session `session` (an exec): the tether drops the output and
     /// exit it kept for a resume. From version [`EXEC_VERSION`] on.

@@ -28,6 +28,7 @@ mod launch;
 mod log;
 mod mounts;
 mod netif;
+mod netif6;
 mod plan;
 mod port;
 mod power_button;
@@ -308,10 +309,16 @@ fn handle(
             mac,
             address,
             gateway,
+            ipv6,
         } => {
-            let done = netif::find_by_mac(&find)
-                .and_then(|name| netif::set(&name, &mac, address))
-                .and_then(|()| gateway.map_or(Ok(()), netif::replace_default_route));
+            let done = netif::find_by_mac(&find).and_then(|name| {
+                netif::set(&name, &mac, address)?;
+                gateway.map_or(Ok(()), netif::replace_default_route)?;
+                match (address, ipv6) {
+                    (Some(_), Some(v6)) => netif6::configure(&name, &v6),
+                    _ => Ok(()),
+                }
+            });
             out.msg(&GuestMsg::InterfaceSet {
                 seq,
                 error: done.err().map(|e| e.to_string()),

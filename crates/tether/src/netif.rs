@@ -160,6 +160,7 @@ pub fn set(name: &str, mac: &str, address: Option<(Ipv4Addr, u8)>) -> io::Result
                 address: ip,
                 prefix_len,
                 gateway: None,
+                ipv6: None,
             },
         ),
         None => {

@@ -1,11 +1,12 @@
 //! `POST /networks/create`'s body (`docker network create`), read into the port layer's
-//! request. What vic's bridge networks do not do is refused naming the flag: IPv6, other
-//! drivers and IPAM drivers, swarm's ingress and config-only networks, several subnets.
+//! request. What vic's bridge networks do not do is refused naming the flag: IPv6-only
+//! networks, other drivers and IPAM drivers, swarm's ingress and config-only networks, more
+//! than one subnet of a family. `--ipv6`, or an IPv6 subnet, gives the network an IPv6 side.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use portlayer::networks::{Cidr, NetworkRequest};
+use portlayer::networks::{Cidr, Cidr6, Ipv6Request, NetworkRequest};
 use serde::Deserialize;
 
 use crate::ApiError;
@@ -91,13 +92,10 @@ pub fn request(bytes: &[u8]) -> Result<NetworkRequest, ApiError> {
             "a VCH's networks are its own",
         ));
     }
-    if body.enable_ipv6 == Some(true) {
-        return Err(unsupported("--ipv6", "container networks are IPv4 only"));
-    }
     if body.enable_ipv4 == Some(false) {
         return Err(unsupported(
             "--ipv4=false",
-            "container networks are IPv4 only",
+            "every container network has IPv4 (the VCH's DNS server answers on it)",
         ));
     }
     if body.ingress {
@@ -124,7 +122,62 @@ pub fn request(bytes: &[u8]) -> Result<NetworkRequest, ApiError> {
     if let Some(ipam) = body.ipam {
         ipam_into(ipam, &mut req)?;
     }
+    match body.enable_ipv6 {
+        Some(true) => {
+            req.ipv6.get_or_insert_with(Ipv6Request::default);
+        }
+        Some(false) if req.ipv6.is_some() => {
+            return Err(ApiError::bad_request(
+                "an IPv6 subnet was given to a network created with --ipv6=false",
+            ))
+        }
+        _ => {}
+    }
     Ok(req)
+}
+
+/// Whether an IPAM config is of IPv6 (its subnet, range or gateway says so).
+fn is_ipv6(c: &IpamConfig) -> bool {
+    [&c.subnet, &c.ip_range, &c.gateway]
+        .into_iter()
+        .find(|s| !s.is_empty())
+        .is_some_and(|s| s.contains(':'))
+}
+
+/// An IPv6 IPAM config as the port layer's request.
+fn ipv6_request(c: &IpamConfig) -> Result<Ipv6Request, ApiError> {
+    if c.subnet.is_empty() {
+        return Err(ApiError::bad_request(
+            "gateway and ip-range need a subnet: give --subnet too",
+        ));
+    }
+    if c.auxiliary_addresses
+        .as_ref()
+        .is_some_and(|a| !a.is_empty())
+    {
+        return Err(unsupported(
+            "--aux-address in an IPv6 subnet",
+            "IPv6 addresses are handed out from the range's first",
+        ));
+    }
+    let cidr = |s: &str| {
+        Cidr6::parse(s).ok_or_else(|| ApiError::bad_request(format!("invalid CIDR address: {s}")))
+    };
+    let gateway = match c.gateway.as_str() {
+        "" => None,
+        g => Some(
+            g.parse::<Ipv6Addr>()
+                .map_err(|_| ApiError::bad_request(format!("invalid gateway address: {g}")))?,
+        ),
+    };
+    Ok(Ipv6Request {
+        subnet: Some(cidr(&c.subnet)?),
+        gateway,
+        ip_range: match c.ip_range.as_str() {
+            "" => None,
+            r => Some(cidr(r)?),
+        },
+    })
 }
 
 fn ipam_into(ipam: Ipam, req: &mut NetworkRequest) -> Result<(), ApiError> {
@@ -139,8 +192,18 @@ fn ipam_into(ipam: Ipam, req: &mut NetworkRequest) -> Result<(), ApiError> {
     }
     req.ipam_options = ipam.options.is_some();
     let configs = ipam.config.unwrap_or_default();
-    let [c] = configs.as_slice() else {
-        if configs.is_empty() {
+    let (v6, v4): (Vec<&IpamConfig>, Vec<&IpamConfig>) = configs.iter().partition(|c| is_ipv6(c));
+    if v6.len() > 1 {
+        return Err(unsupported(
+            "more than one IPv6 --subnet",
+            "a vic network has one IPv6 subnet",
+        ));
+    }
+    if let Some(c) = v6.first() {
+        req.ipv6 = Some(ipv6_request(c)?);
+    }
+    let [c] = v4.as_slice() else {
+        if v4.is_empty() {
             return Ok(());
         }
         return Err(unsupported(
@@ -223,6 +286,27 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_is_asked_by_the_flag_or_by_an_ipv6_subnet() {
+        let r = req(serde_json::json!({"Name": "n", "EnableIPv6": true})).unwrap();
+        assert_eq!(r.ipv6, Some(Ipv6Request::default()));
+        assert_eq!(r.subnet, None);
+        // As docker-py sends `IPAMPool(subnet=…, iprange=…, gateway=…)` without enable_ipv6,
+        // beside an IPv4 pool.
+        let r = req(serde_json::json!({"Name": "n", "IPAM": {"Config": [
+            {"Subnet": "2001:389::/64", "IPRange": "2001:389::/96", "Gateway": "2001:389::ffff"},
+            {"Subnet": "10.9.0.0/16"},
+        ]}}))
+        .unwrap();
+        let v6 = r.ipv6.unwrap();
+        assert_eq!(v6.subnet.unwrap().to_string(), "2001:389::/64");
+        assert_eq!(v6.ip_range.unwrap().to_string(), "2001:389::/96");
+        assert_eq!(v6.gateway.unwrap().to_string(), "2001:389::ffff");
+        assert_eq!(r.subnet.unwrap().to_string(), "10.9.0.0/16");
+        let r = req(serde_json::json!({"Name": "n", "EnableIPv6": null})).unwrap();
+        assert_eq!(r.ipv6, None);
+    }
+
+    #[test]
     fn what_bridge_networks_do_not_do_is_refused_by_flag() {
         let cases = [
             (
@@ -230,8 +314,24 @@ mod tests {
                 "plugin \"overlay\" not found",
             ),
             (
-                serde_json::json!({"Name": "n", "EnableIPv6": true}),
-                "--ipv6 is not supported",
+                serde_json::json!({"Name": "n", "EnableIPv4": false, "EnableIPv6": true}),
+                "--ipv4=false is not supported",
+            ),
+            (
+                serde_json::json!({"Name": "n", "EnableIPv6": false, "IPAM": {"Config": [{"Subnet": "fd01::/64"}]}}),
+                "--ipv6=false",
+            ),
+            (
+                serde_json::json!({"Name": "n", "IPAM": {"Config": [{"Subnet": "fd01::/64"}, {"Subnet": "fd02::/64"}]}}),
+                "more than one IPv6 --subnet",
+            ),
+            (
+                serde_json::json!({"Name": "n", "IPAM": {"Config": [{"Subnet": "fd01::/64", "Gateway": "10.1.0.1"}]}}),
+                "invalid gateway address: 10.1.0.1",
+            ),
+            (
+                serde_json::json!({"Name": "n", "IPAM": {"Config": [{"Subnet": "fd01::/64", "AuxiliaryAddresses": {"a": "fd01::9"}}]}}),
+                "--aux-address in an IPv6 subnet",
             ),
             (
                 serde_json::json!({"Name": "n", "Ingress": true}),

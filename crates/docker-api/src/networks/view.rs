@@ -29,7 +29,7 @@ pub fn network_json(n: &Network, containers: &[ContainerRecord]) -> Value {
                     "EndpointID": c.id,
                     "MacAddress": e.mac,
                     "IPv4Address": format!("{}/{}", e.ip, e.prefix_len),
-                    "IPv6Address": "",
+                    "IPv6Address": e.ipv6.map(|v| format!("{}/{}", v.ip, v.prefix_len)).unwrap_or_default(),
                 }),
             );
         }
@@ -47,6 +47,14 @@ pub fn network_json(n: &Network, containers: &[ContainerRecord]) -> Value {
     if !n.aux_addresses.is_empty() {
         config["AuxiliaryAddresses"] = json!(n.aux_addresses);
     }
+    let mut configs = vec![config];
+    if let Some(v6) = &n.ipv6 {
+        let mut c = json!({ "Subnet": v6.subnet.to_string(), "Gateway": v6.gateway.to_string() });
+        if let Some(r) = v6.ip_range {
+            c["IPRange"] = json!(r.to_string());
+        }
+        configs.push(c);
+    }
     json!({
         "Name": n.name,
         "Id": n.id,
@@ -55,11 +63,11 @@ pub fn network_json(n: &Network, containers: &[ContainerRecord]) -> Value {
         // VIC shows container networks as `external`; their options say what they are.
         "Driver": if n.external.is_some() { "external" } else { "bridge" },
         "EnableIPv4": true,
-        "EnableIPv6": false,
+        "EnableIPv6": n.ipv6.is_some(),
         "IPAM": {
             "Driver": "default",
             "Options": if n.ipam_options { json!({}) } else { Value::Null },
-            "Config": [config],
+            "Config": configs,
         },
         "Internal": n.internal,
         "Attachable": n.attachable,

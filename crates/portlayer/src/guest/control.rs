@@ -261,18 +261,24 @@ impl GuestControl {
 
     /// Has the guest take the interface whose MAC is `find` down, give it MAC `mac` and,
     /// with an `address`, that address, up, and with a `gateway` its default route through
-    /// it; waits for its answer (at most [`ANSWER_TIMEOUT`]).
+    /// it, and its IPv6 side; waits for its answer (at most [`ANSWER_TIMEOUT`]).
     pub async fn set_interface(
         &self,
         find: &str,
         mac: &str,
         address: Option<(Ipv4Addr, u8)>,
         gateway: Option<Ipv4Addr>,
+        ipv6: Option<tether_proto::Ipv6Config>,
     ) -> Result<(), String> {
         let version = self.asked.version.load(Ordering::SeqCst);
         if version < SET_INTERFACE_VERSION {
             return Err(format!(
                 "the container's tether (protocol version {version}) cannot change its interfaces while it runs: restart the container first"
+            ));
+        }
+        if ipv6.is_some() && version < tether_proto::IPV6_VERSION {
+            return Err(format!(
+                "the container's tether (protocol version {version}) has no IPv6: restart the container first"
             ));
         }
         let msg = |seq| HostMsg::SetInterface {
@@ -281,6 +287,7 @@ impl GuestControl {
             mac: mac.to_string(),
             address,
             gateway,
+            ipv6,
         };
         match self.ask(msg).await? {
             Answer::Interface(None) => Ok(()),

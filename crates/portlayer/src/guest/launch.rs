@@ -86,8 +86,12 @@ impl Launch {
                     mac: e.mac.clone(),
                     address: e.ip,
                     prefix_len: e.prefix_len,
-                    // The default route goes through the first network.
+                    // The default route goes through the first network, the IPv6 one
+                    // through the first network with IPv6.
                     gateway: (i == 0).then_some(e.gateway),
+                    ipv6: e
+                        .ipv6
+                        .map(|v| v.config(Some(i) == crate::networks::first_ipv6(&spec.endpoints))),
                 })
                 .collect(),
             // Set when it is sent to a VM restored from a template (see `session.rs`).

@@ -68,8 +68,11 @@ impl Containers {
             ep
         };
         let nic = usize::from(ep.nic.unwrap_or_default());
-        // On no other network: this one carries its default route now.
+        // On no other network: this one carries its default route now (and on no other
+        // with IPv6, its IPv6 default route).
         let gateway = rec.spec.endpoints.is_empty().then_some(ep.gateway);
+        let v6_route = networks::first_ipv6(&rec.spec.endpoints).is_none();
+        let ipv6 = ep.ipv6.map(|v| v.config(v6_route));
         let attached = async {
             self.inner
                 .backend
@@ -82,7 +85,7 @@ impl Containers {
                 .map_err(|e| e.to_string())?;
             let spare = hypervisor::spare_mac(&rec.id, nic);
             control
-                .set_interface(&spare, &ep.mac, Some((ep.ip, ep.prefix_len)), gateway)
+                .set_interface(&spare, &ep.mac, Some((ep.ip, ep.prefix_len)), gateway, ipv6)
                 .await
         }
         .await;
@@ -120,7 +123,11 @@ impl Containers {
         let nic = usize::from(ep.nic.unwrap_or(pos as u8));
         let spare = hypervisor::spare_mac(&rec.id, nic);
         let told = match live.control() {
-            Ok(control) => control.set_interface(&ep.mac, &spare, None, None).await,
+            Ok(control) => {
+                control
+                    .set_interface(&ep.mac, &spare, None, None, None)
+                    .await
+            }
             Err(_) => Err("the container's guest cannot be reached".to_string()),
         };
         match told {
@@ -138,30 +145,40 @@ impl Containers {
         self.inner.backend.detach_nic(&rec.id, nic).await?;
         self.forget_endpoint(&rec.id, &net.name)?;
         self.network_event("disconnect", net, Some(&rec.id));
-        if pos == 0 {
-            self.move_default_route(live, &rec.id).await;
+        let v4 = pos == 0;
+        let v6 = networks::first_ipv6(&rec.spec.endpoints) == Some(pos);
+        if v4 || v6 {
+            self.move_default_route(live, &rec.id, v4, v6).await;
         }
         Ok(())
     }
 
-    /// Gives the default route of running container `id` to its first network, after the
-    /// one that carried it was disconnected (the interface is set again, with its gateway).
-    async fn move_default_route(&self, live: &Live, id: &str) {
+    /// Gives the default route of running container `id` to its first network (`v4`), and
+    /// its IPv6 one to its first network with IPv6 (`v6`), after the network that carried
+    /// them was disconnected (each interface is set again, with its gateway).
+    async fn move_default_route(&self, live: &Live, id: &str, v4: bool, v6: bool) {
         let Ok(rec) = self.get(id) else { return };
-        let Some(ep) = rec.spec.endpoints.first() else {
-            return;
-        };
-        let moved = match live.control() {
-            Ok(control) => {
-                let address = Some((ep.ip, ep.prefix_len));
-                (control.set_interface(&ep.mac, &ep.mac, address, Some(ep.gateway))).await
-            }
-            Err(_) => Err("the container's guest cannot be reached".to_string()),
-        };
-        match moved {
-            Ok(()) => tracing::info!(%id, network = %ep.network, "the default route moved"),
-            Err(why) => {
-                tracing::warn!(%id, network = %ep.network, "moving the default route: {why}")
+        let eps = &rec.spec.endpoints;
+        let first_v6 = networks::first_ipv6(eps);
+        let mut moved_to: Vec<usize> = Vec::new();
+        moved_to.extend(v4.then_some(0).filter(|_| !eps.is_empty()));
+        moved_to.extend(first_v6.filter(|i| v6 && !moved_to.contains(i)));
+        for i in moved_to {
+            let ep = &eps[i];
+            let moved = match live.control() {
+                Ok(control) => {
+                    let address = Some((ep.ip, ep.prefix_len));
+                    let gateway = (i == 0).then_some(ep.gateway);
+                    let ipv6 = ep.ipv6.map(|v| v.config(Some(i) == first_v6));
+                    (control.set_interface(&ep.mac, &ep.mac, address, gateway, ipv6)).await
+                }
+                Err(_) => Err("the container's guest cannot be reached".to_string()),
+            };
+            match moved {
+                Ok(()) => tracing::info!(%id, network = %ep.network, "the default route moved"),
+                Err(why) => {
+                    tracing::warn!(%id, network = %ep.network, "moving the default route: {why}")
+                }
             }
         }
     }
@@ -174,6 +191,7 @@ impl Containers {
             return;
         };
         let nets = self.networks();
+        let first_v6 = networks::first_ipv6(&rec.spec.endpoints);
         for (pos, ep) in rec.spec.endpoints.iter().enumerate().skip(1) {
             let Some(net) = nets.iter().find(|n| n.name == ep.network) else {
                 continue;
@@ -194,7 +212,13 @@ impl Containers {
             }
             let spare = hypervisor::spare_mac(&rec.id, nic);
             let healed = control
-                .set_interface(&spare, &ep.mac, Some((ep.ip, ep.prefix_len)), None)
+                .set_interface(
+                    &spare,
+                    &ep.mac,
+                    Some((ep.ip, ep.prefix_len)),
+                    None,
+                    ep.ipv6.map(|v| v.config(Some(pos) == first_v6)),
+                )
                 .await;
             if healed.is_ok() {
                 tracing::info!(id = %rec.id, network = %net.name, "an interface a crash left unconfigured is configured");

@@ -20,12 +20,16 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 mod cidr;
+mod cidr6;
 mod external;
+mod ipv6;
 mod plan;
 mod resolve;
 mod store;
 
 pub use cidr::Cidr;
+pub use cidr6::Cidr6;
+pub use ipv6::{Endpoint6, Ipv6Net, Ipv6Request};
 pub use plan::{plan, NetworkRequest};
 pub use resolve::{lookup, reverse};
 pub(crate) use store::NetworkStore;
@@ -91,6 +95,9 @@ pub struct Network {
     /// shows `{}` then and `null` otherwise, as dockerd shows what it was given.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ipam_options: bool,
+    /// Its IPv6 side, when it has one (`--ipv6`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Net>,
 }
 
 fn yes() -> bool {
@@ -127,6 +134,7 @@ impl Network {
             ip_span: None,
             dns: Vec::new(),
             ipam_options: false,
+            ipv6: None,
         }
     }
 
@@ -154,6 +162,7 @@ impl Network {
             isolated: !self.icc,
             internal: self.internal,
             external: self.external.clone(),
+            ipv6: (self.ipv6.as_ref()).map(|v| (v.gateway, v.subnet.prefix_len)),
         }
     }
 
@@ -198,6 +207,7 @@ impl Network {
             nic: None,
             external: self.external.is_some(),
             dns: self.dns.clone(),
+            ipv6: None,
         }
     }
 }
@@ -229,6 +239,9 @@ pub struct Endpoint {
     /// A container network's DNS servers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns: Vec<Ipv4Addr>,
+    /// Its IPv6 address, on a network with IPv6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Endpoint6>,
 }
 
 /// A link: container `container` (an ID) is `alias` to the linking container.
@@ -244,6 +257,9 @@ pub struct EndpointRequest {
     /// `--ip`: this address rather than the next free one.
     #[serde(default)]
     pub ip: Option<Ipv4Addr>,
+    /// `--ip6`: this IPv6 address rather than the next free one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<std::net::Ipv6Addr>,
     #[serde(default)]
     pub aliases: Vec<String>,
     #[serde(default)]
@@ -308,7 +324,13 @@ pub fn endpoint(
             .allocate(&used)
             .ok_or_else(|| NetworkError::Full(net.name.clone()))?,
     };
+    let used6: Vec<_> = taken
+        .iter()
+        .filter(|e| e.network == net.name)
+        .filter_map(|e| e.ipv6.map(|v| v.ip))
+        .collect();
     let mut e = net.endpoint(ip);
+    e.ipv6 = ipv6::endpoint(net, req.ipv6, &used6)?;
     e.aliases = req.aliases.clone();
     e.links = req.links.clone();
     Ok(e)
@@ -331,6 +353,12 @@ pub fn find<'a>(networks: &'a [Network], key: &str) -> Result<&'a Network, Netwo
             by_prefix.len()
         ))),
     }
+}
+
+/// Which of a container's endpoints (in order) carries its IPv6 default route: the first
+/// with IPv6, as the first network carries the IPv4 one.
+pub fn first_ipv6(endpoints: &[Endpoint]) -> Option<usize> {
+    endpoints.iter().position(|e| e.ipv6.is_some())
 }
 
 /// Docker's MAC for an address: `02:42` (locally administered) and the address's bytes.

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 
 use chrono::Utc;
 
-use super::{Cidr, Network, NetworkError};
+use super::{Cidr, Ipv6Request, Network, NetworkError};
 
 /// The most networks a VCH holds (each is a bridge, a DNS server and its sockets).
 pub const MAX_NETWORKS: usize = 256;
@@ -29,6 +29,8 @@ pub struct NetworkRequest {
     pub options: BTreeMap<String, String>,
     /// IPAM options were given (an empty set; see [`Network::ipam_options`]).
     pub ipam_options: bool,
+    /// An IPv6 side (`--ipv6`, or an IPv6 subnet given).
+    pub ipv6: Option<Ipv6Request>,
 }
 
 /// The network `req` describes, given the `existing` ones and the /16s user networks may
@@ -85,8 +87,12 @@ pub fn plan(
             "no matching subnet for aux-address {name}={ip}"
         )));
     }
+    let id = hex::encode(rand::random::<[u8; 32]>());
+    let ipv6 = (req.ipv6.as_ref())
+        .map(|v6| super::ipv6::plan(v6, &id, existing))
+        .transpose()?;
     Ok(Network {
-        id: hex::encode(rand::random::<[u8; 32]>()),
+        id,
         name: req.name,
         subnet,
         gateway,
@@ -104,6 +110,7 @@ pub fn plan(
         ip_span: None,
         dns: Vec::new(),
         ipam_options: req.ipam_options,
+        ipv6,
     })
 }
 

@@ -71,6 +71,11 @@ pub enum Call {
         mac: String,
         address: String,
     },
+    ConfigureIpv6 {
+        name: String,
+        address: String,
+        gateway: Option<String>,
+    },
     ChangeMac {
         from: String,
         to: String,
@@ -453,6 +458,14 @@ impl Syscall for RecordingSyscall {
             address: format!("{}/{}", iface.address, iface.prefix_len),
         })?;
         Ok("eth0".into())
+    }
+
+    fn configure_ipv6(&self, name: &str, cfg: &tether_proto::Ipv6Config) -> io::Result<()> {
+        self.record(Call::ConfigureIpv6 {
+            name: name.into(),
+            address: format!("{}/{}", cfg.address, cfg.prefix_len),
+            gateway: cfg.gateway.map(|g| g.to_string()),
+        })
     }
 
     fn change_mac(&self, from: &str, to: &str) -> io::Result<()> {

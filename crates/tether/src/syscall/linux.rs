@@ -120,6 +120,10 @@ impl Syscall for LinuxSyscall {
         Ok(name)
     }
 
+    fn configure_ipv6(&self, name: &str, cfg: &tether_proto::Ipv6Config) -> io::Result<()> {
+        crate::netif6::configure(name, cfg)
+    }
+
     fn change_mac(&self, from: &str, to: &str) -> io::Result<()> {
         let name = crate::netif::find_by_mac(from)?;
         crate::netif::set(&name, to, None)

@@ -105,6 +105,9 @@ pub trait Syscall: Send + Sync {
     /// Finds the interface with `iface.mac`, gives it its address and brings it up; returns
     /// its name.
     fn configure_interface(&self, iface: &tether_proto::Interface) -> io::Result<String>;
+    /// Gives interface `name` (configured, up) its IPv6 address and, with a gateway, the IPv6
+    /// default route through it.
+    fn configure_ipv6(&self, name: &str, cfg: &tether_proto::Ipv6Config) -> io::Result<()>;
     /// Gives the interface whose MAC is `from` the MAC `to`, leaving it down.
     fn change_mac(&self, from: &str, to: &str) -> io::Result<()>;
     /// Adds the default route through `gateway`.

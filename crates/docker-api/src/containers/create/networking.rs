@@ -46,14 +46,12 @@ pub fn refusals(r: &mut Refusals, h: &HostConfig, n: &NetworkingConfig) {
 fn endpoint_refusals(r: &mut Refusals, name: &str, ep: &EndpointSettings) {
     {
         let ipam = ep.ipam_config.as_ref();
-        let v6 = ipam.is_some_and(|i| !s(&i.ipv6_address).is_empty());
-        r.check(v6, "--ip6", "container networks are IPv4 only");
         let link_local =
             ipam.is_some_and(|i| i.link_local_ips.as_ref().is_some_and(|l| !l.is_empty()));
         r.check(
             link_local,
             "--link-local-ip",
-            "container networks are IPv4 only",
+            "a container VM's link-local addresses are its kernel's own",
         );
         r.check(
             !s(&ep.mac_address).is_empty(),
@@ -154,8 +152,16 @@ fn request(ep: Option<&EndpointSettings>) -> Result<EndpointRequest, Refused> {
                 .map_err(|_| Refused::Invalid(format!("invalid IPv4 address: {ip}")))?,
         ),
     };
+    let ipv6 = match ep.ipam_config.as_ref().map(|i| s(&i.ipv6_address)) {
+        None | Some("") => None,
+        Some(ip) => Some(
+            ip.parse::<std::net::Ipv6Addr>()
+                .map_err(|_| Refused::Invalid(format!("invalid IPv6 address: {ip}")))?,
+        ),
+    };
     Ok(EndpointRequest {
         ip,
+        ipv6,
         aliases: ep.aliases.clone().unwrap_or_default(),
         links: ep
             .links
