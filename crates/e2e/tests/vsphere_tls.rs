@@ -4,7 +4,8 @@
 //! `--tls-cname` (a new server certificate from the same CA; clients keep working),
 //! `--no-tlsverify` into a new certificate directory, and `--rollback`. The appliance's side
 //! is in its VM's guestinfo (read with govc): the certificate served, its key sealed, the
-//! registry CAs. A container runs throughout.
+//! registry CAs. The VCH's admin pages, with the same certificates, let in its client
+//! certificate. A container runs throughout.
 
 mod common;
 mod machine;
@@ -14,7 +15,7 @@ use std::process::Output;
 
 use base64::Engine;
 use common::vsphere::{create_args, docker, machine_at};
-use common::{registry, stderr, stdout};
+use common::{registry, stderr, stdout, vic_log_line};
 use machine::certs::{fingerprint, served_certificate, subject_alt_names};
 use vcsim::Vcsim;
 
@@ -48,6 +49,57 @@ fn ok(o: &Output, what: &str) -> String {
     stdout(o)
 }
 
+/// `curl -s ARGS URL` → (HTTP status, body); the status is 0 when no answer came.
+fn curl(args: &[&str], url: &str) -> (u32, String) {
+    let o = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
+        .args(args)
+        .arg(url)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// The admin pages `create` printed: served with the VCH's certificate, the VCH's client
+/// certificate let in, a browser without one sent to log in; `inspect` says where they are.
+fn check_admin_pages(sim: &Vcsim, created: &str, dir: &Path) {
+    let messages: Vec<&str> = (created.lines())
+        .filter_map(|l| Some(vic_log_line(l)?.1))
+        .collect();
+    let at = messages.iter().position(|m| *m == "VCH Admin Portal:");
+    let base = at
+        .and_then(|i| messages.get(i + 1))
+        .unwrap_or_else(|| panic!("no admin portal in create's output: {created}"))
+        .to_string();
+    assert!(base.starts_with("https://127.0.0.1:"), "{base}");
+    let file = |f: &str| dir.join(f).display().to_string();
+    let (ca, cert, key) = (file("ca.pem"), file("cert.pem"), file("key.pem"));
+    let (code, page) = curl(
+        &["--cacert", &ca, "--cert", &cert, "--key", &key],
+        &format!("{base}/"),
+    );
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("tls1") && page.contains("Summary"), "{page}");
+    let (code, _) = curl(&["--cacert", &ca], &format!("{base}/"));
+    assert_eq!(code, 303, "no certificate: to the login page");
+    let out = ok(&machine(sim, "inspect", &[]), "inspect");
+    assert!(out.contains(&base), "{out}");
+    // `debug --bundle` fetches the same bundle the pages give, with the client certificate.
+    let file = dir.with_extension("logs.tar.gz");
+    let file_arg = file.display().to_string();
+    let out = ok(&machine(sim, "debug", &["--bundle", &file_arg]), "debug --bundle");
+    assert!(out.contains("Log bundle of VCH tls1 written to"), "{out}");
+    let listed = std::process::Command::new("tar")
+        .args(["-tzf", &file_arg])
+        .output()
+        .unwrap();
+    let names = stdout(&listed);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert!(names.lines().any(|n| n == "manifest.txt"), "{names}");
+}
+
 #[test]
 #[ignore = "needs vcsim, govc, QEMU, openssl, the test registry and the docker CLI: make test runs it"]
 fn tls_changes_reach_the_appliance_vm_and_roll_back() {
@@ -57,7 +109,8 @@ fn tls_changes_reach_the_appliance_vm_and_roll_back() {
     let reg = registry();
     let args = create_args(&reg, &dir, &[]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    ok(&machine(&sim, "create", &args), "create");
+    let created = ok(&machine(&sim, "create", &args), "create");
+    check_admin_pages(&sim, &created, &dir);
     let env = dir.join("tls1.env");
     let addr = (read(&env).lines())
         .find_map(|l| l.strip_prefix("DOCKER_HOST=tcp://"))

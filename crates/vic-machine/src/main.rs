@@ -539,13 +539,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 (d, _) => d,
             };
             if let Place::Vsphere(target) = place(&common.target, &common.credentials)? {
-                if bundle.is_some() {
-                    anyhow::bail!(
-                        "--bundle on a vSphere target is not implemented yet: nothing was changed"
-                    );
+                let thumbprint = common.credentials.thumbprint.as_deref();
+                if let Some(file) = &bundle {
+                    vsphere::bundle(&target, thumbprint, &common.name, file)?;
+                    if debug.is_none() {
+                        return Ok(());
+                    }
                 }
                 let debug = debug.unwrap_or(1);
-                let thumbprint = common.credentials.thumbprint.as_deref();
                 if reset_progress {
                     return vsphere::reset_progress(&target, thumbprint, &common.name);
                 }

@@ -43,7 +43,8 @@ impl CreateArgs {
                 "--storage-quota",
                 settings.storage_quota.is_some_and(|q| q > 0),
             ),
-            // The admin pages are served by the local target's appliance only, so far.
+            // The admin pages let in the VCH's client certificates; an operator's password
+            // hash is not kept in a vSphere VCH's guestinfo yet.
             (
                 "--ops-user",
                 settings.ops_user.is_some() || settings.ops_password.is_some(),

@@ -34,6 +34,8 @@ use crate::tls::{self, TlsMode};
 
 /// How long one vSphere task of create may take.
 const TASK: Duration = Duration::from_secs(120);
+/// The port of a VCH's admin pages on its appliance VM (VIC's vicadmin port).
+const ADMIN_PORT: u16 = 2378;
 /// The environment variable naming the directory of the guest launchers on vcsim.
 pub const SIMULATOR_GUESTS: &str = "VIC_MACHINE_SIMULATOR_GUESTS";
 /// Where the appliance VM keeps its state (its disk) and the placeholder paths the
@@ -268,10 +270,12 @@ async fn deploy_inner(
     // The appliance's configuration.
     let certs = tempfile::tempdir().context("making a directory for the certificates")?;
     let tls = tls::setup(req.tls, certs.path())?;
-    let port = match (guests, tls.mode) {
-        (Some(_), _) => crate::process::free_port()?,
-        (None, TlsMode::NoTls) => 2375,
-        (None, _) => 2376,
+    // The Docker API's port and the admin pages' (VIC's vicadmin port), or two free ones on
+    // vcsim, where the appliance runs on this machine.
+    let (port, admin_port) = match (guests, tls.mode) {
+        (Some(_), _) => crate::process::free_ports()?,
+        (None, TlsMode::NoTls) => (2375, ADMIN_PORT),
+        (None, _) => (2376, ADMIN_PORT),
     };
     let listen: std::net::SocketAddr = match guests {
         Some(_) => {
@@ -310,6 +314,7 @@ async fn deploy_inner(
         tls: super::tls::doc_tls(tls.mode),
         settings: Settings {
             registry_ca: req.registry_ca.as_ref().map(|_| registry_ca_path()),
+            admin_port: Some(admin_port),
             ..req.settings.clone()
         },
         networks: req.networks.clone(),
@@ -412,6 +417,7 @@ async fn deploy_inner(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     waiting.done();
+    crate::inspect::admin_portal(&doc.settings);
     tls.save_env(name, &format!("tcp://{host}:{port}"))?;
     drop(certs);
     Ok(format!("{host}:{port}"))

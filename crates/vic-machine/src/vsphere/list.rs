@@ -78,6 +78,7 @@ fn report(doc: &ApplianceConfig) {
         Some(_) => "TLS with client verification (tlsverify)",
     };
     info(format!("Docker API: {} ({tls})", doc.listen));
+    crate::inspect::admin_portal(&doc.settings);
     if let BackendConfig::Vsphere(b) = &doc.backend {
         info(format!("Image store: {}", b.image_store));
         info(format!(

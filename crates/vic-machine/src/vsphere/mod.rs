@@ -7,6 +7,7 @@
 //! that would do, nothing made on the target), the deployment of the VCH (`deploy.rs`) and its
 //! removal (`remove.rs`).
 
+mod bundle;
 mod configure;
 mod deploy;
 mod found;
@@ -26,6 +27,7 @@ use vim25::datastore::DatastorePath;
 use vim25::{Client, Thumbprint, Trust};
 
 use crate::output::info;
+pub use bundle::bundle;
 pub use configure::Change;
 pub use deploy::appliance_memory_mib;
 pub use target::Target;
