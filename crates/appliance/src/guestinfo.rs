@@ -138,6 +138,11 @@ pub fn load(key_image: &Path, state_dir: Option<&Path>) -> anyhow::Result<Applia
             None => Vec::new(),
         };
     }
+    if let Some(sealed) = &config.settings.ops_password_hash {
+        let hash = key.open(gi::OPS_PASSWORD_HASH, sealed)?;
+        let hash = String::from_utf8(hash).context("the operator's password hash")?;
+        config.settings.ops_password_hash = Some(hash);
+    }
     config.check().context("the configuration in guestinfo")?;
     Ok(config)
 }

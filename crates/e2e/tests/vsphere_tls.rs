@@ -65,14 +65,7 @@ fn curl(args: &[&str], url: &str) -> (u32, String) {
 /// The admin pages `create` printed: served with the VCH's certificate, the VCH's client
 /// certificate let in, a browser without one sent to log in; `inspect` says where they are.
 fn check_admin_pages(sim: &Vcsim, created: &str, dir: &Path) {
-    let messages: Vec<&str> = (created.lines())
-        .filter_map(|l| Some(vic_log_line(l)?.1))
-        .collect();
-    let at = messages.iter().position(|m| *m == "VCH Admin Portal:");
-    let base = at
-        .and_then(|i| messages.get(i + 1))
-        .unwrap_or_else(|| panic!("no admin portal in create's output: {created}"))
-        .to_string();
+    let base = admin_base(created);
     assert!(base.starts_with("https://127.0.0.1:"), "{base}");
     let file = |f: &str| dir.join(f).display().to_string();
     let (ca, cert, key) = (file("ca.pem"), file("cert.pem"), file("key.pem"));
@@ -89,7 +82,10 @@ fn check_admin_pages(sim: &Vcsim, created: &str, dir: &Path) {
     // `debug --bundle` fetches the same bundle the pages give, with the client certificate.
     let file = dir.with_extension("logs.tar.gz");
     let file_arg = file.display().to_string();
-    let out = ok(&machine(sim, "debug", &["--bundle", &file_arg]), "debug --bundle");
+    let out = ok(
+        &machine(sim, "debug", &["--bundle", &file_arg]),
+        "debug --bundle",
+    );
     assert!(out.contains("Log bundle of VCH tls1 written to"), "{out}");
     let listed = std::process::Command::new("tar")
         .args(["-tzf", &file_arg])
@@ -98,6 +94,54 @@ fn check_admin_pages(sim: &Vcsim, created: &str, dir: &Path) {
     let names = stdout(&listed);
     assert!(listed.status.success(), "{}", stderr(&listed));
     assert!(names.lines().any(|n| n == "manifest.txt"), "{names}");
+
+    // An operator set by configure logs in with the password; its hash is sealed in
+    // guestinfo, never there in clear.
+    let password = "a long operator passphrase";
+    let out = ok(
+        &machine(
+            sim,
+            "configure",
+            &["--ops-user", "ops", "--ops-password", password],
+        ),
+        "configure --ops-user",
+    );
+    assert!(out.contains("Completed successfully"), "{out}");
+    let config = guestinfo(sim, "guestinfo.vic.config");
+    assert!(config.contains("\"ops_user\":\"ops\""), "{config}");
+    assert!(!config.contains("pbkdf2"), "the hash is sealed: {config}");
+    let base = admin_base(&ok(&machine(sim, "inspect", &[]), "inspect"));
+    let jar = dir.with_extension("cookies").display().to_string();
+    let login = |pw: &str| {
+        let pw = format!("password={pw}");
+        let args = [
+            "--cacert",
+            &ca,
+            "-c",
+            &jar,
+            "--data-urlencode",
+            "username=ops",
+            "--data-urlencode",
+            &pw,
+        ];
+        curl(&args, &format!("{base}/authentication")).0
+    };
+    assert_eq!(login("wrong"), 401);
+    assert_eq!(login(password), 303);
+    let (code, page) = curl(&["--cacert", &ca, "-b", &jar], &format!("{base}/"));
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("Summary"), "{page}");
+}
+
+/// The admin pages' address in vic-machine's output (the line after "VCH Admin Portal:").
+fn admin_base(out: &str) -> String {
+    let messages: Vec<&str> = (out.lines())
+        .filter_map(|l| Some(vic_log_line(l)?.1))
+        .collect();
+    let at = messages.iter().position(|m| *m == "VCH Admin Portal:");
+    at.and_then(|i| messages.get(i + 1))
+        .unwrap_or_else(|| panic!("no admin portal in the output: {out}"))
+        .to_string()
 }
 
 #[test]

@@ -27,6 +27,9 @@ pub const TLS_CLIENT_CAS: &str = "guestinfo.vic.tls.client_cas";
 pub const TLS_KEY: &str = "guestinfo.vic.secret.tls_key";
 /// The CAs the appliance trusts registries by (`--registry-ca`; clear).
 pub const REGISTRY_CA: &str = "guestinfo.vic.registry_ca";
+/// What the document's `ops_password_hash` is sealed under on vSphere: it travels with the
+/// document (configure's previous one, upgrade's), sealed, and the appliance opens it.
+pub const OPS_PASSWORD_HASH: &str = "guestinfo.vic.secret.ops_password_hash";
 
 /// The size of the key image: one CD-ROM sector.
 pub const KEY_IMAGE_LEN: usize = 2048;

@@ -43,12 +43,6 @@ impl CreateArgs {
                 "--storage-quota",
                 settings.storage_quota.is_some_and(|q| q > 0),
             ),
-            // The admin pages let in the VCH's client certificates; an operator's password
-            // hash is not kept in a vSphere VCH's guestinfo yet.
-            (
-                "--ops-user",
-                settings.ops_user.is_some() || settings.ops_password.is_some(),
-            ),
         ]
         .into_iter()
         .filter_map(|(flag, given)| given.then_some(flag))
@@ -83,10 +77,6 @@ impl ConfigureArgs {
             (
                 "--storage-quota",
                 self.settings.storage_quota.is_some_and(|q| q > 0),
-            ),
-            (
-                "--ops-user",
-                self.settings.ops_user.is_some() || self.settings.ops_password.is_some(),
             ),
         ];
         if let Some((flag, _)) = not_yet.iter().find(|(_, given)| *given) {

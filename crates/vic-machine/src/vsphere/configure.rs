@@ -90,6 +90,14 @@ pub async fn configure(
                 ..doc.settings.clone()
             })?;
             applied.volume_stores = doc.settings.volume_stores.clone();
+            // A new operator password: its hash sealed, as create seals it.
+            if applied.ops_password_hash != doc.settings.ops_password_hash {
+                if let Some(hash) = &applied.ops_password_hash {
+                    let key = super::tls::key(client, found).await?;
+                    let sealed = key.seal(gi::OPS_PASSWORD_HASH, hash.as_bytes());
+                    applied.ops_password_hash = Some(sealed);
+                }
+            }
             crate::settings::add_volume_stores(&mut applied.volume_stores, &stores)
                 .map_err(|e| anyhow::anyhow!("{e}: nothing was changed"))?;
             if let Some(bundle) = super::registry_ca(&settings.registry_cas)? {

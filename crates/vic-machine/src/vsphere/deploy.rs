@@ -315,6 +315,9 @@ async fn deploy_inner(
         settings: Settings {
             registry_ca: req.registry_ca.as_ref().map(|_| registry_ca_path()),
             admin_port: Some(admin_port),
+            // Sealed: guestinfo is read by whoever may read the VM's configuration.
+            ops_password_hash: (req.settings.ops_password_hash.as_ref())
+                .map(|h| key.seal(gi::OPS_PASSWORD_HASH, h.as_bytes())),
             ..req.settings.clone()
         },
         networks: req.networks.clone(),
