@@ -1,7 +1,8 @@
 //! IPv6 on user networks through the docker CLI: `network create --ipv6` with a subnet of
 //! its own and without one (a unique local /64), containers reaching each other and their
-//! gateway over IPv6 with `--ip6` and handed-out addresses, inspect's IPv6 fields, and a
-//! running container connected to an IPv6 network.
+//! gateway over IPv6 with `--ip6` and handed-out addresses, by name through the VCH's DNS
+//! server (AAAA), inspect's IPv6 fields, and a running container connected to an IPv6
+//! network.
 
 mod common;
 
@@ -84,13 +85,17 @@ fn containers_reach_each_other_and_their_gateway_over_ipv6() {
         "-c",
         "ip -6 addr show dev eth0 scope global; ip -6 route show default; \
          ping -c 1 -W 5 2001:db8:5::10 >/dev/null && echo reached-target; \
-         ping -c 1 -W 5 2001:db8:5::1 >/dev/null && echo reached-gateway",
+         ping -c 1 -W 5 2001:db8:5::1 >/dev/null && echo reached-gateway; \
+         nslookup -type=AAAA target; ping -6 -c 1 -W 5 target >/dev/null && echo reached-by-name",
     ]);
     eprintln!("a second container on the IPv6 network:\n{out}");
     assert!(out.contains("inet6 2001:db8:5::2/64"), "{out}");
     assert!(out.contains("default via 2001:db8:5::1"), "{out}");
     assert!(out.contains("reached-target"), "{out}");
     assert!(out.contains("reached-gateway"), "{out}");
+    // The VCH's DNS server answers its name with its IPv6 address too (AAAA).
+    assert!(out.contains("2001:db8:5::10"), "{out}");
+    assert!(out.contains("reached-by-name"), "{out}");
 
     // An address outside the network, or on a network without IPv6, is refused.
     let o = client.run(&[

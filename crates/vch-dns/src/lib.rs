@@ -8,7 +8,8 @@
 //!
 //! ```text
 //!  container ── query ──▶ gateway:53 ──▶ a name on this network, for this client? (Names)
-//!                                          yes: A records, AA set; AAAA: no records, NOERROR;
+//!                                          yes: A and AAAA records, AA set (no records of
+//!                                               a family it has no address of: NOERROR);
 //!                                               PTR of a container's address: its name
 //!                                          no:  to the upstreams in order, under a fresh ID,
 //!                                               from a socket of its own; SERVFAIL when none
@@ -67,7 +68,8 @@ pub trait Names: Send + Sync + 'static {
     /// What `name` (lowercase, without the trailing dot) resolves to for the container at
     /// `client` on `network`: its name, a network alias or one of its links. None when it is
     /// no container name here, so the query goes upstream.
-    fn lookup(&self, network: &str, client: IpAddr, name: &str) -> Option<Vec<Ipv4Addr>>;
+    /// Both families: a container on a network with IPv6 has an address of each.
+    fn lookup(&self, network: &str, client: IpAddr, name: &str) -> Option<Vec<IpAddr>>;
 
     /// The name of the container at `address` on `network`, for a reverse (PTR) lookup.
     fn reverse(&self, network: &str, address: Ipv4Addr) -> Option<String>;

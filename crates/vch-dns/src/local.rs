@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use hickory_proto::op::Message;
-use hickory_proto::rr::rdata::{A, PTR};
+use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use crate::message::response_to;
@@ -31,10 +31,11 @@ impl Local {
         }
         let name = question.name();
         let answers = match question.query_type() {
-            RecordType::A | RecordType::ANY => self.addresses(name, client)?,
-            // Ours, but without an IPv6 address: no records rather than NXDOMAIN, so resolvers
-            // go on to ask for A.
-            RecordType::AAAA => self.addresses(name, client).map(|_| Vec::new())?,
+            // Ours, but without an address of the family asked: no records rather than
+            // NXDOMAIN, so resolvers go on to ask for the other.
+            kind @ (RecordType::A | RecordType::AAAA | RecordType::ANY) => {
+                self.addresses(name, client, kind)?
+            }
             RecordType::PTR => vec![self.pointer(name)?],
             _ => return None,
         };
@@ -44,14 +45,20 @@ impl Local {
         Some(response)
     }
 
-    /// The A records of `name` for `client`, if it is a container name here.
-    fn addresses(&self, name: &Name, client: IpAddr) -> Option<Vec<Record>> {
+    /// The A or AAAA records (or both, for ANY) of `name` for `client`, if it is a
+    /// container name here.
+    fn addresses(&self, name: &Name, client: IpAddr, kind: RecordType) -> Option<Vec<Record>> {
         let key = lookup_key(name)?;
         let addresses = self.names.lookup(&self.network, client, &key)?;
         let records = addresses
             .into_iter()
+            .filter_map(|address| match address {
+                IpAddr::V4(v4) if kind != RecordType::AAAA => Some(RData::A(A(v4))),
+                IpAddr::V6(v6) if kind != RecordType::A => Some(RData::AAAA(AAAA(v6))),
+                _ => None,
+            })
             .take(MAX_ADDRESSES)
-            .map(|address| Record::from_rdata(name.clone(), self.ttl, RData::A(A(address))))
+            .map(|data| Record::from_rdata(name.clone(), self.ttl, data))
             .collect();
         Some(records)
     }

@@ -134,8 +134,8 @@ mod tests {
     struct Everything;
 
     impl Names for Everything {
-        fn lookup(&self, _: &str, _: IpAddr, _: &str) -> Option<Vec<Ipv4Addr>> {
-            Some(vec![Ipv4Addr::new(172, 16, 0, 2)])
+        fn lookup(&self, _: &str, _: IpAddr, _: &str) -> Option<Vec<IpAddr>> {
+            Some(vec![Ipv4Addr::new(172, 16, 0, 2).into()])
         }
         fn reverse(&self, _: &str, _: Ipv4Addr) -> Option<String> {
             Some("web".to_string())

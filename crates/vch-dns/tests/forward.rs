@@ -300,7 +300,7 @@ struct OwnUpstream(std::net::SocketAddr);
 use vch_dns::Names;
 
 impl Names for OwnUpstream {
-    fn lookup(&self, n: &str, c: std::net::IpAddr, name: &str) -> Option<Vec<Ipv4Addr>> {
+    fn lookup(&self, n: &str, c: std::net::IpAddr, name: &str) -> Option<Vec<std::net::IpAddr>> {
         Fixed.lookup(n, c, name)
     }
     fn reverse(&self, n: &str, a: Ipv4Addr) -> Option<String> {

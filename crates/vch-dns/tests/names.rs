@@ -56,6 +56,27 @@ async fn aaaa_of_a_container_name_has_no_records_but_is_no_error() -> Result<()>
 }
 
 #[tokio::test]
+async fn a_container_with_ipv6_answers_aaaa_with_it_and_a_with_its_ipv4() -> Result<()> {
+    let server = Server::start(Config::default()).await?;
+    let reply = ask_udp(server.address, &query(2, "dual", RecordType::AAAA)).await?;
+    assert_eq!(reply.response_code(), ResponseCode::NoError);
+    assert!(reply.authoritative());
+    assert_eq!(addresses6(&reply), [DUAL6]);
+    assert!(addresses(&reply).is_empty());
+    let reply = ask_udp(server.address, &query(3, "dual", RecordType::A)).await?;
+    assert_eq!(
+        (addresses(&reply), addresses6(&reply)),
+        (vec![DUAL], vec![])
+    );
+    let reply = ask_udp(server.address, &query(4, "dual", RecordType::ANY)).await?;
+    assert_eq!(
+        (addresses(&reply), addresses6(&reply)),
+        (vec![DUAL], vec![DUAL6])
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn any_of_a_container_name_answers_its_addresses() -> Result<()> {
     let server = Server::start(Config::default()).await?;
     let reply = ask_udp(server.address, &query(3, "db", RecordType::ANY)).await?;

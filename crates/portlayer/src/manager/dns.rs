@@ -47,7 +47,7 @@ impl Names {
 }
 
 impl vch_dns::Names for Names {
-    fn lookup(&self, network: &str, client: IpAddr, name: &str) -> Option<Vec<Ipv4Addr>> {
+    fn lookup(&self, network: &str, client: IpAddr, name: &str) -> Option<Vec<IpAddr>> {
         let IpAddr::V4(client) = client else {
             return None;
         };

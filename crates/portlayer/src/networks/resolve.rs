@@ -4,10 +4,15 @@
 //! forwards it. Several containers sharing an alias are answered in a new order each time
 //! (round robin, as Docker's embedded DNS does).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::{Endpoint, Network};
 use crate::container::{ContainerRecord, Status};
+
+/// An endpoint's addresses: its IPv4 one, and its IPv6 one on a network with IPv6.
+fn addresses(e: &Endpoint) -> impl Iterator<Item = IpAddr> {
+    std::iter::once(IpAddr::V4(e.ip)).chain(e.ipv6.map(|v| IpAddr::V6(v.ip)))
+}
 
 /// The endpoint on `network` of each running container among `records`.
 fn running<'a>(
@@ -36,7 +41,7 @@ pub fn lookup<'a>(
     network: &Network,
     client: Ipv4Addr,
     name: &str,
-) -> Option<Vec<Ipv4Addr>> {
+) -> Option<Vec<IpAddr>> {
     let asker = |net: &Network| {
         running(records.clone(), net)
             .find(|(_, e)| e.ip == client)
@@ -57,7 +62,7 @@ fn on_network<'a>(
     net: &Network,
     asking: &Endpoint,
     name: &str,
-) -> Option<Vec<Ipv4Addr>> {
+) -> Option<Vec<IpAddr>> {
     // A link names its container by ID (the default bridge) or by name (user networks).
     let of_id = |id: &str| {
         running(records.clone(), net)
@@ -67,23 +72,23 @@ fn on_network<'a>(
         let target = of_id(&link.container);
         let named = target.is_some_and(|(r, _)| r.spec.name.eq_ignore_ascii_case(name));
         if link.alias.eq_ignore_ascii_case(name) || named {
-            return target.map(|(_, e)| vec![e.ip]);
+            return target.map(|(_, e)| addresses(e).collect());
         }
     }
     if net.builtin {
         return None;
     }
-    let mut found: Vec<Ipv4Addr> = running(records.clone(), net)
+    let mut found: Vec<&Endpoint> = running(records.clone(), net)
         .filter(|(r, e)| {
             r.spec.name.eq_ignore_ascii_case(name)
                 || (name.len() == 12 && r.id.starts_with(name))
                 || e.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
         })
-        .map(|(_, e)| e.ip)
+        .map(|(_, e)| e)
         .collect();
     // In a new order each time, as Docker answers an alias several containers share.
     rand::seq::SliceRandom::shuffle(found.as_mut_slice(), &mut rand::thread_rng());
-    (!found.is_empty()).then_some(found)
+    (!found.is_empty()).then(|| found.into_iter().flat_map(addresses).collect())
 }
 
 /// The name of the running container at `addr` on user network `network`.

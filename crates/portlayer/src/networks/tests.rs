@@ -7,6 +7,10 @@ fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
 
+fn addr(s: &str) -> std::net::IpAddr {
+    s.parse().unwrap()
+}
+
 fn cidr(s: &str) -> Cidr {
     Cidr::parse(s).unwrap()
 }
@@ -239,6 +243,12 @@ fn names_resolve_per_network_for_containers_on_it() {
     let other = user("other", "10.4.0.0/24");
     let mut web = net.endpoint(ip("10.3.0.2"));
     web.aliases = vec!["www".into()];
+    // On a network with IPv6 too: its names answer with both addresses.
+    web.ipv6 = Some(Endpoint6 {
+        ip: "2001:db8::2".parse().unwrap(),
+        prefix_len: 64,
+        gateway: "2001:db8::1".parse().unwrap(),
+    });
     let client = net.endpoint(ip("10.3.0.3"));
     let mut stopped = running(
         "stopped",
@@ -256,15 +266,15 @@ fn names_resolve_per_network_for_containers_on_it() {
     let from = ip("10.3.0.3");
     assert_eq!(
         lookup(records.iter(), &nets, &net, from, "web"),
-        Some(vec![ip("10.3.0.2")])
+        Some(vec![addr("10.3.0.2"), addr("2001:db8::2")])
     );
     assert_eq!(
         lookup(records.iter(), &nets, &net, from, "www"),
-        Some(vec![ip("10.3.0.2")])
+        Some(vec![addr("10.3.0.2"), addr("2001:db8::2")])
     );
     assert_eq!(
         lookup(records.iter(), &nets, &net, from, "aaaaaaaaaaaa"),
-        Some(vec![ip("10.3.0.2")])
+        Some(vec![addr("10.3.0.2"), addr("2001:db8::2")])
     );
     assert_eq!(
         lookup(records.iter(), &nets, &net, from, "stopped"),
@@ -309,7 +319,7 @@ fn links_resolve_for_the_linking_container_only_and_on_the_default_bridge() {
         running("other", &"c".repeat(64), vec![other]),
     ];
     let nets = [bridge.clone()];
-    let want = Some(vec![ip("172.16.0.2")]);
+    let want = Some(vec![addr("172.16.0.2")]);
     assert_eq!(
         lookup(records.iter(), &nets, &bridge, ip("172.16.0.3"), "database"),
         want
@@ -355,7 +365,7 @@ fn on_a_user_network_a_link_names_whichever_container_has_the_name_now() {
     ];
     assert_eq!(
         lookup(records.iter(), &nets, &net, ip("10.7.0.3"), "bar"),
-        Some(vec![ip("10.7.0.9")])
+        Some(vec![addr("10.7.0.9")])
     );
 }
 
@@ -376,7 +386,7 @@ fn a_container_that_left_the_network_it_asks_on_is_answered_for_its_others() {
     let nets = [back.clone(), front.clone()];
     assert_eq!(
         lookup(records.iter(), &nets, &back, ip("10.6.0.2"), "api"),
-        Some(vec![ip("10.6.0.3")])
+        Some(vec![addr("10.6.0.3")])
     );
     assert_eq!(
         lookup(records.iter(), &nets, &back, ip("10.6.0.2"), "db"),
@@ -411,10 +421,10 @@ fn a_container_on_two_networks_resolves_names_on_both_asking_on_its_first() {
     let asked = |name: &str| lookup(records.iter(), &nets, &back, ip("10.5.0.2"), name);
     assert_eq!(
         asked("api"),
-        Some(vec![ip("10.6.0.3")]),
+        Some(vec![addr("10.6.0.3")]),
         "on its second network"
     );
-    assert_eq!(asked("store"), Some(vec![ip("10.5.0.3")]));
+    assert_eq!(asked("store"), Some(vec![addr("10.5.0.3")]));
     // `api`, on front only, does not see `store` on back.
     let from_api = lookup(records.iter(), &nets, &front, ip("10.6.0.3"), "store");
     assert_eq!(from_api, None);

@@ -22,6 +22,9 @@ use vch_dns::{Config, Names};
 pub const NETWORK: &str = "net1";
 pub const WEB: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 2);
 pub const DB: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 3);
+/// A container on a network with IPv6: an address of each family.
+pub const DUAL: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 4);
+pub const DUAL6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 4);
 /// The client that has a link named `friend`.
 pub const LINKED: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 /// How long a test waits for any reply before it fails.
@@ -32,15 +35,20 @@ pub const PATIENCE: Duration = Duration::from_secs(5);
 pub struct Fixed;
 
 impl Names for Fixed {
-    fn lookup(&self, network: &str, client: IpAddr, name: &str) -> Option<Vec<Ipv4Addr>> {
+    fn lookup(&self, network: &str, client: IpAddr, name: &str) -> Option<Vec<IpAddr>> {
         if network != NETWORK {
             return None;
         }
         match name {
-            "web" | "web.alias" => Some(vec![WEB]),
-            "db" => Some(vec![DB]),
-            "many" => Some((0..100).map(|i| Ipv4Addr::new(10, 0, 0, i)).collect()),
-            "friend" if client == LINKED => Some(vec![DB]),
+            "web" | "web.alias" => Some(vec![WEB.into()]),
+            "db" => Some(vec![DB.into()]),
+            "dual" => Some(vec![DUAL.into(), DUAL6.into()]),
+            "many" => Some(
+                (0..100)
+                    .map(|i| Ipv4Addr::new(10, 0, 0, i).into())
+                    .collect(),
+            ),
+            "friend" if client == LINKED => Some(vec![DB.into()]),
             _ => None,
         }
     }
@@ -117,6 +125,18 @@ pub fn with_edns(mut query: Message, size: u16) -> Message {
 }
 
 /// The A addresses in `message`'s answer section.
+/// The AAAA answers of `message`.
+pub fn addresses6(message: &Message) -> Vec<std::net::Ipv6Addr> {
+    message
+        .answers()
+        .iter()
+        .filter_map(|record| match record.data() {
+            RData::AAAA(hickory_proto::rr::rdata::AAAA(address)) => Some(*address),
+            _ => None,
+        })
+        .collect()
+}
+
 pub fn addresses(message: &Message) -> Vec<Ipv4Addr> {
     message
         .answers()
