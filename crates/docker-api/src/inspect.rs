@@ -178,6 +178,8 @@ fn networks(c: &ContainerRecord) -> Value {
     let running = c.state.status == Status::Running;
     let mut out = serde_json::Map::new();
     for e in &c.spec.endpoints {
+        let asked = c.spec.endpoint_requests.get(&e.network);
+        // A MAC the user gave shows while the container does not run too, as dockerd's.
         let (ip, prefix, gw, mac) = if running {
             (
                 e.ip.to_string(),
@@ -186,13 +188,13 @@ fn networks(c: &ContainerRecord) -> Value {
                 e.mac.clone(),
             )
         } else {
-            Default::default()
+            let mac = asked.and_then(|r| r.mac.clone()).unwrap_or_default();
+            (String::new(), 0, String::new(), mac)
         };
         let (ip6, prefix6, gw6) = match e.ipv6.filter(|_| running) {
             Some(v) => (v.ip.to_string(), v.prefix_len, v.gateway.to_string()),
             None => Default::default(),
         };
-        let asked = c.spec.endpoint_requests.get(&e.network);
         // As moby's `EndpointIPAMConfig`: what was asked, empty fields left out.
         let ipam = asked
             .filter(|r| r.ip.is_some() || r.ipv6.is_some())

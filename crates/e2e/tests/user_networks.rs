@@ -465,3 +465,56 @@ fn a_running_container_is_connected_and_disconnected_without_a_restart() {
     );
     vch.delete();
 }
+
+#[test]
+#[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
+fn a_mac_address_given_is_the_vms_interface_and_it_talks_with_it() {
+    let vch = OwnVch::create("unetmac", &[]);
+    let (client, image) = (&vch.client, vch.image.as_str());
+    let out = client.ok(&[
+        "run",
+        "--rm",
+        "--mac-address",
+        "02:42:ac:11:00:0a",
+        image,
+        "sh",
+        "-c",
+        "cat /sys/class/net/eth0/address; ping -c 1 -W 5 172.16.0.1 >/dev/null && echo reached",
+    ]);
+    assert!(out.starts_with("02:42:ac:11:00:0a\n"), "{out}");
+    assert!(out.contains("reached"), "{out}");
+    client.ok(&[
+        "create",
+        "--name",
+        "later",
+        "--mac-address",
+        "02:42:ac:11:00:0b",
+        image,
+        "sleep",
+        "60",
+    ]);
+    let shown = |what: &str| {
+        let f = format!("{{{{.NetworkSettings.Networks.bridge.MacAddress}}}} {what}");
+        client
+            .ok(&["inspect", "-f", &f, "later"])
+            .trim()
+            .to_string()
+    };
+    assert_eq!(shown("created"), "02:42:ac:11:00:0b created");
+    client.ok(&["start", "later"]);
+    assert_eq!(shown("running"), "02:42:ac:11:00:0b running");
+    let top = client.ok(&["inspect", "-f", "{{.NetworkSettings.MacAddress}}", "later"]);
+    assert_eq!(top.trim(), "02:42:ac:11:00:0b");
+    let o = client.run(&[
+        "run",
+        "--rm",
+        "--mac-address",
+        "01:00:5e:00:00:01",
+        image,
+        "true",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("multicast"), "{}", stderr(&o));
+    client.ok(&["rm", "-f", "later"]);
+    vch.delete();
+}

@@ -260,6 +260,9 @@ pub struct EndpointRequest {
     /// `--ip6`: this IPv6 address rather than the next free one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6: Option<std::net::Ipv6Addr>,
+    /// `--mac-address`: this MAC (lowercase) rather than Docker's of the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
     #[serde(default)]
     pub aliases: Vec<String>,
     #[serde(default)]
@@ -291,10 +294,11 @@ pub fn endpoint(
     req: &EndpointRequest,
     taken: &[Endpoint],
 ) -> Result<Endpoint, NetworkError> {
+    // An address whose Docker MAC another endpoint was given (`--mac-address`) is taken too.
     let used: Vec<_> = taken
         .iter()
         .filter(|e| e.network == net.name)
-        .map(|e| e.ip)
+        .flat_map(|e| std::iter::once(e.ip).chain(ip_of_mac(&e.mac).filter(|a| *a != e.ip)))
         .collect();
     if !req.aliases.is_empty() && net.builtin {
         return Err(NetworkError::Invalid(
@@ -331,6 +335,16 @@ pub fn endpoint(
         .collect();
     let mut e = net.endpoint(ip);
     e.ipv6 = ipv6::endpoint(net, req.ipv6, &used6)?;
+    if let Some(mac) = &req.mac {
+        let on_net = taken.iter().filter(|t| t.network == net.name);
+        if on_net.clone().any(|t| t.mac == *mac) {
+            return Err(NetworkError::Invalid(format!(
+                "MAC address {mac} is in use on network {}",
+                net.name
+            )));
+        }
+        e.mac = mac.clone();
+    }
     e.aliases = req.aliases.clone();
     e.links = req.links.clone();
     Ok(e)
@@ -359,6 +373,15 @@ pub fn find<'a>(networks: &'a [Network], key: &str) -> Result<&'a Network, Netwo
 /// with IPv6, as the first network carries the IPv4 one.
 pub fn first_ipv6(endpoints: &[Endpoint]) -> Option<usize> {
     endpoints.iter().position(|e| e.ipv6.is_some())
+}
+
+/// The address whose Docker MAC `mac` is (`02:42:` and four bytes), if it is one.
+fn ip_of_mac(mac: &str) -> Option<Ipv4Addr> {
+    let rest = mac.strip_prefix("02:42:")?;
+    let b: Vec<u8> = (rest.split(':'))
+        .map(|x| u8::from_str_radix(x, 16).ok())
+        .collect::<Option<_>>()?;
+    <[u8; 4]>::try_from(b.as_slice()).ok().map(Ipv4Addr::from)
 }
 
 /// Docker's MAC for an address: `02:42` (locally administered) and the address's bytes.

@@ -477,3 +477,43 @@ fn an_alias_shared_by_several_containers_answers_all_of_them() {
     }
     assert_eq!(orders.len(), 2, "both orders come up in 64 answers");
 }
+
+#[test]
+fn a_mac_address_asked_for_is_the_endpoints_and_no_other_takes_it() {
+    let net = user("m", "10.8.0.0/24");
+    let ask = EndpointRequest {
+        mac: Some("02:42:0a:08:00:05".into()),
+        ..Default::default()
+    };
+    let e = endpoint(&net, &ask, &[]).unwrap();
+    assert_eq!(
+        (e.mac.as_str(), e.ip),
+        ("02:42:0a:08:00:05", ip("10.8.0.2"))
+    );
+    // Another endpoint may not have it, given or as Docker's MAC of its address.
+    let again = endpoint(&net, &ask, std::slice::from_ref(&e)).unwrap_err();
+    assert!(
+        again.to_string().contains("is in use on network m"),
+        "{again}"
+    );
+    let taken = [e];
+    let mut used = Vec::new();
+    for _ in 0..4 {
+        let next = endpoint(
+            &net,
+            &EndpointRequest::default(),
+            &[taken.as_slice(), &used].concat(),
+        );
+        used.push(next.unwrap());
+    }
+    let ips: Vec<Ipv4Addr> = used.iter().map(|e| e.ip).collect();
+    assert_eq!(
+        ips,
+        [
+            ip("10.8.0.3"),
+            ip("10.8.0.4"),
+            ip("10.8.0.6"),
+            ip("10.8.0.7")
+        ]
+    );
+}

@@ -53,11 +53,6 @@ fn endpoint_refusals(r: &mut Refusals, name: &str, ep: &EndpointSettings) {
             "--link-local-ip",
             "a container VM's link-local addresses are its kernel's own",
         );
-        r.check(
-            !s(&ep.mac_address).is_empty(),
-            "--mac-address",
-            "a container's MAC address follows from its IP address",
-        );
         let opts = ep.driver_opts.as_ref().is_some_and(|o| !o.is_empty());
         r.check(
             opts,
@@ -95,8 +90,9 @@ pub fn connect_request(
     request(ep)
 }
 
-/// The networks and endpoint requests of a create whose refusals were checked.
-pub fn plan(h: &HostConfig, n: &NetworkingConfig) -> Result<Networking, Refused> {
+/// The networks and endpoint requests of a create whose refusals were checked; `mac` is
+/// the container's `--mac-address` (`Config.MacAddress`), its first network's.
+pub fn plan(h: &HostConfig, n: &NetworkingConfig, mac: &str) -> Result<Networking, Refused> {
     let mode = mode(h);
     let first = match mode.as_str() {
         "default" => BRIDGE.to_string(),
@@ -105,6 +101,11 @@ pub fn plan(h: &HostConfig, n: &NetworkingConfig) -> Result<Networking, Refused>
     let endpoints = n.endpoints_config.clone().unwrap_or_default();
     let is_first = |name: &str| name == first || (first == BRIDGE && name == "default");
     if first == "none" {
+        if !mac.is_empty() {
+            return Err(Refused::Invalid(
+                "conflicting options: mac-address and the network mode".into(),
+            ));
+        }
         if let Some(other) = endpoints.keys().find(|k| !is_first(k)) {
             return Err(Refused::Invalid(format!(
                 "conflicting options: the container cannot be connected to network {other} and have no network (--network none)"
@@ -134,6 +135,9 @@ pub fn plan(h: &HostConfig, n: &NetworkingConfig) -> Result<Networking, Refused>
     for l in h.links.iter().flatten() {
         first_req.links.push(link(l)?);
     }
+    if !mac.is_empty() {
+        first_req.mac = Some(mac_address(mac)?);
+    }
     if first_req != EndpointRequest::default() {
         out.requests.insert(first, first_req);
     }
@@ -152,6 +156,10 @@ fn request(ep: Option<&EndpointSettings>) -> Result<EndpointRequest, Refused> {
                 .map_err(|_| Refused::Invalid(format!("invalid IPv4 address: {ip}")))?,
         ),
     };
+    let mac = match s(&ep.mac_address) {
+        "" => None,
+        m => Some(mac_address(m)?),
+    };
     let ipv6 = match ep.ipam_config.as_ref().map(|i| s(&i.ipv6_address)) {
         None | Some("") => None,
         Some(ip) => Some(
@@ -162,6 +170,7 @@ fn request(ep: Option<&EndpointSettings>) -> Result<EndpointRequest, Refused> {
     Ok(EndpointRequest {
         ip,
         ipv6,
+        mac,
         aliases: ep.aliases.clone().unwrap_or_default(),
         links: ep
             .links
@@ -170,6 +179,31 @@ fn request(ep: Option<&EndpointSettings>) -> Result<EndpointRequest, Refused> {
             .map(|l| link(l))
             .collect::<Result<_, _>>()?,
     })
+}
+
+/// `--mac-address` checked and written as the VM's interface takes it (lowercase): six
+/// bytes, a unicast address, none of the VCH's own spare interfaces' (`02:fe:…`).
+fn mac_address(m: &str) -> Result<String, Refused> {
+    let invalid = || Refused::Invalid(format!("invalid MAC address: {m}"));
+    let bytes: Vec<u8> = m
+        .split(':')
+        .map(|b| {
+            (b.len() == 2)
+                .then(|| u8::from_str_radix(b, 16).ok())
+                .flatten()
+        })
+        .collect::<Option<_>>()
+        .ok_or_else(invalid)?;
+    match bytes.as_slice() {
+        [b0, ..] if bytes.len() == 6 && b0 & 1 == 1 => Err(Refused::Invalid(format!(
+            "invalid MAC address: {m} is a multicast address"
+        ))),
+        [0x02, 0xfe, ..] => Err(Refused::Invalid(format!(
+            "invalid MAC address: {m}: 02:fe:… are the VCH's own"
+        ))),
+        _ if bytes.len() == 6 => Ok(m.to_ascii_lowercase()),
+        _ => Err(invalid()),
+    }
 }
 
 /// `NAME[:ALIAS]` as `--link` gives it.
@@ -202,7 +236,7 @@ mod tests {
             "HostConfig": { "NetworkMode": "default", "Links": ["db:database", "cache"] },
             "NetworkingConfig": { "EndpointsConfig": { "default": {} } },
         }));
-        let p = plan(&h, &n).unwrap();
+        let p = plan(&h, &n, "").unwrap();
         assert_eq!(p.networks, ["bridge"]);
         let links = &p.requests["bridge"].links;
         assert_eq!(
@@ -230,7 +264,7 @@ mod tests {
                 "front": { "IPAMConfig": { "IPv4Address": "10.7.0.9" }, "Aliases": ["web"] },
             } },
         }));
-        let p = plan(&h, &n).unwrap();
+        let p = plan(&h, &n, "").unwrap();
         assert_eq!(p.networks, ["front", "back"]);
         assert_eq!(p.requests["front"].ip, Some("10.7.0.9".parse().unwrap()));
         assert_eq!(p.requests["front"].aliases, ["web"]);
@@ -238,14 +272,42 @@ mod tests {
     }
 
     #[test]
+    fn a_mac_address_is_its_networks_or_the_first_ones_and_is_checked() {
+        let (h, n) = body(serde_json::json!({
+            "HostConfig": { "NetworkMode": "front" },
+            "NetworkingConfig": { "EndpointsConfig": {
+                "back": { "MacAddress": "02:42:0A:00:00:09" },
+            } },
+        }));
+        let p = plan(&h, &n, "02:42:ac:11:00:0a").unwrap();
+        assert_eq!(
+            p.requests["front"].mac.as_deref(),
+            Some("02:42:ac:11:00:0a")
+        );
+        assert_eq!(p.requests["back"].mac.as_deref(), Some("02:42:0a:00:00:09"));
+        for (bad, why) in [
+            ("01:00:5e:00:00:01", "multicast"),
+            ("02:fe:00:00:00:01", "the VCH's own"),
+            ("02:42:ac:11:00", "invalid MAC address"),
+            ("02:42:ac:11:00:0g", "invalid MAC address"),
+        ] {
+            let e = plan(&h, &n, bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        let (h, n) = body(serde_json::json!({ "HostConfig": { "NetworkMode": "none" } }));
+        let e = plan(&h, &n, "02:42:ac:11:00:0a").unwrap_err().to_string();
+        assert!(e.contains("mac-address and the network mode"), "{e}");
+    }
+
+    #[test]
     fn none_is_no_network_and_takes_no_other() {
         let (h, n) = body(serde_json::json!({ "HostConfig": { "NetworkMode": "none" } }));
-        assert_eq!(plan(&h, &n).unwrap(), Networking::default());
+        assert_eq!(plan(&h, &n, "").unwrap(), Networking::default());
         let (h, n) = body(serde_json::json!({
             "HostConfig": { "NetworkMode": "none" },
             "NetworkingConfig": { "EndpointsConfig": { "front": {} } },
         }));
-        assert!(plan(&h, &n)
+        assert!(plan(&h, &n, "")
             .unwrap_err()
             .to_string()
             .contains("network front"));
@@ -258,11 +320,11 @@ mod tests {
             "NetworkingConfig": { "EndpointsConfig": { "front": { "IPAMConfig": { "IPv4Address": "10.7.0" } } } },
         }));
         assert_eq!(
-            plan(&h, &n).unwrap_err().to_string(),
+            plan(&h, &n, "").unwrap_err().to_string(),
             "invalid IPv4 address: 10.7.0"
         );
         let (h, n) = body(serde_json::json!({ "HostConfig": { "Links": [":x"] } }));
-        assert!(plan(&h, &n)
+        assert!(plan(&h, &n, "")
             .unwrap_err()
             .to_string()
             .contains("invalid link format"));

@@ -115,7 +115,6 @@ pub fn apply(
 ) -> Result<Applied, Refused> {
     log_opts::registered(h)?;
     let mut r = Refusals::default();
-    container(&mut r, c);
     networking::refusals(&mut r, h, n);
     storage(&mut r, h);
     namespaces(&mut r, h);
@@ -149,7 +148,7 @@ pub fn apply(
             .map_or(0, |v| (*v).min(u64::from(u16::MAX)) as u16)
     };
     let network_mode = networking::mode(h);
-    let networking = networking::plan(h, n)?;
+    let networking = networking::plan(h, n, s(&c.mac_address))?;
     Ok(Applied {
         memory_mib,
         cpus,
@@ -172,14 +171,6 @@ pub fn apply(
         binds: mounts.binds,
         warnings,
     })
-}
-
-fn container(r: &mut Refusals, c: &ContainerConfig) {
-    r.check(
-        !s(&c.mac_address).is_empty(),
-        "--mac-address",
-        "a container's MAC address follows from its IP address",
-    );
 }
 
 fn storage(r: &mut Refusals, h: &HostConfig) {

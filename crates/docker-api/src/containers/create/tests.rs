@@ -89,6 +89,7 @@ const ACCEPTED: &[&str] = &[
     "health",
     "cpuset",
     "cpu_shares",
+    "mac",
     "cidfile",
     "platform",
     "log_json",
@@ -119,7 +120,6 @@ const REFUSED: &[(&str, &str)] = &[
         "net_host",
         "--network host is not supported by vic: a container is its own VM with its own network stack",
     ),
-    ("mac", "--mac-address is not supported by vic"),
     ("dev_rule", "--device-cgroup-rule is not supported by vic"),
     ("gpus", "--gpus is not supported by vic"),
     (
