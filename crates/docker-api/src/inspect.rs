@@ -195,19 +195,7 @@ fn networks(c: &ContainerRecord) -> Value {
             Some(v) => (v.ip.to_string(), v.prefix_len, v.gateway.to_string()),
             None => Default::default(),
         };
-        // As moby's `EndpointIPAMConfig`: what was asked, empty fields left out.
-        let ipam = asked
-            .filter(|r| r.ip.is_some() || r.ipv6.is_some())
-            .map(|r| {
-                let mut m = serde_json::Map::new();
-                if let Some(ip) = r.ip {
-                    m.insert("IPv4Address".into(), json!(ip.to_string()));
-                }
-                if let Some(ip) = r.ipv6 {
-                    m.insert("IPv6Address".into(), json!(ip.to_string()));
-                }
-                Value::Object(m)
-            });
+        let ipam = asked.and_then(ipam_config);
         // As given (`name:alias`) on a user network; the default bridge's are legacy links,
         // which inspect shows in `HostConfig.Links`.
         let links: Vec<String> = match e.network.as_str() {
@@ -244,6 +232,23 @@ fn networks(c: &ContainerRecord) -> Value {
         );
     }
     Value::Object(out)
+}
+
+/// What an endpoint asked of its addresses, as moby's `EndpointIPAMConfig` shows it (empty
+/// fields left out; `null` when nothing was asked).
+fn ipam_config(r: &portlayer::networks::EndpointRequest) -> Option<Value> {
+    let mut m = serde_json::Map::new();
+    if let Some(ip) = r.ip {
+        m.insert("IPv4Address".into(), json!(ip.to_string()));
+    }
+    if let Some(ip) = r.ipv6 {
+        m.insert("IPv6Address".into(), json!(ip.to_string()));
+    }
+    if !r.link_local.is_empty() {
+        let ips: Vec<String> = r.link_local.iter().map(|a| a.to_string()).collect();
+        m.insert("LinkLocalIPs".into(), json!(ips));
+    }
+    (!m.is_empty()).then_some(Value::Object(m))
 }
 
 /// The published ports of the current run; none when the container is not running (a

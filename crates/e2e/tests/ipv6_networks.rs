@@ -1,4 +1,4 @@
-//! IPv6 on user networks through the docker CLI: `network create --ipv6` with a subnet of
+//! IPv6 on user networks, and link-local addresses, through the docker CLI: `network create --ipv6` with a subnet of
 //! its own and without one (a unique local /64), containers reaching each other and their
 //! gateway over IPv6 with `--ip6` and handed-out addresses, by name through the VCH's DNS
 //! server (AAAA), inspect's IPv6 fields, and a running container connected to an IPv6
@@ -57,10 +57,27 @@ fn containers_reach_each_other_and_their_gateway_over_ipv6() {
         "six",
         "--ip6",
         "2001:db8:5::10",
+        "--link-local-ip",
+        "169.254.8.8",
+        "--link-local-ip",
+        "fe80::8",
         image,
         "sleep",
         "600",
     ]);
+    // Its link-local addresses beside (`--link-local-ip`), on its interface and in inspect.
+    let addrs = client.ok(&["exec", "target", "ip", "addr", "show", "dev", "eth0"]);
+    assert!(
+        addrs.contains("inet 169.254.8.8/16") && addrs.contains("inet6 fe80::8/64"),
+        "{addrs}"
+    );
+    let shown = client.ok(&[
+        "inspect",
+        "-f",
+        "{{(index .NetworkSettings.Networks \"six\").IPAMConfig.LinkLocalIPs}}",
+        "target",
+    ]);
+    assert_eq!(shown.trim(), "[169.254.8.8 fe80::8]");
     assert_eq!(
         ipv6_of(client, "target", "six"),
         "2001:db8:5::10/64 via 2001:db8:5::1"

@@ -66,8 +66,9 @@ pub use procs::{
 /// Protocol version spoken by this build; sent in [`GuestMsg::Hello`].
 pub const PROTOCOL_VERSION: u32 = 8;
 
-/// The first protocol version whose tether gives interfaces their IPv6 side
-/// ([`Interface::ipv6`], [`HostMsg::SetInterface`]'s `ipv6`).
+/// The first protocol version whose tether gives interfaces their IPv6 side and link-local
+/// addresses ([`Interface::ipv6`] and [`Interface::link_local`], and the same of
+/// [`HostMsg::SetInterface`]).
 pub const IPV6_VERSION: u32 = 8;
 
 /// The first protocol version whose tether passes on a shutdown asked of its VM
@@ -273,6 +274,10 @@ pub struct Interface {
     /// Its IPv6 address on a network with IPv6 (from version [`IPV6_VERSION`] on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6: Option<Ipv6Config>,
+    /// Link-local addresses it has beside (`--link-local-ip`: `169.254.0.0/16` as /16s,
+    /// `fe80::/10` as /64s; from version [`IPV6_VERSION`] on).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link_local: Vec<std::net::IpAddr>,
 }
 
 /// An interface's IPv6 address and prefix length, and the gateway of the IPv6 default route
@@ -366,6 +371,9 @@ pub enum HostMsg {
         /// Its IPv6 side (set only with an `address`; from version [`IPV6_VERSION`] on).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ipv6: Option<Ipv6Config>,
+        /// Its link-local addresses (with an `address`; from version [`IPV6_VERSION`] on).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        link_local: Vec<std::net::IpAddr>,
     },
     /// The host has all of ended session `session` (an exec): the tether drops the output and
     /// exit it kept for a resume. From version [`EXEC_VERSION`] on.

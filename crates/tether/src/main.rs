@@ -310,14 +310,18 @@ fn handle(
             address,
             gateway,
             ipv6,
+            link_local,
         } => {
             let done = netif::find_by_mac(&find).and_then(|name| {
                 netif::set(&name, &mac, address)?;
                 gateway.map_or(Ok(()), netif::replace_default_route)?;
-                match (address, ipv6) {
-                    (Some(_), Some(v6)) => netif6::configure(&name, &v6),
-                    _ => Ok(()),
+                if address.is_none() {
+                    return Ok(());
                 }
+                if let Some(v6) = ipv6 {
+                    netif6::configure(&name, &v6)?;
+                }
+                netif::add_link_local(&name, &link_local)
             });
             out.msg(&GuestMsg::InterfaceSet {
                 seq,

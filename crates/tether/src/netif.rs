@@ -161,6 +161,7 @@ pub fn set(name: &str, mac: &str, address: Option<(Ipv4Addr, u8)>) -> io::Result
                 prefix_len,
                 gateway: None,
                 ipv6: None,
+                link_local: Vec::new(),
             },
         ),
         None => {
@@ -170,6 +171,31 @@ pub fn set(name: &str, mac: &str, address: Option<(Ipv4Addr, u8)>) -> io::Result
             check(unsafe { libc::ioctl(fd, libc::SIOCSIFADDR, &req) }).map(|_| ())
         }
     }
+}
+
+/// Gives interface `name` (configured, up) its link-local addresses beside its own
+/// (`--link-local-ip`): an IPv4 one as an alias (`eth0:1`, …) on `169.254.0.0/16`, an IPv6
+/// one as a /64.
+pub fn add_link_local(name: &str, addresses: &[std::net::IpAddr]) -> io::Result<()> {
+    let mut aliases = 0;
+    for a in addresses {
+        match a {
+            std::net::IpAddr::V4(v4) => {
+                aliases += 1;
+                let alias = Interface {
+                    mac: String::new(),
+                    address: *v4,
+                    prefix_len: 16,
+                    gateway: None,
+                    ipv6: None,
+                    link_local: Vec::new(),
+                };
+                configure(&format!("{name}:{aliases}"), &alias)?;
+            }
+            std::net::IpAddr::V6(v6) => crate::netif6::add_address(name, *v6, 64)?,
+        }
+    }
+    Ok(())
 }
 
 /// `xx:xx:xx:xx:xx:xx` as bytes.

@@ -67,21 +67,27 @@ fn in6(ip: Ipv6Addr) -> libc::in6_addr {
 /// Gives interface `name` (up) its IPv6 address and, with a gateway, makes that the IPv6
 /// default route through it.
 pub fn configure(name: &str, cfg: &Ipv6Config) -> io::Result<()> {
+    add_address(name, cfg.address, cfg.prefix_len)?;
+    match cfg.gateway {
+        Some(gw) => replace_default_route(name, gw),
+        None => Ok(()),
+    }
+}
+
+/// Adds `address/prefix_len` to interface `name` (up).
+pub fn add_address(name: &str, address: Ipv6Addr, prefix_len: u8) -> io::Result<()> {
     // Before the address: one added while DAD is on stays tentative for a while.
     let dad = format!("/proc/sys/net/ipv6/conf/{name}/accept_dad");
     std::fs::write(&dad, "0").map_err(|e| io::Error::new(e.kind(), format!("{dad}: {e}")))?;
     let req = In6Ifreq {
-        addr: in6(cfg.address),
-        prefix_len: u32::from(cfg.prefix_len.min(128)),
+        addr: in6(address),
+        prefix_len: u32::from(prefix_len.min(128)),
         ifindex: index(name)?,
     };
     let sock = socket()?;
     // SAFETY: SIOCSIFADDR on an AF_INET6 socket reads the in6_ifreq we own.
     check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFADDR, &req) })?;
-    match cfg.gateway {
-        Some(gw) => replace_default_route(name, gw),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 fn default_route(ifindex: libc::c_int, gateway: Option<Ipv6Addr>) -> In6Rtmsg {

@@ -130,6 +130,14 @@ fn network(sys: &dyn Syscall, setup: &Setup) -> Result<(), String> {
                 )
             })?;
         }
+        if !iface.link_local.is_empty() {
+            sys.add_link_local(&name, &iface.link_local).map_err(|e| {
+                format!(
+                    "giving the network interface {} its link-local addresses failed: {e}",
+                    iface.mac
+                )
+            })?;
+        }
     }
     if let Some(gw) = setup.interfaces.iter().find_map(|i| i.gateway) {
         sys.default_route(gw)

@@ -93,6 +93,7 @@ fn a_restored_guest_gives_its_interfaces_their_macs_before_configuring_them() {
         prefix_len: 16,
         gateway: None,
         ipv6: None,
+        link_local: Vec::new(),
     }];
     s.restored = Some(tether_proto::Restored {
         macs: vec![tether_proto::MacChange {
@@ -125,7 +126,7 @@ fn a_restored_guest_gives_its_interfaces_their_macs_before_configuring_them() {
 }
 
 #[test]
-fn an_interface_gets_its_ipv6_address_and_route_after_its_ipv4_one() {
+fn an_interface_gets_its_ipv6_and_link_local_addresses_after_its_ipv4_one() {
     let sys = guest();
     let mut s = setup(Default::default());
     s.interfaces = vec![tether_proto::Interface {
@@ -138,10 +139,11 @@ fn an_interface_gets_its_ipv6_address_and_route_after_its_ipv4_one() {
             prefix_len: 64,
             gateway: Some("2001:db8::1".parse().unwrap()),
         }),
+        link_local: vec!["169.254.8.8".parse().unwrap(), "fe80::8".parse().unwrap()],
     }];
     apply(&sys, &s).unwrap();
     assert_eq!(
-        sys.calls()[4..7],
+        sys.calls()[4..8],
         [
             Call::ConfigureInterface {
                 mac: "02:42:ac:10:00:02".into(),
@@ -151,6 +153,10 @@ fn an_interface_gets_its_ipv6_address_and_route_after_its_ipv4_one() {
                 name: "eth0".into(),
                 address: "2001:db8::2/64".into(),
                 gateway: Some("2001:db8::1".into()),
+            },
+            Call::AddLinkLocal {
+                name: "eth0".into(),
+                addresses: vec!["169.254.8.8".into(), "fe80::8".into()],
             },
             Call::DefaultRoute("172.16.0.1".into()),
         ]
@@ -173,6 +179,7 @@ fn interfaces_are_configured_and_routed_before_anything_is_mounted() {
         prefix_len: 16,
         gateway: Some("172.16.0.1".parse().unwrap()),
         ipv6: None,
+        link_local: Vec::new(),
     }];
     apply(&sys, &s).unwrap();
     assert_eq!(

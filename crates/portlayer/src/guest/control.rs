@@ -4,7 +4,6 @@
 //! the host waits for, bounded in number and in time.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -260,15 +259,14 @@ impl GuestControl {
     }
 
     /// Has the guest take the interface whose MAC is `find` down, give it MAC `mac` and,
-    /// with an `address`, that address, up, and with a `gateway` its default route through
-    /// it, and its IPv6 side; waits for its answer (at most [`ANSWER_TIMEOUT`]).
+    /// configured as `iface` says (address, default routes, IPv6 side, link-local
+    /// addresses), up; without one it stays down with no address. Waits for its answer (at
+    /// most [`ANSWER_TIMEOUT`]).
     pub async fn set_interface(
         &self,
         find: &str,
         mac: &str,
-        address: Option<(Ipv4Addr, u8)>,
-        gateway: Option<Ipv4Addr>,
-        ipv6: Option<tether_proto::Ipv6Config>,
+        iface: Option<&tether_proto::Interface>,
     ) -> Result<(), String> {
         let version = self.asked.version.load(Ordering::SeqCst);
         if version < SET_INTERFACE_VERSION {
@@ -276,18 +274,20 @@ impl GuestControl {
                 "the container's tether (protocol version {version}) cannot change its interfaces while it runs: restart the container first"
             ));
         }
-        if ipv6.is_some() && version < tether_proto::IPV6_VERSION {
+        let newer = iface.is_some_and(|i| i.ipv6.is_some() || !i.link_local.is_empty());
+        if newer && version < tether_proto::IPV6_VERSION {
             return Err(format!(
-                "the container's tether (protocol version {version}) has no IPv6: restart the container first"
+                "the container's tether (protocol version {version}) has no IPv6 or link-local addresses: restart the container first"
             ));
         }
         let msg = |seq| HostMsg::SetInterface {
             seq,
             find: find.to_string(),
             mac: mac.to_string(),
-            address,
-            gateway,
-            ipv6,
+            address: iface.map(|i| (i.address, i.prefix_len)),
+            gateway: iface.and_then(|i| i.gateway),
+            ipv6: iface.and_then(|i| i.ipv6),
+            link_local: iface.map(|i| i.link_local.clone()).unwrap_or_default(),
         };
         match self.ask(msg).await? {
             Answer::Interface(None) => Ok(()),

@@ -78,20 +78,12 @@ impl Launch {
             dns_search: spec.dns_search.clone(),
             dns_options: spec.dns_options.clone(),
             confinement,
-            interfaces: spec
-                .endpoints
-                .iter()
-                .enumerate()
-                .map(|(i, e)| tether_proto::Interface {
-                    mac: e.mac.clone(),
-                    address: e.ip,
-                    prefix_len: e.prefix_len,
-                    // The default route goes through the first network, the IPv6 one
-                    // through the first network with IPv6.
-                    gateway: (i == 0).then_some(e.gateway),
-                    ipv6: e
-                        .ipv6
-                        .map(|v| v.config(Some(i) == crate::networks::first_ipv6(&spec.endpoints))),
+            // The default route goes through the first network, the IPv6 one through the
+            // first network with IPv6.
+            interfaces: (spec.endpoints.iter().enumerate())
+                .map(|(i, e)| {
+                    let v6 = Some(i) == crate::networks::first_ipv6(&spec.endpoints);
+                    e.interface(i == 0, v6)
                 })
                 .collect(),
             // Set when it is sent to a VM restored from a template (see `session.rs`).

@@ -70,9 +70,9 @@ impl Containers {
         let nic = usize::from(ep.nic.unwrap_or_default());
         // On no other network: this one carries its default route now (and on no other
         // with IPv6, its IPv6 default route).
-        let gateway = rec.spec.endpoints.is_empty().then_some(ep.gateway);
+        let v4_route = rec.spec.endpoints.is_empty();
         let v6_route = networks::first_ipv6(&rec.spec.endpoints).is_none();
-        let ipv6 = ep.ipv6.map(|v| v.config(v6_route));
+        let iface = ep.interface(v4_route, v6_route);
         let attached = async {
             self.inner
                 .backend
@@ -84,9 +84,7 @@ impl Containers {
                 .await
                 .map_err(|e| e.to_string())?;
             let spare = hypervisor::spare_mac(&rec.id, nic);
-            control
-                .set_interface(&spare, &ep.mac, Some((ep.ip, ep.prefix_len)), gateway, ipv6)
-                .await
+            control.set_interface(&spare, &ep.mac, Some(&iface)).await
         }
         .await;
         if let Err(why) = attached {
@@ -123,11 +121,7 @@ impl Containers {
         let nic = usize::from(ep.nic.unwrap_or(pos as u8));
         let spare = hypervisor::spare_mac(&rec.id, nic);
         let told = match live.control() {
-            Ok(control) => {
-                control
-                    .set_interface(&ep.mac, &spare, None, None, None)
-                    .await
-            }
+            Ok(control) => control.set_interface(&ep.mac, &spare, None).await,
             Err(_) => Err("the container's guest cannot be reached".to_string()),
         };
         match told {
@@ -167,10 +161,8 @@ impl Containers {
             let ep = &eps[i];
             let moved = match live.control() {
                 Ok(control) => {
-                    let address = Some((ep.ip, ep.prefix_len));
-                    let gateway = (i == 0).then_some(ep.gateway);
-                    let ipv6 = ep.ipv6.map(|v| v.config(Some(i) == first_v6));
-                    (control.set_interface(&ep.mac, &ep.mac, address, gateway, ipv6)).await
+                    let iface = ep.interface(i == 0, Some(i) == first_v6);
+                    (control.set_interface(&ep.mac, &ep.mac, Some(&iface))).await
                 }
                 Err(_) => Err("the container's guest cannot be reached".to_string()),
             };
@@ -215,9 +207,7 @@ impl Containers {
                 .set_interface(
                     &spare,
                     &ep.mac,
-                    Some((ep.ip, ep.prefix_len)),
-                    None,
-                    ep.ipv6.map(|v| v.config(Some(pos) == first_v6)),
+                    Some(&ep.interface(false, Some(pos) == first_v6)),
                 )
                 .await;
             if healed.is_ok() {

@@ -208,6 +208,7 @@ impl Network {
             external: self.external.is_some(),
             dns: self.dns.clone(),
             ipv6: None,
+            link_local: Vec::new(),
         }
     }
 }
@@ -242,6 +243,24 @@ pub struct Endpoint {
     /// Its IPv6 address, on a network with IPv6.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6: Option<Endpoint6>,
+    /// Link-local addresses it has beside (`--link-local-ip`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link_local: Vec<std::net::IpAddr>,
+}
+
+impl Endpoint {
+    /// What the guest is told of this endpoint's interface; `v4` and `v6`: whether it
+    /// carries the default route of that family.
+    pub fn interface(&self, v4: bool, v6: bool) -> tether_proto::Interface {
+        tether_proto::Interface {
+            mac: self.mac.clone(),
+            address: self.ip,
+            prefix_len: self.prefix_len,
+            gateway: v4.then_some(self.gateway),
+            ipv6: self.ipv6.map(|v| v.config(v6)),
+            link_local: self.link_local.clone(),
+        }
+    }
 }
 
 /// A link: container `container` (an ID) is `alias` to the linking container.
@@ -263,6 +282,9 @@ pub struct EndpointRequest {
     /// `--mac-address`: this MAC (lowercase) rather than Docker's of the address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
+    /// `--link-local-ip`: link-local addresses the interface has beside.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link_local: Vec<std::net::IpAddr>,
     #[serde(default)]
     pub aliases: Vec<String>,
     #[serde(default)]
@@ -346,6 +368,7 @@ pub fn endpoint(
         e.mac = mac.clone();
     }
     e.aliases = req.aliases.clone();
+    e.link_local = req.link_local.clone();
     e.links = req.links.clone();
     Ok(e)
 }

@@ -76,6 +76,10 @@ pub enum Call {
         address: String,
         gateway: Option<String>,
     },
+    AddLinkLocal {
+        name: String,
+        addresses: Vec<String>,
+    },
     ChangeMac {
         from: String,
         to: String,
@@ -465,6 +469,13 @@ impl Syscall for RecordingSyscall {
             name: name.into(),
             address: format!("{}/{}", cfg.address, cfg.prefix_len),
             gateway: cfg.gateway.map(|g| g.to_string()),
+        })
+    }
+
+    fn add_link_local(&self, name: &str, addresses: &[std::net::IpAddr]) -> io::Result<()> {
+        self.record(Call::AddLinkLocal {
+            name: name.into(),
+            addresses: addresses.iter().map(|a| a.to_string()).collect(),
         })
     }
 

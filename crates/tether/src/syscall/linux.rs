@@ -124,6 +124,10 @@ impl Syscall for LinuxSyscall {
         crate::netif6::configure(name, cfg)
     }
 
+    fn add_link_local(&self, name: &str, addresses: &[std::net::IpAddr]) -> io::Result<()> {
+        crate::netif::add_link_local(name, addresses)
+    }
+
     fn change_mac(&self, from: &str, to: &str) -> io::Result<()> {
         let name = crate::netif::find_by_mac(from)?;
         crate::netif::set(&name, to, None)

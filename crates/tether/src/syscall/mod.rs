@@ -108,6 +108,8 @@ pub trait Syscall: Send + Sync {
     /// Gives interface `name` (configured, up) its IPv6 address and, with a gateway, the IPv6
     /// default route through it.
     fn configure_ipv6(&self, name: &str, cfg: &tether_proto::Ipv6Config) -> io::Result<()>;
+    /// Gives interface `name` (configured, up) its link-local addresses (`--link-local-ip`).
+    fn add_link_local(&self, name: &str, addresses: &[std::net::IpAddr]) -> io::Result<()>;
     /// Gives the interface whose MAC is `from` the MAC `to`, leaving it down.
     fn change_mac(&self, from: &str, to: &str) -> io::Result<()>;
     /// Adds the default route through `gateway`.

@@ -45,14 +45,6 @@ pub fn refusals(r: &mut Refusals, h: &HostConfig, n: &NetworkingConfig) {
 /// What one endpoint asks that vic does not do.
 fn endpoint_refusals(r: &mut Refusals, name: &str, ep: &EndpointSettings) {
     {
-        let ipam = ep.ipam_config.as_ref();
-        let link_local =
-            ipam.is_some_and(|i| i.link_local_ips.as_ref().is_some_and(|l| !l.is_empty()));
-        r.check(
-            link_local,
-            "--link-local-ip",
-            "a container VM's link-local addresses are its kernel's own",
-        );
         let opts = ep.driver_opts.as_ref().is_some_and(|o| !o.is_empty());
         r.check(
             opts,
@@ -167,10 +159,14 @@ fn request(ep: Option<&EndpointSettings>) -> Result<EndpointRequest, Refused> {
                 .map_err(|_| Refused::Invalid(format!("invalid IPv6 address: {ip}")))?,
         ),
     };
+    let link_local = (ep.ipam_config.as_ref())
+        .and_then(|i| i.link_local_ips.as_deref())
+        .unwrap_or_default();
     Ok(EndpointRequest {
         ip,
         ipv6,
         mac,
+        link_local: link_local_ips(link_local)?,
         aliases: ep.aliases.clone().unwrap_or_default(),
         links: ep
             .links
@@ -204,6 +200,30 @@ fn mac_address(m: &str) -> Result<String, Refused> {
         _ if bytes.len() == 6 => Ok(m.to_ascii_lowercase()),
         _ => Err(invalid()),
     }
+}
+
+/// The most `--link-local-ip`s an endpoint takes.
+const MAX_LINK_LOCAL: usize = 16;
+
+/// `--link-local-ip`s: addresses in `169.254.0.0/16` or `fe80::/10`, at most
+/// [`MAX_LINK_LOCAL`].
+fn link_local_ips(given: &[String]) -> Result<Vec<std::net::IpAddr>, Refused> {
+    if given.len() > MAX_LINK_LOCAL {
+        return Err(Refused::Invalid(format!(
+            "{} link-local IPs given: an endpoint takes at most {MAX_LINK_LOCAL}",
+            given.len()
+        )));
+    }
+    given
+        .iter()
+        .map(|a| match a.parse::<std::net::IpAddr>() {
+            Ok(ip @ std::net::IpAddr::V4(v4)) if v4.is_link_local() => Ok(ip),
+            Ok(ip @ std::net::IpAddr::V6(v6)) if v6.is_unicast_link_local() => Ok(ip),
+            _ => Err(Refused::Invalid(format!(
+                "invalid link-local IP address: {a} (one of 169.254.0.0/16 or fe80::/10)"
+            ))),
+        })
+        .collect()
 }
 
 /// `NAME[:ALIAS]` as `--link` gives it.
@@ -297,6 +317,30 @@ mod tests {
         let (h, n) = body(serde_json::json!({ "HostConfig": { "NetworkMode": "none" } }));
         let e = plan(&h, &n, "02:42:ac:11:00:0a").unwrap_err().to_string();
         assert!(e.contains("mac-address and the network mode"), "{e}");
+    }
+
+    #[test]
+    fn link_local_ips_are_link_local_and_bounded() {
+        let ep = |ips: serde_json::Value| {
+            let (h, n) = body(serde_json::json!({
+                "HostConfig": { "NetworkMode": "front" },
+                "NetworkingConfig": { "EndpointsConfig": { "front": {
+                    "IPAMConfig": { "LinkLocalIPs": ips } } } },
+            }));
+            plan(&h, &n, "").map_err(|e| e.to_string())
+        };
+        let p = ep(serde_json::json!(["169.254.8.8", "fe80::8"])).unwrap();
+        let want: Vec<std::net::IpAddr> =
+            vec!["169.254.8.8".parse().unwrap(), "fe80::8".parse().unwrap()];
+        assert_eq!(p.requests["front"].link_local, want);
+        for bad in ["10.0.0.1", "2001:db8::1", "x"] {
+            let e = ep(serde_json::json!([bad])).unwrap_err();
+            assert!(e.contains("invalid link-local IP address"), "{bad}: {e}");
+        }
+        let many: Vec<String> = (1..=17).map(|i| format!("169.254.0.{i}")).collect();
+        assert!(ep(serde_json::json!(many))
+            .unwrap_err()
+            .contains("at most 16"));
     }
 
     #[test]
