@@ -162,19 +162,6 @@ fn an_operator_logs_in_follows_a_containers_output_and_takes_the_log_bundle() {
     vch.delete();
 }
 
-/// `curl -s ARGS URL` → (HTTP status, body); the status is 0 when no answer came.
-fn curl(args: &[&str], url: &str) -> (u32, String) {
-    let o = Command::new("curl")
-        .args(["-s", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
-        .args(args)
-        .arg(url)
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
-}
-
 #[test]
 #[ignore = "needs QEMU, the test registry and the docker CLI: make test runs it"]
 fn client_certificates_of_the_vchs_authority_get_in_and_the_operator_set_by_configure_too() {

@@ -15,7 +15,7 @@ use std::process::Output;
 
 use base64::Engine;
 use common::vsphere::{create_args, docker, machine_at};
-use common::{registry, stderr, stdout, vic_log_line};
+use common::{curl, registry, stderr, stdout, vic_log_line};
 use machine::certs::{fingerprint, served_certificate, subject_alt_names};
 use vcsim::Vcsim;
 
@@ -47,19 +47,6 @@ fn var(name: &str) -> String {
 fn ok(o: &Output, what: &str) -> String {
     assert!(o.status.success(), "{what}: {}{}", stdout(o), stderr(o));
     stdout(o)
-}
-
-/// `curl -s ARGS URL` → (HTTP status, body); the status is 0 when no answer came.
-fn curl(args: &[&str], url: &str) -> (u32, String) {
-    let o = std::process::Command::new("curl")
-        .args(["-s", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
-        .args(args)
-        .arg(url)
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
 /// The admin pages `create` printed: served with the VCH's certificate, the VCH's client

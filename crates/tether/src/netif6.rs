@@ -5,9 +5,11 @@
 
 use std::io;
 use std::net::Ipv6Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use tether_proto::Ipv6Config;
+
+use crate::netif::{check, socket_of};
 
 /// `struct in6_ifreq` (linux/ipv6.h).
 #[repr(C)]
@@ -32,20 +34,8 @@ struct In6Rtmsg {
     ifindex: libc::c_int,
 }
 
-fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
-
 fn socket() -> io::Result<OwnedFd> {
-    // SAFETY: socket(2) with constant arguments; the fd is owned right below.
-    let fd =
-        check(unsafe { libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
-    // SAFETY: fd was just returned by socket(2) and is not owned elsewhere.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    socket_of(libc::AF_INET6)
 }
 
 fn index(name: &str) -> io::Result<libc::c_int> {

@@ -540,3 +540,16 @@ pub fn another_build(dir: &Path, broken: bool) -> PathBuf {
     std::os::unix::fs::symlink(build_dir().join("bootstrap"), dir.join("bootstrap")).unwrap();
     bin.join("vic-machine")
 }
+
+/// `curl -s ARGS URL` → (HTTP status, body); the status is 0 when no answer came.
+pub fn curl(args: &[&str], url: &str) -> (u32, String) {
+    let o = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
+        .args(args)
+        .arg(url)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
