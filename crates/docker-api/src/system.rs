@@ -59,6 +59,16 @@ pub async fn version(State(st): State<AppState>) -> impl IntoResponse {
     }))
 }
 
+/// How a container's log is bounded when `--log-opt` says nothing (inspect shows the
+/// options as given, as dockerd shows them).
+fn container_logs() -> String {
+    format!(
+        "json-file, {} files of {} MB each unless --log-opt max-size/max-file say otherwise",
+        portlayer::logs::DEFAULT_MAX_FILE,
+        portlayer::logs::DEFAULT_MAX_SIZE / 1_000_000
+    )
+}
+
 pub async fn info(State(st): State<AppState>) -> impl IntoResponse {
     let all = st.containers.list();
     let running = all
@@ -79,8 +89,9 @@ pub async fn info(State(st): State<AppState>) -> impl IntoResponse {
             ["VCH", st.info.name],
             ["Backend", st.containers.backend_description()],
             ["Container start", st.containers.start_path()],
+            ["Container logs", container_logs()],
         ],
-        "Plugins": { "Volume": ["local", "vsphere"], "Network": [], "Authorization": null, "Log": ["json-file"] },
+        "Plugins": { "Volume": ["local", "vsphere"], "Network": [], "Authorization": null, "Log": ["json-file", "none"] },
         "MemoryLimit": true,
         "SwapLimit": false,
         "CpuCfsPeriod": false,

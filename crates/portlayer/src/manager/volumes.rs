@@ -51,6 +51,7 @@ impl Containers {
                 }
                 None => {
                     let spec = VolumeSpec::parse(&m.name, &m.driver, &m.options, &m.labels)?;
+                    let spec = self.default_driver(spec);
                     let v = self
                         .make_volume(&spec, Some(&rec.id), seed.as_deref())
                         .await?;
@@ -73,6 +74,15 @@ impl Containers {
             r.spec.mounts = mounts;
         }
         Ok(disks)
+    }
+
+    /// `spec` with the VCH's default driver when it names none: its backend's (`local` for
+    /// files on this host, `vsphere` for disks on datastores, as VIC's).
+    fn default_driver(&self, mut spec: VolumeSpec) -> VolumeSpec {
+        if spec.driver.is_empty() {
+            spec.driver = self.inner.backend.name().to_string();
+        }
+        spec
     }
 
     /// Makes a volume and its disk; `container` holds an anonymous one.
@@ -246,6 +256,7 @@ impl Containers {
     /// `docker volume create`: a volume of that name already there is the answer, as in
     /// Docker, unless it has another driver.
     pub async fn create_volume(&self, spec: &VolumeSpec) -> Result<Volume, Error> {
+        let spec = &self.default_driver(spec.clone());
         let _order = self.inner.volume_lock.lock().await;
         if let Ok(v) = self.inner.volumes.get(&spec.name) {
             if v.driver != spec.driver {

@@ -39,8 +39,9 @@ impl VolumeSpec {
     }
 
     /// The volume `docker volume create` (or a container's `--mount`) asks for: the
-    /// `vsphere` or `local` driver (the same disk either way), options `Capacity` (MB
-    /// unless a unit is given) and `VolumeStore`; anything else is refused in words.
+    /// `vsphere` or `local` driver (the same disk either way; none given: the VCH's default,
+    /// its backend's, filled in when it is made), options `Capacity` (MB unless a unit is
+    /// given) and `VolumeStore`; anything else is refused in words.
     pub fn parse(
         name: &str,
         driver: &str,
@@ -51,7 +52,8 @@ impl VolumeSpec {
             check_name(name)?;
         }
         let driver = match driver {
-            "" | "vsphere" => "vsphere",
+            "" => "",
+            "vsphere" => "vsphere",
             "local" => "local",
             other => return Err(VolumeError::NoPlugin(other.to_string())),
         };

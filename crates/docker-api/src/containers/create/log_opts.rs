@@ -17,7 +17,9 @@
 //! With neither `max-size` nor `max-file` the default applies, [`DEFAULT_MAX_SIZE`] (`20m`) ×
 //! [`DEFAULT_MAX_FILE`] (5), the defaults of Docker's bounded `local` driver; `max-file` alone
 //! takes the default `max-size` (moby's needs a `max-size` to have an effect; vic always has
-//! one unless `max-size=-1`). Inspect shows the values in effect.
+//! one unless `max-size=-1`). Inspect shows the options as given, as dockerd shows them
+//! (its own `local` driver, bounded by default too, shows none); `docker info` says what
+//! the default is.
 
 use std::collections::BTreeMap;
 
@@ -27,30 +29,17 @@ use portlayer::LogBounds;
 use super::host_config::HostConfig;
 use super::refusal::{Refused, Unsupported};
 
-/// [`DEFAULT_MAX_SIZE`] as the user would write it.
-pub const DEFAULT_MAX_SIZE_SHOWN: &str = "20m";
-
 const NO_ATTRIBUTES: &str =
     "vic's log records carry no attributes (docker logs --details has none to show)";
 
 /// The log settings a create applies: the bounds, and the options inspect shows.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogOpts {
     pub bounds: LogBounds,
-    /// `LogConfig.Config` in effect: the options given, `max-size` and `max-file` filled in.
+    /// `LogConfig.Config`: the options as given.
     pub shown: BTreeMap<String, String>,
     /// `--log-driver none`.
     pub none: bool,
-}
-
-impl Default for LogOpts {
-    fn default() -> Self {
-        LogOpts {
-            bounds: LogBounds::default(),
-            shown: shown_with(BTreeMap::new(), DEFAULT_MAX_SIZE_SHOWN, DEFAULT_MAX_FILE),
-            none: false,
-        }
-    }
 }
 
 impl LogOpts {
@@ -71,16 +60,6 @@ impl LogOpts {
             "json-file"
         }
     }
-}
-
-fn shown_with(
-    mut opts: BTreeMap<String, String>,
-    max_size: &str,
-    max_file: u32,
-) -> BTreeMap<String, String> {
-    opts.insert("max-size".into(), max_size.into());
-    opts.insert("max-file".into(), max_file.to_string());
-    opts
 }
 
 fn driver(h: &HostConfig) -> &str {
@@ -208,26 +187,19 @@ pub fn settings(h: &HostConfig) -> Result<LogOpts, Refused> {
     if let Some(v) = opts.get("compress") {
         go_parse_bool(v).map_err(invalid)?;
     }
-    let (bounds, size_shown) = match (max_size, max_file) {
-        (None, n) => (
-            LogBounds {
-                max_size: Some(DEFAULT_MAX_SIZE),
-                max_file: n.unwrap_or(DEFAULT_MAX_FILE),
-            },
-            DEFAULT_MAX_SIZE_SHOWN.to_string(),
-        ),
-        (Some(size), n) => (
-            LogBounds {
-                max_size: size,
-                max_file: n.unwrap_or(1),
-            },
-            opts["max-size"].clone(),
-        ),
+    let bounds = match (max_size, max_file) {
+        (None, n) => LogBounds {
+            max_size: Some(DEFAULT_MAX_SIZE),
+            max_file: n.unwrap_or(DEFAULT_MAX_FILE),
+        },
+        (Some(size), n) => LogBounds {
+            max_size: size,
+            max_file: n.unwrap_or(1),
+        },
     };
-    let shown = shown_with(opts, &size_shown, bounds.max_file);
     Ok(LogOpts {
         bounds,
-        shown,
+        shown: opts,
         none: false,
     })
 }
@@ -328,7 +300,7 @@ mod tests {
         assert_eq!(ok("1.5k"), 1500);
         assert_eq!(ok("32 m"), 32_000_000);
         assert_eq!(ok("7b"), 7);
-        assert_eq!(ok(DEFAULT_MAX_SIZE_SHOWN), DEFAULT_MAX_SIZE as i64);
+        assert_eq!(ok("20m"), DEFAULT_MAX_SIZE as i64);
         assert_eq!(from_human_size("m").unwrap_err(), "invalid size: 'm'");
         assert_eq!(from_human_size("-5m").unwrap_err(), "invalid size: '-5m'");
         assert_eq!(from_human_size("10x").unwrap_err(), "invalid suffix: 'x'");
@@ -344,12 +316,11 @@ mod tests {
     }
 
     #[test]
-    fn no_options_get_the_default_cap_and_inspect_shows_it() {
+    fn no_options_get_the_default_cap_and_inspect_shows_none() {
         for h in [HostConfig::default(), host("", &[]), host("json-file", &[])] {
             let l = settings(&h).unwrap();
             assert_eq!(l.bounds, LogBounds::default());
-            assert_eq!(l.shown["max-size"], "20m");
-            assert_eq!(l.shown["max-file"], "5");
+            assert!(l.shown.is_empty(), "{:?}", l.shown);
         }
     }
 
@@ -370,10 +341,10 @@ mod tests {
         assert_eq!(l.shown["max-size"], "10k");
         let only_size = settings(&host("json-file", &[("max-size", "1m")])).unwrap();
         assert_eq!(only_size.bounds.max_file, 1, "moby's default max-file");
-        assert_eq!(only_size.shown["max-file"], "1");
+        assert!(!only_size.shown.contains_key("max-file"), "as given");
         let only_files = settings(&host("json-file", &[("max-file", "2")])).unwrap();
         assert_eq!(only_files.bounds.max_size, Some(DEFAULT_MAX_SIZE));
-        assert_eq!(only_files.shown["max-size"], "20m");
+        assert!(!only_files.shown.contains_key("max-size"), "as given");
         let unlimited = settings(&host("json-file", &[("max-size", "-1")])).unwrap();
         assert_eq!(unlimited.bounds.max_size, None);
         assert_eq!(unlimited.shown["max-size"], "-1");

@@ -192,11 +192,6 @@ pub fn host_config_of(spec: &ContainerSpec) -> Value {
     if p.get(APPLIED_KEY).and_then(Value::as_bool) == Some(true) {
         if let Some(hc) = p.get("HostConfig") {
             let mut hc = hc.clone();
-            // Made before logs were bounded: the default bounds are in effect.
-            let opts = hc.pointer("/LogConfig/Config").and_then(Value::as_object);
-            if !spec.no_log && opts.is_none_or(|o| o.is_empty()) {
-                hc["LogConfig"] = log_config_json(&LogOpts::default());
-            }
             // What `docker update` changes since: the record says it.
             hc["Memory"] = json!(i64::from(spec.memory_mib) << 20);
             hc["NanoCpus"] = json!(i64::from(spec.cpus) * 1_000_000_000);

@@ -294,7 +294,7 @@ fn applied_options_are_what_inspect_shows() {
 }
 
 #[test]
-fn the_log_keeps_what_max_size_says_or_the_default_and_inspect_shows_it() {
+fn the_log_keeps_what_max_size_says_or_the_default_and_inspect_shows_what_was_given() {
     let p = accepted("log_opt");
     assert_eq!(
         p.spec.log.max_size,
@@ -304,22 +304,26 @@ fn the_log_keeps_what_max_size_says_or_the_default_and_inspect_shows_it() {
     assert_eq!(p.spec.log.max_file, 1);
     assert_eq!(
         p.spec.personality["HostConfig"]["LogConfig"],
-        json!({ "Type": "json-file", "Config": { "max-size": "10m", "max-file": "1" } })
+        json!({ "Type": "json-file", "Config": { "max-size": "10m" } })
     );
     for name in ["create", "log_json"] {
         let p = accepted(name);
         assert_eq!(p.spec.log, portlayer::LogBounds::default(), "{name}");
         assert_eq!(
             p.spec.personality["HostConfig"]["LogConfig"],
-            json!({ "Type": "json-file", "Config": { "max-size": "20m", "max-file": "5" } })
+            json!({ "Type": "json-file", "Config": {} })
         );
     }
-    // Made before logs were bounded: the default is what is in effect.
-    let mut spec = accepted("create").spec;
-    spec.personality["HostConfig"]["LogConfig"] = json!({ "Type": "json-file", "Config": {} });
+    // `max-file` alone: bounded by the default `max-size`, shown as given.
+    let mut b: Value = serde_json::from_slice(&fixture("log_opt")).unwrap();
+    b["HostConfig"]["LogConfig"]["Config"] = json!({ "max-file": "100" });
+    let p = try_create(&serde_json::to_vec(&b).unwrap()).unwrap();
+    assert_eq!(p.spec.log.max_size, Some(portlayer::logs::DEFAULT_MAX_SIZE));
+    assert_eq!(p.spec.log.max_file, 100);
+    let shown = &p.spec.personality["HostConfig"]["LogConfig"];
     assert_eq!(
-        super::host_config_of(&spec)["LogConfig"]["Config"]["max-file"],
-        json!("5")
+        shown,
+        &json!({ "Type": "json-file", "Config": { "max-file": "100" } })
     );
 }
 
