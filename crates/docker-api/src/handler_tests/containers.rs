@@ -326,6 +326,37 @@ async fn bad_wait_resize_and_logs_parameters_are_400s() {
 }
 
 #[tokio::test]
+async fn a_volume_driver_is_looked_up_when_a_volume_is_made_as_dockerd_does() {
+    let vch = with_busybox().await;
+    let body = |volumes: serde_json::Value| {
+        json!({
+            "Image": "busybox",
+            "Cmd": ["true"],
+            "Volumes": volumes,
+            "HostConfig": { "VolumeDriver": "foo" },
+        })
+        .to_string()
+    };
+    // No volume to make: the driver is only recorded.
+    let a = vch
+        .post("/containers/create?name=plain", &body(json!(null)))
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{a:?}");
+    let a = vch.get("/containers/plain/json").await;
+    assert_eq!(a.body["HostConfig"]["VolumeDriver"], "foo");
+    // A volume to make with it: not found, and no container is left.
+    let a = vch
+        .post("/containers/create?name=vol", &body(json!({ "/data": {} })))
+        .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "{a:?}");
+    assert!(a.message().contains("plugin \"foo\" not found"), "{a:?}");
+    assert_eq!(
+        vch.get("/containers/vol/json").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
 async fn a_container_without_a_log_refuses_logs_as_dockerd_does() {
     let vch = with_busybox().await;
     let body = json!({

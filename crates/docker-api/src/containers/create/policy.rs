@@ -174,13 +174,9 @@ pub fn apply(
 }
 
 fn storage(r: &mut Refusals, h: &HostConfig) {
-    // Volumes and mounts are read in `mounts.rs`; --tmpfs, --read-only and --shm-size are
-    // applied in the guest (`guest.rs`).
-    r.check(
-        !matches!(s(&h.volume_driver), "" | "vsphere" | "local"),
-        "--volume-driver",
-        "vic's volume drivers are vsphere and local",
-    );
+    // Volumes and mounts are read in `mounts.rs` (`--volume-driver` is the driver of the
+    // volumes the create makes, looked up when one is made, as dockerd looks it up); --tmpfs,
+    // --read-only and --shm-size are applied in the guest (`guest.rs`).
     r.check(
         map(&h.storage_opt),
         "--storage-opt",
