@@ -84,7 +84,9 @@ fn exec_runs_processes_beside_the_main_one_as_docker_does() {
         "box",
         "sh",
         "-c",
-        "sleep 1; echo later > /tmp/d",
+        // Written aside and moved: a `cat` between the file's creation and its write would
+        // read it empty.
+        "sleep 1; echo later > /tmp/d.new; mv /tmp/d.new /tmp/d",
     ]);
     let later = eventually("the detached exec's file", Duration::from_secs(20), || {
         let o = client.run(&["exec", "box", "cat", "/tmp/d"]);
