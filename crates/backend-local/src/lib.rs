@@ -45,6 +45,7 @@ pub mod uplink;
 mod vm;
 mod vm_channel;
 mod vm_edit;
+mod vm_spec;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

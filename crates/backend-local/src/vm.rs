@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hypervisor::{BackendError, PowerState, PoweredOn, VmConfig, VmExit};
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::cgroup::Limits;
@@ -18,40 +17,12 @@ use crate::jail;
 use crate::qemu::{CONSOLE_LOG, PID_FILE, ROOT_DISK, TETHER_SOCK};
 use crate::uids::Claims;
 use crate::vm_channel::{bind, connect};
+pub use crate::vm_spec::VmSpec;
 
 const VM_JSON: &str = "vm.json";
 pub(crate) const QEMU_LOG: &str = "qemu.log";
 /// How long a SIGKILLed QEMU may take to disappear.
 const KILL_WAIT: Duration = Duration::from_secs(5);
-
-/// What `vm.json` records.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VmSpec {
-    pub id: String,
-    pub display_name: String,
-    pub image_id: String,
-    pub memory_mib: u32,
-    pub cpus: u32,
-    /// The uid and gid its QEMU runs as (see `jail.rs`); absent in files of older versions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uid: Option<u32>,
-    /// Its network interfaces (none in files of older versions).
-    #[serde(default)]
-    pub nics: Vec<hypervisor::Nic>,
-    /// Its data disks (volumes).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub disks: Vec<hypervisor::DataDisk>,
-    /// Its host shares (bind mounts).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub shares: Vec<hypervisor::Share>,
-    /// The host CPUs its QEMU runs on; empty: any.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub host_cpus: Vec<u32>,
-    /// Its CPU weight against the VCH's other VMs (`--cpu-shares`); none: the default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu_shares: Option<u32>,
-}
 
 /// How to start one VM's QEMU.
 pub struct Spawn<'a> {

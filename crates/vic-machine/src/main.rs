@@ -33,6 +33,7 @@ mod cli_tls;
 mod configure;
 mod container_networks;
 mod create;
+mod debug_cmd;
 mod delete;
 mod document;
 mod host;
@@ -533,38 +534,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             bundle,
             reset_progress,
             timeout,
-        } => {
-            let debug = match (debug, &bundle) {
-                (None, None) => Some(1),
-                (d, _) => d,
-            };
-            if let Place::Vsphere(target) = place(&common.target, &common.credentials)? {
-                let thumbprint = common.credentials.thumbprint.as_deref();
-                if let Some(file) = &bundle {
-                    vsphere::bundle(&target, thumbprint, &common.name, file)?;
-                    if debug.is_none() {
-                        return Ok(());
-                    }
-                }
-                let debug = debug.unwrap_or(1);
-                if reset_progress {
-                    return vsphere::reset_progress(&target, thumbprint, &common.name);
-                }
-                let change = vsphere::Change::Debug(debug);
-                return vsphere::configure(&target, thumbprint, &common.name, change, timeout);
-            }
-            let layout = layout(common)?;
-            if reset_progress {
-                return progress::reset(&layout, "Debug");
-            }
-            if let Some(file) = &bundle {
-                configure::bundle(&layout, file)?;
-            }
-            match debug {
-                Some(level) => configure::debug(&layout, level, timeout),
-                None => Ok(()),
-            }
-        }
+        } => debug_cmd::run(common, debug, bundle.as_deref(), reset_progress, timeout),
         Command::Version => {
             println!("vic-machine version {}", parts::installer_version());
             Ok(())

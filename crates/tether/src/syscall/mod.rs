@@ -20,6 +20,8 @@ mod linux;
 
 #[cfg(test)]
 pub mod fake;
+#[cfg(test)]
+mod fake_call;
 
 use std::ffi::CStr;
 use std::io;
