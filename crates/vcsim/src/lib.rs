@@ -51,20 +51,16 @@ impl Vcsim {
     /// The last `lines` lines of each guest's output (the stand-in's `NAME.log`), for a
     /// failing test to show.
     pub fn guest_logs(&self, lines: usize) -> String {
-        let Some(dir) = &self.guests else {
-            return String::new();
-        };
-        let mut out = String::new();
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = e.path();
-            if path.extension().is_some_and(|x| x == "log") {
-                let text = std::fs::read_to_string(&path).unwrap_or_default();
-                let all: Vec<&str> = text.lines().collect();
-                let tail = all[all.len().saturating_sub(lines)..].join("\n");
-                out += &format!("--- {} ---\n{tail}\n", path.display());
-            }
-        }
-        out
+        self.guests
+            .as_ref()
+            .map_or_else(String::new, |d| tails(d, lines))
+    }
+
+    /// [`Vcsim::guest_logs`] of the VMs destroyed since the simulator started (the stand-in
+    /// keeps their output in `removed/`): why an appliance that a failed create removed ended.
+    pub fn removed_guest_logs(&self, lines: usize) -> String {
+        let removed = self.guests.as_ref().map(|d| d.join("removed"));
+        removed.map_or_else(String::new, |d| tails(&d, lines))
     }
 
     /// The PIDs of the guests running now.
@@ -246,4 +242,19 @@ pub async fn placement(c: &vim25::Client) -> (vim25::MoRef, vim25::MoRef, vim25:
     let props = c.properties(&cluster, &["resourcePool"]).await.unwrap();
     let pool = props.prop("resourcePool").unwrap().moref().unwrap();
     (dc, folder, pool)
+}
+
+/// The last `lines` lines of each `*.log` in `dir`, each under its path.
+fn tails(dir: &std::path::Path, lines: usize) -> String {
+    let mut out = String::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        if path.extension().is_some_and(|x| x == "log") {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let all: Vec<&str> = text.lines().collect();
+            let tail = all[all.len().saturating_sub(lines)..].join("\n");
+            out += &format!("--- {} ---\n{tail}\n", path.display());
+        }
+    }
+    out
 }

@@ -117,8 +117,8 @@ fn create_inner(
     parts.install(&layout.appliance_dir())?;
     copying.done();
     let version = Parts::in_dir(&layout.appliance_dir()).version()?;
-    let (port, admin_port) = match opts.port {
-        Some(p) => (p, free_ports()?.0),
+    let [port, admin_port] = match opts.port {
+        Some(p) => [p, free_ports::<1>()?[0]],
         None => free_ports()?,
     };
     if admin_port == port {

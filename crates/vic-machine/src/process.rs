@@ -9,16 +9,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-pub(crate) fn free_port() -> anyhow::Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(l.local_addr()?.port())
-}
-
-/// Two different free ports (the Docker API's and the admin pages').
-pub(crate) fn free_ports() -> anyhow::Result<(u16, u16)> {
-    let a = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    let b = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok((a.local_addr()?.port(), b.local_addr()?.port()))
+/// `N` different free ports, all held until each is chosen (a port let go can be handed out
+/// again at once).
+pub(crate) fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
+    let held = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").context("finding a free port"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut ports = [0; N];
+    for (p, l) in ports.iter_mut().zip(&held) {
+        *p = l.local_addr()?.port();
+    }
+    Ok(ports)
 }
 
 /// One `GET /_ping` over plain HTTP; true when the appliance answers OK.

@@ -98,7 +98,7 @@ pub fn upgrade(layout: &Layout, opts: &UpgradeOptions) -> anyhow::Result<()> {
     new.upgraded = Some(chrono::Utc::now().to_rfc3339());
     // A VCH made before the admin pages gets them with the build that serves them.
     if new.settings.admin_port.is_none() {
-        let (a, b) = crate::process::free_ports()?;
+        let [a, b] = crate::process::free_ports()?;
         new.settings.admin_port = Some(if a == new.port { b } else { a });
     }
     let moves = Moves::default();

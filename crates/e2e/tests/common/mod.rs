@@ -342,7 +342,21 @@ impl Client {
 }
 
 /// Runs `cmd` (stdin `input`), killing it and panicking if it outlives `limit`.
-pub fn run_limited(mut cmd: Command, input: Option<&str>, limit: Duration, what: &str) -> Output {
+pub fn run_limited(cmd: Command, input: Option<&str>, limit: Duration, what: &str) -> Output {
+    let (output, timed_out) = run_bounded(cmd, input, limit);
+    if timed_out {
+        panic!(
+            "{what} did not finish within {limit:?}; stdout: {} stderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    output
+}
+
+/// Runs `cmd` (stdin `input`), killing it if it outlives `limit`; its output and whether it
+/// was killed.
+pub fn run_bounded(mut cmd: Command, input: Option<&str>, limit: Duration) -> (Output, bool) {
     let mut child = cmd
         .stdin(if input.is_some() {
             Stdio::piped()
@@ -386,14 +400,7 @@ pub fn run_limited(mut cmd: Command, input: Option<&str>, limit: Duration, what:
         stdout: out.join().unwrap_or_default(),
         stderr: err.join().unwrap_or_default(),
     };
-    if timed_out {
-        panic!(
-            "{what} did not finish within {limit:?}; stdout: {} stderr: {}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    output
+    (output, timed_out)
 }
 
 pub fn stdout(o: &Output) -> String {

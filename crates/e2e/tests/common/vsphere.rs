@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 use vcsim::{Vcsim, PASSWORD, USER};
 use vim25::Thumbprint;
 
-use super::{run_limited, stderr, stdout, vic_machine};
+use super::{run_bounded, run_limited, stderr, stdout, vic_machine};
 
-pub const LIMIT: Duration = Duration::from_secs(180);
+/// How long a command of a test may take: longer than vic-machine's own `--timeout` (3m by
+/// default), so that its own error and undo are seen rather than cut off.
+pub const LIMIT: Duration = Duration::from_secs(240);
 
 pub fn fixtures() -> String {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/vcsim");
@@ -43,8 +45,21 @@ pub fn machine_of(
         .arg(Thumbprint::sha1_of(&sim.cert_der).to_string())
         .args(args)
         .env("VIC_MACHINE_SIMULATOR_GUESTS", fixtures());
-    let out = run_limited(cmd, None, LIMIT, "vic-machine");
+    let (out, timed_out) = run_bounded(cmd, None, LIMIT);
     eprintln!("{}{}", stdout(&out), stderr(&out));
+    // What the simulator's guests said (the appliance's own log, its containers'), shown
+    // with the output of a test that fails.
+    if timed_out || !out.status.success() {
+        eprintln!(
+            "the guests' logs:\n{}\nthose of the VMs removed:\n{}",
+            sim.guest_logs(40),
+            sim.removed_guest_logs(40)
+        );
+    }
+    assert!(
+        !timed_out,
+        "vic-machine {command} did not finish within {LIMIT:?}"
+    );
     out
 }
 

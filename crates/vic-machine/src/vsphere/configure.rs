@@ -314,7 +314,7 @@ async fn restart_with(
         .context("powering on the appliance VM")?;
     restarting.done();
     let waiting = step("Waiting for the Docker API to answer");
-    wait_listening(side.doc.listen, timeout).await?;
+    wait_listening(client, vm, side.doc.listen, timeout).await?;
     waiting.done();
     Ok(())
 }
@@ -405,23 +405,23 @@ async fn add_networks(
 
 /// Waits until the Docker API's port takes connections (on vcsim the appliance is on this
 /// machine at 127.0.0.1; a real appliance's address needs VMware Tools, not read yet).
-pub(super) async fn wait_listening(listen: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+pub(super) async fn wait_listening(
+    client: &Client,
+    vm: &vim25::MoRef,
+    listen: SocketAddr,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     if !listen.ip().is_loopback() {
         bail!(
             "the appliance VM is on again, but reaching its Docker API needs its address from VMware Tools, which vic-machine does not read yet"
         );
     }
-    let deadline = Instant::now() + timeout;
-    loop {
-        if TcpStream::connect_timeout(&listen, Duration::from_secs(1)).is_ok() {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "the appliance did not answer on {listen} within {}",
-                crate::output::go_duration(timeout)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let listening = || TcpStream::connect_timeout(&listen, Duration::from_secs(1)).is_ok();
+    let late = || {
+        anyhow::anyhow!(
+            "the appliance did not answer on {listen} within {}",
+            crate::output::go_duration(timeout)
+        )
+    };
+    super::answer::wait(client, vm, Instant::now() + timeout, listening, late).await
 }

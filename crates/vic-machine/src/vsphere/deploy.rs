@@ -270,12 +270,12 @@ async fn deploy_inner(
     // The appliance's configuration.
     let certs = tempfile::tempdir().context("making a directory for the certificates")?;
     let tls = tls::setup(req.tls, certs.path())?;
-    // The Docker API's port and the admin pages' (VIC's vicadmin port), or two free ones on
-    // vcsim, where the appliance runs on this machine.
-    let (port, admin_port) = match (guests, tls.mode) {
+    // The Docker API's port, the admin pages' (VIC's vicadmin port) and the one the container
+    // VMs' serial lines dial; on vcsim, where the appliance runs on this machine, three free ones.
+    let [port, admin_port, channel_port] = match (guests, tls.mode) {
         (Some(_), _) => crate::process::free_ports()?,
-        (None, TlsMode::NoTls) => (2375, ADMIN_PORT),
-        (None, _) => (2376, ADMIN_PORT),
+        (None, TlsMode::NoTls) => [2375, ADMIN_PORT, 2377],
+        (None, _) => [2376, ADMIN_PORT, 2377],
     };
     let listen: std::net::SocketAddr = match guests {
         Some(_) => {
@@ -287,8 +287,8 @@ async fn deploy_inner(
         None => (std::net::Ipv4Addr::UNSPECIFIED, port).into(),
     };
     let channel: std::net::SocketAddr = match guests {
-        Some(_) => (std::net::Ipv4Addr::LOCALHOST, crate::process::free_port()?).into(),
-        None => (std::net::Ipv4Addr::UNSPECIFIED, 2377).into(),
+        Some(_) => (std::net::Ipv4Addr::LOCALHOST, channel_port).into(),
+        None => (std::net::Ipv4Addr::UNSPECIFIED, channel_port).into(),
     };
     let doc = ApplianceConfig {
         schema: SCHEMA,
@@ -413,12 +413,8 @@ async fn deploy_inner(
             "the appliance VM is on, but reaching its Docker API needs its address from VMware Tools, which vic-machine does not read yet"
         ),
     };
-    while !tls.ping(port) {
-        if Instant::now() >= deadline {
-            return Err(crate::create::time_limit_exceeded(req.timeout));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let late = || crate::create::time_limit_exceeded(req.timeout);
+    super::answer::wait(client, &vm, deadline, || tls.ping(port), late).await?;
     waiting.done();
     crate::inspect::admin_portal(&doc.settings);
     tls.save_env(name, &format!("tcp://{host}:{port}"))?;

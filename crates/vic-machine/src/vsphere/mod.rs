@@ -7,6 +7,7 @@
 //! that would do, nothing made on the target), the deployment of the VCH (`deploy.rs`) and its
 //! removal (`remove.rs`).
 
+mod answer;
 mod bundle;
 mod configure;
 mod deploy;

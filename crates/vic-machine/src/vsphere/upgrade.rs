@@ -318,7 +318,7 @@ async fn switch(
     powering_on.done();
     let waiting = step("Waiting for the Docker API to answer");
     let left = deadline.saturating_duration_since(Instant::now());
-    super::configure::wait_listening(listen, left).await?;
+    super::configure::wait_listening(client, vm, listen, left).await?;
     waiting.done();
     Ok(())
 }
