@@ -277,6 +277,27 @@ fn networks_are_isolated_addresses_fixed_links_resolved_and_stopped_containers_c
     assert_eq!(links().trim(), "null");
     client.ok(&["inspect", "-f", "{{.Id}}", "db"]);
     client.ok(&["rm", "app"]);
+    // A link to a container that does not run fails the start, as dockerd fails it; the
+    // container stays, created.
+    client.ok(&["create", "--name", "idle-db", image, "true"]);
+    let o = client.run(&[
+        "run",
+        "--name",
+        "linker",
+        "--link",
+        "idle-db:x",
+        image,
+        "true",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("Cannot link to a non running container: /idle-db AS /linker/x"),
+        "{}",
+        stderr(&o)
+    );
+    let state = client.ok(&["inspect", "-f", "{{.State.Status}}", "linker"]);
+    assert_eq!(state.trim(), "created");
+    client.ok(&["rm", "linker", "idle-db"]);
 
     // enable_icc=false: containers on the network do not reach each other.
     server(

@@ -321,7 +321,7 @@ impl Containers {
         self.check_volumes_free(&rec)?;
         // Its links' variables, from the linked containers as they are now, before its own.
         let mut spec = rec.spec.clone();
-        let mut env = links::link_env(&rec, |id| self.get(id).ok());
+        let mut env = links::link_env(&rec, |id| self.get(id).ok())?;
         env.append(&mut spec.process.env);
         spec.process.env = env;
         let launch = Launch::of(

@@ -80,22 +80,29 @@ fn bridge_links(rec: &ContainerRecord) -> Vec<(String, String)> {
 }
 
 /// The environment `rec`'s links give it at a start, from the linked containers as `find`
-/// (by ID) has them now; a variable its own environment sets is left to it.
+/// (by ID) has them now; a variable its own environment sets is left to it. A linked
+/// container that does not run fails the start, in moby's words; one removed since is gone
+/// from the links as moby drops it.
 pub(super) fn link_env(
     rec: &ContainerRecord,
     find: impl Fn(&str) -> Option<ContainerRecord>,
-) -> Vec<String> {
+) -> Result<Vec<String>, Error> {
     let own = |k: &str| (rec.spec.process.env.iter()).any(|v| v.split('=').next() == Some(k));
     let mut env = Vec::new();
     for (id, alias) in bridge_links(rec) {
         let Some(target) = find(&id) else {
             continue;
         };
-        let ip = (target.spec.endpoints.iter()).find(|e| e.network == BRIDGE);
-        let (Some(ip), Status::Running) = (ip, target.state.status) else {
+        let name = format!("/{}/{alias}", rec.spec.name.trim_start_matches('/'));
+        if target.state.status != Status::Running {
+            return Err(Error::Start(format!(
+                "Cannot link to a non running container: /{} AS {name}",
+                target.spec.name.trim_start_matches('/')
+            )));
+        }
+        let Some(ip) = (target.spec.endpoints.iter()).find(|e| e.network == BRIDGE) else {
             continue;
         };
-        let name = format!("/{}/{alias}", rec.spec.name.trim_start_matches('/'));
         let vars = variables(
             &alias,
             &name,
@@ -108,7 +115,7 @@ pub(super) fn link_env(
                 .filter(|v| !own(v.split('=').next().unwrap_or(""))),
         );
     }
-    env
+    Ok(env)
 }
 
 /// The linked container's exposed ports, `(port, proto)`, in order.
