@@ -130,7 +130,12 @@ pub async fn start(
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
-            tracing::warn!(exec = %id, "the client left before its exec's stream was switched: the exec is not run");
+            // As dockerd, whose exec runs once started whether its client stays or not: it
+            // runs detached, its output not kept, its input closed.
+            tracing::warn!(exec = %id, "the client left before its exec's stream was switched: the exec runs detached");
+            if let Err(e) = st.containers.run_exec(claim, true).await {
+                tracing::warn!(exec = %id, "the exec did not start: {e}");
+            }
             return;
         };
         let (mut rd, mut wr) = tokio::io::split(TokioIo::new(upgraded));

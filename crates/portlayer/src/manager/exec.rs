@@ -296,17 +296,17 @@ impl Containers {
     /// once its stream is switched: a client that reads the switch's answer through a
     /// buffer (docker-py's `socket=True`) would otherwise find the first output inside it.
     pub fn claim_exec(&self, id: &str) -> Result<ExecClaim, Error> {
-        let (container_id, config) = {
-            let mut map = self.inner.execs.lock();
+        let unclaimed = |map: &HashMap<String, ExecEntry>| {
             let e = map
-                .get_mut(id)
+                .get(id)
                 .ok_or_else(|| Error::NoSuchExec(id.to_string()))?;
-            if e.info.started {
-                return Err(Error::ExecRan(id.to_string()));
+            match e.info.started {
+                true => Err(Error::ExecRan(id.to_string())),
+                false => Ok((e.info.container_id.clone(), e.info.config.clone())),
             }
-            e.info.started = true;
-            (e.info.container_id.clone(), e.info.config.clone())
         };
+        let (container_id, config) = unclaimed(&self.inner.execs.lock())?;
+        // What can refuse the start is asked first: a refused exec is not marked started.
         let rec = self.get(&container_id)?;
         let live = self
             .live(&rec.id)
@@ -315,6 +315,13 @@ impl Containers {
             .control()
             .map_err(|_| Error::NotRunning(rec.id.clone()))?;
         let process = Launch::exec(&rec.spec, &config).map_err(Error::Start)?;
+        {
+            let mut map = self.inner.execs.lock();
+            unclaimed(&map)?;
+            if let Some(e) = map.get_mut(id) {
+                e.info.started = true;
+            }
+        }
         Ok(ExecClaim {
             id: id.to_string(),
             rec,
