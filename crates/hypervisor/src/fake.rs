@@ -36,6 +36,8 @@ pub struct FakeBackend {
     failures: Mutex<HashMap<&'static str, String>>,
     /// Where `dial_udp` connects instead of the address asked (a stand-in for a container).
     udp_peer: Mutex<Option<std::net::SocketAddr>>,
+    /// While set, each `power_on` waits for a permit of it (a test's slow start).
+    power_gate: Mutex<Option<std::sync::Arc<tokio::sync::Semaphore>>>,
 }
 
 fn short(id: &str) -> &str {
@@ -51,7 +53,16 @@ impl FakeBackend {
             report_on: AtomicBool::new(false),
             failures: Mutex::default(),
             udp_peer: Mutex::default(),
+            power_gate: Mutex::default(),
         }
+    }
+
+    /// Makes each `power_on` from now on wait (after it is recorded) for a permit that the
+    /// test adds to the returned semaphore.
+    pub fn hold_power_on(&self) -> std::sync::Arc<tokio::sync::Semaphore> {
+        let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+        *self.power_gate.lock().unwrap_or_else(|e| e.into_inner()) = Some(gate.clone());
+        gate
     }
 
     /// Every call so far, in order.
@@ -219,6 +230,17 @@ impl Backend for FakeBackend {
     }
     async fn power_on(&self, id: &str) -> Result<PoweredOn, BackendError> {
         self.call("power_on", short(id))?;
+        let gate = self
+            .power_gate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(gate) = gate {
+            gate.acquire()
+                .await
+                .map_err(|_| BackendError::Failed("the test's power gate closed".into()))?
+                .forget();
+        }
         let (host, guest) = tokio::io::duplex(1 << 16);
         let (off_tx, off_rx) = oneshot::channel();
         tokio::spawn((self.guest)(guest, off_tx));

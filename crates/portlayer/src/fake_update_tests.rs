@@ -57,3 +57,45 @@ async fn a_weight_the_vm_refuses_leaves_the_record_as_it_was() {
     assert!(e.to_string().contains("no cgroup"), "{e}");
     assert_eq!(c.get("plain").unwrap().spec.cpu_shares, None);
 }
+
+#[tokio::test]
+async fn an_update_waits_for_a_start_under_way() {
+    let (_d, c, backend) = setup().await;
+    let rec = c.create(spec("slow", &["sleep"])).await.unwrap();
+    let short = rec.id[..12].to_string();
+    let gate = backend.hold_power_on();
+    let starting = tokio::spawn({
+        let c = c.clone();
+        async move { c.start("slow").await.map(|_| ()) }
+    });
+    let powering = format!("power_on {short}");
+    while !backend.calls().contains(&powering) {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let resize = Resize {
+        cpu_shares: Some(9),
+        ..Resize::default()
+    };
+    let updating = tokio::spawn({
+        let c = c.clone();
+        async move { c.update_settings("slow", resize, None).await.map(|_| ()) }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        !updating.is_finished(),
+        "the update ran while the VM was starting"
+    );
+    gate.add_permits(1);
+    starting.await.unwrap().unwrap();
+    updating.await.unwrap().unwrap();
+    let calls = backend.calls();
+    let weights: Vec<&String> = calls
+        .iter()
+        .filter(|c| c.starts_with("set_cpu_shares"))
+        .collect();
+    assert_eq!(
+        weights.last().map(|c| c.as_str()),
+        Some(format!("set_cpu_shares {short} Some(9)").as_str()),
+        "{calls:?}"
+    );
+}

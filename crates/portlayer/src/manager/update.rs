@@ -24,6 +24,12 @@ impl Containers {
         restart: Option<RestartPolicy>,
     ) -> Result<ContainerRecord, Error> {
         let rec = self.get(key)?;
+        let live = self
+            .live(&rec.id)
+            .ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        // Not while it starts: a start reads the sizes and weight it powers the VM on with.
+        let _op = live.op.lock().await;
+        let rec = self.get(&rec.id)?;
         let sizes = resize.memory_mib.is_some() || resize.cpus.is_some();
         if sizes && rec.state.status == Status::Running {
             return Err(Error::Update(format!(
