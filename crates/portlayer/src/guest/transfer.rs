@@ -105,24 +105,44 @@ struct Route {
 /// that what it says of them is not taken for a violation.
 const ABANDONED: usize = 256;
 
-/// The transfers of one running guest.
+/// The transfers of one running guest: those under way and those given up, under one lock,
+/// so that a transfer given up while the guest's word of its end is being read is found in
+/// one or the other.
 #[derive(Default)]
 pub(crate) struct Transfers {
-    map: Mutex<HashMap<u32, Route>>,
-    abandoned: Mutex<VecDeque<u32>>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    routes: HashMap<u32, Route>,
+    abandoned: VecDeque<u32>,
+}
+
+impl State {
+    fn is_abandoned(&self, session: u32) -> bool {
+        self.abandoned.contains(&session)
+    }
+
+    /// What the guest says of a transfer the host gave up: dropped, and the transfer
+    /// forgotten once the guest says it is over. `None` when `session` was not given up.
+    fn abandoned_message(&mut self, session: u32, msg: &GuestMsg) -> Option<()> {
+        let at = self.abandoned.iter().position(|s| *s == session)?;
+        let ended = match msg {
+            GuestMsg::TransferDone { .. } => true,
+            GuestMsg::Transfer { stat, .. } => stat.is_err(),
+            _ => false,
+        };
+        if ended {
+            self.abandoned.remove(at);
+        }
+        Some(())
+    }
 }
 
 impl Transfers {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Route>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn abandoned(&self) -> std::sync::MutexGuard<'_, VecDeque<u32>> {
-        self.abandoned.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn is_abandoned(&self, session: u32) -> bool {
-        self.abandoned().contains(&session)
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Registers transfer `session`, out of the guest (`out`) or into it.
@@ -131,7 +151,7 @@ impl Transfers {
         let (done_tx, done) = oneshot::channel();
         let (data_tx, data) = mpsc::channel(DATA_FRAMES);
         let credit = Arc::new(Semaphore::new(0));
-        self.lock().insert(
+        self.lock().routes.insert(
             session,
             Route {
                 out,
@@ -152,24 +172,25 @@ impl Transfers {
 
     /// Whether `session` is a transfer's.
     pub(crate) fn owns(&self, session: u32) -> bool {
-        self.lock().contains_key(&session) || self.is_abandoned(session)
+        let state = self.lock();
+        state.routes.contains_key(&session) || state.is_abandoned(session)
     }
 
     /// Gives transfer `session` up (its client went, or its start could not be sent): what
     /// the guest still says of it is dropped until it says the transfer is over.
     pub(crate) fn close(&self, session: u32) {
-        if self.lock().remove(&session).is_some() {
-            let mut gone = self.abandoned();
-            if gone.len() >= ABANDONED {
-                gone.pop_front();
+        let mut state = self.lock();
+        if state.routes.remove(&session).is_some() {
+            if state.abandoned.len() >= ABANDONED {
+                state.abandoned.pop_front();
             }
-            gone.push_back(session);
+            state.abandoned.push_back(session);
         }
     }
 
     /// The host granted `bytes` more to transfer `session`.
     pub(crate) fn granted(&self, session: u32, bytes: u64) {
-        if let Some(r) = self.lock().get_mut(&session) {
+        if let Some(r) = self.lock().routes.get_mut(&session) {
             r.allowed = r.allowed.saturating_add(bytes);
         }
     }
@@ -177,11 +198,11 @@ impl Transfers {
     /// Takes data the guest sent for `session`: `Ok(false)` when it is no transfer's (an
     /// exec's, then), an error when the protocol does not allow it.
     pub(crate) fn data(&self, session: u32, payload: Vec<u8>) -> Result<bool, String> {
-        if self.is_abandoned(session) {
+        let mut state = self.lock();
+        if state.is_abandoned(session) {
             return Ok(true);
         }
-        let mut map = self.lock();
-        let Some(r) = map.get_mut(&session) else {
+        let Some(r) = state.routes.get_mut(&session) else {
             return Ok(false);
         };
         if !r.out || r.stat.is_some() {
@@ -221,21 +242,11 @@ impl Transfers {
             | GuestMsg::TransferDone { session, .. } => *session,
             _ => return Err("not a transfer message".into()),
         };
-        {
-            let mut gone = self.abandoned();
-            if let Some(at) = gone.iter().position(|s| *s == session) {
-                let ended = match &msg {
-                    GuestMsg::TransferDone { .. } => true,
-                    GuestMsg::Transfer { stat, .. } => stat.is_err(),
-                    _ => false,
-                };
-                if ended {
-                    gone.remove(at);
-                }
-                return Ok(());
-            }
+        let mut state = self.lock();
+        if state.abandoned_message(session, &msg).is_some() {
+            return Ok(());
         }
-        let mut map = self.lock();
+        let map = &mut state.routes;
         match msg {
             GuestMsg::Transfer {
                 session,
@@ -287,7 +298,7 @@ impl Transfers {
 
     /// The VM is gone: every transfer ends unfinished.
     pub(crate) fn close_all(&self) {
-        self.lock().clear();
+        self.lock().routes.clear();
     }
 }
 
@@ -355,6 +366,34 @@ mod tests {
         t.message(done.clone()).unwrap();
         assert!(!t.owns(8), "forgotten once over");
         assert!(t.message(done).is_err(), "but only once");
+    }
+
+    #[test]
+    fn a_copy_given_up_while_its_end_is_read_is_no_violation() {
+        // The client leaves (the copy is given up) just as the guest's TransferDone and
+        // late data are read: whichever comes first, neither is taken for a violation.
+        let t = Arc::new(Transfers::default());
+        for session in 0..10_000 {
+            let _b = t.open(session, true);
+            t.message(began(session)).unwrap();
+            let barrier = Arc::new(std::sync::Barrier::new(2));
+            let closer = std::thread::spawn({
+                let (t, barrier) = (t.clone(), barrier.clone());
+                move || {
+                    barrier.wait();
+                    t.close(session);
+                }
+            });
+            barrier.wait();
+            let data = t.data(session, vec![1]);
+            let done = t.message(GuestMsg::TransferDone {
+                session,
+                error: None,
+            });
+            closer.join().unwrap();
+            assert!(data.is_ok(), "session {session}: {data:?}");
+            assert_eq!(done, Ok(()), "session {session}");
+        }
     }
 
     #[test]
