@@ -3,7 +3,7 @@
 //! network connected or disconnected while the container runs), which the guest answers and
 //! the host waits for, bounded in number and in time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -94,9 +94,19 @@ impl From<tether_proto::ProcessInfo> for GuestProcess {
 /// The questions a session's guest has yet to answer, and the protocol version it speaks.
 #[derive(Debug, Default)]
 pub(crate) struct Asked {
-    pending: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
+    pending: Mutex<Pending>,
     next: AtomicU64,
     version: AtomicU32,
+}
+
+/// Questions given up on whose late answers are dropped, not taken for violations.
+const GIVEN_UP: usize = 64;
+
+#[derive(Debug, Default)]
+struct Pending {
+    waiting: HashMap<u64, oneshot::Sender<Answer>>,
+    /// Asked, and no longer waited for (they took longer than [`ANSWER_TIMEOUT`]).
+    given_up: VecDeque<u64>,
 }
 
 impl Asked {
@@ -107,18 +117,47 @@ impl Asked {
 
     /// Hands the guest's answer to question `seq` to whoever asked; false when nobody did
     /// (a guest answering what it was not asked breaks the protocol).
+    /// The answer to a question given up on is dropped, once.
     pub(crate) fn answer(&self, seq: u64, answer: Answer) -> bool {
-        let waiting = self.lock().remove(&seq);
-        match waiting {
-            Some(tx) => {
-                let _ = tx.send(answer);
-                true
-            }
+        let mut p = self.lock();
+        if let Some(tx) = p.waiting.remove(&seq) {
+            let _ = tx.send(answer);
+            return true;
+        }
+        match p.given_up.iter().position(|s| *s == seq) {
+            Some(at) => p.given_up.remove(at).is_some(),
             None => false,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Answer>>> {
+    /// Waits for the answer to question `seq`; `None` when [`MAX_ASKED`] are waited for.
+    fn wait_for(&self, seq: u64) -> Option<oneshot::Receiver<Answer>> {
+        let mut p = self.lock();
+        if p.waiting.len() >= MAX_ASKED {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        p.waiting.insert(seq, tx);
+        Some(rx)
+    }
+
+    /// Question `seq` never reached the guest: nothing is to come of it.
+    fn forget(&self, seq: u64) {
+        self.lock().waiting.remove(&seq);
+    }
+
+    /// Question `seq` is no longer waited for: its answer, when it comes, is dropped.
+    fn give_up(&self, seq: u64) {
+        let mut p = self.lock();
+        if p.waiting.remove(&seq).is_some() {
+            if p.given_up.len() >= GIVEN_UP {
+                p.given_up.pop_front();
+            }
+            p.given_up.push_back(seq);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -316,28 +355,60 @@ impl GuestControl {
     /// (at most [`ANSWER_TIMEOUT`]; at most [`MAX_ASKED`] questions wait at once).
     pub(super) async fn ask(&self, msg: impl FnOnce(u64) -> HostMsg) -> Result<Answer, String> {
         let seq = self.asked.next.fetch_add(1, Ordering::SeqCst);
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut pending = self.asked.lock();
-            if pending.len() >= MAX_ASKED {
-                return Err("too many questions to the guest under way in this container".into());
-            }
-            pending.insert(seq, tx);
-        }
+        let Some(rx) = self.asked.wait_for(seq) else {
+            return Err("too many questions to the guest under way in this container".into());
+        };
         if let Err(e) = self.send(&msg(seq)) {
-            self.asked.lock().remove(&seq);
+            self.asked.forget(seq);
             return Err(format!("the guest cannot be told: {e:?}"));
         }
         match tokio::time::timeout(ANSWER_TIMEOUT, rx).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(_)) => Err("the container stopped before its guest answered".into()),
             Err(_) => {
-                self.asked.lock().remove(&seq);
+                // A guest that answers late (a busy VM) is slow, not broken.
+                self.asked.give_up(seq);
                 Err(format!(
                     "the guest did not answer within {} s",
                     ANSWER_TIMEOUT.as_secs()
                 ))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_answer_to_a_question_given_up_is_dropped_once() {
+        let asked = Asked::default();
+        let mut rx = asked.wait_for(1).unwrap();
+        assert!(asked.answer(1, Answer::Interface(None)));
+        assert!(matches!(rx.try_recv(), Ok(Answer::Interface(None))));
+        assert!(!asked.answer(1, Answer::Interface(None)), "answered twice");
+
+        let _late = asked.wait_for(2).unwrap();
+        asked.give_up(2);
+        assert!(asked.answer(2, Answer::Interface(None)), "a late answer");
+        assert!(!asked.answer(2, Answer::Interface(None)), "but only one");
+        assert!(!asked.answer(3, Answer::Interface(None)), "never asked");
+
+        let _unsent = asked.wait_for(4).unwrap();
+        asked.forget(4);
+        assert!(!asked.answer(4, Answer::Interface(None)), "never sent");
+    }
+
+    #[test]
+    fn at_most_max_asked_wait_and_a_question_given_up_frees_its_place() {
+        let asked = Asked::default();
+        let waiting: Vec<_> = (0..MAX_ASKED as u64)
+            .map(|seq| asked.wait_for(seq).unwrap())
+            .collect();
+        assert!(asked.wait_for(99).is_none());
+        asked.give_up(0);
+        assert!(asked.wait_for(99).is_some());
+        drop(waiting);
     }
 }
