@@ -383,11 +383,9 @@ impl VsphereBackend {
     pub(crate) async fn reweigh(&self, id: &str, shares: Option<u32>) -> Result<(), BackendError> {
         let vm = self.known(id).await?;
         let client = &self.cfg.client;
-        let (_, cpus) =
-            (client.size(&vm.moref).await).map_err(vsphere_err("reading the VM's size"))?;
-        let want = shares.map(|s| custom_shares(s, cpus));
-        let now = (client.cpu_shares(&vm.moref).await)
+        let (cpus, now) = (client.cpus_and_shares(&vm.moref).await)
             .map_err(vsphere_err("reading the VM's CPU shares"))?;
+        let want = shares.map(|s| custom_shares(s, cpus));
         if now == want {
             return Ok(());
         }

@@ -151,17 +151,24 @@ impl Client {
         self.run_task(&req, timeout).await.map(|_| ())
     }
 
-    /// The VM's custom CPU shares; none when its level is another (`normal` and the like).
-    pub async fn cpu_shares(&self, vm: &MoRef) -> Result<Option<u32>, Error> {
-        let level = "config.cpuAllocation.shares.level";
+    /// The VM's vCPUs and its custom CPU shares (`None` when its level is another, `normal`
+    /// and the like), in one read: what a change of its weight is measured against.
+    pub async fn cpus_and_shares(&self, vm: &MoRef) -> Result<(u32, Option<u32>), Error> {
+        let (cpus, level) = (
+            "config.hardware.numCPU",
+            "config.cpuAllocation.shares.level",
+        );
         let count = "config.cpuAllocation.shares.shares";
-        let props = self.properties(vm, &[level, count]).await?;
-        if props.text(level) != Some("custom") {
-            return Ok(None);
-        }
-        let n = props.text(count).and_then(|t| t.parse::<u32>().ok());
-        n.map(Some)
-            .ok_or_else(|| Error::Protocol(format!("the VM has no {count}")))
+        let props = self.properties(vm, &[cpus, level, count]).await?;
+        let number = |path: &str| {
+            (props.text(path).and_then(|t| t.parse::<u32>().ok()))
+                .ok_or_else(|| Error::Protocol(format!("the VM has no {path}")))
+        };
+        let shares = match props.text(level) {
+            Some("custom") => Some(number(count)?),
+            _ => None,
+        };
+        Ok((number(cpus)?, shares))
     }
 
     /// Sets the VM's CPU shares (custom), or gives it the `normal` level; a running VM takes

@@ -170,11 +170,11 @@ async fn a_vm_is_created_configured_powered_and_destroyed() {
         "config.cpuAllocation.shares.shares",
     ]);
     assert_eq!(shares.trim(), "3000");
-    assert_eq!(c.cpu_shares(&vm).await.unwrap(), Some(3000));
+    assert_eq!(c.cpus_and_shares(&vm).await.unwrap().1, Some(3000));
     c.set_cpu_shares(&vm, Some(500), T).await.unwrap();
-    assert_eq!(c.cpu_shares(&vm).await.unwrap(), Some(500));
+    assert_eq!(c.cpus_and_shares(&vm).await.unwrap().1, Some(500));
     c.set_cpu_shares(&vm, None, T).await.unwrap();
-    assert_eq!(c.cpu_shares(&vm).await.unwrap(), None);
+    assert_eq!(c.cpus_and_shares(&vm).await.unwrap().1, None);
     // extraConfig as govc reads it, then changed and read back by both.
     let extra = |sim: &Vcsim| -> Vec<(String, String)> {
         let v = sim.govc_json(&["object.collect", "-json", &arg, "config.extraConfig"]);
