@@ -126,7 +126,11 @@ impl Browser {
             "acceptInsecureCerts": true,
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
+                // Any certificate is taken from Chromium's start too, so that a first
+                // navigation does not depend on when chromedriver applies
+                // acceptInsecureCerts to the page.
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--ignore-certificate-errors",
                          "--no-first-run", "--window-size=1280,900",
                          format!("--user-data-dir={}", profile.path().join("user").display())],
                 "prefs": {"download.default_directory": downloads.display().to_string(),
@@ -200,16 +204,18 @@ impl Browser {
         while !self.url().ends_with(suffix) {
             assert!(
                 Instant::now() < deadline,
-                "at {}, not …{suffix}, after 30 s",
-                self.url()
+                "at {}, not …{suffix}, after 30 s; the page:\n{}",
+                self.url(),
+                self.source()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
+    /// The element `css` selects, waited for as [`Browser::wait_for`] waits (chromedriver
+    /// may answer a navigation before the page it leads to is loaded).
     pub fn find(&self, css: &str) -> String {
-        self.try_find(css)
-            .unwrap_or_else(|| panic!("no element {css} on {}", self.url()))
+        self.wait_for(css)
     }
 
     pub fn type_in(&self, css: &str, text: &str) {
