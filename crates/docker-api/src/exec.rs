@@ -138,6 +138,7 @@ pub async fn start(
             }
             return;
         };
+        let switched = tokio::time::Instant::now();
         let (mut rd, mut wr) = tokio::io::split(TokioIo::new(upgraded));
         let streams = match st.containers.run_exec(claim, false).await {
             Ok(s) => s,
@@ -212,6 +213,8 @@ pub async fn start(
                     None
                 };
             }
+            // The first output waits until the switch is SETTLE old (see there).
+            tokio::time::sleep_until(switched + SETTLE).await;
             if !buf.is_empty() && wr.write_all(&buf.split()).await.is_err() {
                 break;
             }
@@ -224,6 +227,13 @@ pub async fn start(
     });
     switching(tty)
 }
+
+/// How long after the switch to a raw stream an exec's first output is held. docker-py
+/// reads the switch's answer through a buffer and then reads the bare socket, so output that
+/// arrives with the answer is lost to it; on a busy machine the guest's first output could
+/// (5 of 60 `echo` execs under two CPU hogs). dockerd's own exec takes tens of milliseconds
+/// to start after its answer; this gap is of that order, and only output waits for it.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(30);
 
 /// The detach sequence of an exec (`DetachKeys` at create; Docker's default when none).
 fn keys(given: &str) -> ApiResult<Vec<u8>> {
