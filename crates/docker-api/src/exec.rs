@@ -230,9 +230,10 @@ pub async fn start(
 
 /// How long after the switch to a raw stream an exec's first output is held. docker-py
 /// reads the switch's answer through a buffer and then reads the bare socket, so output that
-/// arrives with the answer is lost to it; on a busy machine the guest's first output could
-/// (5 of 60 `echo` execs under two CPU hogs). dockerd's own exec takes tens of milliseconds
-/// to start after its answer; this gap is of that order, and only output waits for it.
+/// arrives with the answer is lost to it; on a busy machine the guest's first output did
+/// arrive with it (5 of 60 `echo` execs under two CPU hogs). dockerd's own exec takes tens
+/// of milliseconds to start after its answer; this gap is of that order, and only output
+/// waits for it.
 const SETTLE: std::time::Duration = std::time::Duration::from_millis(30);
 
 /// The detach sequence of an exec (`DetachKeys` at create; Docker's default when none).
