@@ -138,7 +138,8 @@ pub async fn start(
             }
             return;
         };
-        let switched = tokio::time::Instant::now();
+        // Until the first output is written: when it may be (see SETTLE).
+        let mut settled = Some(tokio::time::Instant::now() + SETTLE);
         let (mut rd, mut wr) = tokio::io::split(TokioIo::new(upgraded));
         let streams = match st.containers.run_exec(claim, false).await {
             Ok(s) => s,
@@ -213,8 +214,9 @@ pub async fn start(
                     None
                 };
             }
-            // The first output waits until the switch is SETTLE old (see there).
-            tokio::time::sleep_until(switched + SETTLE).await;
+            if let Some(at) = settled.take() {
+                tokio::time::sleep_until(at).await;
+            }
             if !buf.is_empty() && wr.write_all(&buf.split()).await.is_err() {
                 break;
             }
